@@ -1,0 +1,89 @@
+/**
+ * The narrow request/output API between front ends (library API, HTTP server, CLI) and the engine core,
+ * as in vLLM v1: front ends never reach into scheduler state.
+ */
+
+/** User-facing sampling parameters (vLLM's SamplingParams, camelCase). Validated by sampling-params.ts. */
+export interface SamplingParams {
+  /** Number of completions (the server fans out n requests; the engine itself runs one sequence each). */
+  n?: number;
+  temperature?: number; // default 1; 0 = greedy
+  topP?: number; // default 1
+  topK?: number; // default 0 / -1 = off
+  minP?: number; // default 0
+  repetitionPenalty?: number; // default 1
+  presencePenalty?: number; // default 0
+  frequencyPenalty?: number; // default 0
+  /** token id -> additive bias, clamped to [-100, 100] like OpenAI. */
+  logitBias?: Record<number, number>;
+  seed?: number;
+  maxTokens?: number; // default: until max-model-len
+  minTokens?: number; // default 0
+  stop?: string[];
+  stopTokenIds?: number[];
+  includeStopStrInOutput?: boolean;
+  ignoreEos?: boolean;
+  /** Top-N logprobs per generated token (0 = only the chosen token's). */
+  logprobs?: number;
+  /** Logprobs of the prompt tokens (top-N as for logprobs). */
+  promptLogprobs?: number;
+  skipSpecialTokens?: boolean; // default true
+}
+
+export type FinishReason = "stop" | "length" | "abort" | "error";
+
+/** One entry of a logprobs list: the chosen token and its alternatives. */
+export interface TokenLogprob {
+  tokenId: number;
+  logprob: number;
+  top: { tokenId: number; logprob: number }[];
+}
+
+/** Sent to the front end after every step that touched the request (streaming deltas). */
+export interface RequestOutput {
+  requestId: string;
+  /** Text added by this step (UTF-8 safe, stop strings already cut). */
+  textDelta: string;
+  /** Token ids added by this step. */
+  tokenIdsDelta: number[];
+  logprobsDelta: TokenLogprob[];
+  finished: boolean;
+  finishReason: FinishReason | null;
+  /** The stop string or stop token id that ended it, when finishReason = "stop". */
+  stopReason: string | number | null;
+  promptTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache. */
+  cachedTokens: number;
+  completionTokens: number;
+  /** Set with finishReason "error": what went wrong. */
+  error?: string;
+}
+
+export interface EngineRequest {
+  requestId?: string;
+  promptTokenIds: number[];
+  params: SamplingParams;
+  signal?: AbortSignal;
+}
+
+export interface EngineStats {
+  running: number;
+  waiting: number;
+  /** Fraction of KV blocks in use, 0..1. */
+  kvCacheUsage: number;
+  numBlocks: number;
+  freeBlocks: number;
+}
+
+/**
+ * What front ends hold: the engine core behind a request/output API. Implemented by engine/engine.ts.
+ */
+export interface EngineClient {
+  /** Queues a request and yields its outputs as steps produce them; the last one has finished = true. */
+  generate(req: EngineRequest): AsyncIterable<RequestOutput>;
+  /** Aborts a queued or running request (its blocks go back to the pool); unknown ids are ignored. */
+  abort(requestId: string): void;
+  stats(): EngineStats;
+  /** Stops taking requests; lets running ones finish for graceMs, then aborts the rest. */
+  shutdown(opts?: { graceMs?: number }): Promise<void>;
+}
