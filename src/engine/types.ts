@@ -57,6 +57,11 @@ export interface RequestOutput {
   completionTokens: number;
   /** Set with finishReason "error": what went wrong. */
   error?: string;
+  /**
+   * Only on the first output of a request that asked for promptLogprobs: one entry per prompt token, null
+   * for the first token (nothing predicts it) and where the engine could not compute one.
+   */
+  promptLogprobs?: (TokenLogprob | null)[];
 }
 
 export interface EngineRequest {
@@ -73,6 +78,8 @@ export interface EngineStats {
   kvCacheUsage: number;
   numBlocks: number;
   freeBlocks: number;
+  /** Sequences preempted (blocks freed, recomputed later) since the engine started. */
+  numPreemptions?: number;
 }
 
 /**

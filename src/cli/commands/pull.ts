@@ -1,8 +1,16 @@
 import type { Command } from "commander";
+import { pullHubModel } from "../../hub/resolve.js";
 
-/** PLACEHOLDER: replaced by the owner of `awq pull`. */
+/** `awq pull ID`: downloads a hub model into the Hugging Face cache and prints its snapshot folder. */
 export function registerPull(program: Command): void {
-  program.command("pull").description("(not yet implemented)").action(() => {
-    throw new Error("awq pull is not implemented yet");
-  });
+  program
+    .command("pull")
+    .description("download a model from the Hugging Face hub into its cache (HF_HUB_CACHE / HF_HOME)")
+    .argument("<id>", "hub model id: org/name or org/name@revision")
+    .option("--revision <rev>", "branch, tag or commit (default: main, or the @revision in the id)")
+    .option("--quiet", "no progress bars")
+    .action(async (id: string, options: { revision?: string; quiet?: boolean }) => {
+      const snapshotDir = await pullHubModel(id, { revision: options.revision, quiet: options.quiet });
+      process.stdout.write(`${snapshotDir}\n`);
+    });
 }

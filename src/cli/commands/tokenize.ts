@@ -1,8 +1,51 @@
+/** `awq tokenize`: prints the token ids of a text (or of one chat turn) as a JSON array. */
 import type { Command } from "commander";
+import { resolveModelPath } from "../../hub/resolve.js";
+import { ChatFormatter, type ChatMessage } from "../../tokenizer/chat-template.js";
+import { Tokenizer } from "../../tokenizer/tokenizer.js";
 
-/** PLACEHOLDER: replaced by the owner of `awq tokenize`. */
+interface TokenizeFlags {
+  model: string;
+  revision?: string;
+  chat?: boolean;
+  template?: string;
+  system?: string;
+  bos: boolean;
+  tokens?: boolean;
+}
+
 export function registerTokenize(program: Command): void {
-  program.command("tokenize").description("(not yet implemented)").action(() => {
-    throw new Error("awq tokenize is not implemented yet");
-  });
+  program
+    .command("tokenize")
+    .description("print the token ids of TEXT as a JSON array (special tokens in TEXT stay whole)")
+    .argument("<text>", "the text, or with --chat the user's message")
+    .requiredOption("--model <dir>", "model folder (or hub id) holding tokenizer.json")
+    .option("--revision <rev>", "hub branch, tag or commit")
+    .option("--chat", "format TEXT as one user message in the model's chat format")
+    .option("--template <name|file>", "chat format for --chat: openchat, openchat-gpt4, or a Jinja file")
+    .option("--system <text>", "system prompt for --chat")
+    .option("--no-bos", "do not put a BOS token first (without --chat)")
+    .option("--tokens", "print the token strings beside the ids, one per line")
+    .action(async (text: string, flags: TokenizeFlags) => {
+      const dir = await resolveModelPath(flags.model, { revision: flags.revision });
+      const tokenizer = await Tokenizer.load(dir);
+      if (!flags.chat && (flags.template !== undefined || flags.system !== undefined)) {
+        throw new Error("--template and --system only apply with --chat");
+      }
+      let ids: number[];
+      if (flags.chat) {
+        const formatter = await ChatFormatter.create(tokenizer, { template: flags.template });
+        const messages: ChatMessage[] = [];
+        if (flags.system !== undefined) messages.push({ role: "system", content: flags.system });
+        messages.push({ role: "user", content: text });
+        ids = formatter.apply(messages).tokenIds;
+      } else {
+        ids = tokenizer.encode(text, { addBos: flags.bos ? undefined : false });
+      }
+      if (flags.tokens) {
+        for (const id of ids) process.stdout.write(`${id}\t${JSON.stringify(tokenizer.idToToken(id))}\n`);
+      } else {
+        process.stdout.write(`[${ids.join(", ")}]\n`);
+      }
+    });
 }

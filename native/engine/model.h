@@ -1,0 +1,64 @@
+// The model as the engine holds it on the GPU: hyper-parameters and per-layer device weights.
+#pragma once
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "device_buffer.h"
+#include "ops.h"
+
+namespace awq {
+
+struct ModelDims {
+  int hidden = 0;
+  int intermediate = 0;
+  int numLayers = 0;
+  int numHeads = 0;
+  int numKvHeads = 0;
+  int headDim = 0;
+  int vocab = 0;
+  float rmsEps = 1e-5f;
+  RopeParams rope{10000.f, 0, 1.f, 4096};
+  bool tiedEmbeddings = false;
+  /** AWQ group size (0 = not quantized). */
+  int groupSize = 0;
+
+  int qkvWidth() const { return (numHeads + 2 * numKvHeads) * headDim; }
+};
+
+/** y = x W for one (possibly fused) projection; AWQ-packed or dense fp16 (out, in). */
+struct LinearWeight {
+  int in = 0;
+  int out = 0;
+  int group = 0;  // AWQ group size; 0 = dense fp16
+  DeviceBuffer data;  // AWQ: awq_repack layout; dense: fp16 (out, in)
+  bool awq() const { return group > 0; }
+  bool loaded() const { return !data.empty(); }
+};
+
+struct LayerWeights {
+  DeviceBuffer inputNorm;  // (hidden) fp16
+  DeviceBuffer postNorm;   // (hidden) fp16
+  LinearWeight qkv;        // in hidden, out (numHeads + 2 numKvHeads) headDim: q | k | v
+  LinearWeight o;          // in numHeads headDim, out hidden
+  LinearWeight gateUp;     // in hidden, out 2 intermediate: gate | up
+  LinearWeight down;       // in intermediate, out hidden
+};
+
+struct ModelWeights {
+  DeviceBuffer embed;      // (vocab, hidden) fp16
+  DeviceBuffer finalNorm;  // (hidden) fp16
+  LinearWeight lmHead;     // dense (vocab, hidden) fp16; empty when tied (embed is used)
+  std::vector<LayerWeights> layers;
+};
+
+/** Which tensor of the model an upload fills. */
+enum class WeightSlot { Embed, FinalNorm, LmHead, InputNorm, PostNorm, Qkv, O, GateUp, Down };
+
+/** Parses "embed", "finalNorm", "lmHead", "inputNorm", "postNorm", "qkv", "o", "gateUp", "down". */
+WeightSlot parseWeightSlot(const std::string& name);
+const char* weightSlotName(WeightSlot slot);
+
+}  // namespace awq

@@ -1,0 +1,57 @@
+// The engine's own element-wise and normalization kernels (the matmuls and attention are in kernels/).
+// Activations are fp16; the residual stream is kept in fp32 so that 40 layers of adds lose nothing.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace awq {
+
+/** residual[t][:] = float(embed[tokenIds[t]][:]).  embed (vocab, hidden) fp16; residual (numTokens, hidden) fp32. */
+void launchEmbedding(const int32_t* tokenIds, const half* embed, float* residual, int numTokens, int hidden,
+                     cudaStream_t stream);
+
+/**
+ * Fused residual add + RMSNorm over rows: for output row r, source row s = rowIndex ? rowIndex[r] : r;
+ * x = residual[s] + (delta ? delta[s] : 0); residual[s] = x when writeResidual;
+ * out[r] = fp16(x * rsqrt(mean(x^2) + eps) * weight).
+ * residual (rows, hidden) fp32; delta (rows, hidden) fp16; weight (hidden) fp16; out (numOut, hidden) fp16.
+ */
+void launchAddRmsNorm(float* residual, const half* delta, const half* weight, half* out, const int32_t* rowIndex,
+                      int numOut, int hidden, float eps, bool writeResidual, cudaStream_t stream);
+
+/** RoPE variant: the CPU backend's (HF Llama) rules, with positions scaled (linear) or the base grown (dynamic NTK). */
+struct RopeParams {
+  float theta;
+  int scaling;  // 0 = none, 1 = linear, 2 = dynamic NTK
+  float factor;
+  int originalMaxPositions;
+};
+
+/**
+ * Rotates q and k of each token (rotate-half pairs (i, i + headDim/2)) and writes k, v into the paged cache.
+ * qkv (numTokens, (numHeads + 2 numKvHeads) headDim) fp16: q heads, then k heads, then v heads.
+ * qOut (numTokens, numHeads, headDim) fp16. kCache/vCache (numBlocks, blockSize, numKvHeads, headDim) fp16,
+ * slot = block * blockSize + offset; tokens with slot < 0 write nothing to the cache.
+ * tokenSeqLen (numTokens): for dynamic NTK, the length of the token's sequence after this step.
+ */
+void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
+                       const int32_t* tokenSeqLen, half* qOut, half* kCache, half* vCache, int numTokens, int numHeads,
+                       int numKvHeads, int headDim, const RopeParams& rope, cudaStream_t stream);
+
+/** act[t][i] = fp16(silu(gateUp[t][i]) * gateUp[t][inter + i]).  gateUp (numTokens, 2 inter); act (numTokens, inter). */
+void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cudaStream_t stream);
+
+/** Converts n values of bf16 (Uint16 bits) or f32 to fp16 on the device. */
+void launchBf16ToHalf(const uint16_t* in, half* out, size_t n, cudaStream_t stream);
+void launchF32ToHalf(const float* in, half* out, size_t n, cudaStream_t stream);
+/** fp16 -> fp32 (logits). */
+void launchHalfToFloat(const half* in, float* out, size_t n, cudaStream_t stream);
+
+/** Synthetic weights: counter-hashed random bits (int32 words) and uniform fp16 values in [lo, hi). */
+void launchRandomWords(uint32_t* out, size_t n, uint32_t seed, cudaStream_t stream);
+void launchRandomHalf(half* out, size_t n, uint32_t seed, float lo, float hi, cudaStream_t stream);
+void launchFillHalf(half* out, size_t n, float value, cudaStream_t stream);
+
+}  // namespace awq

@@ -1,0 +1,51 @@
+// GPU sampling with the reference sampler's semantics and order (src/backend/sampler.ts): raw logprobs, logit
+// bias, repetition / presence / frequency penalties, greedy, temperature, min-p, top-k, top-p, and an inverse-CDF
+// draw in token-id order with the counter-based RNG of src/backend/rng.ts (ported bit-exactly).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace awq {
+
+/** Device pointers of one step's sampling inputs; per-row arrays have numRows entries (row = sampled sequence). */
+struct SamplerArgs {
+  const float* rawLogits;  // (numRows, vocab) fp32, untouched
+  float* work;             // (numRows, vocab) fp32 scratch: the processed logits
+  int32_t* counts;         // (numRows, vocab) int32, all zero before and after the call
+  int numRows;
+  int vocab;
+  const float* temperature;        // (numRows)
+  const float* topP;               // (numRows)
+  const int32_t* topK;             // (numRows)
+  const float* minP;               // (numRows)
+  const float* repetitionPenalty;  // (numRows)
+  const float* presencePenalty;    // (numRows)
+  const float* frequencyPenalty;   // (numRows)
+  const uint32_t* seed;            // (numRows)
+  const int32_t* outputIndex;      // (numRows)
+  const int32_t* logprobs;         // (numRows) -1 none, 0 chosen only, N chosen + top N
+  const int32_t* promptStarts;     // (numRows + 1)
+  const int32_t* promptTokens;
+  const int32_t* outputStarts;     // (numRows + 1)
+  const int32_t* outputTokens;
+  const int32_t* biasStarts;       // (numRows + 1)
+  const int32_t* biasTokens;
+  const float* biasValues;
+  int maxTop;                      // capacity of the top-N outputs per row
+  int32_t* outToken;               // (numRows)
+  float* outLogprob;               // (numRows) NaN where not requested
+  int32_t* outTopIds;              // (numRows, maxTop)
+  float* outTopLogprobs;           // (numRows, maxTop)
+};
+
+void launchSampler(const SamplerArgs& args, cudaStream_t stream);
+
+/**
+ * out[r] = log_softmax(logits[r])[targets[r]] (fp32 logits, lse in double), NaN where targets[r] < 0.
+ * logits (numRows, vocab); targets (numRows); out (numRows).
+ */
+void launchTokenLogprobs(const float* logits, const int32_t* targets, float* out, int numRows, int vocab,
+                         cudaStream_t stream);
+
+}  // namespace awq

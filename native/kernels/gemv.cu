@@ -1,0 +1,259 @@
+// Decode-path linears (m <= 32): stream the weights once at full bandwidth. "Swap AB": the weight
+// tile W^T (16 outputs x 16 k) is the mma A operand and x^T (16 k x 8 tokens) the B operand, so
+// m <= 8 tokens fill one n8 mma tile. Each warp covers 16*NPW outputs over a slice of K; the warps
+// of a block split K and reduce through shared memory (no workspace, no second kernel).
+//
+// k order: inside every 64-k chunk, mma k-index (tile j, 2t+h) maps to k = 16t + 4j + h and
+// (2t+8+h) to 16t + 4j + 2 + h, so one lane's x (and dense W) values are 16 contiguous halves.
+#include "common.cuh"
+#include "internal.h"
+#include "kernels.h"
+
+namespace awqk {
+namespace {
+
+using detail::mma16816;
+
+__device__ __forceinline__ uint32_t word_of(const uint4* v, int w) {
+  const uint4 q = v[w >> 2];
+  switch (w & 3) {
+    case 0: return q.x;
+    case 1: return q.y;
+    case 2: return q.z;
+    default: return q.w;
+  }
+}
+
+// Writes the block-reduced accumulators: red holds [warps][R][32] floats, R = tiles*MT*4.
+template <int NT, int MT>
+__device__ __forceinline__ void reduce_store(float* red, const float (&acc)[NT][MT][4], int tile0,
+                                             int m, int out, __half* __restrict__ y) {
+  constexpr int R = NT * MT * 4;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+#pragma unroll
+  for (int p = 0; p < NT; ++p)
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) red[(warp * R + (p * MT + mt) * 4 + r) * 32 + lane] = acc[p][mt][r];
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
+    float s = 0.f;
+    for (int w = 0; w < nw; ++w) s += red[w * R * 32 + idx];
+    const int l = idx & 31, e = idx >> 5;
+    const int r = e & 3, pm = e >> 2;
+    const int mt = pm % MT, p = pm / MT;
+    const int n = 16 * (tile0 + p) + (l >> 2) + 8 * (r >> 1);
+    const int token = 8 * mt + 2 * (l & 3) + (r & 1);
+    if (n < out && token < m) y[(size_t)token * out + n] = __float2half(s);
+  }
+}
+
+// Loads one lane's x values of a 64-k chunk for each token tile: 16 halves at 16t.
+template <int MT>
+__device__ __forceinline__ void load_x(const __half* const (&xrow)[MT], const bool (&xok)[MT], int c,
+                                       bool ok, uint4 (&xv)[MT][2]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    if (ok && xok[mt]) {
+      const uint4* px = reinterpret_cast<const uint4*>(xrow[mt] + 64 * c);
+      xv[mt][0] = __ldg(px);
+      xv[mt][1] = __ldg(px + 1);
+    } else {
+      xv[mt][0] = make_uint4(0, 0, 0, 0);
+      xv[mt][1] = make_uint4(0, 0, 0, 0);
+    }
+  }
+}
+
+template <int MT, int NPW, int U>
+__global__ void __launch_bounds__(512) awq_gemv_kernel(const __half* __restrict__ x, int m,
+                                                      const uint4* __restrict__ wq,
+                                                      const uint2* __restrict__ zs, int in, int out,
+                                                      int chunksPerGroup, int nTiles,
+                                                      int chunksPerWarp, __half* __restrict__ y) {
+  extern __shared__ float red[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int kChunks = in >> 6;
+  const int tile0 = blockIdx.x * NPW;
+  const int cBegin = warp * chunksPerWarp;
+  const int cEnd = min(cBegin + chunksPerWarp, kChunks);
+  float acc[NPW][MT][4] = {};
+  const __half* xrow[MT];
+  bool xok[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int token = mt * 8 + g;
+    xok[mt] = token < m;
+    xrow[mt] = x + (size_t)(xok[mt] ? token : 0) * in + 16 * t;
+  }
+  for (int c0 = cBegin; c0 < cEnd; c0 += U) {
+    uint4 wv[U][NPW];
+    uint2 zv[U][NPW];
+    uint4 xv[U][MT][2];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = c0 + u;
+      const bool ok = c < cEnd;
+#pragma unroll
+      for (int p = 0; p < NPW; ++p) {
+        const int tile = tile0 + p;
+        if (ok && tile < nTiles) {
+          wv[u][p] = detail::ld_stream16(wq + ((size_t)tile * kChunks + c) * 32 + lane);
+          zv[u][p] = __ldg(zs + ((size_t)(c / chunksPerGroup) * nTiles + tile) * 8 + g);
+        } else {
+          wv[u][p] = make_uint4(0, 0, 0, 0);
+          zv[u][p] = make_uint2(0, 0);
+        }
+      }
+      load_x<MT>(xrow, xok, c, ok, xv[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c0 + u >= cEnd) break;
+#pragma unroll
+      for (int p = 0; p < NPW; ++p) {
+        uint32_t d[4][4];
+        detail::dequant_word(wv[u][p].x, zv[u][p].x, zv[u][p].y, d[0]);
+        detail::dequant_word(wv[u][p].y, zv[u][p].x, zv[u][p].y, d[1]);
+        detail::dequant_word(wv[u][p].z, zv[u][p].x, zv[u][p].y, d[2]);
+        detail::dequant_word(wv[u][p].w, zv[u][p].x, zv[u][p].y, d[3]);
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            const uint32_t b[2] = {word_of(xv[u][mt], 2 * j), word_of(xv[u][mt], 2 * j + 1)};
+            mma16816(acc[p][mt], d[j], b);
+          }
+      }
+    }
+  }
+  reduce_store<NPW, MT>(red, acc, tile0, m, out, y);
+}
+
+// Dense W (out, in): lane reads W[n][64c + 16t .. +15] for rows n = 16*tile + g and + 8.
+template <int MT, int U>
+__global__ void __launch_bounds__(512) dense_gemv_kernel(const __half* __restrict__ x, int m,
+                                                        const __half* __restrict__ w, int in,
+                                                        int out, int chunksPerWarp,
+                                                        __half* __restrict__ y) {
+  extern __shared__ float red[];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int kChunks = in >> 6;
+  const int tile0 = blockIdx.x;
+  const int cBegin = warp * chunksPerWarp;
+  const int cEnd = min(cBegin + chunksPerWarp, kChunks);
+  float acc[1][MT][4] = {};
+  const __half* xrow[MT];
+  bool xok[MT];
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    const int token = mt * 8 + g;
+    xok[mt] = token < m;
+    xrow[mt] = x + (size_t)(xok[mt] ? token : 0) * in + 16 * t;
+  }
+  const int n0 = 16 * tile0 + g, n1 = n0 + 8;
+  const bool ok0 = n0 < out, ok1 = n1 < out;
+  const __half* w0 = w + (size_t)(ok0 ? n0 : 0) * in + 16 * t;
+  const __half* w1 = w + (size_t)(ok1 ? n1 : 0) * in + 16 * t;
+  for (int c0 = cBegin; c0 < cEnd; c0 += U) {
+    uint4 wa[U][2], wb[U][2];
+    uint4 xv[U][MT][2];
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      const int c = c0 + u;
+      const bool ok = c < cEnd;
+      const uint4 zero = make_uint4(0, 0, 0, 0);
+      wa[u][0] = ok && ok0 ? detail::ld_stream16(w0 + 64 * c) : zero;
+      wa[u][1] = ok && ok0 ? detail::ld_stream16(w0 + 64 * c + 8) : zero;
+      wb[u][0] = ok && ok1 ? detail::ld_stream16(w1 + 64 * c) : zero;
+      wb[u][1] = ok && ok1 ? detail::ld_stream16(w1 + 64 * c + 8) : zero;
+      load_x<MT>(xrow, xok, c, ok, xv[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < U; ++u) {
+      if (c0 + u >= cEnd) break;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const uint32_t a[4] = {word_of(wa[u], 2 * j), word_of(wb[u], 2 * j), word_of(wa[u], 2 * j + 1),
+                               word_of(wb[u], 2 * j + 1)};
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt) {
+          const uint32_t b[2] = {word_of(xv[u][mt], 2 * j), word_of(xv[u][mt], 2 * j + 1)};
+          mma16816(acc[0][mt], a, b);
+        }
+      }
+    }
+  }
+  reduce_store<1, MT>(red, acc, tile0, m, out, y);
+}
+
+int g_numSms = 0;
+int num_sms() {
+  if (g_numSms == 0) {
+    int dev = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&g_numSms, cudaDevAttrMultiProcessorCount, dev);
+    if (g_numSms <= 0) g_numSms = 132;
+  }
+  return g_numSms;
+}
+
+// Warps per block: enough warps in total to keep ~16 per SM streaming, and >= 2 chunks each.
+int pick_warps(int blocks, int kChunks) {
+  int nw = 16;
+  while (nw > 4 && (long)blocks * nw >= 2L * num_sms() * 16) nw /= 2;
+  while (nw > 1 && kChunks / nw < 2) nw /= 2;
+  return nw;
+}
+
+template <int MT, int NPW, int U>
+cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int out, int group,
+                       __half* y, cudaStream_t stream) {
+  const int nTiles = detail::ceil_div(out, 16);
+  const int kChunks = in / 64;
+  const int blocks = detail::ceil_div(nTiles, NPW);
+  const int nw = pick_warps(blocks, kChunks);
+  const int cpw = detail::ceil_div(kChunks, nw);
+  const size_t smem = (size_t)nw * NPW * MT * 4 * 32 * sizeof(float);
+  const uint4* wq = static_cast<const uint4*>(packed);
+  const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) +
+                                                   awq_weight_bytes(in, out));
+  awq_gemv_kernel<MT, NPW, U><<<blocks, nw * 32, smem, stream>>>(x, m, wq, zs, in, out, group / 64,
+                                                                nTiles, cpw, y);
+  return cudaGetLastError();
+}
+
+template <int MT, int U>
+cudaError_t launch_dense(const __half* x, int m, const __half* w, int in, int out, __half* y,
+                         cudaStream_t stream) {
+  const int nTiles = detail::ceil_div(out, 16);
+  const int kChunks = in / 64;
+  const int nw = pick_warps(nTiles, kChunks);
+  const int cpw = detail::ceil_div(kChunks, nw);
+  const size_t smem = (size_t)nw * MT * 4 * 32 * sizeof(float);
+  dense_gemv_kernel<MT, U><<<nTiles, nw * 32, smem, stream>>>(x, m, w, in, out, cpw, y);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out, int group,
+                     __half* y, cudaStream_t stream) {
+  if (m <= 8) return launch_awq<1, 2, 4>(x, m, packed, in, out, group, y, stream);
+  if (m <= 16) return launch_awq<2, 2, 2>(x, m, packed, in, out, group, y, stream);
+  if (m <= 32) return launch_awq<4, 1, 2>(x, m, packed, in, out, group, y, stream);
+  return cudaErrorInvalidValue;
+}
+
+cudaError_t dense_gemv(const __half* x, int m, const __half* w, int in, int out, __half* y,
+                       cudaStream_t stream) {
+  if (m <= 8) return launch_dense<1, 4>(x, m, w, in, out, y, stream);
+  if (m <= 16) return launch_dense<2, 2>(x, m, w, in, out, y, stream);
+  if (m <= 32) return launch_dense<4, 1>(x, m, w, in, out, y, stream);
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace awqk

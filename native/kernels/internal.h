@@ -1,0 +1,28 @@
+// Internal launchers shared between the kernel files (not for the engine: use kernels.h).
+#pragma once
+
+#include <cstddef>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace awqk {
+
+// Bytes of the packed int4 part (the zero/scale part follows it).
+size_t awq_weight_bytes(int in, int out);
+bool awq_shape_ok(int in, int out, int group);
+
+// Weight-streaming tensor-core GEMV for m <= 32 (swap-AB: W^T is the mma A operand).
+cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out, int group,
+                     __half* y, cudaStream_t stream);
+cudaError_t dense_gemv(const __half* x, int m, const __half* w, int in, int out, __half* y,
+                       cudaStream_t stream);
+
+// Tile GEMM (any m) for AWQ-packed or dense (out, in) weights.
+cudaError_t awq_gemm(const __half* x, int m, const void* packed, int in, int out, int group,
+                     __half* y, cudaStream_t stream);
+cudaError_t dense_gemm(const __half* x, int m, const __half* w, int in, int out, __half* y,
+                       cudaStream_t stream);
+
+constexpr int kGemvMaxM = 32;
+
+}  // namespace awqk

@@ -1,0 +1,127 @@
+// awq-ts CUDA kernels: plain C++ launchers (device pointers + sizes + stream), no N-API.
+//
+// Files in native/kernels/ (CMake compiles every native/kernels/*.cu; all need sm_80+ instructions,
+// i.e. mma.sync / cp.async / ldmatrix; build for sm_90a, sm_90, sm_80):
+//   kernels.h          this header (the only one the engine includes)
+//   common.cuh         internal helpers (mma / cp.async / dequant inline functions)
+//   awq_repack.cu      awq_packed_bytes, awq_repack
+//   awq_gemv.cu        decode path (m <= 32): weight-streaming tensor-core GEMV
+//   gemm.cu            prefill path (m > 32): tensor-core GEMM for AWQ and dense fp16 weights
+//   linear.cu          awq_linear, dense_linear (dispatch by m), dense GEMV
+//   attention.cu       paged_attention_prefill
+//   attention_decode.cu paged_attention_decode (+ split reduction)
+//
+// Conventions for every launcher:
+// - All tensors are device pointers, row-major, fp16 (__half) unless stated; accumulation is fp32.
+// - Launchers only enqueue work on `stream` (never synchronize) and return cudaGetLastError() of the
+//   launch, or cudaErrorInvalidValue when a size precondition (listed per function) is violated.
+// - bf16 models: convert weights/activations to fp16 at load; these kernels are fp16 only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace awqk {
+
+// ---------------------------------------------------------------------------------------------
+// AWQ W4A16 linear: y(m, out) = x(m, in) @ W(in, out)
+//
+// Input (AutoAWQ "GEMM" checkpoint tensors, copied to the device as they are in the file):
+//   qweight int32 (in, out/8); qzeros int32 (in/group, out/8); scales fp16 (in/group, out);
+//   nibble i (bits 4i..4i+3) of each int32 holds output column 8c + [0,2,4,6,1,3,5,7][i];
+//   W[k][n] = (q[k][n] - z[k/group][n]) * s[k/group][n].
+// Preconditions: in % group == 0, group % 64 == 0 (AutoAWQ uses 128), out % 8 == 0.
+// Fused projections (q|k|v, gate|up) are just wider matrices: concatenate the checkpoint tensors
+// along `out` before repacking (qweight/qzeros/scales columns side by side), then one awq_linear
+// produces y(m, out_q + out_k + out_v) with each part's columns contiguous in every row.
+//
+// Packed layout (opaque to the engine; described for the tests): out is padded to a multiple of
+// 16 (padding columns are zero), nTiles = ceil(out/16);
+//   weights: int32 [nTiles][in/64][32 lanes][4]  (each uint4 = one lane's mma fragments for 16
+//            outputs x 64 k), then zero/scale: half2 [in/group][nTiles][8][2] = {1024+z, s}.
+// ---------------------------------------------------------------------------------------------
+
+// Bytes of the repacked weight buffer for one matrix (allocate it with cudaMalloc: 256-B aligned).
+size_t awq_packed_bytes(int in, int out, int group);
+
+// One-time repack at load. The source tensors may be freed after the stream reaches this point.
+// packed: awq_packed_bytes(in, out, group) bytes, 16-byte aligned.
+cudaError_t awq_repack(const int32_t* qweight,  // (in, out/8)
+                       const int32_t* qzeros,   // (in/group, out/8)
+                       const __half* scales,    // (in/group, out)
+                       int in, int out, int group,
+                       void* packed,            // awq_packed_bytes(...) bytes
+                       cudaStream_t stream);
+
+// y = x @ W. Dispatch: m <= 32 -> weight-streaming GEMV (reads the weights once), else tensor-core
+// GEMM. No workspace. x and y must not alias. m >= 0 (m == 0 is a no-op).
+cudaError_t awq_linear(const __half* x,     // (m, in)
+                       int m,
+                       const void* packed,  // from awq_repack
+                       int in, int out, int group,
+                       __half* y,           // (m, out)
+                       cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// Dense fp16 linear (lm_head, fp16 models): y(m, out) = x(m, in) @ W^T with W in the PyTorch layout
+// (out, in) fp16, used as-is (no repack). Preconditions: in % 64 == 0; any out >= 1 (tails such as
+// vocab 32002 are handled). W must be 16-byte aligned.
+// ---------------------------------------------------------------------------------------------
+cudaError_t dense_linear(const __half* x,  // (m, in)
+                         int m,
+                         const __half* w,  // (out, in)
+                         int in, int out,
+                         __half* y,        // (m, out)
+                         cudaStream_t stream);
+
+// ---------------------------------------------------------------------------------------------
+// Paged attention.
+// KV cache, per layer, K and V each: fp16 (numBlocks, blockSize = 16, numKvHeads, headDim), i.e.
+// slot s = block * 16 + offset holds K[block][offset][kvHead][:]. The engine writes this step's K/V
+// (after RoPE) into the cache through the slot mapping BEFORE calling attention.
+// q: (numTokens, numHeads, headDim) after RoPE; out: (numTokens, numHeads, headDim).
+// GQA: numHeads % numKvHeads == 0; query head h reads kv head h / (numHeads / numKvHeads).
+// headDim in {64, 128}. scale is usually 1/sqrt(headDim).
+// blockTables int32 (numSeqs, maxBlocksPerSeq), entries past a sequence's blocks are ignored.
+// contextLens int32 (numSeqs): tokens in the KV cache for the sequence AFTER this step (cached
+// prefix + this step's tokens).
+// ---------------------------------------------------------------------------------------------
+constexpr int kKvBlockSize = 16;
+
+// Any query lengths (prefill, chunked prefill over a cached prefix, decode, or a mix): query token
+// j of sequence i (queryLen q_i = queryStarts[i+1]-queryStarts[i], contextLen c_i) sits at
+// position c_i - q_i + j and attends causally to cache positions 0 .. c_i - q_i + j.
+// maxQueryLen: max over sequences of q_i (host value; sizes the grid).
+cudaError_t paged_attention_prefill(const __half* q,            // (numTokens, numHeads, headDim)
+                                    const __half* kCache,       // (numBlocks, 16, numKvHeads, headDim)
+                                    const __half* vCache,       // (numBlocks, 16, numKvHeads, headDim)
+                                    const int32_t* blockTables, // (numSeqs, maxBlocksPerSeq)
+                                    int maxBlocksPerSeq,
+                                    const int32_t* queryStarts, // (numSeqs + 1)
+                                    const int32_t* contextLens, // (numSeqs)
+                                    int numSeqs, int maxQueryLen,
+                                    int numHeads, int numKvHeads, int headDim, float scale,
+                                    __half* out,                // (numTokens, numHeads, headDim)
+                                    cudaStream_t stream);
+
+// Decode fast path: exactly one query token per sequence (q row i belongs to sequence i), split
+// over the context (flash-decoding) when it is long, with a reduction kernel.
+// maxContextLen: max of contextLens (host value; sizes the grid and the workspace).
+size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
+                                              int maxContextLen);
+cudaError_t paged_attention_decode(const __half* q,            // (numSeqs, numHeads, headDim)
+                                   const __half* kCache,       // (numBlocks, 16, numKvHeads, headDim)
+                                   const __half* vCache,       // (numBlocks, 16, numKvHeads, headDim)
+                                   const int32_t* blockTables, // (numSeqs, maxBlocksPerSeq)
+                                   int maxBlocksPerSeq,
+                                   const int32_t* contextLens, // (numSeqs)
+                                   int numSeqs, int maxContextLen,
+                                   int numHeads, int numKvHeads, int headDim, float scale,
+                                   void* workspace,            // decode_workspace_bytes(...)
+                                   size_t workspaceBytes,
+                                   __half* out,                // (numSeqs, numHeads, headDim)
+                                   cudaStream_t stream);
+
+}  // namespace awqk

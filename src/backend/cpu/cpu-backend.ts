@@ -1,0 +1,118 @@
+/**
+ * The CPU backend: the TypeScript/WebAssembly reference every other backend is checked against.
+ * f32 weights and activations; the paged KV cache in JS arrays; sampling by sampler.ts.
+ */
+import type { ModelSource } from "../../model/types.js";
+import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
+import { sampleToken } from "../sampler.js";
+import { CpuModel, type KvCache } from "./cpu-model.js";
+import { loadCpuWeights } from "./load-weights.js";
+import { Scratch } from "./scratch.js";
+import { validateStepBatch } from "./validate-batch.js";
+import { WasmArena } from "./wasm-arena.js";
+
+/** Default KV budget when neither numBlocks nor kvCacheBytes is given: what the limits need, at most 2 GiB. */
+const DEFAULT_MAX_KV_BYTES = 2 * 2 ** 30;
+
+export class CpuBackend implements Backend {
+  readonly name = "cpu" as const;
+  private model: CpuModel | null = null;
+
+  /** Bytes of one KV block over all layers (K and V). */
+  static kvBytesPerBlock(source: ModelSource, blockSize: number): number {
+    const c = source.config;
+    return 2 * c.numLayers * blockSize * c.numKvHeads * c.headDim * 4;
+  }
+
+  async load(source: ModelSource, opts: BackendOptions): Promise<KvLayout> {
+    if (this.model !== null) throw new Error("CPU backend: load() called twice; create a new backend per model");
+    const config = source.config;
+    const perBlock = CpuBackend.kvBytesPerBlock(source, opts.blockSize);
+    let numBlocks = opts.numBlocks;
+    if (numBlocks === undefined) {
+      const needed = opts.maxNumSeqs * Math.ceil(opts.maxModelLen / opts.blockSize) * perBlock;
+      const budget = opts.kvCacheBytes ?? Math.min(DEFAULT_MAX_KV_BYTES, needed);
+      numBlocks = Math.floor(budget / perBlock);
+    }
+    const minBlocks = Math.ceil(opts.maxModelLen / opts.blockSize);
+    if (!(numBlocks >= minBlocks)) {
+      throw new Error(
+        `CPU backend: ${numBlocks} KV blocks of ${opts.blockSize} tokens cannot hold one sequence of max-model-len ` +
+          `${opts.maxModelLen} (needs ${minBlocks}, ${((minBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB); ` +
+          "raise the KV cache budget or lower max-model-len",
+      );
+    }
+    const arena = new WasmArena();
+    const weights = await loadCpuWeights(source, arena, opts.onLoadProgress);
+    const kvDim = config.numKvHeads * config.headDim;
+    const kv: KvCache = { blockSize: opts.blockSize, numBlocks, keys: [], values: [] };
+    for (let l = 0; l < config.numLayers; l++) {
+      kv.keys.push(new Float32Array(numBlocks * opts.blockSize * kvDim));
+      kv.values.push(new Float32Array(numBlocks * opts.blockSize * kvDim));
+    }
+    this.model = new CpuModel(config, weights, new Scratch(arena), kv);
+    return { blockSize: opts.blockSize, numBlocks };
+  }
+
+  async step(batch: StepBatch): Promise<StepResult> {
+    const model = this.model;
+    if (model === null) throw new Error("CPU backend: step() before load()");
+    validateStepBatch(batch, model.kv, model.config.vocabSize);
+    const numSeqs = batch.numSeqs;
+    const numTokens = batch.tokenIds.length;
+    const vocab = model.config.vocabSize;
+    const result: StepResult = {
+      tokenIds: new Int32Array(numSeqs).fill(-1),
+      logprobs: new Float32Array(numSeqs).fill(Number.NaN),
+      topLogprobs: new Array(numSeqs).fill(null),
+    };
+    const tokenLogprobs = batch.tokenLogprobs ? new Float32Array(numTokens).fill(Number.NaN) : null; // (numTokens)
+    // Which sequence samples at which token (the last of its rows), and the rows needing logits.
+    const sampleSeqOfToken = new Int32Array(numTokens).fill(-1); // (numTokens)
+    const isLast = new Uint8Array(numTokens); // (numTokens)
+    const rows: number[] = [];
+    for (let s = 0; s < numSeqs; s++) {
+      const last = batch.queryStarts[s + 1] - 1;
+      if (last < batch.queryStarts[s]) continue;
+      isLast[last] = 1;
+      if (batch.sample[s] === 1) sampleSeqOfToken[last] = s;
+      if (tokenLogprobs !== null) for (let t = batch.queryStarts[s]; t < last; t++) rows.push(t);
+      if (batch.sample[s] === 1) rows.push(last);
+    }
+    await model.forward(batch, Int32Array.from(rows), (chunk, logits, stride) => {
+      for (let i = 0; i < chunk.length; i++) {
+        const t = chunk[i];
+        const row = logits.subarray(i * stride, i * stride + vocab);
+        if (tokenLogprobs !== null && isLast[t] === 0) {
+          tokenLogprobs[t] = row[batch.tokenIds[t + 1]] - logSumExpF32(row);
+        }
+        const s = sampleSeqOfToken[t];
+        if (s >= 0) {
+          const sampled = sampleToken(Float32Array.from(row), batch.sampling, s);
+          result.tokenIds[s] = sampled.tokenId;
+          result.logprobs[s] = sampled.logprob;
+          result.topLogprobs[s] = sampled.top;
+        }
+      }
+    });
+    if (tokenLogprobs !== null) result.tokenLogprobs = tokenLogprobs;
+    return result;
+  }
+
+  async dispose(): Promise<void> {
+    this.model = null;
+  }
+
+  /** The loaded model (for the AWQ quantizer and tests that reuse the layer code). */
+  get loadedModel(): CpuModel | null {
+    return this.model;
+  }
+}
+
+function logSumExpF32(row: Float32Array): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
+  return max + Math.log(sum);
+}

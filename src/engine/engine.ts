@@ -1,0 +1,308 @@
+/**
+ * The engine core (nano-vllm's LLMEngine, vLLM v1's EngineCore behind EngineClient): requests in, a step
+ * loop (schedule -> backend.step -> update sequences) that runs while there is work and yields to the event
+ * loop between steps, and per-request streams of RequestOutput deltas out.
+ */
+import { randomUUID } from "node:crypto";
+import type { Backend, StepResult } from "../backend/backend.js";
+import type { ModelSource } from "../model/types.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { BlockManager } from "./block-manager.js";
+import { buildStepBatch, sampledLogprob } from "./model-runner.js";
+import { OutputStream } from "./output-stream.js";
+import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
+import { type ScheduledSequence, Scheduler } from "./scheduler.js";
+import { Sequence } from "./sequence.js";
+import type { EngineClient, EngineRequest, EngineStats, RequestOutput } from "./types.js";
+
+export interface EngineOptions {
+  model: ModelSource;
+  /** A backend that is not loaded yet: create() loads the model into it. */
+  backend: Backend;
+  tokenizer: Tokenizer;
+  /** Longest prompt + output (default: the model's max_position_embeddings). */
+  maxModelLen?: number;
+  maxNumSeqs?: number; // default 256
+  maxNumBatchedTokens?: number; // default max(2048, maxNumSeqs)
+  enablePrefixCaching?: boolean; // default true
+  blockSize?: number; // default 16
+  /** Exact KV cache size in blocks (default: the backend sizes it). */
+  numBlocks?: number;
+  gpuMemoryUtilization?: number;
+  kvCacheBytes?: number;
+  onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
+}
+
+/** generate() after shutdown() began. */
+export class EngineClosedError extends Error {
+  override name = "EngineClosedError";
+}
+
+interface ActiveRequest {
+  seq: Sequence;
+  stream: OutputStream;
+  /** Aborted while its step was running on the backend: handled when the step returns. */
+  abortRequested: boolean;
+  detachSignal: () => void;
+}
+
+export class Engine implements EngineClient {
+  readonly maxModelLen: number;
+  readonly blockSize: number;
+  readonly numBlocks: number;
+  private readonly scheduler: Scheduler;
+  private readonly requests = new Map<string, ActiveRequest>();
+  private readonly eosTokenIds: number[];
+  private loop: Promise<void> | null = null;
+  private closed = false;
+  /** Sequences of the step the backend is running now (their blocks must not be freed before it returns). */
+  private inFlight: ReadonlySet<Sequence> = new Set();
+
+  private constructor(
+    readonly backend: Backend,
+    readonly tokenizer: Tokenizer,
+    readonly blockManager: BlockManager,
+    opts: { maxModelLen: number; maxNumSeqs: number; maxNumBatchedTokens: number; eosTokenIds: number[] },
+  ) {
+    this.maxModelLen = opts.maxModelLen;
+    this.blockSize = blockManager.blockSize;
+    this.numBlocks = blockManager.numBlocks;
+    this.eosTokenIds = opts.eosTokenIds;
+    this.scheduler = new Scheduler(blockManager, {
+      maxNumSeqs: opts.maxNumSeqs,
+      maxNumBatchedTokens: opts.maxNumBatchedTokens,
+    });
+  }
+
+  /** Loads the model into the backend and builds the engine around the KV cache it allocated. */
+  static async create(opts: EngineOptions): Promise<Engine> {
+    const config = opts.model.config;
+    const maxModelLen = opts.maxModelLen ?? config.maxPositionEmbeddings;
+    const maxNumSeqs = opts.maxNumSeqs ?? 256;
+    const maxNumBatchedTokens = opts.maxNumBatchedTokens ?? Math.max(2048, maxNumSeqs);
+    const blockSize = opts.blockSize ?? 16;
+    positiveInt("maxModelLen", maxModelLen);
+    positiveInt("maxNumSeqs", maxNumSeqs);
+    positiveInt("maxNumBatchedTokens", maxNumBatchedTokens);
+    positiveInt("blockSize", blockSize);
+    if (opts.numBlocks !== undefined) positiveInt("numBlocks", opts.numBlocks);
+    const layout = await opts.backend.load(opts.model, {
+      maxModelLen,
+      maxNumSeqs,
+      maxNumBatchedTokens,
+      blockSize,
+      numBlocks: opts.numBlocks,
+      gpuMemoryUtilization: opts.gpuMemoryUtilization,
+      kvCacheBytes: opts.kvCacheBytes,
+      onLoadProgress: opts.onLoadProgress,
+    });
+    const blockManager = new BlockManager(layout.numBlocks, layout.blockSize, opts.enablePrefixCaching ?? true);
+    const eosTokenIds = [...new Set([...opts.tokenizer.stopTokenIds, ...config.eosTokenIds])];
+    return new Engine(opts.backend, opts.tokenizer, blockManager, {
+      maxModelLen,
+      maxNumSeqs,
+      maxNumBatchedTokens,
+      eosTokenIds,
+    });
+  }
+
+  /**
+   * Queues a request. Invalid parameters or a prompt that does not fit max-model-len throw
+   * InvalidParamError right here (before any output), so a server can answer 400.
+   */
+  generate(req: EngineRequest): AsyncIterable<RequestOutput> {
+    if (this.closed) throw new EngineClosedError("the engine is shutting down and takes no new requests");
+    const prompt = req.promptTokenIds;
+    this.checkPrompt(prompt);
+    const params = resolveSamplingParams(req.params, { vocabSize: this.tokenizer.vocabSize });
+    if (params.maxTokens !== null && prompt.length + params.maxTokens > this.maxModelLen) {
+      throw new InvalidParamError(
+        "max_tokens",
+        `the prompt (${prompt.length} tokens) plus max_tokens (${params.maxTokens}) exceeds the model's ` +
+          `context of ${this.maxModelLen} tokens (max-model-len)`,
+      );
+    }
+    const requestId = req.requestId ?? randomUUID();
+    if (this.requests.has(requestId)) {
+      throw new InvalidParamError("request_id", `request id ${requestId} is already in use`);
+    }
+    const seq = new Sequence({
+      requestId,
+      promptTokenIds: [...prompt],
+      params,
+      tokenizer: this.tokenizer,
+      eosTokenIds: this.eosTokenIds,
+      maxModelLen: this.maxModelLen,
+    });
+    const stream = new OutputStream(() => this.abort(requestId));
+    const active: ActiveRequest = { seq, stream, abortRequested: false, detachSignal: () => {} };
+    this.requests.set(requestId, active);
+    this.scheduler.add(seq);
+    const signal = req.signal;
+    if (signal) {
+      const onAbort = () => this.abort(requestId);
+      if (signal.aborted) queueMicrotask(onAbort);
+      else {
+        signal.addEventListener("abort", onAbort, { once: true });
+        active.detachSignal = () => signal.removeEventListener("abort", onAbort);
+      }
+    }
+    this.ensureLoop();
+    return stream;
+  }
+
+  abort(requestId: string): void {
+    const active = this.requests.get(requestId);
+    if (active === undefined) return;
+    if (this.inFlight.has(active.seq)) active.abortRequested = true;
+    else this.finishRequest(active, "abort");
+  }
+
+  stats(): EngineStats {
+    return {
+      running: this.scheduler.running.length,
+      waiting: this.scheduler.waiting.length,
+      kvCacheUsage: this.blockManager.usage,
+      numBlocks: this.blockManager.numBlocks,
+      freeBlocks: this.blockManager.numFreeBlocks,
+      numPreemptions: this.scheduler.numPreemptions,
+    };
+  }
+
+  /** Resolves when the step loop has no work left. */
+  async idle(): Promise<void> {
+    while (this.loop !== null) await this.loop;
+  }
+
+  async shutdown(opts: { graceMs?: number } = {}): Promise<void> {
+    this.closed = true;
+    const graceMs = opts.graceMs ?? 0;
+    if (graceMs > 0 && this.loop !== null) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.idle(), new Promise((resolve) => (timer = setTimeout(resolve, graceMs)))]);
+      clearTimeout(timer);
+    }
+    for (const id of [...this.requests.keys()]) this.abort(id);
+    await this.idle();
+  }
+
+  private checkPrompt(prompt: readonly number[]): void {
+    if (!Array.isArray(prompt) || prompt.length === 0) {
+      throw new InvalidParamError("prompt", "the prompt must hold at least one token");
+    }
+    const vocabSize = this.tokenizer.vocabSize;
+    for (const id of prompt) {
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
+        throw new InvalidParamError("prompt", `prompt token id ${id} is outside the vocabulary (0..${vocabSize - 1})`);
+      }
+    }
+    if (prompt.length >= this.maxModelLen) {
+      throw new InvalidParamError(
+        "prompt",
+        `the prompt has ${prompt.length} tokens but the model's context (max-model-len) is ${this.maxModelLen}, ` +
+          "which leaves no room to generate",
+      );
+    }
+  }
+
+  private ensureLoop(): void {
+    if (this.loop !== null) return;
+    this.loop = this.runLoop().finally(() => {
+      this.loop = null;
+      // Work added in the last moment of the loop (after its final check) starts a new one.
+      if (this.scheduler.hasWork()) this.ensureLoop();
+    });
+  }
+
+  private async runLoop(): Promise<void> {
+    while (this.scheduler.hasWork()) {
+      await this.step();
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** One step: schedule, run the backend, update every scheduled sequence. */
+  private async step(): Promise<void> {
+    const { scheduled, unfittable } = this.scheduler.schedule();
+    for (const { seq, reason } of unfittable) this.finishSeq(seq, "error", reason);
+    if (scheduled.length === 0) {
+      // Nothing could be scheduled with nothing running: the head of the queue can never run.
+      if (this.scheduler.running.length === 0 && this.scheduler.waiting.length > 0) {
+        this.finishSeq(this.scheduler.waiting[0]!, "error", "the request could not be scheduled (KV cache too small)");
+      }
+      return;
+    }
+    const batch = buildStepBatch(scheduled, this.blockSize);
+    this.inFlight = new Set(scheduled.map((s) => s.seq));
+    let result: StepResult;
+    try {
+      result = await this.backend.step(batch);
+      if (result.tokenIds.length !== scheduled.length) {
+        throw new Error(`the backend returned ${result.tokenIds.length} tokens for ${scheduled.length} sequences`);
+      }
+    } catch (err) {
+      // The backend failed this step: its requests end with an error; everyone else keeps going.
+      this.inFlight = new Set();
+      const message = `backend error: ${err instanceof Error ? err.message : String(err)}`;
+      for (const { seq } of scheduled) this.finishSeq(seq, "error", message);
+      return;
+    } finally {
+      this.inFlight = new Set();
+    }
+    for (let i = 0; i < scheduled.length; i++) this.update(scheduled[i]!, i, result, batch.queryStarts[i]!);
+  }
+
+  private update(entry: ScheduledSequence, i: number, result: StepResult, firstToken: number): void {
+    const { seq, numNewTokens, sample } = entry;
+    const active = this.requests.get(seq.requestId);
+    if (active === undefined || seq.isFinished) return;
+    const start = seq.numComputedTokens;
+    seq.numComputedTokens += numNewTokens;
+    this.blockManager.cacheFullBlocks(seq);
+    if (seq.promptLogprobs !== null && result.tokenLogprobs !== undefined) {
+      // Token t's entry is the logprob of token t + 1; the last token of the step has none.
+      for (let k = 0; k + 1 < numNewTokens && start + k + 1 < seq.numPromptTokens; k++) {
+        const position = start + k + 1;
+        seq.setPromptLogprob(position, {
+          tokenId: seq.tokenIds[position]!,
+          logprob: result.tokenLogprobs[firstToken + k]!,
+          top: [],
+        });
+      }
+    }
+    if (active.abortRequested) {
+      this.finishRequest(active, "abort");
+      return;
+    }
+    if (!sample) return;
+    const tokenId = result.tokenIds[i]!;
+    if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= this.tokenizer.vocabSize) {
+      this.finishSeq(seq, "error", `backend error: sampled token id ${tokenId} is outside the vocabulary`);
+      return;
+    }
+    seq.appendToken(tokenId, sampledLogprob(result, i, tokenId, seq.params.logprobs));
+    if (seq.isFinished) this.finishRequest(active, null);
+    else active.stream.push(seq.takeOutput());
+  }
+
+  private finishSeq(seq: Sequence, reason: "abort" | "error", error?: string): void {
+    const active = this.requests.get(seq.requestId);
+    if (active !== undefined) this.finishRequest(active, reason, error);
+    else this.scheduler.remove(seq);
+  }
+
+  /** Ends a request (or delivers the end it reached by itself: reason null): blocks back, last output out. */
+  private finishRequest(active: ActiveRequest, reason: "abort" | "error" | null, error?: string): void {
+    const { seq } = active;
+    if (reason !== null) seq.finish(reason, error);
+    seq.status = "finished";
+    this.scheduler.remove(seq);
+    this.requests.delete(seq.requestId);
+    active.detachSignal();
+    active.stream.push(seq.takeOutput());
+  }
+}
+
+function positiveInt(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${value}`);
+}

@@ -1,0 +1,249 @@
+/**
+ * The library API, in the spirit of vLLM's `LLM` and node-llama-cpp: one object that owns a model, its
+ * tokenizer, a backend and an engine.
+ *
+ *   const llm = await LLM.load({ model: "models/tiny-chat-awq", backend: "cpu" });
+ *   const [result] = await llm.generate("In the beginning", { maxTokens: 32, temperature: 0 });
+ *   for await (const chunk of llm.stream({ messages }, { maxTokens: 64 })) process.stdout.write(chunk.textDelta);
+ *   await llm.dispose();
+ */
+import type { Backend } from "../backend/backend.js";
+import { type BackendChoice, createBackend } from "../backend/create.js";
+import { resolveModelPath } from "../hub/resolve.js";
+import { openModel } from "../model/load.js";
+import type { ModelConfig, ModelSource } from "../model/types.js";
+import { type ChatMessage, ChatFormatter } from "../tokenizer/chat-template.js";
+import { Tokenizer } from "../tokenizer/tokenizer.js";
+import { Engine } from "./engine.js";
+import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
+import type { FinishReason, RequestOutput, SamplingParams, TokenLogprob } from "./types.js";
+
+export interface LLMLoadOptions {
+  /** A model folder, or a hub id (`org/name`, `org/name@rev`). */
+  model: string;
+  revision?: string;
+  /** Default "auto": CUDA when available, else the CPU. A Backend instance (not loaded yet) also works. */
+  backend?: BackendChoice | Backend;
+  maxModelLen?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  enablePrefixCaching?: boolean;
+  numBlocks?: number;
+  kvCacheBytes?: number;
+  gpuMemoryUtilization?: number;
+  /** A built-in chat format ("openchat", "openchat-gpt4"), a Jinja file, or inline Jinja. */
+  chatTemplate?: string;
+  onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
+  /** Told why `auto` fell back to the CPU (default: a line on stderr). */
+  onBackendFallback?: (reason: string) => void;
+}
+
+export interface CallOptions {
+  signal?: AbortSignal;
+}
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+  totalTokens: number;
+  /** Prompt tokens served from the prefix cache. */
+  cachedTokens: number;
+}
+
+export interface GenerateResult {
+  text: string;
+  /** The generated ids (not the prompt's). */
+  tokenIds: number[];
+  promptTokenIds: number[];
+  finishReason: FinishReason;
+  stopReason: string | number | null;
+  usage: Usage;
+  /** Present when params.logprobs was set. */
+  logprobs?: TokenLogprob[];
+  promptLogprobs?: (TokenLogprob | null)[];
+  /** With finishReason "error". */
+  error?: string;
+}
+
+/** What stream() takes: raw text, token ids, or a conversation. */
+export type StreamInput = string | number[] | { messages: ChatMessage[] };
+
+export class LLM implements AsyncDisposable {
+  private disposed = false;
+
+  private constructor(
+    readonly engine: Engine,
+    readonly tokenizer: Tokenizer,
+    readonly chatFormatter: ChatFormatter | null,
+    readonly model: ModelSource,
+    readonly modelPath: string,
+  ) {}
+
+  get config(): ModelConfig {
+    return this.model.config;
+  }
+
+  static async load(opts: LLMLoadOptions): Promise<LLM> {
+    const modelPath = await resolveModelPath(opts.model, { revision: opts.revision });
+    const tokenizer = await Tokenizer.load(modelPath);
+    // A model without any chat format can still generate; chat() then says why it cannot.
+    const chatFormatter = await ChatFormatter.create(tokenizer, { template: opts.chatTemplate }).catch((err) => {
+      if (opts.chatTemplate !== undefined) throw err;
+      return null;
+    });
+    const model = await openModel(modelPath);
+    const choice = opts.backend ?? "auto";
+    const backend =
+      typeof choice === "string" ? await createBackend(choice, { onFallback: opts.onBackendFallback }) : choice;
+    try {
+      const engine = await Engine.create({
+        model,
+        backend,
+        tokenizer,
+        maxModelLen: opts.maxModelLen,
+        maxNumSeqs: opts.maxNumSeqs,
+        maxNumBatchedTokens: opts.maxNumBatchedTokens,
+        enablePrefixCaching: opts.enablePrefixCaching,
+        numBlocks: opts.numBlocks,
+        kvCacheBytes: opts.kvCacheBytes,
+        gpuMemoryUtilization: opts.gpuMemoryUtilization,
+        onLoadProgress: opts.onLoadProgress,
+      });
+      return new LLM(engine, tokenizer, chatFormatter, model, modelPath);
+    } catch (err) {
+      await backend.dispose().catch(() => {});
+      await model.checkpoint.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  /** Raw text -> ids: special tokens written in the text are parsed, one BOS is added. */
+  encode(text: string): number[] {
+    return this.tokenizer.encode(text);
+  }
+
+  /** A conversation -> prompt ids, through the chat template. */
+  applyChatTemplate(messages: ChatMessage[]): number[] {
+    if (this.chatFormatter === null) {
+      throw new InvalidParamError("messages", `the model in ${this.modelPath} has no chat format; pass chatTemplate`);
+    }
+    return this.chatFormatter.apply(messages, { addGenerationPrompt: true }).tokenIds;
+  }
+
+  /**
+   * Generates for one prompt or several (text, or token ids), all batched together. With params.n > 1 each
+   * prompt gets n completions, back to back in the result.
+   */
+  async generate(
+    prompts: string | string[] | number[] | number[][],
+    params: SamplingParams = {},
+    opts: CallOptions = {},
+  ): Promise<GenerateResult[]> {
+    this.checkOpen();
+    const list = normalizePrompts(prompts).map((p) => (typeof p === "string" ? this.encode(p) : p));
+    const { n } = resolveSamplingParams(params, { vocabSize: this.tokenizer.vocabSize });
+    // One signal for the whole batch: if one prompt is rejected, the others already queued stop too.
+    const batch = new AbortController();
+    const onAbort = () => batch.abort();
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted) batch.abort();
+    const runs: Promise<GenerateResult>[] = [];
+    try {
+      for (const promptTokenIds of list) {
+        for (let i = 0; i < n; i++) {
+          runs.push(this.run(promptTokenIds, completionParams(params, i), { signal: batch.signal }));
+        }
+      }
+      return await Promise.all(runs);
+    } catch (err) {
+      batch.abort();
+      await Promise.allSettled(runs);
+      throw err;
+    } finally {
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
+  /** Replies to one conversation. */
+  async chat(messages: ChatMessage[], params: SamplingParams = {}, opts: CallOptions = {}): Promise<GenerateResult> {
+    return this.run(this.applyChatTemplate(messages), { ...params, n: 1 }, opts);
+  }
+
+  /** Streams the outputs of one request as steps produce them; breaking out of the loop aborts it. */
+  async *stream(input: StreamInput, params: SamplingParams = {}, opts: CallOptions = {}): AsyncGenerator<RequestOutput> {
+    this.checkOpen();
+    const promptTokenIds = this.inputTokenIds(input);
+    yield* this.engine.generate({ promptTokenIds, params: { ...params, n: 1 }, signal: opts.signal });
+  }
+
+  /** Aborts whatever runs, frees the backend (weights, KV cache) and closes the checkpoint. */
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.engine.shutdown({ graceMs: 0 });
+    await this.engine.backend.dispose();
+    await this.model.checkpoint.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.dispose();
+  }
+
+  private inputTokenIds(input: StreamInput): number[] {
+    if (typeof input === "string") return this.encode(input);
+    if (Array.isArray(input)) return input;
+    return this.applyChatTemplate(input.messages);
+  }
+
+  private async run(promptTokenIds: number[], params: SamplingParams, opts: CallOptions): Promise<GenerateResult> {
+    this.checkOpen();
+    let text = "";
+    const tokenIds: number[] = [];
+    const logprobs: TokenLogprob[] = [];
+    let promptLogprobs: (TokenLogprob | null)[] | undefined;
+    for await (const out of this.engine.generate({ promptTokenIds, params, signal: opts.signal })) {
+      text += out.textDelta;
+      tokenIds.push(...out.tokenIdsDelta);
+      logprobs.push(...out.logprobsDelta);
+      if (out.promptLogprobs) promptLogprobs = out.promptLogprobs;
+      if (!out.finished) continue;
+      const result: GenerateResult = {
+        text,
+        tokenIds,
+        promptTokenIds,
+        finishReason: out.finishReason ?? "error",
+        stopReason: out.stopReason,
+        usage: {
+          promptTokens: out.promptTokens,
+          completionTokens: out.completionTokens,
+          totalTokens: out.promptTokens + out.completionTokens,
+          cachedTokens: out.cachedTokens,
+        },
+      };
+      if (params.logprobs !== undefined && params.logprobs !== null) result.logprobs = logprobs;
+      if (promptLogprobs) result.promptLogprobs = promptLogprobs;
+      if (out.error !== undefined) result.error = out.error;
+      return result;
+    }
+    throw new Error("the engine ended a request without a final output");
+  }
+
+  private checkOpen(): void {
+    if (this.disposed) throw new Error("this LLM was disposed");
+  }
+}
+
+function normalizePrompts(prompts: string | string[] | number[] | number[][]): (string | number[])[] {
+  if (typeof prompts === "string") return [prompts];
+  if (!Array.isArray(prompts) || prompts.length === 0) {
+    throw new InvalidParamError("prompt", "prompts must be a string, a list of strings, or token id lists");
+  }
+  if (prompts.every((p) => typeof p === "number")) return [prompts as number[]];
+  return prompts as (string | number[])[];
+}
+
+/** The i-th of n completions: a seeded request gets seed + i, so the n completions differ but reproduce. */
+function completionParams(params: SamplingParams, i: number): SamplingParams {
+  if (i === 0 || params.seed === undefined || params.seed === null) return { ...params, n: 1 };
+  return { ...params, n: 1, seed: params.seed + i };
+}

@@ -1,0 +1,136 @@
+/**
+ * Who runs this step (nano-vllm's Scheduler, vLLM v1's unified token budget): running sequences first
+ * (decodes, and prefills that are still being chunked), then waiting ones, under maxNumBatchedTokens and
+ * maxNumSeqs. A prompt longer than the budget left is prefilled in chunks over several steps. When KV blocks
+ * run out, the NEWEST running sequence is preempted: its blocks are freed and it goes back to the front of
+ * the waiting queue, to be recomputed (prompt + output so far) later.
+ */
+import type { BlockManager } from "./block-manager.js";
+import type { Sequence } from "./sequence.js";
+
+export interface SchedulerConfig {
+  maxNumSeqs: number;
+  maxNumBatchedTokens: number;
+}
+
+export interface ScheduledSequence {
+  seq: Sequence;
+  /** Tokens of the sequence computed this step (1 for a decode). */
+  numNewTokens: number;
+  /** Whether this step reaches the sequence's last token, whose logits are sampled. */
+  sample: boolean;
+}
+
+export interface SchedulerOutput {
+  scheduled: ScheduledSequence[];
+  /** Sequences that can never fit the KV cache: the engine finishes them with an error. */
+  unfittable: { seq: Sequence; reason: string }[];
+  /** How many sequences were preempted this step. */
+  numPreempted: number;
+}
+
+export class Scheduler {
+  readonly waiting: Sequence[] = [];
+  readonly running: Sequence[] = [];
+  /** Total preemptions since start (for stats and tests). */
+  numPreemptions = 0;
+
+  constructor(
+    private readonly blockManager: BlockManager,
+    private readonly config: SchedulerConfig,
+  ) {}
+
+  add(seq: Sequence): void {
+    seq.status = "waiting";
+    this.waiting.push(seq);
+  }
+
+  hasWork(): boolean {
+    return this.waiting.length > 0 || this.running.length > 0;
+  }
+
+  /** Takes a sequence out of the queues and gives its blocks back (finish, abort, error). */
+  remove(seq: Sequence): void {
+    removeFrom(this.running, seq) || removeFrom(this.waiting, seq);
+    if (seq.blockTable.length > 0) this.blockManager.free(seq);
+  }
+
+  schedule(): SchedulerOutput {
+    const bm = this.blockManager;
+    let budget = this.config.maxNumBatchedTokens;
+    const scheduled: ScheduledSequence[] = [];
+    const unfittable: SchedulerOutput["unfittable"] = [];
+    let numPreempted = 0;
+
+    let index = 0;
+    while (index < this.running.length && budget > 0) {
+      const seq = this.running[index]!;
+      const numNewTokens = Math.min(seq.numTokens - seq.numComputedTokens, budget);
+      const blocksNeeded = bm.blocksFor(seq.numComputedTokens + numNewTokens);
+      if (blocksNeeded > bm.numBlocks) {
+        this.running.splice(index, 1);
+        unfittable.push({ seq, reason: cacheTooSmall(seq.numComputedTokens + numNewTokens, bm) });
+        continue;
+      }
+      let fits = bm.allocate(seq, numNewTokens);
+      while (!fits) {
+        // Free the newest running sequence (possibly this one) and try again.
+        const victim = this.running.pop()!;
+        this.preempt(victim);
+        numPreempted++;
+        if (victim === seq) break;
+        fits = bm.allocate(seq, numNewTokens);
+      }
+      if (!fits) continue; // seq itself went back to waiting; index now points past the end
+      scheduled.push({ seq, numNewTokens, sample: seq.numComputedTokens + numNewTokens === seq.numTokens });
+      budget -= numNewTokens;
+      index++;
+    }
+
+    // New work only when nothing had to make room (vLLM does the same: admitting now would thrash).
+    while (numPreempted === 0 && budget > 0 && this.waiting.length > 0 && this.running.length < this.config.maxNumSeqs) {
+      const seq = this.waiting[0]!;
+      if (bm.blocksFor(seq.numTokens) > bm.numBlocks) {
+        this.waiting.shift();
+        unfittable.push({ seq, reason: cacheTooSmall(seq.numTokens, bm) });
+        continue;
+      }
+      // Prompt logprobs need every prompt token computed, so those requests skip the prefix cache.
+      const cached = seq.promptLogprobs === null ? bm.findCachedPrefix(seq) : [];
+      const computed = cached.length > 0 ? cached.length * bm.blockSize : seq.numComputedTokens;
+      const numNewTokens = Math.min(seq.numTokens - computed, budget);
+      if (!bm.allocate(seq, numNewTokens, cached)) break;
+      if (!seq.admitted) {
+        seq.admitted = true;
+        seq.numCachedTokens = Math.min(computed, seq.numPromptTokens);
+      }
+      this.waiting.shift();
+      seq.status = "running";
+      this.running.push(seq);
+      scheduled.push({ seq, numNewTokens, sample: seq.numComputedTokens + numNewTokens === seq.numTokens });
+      budget -= numNewTokens;
+    }
+    return { scheduled, unfittable, numPreempted };
+  }
+
+  private preempt(seq: Sequence): void {
+    this.blockManager.free(seq);
+    seq.status = "waiting";
+    this.waiting.unshift(seq);
+    this.numPreemptions++;
+  }
+}
+
+function removeFrom(list: Sequence[], seq: Sequence): boolean {
+  const index = list.indexOf(seq);
+  if (index === -1) return false;
+  list.splice(index, 1);
+  return true;
+}
+
+function cacheTooSmall(numTokens: number, bm: BlockManager): string {
+  return (
+    `the request needs ${bm.blocksFor(numTokens)} KV blocks for ${numTokens} tokens but the whole cache has ` +
+    `${bm.numBlocks} blocks of ${bm.blockSize} tokens; use a shorter prompt or max_tokens, or a larger cache`
+  );
+}

@@ -1,0 +1,62 @@
+/** Turns a `--model` value into a local folder: an existing folder as is, or a hub id through the cache. */
+import { stat } from "node:fs/promises";
+import path from "node:path";
+import { readHubEnv } from "./env.js";
+import { HubError } from "./errors.js";
+import { createProgressReporter, type FileProgress } from "./progress.js";
+import { downloadSnapshot } from "./snapshot-download.js";
+
+export interface ResolveOptions {
+  /** Branch, tag or commit sha; overrides an `@REV` suffix in the spec. Default "main". */
+  revision?: string;
+  /** Called as files download. Without it, progress bars go to stderr when it is a terminal. */
+  onProgress?: (event: FileProgress) => void;
+  /** Use the cache only (also on when HF_HUB_OFFLINE=1). */
+  offline?: boolean;
+  /** No progress bars even on a terminal. */
+  quiet?: boolean;
+}
+
+export interface HubModelId {
+  repoId: string;
+  revision?: string;
+}
+
+/** `org/name` or `org/name@REV`; each part letters, digits, `-`, `_`, `.`. */
+const HUB_ID = /^([A-Za-z0-9][\w.-]*\/[\w.-]+)(?:@(.+))?$/;
+
+/** Reads a hub id from a model spec, or undefined when the spec cannot be one (it looks like a path). */
+export function parseHubId(spec: string): HubModelId | undefined {
+  const match = HUB_ID.exec(spec);
+  if (!match || match[1]!.includes("..")) return undefined;
+  return { repoId: match[1]!, revision: match[2] };
+}
+
+/** Resolves `spec` (a local folder, `org/name` or `org/name@REV`) to the absolute path of a model folder. */
+export async function resolveModelPath(spec: string, opts: ResolveOptions = {}): Promise<string> {
+  const absolute = path.resolve(spec);
+  const info = await stat(absolute).catch(() => undefined);
+  if (info?.isDirectory()) return absolute;
+  if (info) throw new HubError(`model "${spec}" is a file; --model takes a model folder or a hub id (org/name)`);
+  if (!parseHubId(spec)) {
+    throw new HubError(`model folder "${absolute}" does not exist (and "${spec}" is not a hub id like org/name)`);
+  }
+  return pullHubModel(spec, opts);
+}
+
+/** Downloads (or finds in the cache) hub model `id` (`org/name` or `org/name@REV`); returns its snapshot folder. */
+export async function pullHubModel(id: string, opts: ResolveOptions = {}): Promise<string> {
+  const hubId = parseHubId(id);
+  if (!hubId) throw new HubError(`"${id}" is not a hub model id: expected org/name or org/name@revision`);
+  const env = readHubEnv();
+  if (opts.offline) env.offline = true;
+  const revision = opts.revision ?? hubId.revision ?? "main";
+  const reporter = opts.onProgress
+    ? { update: opts.onProgress, note: (text: string) => process.stderr.write(`${text}\n`), stop() {} }
+    : createProgressReporter({ quiet: opts.quiet });
+  try {
+    return await downloadSnapshot({ repoId: hubId.repoId, revision, env, reporter });
+  } finally {
+    reporter.stop();
+  }
+}

@@ -1,0 +1,194 @@
+/** POST /v1/chat/completions: OpenAI chat completions, streamed (SSE) or not, n choices, logprobs, usage. */
+import { randomUUID } from "node:crypto";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { RequestOutput, SamplingParams } from "../../engine/types.js";
+import type { ChatMessage as FormatterMessage } from "../../tokenizer/chat-template.js";
+import { admit, checkModel, type ServerContext } from "../context.js";
+import { ApiError, badRequest } from "../errors.js";
+import { GenerationJob } from "../generation.js";
+import { setRequestLog } from "../request-log.js";
+import { checkSampling, fitMaxTokens, paramsForChoice, samplingFromBody } from "../request-params.js";
+import { ChatCompletionBody } from "../schemas.js";
+import { onClientGone, SseWriter } from "../sse.js";
+import { chatLogprobs, TokenTexts } from "../token-text.js";
+import { validateBody } from "../validate.js";
+
+type ChatLogprobEntry = ReturnType<typeof chatLogprobs>[number];
+
+export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext): void {
+  const texts = new TokenTexts(ctx.tokenizer);
+  app.post("/v1/chat/completions", async (request, reply) => {
+    const body = validateBody(ChatCompletionBody, request.body);
+    const model = checkModel(ctx, body.model);
+    const promptTokenIds = formatMessages(ctx, body.messages, body.add_generation_prompt ?? true);
+    const n = body.n ?? 1;
+    const params = samplingFromBody(body);
+    const maxTokensParam = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
+    params.maxTokens = fitMaxTokens(
+      ctx,
+      promptTokenIds.length,
+      body.max_completion_tokens ?? body.max_tokens,
+      "messages",
+      maxTokensParam,
+    );
+    if (body.top_logprobs != null && !body.logprobs) {
+      throw badRequest("top_logprobs needs logprobs: true", "top_logprobs");
+    }
+    if (body.logprobs) params.logprobs = body.top_logprobs ?? 0;
+    checkSampling(ctx, params, maxTokensParam);
+    admit(ctx, n);
+
+    const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
+    const job = new GenerationJob(
+      ctx.engine,
+      id,
+      Array.from({ length: n }, (_, i) => ({ promptTokenIds, params: paramsForChoice(params, i, n), promptIndex: 0 })),
+      (sample) => ctx.metrics.observe(sample),
+    );
+    setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));
+    const stopWatching = onClientGone(reply, () => job.abort());
+    const created = Math.floor(Date.now() / 1000);
+    const lastPromptToken = promptTokenIds[promptTokenIds.length - 1] ?? null;
+    const state = { id, created, model, n, params, lastPromptToken };
+    try {
+      if (body.stream) {
+        await streamChat(reply, job, state, texts, body.stream_options?.include_usage ?? false);
+        return reply;
+      }
+      return await collectChat(job, state, texts);
+    } finally {
+      stopWatching();
+    }
+  });
+}
+
+/** Request messages -> prompt token ids through the chat template; template errors name the message. */
+function formatMessages(
+  ctx: ServerContext,
+  messages: ChatCompletionBody["messages"],
+  addGenerationPrompt: boolean,
+): number[] {
+  const flat: FormatterMessage[] = messages.map((message, i) => {
+    let content = "";
+    if (typeof message.content === "string") content = message.content;
+    else if (Array.isArray(message.content)) {
+      message.content.forEach((part, j) => {
+        if (part.type !== "text" || typeof part.text !== "string") {
+          throw badRequest(
+            `Only text content parts are supported; messages[${i}].content[${j}] is of type ${JSON.stringify(part.type)}`,
+            `messages[${i}].content[${j}].type`,
+          );
+        }
+        content += part.text;
+      });
+    }
+    return { role: message.role, content };
+  });
+  try {
+    return ctx.chatFormatter.apply(flat, { addGenerationPrompt }).tokenIds;
+  } catch (err) {
+    const message = err instanceof Error ? err.message : String(err);
+    const param = /^messages(\[\d+\])?(\.[a-z_]+)?/.exec(message)?.[0] ?? "messages";
+    throw badRequest(message, param);
+  }
+}
+
+interface ChatState {
+  id: string;
+  created: number;
+  model: string;
+  n: number;
+  params: SamplingParams;
+  lastPromptToken: number | null;
+}
+
+function finishReasonOf(output: RequestOutput): string | null {
+  return output.finished ? (output.finishReason ?? "stop") : null;
+}
+
+function engineError(output: RequestOutput): ApiError {
+  return new ApiError(500, `Generation failed: ${output.error ?? "unknown engine error"}`, null, "server_error");
+}
+
+async function streamChat(
+  reply: FastifyReply,
+  job: GenerationJob,
+  state: ChatState,
+  texts: TokenTexts,
+  includeUsage: boolean,
+): Promise<void> {
+  const sse = SseWriter.start(reply);
+  const base = { id: state.id, object: "chat.completion.chunk", created: state.created, model: state.model };
+  const previous: (number | null)[] = Array.from({ length: state.n }, () => state.lastPromptToken);
+  const wantLogprobs = state.params.logprobs !== undefined;
+  for (let index = 0; index < state.n; index++) {
+    await sse.send({
+      ...base,
+      choices: [{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }],
+    });
+  }
+  try {
+    for await (const { index, output } of job.events()) {
+      if (!sse.open) break;
+      if (output.finishReason === "error") {
+        await sse.send(engineError(output).body());
+        continue;
+      }
+      const finishReason = finishReasonOf(output);
+      if (output.textDelta === "" && output.tokenIdsDelta.length === 0 && finishReason === null) continue;
+      const logprobs = wantLogprobs ? { content: chatLogprobs(texts, output.logprobsDelta, previous[index]!) } : null;
+      previous[index] = output.tokenIdsDelta.at(-1) ?? previous[index]!;
+      const delta = output.textDelta === "" && finishReason !== null ? {} : { content: output.textDelta };
+      await sse.send({
+        ...base,
+        choices: [
+          {
+            index,
+            delta,
+            logprobs,
+            finish_reason: finishReason,
+            ...(finishReason !== null ? { stop_reason: output.stopReason } : {}),
+          },
+        ],
+      });
+    }
+    if (!sse.open) return;
+    if (includeUsage) await sse.send({ ...base, choices: [], usage: job.usage() });
+    await sse.done();
+  } catch (err) {
+    // Headers are gone: report in-band as vLLM does, then close the stream properly.
+    const apiError = err instanceof ApiError ? err : new ApiError(500, `Generation failed: ${String(err)}`, null);
+    await sse.send(apiError.body());
+    await sse.done();
+  }
+}
+
+async function collectChat(job: GenerationJob, state: ChatState, texts: TokenTexts) {
+  const content = Array.from({ length: state.n }, () => "");
+  const logprobs: ChatLogprobEntry[][] = Array.from({ length: state.n }, () => []);
+  const previous: (number | null)[] = Array.from({ length: state.n }, () => state.lastPromptToken);
+  const finish: (RequestOutput | null)[] = Array.from({ length: state.n }, () => null);
+  for await (const { index, output } of job.events()) {
+    if (output.finishReason === "error") throw engineError(output);
+    content[index] += output.textDelta;
+    if (state.params.logprobs !== undefined) {
+      logprobs[index]!.push(...chatLogprobs(texts, output.logprobsDelta, previous[index]!));
+    }
+    previous[index] = output.tokenIdsDelta.at(-1) ?? previous[index]!;
+    if (output.finished) finish[index] = output;
+  }
+  return {
+    id: state.id,
+    object: "chat.completion",
+    created: state.created,
+    model: state.model,
+    choices: content.map((text, index) => ({
+      index,
+      message: { role: "assistant", content: text },
+      logprobs: state.params.logprobs !== undefined ? { content: logprobs[index] } : null,
+      finish_reason: finish[index]?.finishReason ?? "abort",
+      stop_reason: finish[index]?.stopReason ?? null,
+    })),
+    usage: job.usage(),
+  };
+}

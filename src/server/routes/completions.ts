@@ -1,0 +1,250 @@
+/**
+ * POST /v1/completions: OpenAI (legacy) completions. Prompts as a string, strings, token ids or lists of
+ * token ids; n choices per prompt (choice index = prompt * n + i); echo; `logprobs: N` in the completions
+ * format (tokens, token_logprobs, top_logprobs, text_offset); streamed or not.
+ */
+import { randomUUID } from "node:crypto";
+import type { FastifyInstance, FastifyReply } from "fastify";
+import type { RequestOutput, TokenLogprob } from "../../engine/types.js";
+import { admit, checkModel, type ServerContext } from "../context.js";
+import { ApiError, badRequest } from "../errors.js";
+import { type ChoiceRequest, GenerationJob } from "../generation.js";
+import { setRequestLog } from "../request-log.js";
+import { checkSampling, checkTokenIds, fitMaxTokens, paramsForChoice, samplingFromBody } from "../request-params.js";
+import { CompletionBody } from "../schemas.js";
+import { onClientGone, SseWriter } from "../sse.js";
+import { type CompletionLogprobs, completionLogprobs, TokenTexts } from "../token-text.js";
+import { validateBody } from "../validate.js";
+
+/** OpenAI's and vLLM's default for completions. */
+const DEFAULT_COMPLETION_MAX_TOKENS = 16;
+
+interface Prompt {
+  text: string;
+  tokenIds: number[];
+}
+
+export function registerCompletions(app: FastifyInstance, ctx: ServerContext): void {
+  const texts = new TokenTexts(ctx.tokenizer);
+  app.post("/v1/completions", async (request, reply) => {
+    const body = validateBody(CompletionBody, request.body);
+    const model = checkModel(ctx, body.model);
+    if (body.suffix) throw badRequest("suffix is not supported by this server", "suffix");
+    const n = body.n ?? 1;
+    if (body.best_of != null && body.best_of !== n) {
+      throw badRequest(`best_of other than n is not supported (got best_of ${body.best_of}, n ${n})`, "best_of");
+    }
+    const topN = body.logprobs ?? null;
+    const prompts = readPrompts(ctx, body.prompt);
+    const base = samplingFromBody(body);
+    if (topN !== null) base.logprobs = topN;
+    // Echo with logprobs shows the prompt's logprobs too (the first prompt token has none).
+    if (topN !== null && body.echo) base.promptLogprobs = topN;
+    const requests: ChoiceRequest[] = [];
+    prompts.forEach((prompt, promptIndex) => {
+      const promptParam = prompts.length > 1 ? `prompt[${promptIndex}]` : "prompt";
+      const remaining = ctx.maxModelLen - prompt.tokenIds.length;
+      const requested = body.max_tokens ?? Math.min(DEFAULT_COMPLETION_MAX_TOKENS, Math.max(remaining, 1));
+      const params = { ...base, maxTokens: fitMaxTokens(ctx, prompt.tokenIds.length, requested, promptParam, "max_tokens") };
+      checkSampling(ctx, params);
+      for (let i = 0; i < n; i++) {
+        requests.push({ promptTokenIds: prompt.tokenIds, params: paramsForChoice(params, i, n), promptIndex });
+      }
+    });
+    admit(ctx, requests.length);
+
+    const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
+    const job = new GenerationJob(ctx.engine, id, requests, (sample) => ctx.metrics.observe(sample));
+    setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));
+    const stopWatching = onClientGone(reply, () => job.abort());
+    const state: CompletionState = {
+      id,
+      created: Math.floor(Date.now() / 1000),
+      model,
+      choices: requests.map((req) => {
+        const prompt = prompts[req.promptIndex]!;
+        return {
+          echo: body.echo ? prompt : null,
+          previous: prompt.tokenIds.at(-1) ?? null,
+          textLength: 0,
+        };
+      }),
+      topN,
+    };
+    try {
+      if (body.stream) {
+        await streamCompletions(reply, job, state, texts, body.stream_options?.include_usage ?? false);
+        return reply;
+      }
+      return await collectCompletions(job, state, texts);
+    } finally {
+      stopWatching();
+    }
+  });
+}
+
+function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Prompt[] {
+  const fromText = (text: string): Prompt => ({ text, tokenIds: ctx.tokenizer.encode(text, { addBos: true }) });
+  const fromIds = (ids: number[], param: string): Prompt => {
+    checkTokenIds(ctx, ids, param);
+    return { text: ctx.tokenizer.decode(ids), tokenIds: ids };
+  };
+  if (typeof prompt === "string") return [fromText(prompt)];
+  if (typeof prompt[0] === "number") return [fromIds(prompt as number[], "prompt")];
+  if (typeof prompt[0] === "string") return (prompt as string[]).map(fromText);
+  return (prompt as number[][]).map((ids, i) => fromIds(ids, `prompt[${i}]`));
+}
+
+interface ChoiceText {
+  /** The prompt to put before the completion (echo), sent with the first output, then null. */
+  echo: Prompt | null;
+  /** The token before the next one (for token texts). */
+  previous: number | null;
+  /** Characters of text so far (text_offset). */
+  textLength: number;
+}
+
+interface CompletionState {
+  id: string;
+  created: number;
+  model: string;
+  choices: ChoiceText[];
+  topN: number | null;
+}
+
+/** Text and logprobs of one output delta (after the echoed prompt on the first); advances the choice. */
+function deltaOf(state: CompletionState, texts: TokenTexts, index: number, output: RequestOutput) {
+  const choice = state.choices[index]!;
+  let text = output.textDelta;
+  let logprobs: CompletionLogprobs | null = null;
+  if (choice.echo) {
+    const prompt = choice.echo;
+    choice.echo = null;
+    text = prompt.text + text;
+    if (state.topN !== null) {
+      logprobs = promptLogprobs(texts, prompt.tokenIds, output.promptLogprobs ?? [], state.topN);
+    }
+    choice.textLength = prompt.text.length;
+  }
+  if (state.topN !== null) {
+    const generated = completionLogprobs(texts, output.logprobsDelta, choice.previous, choice.textLength, state.topN);
+    logprobs = logprobs ? appendLogprobs(logprobs, generated) : generated;
+  }
+  choice.previous = output.tokenIdsDelta.at(-1) ?? choice.previous;
+  choice.textLength += output.textDelta.length;
+  return { text, logprobs };
+}
+
+/**
+ * Logprobs of the echoed prompt tokens: null where the engine gave none (always for the first token,
+ * which nothing predicts). A leading special token (BOS) is not in the echoed text, so it takes no space.
+ */
+function promptLogprobs(
+  texts: TokenTexts,
+  tokenIds: readonly number[],
+  entries: readonly (TokenLogprob | null)[],
+  topN: number,
+): CompletionLogprobs {
+  const result: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+  let offset = 0;
+  tokenIds.forEach((id, i) => {
+    const token = texts.text(id, i === 0 ? null : tokenIds[i - 1]!);
+    const entry = entries[i] ?? null;
+    result.tokens.push(token);
+    result.text_offset.push(offset);
+    if (entry) {
+      const withTop = completionLogprobs(texts, [entry], i === 0 ? null : tokenIds[i - 1]!, offset, topN);
+      result.token_logprobs.push(withTop.token_logprobs[0]!);
+      result.top_logprobs.push(withTop.top_logprobs[0]!);
+    } else {
+      result.token_logprobs.push(null);
+      result.top_logprobs.push(null);
+    }
+    if (!(i === 0 && texts.isSpecial(id))) offset += token.length;
+  });
+  return result;
+}
+
+function appendLogprobs(into: CompletionLogprobs, more: CompletionLogprobs): CompletionLogprobs {
+  into.tokens.push(...more.tokens);
+  into.token_logprobs.push(...more.token_logprobs);
+  into.top_logprobs.push(...more.top_logprobs);
+  into.text_offset.push(...more.text_offset);
+  return into;
+}
+
+function engineError(output: RequestOutput): ApiError {
+  return new ApiError(500, `Generation failed: ${output.error ?? "unknown engine error"}`, null, "server_error");
+}
+
+async function streamCompletions(
+  reply: FastifyReply,
+  job: GenerationJob,
+  state: CompletionState,
+  texts: TokenTexts,
+  includeUsage: boolean,
+): Promise<void> {
+  const sse = SseWriter.start(reply);
+  const base = { id: state.id, object: "text_completion", created: state.created, model: state.model };
+  const chunk = (index: number, text: string, logprobs: CompletionLogprobs | null, output: RequestOutput) => ({
+    ...base,
+    choices: [
+      {
+        index,
+        text,
+        logprobs,
+        finish_reason: output.finished ? output.finishReason : null,
+        ...(output.finished ? { stop_reason: output.stopReason } : {}),
+      },
+    ],
+  });
+  try {
+    for await (const { index, output } of job.events()) {
+      if (!sse.open) break;
+      if (output.finishReason === "error") {
+        await sse.send(engineError(output).body());
+        continue;
+      }
+      if (output.textDelta === "" && output.tokenIdsDelta.length === 0 && !output.finished) continue;
+      const delta = deltaOf(state, texts, index, output);
+      await sse.send(chunk(index, delta.text, delta.logprobs, output));
+    }
+    if (!sse.open) return;
+    if (includeUsage) await sse.send({ ...base, choices: [], usage: job.usage() });
+    await sse.done();
+  } catch (err) {
+    const apiError = err instanceof ApiError ? err : new ApiError(500, `Generation failed: ${String(err)}`, null);
+    await sse.send(apiError.body());
+    await sse.done();
+  }
+}
+
+async function collectCompletions(job: GenerationJob, state: CompletionState, texts: TokenTexts) {
+  const text = state.choices.map(() => "");
+  const logprobs: (CompletionLogprobs | null)[] = state.choices.map(() =>
+    state.topN === null ? null : { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] },
+  );
+  const finish: (RequestOutput | null)[] = state.choices.map(() => null);
+  for await (const { index, output } of job.events()) {
+    if (output.finishReason === "error") throw engineError(output);
+    const delta = deltaOf(state, texts, index, output);
+    text[index] += delta.text;
+    const all = logprobs[index];
+    if (all && delta.logprobs) appendLogprobs(all, delta.logprobs);
+    if (output.finished) finish[index] = output;
+  }
+  return {
+    id: state.id,
+    object: "text_completion",
+    created: state.created,
+    model: state.model,
+    choices: text.map((choiceText, index) => ({
+      index,
+      text: choiceText,
+      logprobs: logprobs[index],
+      finish_reason: finish[index]?.finishReason ?? "abort",
+      stop_reason: finish[index]?.stopReason ?? null,
+    })),
+    usage: job.usage(),
+  };
+}

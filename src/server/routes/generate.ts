@@ -1,0 +1,85 @@
+/**
+ * vLLM's simple `POST /generate` (the seed model card's example): `{prompt, stream?, ...sampling}` ->
+ * `{text: [prompt + completion, one per n]}`; streamed as NUL-separated JSON objects of the texts so far.
+ * Like vLLM it takes the JSON body whatever the Content-Type (`curl -d` sends form encoding).
+ */
+import { randomUUID } from "node:crypto";
+import type { FastifyInstance } from "fastify";
+import { admit, type ServerContext } from "../context.js";
+import { ApiError, badRequest } from "../errors.js";
+import { GenerationJob } from "../generation.js";
+import { setRequestLog } from "../request-log.js";
+import { checkSampling, fitMaxTokens, paramsForChoice, samplingFromBody } from "../request-params.js";
+import { GenerateBody } from "../schemas.js";
+import { onClientGone } from "../sse.js";
+import { validateBody } from "../validate.js";
+
+/** vLLM SamplingParams' default. */
+const DEFAULT_MAX_TOKENS = 16;
+
+export async function registerGenerate(app: FastifyInstance, ctx: ServerContext): Promise<void> {
+  await app.register(async (scope) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => {
+      try {
+        done(null, JSON.parse(body as string));
+      } catch (err) {
+        done(badRequest(`The request body is not valid JSON: ${(err as Error).message}`, "body"), undefined);
+      }
+    });
+
+    scope.post("/generate", async (request, reply) => {
+      const body = validateBody(GenerateBody, request.body);
+      const n = body.n ?? 1;
+      const promptTokenIds = ctx.tokenizer.encode(body.prompt, { addBos: true });
+      const params = samplingFromBody(body);
+      const remaining = ctx.maxModelLen - promptTokenIds.length;
+      const requested = body.max_tokens ?? Math.min(DEFAULT_MAX_TOKENS, Math.max(remaining, 1));
+      params.maxTokens = fitMaxTokens(ctx, promptTokenIds.length, requested, "prompt", "max_tokens");
+      if (body.logprobs != null) params.logprobs = body.logprobs;
+      checkSampling(ctx, params);
+      admit(ctx, n);
+
+      const id = `generate-${randomUUID().replaceAll("-", "")}`;
+      const job = new GenerationJob(
+        ctx.engine,
+        id,
+        Array.from({ length: n }, (_, i) => ({ promptTokenIds, params: paramsForChoice(params, i, n), promptIndex: 0 })),
+        (sample) => ctx.metrics.observe(sample),
+      );
+      setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));
+      const stopWatching = onClientGone(reply, () => job.abort());
+      const texts = Array.from({ length: n }, () => body.prompt);
+      try {
+        if (body.stream) {
+          reply.hijack();
+          const res = reply.raw;
+          res.writeHead(200, { "content-type": "application/json" });
+          try {
+            for await (const { index, output } of job.events()) {
+              if (res.destroyed) break;
+              if (output.finishReason === "error") throw new Error(output.error ?? "unknown engine error");
+              texts[index] += output.textDelta;
+              res.write(`${JSON.stringify({ text: texts })}\0`);
+            }
+          } catch (err) {
+            // Headers are gone: say what failed in-band, as the stream's last object.
+            res.write(`${JSON.stringify({ error: `Generation failed: ${(err as Error).message}` })}\0`);
+          } finally {
+            res.end();
+          }
+          return reply;
+        }
+        for await (const { index, output } of job.events()) {
+          if (output.finishReason === "error") {
+            throw new ApiError(500, `Generation failed: ${output.error ?? "unknown engine error"}`, null);
+          }
+          texts[index] += output.textDelta;
+        }
+        return { text: texts };
+      } finally {
+        stopWatching();
+      }
+    });
+  });
+}

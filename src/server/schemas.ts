@@ -1,0 +1,108 @@
+/**
+ * TypeBox schemas of the request bodies (OpenAI's names, plus vLLM's extra sampling fields).
+ * Unknown fields are allowed (clients send many), every known field is checked; `null` counts as absent.
+ */
+import { type Static, type TSchema, Type } from "@sinclair/typebox";
+
+/** An optional field that may also be sent as `null`. */
+const Opt = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]));
+
+const Int = (opts: { minimum?: number; maximum?: number } = {}) => Type.Integer(opts);
+const TokenId = Int({ minimum: 0 });
+
+/** Sampling fields shared by chat, completions and /generate (snake_case as on the wire). */
+export const SamplingFields = {
+  n: Opt(Int({ minimum: 1, maximum: 128 })),
+  temperature: Opt(Type.Number({ minimum: 0, maximum: 2 })),
+  top_p: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
+  top_k: Opt(Int({ minimum: -1 })),
+  min_p: Opt(Type.Number({ minimum: 0, maximum: 1 })),
+  repetition_penalty: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 10 })),
+  presence_penalty: Opt(Type.Number({ minimum: -2, maximum: 2 })),
+  frequency_penalty: Opt(Type.Number({ minimum: -2, maximum: 2 })),
+  logit_bias: Opt(Type.Record(Type.String({ pattern: "^[0-9]+$" }), Type.Number({ minimum: -100, maximum: 100 }))),
+  seed: Opt(Int({ minimum: -(2 ** 63), maximum: 2 ** 64 })),
+  max_tokens: Opt(Int({ minimum: 1 })),
+  min_tokens: Opt(Int({ minimum: 0 })),
+  stop: Opt(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 16 })])),
+  stop_token_ids: Opt(Type.Array(TokenId)),
+  ignore_eos: Opt(Type.Boolean()),
+  skip_special_tokens: Opt(Type.Boolean()),
+  include_stop_str_in_output: Opt(Type.Boolean()),
+  stream: Opt(Type.Boolean()),
+  stream_options: Opt(
+    Type.Object({ include_usage: Opt(Type.Boolean()), continuous_usage_stats: Opt(Type.Boolean()) }),
+  ),
+  model: Opt(Type.String()),
+  user: Opt(Type.String()),
+};
+
+/** The roles ChatFormatter knows (tokenizer/chat-template.ts). */
+export const ChatRoles = ["system", "user", "assistant"] as const;
+
+const ContentPart = Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) });
+
+export const ChatMessage = Type.Object({
+  role: Type.Union(ChatRoles.map((role) => Type.Literal(role))),
+  content: Type.Union([Type.String(), Type.Array(ContentPart), Type.Null()]),
+  name: Opt(Type.String()),
+});
+
+export const ChatCompletionBody = Type.Object({
+  ...SamplingFields,
+  messages: Type.Array(ChatMessage, { minItems: 1 }),
+  max_completion_tokens: Opt(Int({ minimum: 1 })),
+  logprobs: Opt(Type.Boolean()),
+  top_logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
+  add_generation_prompt: Opt(Type.Boolean()),
+});
+export type ChatCompletionBody = Static<typeof ChatCompletionBody>;
+
+/** A prompt as a string, a list of strings, token ids, or a list of token-id lists. */
+export const PromptInput = Type.Union([
+  Type.String(),
+  Type.Array(Type.String(), { minItems: 1 }),
+  Type.Array(TokenId, { minItems: 1 }),
+  Type.Array(Type.Array(TokenId, { minItems: 1 }), { minItems: 1 }),
+]);
+
+export const CompletionBody = Type.Object({
+  ...SamplingFields,
+  prompt: PromptInput,
+  echo: Opt(Type.Boolean()),
+  logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
+  best_of: Opt(Int({ minimum: 1, maximum: 128 })),
+  suffix: Opt(Type.String()),
+});
+export type CompletionBody = Static<typeof CompletionBody>;
+
+/** vLLM's simple `POST /generate` (the seed model card's example). */
+export const GenerateBody = Type.Object({
+  ...SamplingFields,
+  prompt: Type.String(),
+  use_beam_search: Opt(Type.Literal(false)),
+  logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
+});
+export type GenerateBody = Static<typeof GenerateBody>;
+
+export const TokenizePromptBody = Type.Object({
+  model: Opt(Type.String()),
+  prompt: Type.String(),
+  add_special_tokens: Opt(Type.Boolean()),
+});
+export type TokenizePromptBody = Static<typeof TokenizePromptBody>;
+
+export const TokenizeChatBody = Type.Object({
+  model: Opt(Type.String()),
+  messages: Type.Array(ChatMessage, { minItems: 1 }),
+  add_generation_prompt: Opt(Type.Boolean()),
+});
+export type TokenizeChatBody = Static<typeof TokenizeChatBody>;
+
+export const DetokenizeBody = Type.Object({
+  model: Opt(Type.String()),
+  tokens: Type.Array(TokenId),
+});
+export type DetokenizeBody = Static<typeof DetokenizeBody>;
+
+export type SamplingBody = Static<ReturnType<typeof Type.Object<typeof SamplingFields>>>;

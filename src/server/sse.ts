@@ -1,0 +1,75 @@
+/**
+ * Server-sent events on a raw Node response (OpenAI streaming: `data: {json}\n\n` ... `data: [DONE]\n\n`),
+ * with back-pressure (a slow reader holds the writer, not the server's memory) and disconnect detection.
+ */
+import type { ServerResponse } from "node:http";
+import type { FastifyReply } from "fastify";
+
+/** Calls `onGone` once if the client goes away before the response has been completely sent. */
+export function onClientGone(reply: FastifyReply, onGone: () => void): () => void {
+  const res = reply.raw;
+  const listener = () => {
+    if (!res.writableFinished) onGone();
+  };
+  res.once("close", listener);
+  return () => res.off("close", listener);
+}
+
+export class SseWriter {
+  private closed = false;
+
+  private constructor(private readonly res: ServerResponse) {
+    res.once("close", () => {
+      this.closed = true;
+    });
+  }
+
+  /** Takes the response over from fastify and sends the event-stream headers. */
+  static start(reply: FastifyReply, extraHeaders: Record<string, string> = {}): SseWriter {
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      "content-type": "text/event-stream; charset=utf-8",
+      "cache-control": "no-cache",
+      connection: "keep-alive",
+      "x-accel-buffering": "no",
+      ...extraHeaders,
+    });
+    res.flushHeaders();
+    return new SseWriter(res);
+  }
+
+  /** Whether the client is still there. */
+  get open(): boolean {
+    return !this.closed && !this.res.destroyed;
+  }
+
+  /** Sends one event; waits while the socket's buffer is full. */
+  async send(data: unknown): Promise<void> {
+    await this.write(`data: ${JSON.stringify(data)}\n\n`);
+  }
+
+  async write(chunk: string): Promise<void> {
+    if (!this.open) return;
+    if (this.res.write(chunk)) return;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        this.res.off("drain", done);
+        this.res.off("close", done);
+        resolve();
+      };
+      this.res.once("drain", done);
+      this.res.once("close", done);
+    });
+  }
+
+  /** Sends `data: [DONE]` and ends the response. */
+  async done(): Promise<void> {
+    await this.write("data: [DONE]\n\n");
+    this.end();
+  }
+
+  end(): void {
+    if (this.open) this.res.end();
+  }
+}
