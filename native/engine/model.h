@@ -34,8 +34,10 @@ struct LinearWeight {
   int out = 0;
   int group = 0;  // AWQ group size; 0 = dense fp16
   DeviceBuffer data;  // AWQ: awq_repack layout; dense: fp16 (out, in)
+  const void* alias = nullptr;  // a weight owned elsewhere (tied lm_head = the embedding), when data is empty
   bool awq() const { return group > 0; }
-  bool loaded() const { return !data.empty(); }
+  bool loaded() const { return !data.empty() || alias != nullptr; }
+  const void* ptr() const { return data.empty() ? alias : data.get(); }
 };
 
 struct LayerWeights {

@@ -198,12 +198,15 @@ template <int BM, int BN, int STAGES, bool AWQ>
 cudaError_t launch(const __half* x, int m, const void* w, int in, int out, int group, __half* y,
                    cudaStream_t stream) {
   constexpr int smem = Tile<BM, BN, AWQ>::kStageBytes * STAGES;
-  static bool configured = false;  // the attribute is per function and device-independent here
-  if (!configured) {
+  static unsigned long long configured = 0;  // one bit per device: the attribute is per device
+  int dev = 0;
+  cudaGetDevice(&dev);
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (!(configured & bit)) {
     cudaError_t e = cudaFuncSetAttribute(gemm_kernel<BM, BN, STAGES, AWQ>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
-    configured = true;
+    configured |= bit;
   }
   dim3 grid(detail::ceil_div(out, BN), detail::ceil_div(m, BM));
   gemm_kernel<BM, BN, STAGES, AWQ><<<grid, kThreads, smem, stream>>>(x, m, w, in, out,

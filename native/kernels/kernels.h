@@ -3,11 +3,12 @@
 // Files in native/kernels/ (CMake compiles every native/kernels/*.cu; all need sm_80+ instructions,
 // i.e. mma.sync / cp.async / ldmatrix; build for sm_90a, sm_90, sm_80):
 //   kernels.h          this header (the only one the engine includes)
-//   common.cuh         internal helpers (mma / cp.async / dequant inline functions)
+//   common.cuh         internal device helpers (mma / cp.async / dequant inline functions)
+//   internal.h         internal launchers shared between the .cu files
 //   awq_repack.cu      awq_packed_bytes, awq_repack
-//   awq_gemv.cu        decode path (m <= 32): weight-streaming tensor-core GEMV
-//   gemm.cu            prefill path (m > 32): tensor-core GEMM for AWQ and dense fp16 weights
-//   linear.cu          awq_linear, dense_linear (dispatch by m), dense GEMV
+//   gemv.cu            decode path (m <= 32): weight-streaming tensor-core GEMV (AWQ and dense)
+//   gemm.cu            prefill path (m > 32): tensor-core GEMM (AWQ and dense fp16 weights)
+//   linear.cu          awq_linear, dense_linear (validation + dispatch by m)
 //   attention.cu       paged_attention_prefill
 //   attention_decode.cu paged_attention_decode (+ split reduction)
 //

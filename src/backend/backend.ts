@@ -95,6 +95,11 @@ export interface StepBatch {
    * log-probability of tokenIds[t + 1] given the tokens up to t: prompt logprobs, and perplexity.
    */
   tokenLogprobs?: boolean;
+  /**
+   * When set, also return the raw logits (before any sampling processing) of every sampled sequence:
+   * conformance tests compare backends on them.
+   */
+  returnLogits?: boolean;
 }
 
 export interface StepResult {
@@ -106,6 +111,8 @@ export interface StepResult {
   topLogprobs: ({ tokenIds: Int32Array; logprobs: Float32Array } | null)[]; // (numSeqs)
   /** Present when batch.tokenLogprobs: NaN at the last token of each sequence. */
   tokenLogprobs?: Float32Array; // (numTokens)
+  /** Present when batch.returnLogits: raw logits of sequence i at row i (NaN rows where sample[i] = 0). */
+  logits?: Float32Array; // (numSeqs, vocabSize)
 }
 
 export interface Backend {

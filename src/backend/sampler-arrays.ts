@@ -32,7 +32,6 @@ function ranges(lists: ArrayLike<number>[]): { starts: Int32Array; values: Int32
 }
 
 export function buildSamplingArrays(seqs: SequenceSampling[]): SamplingArrays {
-  const n = seqs.length;
   const penalized = (s: SequenceSampling) =>
     (s.repetitionPenalty ?? 1) !== 1 || (s.presencePenalty ?? 0) !== 0 || (s.frequencyPenalty ?? 0) !== 0;
   const prompt = ranges(seqs.map((s) => (penalized(s) ? (s.promptTokens ?? []) : [])));

@@ -69,6 +69,7 @@ export class Scheduler {
       const blocksNeeded = bm.blocksFor(seq.numComputedTokens + numNewTokens);
       if (blocksNeeded > bm.numBlocks) {
         this.running.splice(index, 1);
+        bm.free(seq); // now, so the sequences after it can use the blocks this step
         unfittable.push({ seq, reason: cacheTooSmall(seq.numComputedTokens + numNewTokens, bm) });
         continue;
       }

@@ -12,8 +12,8 @@ import {
   unpackAwq,
 } from "./awq.js";
 import { SafetensorsCheckpoint } from "./checkpoint.js";
-import { f16ToF32Array } from "./half.js";
 import { loadModelConfig } from "./config.js";
+import { f16ToF32Array } from "./half.js";
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), "../../../..");
 const demoDir = resolve(repoRoot, "models/tiny-chat-awq");
@@ -40,7 +40,12 @@ test("nibble i of a packed word holds output column [0,2,4,6,1,3,5,7][i]", () =>
 
 test("pack/unpack round-trip on random data, both ways", () => {
   const random = rng(42);
-  for (const [rows, cols] of [[1, 8], [3, 16], [17, 64], [128, 256]]) {
+  for (const [rows, cols] of [
+    [1, 8],
+    [3, 16],
+    [17, 64],
+    [128, 256],
+  ]) {
     const values = new Uint8Array(rows * cols); // (rows, cols)
     for (let i = 0; i < values.length; i++) values[i] = Math.floor(random() * 16);
     const packed = packAwq(values, rows, cols); // (rows, cols/8)
@@ -51,12 +56,18 @@ test("pack/unpack round-trip on random data, both ways", () => {
     assert.deepEqual(packAwq(unpackAwq(words, rows, cols), rows, cols), words);
   }
   assert.throws(() => packAwq(new Uint8Array(4), 1, 4), /column count divisible by 8, got 4/);
-  assert.throws(() => packAwq(new Uint8Array([16, 0, 0, 0, 0, 0, 0, 0]), 1, 8), /value 16 at index 0 does not fit/);
+  assert.throws(
+    () => packAwq(new Uint8Array([16, 0, 0, 0, 0, 0, 0, 0]), 1, 8),
+    /value 16 at index 0 does not fit/,
+  );
   assert.throws(() => unpackAwq(new Int32Array(3), 2, 8), /expected 2 x 1 int32 values, got 3/);
 });
 
 test("roundHalfEven matches torch.round", () => {
-  assert.deepEqual([-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.4, 2.6, -2.6].map(roundHalfEven), [-2, -2, -0, 0, 2, 2, 2, 3, -3]);
+  assert.deepEqual(
+    [-2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 2.4, 2.6, -2.6].map(roundHalfEven),
+    [-2, -2, -0, 0, 2, 2, 2, 3, -3],
+  );
 });
 
 test("groupQuantize: scales/zeros as AutoAWQ computes them, error within half a step", () => {
@@ -76,7 +87,10 @@ test("groupQuantize: scales/zeros as AutoAWQ computes them, error within half a 
         max = Math.max(max, w[k * outF + n]);
       }
       const s = scales[grp * outF + n];
-      assert.ok(Math.abs(s - (max - min) / 15) <= ((max - min) / 15) * 2 ** -10, "scale is (max-min)/15 rounded to f16");
+      assert.ok(
+        Math.abs(s - (max - min) / 15) <= ((max - min) / 15) * 2 ** -10,
+        "scale is (max-min)/15 rounded to f16",
+      );
       assert.equal(zeros[grp * outF + n], Math.min(15, Math.max(0, roundHalfEven(-min / s))));
       for (let k = grp * g; k < (grp + 1) * g; k++) {
         const deq = (q[k * outF + n] - zeros[grp * outF + n]) * s;
@@ -98,7 +112,10 @@ test("the demo AWQ checkpoint: dequantize, re-quantize with its scales/zeros, re
   const groupSize = config.quantization!.groupSize;
   const ckpt = await SafetensorsCheckpoint.open(demoDir);
   try {
-    const linears = ckpt.names().filter((n) => n.endsWith(".qweight")).map((n) => n.slice(0, -".qweight".length));
+    const linears = ckpt
+      .names()
+      .filter((n) => n.endsWith(".qweight"))
+      .map((n) => n.slice(0, -".qweight".length));
     assert.equal(linears.length, config.numLayers * 7);
     for (const linear of linears) {
       const [inF, packedOut] = ckpt.info(`${linear}.qweight`).shape;
@@ -107,7 +124,10 @@ test("the demo AWQ checkpoint: dequantize, re-quantize with its scales/zeros, re
       const qzeros = (await ckpt.read(`${linear}.qzeros`)) as Int32Array; // (in/g, out/8)
       const scales = (await ckpt.read(`${linear}.scales`)) as Uint16Array; // (in/g, out)
       const w = dequantizeAwq({ qweight, qzeros, scales }, inF, outF, groupSize); // (in, out)
-      assert.ok(w.some((v) => v !== 0), `${linear} dequantizes to something`);
+      assert.ok(
+        w.some((v) => v !== 0),
+        `${linear} dequantizes to something`,
+      );
       const zeros = unpackAwq(qzeros, inF / groupSize, outF); // (in/g, out)
       const q = quantizeWithParams(w, f16ToF32Array(scales), zeros, inF, outF, groupSize); // (in, out)
       assert.deepEqual(packAwq(q, inF, outF), qweight, `${linear}.qweight re-packs to the same bytes`);

@@ -41,14 +41,16 @@ export function unpackAwq(packed: Int32Array, rows: number, cols: number): Uint8
 /** 4-bit values (rows, cols) -> packed int32 (rows, cols/8); the exact inverse of unpackAwq. */
 export function packAwq(values: Uint8Array, rows: number, cols: number): Int32Array {
   checkCols(cols);
-  if (values.length !== rows * cols) throw new Error(`packAwq: expected ${rows} x ${cols} values, got ${values.length}`);
+  if (values.length !== rows * cols)
+    throw new Error(`packAwq: expected ${rows} x ${cols} values, got ${values.length}`);
   const packed = new Int32Array((rows * cols) / 8); // (rows, cols/8)
   for (let p = 0; p < packed.length; p++) {
     const base = p * 8;
     let word = 0;
     for (let i = 0; i < 8; i++) {
       const v = values[base + AWQ_ORDER[i]];
-      if (v > AWQ_MAX_Q) throw new Error(`packAwq: value ${v} at index ${base + AWQ_ORDER[i]} does not fit in 4 bits`);
+      if (v > AWQ_MAX_Q)
+        throw new Error(`packAwq: value ${v} at index ${base + AWQ_ORDER[i]} does not fit in 4 bits`);
       word |= v << (4 * i);
     }
     packed[p] = word;
@@ -105,6 +107,10 @@ export function roundHalfEven(x: number): number {
   return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+function clampQ(v: number): number {
+  return Math.min(Math.max(v, 0), AWQ_MAX_Q);
+}
+
 /**
  * q = clamp(round(w / s) + z, 0, 15) with given per-group scales and zeros.
  * @param w (in, out) weights; scales (in/g, out); zeros (in/g, out).
@@ -124,7 +130,7 @@ export function quantizeWithParams(
     const row = k * outFeatures;
     for (let n = 0; n < outFeatures; n++) {
       const v = roundHalfEven(w[row + n] / scales[groupRow + n]) + zeros[groupRow + n];
-      q[row + n] = v < 0 ? 0 : v > AWQ_MAX_Q ? AWQ_MAX_Q : v;
+      q[row + n] = clampQ(v);
     }
   }
   return q;
@@ -150,7 +156,9 @@ export function groupQuantize(
   options: GroupQuantizeOptions = {},
 ): GroupQuantized {
   if (inFeatures % groupSize !== 0) {
-    throw new Error(`groupQuantize: in_features ${inFeatures} is not a multiple of the group size ${groupSize}`);
+    throw new Error(
+      `groupQuantize: in_features ${inFeatures} is not a multiple of the group size ${groupSize}`,
+    );
   }
   if (w.length !== inFeatures * outFeatures) {
     throw new Error(`groupQuantize: expected ${inFeatures} x ${outFeatures} weights, got ${w.length}`);
@@ -171,7 +179,7 @@ export function groupQuantize(
       for (let k = g * groupSize; k < (g + 1) * groupSize; k++) {
         let v = w[k * outFeatures + n];
         if (bound !== undefined) {
-          v = v > bound ? bound : v < -bound ? -bound : v;
+          v = Math.min(Math.max(v, -bound), bound);
           clamped[k * outFeatures + n] = v;
         }
         if (v < min) min = v;
@@ -180,7 +188,7 @@ export function groupQuantize(
       const scale = f16ToF32(f32ToF16(Math.max(max - min, 1e-5) / AWQ_MAX_Q)); // stored as f16
       const zero = roundHalfEven(-min / scale);
       scales[g * outFeatures + n] = scale;
-      zeros[g * outFeatures + n] = zero < 0 ? 0 : zero > AWQ_MAX_Q ? AWQ_MAX_Q : zero;
+      zeros[g * outFeatures + n] = clampQ(zero);
     }
   }
   const q = quantizeWithParams(clamped, scales, zeros, inFeatures, outFeatures, groupSize);

@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
-import { INDEX_FILE, SafetensorsCheckpoint, parseSafetensorsIndex } from "./checkpoint.js";
+import { INDEX_FILE, parseSafetensorsIndex, SafetensorsCheckpoint } from "./checkpoint.js";
 import { writeSafetensors } from "./safetensors-writer.js";
 
 let root: string;
@@ -28,7 +28,8 @@ async function shardedDir(name: string, weightMap: Record<string, string> | stri
   await writeSafetensors(join(dir, "model-00002-of-00002.safetensors"), [
     { name: "c", dtype: "I32", shape: [3], data: c },
   ]);
-  const index = typeof weightMap === "string" ? weightMap : JSON.stringify({ metadata: {}, weight_map: weightMap });
+  const index =
+    typeof weightMap === "string" ? weightMap : JSON.stringify({ metadata: {}, weight_map: weightMap });
   await writeFile(join(dir, INDEX_FILE), index);
   return dir;
 }
@@ -96,24 +97,36 @@ test("malformed index JSON", async () => {
 test("single-file layouts: model.safetensors, a lone *.safetensors, none, several", async () => {
   const single = join(root, "single");
   await mkdir(single);
-  await writeSafetensors(join(single, "model.safetensors"), [{ name: "c", dtype: "I32", shape: [3], data: c }]);
-  await writeSafetensors(join(single, "other.safetensors"), [{ name: "a", dtype: "F32", shape: [2, 2], data: a }]);
+  await writeSafetensors(join(single, "model.safetensors"), [
+    { name: "c", dtype: "I32", shape: [3], data: c },
+  ]);
+  await writeSafetensors(join(single, "other.safetensors"), [
+    { name: "a", dtype: "F32", shape: [2, 2], data: a },
+  ]);
   const ckpt = await SafetensorsCheckpoint.open(single);
   assert.deepEqual(ckpt.names(), ["c"]); // model.safetensors wins
   await ckpt.close();
 
   const lone = join(root, "lone");
   await mkdir(lone);
-  await writeSafetensors(join(lone, "gemm-4bit.safetensors"), [{ name: "a", dtype: "F32", shape: [2, 2], data: a }]);
+  await writeSafetensors(join(lone, "gemm-4bit.safetensors"), [
+    { name: "a", dtype: "F32", shape: [2, 2], data: a },
+  ]);
   const loneCkpt = await SafetensorsCheckpoint.open(lone);
   assert.deepEqual(await loneCkpt.read("a"), a);
   await loneCkpt.close();
 
   await writeSafetensors(join(lone, "extra.safetensors"), [{ name: "c", dtype: "I32", shape: [3], data: c }]);
-  await assert.rejects(SafetensorsCheckpoint.open(lone), /holds several \.safetensors files \(extra\.safetensors, gemm-4bit\.safetensors\) but no model\.safetensors\.index\.json/);
+  await assert.rejects(
+    SafetensorsCheckpoint.open(lone),
+    /holds several \.safetensors files \(extra\.safetensors, gemm-4bit\.safetensors\) but no model\.safetensors\.index\.json/,
+  );
 
   const empty = join(root, "empty");
   await mkdir(empty);
-  await assert.rejects(SafetensorsCheckpoint.open(empty), /no safetensors checkpoint in .*empty: expected model\.safetensors/);
+  await assert.rejects(
+    SafetensorsCheckpoint.open(empty),
+    /no safetensors checkpoint in .*empty: expected model\.safetensors/,
+  );
   await assert.rejects(SafetensorsCheckpoint.open(join(root, "nope")), /cannot read model folder .*nope/);
 });

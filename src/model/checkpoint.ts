@@ -19,7 +19,9 @@ export function parseSafetensorsIndex(text: string, indexPath: string): Map<stri
     throw new Error(`${indexPath}: malformed JSON (${(err as Error).message})`);
   }
   const weightMap =
-    parsed !== null && typeof parsed === "object" ? (parsed as Record<string, unknown>).weight_map : undefined;
+    parsed !== null && typeof parsed === "object"
+      ? (parsed as Record<string, unknown>).weight_map
+      : undefined;
   if (weightMap === null || typeof weightMap !== "object" || Array.isArray(weightMap)) {
     throw new Error(`${indexPath}: expected an object with "weight_map": { tensor name: shard file name }`);
   }
@@ -76,7 +78,9 @@ export class SafetensorsCheckpoint implements Checkpoint {
         for (const [name, shardName] of weightMap) {
           const shard = files.get(join(absDir, shardName))!;
           if (!shard.header.entries.has(name)) {
-            throw new Error(`tensor "${name}": ${indexPath} places it in ${shard.path}, which does not hold it`);
+            throw new Error(
+              `tensor "${name}": ${indexPath} places it in ${shard.path}, which does not hold it`,
+            );
           }
           owners.set(name, shard);
         }

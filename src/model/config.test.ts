@@ -54,9 +54,15 @@ test("classic Llama-2 config (rope_theta absent, torch_dtype)", () => {
     eosTokenIds: [2],
     quantization: null,
   });
-  assert.equal(parseModelConfig({ ...classic, rope_theta: 500000, torch_dtype: "bfloat16" }, src).ropeTheta, 500000);
+  assert.equal(
+    parseModelConfig({ ...classic, rope_theta: 500000, torch_dtype: "bfloat16" }, src).ropeTheta,
+    500000,
+  );
   assert.equal(parseModelConfig({ ...classic, torch_dtype: "bfloat16" }, src).dtype, "bfloat16");
-  assert.deepEqual(parseModelConfig({ ...classic, eos_token_id: [2, 32000, 2] }, src).eosTokenIds, [2, 32000]);
+  assert.deepEqual(
+    parseModelConfig({ ...classic, eos_token_id: [2, 32000, 2] }, src).eosTokenIds,
+    [2, 32000],
+  );
   const noKv: Record<string, unknown> = { ...classic };
   delete noKv.num_key_value_heads;
   assert.equal(parseModelConfig(noKv, src).numKvHeads, 40);
@@ -96,25 +102,39 @@ test("the unquantized demo model's classic config", async (t) => {
 });
 
 test("rope scaling: linear and dynamic in old (type) and new (rope_type, rope_parameters) keys", () => {
-  assert.deepEqual(parseModelConfig({ ...classic, rope_scaling: { type: "linear", factor: 2 } }, src).ropeScaling, {
-    type: "linear",
-    factor: 2,
-    originalMaxPositionEmbeddings: 4096,
-  });
   assert.deepEqual(
-    parseModelConfig({ ...classic, rope_scaling: { rope_type: "dynamic", factor: 4, original_max_position_embeddings: 2048 } }, src)
-      .ropeScaling,
+    parseModelConfig({ ...classic, rope_scaling: { type: "linear", factor: 2 } }, src).ropeScaling,
+    {
+      type: "linear",
+      factor: 2,
+      originalMaxPositionEmbeddings: 4096,
+    },
+  );
+  assert.deepEqual(
+    parseModelConfig(
+      {
+        ...classic,
+        rope_scaling: { rope_type: "dynamic", factor: 4, original_max_position_embeddings: 2048 },
+      },
+      src,
+    ).ropeScaling,
     { type: "dynamic", factor: 4, originalMaxPositionEmbeddings: 2048 },
   );
-  const newStyle = parseModelConfig({ ...classic, rope_parameters: { rope_type: "linear", factor: 8, rope_theta: 1e6 } }, src);
+  const newStyle = parseModelConfig(
+    { ...classic, rope_parameters: { rope_type: "linear", factor: 8, rope_theta: 1e6 } },
+    src,
+  );
   assert.deepEqual(newStyle.ropeScaling, { type: "linear", factor: 8, originalMaxPositionEmbeddings: 4096 });
   assert.equal(newStyle.ropeTheta, 1e6);
   assert.throws(() => parseModelConfig({ ...classic, rope_scaling: { rope_type: "yarn", factor: 4 } }, src), {
     message: 'config.json: unsupported rope scaling "yarn"; supported: linear, dynamic',
   });
-  assert.throws(() => parseModelConfig({ ...classic, rope_parameters: { rope_type: "llama3", factor: 8 } }, src), {
-    message: 'config.json: unsupported rope scaling "llama3"; supported: linear, dynamic',
-  });
+  assert.throws(
+    () => parseModelConfig({ ...classic, rope_parameters: { rope_type: "llama3", factor: 8 } }, src),
+    {
+      message: 'config.json: unsupported rope scaling "llama3"; supported: linear, dynamic',
+    },
+  );
   assert.throws(() => parseModelConfig({ ...classic, rope_scaling: { type: "linear" } }, src), {
     message: 'config.json: "rope_scaling.factor" must be a positive number, got undefined',
   });
@@ -122,7 +142,12 @@ test("rope scaling: linear and dynamic in old (type) and new (rope_type, rope_pa
 
 test("Mistral is the Llama graph; its sliding window caps the context", () => {
   const config = parseModelConfig(
-    { ...classic, architectures: ["MistralForCausalLM"], max_position_embeddings: 32768, sliding_window: 4096 },
+    {
+      ...classic,
+      architectures: ["MistralForCausalLM"],
+      max_position_embeddings: 32768,
+      sliding_window: 4096,
+    },
     src,
   );
   assert.equal(config.architecture, "MistralForCausalLM");
@@ -130,7 +155,14 @@ test("Mistral is the Llama graph; its sliding window caps the context", () => {
 });
 
 test("AWQ in config.json quantization_config and in a legacy quant_config.json", async () => {
-  const awq = { quant_method: "awq", bits: 4, group_size: 64, zero_point: true, version: "gemm", modules_to_not_convert: ["lm_head"] };
+  const awq = {
+    quant_method: "awq",
+    bits: 4,
+    group_size: 64,
+    zero_point: true,
+    version: "gemm",
+    modules_to_not_convert: ["lm_head"],
+  };
   assert.deepEqual(parseModelConfig({ ...classic, quantization_config: awq }, src).quantization, {
     method: "awq",
     bits: 4,
@@ -142,11 +174,17 @@ test("AWQ in config.json quantization_config and in a legacy quant_config.json",
   const dir = await mkdtemp(join(tmpdir(), "awq-config-"));
   try {
     await writeFile(join(dir, "config.json"), JSON.stringify(classic));
-    await writeFile(join(dir, "quant_config.json"), JSON.stringify({ zero_point: true, q_group_size: 128, w_bit: 4, version: "GEMM" }));
+    await writeFile(
+      join(dir, "quant_config.json"),
+      JSON.stringify({ zero_point: true, q_group_size: 128, w_bit: 4, version: "GEMM" }),
+    );
     const legacy = await loadModelConfig(dir);
     assert.equal(legacy.quantization?.groupSize, 128);
     assert.equal(legacy.quantization?.version, "gemm");
-    await writeFile(join(dir, "quant_config.json"), JSON.stringify({ zero_point: true, q_group_size: 128, w_bit: 4, version: "GEMV" }));
+    await writeFile(
+      join(dir, "quant_config.json"),
+      JSON.stringify({ zero_point: true, q_group_size: 128, w_bit: 4, version: "GEMV" }),
+    );
     await assert.rejects(loadModelConfig(dir), {
       message: `${join(dir, "quant_config.json")}: AWQ version "gemv" (its packed layout) is not supported; supported: AWQ GEMM (quant_method "awq", version "gemm", 4 bits, zero_point true) or no quantization`,
     });
@@ -156,8 +194,10 @@ test("AWQ in config.json quantization_config and in a legacy quant_config.json",
 });
 
 test("refusals say what is supported", () => {
-  const supported = 'supported: AWQ GEMM (quant_method "awq", version "gemm", 4 bits, zero_point true) or no quantization';
-  const q = (quantization_config: unknown) => () => parseModelConfig({ ...classic, quantization_config }, src);
+  const supported =
+    'supported: AWQ GEMM (quant_method "awq", version "gemm", 4 bits, zero_point true) or no quantization';
+  const q = (quantization_config: unknown) => () =>
+    parseModelConfig({ ...classic, quantization_config }, src);
   assert.throws(q({ quant_method: "gptq", bits: 4, group_size: 128 }), {
     message: `config.json quantization_config: quantization method "gptq" is not supported; ${supported}`,
   });
@@ -173,13 +213,15 @@ test("refusals say what is supported", () => {
     message: `config.json quantization_config: AWQ without a zero point (zero_point false) is not supported; ${supported}`,
   });
   assert.throws(q({ quant_method: "awq", bits: 4, group_size: -1 }), {
-    message: "config.json quantization_config: group size -1 is not supported; supported: a positive multiple of 8 (usually 128)",
+    message:
+      "config.json quantization_config: group size -1 is not supported; supported: a positive multiple of 8 (usually 128)",
   });
   assert.throws(q({ quant_method: "awq", group_size: 128 }), {
     message: 'config.json quantization_config: missing required field "bits" (or "w_bit")',
   });
   assert.throws(() => parseModelConfig({ ...classic, architectures: ["GPTNeoXForCausalLM"] }, src), {
-    message: 'config.json: unsupported architecture "GPTNeoXForCausalLM"; supported: LlamaForCausalLM, MistralForCausalLM',
+    message:
+      'config.json: unsupported architecture "GPTNeoXForCausalLM"; supported: LlamaForCausalLM, MistralForCausalLM',
   });
   assert.throws(() => parseModelConfig({ ...classic, torch_dtype: "float8_e4m3fn" }, src), {
     message: 'config.json: unsupported dtype "float8_e4m3fn"; supported: float16, bfloat16, float32',
@@ -193,7 +235,14 @@ test("refusals say what is supported", () => {
 });
 
 test("missing required fields name the field and the file", async () => {
-  for (const field of ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size", "max_position_embeddings"]) {
+  for (const field of [
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "vocab_size",
+    "max_position_embeddings",
+  ]) {
     const json: Record<string, unknown> = { ...classic };
     delete json[field];
     assert.throws(() => parseModelConfig(json, { source: "/m/config.json" }), {
@@ -212,9 +261,13 @@ test("missing required fields name the field and the file", async () => {
   });
   const dir = await mkdtemp(join(tmpdir(), "awq-config-"));
   try {
-    await assert.rejects(loadModelConfig(dir), { message: `${join(dir, "config.json")} not found: a model folder needs its config.json` });
+    await assert.rejects(loadModelConfig(dir), {
+      message: `${join(dir, "config.json")} not found: a model folder needs its config.json`,
+    });
     await writeFile(join(dir, "config.json"), "{ nope");
-    await assert.rejects(loadModelConfig(dir), (err: Error) => err.message.startsWith(`${join(dir, "config.json")}: malformed JSON`));
+    await assert.rejects(loadModelConfig(dir), (err: Error) =>
+      err.message.startsWith(`${join(dir, "config.json")}: malformed JSON`),
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -9,7 +9,8 @@ import { join, resolve } from "node:path";
 import type { AwqQuantization, ModelConfig, ModelDType, RopeScaling } from "./types.js";
 
 export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "MistralForCausalLM"] as const;
-const SUPPORTED_QUANT = 'AWQ GEMM (quant_method "awq", version "gemm", 4 bits, zero_point true) or no quantization';
+const SUPPORTED_QUANT =
+  'AWQ GEMM (quant_method "awq", version "gemm", 4 bits, zero_point true) or no quantization';
 
 type Json = Record<string, unknown>;
 
@@ -75,7 +76,9 @@ function parseDType(json: Json, source: string): ModelDType {
   };
   const dtype = typeof raw === "string" ? aliases[raw.replace(/^torch\./, "")] : undefined;
   if (dtype === undefined) {
-    throw new Error(`${source}: unsupported dtype ${JSON.stringify(raw)}; supported: float16, bfloat16, float32`);
+    throw new Error(
+      `${source}: unsupported dtype ${JSON.stringify(raw)}; supported: float16, bfloat16, float32`,
+    );
   }
   return dtype;
 }
@@ -85,12 +88,15 @@ function parseRopeScaling(json: Json, maxPositionEmbeddings: number, source: str
   const params = isObject(json.rope_parameters) ? json.rope_parameters : undefined;
   const scaling = json.rope_scaling ?? params;
   if (scaling === undefined || scaling === null) return null;
-  const field = json.rope_scaling !== undefined && json.rope_scaling !== null ? "rope_scaling" : "rope_parameters";
+  const field =
+    json.rope_scaling !== undefined && json.rope_scaling !== null ? "rope_scaling" : "rope_parameters";
   if (!isObject(scaling)) throw new Error(`${source}: "${field}" must be an object or null`);
   const kind = scaling.rope_type ?? scaling.type ?? "default";
   if (kind === "default") return null;
   if (kind !== "linear" && kind !== "dynamic") {
-    throw new Error(`${source}: unsupported rope scaling ${JSON.stringify(kind)}; supported: linear, dynamic`);
+    throw new Error(
+      `${source}: unsupported rope scaling ${JSON.stringify(kind)}; supported: linear, dynamic`,
+    );
   }
   const factor = positiveNumber(scaling.factor, `${field}.factor`, source);
   const original = scaling.original_max_position_embeddings;
@@ -109,7 +115,9 @@ function parseEosIds(value: unknown, source: string): number[] {
   const list = Array.isArray(value) ? value : [value];
   for (const id of list) {
     if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-      throw new Error(`${source}: "eos_token_id" must be a token id or a list of them, got ${JSON.stringify(value)}`);
+      throw new Error(
+        `${source}: "eos_token_id" must be a token id or a list of them, got ${JSON.stringify(value)}`,
+      );
     }
   }
   return [...new Set(list as number[])];
@@ -131,7 +139,9 @@ function parseQuantization(json: Json, options: ParseConfigOptions): AwqQuantiza
   // A legacy quant_config.json has no quant_method: AutoAWQ wrote it, so it is AWQ.
   const method = String(raw.quant_method ?? "awq").toLowerCase();
   if (method !== "awq") {
-    throw new Error(`${source}: quantization method "${method}" is not supported; supported: ${SUPPORTED_QUANT}`);
+    throw new Error(
+      `${source}: quantization method "${method}" is not supported; supported: ${SUPPORTED_QUANT}`,
+    );
   }
   const version = String(raw.version ?? "gemm").toLowerCase();
   if (version !== "gemm") {
@@ -141,20 +151,35 @@ function parseQuantization(json: Json, options: ParseConfigOptions): AwqQuantiza
   }
   const bits = raw.bits ?? raw.w_bit;
   if (bits === undefined) throw new Error(`${source}: missing required field "bits" (or "w_bit")`);
-  if (bits !== 4) throw new Error(`${source}: ${JSON.stringify(bits)}-bit AWQ is not supported; supported: ${SUPPORTED_QUANT}`);
+  if (bits !== 4)
+    throw new Error(
+      `${source}: ${JSON.stringify(bits)}-bit AWQ is not supported; supported: ${SUPPORTED_QUANT}`,
+    );
   const zeroPoint = raw.zero_point ?? true; // AutoAWQ's default
   if (zeroPoint !== true) {
-    throw new Error(`${source}: AWQ without a zero point (zero_point false) is not supported; supported: ${SUPPORTED_QUANT}`);
+    throw new Error(
+      `${source}: AWQ without a zero point (zero_point false) is not supported; supported: ${SUPPORTED_QUANT}`,
+    );
   }
   const groupSize = raw.group_size ?? raw.q_group_size;
-  if (groupSize === undefined) throw new Error(`${source}: missing required field "group_size" (or "q_group_size")`);
-  if (typeof groupSize !== "number" || !Number.isInteger(groupSize) || groupSize <= 0 || groupSize % 8 !== 0) {
+  if (groupSize === undefined)
+    throw new Error(`${source}: missing required field "group_size" (or "q_group_size")`);
+  if (
+    typeof groupSize !== "number" ||
+    !Number.isInteger(groupSize) ||
+    groupSize <= 0 ||
+    groupSize % 8 !== 0
+  ) {
     throw new Error(
       `${source}: group size ${JSON.stringify(groupSize)} is not supported; supported: a positive multiple of 8 (usually 128)`,
     );
   }
   const skip = raw.modules_to_not_convert;
-  if (skip !== undefined && skip !== null && !(Array.isArray(skip) && skip.every((s) => typeof s === "string"))) {
+  if (
+    skip !== undefined &&
+    skip !== null &&
+    !(Array.isArray(skip) && skip.every((s) => typeof s === "string"))
+  ) {
     throw new Error(`${source}: "modules_to_not_convert" must be a list of module names or null`);
   }
   return {
@@ -184,7 +209,12 @@ export function parseModelConfig(configJson: unknown, options: ParseConfigOption
     );
   }
   const defaultHeadDim = hiddenSize / numHeads;
-  const headDim = positiveInt(json, "head_dim", source, Number.isInteger(defaultHeadDim) ? defaultHeadDim : undefined);
+  const headDim = positiveInt(
+    json,
+    "head_dim",
+    source,
+    Number.isInteger(defaultHeadDim) ? defaultHeadDim : undefined,
+  );
   const vocabSize = positiveInt(json, "vocab_size", source);
   // Very old Llama conversions call it max_sequence_length.
   let maxPositionEmbeddings =
@@ -197,10 +227,13 @@ export function parseModelConfig(configJson: unknown, options: ParseConfigOption
     maxPositionEmbeddings = Math.min(maxPositionEmbeddings, json.sliding_window);
   }
   const act = json.hidden_act ?? json.hidden_activation ?? "silu";
-  if (act !== "silu") throw new Error(`${source}: hidden_act ${JSON.stringify(act)} is not supported; supported: silu`);
+  if (act !== "silu")
+    throw new Error(`${source}: hidden_act ${JSON.stringify(act)} is not supported; supported: silu`);
   for (const biasField of ["attention_bias", "mlp_bias"]) {
     if (json[biasField] === true) {
-      throw new Error(`${source}: ${biasField} true is not supported; Llama-family models have no linear biases`);
+      throw new Error(
+        `${source}: ${biasField} true is not supported; Llama-family models have no linear biases`,
+      );
     }
   }
   const ropeParams = isObject(json.rope_parameters) ? json.rope_parameters : {};
@@ -261,5 +294,9 @@ export async function loadModelConfig(dir: string): Promise<ModelConfig> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
   }
-  return parseModelConfig(configJson, { source: configPath, legacyQuantConfig, legacyQuantSource: legacyPath });
+  return parseModelConfig(configJson, {
+    source: configPath,
+    legacyQuantConfig,
+    legacyQuantSource: legacyPath,
+  });
 }

@@ -81,8 +81,8 @@ test("bf16 <-> f32: every bit pattern round-trips; rounding ties to even", () =>
   const asF32 = bf16ToF32Array(all); // (65536)
   const back = f32ToBf16Array(asF32); // (65536)
   for (let h = 0; h < 65536; h++) {
-    const isNaN = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
-    if (isNaN) {
+    const isNanPattern = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
+    if (isNanPattern) {
       assert.ok(Number.isNaN(asF32[h]));
       assert.ok((back[h] & 0x7f80) === 0x7f80 && (back[h] & 0x7f) !== 0);
     } else {

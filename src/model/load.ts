@@ -6,7 +6,7 @@ import { resolve } from "node:path";
 import { SafetensorsCheckpoint } from "./checkpoint.js";
 import { loadModelConfig } from "./config.js";
 import type { Checkpoint, ModelSource } from "./types.js";
-import { type ModelWeightNames, countParameters, validateWeights } from "./weights.js";
+import { countParameters, type ModelWeightNames, validateWeights } from "./weights.js";
 
 /** A validated model: config, open checkpoint (close it when done) and the weight names per layer. */
 export interface OpenedModel extends ModelSource {

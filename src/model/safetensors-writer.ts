@@ -27,7 +27,9 @@ const ARRAY_FOR_DTYPE: Record<DType, string> = {
 function checkData(tensor: TensorToWrite, data: TensorData, byteLength: number): void {
   const expected = ARRAY_FOR_DTYPE[tensor.dtype];
   if (data.constructor.name !== expected) {
-    throw new Error(`tensor "${tensor.name}": ${tensor.dtype} data must be a ${expected}, got ${data.constructor.name}`);
+    throw new Error(
+      `tensor "${tensor.name}": ${tensor.dtype} data must be a ${expected}, got ${data.constructor.name}`,
+    );
   }
   if (data.byteLength !== byteLength) {
     throw new Error(
@@ -52,10 +54,16 @@ export async function writeSafetensors(
       throw new Error(`writeSafetensors ${path}: duplicate or reserved tensor name "${tensor.name}"`);
     }
     if (!tensor.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      throw new Error(`tensor "${tensor.name}": shape [${tensor.shape.join(", ")}] must be non-negative integers`);
+      throw new Error(
+        `tensor "${tensor.name}": shape [${tensor.shape.join(", ")}] must be non-negative integers`,
+      );
     }
     const byteLength = tensor.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[tensor.dtype];
-    header[tensor.name] = { dtype: tensor.dtype, shape: tensor.shape, data_offsets: [offset, offset + byteLength] };
+    header[tensor.name] = {
+      dtype: tensor.dtype,
+      shape: tensor.shape,
+      data_offsets: [offset, offset + byteLength],
+    };
     byteLengths.push(byteLength);
     offset += byteLength;
   }

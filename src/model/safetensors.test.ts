@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -15,7 +15,12 @@ after(async () => {
 });
 
 /** A safetensors file from a raw header object and data bytes, for crafting corrupt cases. */
-async function writeRaw(name: string, header: unknown, data: Uint8Array, lengthOverride?: bigint): Promise<string> {
+async function writeRaw(
+  name: string,
+  header: unknown,
+  data: Uint8Array,
+  lengthOverride?: bigint,
+): Promise<string> {
   const json = new TextEncoder().encode(JSON.stringify(header));
   const bytes = new Uint8Array(8 + json.length + data.length);
   new DataView(bytes.buffer).setBigUint64(0, lengthOverride ?? BigInt(json.length), true);
@@ -109,15 +114,19 @@ test("corrupt: truncated file (data section cut short) names the tensor", async 
   await assert.rejects(
     SafetensorsFile.open(path),
     (err: Error) =>
-      err.message.startsWith(`tensor "b" in ${path}: data_offsets [16, 32) lie outside the data section, which holds 26 bytes`) &&
-      err.message.endsWith("the file is truncated or its header is corrupt"),
+      err.message.startsWith(
+        `tensor "b" in ${path}: data_offsets [16, 32) lie outside the data section, which holds 26 bytes`,
+      ) && err.message.endsWith("the file is truncated or its header is corrupt"),
   );
 });
 
 test("corrupt: offsets outside the data", async () => {
   const header = { w: { dtype: "U8", shape: [4], data_offsets: [100, 104] } };
   const path = await writeRaw("outside.safetensors", header, new Uint8Array(4));
-  await assert.rejects(SafetensorsFile.open(path), /tensor "w" in .*outside\.safetensors: data_offsets \[100, 104\) lie outside the data section, which holds 4 bytes/);
+  await assert.rejects(
+    SafetensorsFile.open(path),
+    /tensor "w" in .*outside\.safetensors: data_offsets \[100, 104\) lie outside the data section, which holds 4 bytes/,
+  );
   const reversed = { w: { dtype: "U8", shape: [0], data_offsets: [3, 2] } };
   const path2 = await writeRaw("reversed.safetensors", reversed, new Uint8Array(4));
   await assert.rejects(SafetensorsFile.open(path2), {
@@ -161,4 +170,27 @@ test("corrupt: header that is not JSON", async () => {
   await assert.rejects(SafetensorsFile.open(path), (err: Error) =>
     err.message.startsWith(`${path}: the safetensors header is not valid JSON`),
   );
+});
+
+test("a tensor past 4 GiB in a (sparse) file reads back", async () => {
+  const hole = 5 * 2 ** 30; // bytes never written: the file system stores a hole
+  const header = {
+    hole: { dtype: "U8", shape: [hole], data_offsets: [0, hole] },
+    w: { dtype: "F32", shape: [4], data_offsets: [hole, hole + 16] },
+  };
+  const path = await writeRaw("big.safetensors", header, new Uint8Array(0));
+  const headerLength = new TextEncoder().encode(JSON.stringify(header)).length;
+  const w = new Float32Array([1, -2, 3.5, 1e-3]); // (4)
+  const handle = await open(path, "r+");
+  await handle.write(new Uint8Array(w.buffer), 0, 16, 8 + headerLength + hole);
+  await handle.close();
+  const file = await SafetensorsFile.open(path);
+  try {
+    assert.equal(file.entry("w").filePosition, 8 + headerLength + hole);
+    assert.deepEqual(await file.read("w"), w);
+    assert.deepEqual(await file.readBytes("hole", hole - 4, hole), new Uint8Array(4));
+  } finally {
+    await file.close();
+    await rm(path);
+  }
 });

@@ -7,8 +7,9 @@
  * `{ name: { dtype, shape, data_offsets: [begin, end] }, __metadata__?: {string: string} }`,
  * then the data section; offsets are relative to its start. Data is little-endian (as is every host we run on).
  */
-import { open, stat } from "node:fs/promises";
+
 import type { FileHandle } from "node:fs/promises";
+import { open, stat } from "node:fs/promises";
 import { DTYPE_BYTES, type DType, type TensorData, type TensorInfo } from "./types.js";
 
 /** Safetensors' own limit on the JSON header, which also keeps a corrupt length from allocating gigabytes. */
@@ -87,7 +88,9 @@ export function parseSafetensorsHeader(
       !offsets.every(isNonNegativeInteger) ||
       offsets[0] > offsets[1]
     ) {
-      throw new Error(`${where}: data_offsets ${JSON.stringify(offsets)} must be [begin, end] with begin <= end`);
+      throw new Error(
+        `${where}: data_offsets ${JSON.stringify(offsets)} must be [begin, end] with begin <= end`,
+      );
     }
     const [begin, end] = offsets as [number, number];
     const numElements = shape.reduce((a: number, b: number) => a * b, 1);
@@ -229,7 +232,12 @@ export class SafetensorsFile {
   async read(name: string): Promise<TensorData> {
     const entry = this.entry(name);
     const buffer = new ArrayBuffer(entry.byteLength);
-    await readFully(this.handle, new Uint8Array(buffer), entry.filePosition, `tensor "${name}" in ${this.path}`);
+    await readFully(
+      this.handle,
+      new Uint8Array(buffer),
+      entry.filePosition,
+      `tensor "${name}" in ${this.path}`,
+    );
     return viewAs(entry.dtype, buffer);
   }
 

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { SafetensorsCheckpoint } from "./checkpoint.js";
+import type { SafetensorsCheckpoint } from "./checkpoint.js";
 import { modelParameterCount, modelWeightBytes, openModel } from "./load.js";
 import { type TensorToWrite, writeSafetensors } from "./safetensors-writer.js";
 import type { ModelConfig } from "./types.js";
@@ -44,8 +44,19 @@ test("describeWeights names every layer's tensors; AWQ linears get qweight/qzero
   });
   assert.equal(dense.layers[0].linears.down_proj.module, "model.layers.0.mlp.down_proj");
   assert.equal(dense.lmHead, "lm_head.weight");
-  const quant = { method: "awq", bits: 4, groupSize: 16, zeroPoint: true, version: "gemm", modulesToNotConvert: ["down_proj"] } as const;
-  const awq = describeWeights({ ...tiny, tieWordEmbeddings: true, quantization: { ...quant, modulesToNotConvert: [...quant.modulesToNotConvert] } });
+  const quant = {
+    method: "awq",
+    bits: 4,
+    groupSize: 16,
+    zeroPoint: true,
+    version: "gemm",
+    modulesToNotConvert: ["down_proj"],
+  } as const;
+  const awq = describeWeights({
+    ...tiny,
+    tieWordEmbeddings: true,
+    quantization: { ...quant, modulesToNotConvert: [...quant.modulesToNotConvert] },
+  });
   assert.equal(awq.lmHead, "model.embed_tokens.weight");
   assert.deepEqual(awq.layers[0].linears.q_proj, {
     kind: "awq",
@@ -62,12 +73,21 @@ test("describeWeights names every layer's tensors; AWQ linears get qweight/qzero
   assert.equal(countParameters(tiny), 160 + 160 + 16 + 2 * (32 + 256 + 256 + 256 + 1536));
 });
 
-async function writeCheckpoint(dir: string, config: ModelConfig, tamper?: (t: TensorToWrite[]) => void): Promise<void> {
+async function writeCheckpoint(
+  dir: string,
+  config: ModelConfig,
+  tamper?: (t: TensorToWrite[]) => void,
+): Promise<void> {
   await mkdir(dir, { recursive: true });
   const tensors: TensorToWrite[] = expectedTensors(config).map((e) => {
     const n = e.shape.reduce((a, b) => a * b, 1);
     const dtype = e.dtypes[0];
-    return { name: e.name, dtype, shape: e.shape, data: dtype === "I32" ? new Int32Array(n) : new Uint16Array(n) };
+    return {
+      name: e.name,
+      dtype,
+      shape: e.shape,
+      data: dtype === "I32" ? new Int32Array(n) : new Uint16Array(n),
+    };
   });
   tamper?.(tensors);
   await writeSafetensors(join(dir, "model.safetensors"), tensors);
@@ -84,7 +104,13 @@ async function writeCheckpoint(dir: string, config: ModelConfig, tamper?: (t: Te
       vocab_size: config.vocabSize,
       max_position_embeddings: config.maxPositionEmbeddings,
       tie_word_embeddings: config.tieWordEmbeddings,
-      quantization_config: config.quantization && { quant_method: "awq", bits: 4, group_size: config.quantization.groupSize, version: "gemm", zero_point: true },
+      quantization_config: config.quantization && {
+        quant_method: "awq",
+        bits: 4,
+        group_size: config.quantization.groupSize,
+        version: "gemm",
+        zero_point: true,
+      },
     }),
   );
 }
@@ -99,14 +125,29 @@ test("openModel validates: a missing tensor and a misshapen one are named with e
     await model.checkpoint.close();
 
     const missing = join(root, "missing");
-    await writeCheckpoint(missing, tiny, (t) => t.splice(t.findIndex((x) => x.name === "lm_head.weight"), 1));
+    await writeCheckpoint(missing, tiny, (t) =>
+      t.splice(
+        t.findIndex((x) => x.name === "lm_head.weight"),
+        1,
+      ),
+    );
     await assert.rejects(openModel(missing), {
       message:
         `checkpoint ${missing} does not match its config.json:\n` +
         '  tensor "lm_head.weight": expected F16 or BF16 or F32 (10, 16), found nothing (missing from the checkpoint)',
     });
 
-    const awqConfig: ModelConfig = { ...tiny, quantization: { method: "awq", bits: 4, groupSize: 8, zeroPoint: true, version: "gemm", modulesToNotConvert: [] } };
+    const awqConfig: ModelConfig = {
+      ...tiny,
+      quantization: {
+        method: "awq",
+        bits: 4,
+        groupSize: 8,
+        zeroPoint: true,
+        version: "gemm",
+        modulesToNotConvert: [],
+      },
+    };
     const misshapen = join(root, "misshapen");
     await writeCheckpoint(misshapen, awqConfig, (t) => {
       const scales = t.find((x) => x.name === "model.layers.1.mlp.up_proj.scales")!;

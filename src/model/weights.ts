@@ -5,7 +5,15 @@
  */
 import type { Checkpoint, DType, ModelConfig } from "./types.js";
 
-export const LINEAR_NAMES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] as const;
+export const LINEAR_NAMES = [
+  "q_proj",
+  "k_proj",
+  "v_proj",
+  "o_proj",
+  "gate_proj",
+  "up_proj",
+  "down_proj",
+] as const;
 export type LinearName = (typeof LINEAR_NAMES)[number];
 
 const FLOAT_DTYPES: readonly DType[] = ["F16", "BF16", "F32"];
@@ -118,7 +126,9 @@ export function describeWeights(config: ModelConfig): ModelWeightNames {
 /** Every tensor the config implies, with its dtype(s) and shape. */
 export function expectedTensors(config: ModelConfig, names = describeWeights(config)): ExpectedTensor[] {
   const { hiddenSize, vocabSize } = config;
-  const out: ExpectedTensor[] = [{ name: names.embedTokens, dtypes: FLOAT_DTYPES, shape: [vocabSize, hiddenSize] }];
+  const out: ExpectedTensor[] = [
+    { name: names.embedTokens, dtypes: FLOAT_DTYPES, shape: [vocabSize, hiddenSize] },
+  ];
   for (const layer of names.layers) {
     out.push({ name: layer.inputLayernorm, dtypes: FLOAT_DTYPES, shape: [hiddenSize] });
     out.push({ name: layer.postAttentionLayernorm, dtypes: FLOAT_DTYPES, shape: [hiddenSize] });
@@ -135,7 +145,8 @@ export function expectedTensors(config: ModelConfig, names = describeWeights(con
     }
   }
   out.push({ name: names.norm, dtypes: FLOAT_DTYPES, shape: [hiddenSize] });
-  if (!names.lmHeadTied) out.push({ name: names.lmHead, dtypes: FLOAT_DTYPES, shape: [vocabSize, hiddenSize] });
+  if (!names.lmHeadTied)
+    out.push({ name: names.lmHead, dtypes: FLOAT_DTYPES, shape: [vocabSize, hiddenSize] });
   return out;
 }
 
@@ -166,7 +177,9 @@ export function validateWeights(config: ModelConfig, checkpoint: Checkpoint): Mo
     for (const expected of expectedTensors(config, names)) {
       const want = `${expected.dtypes.join(" or ")} ${formatShape(expected.shape)}`;
       if (!checkpoint.has(expected.name)) {
-        problems.push(`tensor "${expected.name}": expected ${want}, found nothing (missing from the checkpoint)`);
+        problems.push(
+          `tensor "${expected.name}": expected ${want}, found nothing (missing from the checkpoint)`,
+        );
         continue;
       }
       const info = checkpoint.info(expected.name);

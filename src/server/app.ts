@@ -2,7 +2,7 @@
  * The OpenAI-compatible HTTP server (fastify). `buildServer` wires the routes to an EngineClient and a
  * tokenizer and returns the fastify instance unstarted, so tests can `listen({ port: 0 })`.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import pino, { type Logger } from "pino";
 import type { EngineClient } from "../engine/types.js";
 import type { ChatFormatter } from "../tokenizer/chat-template.js";
@@ -22,7 +22,8 @@ import { registerTokenize } from "./routes/tokenize.js";
 export interface ServerOptions {
   engine: EngineClient;
   tokenizer: Tokenizer;
-  chatFormatter: ChatFormatter;
+  /** Null when the model has no chat format: chat requests then get a 400 naming --chat-template. */
+  chatFormatter: ChatFormatter | null;
   /** Longest prompt + completion, in tokens. */
   maxModelLen: number;
   /** Names clients may send as `model` (vLLM's --served-model-name); the first is reported back. */
@@ -55,11 +56,13 @@ declare module "fastify" {
 const DEFAULT_MAX_QUEUE = 1024;
 
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
-  if (opts.servedModelNames.length === 0) throw new Error("buildServer: servedModelNames must name the model");
+  if (opts.servedModelNames.length === 0)
+    throw new Error("buildServer: servedModelNames must name the model");
   const logger = opts.logger ?? pino({ level: opts.logLevel ?? "info" });
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // request-log.ts writes the one line per request instead of fastify's two.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: opts.bodyLimit ?? 32 * 1024 * 1024,
     return503OnClosing: true,
   });

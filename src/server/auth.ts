@@ -45,7 +45,13 @@ export function installAuth(app: FastifyInstance, apiKeys: readonly string[]): v
     if (!keyMatches(match[1]!.trim(), keys)) {
       return sendApiError(
         reply,
-        new ApiError(401, "Incorrect API key provided", "authorization", "invalid_request_error", "invalid_api_key"),
+        new ApiError(
+          401,
+          "Incorrect API key provided",
+          "authorization",
+          "invalid_request_error",
+          "invalid_api_key",
+        ),
       );
     }
   });

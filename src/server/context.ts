@@ -8,7 +8,8 @@ import type { ServerMetrics } from "./metrics.js";
 export interface ServerContext {
   engine: EngineClient;
   tokenizer: Tokenizer;
-  chatFormatter: ChatFormatter;
+  /** Null when the model has no chat format (then chat requests get a 400 saying so). */
+  chatFormatter: ChatFormatter | null;
   maxModelLen: number;
   /** Names clients may use in `model`; the first is the one reported back. */
   modelNames: string[];
@@ -44,10 +45,18 @@ export function checkModel(ctx: ServerContext, model: string | null | undefined)
 export function admit(ctx: ServerContext, numRequests: number): void {
   const headers = { "retry-after": String(RETRY_AFTER_SECONDS) };
   if (ctx.draining) {
-    throw new ApiError(503, "The server is shutting down; retry on another replica", null, "server_error", "shutting_down", headers);
+    throw new ApiError(
+      503,
+      "The server is shutting down; retry on another replica",
+      null,
+      "server_error",
+      "shutting_down",
+      headers,
+    );
   }
+  // An empty queue always admits (so --max-queue 0 means "never wait behind another request").
   const waiting = ctx.engine.stats().waiting;
-  if (waiting + numRequests > ctx.maxQueue) {
+  if (waiting > 0 && waiting + numRequests > ctx.maxQueue) {
     throw new ApiError(
       429,
       `The server is overloaded: ${waiting} requests are waiting (--max-queue ${ctx.maxQueue}); retry after ${RETRY_AFTER_SECONDS}s`,

@@ -62,21 +62,33 @@ export class GenerationJob {
       firstTokenAt: null,
       finishReason: null,
     }));
-    // Submit every choice now (not on first read) so the engine's queue counts them at once.
-    requests.forEach((req, index) => {
-      void this.pump(index, req);
+    // Submit every choice now, synchronously, so the engine's queue counts them at once and a refusal
+    // (invalid params, engine closed) is thrown to the route before any response has started.
+    const streams: AsyncIterable<RequestOutput>[] = [];
+    try {
+      requests.forEach((req, index) => {
+        streams.push(
+          engine.generate({
+            requestId: this.choices[index]!.requestId,
+            promptTokenIds: req.promptTokenIds,
+            params: req.params,
+            signal: this.controller.signal,
+          }),
+        );
+      });
+    } catch (err) {
+      this.controller.abort();
+      for (let i = 0; i < streams.length; i++) engine.abort(this.choices[i]!.requestId);
+      throw err;
+    }
+    streams.forEach((stream, index) => {
+      void this.pump(index, stream);
     });
   }
 
-  private async pump(index: number, req: ChoiceRequest): Promise<void> {
+  private async pump(index: number, outputs: AsyncIterable<RequestOutput>): Promise<void> {
     const state = this.choices[index]!;
     try {
-      const outputs = this.engine.generate({
-        requestId: state.requestId,
-        promptTokenIds: req.promptTokenIds,
-        params: req.params,
-        signal: this.controller.signal,
-      });
       for await (const output of outputs) {
         this.record(state, output);
         this.push({ index, output });

@@ -5,7 +5,9 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineClient, FinishReason } from "../engine/types.js";
 
-const LATENCY_BUCKETS = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
+const LATENCY_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80,
+];
 const TPOT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5];
 
 /** What one finished engine request (one choice) contributes. */
@@ -28,7 +30,10 @@ export class ServerMetrics {
   private readonly generationTokens: Counter<"model_name">;
   private readonly requestSuccess: Counter<"model_name" | "finished_reason">;
 
-  constructor(engine: EngineClient, private readonly modelName: string) {
+  constructor(
+    engine: EngineClient,
+    private readonly modelName: string,
+  ) {
     const registers = [this.registry];
     const labelNames = ["model_name"] as const;
     const stat = (name: string, help: string, read: () => number) =>
@@ -43,7 +48,11 @@ export class ServerMetrics {
       });
     stat("vllm:num_requests_running", "Requests running on the engine.", () => engine.stats().running);
     stat("vllm:num_requests_waiting", "Requests waiting to be scheduled.", () => engine.stats().waiting);
-    stat("vllm:kv_cache_usage_perc", "KV cache usage; 1 means 100 percent.", () => engine.stats().kvCacheUsage);
+    stat(
+      "vllm:kv_cache_usage_perc",
+      "KV cache usage; 1 means 100 percent.",
+      () => engine.stats().kvCacheUsage,
+    );
     this.timeToFirstToken = new Histogram({
       name: "vllm:time_to_first_token_seconds",
       help: "Time to first token in seconds.",

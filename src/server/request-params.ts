@@ -68,7 +68,11 @@ export function fitMaxTokens(
 }
 
 /** Runs the engine's own validation now, so a bad value is a 400 before anything is queued. */
-export function checkSampling(ctx: ServerContext, params: SamplingParams, maxTokensParam = "max_tokens"): void {
+export function checkSampling(
+  ctx: ServerContext,
+  params: SamplingParams,
+  maxTokensParam = "max_tokens",
+): void {
   try {
     resolveSamplingParams(params, { vocabSize: ctx.tokenizer.vocabSize });
   } catch (err) {

@@ -20,11 +20,17 @@ export const SamplingFields = {
   repetition_penalty: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 10 })),
   presence_penalty: Opt(Type.Number({ minimum: -2, maximum: 2 })),
   frequency_penalty: Opt(Type.Number({ minimum: -2, maximum: 2 })),
-  logit_bias: Opt(Type.Record(Type.String({ pattern: "^[0-9]+$" }), Type.Number({ minimum: -100, maximum: 100 }))),
+  logit_bias: Opt(
+    Type.Record(Type.String({ pattern: "^[0-9]+$" }), Type.Number({ minimum: -100, maximum: 100 })),
+  ),
   seed: Opt(Int({ minimum: -(2 ** 63), maximum: 2 ** 64 })),
   max_tokens: Opt(Int({ minimum: 1 })),
   min_tokens: Opt(Int({ minimum: 0 })),
-  stop: Opt(Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 16 })])),
+  stop: Opt(
+    Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 16 })], {
+      description: "a non-empty string or a list of at most 16 non-empty strings",
+    }),
+  ),
   stop_token_ids: Opt(Type.Array(TokenId)),
   ignore_eos: Opt(Type.Boolean()),
   skip_special_tokens: Opt(Type.Boolean()),
@@ -42,15 +48,20 @@ export const ChatRoles = ["system", "user", "assistant"] as const;
 
 const ContentPart = Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) });
 
-export const ChatMessage = Type.Object({
-  role: Type.Union(ChatRoles.map((role) => Type.Literal(role))),
-  content: Type.Union([Type.String(), Type.Array(ContentPart), Type.Null()]),
-  name: Opt(Type.String()),
-});
+export const ChatMessage = Type.Object(
+  {
+    role: Type.Union(ChatRoles.map((role) => Type.Literal(role))),
+    content: Type.Union([Type.String(), Type.Array(ContentPart), Type.Null()], {
+      description: "a string or a list of text parts",
+    }),
+    name: Opt(Type.String()),
+  },
+  { description: "a message object { role, content }" },
+);
 
 export const ChatCompletionBody = Type.Object({
   ...SamplingFields,
-  messages: Type.Array(ChatMessage, { minItems: 1 }),
+  messages: Type.Array(ChatMessage, { minItems: 1, description: "a non-empty list of messages" }),
   max_completion_tokens: Opt(Int({ minimum: 1 })),
   logprobs: Opt(Type.Boolean()),
   top_logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
@@ -59,12 +70,15 @@ export const ChatCompletionBody = Type.Object({
 export type ChatCompletionBody = Static<typeof ChatCompletionBody>;
 
 /** A prompt as a string, a list of strings, token ids, or a list of token-id lists. */
-export const PromptInput = Type.Union([
-  Type.String(),
-  Type.Array(Type.String(), { minItems: 1 }),
-  Type.Array(TokenId, { minItems: 1 }),
-  Type.Array(Type.Array(TokenId, { minItems: 1 }), { minItems: 1 }),
-]);
+export const PromptInput = Type.Union(
+  [
+    Type.String(),
+    Type.Array(Type.String(), { minItems: 1 }),
+    Type.Array(TokenId, { minItems: 1 }),
+    Type.Array(Type.Array(TokenId, { minItems: 1 }), { minItems: 1 }),
+  ],
+  { description: "a string, a non-empty list of strings, a list of token ids, or a list of token-id lists" },
+);
 
 export const CompletionBody = Type.Object({
   ...SamplingFields,

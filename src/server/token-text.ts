@@ -47,7 +47,12 @@ export function chatLogprobs(
   texts: TokenTexts,
   entries: readonly TokenLogprob[],
   previous: number | null,
-): { token: string; logprob: number; bytes: number[]; top_logprobs: { token: string; logprob: number; bytes: number[] }[] }[] {
+): {
+  token: string;
+  logprob: number;
+  bytes: number[];
+  top_logprobs: { token: string; logprob: number; bytes: number[] }[];
+}[] {
   return entries.map((entry) => {
     const token = texts.text(entry.tokenId, previous);
     const top = entry.top.map((alt) => {
@@ -55,7 +60,12 @@ export function chatLogprobs(
       return { token: altText, logprob: safeLogprob(alt.logprob), bytes: texts.bytes(alt.tokenId, altText) };
     });
     previous = entry.tokenId;
-    return { token, logprob: safeLogprob(entry.logprob), bytes: texts.bytes(entry.tokenId, token), top_logprobs: top };
+    return {
+      token,
+      logprob: safeLogprob(entry.logprob),
+      bytes: texts.bytes(entry.tokenId, token),
+      top_logprobs: top,
+    };
   });
 }
 

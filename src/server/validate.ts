@@ -36,6 +36,7 @@ function describeValue(value: unknown): string {
 
 /** What a schema expects, in words, for the error message. */
 function describeSchema(schema: TSchema): string {
+  if (typeof schema.description === "string") return schema.description;
   if (schema[Kind] === "Union") {
     const variants = (schema.anyOf as TSchema[]).filter((s) => s[Kind] !== "Null");
     if (variants.every((s) => s[Kind] === "Literal")) {
@@ -52,7 +53,8 @@ function describeSchema(schema: TSchema): string {
   if (schema.maxItems !== undefined) bounds.push(`at most ${schema.maxItems} item(s)`);
   if (schema.minLength !== undefined) bounds.push(`at least ${schema.minLength} character(s)`);
   if (schema.maxLength !== undefined) bounds.push(`at most ${schema.maxLength} character(s)`);
-  if (kind === "array" && schema.items) return `an array of ${describeSchema(schema.items as TSchema)}${bounds.length ? ` (${bounds.join(", ")})` : ""}`;
+  if (kind === "array" && schema.items)
+    return `an array of ${describeSchema(schema.items as TSchema)}${bounds.length ? ` (${bounds.join(", ")})` : ""}`;
   const noun = kind === "record" ? "object" : kind === "literal" ? JSON.stringify(schema.const) : kind;
   return bounds.length ? `${noun} ${bounds.join(", ")}` : noun;
 }

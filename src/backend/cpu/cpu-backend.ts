@@ -66,6 +66,7 @@ export class CpuBackend implements Backend {
       logprobs: new Float32Array(numSeqs).fill(Number.NaN),
       topLogprobs: new Array(numSeqs).fill(null),
     };
+    const logits = batch.returnLogits ? new Float32Array(numSeqs * vocab).fill(Number.NaN) : null; // (numSeqs, vocab)
     const tokenLogprobs = batch.tokenLogprobs ? new Float32Array(numTokens).fill(Number.NaN) : null; // (numTokens)
     // Which sequence samples at which token (the last of its rows), and the rows needing logits.
     const sampleSeqOfToken = new Int32Array(numTokens).fill(-1); // (numTokens)
@@ -79,15 +80,16 @@ export class CpuBackend implements Backend {
       if (tokenLogprobs !== null) for (let t = batch.queryStarts[s]; t < last; t++) rows.push(t);
       if (batch.sample[s] === 1) rows.push(last);
     }
-    await model.forward(batch, Int32Array.from(rows), (chunk, logits, stride) => {
+    await model.forward(batch, Int32Array.from(rows), (chunk, chunkLogits, stride) => {
       for (let i = 0; i < chunk.length; i++) {
         const t = chunk[i];
-        const row = logits.subarray(i * stride, i * stride + vocab);
+        const row = chunkLogits.subarray(i * stride, i * stride + vocab);
         if (tokenLogprobs !== null && isLast[t] === 0) {
-          tokenLogprobs[t] = row[batch.tokenIds[t + 1]] - logSumExpF32(row);
+          tokenLogprobs[t] = row[batch.tokenIds[t + 1]] - model.scratch.arena.logSumExp(row);
         }
         const s = sampleSeqOfToken[t];
         if (s >= 0) {
+          logits?.set(row, s * vocab);
           const sampled = sampleToken(Float32Array.from(row), batch.sampling, s);
           result.tokenIds[s] = sampled.tokenId;
           result.logprobs[s] = sampled.logprob;
@@ -96,6 +98,7 @@ export class CpuBackend implements Backend {
       }
     });
     if (tokenLogprobs !== null) result.tokenLogprobs = tokenLogprobs;
+    if (logits !== null) result.logits = logits;
     return result;
   }
 
@@ -107,12 +110,4 @@ export class CpuBackend implements Backend {
   get loadedModel(): CpuModel | null {
     return this.model;
   }
-}
-
-function logSumExpF32(row: Float32Array): number {
-  let max = -Infinity;
-  for (let i = 0; i < row.length; i++) if (row[i] > max) max = row[i];
-  let sum = 0;
-  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i] - max);
-  return max + Math.log(sum);
 }

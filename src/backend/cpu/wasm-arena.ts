@@ -21,11 +21,37 @@ export class WasmArena {
   readonly memory: WebAssembly.Memory;
   readonly kernels: KernelExports;
   private top = 64; // keep 0 as an obviously invalid pointer
+  private readonly resultPtr: number; // 2 f32 results of maxSumExp
 
   constructor(initialBytes = 1 << 20) {
     this.memory = new WebAssembly.Memory({ initial: Math.ceil(initialBytes / PAGE), maximum: MAX_PAGES });
     const instance = new WebAssembly.Instance(kernelModule(), { env: { memory: this.memory } });
     this.kernels = instance.exports as unknown as KernelExports;
+    this.resultPtr = this.allocF32(2, "kernel results");
+  }
+
+  /** log(sum(exp(row))) of a row that lives in this arena (16-byte aligned), in wasm SIMD. */
+  logSumExp(row: Float32Array): number {
+    if (!this.owns(row) || row.byteOffset % 16 !== 0) throw new Error("WasmArena.logSumExp: row must be an aligned arena view");
+    const n4 = row.length & ~3;
+    let max = -Infinity;
+    let sum = 0;
+    if (n4 > 0) {
+      this.kernels.maxSumExp(row.byteOffset, n4, this.resultPtr);
+      const result = this.f32(this.resultPtr, 2);
+      max = result[0];
+      sum = result[1];
+    }
+    for (let i = n4; i < row.length; i++) {
+      const v = row[i];
+      if (v > max) {
+        sum = sum * Math.exp(max - v) + 1;
+        max = v;
+      } else {
+        sum += Math.exp(v - max);
+      }
+    }
+    return max + Math.log(sum);
   }
 
   /** Bytes allocated so far. */

@@ -72,6 +72,20 @@ export const op = {
   f32x4ExtractLane: (lane: number): number[] => [0xfd, ...uleb(0x1f), lane],
   f32x4Add: (): number[] => [0xfd, ...uleb(0xe4)],
   f32x4Mul: (): number[] => [0xfd, ...uleb(0xe6)],
+  f32x4Sub: (): number[] => [0xfd, ...uleb(0xe5)],
+  f32x4Max: (): number[] => [0xfd, ...uleb(0xe9)],
+  f32x4Nearest: (): number[] => [0xfd, ...uleb(0x6a)],
+  f32x4Const: (v: number): number[] => {
+    const b = new Uint8Array(new Float32Array([v, v, v, v]).buffer);
+    return [0xfd, ...uleb(0x0c), ...b];
+  },
+  i32x4TruncSatF32x4S: (): number[] => [0xfd, ...uleb(0xf8)],
+  i32x4Add: (): number[] => [0xfd, ...uleb(0xae)],
+  i32x4Shl: (): number[] => [0xfd, ...uleb(0xab)],
+  i32x4Const: (v: number): number[] => {
+    const b = new Uint8Array(new Int32Array([v, v, v, v]).buffer);
+    return [0xfd, ...uleb(0x0c), ...b];
+  },
 };
 
 export interface FunctionDef {

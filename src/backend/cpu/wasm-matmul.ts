@@ -9,6 +9,7 @@
  * (2 x f32x4 accumulators per row), then rows one at a time for the remainder.
  * All pointers are byte offsets into the module's imported memory. Every address is 4-byte aligned at least.
  */
+import { maxSumExpFunction } from "./wasm-softmax.js";
 import { emitModule, type FunctionDef, I32, op, V128, type ValType } from "./wasm-emitter.js";
 
 /** Rows per register tile: 4 rows x 2 vectors = 8 accumulators + 2 weight vectors + 1 splat fit the 16 xmm. */
@@ -94,11 +95,13 @@ function matmulFunction(tileRows: number): FunctionDef {
 
 /** The kernel module's bytes (imports env.memory). */
 export function kernelModuleBytes(memory: { shared: boolean; maxPages: number }): Uint8Array<ArrayBuffer> {
-  return emitModule([matmulFunction(TILE_ROWS)], memory);
+  return emitModule([matmulFunction(TILE_ROWS), maxSumExpFunction()], memory);
 }
 
 export interface KernelExports {
   matmul(x: number, w: number, y: number, M: number, K: number, N: number): void;
+  /** out[0] = max of x[0..n), out[1] = sum of exp(x - max); n a multiple of 4 (wasm-softmax.ts). */
+  maxSumExp(x: number, n: number, out: number): void;
 }
 
 /** Packs W given as (K, N) row-major (the "in x out" orientation) into panels (ceil(N/8), K, 8), zero padded. */

@@ -1,8 +1,149 @@
-import type { Command } from "commander";
+/** `awq generate`: one completion of a prompt (raw text, or one chat turn), streamed to stdout or as JSON. */
+import { type Command, InvalidArgumentError } from "commander";
+import type { BackendChoice } from "../../backend/create.js";
+import { LLM } from "../../engine/llm.js";
+import { InvalidParamError } from "../../engine/sampling-params.js";
+import type { RequestOutput, SamplingParams } from "../../engine/types.js";
+import type { ChatMessage } from "../../tokenizer/chat-template.js";
 
-/** PLACEHOLDER: replaced by the owner of `awq generate`. */
+interface GenerateFlags {
+  model: string;
+  revision?: string;
+  prompt: string;
+  chat?: boolean;
+  system?: string;
+  template?: string;
+  maxTokens: number;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  minP?: number;
+  repetitionPenalty?: number;
+  presencePenalty?: number;
+  frequencyPenalty?: number;
+  seed?: number;
+  stop?: string[];
+  ignoreEos?: boolean;
+  maxModelLen?: number;
+  backend: BackendChoice;
+  json?: boolean;
+}
+
 export function registerGenerate(program: Command): void {
-  program.command("generate").description("(not yet implemented)").action(() => {
-    throw new Error("awq generate is not implemented yet");
-  });
+  program
+    .command("generate")
+    .description("generate a completion of --prompt (streamed to stdout; --json prints one object at the end)")
+    .requiredOption("--model <dir>", "model folder or hub id")
+    .option("--revision <rev>", "hub branch, tag or commit")
+    .requiredOption("--prompt <text>", "the prompt (raw text: special tokens in it are parsed, one BOS is added)")
+    .option("--chat", "treat --prompt as one user message and apply the chat template")
+    .option("--system <text>", "system prompt (with --chat)")
+    .option("--template <name|file>", "chat template: openchat, openchat-gpt4, or a Jinja file (with --chat)")
+    .option("--max-tokens <n>", "most tokens to generate", integer("--max-tokens"), 256)
+    .option("--temperature <t>", "sampling temperature; 0 = greedy (default 1)", number("--temperature"))
+    .option("--top-p <p>", "nucleus sampling mass (default 1 = off)", number("--top-p"))
+    .option("--top-k <k>", "keep the k most likely tokens (default 0 = off)", integer("--top-k"))
+    .option("--min-p <p>", "drop tokens below p x the top probability (default 0 = off)", number("--min-p"))
+    .option("--repetition-penalty <r>", "HF repetition penalty (default 1 = off)", number("--repetition-penalty"))
+    .option("--presence-penalty <p>", "OpenAI presence penalty (default 0)", number("--presence-penalty"))
+    .option("--frequency-penalty <p>", "OpenAI frequency penalty (default 0)", number("--frequency-penalty"))
+    .option("--seed <s>", "random seed (reproducible sampling)", integer("--seed"))
+    .option("--stop <s...>", "stop strings (cut from the output)")
+    .option("--ignore-eos", "keep generating past the end-of-sequence token")
+    .option("--max-model-len <n>", "context length (default: the model's)", integer("--max-model-len"))
+    .option("--backend <name>", "cpu, cuda or auto", backendChoice, "auto")
+    .option("--json", 'print one JSON object { "text", "token_ids", "finish_reason", "usage" } instead of streaming')
+    .action(async (flags: GenerateFlags) => {
+      if (!flags.chat && (flags.system !== undefined || flags.template !== undefined)) {
+        throw new Error("--system and --template only apply with --chat");
+      }
+      const params: SamplingParams = {
+        maxTokens: flags.maxTokens,
+        temperature: flags.temperature,
+        topP: flags.topP,
+        topK: flags.topK,
+        minP: flags.minP,
+        repetitionPenalty: flags.repetitionPenalty,
+        presencePenalty: flags.presencePenalty,
+        frequencyPenalty: flags.frequencyPenalty,
+        seed: flags.seed,
+        stop: flags.stop,
+        ignoreEos: flags.ignoreEos,
+      };
+      const llm = await LLM.load({
+        model: flags.model,
+        revision: flags.revision,
+        backend: flags.backend,
+        chatTemplate: flags.template,
+        maxModelLen: flags.maxModelLen,
+        maxNumSeqs: 1,
+      });
+      const controller = new AbortController();
+      const onSigint = () => controller.abort();
+      process.once("SIGINT", onSigint);
+      try {
+        const input = flags.chat ? { messages: chatMessages(flags) } : flags.prompt;
+        let text = "";
+        const tokenIds: number[] = [];
+        let last: RequestOutput | undefined;
+        for await (const out of llm.stream(input, params, { signal: controller.signal })) {
+          text += out.textDelta;
+          tokenIds.push(...out.tokenIdsDelta);
+          if (!flags.json) process.stdout.write(out.textDelta);
+          last = out;
+        }
+        if (last === undefined) throw new Error("the engine gave no output");
+        if (last.finishReason === "error") throw new Error(`generation failed: ${last.error ?? "unknown error"}`);
+        if (flags.json) {
+          const usage = {
+            prompt_tokens: last.promptTokens,
+            completion_tokens: last.completionTokens,
+            total_tokens: last.promptTokens + last.completionTokens,
+          };
+          const result = { text, token_ids: tokenIds, finish_reason: last.finishReason, usage };
+          process.stdout.write(`${JSON.stringify(result)}\n`);
+        } else {
+          process.stdout.write("\n");
+        }
+      } catch (err) {
+        // Name the flag the user typed, not the API field.
+        if (err instanceof InvalidParamError) {
+          throw new Error(err.message.replace(err.param, `--${err.param.replace(/_/g, "-")}`));
+        }
+        throw err;
+      } finally {
+        process.removeListener("SIGINT", onSigint);
+        await llm.dispose();
+      }
+    });
+}
+
+function chatMessages(flags: GenerateFlags): ChatMessage[] {
+  const messages: ChatMessage[] = [];
+  if (flags.system !== undefined) messages.push({ role: "system", content: flags.system });
+  messages.push({ role: "user", content: flags.prompt });
+  return messages;
+}
+
+function number(flag: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (value.trim() === "" || !Number.isFinite(parsed)) throw new InvalidArgumentError(`${flag} needs a number`);
+    return parsed;
+  };
+}
+
+function integer(flag: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed)) throw new InvalidArgumentError(`${flag} needs an integer`);
+    return parsed;
+  };
+}
+
+function backendChoice(value: string): BackendChoice {
+  if (value !== "cpu" && value !== "cuda" && value !== "auto") {
+    throw new InvalidArgumentError("--backend must be cpu, cuda or auto");
+  }
+  return value;
 }

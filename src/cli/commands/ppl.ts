@@ -1,8 +1,110 @@
-import type { Command } from "commander";
+/** `awq ppl`: perplexity of a text file, with the protocol of ../shared/models/reference.json. */
+import { readFile } from "node:fs/promises";
+import cliProgress from "cli-progress";
+import { type Command, InvalidArgumentError } from "commander";
+import { type BackendChoice, createBackend } from "../../backend/create.js";
+import { computePerplexity } from "../../eval/perplexity.js";
+import { resolveModelPath } from "../../hub/resolve.js";
+import { openModel } from "../../model/load.js";
+import { Tokenizer } from "../../tokenizer/tokenizer.js";
 
-/** PLACEHOLDER: replaced by the owner of `awq ppl`. */
+interface PplFlags {
+  model: string;
+  revision?: string;
+  textFile: string;
+  ctx: number;
+  maxWindows?: number;
+  backend: BackendChoice;
+  json?: boolean;
+  quiet?: boolean;
+}
+
 export function registerPpl(program: Command): void {
-  program.command("ppl").description("(not yet implemented)").action(() => {
-    throw new Error("awq ppl is not implemented yet");
-  });
+  program
+    .command("ppl")
+    .description("perplexity of a text: non-overlapping windows of --ctx tokens, one BOS at the start of the text")
+    .requiredOption("--model <dir>", "model folder or hub id")
+    .option("--revision <rev>", "hub branch, tag or commit")
+    .requiredOption("--text-file <file>", "the text to evaluate (UTF-8)")
+    .option("--ctx <n>", "window length in tokens", positiveInteger("--ctx"), 512)
+    .option("--max-windows <n>", "evaluate only the first N windows", positiveInteger("--max-windows"))
+    .option("--backend <name>", "cpu, cuda or auto", backendChoice, "auto")
+    .option("--json", "print one JSON object { perplexity, windows, tokens, ctx, seconds, tokens_per_second }")
+    .option("--quiet", "no progress bar")
+    .action(async (flags: PplFlags) => {
+      if (flags.ctx < 2) throw new Error("--ctx must be at least 2");
+      const text = await readFile(flags.textFile, "utf8").catch((err: Error) => {
+        throw new Error(`--text-file ${flags.textFile}: ${err.message}`);
+      });
+      const dir = await resolveModelPath(flags.model, { revision: flags.revision });
+      const tokenizer = await Tokenizer.load(dir);
+      const tokenIds = tokenizer.encode(text, { addBos: true });
+      const model = await openModel(dir);
+      const backend = await createBackend(flags.backend);
+      const bar =
+        !flags.quiet && process.stderr.isTTY
+          ? new cliProgress.SingleBar(
+              { format: "ppl [{bar}] {value}/{total} windows | {eta_formatted} left", stream: process.stderr },
+              cliProgress.Presets.shades_classic,
+            )
+          : null;
+      const controller = new AbortController();
+      const onSigint = () => controller.abort();
+      process.once("SIGINT", onSigint);
+      try {
+        const kvLayout = await backend.load(model, {
+          maxModelLen: flags.ctx,
+          maxNumSeqs: 1,
+          maxNumBatchedTokens: flags.ctx,
+          blockSize: 16,
+          numBlocks: Math.ceil(flags.ctx / 16),
+        });
+        const totalWindows = Math.min(Math.floor(tokenIds.length / flags.ctx), flags.maxWindows ?? Number.POSITIVE_INFINITY);
+        if (totalWindows > 0) bar?.start(totalWindows, 0);
+        const result = await computePerplexity(backend, tokenIds, {
+          ctx: flags.ctx,
+          maxWindows: flags.maxWindows,
+          kvLayout,
+          signal: controller.signal,
+          onProgress: (done) => bar?.update(done),
+        });
+        bar?.stop();
+        if (flags.json) {
+          const out = {
+            perplexity: result.perplexity,
+            windows: result.windows,
+            tokens: result.tokens,
+            ctx: flags.ctx,
+            seconds: result.seconds,
+            tokens_per_second: result.tokensPerSecond,
+          };
+          process.stdout.write(`${JSON.stringify(out)}\n`);
+        } else {
+          process.stdout.write(
+            `perplexity ${result.perplexity.toFixed(4)} over ${result.windows} windows of ${flags.ctx} tokens ` +
+              `(${result.tokens} tokens) in ${result.seconds.toFixed(1)} s, ${result.tokensPerSecond.toFixed(1)} tokens/s\n`,
+          );
+        }
+      } finally {
+        bar?.stop();
+        process.removeListener("SIGINT", onSigint);
+        await backend.dispose();
+        await model.checkpoint.close();
+      }
+    });
+}
+
+function positiveInteger(flag: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < 1) throw new InvalidArgumentError(`${flag} needs a positive integer`);
+    return parsed;
+  };
+}
+
+function backendChoice(value: string): BackendChoice {
+  if (value !== "cpu" && value !== "cuda" && value !== "auto") {
+    throw new InvalidArgumentError("--backend must be cpu, cuda or auto");
+  }
+  return value;
 }

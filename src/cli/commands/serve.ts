@@ -1,8 +1,182 @@
-import type { Command } from "commander";
+/**
+ * `awq serve`: loads a model and serves the OpenAI-compatible API (vLLM's flag names), with graceful
+ * SIGTERM / SIGINT: stop accepting, let running requests finish for a grace period, abort the rest, exit 0.
+ */
+import { type Command, InvalidArgumentError, Option } from "commander";
+import pino from "pino";
+import type { BackendChoice } from "../../backend/create.js";
+import { LLM } from "../../engine/llm.js";
+import { buildServer, type ServerOptions, shutdownServer } from "../../server/app.js";
 
-/** PLACEHOLDER: replaced by the owner of `awq serve`. */
+/** The seed model: what `awq serve` serves with no model named. */
+export const DEFAULT_SERVE_MODEL = "TheBloke/OpenOrcaxOpenChat-Preview2-13B-AWQ";
+
+/** Where the chat page (issue 8) plugs in: a module exporting `registerWebRoutes(app, ctx)`. */
+const WEB_ROUTES_MODULE = "../../server/web/routes.js";
+
+interface ServeFlags {
+  model?: string;
+  revision?: string;
+  host: string;
+  port: number;
+  servedModelName?: string[];
+  maxModelLen?: number;
+  maxNumSeqs?: number;
+  maxNumBatchedTokens?: number;
+  maxQueue: number;
+  gpuMemoryUtilization?: number;
+  apiKey: string[];
+  chatTemplate?: string;
+  backend: BackendChoice;
+  enablePrefixCaching: boolean;
+  logLevel: string;
+  shutdownGracePeriod: number;
+}
+
+const integer = (min: number) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got "${value}"`);
+  return n;
+};
+
+const fraction = (value: string) => {
+  const n = Number(value);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`expected a number in (0, 1], got "${value}"`);
+  return n;
+};
+
+const seconds = (value: string) => {
+  const n = Number(value);
+  if (!(n >= 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`expected seconds >= 0, got "${value}"`);
+  return n;
+};
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
 export function registerServe(program: Command): void {
-  program.command("serve").description("(not yet implemented)").action(() => {
-    throw new Error("awq serve is not implemented yet");
+  program
+    .command("serve")
+    .description("Serve a model through an OpenAI-compatible HTTP API (chat, completions, streaming, metrics)")
+    .argument("[model]", `model folder or hub id (default ${DEFAULT_SERVE_MODEL})`)
+    .option("--model <dirOrId>", "model folder or hub id (same as the positional argument)")
+    .option("--revision <rev>", "hub branch, tag or commit")
+    .option("--host <host>", "address to listen on", "127.0.0.1")
+    .option("--port <port>", "port to listen on (0 = any free port)", integer(0), 8000)
+    .option("--served-model-name <name...>", "name(s) clients use as `model` (default: the model argument)")
+    .option("--max-model-len <n>", "longest prompt + completion in tokens (default: the model's)", integer(1))
+    .option("--max-num-seqs <n>", "most sequences per engine step (default 256)", integer(1))
+    .option("--max-num-batched-tokens <n>", "most tokens per engine step", integer(1))
+    .option("--max-queue <n>", "waiting requests beyond which new ones get 429", integer(0), 1024)
+    .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use (CUDA)", fraction)
+    .option("--api-key <key>", "require this bearer key on /v1/*, /tokenize, /detokenize, /generate (repeatable; or AWQ_API_KEY)", collect, [])
+    .option("--chat-template <nameOrFile>", "openchat, openchat-gpt4, or a Jinja template file")
+    .addOption(
+      new Option("--backend <backend>", "compute backend").choices(["cpu", "cuda", "auto"]).default("auto"),
+    )
+    .option("--no-enable-prefix-caching", "turn off prefix caching")
+    .addOption(
+      new Option("--log-level <level>", "log level")
+        .choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
+        .default("info"),
+    )
+    .option("--shutdown-grace-period <seconds>", "on SIGTERM, how long running requests may finish", seconds, 30)
+    .action(async (positional: string | undefined, flags: ServeFlags) => {
+      await serve(positional, flags);
+    });
+}
+
+async function serve(positional: string | undefined, flags: ServeFlags): Promise<void> {
+  if (positional && flags.model && positional !== flags.model) {
+    throw new Error(`two models given: "${positional}" and --model "${flags.model}"; give one`);
+  }
+  const modelSpec = flags.model ?? positional ?? DEFAULT_SERVE_MODEL;
+  const logger = pino({ level: flags.logLevel });
+  const apiKeys = flags.apiKey.length > 0 ? flags.apiKey : process.env.AWQ_API_KEY ? [process.env.AWQ_API_KEY] : [];
+
+  // A signal during loading has nothing in flight to wait for.
+  let onSignal = (signal: string): void => {
+    logger.info({ signal }, "stopped while loading");
+    logger.flush();
+    process.exit(0);
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+
+  logger.info({ model: modelSpec, backend: flags.backend }, "loading model");
+  const llm = await LLM.load({
+    model: modelSpec,
+    revision: flags.revision,
+    backend: flags.backend,
+    maxModelLen: flags.maxModelLen,
+    maxNumSeqs: flags.maxNumSeqs,
+    maxNumBatchedTokens: flags.maxNumBatchedTokens,
+    enablePrefixCaching: flags.enablePrefixCaching,
+    gpuMemoryUtilization: flags.gpuMemoryUtilization,
+    chatTemplate: flags.chatTemplate,
+    onBackendFallback: (reason) => logger.warn({ reason }, "CUDA backend unavailable; using the CPU backend"),
   });
+  const options: ServerOptions = {
+    engine: llm.engine,
+    tokenizer: llm.tokenizer,
+    chatFormatter: llm.chatFormatter,
+    maxModelLen: llm.engine.maxModelLen,
+    servedModelNames: flags.servedModelName?.length ? flags.servedModelName : [modelSpec],
+    modelPath: llm.modelPath,
+    apiKeys,
+    maxQueue: flags.maxQueue,
+    logger,
+    registerWebRoutes: await loadWebRoutes(),
+  };
+  const app = await buildServer(options);
+
+  let stopping = false;
+  onSignal = (signal: string) => {
+    if (stopping) {
+      logger.warn({ signal }, "second signal: exiting now");
+      process.exit(1);
+    }
+    stopping = true;
+    const graceMs = flags.shutdownGracePeriod * 1000;
+    logger.info({ signal, graceMs, ...llm.engine.stats() }, "shutting down: no new requests, finishing running ones");
+    shutdownServer(app, { graceMs })
+      .then(() => llm.dispose())
+      .then(() => {
+        logger.info("stopped");
+        logger.flush();
+        process.exit(0);
+      })
+      .catch((err: unknown) => {
+        logger.error({ err }, "shutdown failed");
+        logger.flush();
+        process.exit(1);
+      });
+  };
+
+  const address = await app.listen({ host: flags.host, port: flags.port });
+  const port = (app.server.address() as { port: number }).port;
+  logger.info(
+    {
+      url: address,
+      port,
+      model: options.servedModelNames[0],
+      modelPath: llm.modelPath,
+      backend: llm.engine.backend.name,
+      maxModelLen: options.maxModelLen,
+      auth: apiKeys.length > 0,
+      ...llm.engine.stats(),
+    },
+    "listening",
+  );
+}
+
+/** The chat page's routes when src/server/web/routes.ts exists (built separately, issue 8). */
+async function loadWebRoutes(): Promise<ServerOptions["registerWebRoutes"]> {
+  try {
+    const mod = (await import(WEB_ROUTES_MODULE)) as { registerWebRoutes?: ServerOptions["registerWebRoutes"] };
+    return mod.registerWebRoutes;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === "ERR_MODULE_NOT_FOUND" && String((err as Error).message).includes("web/routes")) return undefined;
+    throw err;
+  }
 }

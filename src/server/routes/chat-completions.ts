@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import type { ChatMessage as FormatterMessage } from "../../tokenizer/chat-template.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
-import { ApiError, badRequest } from "../errors.js";
+import { ApiError, badRequest, toApiError } from "../errors.js";
 import { GenerationJob } from "../generation.js";
 import { setRequestLog } from "../request-log.js";
 import { checkSampling, fitMaxTokens, paramsForChoice, samplingFromBody } from "../request-params.js";
@@ -42,7 +42,11 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const job = new GenerationJob(
       ctx.engine,
       id,
-      Array.from({ length: n }, (_, i) => ({ promptTokenIds, params: paramsForChoice(params, i, n), promptIndex: 0 })),
+      Array.from({ length: n }, (_, i) => ({
+        promptTokenIds,
+        params: paramsForChoice(params, i, n),
+        promptIndex: 0,
+      })),
       (sample) => ctx.metrics.observe(sample),
     );
     setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));
@@ -84,6 +88,12 @@ function formatMessages(
     }
     return { role: message.role, content };
   });
+  if (ctx.chatFormatter === null) {
+    throw badRequest(
+      `The model in ${ctx.modelPath} has no chat template; start the server with --chat-template NAME|FILE`,
+      "messages",
+    );
+  }
   try {
     return ctx.chatFormatter.apply(flat, { addGenerationPrompt }).tokenIds;
   } catch (err) {
@@ -107,7 +117,12 @@ function finishReasonOf(output: RequestOutput): string | null {
 }
 
 function engineError(output: RequestOutput): ApiError {
-  return new ApiError(500, `Generation failed: ${output.error ?? "unknown engine error"}`, null, "server_error");
+  return new ApiError(
+    500,
+    `Generation failed: ${output.error ?? "unknown engine error"}`,
+    null,
+    "server_error",
+  );
 }
 
 async function streamChat(
@@ -136,7 +151,9 @@ async function streamChat(
       }
       const finishReason = finishReasonOf(output);
       if (output.textDelta === "" && output.tokenIdsDelta.length === 0 && finishReason === null) continue;
-      const logprobs = wantLogprobs ? { content: chatLogprobs(texts, output.logprobsDelta, previous[index]!) } : null;
+      const logprobs = wantLogprobs
+        ? { content: chatLogprobs(texts, output.logprobsDelta, previous[index]!) }
+        : null;
       previous[index] = output.tokenIdsDelta.at(-1) ?? previous[index]!;
       const delta = output.textDelta === "" && finishReason !== null ? {} : { content: output.textDelta };
       await sse.send({
@@ -157,7 +174,8 @@ async function streamChat(
     await sse.done();
   } catch (err) {
     // Headers are gone: report in-band as vLLM does, then close the stream properly.
-    const apiError = err instanceof ApiError ? err : new ApiError(500, `Generation failed: ${String(err)}`, null);
+    const apiError =
+      err instanceof ApiError ? err : new ApiError(500, `Generation failed: ${String(err)}`, null);
     await sse.send(apiError.body());
     await sse.done();
   }

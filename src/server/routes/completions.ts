@@ -7,10 +7,16 @@ import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { RequestOutput, TokenLogprob } from "../../engine/types.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
-import { ApiError, badRequest } from "../errors.js";
+import { ApiError, badRequest, toApiError } from "../errors.js";
 import { type ChoiceRequest, GenerationJob } from "../generation.js";
 import { setRequestLog } from "../request-log.js";
-import { checkSampling, checkTokenIds, fitMaxTokens, paramsForChoice, samplingFromBody } from "../request-params.js";
+import {
+  checkSampling,
+  checkTokenIds,
+  fitMaxTokens,
+  paramsForChoice,
+  samplingFromBody,
+} from "../request-params.js";
 import { CompletionBody } from "../schemas.js";
 import { onClientGone, SseWriter } from "../sse.js";
 import { type CompletionLogprobs, completionLogprobs, TokenTexts } from "../token-text.js";
@@ -32,7 +38,10 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     if (body.suffix) throw badRequest("suffix is not supported by this server", "suffix");
     const n = body.n ?? 1;
     if (body.best_of != null && body.best_of !== n) {
-      throw badRequest(`best_of other than n is not supported (got best_of ${body.best_of}, n ${n})`, "best_of");
+      throw badRequest(
+        `best_of other than n is not supported (got best_of ${body.best_of}, n ${n})`,
+        "best_of",
+      );
     }
     const topN = body.logprobs ?? null;
     const prompts = readPrompts(ctx, body.prompt);
@@ -45,10 +54,17 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       const promptParam = prompts.length > 1 ? `prompt[${promptIndex}]` : "prompt";
       const remaining = ctx.maxModelLen - prompt.tokenIds.length;
       const requested = body.max_tokens ?? Math.min(DEFAULT_COMPLETION_MAX_TOKENS, Math.max(remaining, 1));
-      const params = { ...base, maxTokens: fitMaxTokens(ctx, prompt.tokenIds.length, requested, promptParam, "max_tokens") };
+      const params = {
+        ...base,
+        maxTokens: fitMaxTokens(ctx, prompt.tokenIds.length, requested, promptParam, "max_tokens"),
+      };
       checkSampling(ctx, params);
       for (let i = 0; i < n; i++) {
-        requests.push({ promptTokenIds: prompt.tokenIds, params: paramsForChoice(params, i, n), promptIndex });
+        requests.push({
+          promptTokenIds: prompt.tokenIds,
+          params: paramsForChoice(params, i, n),
+          promptIndex,
+        });
       }
     });
     admit(ctx, requests.length);
@@ -84,7 +100,10 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
 }
 
 function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Prompt[] {
-  const fromText = (text: string): Prompt => ({ text, tokenIds: ctx.tokenizer.encode(text, { addBos: true }) });
+  const fromText = (text: string): Prompt => ({
+    text,
+    tokenIds: ctx.tokenizer.encode(text, { addBos: true }),
+  });
   const fromIds = (ids: number[], param: string): Prompt => {
     checkTokenIds(ctx, ids, param);
     return { text: ctx.tokenizer.decode(ids), tokenIds: ids };
@@ -127,7 +146,13 @@ function deltaOf(state: CompletionState, texts: TokenTexts, index: number, outpu
     choice.textLength = prompt.text.length;
   }
   if (state.topN !== null) {
-    const generated = completionLogprobs(texts, output.logprobsDelta, choice.previous, choice.textLength, state.topN);
+    const generated = completionLogprobs(
+      texts,
+      output.logprobsDelta,
+      choice.previous,
+      choice.textLength,
+      state.topN,
+    );
     logprobs = logprobs ? appendLogprobs(logprobs, generated) : generated;
   }
   choice.previous = output.tokenIdsDelta.at(-1) ?? choice.previous;
@@ -174,7 +199,12 @@ function appendLogprobs(into: CompletionLogprobs, more: CompletionLogprobs): Com
 }
 
 function engineError(output: RequestOutput): ApiError {
-  return new ApiError(500, `Generation failed: ${output.error ?? "unknown engine error"}`, null, "server_error");
+  return new ApiError(
+    500,
+    `Generation failed: ${output.error ?? "unknown engine error"}`,
+    null,
+    "server_error",
+  );
 }
 
 async function streamCompletions(
@@ -186,7 +216,12 @@ async function streamCompletions(
 ): Promise<void> {
   const sse = SseWriter.start(reply);
   const base = { id: state.id, object: "text_completion", created: state.created, model: state.model };
-  const chunk = (index: number, text: string, logprobs: CompletionLogprobs | null, output: RequestOutput) => ({
+  const chunk = (
+    index: number,
+    text: string,
+    logprobs: CompletionLogprobs | null,
+    output: RequestOutput,
+  ) => ({
     ...base,
     choices: [
       {
@@ -213,7 +248,8 @@ async function streamCompletions(
     if (includeUsage) await sse.send({ ...base, choices: [], usage: job.usage() });
     await sse.done();
   } catch (err) {
-    const apiError = err instanceof ApiError ? err : new ApiError(500, `Generation failed: ${String(err)}`, null);
+    const apiError =
+      err instanceof ApiError ? err : new ApiError(500, `Generation failed: ${String(err)}`, null);
     await sse.send(apiError.body());
     await sse.done();
   }

@@ -44,7 +44,11 @@ export async function registerGenerate(app: FastifyInstance, ctx: ServerContext)
       const job = new GenerationJob(
         ctx.engine,
         id,
-        Array.from({ length: n }, (_, i) => ({ promptTokenIds, params: paramsForChoice(params, i, n), promptIndex: 0 })),
+        Array.from({ length: n }, (_, i) => ({
+          promptTokenIds,
+          params: paramsForChoice(params, i, n),
+          promptIndex: 0,
+        })),
         (sample) => ctx.metrics.observe(sample),
       );
       setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));

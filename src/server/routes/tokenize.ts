@@ -18,21 +18,30 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
       const body = validateBody(TokenizeChatBody, raw);
       checkModel(ctx, body.model);
       const messages = body.messages.map((m, i) => {
-        if (typeof m.content === "string" || m.content === null) return { role: m.role, content: m.content ?? "" };
+        if (typeof m.content === "string" || m.content === null)
+          return { role: m.role, content: m.content ?? "" };
         return {
           role: m.role,
           content: m.content
             .map((part, j) => {
               if (part.type !== "text" || typeof part.text !== "string") {
-                throw badRequest("Only text content parts are supported", `messages[${i}].content[${j}].type`);
+                throw badRequest(
+                  "Only text content parts are supported",
+                  `messages[${i}].content[${j}].type`,
+                );
               }
               return part.text;
             })
             .join(""),
         };
       });
+      if (ctx.chatFormatter === null) {
+        throw badRequest(`The model in ${ctx.modelPath} has no chat template (see --chat-template)`, "messages");
+      }
       try {
-        tokens = ctx.chatFormatter.apply(messages, { addGenerationPrompt: body.add_generation_prompt ?? true }).tokenIds;
+        tokens = ctx.chatFormatter.apply(messages, {
+          addGenerationPrompt: body.add_generation_prompt ?? true,
+        }).tokenIds;
       } catch (err) {
         throw badRequest((err as Error).message, "messages");
       }

@@ -1,0 +1,192 @@
+// The awq_native module: N-API glue only. `probe()` reports the driver and devices; `Engine` wraps
+// awq::Engine, every slow method returning a Promise settled from the libuv thread pool (AsyncTask).
+#include <cuda_runtime.h>
+#include <napi.h>
+
+#include <memory>
+#include <string>
+
+#include "addon/async_task.h"
+#include "addon/convert.h"
+#include "engine/engine.h"
+
+namespace awq_addon {
+namespace {
+
+// Quick driver/device query, synchronous: it is what decides whether the CUDA backend can exist at all.
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object result = Napi::Object::New(env);
+  int driver = 0;
+  cudaDriverGetVersion(&driver);
+  int runtime = 0;
+  cudaRuntimeGetVersion(&runtime);
+  result.Set("driverVersion", Napi::Number::New(env, driver));
+  result.Set("runtimeVersion", Napi::Number::New(env, runtime));
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess) {
+    cudaGetLastError();
+    result.Set("deviceCount", Napi::Number::New(env, 0));
+    result.Set("error", Napi::String::New(env, std::string(cudaGetErrorName(status)) + ": " +
+                                                   cudaGetErrorString(status)));
+    return result;
+  }
+  result.Set("deviceCount", Napi::Number::New(env, count));
+  Napi::Array devices = Napi::Array::New(env, count);
+  for (int i = 0; i < count; i++) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
+    Napi::Object d = Napi::Object::New(env);
+    d.Set("name", Napi::String::New(env, prop.name));
+    d.Set("totalMemory", Napi::Number::New(env, static_cast<double>(prop.totalGlobalMem)));
+    d.Set("major", Napi::Number::New(env, prop.major));
+    d.Set("minor", Napi::Number::New(env, prop.minor));
+    d.Set("multiProcessors", Napi::Number::New(env, prop.multiProcessorCount));
+    devices.Set(i, d);
+  }
+  result.Set("devices", devices);
+  return result;
+}
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {InstanceMethod("init", &EngineWrap::Init), InstanceMethod("uploadVector", &EngineWrap::UploadVector),
+                        InstanceMethod("uploadLinear", &EngineWrap::UploadLinear),
+                        InstanceMethod("initRandomWeights", &EngineWrap::InitRandomWeights),
+                        InstanceMethod("finalize", &EngineWrap::Finalize), InstanceMethod("step", &EngineWrap::Step),
+                        InstanceMethod("dispose", &EngineWrap::Dispose)});
+  }
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {}
+
+ private:
+  awq::Engine& engine(Napi::Env env) {
+    if (!engine_) throw Napi::Error::New(env, "the CUDA engine is not initialized (or was disposed)");
+    return *engine_;
+  }
+
+  // init(dims, device): creates the CUDA context and stream off the JS thread.
+  Napi::Value Init(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (engine_) throw Napi::Error::New(env, "init() called twice");
+    const awq::ModelDims dims = toModelDims(info[0].As<Napi::Object>());
+    const int device = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+    auto holder = std::make_shared<std::shared_ptr<awq::Engine>>();
+    Napi::ObjectReference self = Napi::Persistent(Value());
+    auto selfRef = std::make_shared<Napi::ObjectReference>(std::move(self));
+    return AsyncTask::Run(
+        env, "cuda init", [holder, dims, device] { *holder = std::make_shared<awq::Engine>(dims, device); },
+        [this, holder, selfRef](Napi::Env e) -> Napi::Value {
+          engine_ = *holder;
+          Napi::Object r = Napi::Object::New(e);
+          r.Set("deviceName", Napi::String::New(e, engine_->deviceName()));
+          return r;
+        });
+  }
+
+  // uploadVector(slot, layer, tensor)
+  Napi::Value UploadVector(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto eng = sharedEngine(env);
+    const awq::WeightSlot slot = parseSlot(env, info[0]);
+    const int layer = info[1].As<Napi::Number>().Int32Value();
+    const awq::HostTensor tensor = toHostTensor(info[2], "tensor");
+    return AsyncTask::Run(
+        env, "cuda upload", [eng, slot, layer, tensor] { eng->uploadVector(slot, layer, tensor); }, nullptr,
+        {info[2]});
+  }
+
+  // uploadLinear(slot, layer, parts): parts = [{qweight, qzeros, scales}] (AWQ) or [{weight}] (dense).
+  Napi::Value UploadLinear(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto eng = sharedEngine(env);
+    const awq::WeightSlot slot = parseSlot(env, info[0]);
+    const int layer = info[1].As<Napi::Number>().Int32Value();
+    if (!info[2].IsArray()) throw Napi::TypeError::New(env, "uploadLinear: parts must be an array");
+    Napi::Array arr = info[2].As<Napi::Array>();
+    std::vector<awq::LinearPart> parts;
+    for (uint32_t i = 0; i < arr.Length(); i++) {
+      Napi::Object p = arr.Get(i).As<Napi::Object>();
+      awq::LinearPart part;
+      if (p.Has("qweight")) {
+        part.awq = true;
+        part.qweight = toHostTensor(p.Get("qweight"), "qweight");
+        part.qzeros = toHostTensor(p.Get("qzeros"), "qzeros");
+        part.scales = toHostTensor(p.Get("scales"), "scales");
+      } else {
+        part.weight = toHostTensor(p.Get("weight"), "weight");
+      }
+      parts.push_back(std::move(part));
+    }
+    return AsyncTask::Run(
+        env, "cuda upload", [eng, slot, layer, parts] { eng->uploadLinear(slot, layer, parts); }, nullptr, {info[2]});
+  }
+
+  Napi::Value InitRandomWeights(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto eng = sharedEngine(env);
+    const uint32_t seed = info[0].IsNumber() ? info[0].As<Napi::Number>().Uint32Value() : 1;
+    return AsyncTask::Run(env, "cuda random weights", [eng, seed] { eng->initRandomWeights(seed); }, nullptr);
+  }
+
+  Napi::Value Finalize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto eng = sharedEngine(env);
+    const awq::RuntimeOptions options = toRuntimeOptions(info[0].As<Napi::Object>());
+    auto report = std::make_shared<awq::MemoryReport>();
+    return AsyncTask::Run(
+        env, "cuda load", [eng, options, report] { *report = eng->finalize(options); },
+        [report](Napi::Env e) -> Napi::Value { return fromMemoryReport(e, *report); });
+  }
+
+  Napi::Value Step(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto eng = sharedEngine(env);
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "step: batch must be an object");
+    const awq::StepInput input = toStepInput(info[0].As<Napi::Object>());
+    auto output = std::make_shared<awq::StepOutput>();
+    const bool tokenLogprobs = input.tokenLogprobs;
+    return AsyncTask::Run(
+        env, "cuda step", [eng, input, output] { *output = eng->step(input); },
+        [output, tokenLogprobs](Napi::Env e) -> Napi::Value { return fromStepOutput(e, *output, tokenLogprobs); },
+        {info[0]});
+  }
+
+  Napi::Value Dispose(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    std::shared_ptr<awq::Engine> eng = std::move(engine_);
+    engine_.reset();
+    if (!eng) return AsyncTask::Run(env, "cuda dispose", [] {}, nullptr);
+    return AsyncTask::Run(env, "cuda dispose", [eng] { eng->release(); }, nullptr);
+  }
+
+  std::shared_ptr<awq::Engine> sharedEngine(Napi::Env env) {
+    engine(env);
+    return engine_;
+  }
+
+  static awq::WeightSlot parseSlot(Napi::Env env, const Napi::Value& v) {
+    try {
+      return awq::parseWeightSlot(v.ToString().Utf8Value());
+    } catch (const std::exception& e) {
+      throw Napi::TypeError::New(env, e.what());
+    }
+  }
+
+  std::shared_ptr<awq::Engine> engine_;
+};
+
+Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
+  exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
+  exports.Set("Engine", EngineWrap::Define(env));
+  return exports;
+}
+
+}  // namespace
+}  // namespace awq_addon
+
+static Napi::Object InitAwqNative(Napi::Env env, Napi::Object exports) { return awq_addon::InitModule(env, exports); }
+
+NODE_API_MODULE(awq_native, InitAwqNative)

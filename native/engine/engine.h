@@ -1,0 +1,162 @@
+// The CUDA engine behind the addon: owns the device weights, the paged KV cache, the workspace of a worst-case
+// step and the CUDA stream; runs one engine step (forward + sampling) at a time. No N-API here.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "device_buffer.h"
+#include "model.h"
+#include "sampler.h"
+
+namespace awq {
+
+enum class HostDType { F16, BF16, F32, I32 };
+HostDType parseHostDType(const std::string& name);
+
+/** A tensor in host memory, as the checkpoint gives it. */
+struct HostTensor {
+  std::string name;
+  HostDType dtype = HostDType::F16;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  size_t bytes = 0;
+};
+
+/** One part of a (fused) linear: AWQ (qweight, qzeros, scales) or dense (weight, (out, in)). */
+struct LinearPart {
+  bool awq = false;
+  HostTensor qweight, qzeros, scales;  // AWQ: (in, out/8) int32, (in/group, out/8) int32, (in/group, out) fp16
+  HostTensor weight;                   // dense: (out, in)
+};
+
+struct RuntimeOptions {
+  int maxNumSeqs = 0;
+  int maxNumBatchedTokens = 0;
+  int maxModelLen = 0;
+  int blockSize = 16;
+  int numBlocks = -1;  // -1: size from gpuMemoryUtilization
+  double gpuMemoryUtilization = 0.9;
+};
+
+struct MemoryReport {
+  int numBlocks = 0;
+  int blockSize = 0;
+  size_t weightBytes = 0;
+  size_t workspaceBytes = 0;
+  size_t kvBytes = 0;
+  size_t totalBytes = 0;
+  size_t freeBytesAfter = 0;
+};
+
+/** Host views of one StepBatch (see src/backend/backend.ts); the arrays outlive the call. */
+struct StepInput {
+  int numSeqs = 0;
+  int numTokens = 0;
+  int maxBlocksPerSeq = 0;
+  const int32_t* tokenIds = nullptr;     // (numTokens)
+  const int32_t* positions = nullptr;    // (numTokens)
+  const int32_t* queryStarts = nullptr;  // (numSeqs + 1)
+  const int32_t* contextLens = nullptr;  // (numSeqs)
+  const int32_t* blockTables = nullptr;  // (numSeqs, maxBlocksPerSeq)
+  const int32_t* slotMapping = nullptr;  // (numTokens)
+  const uint8_t* sample = nullptr;       // (numSeqs)
+  bool tokenLogprobs = false;
+  // Sampling arrays (numSeqs entries; lists indexed by the *Starts arrays).
+  const float* temperature = nullptr;
+  const float* topP = nullptr;
+  const int32_t* topK = nullptr;
+  const float* minP = nullptr;
+  const float* repetitionPenalty = nullptr;
+  const float* presencePenalty = nullptr;
+  const float* frequencyPenalty = nullptr;
+  const uint32_t* seed = nullptr;
+  const int32_t* outputIndex = nullptr;
+  const int32_t* logprobs = nullptr;
+  const int32_t* promptStarts = nullptr;
+  const int32_t* promptTokens = nullptr;
+  const int32_t* outputStarts = nullptr;
+  const int32_t* outputTokens = nullptr;
+  const int32_t* biasStarts = nullptr;
+  const int32_t* biasTokens = nullptr;
+  const float* biasValues = nullptr;
+};
+
+struct StepOutput {
+  std::vector<int32_t> tokenIds;      // (numSeqs) -1 where not sampled
+  std::vector<float> logprobs;        // (numSeqs) NaN where not requested
+  std::vector<int32_t> topCounts;     // (numSeqs) entries of top-N per sequence (0 = none)
+  std::vector<int32_t> topIds;        // (numSeqs, maxTop)
+  std::vector<float> topLogprobs;     // (numSeqs, maxTop)
+  std::vector<float> tokenLogprobs;   // (numTokens) when requested
+  int maxTop = 0;
+};
+
+class Engine {
+ public:
+  static constexpr int kMaxTopLogprobs = 128;
+
+  Engine(const ModelDims& dims, int device);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /** Uploads one tensor or fused linear; `layer` is ignored for Embed / FinalNorm / LmHead. */
+  void uploadVector(WeightSlot slot, int layer, const HostTensor& tensor);
+  void uploadLinear(WeightSlot slot, int layer, const std::vector<LinearPart>& parts);
+  /** Fills every weight with random values on the GPU (AWQ when dims.groupSize > 0): synthetic benchmarks. */
+  void initRandomWeights(uint32_t seed);
+  /** Checks every weight is present, allocates the workspace and the KV cache. */
+  MemoryReport finalize(const RuntimeOptions& options);
+  StepOutput step(const StepInput& input);
+  /** Frees every device buffer (also done by the destructor). */
+  void release();
+
+  const ModelDims& dims() const { return dims_; }
+  std::string deviceName() const { return deviceName_; }
+
+ private:
+  struct Workspace;
+  struct ForwardShape;
+  struct Graph;
+
+  LinearWeight& linearFor(WeightSlot slot, int layer);
+  DeviceBuffer& vectorFor(WeightSlot slot, int layer, size_t* expectedElements);
+  void repackAwq(LinearWeight& target, const std::vector<LinearPart>& parts, const std::string& what);
+  void uploadDense(LinearWeight& target, const std::vector<LinearPart>& parts, const std::string& what);
+  void uploadHalf(const HostTensor& tensor, half* dst, size_t elements);
+  void randomLinear(LinearWeight& target, int in, int out, uint32_t seed);
+  void linear(const LinearWeight& w, const half* x, int m, half* y, const char* what);
+  void forward(const ForwardShape& shape);
+  void runForward(const ForwardShape& shape);
+  void computeTokenLogprobs(const ForwardShape& shape);
+  void checkStep(const StepInput& input) const;
+  void ensureInputCapacity(size_t words);
+  const LinearWeight& lmHead() const;
+
+  ModelDims dims_;
+  int device_ = 0;
+  std::string deviceName_;
+  cudaStream_t stream_ = nullptr;
+  ModelWeights weights_;
+  size_t weightBytes_ = 0;
+  RuntimeOptions options_;
+  bool finalized_ = false;
+  int numBlocks_ = 0;
+  int tableWidth_ = 0;  // block-table columns on the device: ceil(maxModelLen / blockSize)
+  std::vector<DeviceBuffer> kCache_;  // per layer (numBlocks, blockSize, numKvHeads, headDim) fp16
+  std::vector<DeviceBuffer> vCache_;
+  LinearWeight tiedHead_;  // aliases the embedding when the model ties lm_head to it
+  std::unique_ptr<Workspace> ws_;
+  std::map<std::tuple<int, int>, std::unique_ptr<Graph>> graphs_;
+  bool useGraphs_ = true;
+  std::mutex mutex_;
+};
+
+}  // namespace awq

@@ -1,0 +1,203 @@
+// Sizing: the workspace of a worst-case step, then the paged KV cache from what --gpu-memory-utilization leaves;
+// and the checks every step's inputs pass before anything is launched.
+#include <algorithm>
+#include <stdexcept>
+
+#include "engine.h"
+#include "engine_internal.h"
+#include "kernels/kernels.h"
+
+namespace awq {
+
+MemoryReport Engine::finalize(const RuntimeOptions& o) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  const ModelDims& d = dims_;
+  if (o.blockSize != awqk::kKvBlockSize) {
+    throw std::invalid_argument("the CUDA backend needs --block-size " + std::to_string(awqk::kKvBlockSize) +
+                                " (got " + std::to_string(o.blockSize) + ")");
+  }
+  if (o.maxNumSeqs <= 0 || o.maxNumBatchedTokens <= 0 || o.maxModelLen <= 0) {
+    throw std::invalid_argument("maxNumSeqs, maxNumBatchedTokens and maxModelLen must be positive");
+  }
+  // Every weight present?
+  auto need = [](bool ok, const std::string& what) {
+    if (!ok) throw std::invalid_argument("weight missing after load: " + what);
+  };
+  need(!weights_.embed.empty(), "model.embed_tokens.weight");
+  need(!weights_.finalNorm.empty(), "model.norm.weight");
+  for (int l = 0; l < d.numLayers; l++) {
+    const LayerWeights& L = weights_.layers[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    need(!L.inputNorm.empty(), p + "input_layernorm.weight");
+    need(!L.postNorm.empty(), p + "post_attention_layernorm.weight");
+    need(L.qkv.loaded() && L.qkv.in == d.hidden && L.qkv.out == d.qkvWidth(), p + "self_attn.{q,k,v}_proj");
+    need(L.o.loaded() && L.o.in == d.numHeads * d.headDim && L.o.out == d.hidden, p + "self_attn.o_proj");
+    need(L.gateUp.loaded() && L.gateUp.in == d.hidden && L.gateUp.out == 2 * d.intermediate,
+         p + "mlp.{gate,up}_proj");
+    need(L.down.loaded() && L.down.in == d.intermediate && L.down.out == d.hidden, p + "mlp.down_proj");
+  }
+  if (!weights_.lmHead.loaded()) {
+    tiedHead_.in = d.hidden;
+    tiedHead_.out = d.vocab;
+    tiedHead_.group = 0;
+    tiedHead_.alias = weights_.embed.get();
+  } else {
+    need(weights_.lmHead.in == d.hidden && weights_.lmHead.out == d.vocab, "lm_head.weight");
+  }
+
+  options_ = o;
+  graphs_.clear();
+  ws_ = std::make_unique<Workspace>();
+  Workspace& w = *ws_;
+  const size_t T = static_cast<size_t>(o.maxNumBatchedTokens);
+  const size_t S = static_cast<size_t>(o.maxNumSeqs);
+  tableWidth_ = (o.maxModelLen + o.blockSize - 1) / o.blockSize;
+  w.maxTokens = o.maxNumBatchedTokens;
+  w.maxSeqs = o.maxNumSeqs;
+  w.logitRows = std::max(o.maxNumSeqs, std::min(o.maxNumBatchedTokens, 256));
+  const size_t H = d.hidden;
+  const size_t R = w.logitRows;
+  const size_t V = d.vocab;
+  const size_t attnWidth = static_cast<size_t>(d.numHeads) * d.headDim;
+  w.residual.allocate(T * H * 4, "residual stream");
+  w.normed.allocate(T * H * 2, "normed activations");
+  w.big.allocate(T * std::max<size_t>(d.qkvWidth(), 2 * static_cast<size_t>(d.intermediate)) * 2, "qkv / gate_up");
+  w.q.allocate(T * attnWidth * 2, "rotated queries");
+  w.attn.allocate(T * attnWidth * 2, "attention output");
+  w.delta.allocate(T * H * 2, "projection output");
+  w.act.allocate(T * d.intermediate * 2, "MLP activations");
+  w.finalNormed.allocate(R * H * 2, "final norm rows");
+  w.logitsHalf.allocate(R * V * 2, "fp16 logits");
+  w.logits.allocate(R * V * 4, "fp32 logits");
+  w.work.allocate(S * V * 4, "sampler logits");
+  w.counts.allocate(S * V * 4, "sampler token counts");
+  cudaCheck(cudaMemsetAsync(w.counts.get(), 0, w.counts.bytes(), stream_), "clearing sampler counts");
+  const int maxContext = tableWidth_ * o.blockSize;
+  const size_t attnBytes = awqk::paged_attention_decode_workspace_bytes(o.maxNumSeqs, d.numHeads, d.headDim,
+                                                                        maxContext);
+  w.attnWork.allocate(std::max<size_t>(attnBytes, 256), "decode attention workspace");
+  w.outTokens.allocate(S * 4, "sampled tokens");
+  w.outLogprobs.allocate(S * 4, "sampled logprobs");
+  w.outTopIds.allocate(S * kMaxTopLogprobs * 4, "top logprob ids");
+  w.outTopLogprobs.allocate(S * kMaxTopLogprobs * 4, "top logprobs");
+  w.tokenLogprobs.allocate(T * 4, "token logprobs");
+  // Inputs: the fixed part of a worst-case step plus room for penalty lists; grows when a step needs more.
+  const InputLayout worst = InputLayout::make(o.maxNumBatchedTokens, o.maxNumSeqs, tableWidth_, 1 << 16, 1 << 16,
+                                              1 << 12);
+  ensureInputCapacity(worst.totalWords);
+  w.hostOutputs.allocate(S * 8 + S * kMaxTopLogprobs * 8 + T * 4 + 256, "step outputs");
+  cudaCheck(cudaStreamSynchronize(stream_), "workspace allocation");
+
+  // The KV cache takes what the memory budget leaves.
+  size_t freeBytes = 0, totalBytes = 0;
+  cudaCheck(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
+  const size_t perBlock = static_cast<size_t>(d.numLayers) * 2 * o.blockSize * d.numKvHeads * d.headDim * 2;
+  long long numBlocks = o.numBlocks;
+  if (numBlocks < 0) {
+    const double budget = o.gpuMemoryUtilization * static_cast<double>(totalBytes) -
+                          static_cast<double>(totalBytes - freeBytes);
+    // Leave 256 MiB of the budget for the CUDA graphs and the driver's own growth.
+    numBlocks = static_cast<long long>((budget - 256.0 * (1 << 20)) / static_cast<double>(perBlock));
+    const long long needed = (o.maxModelLen + o.blockSize - 1) / o.blockSize;
+    if (numBlocks < needed) {
+      throw std::runtime_error(
+          "not enough GPU memory for the KV cache of one " + std::to_string(o.maxModelLen) +
+          "-token sequence: weights " + std::to_string(weightBytes_ >> 20) + " MiB, free " +
+          std::to_string(freeBytes >> 20) + " of " + std::to_string(totalBytes >> 20) +
+          " MiB; raise --gpu-memory-utilization or lower --max-model-len / --max-num-batched-tokens");
+    }
+  }
+  if (numBlocks <= 0) throw std::invalid_argument("numBlocks must be positive");
+  numBlocks_ = static_cast<int>(numBlocks);
+  kCache_.clear();
+  vCache_.clear();
+  kCache_.resize(d.numLayers);
+  vCache_.resize(d.numLayers);
+  const size_t layerBytes = static_cast<size_t>(numBlocks_) * o.blockSize * d.numKvHeads * d.headDim * 2;
+  for (int l = 0; l < d.numLayers; l++) {
+    kCache_[l].allocate(layerBytes, "K cache of layer " + std::to_string(l));
+    vCache_[l].allocate(layerBytes, "V cache of layer " + std::to_string(l));
+    cudaCheck(cudaMemsetAsync(kCache_[l].get(), 0, layerBytes, stream_), "clearing the K cache");
+    cudaCheck(cudaMemsetAsync(vCache_[l].get(), 0, layerBytes, stream_), "clearing the V cache");
+  }
+  cudaCheck(cudaStreamSynchronize(stream_), "KV cache allocation");
+  const char* graphsEnv = std::getenv("AWQ_CUDA_GRAPHS");
+  useGraphs_ = graphsEnv == nullptr || std::string(graphsEnv) != "0";
+  finalized_ = true;
+
+  MemoryReport report;
+  report.numBlocks = numBlocks_;
+  report.blockSize = o.blockSize;
+  report.weightBytes = weightBytes_;
+  size_t ws = 0;
+  for (const DeviceBuffer* b : {&w.residual, &w.normed, &w.big, &w.q, &w.attn, &w.delta, &w.act, &w.finalNormed,
+                                &w.logitsHalf, &w.logits, &w.work, &w.counts, &w.attnWork, &w.outTokens,
+                                &w.outLogprobs, &w.outTopIds, &w.outTopLogprobs, &w.tokenLogprobs, &w.inputs}) {
+    ws += b->bytes();
+  }
+  report.workspaceBytes = ws;
+  report.kvBytes = 2 * layerBytes * d.numLayers;
+  report.totalBytes = totalBytes;
+  cudaCheck(cudaMemGetInfo(&report.freeBytesAfter, &totalBytes), "cudaMemGetInfo");
+  return report;
+}
+
+void Engine::ensureInputCapacity(size_t words) {
+  Workspace& w = *ws_;
+  if (words <= w.inputWords) return;
+  const size_t grown = std::max(words, w.inputWords + w.inputWords / 2);
+  // Graphs hold pointers into the inputs: they are re-captured after a move.
+  graphs_.clear();
+  cudaCheck(cudaStreamSynchronize(stream_), "before growing the step inputs");
+  w.inputs.allocate(grown * 4, "step inputs");
+  w.hostInputs.allocate(grown * 4, "step inputs (host)");
+  w.inputWords = grown;
+}
+
+void Engine::checkStep(const StepInput& in) const {
+  const ModelDims& d = dims_;
+  auto fail = [](const std::string& m) { throw std::invalid_argument("step batch: " + m); };
+  if (in.numSeqs <= 0 || in.numSeqs > options_.maxNumSeqs) {
+    fail("numSeqs " + std::to_string(in.numSeqs) + " outside 1.." + std::to_string(options_.maxNumSeqs));
+  }
+  if (in.numTokens <= 0 || in.numTokens > options_.maxNumBatchedTokens) {
+    fail("numTokens " + std::to_string(in.numTokens) + " outside 1.." + std::to_string(options_.maxNumBatchedTokens));
+  }
+  if (in.queryStarts[0] != 0 || in.queryStarts[in.numSeqs] != in.numTokens) {
+    fail("queryStarts must start at 0 and end at numTokens");
+  }
+  const long long slots = static_cast<long long>(numBlocks_) * options_.blockSize;
+  for (int t = 0; t < in.numTokens; t++) {
+    if (in.tokenIds[t] < 0 || in.tokenIds[t] >= d.vocab) {
+      fail("token id " + std::to_string(in.tokenIds[t]) + " outside the vocabulary of " + std::to_string(d.vocab));
+    }
+    if (in.slotMapping[t] >= slots) fail("slot " + std::to_string(in.slotMapping[t]) + " beyond the KV cache");
+  }
+  for (int i = 0; i < in.numSeqs; i++) {
+    const int ql = in.queryStarts[i + 1] - in.queryStarts[i];
+    const int ctx = in.contextLens[i];
+    if (ql <= 0) fail("sequence " + std::to_string(i) + " has no query tokens");
+    if (ctx < ql || ctx > tableWidth_ * options_.blockSize) {
+      fail("contextLens[" + std::to_string(i) + "] = " + std::to_string(ctx) + " must be >= its query length and <= " +
+           std::to_string(tableWidth_ * options_.blockSize));
+    }
+    const int blocks = (ctx + options_.blockSize - 1) / options_.blockSize;
+    if (blocks > in.maxBlocksPerSeq) fail("block table too narrow for contextLens[" + std::to_string(i) + "]");
+    for (int b = 0; b < blocks; b++) {
+      const int id = in.blockTables[static_cast<size_t>(i) * in.maxBlocksPerSeq + b];
+      if (id < 0 || id >= numBlocks_) fail("block id " + std::to_string(id) + " outside 0.." + std::to_string(numBlocks_ - 1));
+    }
+    auto list = [&](const int32_t* starts, const int32_t* tokens, const char* name) {
+      for (int j = starts[i]; j < starts[i + 1]; j++) {
+        if (tokens[j] < 0 || tokens[j] >= d.vocab) fail(std::string(name) + " token outside the vocabulary");
+      }
+    };
+    if (in.sample[i]) {
+      list(in.promptStarts, in.promptTokens, "penalty prompt");
+      list(in.outputStarts, in.outputTokens, "penalty output");
+      list(in.biasStarts, in.biasTokens, "logit bias");
+    }
+  }
+}
+
+}  // namespace awq

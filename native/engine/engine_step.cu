@@ -1,0 +1,336 @@
+// One engine step: pack the inputs (one upload), run the forward (replaying a CUDA graph for decode batches),
+// sample on the GPU, download the results (one sync).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "engine.h"
+#include "engine_internal.h"
+#include "kernels/kernels.h"
+
+namespace awq {
+
+namespace {
+
+int bucketSeqs(int n, int cap) {
+  static const int buckets[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256};
+  for (int b : buckets) {
+    if (b >= n) return std::min(b, cap);
+  }
+  return std::max(n, cap);
+}
+
+int bucketContext(int n, int cap) {
+  int b = 256;
+  while (b < n) b *= 2;
+  return std::min(b, cap);
+}
+
+}  // namespace
+
+void Engine::linear(const LinearWeight& w, const half* x, int m, half* y, const char* what) {
+  const cudaError_t status = w.awq() ? awqk::awq_linear(x, m, w.ptr(), w.in, w.out, w.group, y, stream_)
+                                     : awqk::dense_linear(x, m, static_cast<const half*>(w.ptr()), w.in, w.out, y, stream_);
+  cudaCheck(status, std::string(w.awq() ? "awq_linear " : "dense_linear ") + what + " (m=" + std::to_string(m) +
+                        ", in=" + std::to_string(w.in) + ", out=" + std::to_string(w.out) + ")");
+  if (syncAfterLaunch()) checkLaunch(w.awq() ? "awq_linear" : "dense_linear", stream_);
+}
+
+void Engine::forward(const ForwardShape& s) {
+  const ModelDims& d = dims_;
+  Workspace& w = *ws_;
+  const int T = s.numTokens;
+  const int32_t* in = s.inputs;
+  float* residual = w.residual.as<float>();
+  half* normed = w.normed.as<half>();
+  half* big = w.big.as<half>();
+  half* q = w.q.as<half>();
+  half* attn = w.attn.as<half>();
+  half* delta = w.delta.as<half>();
+  half* act = w.act.as<half>();
+  const float scale = 1.f / std::sqrt(static_cast<float>(d.headDim));
+
+  launchEmbedding(in + s.layout.tokenIds, weights_.embed.as<half>(), residual, T, d.hidden, stream_);
+  for (int l = 0; l < d.numLayers; l++) {
+    const LayerWeights& L = weights_.layers[l];
+    launchAddRmsNorm(residual, l == 0 ? nullptr : delta, L.inputNorm.as<half>(), normed, nullptr, T, d.hidden,
+                     d.rmsEps, l != 0, stream_);
+    linear(L.qkv, normed, T, big, "qkv_proj");
+    launchRopeKvWrite(big, in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen, q,
+                      kCache_[l].as<half>(), vCache_[l].as<half>(), T, d.numHeads, d.numKvHeads, d.headDim, d.rope,
+                      stream_);
+    cudaError_t status;
+    if (s.decode) {
+      status = awqk::paged_attention_decode(q, kCache_[l].as<half>(), vCache_[l].as<half>(), in + s.layout.blockTables,
+                                            tableWidth_, in + s.layout.contextLens, s.numSeqs, s.maxContextLen,
+                                            d.numHeads, d.numKvHeads, d.headDim, scale, w.attnWork.get(),
+                                            w.attnWork.bytes(), attn, stream_);
+      cudaCheck(status, "paged_attention_decode (seqs=" + std::to_string(s.numSeqs) +
+                            ", max context=" + std::to_string(s.maxContextLen) + ")");
+      if (syncAfterLaunch()) checkLaunch("paged_attention_decode", stream_);
+    } else {
+      status = awqk::paged_attention_prefill(q, kCache_[l].as<half>(), vCache_[l].as<half>(),
+                                             in + s.layout.blockTables, tableWidth_, in + s.layout.queryStarts,
+                                             in + s.layout.contextLens, s.numSeqs, s.maxQueryLen, d.numHeads,
+                                             d.numKvHeads, d.headDim, scale, attn, stream_);
+      cudaCheck(status, "paged_attention_prefill (seqs=" + std::to_string(s.numSeqs) +
+                            ", max query=" + std::to_string(s.maxQueryLen) + ")");
+      if (syncAfterLaunch()) checkLaunch("paged_attention_prefill", stream_);
+    }
+    linear(L.o, attn, T, delta, "o_proj");
+    launchAddRmsNorm(residual, delta, L.postNorm.as<half>(), normed, nullptr, T, d.hidden, d.rmsEps, true, stream_);
+    linear(L.gateUp, normed, T, big, "gate_up_proj");
+    launchSiluMul(big, act, T, d.intermediate, stream_);
+    linear(L.down, act, T, delta, "down_proj");
+  }
+  // Final norm of the rows that are sampled only (the residual keeps this last delta un-added).
+  if (s.numGather > 0) {
+    launchAddRmsNorm(residual, delta, weights_.finalNorm.as<half>(), w.finalNormed.as<half>(),
+                     in + s.layout.sampleRows, s.numGather, d.hidden, d.rmsEps, false, stream_);
+    linear(lmHead(), w.finalNormed.as<half>(), s.numGather, w.logitsHalf.as<half>(), "lm_head");
+    launchHalfToFloat(w.logitsHalf.as<half>(), w.logits.as<float>(), static_cast<size_t>(s.numGather) * d.vocab,
+                      stream_);
+  }
+}
+
+const LinearWeight& Engine::lmHead() const { return weights_.lmHead.loaded() ? weights_.lmHead : tiedHead_; }
+
+void Engine::runForward(const ForwardShape& s) {
+  if (!s.graphKey) {
+    forward(s);
+    return;
+  }
+  auto& slot = graphs_[*s.graphKey];
+  if (!slot) {
+    auto graph = std::make_unique<Graph>();
+    cudaCheck(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+    try {
+      forward(s);
+    } catch (...) {
+      cudaGraph_t broken = nullptr;
+      cudaStreamEndCapture(stream_, &broken);
+      if (broken != nullptr) cudaGraphDestroy(broken);
+      graphs_.erase(*s.graphKey);
+      throw;
+    }
+    cudaGraph_t captured = nullptr;
+    cudaCheck(cudaStreamEndCapture(stream_, &captured), "cudaStreamEndCapture of the decode step");
+    graph->graph = captured;
+    cudaCheck(cudaGraphInstantiate(&graph->exec, captured, 0), "cudaGraphInstantiate of the decode step");
+    slot = std::move(graph);
+  }
+  cudaCheck(cudaGraphLaunch(slot->exec, stream_), "cudaGraphLaunch of the decode step");
+}
+
+StepOutput Engine::step(const StepInput& in) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!finalized_) throw std::logic_error("step() before load finished");
+  checkStep(in);
+  const ModelDims& d = dims_;
+  Workspace& w = *ws_;
+
+  int maxQueryLen = 0;
+  int maxContextLen = 0;
+  bool allSingle = true;
+  for (int i = 0; i < in.numSeqs; i++) {
+    const int ql = in.queryStarts[i + 1] - in.queryStarts[i];
+    maxQueryLen = std::max(maxQueryLen, ql);
+    maxContextLen = std::max(maxContextLen, in.contextLens[i]);
+    allSingle = allSingle && ql == 1;
+  }
+  std::vector<int> rows;  // sampled sequences
+  int maxTop = 0;
+  size_t promptLen = 0, outputLen = 0, biasLen = 0;
+  for (int i = 0; i < in.numSeqs; i++) {
+    if (!in.sample[i]) continue;
+    rows.push_back(i);
+    maxTop = std::max(maxTop, in.logprobs[i]);
+    promptLen += in.promptStarts[i + 1] - in.promptStarts[i];
+    outputLen += in.outputStarts[i + 1] - in.outputStarts[i];
+    biasLen += in.biasStarts[i + 1] - in.biasStarts[i];
+  }
+  if (maxTop > kMaxTopLogprobs) {
+    throw std::invalid_argument("logprobs: at most " + std::to_string(kMaxTopLogprobs) + " top alternatives, asked " +
+                                std::to_string(maxTop));
+  }
+  const int numSample = static_cast<int>(rows.size());
+
+  ForwardShape s{};
+  s.decode = allSingle && !in.tokenLogprobs;
+  const bool graph = s.decode && useGraphs_;
+  const int seqsPadded = graph ? bucketSeqs(in.numSeqs, options_.maxNumSeqs) : in.numSeqs;
+  s.numSeqs = seqsPadded;
+  s.numTokens = graph ? seqsPadded : in.numTokens;
+  s.maxQueryLen = maxQueryLen;
+  s.maxContextLen = graph ? bucketContext(maxContextLen, tableWidth_ * options_.blockSize) : maxContextLen;
+  s.numGather = graph ? seqsPadded : numSample;
+  if (graph) s.graphKey = std::make_tuple(seqsPadded, s.maxContextLen);
+  s.layout = InputLayout::make(s.numTokens, s.numSeqs, tableWidth_, promptLen, outputLen, biasLen);
+  ensureInputCapacity(s.layout.totalWords);
+  s.inputs = w.inputs.as<int32_t>();
+
+  // Pack the inputs.
+  int32_t* h = w.hostInputs.as<int32_t>();
+  const InputLayout& L = s.layout;
+  for (int t = 0; t < s.numTokens; t++) {
+    const bool real = t < in.numTokens;
+    h[L.tokenIds + t] = real ? in.tokenIds[t] : 0;
+    h[L.positions + t] = real ? in.positions[t] : 0;
+    h[L.slotMapping + t] = real ? in.slotMapping[t] : -1;
+    h[L.targets + t] = -1;
+  }
+  for (int i = 0; i < s.numSeqs; i++) {
+    const bool real = i < in.numSeqs;
+    h[L.queryStarts + i] = real ? in.queryStarts[i] : in.numTokens + (i - in.numSeqs);
+    h[L.contextLens + i] = real ? in.contextLens[i] : 1;
+    int32_t* table = h + L.blockTables + static_cast<size_t>(i) * tableWidth_;
+    const int copy = real ? std::min(in.maxBlocksPerSeq, tableWidth_) : 0;
+    if (copy > 0) std::memcpy(table, in.blockTables + static_cast<size_t>(i) * in.maxBlocksPerSeq, copy * 4);
+    for (int b = copy; b < tableWidth_; b++) table[b] = real ? -1 : 0;
+    const int begin = real ? in.queryStarts[i] : in.numTokens + (i - in.numSeqs);
+    const int end = real ? in.queryStarts[i + 1] : begin + 1;
+    for (int t = begin; t < end; t++) {
+      h[L.tokenSeqLen + t] = real ? in.contextLens[i] : 1;
+      if (in.tokenLogprobs && real && t + 1 < end) h[L.targets + t] = in.tokenIds[t + 1];
+    }
+  }
+  h[L.queryStarts + s.numSeqs] = s.numTokens;
+  float* hf = reinterpret_cast<float*>(h);
+  size_t pAt = 0, oAt = 0, bAt = 0;
+  for (int r = 0; r < s.numSeqs; r++) {
+    if (r >= numSample) {
+      h[L.sampleRows + r] = 0;
+      continue;
+    }
+    const int i = rows[r];
+    h[L.sampleRows + r] = in.queryStarts[i + 1] - 1;
+    hf[L.temperature + r] = in.temperature[i];
+    hf[L.topP + r] = in.topP[i];
+    h[L.topK + r] = in.topK[i];
+    hf[L.minP + r] = in.minP[i];
+    hf[L.repetition + r] = in.repetitionPenalty[i];
+    hf[L.presence + r] = in.presencePenalty[i];
+    hf[L.frequency + r] = in.frequencyPenalty[i];
+    reinterpret_cast<uint32_t*>(h)[L.seed + r] = in.seed[i];
+    h[L.outputIndex + r] = in.outputIndex[i];
+    h[L.logprobs + r] = in.logprobs[i];
+    h[L.promptStarts + r] = static_cast<int32_t>(pAt);
+    h[L.outputStarts + r] = static_cast<int32_t>(oAt);
+    h[L.biasStarts + r] = static_cast<int32_t>(bAt);
+    for (int j = in.promptStarts[i]; j < in.promptStarts[i + 1]; j++) h[L.promptTokens + pAt++] = in.promptTokens[j];
+    for (int j = in.outputStarts[i]; j < in.outputStarts[i + 1]; j++) h[L.outputTokens + oAt++] = in.outputTokens[j];
+    for (int j = in.biasStarts[i]; j < in.biasStarts[i + 1]; j++) {
+      h[L.biasTokens + bAt] = in.biasTokens[j];
+      hf[L.biasValues + bAt++] = in.biasValues[j];
+    }
+  }
+  h[L.promptStarts + numSample] = static_cast<int32_t>(pAt);
+  h[L.outputStarts + numSample] = static_cast<int32_t>(oAt);
+  h[L.biasStarts + numSample] = static_cast<int32_t>(bAt);
+  cudaCheck(cudaMemcpyAsync(w.inputs.get(), h, L.totalWords * 4, cudaMemcpyHostToDevice, stream_),
+            "upload of the step inputs");
+
+  runForward(s);
+
+  const int32_t* di = s.inputs;
+  const float* df = reinterpret_cast<const float*>(di);
+  const int topStride = std::max(maxTop, 1);
+  if (numSample > 0) {
+    SamplerArgs a{};
+    a.rawLogits = w.logits.as<float>();
+    a.work = w.work.as<float>();
+    a.counts = w.counts.as<int32_t>();
+    a.numRows = numSample;
+    a.vocab = d.vocab;
+    a.temperature = df + L.temperature;
+    a.topP = df + L.topP;
+    a.topK = di + L.topK;
+    a.minP = df + L.minP;
+    a.repetitionPenalty = df + L.repetition;
+    a.presencePenalty = df + L.presence;
+    a.frequencyPenalty = df + L.frequency;
+    a.seed = reinterpret_cast<const uint32_t*>(di) + L.seed;
+    a.outputIndex = di + L.outputIndex;
+    a.logprobs = di + L.logprobs;
+    a.promptStarts = di + L.promptStarts;
+    a.promptTokens = di + L.promptTokens;
+    a.outputStarts = di + L.outputStarts;
+    a.outputTokens = di + L.outputTokens;
+    a.biasStarts = di + L.biasStarts;
+    a.biasTokens = di + L.biasTokens;
+    a.biasValues = df + L.biasValues;
+    a.maxTop = topStride;
+    a.outToken = w.outTokens.as<int32_t>();
+    a.outLogprob = w.outLogprobs.as<float>();
+    a.outTopIds = w.outTopIds.as<int32_t>();
+    a.outTopLogprobs = w.outTopLogprobs.as<float>();
+    launchSampler(a, stream_);
+  }
+  if (in.tokenLogprobs) computeTokenLogprobs(s);
+
+  // Download the results.
+  char* ho = w.hostOutputs.as<char>();
+  const size_t tokBytes = static_cast<size_t>(numSample) * 4;
+  const size_t topBytes = static_cast<size_t>(numSample) * topStride * 4;
+  const size_t tlBytes = in.tokenLogprobs ? static_cast<size_t>(in.numTokens) * 4 : 0;
+  size_t at = 0;
+  auto download = [&](const void* src, size_t bytes, const char* what) {
+    if (bytes > 0) cudaCheck(cudaMemcpyAsync(ho + at, src, bytes, cudaMemcpyDeviceToHost, stream_), what);
+    at += bytes;
+  };
+  download(w.outTokens.get(), tokBytes, "download of sampled tokens");
+  download(w.outLogprobs.get(), tokBytes, "download of logprobs");
+  if (maxTop > 0) {
+    download(w.outTopIds.get(), topBytes, "download of top logprobs");
+    download(w.outTopLogprobs.get(), topBytes, "download of top logprobs");
+  }
+  download(w.tokenLogprobs.get(), tlBytes, "download of token logprobs");
+  cudaCheck(cudaStreamSynchronize(stream_), "engine step (forward and sampling)");
+
+  StepOutput out;
+  out.maxTop = maxTop;
+  out.tokenIds.assign(in.numSeqs, -1);
+  out.logprobs.assign(in.numSeqs, NAN);
+  out.topCounts.assign(in.numSeqs, 0);
+  out.topIds.assign(static_cast<size_t>(in.numSeqs) * maxTop, 0);
+  out.topLogprobs.assign(static_cast<size_t>(in.numSeqs) * maxTop, NAN);
+  const int32_t* hTok = reinterpret_cast<const int32_t*>(ho);
+  const float* hLp = reinterpret_cast<const float*>(ho + tokBytes);
+  const int32_t* hTopIds = reinterpret_cast<const int32_t*>(ho + 2 * tokBytes);
+  const float* hTopLp = reinterpret_cast<const float*>(ho + 2 * tokBytes + topBytes);
+  for (int r = 0; r < numSample; r++) {
+    const int i = rows[r];
+    out.tokenIds[i] = hTok[r];
+    out.logprobs[i] = hLp[r];
+    const int n = std::min(std::max(in.logprobs[i], 0), d.vocab);
+    out.topCounts[i] = n;
+    for (int k = 0; k < n; k++) {
+      out.topIds[static_cast<size_t>(i) * maxTop + k] = hTopIds[static_cast<size_t>(r) * topStride + k];
+      out.topLogprobs[static_cast<size_t>(i) * maxTop + k] = hTopLp[static_cast<size_t>(r) * topStride + k];
+    }
+  }
+  if (in.tokenLogprobs) {
+    const float* hTl = reinterpret_cast<const float*>(ho + at - tlBytes);
+    out.tokenLogprobs.assign(hTl, hTl + in.numTokens);
+  }
+  return out;
+}
+
+void Engine::computeTokenLogprobs(const ForwardShape& s) {
+  const ModelDims& d = dims_;
+  Workspace& w = *ws_;
+  // residual += last delta for every row, and the final norm of every row into `normed`.
+  launchAddRmsNorm(w.residual.as<float>(), w.delta.as<half>(), weights_.finalNorm.as<half>(), w.normed.as<half>(),
+                   nullptr, s.numTokens, d.hidden, d.rmsEps, true, stream_);
+  for (int start = 0; start < s.numTokens; start += w.logitRows) {
+    const int rows = std::min(w.logitRows, s.numTokens - start);
+    linear(lmHead(), w.normed.as<half>() + static_cast<size_t>(start) * d.hidden, rows, w.logitsHalf.as<half>(),
+           "lm_head (token logprobs)");
+    launchHalfToFloat(w.logitsHalf.as<half>(), w.logits.as<float>(), static_cast<size_t>(rows) * d.vocab, stream_);
+    launchTokenLogprobs(w.logits.as<float>(), s.inputs + s.layout.targets + start,
+                        w.tokenLogprobs.as<float>() + start, rows, d.vocab, stream_);
+  }
+}
+
+}  // namespace awq

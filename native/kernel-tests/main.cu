@@ -1,0 +1,32 @@
+// kernel-tests: correctness of every awq-ts CUDA kernel against naive references, then timings
+// on the Llama-2-13B shapes. Usage: kernel-tests [--quick] [--no-bench] [--bench-only]
+#include <cstring>
+
+#include "harness.h"
+
+int main(int argc, char** argv) {
+  bool quick = false, bench = true, tests = true;
+  for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--quick")) quick = true;
+    if (!std::strcmp(argv[i], "--no-bench")) bench = false;
+    if (!std::strcmp(argv[i], "--bench-only")) tests = false;
+  }
+  int dev = 0;
+  cudaDeviceProp prop;
+  CK(cudaGetDevice(&dev));
+  CK(cudaGetDeviceProperties(&prop, dev));
+  std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, prop.multiProcessorCount,
+              prop.totalGlobalMem / 1e9);
+  bool ok = true;
+  if (tests) {
+    ok &= test_awq();
+    ok &= test_dense();
+    ok &= test_attention();
+    std::printf("\ncorrectness: %s\n", ok ? "ALL PASSED" : "FAILURES (see FAIL lines)");
+  }
+  if (bench) {
+    bench_linears(quick);
+    bench_attention(quick);
+  }
+  return ok ? 0 : 1;
+}

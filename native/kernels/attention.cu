@@ -1,0 +1,233 @@
+// Paged attention for any query lengths (prefill, chunked prefill over a cached prefix, mixed
+// steps): flash-attention-2 style, mma.sync m16n8k16. Block = 4 warps = 64 queries of one
+// (sequence, head); KV tiles of 64 keys gathered from the paged cache into shared memory with
+// cp.async (double buffered); online softmax in fp32 with exp2.
+#include <cmath>
+
+#include "common.cuh"
+#include "kernels.h"
+
+namespace awqk {
+namespace {
+
+using detail::mma16816;
+
+constexpr int kBQ = 64, kBKV = 64, kThreadsPA = 128;
+
+__device__ __forceinline__ uint32_t pack_h2(float a, float b) {
+  return detail::h2_as_u32(__floats2half2_rn(a, b));
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
+    const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+    const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
+    const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2,
+    __half* __restrict__ out) {
+  constexpr int P = D + 8;  // smem row pitch (halves): conflict-free ldmatrix
+  constexpr int KT = D / 16;
+  extern __shared__ __align__(16) unsigned char smraw[];
+  __half* sm = reinterpret_cast<__half*>(smraw);  // [2 stages][K | V][kBKV][P]
+
+  const int seq = blockIdx.z, head = blockIdx.y;
+  const int qs = queryStarts[seq];
+  const int qLen = queryStarts[seq + 1] - qs;
+  const int j0 = (gridDim.x - 1 - blockIdx.x) * kBQ;  // heavy (late) query tiles first
+  if (j0 >= qLen) return;
+  const int ctx = contextLens[seq];
+  const int pos0 = ctx - qLen;  // cache position of query 0
+  const int kvh = head / (numHeads / numKvHeads);
+  const int lastPos = pos0 + min(j0 + kBQ - 1, qLen - 1);
+  const int nTiles = lastPos / kBKV + 1;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int rowA = j0 + warp * 16 + g, rowB = rowA + 8;
+  const int posA = pos0 + rowA, posB = pos0 + rowB;
+
+  uint32_t qf[KT][4];
+  {
+    const size_t strideTok = (size_t)numHeads * D;
+    const __half* qa = q + (size_t)(qs + min(rowA, qLen - 1)) * strideTok + (size_t)head * D;
+    const __half* qb = q + (size_t)(qs + min(rowB, qLen - 1)) * strideTok + (size_t)head * D;
+#pragma unroll
+    for (int kk = 0; kk < KT; ++kk) {
+      qf[kk][0] = *reinterpret_cast<const uint32_t*>(qa + 16 * kk + 2 * t);
+      qf[kk][1] = *reinterpret_cast<const uint32_t*>(qb + 16 * kk + 2 * t);
+      qf[kk][2] = *reinterpret_cast<const uint32_t*>(qa + 16 * kk + 8 + 2 * t);
+      qf[kk][3] = *reinterpret_cast<const uint32_t*>(qb + 16 * kk + 8 + 2 * t);
+    }
+  }
+
+  const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
+  auto load_kv = [&](int stage, int tile) {
+    __half* Ks = sm + stage * 2 * kBKV * P;
+    __half* Vs = Ks + kBKV * P;
+    constexpr int SEGS = D / 8;
+    for (int i = tid; i < kBKV * SEGS; i += kThreadsPA) {
+      const int row = i / SEGS, seg = i % SEGS;
+      const int kpos = tile * kBKV + row;
+      const bool ok = kpos < ctx;
+      const int blk = ok ? bt[kpos / kKvBlockSize] : 0;
+      const size_t off =
+          ((size_t)(blk * kKvBlockSize + kpos % kKvBlockSize) * numKvHeads + kvh) * D + seg * 8;
+      detail::cp_async16(Ks + row * P + seg * 8, kc + off, ok);
+      detail::cp_async16(Vs + row * P + seg * 8, vc + off, ok);
+    }
+  };
+
+  float o[D / 8][4];
+#pragma unroll
+  for (int i = 0; i < D / 8; ++i) o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.f;
+  float mrow[2] = {-1e30f, -1e30f}, lrow[2] = {0.f, 0.f};
+
+  load_kv(0, 0);
+  detail::cp_async_commit();
+  for (int tile = 0; tile < nTiles; ++tile) {
+    if (tile + 1 < nTiles) {
+      load_kv((tile + 1) & 1, tile + 1);
+      detail::cp_async_commit();
+      detail::cp_async_wait<1>();
+    } else {
+      detail::cp_async_wait<0>();
+    }
+    __syncthreads();
+    const __half* Ks = sm + (tile & 1) * 2 * kBKV * P;
+    const __half* Vs = Ks + kBKV * P;
+
+    float s[8][4];
+#pragma unroll
+    for (int nj = 0; nj < 8; ++nj) s[nj][0] = s[nj][1] = s[nj][2] = s[nj][3] = 0.f;
+    const int mat = lane >> 3, r8 = lane & 7;
+#pragma unroll
+    for (int kk = 0; kk < KT; kk += 2) {
+#pragma unroll
+      for (int nj = 0; nj < 8; ++nj) {
+        uint32_t b[4];
+        detail::ldmatrix_x4(b, Ks + (8 * nj + r8) * P + 16 * (kk + (mat >> 1)) + 8 * (mat & 1));
+        mma16816(s[nj], qf[kk], b);
+        mma16816(s[nj], qf[kk + 1], b + 2);
+      }
+    }
+
+    // Scale, causal mask (also hides keys past the context), online softmax.
+    float mx[2] = {-1e30f, -1e30f};
+#pragma unroll
+    for (int nj = 0; nj < 8; ++nj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int key = tile * kBKV + 8 * nj + 2 * t + (e & 1);
+        const int qpos = e < 2 ? posA : posB;
+        const bool valid = key <= qpos && key < ctx;
+        s[nj][e] = valid ? s[nj][e] * scaleLog2 : -INFINITY;
+        mx[e >> 1] = fmaxf(mx[e >> 1], s[nj][e]);
+      }
+    float alpha[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mnew = fmaxf(mrow[r], mx[r]);
+      alpha[r] = exp2f(mrow[r] - mnew);
+      mrow[r] = mnew;
+      lrow[r] *= alpha[r];
+    }
+#pragma unroll
+    for (int nj = 0; nj < 8; ++nj)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float p = exp2f(s[nj][e] - mrow[e >> 1]);
+        s[nj][e] = p;
+        lrow[e >> 1] += p;
+      }
+#pragma unroll
+    for (int dn = 0; dn < D / 8; ++dn) {
+      o[dn][0] *= alpha[0];
+      o[dn][1] *= alpha[0];
+      o[dn][2] *= alpha[1];
+      o[dn][3] *= alpha[1];
+    }
+
+    // O += P V; P's accumulator layout is already the A fragment layout of the next mma.
+#pragma unroll
+    for (int kk2 = 0; kk2 < kBKV / 16; ++kk2) {
+      const uint32_t a[4] = {pack_h2(s[2 * kk2][0], s[2 * kk2][1]), pack_h2(s[2 * kk2][2], s[2 * kk2][3]),
+                             pack_h2(s[2 * kk2 + 1][0], s[2 * kk2 + 1][1]),
+                             pack_h2(s[2 * kk2 + 1][2], s[2 * kk2 + 1][3])};
+#pragma unroll
+      for (int dp = 0; dp < D / 16; ++dp) {
+        uint32_t b[4];
+        detail::ldmatrix_x4_trans(b, Vs + (16 * kk2 + 8 * (mat & 1) + r8) * P + 16 * dp + 8 * (mat >> 1));
+        mma16816(o[2 * dp], a, b);
+        mma16816(o[2 * dp + 1], a, b + 2);
+      }
+    }
+    __syncthreads();  // the next iteration's prefetch overwrites this stage's buffers
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+  }
+  const float invA = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
+  const float invB = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
+  const size_t strideTok = (size_t)numHeads * D;
+  __half* oa = out + (size_t)(qs + rowA) * strideTok + (size_t)head * D;
+  __half* ob = out + (size_t)(qs + rowB) * strideTok + (size_t)head * D;
+#pragma unroll
+  for (int dn = 0; dn < D / 8; ++dn) {
+    const int col = dn * 8 + 2 * t;
+    if (rowA < qLen)
+      *reinterpret_cast<__half2*>(oa + col) = __floats2half2_rn(o[dn][0] * invA, o[dn][1] * invA);
+    if (rowB < qLen)
+      *reinterpret_cast<__half2*>(ob + col) = __floats2half2_rn(o[dn][2] * invB, o[dn][3] * invB);
+  }
+}
+
+template <int D>
+cudaError_t launch_prefill(const __half* q, const __half* kc, const __half* vc, const int32_t* bt,
+                           int maxBlocksPerSeq, const int32_t* qStarts, const int32_t* ctxLens,
+                           int numSeqs, int maxQueryLen, int numHeads, int numKvHeads, float scale,
+                           __half* out, cudaStream_t stream) {
+  constexpr int smem = 2 * 2 * kBKV * (D + 8) * sizeof(__half);
+  static unsigned long long configured = 0;  // one bit per device
+  int dev = 0;
+  cudaGetDevice(&dev);
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (!(configured & bit)) {
+    cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<D>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
+    configured |= bit;
+  }
+  dim3 grid(detail::ceil_div(maxQueryLen, kBQ), numHeads, numSeqs);
+  prefill_attention_kernel<D><<<grid, kThreadsPA, smem, stream>>>(
+      q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numHeads, numKvHeads,
+      scale * 1.4426950408889634f, out);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t paged_attention_prefill(const __half* q, const __half* kCache, const __half* vCache,
+                                    const int32_t* blockTables, int maxBlocksPerSeq,
+                                    const int32_t* queryStarts, const int32_t* contextLens,
+                                    int numSeqs, int maxQueryLen, int numHeads, int numKvHeads,
+                                    int headDim, float scale, __half* out, cudaStream_t stream) {
+  if (numSeqs < 0 || maxQueryLen < 0 || numHeads <= 0 || numKvHeads <= 0 ||
+      numHeads % numKvHeads != 0 || maxBlocksPerSeq <= 0)
+    return cudaErrorInvalidValue;
+  if (numSeqs == 0 || maxQueryLen == 0) return cudaSuccess;
+  if (headDim == 128)
+    return launch_prefill<128>(q, kCache, vCache, blockTables, maxBlocksPerSeq, queryStarts,
+                               contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads, scale, out,
+                               stream);
+  if (headDim == 64)
+    return launch_prefill<64>(q, kCache, vCache, blockTables, maxBlocksPerSeq, queryStarts,
+                              contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads, scale, out,
+                              stream);
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace awqk

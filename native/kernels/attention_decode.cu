@@ -1,0 +1,254 @@
+// Paged attention decode fast path (one query per sequence), flash-decoding: the context is cut
+// into partitions, one block per (partition, head, sequence) computes an unnormalized partial
+// output with its running max and sum, and a reduction kernel merges the partitions. Memory
+// bound, so CUDA cores: D/8 lanes share one key (16-byte loads), 128 keys per sub-chunk.
+#include <cmath>
+
+#include "common.cuh"
+#include "kernels.h"
+
+namespace awqk {
+namespace {
+
+constexpr int kThreadsD = 128;     // = keys per sub-chunk (one logit per thread in the softmax)
+constexpr int kTargetBlocks = 512;  // split until about this many blocks are in flight
+constexpr int kMinPartition = 256;  // keys
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <int D>
+__global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
+    const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+    const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
+    int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO,
+    float* __restrict__ wsM, float* __restrict__ wsL, __half* __restrict__ out) {
+  constexpr int LPK = D / 8;          // lanes per key
+  constexpr int KPW = 32 / LPK;       // keys per warp step
+  constexpr int KPB = 4 * KPW;        // keys per block step
+  constexpr int ITER = kThreadsD / KPB;
+  __shared__ float logits[kThreadsD];
+  __shared__ float red[4];
+  __shared__ float accR[KPB][D];
+
+  const int split = blockIdx.x, head = blockIdx.y, seq = blockIdx.z;
+  const int numSplits = gridDim.x;
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int kl = lane % LPK, kslot = warp * KPW + lane / LPK;
+  const int ctx = contextLens[seq];
+  const int start = split * partition;
+  const int end = min(start + partition, ctx);
+  const size_t wsIdx = ((size_t)seq * numHeads + head) * numSplits + split;
+  if (start >= end) {
+    if (numSplits > 1) {
+      if (tid == 0) {
+        wsM[wsIdx] = -INFINITY;
+        wsL[wsIdx] = 0.f;
+      }
+      for (int i = tid; i < D; i += kThreadsD) wsO[wsIdx * D + i] = 0.f;
+    } else {
+      for (int i = tid; i < D; i += kThreadsD)
+        out[((size_t)seq * numHeads + head) * D + i] = __float2half(0.f);
+    }
+    return;
+  }
+  const int kvh = head / (numHeads / numKvHeads);
+  const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
+
+  float qv[8];
+  {
+    const uint4 raw = *reinterpret_cast<const uint4*>(q + ((size_t)seq * numHeads + head) * D + kl * 8);
+    const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const float2 f = __half22float2(h[i]);
+      qv[2 * i] = f.x * scaleLog2;
+      qv[2 * i + 1] = f.y * scaleLog2;
+    }
+  }
+  float acc[8] = {};
+  float runM = -1e30f, runL = 0.f;
+
+  for (int s0 = start; s0 < end; s0 += kThreadsD) {
+    size_t offs[ITER];
+    bool oks[ITER];
+#pragma unroll
+    for (int it = 0; it < ITER; ++it) {
+      const int key = s0 + it * KPB + kslot;
+      oks[it] = key < end;
+      const int blk = oks[it] ? bt[key / kKvBlockSize] : 0;
+      offs[it] = ((size_t)(blk * kKvBlockSize + key % kKvBlockSize) * numKvHeads + kvh) * D + kl * 8;
+    }
+    uint4 kv[ITER];
+#pragma unroll
+    for (int it = 0; it < ITER; ++it)
+      kv[it] = oks[it] ? __ldg(reinterpret_cast<const uint4*>(kc + offs[it])) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int it = 0; it < ITER; ++it) {
+      const __half2* h = reinterpret_cast<const __half2*>(&kv[it]);
+      float dot = 0.f;
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        dot = fmaf(qv[2 * i], f.x, fmaf(qv[2 * i + 1], f.y, dot));
+      }
+#pragma unroll
+      for (int o = LPK / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+      if (kl == 0) logits[it * KPB + kslot] = oks[it] ? dot : -INFINITY;
+    }
+    __syncthreads();
+    // Softmax over this sub-chunk, merged into the running max / sum.
+    const float v = logits[tid];
+    float m = warp_max(v);
+    if (lane == 0) red[warp] = m;
+    __syncthreads();
+    m = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+    const float newM = fmaxf(runM, m);
+    const float alpha = exp2f(runM - newM);
+    const float p = exp2f(v - newM);
+    __syncthreads();  // everyone has read red[] before it is reused
+    logits[tid] = p;
+    float sum = warp_sum(p);
+    if (lane == 0) red[warp] = sum;
+    __syncthreads();
+    sum = red[0] + red[1] + red[2] + red[3];
+    runL = runL * alpha + sum;
+    runM = newM;
+#pragma unroll
+    for (int i = 0; i < 8; ++i) acc[i] *= alpha;
+    uint4 vv[ITER];
+#pragma unroll
+    for (int it = 0; it < ITER; ++it)
+      vv[it] = oks[it] ? __ldg(reinterpret_cast<const uint4*>(vc + offs[it])) : make_uint4(0, 0, 0, 0);
+#pragma unroll
+    for (int it = 0; it < ITER; ++it) {
+      const float w = logits[it * KPB + kslot];
+      const __half2* h = reinterpret_cast<const __half2*>(&vv[it]);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        acc[2 * i] = fmaf(w, f.x, acc[2 * i]);
+        acc[2 * i + 1] = fmaf(w, f.y, acc[2 * i + 1]);
+      }
+    }
+    __syncthreads();  // logits[] and red[] are rewritten by the next sub-chunk
+  }
+
+#pragma unroll
+  for (int i = 0; i < 8; ++i) accR[kslot][kl * 8 + i] = acc[i];
+  __syncthreads();
+  for (int d = tid; d < D; d += kThreadsD) {
+    float o = 0.f;
+#pragma unroll
+    for (int k = 0; k < KPB; ++k) o += accR[k][d];
+    if (numSplits == 1) {
+      out[((size_t)seq * numHeads + head) * D + d] = __float2half(o / runL);
+    } else {
+      wsO[wsIdx * D + d] = o;
+    }
+  }
+  if (numSplits > 1 && tid == 0) {
+    wsM[wsIdx] = runM;
+    wsL[wsIdx] = runL;
+  }
+}
+
+__global__ void decode_reduce_kernel(const float* __restrict__ wsO, const float* __restrict__ wsM,
+                                     const float* __restrict__ wsL, int numSplits, int D,
+                                     __half* __restrict__ out) {
+  const size_t sh = (size_t)blockIdx.y * gridDim.x + blockIdx.x;  // seq * numHeads + head
+  const float* M = wsM + sh * numSplits;
+  const float* L = wsL + sh * numSplits;
+  float gmax = -INFINITY;
+  for (int s = 0; s < numSplits; ++s) gmax = fmaxf(gmax, M[s]);
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float num = 0.f, den = 0.f;
+    for (int s = 0; s < numSplits; ++s) {
+      if (L[s] <= 0.f) continue;
+      const float w = exp2f(M[s] - gmax);
+      num += w * wsO[(sh * numSplits + s) * D + d];
+      den += w * L[s];
+    }
+    out[sh * D + d] = __float2half(den > 0.f ? num / den : 0.f);
+  }
+}
+
+int choose_splits(int numSeqs, int numHeads, int maxContextLen) {
+  int splits = 1;
+  while ((long)numSeqs * numHeads * splits < kTargetBlocks &&
+         maxContextLen >= 2 * splits * kMinPartition)
+    splits *= 2;
+  return splits;
+}
+
+size_t ws_bytes(int numSeqs, int numHeads, int headDim, int splits) {
+  if (splits <= 1) return 0;
+  return (size_t)numSeqs * numHeads * splits * (headDim + 2) * sizeof(float);
+}
+
+template <int D>
+cudaError_t launch_decode(const __half* q, const __half* kc, const __half* vc, const int32_t* bt,
+                          int maxBlocksPerSeq, const int32_t* ctxLens, int numSeqs, int maxContextLen,
+                          int numHeads, int numKvHeads, float scale, void* ws, size_t wsBytes,
+                          __half* out, cudaStream_t stream) {
+  int splits = choose_splits(numSeqs, numHeads, maxContextLen);
+  while (splits > 1 && (ws == nullptr || ws_bytes(numSeqs, numHeads, D, splits) > wsBytes)) splits /= 2;
+  const int partition = splits > 1 ? detail::ceil_div(detail::ceil_div(maxContextLen, splits), kThreadsD) * kThreadsD
+                                   : (maxContextLen > 0 ? maxContextLen : 1);
+  float* wsO = static_cast<float*>(ws);
+  const size_t entries = (size_t)numSeqs * numHeads * splits;
+  float* wsM = splits > 1 ? wsO + entries * D : nullptr;
+  float* wsL = splits > 1 ? wsM + entries : nullptr;
+  dim3 grid(splits, numHeads, numSeqs);
+  decode_attention_kernel<D><<<grid, kThreadsD, 0, stream>>>(
+      q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads, numKvHeads, scale * 1.4426950408889634f,
+      partition, wsO, wsM, wsL, out);
+  if (splits > 1) {
+    dim3 rgrid(numHeads, numSeqs);
+    decode_reduce_kernel<<<rgrid, D, 0, stream>>>(wsO, wsM, wsL, splits, D, out);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
+                                              int maxContextLen) {
+  // Splitting only happens while numSeqs*numHeads*splits < kTargetBlocks, so the workspace never
+  // exceeds 2*kTargetBlocks entries: return that bound so one allocation serves every call.
+  (void)numSeqs;
+  (void)numHeads;
+  (void)maxContextLen;
+  return (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
+}
+
+cudaError_t paged_attention_decode(const __half* q, const __half* kCache, const __half* vCache,
+                                   const int32_t* blockTables, int maxBlocksPerSeq,
+                                   const int32_t* contextLens, int numSeqs, int maxContextLen,
+                                   int numHeads, int numKvHeads, int headDim, float scale,
+                                   void* workspace, size_t workspaceBytes, __half* out,
+                                   cudaStream_t stream) {
+  if (numSeqs < 0 || maxContextLen < 0 || numHeads <= 0 || numKvHeads <= 0 ||
+      numHeads % numKvHeads != 0 || maxBlocksPerSeq <= 0)
+    return cudaErrorInvalidValue;
+  if (numSeqs == 0) return cudaSuccess;
+  if (headDim == 128)
+    return launch_decode<128>(q, kCache, vCache, blockTables, maxBlocksPerSeq, contextLens, numSeqs,
+                              maxContextLen, numHeads, numKvHeads, scale, workspace, workspaceBytes,
+                              out, stream);
+  if (headDim == 64)
+    return launch_decode<64>(q, kCache, vCache, blockTables, maxBlocksPerSeq, contextLens, numSeqs,
+                             maxContextLen, numHeads, numKvHeads, scale, workspace, workspaceBytes,
+                             out, stream);
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace awqk

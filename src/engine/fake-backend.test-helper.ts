@@ -1,0 +1,78 @@
+/**
+ * A deterministic stand-in backend for scheduler and block-manager unit tests only (end-to-end tests use
+ * the real CPU backend). Its "KV cache" stores token ids in their slots, and the next token is a hash of the
+ * context read back through the block table: a wrong slot mapping, block table, prefix-cache hit or
+ * recompute after preemption changes the output, or throws on an unwritten slot.
+ */
+import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend/backend.js";
+import type { ModelConfig, ModelSource } from "../model/types.js";
+
+export class FakeBackend implements Backend {
+  readonly name = "cpu" as const;
+  private kv = new Int32Array(0); // (numBlocks * blockSize) token id held in each slot, -1 = never written
+  private blockSize = 16;
+  /** Every batch seen, for assertions. */
+  readonly batches: StepBatch[] = [];
+  /** When set, step() throws while it returns true for the batch. */
+  failWhen: ((batch: StepBatch) => boolean) | null = null;
+
+  constructor(private readonly vocabSize = 32000) {}
+
+  async load(_model: ModelSource, opts: BackendOptions): Promise<KvLayout> {
+    this.blockSize = opts.blockSize;
+    const numBlocks = opts.numBlocks ?? Math.ceil(opts.maxModelLen / opts.blockSize) * opts.maxNumSeqs;
+    this.kv = new Int32Array(numBlocks * opts.blockSize).fill(-1);
+    return { blockSize: opts.blockSize, numBlocks };
+  }
+
+  async step(batch: StepBatch): Promise<StepResult> {
+    this.batches.push(batch);
+    await new Promise((resolve) => setImmediate(resolve));
+    if (this.failWhen?.(batch)) throw new Error("injected backend failure");
+    for (let t = 0; t < batch.tokenIds.length; t++) this.kv[batch.slotMapping[t]!] = batch.tokenIds[t]!;
+    const tokenIds = new Int32Array(batch.numSeqs).fill(-1); // (numSeqs)
+    for (let i = 0; i < batch.numSeqs; i++) {
+      if (!batch.sample[i]) continue;
+      let hash = 2166136261;
+      for (let p = 0; p < batch.contextLens[i]!; p++) {
+        const block = batch.blockTables[i * batch.maxBlocksPerSeq + Math.floor(p / this.blockSize)]!;
+        const id = this.kv[block * this.blockSize + (p % this.blockSize)]!;
+        if (block < 0 || id < 0) throw new Error(`sequence ${i} reads unwritten KV at position ${p}`);
+        hash = Math.imul(hash ^ id, 16777619) >>> 0;
+      }
+      // Seeded sampling stand-in: the seed and output index shift the choice when temperature > 0.
+      if (batch.sampling.temperature[i]! > 0) {
+        hash = Math.imul(hash ^ batch.sampling.seed[i]! ^ (batch.sampling.outputIndex[i]! << 16), 2654435761) >>> 0;
+      }
+      let token = 100 + (hash % (this.vocabSize - 1000));
+      for (let b = batch.sampling.biasStarts[i]!; b < batch.sampling.biasStarts[i + 1]!; b++) {
+        if (batch.sampling.biasValues[b] === Number.NEGATIVE_INFINITY && batch.sampling.biasTokens[b] === token) token++;
+      }
+      tokenIds[i] = token;
+    }
+    return { tokenIds, logprobs: new Float32Array(batch.numSeqs).fill(Number.NaN), topLogprobs: [] };
+  }
+
+  async dispose(): Promise<void> {}
+}
+
+/** A ModelSource whose only real part is what the engine reads (the fake backend reads nothing). */
+export function fakeModel(maxPositionEmbeddings = 2048): ModelSource {
+  const config = { maxPositionEmbeddings, eosTokenIds: [] as number[] } as unknown as ModelConfig;
+  return {
+    dir: "fake",
+    config,
+    checkpoint: {
+      dir: "fake",
+      names: () => [],
+      has: () => false,
+      info: (name: string) => {
+        throw new Error(`fake checkpoint has no tensor ${name}`);
+      },
+      read: async (name: string) => {
+        throw new Error(`fake checkpoint has no tensor ${name}`);
+      },
+      close: async () => {},
+    },
+  };
+}

@@ -1,0 +1,234 @@
+/**
+ * AWQ for one decoder layer: given the layer's fp16 weights and its inputs on the calibration blocks, choose
+ * per-channel scales and clipping ranges, fold the scales into the op before, and quantize every linear.
+ *
+ * Stages, in the layer's order, each starting from the state the earlier stages left (earlier linears already
+ * in their final quantized form, later ones still fp16), so each stage's search sees and can offset the
+ * rounding error of the ones before it:
+ *   qkv     q/k/v share rmsnorm(x): scale searched, folded into input_layernorm;
+ *   o       input = attention output: scale searched and folded into v_proj's output columns only when every
+ *           query head has its own v head (numKvHeads == numHeads, as AutoAWQ); with GQA plain (s = 1);
+ *   gateUp  gate/up share rmsnorm(h): folded into post_attention_layernorm;
+ *   down    input = silu(gate) * up: folded into up_proj's output columns.
+ * Each stage: capture the inputs' statistics on every calibration block (one layer pass), search the scale
+ * by the layer output's error on a few blocks (scale-search.ts), search clipping per group (clip-search.ts),
+ * quantize.
+ *
+ * The layer's output passed on to the next layer is the QUANTIZED layer's output (the option `propagate`
+ * can pass the fp16 output instead, as AutoAWQ does): the next layer is then calibrated on the inputs it will
+ * really see at inference, errors of earlier layers included, and its search targets the fp16 layer applied
+ * to those inputs.
+ */
+import { type GroupQuantized, groupQuantize } from "../model/awq.js";
+import { searchClip } from "./clip-search.js";
+import {
+  dequantizeGroups,
+  divideQuantizedColumns,
+  pseudoQuantizeScaled,
+  roundF16,
+  scaleRows,
+} from "./group-math.js";
+import { type InputStats, InputStatsAccumulator } from "./input-stats.js";
+import type { DenseLayer, FusedLinear, LayerRunner } from "./layer-runner.js";
+import { scaleCandidates, searchScales, weightSalience } from "./scale-search.js";
+
+export type QuantMethod = "awq" | "rtn";
+
+export interface LayerQuantOptions {
+  groupSize: number;
+  method: QuantMethod;
+  /** Calibration blocks scoring each scale candidate (spread evenly over all blocks). */
+  searchBlocks: number;
+  /** Also clip q_proj / k_proj (AutoAWQ does not). */
+  clipQk: boolean;
+  /** Which output the next layer is calibrated on (see the file comment). */
+  propagate: "quantized" | "fp16";
+}
+
+export const DEFAULT_LAYER_QUANT_OPTIONS: Omit<LayerQuantOptions, "groupSize"> = {
+  method: "awq",
+  searchBlocks: 4,
+  clipQk: false,
+  propagate: "quantized",
+};
+
+/** A quantized layer: folded norms (f16-exact) and the four fused linears (see layer-runner.ts). */
+export interface QuantizedLayer {
+  inputNorm: Float32Array; // (hidden)
+  postAttentionNorm: Float32Array; // (hidden)
+  linears: Record<FusedLinear, GroupQuantized>;
+  /** One line per stage: the chosen scale and the search losses, for the log. */
+  notes: string[];
+}
+
+const FUSED_ORDER: readonly FusedLinear[] = ["qkv", "o", "gateUp", "down"];
+
+/** Round-to-nearest of every linear, no scales or clipping: the baseline, through the same writer. */
+export function quantizeLayerRtn(runner: LayerRunner, layer: DenseLayer, groupSize: number): QuantizedLayer {
+  const linears = {} as Record<FusedLinear, GroupQuantized>;
+  for (const which of FUSED_ORDER) {
+    const { inF, outF } = shapeOf(runner, which);
+    linears[which] = groupQuantize(layer[which], inF, outF, groupSize);
+  }
+  return { inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm, linears, notes: ["rtn"] };
+}
+
+function shapeOf(runner: LayerRunner, which: FusedLinear): { inF: number; outF: number } {
+  const { hiddenSize: hd, numHeads, headDim, intermediateSize: inter } = runner.dims;
+  const inF = { qkv: hd, o: numHeads * headDim, gateUp: hd, down: inter }[which];
+  return { inF, outF: runner.outFeatures(which) };
+}
+
+/** Blocks (rows of seqlen tokens) of `x` picked by index into a fresh compact array. */
+function gatherBlocks(x: Float32Array, blocks: readonly number[], span: number): Float32Array {
+  const out = new Float32Array(blocks.length * span); // (blocks.length * seqlen, hidden)
+  blocks.forEach((b, i) => out.set(x.subarray(b * span, (b + 1) * span), i * span));
+  return out;
+}
+
+function meanSquaredError(a: Float32Array, b: Float32Array): number {
+  let sum = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - b[i];
+    sum += d * d;
+  }
+  return sum / a.length;
+}
+
+/**
+ * Quantizes one layer. `x` (numBlocks * seqlen, hidden) holds its inputs and receives its outputs (see the
+ * file comment for which output).
+ */
+export async function quantizeLayerAwq(
+  runner: LayerRunner,
+  fp: DenseLayer,
+  x: Float32Array, // (numBlocks * seqlen, hidden), replaced by the layer's output
+  numBlocks: number,
+  opts: LayerQuantOptions,
+  onStage?: (stage: string) => void,
+): Promise<QuantizedLayer> {
+  const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter } = runner.dims;
+  const g = opts.groupSize;
+  const span = runner.seqlen * hd;
+  const allBlocks = Array.from({ length: numBlocks }, (_, i) => i);
+  const searchCount = Math.min(opts.searchBlocks, numBlocks);
+  const searchIdx = Array.from({ length: searchCount }, (_, i) => Math.floor((i * numBlocks) / searchCount));
+
+  // The current layer: norms and effective (dequantized where final) weights, and the final quantized linears.
+  const state: DenseLayer = { ...fp };
+  const final = {} as Record<FusedLinear, GroupQuantized>;
+  const notes: string[] = [];
+  const norms = () => ({ inputNorm: state.inputNorm, postAttentionNorm: state.postAttentionNorm });
+
+  /** One pass over every block with the current state, collecting the inputs of `which`. */
+  const capture = async (which: FusedLinear, out?: Float32Array): Promise<InputStats> => {
+    const acc = new InputStatsAccumulator(runner, shapeOf(runner, which).inF, runner.seqlen);
+    for (const w of FUSED_ORDER) runner.setLinear(w, state[w]);
+    const h = out ?? x.slice(); // (numBlocks * seqlen, hidden)
+    await runner.forward(h, norms(), allBlocks, (linear, input) => {
+      if (linear === which) acc.add(input);
+    });
+    return acc.finish();
+  };
+
+  onStage?.("fp16 pass");
+  const target = x.slice(); // (numBlocks * seqlen, hidden) the fp16 layer's output
+  const qkvStats = await capture("qkv", target);
+  const searchIn = gatherBlocks(x, searchIdx, span); // (searchCount * seqlen, hidden)
+  const searchTarget = gatherBlocks(target, searchIdx, span); // (searchCount * seqlen, hidden)
+  const searchRange = Array.from({ length: searchCount }, (_, i) => i);
+
+  /** Layer-output MSE on the search blocks with `which` replaced by `w` (norms as in `normsOverride`). */
+  const layerLoss = async (which: FusedLinear, w: Float32Array): Promise<number> => {
+    for (const other of FUSED_ORDER) runner.setLinear(other, other === which ? w : state[other]);
+    const h = searchIn.slice();
+    await runner.forward(h, norms(), searchRange);
+    return meanSquaredError(h, searchTarget);
+  };
+
+  /** Scale search + fold + clip + quantize of one stage. `foldInto` applies 1/s to the op before. */
+  const stage = async (
+    which: FusedLinear,
+    stats: InputStats,
+    searchScale: boolean,
+    foldInto: (s: Float32Array) => void,
+    noClipColumns: [number, number][],
+  ): Promise<void> => {
+    const { inF, outF } = shapeOf(runner, which);
+    const w = fp[which];
+    let s: Float32Array | null = null;
+    if (searchScale) {
+      onStage?.(`${which} scales`);
+      const wMean = weightSalience([{ w, outF }], inF, g);
+      const result = await searchScales(scaleCandidates(stats.absMean, wMean), (cand) =>
+        layerLoss(which, pseudoQuantizeScaled(w, cand, inF, outF, g)),
+      );
+      notes.push(
+        `${which}: ${result.best.label} (layer mse ${result.loss.toExponential(3)}, s=1 ${result.identityLoss.toExponential(3)})`,
+      );
+      if (result.best.label !== "s=1") s = result.best.scales;
+    }
+    if (s !== null) foldInto(s);
+    const scaled = s === null ? w : scaleRows(w, s, inF, outF); // (in, out)
+    onStage?.(`${which} clip`);
+    const clip = searchClip(runner, { w: scaled, inF, outF, groupSize: g, gram: stats.gram, rowScale: s, noClipColumns });
+    final[which] = groupQuantize(scaled, inF, outF, g, { clip });
+    state[which] = dequantizeGroups(final[which], inF, outF, g);
+  };
+
+  const qDim = numHeads * headDim;
+  const kvDim = numKvHeads * headDim;
+  await stage(
+    "qkv",
+    qkvStats,
+    true,
+    (s) => {
+      state.inputNorm = Float32Array.from(state.inputNorm, (v, k) => roundF16(v / s[k]));
+    },
+    opts.clipQk ? [] : [[0, qDim + kvDim]],
+  );
+  onStage?.("o inputs");
+  const oStats = await capture("o");
+  await stage(
+    "o",
+    oStats,
+    numKvHeads === numHeads,
+    (s) => {
+      divideQuantizedColumns(final.qkv, s, qDim + kvDim, runner.outFeatures("qkv"));
+      state.qkv = dequantizeGroups(final.qkv, hd, runner.outFeatures("qkv"), g);
+    },
+    [],
+  );
+  onStage?.("gate/up inputs");
+  const gateUpStats = await capture("gateUp");
+  await stage(
+    "gateUp",
+    gateUpStats,
+    true,
+    (s) => {
+      state.postAttentionNorm = Float32Array.from(state.postAttentionNorm, (v, k) => roundF16(v / s[k]));
+    },
+    [],
+  );
+  onStage?.("down inputs");
+  const downStats = await capture("down");
+  await stage(
+    "down",
+    downStats,
+    true,
+    (s) => {
+      divideQuantizedColumns(final.gateUp, s, inter, 2 * inter);
+      state.gateUp = dequantizeGroups(final.gateUp, hd, 2 * inter, g);
+    },
+    [],
+  );
+
+  onStage?.("output");
+  if (opts.propagate === "fp16") {
+    x.set(target);
+  } else {
+    for (const w of FUSED_ORDER) runner.setLinear(w, state[w]);
+    await runner.forward(x, norms(), allBlocks);
+  }
+  return { inputNorm: state.inputNorm, postAttentionNorm: state.postAttentionNorm, linears: final, notes };
+}

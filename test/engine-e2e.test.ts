@@ -1,0 +1,203 @@
+/**
+ * The engine end to end on the real CPU backend and the demo model models/tiny-chat-awq: reference tokens,
+ * batch equivalence (alone / together / chunked prefill / preemption), stops, abort, seeds.
+ */
+import assert from "node:assert/strict";
+import { existsSync, readFileSync } from "node:fs";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { CpuBackend } from "../src/backend/cpu/cpu-backend.js";
+import { Engine, type EngineOptions } from "../src/engine/engine.js";
+import type { RequestOutput, SamplingParams } from "../src/engine/types.js";
+import { openModel } from "../src/model/load.js";
+import type { ModelSource } from "../src/model/types.js";
+import { Tokenizer } from "../src/tokenizer/tokenizer.js";
+
+const repoRoot = fileURLToPath(new URL("../../", import.meta.url));
+const modelDir = `${repoRoot}models/tiny-chat-awq`;
+
+interface ReferencePrompt {
+  prompt: string;
+  prompt_ids: number[];
+  new_ids: number[];
+}
+
+/** The AWQ model's greedy reference: test/fixtures/reference.json, else ../shared/models/reference.json. */
+function loadReference(): ReferencePrompt[] | null {
+  for (const file of [`${repoRoot}test/fixtures/reference.json`, `${repoRoot}../shared/models/reference.json`]) {
+    if (!existsSync(file)) continue;
+    const json = JSON.parse(readFileSync(file, "utf8")) as { awq?: { greedy?: ReferencePrompt[] } };
+    if (json.awq?.greedy) return json.awq.greedy;
+  }
+  return null;
+}
+
+const reference = loadReference();
+let tokenizer: Tokenizer;
+const models: ModelSource[] = [];
+const engines: Engine[] = [];
+
+before(async () => {
+  tokenizer = await Tokenizer.load(modelDir);
+});
+
+after(async () => {
+  for (const e of engines) {
+    await e.shutdown();
+    await e.backend.dispose();
+  }
+  for (const m of models) await m.checkpoint.close();
+});
+
+async function engine(opts: Partial<EngineOptions> = {}): Promise<Engine> {
+  const model = await openModel(modelDir);
+  models.push(model);
+  const e = await Engine.create({ model, backend: new CpuBackend(), tokenizer, maxModelLen: 128, maxNumSeqs: 8, ...opts });
+  engines.push(e);
+  return e;
+}
+
+async function collect(stream: AsyncIterable<RequestOutput>) {
+  const tokens: number[] = [];
+  const deltas: string[] = [];
+  let last: RequestOutput | undefined;
+  for await (const out of stream) {
+    tokens.push(...out.tokenIdsDelta);
+    deltas.push(out.textDelta);
+    last = out;
+  }
+  return { tokens, text: deltas.join(""), deltas, last: last! };
+}
+
+const PROMPTS = [
+  "GPT4 User: Tell me a fortune.<|end_of_turn|>GPT4 Assistant:",
+  "User: Quote a verse from the Bible.<|end_of_turn|>Assistant:",
+  "You are OpenOrcaChat.<|end_of_turn|>User: Say something wise.<|end_of_turn|>Assistant:",
+  "In the beginning God created",
+];
+const GREEDY: SamplingParams = { temperature: 0, maxTokens: 20, ignoreEos: true };
+
+function assertAllBlocksFree(e: Engine): void {
+  const stats = e.stats();
+  assert.equal(stats.freeBlocks, stats.numBlocks, "every KV block is back in the pool");
+  assert.equal(stats.running + stats.waiting, 0);
+}
+
+test("greedy tokens of the reference prompts match HF transformers (first 16)", async (t) => {
+  if (reference === null) return t.skip("needs test/fixtures/reference.json or ../shared/models/reference.json");
+  const e = await engine();
+  const results = await Promise.all(
+    reference.map((r) => {
+      assert.deepEqual(tokenizer.encode(r.prompt), r.prompt_ids, "prompt tokenization");
+      return collect(e.generate({ promptTokenIds: r.prompt_ids, params: { temperature: 0, maxTokens: 16 } }));
+    }),
+  );
+  results.forEach((res, i) => assert.deepEqual(res.tokens, reference[i]!.new_ids.slice(0, 16), PROMPTS[i]));
+  assertAllBlocksFree(e);
+});
+
+test("alone, batched, chunked prefill and preemption give identical greedy tokens", async () => {
+  const ids = PROMPTS.map((p) => tokenizer.encode(p));
+  const base = await engine();
+  const alone: number[][] = [];
+  for (const promptTokenIds of ids) alone.push((await collect(base.generate({ promptTokenIds, params: GREEDY }))).tokens);
+  const together = await Promise.all(ids.map((promptTokenIds) => collect(base.generate({ promptTokenIds, params: GREEDY }))));
+  assert.deepEqual(
+    together.map((r) => r.tokens),
+    alone,
+    "batched",
+  );
+  assertAllBlocksFree(base);
+
+  const chunked = await engine({ maxNumBatchedTokens: 7 });
+  const chunkedResults = await Promise.all(
+    ids.map((promptTokenIds) => collect(chunked.generate({ promptTokenIds, params: GREEDY }))),
+  );
+  assert.deepEqual(
+    chunkedResults.map((r) => r.tokens),
+    alone,
+    "chunked prefill",
+  );
+  assertAllBlocksFree(chunked);
+
+  // 4 sequences of up to 40 tokens need 12 blocks; 8 force preemption and recompute.
+  const tight = await engine({ maxModelLen: 64, numBlocks: 8 });
+  const tightResults = await Promise.all(
+    ids.map((promptTokenIds) => collect(tight.generate({ promptTokenIds, params: GREEDY }))),
+  );
+  assert.deepEqual(
+    tightResults.map((r) => r.tokens),
+    alone,
+    "preemption",
+  );
+  assert.ok((tight.stats().numPreemptions ?? 0) > 0, "the small cache preempted");
+  assertAllBlocksFree(tight);
+});
+
+test("stop strings split across tokens are cut, and never streamed", async () => {
+  const e = await engine();
+  const promptTokenIds = tokenizer.encode(PROMPTS[0]!);
+  const full = await collect(e.generate({ promptTokenIds, params: GREEDY }));
+  // A stop string that starts inside one token and ends two tokens later.
+  const stop = full.text.slice(full.text.indexOf("got") + 1, full.text.indexOf("got") + 9);
+  assert.equal(stop.length, 8);
+  const cut = await collect(e.generate({ promptTokenIds, params: { ...GREEDY, stop: [stop] } }));
+  assert.equal(cut.last.finishReason, "stop");
+  assert.equal(cut.last.stopReason, stop);
+  assert.equal(cut.text, full.text.slice(0, full.text.indexOf(stop)));
+  // The streamed deltas add up to exactly the cut text: no piece of the stop string went out first.
+  const kept = await collect(e.generate({ promptTokenIds, params: { ...GREEDY, stop: [stop], includeStopStrInOutput: true } }));
+  assert.equal(kept.text, full.text.slice(0, full.text.indexOf(stop) + stop.length));
+  assertAllBlocksFree(e);
+});
+
+test("eos stops; min_tokens holds it off; max_tokens ends with length", async () => {
+  const e = await engine();
+  const promptTokenIds = tokenizer.encode(PROMPTS[2]!);
+  const natural = await collect(e.generate({ promptTokenIds, params: { temperature: 0 } }));
+  assert.equal(natural.last.finishReason, "stop");
+  const eosAt = natural.tokens.length;
+  assert.ok(tokenizer.stopTokenIds.includes(natural.tokens.at(-1)!));
+  assert.ok(!natural.text.includes("<|end_of_turn|>"));
+
+  const held = await collect(e.generate({ promptTokenIds, params: { temperature: 0, minTokens: eosAt + 5, maxTokens: eosAt + 5 } }));
+  assert.equal(held.tokens.length, eosAt + 5);
+  assert.deepEqual(held.tokens.slice(0, eosAt - 1), natural.tokens.slice(0, eosAt - 1));
+  assert.ok(held.tokens.every((id) => !tokenizer.stopTokenIds.includes(id)), "no stop id before min_tokens");
+  assert.equal(held.last.finishReason, "length");
+
+  const short = await collect(e.generate({ promptTokenIds, params: { temperature: 0, maxTokens: 3 } }));
+  assert.deepEqual(short.tokens, natural.tokens.slice(0, 3));
+  assert.equal(short.last.finishReason, "length");
+  assert.equal(short.last.completionTokens, 3);
+  assertAllBlocksFree(e);
+});
+
+test("a seeded sampled request is reproducible alone or batched; another seed differs", async () => {
+  const e = await engine();
+  const promptTokenIds = tokenizer.encode(PROMPTS[3]!);
+  const run = (seed: number) =>
+    collect(e.generate({ promptTokenIds, params: { temperature: 1, maxTokens: 24, seed, ignoreEos: true } }));
+  const first = await run(7);
+  const [again, other] = await Promise.all([run(7), run(8)]);
+  assert.deepEqual(again.tokens, first.tokens);
+  assert.notDeepEqual(other.tokens, first.tokens);
+  assertAllBlocksFree(e);
+});
+
+test("abort mid-generation frees every block", async () => {
+  const e = await engine();
+  const controller = new AbortController();
+  const promptTokenIds = tokenizer.encode(PROMPTS[1]!);
+  const stream = e.generate({ promptTokenIds, params: { maxTokens: 100, ignoreEos: true }, signal: controller.signal });
+  let count = 0;
+  let last: RequestOutput | undefined;
+  for await (const out of stream) {
+    last = out;
+    if (++count === 3) controller.abort();
+  }
+  assert.equal(last?.finishReason, "abort");
+  assert.ok(last!.completionTokens < 100);
+  await e.idle();
+  assertAllBlocksFree(e);
+});
