@@ -24,7 +24,10 @@ interface ReferencePrompt {
 
 /** The AWQ model's greedy reference: test/fixtures/reference.json, else ../shared/models/reference.json. */
 function loadReference(): ReferencePrompt[] | null {
-  for (const file of [`${repoRoot}test/fixtures/reference.json`, `${repoRoot}../shared/models/reference.json`]) {
+  for (const file of [
+    `${repoRoot}test/fixtures/reference.json`,
+    `${repoRoot}../shared/models/reference.json`,
+  ]) {
     if (!existsSync(file)) continue;
     const json = JSON.parse(readFileSync(file, "utf8")) as { awq?: { greedy?: ReferencePrompt[] } };
     if (json.awq?.greedy) return json.awq.greedy;
@@ -52,7 +55,14 @@ after(async () => {
 async function engine(opts: Partial<EngineOptions> = {}): Promise<Engine> {
   const model = await openModel(modelDir);
   models.push(model);
-  const e = await Engine.create({ model, backend: new CpuBackend(), tokenizer, maxModelLen: 128, maxNumSeqs: 8, ...opts });
+  const e = await Engine.create({
+    model,
+    backend: new CpuBackend(),
+    tokenizer,
+    maxModelLen: 128,
+    maxNumSeqs: 8,
+    ...opts,
+  });
   engines.push(e);
   return e;
 }
@@ -84,7 +94,8 @@ function assertAllBlocksFree(e: Engine): void {
 }
 
 test("greedy tokens of the reference prompts match HF transformers (first 16)", async (t) => {
-  if (reference === null) return t.skip("needs test/fixtures/reference.json or ../shared/models/reference.json");
+  if (reference === null)
+    return t.skip("needs test/fixtures/reference.json or ../shared/models/reference.json");
   const e = await engine();
   const results = await Promise.all(
     reference.map((r) => {
@@ -92,7 +103,9 @@ test("greedy tokens of the reference prompts match HF transformers (first 16)", 
       return collect(e.generate({ promptTokenIds: r.prompt_ids, params: { temperature: 0, maxTokens: 16 } }));
     }),
   );
-  results.forEach((res, i) => assert.deepEqual(res.tokens, reference[i]!.new_ids.slice(0, 16), PROMPTS[i]));
+  results.forEach((res, i) => {
+    assert.deepEqual(res.tokens, reference[i]!.new_ids.slice(0, 16), reference[i]!.prompt);
+  });
   assertAllBlocksFree(e);
 });
 
@@ -100,8 +113,11 @@ test("alone, batched, chunked prefill and preemption give identical greedy token
   const ids = PROMPTS.map((p) => tokenizer.encode(p));
   const base = await engine();
   const alone: number[][] = [];
-  for (const promptTokenIds of ids) alone.push((await collect(base.generate({ promptTokenIds, params: GREEDY }))).tokens);
-  const together = await Promise.all(ids.map((promptTokenIds) => collect(base.generate({ promptTokenIds, params: GREEDY }))));
+  for (const promptTokenIds of ids)
+    alone.push((await collect(base.generate({ promptTokenIds, params: GREEDY }))).tokens);
+  const together = await Promise.all(
+    ids.map((promptTokenIds) => collect(base.generate({ promptTokenIds, params: GREEDY }))),
+  );
   assert.deepEqual(
     together.map((r) => r.tokens),
     alone,
@@ -146,7 +162,9 @@ test("stop strings split across tokens are cut, and never streamed", async () =>
   assert.equal(cut.last.stopReason, stop);
   assert.equal(cut.text, full.text.slice(0, full.text.indexOf(stop)));
   // The streamed deltas add up to exactly the cut text: no piece of the stop string went out first.
-  const kept = await collect(e.generate({ promptTokenIds, params: { ...GREEDY, stop: [stop], includeStopStrInOutput: true } }));
+  const kept = await collect(
+    e.generate({ promptTokenIds, params: { ...GREEDY, stop: [stop], includeStopStrInOutput: true } }),
+  );
   assert.equal(kept.text, full.text.slice(0, full.text.indexOf(stop) + stop.length));
   assertAllBlocksFree(e);
 });
@@ -160,10 +178,15 @@ test("eos stops; min_tokens holds it off; max_tokens ends with length", async ()
   assert.ok(tokenizer.stopTokenIds.includes(natural.tokens.at(-1)!));
   assert.ok(!natural.text.includes("<|end_of_turn|>"));
 
-  const held = await collect(e.generate({ promptTokenIds, params: { temperature: 0, minTokens: eosAt + 5, maxTokens: eosAt + 5 } }));
+  const held = await collect(
+    e.generate({ promptTokenIds, params: { temperature: 0, minTokens: eosAt + 5, maxTokens: eosAt + 5 } }),
+  );
   assert.equal(held.tokens.length, eosAt + 5);
   assert.deepEqual(held.tokens.slice(0, eosAt - 1), natural.tokens.slice(0, eosAt - 1));
-  assert.ok(held.tokens.every((id) => !tokenizer.stopTokenIds.includes(id)), "no stop id before min_tokens");
+  assert.ok(
+    held.tokens.every((id) => !tokenizer.stopTokenIds.includes(id)),
+    "no stop id before min_tokens",
+  );
   assert.equal(held.last.finishReason, "length");
 
   const short = await collect(e.generate({ promptTokenIds, params: { temperature: 0, maxTokens: 3 } }));
@@ -189,7 +212,11 @@ test("abort mid-generation frees every block", async () => {
   const e = await engine();
   const controller = new AbortController();
   const promptTokenIds = tokenizer.encode(PROMPTS[1]!);
-  const stream = e.generate({ promptTokenIds, params: { maxTokens: 100, ignoreEos: true }, signal: controller.signal });
+  const stream = e.generate({
+    promptTokenIds,
+    params: { maxTokens: 100, ignoreEos: true },
+    signal: controller.signal,
+  });
   let count = 0;
   let last: RequestOutput | undefined;
   for await (const out of stream) {
@@ -200,4 +227,29 @@ test("abort mid-generation frees every block", async () => {
   assert.ok(last!.completionTokens < 100);
   await e.idle();
   assertAllBlocksFree(e);
+});
+
+test("prompt logprobs: every prompt token but the first, the same with chunked prefill", async () => {
+  const promptTokenIds = tokenizer.encode(PROMPTS[2]!);
+  const params: SamplingParams = { temperature: 0, maxTokens: 2, promptLogprobs: 0, logprobs: 0 };
+  const whole = await engine();
+  const chunked = await engine({ maxNumBatchedTokens: 6 });
+  const [a, b] = await Promise.all(
+    [whole, chunked].map(async (e) => {
+      let entries: RequestOutput["promptLogprobs"];
+      for await (const out of e.generate({ promptTokenIds, params })) entries ??= out.promptLogprobs;
+      return entries!;
+    }),
+  );
+  assert.equal(a.length, promptTokenIds.length);
+  assert.equal(a[0], null);
+  for (let i = 1; i < promptTokenIds.length; i++) {
+    assert.equal(a[i]?.tokenId, promptTokenIds[i]);
+    assert.ok(a[i]!.logprob < 0 && Number.isFinite(a[i]!.logprob), `position ${i}`);
+    assert.ok(
+      Math.abs(a[i]!.logprob - b[i]!.logprob) < 1e-4,
+      `position ${i}: ${a[i]!.logprob} vs ${b[i]?.logprob}`,
+    );
+  }
+  assertAllBlocksFree(chunked);
 });

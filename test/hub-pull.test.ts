@@ -42,18 +42,33 @@ describe("awq pull", () => {
       const etag = blobEtag(file, repo.files.get(file)!);
       assert.equal(readlinkSync(linkPath), `../../blobs/${etag}`, `${file} links relatively to its blob`);
       assert.equal(realpathSync(linkPath), realpathSync(path.join(repoDir, "blobs", etag)));
-      assert.ok(readFileSync(linkPath).equals(readFileSync(path.join(demoModelDir, file))), `${file} content`);
+      assert.ok(
+        readFileSync(linkPath).equals(readFileSync(path.join(demoModelDir, file))),
+        `${file} content`,
+      );
       blobNames.push(etag);
     }
-    assert.deepEqual(readdirSync(path.join(repoDir, "blobs")).sort(), blobNames.sort(), "only finished blobs");
-    assert.equal(blobEtag("model.safetensors", repo.files.get("model.safetensors")!).length, 64, "LFS: sha256");
+    assert.deepEqual(
+      readdirSync(path.join(repoDir, "blobs")).sort(),
+      blobNames.sort(),
+      "only finished blobs",
+    );
+    assert.equal(
+      blobEtag("model.safetensors", repo.files.get("model.safetensors")!).length,
+      64,
+      "LFS: sha256",
+    );
     assert.equal(blobEtag("config.json", repo.files.get("config.json")!).length, 40, "small file: git sha1");
     for (const skipped of ["README.md", ".gitattributes", "pytorch_model.bin"]) {
       assert.equal(hub.downloadsOf(skipped).length, 0, `${skipped} is never downloaded`);
     }
     const cdnGets = hub.log.filter((r) => r.server === "cdn");
     assert.equal(cdnGets.length, 1, "the LFS file came through the CDN redirect");
-    assert.deepEqual(readdirSync(path.join(home, "hub", ".locks", "models--org--tiny-chat-awq")), [], "locks released");
+    assert.deepEqual(
+      readdirSync(path.join(home, "hub", ".locks", "models--org--tiny-chat-awq")),
+      [],
+      "locks released",
+    );
   });
 
   test("a second pull downloads nothing", async () => {
@@ -74,7 +89,11 @@ describe("awq pull", () => {
     const devCommit = repo.refs.get("dev")!;
     assert.equal(result.stdout.trim(), path.join(repoDir, "snapshots", devCommit));
     assert.equal(readFileSync(path.join(repoDir, "refs", "dev"), "utf8"), devCommit);
-    assert.equal(hub.log.filter((r) => r.method === "GET" && !r.path.startsWith("/api/")).length, 0, "no bytes again");
+    assert.equal(
+      hub.log.filter((r) => r.method === "GET" && !r.path.startsWith("/api/")).length,
+      0,
+      "no bytes again",
+    );
     const viaFlag = await runAwq(["pull", REPO, "--revision", devCommit, "--quiet"], env());
     assert.equal(viaFlag.code, 0, viaFlag.stderr);
     assert.equal(viaFlag.stdout.trim(), path.join(repoDir, "snapshots", devCommit));
@@ -94,7 +113,11 @@ describe("awq pull", () => {
     assert.equal(result.code, 1);
     assert.match(result.stderr, /no safetensors weights, only pytorch_model\.bin/);
     assert.match(result.stderr, /convert/);
-    assert.equal(existsSync(path.join(home, "hub", "models--org--bin-only", "blobs")), false, "nothing downloaded");
+    assert.equal(
+      existsSync(path.join(home, "hub", "models--org--bin-only", "blobs")),
+      false,
+      "nothing downloaded",
+    );
   });
 
   test("network down: says offline mode exists and whether the cache has the model", async () => {
@@ -111,7 +134,10 @@ describe("awq pull", () => {
     assert.match(cached.stderr, /the cache has org\/tiny-chat-awq@main at .* HF_HUB_OFFLINE=1 will use it/);
     const uncached = await runAwq(["pull", "org/other"], downEnv);
     assert.equal(uncached.code, 1);
-    assert.match(uncached.stderr, /no snapshot of org\/other@main .*offline mode \(HF_HUB_OFFLINE=1\) cannot help yet/);
+    assert.match(
+      uncached.stderr,
+      /no snapshot of org\/other@main .*offline mode \(HF_HUB_OFFLINE=1\) cannot help yet/,
+    );
   });
 
   test("offline: the cache answers, and a model not in it is an error that says to pull", async () => {
@@ -122,7 +148,10 @@ describe("awq pull", () => {
     assert.equal(cached.stdout.trim(), path.join(repoDir, "snapshots", repo.refs.get("main")!));
     const missing = await runAwq(["pull", "org/never-pulled"], offline);
     assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /HF_HUB_OFFLINE=1.*no snapshot of org\/never-pulled@main.*awq pull org\/never-pulled/);
+    assert.match(
+      missing.stderr,
+      /HF_HUB_OFFLINE=1.*no snapshot of org\/never-pulled@main.*awq pull org\/never-pulled/,
+    );
     assert.equal(hub.log.length, 0, "no request in offline mode");
   });
 });

@@ -70,7 +70,10 @@ describe("hub downloads that go wrong", () => {
     assert.ok(have > 0 && have < weights.length, `partial file of ${have} bytes`);
     // The killed process's lock is still there; it must be recognised as stale.
     const lockDir = path.join(repoDir, "..", ".locks", "models--org--tiny-chat-awq");
-    assert.ok(readdirSync(lockDir).some((name) => name.startsWith(weightsSha)), "stale lock left behind");
+    assert.ok(
+      readdirSync(lockDir).some((name) => name.startsWith(weightsSha)),
+      "stale lock left behind",
+    );
 
     hub.log.length = 0;
     const second = await runAwq(["pull", REPO, "--quiet"], env);
@@ -90,10 +93,18 @@ describe("hub downloads that go wrong", () => {
       hub.faults = { corrupt: file };
       const bad = await runAwq(["pull", REPO, "--quiet"], env);
       assert.equal(bad.code, 1);
-      assert.match(bad.stderr, new RegExp(`download of ${file.replace(".", "\\.")} is corrupted \\(digest [0-9a-f]+ instead of ${etag}`));
+      assert.match(
+        bad.stderr,
+        new RegExp(
+          `download of ${file.replace(".", "\\.")} is corrupted \\(digest [0-9a-f]+ instead of ${etag}`,
+        ),
+      );
       assert.match(bad.stderr, /not added to the cache/);
       const blobs = readdirSync(path.join(repoDir, "blobs"));
-      assert.ok(!blobs.includes(etag) && !blobs.includes(`${etag}.incomplete`), "neither blob nor partial kept");
+      assert.ok(
+        !blobs.includes(etag) && !blobs.includes(`${etag}.incomplete`),
+        "neither blob nor partial kept",
+      );
       assert.equal(existsSync(path.join(repoDir, "refs", "main")), false, "no ref to a broken snapshot");
 
       hub.faults = {};

@@ -114,6 +114,8 @@ awq::StepInput toStepInput(const Napi::Object& b) {
   in.sample = typed<uint8_t, napi_uint8_array>(b, "sample", S, "Uint8Array");
   Napi::Value tl = b.Get("tokenLogprobs");
   in.tokenLogprobs = !tl.IsUndefined() && tl.ToBoolean().Value();
+  Napi::Value rl = b.Get("returnLogits");
+  in.returnLogits = !rl.IsUndefined() && rl.ToBoolean().Value();
   Napi::Value sv = field(b, "sampling");
   if (!sv.IsObject()) throw Napi::TypeError::New(b.Env(), "sampling must be an object");
   Napi::Object s = sv.As<Napi::Object>();
@@ -157,6 +159,7 @@ Napi::Object fromStepOutput(Napi::Env env, const awq::StepOutput& out, bool toke
   o.Set("topLogprobs", copyOut<float, Napi::Float32Array>(env, out.topLogprobs));
   o.Set("maxTop", Napi::Number::New(env, out.maxTop));
   if (tokenLogprobs) o.Set("tokenLogprobs", copyOut<float, Napi::Float32Array>(env, out.tokenLogprobs));
+  if (!out.logits.empty()) o.Set("logits", copyOut<float, Napi::Float32Array>(env, out.logits));
   return o;
 }
 

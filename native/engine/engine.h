@@ -68,6 +68,7 @@ struct StepInput {
   const int32_t* slotMapping = nullptr;  // (numTokens)
   const uint8_t* sample = nullptr;       // (numSeqs)
   bool tokenLogprobs = false;
+  bool returnLogits = false;
   // Sampling arrays (numSeqs entries; lists indexed by the *Starts arrays).
   const float* temperature = nullptr;
   const float* topP = nullptr;
@@ -95,6 +96,7 @@ struct StepOutput {
   std::vector<int32_t> topIds;        // (numSeqs, maxTop)
   std::vector<float> topLogprobs;     // (numSeqs, maxTop)
   std::vector<float> tokenLogprobs;   // (numTokens) when requested
+  std::vector<float> logits;          // (numSeqs, vocab) raw logits when requested, NaN rows where not sampled
   int maxTop = 0;
 };
 
@@ -137,6 +139,8 @@ class Engine {
   void runForward(const ForwardShape& shape);
   void computeTokenLogprobs(const ForwardShape& shape);
   void checkStep(const StepInput& input) const;
+  /** Worker threads start on device 0: every entry point binds the engine's device first. */
+  void bindDevice() const { cudaCheck(cudaSetDevice(device_), "cudaSetDevice"); }
   void ensureInputCapacity(size_t words);
   const LinearWeight& lmHead() const;
 

@@ -33,6 +33,7 @@ struct Engine::Workspace {
   DeviceBuffer inputs;          // InputLayout words
   PinnedBuffer hostInputs;      // InputLayout words
   PinnedBuffer hostOutputs;     // tokens, logprobs, top ids, top logprobs, token logprobs
+  PinnedBuffer hostLogits;      // (maxSeqs, vocab) fp32, allocated on first returnLogits
   size_t inputWords = 0;
 };
 

@@ -149,6 +149,7 @@ void Engine::uploadHalf(const HostTensor& t, half* dst, size_t elements) {
 
 void Engine::uploadVector(WeightSlot slot, int layer, const HostTensor& tensor) {
   std::lock_guard<std::mutex> lock(mutex_);
+  bindDevice();
   size_t elements = 0;
   DeviceBuffer& dst = vectorFor(slot, layer, &elements);
   if (slot == WeightSlot::Embed) expectShape(tensor, {dims_.vocab, dims_.hidden});
@@ -162,6 +163,7 @@ void Engine::uploadVector(WeightSlot slot, int layer, const HostTensor& tensor) 
 
 void Engine::uploadLinear(WeightSlot slot, int layer, const std::vector<LinearPart>& parts) {
   std::lock_guard<std::mutex> lock(mutex_);
+  bindDevice();
   if (parts.empty()) throw std::invalid_argument("uploadLinear needs at least one part");
   LinearWeight& target = linearFor(slot, layer);
   const std::string what = std::string(weightSlotName(slot)) + " of layer " + std::to_string(layer);
@@ -279,6 +281,7 @@ void Engine::randomLinear(LinearWeight& target, int in, int out, uint32_t seed) 
 
 void Engine::initRandomWeights(uint32_t seed) {
   std::lock_guard<std::mutex> lock(mutex_);
+  bindDevice();
   const ModelDims& d = dims_;
   auto vector = [&](DeviceBuffer& buf, size_t n, float lo, float hi, uint32_t s, const char* what) {
     buf.allocate(n * sizeof(half), what);
@@ -311,6 +314,7 @@ void Engine::initRandomWeights(uint32_t seed) {
 
 void Engine::release() {
   std::lock_guard<std::mutex> lock(mutex_);
+  bindDevice();
   graphs_.clear();
   ws_.reset();
   kCache_.clear();

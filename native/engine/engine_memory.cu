@@ -11,6 +11,7 @@ namespace awq {
 
 MemoryReport Engine::finalize(const RuntimeOptions& o) {
   std::lock_guard<std::mutex> lock(mutex_);
+  bindDevice();
   const ModelDims& d = dims_;
   if (o.blockSize != awqk::kKvBlockSize) {
     throw std::invalid_argument("the CUDA backend needs --block-size " + std::to_string(awqk::kKvBlockSize) +

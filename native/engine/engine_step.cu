@@ -125,6 +125,7 @@ void Engine::runForward(const ForwardShape& s) {
 
 StepOutput Engine::step(const StepInput& in) {
   std::lock_guard<std::mutex> lock(mutex_);
+  bindDevice();
   if (!finalized_) throw std::logic_error("step() before load finished");
   checkStep(in);
   const ModelDims& d = dims_;
@@ -267,6 +268,15 @@ StepOutput Engine::step(const StepInput& in) {
     a.outTopLogprobs = w.outTopLogprobs.as<float>();
     launchSampler(a, stream_);
   }
+  if (in.returnLogits && numSample > 0) {
+    // The raw fp32 logits of the sampled rows, before token logprobs reuse the buffer.
+    if (w.hostLogits.bytes() < static_cast<size_t>(numSample) * d.vocab * 4) {
+      w.hostLogits.allocate(static_cast<size_t>(w.maxSeqs) * d.vocab * 4, "raw logits (host)");
+    }
+    cudaCheck(cudaMemcpyAsync(w.hostLogits.as<float>(), w.logits.get(), static_cast<size_t>(numSample) * d.vocab * 4,
+                              cudaMemcpyDeviceToHost, stream_),
+              "download of raw logits");
+  }
   if (in.tokenLogprobs) computeTokenLogprobs(s);
 
   // Download the results.
@@ -308,6 +318,13 @@ StepOutput Engine::step(const StepInput& in) {
     for (int k = 0; k < n; k++) {
       out.topIds[static_cast<size_t>(i) * maxTop + k] = hTopIds[static_cast<size_t>(r) * topStride + k];
       out.topLogprobs[static_cast<size_t>(i) * maxTop + k] = hTopLp[static_cast<size_t>(r) * topStride + k];
+    }
+  }
+  if (in.returnLogits) {
+    out.logits.assign(static_cast<size_t>(in.numSeqs) * d.vocab, NAN);
+    for (int r = 0; r < numSample; r++) {
+      const float* src = w.hostLogits.as<float>() + static_cast<size_t>(r) * d.vocab;
+      std::copy(src, src + d.vocab, out.logits.begin() + static_cast<size_t>(rows[r]) * d.vocab);
     }
   }
   if (in.tokenLogprobs) {

@@ -28,7 +28,7 @@ struct Tile {
 };
 
 template <int BM, int BN, int STAGES, bool AWQ>
-__global__ void __launch_bounds__(kThreads) gemm_kernel(const __half* __restrict__ x, int m,
+__global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const __half* __restrict__ x, int m,
                                                        const void* __restrict__ wptr, int in,
                                                        int out, int chunksPerGroup,
                                                        __half* __restrict__ y) {

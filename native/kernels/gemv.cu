@@ -5,6 +5,10 @@
 //
 // k order: inside every 64-k chunk, mma k-index (tile j, 2t+h) maps to k = 16t + 4j + h and
 // (2t+8+h) to 16t + 4j + 2 + h, so one lane's x (and dense W) values are 16 contiguous halves.
+#include <cooperative_groups.h>
+
+#include <cmath>
+
 #include "common.cuh"
 #include "internal.h"
 #include "kernels.h"
@@ -13,6 +17,7 @@ namespace awqk {
 namespace {
 
 using detail::mma16816;
+namespace cg = cooperative_groups;
 
 __device__ __forceinline__ uint32_t word_of(const uint4* v, int w) {
   const uint4 q = v[w >> 2];
@@ -22,6 +27,17 @@ __device__ __forceinline__ uint32_t word_of(const uint4* v, int w) {
     case 2: return q.z;
     default: return q.w;
   }
+}
+
+// Stores reduced element idx (= (mt*4 + r)*32 + lane) of a 16-output tile.
+template <int MT>
+__device__ __forceinline__ void store_out(int idx, float s, int tile, int m, int out,
+                                          __half* __restrict__ y) {
+  const int l = idx & 31, e = idx >> 5;
+  const int r = e & 3, mt = e >> 2;
+  const int n = 16 * tile + (l >> 2) + 8 * (r >> 1);
+  const int token = 8 * mt + 2 * (l & 3) + (r & 1);
+  if (n < out && token < m) y[(size_t)token * out + n] = __float2half(s);
 }
 
 // Writes the block-reduced accumulators: red holds [warps][R][32] floats, R = tiles*MT*4.
@@ -66,20 +82,26 @@ __device__ __forceinline__ void load_x(const __half* const (&xrow)[MT], const bo
   }
 }
 
-template <int MT, int NPW, int U>
-__global__ void __launch_bounds__(512) awq_gemv_kernel(const __half* __restrict__ x, int m,
+// One block = one 16-output tile over 1/S of K (S > 1: a thread-block cluster whose blocks
+// reduce through distributed shared memory, sm_90+). Each warp streams its chunk range with two
+// register buffers of U chunks (loads of one in flight while the other is computed).
+template <int MT, int U, int S>
+__global__ void __launch_bounds__(256) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
                                                       int chunksPerGroup, int nTiles,
                                                       int chunksPerWarp, __half* __restrict__ y) {
   extern __shared__ float red[];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  constexpr int R = MT * 4;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int kChunks = in >> 6;
-  const int tile0 = blockIdx.x * NPW;
-  const int cBegin = warp * chunksPerWarp;
-  const int cEnd = min(cBegin + chunksPerWarp, kChunks);
-  float acc[NPW][MT][4] = {};
+  const int tile = blockIdx.x / S, rank = blockIdx.x % S;
+  const int perBlock = (kChunks + S - 1) / S;
+  const int blockEnd = min(kChunks, (rank + 1) * perBlock);
+  const int cBegin = rank * perBlock + warp * chunksPerWarp;
+  const int cEnd = min(cBegin + chunksPerWarp, blockEnd);
+  float acc[MT][4] = {};
   const __half* xrow[MT];
   bool xok[MT];
 #pragma unroll
@@ -88,48 +110,84 @@ __global__ void __launch_bounds__(512) awq_gemv_kernel(const __half* __restrict_
     xok[mt] = token < m;
     xrow[mt] = x + (size_t)(xok[mt] ? token : 0) * in + 16 * t;
   }
-  for (int c0 = cBegin; c0 < cEnd; c0 += U) {
-    uint4 wv[U][NPW];
-    uint2 zv[U][NPW];
-    uint4 xv[U][MT][2];
+  const uint4* wbase = wq + (size_t)tile * kChunks * 32 + lane;
+  const uint2* zbase = zs + (size_t)tile * 8 + g;
+  const size_t zStride = (size_t)nTiles * 8;
+
+  auto load = [&](uint4 (&w)[U], uint2 (&z)[U], int c0) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u;
-      const bool ok = c < cEnd;
-#pragma unroll
-      for (int p = 0; p < NPW; ++p) {
-        const int tile = tile0 + p;
-        if (ok && tile < nTiles) {
-          wv[u][p] = detail::ld_stream16(wq + ((size_t)tile * kChunks + c) * 32 + lane);
-          zv[u][p] = __ldg(zs + ((size_t)(c / chunksPerGroup) * nTiles + tile) * 8 + g);
-        } else {
-          wv[u][p] = make_uint4(0, 0, 0, 0);
-          zv[u][p] = make_uint2(0, 0);
-        }
+      if (c < cEnd) {
+        w[u] = detail::ld_stream16(wbase + (size_t)c * 32);
+        z[u] = __ldg(zbase + (size_t)(c / chunksPerGroup) * zStride);
+      } else {
+        w[u] = make_uint4(0, 0, 0, 0);
+        z[u] = make_uint2(0, 0);
       }
-      load_x<MT>(xrow, xok, c, ok, xv[u]);
     }
+  };
+  auto compute = [&](const uint4 (&w)[U], const uint2 (&z)[U], int c0) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      if (c0 + u >= cEnd) break;
+      const int c = c0 + u;
+      if (c >= cEnd) break;
+      uint4 xv[MT][2];
+      load_x<MT>(xrow, xok, c, true, xv);
+      uint32_t d[4][4];
+      detail::dequant_word(w[u].x, z[u].x, z[u].y, d[0]);
+      detail::dequant_word(w[u].y, z[u].x, z[u].y, d[1]);
+      detail::dequant_word(w[u].z, z[u].x, z[u].y, d[2]);
+      detail::dequant_word(w[u].w, z[u].x, z[u].y, d[3]);
 #pragma unroll
-      for (int p = 0; p < NPW; ++p) {
-        uint32_t d[4][4];
-        detail::dequant_word(wv[u][p].x, zv[u][p].x, zv[u][p].y, d[0]);
-        detail::dequant_word(wv[u][p].y, zv[u][p].x, zv[u][p].y, d[1]);
-        detail::dequant_word(wv[u][p].z, zv[u][p].x, zv[u][p].y, d[2]);
-        detail::dequant_word(wv[u][p].w, zv[u][p].x, zv[u][p].y, d[3]);
+      for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int j = 0; j < 4; ++j)
+        for (int mt = 0; mt < MT; ++mt) {
+          const uint32_t b[2] = {word_of(xv[mt], 2 * j), word_of(xv[mt], 2 * j + 1)};
+          mma16816(acc[mt], d[j], b);
+        }
+    }
+  };
+
+  uint4 wA[U], wB[U];
+  uint2 zA[U], zB[U];
+  load(wA, zA, cBegin);
+  for (int c0 = cBegin; c0 < cEnd; c0 += 2 * U) {
+    load(wB, zB, c0 + U);
+    compute(wA, zA, c0);
+    load(wA, zA, c0 + 2 * U);
+    compute(wB, zB, c0 + U);
+  }
+
 #pragma unroll
-          for (int mt = 0; mt < MT; ++mt) {
-            const uint32_t b[2] = {word_of(xv[u][mt], 2 * j), word_of(xv[u][mt], 2 * j + 1)};
-            mma16816(acc[p][mt], d[j], b);
-          }
-      }
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) red[(warp * R + mt * 4 + r) * 32 + lane] = acc[mt][r];
+  __syncthreads();
+  float* fin = red + nw * R * 32;
+  for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
+    float s = 0.f;
+    for (int w = 0; w < nw; ++w) s += red[w * R * 32 + idx];
+    if constexpr (S == 1) {
+      store_out<MT>(idx, s, tile, m, out, y);
+    } else {
+      fin[idx] = s;
     }
   }
-  reduce_store<NPW, MT>(red, acc, tile0, m, out, y);
+  if constexpr (S > 1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    cg::cluster_group cluster = cg::this_cluster();
+    cluster.sync();
+    for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
+      if (idx % S != rank) continue;
+      float s = 0.f;
+#pragma unroll
+      for (int r = 0; r < S; ++r) s += cluster.map_shared_rank(fin, r)[idx];
+      store_out<MT>(idx, s, tile, m, out, y);
+    }
+    cluster.sync();  // keep every block's shared memory alive until all reads are done
+#endif
+  }
 }
 
 // Dense W (out, in): lane reads W[n][64c + 16t .. +15] for rows n = 16*tile + g and + 8.
@@ -190,15 +248,30 @@ __global__ void __launch_bounds__(512) dense_gemv_kernel(const __half* __restric
   reduce_store<1, MT>(red, acc, tile0, m, out, y);
 }
 
-int g_numSms = 0;
-int num_sms() {
-  if (g_numSms == 0) {
-    int dev = 0;
-    cudaGetDevice(&dev);
-    cudaDeviceGetAttribute(&g_numSms, cudaDevAttrMultiProcessorCount, dev);
-    if (g_numSms <= 0) g_numSms = 132;
+struct DeviceInfo {
+  int sms = 0;
+  bool clusters = false;
+};
+DeviceInfo g_dev[64];
+const DeviceInfo& device_info() {
+  int dev = 0;
+  cudaGetDevice(&dev);
+  DeviceInfo& d = g_dev[dev & 63];
+  if (d.sms == 0) {
+    int major = 0;
+    cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev);
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (d.sms <= 0) d.sms = 132;
+    d.clusters = major >= 9;
   }
-  return g_numSms;
+  return d;
+}
+int num_sms() { return device_info().sms; }
+
+// Fraction of the busiest SM's share when `blocks` equal blocks spread over the SMs.
+double balance(long blocks, int sms) {
+  const double perSm = (double)blocks / sms;
+  return perSm / std::ceil(perSm);
 }
 
 // Warps per block: enough warps in total to keep ~16 per SM streaming, and >= 2 chunks each.
@@ -209,21 +282,47 @@ int pick_warps(int blocks, int kChunks) {
   return nw;
 }
 
-template <int MT, int NPW, int U>
+template <int MT, int U, int S>
+cudaError_t launch_awq_s(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
+                         int group, int nTiles, __half* y, cudaStream_t stream) {
+  const int kChunks = in / 64;
+  const int perBlock = detail::ceil_div(kChunks, S);
+  int nw = 8;
+  while (nw > 1 && perBlock / nw < 2 * U) nw /= 2;
+  const int cpw = detail::ceil_div(perBlock, nw);
+  const size_t smem = ((size_t)nw + 1) * MT * 4 * 32 * sizeof(float);
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = dim3(nTiles * S);
+  cfg.blockDim = dim3(nw * 32);
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = S;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = S > 1 ? 1 : 0;
+  return cudaLaunchKernelEx(&cfg, awq_gemv_kernel<MT, U, S>, x, m, wq, zs, in, out, group / 64,
+                            nTiles, cpw, y);
+}
+
+template <int MT, int U>
 cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int out, int group,
                        __half* y, cudaStream_t stream) {
+  const DeviceInfo& dev = device_info();
   const int nTiles = detail::ceil_div(out, 16);
-  const int kChunks = in / 64;
-  const int blocks = detail::ceil_div(nTiles, NPW);
-  const int nw = pick_warps(blocks, kChunks);
-  const int cpw = detail::ceil_div(kChunks, nw);
-  const size_t smem = (size_t)nw * NPW * MT * 4 * 32 * sizeof(float);
   const uint4* wq = static_cast<const uint4*>(packed);
   const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) +
                                                    awq_weight_bytes(in, out));
-  awq_gemv_kernel<MT, NPW, U><<<blocks, nw * 32, smem, stream>>>(x, m, wq, zs, in, out, group / 64,
-                                                                nTiles, cpw, y);
-  return cudaGetLastError();
+  // Split K over a cluster only when whole tiles would leave SMs unevenly loaded.
+  int S = 1;
+  if (dev.clusters) {
+    while (S < 4 && balance((long)nTiles * S, dev.sms) < 0.9 && in / 64 >= 16 * S) S *= 2;
+  }
+  if (S == 4) return launch_awq_s<MT, U, 4>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+  if (S == 2) return launch_awq_s<MT, U, 2>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+  return launch_awq_s<MT, U, 1>(x, m, wq, zs, in, out, group, nTiles, y, stream);
 }
 
 template <int MT, int U>
@@ -242,9 +341,9 @@ cudaError_t launch_dense(const __half* x, int m, const __half* w, int in, int ou
 
 cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out, int group,
                      __half* y, cudaStream_t stream) {
-  if (m <= 8) return launch_awq<1, 2, 4>(x, m, packed, in, out, group, y, stream);
-  if (m <= 16) return launch_awq<2, 2, 2>(x, m, packed, in, out, group, y, stream);
-  if (m <= 32) return launch_awq<4, 1, 2>(x, m, packed, in, out, group, y, stream);
+  if (m <= 8) return launch_awq<1, 4>(x, m, packed, in, out, group, y, stream);
+  if (m <= 16) return launch_awq<2, 4>(x, m, packed, in, out, group, y, stream);
+  if (m <= 32) return launch_awq<4, 4>(x, m, packed, in, out, group, y, stream);
   return cudaErrorInvalidValue;
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { type BlockOwner, BlockManager } from "./block-manager.js";
+import { BlockManager, type BlockOwner } from "./block-manager.js";
 
 function owner(tokenIds: number[]): BlockOwner {
   return { tokenIds, blockTable: [], blockHashes: [], numComputedTokens: 0 };

@@ -37,8 +37,10 @@ export class BlockManager {
     readonly blockSize: number,
     readonly enablePrefixCaching = true,
   ) {
-    if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new Error(`numBlocks must be a positive integer, got ${numBlocks}`);
-    if (!Number.isInteger(blockSize) || blockSize < 1) throw new Error(`blockSize must be a positive integer, got ${blockSize}`);
+    if (!Number.isInteger(numBlocks) || numBlocks < 1)
+      throw new Error(`numBlocks must be a positive integer, got ${numBlocks}`);
+    if (!Number.isInteger(blockSize) || blockSize < 1)
+      throw new Error(`blockSize must be a positive integer, got ${blockSize}`);
     this.blocks = Array.from({ length: numBlocks }, (_, id) => ({ id, refCount: 0, hash: null }));
     for (const block of this.blocks) this.freeBlocks.set(block.id, block);
   }
@@ -84,7 +86,8 @@ export class BlockManager {
    */
   allocate(seq: BlockOwner, numNewTokens: number, cachedBlockIds: readonly number[] = []): boolean {
     const tableLength = seq.blockTable.length + cachedBlockIds.length;
-    const computed = cachedBlockIds.length > 0 ? cachedBlockIds.length * this.blockSize : seq.numComputedTokens;
+    const computed =
+      cachedBlockIds.length > 0 ? cachedBlockIds.length * this.blockSize : seq.numComputedTokens;
     const needed = Math.max(0, this.blocksFor(computed + numNewTokens) - tableLength);
     let cachedButFree = 0;
     for (const id of cachedBlockIds) if (this.blocks[id]!.refCount === 0) cachedButFree++;

@@ -96,7 +96,11 @@ export class Engine implements EngineClient {
       kvCacheBytes: opts.kvCacheBytes,
       onLoadProgress: opts.onLoadProgress,
     });
-    const blockManager = new BlockManager(layout.numBlocks, layout.blockSize, opts.enablePrefixCaching ?? true);
+    const blockManager = new BlockManager(
+      layout.numBlocks,
+      layout.blockSize,
+      opts.enablePrefixCaching ?? true,
+    );
     const eosTokenIds = [...new Set([...opts.tokenizer.stopTokenIds, ...config.eosTokenIds])];
     return new Engine(opts.backend, opts.tokenizer, blockManager, {
       maxModelLen,
@@ -193,7 +197,10 @@ export class Engine implements EngineClient {
     const vocabSize = this.tokenizer.vocabSize;
     for (const id of prompt) {
       if (!Number.isInteger(id) || id < 0 || id >= vocabSize) {
-        throw new InvalidParamError("prompt", `prompt token id ${id} is outside the vocabulary (0..${vocabSize - 1})`);
+        throw new InvalidParamError(
+          "prompt",
+          `prompt token id ${id} is outside the vocabulary (0..${vocabSize - 1})`,
+        );
       }
     }
     if (prompt.length >= this.maxModelLen) {
@@ -216,7 +223,15 @@ export class Engine implements EngineClient {
 
   private async runLoop(): Promise<void> {
     while (this.scheduler.hasWork()) {
-      await this.step();
+      try {
+        await this.step();
+      } catch (err) {
+        // A bug of ours, not of one request: end every request with the error rather than hang them.
+        const message = `engine error: ${err instanceof Error ? err.message : String(err)}`;
+        this.inFlight = new Set();
+        for (const active of [...this.requests.values()]) this.finishRequest(active, "error", message);
+        for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) this.scheduler.remove(seq);
+      }
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
@@ -228,7 +243,11 @@ export class Engine implements EngineClient {
     if (scheduled.length === 0) {
       // Nothing could be scheduled with nothing running: the head of the queue can never run.
       if (this.scheduler.running.length === 0 && this.scheduler.waiting.length > 0) {
-        this.finishSeq(this.scheduler.waiting[0]!, "error", "the request could not be scheduled (KV cache too small)");
+        this.finishSeq(
+          this.scheduler.waiting[0]!,
+          "error",
+          "the request could not be scheduled (KV cache too small)",
+        );
       }
       return;
     }
@@ -238,7 +257,9 @@ export class Engine implements EngineClient {
     try {
       result = await this.backend.step(batch);
       if (result.tokenIds.length !== scheduled.length) {
-        throw new Error(`the backend returned ${result.tokenIds.length} tokens for ${scheduled.length} sequences`);
+        throw new Error(
+          `the backend returned ${result.tokenIds.length} tokens for ${scheduled.length} sequences`,
+        );
       }
     } catch (err) {
       // The backend failed this step: its requests end with an error; everyone else keeps going.
@@ -304,5 +325,6 @@ export class Engine implements EngineClient {
 }
 
 function positiveInt(name: string, value: number): void {
-  if (!Number.isInteger(value) || value < 1) throw new Error(`${name} must be a positive integer, got ${value}`);
+  if (!Number.isInteger(value) || value < 1)
+    throw new Error(`${name} must be a positive integer, got ${value}`);
 }

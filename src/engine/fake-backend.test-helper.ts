@@ -15,6 +15,8 @@ export class FakeBackend implements Backend {
   readonly batches: StepBatch[] = [];
   /** When set, step() throws while it returns true for the batch. */
   failWhen: ((batch: StepBatch) => boolean) | null = null;
+  /** Milliseconds each step takes (0: one event-loop turn). */
+  stepDelayMs = 0;
 
   constructor(private readonly vocabSize = 32000) {}
 
@@ -27,7 +29,9 @@ export class FakeBackend implements Backend {
 
   async step(batch: StepBatch): Promise<StepResult> {
     this.batches.push(batch);
-    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) =>
+      this.stepDelayMs > 0 ? setTimeout(resolve, this.stepDelayMs) : setImmediate(resolve),
+    );
     if (this.failWhen?.(batch)) throw new Error("injected backend failure");
     for (let t = 0; t < batch.tokenIds.length; t++) this.kv[batch.slotMapping[t]!] = batch.tokenIds[t]!;
     const tokenIds = new Int32Array(batch.numSeqs).fill(-1); // (numSeqs)
@@ -42,11 +46,17 @@ export class FakeBackend implements Backend {
       }
       // Seeded sampling stand-in: the seed and output index shift the choice when temperature > 0.
       if (batch.sampling.temperature[i]! > 0) {
-        hash = Math.imul(hash ^ batch.sampling.seed[i]! ^ (batch.sampling.outputIndex[i]! << 16), 2654435761) >>> 0;
+        hash =
+          Math.imul(hash ^ batch.sampling.seed[i]! ^ (batch.sampling.outputIndex[i]! << 16), 2654435761) >>>
+          0;
       }
       let token = 100 + (hash % (this.vocabSize - 1000));
       for (let b = batch.sampling.biasStarts[i]!; b < batch.sampling.biasStarts[i + 1]!; b++) {
-        if (batch.sampling.biasValues[b] === Number.NEGATIVE_INFINITY && batch.sampling.biasTokens[b] === token) token++;
+        if (
+          batch.sampling.biasValues[b] === Number.NEGATIVE_INFINITY &&
+          batch.sampling.biasTokens[b] === token
+        )
+          token++;
       }
       tokenIds[i] = token;
     }

@@ -12,7 +12,7 @@ import { type BackendChoice, createBackend } from "../backend/create.js";
 import { resolveModelPath } from "../hub/resolve.js";
 import { openModel } from "../model/load.js";
 import type { ModelConfig, ModelSource } from "../model/types.js";
-import { type ChatMessage, ChatFormatter } from "../tokenizer/chat-template.js";
+import { ChatFormatter, type ChatMessage } from "../tokenizer/chat-template.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { Engine } from "./engine.js";
 import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
@@ -87,14 +87,18 @@ export class LLM implements AsyncDisposable {
     const modelPath = await resolveModelPath(opts.model, { revision: opts.revision });
     const tokenizer = await Tokenizer.load(modelPath);
     // A model without any chat format can still generate; chat() then says why it cannot.
-    const chatFormatter = await ChatFormatter.create(tokenizer, { template: opts.chatTemplate }).catch((err) => {
-      if (opts.chatTemplate !== undefined) throw err;
-      return null;
-    });
+    const chatFormatter = await ChatFormatter.create(tokenizer, { template: opts.chatTemplate }).catch(
+      (err) => {
+        if (opts.chatTemplate !== undefined) throw err;
+        return null;
+      },
+    );
     const model = await openModel(modelPath);
     const choice = opts.backend ?? "auto";
     const backend =
-      typeof choice === "string" ? await createBackend(choice, { onFallback: opts.onBackendFallback }) : choice;
+      typeof choice === "string"
+        ? await createBackend(choice, { onFallback: opts.onBackendFallback })
+        : choice;
     try {
       const engine = await Engine.create({
         model,
@@ -125,7 +129,10 @@ export class LLM implements AsyncDisposable {
   /** A conversation -> prompt ids, through the chat template. */
   applyChatTemplate(messages: ChatMessage[]): number[] {
     if (this.chatFormatter === null) {
-      throw new InvalidParamError("messages", `the model in ${this.modelPath} has no chat format; pass chatTemplate`);
+      throw new InvalidParamError(
+        "messages",
+        `the model in ${this.modelPath} has no chat format; pass chatTemplate`,
+      );
     }
     return this.chatFormatter.apply(messages, { addGenerationPrompt: true }).tokenIds;
   }
@@ -165,12 +172,20 @@ export class LLM implements AsyncDisposable {
   }
 
   /** Replies to one conversation. */
-  async chat(messages: ChatMessage[], params: SamplingParams = {}, opts: CallOptions = {}): Promise<GenerateResult> {
+  async chat(
+    messages: ChatMessage[],
+    params: SamplingParams = {},
+    opts: CallOptions = {},
+  ): Promise<GenerateResult> {
     return this.run(this.applyChatTemplate(messages), { ...params, n: 1 }, opts);
   }
 
   /** Streams the outputs of one request as steps produce them; breaking out of the loop aborts it. */
-  async *stream(input: StreamInput, params: SamplingParams = {}, opts: CallOptions = {}): AsyncGenerator<RequestOutput> {
+  async *stream(
+    input: StreamInput,
+    params: SamplingParams = {},
+    opts: CallOptions = {},
+  ): AsyncGenerator<RequestOutput> {
     this.checkOpen();
     const promptTokenIds = this.inputTokenIds(input);
     yield* this.engine.generate({ promptTokenIds, params: { ...params, n: 1 }, signal: opts.signal });
@@ -195,7 +210,11 @@ export class LLM implements AsyncDisposable {
     return this.applyChatTemplate(input.messages);
   }
 
-  private async run(promptTokenIds: number[], params: SamplingParams, opts: CallOptions): Promise<GenerateResult> {
+  private async run(
+    promptTokenIds: number[],
+    params: SamplingParams,
+    opts: CallOptions,
+  ): Promise<GenerateResult> {
     this.checkOpen();
     let text = "";
     const tokenIds: number[] = [];

@@ -125,7 +125,12 @@ function buildSamplingArrays(scheduled: readonly ScheduledSequence[]): SamplingA
 }
 
 /** The chosen token's logprob entry for sequence `i` of a step, or null when it did not ask. */
-export function sampledLogprob(result: StepResult, i: number, tokenId: number, wanted: number | null): TokenLogprob | null {
+export function sampledLogprob(
+  result: StepResult,
+  i: number,
+  tokenId: number,
+  wanted: number | null,
+): TokenLogprob | null {
   if (wanted === null) return null;
   const top: TokenLogprob["top"] = [];
   const alternatives = result.topLogprobs[i];

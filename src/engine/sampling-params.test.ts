@@ -28,10 +28,13 @@ test("greedy turns the truncation parameters off", () => {
 
 test("logit_bias is clamped to [-100, 100] and keyed by token id", () => {
   const p = resolveSamplingParams({ logitBias: { 5: 500, 7: -3 } }, { vocabSize: 10 });
-  assert.deepEqual([...p.logitBias], [
-    [5, 100],
-    [7, -3],
-  ]);
+  assert.deepEqual(
+    [...p.logitBias],
+    [
+      [5, 100],
+      [7, -3],
+    ],
+  );
 });
 
 const invalid: [SamplingParams, string][] = [
@@ -67,7 +70,8 @@ for (const [params, field] of invalid) {
   test(`rejects ${JSON.stringify(params)} naming ${field}`, () => {
     assert.throws(
       () => resolveSamplingParams(params, { vocabSize: 50 }),
-      (err: unknown) => err instanceof InvalidParamError && err.param === field && err.message.includes(field),
+      (err: unknown) =>
+        err instanceof InvalidParamError && err.param === field && err.message.includes(field),
     );
   });
 }

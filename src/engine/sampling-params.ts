@@ -55,7 +55,10 @@ export interface ResolveContext {
 }
 
 /** Validates `params` and fills in vLLM's defaults. Throws InvalidParamError on the first bad field. */
-export function resolveSamplingParams(params: SamplingParams = {}, ctx: ResolveContext = {}): ResolvedSamplingParams {
+export function resolveSamplingParams(
+  params: SamplingParams = {},
+  ctx: ResolveContext = {},
+): ResolvedSamplingParams {
   const p = params ?? {};
   const n = intParam("n", p.n, 1, 1, Number.MAX_SAFE_INTEGER);
   let temperature = numParam("temperature", p.temperature, 1, 0, Number.POSITIVE_INFINITY);
@@ -63,25 +66,38 @@ export function resolveSamplingParams(params: SamplingParams = {}, ctx: ResolveC
   let topK = intParam("top_k", p.topK, 0, -1, Number.MAX_SAFE_INTEGER);
   if (topK === -1) topK = 0;
   let minP = numParam("min_p", p.minP, 0, 0, 1);
-  const repetitionPenalty = numParam("repetition_penalty", p.repetitionPenalty, 1, 0, Number.POSITIVE_INFINITY, {
-    minExclusive: true,
-  });
+  const repetitionPenalty = numParam(
+    "repetition_penalty",
+    p.repetitionPenalty,
+    1,
+    0,
+    Number.POSITIVE_INFINITY,
+    {
+      minExclusive: true,
+    },
+  );
   const presencePenalty = numParam("presence_penalty", p.presencePenalty, 0, -2, 2);
   const frequencyPenalty = numParam("frequency_penalty", p.frequencyPenalty, 0, -2, 2);
-  const seed = p.seed === undefined || p.seed === null ? null : intParam("seed", p.seed, 0, -(2 ** 63), 2 ** 64);
+  const seed =
+    p.seed === undefined || p.seed === null ? null : intParam("seed", p.seed, 0, -(2 ** 63), 2 ** 64);
   const maxTokens =
     p.maxTokens === undefined || p.maxTokens === null
       ? null
       : intParam("max_tokens", p.maxTokens, 16, 1, Number.MAX_SAFE_INTEGER);
   const minTokens = intParam("min_tokens", p.minTokens, 0, 0, Number.MAX_SAFE_INTEGER);
   if (maxTokens !== null && minTokens > maxTokens) {
-    throw new InvalidParamError("min_tokens", `min_tokens must be at most max_tokens (${maxTokens}), got ${minTokens}`);
+    throw new InvalidParamError(
+      "min_tokens",
+      `min_tokens must be at most max_tokens (${maxTokens}), got ${minTokens}`,
+    );
   }
   const stop = stopStrings(p.stop);
   const stopTokenIds = tokenIdList("stop_token_ids", p.stopTokenIds, ctx.vocabSize);
   const logitBias = logitBiasMap(p.logitBias, ctx.vocabSize);
   const logprobs =
-    p.logprobs === undefined || p.logprobs === null ? null : intParam("logprobs", p.logprobs, 0, 0, MAX_LOGPROBS);
+    p.logprobs === undefined || p.logprobs === null
+      ? null
+      : intParam("logprobs", p.logprobs, 0, 0, MAX_LOGPROBS);
   const promptLogprobs =
     p.promptLogprobs === undefined || p.promptLogprobs === null
       ? null
@@ -155,7 +171,8 @@ function intParam(name: string, value: unknown, fallback: number, min: number, m
 
 function boolParam(name: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined || value === null) return fallback;
-  if (typeof value !== "boolean") throw new InvalidParamError(name, `${name} must be a boolean, got ${describe(value)}`);
+  if (typeof value !== "boolean")
+    throw new InvalidParamError(name, `${name} must be a boolean, got ${describe(value)}`);
   return value;
 }
 
@@ -195,10 +212,16 @@ function logitBiasMap(value: unknown, vocabSize: number | undefined): Map<number
 
 function checkTokenId(name: string, id: unknown, vocabSize: number | undefined, shown: unknown = id): void {
   if (typeof id !== "number" || !Number.isInteger(id) || id < 0) {
-    throw new InvalidParamError(name, `${name}: ${describe(shown)} is not a token id (a non-negative integer)`);
+    throw new InvalidParamError(
+      name,
+      `${name}: ${describe(shown)} is not a token id (a non-negative integer)`,
+    );
   }
   if (vocabSize !== undefined && id >= vocabSize) {
-    throw new InvalidParamError(name, `${name}: token id ${id} is outside the vocabulary (0..${vocabSize - 1})`);
+    throw new InvalidParamError(
+      name,
+      `${name}: token id ${id} is outside the vocabulary (0..${vocabSize - 1})`,
+    );
   }
 }
 

@@ -32,7 +32,13 @@ function sequence(id: string, prompt: number[], params: SamplingParams = {}): Se
 }
 
 async function engine(opts: Partial<EngineOptions> = {}, backend = new FakeBackend()) {
-  return Engine.create({ model: fakeModel(opts.maxModelLen ?? 256), backend, tokenizer, maxModelLen: 256, ...opts });
+  return Engine.create({
+    model: fakeModel(opts.maxModelLen ?? 256),
+    backend,
+    tokenizer,
+    maxModelLen: 256,
+    ...opts,
+  });
 }
 
 async function collect(stream: AsyncIterable<RequestOutput>) {
@@ -46,7 +52,13 @@ async function collect(stream: AsyncIterable<RequestOutput>) {
 }
 
 /** Prompts of different lengths (some over several blocks, one sharing a prefix). */
-const PROMPTS = [range(5), range(40, 100), range(17, 200), [...range(40, 100).slice(0, 32), ...range(9, 300)], range(70, 400)];
+const PROMPTS = [
+  range(5),
+  range(40, 100),
+  range(17, 200),
+  [...range(40, 100).slice(0, 32), ...range(9, 300)],
+  range(70, 400),
+];
 
 async function runAll(e: Engine, params: SamplingParams = { maxTokens: 24, temperature: 0 }) {
   return Promise.all(PROMPTS.map((p) => collect(e.generate({ promptTokenIds: p, params }))));
@@ -122,7 +134,9 @@ test("batching, chunked prefill, prefix caching and preemption never change the 
   const alone: number[][] = [];
   for (const p of PROMPTS) {
     const e = await engine();
-    alone.push((await collect(e.generate({ promptTokenIds: p, params: { maxTokens: 24, temperature: 0 } }))).tokens);
+    alone.push(
+      (await collect(e.generate({ promptTokenIds: p, params: { maxTokens: 24, temperature: 0 } }))).tokens,
+    );
   }
   const configs: Partial<EngineOptions>[] = [
     {},
@@ -144,7 +158,8 @@ test("batching, chunked prefill, prefix caching and preemption never change the 
     const stats = e.stats();
     assert.equal(stats.freeBlocks, stats.numBlocks, "every block is back in the pool");
     assert.equal(stats.running + stats.waiting, 0);
-    if (config.numBlocks === 12) assert.ok((stats.numPreemptions ?? 0) > 0, "the tiny cache forced preemption");
+    if (config.numBlocks === 12)
+      assert.ok((stats.numPreemptions ?? 0) > 0, "the tiny cache forced preemption");
     if (config.maxNumBatchedTokens === 7) {
       assert.ok(backend.batches.every((b) => b.tokenIds.length <= 7));
     }
@@ -163,7 +178,9 @@ test("a shared prefix is served from the cache and reported as cached tokens", a
 test("a request that can never fit the cache ends with an error; the engine keeps serving", async () => {
   const e = await engine({ numBlocks: 3, maxNumBatchedTokens: 16 });
   const big = collect(e.generate({ promptTokenIds: range(60), params: { maxTokens: 4 } }));
-  const grows = collect(e.generate({ promptTokenIds: range(40), params: { maxTokens: 30, ignoreEos: true } }));
+  const grows = collect(
+    e.generate({ promptTokenIds: range(40), params: { maxTokens: 30, ignoreEos: true } }),
+  );
   const small = collect(e.generate({ promptTokenIds: range(5), params: { maxTokens: 4 } }));
   const [b, g, s] = await Promise.all([big, grows, small]);
   assert.equal(b.last.finishReason, "error");
@@ -194,7 +211,9 @@ test("a backend error fails only that step's requests, frees their blocks, and t
 });
 
 test("abort by id, by signal, and by leaving the loop: blocks come back", async () => {
-  const e = await engine();
+  const backend = new FakeBackend();
+  backend.stepDelayMs = 2; // 200 tokens take >= 400 ms, far past the 5 ms abort
+  const e = await engine({}, backend);
   const params = { maxTokens: 200, ignoreEos: true };
   const byId = e.generate({ requestId: "x", promptTokenIds: range(20), params });
   const controller = new AbortController();
@@ -220,7 +239,9 @@ test("abort by id, by signal, and by leaving the loop: blocks come back", async 
 test("min_tokens bans stop ids, and a seeded request is reproducible", async () => {
   const e = await engine();
   // The fake backend moves off a banned token; without the ban it would pick it.
-  const free = await collect(e.generate({ promptTokenIds: range(6), params: { maxTokens: 1, temperature: 0 } }));
+  const free = await collect(
+    e.generate({ promptTokenIds: range(6), params: { maxTokens: 1, temperature: 0 } }),
+  );
   const banned = free.tokens[0]!;
   const held = await collect(
     e.generate({ promptTokenIds: range(6), params: { maxTokens: 2, minTokens: 1, stopTokenIds: [banned] } }),
@@ -235,10 +256,15 @@ test("min_tokens bans stop ids, and a seeded request is reproducible", async () 
 
 test("generate() rejects bad requests before queueing them", async () => {
   const e = await engine({ maxModelLen: 64 });
-  assert.throws(() => e.generate({ promptTokenIds: [], params: {} }), { name: "InvalidParamError", param: "prompt" });
+  assert.throws(() => e.generate({ promptTokenIds: [], params: {} }), {
+    name: "InvalidParamError",
+    param: "prompt",
+  });
   assert.throws(() => e.generate({ promptTokenIds: range(64), params: {} }), { param: "prompt" });
   assert.throws(() => e.generate({ promptTokenIds: [1, 99999999], params: {} }), { param: "prompt" });
-  assert.throws(() => e.generate({ promptTokenIds: range(10), params: { maxTokens: 60 } }), { param: "max_tokens" });
+  assert.throws(() => e.generate({ promptTokenIds: range(10), params: { maxTokens: 60 } }), {
+    param: "max_tokens",
+  });
   assert.throws(() => e.generate({ promptTokenIds: range(10), params: { topP: 2 } }), { param: "top_p" });
   assert.equal(e.stats().waiting, 0);
   await e.shutdown();
@@ -246,10 +272,12 @@ test("generate() rejects bad requests before queueing them", async () => {
 });
 
 test("shutdown lets requests finish within the grace period, then aborts the rest", async () => {
-  const e = await engine();
+  const backend = new FakeBackend();
+  backend.stepDelayMs = 5; // slow needs >= 1 s, quick about 10 ms: a 300 ms grace tells them apart
+  const e = await engine({}, backend);
   const quick = collect(e.generate({ promptTokenIds: range(5), params: { maxTokens: 2 } }));
   const slow = collect(e.generate({ promptTokenIds: range(5), params: { maxTokens: 200, ignoreEos: true } }));
-  await e.shutdown({ graceMs: 20 });
+  await e.shutdown({ graceMs: 300 });
   assert.equal((await quick).last.finishReason, "length");
   assert.equal((await slow).last.finishReason, "abort");
   assert.equal(e.stats().freeBlocks, e.stats().numBlocks);

@@ -65,6 +65,11 @@ export class Scheduler {
     let index = 0;
     while (index < this.running.length && budget > 0) {
       const seq = this.running[index]!;
+      if (budget >= 2 && seq.missesPromptLogprobAt(seq.numComputedTokens)) {
+        // The previous chunk's last token had no successor in its step, so its prompt logprob is missing:
+        // run that token again (rewriting identical KV into the same slot) at the head of this chunk.
+        seq.numComputedTokens--;
+      }
       const numNewTokens = Math.min(seq.numTokens - seq.numComputedTokens, budget);
       const blocksNeeded = bm.blocksFor(seq.numComputedTokens + numNewTokens);
       if (blocksNeeded > bm.numBlocks) {
@@ -89,7 +94,12 @@ export class Scheduler {
     }
 
     // New work only when nothing had to make room (vLLM does the same: admitting now would thrash).
-    while (numPreempted === 0 && budget > 0 && this.waiting.length > 0 && this.running.length < this.config.maxNumSeqs) {
+    while (
+      numPreempted === 0 &&
+      budget > 0 &&
+      this.waiting.length > 0 &&
+      this.running.length < this.config.maxNumSeqs
+    ) {
       const seq = this.waiting[0]!;
       if (bm.blocksFor(seq.numTokens) > bm.numBlocks) {
         this.waiting.shift();

@@ -72,7 +72,9 @@ export class Sequence implements BlockOwner {
     });
     this.matcher = new StopStringMatcher(opts.params.stop, opts.params.includeStopStrInOutput);
     this.promptLogprobs =
-      opts.params.promptLogprobs === null ? null : Array.from({ length: opts.promptTokenIds.length }, () => null);
+      opts.params.promptLogprobs === null
+        ? null
+        : Array.from({ length: opts.promptTokenIds.length }, () => null);
   }
 
   get numTokens(): number {
@@ -106,7 +108,9 @@ export class Sequence implements BlockOwner {
     const decision = this.stopChecker.checkToken(tokenId, count);
     // A stop token's own text stays out unless asked for (vLLM v1).
     const hideToken =
-      decision?.finishReason === "stop" && !this.params.includeStopStrInOutput && this.stopChecker.isStopToken(tokenId);
+      decision?.finishReason === "stop" &&
+      !this.params.includeStopStrInOutput &&
+      this.stopChecker.isStopToken(tokenId);
     const delta = hideToken ? "" : this.detokenizer.push(tokenId);
     const { emit, stop } = this.matcher.push(delta, this.stopChecker.stopStringsActive(count));
     this.pendingText += emit;
@@ -126,6 +130,16 @@ export class Sequence implements BlockOwner {
     if (this.promptLogprobs !== null && index > 0 && index < this.promptLogprobs.length) {
       this.promptLogprobs[index] = entry;
     }
+  }
+
+  /** Whether prompt token `position` still lacks the prompt logprob the request asked for. */
+  missesPromptLogprobAt(position: number): boolean {
+    return (
+      this.promptLogprobs !== null &&
+      position > 0 &&
+      position < this.numPromptTokens &&
+      this.promptLogprobs[position] === null
+    );
   }
 
   /** Whether anything new is waiting to be sent. */
@@ -158,7 +172,10 @@ export class Sequence implements BlockOwner {
     return output;
   }
 
-  private markFinished(decision: StopDecision | { finishReason: FinishReason; stopReason: null }, flush: boolean) {
+  private markFinished(
+    decision: StopDecision | { finishReason: FinishReason; stopReason: null },
+    flush: boolean,
+  ) {
     this.status = "finished";
     this.finishReason = decision.finishReason;
     this.stopReason = decision.stopReason;

@@ -4,7 +4,12 @@ import { resolveSamplingParams } from "./sampling-params.js";
 import { StopChecker, StopStringMatcher } from "./stop-checker.js";
 
 function checker(params: Parameters<typeof resolveSamplingParams>[0], promptLen = 4) {
-  return new StopChecker({ params: resolveSamplingParams(params), eosTokenIds: [2], maxModelLen: 20, promptLen });
+  return new StopChecker({
+    params: resolveSamplingParams(params),
+    eosTokenIds: [2],
+    maxModelLen: 20,
+    promptLen,
+  });
 }
 
 test("eos stops unless ignore_eos; stop_token_ids report the id", () => {

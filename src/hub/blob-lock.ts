@@ -16,6 +16,8 @@ export interface LockOptions {
   pollMs?: number;
   /** Called once when another live process holds the lock and we start waiting. */
   onWait?: (holder: string) => void;
+  /** Gives up waiting. */
+  signal?: AbortSignal;
 }
 
 export interface BlobLock {
@@ -79,6 +81,7 @@ export async function acquireBlobLock(lockPath: string, opts: LockOptions = {}):
   await mkdir(path.dirname(lockPath), { recursive: true });
   let waiting = false;
   for (;;) {
+    opts.signal?.throwIfAborted();
     try {
       await writeFile(lockPath, ownText, { flag: "wx" });
       break;

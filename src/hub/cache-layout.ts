@@ -97,6 +97,9 @@ export class RepoCache {
 /** Removes the quotes and weak marker from an ETag header value: `W/"abc"` -> `abc`. */
 export function normalizeEtag(header: string | null | undefined): string | undefined {
   if (!header) return undefined;
-  const value = header.trim().replace(/^W\//, "").replace(/^"(.*)"$/, "$1");
+  const value = header
+    .trim()
+    .replace(/^W\//, "")
+    .replace(/^"(.*)"$/, "$1");
   return value || undefined;
 }

@@ -1,5 +1,5 @@
 /** Finds a complete snapshot of a repo in the cache without touching the network. */
-import { readFile, readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import type { RepoCache } from "./cache-layout.js";
 
@@ -20,9 +20,12 @@ export async function findCachedSnapshot(cache: RepoCache, revision: string): Pr
   if (!present.has("config.json")) lacking.push("config.json");
   const indexName = [...present].find((name) => name.endsWith(".safetensors.index.json"));
   if (indexName) {
-    const index = JSON.parse(await readFile(path.join(dir, indexName), "utf8")) as {
-      weight_map?: Record<string, string>;
-    };
+    let index: { weight_map?: Record<string, string> };
+    try {
+      index = JSON.parse(await readFile(path.join(dir, indexName), "utf8"));
+    } catch (err) {
+      return { missing: `${path.join(dir, indexName)} is not valid JSON (${(err as Error).message})` };
+    }
     for (const shard of new Set(Object.values(index.weight_map ?? {}))) {
       if (!present.has(shard)) lacking.push(shard);
     }

@@ -23,6 +23,8 @@ export interface BlobRequest {
   /** Total bytes of this blob present so far (including a resumed prefix). */
   onBytes?: (downloadedBytes: number) => void;
   onWait?: (holder: string) => void;
+  /** Stops the download; what was written stays in `.incomplete` for the next run. */
+  signal?: AbortSignal;
 }
 
 /** Network attempts per blob; each retry resumes from what the previous one wrote. */
@@ -52,7 +54,10 @@ export async function ensureBlob(request: BlobRequest): Promise<void> {
   const { cache, etag, size } = request;
   const blobPath = cache.blobPath(etag);
   if ((await stat(blobPath).catch(() => undefined))?.size === size) return;
-  const lock = await acquireBlobLock(cache.lockPath(etag), { onWait: request.onWait });
+  const lock = await acquireBlobLock(cache.lockPath(etag), {
+    onWait: request.onWait,
+    signal: request.signal,
+  });
   try {
     // Another process may have finished it while we waited for the lock.
     if ((await stat(blobPath).catch(() => undefined))?.size === size) return;
@@ -80,7 +85,7 @@ async function downloadToIncomplete(request: BlobRequest): Promise<void> {
       return;
     } catch (err) {
       const code = networkErrorCode(err);
-      if (!code) throw err;
+      if (!code || request.signal?.aborted) throw err;
       const have = await fileSize(incomplete);
       if (attempt >= MAX_ATTEMPTS) {
         throw new HubError(
@@ -97,14 +102,16 @@ async function downloadToIncomplete(request: BlobRequest): Promise<void> {
 async function appendFromNetwork(request: BlobRequest, offset: number): Promise<void> {
   const { cache, etag, size, file, client } = request;
   const incomplete = cache.incompletePath(etag);
-  const response = await client.download(request.location, offset);
+  const response = await client.download(request.location, offset, request.signal);
   if (response.status === 200 && offset > 0) {
     offset = 0; // the server ignored Range: start over
   } else if (response.status === 206) {
     const start = Number(/^bytes (\d+)-/.exec(response.headers.get("content-range") ?? "")?.[1]);
     if (start !== offset) {
       await response.body?.cancel();
-      throw new HubError(`${request.location} resumed ${file} at byte ${start}, but ${offset} were asked for`);
+      throw new HubError(
+        `${request.location} resumed ${file} at byte ${start}, but ${offset} were asked for`,
+      );
     }
   } else if (!response.ok) {
     await response.body?.cancel();
@@ -134,7 +141,9 @@ async function appendFromNetwork(request: BlobRequest, offset: number): Promise<
     await handle.close();
   }
   if (written !== size) {
-    throw Object.assign(new Error(`connection closed after ${written} of ${size} bytes`), { code: "ECONNRESET" });
+    throw Object.assign(new Error(`connection closed after ${written} of ${size} bytes`), {
+      code: "ECONNRESET",
+    });
   }
 }
 
@@ -148,7 +157,8 @@ async function verifyIncomplete(request: BlobRequest): Promise<void> {
   const digest = hash?.digest("hex");
   if (actualSize === size && (digest === undefined || digest === etag)) return;
   await rm(incomplete, { force: true });
-  const found = actualSize !== size ? `${actualSize} bytes instead of ${size}` : `digest ${digest} instead of ${etag}`;
+  const found =
+    actualSize !== size ? `${actualSize} bytes instead of ${size}` : `digest ${digest} instead of ${etag}`;
   throw new HubError(
     `download of ${file} is corrupted (${found}, from ${request.location}); it was deleted and not added to the cache. Run again to download it anew`,
   );

@@ -4,6 +4,11 @@ export class HubError extends Error {
   override name = "HubError";
 }
 
+/** The repo id is unknown to the hub (or private): the spec may have been meant as a local folder. */
+export class RepoNotFoundError extends HubError {
+  override name = "RepoNotFoundError";
+}
+
 const NETWORK_CODES = new Set([
   "ENOTFOUND",
   "EAI_AGAIN",
@@ -14,6 +19,8 @@ const NETWORK_CODES = new Set([
   "ENETUNREACH",
   "UND_ERR_CONNECT_TIMEOUT",
   "UND_ERR_SOCKET",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
 ]);
 
 /** The system error code behind a failed fetch (undici wraps it in `cause`), if it is a network failure. */
@@ -50,11 +57,13 @@ export function httpStatusError(
   what: { repoId: string; revision: string; file?: string; url: string; hasToken: boolean },
 ): HubError {
   const { status, errorCode } = refusal;
-  const target = what.file ? `${what.file} in ${what.repoId}@${what.revision}` : `${what.repoId}@${what.revision}`;
+  const target = what.file
+    ? `${what.file} in ${what.repoId}@${what.revision}`
+    : `${what.repoId}@${what.revision}`;
   const said = refusal.errorMessage ? ` ("${refusal.errorMessage}")` : "";
   if (errorCode === "RepoNotFound" || (status === 404 && !errorCode && !what.file)) {
     const privateHint = what.hasToken ? "" : "; if it is private, set HF_TOKEN=<your token>";
-    return new HubError(
+    return new RepoNotFoundError(
       `model repo ${what.repoId} was not found on ${new URL(what.url).origin} (HTTP ${status})${said}: check the id (org/name)${privateHint}`,
     );
   }
@@ -70,7 +79,9 @@ export function httpStatusError(
     return new HubError(`access to ${target} was refused (HTTP ${status})${said}: ${advice}`);
   }
   if (status === 404) {
-    return new HubError(`${target} was not found (HTTP 404 from ${what.url})${said}: check the repo id and the revision`);
+    return new HubError(
+      `${target} was not found (HTTP 404 from ${what.url})${said}: check the repo id and the revision`,
+    );
   }
   return new HubError(`the hub answered HTTP ${status} for ${target} (${what.url})${said}`);
 }

@@ -34,10 +34,16 @@ export function selectNeededFiles(repoId: string, files: readonly string[]): str
           "(load it with transformers and call save_pretrained(dir, safe_serialization=True)) and pass the folder with --model.",
       );
     }
-    throw new HubError(`${repoId} has no .safetensors weights at its root (files: ${files.join(", ") || "none"})`);
+    throw new HubError(
+      `${repoId} has no .safetensors weights at its root (files: ${files.join(", ") || "none"})`,
+    );
   }
   if (!rootFiles.includes("config.json")) {
-    throw new HubError(`${repoId} has no config.json at its root: it does not look like a transformers model repo`);
+    throw new HubError(
+      `${repoId} has no config.json at its root: it does not look like a transformers model repo`,
+    );
   }
-  return rootFiles.filter((file) => NEEDED_FILES.has(file) || SAFETENSORS.test(file) || SAFETENSORS_INDEX.test(file));
+  return rootFiles.filter(
+    (file) => NEEDED_FILES.has(file) || SAFETENSORS.test(file) || SAFETENSORS_INDEX.test(file),
+  );
 }

@@ -74,7 +74,9 @@ export class HubClient {
     }
     const body = (await response.json()) as { sha?: unknown; siblings?: { rfilename?: unknown }[] };
     if (typeof body.sha !== "string" || !Array.isArray(body.siblings)) {
-      throw new HubError(`${url} answered without "sha" and "siblings": is HF_ENDPOINT (${this.endpoint}) a hub?`);
+      throw new HubError(
+        `${url} answered without "sha" and "siblings": is HF_ENDPOINT (${this.endpoint}) a hub?`,
+      );
     }
     const files = body.siblings.map((s) => s.rfilename).filter((f): f is string => typeof f === "string");
     return { sha: body.sha, files };
@@ -102,16 +104,21 @@ export class HubClient {
   }
 
   /** GET the file bytes from `startByte` on; the caller checks for 206 (resumed) versus 200 (whole file). */
-  async download(location: string, startByte: number): Promise<Response> {
+  async download(location: string, startByte: number, signal?: AbortSignal): Promise<Response> {
     const headers: Record<string, string> = startByte > 0 ? { range: `bytes=${startByte}-` } : {};
-    return this.request(location, "GET", { followCrossOrigin: true, headers, timeoutMs: 0 });
+    return this.request(location, "GET", { followCrossOrigin: true, headers, timeoutMs: 0, signal });
   }
 
   /** fetch with redirects followed by hand, so the Authorization header never leaves the hub's origin. */
   private async request(
     url: string,
     method: "GET" | "HEAD",
-    opts: { followCrossOrigin: boolean; headers?: Record<string, string>; timeoutMs?: number },
+    opts: {
+      followCrossOrigin: boolean;
+      headers?: Record<string, string>;
+      timeoutMs?: number;
+      signal?: AbortSignal;
+    },
   ): Promise<Response> {
     let current = url;
     for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
@@ -120,25 +127,34 @@ export class HubClient {
         "user-agent": "awq-ts",
         ...opts.headers,
       };
-      if (this.token && new URL(current).origin === this.hubOrigin) headers.authorization = `Bearer ${this.token}`;
+      if (this.token && new URL(current).origin === this.hubOrigin)
+        headers.authorization = `Bearer ${this.token}`;
       const timeoutMs = opts.timeoutMs ?? METADATA_TIMEOUT_MS;
+      const signals = [opts.signal, timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined];
+      const present = signals.filter((s): s is AbortSignal => s !== undefined);
       let response: Response;
       try {
         response = await fetch(current, {
           method,
           headers,
           redirect: "manual",
-          signal: timeoutMs > 0 ? AbortSignal.timeout(timeoutMs) : undefined,
+          signal: present.length > 0 ? AbortSignal.any(present) : undefined,
         });
       } catch (err) {
-        const code = networkErrorCode(err) ?? ((err as Error).name === "TimeoutError" ? "ETIMEDOUT" : undefined);
+        const code =
+          networkErrorCode(err) ?? ((err as Error).name === "TimeoutError" ? "ETIMEDOUT" : undefined);
         if (code) throw new HubNetworkError(code, current);
-        throw err;
+        if ((err as Error).name === "AbortError") throw err;
+        const cause = (err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : "";
+        throw new HubError(
+          `request to ${current} failed: ${cause || (err as Error).message} (is HF_ENDPOINT right?)`,
+        );
       }
       const location = response.headers.get("location");
       if (!isRedirect(response.status) || !location) return withUrl(response, current);
       const next = new URL(location, current);
-      if (!opts.followCrossOrigin && next.origin !== new URL(current).origin) return withUrl(response, current);
+      if (!opts.followCrossOrigin && next.origin !== new URL(current).origin)
+        return withUrl(response, current);
       await response.body?.cancel();
       current = next.href;
     }

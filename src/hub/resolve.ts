@@ -2,7 +2,7 @@
 import { stat } from "node:fs/promises";
 import path from "node:path";
 import { readHubEnv } from "./env.js";
-import { HubError } from "./errors.js";
+import { HubError, RepoNotFoundError } from "./errors.js";
 import { createProgressReporter, type FileProgress } from "./progress.js";
 import { downloadSnapshot } from "./snapshot-download.js";
 
@@ -15,6 +15,8 @@ export interface ResolveOptions {
   offline?: boolean;
   /** No progress bars even on a terminal. */
   quiet?: boolean;
+  /** Stops the download; partial files stay in the cache and the next call resumes them. */
+  signal?: AbortSignal;
 }
 
 export interface HubModelId {
@@ -37,11 +39,22 @@ export async function resolveModelPath(spec: string, opts: ResolveOptions = {}):
   const absolute = path.resolve(spec);
   const info = await stat(absolute).catch(() => undefined);
   if (info?.isDirectory()) return absolute;
-  if (info) throw new HubError(`model "${spec}" is a file; --model takes a model folder or a hub id (org/name)`);
+  if (info)
+    throw new HubError(`model "${spec}" is a file; --model takes a model folder or a hub id (org/name)`);
   if (!parseHubId(spec)) {
-    throw new HubError(`model folder "${absolute}" does not exist (and "${spec}" is not a hub id like org/name)`);
+    throw new HubError(
+      `model folder "${absolute}" does not exist (and "${spec}" is not a hub id like org/name)`,
+    );
   }
-  return pullHubModel(spec, opts);
+  try {
+    return await pullHubModel(spec, opts);
+  } catch (err) {
+    // "models/foo" may be a folder the user expected here, or a hub id: say both were tried.
+    if (err instanceof RepoNotFoundError) {
+      throw new HubError(`there is no folder ${absolute}, and as a hub id: ${err.message}`);
+    }
+    throw err;
+  }
 }
 
 /** Downloads (or finds in the cache) hub model `id` (`org/name` or `org/name@REV`); returns its snapshot folder. */
@@ -55,7 +68,7 @@ export async function pullHubModel(id: string, opts: ResolveOptions = {}): Promi
     ? { update: opts.onProgress, note: (text: string) => process.stderr.write(`${text}\n`), stop() {} }
     : createProgressReporter({ quiet: opts.quiet });
   try {
-    return await downloadSnapshot({ repoId: hubId.repoId, revision, env, reporter });
+    return await downloadSnapshot({ repoId: hubId.repoId, revision, env, reporter, signal: opts.signal });
   } finally {
     reporter.stop();
   }

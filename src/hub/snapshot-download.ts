@@ -20,15 +20,37 @@ export interface SnapshotRequest {
   reporter?: ProgressReporter;
   /** Files downloaded at once. */
   concurrency?: number;
+  /** Stops the downloads; partial files stay resumable. */
+  signal?: AbortSignal;
 }
 
-/** Runs `work` over `items` with at most `limit` in flight; fails on the first error. */
-async function forEachLimited<T>(items: readonly T[], limit: number, work: (item: T) => Promise<void>) {
+/**
+ * Runs `work` over `items` with at most `limit` in flight. The first failure aborts `controller`, so
+ * the other downloads stop too (their partial files stay for a resume), and is the error reported.
+ */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  controller: AbortController,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
   let next = 0;
+  let firstError: unknown;
   const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) await work(items[next++]!);
+    while (next < items.length && !controller.signal.aborted) {
+      try {
+        await work(items[next++]!);
+      } catch (err) {
+        if (!controller.signal.aborted) {
+          firstError = err;
+          controller.abort(err);
+        }
+      }
+    }
   });
   await Promise.all(runners);
+  if (firstError !== undefined) throw firstError;
+  controller.signal.throwIfAborted();
 }
 
 /** Fails before downloading anything when the cache's disk cannot hold what is missing. */
@@ -68,8 +90,25 @@ export async function downloadSnapshot(request: SnapshotRequest): Promise<string
 }
 
 async function downloadOnline(request: SnapshotRequest, cache: RepoCache): Promise<string> {
-  const { repoId, revision, env, reporter } = request;
+  const { env } = request;
   const client = new HubClient(env.endpoint, env.token);
+  const controller = new AbortController();
+  const stopOnAbort = () => controller.abort(request.signal?.reason);
+  request.signal?.addEventListener("abort", stopOnAbort, { once: true });
+  try {
+    return await downloadFiles(request, cache, client, controller);
+  } finally {
+    request.signal?.removeEventListener("abort", stopOnAbort);
+  }
+}
+
+async function downloadFiles(
+  request: SnapshotRequest,
+  cache: RepoCache,
+  client: HubClient,
+  controller: AbortController,
+): Promise<string> {
+  const { repoId, revision, reporter } = request;
   const info = await client.repoInfo(repoId, revision);
   const commit = info.sha;
   const files = selectNeededFiles(repoId, info.files);
@@ -78,7 +117,7 @@ async function downloadOnline(request: SnapshotRequest, cache: RepoCache): Promi
   const missing: string[] = [];
   for (const file of files) if (!(await cache.hasSnapshotFile(commit, file))) missing.push(file);
   const metadata = new Map<string, FileMetadata>();
-  await forEachLimited(missing, 8, async (file) => {
+  await forEachLimited(missing, 8, controller, async (file) => {
     const meta = await client.fileMetadata(repoId, commit, file);
     if (meta.commit !== commit) {
       throw new HubError(`${file} resolved at commit ${meta.commit}, expected ${commit}; run again`);
@@ -100,7 +139,7 @@ async function downloadOnline(request: SnapshotRequest, cache: RepoCache): Promi
 
   // Files with identical contents share one blob: download each etag once.
   const blobJobs = new Map<string, Promise<void>>();
-  await forEachLimited([...metadata.keys()], request.concurrency ?? 4, async (file) => {
+  await forEachLimited([...metadata.keys()], request.concurrency ?? 4, controller, async (file) => {
     const meta = metadata.get(file)!;
     let job = blobJobs.get(meta.etag);
     if (!job) {
@@ -111,6 +150,7 @@ async function downloadOnline(request: SnapshotRequest, cache: RepoCache): Promi
         ...meta,
         onBytes: (downloadedBytes) => reporter?.update({ file, downloadedBytes, totalBytes: meta.size }),
         onWait: (holder) => reporter?.note(`${file}: waiting for ${holder}, which is downloading it`),
+        signal: controller.signal,
       });
       blobJobs.set(meta.etag, job);
     }

@@ -8,7 +8,7 @@
  * allocator never frees, so packing every candidate into fresh memory would grow without bound.
  */
 import { attendSequence, denseKvSource, reserveAttention } from "../backend/cpu/attention.js";
-import { layerDims } from "../backend/cpu/cpu-model.js";
+import { layerDims, ropeSpec } from "../backend/cpu/cpu-model.js";
 import {
   type AttentionFn,
   type DecoderLayerWeights,
@@ -18,7 +18,7 @@ import {
   runDecoderLayer,
   type TokenRope,
 } from "../backend/cpu/decoder-layer.js";
-import { ropeFrequenciesFor, ropeSpec } from "../backend/cpu/cpu-model.js";
+import { ropeFrequenciesFor } from "../backend/cpu/ops.js";
 import { Scratch } from "../backend/cpu/scratch.js";
 import { WasmArena } from "../backend/cpu/wasm-arena.js";
 import { PANEL, packPanelsFromKN } from "../backend/cpu/wasm-matmul.js";

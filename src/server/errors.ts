@@ -108,7 +108,11 @@ export function toApiError(err: unknown): ApiError {
     return fromFastifyError(err as FastifyError);
   }
   if (err instanceof SyntaxError) return fromFastifyError(err as FastifyError);
-  return new ApiError(500, `Internal server error: ${err instanceof Error ? err.message : String(err)}`, null);
+  return new ApiError(
+    500,
+    `Internal server error: ${err instanceof Error ? err.message : String(err)}`,
+    null,
+  );
 }
 
 /** Installs the error and not-found handlers so every error leaves as an OpenAI error body. */

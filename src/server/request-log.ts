@@ -14,19 +14,22 @@ export function setRequestLog(request: FastifyRequest, fields: () => Record<stri
 export function installRequestLog(app: FastifyInstance): void {
   app.addHook("onRequest", async (request, reply) => {
     const startedAt = performance.now();
-    reply.raw.once("close", () => {
-      const res = reply.raw;
-      request.log.info(
-        {
-          method: request.method,
-          url: request.url,
-          status: res.statusCode,
-          durationMs: Math.round(performance.now() - startedAt),
-          ...(res.writableFinished ? {} : { clientGone: true }),
-          ...extraFields.get(request)?.(),
-        },
-        "request",
-      );
-    });
+    // Deferred a tick: a client that left has its request aborted by another close listener first.
+    reply.raw.once("close", () =>
+      setImmediate(() => {
+        const res = reply.raw;
+        request.log.info(
+          {
+            method: request.method,
+            url: request.url,
+            status: res.statusCode,
+            durationMs: Math.round(performance.now() - startedAt),
+            ...(res.writableFinished ? {} : { clientGone: true }),
+            ...extraFields.get(request)?.(),
+          },
+          "request",
+        );
+      }),
+    );
   });
 }

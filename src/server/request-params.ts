@@ -29,11 +29,8 @@ export function samplingFromBody(body: SamplingBody): SamplingParams {
   set("ignoreEos", body.ignore_eos);
   set("skipSpecialTokens", body.skip_special_tokens);
   set("includeStopStrInOutput", body.include_stop_str_in_output);
-  if (body.logit_bias) {
-    const bias: Record<number, number> = {};
-    for (const [id, value] of Object.entries(body.logit_bias)) bias[Number(id)] = value;
-    params.logitBias = bias;
-  }
+  // Keys stay as sent so the engine's check can quote a bad one ("abc" is not a token id).
+  if (body.logit_bias) params.logitBias = { ...body.logit_bias } as Record<number, number>;
   return params;
 }
 

@@ -20,9 +20,8 @@ export const SamplingFields = {
   repetition_penalty: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 10 })),
   presence_penalty: Opt(Type.Number({ minimum: -2, maximum: 2 })),
   frequency_penalty: Opt(Type.Number({ minimum: -2, maximum: 2 })),
-  logit_bias: Opt(
-    Type.Record(Type.String({ pattern: "^[0-9]+$" }), Type.Number({ minimum: -100, maximum: 100 })),
-  ),
+  // Keys are checked as token ids by the engine's validation (which knows the vocabulary).
+  logit_bias: Opt(Type.Record(Type.String(), Type.Number({ minimum: -100, maximum: 100 }))),
   seed: Opt(Int({ minimum: -(2 ** 63), maximum: 2 ** 64 })),
   max_tokens: Opt(Int({ minimum: 1 })),
   min_tokens: Opt(Int({ minimum: 0 })),

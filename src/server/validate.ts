@@ -3,7 +3,7 @@
  * field in OpenAI's style (`messages[0].role`) and says what was expected.
  */
 import { Kind, type Static, type TSchema } from "@sinclair/typebox";
-import { TypeCompiler, type TypeCheck } from "@sinclair/typebox/compiler";
+import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import type { ValueError } from "@sinclair/typebox/errors";
 import { badRequest } from "./errors.js";
 

@@ -45,7 +45,7 @@ async function loadBackend(make: () => Promise<Backend>, dir: string, numBlocks:
   try {
     const backend = await make();
     const layout = await backend.load(model, {
-      maxModelLen: 512,
+      maxModelLen: Math.min(512, numBlocks * BLOCK_SIZE),
       maxNumSeqs: 256,
       maxNumBatchedTokens: 4096,
       blockSize: BLOCK_SIZE,
@@ -136,7 +136,7 @@ export function runBackendConformance(name: string, makeBackend: () => Promise<B
         const logits = (await fp16.backend.step(batch)).logits;
         assert.ok(logits !== undefined, "returnLogits gave no logits");
         for (const [id, want] of fixture.tiny_chat_prompt0_last_logits_top10) {
-          const rel = Math.abs(logits[id] - want) / Math.abs(want);
+          const rel: number = Math.abs(logits[id] - want) / Math.abs(want);
           assert.ok(rel <= 1e-2, `token ${id}: logit ${logits[id]} vs reference ${want} (relative ${rel.toFixed(4)})`);
         }
       } finally {

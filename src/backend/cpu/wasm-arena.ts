@@ -62,7 +62,7 @@ export class WasmArena {
   /** Allocates `count` f32 values (64-byte aligned), growing the memory; returns the byte offset. */
   allocF32(count: number, what = "tensor"): number {
     const bytes = count * 4;
-    const ptr = (this.top + 63) & ~63;
+    const ptr = Math.ceil(this.top / 64) * 64; // (no bitwise ops: offsets pass 2^31)
     const end = ptr + bytes;
     if (end > MAX_PAGES * PAGE) {
       throw new Error(

@@ -60,6 +60,7 @@ export const op = {
   i32LtS: (): number[] => [0x48],
   i32LeS: (): number[] => [0x4c],
   i32GeS: (): number[] => [0x4e],
+  i32GeU: (): number[] => [0x4f],
   i32Eqz: (): number[] => [0x45],
   f32Load: (offset = 0): number[] => [0x2a, 2, ...uleb(offset)],
   f32Store: (offset = 0): number[] => [0x38, 2, ...uleb(offset)],

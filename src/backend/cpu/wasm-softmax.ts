@@ -23,7 +23,7 @@ export function maxSumExpFunction(): FunctionDef {
   // pass 1: vector max
   b.push(...op.f32x4Const(-Infinity), ...op.set(vmax), ...op.get(x), ...op.set(ptr));
   b.push(...op.block(), ...op.loop());
-  b.push(...op.get(ptr), ...op.get(end), ...op.i32GeS(), ...op.brIf(1));
+  b.push(...op.get(ptr), ...op.get(end), ...op.i32GeU(), ...op.brIf(1));
   b.push(...op.get(vmax), ...op.get(ptr), ...op.v128Load(0), ...op.f32x4Max(), ...op.set(vmax));
   b.push(...op.get(ptr), ...op.i32Const(16), ...op.i32Add(), ...op.set(ptr), ...op.br(0));
   b.push(...op.end(), ...op.end());
@@ -35,7 +35,7 @@ export function maxSumExpFunction(): FunctionDef {
   // pass 2: sum of exp(x - max)
   b.push(...op.v128Zero(), ...op.set(acc), ...op.get(x), ...op.set(ptr));
   b.push(...op.block(), ...op.loop());
-  b.push(...op.get(ptr), ...op.get(end), ...op.i32GeS(), ...op.brIf(1));
+  b.push(...op.get(ptr), ...op.get(end), ...op.i32GeU(), ...op.brIf(1));
   b.push(...op.get(ptr), ...op.v128Load(0), ...op.get(vmax), ...op.f32x4Sub());
   b.push(...op.f32x4Const(-87), ...op.f32x4Max(), ...op.set(d));
   b.push(...op.get(d), ...op.f32x4Const(LOG2E), ...op.f32x4Mul(), ...op.f32x4Nearest(), ...op.set(k));

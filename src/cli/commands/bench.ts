@@ -1,8 +1,75 @@
-import type { Command } from "commander";
+/** `awq bench latency`: prefill and decode throughput of the CUDA backend on a synthetic Llama-2-13B AWQ model. */
+import { type Command, InvalidArgumentError } from "commander";
+import { type LatencyBenchResult, runLatencyBench } from "../../backend/cuda/latency-bench.js";
 
-/** PLACEHOLDER: replaced by the owner of `awq bench`. */
+interface LatencyFlags {
+  layers: number;
+  prefill: number[];
+  batches: number[];
+  context: number;
+  steps: number;
+  repeats: number;
+  gpuMemoryUtilization: number;
+  json?: boolean;
+}
+
+function positiveInt(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer`);
+    return n;
+  };
+}
+
+function intList(flag: string): (value: string) => number[] {
+  return (value) => value.split(",").map((v) => positiveInt(flag)(v.trim()));
+}
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError("--gpu-memory-utilization must be in (0, 1]");
+  return n;
+}
+
+export function formatLatency(r: LatencyBenchResult): string {
+  const lines = [
+    `device: ${r.device}`,
+    `model:  ${r.model}, ${(r.weightBytes / 1e9).toFixed(2)} GB of weights, ${r.numBlocks} KV blocks`,
+    "",
+    "| what | tokens/s | time |",
+    "| --- | ---: | ---: |",
+  ];
+  for (const p of r.prefill) lines.push(`| prefill ${p.tokens} tokens | ${p.tokensPerSecond.toFixed(0)} | ${p.ms.toFixed(1)} ms |`);
+  for (const d of r.decode) {
+    lines.push(`| decode batch ${d.batch} (context ${d.context}) | ${d.tokensPerSecond.toFixed(1)} | ${d.msPerStep.toFixed(2)} ms/step |`);
+  }
+  return lines.join("\n");
+}
+
 export function registerBench(program: Command): void {
-  program.command("bench").description("(not yet implemented)").action(() => {
-    throw new Error("awq bench is not implemented yet");
-  });
+  const bench = program.command("bench").description("benchmarks");
+  bench
+    .command("latency")
+    .description("prefill and decode tokens/s of the CUDA backend on a synthetic Llama-2-13B AWQ model (random weights generated on the GPU)")
+    .option("--layers <n>", "decoder layers (40 = the full 13B)", positiveInt("--layers"), 40)
+    .option("--prefill <list>", "prompt lengths to time", intList("--prefill"), [512, 2048])
+    .option("--batches <list>", "decode batch sizes to time", intList("--batches"), [1, 8, 32, 128])
+    .option("--context <n>", "tokens in each sequence's KV before the timed decode steps", positiveInt("--context"), 128)
+    .option("--steps <n>", "timed decode steps per batch size", positiveInt("--steps"), 128)
+    .option("--repeats <n>", "timed prefill runs (the median is reported)", positiveInt("--repeats"), 5)
+    .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use", fraction, 0.9)
+    .option("--json", "print one JSON object instead of the table")
+    .action(async (flags: LatencyFlags) => {
+      const result = await runLatencyBench({
+        layers: flags.layers,
+        prefillLengths: flags.prefill,
+        decodeBatches: flags.batches,
+        decodeContext: flags.context,
+        decodeSteps: flags.steps,
+        repeats: flags.repeats,
+        gpuMemoryUtilization: flags.gpuMemoryUtilization,
+        onProgress: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
+      });
+      process.stdout.write(flags.json ? `${JSON.stringify(result)}\n` : `${formatLatency(result)}\n`);
+    });
 }

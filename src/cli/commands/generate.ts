@@ -32,10 +32,15 @@ interface GenerateFlags {
 export function registerGenerate(program: Command): void {
   program
     .command("generate")
-    .description("generate a completion of --prompt (streamed to stdout; --json prints one object at the end)")
+    .description(
+      "generate a completion of --prompt (streamed to stdout; --json prints one object at the end)",
+    )
     .requiredOption("--model <dir>", "model folder or hub id")
     .option("--revision <rev>", "hub branch, tag or commit")
-    .requiredOption("--prompt <text>", "the prompt (raw text: special tokens in it are parsed, one BOS is added)")
+    .requiredOption(
+      "--prompt <text>",
+      "the prompt (raw text: special tokens in it are parsed, one BOS is added)",
+    )
     .option("--chat", "treat --prompt as one user message and apply the chat template")
     .option("--system <text>", "system prompt (with --chat)")
     .option("--template <name|file>", "chat template: openchat, openchat-gpt4, or a Jinja file (with --chat)")
@@ -44,7 +49,11 @@ export function registerGenerate(program: Command): void {
     .option("--top-p <p>", "nucleus sampling mass (default 1 = off)", number("--top-p"))
     .option("--top-k <k>", "keep the k most likely tokens (default 0 = off)", integer("--top-k"))
     .option("--min-p <p>", "drop tokens below p x the top probability (default 0 = off)", number("--min-p"))
-    .option("--repetition-penalty <r>", "HF repetition penalty (default 1 = off)", number("--repetition-penalty"))
+    .option(
+      "--repetition-penalty <r>",
+      "HF repetition penalty (default 1 = off)",
+      number("--repetition-penalty"),
+    )
     .option("--presence-penalty <p>", "OpenAI presence penalty (default 0)", number("--presence-penalty"))
     .option("--frequency-penalty <p>", "OpenAI frequency penalty (default 0)", number("--frequency-penalty"))
     .option("--seed <s>", "random seed (reproducible sampling)", integer("--seed"))
@@ -52,7 +61,10 @@ export function registerGenerate(program: Command): void {
     .option("--ignore-eos", "keep generating past the end-of-sequence token")
     .option("--max-model-len <n>", "context length (default: the model's)", integer("--max-model-len"))
     .option("--backend <name>", "cpu, cuda or auto", backendChoice, "auto")
-    .option("--json", 'print one JSON object { "text", "token_ids", "finish_reason", "usage" } instead of streaming')
+    .option(
+      "--json",
+      'print one JSON object { "text", "token_ids", "finish_reason", "usage" } instead of streaming',
+    )
     .action(async (flags: GenerateFlags) => {
       if (!flags.chat && (flags.system !== undefined || flags.template !== undefined)) {
         throw new Error("--system and --template only apply with --chat");
@@ -93,7 +105,8 @@ export function registerGenerate(program: Command): void {
           last = out;
         }
         if (last === undefined) throw new Error("the engine gave no output");
-        if (last.finishReason === "error") throw new Error(`generation failed: ${last.error ?? "unknown error"}`);
+        if (last.finishReason === "error")
+          throw new Error(`generation failed: ${last.error ?? "unknown error"}`);
         if (flags.json) {
           const usage = {
             prompt_tokens: last.promptTokens,
@@ -128,7 +141,8 @@ function chatMessages(flags: GenerateFlags): ChatMessage[] {
 function number(flag: string) {
   return (value: string): number => {
     const parsed = Number(value);
-    if (value.trim() === "" || !Number.isFinite(parsed)) throw new InvalidArgumentError(`${flag} needs a number`);
+    if (value.trim() === "" || !Number.isFinite(parsed))
+      throw new InvalidArgumentError(`${flag} needs a number`);
     return parsed;
   };
 }

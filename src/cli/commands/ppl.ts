@@ -22,14 +22,19 @@ interface PplFlags {
 export function registerPpl(program: Command): void {
   program
     .command("ppl")
-    .description("perplexity of a text: non-overlapping windows of --ctx tokens, one BOS at the start of the text")
+    .description(
+      "perplexity of a text: non-overlapping windows of --ctx tokens, one BOS at the start of the text",
+    )
     .requiredOption("--model <dir>", "model folder or hub id")
     .option("--revision <rev>", "hub branch, tag or commit")
     .requiredOption("--text-file <file>", "the text to evaluate (UTF-8)")
     .option("--ctx <n>", "window length in tokens", positiveInteger("--ctx"), 512)
     .option("--max-windows <n>", "evaluate only the first N windows", positiveInteger("--max-windows"))
     .option("--backend <name>", "cpu, cuda or auto", backendChoice, "auto")
-    .option("--json", "print one JSON object { perplexity, windows, tokens, ctx, seconds, tokens_per_second }")
+    .option(
+      "--json",
+      "print one JSON object { perplexity, windows, tokens, ctx, seconds, tokens_per_second }",
+    )
     .option("--quiet", "no progress bar")
     .action(async (flags: PplFlags) => {
       if (flags.ctx < 2) throw new Error("--ctx must be at least 2");
@@ -44,7 +49,10 @@ export function registerPpl(program: Command): void {
       const bar =
         !flags.quiet && process.stderr.isTTY
           ? new cliProgress.SingleBar(
-              { format: "ppl [{bar}] {value}/{total} windows | {eta_formatted} left", stream: process.stderr },
+              {
+                format: "ppl [{bar}] {value}/{total} windows | {eta_formatted} left",
+                stream: process.stderr,
+              },
               cliProgress.Presets.shades_classic,
             )
           : null;
@@ -59,7 +67,10 @@ export function registerPpl(program: Command): void {
           blockSize: 16,
           numBlocks: Math.ceil(flags.ctx / 16),
         });
-        const totalWindows = Math.min(Math.floor(tokenIds.length / flags.ctx), flags.maxWindows ?? Number.POSITIVE_INFINITY);
+        const totalWindows = Math.min(
+          Math.floor(tokenIds.length / flags.ctx),
+          flags.maxWindows ?? Number.POSITIVE_INFINITY,
+        );
         if (totalWindows > 0) bar?.start(totalWindows, 0);
         const result = await computePerplexity(backend, tokenIds, {
           ctx: flags.ctx,
@@ -97,7 +108,8 @@ export function registerPpl(program: Command): void {
 function positiveInteger(flag: string) {
   return (value: string): number => {
     const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < 1) throw new InvalidArgumentError(`${flag} needs a positive integer`);
+    if (!Number.isInteger(parsed) || parsed < 1)
+      throw new InvalidArgumentError(`${flag} needs a positive integer`);
     return parsed;
   };
 }

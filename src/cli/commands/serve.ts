@@ -7,12 +7,10 @@ import pino from "pino";
 import type { BackendChoice } from "../../backend/create.js";
 import { LLM } from "../../engine/llm.js";
 import { buildServer, type ServerOptions, shutdownServer } from "../../server/app.js";
+import { registerWebRoutes } from "../../server/web/routes.js";
 
 /** The seed model: what `awq serve` serves with no model named. */
 export const DEFAULT_SERVE_MODEL = "TheBloke/OpenOrcaxOpenChat-Preview2-13B-AWQ";
-
-/** Where the chat page (issue 8) plugs in: a module exporting `registerWebRoutes(app, ctx)`. */
-const WEB_ROUTES_MODULE = "../../server/web/routes.js";
 
 interface ServeFlags {
   model?: string;
@@ -35,7 +33,8 @@ interface ServeFlags {
 
 const integer = (min: number) => (value: string) => {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got "${value}"`);
+  if (!Number.isInteger(n) || n < min)
+    throw new InvalidArgumentError(`expected an integer >= ${min}, got "${value}"`);
   return n;
 };
 
@@ -47,7 +46,8 @@ const fraction = (value: string) => {
 
 const seconds = (value: string) => {
   const n = Number(value);
-  if (!(n >= 0) || !Number.isFinite(n)) throw new InvalidArgumentError(`expected seconds >= 0, got "${value}"`);
+  if (!(n >= 0) || !Number.isFinite(n))
+    throw new InvalidArgumentError(`expected seconds >= 0, got "${value}"`);
   return n;
 };
 
@@ -56,19 +56,30 @@ const collect = (value: string, previous: string[] = []) => [...previous, value]
 export function registerServe(program: Command): void {
   program
     .command("serve")
-    .description("Serve a model through an OpenAI-compatible HTTP API (chat, completions, streaming, metrics)")
+    .description(
+      "Serve a model through an OpenAI-compatible HTTP API (chat, completions, streaming, metrics)",
+    )
     .argument("[model]", `model folder or hub id (default ${DEFAULT_SERVE_MODEL})`)
     .option("--model <dirOrId>", "model folder or hub id (same as the positional argument)")
     .option("--revision <rev>", "hub branch, tag or commit")
     .option("--host <host>", "address to listen on", "127.0.0.1")
     .option("--port <port>", "port to listen on (0 = any free port)", integer(0), 8000)
-    .option("--served-model-name <name...>", "name(s) clients use as `model` (default: the model argument)")
+    .option(
+      "--served-model-name <name>",
+      "a name clients use as `model` (repeatable; default: the model argument)",
+      collect,
+    )
     .option("--max-model-len <n>", "longest prompt + completion in tokens (default: the model's)", integer(1))
     .option("--max-num-seqs <n>", "most sequences per engine step (default 256)", integer(1))
     .option("--max-num-batched-tokens <n>", "most tokens per engine step", integer(1))
     .option("--max-queue <n>", "waiting requests beyond which new ones get 429", integer(0), 1024)
     .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use (CUDA)", fraction)
-    .option("--api-key <key>", "require this bearer key on /v1/*, /tokenize, /detokenize, /generate (repeatable; or AWQ_API_KEY)", collect, [])
+    .option(
+      "--api-key <key>",
+      "require this bearer key on /v1/*, /tokenize, /detokenize, /generate (repeatable; or AWQ_API_KEY)",
+      collect,
+      [],
+    )
     .option("--chat-template <nameOrFile>", "openchat, openchat-gpt4, or a Jinja template file")
     .addOption(
       new Option("--backend <backend>", "compute backend").choices(["cpu", "cuda", "auto"]).default("auto"),
@@ -79,7 +90,12 @@ export function registerServe(program: Command): void {
         .choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
         .default("info"),
     )
-    .option("--shutdown-grace-period <seconds>", "on SIGTERM, how long running requests may finish", seconds, 30)
+    .option(
+      "--shutdown-grace-period <seconds>",
+      "on SIGTERM, how long running requests may finish",
+      seconds,
+      30,
+    )
     .action(async (positional: string | undefined, flags: ServeFlags) => {
       await serve(positional, flags);
     });
@@ -91,7 +107,8 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
   }
   const modelSpec = flags.model ?? positional ?? DEFAULT_SERVE_MODEL;
   const logger = pino({ level: flags.logLevel });
-  const apiKeys = flags.apiKey.length > 0 ? flags.apiKey : process.env.AWQ_API_KEY ? [process.env.AWQ_API_KEY] : [];
+  const apiKeys =
+    flags.apiKey.length > 0 ? flags.apiKey : process.env.AWQ_API_KEY ? [process.env.AWQ_API_KEY] : [];
 
   // A signal during loading has nothing in flight to wait for.
   let onSignal = (signal: string): void => {
@@ -125,7 +142,8 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     apiKeys,
     maxQueue: flags.maxQueue,
     logger,
-    registerWebRoutes: await loadWebRoutes(),
+    // The chat page at `/` (src/server/web, issue 8).
+    registerWebRoutes,
   };
   const app = await buildServer(options);
 
@@ -137,7 +155,10 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     }
     stopping = true;
     const graceMs = flags.shutdownGracePeriod * 1000;
-    logger.info({ signal, graceMs, ...llm.engine.stats() }, "shutting down: no new requests, finishing running ones");
+    logger.info(
+      { signal, graceMs, ...llm.engine.stats() },
+      "shutting down: no new requests, finishing running ones",
+    );
     shutdownServer(app, { graceMs })
       .then(() => llm.dispose())
       .then(() => {
@@ -167,16 +188,4 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     },
     "listening",
   );
-}
-
-/** The chat page's routes when src/server/web/routes.ts exists (built separately, issue 8). */
-async function loadWebRoutes(): Promise<ServerOptions["registerWebRoutes"]> {
-  try {
-    const mod = (await import(WEB_ROUTES_MODULE)) as { registerWebRoutes?: ServerOptions["registerWebRoutes"] };
-    return mod.registerWebRoutes;
-  } catch (err) {
-    const code = (err as { code?: string }).code;
-    if (code === "ERR_MODULE_NOT_FOUND" && String((err as Error).message).includes("web/routes")) return undefined;
-    throw err;
-  }
 }

@@ -150,7 +150,9 @@ async function streamChat(
         continue;
       }
       const finishReason = finishReasonOf(output);
-      if (output.textDelta === "" && output.tokenIdsDelta.length === 0 && finishReason === null) continue;
+      // A token that completes no character yet (part of a UTF-8 sequence) is sent with the next one.
+      const nothingNew = output.textDelta === "" && !(wantLogprobs && output.tokenIdsDelta.length > 0);
+      if (nothingNew && finishReason === null) continue;
       const logprobs = wantLogprobs
         ? { content: chatLogprobs(texts, output.logprobsDelta, previous[index]!) }
         : null;
@@ -174,9 +176,7 @@ async function streamChat(
     await sse.done();
   } catch (err) {
     // Headers are gone: report in-band as vLLM does, then close the stream properly.
-    const apiError =
-      err instanceof ApiError ? err : new ApiError(500, `Generation failed: ${String(err)}`, null);
-    await sse.send(apiError.body());
+    await sse.send(toApiError(err).body());
     await sse.done();
   }
 }

@@ -240,7 +240,10 @@ async function streamCompletions(
         await sse.send(engineError(output).body());
         continue;
       }
-      if (output.textDelta === "" && output.tokenIdsDelta.length === 0 && !output.finished) continue;
+      // A token that completes no character yet (part of a UTF-8 sequence) is sent with the next one.
+      const first = state.choices[index]!.echo !== null;
+      const nothingNew = output.textDelta === "" && !(state.topN !== null && output.tokenIdsDelta.length > 0);
+      if (nothingNew && !first && !output.finished) continue;
       const delta = deltaOf(state, texts, index, output);
       await sse.send(chunk(index, delta.text, delta.logprobs, output));
     }
@@ -248,9 +251,7 @@ async function streamCompletions(
     if (includeUsage) await sse.send({ ...base, choices: [], usage: job.usage() });
     await sse.done();
   } catch (err) {
-    const apiError =
-      err instanceof ApiError ? err : new ApiError(500, `Generation failed: ${String(err)}`, null);
-    await sse.send(apiError.body());
+    await sse.send(toApiError(err).body());
     await sse.done();
   }
 }

@@ -36,7 +36,10 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
         };
       });
       if (ctx.chatFormatter === null) {
-        throw badRequest(`The model in ${ctx.modelPath} has no chat template (see --chat-template)`, "messages");
+        throw badRequest(
+          `The model in ${ctx.modelPath} has no chat template (see --chat-template)`,
+          "messages",
+        );
       }
       try {
         tokens = ctx.chatFormatter.apply(messages, {

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
+#   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
+# steps (default: all): kernels conformance sampler serve bench peer
+# Logs go to $OUT (or ./gpu-logs); a short table is printed last.
+set -u
+out=${OUT:-$PWD/gpu-logs}
+mkdir -p "$out"
+steps=${*:-kernels conformance sampler serve bench peer}
+export NODE_OPTIONS=${NODE_OPTIONS:-}
+summary=()
+
+run_step() { # name timeout_s command...
+  local name=$1 limit=$2; shift 2
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  local secs=$((SECONDS - t0))
+  local status=PASS
+  [[ $rc -eq 124 ]] && status="TIMEOUT(${limit}s)" || { [[ $rc -ne 0 ]] && status="FAIL(rc=$rc)"; }
+  summary+=("$(printf '%-12s %-14s %5ss' "$name" "$status" "$secs")")
+  echo "== $name: $status in ${secs}s"
+  if [[ $status != PASS ]]; then tail -n 40 "$out/$name.log"; fi
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+node -e 'const a=require("./native/build/awq_native.node"); console.log(JSON.stringify(a.probe()))' | tee "$out/probe.json"
+
+for step in $steps; do
+  case $step in
+    kernels)
+      # Built by native/kernel-tests/build.sh (the kernels' own correctness checks and timings).
+      if [[ -x native/build/kernel-tests/kernel-tests ]]; then run_step kernels 240 native/build/kernel-tests/kernel-tests ${KERNEL_TEST_FLAGS:-}
+      else echo "== kernels: native/build/kernel-tests/kernel-tests is not built; skipped"; fi ;;
+    conformance) run_step conformance 420 node --test dist/test/gpu/conformance-cuda.test.js ;;
+    sampler) run_step sampler 180 node --test dist/test/gpu/cuda-sampler.test.js ;;
+    serve) run_step serve 240 node --test dist/test/gpu/serve-openai-cuda.test.js ;;
+    bench)
+      run_step bench 420 node dist/src/cli/main.js bench latency --json
+      tail -n 1 "$out/bench.log" > "$out/bench.json" ;;
+    peer)
+      PYTHONUNBUFFERED=1 run_step peer 400 python3 .gpu/peer_pytorch.py int4 40
+      grep '^{' "$out/peer.log" | tail -n 1 > "$out/peer.json" ;;
+    *) echo "unknown step $step" ;;
+  esac
+done
+
+echo
+echo "== summary ($(cat "$out/gpu.txt"))"
+printf '%s\n' "${summary[@]}"
+if [[ -s "$out/bench.json" ]]; then
+  node -e '
+    const fs = require("fs");
+    const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+    let peer = null;
+    try { peer = JSON.parse(fs.readFileSync(process.argv[2], "utf8")); } catch {}
+    for (const p of r.prefill) console.log(`prefill ${p.tokens}: ${p.tokensPerSecond.toFixed(0)} tok/s (${p.ms.toFixed(1)} ms)`);
+    for (const d of r.decode) console.log(`decode bs${d.batch}: ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerStep.toFixed(2)} ms/step)`);
+    if (peer) console.log(`peer ${peer.peer} bs1: ${peer.decode_tok_s_bs1.toFixed(1)} tok/s (${peer.ms_per_token.toFixed(2)} ms/token)`);
+  ' "$out/bench.json" "$out/peer.json" 2>/dev/null || true
+fi

@@ -1,0 +1,127 @@
+/**
+ * The CUDA backend: a thin TypeScript wrapper over the awq_native addon. Weights, the paged KV cache, the forward
+ * and sampling all live on the GPU; every call returns a promise settled from the addon's worker threads, so the
+ * event loop never waits on the GPU.
+ */
+import type { ModelConfig, ModelSource } from "../../model/types.js";
+import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
+import { nativeDims, uploadCheckpoint } from "./load-weights.js";
+import {
+  loadNativeAddon,
+  type NativeAddon,
+  type NativeEngine,
+  type NativeMemoryReport,
+  type NativeRuntimeOptions,
+  type ProbeResult,
+} from "./native-addon.js";
+
+/** Defaults for `--gpu-memory-utilization` (vLLM's). */
+export const DEFAULT_GPU_MEMORY_UTILIZATION = 0.9;
+
+export class CudaBackend implements Backend {
+  readonly name = "cuda" as const;
+  private engine: NativeEngine | null = null;
+  private report: NativeMemoryReport | null = null;
+  private deviceLabel = "";
+
+  private constructor(
+    private readonly addon: NativeAddon,
+    /** What the driver reported when the backend was created. */
+    readonly probe: ProbeResult,
+  ) {}
+
+  /** Loads the addon and checks for a GPU; throws BackendUnavailableError (one clear message) when it cannot run. */
+  static async create(): Promise<CudaBackend> {
+    const { addon, probe } = loadNativeAddon();
+    return new CudaBackend(addon, probe);
+  }
+
+  /** The GPU's name, e.g. "NVIDIA H100 80GB HBM3". */
+  get deviceName(): string {
+    return this.deviceLabel || (this.probe.devices?.[0]?.name ?? "unknown GPU");
+  }
+
+  /** Memory the engine took (weights, workspace, KV cache); null before load. */
+  get memory(): NativeMemoryReport | null {
+    return this.report;
+  }
+
+  async load(source: ModelSource, opts: BackendOptions): Promise<KvLayout> {
+    const engine = await this.initEngine(source.config);
+    try {
+      await uploadCheckpoint(engine, source, opts.onLoadProgress);
+      return await this.finish(engine, opts);
+    } catch (err) {
+      await this.dispose();
+      throw err;
+    }
+  }
+
+  /**
+   * Builds a model of `config`'s shape with random weights generated on the GPU (no file): AWQ when
+   * config.quantization is set. For benchmarks.
+   */
+  async loadSynthetic(config: ModelConfig, opts: BackendOptions, seed = 1): Promise<KvLayout> {
+    const engine = await this.initEngine(config);
+    try {
+      await engine.initRandomWeights(seed);
+      return await this.finish(engine, opts);
+    } catch (err) {
+      await this.dispose();
+      throw err;
+    }
+  }
+
+  async step(batch: StepBatch): Promise<StepResult> {
+    const engine = this.engine;
+    if (engine === null || this.report === null) throw new Error("CUDA backend: step() before load()");
+    const out = await engine.step(batch);
+    const topLogprobs: StepResult["topLogprobs"] = [];
+    for (let i = 0; i < batch.numSeqs; i++) {
+      if (batch.sample[i] === 1 && batch.sampling.logprobs[i] > 0) {
+        const start = i * out.maxTop;
+        const end = start + out.topCounts[i];
+        topLogprobs.push({ tokenIds: out.topIds.slice(start, end), logprobs: out.topLogprobs.slice(start, end) });
+      } else {
+        topLogprobs.push(null);
+      }
+    }
+    const result: StepResult = { tokenIds: out.tokenIds, logprobs: out.logprobs, topLogprobs };
+    if (batch.tokenLogprobs) result.tokenLogprobs = out.tokenLogprobs;
+    if (batch.returnLogits) result.logits = out.logits ?? new Float32Array(0);
+    return result;
+  }
+
+  async dispose(): Promise<void> {
+    const engine = this.engine;
+    this.engine = null;
+    this.report = null;
+    if (engine !== null) await engine.dispose();
+  }
+
+  private async initEngine(config: ModelConfig): Promise<NativeEngine> {
+    if (this.engine !== null) throw new Error("CUDA backend: load() called twice; create a new backend per model");
+    const engine = new this.addon.Engine();
+    const { deviceName } = await engine.init(nativeDims(config), 0);
+    this.deviceLabel = deviceName;
+    this.engine = engine;
+    return engine;
+  }
+
+  private async finish(engine: NativeEngine, opts: BackendOptions): Promise<KvLayout> {
+    const utilization = opts.gpuMemoryUtilization ?? DEFAULT_GPU_MEMORY_UTILIZATION;
+    if (!(utilization > 0 && utilization <= 1)) {
+      throw new Error(`--gpu-memory-utilization must be in (0, 1], got ${utilization}`);
+    }
+    const runtime: NativeRuntimeOptions = {
+      maxNumSeqs: opts.maxNumSeqs,
+      maxNumBatchedTokens: opts.maxNumBatchedTokens,
+      maxModelLen: opts.maxModelLen,
+      blockSize: opts.blockSize,
+      numBlocks: opts.numBlocks ?? -1,
+      gpuMemoryUtilization: utilization,
+    };
+    this.report = await engine.finalize(runtime);
+    return { blockSize: this.report.blockSize, numBlocks: this.report.numBlocks };
+  }
+}

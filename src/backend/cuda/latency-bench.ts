@@ -1,0 +1,180 @@
+/**
+ * `awq bench latency`: prefill and decode throughput of the CUDA backend on a synthetic model (random weights
+ * generated on the GPU, no file), driven through the Backend interface exactly as the engine drives it, so every
+ * number includes the host side of a step (packing the batch, the addon call, the download of the tokens).
+ */
+import type { StepBatch } from "../backend.js";
+import { buildSamplingArrays } from "../sampler-arrays.js";
+import type { ModelConfig } from "../../model/types.js";
+import { CudaBackend } from "./cuda-backend.js";
+
+/** Llama-2-13B, AWQ 4-bit g128 (the seed model's shape); `layers` may be lowered for quick runs. */
+export function llama2_13bAwqConfig(layers = 40): ModelConfig {
+  return {
+    architecture: "LlamaForCausalLM",
+    hiddenSize: 5120,
+    intermediateSize: 13824,
+    numLayers: layers,
+    numHeads: 40,
+    numKvHeads: 40,
+    headDim: 128,
+    vocabSize: 32002,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: null,
+    maxPositionEmbeddings: 4096,
+    tieWordEmbeddings: false,
+    dtype: "float16",
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    quantization: { method: "awq", bits: 4, groupSize: 128, zeroPoint: true, version: "gemm", modulesToNotConvert: [] },
+  };
+}
+
+export interface LatencyBenchOptions {
+  layers: number;
+  prefillLengths: number[];
+  decodeBatches: number[];
+  /** Prompt tokens of each sequence before the timed decode steps. */
+  decodeContext: number;
+  decodeSteps: number;
+  repeats: number;
+  gpuMemoryUtilization: number;
+  onProgress?: (line: string) => void;
+}
+
+export interface LatencyBenchResult {
+  device: string;
+  model: string;
+  weightBytes: number;
+  numBlocks: number;
+  prefill: { tokens: number; ms: number; tokensPerSecond: number }[];
+  decode: { batch: number; context: number; msPerStep: number; tokensPerSecond: number }[];
+}
+
+/** Sequences laid out on consecutive KV blocks; each step is one StepBatch (greedy sampling). */
+class SyntheticBatches {
+  constructor(private readonly blockSize: number) {}
+
+  /** Prefill of `lengths[i]` tokens per sequence, starting at `starts[i]` of its context, blocks from `firstBlock`. */
+  build(lengths: number[], starts: number[], blocksPerSeq: number, firstBlock: number, vocab: number): StepBatch {
+    const numSeqs = lengths.length;
+    const numTokens = lengths.reduce((a, b) => a + b, 0);
+    const tokenIds = new Int32Array(numTokens); // (numTokens)
+    const positions = new Int32Array(numTokens); // (numTokens)
+    const slotMapping = new Int32Array(numTokens); // (numTokens)
+    const queryStarts = new Int32Array(numSeqs + 1); // (numSeqs + 1)
+    const contextLens = new Int32Array(numSeqs); // (numSeqs)
+    const blockTables = new Int32Array(numSeqs * blocksPerSeq); // (numSeqs, blocksPerSeq)
+    let t = 0;
+    for (let i = 0; i < numSeqs; i++) {
+      queryStarts[i] = t;
+      const base = firstBlock + i * blocksPerSeq;
+      for (let b = 0; b < blocksPerSeq; b++) blockTables[i * blocksPerSeq + b] = base + b;
+      for (let p = starts[i]; p < starts[i] + lengths[i]; p++, t++) {
+        tokenIds[t] = 3 + ((p * 7919 + i * 104729) % (vocab - 3));
+        positions[t] = p;
+        slotMapping[t] = (base + Math.floor(p / this.blockSize)) * this.blockSize + (p % this.blockSize);
+      }
+      contextLens[i] = starts[i] + lengths[i];
+    }
+    queryStarts[numSeqs] = t;
+    return {
+      numSeqs,
+      tokenIds,
+      positions,
+      queryStarts,
+      contextLens,
+      maxBlocksPerSeq: blocksPerSeq,
+      blockTables,
+      slotMapping,
+      sample: new Uint8Array(numSeqs).fill(1),
+      sampling: buildSamplingArrays(lengths.map(() => ({ temperature: 0 }))),
+    };
+  }
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBenchResult> {
+  const log = o.onProgress ?? (() => {});
+  const config = llama2_13bAwqConfig(o.layers);
+  const blockSize = 16;
+  const maxPrefill = Math.max(...o.prefillLengths, 1);
+  const maxBatch = Math.max(...o.decodeBatches, 1);
+  const decodeLen = o.decodeContext + o.decodeSteps + 8;
+  const maxModelLen = Math.max(maxPrefill, decodeLen);
+  const backend = await CudaBackend.create();
+  try {
+    log(`generating a random ${o.layers}-layer Llama-2-13B AWQ model on ${backend.deviceName}`);
+    const layout = await backend.loadSynthetic(config, {
+      maxModelLen,
+      maxNumSeqs: maxBatch,
+      maxNumBatchedTokens: Math.max(maxPrefill, 2048),
+      blockSize,
+      gpuMemoryUtilization: o.gpuMemoryUtilization,
+    });
+    const memory = backend.memory!;
+    log(`weights ${(memory.weightBytes / 2 ** 30).toFixed(2)} GiB, ${layout.numBlocks} KV blocks`);
+    const batches = new SyntheticBatches(blockSize);
+    const vocab = config.vocabSize;
+    const result: LatencyBenchResult = {
+      device: backend.deviceName,
+      model: `Llama-2-13B shape, AWQ int4 g128, ${o.layers} layers (random weights)`,
+      weightBytes: memory.weightBytes,
+      numBlocks: layout.numBlocks,
+      prefill: [],
+      decode: [],
+    };
+
+    for (const tokens of o.prefillLengths) {
+      const blocks = Math.ceil(tokens / blockSize);
+      const run = async () => {
+        const t0 = performance.now();
+        await backend.step(batches.build([tokens], [0], blocks, 0, vocab));
+        return performance.now() - t0;
+      };
+      await run(); // warm-up
+      const times: number[] = [];
+      for (let r = 0; r < o.repeats; r++) times.push(await run());
+      const ms = median(times);
+      result.prefill.push({ tokens, ms, tokensPerSecond: (tokens / ms) * 1000 });
+      log(`prefill ${tokens} tokens: ${ms.toFixed(1)} ms, ${((tokens / ms) * 1000).toFixed(0)} tokens/s`);
+    }
+
+    for (const batch of o.decodeBatches) {
+      const blocksPerSeq = Math.ceil(decodeLen / blockSize);
+      if (batch * blocksPerSeq > layout.numBlocks) {
+        log(`decode batch ${batch}: skipped (needs ${batch * blocksPerSeq} KV blocks)`);
+        continue;
+      }
+      // Prefill every sequence's context in chunks the workspace takes.
+      const perChunk = Math.max(1, Math.floor(2048 / o.decodeContext));
+      for (let s = 0; s < batch; s += perChunk) {
+        const n = Math.min(perChunk, batch - s);
+        const b = batches.build(new Array(n).fill(o.decodeContext), new Array(n).fill(0), blocksPerSeq, s * blocksPerSeq, vocab);
+        await backend.step(b);
+      }
+      const ones = new Array(batch).fill(1);
+      let context = o.decodeContext;
+      const decodeStep = async () => {
+        await backend.step(batches.build(ones, new Array(batch).fill(context), blocksPerSeq, 0, vocab));
+        context++;
+      };
+      for (let w = 0; w < 4; w++) await decodeStep(); // warm-up (captures the CUDA graphs)
+      const startContext = context;
+      const t0 = performance.now();
+      for (let s = 0; s < o.decodeSteps; s++) await decodeStep();
+      const ms = (performance.now() - t0) / o.decodeSteps;
+      const tokensPerSecond = (batch / ms) * 1000;
+      result.decode.push({ batch, context: startContext, msPerStep: ms, tokensPerSecond });
+      log(`decode batch ${batch}: ${ms.toFixed(2)} ms/step, ${tokensPerSecond.toFixed(1)} tokens/s`);
+    }
+    return result;
+  } finally {
+    await backend.dispose();
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Streams a checkpoint into the CUDA engine tensor by tensor (never a whole file): norms and the embedding as
+ * vectors, q|k|v and gate|up as fused linears (the addon concatenates them along `out` and repacks AWQ once).
+ */
+import type { Checkpoint, ModelConfig, ModelSource, TensorData } from "../../model/types.js";
+import { describeWeights, type LinearName, type LinearWeightNames } from "../../model/weights.js";
+import type { NativeEngine, NativeLinearPart, NativeModelDims, NativeTensor, NativeWeightSlot } from "./native-addon.js";
+
+/** The addon's view of a model config. */
+export function nativeDims(config: ModelConfig): NativeModelDims {
+  const s = config.ropeScaling;
+  return {
+    hiddenSize: config.hiddenSize,
+    intermediateSize: config.intermediateSize,
+    numLayers: config.numLayers,
+    numHeads: config.numHeads,
+    numKvHeads: config.numKvHeads,
+    headDim: config.headDim,
+    vocabSize: config.vocabSize,
+    rmsNormEps: config.rmsNormEps,
+    ropeTheta: config.ropeTheta,
+    ropeScalingType: s === null ? 0 : s.type === "linear" ? 1 : 2,
+    ropeFactor: s?.factor ?? 1,
+    ropeOriginalMaxPositions: s?.originalMaxPositionEmbeddings ?? config.maxPositionEmbeddings,
+    tieWordEmbeddings: config.tieWordEmbeddings,
+    groupSize: config.quantization?.groupSize ?? 0,
+  };
+}
+
+async function readTensor(ckpt: Checkpoint, name: string, progress: (bytes: number) => void): Promise<NativeTensor> {
+  const info = ckpt.info(name);
+  if (info.dtype !== "F16" && info.dtype !== "BF16" && info.dtype !== "F32" && info.dtype !== "I32") {
+    throw new Error(`tensor "${name}" in ${info.file}: dtype ${info.dtype} is not supported by the CUDA backend`);
+  }
+  const data: TensorData = await ckpt.read(name);
+  progress(info.byteLength);
+  return { name, dtype: info.dtype, shape: info.shape, data };
+}
+
+async function readLinear(
+  ckpt: Checkpoint,
+  linear: LinearWeightNames,
+  progress: (bytes: number) => void,
+): Promise<NativeLinearPart> {
+  if (linear.kind === "dense") return { weight: await readTensor(ckpt, linear.weight, progress) };
+  return {
+    qweight: await readTensor(ckpt, linear.qweight, progress),
+    qzeros: await readTensor(ckpt, linear.qzeros, progress),
+    scales: await readTensor(ckpt, linear.scales, progress),
+  };
+}
+
+const FUSED: readonly [NativeWeightSlot, LinearName[]][] = [
+  ["qkv", ["q_proj", "k_proj", "v_proj"]],
+  ["o", ["o_proj"]],
+  ["gateUp", ["gate_proj", "up_proj"]],
+  ["down", ["down_proj"]],
+];
+
+/** Uploads every weight of `source`; reports bytes read through onProgress. */
+export async function uploadCheckpoint(
+  engine: NativeEngine,
+  source: ModelSource,
+  onProgress?: (loadedBytes: number, totalBytes: number) => void,
+): Promise<void> {
+  const { config, checkpoint } = source;
+  const names = describeWeights(config);
+  const used: string[] = [names.embedTokens, names.norm];
+  if (!names.lmHeadTied) used.push(names.lmHead);
+  for (const layer of names.layers) {
+    used.push(layer.inputLayernorm, layer.postAttentionLayernorm);
+    for (const l of Object.values(layer.linears)) {
+      if (l.kind === "dense") used.push(l.weight);
+      else used.push(l.qweight, l.qzeros, l.scales);
+    }
+  }
+  let total = 0;
+  for (const name of used) total += checkpoint.info(name).byteLength;
+  let loaded = 0;
+  const progress = (bytes: number) => {
+    loaded += bytes;
+    onProgress?.(loaded, total);
+  };
+
+  await engine.uploadVector("embed", 0, await readTensor(checkpoint, names.embedTokens, progress));
+  for (const layer of names.layers) {
+    await engine.uploadVector("inputNorm", layer.index, await readTensor(checkpoint, layer.inputLayernorm, progress));
+    await engine.uploadVector(
+      "postNorm",
+      layer.index,
+      await readTensor(checkpoint, layer.postAttentionLayernorm, progress),
+    );
+    for (const [slot, members] of FUSED) {
+      const kinds = new Set(members.map((m) => layer.linears[m].kind));
+      if (kinds.size > 1) {
+        throw new Error(
+          `layer ${layer.index}: ${members.join(", ")} mix AWQ and unquantized weights (modules_to_not_convert); ` +
+            "the CUDA backend fuses them and needs one kind",
+        );
+      }
+      const parts: NativeLinearPart[] = [];
+      for (const m of members) parts.push(await readLinear(checkpoint, layer.linears[m], progress));
+      await engine.uploadLinear(slot, layer.index, parts);
+    }
+  }
+  await engine.uploadVector("finalNorm", 0, await readTensor(checkpoint, names.norm, progress));
+  if (!names.lmHeadTied) {
+    await engine.uploadLinear("lmHead", 0, [{ weight: await readTensor(checkpoint, names.lmHead, progress) }]);
+  }
+}
