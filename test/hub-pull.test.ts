@@ -1,6 +1,14 @@
 /** `awq pull` against a mock hub: the cache layout, a second pull, revisions, and errors a user can act on. */
 import assert from "node:assert/strict";
-import { existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, realpathSync } from "node:fs";
+import {
+  existsSync,
+  lstatSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+} from "node:fs";
 import { createServer } from "node:net";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -25,7 +33,10 @@ describe("awq pull", () => {
     hub.addRepo(binOnly);
     await hub.start();
   });
-  after(() => hub.stop());
+  after(async () => {
+    await hub.stop();
+    rmSync(home, { recursive: true, force: true });
+  });
 
   test("fills the cache in huggingface_hub's layout", async () => {
     const result = await runAwq(["pull", REPO, "--quiet"], env());

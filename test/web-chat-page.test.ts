@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { type BrowserContext, chromium, type Page } from "playwright-core";
+import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import type { LLM } from "../src/engine/llm.js";
 import { registerWebRoutes } from "../src/server/web/routes.js";
 import { loadTestModel, repoRoot, startTestServer, type TestServer } from "./server-harness.js";
@@ -72,6 +72,10 @@ async function waitFor(check: () => Promise<boolean>, what: string, ms = 15_000)
   }
 }
 
+async function textOf(locator: Locator): Promise<string> {
+  return (await locator.textContent()) ?? "";
+}
+
 async function setInput(selector: string, value: string): Promise<void> {
   await page.locator(selector).evaluate((el, v) => {
     (el as HTMLInputElement).value = v;
@@ -79,7 +83,9 @@ async function setInput(selector: string, value: string): Promise<void> {
   }, value);
 }
 
-test("the page loads from our server only and answers a message as a stream, with timing", { skip }, async () => {
+test("the page loads from our server only and answers a message as a stream, with timing", {
+  skip,
+}, async () => {
   const response = await page.goto(`${server.url}/`);
   assert.equal(response?.status(), 200);
   assert.match(response!.headers()["content-security-policy"] ?? "", /script-src 'self'/);
@@ -93,15 +99,15 @@ test("the page loads from our server only and answers a message as a stream, wit
   await page.press("#prompt", "Enter");
   const answer = page.locator("article.message.assistant").last();
   await answer.and(page.locator('[data-state="done"]')).waitFor({ timeout: 20_000 });
-  const text = (await answer.locator(".body").innerText()).trim();
+  const text = (await textOf(answer.locator(".body"))).trim();
   assert.ok(text.length > 0, "the answer has text");
   const completionTokens = Number(await answer.getAttribute("data-completion-tokens"));
   assert.ok(completionTokens > 0 && completionTokens <= 24, `completion tokens ${completionTokens}`);
   const ttft = Number(await answer.getAttribute("data-ttft-ms"));
   assert.ok(ttft > 0 && ttft < 20_000, `TTFT ${ttft} ms`);
-  assert.match(await answer.locator(".stats").innerText(), /TTFT \d+ ms/);
-  if (completionTokens > 1) assert.match(await answer.locator(".stats").innerText(), /[\d.]+ tokens\/s/);
-  assert.equal(await page.locator("article.message.user").first().innerText(), "Tell me a fortune.");
+  assert.match(await textOf(answer.locator(".stats")), /TTFT \d+ ms/);
+  if (completionTokens > 1) assert.match(await textOf(answer.locator(".stats")), /[\d.]+ tokens\/s/);
+  assert.equal(await textOf(page.locator("article.message.user").first()), "Tell me a fortune.");
 
   const origin = new URL(server.url).origin;
   const foreign = requested.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith("data:"));
@@ -123,12 +129,12 @@ test("stop mid-answer closes the request and the server's running count returns 
   await waitFor(
     async () =>
       (await answer.getAttribute("data-state")) === "streaming" &&
-      (await answer.locator(".body").innerText()).trim().length > 20,
+      (await textOf(answer.locator(".body"))).trim().length > 20,
     "streamed text to appear",
   );
   assert.equal(await runningRequests(), 1, "the engine is generating the answer");
-  const before = (await answer.locator(".body").innerText()).length;
-  await waitFor(async () => (await answer.locator(".body").innerText()).length > before, "more streamed text");
+  const before = (await textOf(answer.locator(".body"))).length;
+  await waitFor(async () => (await textOf(answer.locator(".body"))).length > before, "more streamed text");
   assert.equal(await page.locator("#stop").isVisible(), true);
   await page.click("#stop");
   await answer.and(page.locator('[data-state="stopped"]')).waitFor();
@@ -136,7 +142,7 @@ test("stop mid-answer closes the request and the server's running count returns 
   assert.equal(llm.engine.stats().running, 0);
   const generated = Number(await answer.getAttribute("data-completion-tokens"));
   assert.ok(generated > 0 && generated < 900, `stopped after ${generated} of 900 tokens`);
-  assert.match(await answer.locator(".stats").innerText(), /stopped/);
+  assert.match(await textOf(answer.locator(".stats")), /stopped/);
   assert.equal(await page.locator("#send").isVisible(), true, "ready for the next message");
   await page.unroute("**/v1/chat/completions");
 });
@@ -144,14 +150,14 @@ test("stop mid-answer closes the request and the server's running count returns 
 const HOSTILE_REPLY = [
   "<script>window.__pwned = 'script'</script>",
   "",
-  '<img src=x onerror="window.__pwned = \'img\'">',
+  "<img src=x onerror=\"window.__pwned = 'img'\">",
   "",
   "**<img src=x onerror=\"window.__pwned = 'bold'\">** and `<img src=x onerror=\"window.__pwned = 'code'\">`",
   "",
   "[click me](javascript:window.__pwned='link') [<img src=x onerror=\"window.__pwned='label'\">](https://example.org/)",
   "",
   "```html",
-  '<svg onload="window.__pwned = \'svg\'"></svg>',
+  "<svg onload=\"window.__pwned = 'svg'\"></svg>",
   "```",
 ].join("\n");
 
@@ -182,7 +188,7 @@ test("a reply with <script> and <img onerror> renders as inert text in the chat"
     hrefs: [...document.querySelectorAll("#messages a")].map((a) => a.getAttribute("href")),
   }));
   assert.deepEqual(found, { pwned: null, images: 0, handlers: 0, hrefs: ["https://example.org/"] });
-  const text = await answer.locator(".body").innerText();
+  const text = await textOf(answer.locator(".body"));
   assert.ok(text.includes("<script>window.__pwned = 'script'</script>"), "the markup is shown as text");
   assert.ok(text.includes("<svg onload="), "code blocks keep their text");
   assert.equal(await answer.locator("strong").count(), 1);
@@ -194,7 +200,11 @@ test("the renderer leaves hostile text inert even on a page without our CSP", { 
   // stands between the text and execution. The control proves the page would notice an execution.
   const probeUrl = `${server.url}/renderer-probe`;
   await page.route(probeUrl, (route) =>
-    route.fulfill({ status: 200, contentType: "text/html", body: "<!doctype html><title>probe</title><div id=out></div>" }),
+    route.fulfill({
+      status: 200,
+      contentType: "text/html",
+      body: "<!doctype html><title>probe</title><div id=out></div>",
+    }),
   );
   await page.goto(probeUrl);
   const result = await page.evaluate(async (reply) => {
@@ -241,7 +251,7 @@ test("with --api-key the page learns from a 401 to ask for the key, then chats",
   try {
     await page.goto(`${keyed.url}/`);
     await page.locator("#api-key-row").waitFor({ state: "visible" });
-    assert.match(await page.locator("#api-key-hint").innerText(), /API key/);
+    assert.match(await textOf(page.locator("#api-key-hint")), /API key/);
     await page.fill("#api-key", "page-test-key");
     await page.locator("#api-key").dispatchEvent("change");
     await page.locator("#model-name", { hasText: "tiny-chat" }).waitFor();

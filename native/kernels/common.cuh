@@ -73,25 +73,37 @@ __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t mask, uint3
 }
 
 // Dequantize one packed AWQ word (our layout, see awq_repack.cu) into the four fp16x2 registers
-// of an mma A fragment of W^T (rows = outputs g / g+8, cols = k):
+// of an mma A fragment of W^T (rows = outputs g / g+8, cols = k), WITHOUT the scale:
 //   d[0] = rows g,   k+0..1    d[1] = rows g+8, k+0..1
-//   d[2] = rows g,   k+2..3    d[3] = rows g+8, k+2..3
-// zsLo = {1024+z, s} of output row g, zsHi = that of row g+8. The bias trick: OR-ing a nibble into
-// the mantissa of fp16 1024.0 gives exactly 1024+q; subtracting 1024+z is exact, then one rounding
-// in the scale multiply.
+//   d[2] = rows g,   k+2..3    d[3] = rows g+8, k+2..3      (values q - z, exact)
+// Low nibbles OR-ed into the mantissa of fp16 1024.0 give exactly 1024+q, minus zLo = 1024+z_g;
+// high nibbles give 1024+16q, and q - z = v/16 + nzHi with nzHi = -(64+z_{g+8}): one op each.
+__device__ __forceinline__ void dequant_qz(uint32_t q, __half2 zLo, __half2 nzHi, uint32_t* d) {
+  const uint32_t magic = 0x64006400u;
+  const uint32_t q8 = q >> 8;
+  const __half2 sixteenth = __float2half2_rn(0.0625f);
+  d[0] = h2_as_u32(__hsub2(u32_as_h2(lop3_and_or(q, 0x000f000fu, magic)), zLo));
+  d[1] = h2_as_u32(__hfma2(u32_as_h2(lop3_and_or(q, 0x00f000f0u, magic)), sixteenth, nzHi));
+  d[2] = h2_as_u32(__hsub2(u32_as_h2(lop3_and_or(q8, 0x000f000fu, magic)), zLo));
+  d[3] = h2_as_u32(__hfma2(u32_as_h2(lop3_and_or(q8, 0x00f000f0u, magic)), sixteenth, nzHi));
+}
+
+// The zero operands of dequant_qz from the packed {1024+z, s} pairs of rows g and g+8.
+__device__ __forceinline__ void zero_operands(uint32_t zsLo, uint32_t zsHi, __half2& zLo, __half2& nzHi) {
+  zLo = __low2half2(u32_as_h2(zsLo));
+  nzHi = __hsub2(__float2half2_rn(960.f), __low2half2(u32_as_h2(zsHi)));  // 960-(1024+z) = -(64+z)
+}
+
+// Full dequantization (q - z) * s into fp16, for the GEMM's B fragments.
 __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t zsLo, uint32_t zsHi, uint32_t* d) {
-  const __half2 zs0 = u32_as_h2(zsLo), zs1 = u32_as_h2(zsHi);
-  const __half2 z0 = __low2half2(zs0), s0 = __high2half2(zs0);
-  const __half2 z1 = __low2half2(zs1), s1 = __high2half2(zs1);
-  const uint32_t mask = 0x000f000fu, magic = 0x64006400u;
-  __half2 v0 = u32_as_h2(lop3_and_or(q, mask, magic));
-  __half2 v1 = u32_as_h2(lop3_and_or(q >> 4, mask, magic));
-  __half2 v2 = u32_as_h2(lop3_and_or(q >> 8, mask, magic));
-  __half2 v3 = u32_as_h2(lop3_and_or(q >> 12, mask, magic));
-  d[0] = h2_as_u32(__hmul2(__hsub2(v0, z0), s0));
-  d[1] = h2_as_u32(__hmul2(__hsub2(v1, z1), s1));
-  d[2] = h2_as_u32(__hmul2(__hsub2(v2, z0), s0));
-  d[3] = h2_as_u32(__hmul2(__hsub2(v3, z1), s1));
+  __half2 zLo, nzHi;
+  zero_operands(zsLo, zsHi, zLo, nzHi);
+  const __half2 s0 = __high2half2(u32_as_h2(zsLo)), s1 = __high2half2(u32_as_h2(zsHi));
+  dequant_qz(q, zLo, nzHi, d);
+  d[0] = h2_as_u32(__hmul2(u32_as_h2(d[0]), s0));
+  d[1] = h2_as_u32(__hmul2(u32_as_h2(d[1]), s1));
+  d[2] = h2_as_u32(__hmul2(u32_as_h2(d[2]), s0));
+  d[3] = h2_as_u32(__hmul2(u32_as_h2(d[3]), s1));
 }
 
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }

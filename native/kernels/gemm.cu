@@ -28,7 +28,7 @@ struct Tile {
 };
 
 template <int BM, int BN, int STAGES, bool AWQ>
-__global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const __half* __restrict__ x, int m,
+__global__ void __launch_bounds__(kThreads, (BM * BN > 128 * 128) ? 1 : 2) gemm_kernel(const __half* __restrict__ x, int m,
                                                        const void* __restrict__ wptr, int in,
                                                        int out, int chunksPerGroup,
                                                        __half* __restrict__ y) {
@@ -98,45 +98,50 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const __half* __restr
 
     const unsigned char* base = smem + (c % STAGES) * T::kStageBytes;
     const __half* As = reinterpret_cast<const __half*>(base);
-    // B fragments for the 4 k sub-tiles: bfr[ni][j][h] = {b0, b1} of n8 tile (ni, h).
-    uint32_t bfr[NI][4][2][2];
+    // Two halves of the chunk (k sub-tiles 2*half, 2*half+1); fragments of one half at a time
+    // keep the register footprint small enough for 64x64 warp tiles.
+    uint4 bq[NI];
+    uint2 bz[NI];
     if constexpr (AWQ) {
       const uint4* Bq = reinterpret_cast<const uint4*>(base + T::kABytes);
       const uint2* Bz = reinterpret_cast<const uint2*>(base + T::kABytes + (BN / 16) * 32 * 16);
 #pragma unroll
       for (int ni = 0; ni < NI; ++ni) {
-        const int tl = warpN * NI + ni;
-        const uint4 q = Bq[tl * 32 + lane];
-        const uint2 z = Bz[tl * 8 + g];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-          uint32_t d[4];
-          detail::dequant_word(w32(q, j), z.x, z.y, d);
-          bfr[ni][j][0][0] = d[0];
-          bfr[ni][j][0][1] = d[2];
-          bfr[ni][j][1][0] = d[1];
-          bfr[ni][j][1][1] = d[3];
-        }
+        bq[ni] = Bq[(warpN * NI + ni) * 32 + lane];
+        bz[ni] = Bz[(warpN * NI + ni) * 8 + g];
       }
-    } else {
-      const __half* Bs = reinterpret_cast<const __half*>(base + T::kABytes);
-#pragma unroll
-      for (int ni = 0; ni < NI; ++ni)
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const int row = warpN * WTN + ni * 16 + h * 8 + g;
-          const uint4 v0 = *reinterpret_cast<const uint4*>(Bs + row * kPitch + 16 * t);
-          const uint4 v1 = *reinterpret_cast<const uint4*>(Bs + row * kPitch + 16 * t + 8);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const uint4& v = j < 2 ? v0 : v1;
-            bfr[ni][j][h][0] = w32(v, 2 * (j & 1));
-            bfr[ni][j][h][1] = w32(v, 2 * (j & 1) + 1);
-          }
-        }
     }
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
+      // bfr[ni][jj][h] = {b0, b1} of n8 tile (ni, h) for k sub-tile 2*half + jj.
+      uint32_t bfr[NI][2][2][2];
+      if constexpr (AWQ) {
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+          for (int jj = 0; jj < 2; ++jj) {
+            uint32_t d[4];
+            detail::dequant_word(w32(bq[ni], 2 * half + jj), bz[ni].x, bz[ni].y, d);
+            bfr[ni][jj][0][0] = d[0];
+            bfr[ni][jj][0][1] = d[2];
+            bfr[ni][jj][1][0] = d[1];
+            bfr[ni][jj][1][1] = d[3];
+          }
+      } else {
+        const __half* Bs = reinterpret_cast<const __half*>(base + T::kABytes);
+#pragma unroll
+        for (int ni = 0; ni < NI; ++ni)
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int row = warpN * WTN + ni * 16 + h * 8 + g;
+            const uint4 v = *reinterpret_cast<const uint4*>(Bs + row * kPitch + 16 * t + 8 * half);
+#pragma unroll
+            for (int jj = 0; jj < 2; ++jj) {
+              bfr[ni][jj][h][0] = w32(v, 2 * jj);
+              bfr[ni][jj][h][1] = w32(v, 2 * jj + 1);
+            }
+          }
+      }
       uint4 ra[MI], rb[MI];
 #pragma unroll
       for (int mi = 0; mi < MI; ++mi) {
@@ -146,7 +151,6 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const __half* __restr
       }
 #pragma unroll
       for (int jj = 0; jj < 2; ++jj) {
-        const int j = 2 * half + jj;
 #pragma unroll
         for (int mi = 0; mi < MI; ++mi) {
           const uint32_t a[4] = {w32(ra[mi], 2 * jj), w32(rb[mi], 2 * jj), w32(ra[mi], 2 * jj + 1),
@@ -154,7 +158,7 @@ __global__ void __launch_bounds__(kThreads, 2) gemm_kernel(const __half* __restr
 #pragma unroll
           for (int ni = 0; ni < NI; ++ni)
 #pragma unroll
-            for (int h = 0; h < 2; ++h) mma16816(acc[mi][ni * 2 + h], a, bfr[ni][j][h]);
+            for (int h = 0; h < 2; ++h) mma16816(acc[mi][ni * 2 + h], a, bfr[ni][jj][h]);
         }
       }
     }
@@ -214,17 +218,29 @@ cudaError_t launch(const __half* x, int m, const void* w, int in, int out, int g
   return cudaGetLastError();
 }
 
+int g_gemmOverride = 0;  // benchmark hook: 1 = 128x256, 2 = 128x128, 3 = 64x128, 4 = 64x64
+
 template <bool AWQ, int STAGES>
 cudaError_t dispatch(const __half* x, int m, const void* w, int in, int out, int group, __half* y,
                      cudaStream_t stream) {
-  const long big = (long)detail::ceil_div(m, 128) * detail::ceil_div(out, 128);
-  if (big >= sms()) return launch<128, 128, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
-  const long mid = (long)detail::ceil_div(m, 64) * detail::ceil_div(out, 128);
-  if (mid >= sms()) return launch<64, 128, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
-  return launch<64, 64, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
+  int cfg = g_gemmOverride;
+  if (cfg == 0) {
+    const long wide = (long)detail::ceil_div(m, 128) * detail::ceil_div(out, 256);
+    const long big = (long)detail::ceil_div(m, 128) * detail::ceil_div(out, 128);
+    const long mid = (long)detail::ceil_div(m, 64) * detail::ceil_div(out, 128);
+    cfg = wide >= 2 * sms() ? 1 : big >= sms() ? 2 : mid >= sms() ? 3 : 4;
+  }
+  switch (cfg) {
+    case 1: return launch<128, 256, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
+    case 2: return launch<128, 128, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
+    case 3: return launch<64, 128, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
+    default: return launch<64, 64, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
+  }
 }
 
 }  // namespace
+
+void gemm_override(int config) { g_gemmOverride = config; }
 
 cudaError_t awq_gemm(const __half* x, int m, const void* packed, int in, int out, int group,
                      __half* y, cudaStream_t stream) {

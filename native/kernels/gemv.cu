@@ -82,26 +82,27 @@ __device__ __forceinline__ void load_x(const __half* const (&xrow)[MT], const bo
   }
 }
 
-// One block = one 16-output tile over 1/S of K (S > 1: a thread-block cluster whose blocks
+// One block = NPW 16-output tiles over 1/S of K (S > 1: a thread-block cluster whose blocks
 // reduce through distributed shared memory, sm_90+). Each warp streams its chunk range with two
-// register buffers of U chunks (loads of one in flight while the other is computed).
-template <int MT, int U, int S>
+// register buffers of U chunks (loads of one in flight while the other is computed). The mma
+// runs on exact (q - z) values; the group scale is applied to the fp32 partial of each chunk.
+template <int MT, int NPW, int U, int S>
 __global__ void __launch_bounds__(256) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
-                                                      int chunksPerGroup, int nTiles,
+                                                      int chunksPerGroup, int groupShift, int nTiles,
                                                       int chunksPerWarp, __half* __restrict__ y) {
   extern __shared__ float red[];
-  constexpr int R = MT * 4;
+  constexpr int R = NPW * MT * 4;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int kChunks = in >> 6;
-  const int tile = blockIdx.x / S, rank = blockIdx.x % S;
+  const int tile0 = (blockIdx.x / S) * NPW, rank = blockIdx.x % S;
   const int perBlock = (kChunks + S - 1) / S;
   const int blockEnd = min(kChunks, (rank + 1) * perBlock);
   const int cBegin = rank * perBlock + warp * chunksPerWarp;
   const int cEnd = min(cBegin + chunksPerWarp, blockEnd);
-  float acc[MT][4] = {};
+  float acc[NPW][MT][4] = {};
   const __half* xrow[MT];
   bool xok[MT];
 #pragma unroll
@@ -110,47 +111,74 @@ __global__ void __launch_bounds__(256) awq_gemv_kernel(const __half* __restrict_
     xok[mt] = token < m;
     xrow[mt] = x + (size_t)(xok[mt] ? token : 0) * in + 16 * t;
   }
-  const uint4* wbase = wq + (size_t)tile * kChunks * 32 + lane;
-  const uint2* zbase = zs + (size_t)tile * 8 + g;
+  const uint4* wbase[NPW];
+  const uint2* zbase[NPW];
+  bool tileOk[NPW];
+#pragma unroll
+  for (int p = 0; p < NPW; ++p) {
+    tileOk[p] = tile0 + p < nTiles;
+    const int tl = tileOk[p] ? tile0 + p : 0;
+    wbase[p] = wq + (size_t)tl * kChunks * 32 + lane;
+    zbase[p] = zs + (size_t)tl * 8 + g;
+  }
   const size_t zStride = (size_t)nTiles * 8;
 
-  auto load = [&](uint4 (&w)[U], uint2 (&z)[U], int c0) {
+  auto load = [&](uint4 (&w)[U][NPW], uint2 (&z)[U][NPW], int c0) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u;
-      if (c < cEnd) {
-        w[u] = detail::ld_stream16(wbase + (size_t)c * 32);
-        z[u] = __ldg(zbase + (size_t)(c / chunksPerGroup) * zStride);
-      } else {
-        w[u] = make_uint4(0, 0, 0, 0);
-        z[u] = make_uint2(0, 0);
+      const int grp = groupShift >= 0 ? c >> groupShift : c / chunksPerGroup;
+#pragma unroll
+      for (int p = 0; p < NPW; ++p) {
+        if (c < cEnd && tileOk[p]) {
+          w[u][p] = detail::ld_stream16(wbase[p] + (size_t)c * 32);
+          z[u][p] = __ldg(zbase[p] + (size_t)grp * zStride);
+        } else {
+          w[u][p] = make_uint4(0, 0, 0, 0);
+          z[u][p] = make_uint2(0x64006400u, 0x64006400u);
+        }
       }
     }
   };
-  auto compute = [&](const uint4 (&w)[U], const uint2 (&z)[U], int c0) {
+  auto compute = [&](const uint4 (&w)[U][NPW], const uint2 (&z)[U][NPW], int c0) {
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u;
       if (c >= cEnd) break;
       uint4 xv[MT][2];
       load_x<MT>(xrow, xok, c, true, xv);
-      uint32_t d[4][4];
-      detail::dequant_word(w[u].x, z[u].x, z[u].y, d[0]);
-      detail::dequant_word(w[u].y, z[u].x, z[u].y, d[1]);
-      detail::dequant_word(w[u].z, z[u].x, z[u].y, d[2]);
-      detail::dequant_word(w[u].w, z[u].x, z[u].y, d[3]);
 #pragma unroll
-      for (int j = 0; j < 4; ++j)
+      for (int p = 0; p < NPW; ++p) {
+        __half2 zLo, nzHi;
+        detail::zero_operands(z[u][p].x, z[u][p].y, zLo, nzHi);
+        uint32_t d[4][4];
+        detail::dequant_qz(w[u][p].x, zLo, nzHi, d[0]);
+        detail::dequant_qz(w[u][p].y, zLo, nzHi, d[1]);
+        detail::dequant_qz(w[u][p].z, zLo, nzHi, d[2]);
+        detail::dequant_qz(w[u][p].w, zLo, nzHi, d[3]);
+        float cc[MT][4] = {};
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+          for (int mt = 0; mt < MT; ++mt) {
+            const uint32_t b[2] = {word_of(xv[mt], 2 * j), word_of(xv[mt], 2 * j + 1)};
+            mma16816(cc[mt], d[j], b);
+          }
+        const float sLo = __high2float(detail::u32_as_h2(z[u][p].x));
+        const float sHi = __high2float(detail::u32_as_h2(z[u][p].y));
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) {
-          const uint32_t b[2] = {word_of(xv[mt], 2 * j), word_of(xv[mt], 2 * j + 1)};
-          mma16816(acc[mt], d[j], b);
+          acc[p][mt][0] = fmaf(cc[mt][0], sLo, acc[p][mt][0]);
+          acc[p][mt][1] = fmaf(cc[mt][1], sLo, acc[p][mt][1]);
+          acc[p][mt][2] = fmaf(cc[mt][2], sHi, acc[p][mt][2]);
+          acc[p][mt][3] = fmaf(cc[mt][3], sHi, acc[p][mt][3]);
         }
+      }
     }
   };
 
-  uint4 wA[U], wB[U];
-  uint2 zA[U], zB[U];
+  uint4 wA[U][NPW], wB[U][NPW];
+  uint2 zA[U][NPW], zB[U][NPW];
   load(wA, zA, cBegin);
   for (int c0 = cBegin; c0 < cEnd; c0 += 2 * U) {
     load(wB, zB, c0 + U);
@@ -160,16 +188,18 @@ __global__ void __launch_bounds__(256) awq_gemv_kernel(const __half* __restrict_
   }
 
 #pragma unroll
-  for (int mt = 0; mt < MT; ++mt)
+  for (int p = 0; p < NPW; ++p)
 #pragma unroll
-    for (int r = 0; r < 4; ++r) red[(warp * R + mt * 4 + r) * 32 + lane] = acc[mt][r];
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) red[(warp * R + (p * MT + mt) * 4 + r) * 32 + lane] = acc[p][mt][r];
   __syncthreads();
   float* fin = red + nw * R * 32;
   for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
     float s = 0.f;
     for (int w = 0; w < nw; ++w) s += red[w * R * 32 + idx];
     if constexpr (S == 1) {
-      store_out<MT>(idx, s, tile, m, out, y);
+      store_out<MT>(idx & (MT * 128 - 1), s, tile0 + idx / (MT * 128), m, out, y);
     } else {
       fin[idx] = s;
     }
@@ -183,7 +213,7 @@ __global__ void __launch_bounds__(256) awq_gemv_kernel(const __half* __restrict_
       float s = 0.f;
 #pragma unroll
       for (int r = 0; r < S; ++r) s += cluster.map_shared_rank(fin, r)[idx];
-      store_out<MT>(idx, s, tile, m, out, y);
+      store_out<MT>(idx & (MT * 128 - 1), s, tile0 + idx / (MT * 128), m, out, y);
     }
     cluster.sync();  // keep every block's shared memory alive until all reads are done
 #endif
@@ -282,7 +312,7 @@ int pick_warps(int blocks, int kChunks) {
   return nw;
 }
 
-template <int MT, int U, int S>
+template <int MT, int NPW, int U, int S>
 cudaError_t launch_awq_s(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
                          int group, int nTiles, __half* y, cudaStream_t stream) {
   const int kChunks = in / 64;
@@ -290,9 +320,11 @@ cudaError_t launch_awq_s(const __half* x, int m, const uint4* wq, const uint2* z
   int nw = 8;
   while (nw > 1 && perBlock / nw < 2 * U) nw /= 2;
   const int cpw = detail::ceil_div(perBlock, nw);
-  const size_t smem = ((size_t)nw + 1) * MT * 4 * 32 * sizeof(float);
+  const size_t smem = ((size_t)nw + 1) * NPW * MT * 4 * 32 * sizeof(float);
+  const int cpg = group / 64;
+  const int groupShift = (cpg & (cpg - 1)) == 0 ? __builtin_ctz(cpg) : -1;
   cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(nTiles * S);
+  cfg.gridDim = dim3(detail::ceil_div(nTiles, NPW) * S);
   cfg.blockDim = dim3(nw * 32);
   cfg.dynamicSmemBytes = smem;
   cfg.stream = stream;
@@ -303,11 +335,21 @@ cudaError_t launch_awq_s(const __half* x, int m, const uint4* wq, const uint2* z
   attr[0].val.clusterDim.z = 1;
   cfg.attrs = attr;
   cfg.numAttrs = S > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, awq_gemv_kernel<MT, U, S>, x, m, wq, zs, in, out, group / 64,
-                            nTiles, cpw, y);
+  return cudaLaunchKernelEx(&cfg, awq_gemv_kernel<MT, NPW, U, S>, x, m, wq, zs, in, out, cpg,
+                            groupShift, nTiles, cpw, y);
 }
 
-template <int MT, int U>
+template <int MT, int NPW, int U>
+cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
+                           int group, int nTiles, int S, __half* y, cudaStream_t stream) {
+  if (S == 4) return launch_awq_s<MT, NPW, U, 4>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+  if (S == 2) return launch_awq_s<MT, NPW, U, 2>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+  return launch_awq_s<MT, NPW, U, 1>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+}
+
+GemvConfig g_override;
+
+template <int MT>
 cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int out, int group,
                        __half* y, cudaStream_t stream) {
   const DeviceInfo& dev = device_info();
@@ -315,14 +357,17 @@ cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int o
   const uint4* wq = static_cast<const uint4*>(packed);
   const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) +
                                                    awq_weight_bytes(in, out));
+  int npw = MT == 1 ? 2 : 1;
+  if (MT == 1 && g_override.npw > 0) npw = g_override.npw;
+  const int blocks = detail::ceil_div(nTiles, npw);
   // Split K over a cluster only when whole tiles would leave SMs unevenly loaded.
   int S = 1;
   if (dev.clusters) {
-    while (S < 4 && balance((long)nTiles * S, dev.sms) < 0.9 && in / 64 >= 16 * S) S *= 2;
+    while (S < 4 && balance((long)blocks * S, dev.sms) < 0.9 && in / 64 >= 16 * S) S *= 2;
+    if (g_override.s > 0) S = g_override.s;
   }
-  if (S == 4) return launch_awq_s<MT, U, 4>(x, m, wq, zs, in, out, group, nTiles, y, stream);
-  if (S == 2) return launch_awq_s<MT, U, 2>(x, m, wq, zs, in, out, group, nTiles, y, stream);
-  return launch_awq_s<MT, U, 1>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+  if (MT == 1 && npw == 2) return launch_awq_npw<MT, 2, 2>(x, m, wq, zs, in, out, group, nTiles, S, y, stream);
+  return launch_awq_npw<MT, 1, 4>(x, m, wq, zs, in, out, group, nTiles, S, y, stream);
 }
 
 template <int MT, int U>
@@ -339,11 +384,13 @@ cudaError_t launch_dense(const __half* x, int m, const __half* w, int in, int ou
 
 }  // namespace
 
+void awq_gemv_override(GemvConfig c) { g_override = c; }
+
 cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out, int group,
                      __half* y, cudaStream_t stream) {
-  if (m <= 8) return launch_awq<1, 4>(x, m, packed, in, out, group, y, stream);
-  if (m <= 16) return launch_awq<2, 4>(x, m, packed, in, out, group, y, stream);
-  if (m <= 32) return launch_awq<4, 4>(x, m, packed, in, out, group, y, stream);
+  if (m <= 8) return launch_awq<1>(x, m, packed, in, out, group, y, stream);
+  if (m <= 16) return launch_awq<2>(x, m, packed, in, out, group, y, stream);
+  if (m <= 32) return launch_awq<4>(x, m, packed, in, out, group, y, stream);
   return cudaErrorInvalidValue;
 }
 

@@ -25,4 +25,14 @@ cudaError_t dense_gemm(const __half* x, int m, const __half* w, int in, int out,
 
 constexpr int kGemvMaxM = 32;
 
+// Benchmark hook: force the GEMV's tiles per warp (npw, m <= 8 only) and cluster split (s, sm_90);
+// 0 = automatic choice.
+struct GemvConfig {
+  int npw = 0;
+  int s = 0;
+};
+void awq_gemv_override(GemvConfig c);
+// Benchmark hook: force the GEMM tile (1 = 128x256, 2 = 128x128, 3 = 64x128, 4 = 64x64; 0 = auto).
+void gemm_override(int config);
+
 }  // namespace awqk

@@ -12,7 +12,13 @@ function recorder(isTTY: boolean): { stream: NodeJS.WriteStream; text: () => str
       done();
     },
   }) as unknown as NodeJS.WriteStream;
-  Object.assign(stream, { isTTY, columns: 100, cursorTo: () => true, clearLine: () => true, moveCursor: () => true });
+  Object.assign(stream, {
+    isTTY,
+    columns: 100,
+    cursorTo: () => true,
+    clearLine: () => true,
+    moveCursor: () => true,
+  });
   return { stream, text: () => chunks.join("") };
 }
 

@@ -17,7 +17,7 @@ export const SamplingFields = {
   top_p: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 1 })),
   top_k: Opt(Int({ minimum: -1 })),
   min_p: Opt(Type.Number({ minimum: 0, maximum: 1 })),
-  repetition_penalty: Opt(Type.Number({ exclusiveMinimum: 0, maximum: 10 })),
+  repetition_penalty: Opt(Type.Number({ exclusiveMinimum: 0 })),
   presence_penalty: Opt(Type.Number({ minimum: -2, maximum: 2 })),
   frequency_penalty: Opt(Type.Number({ minimum: -2, maximum: 2 })),
   // Keys are checked as token ids by the engine's validation (which knows the vocabulary).

@@ -42,7 +42,8 @@ function parseValue(name: string, kind: Kind, raw: string): unknown {
   }
   const value = Number(raw);
   if (raw.trim() === "" || !Number.isFinite(value)) throw new Error(`${name} must be a number, got "${raw}"`);
-  if (kind === "integer" && !Number.isInteger(value)) throw new Error(`${name} must be an integer, got "${raw}"`);
+  if (kind === "integer" && !Number.isInteger(value))
+    throw new Error(`${name} must be an integer, got "${raw}"`);
   return value;
 }
 
@@ -53,7 +54,8 @@ function parseValue(name: string, kind: Kind, raw: string): unknown {
 export function applyParamAssignments(current: SamplingParams, text: string): SamplingParams {
   const next: SamplingParams = { ...current };
   const assignments = text.trim().split(/\s+/).filter(Boolean);
-  if (assignments.length === 0) throw new Error("expected key=value, e.g. /params temperature=0.2 max_tokens=64");
+  if (assignments.length === 0)
+    throw new Error("expected key=value, e.g. /params temperature=0.2 max_tokens=64");
   for (const assignment of assignments) {
     const eq = assignment.indexOf("=");
     if (eq <= 0) throw new Error(`"${assignment}" is not key=value (e.g. temperature=0.2)`);

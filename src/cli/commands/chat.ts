@@ -55,7 +55,9 @@ export function registerChat(program: Command): void {
     .option("--revision <rev>", "hub branch, tag or commit")
     .option("--system <text>", "system prompt")
     .option("--template <nameOrFile>", "chat template: openchat, openchat-gpt4, or a Jinja file")
-    .addOption(new Option("--backend <backend>", "compute backend").choices(["cpu", "cuda", "auto"]).default("auto"))
+    .addOption(
+      new Option("--backend <backend>", "compute backend").choices(["cpu", "cuda", "auto"]).default("auto"),
+    )
     .option("--temperature <t>", "sampling temperature; 0 = greedy (default 0.7)", number("--temperature"))
     .option("--top-p <p>", "nucleus sampling mass (default 0.95)", number("--top-p"))
     .option("--top-k <k>", "keep the k most likely tokens (default off)", integer("--top-k"))
@@ -78,7 +80,9 @@ async function chat(flags: ChatFlags): Promise<void> {
   });
   try {
     if (llm.chatFormatter === null) {
-      throw new Error(`the model in ${llm.modelPath} has no chat format; pass --template openchat|openchat-gpt4|FILE`);
+      throw new Error(
+        `the model in ${llm.modelPath} has no chat format; pass --template openchat|openchat-gpt4|FILE`,
+      );
     }
     const session = new ChatSession(llm, flags);
     await session.run();
@@ -93,6 +97,8 @@ class ChatSession {
   private readonly history: ChatMessage[] = [];
   private readonly rl: readline.Interface;
   private readonly terminal: boolean;
+  /** Bold prompt and dim statistics on a terminal, unless NO_COLOR is set. */
+  private readonly color: boolean;
   private readonly out = process.stdout;
   /** The answer being written, if any: Ctrl-C aborts it. */
   private answering: AbortController | null = null;
@@ -120,7 +126,8 @@ class ChatSession {
       terminal: this.terminal,
       historySize: 200,
     });
-    this.rl.setPrompt(this.terminal ? "\x1b[1m>\x1b[0m " : "> ");
+    this.color = this.terminal && !process.env.NO_COLOR;
+    this.rl.setPrompt(this.color ? "\x1b[1m>\x1b[0m " : "> ");
   }
 
   async run(): Promise<void> {
@@ -138,7 +145,9 @@ class ChatSession {
     const onSignal = () => this.interrupt();
     process.on("SIGINT", onSignal);
     try {
-      this.say(`Chatting with ${this.llm.modelPath} (${this.llm.engine.backend.name}). /help lists the commands.`);
+      this.say(
+        `Chatting with ${this.llm.modelPath} (${this.llm.engine.backend.name}). /help lists the commands.`,
+      );
       for (;;) {
         if (!this.closed) this.rl.prompt();
         const line = await this.nextLine();
@@ -209,7 +218,8 @@ class ChatSession {
         this.say("Conversation cleared.");
         break;
       case "/system":
-        if (arg === "") this.say(this.system === null ? "No system prompt." : `System prompt: ${this.system}`);
+        if (arg === "")
+          this.say(this.system === null ? "No system prompt." : `System prompt: ${this.system}`);
         else if (arg === "-") {
           this.system = null;
           this.say("System prompt removed.");
@@ -251,7 +261,11 @@ class ChatSession {
     let finishReason: string | null = null;
     let error: string | undefined;
     try {
-      const stream = this.llm.stream({ messages }, { ...this.params, maxTokens }, { signal: controller.signal });
+      const stream = this.llm.stream(
+        { messages },
+        { ...this.params, maxTokens },
+        { signal: controller.signal },
+      );
       for await (const output of stream) {
         if (output.textDelta !== "") {
           lastAt = performance.now();
@@ -289,7 +303,7 @@ class ChatSession {
       }
       if (stopped) parts.push("stopped");
       else if (finishReason === "length") parts.push("max tokens reached");
-      this.say(this.terminal ? `\x1b[2m[${parts.join(" · ")}]\x1b[0m` : `[${parts.join(" · ")}]`);
+      this.say(this.color ? `\x1b[2m[${parts.join(" · ")}]\x1b[0m` : `[${parts.join(" · ")}]`);
     } else if (stopped) {
       this.say("[stopped]");
     }

@@ -1,8 +1,111 @@
+/** `awq quantize`: fp16 Llama-family model -> AutoAWQ GEMM 4-bit checkpoint (see src/quant/quantize.ts). */
+import cliProgress from "cli-progress";
 import type { Command } from "commander";
+import { resolveModelPath } from "../../hub/resolve.js";
+import type { QuantMethod } from "../../quant/awq-search.js";
+import { QUANTIZE_DEFAULTS, type QuantizeProgress, quantizeModel } from "../../quant/quantize.js";
 
-/** PLACEHOLDER: replaced by the owner of `awq quantize`. */
+interface QuantizeFlags {
+  model: string;
+  revision?: string;
+  out: string;
+  calib?: string;
+  textField: string;
+  samples: string;
+  seqlen: string;
+  groupSize: string;
+  method: string;
+  backend: string;
+  quiet?: boolean;
+  verbose?: boolean;
+}
+
+function positiveInt(value: string, flag: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got "${value}"`);
+  return n;
+}
+
+/** The search runs on the CPU backend's layer code; the CUDA backend has no quantization path yet. */
+function checkBackend(backend: string, quiet: boolean): void {
+  if (backend === "cpu") return;
+  const why = "the CUDA backend has no quantization path yet: awq quantize runs on the CPU for now";
+  if (backend === "cuda") throw new Error(`--backend cuda: ${why}; pass --backend cpu (or auto)`);
+  if (backend !== "auto") throw new Error(`--backend must be cpu, cuda or auto, got "${backend}"`);
+  if (!quiet) process.stderr.write(`awq quantize: ${why}\n`);
+}
+
+/** A per-layer bar with ETA on a terminal; nothing otherwise. */
+function progressReporter(enabled: boolean): { update(e: QuantizeProgress): void; stop(): void } {
+  if (!enabled) return { update: () => {}, stop: () => {} };
+  const bar = new cliProgress.SingleBar(
+    { format: "quantizing |{bar}| layer {value}/{total} {stage} | {duration_formatted} elapsed, ETA {eta_formatted}", hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  return {
+    update: (e) => {
+      if (!started) {
+        bar.start(e.numLayers, 0, { stage: e.stage });
+        started = true;
+      }
+      bar.update(e.layer, { stage: e.stage });
+    },
+    stop: () => {
+      if (started) bar.stop();
+    },
+  };
+}
+
 export function registerQuantize(program: Command): void {
-  program.command("quantize").description("(not yet implemented)").action(() => {
-    throw new Error("awq quantize is not implemented yet");
-  });
+  program
+    .command("quantize")
+    .description("quantize an fp16 Llama-family model to 4-bit AWQ (AutoAWQ GEMM layout: AutoAWQ, vLLM and awq-ts load it)")
+    .requiredOption("--model <dir>", "fp16 / bf16 model folder (or hub id)")
+    .option("--revision <rev>", "hub branch, tag or commit")
+    .requiredOption("--out <dir>", "output folder (created; model.safetensors, config.json, quant_config.json, tokenizer)")
+    .option("--calib <file>", "calibration text: .txt (one sample per paragraph), .jsonl or .parquet")
+    .option("--text-field <name>", "the text field (.jsonl) or column (.parquet)", QUANTIZE_DEFAULTS.textField)
+    .option("--samples <n>", "calibration texts to use (AutoAWQ's n_samples)", String(QUANTIZE_DEFAULTS.samples))
+    .option("--seqlen <n>", "tokens per calibration block; longer texts are skipped", String(QUANTIZE_DEFAULTS.seqlen))
+    .option("--group-size <n>", "input channels per quantization group", String(QUANTIZE_DEFAULTS.groupSize))
+    .option("--method <awq|rtn>", "awq (activation-aware search) or rtn (plain round-to-nearest, the baseline)", "awq")
+    .option("--backend <cpu|cuda|auto>", "where the search runs (CPU only for now)", "auto")
+    .option("--quiet", "no progress bar or messages")
+    .option("--verbose", "log the calibration summary and each layer's chosen scales")
+    .action(async (flags: QuantizeFlags) => {
+      const quiet = flags.quiet === true;
+      if (flags.method !== "awq" && flags.method !== "rtn") throw new Error(`--method must be awq or rtn, got "${flags.method}"`);
+      checkBackend(flags.backend, quiet);
+      const modelDir = await resolveModelPath(flags.model, { revision: flags.revision, quiet });
+      const progress = progressReporter(!quiet && process.stderr.isTTY === true);
+      const controller = new AbortController();
+      const onSigint = () => controller.abort(new Error("interrupted"));
+      process.once("SIGINT", onSigint);
+      try {
+        const summary = await quantizeModel({
+          modelDir,
+          outDir: flags.out,
+          calibFile: flags.calib,
+          textField: flags.textField,
+          samples: positiveInt(flags.samples, "--samples"),
+          seqlen: positiveInt(flags.seqlen, "--seqlen"),
+          groupSize: positiveInt(flags.groupSize, "--group-size"),
+          method: flags.method as QuantMethod,
+          onProgress: (e) => progress.update(e),
+          onLog: flags.verbose ? (line) => process.stderr.write(`${line}\n`) : undefined,
+          signal: controller.signal,
+        });
+        progress.stop();
+        if (!quiet) {
+          process.stderr.write(
+            `awq quantize: wrote ${summary.outDir} (${summary.numLayers} layers, ${summary.calibrationTokens} ` +
+              `calibration tokens) in ${summary.seconds.toFixed(1)} s\n`,
+          );
+        }
+      } finally {
+        progress.stop();
+        process.off("SIGINT", onSigint);
+      }
+    });
 }
