@@ -88,7 +88,8 @@ test("awq chat on a terminal: answer, Ctrl-C stops a long answer, chat goes on, 
   });
   const pty = new PtySession(child);
   try {
-    await pty.expect(/\/help lists the commands\.\n/, 40_000);
+    const banner = await pty.expect(/\/help lists the commands\.\n/, 40_000);
+    assert.match(banner, /loading weights \|.*100%/, "a progress bar while the weights load");
     await pty.expect(/> $/);
 
     pty.type("Tell me a fortune.\r");
@@ -141,4 +142,43 @@ test("awq chat on a terminal: answer, Ctrl-C stops a long answer, chat goes on, 
   } finally {
     pty.kill();
   }
+});
+
+test("awq chat with piped input: answers line by line, no progress bar, /quit ends it", {
+  timeout: 60_000,
+}, async () => {
+  const child = spawn(
+    process.execPath,
+    [
+      cli,
+      "chat",
+      "--model",
+      model,
+      "--backend",
+      "cpu",
+      "--max-model-len",
+      "512",
+      "--temperature",
+      "0",
+      "--max-tokens",
+      "12",
+    ],
+    { cwd: repoRoot },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (chunk: Buffer) => {
+    stdout += chunk.toString("utf8");
+  });
+  child.stderr.on("data", (chunk: Buffer) => {
+    stderr += chunk.toString("utf8");
+  });
+  child.stdin.end("Tell me a fortune.\n/system Be brief.\n/params top_k=5\nAnd another.\n/quit\n");
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  assert.equal(code, 0, `exit status; stderr: ${stderr}`);
+  assert.equal(stderr, "", "no progress bar or escape codes when stderr is not a terminal");
+  assert.doesNotMatch(stdout, /\x1b\[/, "no colours when stdout is not a terminal");
+  assert.equal(stdout.match(/\[\d+ tokens · TTFT \d+ ms/g)?.length, 2, `two answers in:\n${stdout}`);
+  assert.match(stdout, /System prompt set\./);
+  assert.match(stdout, /top_k=5/);
 });

@@ -116,9 +116,10 @@ test("the page loads from our server only and answers a message as a stream, wit
 
 test("stop mid-answer closes the request and the server's running count returns to 0", { skip }, async () => {
   // ignore_eos keeps the tiny model talking, so there is an answer in progress to stop.
+  let sent: { messages?: { role: string; content: string }[]; [field: string]: unknown } = {};
   await page.route("**/v1/chat/completions", async (route) => {
-    const body = JSON.parse(route.request().postData() ?? "{}") as Record<string, unknown>;
-    await route.continue({ postData: JSON.stringify({ ...body, ignore_eos: true }) });
+    sent = JSON.parse(route.request().postData() ?? "{}");
+    await route.continue({ postData: JSON.stringify({ ...sent, ignore_eos: true }) });
   });
   await setInput("#temperature", "0.8");
   await setInput("#max-tokens", "900");
@@ -133,6 +134,16 @@ test("stop mid-answer closes the request and the server's running count returns 
     "streamed text to appear",
   );
   assert.equal(await runningRequests(), 1, "the engine is generating the answer");
+  // Multi-turn: the first exchange and the system prompt travel with the new question.
+  assert.deepEqual(
+    sent.messages?.map((m) => m.role),
+    ["system", "user", "assistant", "user"],
+  );
+  assert.equal(sent.messages?.[3]?.content, "Tell me a long story.");
+  assert.deepEqual(
+    [sent.stream, sent.stream_options, sent.temperature, sent.max_tokens],
+    [true, { include_usage: true }, 0.8, 900],
+  );
   const before = (await textOf(answer.locator(".body"))).length;
   await waitFor(async () => (await textOf(answer.locator(".body"))).length > before, "more streamed text");
   assert.equal(await page.locator("#stop").isVisible(), true);
@@ -195,7 +206,9 @@ test("a reply with <script> and <img onerror> renders as inert text in the chat"
   assert.equal(await answer.locator("pre code.language-html").count(), 1);
 });
 
-test("the renderer leaves hostile text inert even on a page without our CSP", { skip }, async () => {
+test("the renderer builds real elements for Markdown and leaves hostile text inert without our CSP", {
+  skip,
+}, async () => {
   // The chat page's CSP would block inline handlers anyway; this page has none, so only the renderer
   // stands between the text and execution. The control proves the page would notice an execution.
   const probeUrl = `${server.url}/renderer-probe`;
@@ -223,6 +236,33 @@ test("the renderer leaves hostile text inert even on a page without our CSP", { 
       elements: [...out.querySelectorAll("*")].map((el) => el.tagName.toLowerCase()).sort(),
     };
   }, HOSTILE_REPLY);
+  const rich = await page.evaluate(async (reply) => {
+    const rendererUrl = "/assets/markdown.js";
+    const { renderMarkdown } = (await import(rendererUrl)) as typeof import("../src/server/web/markdown.js");
+    const out = document.createElement("div");
+    out.append(renderMarkdown(document, reply));
+    const q = (selector: string) => [...out.querySelectorAll(selector)].map((el) => el.textContent);
+    return {
+      heading: q("h3"),
+      items: q("ol > li"),
+      start: out.querySelector("ol")?.getAttribute("start"),
+      code: q("pre > code.language-js"),
+      inline: q("p code"),
+      strong: q("strong"),
+      em: q("em"),
+      link: [...out.querySelectorAll("a")].map((a) => [a.getAttribute("href"), a.rel, a.textContent]),
+    };
+  }, "# Title\n\nSome **bold**, *it* and `x < y`.\n\n2. two\n3. three\n\n```js\nlet a = 1;\n```\n\n[docs](https://example.org/d)");
+  assert.deepEqual(rich, {
+    heading: ["Title"],
+    items: ["two", "three"],
+    start: "2",
+    code: ["let a = 1;"],
+    inline: ["x < y"],
+    strong: ["bold"],
+    em: ["it"],
+    link: [["https://example.org/d", "noopener noreferrer nofollow", "docs"]],
+  });
   await page.unroute(probeUrl);
   assert.equal(result.control, 1, "the probe detects an executed handler");
   assert.equal(result.pwned, null, "nothing in the reply executed");

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <vector>
 
+#include "../kernels/internal.h"
 #include "../kernels/kernels.h"
 #include "harness.h"
 
@@ -85,6 +86,47 @@ void bench_linears(bool quick) {
   std::printf("%6s %12s %16s\n", "m", "ms/step", "tokens/s ceiling");
   for (size_t mi = 0; mi < ms.size(); ++mi)
     std::printf("%6d %12.3f %16.0f\n", ms[mi], stepMs[mi], ms[mi] * 1e3 / stepMs[mi]);
+}
+
+// Configuration sweep: GEMV variants at m = 1 and GEMM tiles at m = 512 / 2048 (AWQ shapes).
+void bench_variants() {
+  std::printf("\nVariants (us): GEMV m=1 [npw,S] | GEMM m=512 and m=2048 [tile cfg 1=128x256 2=128x128 3=64x128]\n");
+  for (const Shape& s : kShapes) {
+    if (!s.awq) continue;
+    const size_t wBytes = awqk::awq_packed_bytes(s.in, s.out, 128);
+    const int copies = (int)std::min<size_t>(16, std::max<size_t>(1, (150u << 20) / wBytes + 1));
+    std::vector<void*> ws(copies);
+    for (int c = 0; c < copies; ++c) {
+      CK(cudaMalloc(&ws[c], wBytes));
+      CK(cudaMemset(ws[c], 0x11, wBytes));
+    }
+    __half *x, *y;
+    CK(cudaMalloc(&x, (size_t)2048 * s.in * 2));
+    CK(cudaMalloc(&y, (size_t)2048 * s.out * 2));
+    fill_half(x, (size_t)2048 * s.in, 11, -1.f, 1.f);
+    auto run = [&](int m) {
+      return time_ms([&](int i) { CK(awqk::awq_linear(x, m, ws[i % copies], s.in, s.out, 128, y, 0)); },
+                     2 * copies);
+    };
+    std::printf("%-22s", s.name);
+    const int cfgs[][2] = {{1, 0}, {1, 1}, {2, 0}, {2, 1}, {1, 2}, {1, 4}};
+    for (const auto& c : cfgs) {
+      awqk::awq_gemv_override({c[0], c[1]});
+      std::printf(" [%d,%d] %6.1f", c[0], c[1], run(1) * 1e3);
+    }
+    awqk::awq_gemv_override({0, 0});
+    std::printf(" |");
+    for (int m : {512, 2048})
+      for (int cfg = 1; cfg <= 3; ++cfg) {
+        awqk::gemm_override(cfg);
+        std::printf(" m%d c%d %7.1f", m, cfg, run(m) * 1e3);
+      }
+    awqk::gemm_override(0);
+    std::printf("\n");
+    for (void* w : ws) CK(cudaFree(w));
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+  }
 }
 
 namespace {

@@ -63,6 +63,7 @@ bool test_awq();
 bool test_dense();
 bool test_attention();
 void bench_linears(bool quick);
+void bench_variants();
 void bench_attention(bool quick);
 
 // Naive references (fp32 accumulation), in ref.cu.

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
     std::printf("\ncorrectness: %s\n", ok ? "ALL PASSED" : "FAILURES (see FAIL lines)");
   }
   if (bench) {
+    if (!quick) bench_variants();
     bench_linears(quick);
     bench_attention(quick);
   }

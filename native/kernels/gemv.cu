@@ -87,7 +87,7 @@ __device__ __forceinline__ void load_x(const __half* const (&xrow)[MT], const bo
 // register buffers of U chunks (loads of one in flight while the other is computed). The mma
 // runs on exact (q - z) values; the group scale is applied to the fp32 partial of each chunk.
 template <int MT, int NPW, int U, int S>
-__global__ void __launch_bounds__(256) awq_gemv_kernel(const __half* __restrict__ x, int m,
+__global__ void __launch_bounds__(256, (MT == 1 && NPW == 1) ? 3 : 1) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
                                                       int chunksPerGroup, int groupShift, int nTiles,
@@ -366,7 +366,9 @@ cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int o
     while (S < 4 && balance((long)blocks * S, dev.sms) < 0.9 && in / 64 >= 16 * S) S *= 2;
     if (g_override.s > 0) S = g_override.s;
   }
-  if (MT == 1 && npw == 2) return launch_awq_npw<MT, 2, 2>(x, m, wq, zs, in, out, group, nTiles, S, y, stream);
+  if constexpr (MT == 1) {
+    if (npw == 2) return launch_awq_npw<MT, 2, 2>(x, m, wq, zs, in, out, group, nTiles, S, y, stream);
+  }
   return launch_awq_npw<MT, 1, 4>(x, m, wq, zs, in, out, group, nTiles, S, y, stream);
 }
 

@@ -21,7 +21,8 @@ function specBits(seed: number, index: number): number {
 
 test("randomBits follows the documented algorithm bit for bit", () => {
   for (const seed of [0, 1, 42, 0xdeadbeef, 0xffffffff]) {
-    for (const index of [0, 1, 2, 1000, 0x7fffffff]) assert.equal(randomBits(seed, index), specBits(seed, index));
+    for (const index of [0, 1, 2, 1000, 0x7fffffff])
+      assert.equal(randomBits(seed, index), specBits(seed, index));
   }
 });
 

@@ -59,7 +59,11 @@ test("top-p keeps the smallest set of most likely tokens whose mass reaches p", 
     const masked = Float32Array.from(logits);
     applyTopP(masked, p);
     const kept = new Set([...masked.keys()].filter((i) => masked[i] !== -Infinity));
-    assert.deepEqual([...kept].sort((a, b) => a - b), [...expected].sort((a, b) => a - b), `top-p ${p}`);
+    assert.deepEqual(
+      [...kept].sort((a, b) => a - b),
+      [...expected].sort((a, b) => a - b),
+      `top-p ${p}`,
+    );
   }
 });
 
@@ -139,6 +143,9 @@ test("sampling statistics match softmax(logits / T) over many seeds", () => {
   for (let seed = 0; seed < n; seed++) counts[sample(logits, { temperature, seed }).tokenId]++;
   for (let i = 0; i < logits.length; i++) {
     const sd = Math.sqrt((probs[i] * (1 - probs[i])) / n);
-    assert.ok(Math.abs(counts[i] / n - probs[i]) < 5 * sd + 1e-4, `token ${i}: ${counts[i] / n} vs ${probs[i]}`);
+    assert.ok(
+      Math.abs(counts[i] / n - probs[i]) < 5 * sd + 1e-4,
+      `token ${i}: ${counts[i] / n} vs ${probs[i]}`,
+    );
   }
 });

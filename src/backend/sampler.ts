@@ -138,7 +138,11 @@ export function drawToken(logits: Float32Array, u: number): number {
 }
 
 /** The top-N (index, logprob) of raw logits, best first (lowest id first on ties). */
-export function topLogprobs(raw: Float32Array, lse: number, n: number): { tokenIds: Int32Array; logprobs: Float32Array } {
+export function topLogprobs(
+  raw: Float32Array,
+  lse: number,
+  n: number,
+): { tokenIds: Int32Array; logprobs: Float32Array } {
   const count = Math.min(n, raw.length);
   const ids = new Int32Array(count);
   const lps = new Float32Array(count);

@@ -30,7 +30,13 @@ export interface PerplexityResult {
 }
 
 /** One step of `ids[from .. to)` of a sequence occupying blocks 0.. of the cache. */
-function windowStep(ids: ArrayLike<number>, from: number, to: number, blockSize: number, blocks: number): StepBatch {
+function windowStep(
+  ids: ArrayLike<number>,
+  from: number,
+  to: number,
+  blockSize: number,
+  blocks: number,
+): StepBatch {
   const n = to - from;
   const tokenIds = new Int32Array(n); // (n)
   const positions = new Int32Array(n); // (n)
@@ -61,17 +67,22 @@ export async function computePerplexity(
   options: PerplexityOptions = {},
 ): Promise<PerplexityResult> {
   const ctx = options.ctx ?? 512;
-  if (!(Number.isInteger(ctx) && ctx >= 2)) throw new Error(`perplexity: ctx must be an integer >= 2, got ${ctx}`);
+  if (!(Number.isInteger(ctx) && ctx >= 2))
+    throw new Error(`perplexity: ctx must be an integer >= 2, got ${ctx}`);
   const chunk = options.maxTokensPerStep ?? ctx;
-  if (!(Number.isInteger(chunk) && chunk >= 2)) throw new Error(`perplexity: maxTokensPerStep must be >= 2, got ${chunk}`);
+  if (!(Number.isInteger(chunk) && chunk >= 2))
+    throw new Error(`perplexity: maxTokensPerStep must be >= 2, got ${chunk}`);
   const blockSize = options.kvLayout?.blockSize ?? 16;
   const blocks = Math.ceil(ctx / blockSize);
   if (options.kvLayout !== undefined && options.kvLayout.numBlocks < blocks) {
-    throw new Error(`perplexity: a window of ${ctx} tokens needs ${blocks} KV blocks, the backend has ${options.kvLayout.numBlocks}`);
+    throw new Error(
+      `perplexity: a window of ${ctx} tokens needs ${blocks} KV blocks, the backend has ${options.kvLayout.numBlocks}`,
+    );
   }
   let windows = Math.floor(tokenIds.length / ctx);
   if (options.maxWindows !== undefined) windows = Math.min(windows, options.maxWindows);
-  if (windows === 0) throw new Error(`perplexity: the text has ${tokenIds.length} tokens, fewer than one window of ${ctx}`);
+  if (windows === 0)
+    throw new Error(`perplexity: the text has ${tokenIds.length} tokens, fewer than one window of ${ctx}`);
   const started = performance.now();
   let sumWindowLoss = 0;
   for (let w = 0; w < windows; w++) {
@@ -87,7 +98,8 @@ export async function computePerplexity(
       if (lps === undefined) throw new Error(`perplexity: backend ${backend.name} returned no tokenLogprobs`);
       for (let i = 0; i < to - from - 1; i++) {
         const lp = lps[i];
-        if (!Number.isFinite(lp)) throw new Error(`perplexity: non-finite logprob ${lp} at window ${w}, position ${from + i + 1}`);
+        if (!Number.isFinite(lp))
+          throw new Error(`perplexity: non-finite logprob ${lp} at window ${w}, position ${from + i + 1}`);
         windowLoss -= lp;
       }
       from = to - 1;

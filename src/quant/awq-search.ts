@@ -30,7 +30,7 @@ import {
 } from "./group-math.js";
 import { type InputStats, InputStatsAccumulator } from "./input-stats.js";
 import type { DenseLayer, FusedLinear, LayerRunner } from "./layer-runner.js";
-import { scaleCandidates, searchScales, weightSalience } from "./scale-search.js";
+import { scaleFamilies, searchScales, weightSalience } from "./scale-search.js";
 
 export type QuantMethod = "awq" | "rtn";
 
@@ -47,7 +47,7 @@ export interface LayerQuantOptions {
 
 export const DEFAULT_LAYER_QUANT_OPTIONS: Omit<LayerQuantOptions, "groupSize"> = {
   method: "awq",
-  searchBlocks: 4,
+  searchBlocks: 2,
   clipQk: false,
   propagate: "quantized",
 };
@@ -160,13 +160,13 @@ export async function quantizeLayerAwq(
     if (searchScale) {
       onStage?.(`${which} scales`);
       const wMean = weightSalience([{ w, outF }], inF, g);
-      const result = await searchScales(scaleCandidates(stats.absMean, wMean), (cand) =>
+      const result = await searchScales(scaleFamilies(stats.absMean, wMean), inF, (cand) =>
         layerLoss(which, pseudoQuantizeScaled(w, cand, inF, outF, g)),
       );
       notes.push(
-        `${which}: ${result.best.label} (layer mse ${result.loss.toExponential(3)}, s=1 ${result.identityLoss.toExponential(3)})`,
+        `${which}: ${result.label} (layer mse ${result.loss.toExponential(3)}, s=1 ${result.identityLoss.toExponential(3)})`,
       );
-      if (result.best.label !== "s=1") s = result.best.scales;
+      s = result.scales;
     }
     if (s !== null) foldInto(s);
     const scaled = s === null ? w : scaleRows(w, s, inF, outF); // (in, out)

@@ -3,6 +3,7 @@
  * merged into one stream of events in arrival order, timings and token counts kept for usage, metrics and
  * the request log. abort() (client gone, shutdown) aborts every choice so its KV blocks go back at once.
  */
+import { setMaxListeners } from "node:events";
 import type { EngineClient, FinishReason, RequestOutput, SamplingParams } from "../engine/types.js";
 import type { FinishedRequestSample } from "./metrics.js";
 
@@ -52,6 +53,8 @@ export class GenerationJob {
     requests: ChoiceRequest[],
     private readonly onChoiceFinished: (sample: FinishedRequestSample) => void,
   ) {
+    // Every choice listens on the one signal; many choices are normal, not a leak.
+    setMaxListeners(0, this.controller.signal);
     this.running = requests.length;
     this.choices = requests.map((req, index) => ({
       requestId: requests.length === 1 ? requestId : `${requestId}-${index}`,

@@ -60,7 +60,12 @@ async function loadBackend(make: () => Promise<Backend>, dir: string, numBlocks:
 type Mode = "alone" | "batched" | "chunked";
 
 /** Greedy continuations of `prompts`, run one at a time, all together, or staggered with chunked prefill. */
-export async function generateGreedy(loaded: Loaded, prompts: number[][], maxNew: number, mode: Mode): Promise<number[][]> {
+export async function generateGreedy(
+  loaded: Loaded,
+  prompts: number[][],
+  maxNew: number,
+  mode: Mode,
+): Promise<number[][]> {
   const builder = new StepBuilder(BLOCK_SIZE, loaded.layout.numBlocks);
   const seqs = prompts.map((p) => builder.addSequence(p));
   const outputs = prompts.map(() => [] as number[]);
@@ -71,7 +76,8 @@ export async function generateGreedy(loaded: Loaded, prompts: number[][], maxNew
   };
   if (mode === "alone") {
     for (const [i, seq] of seqs.entries()) {
-      while (outputs[i].length < maxNew) accept(seq, (await loaded.backend.step(builder.build([{ seq }]))).tokenIds[0], i);
+      while (outputs[i].length < maxNew)
+        accept(seq, (await loaded.backend.step(builder.build([{ seq }]))).tokenIds[0], i);
     }
     return outputs;
   }
@@ -81,7 +87,10 @@ export async function generateGreedy(loaded: Loaded, prompts: number[][], maxNew
     const active = seqs
       .map((seq, i) => ({ seq, i }))
       .filter(({ i }) => outputs[i].length < maxNew && (mode === "batched" || i <= step));
-    const entries = active.map(({ seq }) => ({ seq, count: Math.min(chunk, seq.tokens.length - seq.computed) }));
+    const entries = active.map(({ seq }) => ({
+      seq,
+      count: Math.min(chunk, seq.tokens.length - seq.computed),
+    }));
     const batch = builder.build(entries);
     const result = await loaded.backend.step(batch);
     active.forEach(({ seq, i }, j) => {
@@ -102,8 +111,14 @@ function maxRelativeError(got: ArrayLike<number>, want: ArrayLike<number>): numb
   return maxDiff / maxRef;
 }
 
-export function runBackendConformance(name: string, makeBackend: () => Promise<Backend>, opts: ConformanceOptions): void {
-  const fixture = JSON.parse(readFileSync(join(opts.repoRoot, "test/fixtures/reference.json"), "utf8")) as ReferenceFixture;
+export function runBackendConformance(
+  name: string,
+  makeBackend: () => Promise<Backend>,
+  opts: ConformanceOptions,
+): void {
+  const fixture = JSON.parse(
+    readFileSync(join(opts.repoRoot, "test/fixtures/reference.json"), "utf8"),
+  ) as ReferenceFixture;
   const awqDir = join(opts.repoRoot, "models/tiny-chat-awq");
   const fp16Dir = resolve(opts.repoRoot, "../shared/models/tiny-chat");
   const haveFp16 = existsSync(join(fp16Dir, "config.json"));
@@ -119,8 +134,14 @@ export function runBackendConformance(name: string, makeBackend: () => Promise<B
 
     test("tiny-chat-awq: greedy tokens of the four reference prompts", async () => {
       const refs = fixture.models["tiny-chat-awq"];
-      const got = await generateGreedy(awq, refs.map((r) => r.prompt_ids), GREEDY_TOKENS, "batched");
-      refs.forEach((r, i) => assert.deepEqual(got[i], r.new_ids.slice(0, GREEDY_TOKENS), `prompt ${i}`));
+      const got = await generateGreedy(
+        awq,
+        refs.map((r) => r.prompt_ids),
+        GREEDY_TOKENS,
+        "batched",
+      );
+      for (const [i, r] of refs.entries())
+        assert.deepEqual(got[i], r.new_ids.slice(0, GREEDY_TOKENS), `prompt ${i}`);
     });
 
     test("tiny-chat (fp16): greedy tokens and prompt 0's top-10 logits", async (t) => {
@@ -128,8 +149,14 @@ export function runBackendConformance(name: string, makeBackend: () => Promise<B
       const fp16 = await loadBackend(makeBackend, fp16Dir, 64);
       try {
         const refs = fixture.models["tiny-chat"];
-        const got = await generateGreedy(fp16, refs.map((r) => r.prompt_ids), GREEDY_TOKENS, "batched");
-        refs.forEach((r, i) => assert.deepEqual(got[i], r.new_ids.slice(0, GREEDY_TOKENS), `prompt ${i}`));
+        const got = await generateGreedy(
+          fp16,
+          refs.map((r) => r.prompt_ids),
+          GREEDY_TOKENS,
+          "batched",
+        );
+        for (const [i, r] of refs.entries())
+          assert.deepEqual(got[i], r.new_ids.slice(0, GREEDY_TOKENS), `prompt ${i}`);
         const builder = new StepBuilder(BLOCK_SIZE, fp16.layout.numBlocks);
         const batch = builder.build([{ seq: builder.addSequence(refs[0].prompt_ids) }]);
         batch.returnLogits = true;
@@ -137,7 +164,10 @@ export function runBackendConformance(name: string, makeBackend: () => Promise<B
         assert.ok(logits !== undefined, "returnLogits gave no logits");
         for (const [id, want] of fixture.tiny_chat_prompt0_last_logits_top10) {
           const rel: number = Math.abs(logits[id] - want) / Math.abs(want);
-          assert.ok(rel <= 1e-2, `token ${id}: logit ${logits[id]} vs reference ${want} (relative ${rel.toFixed(4)})`);
+          assert.ok(
+            rel <= 1e-2,
+            `token ${id}: logit ${logits[id]} vs reference ${want} (relative ${rel.toFixed(4)})`,
+          );
         }
       } finally {
         await fp16.backend.dispose();
@@ -171,7 +201,9 @@ export function runBackendConformance(name: string, makeBackend: () => Promise<B
       const tokenOfSeed: number[] = [];
       for (let start = 0; start < draws; start += perStep) {
         const seqs = Array.from({ length: perStep }, () => builder.addSequence(prompt));
-        const batch = builder.build(seqs.map((seq, j) => ({ seq, sampling: { ...sampling, seed: start + j } })));
+        const batch = builder.build(
+          seqs.map((seq, j) => ({ seq, sampling: { ...sampling, seed: start + j } })),
+        );
         const result = await awq.backend.step(batch);
         for (let j = 0; j < perStep; j++) {
           const id = result.tokenIds[j];

@@ -20,7 +20,13 @@ async function floatTensor(ckpt: Checkpoint, name: string): Promise<Float64Array
 }
 
 /** y (rows, out) = x (rows, in) W, W from `module` (AWQ packed or dense (out, in)). */
-async function linear(ckpt: Checkpoint, module: string, x: Float64Array[], inF: number, outF: number): Promise<Float64Array[]> {
+async function linear(
+  ckpt: Checkpoint,
+  module: string,
+  x: Float64Array[],
+  inF: number,
+  outF: number,
+): Promise<Float64Array[]> {
   const y = x.map(() => new Float64Array(outF));
   if (ckpt.has(`${module}.qweight`)) {
     const qweight = (await ckpt.read(`${module}.qweight`)) as Int32Array; // (in, out/8)
@@ -74,7 +80,11 @@ function rope(vec: Float64Array, numHeads: number, headDim: number, pos: number,
 }
 
 /** Logits (numTokens rows of vocab) of `tokenIds` at positions 0..n-1. */
-export async function naiveLogits(ckpt: Checkpoint, config: ModelConfig, tokenIds: number[]): Promise<Float64Array[]> {
+export async function naiveLogits(
+  ckpt: Checkpoint,
+  config: ModelConfig,
+  tokenIds: number[],
+): Promise<Float64Array[]> {
   const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter, rmsNormEps: eps } = config;
   if (config.ropeScaling !== null) throw new Error("naiveLogits: plain RoPE only");
   const embed = await floatTensor(ckpt, "model.embed_tokens.weight");
@@ -87,8 +97,8 @@ export async function naiveLogits(ckpt: Checkpoint, config: ModelConfig, tokenId
     const q = await linear(ckpt, `${p}.self_attn.q_proj`, x, hd, numHeads * headDim);
     const k = await linear(ckpt, `${p}.self_attn.k_proj`, x, hd, numKvHeads * headDim);
     const v = await linear(ckpt, `${p}.self_attn.v_proj`, x, hd, numKvHeads * headDim);
-    q.forEach((row, t) => rope(row, numHeads, headDim, t, config.ropeTheta));
-    k.forEach((row, t) => rope(row, numKvHeads, headDim, t, config.ropeTheta));
+    for (const [t, row] of q.entries()) rope(row, numHeads, headDim, t, config.ropeTheta);
+    for (const [t, row] of k.entries()) rope(row, numKvHeads, headDim, t, config.ropeTheta);
     const attn = q.map((qRow, t) => {
       const out = new Float64Array(numHeads * headDim);
       for (let h = 0; h < numHeads; h++) {

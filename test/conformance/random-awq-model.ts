@@ -69,7 +69,15 @@ function randomF16(rng: Xorshift, count: number, center: number, spread: number)
 export async function writeRandomAwqModel(dir: string, shape: RandomModelShape, seed = 1): Promise<string> {
   await mkdir(dir, { recursive: true });
   const rng = new Xorshift(seed);
-  const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter, vocabSize, groupSize } = shape;
+  const {
+    hiddenSize: hd,
+    numHeads,
+    numKvHeads,
+    headDim,
+    intermediateSize: inter,
+    vocabSize,
+    groupSize,
+  } = shape;
   const config = {
     architectures: ["LlamaForCausalLM"],
     model_type: "llama",
@@ -88,7 +96,13 @@ export async function writeRandomAwqModel(dir: string, shape: RandomModelShape, 
     bos_token_id: 1,
     eos_token_id: 2,
     hidden_act: "silu",
-    quantization_config: { quant_method: "awq", bits: 4, group_size: groupSize, zero_point: true, version: "gemm" },
+    quantization_config: {
+      quant_method: "awq",
+      bits: 4,
+      group_size: groupSize,
+      zero_point: true,
+      version: "gemm",
+    },
   };
   await writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2));
   const tensors: TensorToWrite[] = [];
@@ -96,26 +110,66 @@ export async function writeRandomAwqModel(dir: string, shape: RandomModelShape, 
     // (q - z) is about +-15 wide (std ~6); this scale keeps each output's std near 1 for unit inputs.
     const scale = 1 / (6 * Math.sqrt(inF));
     tensors.push(
-      { name: `${name}.qweight`, dtype: "I32", shape: [inF, outF / 8], data: () => randomInt32(rng, (inF * outF) / 8) },
-      { name: `${name}.qzeros`, dtype: "I32", shape: [inF / groupSize, outF / 8], data: () => randomInt32(rng, (inF / groupSize) * (outF / 8)) },
-      { name: `${name}.scales`, dtype: "F16", shape: [inF / groupSize, outF], data: () => randomF16(rng, (inF / groupSize) * outF, scale, scale / 2) },
+      {
+        name: `${name}.qweight`,
+        dtype: "I32",
+        shape: [inF, outF / 8],
+        data: () => randomInt32(rng, (inF * outF) / 8),
+      },
+      {
+        name: `${name}.qzeros`,
+        dtype: "I32",
+        shape: [inF / groupSize, outF / 8],
+        data: () => randomInt32(rng, (inF / groupSize) * (outF / 8)),
+      },
+      {
+        name: `${name}.scales`,
+        dtype: "F16",
+        shape: [inF / groupSize, outF],
+        data: () => randomF16(rng, (inF / groupSize) * outF, scale, scale / 2),
+      },
     );
   };
-  tensors.push({ name: "model.embed_tokens.weight", dtype: "F16", shape: [vocabSize, hd], data: () => randomF16(rng, vocabSize * hd, 0, 1) });
+  tensors.push({
+    name: "model.embed_tokens.weight",
+    dtype: "F16",
+    shape: [vocabSize, hd],
+    data: () => randomF16(rng, vocabSize * hd, 0, 1),
+  });
   for (let l = 0; l < shape.numLayers; l++) {
     const p = `model.layers.${l}`;
-    tensors.push({ name: `${p}.input_layernorm.weight`, dtype: "F16", shape: [hd], data: () => randomF16(rng, hd, 1, 0.2) });
+    tensors.push({
+      name: `${p}.input_layernorm.weight`,
+      dtype: "F16",
+      shape: [hd],
+      data: () => randomF16(rng, hd, 1, 0.2),
+    });
     awq(`${p}.self_attn.q_proj`, hd, numHeads * headDim);
     awq(`${p}.self_attn.k_proj`, hd, numKvHeads * headDim);
     awq(`${p}.self_attn.v_proj`, hd, numKvHeads * headDim);
     awq(`${p}.self_attn.o_proj`, numHeads * headDim, hd);
-    tensors.push({ name: `${p}.post_attention_layernorm.weight`, dtype: "F16", shape: [hd], data: () => randomF16(rng, hd, 1, 0.2) });
+    tensors.push({
+      name: `${p}.post_attention_layernorm.weight`,
+      dtype: "F16",
+      shape: [hd],
+      data: () => randomF16(rng, hd, 1, 0.2),
+    });
     awq(`${p}.mlp.gate_proj`, hd, inter);
     awq(`${p}.mlp.up_proj`, hd, inter);
     awq(`${p}.mlp.down_proj`, inter, hd);
   }
-  tensors.push({ name: "model.norm.weight", dtype: "F16", shape: [hd], data: () => randomF16(rng, hd, 1, 0.2) });
-  tensors.push({ name: "lm_head.weight", dtype: "F16", shape: [vocabSize, hd], data: () => randomF16(rng, vocabSize * hd, 0, 1 / Math.sqrt(hd)) });
+  tensors.push({
+    name: "model.norm.weight",
+    dtype: "F16",
+    shape: [hd],
+    data: () => randomF16(rng, hd, 1, 0.2),
+  });
+  tensors.push({
+    name: "lm_head.weight",
+    dtype: "F16",
+    shape: [vocabSize, hd],
+    data: () => randomF16(rng, vocabSize * hd, 0, 1 / Math.sqrt(hd)),
+  });
   await writeSafetensors(join(dir, "model.safetensors"), tensors);
   return dir;
 }

@@ -54,7 +54,8 @@ export class StepBuilder {
     let maxBlocksPerSeq = 1;
     entries.forEach((e, i) => {
       const len = e.seq.computed + counts[i];
-      if (len > e.seq.tokens.length) throw new Error(`step-builder: sequence has ${e.seq.tokens.length} tokens, asked to run to ${len}`);
+      if (len > e.seq.tokens.length)
+        throw new Error(`step-builder: sequence has ${e.seq.tokens.length} tokens, asked to run to ${len}`);
       while (e.seq.blocks.length * this.blockSize < len) {
         const block = this.freeBlocks.pop();
         if (block === undefined) throw new Error("step-builder: out of KV blocks");

@@ -75,7 +75,12 @@ export interface AttentionQuery {
  * Makes room for attention of up to `maxRows` query rows of one sequence over up to `maxContext` keys. Call it
  * before taking any view of the arena that must stay valid across attendSequence (growth detaches views).
  */
-export function reserveAttention(scratch: Scratch, shape: AttentionShape, maxRows: number, maxContext: number): void {
+export function reserveAttention(
+  scratch: Scratch,
+  shape: AttentionShape,
+  maxRows: number,
+  maxContext: number,
+): void {
   const d = shape.headDim;
   const Lpad = Math.ceil(maxContext / PANEL) * PANEL;
   const qRows = (shape.numHeads / shape.numKvHeads) * maxRows;
@@ -87,7 +92,12 @@ export function reserveAttention(scratch: Scratch, shape: AttentionShape, maxRow
 }
 
 /** Runs attention of one sequence's rows on scratch buffers made by reserveAttention (which it never grows). */
-export function attendSequence(scratch: Scratch, shape: AttentionShape, query: AttentionQuery, kv: KvSource): void {
+export function attendSequence(
+  scratch: Scratch,
+  shape: AttentionShape,
+  query: AttentionQuery,
+  kv: KvSource,
+): void {
   const { numHeads, numKvHeads, headDim: d } = shape;
   const group = numHeads / numKvHeads;
   const n = query.numRows;

@@ -25,7 +25,8 @@ export class CpuBackend implements Backend {
   }
 
   async load(source: ModelSource, opts: BackendOptions): Promise<KvLayout> {
-    if (this.model !== null) throw new Error("CPU backend: load() called twice; create a new backend per model");
+    if (this.model !== null)
+      throw new Error("CPU backend: load() called twice; create a new backend per model");
     const config = source.config;
     const perBlock = CpuBackend.kvBytesPerBlock(source, opts.blockSize);
     let numBlocks = opts.numBlocks;

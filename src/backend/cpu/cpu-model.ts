@@ -7,7 +7,13 @@
 import type { ModelConfig } from "../../model/types.js";
 import type { StepBatch } from "../backend.js";
 import { attendSequence, pagedKvSource, reserveAttention } from "./attention.js";
-import { type AttentionFn, type LayerDims, runDecoderLayer, runLinear, type TokenRope } from "./decoder-layer.js";
+import {
+  type AttentionFn,
+  type LayerDims,
+  runDecoderLayer,
+  runLinear,
+  type TokenRope,
+} from "./decoder-layer.js";
 import type { CpuWeights } from "./load-weights.js";
 import { type RopeSpec, rmsNorm, ropeFrequenciesFor } from "./ops.js";
 import type { Scratch } from "./scratch.js";
@@ -65,7 +71,9 @@ export class CpuModel {
     for (let t = 0; t < tokenIds.length; t++) {
       const id = tokenIds[t];
       if (!(id >= 0 && id < this.config.vocabSize)) {
-        throw new Error(`CPU backend: token id ${id} at index ${t} is outside the vocabulary (0..${this.config.vocabSize - 1})`);
+        throw new Error(
+          `CPU backend: token id ${id} at index ${t} is outside the vocabulary (0..${this.config.vocabSize - 1})`,
+        );
       }
       hidden.set(this.weights.embedding.subarray(id * hd, (id + 1) * hd), t * hd);
     }
@@ -77,7 +85,9 @@ export class CpuModel {
     const perSeq: Float32Array[] = [];
     const seqOfRow = new Int32Array(batch.tokenIds.length); // (numTokens)
     for (let s = 0; s < batch.numSeqs; s++) {
-      perSeq.push(scaling?.type === "dynamic" ? ropeFrequenciesFor(this.rope, batch.contextLens[s]) : this.plainFreqs);
+      perSeq.push(
+        scaling?.type === "dynamic" ? ropeFrequenciesFor(this.rope, batch.contextLens[s]) : this.plainFreqs,
+      );
       seqOfRow.fill(s, batch.queryStarts[s], batch.queryStarts[s + 1]);
     }
     return {
@@ -100,7 +110,7 @@ export class CpuModel {
       maxContext = Math.max(maxContext, batch.contextLens[s]);
     }
     const reserve = (scratch: Scratch) => reserveAttention(scratch, this.dims, maxRows, maxContext);
-    const run = (qkv: Float32Array, qkvWidth: number, out: Float32Array) => {
+    const run = (scratch: Scratch, qkv: Float32Array, qkvWidth: number, out: Float32Array) => {
       const kCol = numHeads * headDim;
       const vCol = kCol + kvDim;
       for (let t = 0; t < batch.tokenIds.length; t++) {
@@ -111,9 +121,16 @@ export class CpuModel {
       }
       for (let s = 0; s < batch.numSeqs; s++) {
         const first = batch.queryStarts[s];
-        const source = pagedKvSource(keys, values, batch.blockTables, s * batch.maxBlocksPerSeq, this.kv.blockSize, this.dims);
+        const source = pagedKvSource(
+          keys,
+          values,
+          batch.blockTables,
+          s * batch.maxBlocksPerSeq,
+          this.kv.blockSize,
+          this.dims,
+        );
         attendSequence(
-          this.scratch,
+          scratch,
           this.dims,
           {
             q: qkv,
@@ -139,12 +156,25 @@ export class CpuModel {
    * Runs the step's tokens through every layer (filling the KV cache), then the lm_head for the token
    * indices `logitRows`, handing the logits to `consume` chunk by chunk.
    */
-  async forward(batch: StepBatch, logitRows: Int32Array, consume: LogitsConsumer, signal?: AbortSignal): Promise<void> {
+  async forward(
+    batch: StepBatch,
+    logitRows: Int32Array,
+    consume: LogitsConsumer,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const numTokens = batch.tokenIds.length;
     const hidden = this.embed(batch.tokenIds);
     const rope = this.tokenRope(batch);
     for (let l = 0; l < this.weights.layers.length; l++) {
-      runDecoderLayer(this.scratch, this.dims, this.weights.layers[l], hidden, numTokens, rope, this.pagedAttention(batch, l));
+      runDecoderLayer(
+        this.scratch,
+        this.dims,
+        this.weights.layers[l],
+        hidden,
+        numTokens,
+        rope,
+        this.pagedAttention(batch, l),
+      );
       await yieldToEventLoop();
       signal?.throwIfAborted();
     }
@@ -152,7 +182,12 @@ export class CpuModel {
   }
 
   /** Final norm + lm_head for the chosen rows of `hidden`, LOGIT_CHUNK_ROWS at a time. */
-  async logits(hidden: Float32Array, rows: Int32Array, consume: LogitsConsumer, signal?: AbortSignal): Promise<void> {
+  async logits(
+    hidden: Float32Array,
+    rows: Int32Array,
+    consume: LogitsConsumer,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const hd = this.config.hiddenSize;
     const head = this.weights.lmHead;
     for (let start = 0; start < rows.length; start += LOGIT_CHUNK_ROWS) {
@@ -162,7 +197,13 @@ export class CpuModel {
       this.scratch.reserve("final.logits", n * head.outFeatures);
       const picked = new Float32Array(n * hd); // (n, hidden)
       for (let i = 0; i < n; i++) picked.set(hidden.subarray(chunk[i] * hd, (chunk[i] + 1) * hd), i * hd);
-      rmsNorm(picked, this.weights.finalNorm, this.config.rmsNormEps, n, this.scratch.view("final.normed", n * hd));
+      rmsNorm(
+        picked,
+        this.weights.finalNorm,
+        this.config.rmsNormEps,
+        n,
+        this.scratch.view("final.normed", n * hd),
+      );
       runLinear(this.scratch, head, "final.normed", "final.logits", n);
       consume(chunk, this.scratch.view("final.logits", n * head.outFeatures), head.outFeatures);
       if (start + LOGIT_CHUNK_ROWS < rows.length) {

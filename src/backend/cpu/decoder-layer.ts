@@ -53,15 +53,28 @@ export interface AttentionFn {
    * Fills `out` (rows, numHeads * headDim) with attention outputs, given the rotated fused `qkv`
    * (rows, qkvWidth); the paged variant also writes k / v into the cache.
    */
-  run(qkv: Float32Array, qkvWidth: number, out: Float32Array): void;
+  run(scratch: Scratch, qkv: Float32Array, qkvWidth: number, out: Float32Array): void;
 }
 
 /** Sees the input of each linear (for AWQ calibration): (rows, in) views valid only during the call. */
 export type LinearInputObserver = (linear: "qkv" | "o" | "gateUp" | "down", input: Float32Array) => void;
 
 /** Runs y = x W for `rows` rows: scratch buffer `input` (rows, in) -> scratch buffer `output` (rows, out). */
-export function runLinear(scratch: Scratch, w: PackedLinear, input: string, output: string, rows: number): void {
-  scratch.arena.kernels.matmul(scratch.ptr(input), w.ptr, scratch.ptr(output), rows, w.inFeatures, w.outFeatures);
+export function runLinear(
+  scratch: Scratch,
+  w: PackedLinear,
+  input: string,
+  output: string,
+  rows: number,
+): void {
+  scratch.arena.kernels.matmul(
+    scratch.ptr(input),
+    w.ptr,
+    scratch.ptr(output),
+    rows,
+    w.inFeatures,
+    w.outFeatures,
+  );
 }
 
 /** Applies one decoder layer to `hidden` (rows, hidden) in place. */
@@ -97,7 +110,7 @@ export function runDecoderLayer(
     applyRope(qkv, r * qkvWidth, numHeads, headDim, pos, freqs, cosSin, rope.linearFactor);
     applyRope(qkv, r * qkvWidth + qDim, numKvHeads, headDim, pos, freqs, cosSin, rope.linearFactor);
   }
-  attention.run(qkv, qkvWidth, scratch.view("layer.attn", rows * qDim));
+  attention.run(scratch, qkv, qkvWidth, scratch.view("layer.attn", rows * qDim));
   observe?.("o", scratch.view("layer.attn", rows * qDim));
   runLinear(scratch, layer.o, "layer.attn", "layer.proj", rows);
   addInPlace(hidden, scratch.view("layer.proj", rows * hd), rows * hd);

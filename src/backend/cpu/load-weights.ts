@@ -37,7 +37,12 @@ class LoadProgress {
 }
 
 /** A float tensor as f32, checking its element count. */
-async function readFloat(ckpt: Checkpoint, name: string, count: number, progress: LoadProgress): Promise<Float32Array> {
+async function readFloat(
+  ckpt: Checkpoint,
+  name: string,
+  count: number,
+  progress: LoadProgress,
+): Promise<Float32Array> {
   const info = ckpt.info(name);
   const data = await ckpt.read(name);
   progress.add(info.byteLength);
@@ -47,7 +52,9 @@ async function readFloat(ckpt: Checkpoint, name: string, count: number, progress
   else if (info.dtype === "F32") out = data as Float32Array;
   else throw new Error(`${ckpt.dir}: tensor ${name} has dtype ${info.dtype}; expected F16, BF16 or F32`);
   if (out.length !== count) {
-    throw new Error(`${ckpt.dir}: tensor ${name} has ${out.length} elements (shape [${info.shape}]), expected ${count}`);
+    throw new Error(
+      `${ckpt.dir}: tensor ${name} has ${out.length} elements (shape [${info.shape}]), expected ${count}`,
+    );
   }
   return out;
 }
@@ -69,7 +76,9 @@ async function loadPackedLinear(
   let column = 0;
   for (const [i, part] of parts.entries()) {
     if (column % PANEL !== 0 || (i < parts.length - 1 && part.outFeatures % PANEL !== 0)) {
-      throw new Error(`CPU backend: ${part.module} has ${part.outFeatures} outputs; fused parts need multiples of ${PANEL}`);
+      throw new Error(
+        `CPU backend: ${part.module} has ${part.outFeatures} outputs; fused parts need multiples of ${PANEL}`,
+      );
     }
     const partPadded = i === parts.length - 1 ? paddedOut - column : part.outFeatures;
     const dst = arena.f32(ptr + column * inFeatures * 4, partPadded * inFeatures);
@@ -79,7 +88,8 @@ async function loadPackedLinear(
         progress.add(ckpt.info(name).byteLength);
         return data;
       };
-      if (ckpt.info(part.scales).dtype !== "F16") throw new Error(`${ckpt.dir}: ${part.scales} must be F16 (AutoAWQ GEMM)`);
+      if (ckpt.info(part.scales).dtype !== "F16")
+        throw new Error(`${ckpt.dir}: ${part.scales} must be F16 (AutoAWQ GEMM)`);
       const tensors = {
         qweight: (await read(part.qweight)) as Int32Array,
         qzeros: (await read(part.qzeros)) as Int32Array,

@@ -100,7 +100,12 @@ export function applyRope(
 }
 
 /** Softmax of `values[start .. start+count)` in place, with everything past `validCount` set to 0. */
-export function softmaxRowInPlace(values: Float32Array, start: number, validCount: number, count: number): void {
+export function softmaxRowInPlace(
+  values: Float32Array,
+  start: number,
+  validCount: number,
+  count: number,
+): void {
   let max = -Infinity;
   for (let j = 0; j < validCount; j++) if (values[start + j] > max) max = values[start + j];
   let sum = 0;

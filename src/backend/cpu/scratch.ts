@@ -31,7 +31,9 @@ export class Scratch {
   view(name: string, count: number): Float32Array {
     const have = this.buffers.get(name);
     if (have === undefined || have.capacity < count) {
-      throw new Error(`CPU backend: scratch buffer ${name} viewed for ${count} values before reserve() made room`);
+      throw new Error(
+        `CPU backend: scratch buffer ${name} viewed for ${count} values before reserve() made room`,
+      );
     }
     return this.arena.f32(have.ptr, count);
   }

@@ -32,7 +32,8 @@ export class WasmArena {
 
   /** log(sum(exp(row))) of a row that lives in this arena (16-byte aligned), in wasm SIMD. */
   logSumExp(row: Float32Array): number {
-    if (!this.owns(row) || row.byteOffset % 16 !== 0) throw new Error("WasmArena.logSumExp: row must be an aligned arena view");
+    if (!this.owns(row) || row.byteOffset % 16 !== 0)
+      throw new Error("WasmArena.logSumExp: row must be an aligned arena view");
     const n4 = row.length & ~3;
     let max = -Infinity;
     let sum = 0;

@@ -111,7 +111,10 @@ function name(s: string): number[] {
 }
 
 /** A module that imports its memory as env.memory and exports each function (no results). */
-export function emitModule(functions: FunctionDef[], memory: { shared: boolean; maxPages: number }): Uint8Array<ArrayBuffer> {
+export function emitModule(
+  functions: FunctionDef[],
+  memory: { shared: boolean; maxPages: number },
+): Uint8Array<ArrayBuffer> {
   const types = functions.map((f) => [0x60, ...uleb(f.params.length), ...f.params, 0]);
   const memLimits = memory.shared ? [0x03, 1, ...uleb(memory.maxPages)] : [0x01, 1, ...uleb(memory.maxPages)];
   const imports = [[...name("env"), ...name("memory"), 0x02, ...memLimits]];
@@ -123,7 +126,14 @@ export function emitModule(functions: FunctionDef[], memory: { shared: boolean; 
     return [...uleb(body.length), ...body];
   });
   const bytes = [
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, vector(types)),
     ...section(2, vector(imports)),
     ...section(3, vector(funcs)),

@@ -9,8 +9,9 @@
  * (2 x f32x4 accumulators per row), then rows one at a time for the remainder.
  * All pointers are byte offsets into the module's imported memory. Every address is 4-byte aligned at least.
  */
-import { maxSumExpFunction } from "./wasm-softmax.js";
+
 import { emitModule, type FunctionDef, I32, op, V128, type ValType } from "./wasm-emitter.js";
+import { maxSumExpFunction } from "./wasm-softmax.js";
 
 /** Rows per register tile: 4 rows x 2 vectors = 8 accumulators + 2 weight vectors + 1 splat fit the 16 xmm. */
 export const TILE_ROWS = 4;
@@ -34,14 +35,18 @@ function matmulFunction(tileRows: number): FunctionDef {
   const w0 = next++;
   const w1 = next++;
   const s = next++;
-  const locals: ValType[] = [...new Array<ValType>(numI32).fill(I32), ...new Array<ValType>(tileRows * 2 + 3).fill(V128)];
+  const locals: ValType[] = [
+    ...new Array<ValType>(numI32).fill(I32),
+    ...new Array<ValType>(tileRows * 2 + 3).fill(V128),
+  ];
 
   /** Body of a tile of `rows` rows starting at row m (rows <= tileRows). */
   const tile = (rows: number): number[] => {
     const b: number[] = [];
     // xr[0] = x + m * rowK; xr[r] = xr[r-1] + rowK
     b.push(...op.get(x), ...op.get(m), ...op.get(rowK), ...op.i32Mul(), ...op.i32Add(), ...op.set(xr[0]));
-    for (let r = 1; r < rows; r++) b.push(...op.get(xr[r - 1]), ...op.get(rowK), ...op.i32Add(), ...op.set(xr[r]));
+    for (let r = 1; r < rows; r++)
+      b.push(...op.get(xr[r - 1]), ...op.get(rowK), ...op.i32Add(), ...op.set(xr[r]));
     for (let i = 0; i < rows * 2; i++) b.push(...op.v128Zero(), ...op.set(acc[i]));
     b.push(...op.get(wp), ...op.set(wq));
     b.push(...op.get(xr[0]), ...op.get(rowK), ...op.i32Add(), ...op.set(kEnd));
@@ -50,7 +55,14 @@ function matmulFunction(tileRows: number): FunctionDef {
     b.push(...op.get(wq), ...op.v128Load(16), ...op.set(w1));
     for (let r = 0; r < rows; r++) {
       b.push(...op.get(xr[r]), ...op.f32Load(0), ...op.f32x4Splat(), ...op.set(s));
-      b.push(...op.get(acc[2 * r]), ...op.get(s), ...op.get(w0), ...op.f32x4Mul(), ...op.f32x4Add(), ...op.set(acc[2 * r]));
+      b.push(
+        ...op.get(acc[2 * r]),
+        ...op.get(s),
+        ...op.get(w0),
+        ...op.f32x4Mul(),
+        ...op.f32x4Add(),
+        ...op.set(acc[2 * r]),
+      );
       b.push(...op.get(acc[2 * r + 1]), ...op.get(s), ...op.get(w1), ...op.f32x4Mul(), ...op.f32x4Add());
       b.push(...op.set(acc[2 * r + 1]));
       b.push(...op.get(xr[r]), ...op.i32Const(4), ...op.i32Add(), ...op.set(xr[r]));
@@ -79,7 +91,14 @@ function matmulFunction(tileRows: number): FunctionDef {
   body.push(...op.i32Const(0), ...op.set(m));
   // Full tiles while M - m >= tileRows.
   body.push(...op.block(), ...op.loop());
-  body.push(...op.get(M), ...op.get(m), ...op.i32Sub(), ...op.i32Const(tileRows), ...op.i32LtS(), ...op.brIf(1));
+  body.push(
+    ...op.get(M),
+    ...op.get(m),
+    ...op.i32Sub(),
+    ...op.i32Const(tileRows),
+    ...op.i32LtS(),
+    ...op.brIf(1),
+  );
   body.push(...tile(tileRows), ...op.br(0));
   body.push(...op.end(), ...op.end());
   // Remaining rows one by one.

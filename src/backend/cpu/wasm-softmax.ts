@@ -7,10 +7,12 @@
  */
 import { F32, type FunctionDef, I32, op, V128 } from "./wasm-emitter.js";
 
-const LOG2E = 1.44269504088896341;
+const LOG2E = Math.LOG2E;
 const LN2_HI = 0.693359375;
-const LN2_LO = -2.12194440e-4;
-const POLY = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1];
+const LN2_LO = -2.1219444e-4;
+const POLY = [
+  1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1,
+];
 
 export function maxSumExpFunction(): FunctionDef {
   const [x, n, out] = [0, 1, 2];
@@ -46,15 +48,35 @@ export function maxSumExpFunction(): FunctionDef {
     b.push(...op.get(p), ...op.get(r), ...op.f32x4Mul(), ...op.f32x4Const(c), ...op.f32x4Add(), ...op.set(p));
   }
   // y = p * r * r + r + 1
-  b.push(...op.get(p), ...op.get(r), ...op.f32x4Mul(), ...op.get(r), ...op.f32x4Mul(), ...op.get(r), ...op.f32x4Add());
+  b.push(
+    ...op.get(p),
+    ...op.get(r),
+    ...op.f32x4Mul(),
+    ...op.get(r),
+    ...op.f32x4Mul(),
+    ...op.get(r),
+    ...op.f32x4Add(),
+  );
   b.push(...op.f32x4Const(1), ...op.f32x4Add());
   // * 2^k: bits (k + 127) << 23
-  b.push(...op.get(k), ...op.i32x4TruncSatF32x4S(), ...op.i32x4Const(127), ...op.i32x4Add(), ...op.i32Const(23));
+  b.push(
+    ...op.get(k),
+    ...op.i32x4TruncSatF32x4S(),
+    ...op.i32x4Const(127),
+    ...op.i32x4Add(),
+    ...op.i32Const(23),
+  );
   b.push(...op.i32x4Shl(), ...op.f32x4Mul());
   b.push(...op.get(acc), ...op.f32x4Add(), ...op.set(acc));
   b.push(...op.get(ptr), ...op.i32Const(16), ...op.i32Add(), ...op.set(ptr), ...op.br(0));
   b.push(...op.end(), ...op.end());
-  b.push(...op.get(out), ...op.get(acc), ...op.f32x4ExtractLane(0), ...op.get(acc), ...op.f32x4ExtractLane(1));
+  b.push(
+    ...op.get(out),
+    ...op.get(acc),
+    ...op.f32x4ExtractLane(0),
+    ...op.get(acc),
+    ...op.f32x4ExtractLane(1),
+  );
   b.push(...op.f32Add(), ...op.get(acc), ...op.f32x4ExtractLane(2), ...op.f32Add());
   b.push(...op.get(acc), ...op.f32x4ExtractLane(3), ...op.f32Add(), ...op.f32Store(4));
   return {

@@ -42,6 +42,8 @@ const ui = {
 /** The conversation as sent to the server (the system prompt is added per request from the panel). */
 const history: ChatTurn[] = [];
 let running: AbortController | null = null;
+/** Bumped by "New chat", so an answer still finishing cannot write into the next conversation. */
+let conversation = 0;
 
 interface StoredSettings {
   system?: string;
@@ -140,12 +142,15 @@ function addMessage(role: "user" | "assistant", text: string): MessageView {
   stats.className = "stats";
   root.append(body, stats);
   ui.messages.append(root);
-  scrollToEnd();
+  scrollToEnd(true);
   return { root, body, stats };
 }
 
-function scrollToEnd(): void {
-  ui.messages.scrollTop = ui.messages.scrollHeight;
+/** Follows the newest text, unless the reader has scrolled up to read something earlier. */
+function scrollToEnd(force = false): void {
+  const box = ui.messages;
+  const nearBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 120;
+  if (force || nearBottom) box.scrollTop = box.scrollHeight;
 }
 
 function setBusy(busy: boolean): void {
@@ -161,6 +166,7 @@ function showStats(view: MessageView, outcome: ChatOutcome): void {
   parts.push(`${outcome.completionTokens} tokens`);
   if (outcome.finishReason === "abort") parts.push("stopped");
   else if (outcome.finishReason === "length") parts.push("max tokens reached");
+  else if (outcome.finishReason === null) parts.push("the connection ended early");
   view.stats.textContent = parts.join(" · ");
   view.root.dataset.ttftMs = String(outcome.timeToFirstTokenMs ?? "");
   view.root.dataset.tokensPerSecond = String(outcome.tokensPerSecond ?? "");
@@ -181,6 +187,7 @@ async function send(text: string): Promise<void> {
     userTurn,
   ];
   const controller = new AbortController();
+  const thisConversation = conversation;
   running = controller;
   setBusy(true);
   ui.status.textContent = "";
@@ -204,13 +211,15 @@ async function send(text: string): Promise<void> {
         renderTimer ??= setTimeout(render, RENDER_INTERVAL_MS);
       },
     });
-    history.push(userTurn, { role: "assistant", content: outcome.text });
+    if (thisConversation === conversation)
+      history.push(userTurn, { role: "assistant", content: outcome.text });
     showStats(answer, outcome);
     answer.root.dataset.state = outcome.finishReason === "abort" ? "stopped" : "done";
   } catch (err) {
     if (controller.signal.aborted) {
       // Stopped before the answer began: keep what the user saw.
-      history.push(userTurn, { role: "assistant", content: answerText });
+      if (thisConversation === conversation)
+        history.push(userTurn, { role: "assistant", content: answerText });
       answer.stats.textContent = "stopped";
       answer.root.dataset.finishReason = "abort";
       answer.root.dataset.state = "stopped";
@@ -234,6 +243,7 @@ async function send(text: string): Promise<void> {
 }
 
 function newChat(): void {
+  conversation++;
   running?.abort();
   history.length = 0;
   ui.messages.replaceChildren(ui.emptyHint);

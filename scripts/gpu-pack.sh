@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Packs what the GPU machine needs beside the working tree into git-ignored .gpu-data/, compressed so that the
+# whole transfer stays under the 64 MiB limit (Node 24 MB + the tracked tree ~21 MB leave ~19 MB):
+#   modules.tar.xz  production node_modules + the openai client (for the end-to-end test), ~3.5 MB
+#   build.tar.xz    dist/, native/build/awq_native.node, native/build/kernel-tests/kernel-tests, ~3 MB
+# Then call the device with carry [".gpu/node.xz", ".gpu/run.sh", ".gpu/peer_pytorch.py", ".gpu-data"] and
+#   bash scripts/gpu-unpack.sh && bash .gpu/run.sh bash scripts/gpu-run.sh [steps]
+set -euo pipefail
+root=$(git rev-parse --show-toplevel); cd "$root"
+[[ -f .gpu/node.xz && -d .gpu/prod_modules ]] || bash ../shared/tools/gpu-prep.sh
+mkdir -p .gpu-data
+stamp=.gpu-data/.modules-stamp
+want="$(ls .gpu/prod_modules/.stamp-* 2>/dev/null)-$(stat -c %Y node_modules/openai/package.json)"
+if [[ ! -f .gpu-data/modules.tar.xz || "$(cat $stamp 2>/dev/null)" != "$want" ]]; then
+  tmp=$(mktemp -d); mkdir -p "$tmp/node_modules"
+  cp -r .gpu/prod_modules/. "$tmp/node_modules/"
+  cp -r node_modules/openai "$tmp/node_modules/"
+  tar -C "$tmp" -cf - node_modules | xz -T2 -6 > .gpu-data/modules.tar.xz
+  rm -rf "$tmp"; echo "$want" > $stamp
+fi
+files=(dist native/build/awq_native.node)
+[[ -x native/build/kernel-tests/kernel-tests ]] && files+=(native/build/kernel-tests/kernel-tests)
+tar -cf - --exclude='*.map' "${files[@]}" | xz -T2 -3 > .gpu-data/build.tar.xz
+du -ch .gpu/node.xz .gpu/run.sh .gpu/peer_pytorch.py .gpu-data $(git ls-files) \
+  $(git ls-files --others --exclude-standard) 2>/dev/null | tail -1 | sed 's/total/total that travels/'
