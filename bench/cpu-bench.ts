@@ -7,8 +7,8 @@
 import { readFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backend/cpu/cpu-backend.js";
 import { computePerplexity } from "../src/eval/perplexity.js";
@@ -91,7 +91,11 @@ async function benchPerplexity(dir: string, maxWindows: number | undefined) {
   });
   lag.disable();
   await backend.dispose();
-  const eventLoopDelayMs = { p50: lag.percentile(50) / 1e6, p99: lag.percentile(99) / 1e6, max: lag.max / 1e6 };
+  const eventLoopDelayMs = {
+    p50: lag.percentile(50) / 1e6,
+    p99: lag.percentile(99) / 1e6,
+    max: lag.max / 1e6,
+  };
   return { ...result, cpuSeconds: cpuSecondsSince(cpuStart), eventLoopDelayMs };
 }
 

@@ -36,9 +36,16 @@ async function perplexityOf(dir: string, ids: number[], maxWindows?: number): Pr
   const model = await openModel(dir);
   const backend = new CpuBackend();
   try {
-    const kvLayout = await backend.load(model, { maxModelLen: 512, maxNumSeqs: 1, maxNumBatchedTokens: 512, blockSize: 16 });
+    const kvLayout = await backend.load(model, {
+      maxModelLen: 512,
+      maxNumSeqs: 1,
+      maxNumBatchedTokens: 512,
+      blockSize: 16,
+    });
     const result = await computePerplexity(backend, ids, { ctx: 512, kvLayout, maxWindows });
-    console.log(`  ppl ${result.perplexity.toFixed(4)} over ${result.windows} windows (${result.seconds.toFixed(1)} s)`);
+    console.log(
+      `  ppl ${result.perplexity.toFixed(4)} over ${result.windows} windows (${result.seconds.toFixed(1)} s)`,
+    );
     return result.perplexity;
   } finally {
     await backend.dispose();
@@ -82,5 +89,7 @@ for (const method of (values.methods ?? "").split(",")) {
 console.log(JSON.stringify(results));
 if (results.rtn !== undefined && results.awq !== undefined) {
   const fp16 = 26.239848136276983; // reference.json ppl_dev.fp16 (HF transformers, fp16)
-  console.log(`AWQ closes ${(((results.rtn - results.awq) / (results.rtn - fp16)) * 100).toFixed(1)}% of the RTN-to-fp16 gap`);
+  console.log(
+    `AWQ closes ${(((results.rtn - results.awq) / (results.rtn - fp16)) * 100).toFixed(1)}% of the RTN-to-fp16 gap`,
+  );
 }

@@ -12,7 +12,7 @@ namespace {
 
 constexpr int kThreadsD = 128;     // = keys per sub-chunk (one logit per thread in the softmax)
 constexpr int kTargetBlocks = 512;  // split until about this many blocks are in flight
-constexpr int kMinPartition = 256;  // keys
+constexpr int kMinPartition = 128;  // keys
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll

@@ -7,7 +7,6 @@
 // (2t+8+h) to 16t + 4j + 2 + h, so one lane's x (and dense W) values are 16 contiguous halves.
 #include <cooperative_groups.h>
 
-#include <cmath>
 
 #include "common.cuh"
 #include "internal.h"
@@ -298,12 +297,6 @@ const DeviceInfo& device_info() {
 }
 int num_sms() { return device_info().sms; }
 
-// Fraction of the busiest SM's share when `blocks` equal blocks spread over the SMs.
-double balance(long blocks, int sms) {
-  const double perSm = (double)blocks / sms;
-  return perSm / std::ceil(perSm);
-}
-
 // Warps per block: enough warps in total to keep ~16 per SM streaming, and >= 2 chunks each.
 int pick_warps(int blocks, int kChunks) {
   int nw = 16;
@@ -359,13 +352,10 @@ cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int o
                                                    awq_weight_bytes(in, out));
   int npw = MT == 1 ? 2 : 1;
   if (MT == 1 && g_override.npw > 0) npw = g_override.npw;
-  const int blocks = detail::ceil_div(nTiles, npw);
-  // Split K over a cluster only when whole tiles would leave SMs unevenly loaded.
+  // Cluster split-K (S > 1) measured slower than whole tiles on the H100 at every 13B shape, so it
+  // is only used when forced through the benchmark hook.
   int S = 1;
-  if (dev.clusters) {
-    while (S < 4 && balance((long)blocks * S, dev.sms) < 0.9 && in / 64 >= 16 * S) S *= 2;
-    if (g_override.s > 0) S = g_override.s;
-  }
+  if (dev.clusters && g_override.s > 0) S = g_override.s;
   if constexpr (MT == 1) {
     if (npw == 2) return launch_awq_npw<MT, 2, 2>(x, m, wq, zs, in, out, group, nTiles, S, y, stream);
   }

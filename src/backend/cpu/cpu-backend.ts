@@ -17,6 +17,8 @@ const DEFAULT_MAX_KV_BYTES = 2 * 2 ** 30;
 export class CpuBackend implements Backend {
   readonly name = "cpu" as const;
   private model: CpuModel | null = null;
+  /** A step shares scratch buffers and the KV cache: steps must not overlap (the engine awaits each). */
+  private stepping = false;
 
   /** Bytes of one KV block over all layers (K and V). */
   static kvBytesPerBlock(source: ModelSource, blockSize: number): number {
@@ -58,6 +60,16 @@ export class CpuBackend implements Backend {
   async step(batch: StepBatch): Promise<StepResult> {
     const model = this.model;
     if (model === null) throw new Error("CPU backend: step() before load()");
+    if (this.stepping) throw new Error("CPU backend: step() called while the previous step is still running");
+    this.stepping = true;
+    try {
+      return await this.runStep(model, batch);
+    } finally {
+      this.stepping = false;
+    }
+  }
+
+  private async runStep(model: CpuModel, batch: StepBatch): Promise<StepResult> {
     validateStepBatch(batch, model.kv, model.config.vocabSize);
     const numSeqs = batch.numSeqs;
     const numTokens = batch.tokenIds.length;

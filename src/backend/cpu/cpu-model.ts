@@ -10,8 +10,9 @@ import { attendSequence, pagedKvSource, reserveAttention } from "./attention.js"
 import {
   type AttentionFn,
   type LayerDims,
-  runDecoderLayer,
+  runAttentionBlock,
   runLinear,
+  runMlpBlock,
   type TokenRope,
 } from "./decoder-layer.js";
 import type { CpuWeights } from "./load-weights.js";
@@ -166,15 +167,19 @@ export class CpuModel {
     const hidden = this.embed(batch.tokenIds);
     const rope = this.tokenRope(batch);
     for (let l = 0; l < this.weights.layers.length; l++) {
-      runDecoderLayer(
+      // runDecoderLayer in its two halves, yielding after each (the event loop waits at most half a layer).
+      const layer = this.weights.layers[l];
+      runAttentionBlock(
         this.scratch,
         this.dims,
-        this.weights.layers[l],
+        layer,
         hidden,
         numTokens,
         rope,
         this.pagedAttention(batch, l),
       );
+      await yieldToEventLoop();
+      runMlpBlock(this.scratch, this.dims, layer, hidden, numTokens);
       await yieldToEventLoop();
       signal?.throwIfAborted();
     }

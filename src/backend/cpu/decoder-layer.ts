@@ -88,15 +88,28 @@ export function runDecoderLayer(
   attention: AttentionFn,
   observe?: LinearInputObserver,
 ): void {
-  const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter } = dims;
+  runAttentionBlock(scratch, dims, layer, hidden, rows, rope, attention, observe);
+  runMlpBlock(scratch, dims, layer, hidden, rows, observe);
+}
+
+/** The first half of a layer: hidden += o_proj(attention(rope(qkv_proj(rmsnorm(hidden))))). */
+export function runAttentionBlock(
+  scratch: Scratch,
+  dims: LayerDims,
+  layer: DecoderLayerWeights,
+  hidden: Float32Array, // (rows, hidden), updated in place
+  rows: number,
+  rope: TokenRope,
+  attention: AttentionFn,
+  observe?: LinearInputObserver,
+): void {
+  const { hiddenSize: hd, numHeads, numKvHeads, headDim } = dims;
   const qDim = numHeads * headDim;
   const qkvWidth = layer.qkv.outFeatures;
   scratch.reserve("layer.normed", rows * hd);
   scratch.reserve("layer.qkv", rows * qkvWidth);
   scratch.reserve("layer.attn", rows * qDim);
   scratch.reserve("layer.proj", rows * hd);
-  scratch.reserve("layer.gateUp", rows * 2 * inter);
-  scratch.reserve("layer.act", rows * inter);
   attention.reserve(scratch);
 
   rmsNorm(hidden, layer.inputNorm, dims.rmsNormEps, rows, scratch.view("layer.normed", rows * hd));
@@ -114,7 +127,22 @@ export function runDecoderLayer(
   observe?.("o", scratch.view("layer.attn", rows * qDim));
   runLinear(scratch, layer.o, "layer.attn", "layer.proj", rows);
   addInPlace(hidden, scratch.view("layer.proj", rows * hd), rows * hd);
+}
 
+/** The second half of a layer: hidden += down_proj(silu(gate_proj(n)) * up_proj(n)), n = rmsnorm(hidden). */
+export function runMlpBlock(
+  scratch: Scratch,
+  dims: LayerDims,
+  layer: DecoderLayerWeights,
+  hidden: Float32Array, // (rows, hidden), updated in place
+  rows: number,
+  observe?: LinearInputObserver,
+): void {
+  const { hiddenSize: hd, intermediateSize: inter } = dims;
+  scratch.reserve("layer.normed", rows * hd);
+  scratch.reserve("layer.proj", rows * hd);
+  scratch.reserve("layer.gateUp", rows * 2 * inter);
+  scratch.reserve("layer.act", rows * inter);
   rmsNorm(hidden, layer.postAttentionNorm, dims.rmsNormEps, rows, scratch.view("layer.normed", rows * hd));
   observe?.("gateUp", scratch.view("layer.normed", rows * hd));
   runLinear(scratch, layer.gateUp, "layer.normed", "layer.gateUp", rows);
