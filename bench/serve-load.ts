@@ -5,9 +5,13 @@
  * warm-up, after the first round and after the second (steady state: no growth expected).
  *
  *   node dist/bench/serve-load.js [--requests 500] [--concurrency 32] [--max-tokens 16] [--rounds 2]
- *                                 [--model models/tiny-chat-awq] [--backend cpu] [--url http://host:port]
+ *                                 [--warmup 256] [--num-blocks 256] [--model models/tiny-chat-awq]
+ *                                 [--backend cpu] [--url http://host:port]
  *
- * Without --url it spawns `awq serve` on a free port and stops it (SIGTERM) at the end.
+ * Without --url it spawns `awq serve` on a free port and stops it (SIGTERM) at the end. The KV cache is one
+ * preallocated array whose pages the OS commits on first touch, and freed blocks are reused oldest first,
+ * so RSS rises until every block has been used once: the server gets a small cache (--num-blocks) that
+ * the warm-up fills, so the rounds measure the server's own memory, not page commits of the cache.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { resolve } from "node:path";
@@ -21,7 +25,8 @@ const { values } = parseArgs({
     concurrency: { type: "string", default: "32" },
     "max-tokens": { type: "string", default: "16" },
     rounds: { type: "string", default: "2" },
-    warmup: { type: "string", default: "64" },
+    warmup: { type: "string", default: "256" },
+    "num-blocks": { type: "string", default: "256" },
     model: { type: "string", default: resolve(repoRoot, "models/tiny-chat-awq") },
     backend: { type: "string", default: "cpu" },
     url: { type: "string" },
@@ -62,6 +67,8 @@ async function startServer(): Promise<{ url: string; child: ChildProcess }> {
       "0",
       "--backend",
       values.backend!,
+      "--num-gpu-blocks-override",
+      values["num-blocks"]!,
     ],
     { stdio: ["ignore", "pipe", "inherit"] },
   );
@@ -178,11 +185,14 @@ async function main(): Promise<void> {
   try {
     await runRound(url, Number(values.warmup), 1_000_000);
     const rssWarm = await serverGauge(url, "process_resident_memory_bytes");
+    const heapWarm = await serverGauge(url, "nodejs_heap_size_used_bytes");
     console.log(`server ${url}  model ${values.model}  backend ${values.backend}`);
     console.log(
       `load: ${numRequests} requests x ${rounds} rounds, ${concurrency} concurrent, max_tokens ${maxTokens}`,
     );
-    console.log(`RSS after warm-up (${values.warmup} requests): ${mib(rssWarm)}`);
+    console.log(
+      `after warm-up (${values.warmup} requests): RSS ${mib(rssWarm)}, JS heap used ${mib(heapWarm)}`,
+    );
     let failures = 0;
     for (let round = 1; round <= rounds; round++) {
       const { samples, seconds } = await runRound(url, numRequests, round * numRequests);
@@ -192,6 +202,7 @@ async function main(): Promise<void> {
       const ttfts = samples.flatMap((s) => (s.ttftMs === null ? [] : [s.ttftMs])).sort((a, b) => a - b);
       const tokens = samples.reduce((n, s) => n + s.completionTokens, 0);
       const rss = await serverGauge(url, "process_resident_memory_bytes");
+      const heap = await serverGauge(url, "nodejs_heap_size_used_bytes");
       console.log(
         `round ${round}: ${samples.length - errors.length}/${samples.length} ok` +
           (errors.length
@@ -207,7 +218,8 @@ async function main(): Promise<void> {
         `  TTFT ms (streamed, n=${ttfts.length}): p50 ${fmt(percentile(ttfts, 50))}  p99 ${fmt(percentile(ttfts, 99))}`,
       );
       console.log(
-        `  server RSS ${mib(rss)} (${rss >= rssWarm ? "+" : ""}${mib(rss - rssWarm)} since warm-up)`,
+        `  server RSS ${mib(rss)} (${rss >= rssWarm ? "+" : ""}${mib(rss - rssWarm)} since warm-up), ` +
+          `JS heap used ${mib(heap)}`,
       );
     }
     const running = await serverGauge(url, "vllm:num_requests_running");

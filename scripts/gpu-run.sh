@@ -36,7 +36,7 @@ for step in $steps; do
     sampler) run_step sampler 180 node --test dist/test/gpu/cuda-sampler.test.js ;;
     serve) run_step serve 240 node --test dist/test/gpu/serve-openai-cuda.test.js ;;
     bench)
-      run_step bench 420 node dist/src/cli/main.js bench latency --json
+      run_step bench 420 node dist/src/cli/main.js bench latency --json ${BENCH_FLAGS:-}
       tail -n 1 "$out/bench.log" > "$out/bench.json" ;;
     peer)
       PYTHONUNBUFFERED=1 run_step peer 400 python3 .gpu/peer_pytorch.py int4 40
@@ -55,7 +55,10 @@ if [[ -s "$out/bench.json" ]]; then
     let peer = null;
     try { peer = JSON.parse(fs.readFileSync(process.argv[2], "utf8")); } catch {}
     for (const p of r.prefill) console.log(`prefill ${p.tokens}: ${p.tokensPerSecond.toFixed(0)} tok/s (${p.ms.toFixed(1)} ms)`);
-    for (const d of r.decode) console.log(`decode bs${d.batch}: ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerStep.toFixed(2)} ms/step)`);
+    for (const d of r.decode) {
+      console.log(`decode bs${d.batch}: ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerStep.toFixed(2)} ms/step, GPU ${d.gpuMsPerStep.toFixed(2)} ms)`);
+      if (d.profile) console.log("  " + Object.entries(d.profile).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", "));
+    }
     if (peer) console.log(`peer ${peer.peer} bs1: ${peer.decode_tok_s_bs1.toFixed(1)} tok/s (${peer.ms_per_token.toFixed(2)} ms/token)`);
   ' "$out/bench.json" "$out/peer.json" 2>/dev/null || true
 fi

@@ -163,6 +163,14 @@ const BAD: BadCase[] = [
     param: "logprobs",
   },
   {
+    name: "/generate body not JSON",
+    path: "/generate",
+    body: "prompt=hello",
+    headers: { "content-type": "application/x-www-form-urlencoded" },
+    status: 400,
+    param: "body",
+  },
+  {
     name: "beam search",
     path: "/generate",
     body: { prompt: "x", use_beam_search: true },

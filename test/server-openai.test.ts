@@ -271,4 +271,39 @@ test("tokenize / detokenize / generate (vLLM routes)", async () => {
   assert.equal(body.text.length, 2);
   assert.ok(body.text[0]!.startsWith("Fortune favours") && body.text[0]!.length > "Fortune favours".length);
   assert.equal(body.text[0], body.text[1]);
+
+  const streamed = await fetch(`${server.url}/generate`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...auth },
+    body: JSON.stringify({ prompt: "Fortune favours", temperature: 0, max_tokens: 5, stream: true }),
+  });
+  const parts = (await streamed.text()).split("\0").filter((part) => part.length > 0);
+  assert.ok(parts.length >= 2, "one JSON object per step");
+  assert.deepEqual(JSON.parse(parts.at(-1)!).text, [body.text[0]], "the last object holds the whole text");
+});
+
+test("CORS: a browser preflight is answered without a key; responses and streams carry the origin header", async () => {
+  const origin = "http://localhost:5173";
+  const preflight = await fetch(`${server.url}/v1/chat/completions`, {
+    method: "OPTIONS",
+    headers: {
+      origin,
+      "access-control-request-method": "POST",
+      "access-control-request-headers": "authorization, content-type",
+    },
+  });
+  assert.equal(preflight.status, 204);
+  assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+  assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /authorization/);
+  const list = await fetch(`${server.url}/v1/models`, {
+    headers: { origin, authorization: `Bearer ${API_KEY}` },
+  });
+  assert.equal(list.headers.get("access-control-allow-origin"), "*");
+  const stream = await fetch(`${server.url}/v1/completions`, {
+    method: "POST",
+    headers: { origin, authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
+    body: JSON.stringify({ prompt: "Fortune", max_tokens: 2, stream: true }),
+  });
+  assert.equal(stream.headers.get("access-control-allow-origin"), "*");
+  assert.equal((await readSse(stream)).at(-1), "[DONE]");
 });

@@ -57,7 +57,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod("uploadLinear", &EngineWrap::UploadLinear),
                         InstanceMethod("initRandomWeights", &EngineWrap::InitRandomWeights),
                         InstanceMethod("finalize", &EngineWrap::Finalize), InstanceMethod("step", &EngineWrap::Step),
-                        InstanceMethod("dispose", &EngineWrap::Dispose)});
+                        InstanceMethod("dispose", &EngineWrap::Dispose),
+                        InstanceMethod("setProfiling", &EngineWrap::SetProfiling),
+                        InstanceMethod("takeProfile", &EngineWrap::TakeProfile)});
   }
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {}
 
@@ -160,6 +162,27 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     engine_.reset();
     if (!eng) return AsyncTask::Run(env, "cuda dispose", [] {}, nullptr);
     return AsyncTask::Run(env, "cuda dispose", [eng] { eng->release(); }, nullptr);
+  }
+
+  // setProfiling(on): quick (no GPU work), synchronous.
+  Napi::Value SetProfiling(const Napi::CallbackInfo& info) {
+    engine(info.Env()).setProfiling(info[0].ToBoolean().Value());
+    return info.Env().Undefined();
+  }
+
+  // takeProfile(): [{op, ms, count}] summed since the last call.
+  Napi::Value TakeProfile(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const std::vector<awq::ProfileEntry> entries = engine(env).takeProfile();
+    Napi::Array arr = Napi::Array::New(env, entries.size());
+    for (size_t i = 0; i < entries.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("op", Napi::String::New(env, entries[i].op));
+      o.Set("ms", Napi::Number::New(env, entries[i].ms));
+      o.Set("count", Napi::Number::New(env, static_cast<double>(entries[i].count)));
+      arr.Set(static_cast<uint32_t>(i), o);
+    }
+    return arr;
   }
 
   std::shared_ptr<awq::Engine> sharedEngine(Napi::Env env) {

@@ -158,6 +158,7 @@ Napi::Object fromStepOutput(Napi::Env env, const awq::StepOutput& out, bool toke
   o.Set("topIds", copyOut<int32_t, Napi::Int32Array>(env, out.topIds));
   o.Set("topLogprobs", copyOut<float, Napi::Float32Array>(env, out.topLogprobs));
   o.Set("maxTop", Napi::Number::New(env, out.maxTop));
+  o.Set("gpuMs", Napi::Number::New(env, out.gpuMs));
   if (tokenLogprobs) o.Set("tokenLogprobs", copyOut<float, Napi::Float32Array>(env, out.tokenLogprobs));
   if (!out.logits.empty()) o.Set("logits", copyOut<float, Napi::Float32Array>(env, out.logits));
   return o;

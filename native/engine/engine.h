@@ -98,6 +98,15 @@ struct StepOutput {
   std::vector<float> tokenLogprobs;   // (numTokens) when requested
   std::vector<float> logits;          // (numSeqs, vocab) raw logits when requested, NaN rows where not sampled
   int maxTop = 0;
+  /** GPU time of the step, upload to download (cudaEvent). */
+  float gpuMs = 0.f;
+};
+
+/** Per-operation GPU time accumulated while profiling (AWQ_PROFILE=1 or setProfiling). */
+struct ProfileEntry {
+  std::string op;
+  double ms = 0;
+  long count = 0;
 };
 
 class Engine {
@@ -119,6 +128,9 @@ class Engine {
   StepOutput step(const StepInput& input);
   /** Frees every device buffer (also done by the destructor). */
   void release();
+  /** Profiling runs every step eagerly (no graphs) with events around each operation. */
+  void setProfiling(bool on);
+  std::vector<ProfileEntry> takeProfile();
 
   const ModelDims& dims() const { return dims_; }
   std::string deviceName() const { return deviceName_; }
@@ -161,6 +173,21 @@ class Engine {
   std::map<std::tuple<int, int>, std::unique_ptr<Graph>> graphs_;
   bool useGraphs_ = true;
   std::mutex mutex_;
+  bool profiling_ = false;
+  struct PendingRange {
+    const char* op;
+    cudaEvent_t start;
+    cudaEvent_t end;
+  };
+  std::vector<PendingRange> pending_;
+  std::vector<cudaEvent_t> eventPool_;
+  std::map<std::string, ProfileEntry> profile_;
+  cudaEvent_t stepStart_ = nullptr;
+  cudaEvent_t stepEnd_ = nullptr;
+  cudaEvent_t takeEvent();
+  void beginRange(const char* op);
+  void endRange();
+  void collectProfile();
 };
 
 }  // namespace awq

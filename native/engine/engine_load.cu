@@ -323,6 +323,16 @@ void Engine::release() {
   weights_.layers.resize(dims_.numLayers);
   weightBytes_ = 0;
   finalized_ = false;
+  for (const PendingRange& r : pending_) {
+    eventPool_.push_back(r.start);
+    eventPool_.push_back(r.end);
+  }
+  pending_.clear();
+  for (cudaEvent_t e : eventPool_) cudaEventDestroy(e);
+  eventPool_.clear();
+  if (stepStart_ != nullptr) cudaEventDestroy(stepStart_);
+  if (stepEnd_ != nullptr) cudaEventDestroy(stepEnd_);
+  stepStart_ = stepEnd_ = nullptr;
   if (stream_ != nullptr) {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);

@@ -51,16 +51,25 @@ void Engine::forward(const ForwardShape& s) {
   half* act = w.act.as<half>();
   const float scale = 1.f / std::sqrt(static_cast<float>(d.headDim));
 
+  beginRange("embedding");
   launchEmbedding(in + s.layout.tokenIds, weights_.embed.as<half>(), residual, T, d.hidden, stream_);
+  endRange();
   for (int l = 0; l < d.numLayers; l++) {
     const LayerWeights& L = weights_.layers[l];
+    beginRange("add_rmsnorm");
     launchAddRmsNorm(residual, l == 0 ? nullptr : delta, L.inputNorm.as<half>(), normed, nullptr, T, d.hidden,
                      d.rmsEps, l != 0, stream_);
+    endRange();
+    beginRange("qkv_proj");
     linear(L.qkv, normed, T, big, "qkv_proj");
+    endRange();
+    beginRange("rope_kv_write");
     launchRopeKvWrite(big, in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen, q,
                       kCache_[l].as<half>(), vCache_[l].as<half>(), T, d.numHeads, d.numKvHeads, d.headDim, d.rope,
                       stream_);
+    endRange();
     cudaError_t status;
+    beginRange(s.decode ? "attention_decode" : "attention_prefill");
     if (s.decode) {
       status = awqk::paged_attention_decode(q, kCache_[l].as<half>(), vCache_[l].as<half>(), in + s.layout.blockTables,
                                             tableWidth_, in + s.layout.contextLens, s.numSeqs, s.maxContextLen,
@@ -78,19 +87,32 @@ void Engine::forward(const ForwardShape& s) {
                             ", max query=" + std::to_string(s.maxQueryLen) + ")");
       if (syncAfterLaunch()) checkLaunch("paged_attention_prefill", stream_);
     }
+    endRange();
+    beginRange("o_proj");
     linear(L.o, attn, T, delta, "o_proj");
+    endRange();
+    beginRange("add_rmsnorm");
     launchAddRmsNorm(residual, delta, L.postNorm.as<half>(), normed, nullptr, T, d.hidden, d.rmsEps, true, stream_);
+    endRange();
+    beginRange("gate_up_proj");
     linear(L.gateUp, normed, T, big, "gate_up_proj");
+    endRange();
+    beginRange("silu_mul");
     launchSiluMul(big, act, T, d.intermediate, stream_);
+    endRange();
+    beginRange("down_proj");
     linear(L.down, act, T, delta, "down_proj");
+    endRange();
   }
   // Final norm of the rows that are sampled only (the residual keeps this last delta un-added).
   if (s.numGather > 0) {
+    beginRange("final_norm_lm_head");
     launchAddRmsNorm(residual, delta, weights_.finalNorm.as<half>(), w.finalNormed.as<half>(),
                      in + s.layout.sampleRows, s.numGather, d.hidden, d.rmsEps, false, stream_);
     linear(lmHead(), w.finalNormed.as<half>(), s.numGather, w.logitsHalf.as<half>(), "lm_head");
     launchHalfToFloat(w.logitsHalf.as<half>(), w.logits.as<float>(), static_cast<size_t>(s.numGather) * d.vocab,
                       stream_);
+    endRange();
   }
 }
 
@@ -159,7 +181,7 @@ StepOutput Engine::step(const StepInput& in) {
 
   ForwardShape s{};
   s.decode = allSingle && !in.tokenLogprobs;
-  const bool graph = s.decode && useGraphs_;
+  const bool graph = s.decode && useGraphs_ && !profiling_;
   const int seqsPadded = graph ? bucketSeqs(in.numSeqs, options_.maxNumSeqs) : in.numSeqs;
   s.numSeqs = seqsPadded;
   s.numTokens = graph ? seqsPadded : in.numTokens;
@@ -229,6 +251,11 @@ StepOutput Engine::step(const StepInput& in) {
   h[L.promptStarts + numSample] = static_cast<int32_t>(pAt);
   h[L.outputStarts + numSample] = static_cast<int32_t>(oAt);
   h[L.biasStarts + numSample] = static_cast<int32_t>(bAt);
+  if (stepStart_ == nullptr) {
+    cudaCheck(cudaEventCreate(&stepStart_), "cudaEventCreate");
+    cudaCheck(cudaEventCreate(&stepEnd_), "cudaEventCreate");
+  }
+  cudaCheck(cudaEventRecord(stepStart_, stream_), "cudaEventRecord");
   cudaCheck(cudaMemcpyAsync(w.inputs.get(), h, L.totalWords * 4, cudaMemcpyHostToDevice, stream_),
             "upload of the step inputs");
 
@@ -266,7 +293,9 @@ StepOutput Engine::step(const StepInput& in) {
     a.outLogprob = w.outLogprobs.as<float>();
     a.outTopIds = w.outTopIds.as<int32_t>();
     a.outTopLogprobs = w.outTopLogprobs.as<float>();
+    beginRange("sampler");
     launchSampler(a, stream_);
+    endRange();
   }
   if (in.returnLogits && numSample > 0) {
     // The raw fp32 logits of the sampled rows, before token logprobs reuse the buffer.
@@ -296,10 +325,13 @@ StepOutput Engine::step(const StepInput& in) {
     download(w.outTopLogprobs.get(), topBytes, "download of top logprobs");
   }
   download(w.tokenLogprobs.get(), tlBytes, "download of token logprobs");
+  cudaCheck(cudaEventRecord(stepEnd_, stream_), "cudaEventRecord");
   cudaCheck(cudaStreamSynchronize(stream_), "engine step (forward and sampling)");
+  collectProfile();
 
   StepOutput out;
   out.maxTop = maxTop;
+  cudaEventElapsedTime(&out.gpuMs, stepStart_, stepEnd_);
   out.tokenIds.assign(in.numSeqs, -1);
   out.logprobs.assign(in.numSeqs, NAN);
   out.topCounts.assign(in.numSeqs, 0);

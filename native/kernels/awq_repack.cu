@@ -5,7 +5,7 @@
 //   output n = 16*tile + g + 8*(p & 1),  k = 64*chunk + 16*t + 4*j + 2*((p >> 1) & 1) + (p >> 2)
 // so that (word >> 4i) & 0x000f000f yields the fp16 pair of mma fragment register i (see
 // dequant_word), and one lane's x values for a 64-k chunk are 16 contiguous halves (16t..16t+15).
-// Zero/scale: half2 [in/group][nTiles][8 (g)][2 (row g, row g+8)] = {1024 + z, s}; padding
+// Zero/scale: half2 [nTiles][in/group][8 (g)][2 (row g, row g+8)] = {1024 + z, s}; padding
 // columns get {1024, 0} (and q = 0), so they dequantize to 0.
 #include "common.cuh"
 #include "internal.h"
@@ -58,8 +58,8 @@ __global__ void repack_zs_kernel(const int32_t* __restrict__ qzeros, const __hal
     const int h = idx & 1;
     const int g = (idx >> 1) & 7;
     const size_t rest = idx >> 4;
-    const int tile = rest % nTiles;
-    const int grp = rest / nTiles;
+    const int grp = rest % groups;
+    const int tile = rest / groups;
     const int n = 16 * tile + g + 8 * h;
     __half2 v;
     if (n < out) {

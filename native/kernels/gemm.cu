@@ -31,6 +31,14 @@ int sms() {
   return g_sms;
 }
 
+bool hopper() {
+  static int major[64] = {};
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (major[dev & 63] == 0) cudaDeviceGetAttribute(&major[dev & 63], cudaDevAttrComputeCapabilityMajor, dev);
+  return major[dev & 63] == 9;
+}
+
 template <int BM, int BN, int STAGES, bool AWQ>
 cudaError_t launch(const __half* x, int m, const void* w, int in, int out, int group, __half* y,
                    cudaStream_t stream) {
@@ -58,16 +66,16 @@ cudaError_t dispatch(const __half* x, int m, const void* w, int in, int out, int
                      cudaStream_t stream) {
   int cfg = g_gemmOverride;
   if (cfg == 0) {
-    const long wide = (long)detail::ceil_div(m, 128) * detail::ceil_div(out, 256);
     const long big = (long)detail::ceil_div(m, 128) * detail::ceil_div(out, 128);
     const long mid = (long)detail::ceil_div(m, 64) * detail::ceil_div(out, 128);
-    cfg = wide >= 2 * sms() ? 1 : big >= sms() ? 2 : mid >= sms() ? 3 : 4;
+    cfg = big >= sms() ? (hopper() ? 5 : 2) : mid >= sms() ? 3 : 4;
   }
   switch (cfg) {
     case 1: return launch<128, 256, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
     case 2: return launch<128, 128, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
     case 3: return launch<64, 128, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
-    default: return launch<64, 64, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
+    case 4: return launch<64, 64, STAGES, AWQ>(x, m, w, in, out, group, y, stream);
+    default: return gemm_sm90(AWQ, x, m, w, in, out, group, y, stream);
   }
 }
 

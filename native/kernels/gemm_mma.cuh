@@ -64,7 +64,7 @@ __device__ __forceinline__ void gemm_mma_body(const __half* __restrict__ x, int 
       for (int i = tid; i < (BN / 16) * 8; i += kThreads) {
         const int tile = tn0 + (i >> 3);
         const bool ok = tile < nTiles;
-        detail::cp_async8(Bz + i, zs + ((size_t)(c / chunksPerGroup) * nTiles + (ok ? tile : 0)) * 8 + (i & 7),
+        detail::cp_async8(Bz + i, zs + ((size_t)(ok ? tile : 0) * (kChunks / chunksPerGroup) + c / chunksPerGroup) * 8 + (i & 7),
                           ok);
       }
     } else {

@@ -5,8 +5,6 @@
 //
 // k order: inside every 64-k chunk, mma k-index (tile j, 2t+h) maps to k = 16t + 4j + h and
 // (2t+8+h) to 16t + 4j + 2 + h, so one lane's x (and dense W) values are 16 contiguous halves.
-#include <cooperative_groups.h>
-
 
 #include "common.cuh"
 #include "internal.h"
@@ -16,7 +14,6 @@ namespace awqk {
 namespace {
 
 using detail::mma16816;
-namespace cg = cooperative_groups;
 
 __device__ __forceinline__ uint32_t word_of(const uint4* v, int w) {
   const uint4 q = v[w >> 2];
@@ -81,26 +78,25 @@ __device__ __forceinline__ void load_x(const __half* const (&xrow)[MT], const bo
   }
 }
 
-// One block = NPW 16-output tiles over 1/S of K (S > 1: a thread-block cluster whose blocks
-// reduce through distributed shared memory, sm_90+). Each warp streams its chunk range with two
+// One block = NPW 16-output tiles; its warps split K. Each warp streams its chunk range with two
 // register buffers of U chunks (loads of one in flight while the other is computed). The mma
 // runs on exact (q - z) values; the group scale is applied to the fp32 partial of each chunk.
-template <int MT, int NPW, int U, int S>
+// (Measured on the H100: this beat a cp.async shared-memory ring and a cluster split-K variant.)
+template <int MT, int NPW, int U>
 __global__ void __launch_bounds__(256, (MT == 1 && NPW == 1) ? 3 : 1) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
                                                       int chunksPerGroup, int groupShift, int nTiles,
                                                       int chunksPerWarp, __half* __restrict__ y) {
+  const int groups = (in >> 6) / chunksPerGroup;
   extern __shared__ float red[];
   constexpr int R = NPW * MT * 4;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int kChunks = in >> 6;
-  const int tile0 = (blockIdx.x / S) * NPW, rank = blockIdx.x % S;
-  const int perBlock = (kChunks + S - 1) / S;
-  const int blockEnd = min(kChunks, (rank + 1) * perBlock);
-  const int cBegin = rank * perBlock + warp * chunksPerWarp;
-  const int cEnd = min(cBegin + chunksPerWarp, blockEnd);
+  const int tile0 = blockIdx.x * NPW;
+  const int cBegin = warp * chunksPerWarp;
+  const int cEnd = min(cBegin + chunksPerWarp, kChunks);
   float acc[NPW][MT][4] = {};
   const __half* xrow[MT];
   bool xok[MT];
@@ -118,9 +114,8 @@ __global__ void __launch_bounds__(256, (MT == 1 && NPW == 1) ? 3 : 1) awq_gemv_k
     tileOk[p] = tile0 + p < nTiles;
     const int tl = tileOk[p] ? tile0 + p : 0;
     wbase[p] = wq + (size_t)tl * kChunks * 32 + lane;
-    zbase[p] = zs + (size_t)tl * 8 + g;
+    zbase[p] = zs + (size_t)tl * groups * 8 + g;  // zero/scale pairs are tile-major
   }
-  const size_t zStride = (size_t)nTiles * 8;
 
   auto load = [&](uint4 (&w)[U][NPW], uint2 (&z)[U][NPW], int c0) {
 #pragma unroll
@@ -131,7 +126,7 @@ __global__ void __launch_bounds__(256, (MT == 1 && NPW == 1) ? 3 : 1) awq_gemv_k
       for (int p = 0; p < NPW; ++p) {
         if (c < cEnd && tileOk[p]) {
           w[u][p] = detail::ld_stream16(wbase[p] + (size_t)c * 32);
-          z[u][p] = __ldg(zbase[p] + (size_t)grp * zStride);
+          z[u][p] = __ldg(zbase[p] + grp * 8);
         } else {
           w[u][p] = make_uint4(0, 0, 0, 0);
           z[u][p] = make_uint2(0x64006400u, 0x64006400u);
@@ -193,29 +188,10 @@ __global__ void __launch_bounds__(256, (MT == 1 && NPW == 1) ? 3 : 1) awq_gemv_k
 #pragma unroll
       for (int r = 0; r < 4; ++r) red[(warp * R + (p * MT + mt) * 4 + r) * 32 + lane] = acc[p][mt][r];
   __syncthreads();
-  float* fin = red + nw * R * 32;
   for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
-    float s = 0.f;
-    for (int w = 0; w < nw; ++w) s += red[w * R * 32 + idx];
-    if constexpr (S == 1) {
-      store_out<MT>(idx & (MT * 128 - 1), s, tile0 + idx / (MT * 128), m, out, y);
-    } else {
-      fin[idx] = s;
-    }
-  }
-  if constexpr (S > 1) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    cg::cluster_group cluster = cg::this_cluster();
-    cluster.sync();
-    for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
-      if (idx % S != rank) continue;
-      float s = 0.f;
-#pragma unroll
-      for (int r = 0; r < S; ++r) s += cluster.map_shared_rank(fin, r)[idx];
-      store_out<MT>(idx & (MT * 128 - 1), s, tile0 + idx / (MT * 128), m, out, y);
-    }
-    cluster.sync();  // keep every block's shared memory alive until all reads are done
-#endif
+    float sum = 0.f;
+    for (int w = 0; w < nw; ++w) sum += red[w * R * 32 + idx];
+    store_out<MT>(idx & (MT * 128 - 1), sum, tile0 + idx / (MT * 128), m, out, y);
   }
 }
 
@@ -305,39 +281,19 @@ int pick_warps(int blocks, int kChunks) {
   return nw;
 }
 
-template <int MT, int NPW, int U, int S>
-cudaError_t launch_awq_s(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
-                         int group, int nTiles, __half* y, cudaStream_t stream) {
-  const int kChunks = in / 64;
-  const int perBlock = detail::ceil_div(kChunks, S);
-  int nw = 8;
-  while (nw > 1 && perBlock / nw < 2 * U) nw /= 2;
-  const int cpw = detail::ceil_div(perBlock, nw);
-  const size_t smem = ((size_t)nw + 1) * NPW * MT * 4 * 32 * sizeof(float);
-  const int cpg = group / 64;
-  const int groupShift = (cpg & (cpg - 1)) == 0 ? __builtin_ctz(cpg) : -1;
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = dim3(detail::ceil_div(nTiles, NPW) * S);
-  cfg.blockDim = dim3(nw * 32);
-  cfg.dynamicSmemBytes = smem;
-  cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = S;
-  attr[0].val.clusterDim.y = 1;
-  attr[0].val.clusterDim.z = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = S > 1 ? 1 : 0;
-  return cudaLaunchKernelEx(&cfg, awq_gemv_kernel<MT, NPW, U, S>, x, m, wq, zs, in, out, cpg,
-                            groupShift, nTiles, cpw, y);
-}
-
 template <int MT, int NPW, int U>
 cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
-                           int group, int nTiles, int S, __half* y, cudaStream_t stream) {
-  if (S == 4) return launch_awq_s<MT, NPW, U, 4>(x, m, wq, zs, in, out, group, nTiles, y, stream);
-  if (S == 2) return launch_awq_s<MT, NPW, U, 2>(x, m, wq, zs, in, out, group, nTiles, y, stream);
-  return launch_awq_s<MT, NPW, U, 1>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+                           int group, int nTiles, __half* y, cudaStream_t stream) {
+  const int kChunks = in / 64;
+  int nw = 8;
+  while (nw > 1 && kChunks / nw < 2 * U) nw /= 2;
+  const int cpw = detail::ceil_div(kChunks, nw);
+  const size_t smem = (size_t)nw * NPW * MT * 4 * 32 * sizeof(float);
+  const int cpg = group / 64;
+  const int groupShift = (cpg & (cpg - 1)) == 0 ? __builtin_ctz(cpg) : -1;
+  awq_gemv_kernel<MT, NPW, U><<<detail::ceil_div(nTiles, NPW), nw * 32, smem, stream>>>(
+      x, m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y);
+  return cudaGetLastError();
 }
 
 GemvConfig g_override;
@@ -345,21 +301,16 @@ GemvConfig g_override;
 template <int MT>
 cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int out, int group,
                        __half* y, cudaStream_t stream) {
-  const DeviceInfo& dev = device_info();
   const int nTiles = detail::ceil_div(out, 16);
   const uint4* wq = static_cast<const uint4*>(packed);
   const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) +
                                                    awq_weight_bytes(in, out));
   int npw = MT == 1 ? 2 : 1;
   if (MT == 1 && g_override.npw > 0) npw = g_override.npw;
-  // Cluster split-K (S > 1) measured slower than whole tiles on the H100 at every 13B shape, so it
-  // is only used when forced through the benchmark hook.
-  int S = 1;
-  if (dev.clusters && g_override.s > 0) S = g_override.s;
   if constexpr (MT == 1) {
-    if (npw == 2) return launch_awq_npw<MT, 2, 2>(x, m, wq, zs, in, out, group, nTiles, S, y, stream);
+    if (npw == 2) return launch_awq_npw<MT, 2, 2>(x, m, wq, zs, in, out, group, nTiles, y, stream);
   }
-  return launch_awq_npw<MT, 1, 4>(x, m, wq, zs, in, out, group, nTiles, S, y, stream);
+  return launch_awq_npw<MT, 1, 4>(x, m, wq, zs, in, out, group, nTiles, y, stream);
 }
 
 template <int MT, int U>

@@ -30,13 +30,7 @@ export interface PerplexityResult {
 }
 
 /** One step of `ids[from .. to)` of a sequence occupying blocks 0.. of the cache. */
-function windowStep(
-  ids: ArrayLike<number>,
-  from: number,
-  to: number,
-  blockSize: number,
-  blocks: number,
-): StepBatch {
+function windowStep(ids: ArrayLike<number>, from: number, to: number, blocks: number): StepBatch {
   const n = to - from;
   const tokenIds = new Int32Array(n); // (n)
   const positions = new Int32Array(n); // (n)
@@ -93,7 +87,7 @@ export async function computePerplexity(
     // so it is run again first in the next chunk, rewriting identical K/V into the same slot.
     for (let from = 0; from < ctx - 1; ) {
       const to = Math.min(ctx, from + chunk);
-      const result = await backend.step(windowStep(ids, from, to, blockSize, blocks));
+      const result = await backend.step(windowStep(ids, from, to, blocks));
       const lps = result.tokenLogprobs;
       if (lps === undefined) throw new Error(`perplexity: backend ${backend.name} returned no tokenLogprobs`);
       for (let i = 0; i < to - from - 1; i++) {

@@ -22,6 +22,11 @@ export function scaleRows(w: Float32Array, s: ArrayLike<number>, inF: number, ou
   return out;
 }
 
+/** An RMSNorm weight with an AWQ scale folded in: norm / s, stored as F16 (the next linear's rows get * s). */
+export function foldIntoNorm(norm: Float32Array, s: ArrayLike<number>): Float32Array {
+  return Float32Array.from(norm, (v, k) => roundF16(v / s[k])); // (hidden)
+}
+
 /** W[k][n] = (q[k][n] - z[k/g][n]) * s[k/g][n] in f32, from unpacked values. */
 export function dequantizeGroups(gq: GroupQuantized, inF: number, outF: number, groupSize: number): Float32Array {
   const w = new Float32Array(inF * outF); // (in, out)

@@ -1,24 +1,24 @@
 /**
- * Runs ONE decoder layer of the model on blocks of calibration tokens, through the CPU backend's own
- * `runDecoderLayer` (the single Llama layer implementation, shared with the engine and `awq ppl`), with
- * dense causal attention over each block. The quantizer swaps weights in and out (fp16, candidate
+ * Runs ONE decoder layer of the model on blocks of calibration tokens, through the CPU backend's own layer
+ * code (runAttentionBlock + runMlpBlock = runDecoderLayer, the single Llama layer implementation shared with
+ * the engine and `awq ppl`), with its dense causal attention over each block (dense-forward.ts). The quantizer swaps weights in and out (fp16, candidate
  * pseudo-quantized, final) and reads the inputs each linear sees through the layer's observer hook.
  *
  * The wasm arena is allocated once for the layer shape and reused for every layer and candidate: its bump
  * allocator never frees, so packing every candidate into fresh memory would grow without bound.
  */
-import { attendSequence, denseKvSource, reserveAttention } from "../backend/cpu/attention.js";
-import { layerDims, ropeSpec } from "../backend/cpu/cpu-model.js";
+import { layerDims } from "../backend/cpu/cpu-model.js";
 import {
   type AttentionFn,
   type DecoderLayerWeights,
   type LayerDims,
   type LinearInputObserver,
   type PackedLinear,
-  runDecoderLayer,
+  runAttentionBlock,
+  runMlpBlock,
   type TokenRope,
 } from "../backend/cpu/decoder-layer.js";
-import { ropeFrequenciesFor } from "../backend/cpu/ops.js";
+import { denseContext } from "../backend/cpu/dense-forward.js";
 import { Scratch } from "../backend/cpu/scratch.js";
 import { WasmArena } from "../backend/cpu/wasm-arena.js";
 import { PANEL, packPanelsFromKN } from "../backend/cpu/wasm-matmul.js";
@@ -45,6 +45,7 @@ export class LayerRunner {
   private readonly scratch = new Scratch(this.arena);
   private readonly packed: Record<FusedLinear, PackedLinear>;
   private readonly rope: TokenRope;
+  private readonly attention: AttentionFn;
 
   constructor(
     config: ModelConfig,
@@ -62,11 +63,9 @@ export class LayerRunner {
       gateUp: alloc(hd, 2 * inter, "quantizer gate/up"),
       down: alloc(inter, hd, "quantizer down_proj"),
     };
-    const freqs = ropeFrequenciesFor(ropeSpec(config), seqlen);
-    const positions = new Int32Array(seqlen); // (seqlen) each block is one sequence from position 0
-    for (let i = 0; i < seqlen; i++) positions[i] = i;
-    const scaling = config.ropeScaling;
-    this.rope = { positions, invFreq: () => freqs, linearFactor: scaling?.type === "linear" ? scaling.factor : 1 };
+    const dense = denseContext(config, seqlen);
+    this.rope = dense.rope;
+    this.attention = dense.attention;
   }
 
   /** Width of a fused linear's output as the layer sees it. */
@@ -89,51 +88,27 @@ export class LayerRunner {
     for (const which of ["qkv", "o", "gateUp", "down"] as const) this.setLinear(which, layer[which]);
   }
 
-  private denseAttention(): AttentionFn {
-    const { numHeads, numKvHeads, headDim } = this.dims;
-    const rows = this.seqlen;
-    const qDim = numHeads * headDim;
-    return {
-      reserve: (scratch) => reserveAttention(scratch, this.dims, rows, rows),
-      run: (qkv, qkvWidth, out) => {
-        attendSequence(
-          this.scratch,
-          this.dims,
-          {
-            q: qkv,
-            qStride: qkvWidth,
-            qColumn: 0,
-            firstRow: 0,
-            numRows: rows,
-            positions: this.rope.positions,
-            contextLen: rows,
-            out,
-            outStride: qDim,
-            keyColumn: qDim,
-            valueColumn: qDim + numKvHeads * headDim,
-          },
-          denseKvSource(qkv, qkv, 0, qkvWidth, headDim),
-        );
-      },
-    };
-  }
-
   /**
    * Applies the layer (norms from `norms`, linears as last set) in place to the given blocks of `hidden`
-   * ((numBlocks * seqlen, hidden)); `observe` sees each linear's input block by block.
+   * ((numBlocks * seqlen, hidden)); `observe` sees each linear's input block by block. `part` runs only the
+   * attention half (hidden += attention block) or only the MLP half (hidden += MLP block) of the layer.
    */
   async forward(
     hidden: Float32Array, // (numBlocks * seqlen, hidden), updated in place
     norms: { inputNorm: Float32Array; postAttentionNorm: Float32Array },
     blocks: readonly number[],
     observe?: LinearInputObserver,
+    part: "layer" | "attention" | "mlp" = "layer",
   ): Promise<void> {
     const hd = this.dims.hiddenSize;
     const weights: DecoderLayerWeights = { ...this.packed, ...norms };
     const span = this.seqlen * hd;
     for (const b of blocks) {
       const block = hidden.subarray(b * span, (b + 1) * span); // (seqlen, hidden)
-      runDecoderLayer(this.scratch, this.dims, weights, block, this.seqlen, this.rope, this.denseAttention(), observe);
+      if (part !== "mlp") {
+        runAttentionBlock(this.scratch, this.dims, weights, block, this.seqlen, this.rope, this.attention, observe);
+      }
+      if (part !== "attention") runMlpBlock(this.scratch, this.dims, weights, block, this.seqlen, observe);
       await yieldToEventLoop();
     }
   }
@@ -157,11 +132,16 @@ export class LayerRunner {
     const padded = Math.ceil(N / PANEL) * PANEL;
     this.arena.f32(ptr.a, M * K).set(a.subarray(0, M * K));
     packPanelsFromKN(b, K, N, this.arena.f32(ptr.b, padded * K));
-    this.arena.kernels.matmul(ptr.a, ptr.b, ptr.c, M, K, padded);
+    this.arena.matmul(ptr.a, ptr.b, ptr.c, M, K, padded);
     const c = this.arena.f32(ptr.c, M * padded); // (M, padded)
     if (padded === N) return c.slice();
     const out = new Float32Array(M * N); // (M, N)
     for (let m = 0; m < M; m++) out.set(c.subarray(m * padded, m * padded + N), m * N);
     return out;
+  }
+
+  /** Stops the arena's helper thread. */
+  async dispose(): Promise<void> {
+    await this.arena.dispose();
   }
 }

@@ -198,6 +198,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
       });
     }
     await writeSafetensors(`${outDir}/model.safetensors`, tensors, { format: "pt", quantized_by: "awq-ts" });
+    await runner.dispose();
     opts.onProgress?.({ layer: numLayers, numLayers, stage: "done" });
     await writeConfigFiles(modelDir, outDir, groupSize);
     await copyModelFiles(modelDir, outDir);

@@ -9,6 +9,7 @@ import type { ChatFormatter } from "../tokenizer/chat-template.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { installAuth } from "./auth.js";
 import type { ServerContext } from "./context.js";
+import { installCors } from "./cors.js";
 import { installErrorHandlers } from "./errors.js";
 import { ServerMetrics } from "./metrics.js";
 import { installRequestLog } from "./request-log.js";
@@ -30,6 +31,8 @@ export interface ServerOptions {
   servedModelNames: string[];
   /** The model folder (shown as `root` in /v1/models). */
   modelPath: string;
+  /** Origins browsers may call the API from (vLLM's --allowed-origins); default ["*"], [] = no CORS. */
+  allowedOrigins?: string[];
   /** Bearer keys; empty or absent = no auth. */
   apiKeys?: string[];
   /** Most requests waiting in the engine before new ones get 429 (default 1024). */
@@ -83,6 +86,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.removeContentTypeParser("text/plain");
   installErrorHandlers(app);
   installRequestLog(app);
+  installCors(app, opts.allowedOrigins ?? ["*"]);
   installAuth(app, opts.apiKeys ?? []);
   registerHealth(app, ctx);
   registerModels(app, ctx);

@@ -2,7 +2,7 @@
  * Server-sent events on a raw Node response (OpenAI streaming: `data: {json}\n\n` ... `data: [DONE]\n\n`),
  * with back-pressure (a slow reader holds the writer, not the server's memory) and disconnect detection.
  */
-import type { ServerResponse } from "node:http";
+import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { FastifyReply } from "fastify";
 
 /** Calls `onGone` once if the client goes away before the response has been completely sent. */
@@ -26,9 +26,12 @@ export class SseWriter {
 
   /** Takes the response over from fastify and sends the event-stream headers. */
   static start(reply: FastifyReply, extraHeaders: Record<string, string> = {}): SseWriter {
+    // Headers hooks already set on the reply (CORS) would be lost with the hijack: carry them over.
+    const hookHeaders = reply.getHeaders() as OutgoingHttpHeaders;
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
+      ...hookHeaders,
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
       connection: "keep-alive",

@@ -109,7 +109,9 @@ export function attendSequence(
   const qs = scratch.view("attn.q", qRows * d); // (group * n, d) stacked query heads
   const s = scratch.view("attn.s", qRows * Lpad); // (group * n, Lpad) scores, then probabilities
   const o = scratch.view("attn.o", qRows * d); // (group * n, d)
-  const matmul = scratch.arena.kernels.matmul;
+  const arena = scratch.arena;
+  const matmul = (x: number, w: number, y: number, M: number, K: number, N: number) =>
+    arena.matmul(x, w, y, M, K, N);
   const scale = 1 / Math.sqrt(d);
   const { keys, values } = kv;
   kt.fill(0);

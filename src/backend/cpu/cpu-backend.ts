@@ -116,7 +116,9 @@ export class CpuBackend implements Backend {
   }
 
   async dispose(): Promise<void> {
+    const model = this.model;
     this.model = null;
+    await model?.scratch.arena.dispose();
   }
 
   /** The loaded model (for the AWQ quantizer and tests that reuse the layer code). */

@@ -67,14 +67,7 @@ export function runLinear(
   output: string,
   rows: number,
 ): void {
-  scratch.arena.kernels.matmul(
-    scratch.ptr(input),
-    w.ptr,
-    scratch.ptr(output),
-    rows,
-    w.inFeatures,
-    w.outFeatures,
-  );
+  scratch.arena.matmul(scratch.ptr(input), w.ptr, scratch.ptr(output), rows, w.inFeatures, w.outFeatures);
 }
 
 /** Applies one decoder layer to `hidden` (rows, hidden) in place. */

@@ -64,3 +64,28 @@ test("logSumExp in wasm matches fp64 (including -Infinity and a scalar tail)", (
     assert.ok(Math.abs(arena.logSumExp(row) - want) < 1e-5, `n = ${n}`);
   }
 });
+
+test("matmul split between this thread and the helper worker equals the single-thread result", async () => {
+  const split = new WasmArena(1 << 20, 2);
+  const single = new WasmArena(1 << 20, 1);
+  const started = Date.now();
+  while (!split.helperReady) {
+    assert.ok(Date.now() - started < 20000, "the helper worker did not start");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const [M, K, N] = [67, 256, 512];
+  const x = random(M * K, 7);
+  const w = random(N * K, 8);
+  const results = [split, single].map((arena) => {
+    const xp = arena.allocF32(M * K);
+    const wp = arena.allocF32(N * K);
+    const yp = arena.allocF32(M * N);
+    arena.f32(xp, M * K).set(x);
+    packPanelsFromNK(w, N, K, arena.f32(wp, N * K));
+    arena.matmul(xp, wp, yp, M, K, N);
+    return arena.f32(yp, M * N);
+  });
+  assert.deepEqual(results[0], results[1]);
+  await split.dispose();
+  await single.dispose();
+});

@@ -23,6 +23,8 @@ export class CudaBackend implements Backend {
   private engine: NativeEngine | null = null;
   private report: NativeMemoryReport | null = null;
   private deviceLabel = "";
+  /** GPU time of the last step (upload to download), for benchmarks. */
+  lastStepGpuMs = Number.NaN;
 
   private constructor(
     private readonly addon: NativeAddon,
@@ -76,6 +78,7 @@ export class CudaBackend implements Backend {
     const engine = this.engine;
     if (engine === null || this.report === null) throw new Error("CUDA backend: step() before load()");
     const out = await engine.step(batch);
+    this.lastStepGpuMs = out.gpuMs;
     const topLogprobs: StepResult["topLogprobs"] = [];
     for (let i = 0; i < batch.numSeqs; i++) {
       if (batch.sample[i] === 1 && batch.sampling.logprobs[i] > 0) {
@@ -97,6 +100,20 @@ export class CudaBackend implements Backend {
     this.engine = null;
     this.report = null;
     if (engine !== null) await engine.dispose();
+  }
+
+  /** Diagnostics: run steps eagerly with per-operation GPU timing; takeProfile() returns the sums since. */
+  setProfiling(on: boolean): void {
+    this.requireEngine().setProfiling(on);
+  }
+
+  takeProfile(): { op: string; ms: number; count: number }[] {
+    return this.requireEngine().takeProfile();
+  }
+
+  private requireEngine(): NativeEngine {
+    if (this.engine === null) throw new Error("CUDA backend: not loaded");
+    return this.engine;
   }
 
   private async initEngine(config: ModelConfig): Promise<NativeEngine> {

@@ -40,6 +40,8 @@ export interface LatencyBenchOptions {
   decodeSteps: number;
   repeats: number;
   gpuMemoryUtilization: number;
+  /** Also time each operation of a few eager decode steps per batch size. */
+  profile?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -49,7 +51,16 @@ export interface LatencyBenchResult {
   weightBytes: number;
   numBlocks: number;
   prefill: { tokens: number; ms: number; tokensPerSecond: number }[];
-  decode: { batch: number; context: number; msPerStep: number; tokensPerSecond: number }[];
+  decode: {
+    batch: number;
+    context: number;
+    msPerStep: number;
+    /** GPU time per step (upload to download), without the host side. */
+    gpuMsPerStep: number;
+    tokensPerSecond: number;
+    /** With `profile`: GPU ms per step of each operation (eager launches, so a little slower than graphs). */
+    profile?: Record<string, number>;
+  }[];
 }
 
 /** Sequences laid out on consecutive KV blocks; each step is one StepBatch (greedy sampling). */
@@ -160,18 +171,38 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
       }
       const ones = new Array(batch).fill(1);
       let context = o.decodeContext;
+      let gpuMs = 0;
       const decodeStep = async () => {
         await backend.step(batches.build(ones, new Array(batch).fill(context), blocksPerSeq, 0, vocab));
+        gpuMs += backend.lastStepGpuMs;
         context++;
       };
       for (let w = 0; w < 4; w++) await decodeStep(); // warm-up (captures the CUDA graphs)
       const startContext = context;
+      gpuMs = 0;
       const t0 = performance.now();
       for (let s = 0; s < o.decodeSteps; s++) await decodeStep();
       const ms = (performance.now() - t0) / o.decodeSteps;
       const tokensPerSecond = (batch / ms) * 1000;
-      result.decode.push({ batch, context: startContext, msPerStep: ms, tokensPerSecond });
-      log(`decode batch ${batch}: ${ms.toFixed(2)} ms/step, ${tokensPerSecond.toFixed(1)} tokens/s`);
+      const entry: LatencyBenchResult["decode"][number] = {
+        batch,
+        context: startContext,
+        msPerStep: ms,
+        gpuMsPerStep: gpuMs / o.decodeSteps,
+        tokensPerSecond,
+      };
+      if (o.profile) {
+        const profiled = 8;
+        backend.setProfiling(true);
+        for (let s = 0; s < profiled; s++) await decodeStep();
+        entry.profile = {};
+        for (const p of backend.takeProfile()) entry.profile[p.op] = p.ms / profiled;
+        backend.setProfiling(false);
+      }
+      result.decode.push(entry);
+      log(
+        `decode batch ${batch}: ${ms.toFixed(2)} ms/step (GPU ${entry.gpuMsPerStep.toFixed(2)}), ${tokensPerSecond.toFixed(1)} tokens/s`,
+      );
     }
     return result;
   } finally {

@@ -75,6 +75,8 @@ export interface NativeStepOutput {
   topIds: Int32Array; // (numSeqs, maxTop)
   topLogprobs: Float32Array; // (numSeqs, maxTop)
   maxTop: number;
+  /** GPU time of the step, from the input upload to the result download. */
+  gpuMs: number;
   tokenLogprobs?: Float32Array; // (numTokens)
   /** With batch.returnLogits: raw logits, row i for sequence i (NaN rows where not sampled). */
   logits?: Float32Array; // (numSeqs, vocab)
@@ -88,6 +90,9 @@ export interface NativeEngine {
   finalize(options: NativeRuntimeOptions): Promise<NativeMemoryReport>;
   step(batch: object): Promise<NativeStepOutput>;
   dispose(): Promise<void>;
+  /** Diagnostics: eager steps with per-operation GPU timing. */
+  setProfiling(on: boolean): void;
+  takeProfile(): { op: string; ms: number; count: number }[];
 }
 
 export interface ProbeResult {

@@ -10,6 +10,7 @@ interface LatencyFlags {
   steps: number;
   repeats: number;
   gpuMemoryUtilization: number;
+  profile?: boolean;
   json?: boolean;
 }
 
@@ -36,12 +37,21 @@ export function formatLatency(r: LatencyBenchResult): string {
     `device: ${r.device}`,
     `model:  ${r.model}, ${(r.weightBytes / 1e9).toFixed(2)} GB of weights, ${r.numBlocks} KV blocks`,
     "",
-    "| what | tokens/s | time |",
-    "| --- | ---: | ---: |",
+    "| what | tokens/s | time | GPU time |",
+    "| --- | ---: | ---: | ---: |",
   ];
-  for (const p of r.prefill) lines.push(`| prefill ${p.tokens} tokens | ${p.tokensPerSecond.toFixed(0)} | ${p.ms.toFixed(1)} ms |`);
+  for (const p of r.prefill) {
+    lines.push(`| prefill ${p.tokens} tokens | ${p.tokensPerSecond.toFixed(0)} | ${p.ms.toFixed(1)} ms | |`);
+  }
   for (const d of r.decode) {
-    lines.push(`| decode batch ${d.batch} (context ${d.context}) | ${d.tokensPerSecond.toFixed(1)} | ${d.msPerStep.toFixed(2)} ms/step |`);
+    lines.push(
+      `| decode batch ${d.batch} (context ${d.context}) | ${d.tokensPerSecond.toFixed(1)} | ${d.msPerStep.toFixed(2)} ms/step | ${d.gpuMsPerStep.toFixed(2)} ms |`,
+    );
+  }
+  for (const d of r.decode) {
+    if (d.profile === undefined) continue;
+    const ops = Object.entries(d.profile).sort((a, b) => b[1] - a[1]);
+    lines.push("", `profile, decode batch ${d.batch} (GPU ms per step, eager): ${ops.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}`);
   }
   return lines.join("\n");
 }
@@ -55,9 +65,10 @@ export function registerBench(program: Command): void {
     .option("--prefill <list>", "prompt lengths to time", intList("--prefill"), [512, 2048])
     .option("--batches <list>", "decode batch sizes to time", intList("--batches"), [1, 8, 32, 128])
     .option("--context <n>", "tokens in each sequence's KV before the timed decode steps", positiveInt("--context"), 128)
-    .option("--steps <n>", "timed decode steps per batch size", positiveInt("--steps"), 128)
+    .option("--steps <n>", "timed decode steps per batch size", positiveInt("--steps"), 96)
     .option("--repeats <n>", "timed prefill runs (the median is reported)", positiveInt("--repeats"), 5)
     .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use", fraction, 0.9)
+    .option("--profile", "also time each operation of a few eager decode steps")
     .option("--json", "print one JSON object instead of the table")
     .action(async (flags: LatencyFlags) => {
       const result = await runLatencyBench({
@@ -68,6 +79,7 @@ export function registerBench(program: Command): void {
         decodeSteps: flags.steps,
         repeats: flags.repeats,
         gpuMemoryUtilization: flags.gpuMemoryUtilization,
+        profile: flags.profile,
         onProgress: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
       });
       process.stdout.write(flags.json ? `${JSON.stringify(result)}\n` : `${formatLatency(result)}\n`);

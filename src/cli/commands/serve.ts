@@ -23,7 +23,9 @@ interface ServeFlags {
   maxNumBatchedTokens?: number;
   maxQueue: number;
   gpuMemoryUtilization?: number;
+  numGpuBlocksOverride?: number;
   apiKey: string[];
+  allowedOrigins?: string[];
   chatTemplate?: string;
   backend: BackendChoice;
   enablePrefixCaching: boolean;
@@ -75,10 +77,20 @@ export function registerServe(program: Command): void {
     .option("--max-queue <n>", "waiting requests beyond which new ones get 429", integer(0), 1024)
     .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use (CUDA)", fraction)
     .option(
+      "--num-gpu-blocks-override <n>",
+      "exact number of KV cache blocks (of 16 tokens), instead of sizing by memory (CUDA and CPU)",
+      integer(1),
+    )
+    .option(
       "--api-key <key>",
       "require this bearer key on /v1/*, /tokenize, /detokenize, /generate (repeatable; or AWQ_API_KEY)",
       collect,
       [],
+    )
+    .option(
+      "--allowed-origins <origin>",
+      'an origin browsers may call the API from (repeatable; default "*": any)',
+      collect,
     )
     .option("--chat-template <nameOrFile>", "openchat, openchat-gpt4, or a Jinja template file")
     .addOption(
@@ -129,6 +141,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     maxNumBatchedTokens: flags.maxNumBatchedTokens,
     enablePrefixCaching: flags.enablePrefixCaching,
     gpuMemoryUtilization: flags.gpuMemoryUtilization,
+    numBlocks: flags.numGpuBlocksOverride,
     chatTemplate: flags.chatTemplate,
     onBackendFallback: (reason) => logger.warn({ reason }, "CUDA backend unavailable; using the CPU backend"),
   });
@@ -140,6 +153,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     servedModelNames: flags.servedModelName?.length ? flags.servedModelName : [modelSpec],
     modelPath: llm.modelPath,
     apiKeys,
+    allowedOrigins: flags.allowedOrigins ?? ["*"],
     maxQueue: flags.maxQueue,
     logger,
     // The chat page at `/` (src/server/web, issue 8).

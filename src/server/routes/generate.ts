@@ -4,6 +4,7 @@
  * Like vLLM it takes the JSON body whatever the Content-Type (`curl -d` sends form encoding).
  */
 import { randomUUID } from "node:crypto";
+import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyInstance } from "fastify";
 import { admit, type ServerContext } from "../context.js";
 import { ApiError, badRequest } from "../errors.js";
@@ -56,9 +57,11 @@ export async function registerGenerate(app: FastifyInstance, ctx: ServerContext)
       const texts = Array.from({ length: n }, () => body.prompt);
       try {
         if (body.stream) {
+          // Headers hooks set (CORS) would be lost with the hijack: carry them over.
+          const hookHeaders = reply.getHeaders() as OutgoingHttpHeaders;
           reply.hijack();
           const res = reply.raw;
-          res.writeHead(200, { "content-type": "application/json" });
+          res.writeHead(200, { ...hookHeaders, "content-type": "application/json" });
           try {
             for await (const { index, output } of job.events()) {
               if (res.destroyed) break;
