@@ -90,7 +90,7 @@ void bench_linears(bool quick) {
 
 // Configuration sweep: GEMV variants at m = 1 and GEMM tiles at m = 512 / 2048 (AWQ shapes).
 void bench_variants() {
-  std::printf("\nVariants (us): GEMV m=1 [npw,S; 0,0 = ring kernel] | GEMM m=512 and m=2048 [tile cfg 1=128x256 2=128x128 5=wgmma 128x128]\n");
+  std::printf("\nVariants (us): GEMV m=1 [tiles per warp] | GEMM m=512 and m=2048 [tile cfg 1=128x256 2=128x128 5=wgmma 128x128]\n");
   for (const Shape& s : kShapes) {
     if (!s.awq) continue;
     const size_t wBytes = awqk::awq_packed_bytes(s.in, s.out, 128);
@@ -109,12 +109,11 @@ void bench_variants() {
                      2 * copies);
     };
     std::printf("%-22s", s.name);
-    const int cfgs[][2] = {{0, 0}, {1, 1}, {2, 1}};
-    for (const auto& c : cfgs) {
-      awqk::awq_gemv_override({c[0], c[1]});
-      std::printf(" [%d,%d] %6.1f", c[0], c[1], run(1) * 1e3);
+    for (int npw : {1, 2}) {
+      awqk::awq_gemv_override({npw});
+      std::printf(" npw%d %6.1f", npw, run(1) * 1e3);
     }
-    awqk::awq_gemv_override({0, 0});
+    awqk::awq_gemv_override({0});
     std::printf(" |");
     for (int m : {512, 2048})
       for (int cfg : {1, 2, 5}) {

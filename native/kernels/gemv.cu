@@ -253,25 +253,17 @@ __global__ void __launch_bounds__(512) dense_gemv_kernel(const __half* __restric
   reduce_store<1, MT>(red, acc, tile0, m, out, y);
 }
 
-struct DeviceInfo {
-  int sms = 0;
-  bool clusters = false;
-};
-DeviceInfo g_dev[64];
-const DeviceInfo& device_info() {
+int g_sms[64] = {};
+int num_sms() {
   int dev = 0;
   cudaGetDevice(&dev);
-  DeviceInfo& d = g_dev[dev & 63];
-  if (d.sms == 0) {
-    int major = 0;
-    cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount, dev);
-    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
-    if (d.sms <= 0) d.sms = 132;
-    d.clusters = major >= 9;
+  int& n = g_sms[dev & 63];
+  if (n == 0) {
+    cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+    if (n <= 0) n = 132;
   }
-  return d;
+  return n;
 }
-int num_sms() { return device_info().sms; }
 
 // Warps per block: enough warps in total to keep ~16 per SM streaming, and >= 2 chunks each.
 int pick_warps(int blocks, int kChunks) {

@@ -7,7 +7,11 @@
 //   internal.h         internal launchers shared between the .cu files
 //   awq_repack.cu      awq_packed_bytes, awq_repack
 //   gemv.cu            decode path (m <= 32): weight-streaming tensor-core GEMV (AWQ and dense)
-//   gemm.cu            prefill path (m > 32): tensor-core GEMM (AWQ and dense fp16 weights)
+//   gemm.cu            prefill path (m > 32): tile choice + launchers of the mma.sync GEMM
+//   gemm_mma.cuh       the mma.sync tile GEMM body (AWQ and dense fp16 weights), sm_80+
+//   gemm_sm90.cu       Hopper wgmma GEMM (128x128 tiles) used on sm_90 for large m; its non-sm_90a
+//                      cubins run the mma.sync body, so it is correct whichever cubin is loaded
+//                      (build with sm_90a in the fatbin to get the wgmma speed on H100/H200)
 //   linear.cu          awq_linear, dense_linear (validation + dispatch by m)
 //   attention.cu       paged_attention_prefill
 //   attention_decode.cu paged_attention_decode (+ split reduction)
@@ -41,7 +45,7 @@ namespace awqk {
 // Packed layout (opaque to the engine; described for the tests): out is padded to a multiple of
 // 16 (padding columns are zero), nTiles = ceil(out/16);
 //   weights: int32 [nTiles][in/64][32 lanes][4]  (each uint4 = one lane's mma fragments for 16
-//            outputs x 64 k), then zero/scale: half2 [in/group][nTiles][8][2] = {1024+z, s}.
+//            outputs x 64 k), then zero/scale: half2 [nTiles][in/group][8][2] = {1024+z, s}.
 // ---------------------------------------------------------------------------------------------
 
 // Bytes of the repacked weight buffer for one matrix (allocate it with cudaMalloc: 256-B aligned).
@@ -57,7 +61,8 @@ cudaError_t awq_repack(const int32_t* qweight,  // (in, out/8)
                        cudaStream_t stream);
 
 // y = x @ W. Dispatch: m <= 32 -> weight-streaming GEMV (reads the weights once), else tensor-core
-// GEMM. No workspace. x and y must not alias. m >= 0 (m == 0 is a no-op).
+// GEMM (wgmma on sm_90). No workspace, deterministic, graph-capture safe (no allocation or sync).
+// x and y must not alias. m >= 0 (m == 0 is a no-op).
 cudaError_t awq_linear(const __half* x,     // (m, in)
                        int m,
                        const void* packed,  // from awq_repack

@@ -5,6 +5,7 @@ import { LLM } from "../../engine/llm.js";
 import { InvalidParamError } from "../../engine/sampling-params.js";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
+import { loadProgress } from "../progress.js";
 
 interface GenerateFlags {
   model: string;
@@ -27,6 +28,7 @@ interface GenerateFlags {
   maxModelLen?: number;
   backend: BackendChoice;
   json?: boolean;
+  quiet?: boolean;
 }
 
 export function registerGenerate(program: Command): void {
@@ -65,6 +67,7 @@ export function registerGenerate(program: Command): void {
       "--json",
       'print one JSON object { "text", "token_ids", "finish_reason", "usage" } instead of streaming',
     )
+    .option("--quiet", "no progress bar while loading")
     .action(async (flags: GenerateFlags) => {
       if (!flags.chat && (flags.system !== undefined || flags.template !== undefined)) {
         throw new Error("--system and --template only apply with --chat");
@@ -89,6 +92,7 @@ export function registerGenerate(program: Command): void {
         chatTemplate: flags.template,
         maxModelLen: flags.maxModelLen,
         maxNumSeqs: 1,
+        onLoadProgress: loadProgress({ quiet: flags.quiet }),
       });
       const controller = new AbortController();
       const onSigint = () => controller.abort();

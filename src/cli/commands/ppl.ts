@@ -7,6 +7,7 @@ import { computePerplexity } from "../../eval/perplexity.js";
 import { resolveModelPath } from "../../hub/resolve.js";
 import { openModel } from "../../model/load.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
+import { loadProgress } from "../progress.js";
 
 interface PplFlags {
   model: string;
@@ -66,6 +67,7 @@ export function registerPpl(program: Command): void {
           maxNumBatchedTokens: flags.ctx,
           blockSize: 16,
           numBlocks: Math.ceil(flags.ctx / 16),
+          onLoadProgress: loadProgress({ quiet: flags.quiet }),
         });
         const totalWindows = Math.min(
           Math.floor(tokenIds.length / flags.ctx),

@@ -8,6 +8,7 @@ import type { BackendChoice } from "../../backend/create.js";
 import { LLM } from "../../engine/llm.js";
 import { buildServer, type ServerOptions, shutdownServer } from "../../server/app.js";
 import { registerWebRoutes } from "../../server/web/routes.js";
+import { loadProgress } from "../progress.js";
 
 /** The seed model: what `awq serve` serves with no model named. */
 export const DEFAULT_SERVE_MODEL = "TheBloke/OpenOrcaxOpenChat-Preview2-13B-AWQ";
@@ -143,6 +144,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     gpuMemoryUtilization: flags.gpuMemoryUtilization,
     numBlocks: flags.numGpuBlocksOverride,
     chatTemplate: flags.chatTemplate,
+    onLoadProgress: loadProgress(),
     onBackendFallback: (reason) => logger.warn({ reason }, "CUDA backend unavailable; using the CPU backend"),
   });
   const options: ServerOptions = {
