@@ -24,7 +24,7 @@ run_step() { # name timeout_s command...
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
-node -e 'const a=require("./native/build/awq_native.node"); console.log(JSON.stringify(a.probe()))' | tee "$out/probe.json"
+node -e 'require("./native/build/awq_native.node").probe().then((p) => console.log(JSON.stringify(p)))' | tee "$out/probe.json"
 
 for step in $steps; do
   case $step in
@@ -54,7 +54,10 @@ if [[ -s "$out/bench.json" ]]; then
     const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
     let peer = null;
     try { peer = JSON.parse(fs.readFileSync(process.argv[2], "utf8")); } catch {}
-    for (const p of r.prefill) console.log(`prefill ${p.tokens}: ${p.tokensPerSecond.toFixed(0)} tok/s (${p.ms.toFixed(1)} ms)`);
+    for (const p of r.prefill) {
+      console.log(`prefill ${p.tokens}: ${p.tokensPerSecond.toFixed(0)} tok/s (${p.ms.toFixed(1)} ms)`);
+      if (p.profile) console.log("  " + Object.entries(p.profile).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", "));
+    }
     for (const d of r.decode) {
       console.log(`decode bs${d.batch}: ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerStep.toFixed(2)} ms/step, GPU ${d.gpuMsPerStep.toFixed(2)} ms)`);
       if (d.profile) console.log("  " + Object.entries(d.profile).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", "));

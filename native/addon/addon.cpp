@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "addon/async_task.h"
 #include "addon/convert.h"
@@ -13,40 +14,54 @@
 namespace awq_addon {
 namespace {
 
-// Quick driver/device query, synchronous: it is what decides whether the CUDA backend can exist at all.
-Napi::Value Probe(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object result = Napi::Object::New(env);
+struct ProbeInfo {
   int driver = 0;
-  cudaDriverGetVersion(&driver);
   int runtime = 0;
-  cudaRuntimeGetVersion(&runtime);
-  result.Set("driverVersion", Napi::Number::New(env, driver));
-  result.Set("runtimeVersion", Napi::Number::New(env, runtime));
   int count = 0;
-  const cudaError_t status = cudaGetDeviceCount(&count);
-  if (status != cudaSuccess) {
-    cudaGetLastError();
-    result.Set("deviceCount", Napi::Number::New(env, 0));
-    result.Set("error", Napi::String::New(env, std::string(cudaGetErrorName(status)) + ": " +
-                                                   cudaGetErrorString(status)));
-    return result;
-  }
-  result.Set("deviceCount", Napi::Number::New(env, count));
-  Napi::Array devices = Napi::Array::New(env, count);
-  for (int i = 0; i < count; i++) {
-    cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, i) != cudaSuccess) continue;
-    Napi::Object d = Napi::Object::New(env);
-    d.Set("name", Napi::String::New(env, prop.name));
-    d.Set("totalMemory", Napi::Number::New(env, static_cast<double>(prop.totalGlobalMem)));
-    d.Set("major", Napi::Number::New(env, prop.major));
-    d.Set("minor", Napi::Number::New(env, prop.minor));
-    d.Set("multiProcessors", Napi::Number::New(env, prop.multiProcessorCount));
-    devices.Set(i, d);
-  }
-  result.Set("devices", devices);
-  return result;
+  std::string error;
+  std::vector<cudaDeviceProp> devices;
+};
+
+// Driver/device query (it initializes the driver, which can take a while): resolved from a worker thread.
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  auto probe = std::make_shared<ProbeInfo>();
+  return AsyncTask::Run(
+      info.Env(), "cuda probe",
+      [probe] {
+        cudaDriverGetVersion(&probe->driver);
+        cudaRuntimeGetVersion(&probe->runtime);
+        const cudaError_t status = cudaGetDeviceCount(&probe->count);
+        if (status != cudaSuccess) {
+          cudaGetLastError();
+          probe->count = 0;
+          probe->error = std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
+          return;
+        }
+        for (int i = 0; i < probe->count; i++) {
+          cudaDeviceProp prop{};
+          if (cudaGetDeviceProperties(&prop, i) == cudaSuccess) probe->devices.push_back(prop);
+        }
+      },
+      [probe](Napi::Env env) -> Napi::Value {
+        Napi::Object result = Napi::Object::New(env);
+        result.Set("driverVersion", Napi::Number::New(env, probe->driver));
+        result.Set("runtimeVersion", Napi::Number::New(env, probe->runtime));
+        result.Set("deviceCount", Napi::Number::New(env, probe->count));
+        if (!probe->error.empty()) result.Set("error", Napi::String::New(env, probe->error));
+        Napi::Array devices = Napi::Array::New(env, probe->devices.size());
+        for (size_t i = 0; i < probe->devices.size(); i++) {
+          const cudaDeviceProp& prop = probe->devices[i];
+          Napi::Object d = Napi::Object::New(env);
+          d.Set("name", Napi::String::New(env, prop.name));
+          d.Set("totalMemory", Napi::Number::New(env, static_cast<double>(prop.totalGlobalMem)));
+          d.Set("major", Napi::Number::New(env, prop.major));
+          d.Set("minor", Napi::Number::New(env, prop.minor));
+          d.Set("multiProcessors", Napi::Number::New(env, prop.multiProcessorCount));
+          devices.Set(static_cast<uint32_t>(i), d);
+        }
+        result.Set("devices", devices);
+        return result;
+      });
 }
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {

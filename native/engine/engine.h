@@ -168,6 +168,7 @@ class Engine {
   int tableWidth_ = 0;  // block-table columns on the device: ceil(maxModelLen / blockSize)
   std::vector<DeviceBuffer> kCache_;  // per layer (numBlocks, blockSize, numKvHeads, headDim) fp16
   std::vector<DeviceBuffer> vCache_;
+  DeviceBuffer invFreq_;  // (headDim / 2) fp32 RoPE inverse frequencies
   LinearWeight tiedHead_;  // aliases the embedding when the model ties lm_head to it
   std::unique_ptr<Workspace> ws_;
   std::map<std::tuple<int, int>, std::unique_ptr<Graph>> graphs_;

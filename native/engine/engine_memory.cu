@@ -1,6 +1,7 @@
 // Sizing: the workspace of a worst-case step, then the paged KV cache from what --gpu-memory-utilization leaves;
 // and the checks every step's inputs pass before anything is launched.
 #include <algorithm>
+#include <vector>
 #include <stdexcept>
 
 #include "engine.h"
@@ -48,6 +49,13 @@ MemoryReport Engine::finalize(const RuntimeOptions& o) {
 
   options_ = o;
   graphs_.clear();
+  {
+    std::vector<float> inv(d.headDim / 2);
+    computeInvFreq(d.headDim, d.rope.theta, inv.data());
+    invFreq_.allocate(inv.size() * sizeof(float), "RoPE inverse frequencies");
+    cudaCheck(cudaMemcpy(invFreq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice),
+              "upload of the RoPE inverse frequencies");
+  }
   ws_ = std::make_unique<Workspace>();
   Workspace& w = *ws_;
   const size_t T = static_cast<size_t>(o.maxNumBatchedTokens);

@@ -64,7 +64,8 @@ void Engine::forward(const ForwardShape& s) {
     linear(L.qkv, normed, T, big, "qkv_proj");
     endRange();
     beginRange("rope_kv_write");
-    launchRopeKvWrite(big, in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen, q,
+    launchRopeKvWrite(big, in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen,
+                      invFreq_.as<float>(), q,
                       kCache_[l].as<half>(), vCache_[l].as<half>(), T, d.numHeads, d.numKvHeads, d.headDim, d.rope,
                       stream_);
     endRange();

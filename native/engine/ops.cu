@@ -1,6 +1,8 @@
 // The engine's element-wise kernels; layouts are in ops.h.
 #include <cuda_bf16.h>
 
+#include <cmath>
+
 #include "cuda_check.h"
 #include "ops.h"
 
@@ -30,6 +32,7 @@ __device__ float blockSum(float value, float* scratch) {
 }
 
 // Block per output row; the row is kept in shared memory between the sum of squares and the scaling.
+// (Generic path for hidden sizes that are not a multiple of 4.)
 __global__ void addRmsNormKernel(float* residual, const half* delta, const half* weight, half* out,
                                  const int32_t* rowIndex, int hidden, float eps, bool writeResidual) {
   extern __shared__ float row[];  // (hidden)
@@ -50,73 +53,141 @@ __global__ void addRmsNormKernel(float* residual, const half* delta, const half*
   for (int i = threadIdx.x; i < hidden; i += blockDim.x) dst[i] = __float2half(row[i] * inv * __half2float(weight[i]));
 }
 
-// Block per token. Angles as the CPU reference computes them: inv_freq rounded to f32, angle = f32(pos * inv),
-// cos/sin in double then rounded; the rotation in f32.
-__global__ void ropeKvWriteKernel(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
-                                  const int32_t* tokenSeqLen, half* qOut, half* kCache, half* vCache, int numHeads,
-                                  int numKvHeads, int headDim, RopeParams rope) {
-  extern __shared__ float cosSin[];  // (headDim): cos then sin
+// Vectorized path (hidden % 4 == 0): each thread holds up to kVecs float4 of the row in registers, all loads are
+// issued before any use (16-byte residual loads, 8-byte fp16 loads), one reduction, one scaled store.
+constexpr int kVecs = 8;
+
+__global__ void __launch_bounds__(1024) addRmsNormVecKernel(float* __restrict__ residual,
+                                                            const half* __restrict__ delta,
+                                                            const half* __restrict__ weight, half* __restrict__ out,
+                                                            const int32_t* __restrict__ rowIndex, int hidden,
+                                                            float eps, bool writeResidual) {
+  __shared__ float scratch[32];
+  const int r = blockIdx.x;
+  const int nvec = hidden / 4;
+  const size_t src = static_cast<size_t>(rowIndex != nullptr ? rowIndex[r] : r) * hidden;
+  float4* res4 = reinterpret_cast<float4*>(residual + src);
+  const uint2* del4 = delta != nullptr ? reinterpret_cast<const uint2*>(delta + src) : nullptr;
+  float4 x[kVecs];
+  float sumSq = 0.f;
+#pragma unroll
+  for (int k = 0; k < kVecs; k++) {
+    const int v = threadIdx.x + k * blockDim.x;
+    if (v < nvec) x[k] = res4[v];
+  }
+  if (del4 != nullptr) {
+#pragma unroll
+    for (int k = 0; k < kVecs; k++) {
+      const int v = threadIdx.x + k * blockDim.x;
+      if (v < nvec) {
+        const uint2 raw = del4[v];
+        const float2 a = __half22float2(*reinterpret_cast<const half2*>(&raw.x));
+        const float2 b = __half22float2(*reinterpret_cast<const half2*>(&raw.y));
+        x[k].x += a.x;
+        x[k].y += a.y;
+        x[k].z += b.x;
+        x[k].w += b.y;
+      }
+    }
+  }
+#pragma unroll
+  for (int k = 0; k < kVecs; k++) {
+    const int v = threadIdx.x + k * blockDim.x;
+    if (v < nvec) {
+      if (writeResidual) res4[v] = x[k];
+      sumSq += x[k].x * x[k].x + x[k].y * x[k].y + x[k].z * x[k].z + x[k].w * x[k].w;
+    }
+  }
+  const float total = blockSum(sumSq, scratch);
+  const float inv = rsqrtf(total / hidden + eps);
+  const uint2* w4 = reinterpret_cast<const uint2*>(weight);
+  uint2* o4 = reinterpret_cast<uint2*>(out + static_cast<size_t>(r) * hidden);
+#pragma unroll
+  for (int k = 0; k < kVecs; k++) {
+    const int v = threadIdx.x + k * blockDim.x;
+    if (v < nvec) {
+      const uint2 wr = w4[v];
+      const float2 wa = __half22float2(*reinterpret_cast<const half2*>(&wr.x));
+      const float2 wb = __half22float2(*reinterpret_cast<const half2*>(&wr.y));
+      const half2 ya = __floats2half2_rn(x[k].x * inv * wa.x, x[k].y * inv * wa.y);
+      const half2 yb = __floats2half2_rn(x[k].z * inv * wb.x, x[k].w * inv * wb.y);
+      uint2 packed;
+      packed.x = *reinterpret_cast<const uint32_t*>(&ya);
+      packed.y = *reinterpret_cast<const uint32_t*>(&yb);
+      o4[v] = packed;
+    }
+  }
+}
+
+// One block per (token, head) with headDim/2 threads, one rotate-half pair each; y = q heads, then k heads, then
+// v heads (copied). Angles as the CPU reference computes them: inv_freq rounded to f32 (precomputed on the host,
+// or grown for dynamic NTK here), angle = f32(pos * inv), cos/sin in double then rounded; the rotation in f32.
+__global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* __restrict__ positions,
+                                  const int32_t* __restrict__ slotMapping, const int32_t* __restrict__ tokenSeqLen,
+                                  const float* __restrict__ invFreq, half* __restrict__ qOut,
+                                  half* __restrict__ kCache, half* __restrict__ vCache, int numHeads, int numKvHeads,
+                                  int headDim, RopeParams rope) {
   const int t = blockIdx.x;
+  const int head = blockIdx.y;
+  const int i = threadIdx.x;  // pair index
   const int halfDim = headDim / 2;
-  double base = rope.theta;
+  const int width = (numHeads + 2 * numKvHeads) * headDim;
+  const half* x = qkv + static_cast<size_t>(t) * width + static_cast<size_t>(head) * headDim;
+  const int slot = slotMapping[t];
+  const size_t cacheRow = static_cast<size_t>(slot) * numKvHeads * headDim;
+  if (head >= numHeads + numKvHeads) {  // v: copy into the cache
+    if (slot >= 0) {
+      half* v = vCache + cacheRow + static_cast<size_t>(head - numHeads - numKvHeads) * headDim;
+      v[i] = x[i];
+      v[i + halfDim] = x[i + halfDim];
+    }
+    return;
+  }
+  float inv = invFreq[i];
   if (rope.scaling == 2) {
     const int seqLen = tokenSeqLen[t];
     if (seqLen > rope.originalMaxPositions) {
       const double d = headDim;
-      base = rope.theta * pow(static_cast<double>(rope.factor) * seqLen / rope.originalMaxPositions -
-                                  (static_cast<double>(rope.factor) - 1.0),
-                              d / (d - 2.0));
+      const double base = rope.theta * pow(static_cast<double>(rope.factor) * seqLen / rope.originalMaxPositions -
+                                               (static_cast<double>(rope.factor) - 1.0),
+                                           d / (d - 2.0));
+      inv = static_cast<float>(1.0 / pow(base, (2.0 * i) / headDim));
     }
   }
   float pos = static_cast<float>(positions[t]);
   if (rope.scaling == 1) pos = static_cast<float>(static_cast<double>(positions[t]) / rope.factor);
-  for (int i = threadIdx.x; i < halfDim; i += blockDim.x) {
-    const float inv = static_cast<float>(1.0 / pow(base, (2.0 * i) / headDim));
-    const float angle = pos * inv;
-    cosSin[i] = static_cast<float>(cos(static_cast<double>(angle)));
-    cosSin[halfDim + i] = static_cast<float>(sin(static_cast<double>(angle)));
-  }
-  __syncthreads();
-  const int width = (numHeads + 2 * numKvHeads) * headDim;
-  const half* row = qkv + static_cast<size_t>(t) * width;
-  const int slot = slotMapping[t];
-  const size_t cacheRow = static_cast<size_t>(slot) * numKvHeads * headDim;
-  // Rotations: (numHeads + numKvHeads) heads x halfDim pairs.
-  const int pairs = (numHeads + numKvHeads) * halfDim;
-  for (int p = threadIdx.x; p < pairs; p += blockDim.x) {
-    const int head = p / halfDim;
-    const int i = p % halfDim;
-    const half* x = row + head * headDim;
-    const float x1 = __half2float(x[i]);
-    const float x2 = __half2float(x[i + halfDim]);
-    const float c = cosSin[i];
-    const float s = cosSin[halfDim + i];
-    const half y1 = __float2half(x1 * c - x2 * s);
-    const half y2 = __float2half(x2 * c + x1 * s);
-    if (head < numHeads) {
-      half* q = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
-      q[i] = y1;
-      q[i + halfDim] = y2;
-    } else if (slot >= 0) {
-      half* k = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
-      k[i] = y1;
-      k[i + halfDim] = y2;
-    }
-  }
-  if (slot >= 0) {
-    const half* v = row + (numHeads + numKvHeads) * headDim;
-    for (int i = threadIdx.x; i < numKvHeads * headDim; i += blockDim.x) vCache[cacheRow + i] = v[i];
+  const float angle = pos * inv;
+  double sn, cs;
+  sincos(static_cast<double>(angle), &sn, &cs);
+  const float c = static_cast<float>(cs);
+  const float s = static_cast<float>(sn);
+  const float x1 = __half2float(x[i]);
+  const float x2 = __half2float(x[i + halfDim]);
+  const half y1 = __float2half(x1 * c - x2 * s);
+  const half y2 = __float2half(x2 * c + x1 * s);
+  if (head < numHeads) {
+    half* q = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
+    q[i] = y1;
+    q[i + halfDim] = y2;
+  } else if (slot >= 0) {
+    half* k = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
+    k[i] = y1;
+    k[i + halfDim] = y2;
   }
 }
 
-__global__ void siluMulKernel(const half* gateUp, half* act, int inter, size_t total) {
-  for (size_t idx = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; idx < total;
+// Two values per thread (inter is even for every Llama); silu in f32 with an accurate exp.
+__global__ void siluMulKernel(const half* __restrict__ gateUp, half* __restrict__ act, int inter, size_t pairs) {
+  const int halfInter = inter / 2;
+  for (size_t idx = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; idx < pairs;
        idx += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const size_t t = idx / inter;
-    const size_t i = idx % inter;
-    const float g = __half2float(gateUp[t * 2 * inter + i]);
-    const float u = __half2float(gateUp[t * 2 * inter + inter + i]);
-    act[idx] = __float2half(g / (1.f + __expf(-g)) * u);
+    const size_t t = idx / halfInter;
+    const size_t i = idx % halfInter;
+    const half2* row = reinterpret_cast<const half2*>(gateUp + t * 2 * inter);
+    const float2 g = __half22float2(row[i]);
+    const float2 u = __half22float2(row[halfInter + i]);
+    reinterpret_cast<half2*>(act)[idx] =
+        __floats2half2_rn(g.x / (1.f + expf(-g.x)) * u.x, g.y / (1.f + expf(-g.y)) * u.y);
   }
 }
 
@@ -179,6 +250,10 @@ unsigned gridFor(size_t n, int threads) {
 
 }  // namespace
 
+void computeInvFreq(int headDim, double theta, float* out) {
+  for (int i = 0; i < headDim / 2; i++) out[i] = static_cast<float>(1.0 / std::pow(theta, (2.0 * i) / headDim));
+}
+
 void launchEmbedding(const int32_t* tokenIds, const half* embed, float* residual, int numTokens, int hidden,
                      cudaStream_t stream) {
   if (numTokens == 0) return;
@@ -189,6 +264,16 @@ void launchEmbedding(const int32_t* tokenIds, const half* embed, float* residual
 void launchAddRmsNorm(float* residual, const half* delta, const half* weight, half* out, const int32_t* rowIndex,
                       int numOut, int hidden, float eps, bool writeResidual, cudaStream_t stream) {
   if (numOut == 0) return;
+  if (hidden % 4 == 0 && hidden / 4 <= 1024 * kVecs) {
+    const int nvec = hidden / 4;
+    const int perThread = (nvec + 1023) / 1024;
+    int threads = (nvec + perThread - 1) / perThread;
+    threads = (threads + 31) / 32 * 32;
+    addRmsNormVecKernel<<<numOut, threads, 0, stream>>>(residual, delta, weight, out, rowIndex, hidden, eps,
+                                                        writeResidual);
+    checkLaunch("add_rmsnorm", stream);
+    return;
+  }
   const size_t smem = static_cast<size_t>(hidden) * sizeof(float);
   if (smem > 48 * 1024) {
     cudaCheck(cudaFuncSetAttribute(addRmsNormKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
@@ -200,18 +285,20 @@ void launchAddRmsNorm(float* residual, const half* delta, const half* weight, ha
 }
 
 void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
-                       const int32_t* tokenSeqLen, half* qOut, half* kCache, half* vCache, int numTokens, int numHeads,
-                       int numKvHeads, int headDim, const RopeParams& rope, cudaStream_t stream) {
+                       const int32_t* tokenSeqLen, const float* invFreq, half* qOut, half* kCache, half* vCache,
+                       int numTokens, int numHeads, int numKvHeads, int headDim, const RopeParams& rope,
+                       cudaStream_t stream) {
   if (numTokens == 0) return;
-  ropeKvWriteKernel<<<numTokens, 256, headDim * sizeof(float), stream>>>(
-      qkv, positions, slotMapping, tokenSeqLen, qOut, kCache, vCache, numHeads, numKvHeads, headDim, rope);
+  const dim3 grid(numTokens, numHeads + 2 * numKvHeads);
+  ropeKvWriteKernel<<<grid, headDim / 2, 0, stream>>>(qkv, positions, slotMapping, tokenSeqLen, invFreq, qOut, kCache,
+                                                      vCache, numHeads, numKvHeads, headDim, rope);
   checkLaunch("rope_kv_write", stream);
 }
 
 void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cudaStream_t stream) {
-  const size_t total = static_cast<size_t>(numTokens) * inter;
-  if (total == 0) return;
-  siluMulKernel<<<gridFor(total, 256), 256, 0, stream>>>(gateUp, act, inter, total);
+  const size_t pairs = static_cast<size_t>(numTokens) * inter / 2;
+  if (pairs == 0) return;
+  siluMulKernel<<<gridFor(pairs, 256), 256, 0, stream>>>(gateUp, act, inter, pairs);
   checkLaunch("silu_mul", stream);
 }
 

@@ -35,12 +35,17 @@ struct RopeParams {
  * qOut (numTokens, numHeads, headDim) fp16. kCache/vCache (numBlocks, blockSize, numKvHeads, headDim) fp16,
  * slot = block * blockSize + offset; tokens with slot < 0 write nothing to the cache.
  * tokenSeqLen (numTokens): for dynamic NTK, the length of the token's sequence after this step.
+ * invFreq (headDim / 2) fp32: 1 / theta^(2i / headDim) rounded to f32 (computeInvFreq).
  */
 void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
-                       const int32_t* tokenSeqLen, half* qOut, half* kCache, half* vCache, int numTokens, int numHeads,
-                       int numKvHeads, int headDim, const RopeParams& rope, cudaStream_t stream);
+                       const int32_t* tokenSeqLen, const float* invFreq, half* qOut, half* kCache, half* vCache,
+                       int numTokens, int numHeads, int numKvHeads, int headDim, const RopeParams& rope,
+                       cudaStream_t stream);
 
-/** act[t][i] = fp16(silu(gateUp[t][i]) * gateUp[t][inter + i]).  gateUp (numTokens, 2 inter); act (numTokens, inter). */
+/** The CPU reference's inverse frequencies (double, rounded to f32), (headDim / 2) values. */
+void computeInvFreq(int headDim, double theta, float* out);
+
+/** act[t][i] = fp16(silu(gateUp[t][i]) * gateUp[t][inter + i]).  gateUp (numTokens, 2 inter); act (numTokens, inter); inter even. */
 void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cudaStream_t stream);
 
 /** Converts n values of bf16 (Uint16 bits) or f32 to fp16 on the device. */

@@ -90,7 +90,7 @@ void bench_linears(bool quick) {
 
 // Configuration sweep: GEMV variants at m = 1 and GEMM tiles at m = 512 / 2048 (AWQ shapes).
 void bench_variants() {
-  std::printf("\nVariants (us): GEMV m=1 [tiles per warp] | GEMM m=512 and m=2048 [tile cfg 1=128x256 2=128x128 5=wgmma 128x128]\n");
+  std::printf("\nVariants (us): GEMV m=1 [variant v1..v4, v2 = default] | GEMM m=512 and m=2048 [cfg 2=mma.sync 128x128 5=wgmma 128x128 6=wgmma 128x256]\n");
   for (const Shape& s : kShapes) {
     if (!s.awq) continue;
     const size_t wBytes = awqk::awq_packed_bytes(s.in, s.out, 128);
@@ -109,14 +109,14 @@ void bench_variants() {
                      2 * copies);
     };
     std::printf("%-22s", s.name);
-    for (int npw : {1, 2}) {
-      awqk::awq_gemv_override({npw});
-      std::printf(" npw%d %6.1f", npw, run(1) * 1e3);
+    for (int v = 1; v <= 4; ++v) {
+      awqk::awq_gemv_override({v});
+      std::printf(" v%d %5.1f", v, run(1) * 1e3);
     }
     awqk::awq_gemv_override({0});
     std::printf(" |");
     for (int m : {512, 2048})
-      for (int cfg : {1, 2, 5}) {
+      for (int cfg : {2, 5, 6}) {
         awqk::gemm_override(cfg);
         std::printf(" m%d c%d %7.1f", m, cfg, run(m) * 1e3);
       }

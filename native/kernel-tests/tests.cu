@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "../kernels/internal.h"
 #include "../kernels/kernels.h"
 #include "harness.h"
 
@@ -64,6 +65,28 @@ bool test_awq() {
       char name[128];
       std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d", c.in, c.out, c.group, m);
       ok &= report(name, compare(y, ref, m, c.out));
+      // Every GEMV variant and GEMM tile configuration, on two shapes.
+      const bool sweep = (c.in == 5120 && c.out == 5120) || (c.in == 768 && c.out == 264);
+      if (sweep && m <= 8) {
+        for (int v = 1; v <= 4; ++v) {
+          awqk::awq_gemv_override({v});
+          CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+          CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));
+          std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d gemv variant %d", c.in, c.out, c.group, m, v);
+          ok &= report(name, compare(y, ref, m, c.out));
+        }
+        awqk::awq_gemv_override({0});
+      }
+      if (sweep && m > 32) {
+        for (int cfg = 1; cfg <= 6; ++cfg) {
+          awqk::gemm_override(cfg);
+          CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+          CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));
+          std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d gemm cfg %d", c.in, c.out, c.group, m, cfg);
+          ok &= report(name, compare(y, ref, m, c.out));
+        }
+        awqk::gemm_override(0);
+      }
     }
     CK(cudaFree(qw));
     CK(cudaFree(qz));
@@ -107,6 +130,16 @@ bool test_dense() {
       char name[128];
       std::snprintf(name, sizeof name, "in=%d out=%d m=%d", c.in, c.out, m);
       ok &= report(name, compare(y, ref, m, c.out));
+      if (m > 32 && c.out == 32002) {
+        for (int cfg = 1; cfg <= 6; ++cfg) {
+          awqk::gemm_override(cfg);
+          CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+          CK(awqk::dense_linear(x, m, w, c.in, c.out, y, 0));
+          std::snprintf(name, sizeof name, "in=%d out=%d m=%d gemm cfg %d", c.in, c.out, m, cfg);
+          ok &= report(name, compare(y, ref, m, c.out));
+        }
+        awqk::gemm_override(0);
+      }
     }
     CK(cudaFree(w));
     CK(cudaFree(x));

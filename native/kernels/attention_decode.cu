@@ -10,7 +10,9 @@
 namespace awqk {
 namespace {
 
-constexpr int kThreadsD = 128;     // = keys per sub-chunk (one logit per thread in the softmax)
+constexpr int kThreadsD = 256;     // 8 warps
+constexpr int kWarpsD = kThreadsD / 32;
+constexpr int kSub = 128;          // keys per sub-chunk (one logit per thread of the first 128)
 constexpr int kTargetBlocks = 512;  // split until about this many blocks are in flight
 constexpr int kMinPartition = 128;  // keys
 
@@ -33,10 +35,10 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
     float* __restrict__ wsM, float* __restrict__ wsL, __half* __restrict__ out) {
   constexpr int LPK = D / 8;          // lanes per key
   constexpr int KPW = 32 / LPK;       // keys per warp step
-  constexpr int KPB = 4 * KPW;        // keys per block step
-  constexpr int ITER = kThreadsD / KPB;
-  __shared__ float logits[kThreadsD];
-  __shared__ float red[4];
+  constexpr int KPB = kWarpsD * KPW;  // keys per block step
+  constexpr int ITER = kSub / KPB;
+  __shared__ float logits[kSub];
+  __shared__ float red[kWarpsD];
   __shared__ float accR[KPB][D];
 
   const int split = blockIdx.x, head = blockIdx.y, seq = blockIdx.z;
@@ -77,7 +79,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
   float acc[8] = {};
   float runM = -1e30f, runL = 0.f;
 
-  for (int s0 = start; s0 < end; s0 += kThreadsD) {
+  for (int s0 = start; s0 < end; s0 += kSub) {
     size_t offs[ITER];
     bool oks[ITER];
 #pragma unroll
@@ -87,10 +89,13 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
       const int blk = oks[it] ? bt[key / kKvBlockSize] : 0;
       offs[it] = ((size_t)(blk * kKvBlockSize + key % kKvBlockSize) * numKvHeads + kvh) * D + kl * 8;
     }
-    uint4 kv[ITER];
+    // K and V of the sub-chunk are requested together: one memory round trip per sub-chunk.
+    uint4 kv[ITER], vv[ITER];
 #pragma unroll
-    for (int it = 0; it < ITER; ++it)
-      kv[it] = oks[it] ? __ldg(reinterpret_cast<const uint4*>(kc + offs[it])) : make_uint4(0, 0, 0, 0);
+    for (int it = 0; it < ITER; ++it) {
+      kv[it] = oks[it] ? detail::ld_stream16(kc + offs[it]) : make_uint4(0, 0, 0, 0);
+      vv[it] = oks[it] ? detail::ld_stream16(vc + offs[it]) : make_uint4(0, 0, 0, 0);
+    }
 #pragma unroll
     for (int it = 0; it < ITER; ++it) {
       const __half2* h = reinterpret_cast<const __half2*>(&kv[it]);
@@ -106,28 +111,28 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
     }
     __syncthreads();
     // Softmax over this sub-chunk, merged into the running max / sum.
-    const float v = logits[tid];
+    const float v = tid < kSub ? logits[tid] : -INFINITY;
     float m = warp_max(v);
     if (lane == 0) red[warp] = m;
     __syncthreads();
-    m = fmaxf(fmaxf(red[0], red[1]), fmaxf(red[2], red[3]));
+    m = red[0];
+#pragma unroll
+    for (int w = 1; w < kWarpsD; ++w) m = fmaxf(m, red[w]);
     const float newM = fmaxf(runM, m);
     const float alpha = exp2f(runM - newM);
     const float p = exp2f(v - newM);
     __syncthreads();  // everyone has read red[] before it is reused
-    logits[tid] = p;
+    if (tid < kSub) logits[tid] = p;
     float sum = warp_sum(p);
     if (lane == 0) red[warp] = sum;
     __syncthreads();
-    sum = red[0] + red[1] + red[2] + red[3];
+    sum = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarpsD; ++w) sum += red[w];
     runL = runL * alpha + sum;
     runM = newM;
 #pragma unroll
     for (int i = 0; i < 8; ++i) acc[i] *= alpha;
-    uint4 vv[ITER];
-#pragma unroll
-    for (int it = 0; it < ITER; ++it)
-      vv[it] = oks[it] ? __ldg(reinterpret_cast<const uint4*>(vc + offs[it])) : make_uint4(0, 0, 0, 0);
 #pragma unroll
     for (int it = 0; it < ITER; ++it) {
       const float w = logits[it * KPB + kslot];
@@ -201,7 +206,7 @@ cudaError_t launch_decode(const __half* q, const __half* kc, const __half* vc, c
                           __half* out, cudaStream_t stream) {
   int splits = choose_splits(numSeqs, numHeads, maxContextLen);
   while (splits > 1 && (ws == nullptr || ws_bytes(numSeqs, numHeads, D, splits) > wsBytes)) splits /= 2;
-  const int partition = splits > 1 ? detail::ceil_div(detail::ceil_div(maxContextLen, splits), kThreadsD) * kThreadsD
+  const int partition = splits > 1 ? detail::ceil_div(detail::ceil_div(maxContextLen, splits), kSub) * kSub
                                    : (maxContextLen > 0 ? maxContextLen : 1);
   float* wsO = static_cast<float*>(ws);
   const size_t entries = (size_t)numSeqs * numHeads * splits;

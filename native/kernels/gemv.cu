@@ -78,12 +78,14 @@ __device__ __forceinline__ void load_x(const __half* const (&xrow)[MT], const bo
   }
 }
 
-// One block = NPW 16-output tiles; its warps split K. Each warp streams its chunk range with two
-// register buffers of U chunks (loads of one in flight while the other is computed). The mma
-// runs on exact (q - z) values; the group scale is applied to the fp32 partial of each chunk.
-// (Measured on the H100: this beat a cp.async shared-memory ring and a cluster split-K variant.)
-template <int MT, int NPW, int U>
-__global__ void __launch_bounds__(256, (MT == 1 && NPW == 1) ? 3 : 1) awq_gemv_kernel(const __half* __restrict__ x, int m,
+// One block = NPW 16-output tiles; its warps split K. Each warp streams its chunk range in
+// register bursts of U chunks; with DB two bursts alternate (loads of one in flight while the
+// other is computed). The mma runs on exact (q - z) values; the group scale is applied to the fp32
+// partial of each chunk. Measured on the H100 at m = 1 (13B shapes): 2 tiles per warp, 2-chunk
+// double-buffered bursts and 8 warps (variant 2, the default) beat single-buffered bursts of
+// 4..16 chunks, 1 tile per warp, a cp.async shared-memory ring and a cluster split-K variant.
+template <int MT, int NPW, int U, bool DB>
+__global__ void __launch_bounds__(256, (MT == 1 && NPW == 1 && DB) ? 3 : 1) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
                                                       int chunksPerGroup, int groupShift, int nTiles,
@@ -171,14 +173,23 @@ __global__ void __launch_bounds__(256, (MT == 1 && NPW == 1) ? 3 : 1) awq_gemv_k
     }
   };
 
-  uint4 wA[U][NPW], wB[U][NPW];
-  uint2 zA[U][NPW], zB[U][NPW];
-  load(wA, zA, cBegin);
-  for (int c0 = cBegin; c0 < cEnd; c0 += 2 * U) {
-    load(wB, zB, c0 + U);
-    compute(wA, zA, c0);
-    load(wA, zA, c0 + 2 * U);
-    compute(wB, zB, c0 + U);
+  if constexpr (DB) {
+    uint4 wA[U][NPW], wB[U][NPW];
+    uint2 zA[U][NPW], zB[U][NPW];
+    load(wA, zA, cBegin);
+    for (int c0 = cBegin; c0 < cEnd; c0 += 2 * U) {
+      load(wB, zB, c0 + U);
+      compute(wA, zA, c0);
+      load(wA, zA, c0 + 2 * U);
+      compute(wB, zB, c0 + U);
+    }
+  } else {
+    for (int c0 = cBegin; c0 < cEnd; c0 += U) {
+      uint4 wA[U][NPW];
+      uint2 zA[U][NPW];
+      load(wA, zA, c0);
+      compute(wA, zA, c0);
+    }
   }
 
 #pragma unroll
@@ -273,17 +284,17 @@ int pick_warps(int blocks, int kChunks) {
   return nw;
 }
 
-template <int MT, int NPW, int U>
+template <int MT, int NPW, int U, bool DB>
 cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
-                           int group, int nTiles, __half* y, cudaStream_t stream) {
+                           int group, int nTiles, int maxWarps, __half* y, cudaStream_t stream) {
   const int kChunks = in / 64;
-  int nw = 8;
+  int nw = maxWarps;
   while (nw > 1 && kChunks / nw < 2 * U) nw /= 2;
   const int cpw = detail::ceil_div(kChunks, nw);
   const size_t smem = (size_t)nw * NPW * MT * 4 * 32 * sizeof(float);
   const int cpg = group / 64;
   const int groupShift = (cpg & (cpg - 1)) == 0 ? __builtin_ctz(cpg) : -1;
-  awq_gemv_kernel<MT, NPW, U><<<detail::ceil_div(nTiles, NPW), nw * 32, smem, stream>>>(
+  awq_gemv_kernel<MT, NPW, U, DB><<<detail::ceil_div(nTiles, NPW), nw * 32, smem, stream>>>(
       x, m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y);
   return cudaGetLastError();
 }
@@ -297,12 +308,15 @@ cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int o
   const uint4* wq = static_cast<const uint4*>(packed);
   const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) +
                                                    awq_weight_bytes(in, out));
-  int npw = MT == 1 ? 2 : 1;
-  if (MT == 1 && g_override.npw > 0) npw = g_override.npw;
   if constexpr (MT == 1) {
-    if (npw == 2) return launch_awq_npw<MT, 2, 2>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+    switch (g_override.variant) {
+      case 1: return launch_awq_npw<1, 1, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
+      case 3: return launch_awq_npw<1, 2, 4, false>(x, m, wq, zs, in, out, group, nTiles, 4, y, stream);
+      case 4: return launch_awq_npw<1, 1, 8, false>(x, m, wq, zs, in, out, group, nTiles, 4, y, stream);
+      default: return launch_awq_npw<1, 2, 2, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
+    }
   }
-  return launch_awq_npw<MT, 1, 4>(x, m, wq, zs, in, out, group, nTiles, y, stream);
+  return launch_awq_npw<MT, 1, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
 }
 
 template <int MT, int U>

@@ -23,20 +23,21 @@ cudaError_t awq_gemm(const __half* x, int m, const void* packed, int in, int out
 cudaError_t dense_gemm(const __half* x, int m, const __half* w, int in, int out, __half* y,
                        cudaStream_t stream);
 
-// Hopper wgmma GEMM with 128x128 tiles (gemm_sm90.cu); falls back to mma.sync code on other
-// architectures' cubins, so it is correct anywhere, fast on sm_90a.
-cudaError_t gemm_sm90(bool awq, const __half* x, int m, const void* w, int in, int out, int group,
-                      __half* y, cudaStream_t stream);
+// Hopper wgmma GEMM with 128 x bn tiles, bn = 128 or 256 (gemm_sm90.cu); falls back to mma.sync
+// code on other architectures' cubins, so it is correct anywhere, fast on sm_90a.
+cudaError_t gemm_sm90(bool awq, int bn, const __half* x, int m, const void* w, int in, int out,
+                      int group, __half* y, cudaStream_t stream);
 
 constexpr int kGemvMaxM = 32;
 
-// Benchmark hook for m <= 8: tiles per warp of the GEMV (npw = 1 or 2; 0 = automatic, 2).
+// Benchmark hook for m <= 8: GEMV variant (tiles per warp, burst, double buffering, warps; see
+// launch_awq in gemv.cu); 0 = the default.
 struct GemvConfig {
-  int npw = 0;
+  int variant = 0;
 };
 void awq_gemv_override(GemvConfig c);
 // Benchmark hook: force the GEMM tile (1 = 128x256, 2 = 128x128, 3 = 64x128, 4 = 64x64,
-// 5 = sm_90 wgmma 128x128; 0 = auto).
+// 5 = sm_90 wgmma 128x128, 6 = sm_90 wgmma 128x256; 0 = auto).
 void gemm_override(int config);
 
 }  // namespace awqk

@@ -1,7 +1,7 @@
 // awq-ts CUDA kernels: plain C++ launchers (device pointers + sizes + stream), no N-API.
 //
 // Files in native/kernels/ (CMake compiles every native/kernels/*.cu; all need sm_80+ instructions,
-// i.e. mma.sync / cp.async / ldmatrix; build for sm_90a, sm_90, sm_80):
+// i.e. mma.sync / cp.async / ldmatrix; build for sm_90a and sm_80 (+ compute_80 PTX)):
 //   kernels.h          this header (the only one the engine includes)
 //   common.cuh         internal device helpers (mma / cp.async / dequant inline functions)
 //   internal.h         internal launchers shared between the .cu files
@@ -9,9 +9,11 @@
 //   gemv.cu            decode path (m <= 32): weight-streaming tensor-core GEMV (AWQ and dense)
 //   gemm.cu            prefill path (m > 32): tile choice + launchers of the mma.sync GEMM
 //   gemm_mma.cuh       the mma.sync tile GEMM body (AWQ and dense fp16 weights), sm_80+
-//   gemm_sm90.cu       Hopper wgmma GEMM (128x128 tiles) used on sm_90 for large m; its non-sm_90a
-//                      cubins run the mma.sync body, so it is correct whichever cubin is loaded
-//                      (build with sm_90a in the fatbin to get the wgmma speed on H100/H200)
+//   gemm_sm90.cu       Hopper wgmma GEMM (128x256 tiles) used on cc 9.x for large m; its non-sm_90a
+//                      cubins run the mma.sync body, so it is correct whichever cubin is loaded.
+//                      The wgmma speed needs the sm_90a cubin to be the one loaded on H100/H200:
+//                      a plain sm_90 cubin in the same fatbin may be preferred by the driver and
+//                      would silently fall back to the ~20% slower mma.sync body.
 //   linear.cu          awq_linear, dense_linear (validation + dispatch by m)
 //   attention.cu       paged_attention_prefill
 //   attention_decode.cu paged_attention_decode (+ split reduction)
@@ -114,7 +116,10 @@ cudaError_t paged_attention_prefill(const __half* q,            // (numTokens, n
 
 // Decode fast path: exactly one query token per sequence (q row i belongs to sequence i), split
 // over the context (flash-decoding) when it is long, with a reduction kernel.
-// maxContextLen: max of contextLens (host value; sizes the grid and the workspace).
+// maxContextLen: max of contextLens (host value; sizes the grid), or any larger value (a graph
+// captured with a context bucket stays correct for every context up to the bucket).
+// Workspace: the returned size (< 0.6 MB, independent of numSeqs and maxContextLen) serves every
+// call; a null or smaller workspace is allowed and only means fewer splits (slower, still exact).
 size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
                                               int maxContextLen);
 cudaError_t paged_attention_decode(const __half* q,            // (numSeqs, numHeads, headDim)

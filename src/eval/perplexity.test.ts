@@ -1,9 +1,14 @@
 import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import type { Backend, StepBatch, StepResult } from "../backend/backend.js";
 import { CpuBackend } from "../backend/cpu/cpu-backend.js";
 import { openModel } from "../model/load.js";
 import { computePerplexity } from "./perplexity.js";
+
+// dist/... -> the project root
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "../../..");
 
 /**
  * A deterministic fake: log p(next = x | ..., position p) = -(x mod 7 + 1) / 10, independent of context,
@@ -72,7 +77,7 @@ test("maxWindows limits the windows; too short a text is an error", async () => 
 });
 
 test("CPU backend on tiny-chat-awq: chunked and whole windows agree", async () => {
-  const model = await openModel("models/tiny-chat-awq");
+  const model = await openModel(join(repoRoot, "models/tiny-chat-awq"));
   const backend = new CpuBackend();
   const layout = await backend.load(model, {
     maxModelLen: 128,

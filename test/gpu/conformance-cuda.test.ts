@@ -18,5 +18,8 @@ const unavailable = await cudaUnavailableReason();
 if (unavailable !== null) {
   test("backend conformance: cuda", (t) => t.skip(unavailable));
 } else {
-  runBackendConformance("cuda", () => CudaBackend.create(), { repoRoot, makeReference: async () => new CpuBackend() });
+  runBackendConformance("cuda", () => CudaBackend.create(), {
+    repoRoot,
+    makeReference: async () => new CpuBackend(),
+  });
 }

@@ -7,11 +7,11 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, test } from "node:test";
+import type { Backend, KvLayout } from "../../src/backend/backend.js";
 import { CpuBackend } from "../../src/backend/cpu/cpu-backend.js";
 import { CudaBackend } from "../../src/backend/cuda/cuda-backend.js";
-import type { Backend, KvLayout } from "../../src/backend/backend.js";
-import type { SequenceSampling } from "../../src/backend/sampler-arrays.js";
 import { sampleToken } from "../../src/backend/sampler.js";
+import type { SequenceSampling } from "../../src/backend/sampler-arrays.js";
 import { openModel } from "../../src/model/load.js";
 import { StepBuilder } from "../conformance/step-builder.js";
 import { modelDir, repoRoot } from "../server-harness.js";
@@ -75,7 +75,10 @@ describe("CUDA sampler = reference sampler on the same logits", { skip: unavaila
           [prompt[prompt.length - 1], 3.5],
           [29889, Number.NEGATIVE_INFINITY],
         ]);
-        entries.push({ seq, sampling: { ...setting, seed: 1000 * k + s, logitBias: s % 2 === 0 ? bias : undefined } });
+        entries.push({
+          seq,
+          sampling: { ...setting, seed: 1000 * k + s, logitBias: s % 2 === 0 ? bias : undefined },
+        });
       }
     }
     const batch = builder.build(entries);
@@ -88,7 +91,8 @@ describe("CUDA sampler = reference sampler on the same logits", { skip: unavaila
       const want = sampleToken(row, batch.sampling, i);
       const label = `sequence ${i} (${JSON.stringify(SETTINGS[Math.floor(i / 6)])}, seed ${batch.sampling.seed[i]})`;
       assert.equal(result.tokenIds[i], want.tokenId, `${label}: token`);
-      if (Number.isNaN(want.logprob)) assert.ok(Number.isNaN(result.logprobs[i]), `${label}: logprob should be NaN`);
+      if (Number.isNaN(want.logprob))
+        assert.ok(Number.isNaN(result.logprobs[i]), `${label}: logprob should be NaN`);
       else assert.ok(Math.abs(result.logprobs[i] - want.logprob) < 1e-4, `${label}: logprob`);
       if (want.top === null) {
         assert.equal(result.topLogprobs[i], null, `${label}: no top logprobs`);
@@ -96,7 +100,9 @@ describe("CUDA sampler = reference sampler on the same logits", { skip: unavaila
         const got = result.topLogprobs[i];
         assert.ok(got !== null, `${label}: top logprobs`);
         assert.deepEqual(Array.from(got.tokenIds), Array.from(want.top.tokenIds), `${label}: top ids`);
-        got.logprobs.forEach((v, j) => assert.ok(Math.abs(v - want.top!.logprobs[j]) < 1e-4, `${label}: top ${j}`));
+        for (const [j, v] of got.logprobs.entries()) {
+          assert.ok(Math.abs(v - want.top.logprobs[j]) < 1e-4, `${label}: top ${j}`);
+        }
       }
     }
   });
@@ -108,7 +114,10 @@ describe("CUDA sampler = reference sampler on the same logits", { skip: unavaila
       const prompts = fixture.models["tiny-chat-awq"].map((r) => r.prompt_ids);
       const run = async (backend: Backend, numBlocks: number) => {
         const builder = new StepBuilder(16, numBlocks);
-        const batch = builder.build(prompts.map((p) => ({ seq: builder.addSequence(p) })), { tokenLogprobs: true });
+        const batch = builder.build(
+          prompts.map((p) => ({ seq: builder.addSequence(p) })),
+          { tokenLogprobs: true },
+        );
         const r = await backend.step(batch);
         assert.ok(r.tokenLogprobs !== undefined);
         return { r, batch };
@@ -119,7 +128,8 @@ describe("CUDA sampler = reference sampler on the same logits", { skip: unavaila
       const b = want.r.tokenLogprobs!;
       assert.equal(a.length, b.length);
       for (let t = 0; t < a.length; t++) {
-        if (Number.isNaN(b[t])) assert.ok(Number.isNaN(a[t]), `token ${t}: NaN expected (last of its sequence)`);
+        if (Number.isNaN(b[t]))
+          assert.ok(Number.isNaN(a[t]), `token ${t}: NaN expected (last of its sequence)`);
         else assert.ok(Math.abs(a[t] - b[t]) < 0.05, `token ${t}: ${a[t]} vs CPU ${b[t]}`);
       }
       assert.deepEqual(Array.from(got.r.tokenIds), Array.from(want.r.tokenIds), "greedy tokens");

@@ -32,7 +32,12 @@ describe("awq serve --backend cuda with the openai client", { skip: unavailable 
   });
 
   test("chat: streamed and non-streamed greedy replies agree", async () => {
-    const reply = await client.chat.completions.create({ model: MODEL_NAME, messages, max_tokens: 32, temperature: 0 });
+    const reply = await client.chat.completions.create({
+      model: MODEL_NAME,
+      messages,
+      max_tokens: 32,
+      temperature: 0,
+    });
     const text = reply.choices[0]!.message.content ?? "";
     assert.ok(text.length > 0, "the reply has text");
     assert.ok(["stop", "length"].includes(reply.choices[0]!.finish_reason));
@@ -55,7 +60,10 @@ describe("awq serve --backend cuda with the openai client", { skip: unavailable 
     assert.equal(lp.tokens!.length, greedy.usage!.completion_tokens);
     for (const [i, top] of lp.top_logprobs!.entries()) {
       const best = Math.max(...Object.values(top));
-      assert.ok(lp.token_logprobs![i]! <= 0 && Math.abs(lp.token_logprobs![i]! - best) < 1e-3, "greedy = best");
+      assert.ok(
+        lp.token_logprobs![i]! <= 0 && Math.abs(lp.token_logprobs![i]! - best) < 1e-3,
+        "greedy = best",
+      );
     }
     const a = await client.completions.create({ ...body, temperature: 0.9, top_p: 0.9, seed: 1234 });
     const b = await client.completions.create({ ...body, temperature: 0.9, top_p: 0.9, seed: 1234 });

@@ -1,6 +1,8 @@
 /**
  * The CPU backend: the TypeScript/WebAssembly reference every other backend is checked against.
- * f32 weights and activations; the paged KV cache in JS arrays; sampling by sampler.ts.
+ * f32 weights and activations (AWQ dequantized at load), matmuls in WebAssembly SIMD split over two threads
+ * (wasm-arena.ts), the paged KV cache in JS arrays, sampling by ../sampler.ts. step() yields to the event loop
+ * after each half layer and each 64-row chunk of the lm_head.
  */
 import type { ModelSource } from "../../model/types.js";
 import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
@@ -46,7 +48,13 @@ export class CpuBackend implements Backend {
       );
     }
     const arena = new WasmArena();
-    const weights = await loadCpuWeights(source, arena, opts.onLoadProgress);
+    let weights: Awaited<ReturnType<typeof loadCpuWeights>>;
+    try {
+      weights = await loadCpuWeights(source, arena, opts.onLoadProgress);
+    } catch (err) {
+      await arena.dispose();
+      throw err;
+    }
     const kvDim = config.numKvHeads * config.headDim;
     const kv: KvCache = { blockSize: opts.blockSize, numBlocks, keys: [], values: [] };
     for (let l = 0; l < config.numLayers; l++) {

@@ -1,13 +1,18 @@
 import assert from "node:assert/strict";
+import { dirname, join } from "node:path";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { openModel } from "../../model/load.js";
 import { buildSamplingArrays } from "../sampler-arrays.js";
 import { CpuBackend } from "./cpu-backend.js";
 import { runDecoderLayer } from "./decoder-layer.js";
 import { denseContext } from "./dense-forward.js";
 
+// dist/... -> the project root
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "../../../..");
+
 test("dense layer-by-layer forward (the quantizer's path) equals the paged backend's logits", async () => {
-  const model = await openModel("models/tiny-chat-awq");
+  const model = await openModel(join(repoRoot, "models/tiny-chat-awq"));
   const backend = new CpuBackend();
   await backend.load(model, { maxModelLen: 64, maxNumSeqs: 1, maxNumBatchedTokens: 64, blockSize: 16 });
   await model.checkpoint.close();

@@ -2,19 +2,19 @@
  * Reads a checkpoint into the CPU backend's f32 layout: norms and the embedding table as JS arrays, every
  * linear (q/k/v fused, gate/up fused, o, down, lm_head) panel packed into the wasm arena.
  *
- * AWQ linears are dequantized once at load rather than on the fly. Measured on this 2-core machine
+ * AWQ linears are dequantized once at load (straight from the packed words into panels) rather than on the fly. Measured on this 2-core machine
  * (bench/cpu-bench.ts, tiny-chat-awq): the f32 panel matmul runs at ~35-39 GFLOP/s, and unpacking nibbles inside
  * the inner loop would cost more than the multiply-adds it feeds; the price is 8x the weight memory
  * (4 bytes instead of 0.5 per weight), which is fine for the models the CPU backend is meant for (the demo
  * models, tests of one or two layers of the 13B shape) and out of reach anyway for a full 13B in wasm32's 4 GiB.
  */
-import { dequantizeAwq } from "../../model/awq.js";
+import { AWQ_ORDER } from "../../model/awq.js";
 import { bf16ToF32Array, f16ToF32Array } from "../../model/half.js";
 import type { Checkpoint, ModelSource } from "../../model/types.js";
 import { describeWeights, type LinearWeightNames } from "../../model/weights.js";
 import type { DecoderLayerWeights, PackedLinear } from "./decoder-layer.js";
 import type { WasmArena } from "./wasm-arena.js";
-import { PANEL, packPanelsFromKN, packPanelsFromNK } from "./wasm-matmul.js";
+import { dequantizeAwqToPanels, PANEL, packPanelsFromNK } from "./wasm-matmul.js";
 
 export interface CpuWeights {
   embedding: Float32Array; // (vocab, hidden)
@@ -95,13 +95,28 @@ async function loadPackedLinear(
         qzeros: (await read(part.qzeros)) as Int32Array,
         scales: (await read(part.scales)) as Uint16Array,
       };
-      let w: Float32Array; // (in, out)
-      try {
-        w = dequantizeAwq(tensors, inFeatures, part.outFeatures, part.groupSize);
-      } catch (err) {
-        throw new Error(`${ckpt.dir}: ${part.module}: ${(err as Error).message}`);
+      const groups = inFeatures / part.groupSize;
+      const expect = (what: string, got: number, want: number) => {
+        if (got !== want)
+          throw new Error(`${ckpt.dir}: ${part.module}.${what} has ${got} elements, expected ${want}`);
+      };
+      if (!Number.isInteger(groups) || part.outFeatures % PANEL !== 0) {
+        throw new Error(`${ckpt.dir}: ${part.module}: AWQ needs in % ${part.groupSize} = 0 and out % 8 = 0`);
       }
-      packPanelsFromKN(w, inFeatures, part.outFeatures, dst);
+      expect("qweight", tensors.qweight.length, (inFeatures * part.outFeatures) / PANEL);
+      expect("qzeros", tensors.qzeros.length, (groups * part.outFeatures) / PANEL);
+      expect("scales", tensors.scales.length, groups * part.outFeatures);
+      const scales = f16ToF32Array(tensors.scales); // (in / g, out)
+      dequantizeAwqToPanels(
+        tensors.qweight,
+        tensors.qzeros,
+        scales,
+        inFeatures,
+        part.outFeatures,
+        part.groupSize,
+        AWQ_ORDER,
+        dst,
+      );
     } else {
       const w = await readFloat(ckpt, part.weight, part.outFeatures * inFeatures, progress); // (out, in)
       packPanelsFromNK(w, part.outFeatures, inFeatures, dst);

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { AWQ_ORDER, dequantizeAwq } from "../../model/awq.js";
+import { f16ToF32Array, f32ToF16 } from "../../model/half.js";
 import { WasmArena } from "./wasm-arena.js";
-import { PANEL, packPanelsFromKN, packPanelsFromNK } from "./wasm-matmul.js";
+import { dequantizeAwqToPanels, PANEL, packPanelsFromKN, packPanelsFromNK } from "./wasm-matmul.js";
 
 function random(n: number, seed: number): Float32Array {
   let s = seed;
@@ -88,4 +90,23 @@ test("matmul split between this thread and the helper worker equals the single-t
   assert.deepEqual(results[0], results[1]);
   await split.dispose();
   await single.dispose();
+});
+
+test("AWQ straight to panels equals dequantizeAwq (model/awq.ts) then packing", () => {
+  const [inF, outF, g] = [256, 48, 128];
+  let state = 12345;
+  const next = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state;
+  };
+  const qweight = Int32Array.from({ length: (inF * outF) / 8 }, () => next() | 0);
+  const qzeros = Int32Array.from({ length: ((inF / g) * outF) / 8 }, () => next() | 0);
+  const scaleBits = Uint16Array.from({ length: (inF / g) * outF }, () =>
+    f32ToF16(0.001 + (next() % 1000) / 1e5),
+  );
+  const expected = new Float32Array(inF * outF);
+  packPanelsFromKN(dequantizeAwq({ qweight, qzeros, scales: scaleBits }, inF, outF, g), inF, outF, expected);
+  const got = new Float32Array(inF * outF);
+  dequantizeAwqToPanels(qweight, qzeros, f16ToF32Array(scaleBits), inF, outF, g, AWQ_ORDER, got);
+  assert.deepEqual(got, expected);
 });

@@ -154,3 +154,36 @@ export function packPanelsFromNK(src: Float32Array, N: number, K: number, dst: F
     }
   }
 }
+
+/**
+ * Dequantizes an AutoAWQ GEMM linear (see model/awq.ts) straight into panels (out / 8, in, 8): packed int32
+ * column c of qweight holds exactly the 8 output columns of panel c, so one pass over the packed words writes
+ * each panel row without an (in, out) f32 intermediate. Equals packPanelsFromKN(dequantizeAwq(...)).
+ */
+export function dequantizeAwqToPanels(
+  qweight: Int32Array, // (in, out / 8)
+  qzeros: Int32Array, // (in / groupSize, out / 8)
+  scales: Float32Array, // (in / groupSize, out)
+  inFeatures: number,
+  outFeatures: number,
+  groupSize: number,
+  nibbleColumn: readonly number[], // output column (within 8) held by nibble i: AWQ_ORDER
+  dst: Float32Array, // (out / 8, in, 8)
+): void {
+  const packs = outFeatures / PANEL;
+  for (let p = 0; p < packs; p++) {
+    const panelBase = p * inFeatures * PANEL;
+    for (let k = 0; k < inFeatures; k++) {
+      const g = Math.floor(k / groupSize);
+      const word = qweight[k * packs + p];
+      const zword = qzeros[g * packs + p];
+      const scaleBase = g * outFeatures + p * PANEL;
+      const d = panelBase + k * PANEL;
+      for (let i = 0; i < 8; i++) {
+        const col = nibbleColumn[i];
+        const shift = 4 * i;
+        dst[d + col] = (((word >>> shift) & 15) - ((zword >>> shift) & 15)) * scales[scaleBase + col];
+      }
+    }
+  }
+}

@@ -34,7 +34,7 @@ export class CudaBackend implements Backend {
 
   /** Loads the addon and checks for a GPU; throws BackendUnavailableError (one clear message) when it cannot run. */
   static async create(): Promise<CudaBackend> {
-    const { addon, probe } = loadNativeAddon();
+    const { addon, probe } = await loadNativeAddon();
     return new CudaBackend(addon, probe);
   }
 
@@ -84,7 +84,10 @@ export class CudaBackend implements Backend {
       if (batch.sample[i] === 1 && batch.sampling.logprobs[i] > 0) {
         const start = i * out.maxTop;
         const end = start + out.topCounts[i];
-        topLogprobs.push({ tokenIds: out.topIds.slice(start, end), logprobs: out.topLogprobs.slice(start, end) });
+        topLogprobs.push({
+          tokenIds: out.topIds.slice(start, end),
+          logprobs: out.topLogprobs.slice(start, end),
+        });
       } else {
         topLogprobs.push(null);
       }
@@ -117,7 +120,8 @@ export class CudaBackend implements Backend {
   }
 
   private async initEngine(config: ModelConfig): Promise<NativeEngine> {
-    if (this.engine !== null) throw new Error("CUDA backend: load() called twice; create a new backend per model");
+    if (this.engine !== null)
+      throw new Error("CUDA backend: load() called twice; create a new backend per model");
     const engine = new this.addon.Engine();
     const { deviceName } = await engine.init(nativeDims(config), 0);
     this.deviceLabel = deviceName;

@@ -3,9 +3,10 @@
  * generated on the GPU, no file), driven through the Backend interface exactly as the engine drives it, so every
  * number includes the host side of a step (packing the batch, the addon call, the download of the tokens).
  */
+
+import type { ModelConfig } from "../../model/types.js";
 import type { StepBatch } from "../backend.js";
 import { buildSamplingArrays } from "../sampler-arrays.js";
-import type { ModelConfig } from "../../model/types.js";
 import { CudaBackend } from "./cuda-backend.js";
 
 /** Llama-2-13B, AWQ 4-bit g128 (the seed model's shape); `layers` may be lowered for quick runs. */
@@ -27,7 +28,14 @@ export function llama2_13bAwqConfig(layers = 40): ModelConfig {
     dtype: "float16",
     bosTokenId: 1,
     eosTokenIds: [2],
-    quantization: { method: "awq", bits: 4, groupSize: 128, zeroPoint: true, version: "gemm", modulesToNotConvert: [] },
+    quantization: {
+      method: "awq",
+      bits: 4,
+      groupSize: 128,
+      zeroPoint: true,
+      version: "gemm",
+      modulesToNotConvert: [],
+    },
   };
 }
 
@@ -50,7 +58,13 @@ export interface LatencyBenchResult {
   model: string;
   weightBytes: number;
   numBlocks: number;
-  prefill: { tokens: number; ms: number; tokensPerSecond: number }[];
+  prefill: {
+    tokens: number;
+    ms: number;
+    tokensPerSecond: number;
+    /** With `profile`: GPU ms of each operation in one prefill. */
+    profile?: Record<string, number>;
+  }[];
   decode: {
     batch: number;
     context: number;
@@ -68,7 +82,13 @@ class SyntheticBatches {
   constructor(private readonly blockSize: number) {}
 
   /** Prefill of `lengths[i]` tokens per sequence, starting at `starts[i]` of its context, blocks from `firstBlock`. */
-  build(lengths: number[], starts: number[], blocksPerSeq: number, firstBlock: number, vocab: number): StepBatch {
+  build(
+    lengths: number[],
+    starts: number[],
+    blocksPerSeq: number,
+    firstBlock: number,
+    vocab: number,
+  ): StepBatch {
     const numSeqs = lengths.length;
     const numTokens = lengths.reduce((a, b) => a + b, 0);
     const tokenIds = new Int32Array(numTokens); // (numTokens)
@@ -152,7 +172,19 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
       const times: number[] = [];
       for (let r = 0; r < o.repeats; r++) times.push(await run());
       const ms = median(times);
-      result.prefill.push({ tokens, ms, tokensPerSecond: (tokens / ms) * 1000 });
+      const entry: LatencyBenchResult["prefill"][number] = {
+        tokens,
+        ms,
+        tokensPerSecond: (tokens / ms) * 1000,
+      };
+      if (o.profile) {
+        backend.setProfiling(true);
+        await run();
+        entry.profile = {};
+        for (const p of backend.takeProfile()) entry.profile[p.op] = p.ms;
+        backend.setProfiling(false);
+      }
+      result.prefill.push(entry);
       log(`prefill ${tokens} tokens: ${ms.toFixed(1)} ms, ${((tokens / ms) * 1000).toFixed(0)} tokens/s`);
     }
 
@@ -166,7 +198,13 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
       const perChunk = Math.max(1, Math.floor(2048 / o.decodeContext));
       for (let s = 0; s < batch; s += perChunk) {
         const n = Math.min(perChunk, batch - s);
-        const b = batches.build(new Array(n).fill(o.decodeContext), new Array(n).fill(0), blocksPerSeq, s * blocksPerSeq, vocab);
+        const b = batches.build(
+          new Array(n).fill(o.decodeContext),
+          new Array(n).fill(0),
+          blocksPerSeq,
+          s * blocksPerSeq,
+          vocab,
+        );
         await backend.step(b);
       }
       const ones = new Array(batch).fill(1);

@@ -4,7 +4,13 @@
  */
 import type { Checkpoint, ModelConfig, ModelSource, TensorData } from "../../model/types.js";
 import { describeWeights, type LinearName, type LinearWeightNames } from "../../model/weights.js";
-import type { NativeEngine, NativeLinearPart, NativeModelDims, NativeTensor, NativeWeightSlot } from "./native-addon.js";
+import type {
+  NativeEngine,
+  NativeLinearPart,
+  NativeModelDims,
+  NativeTensor,
+  NativeWeightSlot,
+} from "./native-addon.js";
 
 /** The addon's view of a model config. */
 export function nativeDims(config: ModelConfig): NativeModelDims {
@@ -27,10 +33,16 @@ export function nativeDims(config: ModelConfig): NativeModelDims {
   };
 }
 
-async function readTensor(ckpt: Checkpoint, name: string, progress: (bytes: number) => void): Promise<NativeTensor> {
+async function readTensor(
+  ckpt: Checkpoint,
+  name: string,
+  progress: (bytes: number) => void,
+): Promise<NativeTensor> {
   const info = ckpt.info(name);
   if (info.dtype !== "F16" && info.dtype !== "BF16" && info.dtype !== "F32" && info.dtype !== "I32") {
-    throw new Error(`tensor "${name}" in ${info.file}: dtype ${info.dtype} is not supported by the CUDA backend`);
+    throw new Error(
+      `tensor "${name}" in ${info.file}: dtype ${info.dtype} is not supported by the CUDA backend`,
+    );
   }
   const data: TensorData = await ckpt.read(name);
   progress(info.byteLength);
@@ -84,7 +96,11 @@ export async function uploadCheckpoint(
 
   await engine.uploadVector("embed", 0, await readTensor(checkpoint, names.embedTokens, progress));
   for (const layer of names.layers) {
-    await engine.uploadVector("inputNorm", layer.index, await readTensor(checkpoint, layer.inputLayernorm, progress));
+    await engine.uploadVector(
+      "inputNorm",
+      layer.index,
+      await readTensor(checkpoint, layer.inputLayernorm, progress),
+    );
     await engine.uploadVector(
       "postNorm",
       layer.index,
@@ -105,6 +121,8 @@ export async function uploadCheckpoint(
   }
   await engine.uploadVector("finalNorm", 0, await readTensor(checkpoint, names.norm, progress));
   if (!names.lmHeadTied) {
-    await engine.uploadLinear("lmHead", 0, [{ weight: await readTensor(checkpoint, names.lmHead, progress) }]);
+    await engine.uploadLinear("lmHead", 0, [
+      { weight: await readTensor(checkpoint, names.lmHead, progress) },
+    ]);
   }
 }

@@ -15,7 +15,9 @@ export interface NativeTensor {
   data: ArrayBufferView;
 }
 
-export type NativeLinearPart = { qweight: NativeTensor; qzeros: NativeTensor; scales: NativeTensor } | { weight: NativeTensor };
+export type NativeLinearPart =
+  | { qweight: NativeTensor; qzeros: NativeTensor; scales: NativeTensor }
+  | { weight: NativeTensor };
 
 export type NativeWeightSlot =
   | "embed"
@@ -104,7 +106,7 @@ export interface ProbeResult {
 }
 
 export interface NativeAddon {
-  probe(): ProbeResult;
+  probe(): Promise<ProbeResult>;
   Engine: new () => NativeEngine;
 }
 
@@ -119,7 +121,7 @@ export function addonPath(): string {
 let cached: { addon: NativeAddon; probe: ProbeResult } | null = null;
 
 /** Loads the addon and checks for a usable GPU; throws BackendUnavailableError with one clear reason. */
-export function loadNativeAddon(): { addon: NativeAddon; probe: ProbeResult } {
+export async function loadNativeAddon(): Promise<{ addon: NativeAddon; probe: ProbeResult }> {
   if (cached !== null) return cached;
   const path = addonPath();
   if (!existsSync(path)) {
@@ -133,10 +135,21 @@ export function loadNativeAddon(): { addon: NativeAddon; probe: ProbeResult } {
   } catch (err) {
     throw new BackendUnavailableError(`the CUDA addon ${path} failed to load: ${(err as Error).message}`);
   }
-  const probe = addon.probe();
+  if (typeof addon?.probe !== "function" || typeof addon.Engine !== "function") {
+    throw new BackendUnavailableError(`${path} is not the awq_native addon (no probe / Engine exports)`);
+  }
+  let probe: ProbeResult;
+  try {
+    probe = await addon.probe();
+  } catch (err) {
+    throw new BackendUnavailableError(
+      `the CUDA addon ${path} could not query the driver: ${(err as Error).message}`,
+    );
+  }
   if (probe.deviceCount <= 0) {
     const why = probe.error ?? "no CUDA device found";
-    const driver = probe.driverVersion === 0 ? "no NVIDIA driver" : `driver ${formatCudaVersion(probe.driverVersion)}`;
+    const driver =
+      probe.driverVersion === 0 ? "no NVIDIA driver" : `driver ${formatCudaVersion(probe.driverVersion)}`;
     throw new BackendUnavailableError(`no usable CUDA GPU (${driver}; ${why})`);
   }
   const device = probe.devices?.[0];

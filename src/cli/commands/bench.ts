@@ -48,10 +48,21 @@ export function formatLatency(r: LatencyBenchResult): string {
       `| decode batch ${d.batch} (context ${d.context}) | ${d.tokensPerSecond.toFixed(1)} | ${d.msPerStep.toFixed(2)} ms/step | ${d.gpuMsPerStep.toFixed(2)} ms |`,
     );
   }
+  for (const p of r.prefill) {
+    if (p.profile === undefined) continue;
+    const ops = Object.entries(p.profile).sort((a, b) => b[1] - a[1]);
+    lines.push(
+      "",
+      `profile, prefill ${p.tokens} (GPU ms): ${ops.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}`,
+    );
+  }
   for (const d of r.decode) {
     if (d.profile === undefined) continue;
     const ops = Object.entries(d.profile).sort((a, b) => b[1] - a[1]);
-    lines.push("", `profile, decode batch ${d.batch} (GPU ms per step, eager): ${ops.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}`);
+    lines.push(
+      "",
+      `profile, decode batch ${d.batch} (GPU ms per step, eager): ${ops.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}`,
+    );
   }
   return lines.join("\n");
 }
@@ -60,11 +71,18 @@ export function registerBench(program: Command): void {
   const bench = program.command("bench").description("benchmarks");
   bench
     .command("latency")
-    .description("prefill and decode tokens/s of the CUDA backend on a synthetic Llama-2-13B AWQ model (random weights generated on the GPU)")
+    .description(
+      "prefill and decode tokens/s of the CUDA backend on a synthetic Llama-2-13B AWQ model (random weights generated on the GPU)",
+    )
     .option("--layers <n>", "decoder layers (40 = the full 13B)", positiveInt("--layers"), 40)
     .option("--prefill <list>", "prompt lengths to time", intList("--prefill"), [512, 2048])
     .option("--batches <list>", "decode batch sizes to time", intList("--batches"), [1, 8, 32, 128])
-    .option("--context <n>", "tokens in each sequence's KV before the timed decode steps", positiveInt("--context"), 128)
+    .option(
+      "--context <n>",
+      "tokens in each sequence's KV before the timed decode steps",
+      positiveInt("--context"),
+      128,
+    )
     .option("--steps <n>", "timed decode steps per batch size", positiveInt("--steps"), 96)
     .option("--repeats <n>", "timed prefill runs (the median is reported)", positiveInt("--repeats"), 5)
     .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use", fraction, 0.9)

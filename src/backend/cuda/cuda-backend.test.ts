@@ -1,0 +1,103 @@
+/**
+ * What the CUDA backend does on any machine (CI has no GPU): loading is guarded and fails with one clear
+ * BackendUnavailableError; the config -> addon dims mapping. The GPU suites are in test/gpu/.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { BackendUnavailableError } from "../backend.js";
+import { createBackend } from "../create.js";
+import { llama2_13bAwqConfig } from "./latency-bench.js";
+import { nativeDims } from "./load-weights.js";
+import { addonPath, formatCudaVersion, loadNativeAddon } from "./native-addon.js";
+
+test("a missing addon file is one clear BackendUnavailableError", async () => {
+  const saved = process.env.AWQ_NATIVE_ADDON;
+  process.env.AWQ_NATIVE_ADDON = "/nonexistent/awq_native.node";
+  try {
+    await assert.rejects(
+      loadNativeAddon(),
+      (err: unknown) =>
+        err instanceof BackendUnavailableError &&
+        /CUDA addon is not built/.test(err.message) &&
+        /nvcc/.test(err.message),
+    );
+  } finally {
+    if (saved === undefined) delete process.env.AWQ_NATIVE_ADDON;
+    else process.env.AWQ_NATIVE_ADDON = saved;
+  }
+});
+
+test("a file that is not an addon fails to load with the path in the message", async () => {
+  const saved = process.env.AWQ_NATIVE_ADDON;
+  const dir = mkdtempSync(join(tmpdir(), "awq-addon-"));
+  const garbage = join(dir, "awq_native.node");
+  writeFileSync(garbage, "not a shared object");
+  try {
+    process.env.AWQ_NATIVE_ADDON = garbage;
+    await assert.rejects(
+      loadNativeAddon(),
+      (err: unknown) =>
+        err instanceof BackendUnavailableError &&
+        /failed to load/.test(err.message) &&
+        err.message.includes(garbage),
+    );
+    // A loadable module without the addon's exports (this test file itself) is refused too.
+    process.env.AWQ_NATIVE_ADDON = fileURLToPath(import.meta.url);
+    await assert.rejects(
+      loadNativeAddon(),
+      (err: unknown) =>
+        err instanceof BackendUnavailableError && /not the awq_native addon/.test(err.message),
+    );
+  } finally {
+    if (saved === undefined) delete process.env.AWQ_NATIVE_ADDON;
+    else process.env.AWQ_NATIVE_ADDON = saved;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("--backend auto falls back to the CPU with one message when CUDA cannot run here", async (t) => {
+  let usable = false;
+  try {
+    await loadNativeAddon();
+    usable = true;
+  } catch (err) {
+    assert.ok(err instanceof BackendUnavailableError, "only BackendUnavailableError escapes the loader");
+  }
+  if (usable) return t.skip("a usable GPU is present");
+  const reasons: string[] = [];
+  const backend = await createBackend("auto", { onFallback: (r) => reasons.push(r) });
+  assert.equal(backend.name, "cpu");
+  assert.equal(reasons.length, 1);
+  await assert.rejects(createBackend("cuda"), BackendUnavailableError);
+  await backend.dispose();
+});
+
+test("the addon path points into native/build of this package", () => {
+  assert.match(addonPath(), /native\/build\/awq_native\.node$/);
+  assert.equal(
+    existsSync(join(fileURLToPath(new URL("../../../../", import.meta.url)), "package.json")),
+    true,
+  );
+});
+
+test("nativeDims carries the RoPE variant and the AWQ group size", () => {
+  const config = llama2_13bAwqConfig(2);
+  const dims = nativeDims(config);
+  assert.equal(dims.numLayers, 2);
+  assert.equal(dims.groupSize, 128);
+  assert.equal(dims.ropeScalingType, 0);
+  const dynamic = nativeDims({
+    ...config,
+    quantization: null,
+    ropeScaling: { type: "dynamic", factor: 2, originalMaxPositionEmbeddings: 2048 },
+  });
+  assert.equal(dynamic.groupSize, 0);
+  assert.equal(dynamic.ropeScalingType, 2);
+  assert.equal(dynamic.ropeFactor, 2);
+  assert.equal(dynamic.ropeOriginalMaxPositions, 2048);
+  assert.equal(formatCudaVersion(13000), "13.0");
+});
