@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
-# steps (default: all): kernels conformance sampler serve bench peer
+# steps (default: all): kernels conformance sampler dense serve bench peer
 # Logs go to $OUT (or ./gpu-logs); a short table is printed last.
 set -u
 out=${OUT:-$PWD/gpu-logs}
 mkdir -p "$out"
-steps=${*:-kernels conformance sampler serve bench peer}
+steps=${*:-kernels conformance sampler dense serve bench peer}
 export NODE_OPTIONS=${NODE_OPTIONS:-}
 summary=()
 
@@ -34,6 +34,7 @@ for step in $steps; do
       else echo "== kernels: native/build/kernel-tests/kernel-tests is not built; skipped"; fi ;;
     conformance) run_step conformance 420 node --test dist/test/gpu/conformance-cuda.test.js ;;
     sampler) run_step sampler 180 node --test dist/test/gpu/cuda-sampler.test.js ;;
+    dense) run_step dense 180 node --test dist/test/gpu/cuda-dense.test.js ;;
     serve) run_step serve 240 node --test dist/test/gpu/serve-openai-cuda.test.js ;;
     bench)
       run_step bench 420 node dist/src/cli/main.js bench latency --json ${BENCH_FLAGS:-}

@@ -102,7 +102,7 @@ struct StepOutput {
   float gpuMs = 0.f;
 };
 
-/** Per-operation GPU time accumulated while profiling (AWQ_PROFILE=1 or setProfiling). */
+/** Per-operation GPU time accumulated while profiling (setProfiling). */
 struct ProfileEntry {
   std::string op;
   double ms = 0;
@@ -169,6 +169,7 @@ class Engine {
   std::vector<DeviceBuffer> kCache_;  // per layer (numBlocks, blockSize, numKvHeads, headDim) fp16
   std::vector<DeviceBuffer> vCache_;
   DeviceBuffer invFreq_;  // (headDim / 2) fp32 RoPE inverse frequencies
+  DeviceBuffer ropeTable_;  // (tableWidth * blockSize, headDim / 2) float2 (cos, sin)
   LinearWeight tiedHead_;  // aliases the embedding when the model ties lm_head to it
   std::unique_ptr<Workspace> ws_;
   std::map<std::tuple<int, int>, std::unique_ptr<Graph>> graphs_;

@@ -82,6 +82,8 @@ MemoryReport Engine::finalize(const RuntimeOptions& o) {
   w.counts.allocate(S * V * 4, "sampler token counts");
   cudaCheck(cudaMemsetAsync(w.counts.get(), 0, w.counts.bytes(), stream_), "clearing sampler counts");
   const int maxContext = tableWidth_ * o.blockSize;
+  ropeTable_.allocate(static_cast<size_t>(maxContext) * (d.headDim / 2) * sizeof(float2), "RoPE cos/sin table");
+  launchRopeTable(invFreq_.as<float>(), ropeTable_.as<float2>(), maxContext, d.headDim, d.rope, stream_);
   const size_t attnBytes = awqk::paged_attention_decode_workspace_bytes(o.maxNumSeqs, d.numHeads, d.headDim,
                                                                         maxContext);
   w.attnWork.allocate(std::max<size_t>(attnBytes, 256), "decode attention workspace");

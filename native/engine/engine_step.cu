@@ -65,7 +65,7 @@ void Engine::forward(const ForwardShape& s) {
     endRange();
     beginRange("rope_kv_write");
     launchRopeKvWrite(big, in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen,
-                      invFreq_.as<float>(), q,
+                      invFreq_.as<float>(), ropeTable_.as<float2>(), q,
                       kCache_[l].as<half>(), vCache_[l].as<half>(), T, d.numHeads, d.numKvHeads, d.headDim, d.rope,
                       stream_);
     endRange();
@@ -327,7 +327,9 @@ StepOutput Engine::step(const StepInput& in) {
   }
   download(w.tokenLogprobs.get(), tlBytes, "download of token logprobs");
   cudaCheck(cudaEventRecord(stepEnd_, stream_), "cudaEventRecord");
-  cudaCheck(cudaStreamSynchronize(stream_), "engine step (forward and sampling)");
+  cudaCheck(cudaStreamSynchronize(stream_),
+            syncAfterLaunch() ? "engine step (forward and sampling)"
+                              : "engine step (forward and sampling; run with AWQ_CUDA_SYNC=1 to name the failing kernel)");
   collectProfile();
 
   StepOutput out;

@@ -1,5 +1,5 @@
-// Optional per-operation GPU timing (AWQ_PROFILE=1): events around each launch group of an eager forward,
-// summed per operation name. Off by default; graphs are not used while it is on.
+// Optional per-operation GPU timing (setProfiling; `awq bench latency --profile`): events around each launch group
+// of an eager forward, summed per operation name. Off by default; graphs are not used while it is on.
 #include "engine.h"
 #include "engine_internal.h"
 

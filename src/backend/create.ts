@@ -8,7 +8,10 @@ export interface CreateBackendOptions {
   onFallback?: (reason: string) => void;
 }
 
-export async function createBackend(choice: BackendChoice, opts: CreateBackendOptions = {}): Promise<Backend> {
+export async function createBackend(
+  choice: BackendChoice,
+  opts: CreateBackendOptions = {},
+): Promise<Backend> {
   if (choice === "cpu") return newCpuBackend();
   try {
     const { CudaBackend } = await import("./cuda/cuda-backend.js");
@@ -18,7 +21,10 @@ export async function createBackend(choice: BackendChoice, opts: CreateBackendOp
     if (choice === "cuda") {
       throw err instanceof BackendUnavailableError ? err : new BackendUnavailableError(reason);
     }
-    (opts.onFallback ?? ((r: string) => process.stderr.write(`awq: CUDA backend unavailable (${r}); using the CPU backend\n`)))(reason);
+    (
+      opts.onFallback ??
+      ((r: string) => process.stderr.write(`awq: CUDA backend unavailable (${r}); using the CPU backend\n`))
+    )(reason);
     return newCpuBackend();
   }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The `awq` command: each subcommand lives in commands/<name>.ts and registers itself here. */
 import { Command } from "commander";
+import { VERSION } from "../version.js";
 import { registerBench } from "./commands/bench.js";
 import { registerChat } from "./commands/chat.js";
 import { registerGenerate } from "./commands/generate.js";
@@ -10,7 +11,6 @@ import { registerPull } from "./commands/pull.js";
 import { registerQuantize } from "./commands/quantize.js";
 import { registerServe } from "./commands/serve.js";
 import { registerTokenize } from "./commands/tokenize.js";
-import { VERSION } from "../version.js";
 
 const program = new Command()
   .name("awq")

@@ -21,6 +21,7 @@
  */
 import { type GroupQuantized, groupQuantize } from "../model/awq.js";
 import { searchClip } from "./clip-search.js";
+import { dampedGram, gptqQuantize } from "./gptq-round.js";
 import {
   dequantizeGroups,
   divideQuantizedColumns,
@@ -30,6 +31,7 @@ import {
 } from "./group-math.js";
 import { type InputStats, InputStatsAccumulator } from "./input-stats.js";
 import type { DenseLayer, FusedLinear, LayerRunner } from "./layer-runner.js";
+import { chooseColumns } from "./rounding-choice.js";
 import { scaleFamilies, searchScales, weightSalience } from "./scale-search.js";
 
 export type QuantMethod = "awq" | "rtn";
@@ -41,6 +43,13 @@ export interface LayerQuantOptions {
   searchBlocks: number;
   /** Also clip q_proj / k_proj (AutoAWQ does not). */
   clipQk: boolean;
+  /**
+   * After the clip search, also round by GPTQ (gptq-round.ts) and keep, per output column, whichever rounding
+   * has the lower calibration error (q_proj / k_proj stay with plain clipped rounding, as for clipping).
+   */
+  gptq: boolean;
+  /** Let GPTQ round q_proj / k_proj too (by their own output error). */
+  gptqQk: boolean;
   /** Which output the next layer is calibrated on (see the file comment). */
   propagate: "quantized" | "fp16";
 }
@@ -49,6 +58,8 @@ export const DEFAULT_LAYER_QUANT_OPTIONS: Omit<LayerQuantOptions, "groupSize"> =
   method: "awq",
   searchBlocks: 2,
   clipQk: false,
+  gptq: true,
+  gptqQk: false,
   propagate: "quantized",
 };
 
@@ -82,7 +93,7 @@ function shapeOf(runner: LayerRunner, which: FusedLinear): { inF: number; outF: 
 /** Blocks (rows of seqlen tokens) of `x` picked by index into a fresh compact array. */
 function gatherBlocks(x: Float32Array, blocks: readonly number[], span: number): Float32Array {
   const out = new Float32Array(blocks.length * span); // (blocks.length * seqlen, hidden)
-  blocks.forEach((b, i) => out.set(x.subarray(b * span, (b + 1) * span), i * span));
+  for (const [i, b] of blocks.entries()) out.set(x.subarray(b * span, (b + 1) * span), i * span);
   return out;
 }
 
@@ -124,12 +135,22 @@ export async function quantizeLayerAwq(
    * One pass over every block of `h` with the current state (the whole layer, or one half of it), collecting
    * the inputs of `which`; `h` is updated in place.
    */
-  const capture = async (which: FusedLinear, h: Float32Array, part: "layer" | "attention" | "mlp"): Promise<InputStats> => {
+  const capture = async (
+    which: FusedLinear,
+    h: Float32Array,
+    part: "layer" | "attention" | "mlp",
+  ): Promise<InputStats> => {
     const acc = new InputStatsAccumulator(runner, shapeOf(runner, which).inF, runner.seqlen);
     for (const w of FUSED_ORDER) runner.setLinear(w, state[w]);
-    await runner.forward(h, norms(), allBlocks, (linear, input) => {
-      if (linear === which) acc.add(input);
-    }, part);
+    await runner.forward(
+      h,
+      norms(),
+      allBlocks,
+      (linear, input) => {
+        if (linear === which) acc.add(input);
+      },
+      part,
+    );
     return acc.finish();
   };
 
@@ -178,8 +199,25 @@ export async function quantizeLayerAwq(
     if (s !== null) foldInto(s);
     const scaled = s === null ? w : scaleRows(w, s, inF, outF); // (in, out)
     onStage?.(`${which} clip`);
-    const clip = searchClip(runner, { w: scaled, inF, outF, groupSize: g, gram: stats.gram, rowScale: s, noClipColumns });
+    const clip = searchClip(runner, {
+      w: scaled,
+      inF,
+      outF,
+      groupSize: g,
+      gram: stats.gram,
+      rowScale: s,
+      noClipColumns,
+    });
     final[which] = groupQuantize(scaled, inF, outF, g, { clip });
+    if (opts.gptq) {
+      onStage?.(`${which} gptq`);
+      const refined = gptqQuantize(scaled, inF, outF, g, dampedGram(stats.gram, inF, s));
+      const choice = { w: scaled, inF, outF, groupSize: g, gram: stats.gram, rowScale: s };
+      const keep = opts.gptqQk ? [] : noClipColumns;
+      const { mixed, taken } = chooseColumns(runner, choice, final[which], refined, keep);
+      final[which] = mixed;
+      notes.push(`${which}: gptq rounding in ${taken}/${outF} columns`);
+    }
     state[which] = dequantizeGroups(final[which], inF, outF, g);
   };
 

@@ -5,7 +5,12 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
-import { buildCalibrationBlocks, CalibrationDataError, readCalibrationTexts, splitParagraphs } from "./calibration.js";
+import {
+  buildCalibrationBlocks,
+  CalibrationDataError,
+  readCalibrationTexts,
+  splitParagraphs,
+} from "./calibration.js";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
 /** Made with hyparquet-writer: columns id (INT32) and content (STRING), three rows. */
@@ -26,7 +31,12 @@ describe("calibration texts", () => {
   test(".txt: one sample per blank-line separated paragraph, lines inside kept together", async () => {
     const file = path.join(dir, "a.txt");
     await writeFile(file, "first line\nsame sample\n\n\n  second  \r\n\r\nthird\n \nfourth\n");
-    assert.deepEqual(await readCalibrationTexts(file), ["first line\nsame sample", "second", "third", "fourth"]);
+    assert.deepEqual(await readCalibrationTexts(file), [
+      "first line\nsame sample",
+      "second",
+      "third",
+      "fourth",
+    ]);
     assert.deepEqual(splitParagraphs("a\nb"), ["a\nb"]);
   });
 
@@ -50,13 +60,19 @@ describe("calibration texts", () => {
     assert.equal(texts.length, 3);
     assert.equal(texts[0], "In the beginning God created the heaven and the earth.");
     await assert.rejects(readCalibrationTexts(parquetFixture), (err: Error) => {
-      assert.match(err.message, /no column "text" \(columns: id, content\); pick the text column with --text-field/);
+      assert.match(
+        err.message,
+        /no column "text" \(columns: id, content\); pick the text column with --text-field/,
+      );
       return true;
     });
   });
 
   test("missing, empty and unknown-type files are clear errors", async () => {
-    await assert.rejects(readCalibrationTexts(path.join(dir, "nope.txt")), /calibration file .*nope\.txt does not exist/);
+    await assert.rejects(
+      readCalibrationTexts(path.join(dir, "nope.txt")),
+      /calibration file .*nope\.txt does not exist/,
+    );
     const empty = path.join(dir, "empty.txt");
     await writeFile(empty, "\n \n\n");
     await assert.rejects(readCalibrationTexts(empty), /holds no text/);
@@ -88,15 +104,27 @@ describe("calibration blocks (AutoAWQ's get_calib_dataset)", () => {
 
   test("too little text for one block names the counts and what to change", () => {
     assert.throws(
-      () => buildCalibrationBlocks(["hello", "a very long text indeed"], charEncoder, { samples: 128, seqlen: 12 }, "x.txt"),
+      () =>
+        buildCalibrationBlocks(
+          ["hello", "a very long text indeed"],
+          charEncoder,
+          { samples: 128, seqlen: 12 },
+          "x.txt",
+        ),
       (err: Error) => {
         assert.ok(err instanceof CalibrationDataError);
-        assert.match(err.message, /x\.txt is too short: 1 usable text\(s\) .* give 6 tokens, less than one block of --seqlen 12/);
+        assert.match(
+          err.message,
+          /x\.txt is too short: 1 usable text\(s\) .* give 6 tokens, less than one block of --seqlen 12/,
+        );
         assert.match(err.message, /1 text\(s\) skipped for being longer than --seqlen/);
         return true;
       },
     );
-    assert.throws(() => buildCalibrationBlocks(["a"], charEncoder, { samples: 0, seqlen: 4 }), /--samples must be a positive integer/);
+    assert.throws(
+      () => buildCalibrationBlocks(["a"], charEncoder, { samples: 0, seqlen: 4 }),
+      /--samples must be a positive integer/,
+    );
   });
 
   test("with the real Llama-2 tokenizer every block starts where AutoAWQ's would (BOS per text)", async () => {

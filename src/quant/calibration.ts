@@ -55,7 +55,9 @@ function parseJsonl(text: string, file: string, field: string): string[] {
     }
     const value = (row as Record<string, unknown>)[field];
     if (typeof value !== "string") {
-      throw new CalibrationDataError(`${file}:${i + 1}: field "${field}" is ${typeof value}, expected a string`);
+      throw new CalibrationDataError(
+        `${file}:${i + 1}: field "${field}" is ${typeof value}, expected a string`,
+      );
     }
     texts.push(value);
   }
@@ -85,14 +87,19 @@ async function readParquet(file: string, column: string): Promise<string[]> {
   return rows.map((row, i) => {
     const value = row[column];
     if (typeof value !== "string") {
-      throw new CalibrationDataError(`${file}: row ${i} of column "${column}" is ${typeof value}, expected a string`);
+      throw new CalibrationDataError(
+        `${file}: row ${i} of column "${column}" is ${typeof value}, expected a string`,
+      );
     }
     return value;
   });
 }
 
 /** Reads the calibration texts of a .txt, .jsonl or .parquet file (see the file comment for each format). */
-export async function readCalibrationTexts(file: string, opts: CalibrationTextOptions = {}): Promise<string[]> {
+export async function readCalibrationTexts(
+  file: string,
+  opts: CalibrationTextOptions = {},
+): Promise<string[]> {
   const field = opts.textField ?? DEFAULT_TEXT_FIELD;
   const ext = extname(file).toLowerCase();
   let texts: string[];

@@ -77,7 +77,8 @@ export function searchClip(runner: LayerRunner, input: ClipSearchInput): Float32
     }
   }
   for (const [start, end] of input.noClipColumns ?? []) {
-    for (let gi = 0; gi < groups; gi++) for (let n = start; n < end; n++) bestBound[gi * outF + n] = maxAbs[gi * outF + n];
+    for (let gi = 0; gi < groups; gi++)
+      for (let n = start; n < end; n++) bestBound[gi * outF + n] = maxAbs[gi * outF + n];
   }
   return bestBound;
 }

@@ -17,7 +17,9 @@ export async function readFloatTensor(ckpt: Checkpoint, name: string, count: num
   else if (info.dtype === "F32") out = data as Float32Array;
   else throw new Error(`${ckpt.dir}: tensor ${name} has dtype ${info.dtype}; expected F16, BF16 or F32`);
   if (out.length !== count) {
-    throw new Error(`${ckpt.dir}: tensor ${name} has ${out.length} elements (shape [${info.shape}]), expected ${count}`);
+    throw new Error(
+      `${ckpt.dir}: tensor ${name} has ${out.length} elements (shape [${info.shape}]), expected ${count}`,
+    );
   }
   return out;
 }
@@ -40,7 +42,11 @@ async function readFused(ckpt: Checkpoint, parts: LinearWeightNames[]): Promise<
   return fused;
 }
 
-export async function readDenseLayer(ckpt: Checkpoint, config: ModelConfig, names: LayerWeightNames): Promise<DenseLayer> {
+export async function readDenseLayer(
+  ckpt: Checkpoint,
+  config: ModelConfig,
+  names: LayerWeightNames,
+): Promise<DenseLayer> {
   const l = names.linears;
   const hd = config.hiddenSize;
   return {

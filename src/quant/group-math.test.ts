@@ -2,7 +2,13 @@ import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { groupQuantize } from "../model/awq.js";
 import type { ModelConfig } from "../model/types.js";
-import { dequantizeGroups, divideQuantizedColumns, foldIntoNorm, pseudoQuantizeScaled, scaleRows } from "./group-math.js";
+import {
+  dequantizeGroups,
+  divideQuantizedColumns,
+  foldIntoNorm,
+  pseudoQuantizeScaled,
+  scaleRows,
+} from "./group-math.js";
 import { type DenseLayer, LayerRunner } from "./layer-runner.js";
 
 /** A one-layer Llama shape without GQA, so the v_proj -> o_proj fold applies. */
@@ -128,7 +134,13 @@ describe("AWQ scale folding keeps the layer's function", () => {
     const plain = dequantizeGroups(groupQuantize(w, 128, 16, G), 128, 16, G);
     assert.deepEqual(pseudoQuantizeScaled(w, null, 128, 16, G), plain);
     const withScales = pseudoQuantizeScaled(w, s, 128, 16, G);
-    const manual = scaleRows(dequantizeGroups(groupQuantize(scaleRows(w, s, 128, 16), 128, 16, G), 128, 16, G), s, 128, 16, true);
+    const manual = scaleRows(
+      dequantizeGroups(groupQuantize(scaleRows(w, s, 128, 16), 128, 16, G), 128, 16, G),
+      s,
+      128,
+      16,
+      true,
+    );
     assert.deepEqual(withScales, manual);
     assert.notDeepEqual(withScales, plain);
   });

@@ -12,7 +12,13 @@ export function roundF16(x: number): number {
 }
 
 /** W (in, out) with row k multiplied by s[k] (or divided, when `divide`). A fresh array. */
-export function scaleRows(w: Float32Array, s: ArrayLike<number>, inF: number, outF: number, divide = false): Float32Array {
+export function scaleRows(
+  w: Float32Array,
+  s: ArrayLike<number>,
+  inF: number,
+  outF: number,
+  divide = false,
+): Float32Array {
   const out = new Float32Array(w.length); // (in, out)
   for (let k = 0; k < inF; k++) {
     const f = divide ? 1 / s[k] : s[k];
@@ -28,7 +34,12 @@ export function foldIntoNorm(norm: Float32Array, s: ArrayLike<number>): Float32A
 }
 
 /** W[k][n] = (q[k][n] - z[k/g][n]) * s[k/g][n] in f32, from unpacked values. */
-export function dequantizeGroups(gq: GroupQuantized, inF: number, outF: number, groupSize: number): Float32Array {
+export function dequantizeGroups(
+  gq: GroupQuantized,
+  inF: number,
+  outF: number,
+  groupSize: number,
+): Float32Array {
   const w = new Float32Array(inF * outF); // (in, out)
   for (let k = 0; k < inF; k++) {
     const gRow = Math.floor(k / groupSize) * outF;
@@ -58,7 +69,12 @@ export function pseudoQuantizeScaled(
  * Divides output columns [start, start + s.length) of a quantized matrix by s: (q - z) * (scale / s), exact
  * but for the f16 rounding of the new scale. This folds an AWQ scale of the next linear into this one.
  */
-export function divideQuantizedColumns(gq: GroupQuantized, s: ArrayLike<number>, start: number, outF: number): void {
+export function divideQuantizedColumns(
+  gq: GroupQuantized,
+  s: ArrayLike<number>,
+  start: number,
+  outF: number,
+): void {
   const groups = gq.scales.length / outF;
   for (let g = 0; g < groups; g++) {
     for (let j = 0; j < s.length; j++) {

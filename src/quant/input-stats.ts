@@ -34,7 +34,8 @@ export class InputStatsAccumulator {
   add(x: Float32Array): void {
     const n = this.inFeatures;
     const rows = this.rows;
-    if (x.length !== rows * n) throw new Error(`input stats: expected (${rows}, ${n}) inputs, got ${x.length} values`);
+    if (x.length !== rows * n)
+      throw new Error(`input stats: expected (${rows}, ${n}) inputs, got ${x.length} values`);
     const t = this.transposed;
     for (let r = 0; r < rows; r++) {
       const base = r * n;

@@ -79,7 +79,9 @@ export class LayerRunner {
     const p = this.packed[which];
     const out = this.outFeatures(which);
     if (w.length !== p.inFeatures * out) {
-      throw new Error(`quantizer: ${which} weights must be (${p.inFeatures}, ${out}), got ${w.length} values`);
+      throw new Error(
+        `quantizer: ${which} weights must be (${p.inFeatures}, ${out}), got ${w.length} values`,
+      );
     }
     packPanelsFromKN(w, p.inFeatures, out, this.arena.f32(p.ptr, p.outFeatures * p.inFeatures));
   }
@@ -101,12 +103,25 @@ export class LayerRunner {
     part: "layer" | "attention" | "mlp" = "layer",
   ): Promise<void> {
     const hd = this.dims.hiddenSize;
-    const weights: DecoderLayerWeights = { ...this.packed, ...norms };
+    const weights: DecoderLayerWeights = {
+      ...this.packed,
+      inputNorm: norms.inputNorm,
+      postAttentionNorm: norms.postAttentionNorm,
+    };
     const span = this.seqlen * hd;
     for (const b of blocks) {
       const block = hidden.subarray(b * span, (b + 1) * span); // (seqlen, hidden)
       if (part !== "mlp") {
-        runAttentionBlock(this.scratch, this.dims, weights, block, this.seqlen, this.rope, this.attention, observe);
+        runAttentionBlock(
+          this.scratch,
+          this.dims,
+          weights,
+          block,
+          this.seqlen,
+          this.rope,
+          this.attention,
+          observe,
+        );
       }
       if (part !== "attention") runMlpBlock(this.scratch, this.dims, weights, block, this.seqlen, observe);
       await yieldToEventLoop();

@@ -35,7 +35,14 @@ export interface QuantizationConfig {
 }
 
 export function quantizationConfig(groupSize: number): QuantizationConfig {
-  return { quant_method: "awq", bits: 4, group_size: groupSize, zero_point: true, version: "gemm", modules_to_not_convert: null };
+  return {
+    quant_method: "awq",
+    bits: 4,
+    group_size: groupSize,
+    zero_point: true,
+    version: "gemm",
+    modules_to_not_convert: null,
+  };
 }
 
 /** config.json of the fp16 model + quantization_config; dtype float16 (AWQ GEMM kernels are fp16). */
@@ -97,7 +104,12 @@ export function layerTensors(
 ): TensorToWrite[] {
   const hd = config.hiddenSize;
   const tensors: TensorToWrite[] = [
-    { name: names.inputLayernorm, dtype: "F16", shape: [hd], data: async () => f32ToF16Array((await get()).inputNorm) },
+    {
+      name: names.inputLayernorm,
+      dtype: "F16",
+      shape: [hd],
+      data: async () => f32ToF16Array((await get()).inputNorm),
+    },
     {
       name: names.postAttentionLayernorm,
       dtype: "F16",
@@ -107,7 +119,10 @@ export function layerTensors(
   ];
   const placement = fusedPlacement(config);
   const widths = fusedWidth(config);
-  for (const [name, linear] of Object.entries(names.linears) as [LinearName, (typeof names.linears)[LinearName]][]) {
+  for (const [name, linear] of Object.entries(names.linears) as [
+    LinearName,
+    (typeof names.linears)[LinearName],
+  ][]) {
     const { inFeatures: inF, outFeatures: outF, module } = linear;
     const [fused, start] = placement[name];
     const width = widths[fused];
@@ -124,7 +139,8 @@ export function layerTensors(
         name: `${module}.qzeros`,
         dtype: "I32",
         shape: [groups, outF / 8],
-        data: async () => packAwq(sliceColumns((await part()).zeros, groups, width, start, outF), groups, outF),
+        data: async () =>
+          packAwq(sliceColumns((await part()).zeros, groups, width, start, outF), groups, outF),
       },
       {
         name: `${module}.scales`,

@@ -70,7 +70,9 @@ export const QUANTIZE_DEFAULTS = { samples: 128, seqlen: 512, groupSize: 128, te
 /** Every shape check against the group size and the GEMM packing, naming the first offending linear. */
 export function checkGroupShapes(weights: ModelWeightNames, groupSize: number): void {
   if (!(Number.isInteger(groupSize) && groupSize > 0 && groupSize % 8 === 0)) {
-    throw new QuantizeInputError(`--group-size must be a positive multiple of 8 (AutoAWQ uses 128), got ${groupSize}`);
+    throw new QuantizeInputError(
+      `--group-size must be a positive multiple of 8 (AutoAWQ uses 128), got ${groupSize}`,
+    );
   }
   for (const layer of weights.layers) {
     for (const linear of Object.values(layer.linears)) {
@@ -91,7 +93,9 @@ export function checkGroupShapes(weights: ModelWeightNames, groupSize: number): 
 
 function checkConfig(config: ModelConfig, dir: string): void {
   if (config.architecture !== "LlamaForCausalLM" && config.architecture !== "MistralForCausalLM") {
-    throw new QuantizeInputError(`${dir}: awq quantize supports Llama-family models, not ${config.architecture}`);
+    throw new QuantizeInputError(
+      `${dir}: awq quantize supports Llama-family models, not ${config.architecture}`,
+    );
   }
   if (config.quantization !== null) {
     throw new QuantizeInputError(
@@ -102,14 +106,20 @@ function checkConfig(config: ModelConfig, dir: string): void {
 }
 
 /** The calibration blocks' embeddings: (numBlocks * seqlen, hidden) f32. */
-async function embedBlocks(ckpt: Checkpoint, name: string, config: ModelConfig, blocks: Int32Array[]): Promise<Float32Array> {
+async function embedBlocks(
+  ckpt: Checkpoint,
+  name: string,
+  config: ModelConfig,
+  blocks: Int32Array[],
+): Promise<Float32Array> {
   const table = await readFloatTensor(ckpt, name, config.vocabSize * config.hiddenSize); // (vocab, hidden)
   const hd = config.hiddenSize;
   const seqlen = blocks[0].length;
   const x = new Float32Array(blocks.length * seqlen * hd); // (numBlocks * seqlen, hidden)
-  blocks.forEach((block, b) => {
-    block.forEach((id, t) => x.set(table.subarray(id * hd, (id + 1) * hd), (b * seqlen + t) * hd));
-  });
+  for (const [b, block] of blocks.entries()) {
+    for (const [t, id] of block.entries())
+      x.set(table.subarray(id * hd, (id + 1) * hd), (b * seqlen + t) * hd);
+  }
   return x;
 }
 
@@ -161,7 +171,12 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
     await mkdir(outDir, { recursive: true });
 
     // 2. Layer by layer, driven by the writer.
-    const layerOpts: LayerQuantOptions = { ...DEFAULT_LAYER_QUANT_OPTIONS, ...opts.search, groupSize, method };
+    const layerOpts: LayerQuantOptions = {
+      ...DEFAULT_LAYER_QUANT_OPTIONS,
+      ...opts.search,
+      groupSize,
+      method,
+    };
     const runner = new LayerRunner(config, seqlen);
     let x: Float32Array | null = null; // (numBlocks * seqlen, hidden) the current layer's calibration inputs
     let current: { index: number; result: Promise<QuantizedLayer> } | null = null;
@@ -185,10 +200,21 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
 
     const hd = config.hiddenSize;
     const tensors: TensorToWrite[] = [
-      { name: weights.embedTokens, dtype: "F16", shape: [config.vocabSize, hd], data: () => asF16(ckpt, weights.embedTokens, config.vocabSize * hd) },
+      {
+        name: weights.embedTokens,
+        dtype: "F16",
+        shape: [config.vocabSize, hd],
+        data: () => asF16(ckpt, weights.embedTokens, config.vocabSize * hd),
+      },
     ];
-    for (const layer of weights.layers) tensors.push(...layerTensors(config, layer, groupSize, () => layerResult(layer.index)));
-    tensors.push({ name: weights.norm, dtype: "F16", shape: [hd], data: () => asF16(ckpt, weights.norm, hd) });
+    for (const layer of weights.layers)
+      tensors.push(...layerTensors(config, layer, groupSize, () => layerResult(layer.index)));
+    tensors.push({
+      name: weights.norm,
+      dtype: "F16",
+      shape: [hd],
+      data: () => asF16(ckpt, weights.norm, hd),
+    });
     if (!weights.lmHeadTied) {
       tensors.push({
         name: weights.lmHead,

@@ -18,14 +18,19 @@
  * AutoAWQ's weight salience: |w| / max|w| of its quantization group, averaged per input channel over every
  * output column of every linear in the group.
  */
-export function weightSalience(weights: readonly { w: Float32Array; outF: number }[], inF: number, groupSize: number): Float64Array {
+export function weightSalience(
+  weights: readonly { w: Float32Array; outF: number }[],
+  inF: number,
+  groupSize: number,
+): Float64Array {
   const sum = new Float64Array(inF); // (in)
   let cols = 0;
   for (const { w, outF } of weights) {
     for (let g = 0; g < inF / groupSize; g++) {
       for (let n = 0; n < outF; n++) {
         let max = 0;
-        for (let k = g * groupSize; k < (g + 1) * groupSize; k++) max = Math.max(max, Math.abs(w[k * outF + n]));
+        for (let k = g * groupSize; k < (g + 1) * groupSize; k++)
+          max = Math.max(max, Math.abs(w[k * outF + n]));
         const inv = 1 / (max + 1e-6);
         for (let k = g * groupSize; k < (g + 1) * groupSize; k++) sum[k] += Math.abs(w[k * outF + n]) * inv;
       }
@@ -91,7 +96,13 @@ export async function searchScales(
   lossOf: (scales: Float32Array) => Promise<number>,
 ): Promise<ScaleSearchResult> {
   const identityLoss = await lossOf(new Float32Array(inFeatures).fill(1));
-  let result: ScaleSearchResult = { label: "s=1", scales: null, loss: identityLoss, identityLoss, evaluations: 1 };
+  let result: ScaleSearchResult = {
+    label: "s=1",
+    scales: null,
+    loss: identityLoss,
+    identityLoss,
+    evaluations: 1,
+  };
   for (const family of families) {
     const tried = new Map<number, number>();
     const evaluate = async (a: number): Promise<void> => {

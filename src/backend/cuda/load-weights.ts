@@ -94,18 +94,18 @@ export async function uploadCheckpoint(
     onProgress?.(loaded, total);
   };
 
-  await engine.uploadVector("embed", 0, await readTensor(checkpoint, names.embedTokens, progress));
+  // Every upload as (read, upload) in order; the read of the next one overlaps the upload of the current one, so
+  // at most two uploads' tensors are in host memory at a time.
+  const uploads: { read: () => Promise<unknown>; upload: (data: unknown) => Promise<void> }[] = [];
+  const vector = (slot: NativeWeightSlot, layer: number, name: string) =>
+    uploads.push({
+      read: () => readTensor(checkpoint, name, progress),
+      upload: (t) => engine.uploadVector(slot, layer, t as NativeTensor),
+    });
+  vector("embed", 0, names.embedTokens);
   for (const layer of names.layers) {
-    await engine.uploadVector(
-      "inputNorm",
-      layer.index,
-      await readTensor(checkpoint, layer.inputLayernorm, progress),
-    );
-    await engine.uploadVector(
-      "postNorm",
-      layer.index,
-      await readTensor(checkpoint, layer.postAttentionLayernorm, progress),
-    );
+    vector("inputNorm", layer.index, layer.inputLayernorm);
+    vector("postNorm", layer.index, layer.postAttentionLayernorm);
     for (const [slot, members] of FUSED) {
       const kinds = new Set(members.map((m) => layer.linears[m].kind));
       if (kinds.size > 1) {
@@ -114,15 +114,29 @@ export async function uploadCheckpoint(
             "the CUDA backend fuses them and needs one kind",
         );
       }
-      const parts: NativeLinearPart[] = [];
-      for (const m of members) parts.push(await readLinear(checkpoint, layer.linears[m], progress));
-      await engine.uploadLinear(slot, layer.index, parts);
+      uploads.push({
+        read: async () => {
+          const parts: NativeLinearPart[] = [];
+          for (const m of members) parts.push(await readLinear(checkpoint, layer.linears[m], progress));
+          return parts;
+        },
+        upload: (parts) => engine.uploadLinear(slot, layer.index, parts as NativeLinearPart[]),
+      });
     }
   }
-  await engine.uploadVector("finalNorm", 0, await readTensor(checkpoint, names.norm, progress));
+  vector("finalNorm", 0, names.norm);
   if (!names.lmHeadTied) {
-    await engine.uploadLinear("lmHead", 0, [
-      { weight: await readTensor(checkpoint, names.lmHead, progress) },
-    ]);
+    uploads.push({
+      read: async () => [{ weight: await readTensor(checkpoint, names.lmHead, progress) }],
+      upload: (parts) => engine.uploadLinear("lmHead", 0, parts as NativeLinearPart[]),
+    });
+  }
+  let next: Promise<unknown> | null = uploads.length > 0 ? uploads[0].read() : null;
+  for (let i = 0; i < uploads.length; i++) {
+    const data = await next;
+    next = i + 1 < uploads.length ? uploads[i + 1].read() : null;
+    // A failed read of the next tensor surfaces at its own await; keep it from being reported as unhandled first.
+    next?.catch(() => {});
+    await uploads[i].upload(data);
   }
 }

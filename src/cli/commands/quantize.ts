@@ -39,7 +39,11 @@ function checkBackend(backend: string, quiet: boolean): void {
 function progressReporter(enabled: boolean): { update(e: QuantizeProgress): void; stop(): void } {
   if (!enabled) return { update: () => {}, stop: () => {} };
   const bar = new cliProgress.SingleBar(
-    { format: "quantizing |{bar}| layer {value}/{total} {stage} | {duration_formatted} elapsed, ETA {eta_formatted}", hideCursor: true },
+    {
+      format:
+        "quantizing |{bar}| layer {value}/{total} {stage} | {duration_formatted} elapsed, ETA {eta_formatted}",
+      hideCursor: true,
+    },
     cliProgress.Presets.shades_classic,
   );
   let started = false;
@@ -60,22 +64,44 @@ function progressReporter(enabled: boolean): { update(e: QuantizeProgress): void
 export function registerQuantize(program: Command): void {
   program
     .command("quantize")
-    .description("quantize an fp16 Llama-family model to 4-bit AWQ (AutoAWQ GEMM layout: AutoAWQ, vLLM and awq-ts load it)")
+    .description(
+      "quantize an fp16 Llama-family model to 4-bit AWQ (AutoAWQ GEMM layout: AutoAWQ, vLLM and awq-ts load it)",
+    )
     .requiredOption("--model <dir>", "fp16 / bf16 model folder (or hub id)")
     .option("--revision <rev>", "hub branch, tag or commit")
-    .requiredOption("--out <dir>", "output folder (created; model.safetensors, config.json, quant_config.json, tokenizer)")
+    .requiredOption(
+      "--out <dir>",
+      "output folder (created; model.safetensors, config.json, quant_config.json, tokenizer)",
+    )
     .option("--calib <file>", "calibration text: .txt (one sample per paragraph), .jsonl or .parquet")
-    .option("--text-field <name>", "the text field (.jsonl) or column (.parquet)", QUANTIZE_DEFAULTS.textField)
-    .option("--samples <n>", "calibration texts to use (AutoAWQ's n_samples)", String(QUANTIZE_DEFAULTS.samples))
-    .option("--seqlen <n>", "tokens per calibration block; longer texts are skipped", String(QUANTIZE_DEFAULTS.seqlen))
+    .option(
+      "--text-field <name>",
+      "the text field (.jsonl) or column (.parquet)",
+      QUANTIZE_DEFAULTS.textField,
+    )
+    .option(
+      "--samples <n>",
+      "calibration texts to use (AutoAWQ's n_samples)",
+      String(QUANTIZE_DEFAULTS.samples),
+    )
+    .option(
+      "--seqlen <n>",
+      "tokens per calibration block; longer texts are skipped",
+      String(QUANTIZE_DEFAULTS.seqlen),
+    )
     .option("--group-size <n>", "input channels per quantization group", String(QUANTIZE_DEFAULTS.groupSize))
-    .option("--method <awq|rtn>", "awq (activation-aware search) or rtn (plain round-to-nearest, the baseline)", "awq")
+    .option(
+      "--method <awq|rtn>",
+      "awq (activation-aware search) or rtn (plain round-to-nearest, the baseline)",
+      "awq",
+    )
     .option("--backend <cpu|cuda|auto>", "where the search runs (CPU only for now)", "auto")
     .option("--quiet", "no progress bar or messages")
     .option("--verbose", "log the calibration summary and each layer's chosen scales")
     .action(async (flags: QuantizeFlags) => {
       const quiet = flags.quiet === true;
-      if (flags.method !== "awq" && flags.method !== "rtn") throw new Error(`--method must be awq or rtn, got "${flags.method}"`);
+      if (flags.method !== "awq" && flags.method !== "rtn")
+        throw new Error(`--method must be awq or rtn, got "${flags.method}"`);
       checkBackend(flags.backend, quiet);
       const modelDir = await resolveModelPath(flags.model, { revision: flags.revision, quiet });
       const progress = progressReporter(!quiet && process.stderr.isTTY === true);
