@@ -5,7 +5,8 @@
 //                                             when nvcc IS found, a failed build fails the install
 // Env: AWQ_CUDA_GENCODE="-gencode=arch=compute_90a,code=sm_90a" limits the targets (quicker local builds);
 //      CUDACXX / CUDA_HOME / CUDA_PATH pick the toolkit; AWQ_BUILD_JOBS sets the parallel jobs;
-//      AWQ_NO_CMAKE=1 uses the plain-nvcc path that runs when CMake is missing.
+//      AWQ_NO_CMAKE=1 uses the plain-nvcc path that runs when CMake is missing;
+//      AWQ_SKIP_NATIVE=1 skips the addon (with --if-nvcc, as if nvcc were absent).
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -42,7 +43,7 @@ if (!existsSync(join(nativeDir, "CMakeLists.txt"))) {
   if (ifNvcc) process.exit(0);
   fail(`${join(nativeDir, "CMakeLists.txt")} is missing`);
 }
-const nvcc = findNvcc();
+const nvcc = process.env.AWQ_SKIP_NATIVE === "1" ? null : findNvcc();
 if (nvcc === null) {
   if (ifNvcc) {
     process.stdout.write("awq: nvcc not found; skipping the CUDA addon (the CPU backend still works)\n");

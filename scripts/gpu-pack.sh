@@ -3,6 +3,7 @@
 # whole transfer stays under the 64 MiB limit (Node 24 MB + the tracked tree ~21 MB leave ~19 MB):
 #   modules.tar.xz  production node_modules + the openai client (for the end-to-end test), ~3.5 MB
 #   build.tar.xz    dist/, native/build/awq_native.node, native/build/kernel-tests/kernel-tests, ~3 MB
+#   tiny-chat-fp16.tar.xz  ../shared/models/tiny-chat less its embedding (the conformance suite's fp16 test), ~9 MB
 # Then call the device with carry [".gpu/node.xz", ".gpu/run.sh", ".gpu/peer_pytorch.py", ".gpu-data"] and
 #   bash scripts/gpu-unpack.sh && bash .gpu/run.sh bash scripts/gpu-run.sh [steps]
 set -euo pipefail
@@ -17,6 +18,15 @@ if [[ ! -f .gpu-data/modules.tar.xz || "$(cat $stamp 2>/dev/null)" != "$want" ]]
   cp -r node_modules/openai "$tmp/node_modules/"
   tar -C "$tmp" -cf - node_modules | xz -T2 -6 > .gpu-data/modules.tar.xz
   rm -rf "$tmp"; echo "$want" > $stamp
+fi
+# The fp16 demo model without its embedding (byte-identical to the AWQ demo's; gpu-unpack.sh merges it back).
+fp16=../shared/models/tiny-chat
+if [[ -f $fp16/model.safetensors && ! -f .gpu-data/tiny-chat-fp16.tar.xz ]]; then
+  tmp=$(mktemp -d)
+  python3 scripts/gpu-split-model.py split $fp16/model.safetensors "$tmp/model.part.safetensors" model.embed_tokens.weight
+  cp $fp16/config.json $fp16/generation_config.json "$tmp/"
+  tar -C "$tmp" -cf - . | xz -T2 -9 > .gpu-data/tiny-chat-fp16.tar.xz
+  rm -rf "$tmp"
 fi
 files=(dist native/build/awq_native.node)
 [[ -x native/build/kernel-tests/kernel-tests ]] && files+=(native/build/kernel-tests/kernel-tests)

@@ -60,7 +60,8 @@ if [[ -s "$out/bench.json" ]]; then
       if (p.profile) console.log("  " + Object.entries(p.profile).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(", "));
     }
     for (const d of r.decode) {
-      console.log(`decode bs${d.batch}: ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerStep.toFixed(2)} ms/step, GPU ${d.gpuMsPerStep.toFixed(2)} ms)`);
+      const h = d.hostUs ?? {};
+      console.log(`decode bs${d.batch}: ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerStep.toFixed(2)} ms/step, GPU ${d.gpuMsPerStep.toFixed(2)} ms; host us: convert ${h.convert?.toFixed(0)} queue ${h.queue?.toFixed(0)} execute ${h.execute?.toFixed(0)} return ${h.return?.toFixed(0)})`);
       if (d.profile) console.log("  " + Object.entries(d.profile).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", "));
     }
     if (peer) console.log(`peer ${peer.peer} bs1: ${peer.decode_tok_s_bs1.toFixed(1)} tok/s (${peer.ms_per_token.toFixed(2)} ms/token)`);

@@ -6,3 +6,11 @@ tar -xJf .gpu-data/build.tar.xz
 mkdir -p /tmp/awq-modules
 [[ -d /tmp/awq-modules/node_modules ]] || tar -xJf .gpu-data/modules.tar.xz -C /tmp/awq-modules
 ln -sfn /tmp/awq-modules/node_modules node_modules
+# ../shared/models/tiny-chat for the conformance suite: the fp16 demo model, its embedding taken from the AWQ demo.
+if [[ -f .gpu-data/tiny-chat-fp16.tar.xz && ! -f ../shared/models/tiny-chat/model.safetensors ]]; then
+  mkdir -p ../shared/models/tiny-chat
+  tar -xJf .gpu-data/tiny-chat-fp16.tar.xz -C ../shared/models/tiny-chat
+  python3 scripts/gpu-split-model.py merge ../shared/models/tiny-chat/model.part.safetensors \
+    models/tiny-chat-awq/model.safetensors ../shared/models/tiny-chat/model.safetensors model.embed_tokens.weight
+  rm ../shared/models/tiny-chat/model.part.safetensors
+fi

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -109,6 +110,14 @@ struct ProfileEntry {
   long count = 0;
 };
 
+/** What finishStep needs from launchStep. */
+struct PendingStep {
+  std::vector<int> rows;  // sampled sequences, in order
+  int maxTop = 0;
+  int topStride = 1;
+  size_t tokBytes = 0, topBytes = 0, tlBytes = 0, end = 0;  // layout of the downloaded outputs
+};
+
 class Engine {
  public:
   static constexpr int kMaxTopLogprobs = 128;
@@ -125,7 +134,16 @@ class Engine {
   void initRandomWeights(uint32_t seed);
   /** Checks every weight is present, allocates the workspace and the KV cache. */
   MemoryReport finalize(const RuntimeOptions& options);
+  /** One step: launchStep then finishStep on the calling thread. */
   StepOutput step(const StepInput& input);
+  /**
+   * Enqueues a step (upload, forward, sampling, downloads) without waiting for it. With quickOnly, does nothing
+   * and returns false unless the step is a replay of an already captured graph and no step is in flight: then it
+   * costs tens of microseconds, so the JS thread can call it and leave only the wait to a worker.
+   */
+  bool launchStep(const StepInput& input, PendingStep* pending, bool quickOnly);
+  /** Waits for the launched step and reads its results; every launchStep that returned true needs one. */
+  StepOutput finishStep(const StepInput& input, PendingStep& pending);
   /** Frees every device buffer (also done by the destructor). */
   void release();
   /** Profiling runs every step eagerly (no graphs) with events around each operation. */
@@ -147,6 +165,8 @@ class Engine {
   void uploadHalf(const HostTensor& tensor, half* dst, size_t elements);
   void randomLinear(LinearWeight& target, int in, int out, uint32_t seed);
   void linear(const LinearWeight& w, const half* x, int m, half* y, const char* what);
+  void enqueueStep(const StepInput& in, ForwardShape& s, bool graph, int maxQueryLen, int maxContextLen,
+                   PendingStep* pending);
   void forward(const ForwardShape& shape);
   void runForward(const ForwardShape& shape);
   void computeTokenLogprobs(const ForwardShape& shape);
@@ -175,6 +195,15 @@ class Engine {
   std::map<std::tuple<int, int>, std::unique_ptr<Graph>> graphs_;
   bool useGraphs_ = true;
   std::mutex mutex_;
+  /** A launched step not finished yet: other operations wait on idle_. */
+  bool busy_ = false;
+  std::condition_variable idle_;
+  /** Locks the engine once no step is in flight. */
+  std::unique_lock<std::mutex> lockIdle() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    idle_.wait(lock, [this] { return !busy_; });
+    return lock;
+  }
   bool profiling_ = false;
   struct PendingRange {
     const char* op;

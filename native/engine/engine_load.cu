@@ -148,7 +148,7 @@ void Engine::uploadHalf(const HostTensor& t, half* dst, size_t elements) {
 }
 
 void Engine::uploadVector(WeightSlot slot, int layer, const HostTensor& tensor) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  auto lock = lockIdle();
   bindDevice();
   size_t elements = 0;
   DeviceBuffer& dst = vectorFor(slot, layer, &elements);
@@ -162,7 +162,7 @@ void Engine::uploadVector(WeightSlot slot, int layer, const HostTensor& tensor) 
 }
 
 void Engine::uploadLinear(WeightSlot slot, int layer, const std::vector<LinearPart>& parts) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  auto lock = lockIdle();
   bindDevice();
   if (parts.empty()) throw std::invalid_argument("uploadLinear needs at least one part");
   LinearWeight& target = linearFor(slot, layer);
@@ -280,7 +280,7 @@ void Engine::randomLinear(LinearWeight& target, int in, int out, uint32_t seed) 
 }
 
 void Engine::initRandomWeights(uint32_t seed) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  auto lock = lockIdle();
   bindDevice();
   const ModelDims& d = dims_;
   auto vector = [&](DeviceBuffer& buf, size_t n, float lo, float hi, uint32_t s, const char* what) {
@@ -313,7 +313,7 @@ void Engine::initRandomWeights(uint32_t seed) {
 }
 
 void Engine::release() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  auto lock = lockIdle();
   bindDevice();
   graphs_.clear();
   ws_.reset();

@@ -11,7 +11,7 @@
 namespace awq {
 
 MemoryReport Engine::finalize(const RuntimeOptions& o) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  auto lock = lockIdle();
   bindDevice();
   const ModelDims& d = dims_;
   if (o.blockSize != awqk::kKvBlockSize) {

@@ -147,12 +147,21 @@ void Engine::runForward(const ForwardShape& s) {
 }
 
 StepOutput Engine::step(const StepInput& in) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  PendingStep pending;
+  launchStep(in, &pending, false);
+  return finishStep(in, pending);
+}
+
+bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnly) {
+  std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
+  if (quickOnly) {
+    if (!lock.try_lock() || busy_) return false;
+  } else {
+    lock.lock();
+    idle_.wait(lock, [this] { return !busy_; });
+  }
   bindDevice();
   if (!finalized_) throw std::logic_error("step() before load finished");
-  checkStep(in);
-  const ModelDims& d = dims_;
-  Workspace& w = *ws_;
 
   int maxQueryLen = 0;
   int maxContextLen = 0;
@@ -163,7 +172,53 @@ StepOutput Engine::step(const StepInput& in) {
     maxContextLen = std::max(maxContextLen, in.contextLens[i]);
     allSingle = allSingle && ql == 1;
   }
-  std::vector<int> rows;  // sampled sequences
+  int maxTop = 0;
+  for (int i = 0; i < in.numSeqs; i++) {
+    if (in.sample[i]) maxTop = std::max(maxTop, in.logprobs[i]);
+  }
+  if (maxTop > kMaxTopLogprobs) {
+    throw std::invalid_argument("logprobs: at most " + std::to_string(kMaxTopLogprobs) + " top alternatives, asked " +
+                                std::to_string(maxTop));
+  }
+
+  ForwardShape s{};
+  s.decode = allSingle && !in.tokenLogprobs;
+  const bool graph = s.decode && useGraphs_ && !profiling_;
+  // The quick path (the caller's thread, e.g. the JS thread) only replays an existing graph: capturing one or
+  // launching an eager forward takes milliseconds and belongs on a worker thread.
+  if (quickOnly) {
+    if (!graph) return false;
+    const auto key = std::make_tuple(bucketSeqs(in.numSeqs, options_.maxNumSeqs),
+                                     bucketContext(maxContextLen, tableWidth_ * options_.blockSize));
+    if (graphs_.count(key) == 0) return false;
+    // Growing the input buffers would drop the graphs (they hold its address): leave that to the worker too.
+    size_t lists = 0;
+    for (int i = 0; i < in.numSeqs; i++) {
+      if (!in.sample[i]) continue;
+      lists += (in.promptStarts[i + 1] - in.promptStarts[i]) + (in.outputStarts[i + 1] - in.outputStarts[i]) +
+               (in.biasStarts[i + 1] - in.biasStarts[i]);
+    }
+    const int padded = std::get<0>(key);
+    if (InputLayout::make(padded, padded, tableWidth_, lists, 0, lists).totalWords > ws_->inputWords) return false;
+  }
+  checkStep(in);
+  busy_ = true;
+  try {
+    enqueueStep(in, s, graph, maxQueryLen, maxContextLen, pending);
+  } catch (...) {
+    busy_ = false;
+    idle_.notify_all();
+    throw;
+  }
+  return true;
+}
+
+void Engine::enqueueStep(const StepInput& in, ForwardShape& s, bool graph, int maxQueryLen, int maxContextLen,
+                         PendingStep* pending) {
+  const ModelDims& d = dims_;
+  Workspace& w = *ws_;
+  std::vector<int>& rows = pending->rows;
+  rows.clear();
   int maxTop = 0;
   size_t promptLen = 0, outputLen = 0, biasLen = 0;
   for (int i = 0; i < in.numSeqs; i++) {
@@ -174,15 +229,7 @@ StepOutput Engine::step(const StepInput& in) {
     outputLen += in.outputStarts[i + 1] - in.outputStarts[i];
     biasLen += in.biasStarts[i + 1] - in.biasStarts[i];
   }
-  if (maxTop > kMaxTopLogprobs) {
-    throw std::invalid_argument("logprobs: at most " + std::to_string(kMaxTopLogprobs) + " top alternatives, asked " +
-                                std::to_string(maxTop));
-  }
   const int numSample = static_cast<int>(rows.size());
-
-  ForwardShape s{};
-  s.decode = allSingle && !in.tokenLogprobs;
-  const bool graph = s.decode && useGraphs_ && !profiling_;
   const int seqsPadded = graph ? bucketSeqs(in.numSeqs, options_.maxNumSeqs) : in.numSeqs;
   s.numSeqs = seqsPadded;
   s.numTokens = graph ? seqsPadded : in.numTokens;
@@ -327,62 +374,12 @@ StepOutput Engine::step(const StepInput& in) {
   }
   download(w.tokenLogprobs.get(), tlBytes, "download of token logprobs");
   cudaCheck(cudaEventRecord(stepEnd_, stream_), "cudaEventRecord");
-  cudaCheck(cudaStreamSynchronize(stream_),
-            syncAfterLaunch() ? "engine step (forward and sampling)"
-                              : "engine step (forward and sampling; run with AWQ_CUDA_SYNC=1 to name the failing kernel)");
-  collectProfile();
-
-  StepOutput out;
-  out.maxTop = maxTop;
-  cudaEventElapsedTime(&out.gpuMs, stepStart_, stepEnd_);
-  out.tokenIds.assign(in.numSeqs, -1);
-  out.logprobs.assign(in.numSeqs, NAN);
-  out.topCounts.assign(in.numSeqs, 0);
-  out.topIds.assign(static_cast<size_t>(in.numSeqs) * maxTop, 0);
-  out.topLogprobs.assign(static_cast<size_t>(in.numSeqs) * maxTop, NAN);
-  const int32_t* hTok = reinterpret_cast<const int32_t*>(ho);
-  const float* hLp = reinterpret_cast<const float*>(ho + tokBytes);
-  const int32_t* hTopIds = reinterpret_cast<const int32_t*>(ho + 2 * tokBytes);
-  const float* hTopLp = reinterpret_cast<const float*>(ho + 2 * tokBytes + topBytes);
-  for (int r = 0; r < numSample; r++) {
-    const int i = rows[r];
-    out.tokenIds[i] = hTok[r];
-    out.logprobs[i] = hLp[r];
-    const int n = std::min(std::max(in.logprobs[i], 0), d.vocab);
-    out.topCounts[i] = n;
-    for (int k = 0; k < n; k++) {
-      out.topIds[static_cast<size_t>(i) * maxTop + k] = hTopIds[static_cast<size_t>(r) * topStride + k];
-      out.topLogprobs[static_cast<size_t>(i) * maxTop + k] = hTopLp[static_cast<size_t>(r) * topStride + k];
-    }
-  }
-  if (in.returnLogits) {
-    out.logits.assign(static_cast<size_t>(in.numSeqs) * d.vocab, NAN);
-    for (int r = 0; r < numSample; r++) {
-      const float* src = w.hostLogits.as<float>() + static_cast<size_t>(r) * d.vocab;
-      std::copy(src, src + d.vocab, out.logits.begin() + static_cast<size_t>(rows[r]) * d.vocab);
-    }
-  }
-  if (in.tokenLogprobs) {
-    const float* hTl = reinterpret_cast<const float*>(ho + at - tlBytes);
-    out.tokenLogprobs.assign(hTl, hTl + in.numTokens);
-  }
-  return out;
-}
-
-void Engine::computeTokenLogprobs(const ForwardShape& s) {
-  const ModelDims& d = dims_;
-  Workspace& w = *ws_;
-  // residual += last delta for every row, and the final norm of every row into `normed`.
-  launchAddRmsNorm(w.residual.as<float>(), w.delta.as<half>(), weights_.finalNorm.as<half>(), w.normed.as<half>(),
-                   nullptr, s.numTokens, d.hidden, d.rmsEps, true, stream_);
-  for (int start = 0; start < s.numTokens; start += w.logitRows) {
-    const int rows = std::min(w.logitRows, s.numTokens - start);
-    linear(lmHead(), w.normed.as<half>() + static_cast<size_t>(start) * d.hidden, rows, w.logitsHalf.as<half>(),
-           "lm_head (token logprobs)");
-    launchHalfToFloat(w.logitsHalf.as<half>(), w.logits.as<float>(), static_cast<size_t>(rows) * d.vocab, stream_);
-    launchTokenLogprobs(w.logits.as<float>(), s.inputs + s.layout.targets + start,
-                        w.tokenLogprobs.as<float>() + start, rows, d.vocab, stream_);
-  }
+  pending->maxTop = maxTop;
+  pending->topStride = topStride;
+  pending->tokBytes = tokBytes;
+  pending->topBytes = topBytes;
+  pending->tlBytes = tlBytes;
+  pending->end = at;
 }
 
 }  // namespace awq

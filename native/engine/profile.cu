@@ -44,13 +44,13 @@ void Engine::collectProfile() {
 }
 
 void Engine::setProfiling(bool on) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  auto lock = lockIdle();
   profiling_ = on;
   profile_.clear();
 }
 
 std::vector<ProfileEntry> Engine::takeProfile() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  auto lock = lockIdle();
   std::vector<ProfileEntry> out;
   for (auto& [name, e] : profile_) out.push_back(e);
   profile_.clear();

@@ -12,16 +12,20 @@
  *   down    input = silu(gate) * up: folded into up_proj's output columns.
  * Each stage: capture the inputs' statistics on every calibration block (one layer pass), search the scale
  * by the layer output's error on a few blocks (scale-search.ts), search clipping per group (clip-search.ts),
- * quantize.
+ * quantize. With `gptq` on (the default), the rounding is then refined by GPTQ (gptq-round.ts) in every
+ * output column where that lowers the calibration error (not q_proj / k_proj: like clipping them, it lowers
+ * their own output error but raised perplexity on the demo), and the scale candidates are scored with that
+ * same final rounding (`searchWithGptq`), since the best scale for GPTQ rounding is not the best for plain
+ * rounding. Measured effect on the demo model: docs/benchmarks.md, "Quantization".
  *
  * The layer's output passed on to the next layer is the QUANTIZED layer's output (the option `propagate`
  * can pass the fp16 output instead, as AutoAWQ does): the next layer is then calibrated on the inputs it will
  * really see at inference, errors of earlier layers included, and its search targets the fp16 layer applied
- * to those inputs.
+ * to those inputs. On the demo model this gave lower perplexity than passing fp16 outputs (docs/benchmarks.md).
  */
 import { type GroupQuantized, groupQuantize } from "../model/awq.js";
 import { searchClip } from "./clip-search.js";
-import { dampedGram, gptqQuantize } from "./gptq-round.js";
+import { dampedGram, GPTQ_MAX_IN_FEATURES, gptqQuantize } from "./gptq-round.js";
 import {
   dequantizeGroups,
   divideQuantizedColumns,
@@ -48,6 +52,8 @@ export interface LayerQuantOptions {
    * has the lower calibration error (q_proj / k_proj stay with plain clipped rounding, as for clipping).
    */
   gptq: boolean;
+  /** Score scale candidates with the final rounding (GPTQ where it wins) instead of round-to-nearest. */
+  searchWithGptq: boolean;
   /** Let GPTQ round q_proj / k_proj too (by their own output error). */
   gptqQk: boolean;
   /** Which output the next layer is calibrated on (see the file comment). */
@@ -60,6 +66,7 @@ export const DEFAULT_LAYER_QUANT_OPTIONS: Omit<LayerQuantOptions, "groupSize"> =
   clipQk: false,
   gptq: true,
   gptqQk: false,
+  searchWithGptq: true,
   propagate: "quantized",
 };
 
@@ -88,6 +95,28 @@ function shapeOf(runner: LayerRunner, which: FusedLinear): { inF: number; outF: 
   const { hiddenSize: hd, numHeads, headDim, intermediateSize: inter } = runner.dims;
   const inF = { qkv: hd, o: numHeads * headDim, gateUp: hd, down: inter }[which];
   return { inF, outF: runner.outFeatures(which) };
+}
+
+/**
+ * Like pseudoQuantizeScaled, but rounding as the final quantization does with GPTQ on: per output column the
+ * better of round-to-nearest and GPTQ (outside `keepRtn`), then the rows divided back by s.
+ */
+function pseudoQuantizeGptq(
+  runner: LayerRunner,
+  w: Float32Array, // (in, out)
+  s: Float32Array, // (in)
+  inF: number,
+  outF: number,
+  g: number,
+  gram: Float64Array, // (in, in)
+  keepRtn: [number, number][],
+): Float32Array {
+  const scaled = scaleRows(w, s, inF, outF);
+  const rtn = groupQuantize(scaled, inF, outF, g);
+  const refined = gptqQuantize(scaled, inF, outF, g, dampedGram(gram, inF, s));
+  const choice = { w: scaled, inF, outF, groupSize: g, gram, rowScale: s };
+  const { mixed } = chooseColumns(runner, choice, rtn, refined, keepRtn);
+  return scaleRows(dequantizeGroups(mixed, inF, outF, g), s, inF, outF, true);
 }
 
 /** Blocks (rows of seqlen tokens) of `x` picked by index into a fresh compact array. */
@@ -189,7 +218,12 @@ export async function quantizeLayerAwq(
       onStage?.(`${which} scales`);
       const wMean = weightSalience([{ w, outF }], inF, g);
       const result = await searchScales(scaleFamilies(stats.absMean, wMean), inF, (cand) =>
-        layerLoss(which, pseudoQuantizeScaled(w, cand, inF, outF, g)),
+        layerLoss(
+          which,
+          opts.gptq && opts.searchWithGptq && inF <= GPTQ_MAX_IN_FEATURES
+            ? pseudoQuantizeGptq(runner, w, cand, inF, outF, g, stats.gram, opts.gptqQk ? [] : noClipColumns)
+            : pseudoQuantizeScaled(w, cand, inF, outF, g),
+        ),
       );
       notes.push(
         `${which}: ${result.label} (layer mse ${result.loss.toExponential(3)}, s=1 ${result.identityLoss.toExponential(3)})`,
@@ -209,7 +243,7 @@ export async function quantizeLayerAwq(
       noClipColumns,
     });
     final[which] = groupQuantize(scaled, inF, outF, g, { clip });
-    if (opts.gptq) {
+    if (opts.gptq && inF <= GPTQ_MAX_IN_FEATURES) {
       onStage?.(`${which} gptq`);
       const refined = gptqQuantize(scaled, inF, outF, g, dampedGram(stats.gram, inF, s));
       const choice = { w: scaled, inF, outF, groupSize: g, gram: stats.gram, rowScale: s };

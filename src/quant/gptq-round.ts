@@ -11,6 +11,12 @@
  */
 import { AWQ_MAX_Q, type GroupQuantized, groupQuantize, roundHalfEven } from "../model/awq.js";
 
+/**
+ * Widest input GPTQ rounds: its Cholesky factorizations are O(in^3) in plain TypeScript (seconds at 768, hours
+ * at Llama-13B's 13824); wider linears keep the clipped rounding.
+ */
+export const GPTQ_MAX_IN_FEATURES = 8192;
+
 /** Relative dampening added to H's diagonal (GPTQ's percdamp), for a well-conditioned inverse. */
 export const GPTQ_DAMP = 0.01;
 

@@ -2,6 +2,9 @@
  * The CUDA backend: a thin TypeScript wrapper over the awq_native addon. Weights, the paged KV cache, the forward
  * and sampling all live on the GPU; every call returns a promise settled from the addon's worker threads, so the
  * event loop never waits on the GPU.
+ *
+ * Environment: AWQ_NATIVE_ADDON (another addon file), AWQ_CUDA_SYNC=1 (synchronize after every kernel so an
+ * asynchronous fault names its kernel; slow), AWQ_CUDA_GRAPHS=0 (no CUDA graphs for decode steps).
  */
 import type { ModelConfig, ModelSource } from "../../model/types.js";
 import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
@@ -12,6 +15,7 @@ import {
   type NativeEngine,
   type NativeMemoryReport,
   type NativeRuntimeOptions,
+  type NativeStepOutput,
   type ProbeResult,
 } from "./native-addon.js";
 
@@ -25,6 +29,8 @@ export class CudaBackend implements Backend {
   private deviceLabel = "";
   /** GPU time of the last step (upload to download), for benchmarks. */
   lastStepGpuMs = Number.NaN;
+  /** Host phases of the last step (microseconds), for benchmarks. */
+  lastStepHostTiming: NativeStepOutput["hostTiming"] | null = null;
 
   private constructor(
     private readonly addon: NativeAddon,
@@ -79,6 +85,7 @@ export class CudaBackend implements Backend {
     if (engine === null || this.report === null) throw new Error("CUDA backend: step() before load()");
     const out = await engine.step(batch);
     this.lastStepGpuMs = out.gpuMs;
+    this.lastStepHostTiming = out.hostTiming;
     const topLogprobs: StepResult["topLogprobs"] = [];
     for (let i = 0; i < batch.numSeqs; i++) {
       if (batch.sample[i] === 1 && batch.sampling.logprobs[i] > 0) {

@@ -71,6 +71,8 @@ export interface LatencyBenchResult {
     msPerStep: number;
     /** GPU time per step (upload to download), without the host side. */
     gpuMsPerStep: number;
+    /** Mean host phases per step in microseconds (see NativeStepOutput.hostTiming). */
+    hostUs: { convert: number; queue: number; execute: number; return: number };
     tokensPerSecond: number;
     /** With `profile`: GPU ms per step of each operation (eager launches, so a little slower than graphs). */
     profile?: Record<string, number>;
@@ -210,14 +212,23 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
       const ones = new Array(batch).fill(1);
       let context = o.decodeContext;
       let gpuMs = 0;
+      const host = { convert: 0, queue: 0, execute: 0, return: 0 };
       const decodeStep = async () => {
         await backend.step(batches.build(ones, new Array(batch).fill(context), blocksPerSeq, 0, vocab));
         gpuMs += backend.lastStepGpuMs;
+        const h = backend.lastStepHostTiming;
+        if (h !== null) {
+          host.convert += h.convertUs;
+          host.queue += h.queueUs;
+          host.execute += h.executeUs;
+          host.return += h.returnUs;
+        }
         context++;
       };
       for (let w = 0; w < 4; w++) await decodeStep(); // warm-up (captures the CUDA graphs)
       const startContext = context;
       gpuMs = 0;
+      for (const k of Object.keys(host) as (keyof typeof host)[]) host[k] = 0;
       const t0 = performance.now();
       for (let s = 0; s < o.decodeSteps; s++) await decodeStep();
       const ms = (performance.now() - t0) / o.decodeSteps;
@@ -227,6 +238,12 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
         context: startContext,
         msPerStep: ms,
         gpuMsPerStep: gpuMs / o.decodeSteps,
+        hostUs: {
+          convert: host.convert / o.decodeSteps,
+          queue: host.queue / o.decodeSteps,
+          execute: host.execute / o.decodeSteps,
+          return: host.return / o.decodeSteps,
+        },
         tokensPerSecond,
       };
       if (o.profile) {

@@ -79,6 +79,8 @@ export interface NativeStepOutput {
   maxTop: number;
   /** GPU time of the step, from the input upload to the result download. */
   gpuMs: number;
+  /** Host phases in microseconds: JS -> C++ conversion, thread-pool wait, the engine's step, back to JS. */
+  hostTiming: { convertUs: number; queueUs: number; executeUs: number; returnUs: number };
   tokenLogprobs?: Float32Array; // (numTokens)
   /** With batch.returnLogits: raw logits, row i for sequence i (NaN rows where not sampled). */
   logits?: Float32Array; // (numSeqs, vocab)

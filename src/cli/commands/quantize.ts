@@ -16,6 +16,7 @@ interface QuantizeFlags {
   groupSize: string;
   method: string;
   backend: string;
+  gptq: boolean;
   quiet?: boolean;
   verbose?: boolean;
 }
@@ -92,9 +93,10 @@ export function registerQuantize(program: Command): void {
     .option("--group-size <n>", "input channels per quantization group", String(QUANTIZE_DEFAULTS.groupSize))
     .option(
       "--method <awq|rtn>",
-      "awq (activation-aware search) or rtn (plain round-to-nearest, the baseline)",
+      "awq (activation-aware scale + clip search, GPTQ-refined rounding) or rtn (plain round-to-nearest)",
       "awq",
     )
+    .option("--no-gptq", "plain AWQ rounding (scale + clip search only, as AutoAWQ), without GPTQ refinement")
     .option("--backend <cpu|cuda|auto>", "where the search runs (CPU only for now)", "auto")
     .option("--quiet", "no progress bar or messages")
     .option("--verbose", "log the calibration summary and each layer's chosen scales")
@@ -118,6 +120,7 @@ export function registerQuantize(program: Command): void {
           seqlen: positiveInt(flags.seqlen, "--seqlen"),
           groupSize: positiveInt(flags.groupSize, "--group-size"),
           method: flags.method as QuantMethod,
+          search: { gptq: flags.gptq },
           onProgress: (e) => progress.update(e),
           onLog: flags.verbose ? (line) => process.stderr.write(`${line}\n`) : undefined,
           signal: controller.signal,
