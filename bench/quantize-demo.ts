@@ -5,7 +5,7 @@
  * backend through src/eval/perplexity.ts, the same path as `awq ppl`.
  *
  *   node dist/bench/quantize-demo.js [--out DIR] [--samples N] [--seqlen N] [--max-windows N]
- *                                    [--methods rtn,awq,fp16] [--search-blocks N] [--clip-qk] [--no-gptq] [--gptq-qk] [--search-rtn]
+ *                                    [--methods rtn,awq,fp16] [--search-blocks N] [--clip-qk] [--no-gptq] [--gptq-qk] [--gptq-clip] [--search-rtn]
  *                                    [--propagate fp16]
  */
 import { readFile } from "node:fs/promises";
@@ -31,6 +31,7 @@ const { values } = parseArgs({
     "clip-qk": { type: "boolean", default: false },
     "no-gptq": { type: "boolean", default: false },
     "gptq-qk": { type: "boolean", default: false },
+    "gptq-clip": { type: "boolean", default: false },
     "search-rtn": { type: "boolean", default: false },
     propagate: { type: "string", default: "quantized" },
   },
@@ -82,6 +83,7 @@ for (const method of (values.methods ?? "").split(",")) {
       clipQk: values["clip-qk"] ?? false,
       gptq: !(values["no-gptq"] ?? false),
       gptqQk: values["gptq-qk"] ?? false,
+      gptqClip: values["gptq-clip"] ?? false,
       searchWithGptq: !(values["search-rtn"] ?? false),
       propagate: values.propagate === "fp16" ? "fp16" : "quantized",
     },

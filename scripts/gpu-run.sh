@@ -2,10 +2,12 @@
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
 # steps (default: all): kernels conformance sampler dense serve bench peer
-# Logs go to $OUT (or ./gpu-logs); a short table is printed last.
+# Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
+# returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
 set -u
-out=${OUT:-$PWD/gpu-logs}
-mkdir -p "$out"
+final=${OUT:-$PWD/gpu-logs}
+out=$(mktemp -d)
+mkdir -p "$final"
 steps=${*:-kernels conformance sampler dense serve bench peer}
 export NODE_OPTIONS=${NODE_OPTIONS:-}
 summary=()
@@ -67,3 +69,7 @@ if [[ -s "$out/bench.json" ]]; then
     if (peer) console.log(`peer ${peer.peer} bs1: ${peer.decode_tok_s_bs1.toFixed(1)} tok/s (${peer.ms_per_token.toFixed(2)} ms/token)`);
   ' "$out/bench.json" "$out/peer.json" 2>/dev/null || true
 fi
+
+for f in "$out"/*.log; do [[ -f $f ]] && { echo "===== $(basename "$f")"; cat "$f"; }; done > "$final/steps.log"
+for f in bench.json peer.json; do [[ -s $out/$f ]] && cp "$out/$f" "$final/"; done
+{ cat "$out/gpu.txt"; cat "$out/probe.json"; printf '%s\n' "${summary[@]}"; } > "$final/summary.txt" 2>/dev/null

@@ -65,7 +65,7 @@ void Engine::forward(const ForwardShape& s) {
     endRange();
     beginRange("rope_kv_write");
     launchRopeKvWrite(big, in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen,
-                      invFreq_.as<float>(), ropeTable_.as<float2>(), q,
+                      ropeTable_.as<float2>(), q,
                       kCache_[l].as<half>(), vCache_[l].as<half>(), T, d.numHeads, d.numKvHeads, d.headDim, d.rope,
                       stream_);
     endRange();

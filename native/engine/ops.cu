@@ -159,8 +159,8 @@ __global__ void ropeTableKernel(const float* __restrict__ invFreq, float2* __res
 // Heads: q heads, then k heads, then v heads. Angles as the CPU reference computes them (ropeCosSin).
 __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* __restrict__ positions,
                                   const int32_t* __restrict__ slotMapping, const int32_t* __restrict__ tokenSeqLen,
-                                  const float* __restrict__ invFreq, const float2* __restrict__ cosSinTable,
-                                  half* __restrict__ qOut, half* __restrict__ kCache, half* __restrict__ vCache,
+                                  const float2* __restrict__ cosSinTable, half* __restrict__ qOut,
+                                  half* __restrict__ kCache, half* __restrict__ vCache,
                                   int numTokens, int numHeads, int numKvHeads, int headDim, RopeParams rope) {
   const int halfDim = headDim / 2;
   const int quarter = headDim / 4;
@@ -333,14 +333,14 @@ void launchRopeTable(const float* invFreq, float2* table, int maxPositions, int 
 }
 
 void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
-                       const int32_t* tokenSeqLen, const float* invFreq, const float2* cosSinTable, half* qOut,
-                       half* kCache, half* vCache, int numTokens, int numHeads, int numKvHeads, int headDim,
-                       const RopeParams& rope, cudaStream_t stream) {
+                       const int32_t* tokenSeqLen, const float2* cosSinTable, half* qOut, half* kCache,
+                       half* vCache, int numTokens, int numHeads, int numKvHeads, int headDim, const RopeParams& rope,
+                       cudaStream_t stream) {
   if (numTokens == 0) return;
   const size_t items = static_cast<size_t>(numTokens) * (numHeads + 2 * numKvHeads) * (headDim / 4);
   const unsigned blocks = static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16));
-  ropeKvWriteKernel<<<blocks, 256, 0, stream>>>(qkv, positions, slotMapping, tokenSeqLen, invFreq, cosSinTable, qOut,
-                                                kCache, vCache, numTokens, numHeads, numKvHeads, headDim, rope);
+  ropeKvWriteKernel<<<blocks, 256, 0, stream>>>(qkv, positions, slotMapping, tokenSeqLen, cosSinTable, qOut, kCache,
+                                                vCache, numTokens, numHeads, numKvHeads, headDim, rope);
   checkLaunch("rope_kv_write", stream);
 }
 

@@ -35,15 +35,18 @@ struct RopeParams {
  * qOut (numTokens, numHeads, headDim) fp16. kCache/vCache (numBlocks, blockSize, numKvHeads, headDim) fp16,
  * slot = block * blockSize + offset; tokens with slot < 0 write nothing to the cache.
  * tokenSeqLen (numTokens): for dynamic NTK, the length of the token's sequence after this step.
- * invFreq (headDim / 2) fp32: 1 / theta^(2i / headDim) rounded to f32 (computeInvFreq).
- * cosSinTable (maxPositions, headDim / 2) (cos, sin) from launchRopeTable; positions must be below maxPositions.
+ * cosSinTable (maxPositions, headDim / 2) (cos, sin) from launchRopeTable; positions must be below maxPositions
+ * (dynamic NTK past the original context computes its own angles).
  */
 void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
-                       const int32_t* tokenSeqLen, const float* invFreq, const float2* cosSinTable, half* qOut,
-                       half* kCache, half* vCache, int numTokens, int numHeads, int numKvHeads, int headDim,
-                       const RopeParams& rope, cudaStream_t stream);
+                       const int32_t* tokenSeqLen, const float2* cosSinTable, half* qOut, half* kCache,
+                       half* vCache, int numTokens, int numHeads, int numKvHeads, int headDim, const RopeParams& rope,
+                       cudaStream_t stream);
 
-/** Fills cosSinTable (maxPositions, headDim / 2) with the (cos, sin) the RoPE kernel would compute. */
+/**
+ * Fills cosSinTable (maxPositions, headDim / 2) with (cos, sin) of f32(pos * invFreq[i]) as the CPU reference
+ * computes them; invFreq (headDim / 2) fp32 from computeInvFreq.
+ */
 void launchRopeTable(const float* invFreq, float2* table, int maxPositions, int headDim, const RopeParams& rope,
                      cudaStream_t stream);
 

@@ -54,6 +54,8 @@ export interface LayerQuantOptions {
   gptq: boolean;
   /** Score scale candidates with the final rounding (GPTQ where it wins) instead of round-to-nearest. */
   searchWithGptq: boolean;
+  /** Also try GPTQ with the clip search's ranges (as a share of each group's max), per column where better. */
+  gptqClip: boolean;
   /** Let GPTQ round q_proj / k_proj too (by their own output error). */
   gptqQk: boolean;
   /** Which output the next layer is calibrated on (see the file comment). */
@@ -66,6 +68,7 @@ export const DEFAULT_LAYER_QUANT_OPTIONS: Omit<LayerQuantOptions, "groupSize"> =
   clipQk: false,
   gptq: true,
   gptqQk: false,
+  gptqClip: false,
   searchWithGptq: true,
   propagate: "quantized",
 };
@@ -117,6 +120,19 @@ function pseudoQuantizeGptq(
   const choice = { w: scaled, inF, outF, groupSize: g, gram, rowScale: s };
   const { mixed } = chooseColumns(runner, choice, rtn, refined, keepRtn);
   return scaleRows(dequantizeGroups(mixed, inF, outF, g), s, inF, outF, true);
+}
+
+/** The clip bounds (in/g, out) as a share of each group's max |w| (1 = not clipped). */
+function clipRatios(w: Float32Array, clip: Float32Array, inF: number, outF: number, g: number): Float32Array {
+  const ratio = new Float32Array(clip.length); // (in/g, out)
+  for (let gi = 0; gi < inF / g; gi++) {
+    for (let n = 0; n < outF; n++) {
+      let max = 0;
+      for (let k = gi * g; k < (gi + 1) * g; k++) max = Math.max(max, Math.abs(w[k * outF + n]));
+      ratio[gi * outF + n] = max > 0 ? Math.min(1, clip[gi * outF + n] / max) : 1;
+    }
+  }
+  return ratio;
 }
 
 /** Blocks (rows of seqlen tokens) of `x` picked by index into a fresh compact array. */
@@ -245,12 +261,19 @@ export async function quantizeLayerAwq(
     final[which] = groupQuantize(scaled, inF, outF, g, { clip });
     if (opts.gptq && inF <= GPTQ_MAX_IN_FEATURES) {
       onStage?.(`${which} gptq`);
-      const refined = gptqQuantize(scaled, inF, outF, g, dampedGram(stats.gram, inF, s));
+      const h = dampedGram(stats.gram, inF, s);
       const choice = { w: scaled, inF, outF, groupSize: g, gram: stats.gram, rowScale: s };
       const keep = opts.gptqQk ? [] : noClipColumns;
-      const { mixed, taken } = chooseColumns(runner, choice, final[which], refined, keep);
-      final[which] = mixed;
-      notes.push(`${which}: gptq rounding in ${taken}/${outF} columns`);
+      const plain = chooseColumns(runner, choice, final[which], gptqQuantize(scaled, inF, outF, g, h), keep);
+      final[which] = plain.mixed;
+      let clipped = 0;
+      if (opts.gptqClip) {
+        const ratio = clipRatios(scaled, clip, inF, outF, g);
+        const withClip = chooseColumns(runner, choice, final[which], gptqQuantize(scaled, inF, outF, g, h, ratio), keep);
+        final[which] = withClip.mixed;
+        clipped = withClip.taken;
+      }
+      notes.push(`${which}: gptq rounding in ${plain.taken}/${outF} columns, then gptq+clip in ${clipped}`);
     }
     state[which] = dequantizeGroups(final[which], inF, outF, g);
   };

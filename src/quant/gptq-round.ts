@@ -91,6 +91,8 @@ export function gptqQuantize(
   outF: number,
   groupSize: number,
   h: Float64Array, // (in, in)
+  /** Per (group, column) share of the group's max |w| to clip to (clip search's bound / max), as AWQ clips. */
+  clipRatio?: Float32Array, // (in/g, out)
 ): GroupQuantized {
   const u = inverseCholeskyUpper(h, inF); // (in, in)
   const work = Float64Array.from(w); // (in, out) weights as updated by the errors pushed forward
@@ -103,7 +105,13 @@ export function gptqQuantize(
     const g = Math.floor(k / groupSize);
     if (k % groupSize === 0) {
       const block = Float32Array.from(work.subarray(k * outF, (k + groupSize) * outF)); // (g, out)
-      const params = groupQuantize(block, groupSize, outF, groupSize);
+      let clip: Float32Array | undefined; // (1, out)
+      if (clipRatio !== undefined) {
+        clip = new Float32Array(outF);
+        for (let i = 0; i < block.length; i++) clip[i % outF] = Math.max(clip[i % outF], Math.abs(block[i]));
+        for (let n = 0; n < outF; n++) clip[n] *= clipRatio[g * outF + n];
+      }
+      const params = groupQuantize(block, groupSize, outF, groupSize, { clip });
       scales.set(params.scales, g * outF);
       zeros.set(params.zeros, g * outF);
     }
