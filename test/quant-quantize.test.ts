@@ -174,12 +174,14 @@ describe("awq quantize", () => {
     });
   });
 
-  test("RTN of the demo fp16 model has exactly the AutoAWQ checkpoint's tensor names, shapes and dtypes", async (t) => {
+  test("RTN of the demo fp16 model has exactly the AutoAWQ checkpoint's tensor names, shapes and dtypes (twice)", async (t) => {
     if (!existsSync(fp16Demo) || !existsSync(autoAwqDemo)) {
       t.skip("needs ../shared/models/tiny-chat and ../shared/models/tiny-chat-awq");
       return;
     }
     const out = path.join(work, "demo-rtn");
+    await quantizeModel({ modelDir: fp16Demo, outDir: out, method: "rtn" });
+    // Again into the same folder: the tokenizer copies of the read-only shared folder must be replaceable.
     await quantizeModel({ modelDir: fp16Demo, outDir: out, method: "rtn" });
     const ours = await tensorTable(out);
     const theirs = await tensorTable(autoAwqDemo);

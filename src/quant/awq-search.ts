@@ -269,11 +269,20 @@ export async function quantizeLayerAwq(
       let clipped = 0;
       if (opts.gptqClip) {
         const ratio = clipRatios(scaled, clip, inF, outF, g);
-        const withClip = chooseColumns(runner, choice, final[which], gptqQuantize(scaled, inF, outF, g, h, ratio), keep);
+        const withClip = chooseColumns(
+          runner,
+          choice,
+          final[which],
+          gptqQuantize(scaled, inF, outF, g, h, ratio),
+          keep,
+        );
         final[which] = withClip.mixed;
         clipped = withClip.taken;
       }
-      notes.push(`${which}: gptq rounding in ${plain.taken}/${outF} columns, then gptq+clip in ${clipped}`);
+      notes.push(
+        `${which}: gptq rounding in ${plain.taken}/${outF} columns` +
+          (opts.gptqClip ? `, then gptq with clipping in ${clipped}` : ""),
+      );
     }
     state[which] = dequantizeGroups(final[which], inF, outF, g);
   };

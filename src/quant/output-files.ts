@@ -3,7 +3,7 @@
  * (what transformers, vLLM and awq-ts read), quant_config.json (what older AutoAWQ reads), and the
  * tokenizer / generation files copied from the fp16 model. Also the per-layer tensor list in AutoAWQ's names.
  */
-import { copyFile, readFile, writeFile } from "node:fs/promises";
+import { access, chmod, copyFile, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { packAwq } from "../model/awq.js";
 import { f32ToF16Array } from "../model/half.js";
@@ -60,12 +60,18 @@ export async function writeConfigFiles(srcDir: string, outDir: string, groupSize
 export async function copyModelFiles(srcDir: string, outDir: string): Promise<string[]> {
   const copied: string[] = [];
   for (const name of COPIED_FILES) {
+    const src = join(srcDir, name);
+    const dest = join(outDir, name);
     try {
-      await copyFile(join(srcDir, name), join(outDir, name));
-      copied.push(name);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      await access(src);
+    } catch {
+      continue; // the fp16 folder does not have this one
     }
+    await rm(dest, { force: true }); // copyFile cannot overwrite a read-only copy left by an earlier run
+    await copyFile(src, dest);
+    // A read-only source (a shared or cache folder) must not leave read-only copies a re-run cannot replace.
+    await chmod(dest, 0o644);
+    copied.push(name);
   }
   return copied;
 }
