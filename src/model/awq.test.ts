@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -17,6 +18,8 @@ import { f16ToF32Array } from "./half.js";
 
 const repoRoot = resolve(fileURLToPath(import.meta.url), "../../../..");
 const demoDir = resolve(repoRoot, "models/tiny-chat-awq");
+/** AutoAWQ's own checkpoint of the demo model: the ground truth for the layout (the repo's is awq-ts's). */
+const autoAwqDir = resolve(repoRoot, "../shared/models/tiny-chat-awq");
 
 /** A small deterministic PRNG (mulberry32) so failures reproduce. */
 function rng(seed: number): () => number {
@@ -107,10 +110,20 @@ test("groupQuantize: scales/zeros as AutoAWQ computes them, error within half a 
   assert.throws(() => groupQuantize(w, 250, outF, 125), /expected 250 x 16 weights/);
 });
 
-test("the demo AWQ checkpoint: dequantize, re-quantize with its scales/zeros, re-pack gives the same bytes", async () => {
-  const config = await loadModelConfig(demoDir);
+for (const [label, dir] of [
+  ["AutoAWQ's demo checkpoint (../shared)", autoAwqDir],
+  ["the repo's demo checkpoint (awq-ts's quantization)", demoDir],
+] as const) {
+  test(`${label}: dequantize, re-quantize with its scales/zeros, re-pack gives the same bytes`, async (t) => {
+    if (!existsSync(resolve(dir, "config.json"))) return t.skip(`needs ${dir}`);
+    await checkRepack(dir);
+  });
+}
+
+async function checkRepack(dir: string): Promise<void> {
+  const config = await loadModelConfig(dir);
   const groupSize = config.quantization!.groupSize;
-  const ckpt = await SafetensorsCheckpoint.open(demoDir);
+  const ckpt = await SafetensorsCheckpoint.open(dir);
   try {
     const linears = ckpt
       .names()
@@ -136,7 +149,7 @@ test("the demo AWQ checkpoint: dequantize, re-quantize with its scales/zeros, re
   } finally {
     await ckpt.close();
   }
-});
+}
 
 test("dequantizeAwq checks shapes", () => {
   const t = { qweight: new Int32Array(32), qzeros: new Int32Array(1), scales: new Uint16Array(8) };

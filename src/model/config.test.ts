@@ -68,8 +68,9 @@ test("classic Llama-2 config (rope_theta absent, torch_dtype)", () => {
   assert.equal(parseModelConfig(noKv, src).numKvHeads, 40);
 });
 
-test("newer transformers config of the demo model (rope_parameters, dtype, head_dim, GQA, tied)", async () => {
-  const config = await loadModelConfig(join(repoRoot, "models/tiny-chat-awq"));
+test("newer transformers config of AutoAWQ's demo checkpoint (rope_parameters, dtype, head_dim, GQA, tied)", async () => {
+  // A copy of ../shared/models/tiny-chat-awq/config.json (transformers 5 style), kept so the test runs anywhere.
+  const config = await loadModelConfig(join(repoRoot, "test/fixtures/model/newer-transformers"));
   assert.equal(config.architecture, "LlamaForCausalLM");
   assert.equal(config.hiddenSize, 256);
   assert.equal(config.numHeads, 4);

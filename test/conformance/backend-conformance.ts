@@ -119,7 +119,11 @@ export function runBackendConformance(
   const fixture = JSON.parse(
     readFileSync(join(opts.repoRoot, "test/fixtures/reference.json"), "utf8"),
   ) as ReferenceFixture;
+  // The repo's demo model is awq-ts's own quantization (models/tiny-chat-awq/README.md); the reference tokens of
+  // reference.json belong to AutoAWQ's checkpoint of the same fp16 model, kept in ../shared.
   const awqDir = join(opts.repoRoot, "models/tiny-chat-awq");
+  const autoAwqDir = resolve(opts.repoRoot, "../shared/models/tiny-chat-awq");
+  const haveAutoAwq = existsSync(join(autoAwqDir, "config.json"));
   const fp16Dir = resolve(opts.repoRoot, "../shared/models/tiny-chat");
   const haveFp16 = existsSync(join(fp16Dir, "config.json"));
 
@@ -132,16 +136,35 @@ export function runBackendConformance(
       await awq?.backend.dispose();
     });
 
-    test("tiny-chat-awq: greedy tokens of the four reference prompts", async () => {
-      const refs = fixture.models["tiny-chat-awq"];
-      const got = await generateGreedy(
-        awq,
-        refs.map((r) => r.prompt_ids),
-        GREEDY_TOKENS,
-        "batched",
-      );
-      for (const [i, r] of refs.entries())
-        assert.deepEqual(got[i], r.new_ids.slice(0, GREEDY_TOKENS), `prompt ${i}`);
+    test("tiny-chat-awq (AutoAWQ's checkpoint): greedy tokens of the four reference prompts", async (t) => {
+      if (!haveAutoAwq) return t.skip("needs ../shared/models/tiny-chat-awq (AutoAWQ's checkpoint)");
+      const autoAwq = await loadBackend(makeBackend, autoAwqDir, 64);
+      try {
+        const refs = fixture.models["tiny-chat-awq"];
+        const got = await generateGreedy(
+          autoAwq,
+          refs.map((r) => r.prompt_ids),
+          GREEDY_TOKENS,
+          "batched",
+        );
+        for (const [i, r] of refs.entries())
+          assert.deepEqual(got[i], r.new_ids.slice(0, GREEDY_TOKENS), `prompt ${i}`);
+      } finally {
+        await autoAwq.backend.dispose();
+      }
+    });
+
+    test("models/tiny-chat-awq (awq-ts's quantization): greedy tokens equal the CPU reference's", async (t) => {
+      if (opts.makeReference === undefined) return t.skip("this backend is the CPU reference itself");
+      const reference = await loadBackend(opts.makeReference, awqDir, 64);
+      try {
+        const prompts = fixture.models["tiny-chat-awq"].map((r) => r.prompt_ids);
+        const want = await generateGreedy(reference, prompts, GREEDY_TOKENS, "batched");
+        const got = await generateGreedy(awq, prompts, GREEDY_TOKENS, "batched");
+        assert.deepEqual(got, want);
+      } finally {
+        await reference.backend.dispose();
+      }
     });
 
     test("tiny-chat (fp16): greedy tokens and prompt 0's top-10 logits", async (t) => {
