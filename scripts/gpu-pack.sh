@@ -28,6 +28,15 @@ if [[ -f $fp16/model.safetensors && ! -f .gpu-data/tiny-chat-fp16.tar.xz ]]; the
   tar -C "$tmp" -cf - . | xz -T2 -9 > .gpu-data/tiny-chat-fp16.tar.xz
   rm -rf "$tmp"
 fi
+# AutoAWQ's checkpoint of the demo model (reference.json's AWQ tokens), likewise without its embedding.
+autoawq=../shared/models/tiny-chat-awq
+if [[ -f $autoawq/model.safetensors && ! -f .gpu-data/tiny-chat-autoawq.tar.xz ]]; then
+  tmp=$(mktemp -d)
+  python3 scripts/gpu-split-model.py split $autoawq/model.safetensors "$tmp/model.part.safetensors" model.embed_tokens.weight
+  cp $autoawq/*.json "$tmp/"
+  tar -C "$tmp" -cf - . | xz -T2 -9 > .gpu-data/tiny-chat-autoawq.tar.xz
+  rm -rf "$tmp"
+fi
 files=(dist native/build/awq_native.node)
 [[ -x native/build/kernel-tests/kernel-tests ]] && files+=(native/build/kernel-tests/kernel-tests)
 tar -cf - --exclude='*.map' "${files[@]}" | xz -T2 -3 > .gpu-data/build.tar.xz

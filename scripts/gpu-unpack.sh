@@ -14,3 +14,11 @@ if [[ -f .gpu-data/tiny-chat-fp16.tar.xz && ! -f ../shared/models/tiny-chat/mode
     models/tiny-chat-awq/model.safetensors ../shared/models/tiny-chat/model.safetensors model.embed_tokens.weight
   rm ../shared/models/tiny-chat/model.part.safetensors
 fi
+# ../shared/models/tiny-chat-awq (AutoAWQ's checkpoint) for the conformance suite's reference-token test.
+if [[ -f .gpu-data/tiny-chat-autoawq.tar.xz && ! -f ../shared/models/tiny-chat-awq/model.safetensors ]]; then
+  mkdir -p ../shared/models/tiny-chat-awq
+  tar -xJf .gpu-data/tiny-chat-autoawq.tar.xz -C ../shared/models/tiny-chat-awq
+  python3 scripts/gpu-split-model.py merge ../shared/models/tiny-chat-awq/model.part.safetensors \
+    models/tiny-chat-awq/model.safetensors ../shared/models/tiny-chat-awq/model.safetensors model.embed_tokens.weight
+  rm ../shared/models/tiny-chat-awq/model.part.safetensors
+fi
