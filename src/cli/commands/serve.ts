@@ -191,6 +191,19 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
 
   const address = await app.listen({ host: flags.host, port: flags.port });
   const port = (app.server.address() as { port: number }).port;
+  const { numBlocks } = llm.engine.stats();
+  const kvCacheTokens = numBlocks * llm.engine.blockSize;
+  // As vLLM prints it: how many requests of the full context length fit in the KV cache at once.
+  logger.info(
+    {
+      numBlocks,
+      blockSize: llm.engine.blockSize,
+      kvCacheTokens,
+      maxModelLen: options.maxModelLen,
+      maxConcurrency: Number((kvCacheTokens / options.maxModelLen).toFixed(2)),
+    },
+    `KV cache: ${numBlocks} blocks of ${llm.engine.blockSize} tokens = ${kvCacheTokens} tokens; maximum concurrency for ${options.maxModelLen}-token requests: ${(kvCacheTokens / options.maxModelLen).toFixed(2)}x`,
+  );
   logger.info(
     {
       url: address,
