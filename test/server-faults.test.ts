@@ -128,6 +128,24 @@ const BAD: BadCase[] = [
   { name: "seed is a string", body: { messages: user, seed: "abc" }, status: 400, param: "seed" },
   { name: "stream is a string", body: { messages: user, stream: "yes" }, status: 400, param: "stream" },
   {
+    name: "JSON mode (not honoured, so not silently ignored)",
+    body: { messages: user, response_format: { type: "json_object" } },
+    status: 400,
+    param: "response_format",
+  },
+  {
+    name: "tools to call",
+    body: { messages: user, tools: [{ type: "function", function: { name: "f" } }] },
+    status: 400,
+    param: "tools",
+  },
+  {
+    name: "tool_choice required",
+    body: { messages: user, tool_choice: "required" },
+    status: 400,
+    param: "tool_choice",
+  },
+  {
     name: "min_tokens > max_tokens",
     body: { messages: user, max_tokens: 2, min_tokens: 5 },
     status: 400,
@@ -205,6 +223,11 @@ test(`${BAD.length} bad requests each get the right status and name the field; a
   assert.ok(BAD.length >= 20);
   const good = { messages: user, max_tokens: 24, temperature: 0, ignore_eos: true };
   const alone = await streamText(good);
+  // What asks for nothing beyond text stays accepted.
+  assert.equal(
+    await streamText({ ...good, response_format: { type: "text" }, tools: [], tool_choice: "none" }),
+    alone,
+  );
   const beside = streamText(good);
   for (const bad of BAD) {
     const headers: Record<string, string> = { ...auth, ...bad.headers };

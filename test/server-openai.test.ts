@@ -136,6 +136,37 @@ test("completions: logprobs N in the completions format, echo, and the token-id 
   for (const top of lp.top_logprobs!) assert.ok(Object.keys(top).length >= 1 && Object.keys(top).length <= 2);
   assert.equal(lp.tokens!.join(""), choice.text, "token texts spell the completion");
 
+  // A stop string that the text keeps almost matching holds text back; offsets still follow the tokens.
+  const heldBack = await client.completions.create({
+    model: MODEL_NAME,
+    prompt,
+    max_tokens: 8,
+    temperature: 0,
+    logprobs: 2,
+    stop: `${choice.text.slice(1)}#never`,
+  });
+  assert.equal(heldBack.choices[0]!.text, choice.text);
+  assert.deepEqual(
+    heldBack.choices[0]!.logprobs!.text_offset,
+    lp.text_offset,
+    "held-back text, same offsets",
+  );
+
+  // An empty prompt (BOS only): the completion starts the text, and its token texts still spell it.
+  const fromNothing = await client.completions.create({
+    model: MODEL_NAME,
+    prompt: "",
+    max_tokens: 4,
+    temperature: 0,
+    logprobs: 1,
+  });
+  const nothingLp = fromNothing.choices[0]!.logprobs!;
+  assert.equal(nothingLp.tokens!.join(""), fromNothing.choices[0]!.text);
+  assert.deepEqual(
+    nothingLp.text_offset,
+    nothingLp.tokens!.map((_, i) => nothingLp.tokens!.slice(0, i).join("").length),
+  );
+
   const echoed = await client.completions.create({
     model: MODEL_NAME,
     prompt,
@@ -160,6 +191,13 @@ test("completions: logprobs N in the completions format, echo, and the token-id 
   assert.ok(echoLp.token_logprobs!.slice(1).every((v) => typeof v === "number" && v <= 0));
   assert.deepEqual(echoLp.tokens!.slice(promptLength), lp.tokens);
   assert.equal(echoLp.text_offset![promptLength], prompt.length, "completion offsets start after the prompt");
+  const echoText = echoLogprobs.choices[0]!.text;
+  for (let i = 1; i < promptLength; i++) {
+    const token = echoLp.tokens![i]!;
+    const at = echoLp.text_offset![i]!;
+    assert.equal(echoText.slice(at, at + token.length), token, `prompt token ${i} sits at its text_offset`);
+    assert.ok(token in echoLp.top_logprobs![i]!, `prompt token ${i} is among its top_logprobs`);
+  }
 
   const ids = llm.tokenizer.encode(prompt);
   const byIds = await client.completions.create({
@@ -169,6 +207,14 @@ test("completions: logprobs N in the completions format, echo, and the token-id 
     temperature: 0,
   });
   assert.equal(byIds.choices[0]!.text, choice.text, "token ids and text give the same completion");
+  const byIdsEcho = await client.completions.create({
+    model: MODEL_NAME,
+    prompt: ids,
+    max_tokens: 8,
+    temperature: 0,
+    echo: true,
+  });
+  assert.equal(byIdsEcho.choices[0]!.text, prompt + choice.text, "the echo of token ids has no <s>");
 
   const two = await client.completions.create({
     model: MODEL_NAME,
@@ -209,6 +255,39 @@ test("completions stream: text chunks, finish_reason, usage, [DONE]", async () =
   assert.equal(finish.length, 1);
 });
 
+test("stream_options.continuous_usage_stats (vLLM): every chat and completions chunk carries usage so far", async () => {
+  const post = (path: string, body: object) =>
+    fetch(`${server.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${API_KEY}` },
+      body: JSON.stringify({
+        ...body,
+        max_tokens: 4,
+        ignore_eos: true,
+        stream: true,
+        stream_options: { include_usage: true, continuous_usage_stats: true },
+      }),
+    });
+  type Chunk = { choices: unknown[]; usage?: { prompt_tokens: number; completion_tokens: number } };
+  for (const [path, body] of [
+    ["/v1/chat/completions", { messages }],
+    ["/v1/completions", { prompt: "Fortune favours" }],
+  ] as const) {
+    const chunks = (await readSse(await post(path, body))).filter((e) => typeof e === "object") as Chunk[];
+    const withChoices = chunks.filter((c) => c.choices.length > 0);
+    assert.ok(withChoices.length >= 4, path);
+    for (const chunk of withChoices) assert.ok(chunk.usage, `${path}: a chunk without usage`);
+    const counts = withChoices.map((c) => c.usage!.completion_tokens);
+    assert.equal(counts.at(-1), 4, path);
+    assert.ok(
+      counts.every((n, i) => i === 0 || n >= counts[i - 1]!),
+      `${path}: counts grow: ${counts}`,
+    );
+    assert.equal(chunks.at(-1)!.choices.length, 0, `${path}: the final usage chunk is still sent`);
+    assert.equal(withChoices[0]!.usage!.prompt_tokens, chunks.at(-1)!.usage!.prompt_tokens);
+  }
+});
+
 test("the model list, one model by name, and 404 for an unknown one", async () => {
   const list = await client.models.list();
   assert.deepEqual(
@@ -245,6 +324,28 @@ test("auth: a second key works, a wrong one gets 401; /health, /version and /met
     assert.ok(metrics.includes(name), `/metrics has ${name}`);
   }
   assert.match(metrics, /vllm:generation_tokens_total\{model_name="tiny-chat"\} [1-9]/);
+});
+
+test("chat: the `developer` role (OpenAI's newer system role) is the template's system role", async () => {
+  const asDeveloper = [{ role: "developer" as const, content: messages[0]!.content }, messages[1]!];
+  const reply = await client.chat.completions.create({
+    model: MODEL_NAME,
+    messages: asDeveloper,
+    max_tokens: 4,
+    temperature: 0,
+  });
+  const asSystem = await client.chat.completions.create({
+    model: MODEL_NAME,
+    messages,
+    max_tokens: 4,
+    temperature: 0,
+  });
+  assert.equal(reply.usage!.prompt_tokens, asSystem.usage!.prompt_tokens);
+  assert.equal(reply.choices[0]!.message.content, asSystem.choices[0]!.message.content);
+  const auth = { authorization: `Bearer ${API_KEY}` };
+  const tok = await postJson(`${server.url}/tokenize`, { messages: asDeveloper }, auth);
+  assert.equal(tok.status, 200);
+  assert.equal(tok.json.count, asSystem.usage!.prompt_tokens);
 });
 
 test("tokenize / detokenize / generate (vLLM routes)", async () => {

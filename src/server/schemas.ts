@@ -45,11 +45,22 @@ export const SamplingFields = {
 /** The roles ChatFormatter knows (tokenizer/chat-template.ts). */
 export const ChatRoles = ["system", "user", "assistant"] as const;
 
+/**
+ * OpenAI's newer name for the system role (its clients send it for reasoning models); accepted on the
+ * wire and given to the chat template as "system".
+ */
+const WireRoles = [...ChatRoles, "developer"] as const;
+
+/** The template's role for a message's wire role. */
+export function templateRole(role: (typeof WireRoles)[number]): (typeof ChatRoles)[number] {
+  return role === "developer" ? "system" : role;
+}
+
 const ContentPart = Type.Object({ type: Type.String(), text: Type.Optional(Type.String()) });
 
 export const ChatMessage = Type.Object(
   {
-    role: Type.Union(ChatRoles.map((role) => Type.Literal(role))),
+    role: Type.Union(WireRoles.map((role) => Type.Literal(role))),
     content: Type.Union([Type.String(), Type.Array(ContentPart), Type.Null()], {
       description: "a string or a list of text parts",
     }),
@@ -65,6 +76,10 @@ export const ChatCompletionBody = Type.Object({
   logprobs: Opt(Type.Boolean()),
   top_logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
   add_generation_prompt: Opt(Type.Boolean()),
+  // Read only to refuse what this server cannot honour (JSON modes, tool calls) instead of ignoring it.
+  response_format: Opt(Type.Object({ type: Type.String() })),
+  tools: Opt(Type.Array(Type.Unknown())),
+  tool_choice: Opt(Type.Unknown()),
 });
 export type ChatCompletionBody = Static<typeof ChatCompletionBody>;
 

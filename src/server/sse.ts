@@ -76,3 +76,36 @@ export class SseWriter {
     if (this.open) this.res.end();
   }
 }
+
+/** What `stream_options` asks for: a usage chunk at the end, and (vLLM) usage on every chunk. */
+export interface StreamUsage {
+  final: boolean;
+  /** `{ usage }` to spread into a chunk of one choice (`output` null: before its first token), or `{}`. */
+  ofChunk(output: { promptTokens: number; completionTokens: number } | null): {
+    usage?: { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+  };
+}
+
+/**
+ * `stream_options` -> StreamUsage. With `continuous_usage_stats` (needs `include_usage`, as in vLLM) each
+ * chunk carries its choice's counts so far; `promptTokens` is the prompt's length for chunks sent before
+ * the engine's first output.
+ */
+export function usageOptions(
+  options: { include_usage?: boolean | null; continuous_usage_stats?: boolean | null } | null | undefined,
+  promptTokens: number,
+): StreamUsage {
+  const final = options?.include_usage ?? false;
+  const continuous = final && (options?.continuous_usage_stats ?? false);
+  return {
+    final,
+    ofChunk(output) {
+      if (!continuous) return {};
+      const prompt = output?.promptTokens ?? promptTokens;
+      const completion = output?.completionTokens ?? 0;
+      return {
+        usage: { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion },
+      };
+    },
+  };
+}

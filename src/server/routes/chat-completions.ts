@@ -8,8 +8,8 @@ import { ApiError, badRequest, toApiError } from "../errors.js";
 import { GenerationJob } from "../generation.js";
 import { setRequestLog } from "../request-log.js";
 import { checkSampling, fitMaxTokens, paramsForChoice, samplingFromBody } from "../request-params.js";
-import { ChatCompletionBody } from "../schemas.js";
-import { onClientGone, SseWriter } from "../sse.js";
+import { ChatCompletionBody, templateRole } from "../schemas.js";
+import { onClientGone, SseWriter, type StreamUsage, usageOptions } from "../sse.js";
 import { chatLogprobs, TokenTexts } from "../token-text.js";
 import { validateBody } from "../validate.js";
 
@@ -20,6 +20,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = validateBody(ChatCompletionBody, request.body);
     const model = checkModel(ctx, body.model);
+    checkUnsupported(body);
     const promptTokenIds = formatMessages(ctx, body.messages, body.add_generation_prompt ?? true);
     const n = body.n ?? 1;
     const params = samplingFromBody(body);
@@ -56,7 +57,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const state = { id, created, model, n, params, lastPromptToken };
     try {
       if (body.stream) {
-        await streamChat(reply, job, state, texts, body.stream_options?.include_usage ?? false);
+        await streamChat(reply, job, state, texts, usageOptions(body.stream_options, promptTokenIds.length));
         return reply;
       }
       return await collectChat(job, state, texts);
@@ -64,6 +65,33 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       stopWatching();
     }
   });
+}
+
+/**
+ * Structured output and tool calls would need constrained decoding / a tool parser this server lacks: a
+ * client asking for them gets a 400 naming the field rather than free text it cannot parse. `text`
+ * format, an empty tool list and tool_choice "none" ask for nothing and are accepted.
+ */
+function checkUnsupported(body: ChatCompletionBody): void {
+  const format = body.response_format?.type;
+  if (format !== undefined && format !== "text") {
+    throw badRequest(
+      `response_format ${JSON.stringify(format)} is not supported by this server (only "text")`,
+      "response_format",
+    );
+  }
+  if (body.tools && body.tools.length > 0 && body.tool_choice !== "none") {
+    throw badRequest(
+      'Tool calling is not supported by this server; send no tools, or tool_choice "none"',
+      "tools",
+    );
+  }
+  if (body.tool_choice != null && body.tool_choice !== "none" && body.tool_choice !== "auto") {
+    throw badRequest(
+      'Tool calling is not supported by this server; tool_choice must be "none"',
+      "tool_choice",
+    );
+  }
 }
 
 /** Request messages -> prompt token ids through the chat template; template errors name the message. */
@@ -86,7 +114,7 @@ function formatMessages(
         content += part.text;
       });
     }
-    return { role: message.role, content };
+    return { role: templateRole(message.role), content };
   });
   if (ctx.chatFormatter === null) {
     throw badRequest(
@@ -130,7 +158,7 @@ async function streamChat(
   job: GenerationJob,
   state: ChatState,
   texts: TokenTexts,
-  includeUsage: boolean,
+  usage: StreamUsage,
 ): Promise<void> {
   const sse = SseWriter.start(reply);
   const base = { id: state.id, object: "chat.completion.chunk", created: state.created, model: state.model };
@@ -140,6 +168,7 @@ async function streamChat(
     await sse.send({
       ...base,
       choices: [{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }],
+      ...usage.ofChunk(null),
     });
   }
   try {
@@ -169,10 +198,11 @@ async function streamChat(
             ...(finishReason !== null ? { stop_reason: output.stopReason } : {}),
           },
         ],
+        ...usage.ofChunk(output),
       });
     }
     if (!sse.open) return;
-    if (includeUsage) await sse.send({ ...base, choices: [], usage: job.usage() });
+    if (usage.final) await sse.send({ ...base, choices: [], usage: job.usage() });
     await sse.done();
   } catch (err) {
     // Headers are gone: report in-band as vLLM does, then close the stream properly.

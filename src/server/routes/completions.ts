@@ -18,7 +18,7 @@ import {
   samplingFromBody,
 } from "../request-params.js";
 import { CompletionBody } from "../schemas.js";
-import { onClientGone, SseWriter } from "../sse.js";
+import { onClientGone, SseWriter, type StreamUsage, usageOptions } from "../sse.js";
 import { type CompletionLogprobs, completionLogprobs, TokenTexts } from "../token-text.js";
 import { validateBody } from "../validate.js";
 
@@ -81,7 +81,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         const prompt = prompts[req.promptIndex]!;
         return {
           echo: body.echo ? prompt : null,
-          previous: prompt.tokenIds.at(-1) ?? null,
+          // After a prompt of only skipped special tokens (BOS for ""), the completion starts the text,
+          // so its first token has no leading space (as the engine's detokenizer gives it).
+          previous:
+            (body.skip_special_tokens ?? true) && prompt.tokenIds.every((id) => ctx.tokenizer.isSpecial(id))
+              ? null
+              : (prompt.tokenIds.at(-1) ?? null),
           textLength: 0,
         };
       }),
@@ -89,7 +94,8 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     };
     try {
       if (body.stream) {
-        await streamCompletions(reply, job, state, texts, body.stream_options?.include_usage ?? false);
+        const usage = usageOptions(body.stream_options, 0);
+        await streamCompletions(reply, job, state, texts, usage);
         return reply;
       }
       return await collectCompletions(job, state, texts);
@@ -106,7 +112,9 @@ function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Prom
   });
   const fromIds = (ids: number[], param: string): Prompt => {
     checkTokenIds(ctx, ids, param);
-    return { text: ctx.tokenizer.decode(ids), tokenIds: ids };
+    // Echoed as text: a leading BOS is not part of it (as for a string prompt); later special tokens are.
+    const leadingSpecial = ids.length > 0 && ctx.tokenizer.isSpecial(ids[0]!);
+    return { text: ctx.tokenizer.decode(leadingSpecial ? ids.slice(1) : ids), tokenIds: ids };
   };
   if (typeof prompt === "string") return [fromText(prompt)];
   if (typeof prompt[0] === "number") return [fromIds(prompt as number[], "prompt")];
@@ -119,7 +127,10 @@ interface ChoiceText {
   echo: Prompt | null;
   /** The token before the next one (for token texts). */
   previous: number | null;
-  /** Characters of text so far (text_offset). */
+  /**
+   * text_offset of the next token: the token texts so far (as vLLM counts), not the text sent, which lags
+   * behind while a possible stop string is held back.
+   */
   textLength: number;
 }
 
@@ -154,15 +165,18 @@ function deltaOf(state: CompletionState, texts: TokenTexts, index: number, outpu
       state.topN,
     );
     logprobs = logprobs ? appendLogprobs(logprobs, generated) : generated;
+    for (const token of generated.tokens) choice.textLength += token.length;
   }
   choice.previous = output.tokenIdsDelta.at(-1) ?? choice.previous;
-  choice.textLength += output.textDelta.length;
   return { text, logprobs };
 }
 
 /**
  * Logprobs of the echoed prompt tokens: null where the engine gave none (always for the first token,
- * which nothing predicts). A leading special token (BOS) is not in the echoed text, so it takes no space.
+ * which nothing predicts). A leading special token (BOS) is not in the echoed text, so it takes no space,
+ * and the token after it is decoded as the start of a text (no leading space), so that each text_offset
+ * points at its token inside the echoed text. The engine has no alternatives for prompt positions, so
+ * top_logprobs holds the prompt token itself (as vLLM always includes it) rather than nothing.
  */
 function promptLogprobs(
   texts: TokenTexts,
@@ -172,15 +186,19 @@ function promptLogprobs(
 ): CompletionLogprobs {
   const result: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
   let offset = 0;
+  const leadingSpecial = tokenIds.length > 0 && texts.isSpecial(tokenIds[0]!);
   tokenIds.forEach((id, i) => {
-    const token = texts.text(id, i === 0 ? null : tokenIds[i - 1]!);
+    const previous = i === 0 || (i === 1 && leadingSpecial) ? null : tokenIds[i - 1]!;
+    const token = texts.text(id, previous);
     const entry = entries[i] ?? null;
     result.tokens.push(token);
     result.text_offset.push(offset);
     if (entry) {
-      const withTop = completionLogprobs(texts, [entry], i === 0 ? null : tokenIds[i - 1]!, offset, topN);
+      const withTop = completionLogprobs(texts, [entry], previous, offset, topN);
+      const top = withTop.top_logprobs[0]!;
+      if (top !== null && !(token in top)) top[token] = withTop.token_logprobs[0]!;
       result.token_logprobs.push(withTop.token_logprobs[0]!);
-      result.top_logprobs.push(withTop.top_logprobs[0]!);
+      result.top_logprobs.push(top);
     } else {
       result.token_logprobs.push(null);
       result.top_logprobs.push(null);
@@ -212,7 +230,7 @@ async function streamCompletions(
   job: GenerationJob,
   state: CompletionState,
   texts: TokenTexts,
-  includeUsage: boolean,
+  usage: StreamUsage,
 ): Promise<void> {
   const sse = SseWriter.start(reply);
   const base = { id: state.id, object: "text_completion", created: state.created, model: state.model };
@@ -232,6 +250,7 @@ async function streamCompletions(
         ...(output.finished ? { stop_reason: output.stopReason } : {}),
       },
     ],
+    ...usage.ofChunk(output),
   });
   try {
     for await (const { index, output } of job.events()) {
@@ -248,7 +267,7 @@ async function streamCompletions(
       await sse.send(chunk(index, delta.text, delta.logprobs, output));
     }
     if (!sse.open) return;
-    if (includeUsage) await sse.send({ ...base, choices: [], usage: job.usage() });
+    if (usage.final) await sse.send({ ...base, choices: [], usage: job.usage() });
     await sse.done();
   } catch (err) {
     await sse.send(toApiError(err).body());

@@ -6,7 +6,7 @@ import type { FastifyInstance } from "fastify";
 import { checkModel, type ServerContext } from "../context.js";
 import { badRequest } from "../errors.js";
 import { checkTokenIds } from "../request-params.js";
-import { DetokenizeBody, TokenizeChatBody, TokenizePromptBody } from "../schemas.js";
+import { DetokenizeBody, TokenizeChatBody, TokenizePromptBody, templateRole } from "../schemas.js";
 import { validateBody } from "../validate.js";
 
 export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void {
@@ -19,9 +19,9 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
       checkModel(ctx, body.model);
       const messages = body.messages.map((m, i) => {
         if (typeof m.content === "string" || m.content === null)
-          return { role: m.role, content: m.content ?? "" };
+          return { role: templateRole(m.role), content: m.content ?? "" };
         return {
-          role: m.role,
+          role: templateRole(m.role),
           content: m.content
             .map((part, j) => {
               if (part.type !== "text" || typeof part.text !== "string") {
