@@ -16,7 +16,9 @@ const program = new Command()
   .name("awq")
   .description("Run, serve and quantize 4-bit AWQ Llama-family models")
   .version(VERSION)
-  .showHelpAfterError();
+  // A usage error is one line, prefixed like every other error ("awq: ..."), not buried above the whole
+  // help text; subcommands inherit this.
+  .configureOutput({ outputError: (message, write) => write(message.replace(/^error: /, "awq: ")) });
 
 for (const register of [
   registerServe,

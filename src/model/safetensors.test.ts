@@ -103,6 +103,13 @@ test("corrupt: header length past the end of the file", async () => {
   });
 });
 
+test("corrupt: a garbage header length is printed exactly, not rounded", async () => {
+  const path = await writeRaw("hdrlen-huge.safetensors", {}, new Uint8Array(0), 0x7fffffffffffffffn);
+  await assert.rejects(SafetensorsFile.open(path), {
+    message: `${path}: header length 9223372036854775807 runs past the end of the file (10 bytes): truncated or not a safetensors file`,
+  });
+});
+
 test("corrupt: truncated file (data section cut short) names the tensor", async () => {
   const path = join(dir, "trunc.safetensors");
   await writeSafetensors(path, [

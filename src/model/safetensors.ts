@@ -193,10 +193,12 @@ export class SafetensorsFile {
       }
       const lengthBytes = new Uint8Array(8);
       await readFully(handle, lengthBytes, 0, path);
-      const headerLength = Number(new DataView(lengthBytes.buffer).getBigUint64(0, true));
+      const rawHeaderLength = new DataView(lengthBytes.buffer).getBigUint64(0, true);
+      const headerLength = Number(rawHeaderLength);
       if (headerLength > fileSize - 8) {
+        // The exact u64 in the message: Number() would print a huge garbage value rounded.
         throw new Error(
-          `${path}: header length ${headerLength} runs past the end of the file (${fileSize} bytes): ` +
+          `${path}: header length ${rawHeaderLength} runs past the end of the file (${fileSize} bytes): ` +
             "truncated or not a safetensors file",
         );
       }

@@ -61,7 +61,7 @@ export class ChatFormatter {
       }
       if (existsSync(choice)) return ChatFormatter.jinja(tokenizer, choice, await readFile(choice, "utf8"));
       throw new Error(
-        `Unknown chat template "${choice}": expected one of ${BUILTIN_TEMPLATE_NAMES.join(", ")}, ` +
+        `unknown chat template "${choice}": expected one of ${BUILTIN_TEMPLATE_NAMES.join(", ")}, ` +
           "or the path of an existing Jinja template file",
       );
     }

@@ -116,7 +116,7 @@ export class Tokenizer {
     const tokenizerPath = path.join(dir, "tokenizer.json");
     if (!existsSync(tokenizerPath)) {
       throw new Error(
-        `No tokenizer.json in ${dir}: awq needs the model's Hugging Face fast-tokenizer file tokenizer.json ` +
+        `no tokenizer.json in ${dir}: awq needs the model's Hugging Face fast-tokenizer file tokenizer.json ` +
           "(with tokenizer_config.json beside it); SentencePiece-only tokenizer.model files are not supported",
       );
     }

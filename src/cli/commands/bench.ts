@@ -68,7 +68,11 @@ export function formatLatency(r: LatencyBenchResult): string {
 }
 
 export function registerBench(program: Command): void {
-  const bench = program.command("bench").description("benchmarks");
+  const bench = program
+    .command("bench")
+    .description(
+      "benchmarks (latency: prefill and decode tokens/s of the CUDA backend; needs an NVIDIA GPU)",
+    );
   bench
     .command("latency")
     .description(

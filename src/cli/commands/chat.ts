@@ -7,7 +7,7 @@ import readline from "node:readline";
 import { type Command, InvalidArgumentError, Option } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
 import { LLM } from "../../engine/llm.js";
-import { InvalidParamError } from "../../engine/sampling-params.js";
+import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { SamplingParams } from "../../engine/types.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
 import { loadProgress } from "../progress.js";
@@ -69,7 +69,27 @@ export function registerChat(program: Command): void {
     });
 }
 
+/** The sampling settings the conversation starts with, checked by the engine's rules before any loading. */
+function initialParams(flags: ChatFlags): SamplingParams {
+  const params: SamplingParams = {
+    temperature: flags.temperature ?? 0.7,
+    topP: flags.topP ?? 0.95,
+    maxTokens: flags.maxTokens,
+    ...(flags.topK !== undefined ? { topK: flags.topK } : {}),
+  };
+  try {
+    resolveSamplingParams(params);
+  } catch (err) {
+    // Name the flag the user typed, not the API field.
+    if (err instanceof InvalidParamError)
+      throw new Error(err.message.replace(err.param, `--${err.param.replace(/_/g, "-")}`));
+    throw err;
+  }
+  return params;
+}
+
 async function chat(flags: ChatFlags): Promise<void> {
+  const params = initialParams(flags);
   const llm = await LLM.load({
     model: flags.model,
     revision: flags.revision,
@@ -84,7 +104,7 @@ async function chat(flags: ChatFlags): Promise<void> {
         `the model in ${llm.modelPath} has no chat format; pass --template openchat|openchat-gpt4|FILE`,
       );
     }
-    const session = new ChatSession(llm, flags);
+    const session = new ChatSession(llm, flags, params);
     await session.run();
   } finally {
     await llm.dispose();
@@ -111,14 +131,10 @@ class ChatSession {
   constructor(
     private readonly llm: LLM,
     private readonly flags: ChatFlags,
+    params: SamplingParams,
   ) {
     this.system = flags.system ?? null;
-    this.params = {
-      temperature: flags.temperature ?? 0.7,
-      topP: flags.topP ?? 0.95,
-      maxTokens: flags.maxTokens,
-      ...(flags.topK !== undefined ? { topK: flags.topK } : {}),
-    };
+    this.params = params;
     this.terminal = process.stdin.isTTY === true && this.out.isTTY === true;
     this.rl = readline.createInterface({
       input: process.stdin,
@@ -282,7 +298,7 @@ class ChatSession {
         }
       }
     } catch (err) {
-      error = err instanceof InvalidParamError ? `${err.param}: ${err.message}` : (err as Error).message;
+      error = (err as Error).message;
     } finally {
       this.answering = null;
       this.setAnswerMode(false);

@@ -2,7 +2,7 @@
 import { type Command, InvalidArgumentError } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
 import { LLM } from "../../engine/llm.js";
-import { InvalidParamError } from "../../engine/sampling-params.js";
+import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
 import { loadProgress } from "../progress.js";
@@ -61,7 +61,11 @@ export function registerGenerate(program: Command): void {
     .option("--seed <s>", "random seed (reproducible sampling)", integer("--seed"))
     .option("--stop <s...>", "stop strings (cut from the output)")
     .option("--ignore-eos", "keep generating past the end-of-sequence token")
-    .option("--max-model-len <n>", "context length (default: the model's)", integer("--max-model-len"))
+    .option(
+      "--max-model-len <n>",
+      "context length (default: the model's)",
+      positiveInteger("--max-model-len"),
+    )
     .option("--backend <name>", "cpu, cuda or auto", backendChoice, "auto")
     .option(
       "--json",
@@ -85,6 +89,8 @@ export function registerGenerate(program: Command): void {
         stop: flags.stop,
         ignoreEos: flags.ignoreEos,
       };
+      // Bad flags fail now, not after loading the weights (a minute for a 13B model).
+      checkSamplingFlags(params);
       const llm = await LLM.load({
         model: flags.model,
         revision: flags.revision,
@@ -123,11 +129,7 @@ export function registerGenerate(program: Command): void {
           process.stdout.write("\n");
         }
       } catch (err) {
-        // Name the flag the user typed, not the API field.
-        if (err instanceof InvalidParamError) {
-          throw new Error(err.message.replace(err.param, `--${err.param.replace(/_/g, "-")}`));
-        }
-        throw err;
+        throw flagError(err);
       } finally {
         process.removeListener("SIGINT", onSigint);
         await llm.dispose();
@@ -140,6 +142,23 @@ function chatMessages(flags: GenerateFlags): ChatMessage[] {
   if (flags.system !== undefined) messages.push({ role: "system", content: flags.system });
   messages.push({ role: "user", content: flags.prompt });
   return messages;
+}
+
+/** Validates the sampling flags by the engine's rules. */
+function checkSamplingFlags(params: SamplingParams): void {
+  try {
+    resolveSamplingParams(params);
+  } catch (err) {
+    throw flagError(err);
+  }
+}
+
+/** Names the flag the user typed, not the API field. */
+function flagError(err: unknown): unknown {
+  if (err instanceof InvalidParamError) {
+    return new Error(err.message.replace(err.param, `--${err.param.replace(/_/g, "-")}`));
+  }
+  return err;
 }
 
 function number(flag: string) {
@@ -155,6 +174,15 @@ function integer(flag: string) {
   return (value: string): number => {
     const parsed = Number(value);
     if (!Number.isInteger(parsed)) throw new InvalidArgumentError(`${flag} needs an integer`);
+    return parsed;
+  };
+}
+
+function positiveInteger(flag: string) {
+  return (value: string): number => {
+    const parsed = Number(value);
+    if (!Number.isInteger(parsed) || parsed < 1)
+      throw new InvalidArgumentError(`${flag} needs a positive integer`);
     return parsed;
   };
 }

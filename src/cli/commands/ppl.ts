@@ -45,7 +45,21 @@ export function registerPpl(program: Command): void {
       const dir = await resolveModelPath(flags.model, { revision: flags.revision });
       const tokenizer = await Tokenizer.load(dir);
       const tokenIds = tokenizer.encode(text, { addBos: true });
+      // Both checked before the weights load: each would otherwise fail (or mislead) only after it.
+      if (tokenIds.length < flags.ctx) {
+        throw new Error(
+          `--text-file ${flags.textFile} has ${tokenIds.length} tokens, fewer than one window of --ctx ${flags.ctx}: ` +
+            "pass a longer text or a smaller --ctx",
+        );
+      }
       const model = await openModel(dir);
+      const maxPositions = model.config.maxPositionEmbeddings;
+      if (flags.ctx > maxPositions) {
+        await model.checkpoint.close();
+        throw new Error(
+          `--ctx ${flags.ctx} is longer than the model's context (max_position_embeddings ${maxPositions} in config.json)`,
+        );
+      }
       const backend = await createBackend(flags.backend);
       const bar =
         !flags.quiet && process.stderr.isTTY

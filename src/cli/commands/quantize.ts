@@ -1,6 +1,7 @@
 /** `awq quantize`: fp16 Llama-family model -> AutoAWQ GEMM 4-bit checkpoint (see src/quant/quantize.ts). */
+import { readdir } from "node:fs/promises";
 import cliProgress from "cli-progress";
-import type { Command } from "commander";
+import { type Command, Option } from "commander";
 import { resolveModelPath } from "../../hub/resolve.js";
 import type { QuantMethod } from "../../quant/awq-search.js";
 import { QUANTIZE_DEFAULTS, type QuantizeProgress, quantizeModel } from "../../quant/quantize.js";
@@ -25,6 +26,28 @@ function positiveInt(value: string, flag: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new Error(`${flag} must be a positive integer, got "${value}"`);
   return n;
+}
+
+/**
+ * --out must be new or empty: quantizing into a used folder would mix our files with what is there, and
+ * --out = --model would overwrite the weights being read.
+ */
+async function checkOutDir(out: string): Promise<void> {
+  let entries: string[];
+  try {
+    entries = await readdir(out);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return;
+    if (code === "ENOTDIR") throw new Error(`--out ${out} is a file; pass a new (or empty) folder`);
+    throw new Error(`--out ${out}: ${(err as Error).message}`);
+  }
+  if (entries.length > 0) {
+    const shown = entries.slice(0, 3).join(", ") + (entries.length > 3 ? ", ..." : "");
+    throw new Error(
+      `--out ${out} already exists and is not empty (${shown}); pass a new folder, or empty this one first`,
+    );
+  }
 }
 
 /** The search runs on the CPU backend's layer code; the CUDA backend has no quantization path yet. */
@@ -62,6 +85,11 @@ function progressReporter(enabled: boolean): { update(e: QuantizeProgress): void
   };
 }
 
+/** A numeric flag parsed by positiveInt later; its default is shown as a number, not a quoted string. */
+function numberOption(flags: string, description: string, defaultValue: number): Option {
+  return new Option(flags, description).default(String(defaultValue), String(defaultValue));
+}
+
 export function registerQuantize(program: Command): void {
   program
     .command("quantize")
@@ -80,17 +108,23 @@ export function registerQuantize(program: Command): void {
       "the text field (.jsonl) or column (.parquet)",
       QUANTIZE_DEFAULTS.textField,
     )
-    .option(
-      "--samples <n>",
-      "calibration texts to use (AutoAWQ's n_samples)",
-      String(QUANTIZE_DEFAULTS.samples),
+    .addOption(
+      numberOption(
+        "--samples <n>",
+        "calibration texts to use (AutoAWQ's n_samples)",
+        QUANTIZE_DEFAULTS.samples,
+      ),
     )
-    .option(
-      "--seqlen <n>",
-      "tokens per calibration block; longer texts are skipped",
-      String(QUANTIZE_DEFAULTS.seqlen),
+    .addOption(
+      numberOption(
+        "--seqlen <n>",
+        "tokens per calibration block; longer texts are skipped",
+        QUANTIZE_DEFAULTS.seqlen,
+      ),
     )
-    .option("--group-size <n>", "input channels per quantization group", String(QUANTIZE_DEFAULTS.groupSize))
+    .addOption(
+      numberOption("--group-size <n>", "input channels per quantization group", QUANTIZE_DEFAULTS.groupSize),
+    )
     .option(
       "--method <awq|rtn>",
       "awq (activation-aware scale + clip search, GPTQ-refined rounding) or rtn (plain round-to-nearest)",
@@ -104,6 +138,7 @@ export function registerQuantize(program: Command): void {
       const quiet = flags.quiet === true;
       if (flags.method !== "awq" && flags.method !== "rtn")
         throw new Error(`--method must be awq or rtn, got "${flags.method}"`);
+      await checkOutDir(flags.out);
       checkBackend(flags.backend, quiet);
       const modelDir = await resolveModelPath(flags.model, { revision: flags.revision, quiet });
       const progress = progressReporter(!quiet && process.stderr.isTTY === true);

@@ -62,7 +62,7 @@ describe("awq tokenize", () => {
         run(process.execPath, [mainJs, "tokenize", "--model", dir, "Hi"]),
         (err: Error & { code?: number; stderr?: string }) => {
           assert.equal(err.code, 1);
-          assert.match(err.stderr ?? "", /No tokenizer\.json in .*awq-tokenize-cli-/);
+          assert.match(err.stderr ?? "", /no tokenizer\.json in .*awq-tokenize-cli-/);
           return true;
         },
       );
