@@ -103,3 +103,10 @@ test("dispose (also through Symbol.asyncDispose) ends the LLM", async () => {
   assert.equal(result!.finishReason, "abort");
   await assert.rejects(other.generate("x"), /disposed/);
 });
+
+test("a max-model-len beyond the model's trained context is refused, naming both lengths", async () => {
+  await assert.rejects(
+    LLM.load({ model: modelDir, backend: "cpu", maxModelLen: 4096, maxNumSeqs: 1 }),
+    /max-model-len 4096 is longer than the model's context of 2048 tokens/,
+  );
+});

@@ -82,6 +82,16 @@ export class Engine implements EngineClient {
     const maxNumBatchedTokens = opts.maxNumBatchedTokens ?? Math.max(2048, maxNumSeqs);
     const blockSize = opts.blockSize ?? 16;
     positiveInt("maxModelLen", maxModelLen);
+    // As vLLM: the model's trained context (times its RoPE scaling factor) bounds max-model-len; beyond it the
+    // positions were never seen in training and the output silently degrades.
+    const longest = Math.floor(config.maxPositionEmbeddings * (config.ropeScaling?.factor ?? 1));
+    if (maxModelLen > longest) {
+      throw new Error(
+        `max-model-len ${maxModelLen} is longer than the model's context of ${longest} tokens ` +
+          `(max_position_embeddings${config.ropeScaling ? " x rope_scaling.factor" : ""} in config.json); ` +
+          `use at most ${longest}`,
+      );
+    }
     positiveInt("maxNumSeqs", maxNumSeqs);
     positiveInt("maxNumBatchedTokens", maxNumBatchedTokens);
     positiveInt("blockSize", blockSize);
