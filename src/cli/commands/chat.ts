@@ -46,6 +46,13 @@ const integer = (flag: string) => (value: string) => {
   if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} expects a positive integer`);
   return n;
 };
+/** --top-k: like `awq generate` and the engine, 0 or -1 mean off. */
+const topK = (value: string) => {
+  const n = number("--top-k")(value);
+  if (!Number.isInteger(n) || n < -1)
+    throw new InvalidArgumentError("--top-k expects an integer >= -1 (0 or -1 = off)");
+  return n;
+};
 
 export function registerChat(program: Command): void {
   program
@@ -60,7 +67,7 @@ export function registerChat(program: Command): void {
     )
     .option("--temperature <t>", "sampling temperature; 0 = greedy (default 0.7)", number("--temperature"))
     .option("--top-p <p>", "nucleus sampling mass (default 0.95)", number("--top-p"))
-    .option("--top-k <k>", "keep the k most likely tokens (default off)", integer("--top-k"))
+    .option("--top-k <k>", "keep the k most likely tokens (default 0 = off)", topK)
     .option("--max-tokens <n>", "longest answer in tokens", integer("--max-tokens"), 512)
     .option("--max-model-len <n>", "context length (default: the model's)", integer("--max-model-len"))
     .option("-q, --quiet", "no progress bar and no per-answer statistics")

@@ -60,7 +60,7 @@ export function registerServe(program: Command): void {
   program
     .command("serve")
     .description(
-      "Serve a model through an OpenAI-compatible HTTP API (chat, completions, streaming, metrics)",
+      "serve a model through an OpenAI-compatible HTTP API (chat, completions, streaming, metrics) and a chat page",
     )
     .argument("[model]", `model folder or hub id (default ${DEFAULT_SERVE_MODEL})`)
     .option("--model <dirOrId>", "model folder or hub id (same as the positional argument)")
