@@ -128,6 +128,12 @@ const BAD: BadCase[] = [
   { name: "seed is a string", body: { messages: user, seed: "abc" }, status: 400, param: "seed" },
   { name: "stream is a string", body: { messages: user, stream: "yes" }, status: 400, param: "stream" },
   {
+    name: "stream_options without stream",
+    body: { messages: user, stream_options: { include_usage: true } },
+    status: 400,
+    param: "stream_options",
+  },
+  {
     name: "JSON mode (not honoured, so not silently ignored)",
     body: { messages: user, response_format: { type: "json_object" } },
     status: 400,

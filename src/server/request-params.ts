@@ -98,3 +98,10 @@ export function checkTokenIds(ctx: ServerContext, ids: readonly number[], param:
     throw badRequest(`${param}[${bad}] = ${ids[bad]} is outside the vocabulary (0..${vocabSize - 1})`, param);
   }
 }
+
+/** As vLLM: stream_options only means something for a streamed response. */
+export function checkStreamOptions(body: { stream?: boolean | null; stream_options?: unknown }): void {
+  if (body.stream_options != null && !body.stream) {
+    throw badRequest("stream_options can only be set when stream is true", "stream_options");
+  }
+}

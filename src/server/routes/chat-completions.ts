@@ -7,7 +7,13 @@ import { admit, checkModel, type ServerContext } from "../context.js";
 import { ApiError, badRequest, toApiError } from "../errors.js";
 import { GenerationJob } from "../generation.js";
 import { setRequestLog } from "../request-log.js";
-import { checkSampling, fitMaxTokens, paramsForChoice, samplingFromBody } from "../request-params.js";
+import {
+  checkSampling,
+  checkStreamOptions,
+  fitMaxTokens,
+  paramsForChoice,
+  samplingFromBody,
+} from "../request-params.js";
 import { ChatCompletionBody, templateRole } from "../schemas.js";
 import { onClientGone, SseWriter, type StreamUsage, usageOptions } from "../sse.js";
 import { chatLogprobs, TokenTexts } from "../token-text.js";
@@ -21,6 +27,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const body = validateBody(ChatCompletionBody, request.body);
     const model = checkModel(ctx, body.model);
     checkUnsupported(body);
+    checkStreamOptions(body);
     const promptTokenIds = formatMessages(ctx, body.messages, body.add_generation_prompt ?? true);
     const n = body.n ?? 1;
     const params = samplingFromBody(body);

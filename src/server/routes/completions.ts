@@ -12,6 +12,7 @@ import { type ChoiceRequest, GenerationJob } from "../generation.js";
 import { setRequestLog } from "../request-log.js";
 import {
   checkSampling,
+  checkStreamOptions,
   checkTokenIds,
   fitMaxTokens,
   paramsForChoice,
@@ -36,6 +37,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     const body = validateBody(CompletionBody, request.body);
     const model = checkModel(ctx, body.model);
     if (body.suffix) throw badRequest("suffix is not supported by this server", "suffix");
+    checkStreamOptions(body);
     const n = body.n ?? 1;
     if (body.best_of != null && body.best_of !== n) {
       throw badRequest(
