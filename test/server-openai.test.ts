@@ -348,6 +348,31 @@ test("chat: the `developer` role (OpenAI's newer system role) is the template's 
   assert.equal(tok.json.count, asSystem.usage!.prompt_tokens);
 });
 
+test("chat: text content parts are joined by newlines (as vLLM), the same in /tokenize", async () => {
+  const parts = [
+    {
+      role: "user" as const,
+      content: [
+        { type: "text" as const, text: "Tell me a fortune." },
+        { type: "text" as const, text: "Make it short." },
+      ],
+    },
+  ];
+  const asParts = await client.chat.completions.create({
+    model: MODEL_NAME,
+    messages: parts,
+    max_tokens: 1,
+    temperature: 0,
+  });
+  const want = llm.chatFormatter!.apply([
+    { role: "user", content: "Tell me a fortune.\nMake it short." },
+  ]).tokenIds;
+  assert.equal(asParts.usage!.prompt_tokens, want.length);
+  const auth = { authorization: `Bearer ${API_KEY}` };
+  const tok = await postJson(`${server.url}/tokenize`, { messages: parts }, auth);
+  assert.deepEqual(tok.json.tokens, want);
+});
+
 test("tokenize / detokenize / generate (vLLM routes)", async () => {
   const auth = { authorization: `Bearer ${API_KEY}` };
   const tok = await postJson(`${server.url}/tokenize`, { prompt: "Hello world" }, auth);

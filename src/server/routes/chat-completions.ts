@@ -2,7 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
-import type { ChatMessage as FormatterMessage } from "../../tokenizer/chat-template.js";
+import { chatPromptTokenIds } from "../chat-prompt.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { ApiError, badRequest, toApiError } from "../errors.js";
 import { GenerationJob } from "../generation.js";
@@ -14,7 +14,7 @@ import {
   paramsForChoice,
   samplingFromBody,
 } from "../request-params.js";
-import { ChatCompletionBody, templateRole } from "../schemas.js";
+import { ChatCompletionBody } from "../schemas.js";
 import { onClientGone, SseWriter, type StreamUsage, usageOptions } from "../sse.js";
 import { chatLogprobs, TokenTexts } from "../token-text.js";
 import { validateBody } from "../validate.js";
@@ -28,7 +28,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const model = checkModel(ctx, body.model);
     checkUnsupported(body);
     checkStreamOptions(body);
-    const promptTokenIds = formatMessages(ctx, body.messages, body.add_generation_prompt ?? true);
+    const promptTokenIds = chatPromptTokenIds(ctx, body.messages, body.add_generation_prompt ?? true);
     const n = body.n ?? 1;
     const params = samplingFromBody(body);
     const maxTokensParam = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
@@ -98,43 +98,6 @@ function checkUnsupported(body: ChatCompletionBody): void {
       'Tool calling is not supported by this server; tool_choice must be "none"',
       "tool_choice",
     );
-  }
-}
-
-/** Request messages -> prompt token ids through the chat template; template errors name the message. */
-function formatMessages(
-  ctx: ServerContext,
-  messages: ChatCompletionBody["messages"],
-  addGenerationPrompt: boolean,
-): number[] {
-  const flat: FormatterMessage[] = messages.map((message, i) => {
-    let content = "";
-    if (typeof message.content === "string") content = message.content;
-    else if (Array.isArray(message.content)) {
-      message.content.forEach((part, j) => {
-        if (part.type !== "text" || typeof part.text !== "string") {
-          throw badRequest(
-            `Only text content parts are supported; messages[${i}].content[${j}] is of type ${JSON.stringify(part.type)}`,
-            `messages[${i}].content[${j}].type`,
-          );
-        }
-        content += part.text;
-      });
-    }
-    return { role: templateRole(message.role), content };
-  });
-  if (ctx.chatFormatter === null) {
-    throw badRequest(
-      `The model in ${ctx.modelPath} has no chat template; start the server with --chat-template NAME|FILE`,
-      "messages",
-    );
-  }
-  try {
-    return ctx.chatFormatter.apply(flat, { addGenerationPrompt }).tokenIds;
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    const param = /^messages(\[\d+\])?(\.[a-z_]+)?/.exec(message)?.[0] ?? "messages";
-    throw badRequest(message, param);
   }
 }
 

@@ -3,10 +3,10 @@
  * `{count, max_model_len, tokens}`) and POST /detokenize (`{tokens}` -> `{prompt}`).
  */
 import type { FastifyInstance } from "fastify";
+import { chatPromptTokenIds } from "../chat-prompt.js";
 import { checkModel, type ServerContext } from "../context.js";
-import { badRequest } from "../errors.js";
 import { checkTokenIds } from "../request-params.js";
-import { DetokenizeBody, TokenizeChatBody, TokenizePromptBody, templateRole } from "../schemas.js";
+import { DetokenizeBody, TokenizeChatBody, TokenizePromptBody } from "../schemas.js";
 import { validateBody } from "../validate.js";
 
 export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void {
@@ -17,37 +17,7 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
     if (isChat) {
       const body = validateBody(TokenizeChatBody, raw);
       checkModel(ctx, body.model);
-      const messages = body.messages.map((m, i) => {
-        if (typeof m.content === "string" || m.content === null)
-          return { role: templateRole(m.role), content: m.content ?? "" };
-        return {
-          role: templateRole(m.role),
-          content: m.content
-            .map((part, j) => {
-              if (part.type !== "text" || typeof part.text !== "string") {
-                throw badRequest(
-                  "Only text content parts are supported",
-                  `messages[${i}].content[${j}].type`,
-                );
-              }
-              return part.text;
-            })
-            .join(""),
-        };
-      });
-      if (ctx.chatFormatter === null) {
-        throw badRequest(
-          `The model in ${ctx.modelPath} has no chat template (see --chat-template)`,
-          "messages",
-        );
-      }
-      try {
-        tokens = ctx.chatFormatter.apply(messages, {
-          addGenerationPrompt: body.add_generation_prompt ?? true,
-        }).tokenIds;
-      } catch (err) {
-        throw badRequest((err as Error).message, "messages");
-      }
+      tokens = chatPromptTokenIds(ctx, body.messages, body.add_generation_prompt ?? true);
     } else {
       const body = validateBody(TokenizePromptBody, raw);
       checkModel(ctx, body.model);
