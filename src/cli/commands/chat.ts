@@ -4,12 +4,13 @@
  * empty prompt, Ctrl-D or /quit leaves.
  */
 import readline from "node:readline";
-import { type Command, InvalidArgumentError, Option } from "commander";
+import { type Command, Option } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
 import { LLM } from "../../engine/llm.js";
 import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { SamplingParams } from "../../engine/types.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
+import { integerFlag, numberFlag, positiveIntegerFlag } from "../flags.js";
 import { loadProgress } from "../progress.js";
 import { applyParamAssignments, describeParams, SETTABLE_PARAMS } from "./chat-params.js";
 
@@ -36,24 +37,6 @@ const HELP = `Commands:
   /quit              leave (also Ctrl-D, or Ctrl-C twice at an empty prompt)
 Ctrl-C while an answer is being written stops that answer.`;
 
-const number = (flag: string) => (value: string) => {
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) throw new InvalidArgumentError(`${flag} expects a number`);
-  return n;
-};
-const integer = (flag: string) => (value: string) => {
-  const n = number(flag)(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${flag} expects a positive integer`);
-  return n;
-};
-/** --top-k: like `awq generate` and the engine, 0 or -1 mean off. */
-const topK = (value: string) => {
-  const n = number("--top-k")(value);
-  if (!Number.isInteger(n) || n < -1)
-    throw new InvalidArgumentError("--top-k expects an integer >= -1 (0 or -1 = off)");
-  return n;
-};
-
 export function registerChat(program: Command): void {
   program
     .command("chat")
@@ -65,11 +48,19 @@ export function registerChat(program: Command): void {
     .addOption(
       new Option("--backend <backend>", "compute backend").choices(["cpu", "cuda", "auto"]).default("auto"),
     )
-    .option("--temperature <t>", "sampling temperature; 0 = greedy (default 0.7)", number("--temperature"))
-    .option("--top-p <p>", "nucleus sampling mass (default 0.95)", number("--top-p"))
-    .option("--top-k <k>", "keep the k most likely tokens (default 0 = off)", topK)
-    .option("--max-tokens <n>", "longest answer in tokens", integer("--max-tokens"), 512)
-    .option("--max-model-len <n>", "context length (default: the model's)", integer("--max-model-len"))
+    .option(
+      "--temperature <t>",
+      "sampling temperature; 0 = greedy (default 0.7)",
+      numberFlag("--temperature"),
+    )
+    .option("--top-p <p>", "nucleus sampling mass (default 0.95)", numberFlag("--top-p"))
+    .option("--top-k <k>", "keep the k most likely tokens (default 0 = off)", integerFlag("--top-k"))
+    .option("--max-tokens <n>", "longest answer in tokens", positiveIntegerFlag("--max-tokens"), 512)
+    .option(
+      "--max-model-len <n>",
+      "context length (default: the model's)",
+      positiveIntegerFlag("--max-model-len"),
+    )
     .option("-q, --quiet", "no progress bar and no per-answer statistics")
     .action(async (flags: ChatFlags) => {
       await chat(flags);

@@ -1,10 +1,11 @@
 /** `awq generate`: one completion of a prompt (raw text, or one chat turn), streamed to stdout or as JSON. */
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
 import { LLM } from "../../engine/llm.js";
 import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
+import { backendFlag, integerFlag, numberFlag, positiveIntegerFlag } from "../flags.js";
 import { loadProgress } from "../progress.js";
 
 interface GenerateFlags {
@@ -46,27 +47,35 @@ export function registerGenerate(program: Command): void {
     .option("--chat", "treat --prompt as one user message and apply the chat template")
     .option("--system <text>", "system prompt (with --chat)")
     .option("--template <name|file>", "chat template: openchat, openchat-gpt4, or a Jinja file (with --chat)")
-    .option("--max-tokens <n>", "most tokens to generate", integer("--max-tokens"), 256)
-    .option("--temperature <t>", "sampling temperature; 0 = greedy (default 1)", number("--temperature"))
-    .option("--top-p <p>", "nucleus sampling mass (default 1 = off)", number("--top-p"))
-    .option("--top-k <k>", "keep the k most likely tokens (default 0 = off)", integer("--top-k"))
-    .option("--min-p <p>", "drop tokens below p x the top probability (default 0 = off)", number("--min-p"))
+    .option("--max-tokens <n>", "most tokens to generate", integerFlag("--max-tokens"), 256)
+    .option("--temperature <t>", "sampling temperature; 0 = greedy (default 1)", numberFlag("--temperature"))
+    .option("--top-p <p>", "nucleus sampling mass (default 1 = off)", numberFlag("--top-p"))
+    .option("--top-k <k>", "keep the k most likely tokens (default 0 = off)", integerFlag("--top-k"))
+    .option(
+      "--min-p <p>",
+      "drop tokens below p x the top probability (default 0 = off)",
+      numberFlag("--min-p"),
+    )
     .option(
       "--repetition-penalty <r>",
       "HF repetition penalty (default 1 = off)",
-      number("--repetition-penalty"),
+      numberFlag("--repetition-penalty"),
     )
-    .option("--presence-penalty <p>", "OpenAI presence penalty (default 0)", number("--presence-penalty"))
-    .option("--frequency-penalty <p>", "OpenAI frequency penalty (default 0)", number("--frequency-penalty"))
-    .option("--seed <s>", "random seed (reproducible sampling)", integer("--seed"))
+    .option("--presence-penalty <p>", "OpenAI presence penalty (default 0)", numberFlag("--presence-penalty"))
+    .option(
+      "--frequency-penalty <p>",
+      "OpenAI frequency penalty (default 0)",
+      numberFlag("--frequency-penalty"),
+    )
+    .option("--seed <s>", "random seed (reproducible sampling)", integerFlag("--seed"))
     .option("--stop <s...>", "stop strings (cut from the output)")
     .option("--ignore-eos", "keep generating past the end-of-sequence token")
     .option(
       "--max-model-len <n>",
       "context length (default: the model's)",
-      positiveInteger("--max-model-len"),
+      positiveIntegerFlag("--max-model-len"),
     )
-    .option("--backend <name>", "cpu, cuda or auto", backendChoice, "auto")
+    .option("--backend <name>", "cpu, cuda or auto", backendFlag, "auto")
     .option(
       "--json",
       'print one JSON object { "text", "token_ids", "finish_reason", "usage" } instead of streaming',
@@ -159,37 +168,4 @@ function flagError(err: unknown): unknown {
     return new Error(err.message.replace(err.param, `--${err.param.replace(/_/g, "-")}`));
   }
   return err;
-}
-
-function number(flag: string) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (value.trim() === "" || !Number.isFinite(parsed))
-      throw new InvalidArgumentError(`${flag} needs a number`);
-    return parsed;
-  };
-}
-
-function integer(flag: string) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed)) throw new InvalidArgumentError(`${flag} needs an integer`);
-    return parsed;
-  };
-}
-
-function positiveInteger(flag: string) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < 1)
-      throw new InvalidArgumentError(`${flag} needs a positive integer`);
-    return parsed;
-  };
-}
-
-function backendChoice(value: string): BackendChoice {
-  if (value !== "cpu" && value !== "cuda" && value !== "auto") {
-    throw new InvalidArgumentError("--backend must be cpu, cuda or auto");
-  }
-  return value;
 }

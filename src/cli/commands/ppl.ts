@@ -1,12 +1,13 @@
 /** `awq ppl`: perplexity of a text file, with the protocol of ../shared/models/reference.json. */
 import { readFile } from "node:fs/promises";
 import cliProgress from "cli-progress";
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { type BackendChoice, createBackend } from "../../backend/create.js";
 import { computePerplexity } from "../../eval/perplexity.js";
 import { resolveModelPath } from "../../hub/resolve.js";
 import { openModel } from "../../model/load.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
+import { backendFlag, positiveIntegerFlag } from "../flags.js";
 import { loadProgress } from "../progress.js";
 
 interface PplFlags {
@@ -29,9 +30,9 @@ export function registerPpl(program: Command): void {
     .requiredOption("--model <dir>", "model folder or hub id")
     .option("--revision <rev>", "hub branch, tag or commit")
     .requiredOption("--text-file <file>", "the text to evaluate (UTF-8)")
-    .option("--ctx <n>", "window length in tokens", positiveInteger("--ctx"), 512)
-    .option("--max-windows <n>", "evaluate only the first N windows", positiveInteger("--max-windows"))
-    .option("--backend <name>", "cpu, cuda or auto", backendChoice, "auto")
+    .option("--ctx <n>", "window length in tokens", positiveIntegerFlag("--ctx"), 512)
+    .option("--max-windows <n>", "evaluate only the first N windows", positiveIntegerFlag("--max-windows"))
+    .option("--backend <name>", "cpu, cuda or auto", backendFlag, "auto")
     .option(
       "--json",
       "print one JSON object { perplexity, windows, tokens, ctx, seconds, tokens_per_second }",
@@ -119,20 +120,4 @@ export function registerPpl(program: Command): void {
         await model.checkpoint.close();
       }
     });
-}
-
-function positiveInteger(flag: string) {
-  return (value: string): number => {
-    const parsed = Number(value);
-    if (!Number.isInteger(parsed) || parsed < 1)
-      throw new InvalidArgumentError(`${flag} needs a positive integer`);
-    return parsed;
-  };
-}
-
-function backendChoice(value: string): BackendChoice {
-  if (value !== "cpu" && value !== "cuda" && value !== "auto") {
-    throw new InvalidArgumentError("--backend must be cpu, cuda or auto");
-  }
-  return value;
 }
