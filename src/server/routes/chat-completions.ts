@@ -5,17 +5,11 @@ import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import { chatPromptTokenIds } from "../chat-prompt.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { ApiError, badRequest, toApiError } from "../errors.js";
-import { GenerationJob } from "../generation.js";
-import { setRequestLog } from "../request-log.js";
-import {
-  checkSampling,
-  checkStreamOptions,
-  fitMaxTokens,
-  paramsForChoice,
-  samplingFromBody,
-} from "../request-params.js";
+import type { GenerationJob } from "../generation.js";
+import { checkSampling, checkStreamOptions, fitMaxTokens, samplingFromBody } from "../request-params.js";
 import { ChatCompletionBody } from "../schemas.js";
-import { onClientGone, SseWriter, type StreamUsage, usageOptions } from "../sse.js";
+import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
+import { choicesOfOnePrompt, startJob } from "../start-job.js";
 import { chatLogprobs, TokenTexts } from "../token-text.js";
 import { validateBody } from "../validate.js";
 
@@ -47,18 +41,13 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     admit(ctx, n);
 
     const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
-    const job = new GenerationJob(
-      ctx.engine,
+    const { job, stopWatching } = startJob(
+      ctx,
+      request,
+      reply,
       id,
-      Array.from({ length: n }, (_, i) => ({
-        promptTokenIds,
-        params: paramsForChoice(params, i, n),
-        promptIndex: 0,
-      })),
-      (sample) => ctx.metrics.observe(sample),
+      choicesOfOnePrompt(promptTokenIds, params, n),
     );
-    setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));
-    const stopWatching = onClientGone(reply, () => job.abort());
     const created = Math.floor(Date.now() / 1000);
     const lastPromptToken = promptTokenIds[promptTokenIds.length - 1] ?? null;
     const state = { id, created, model, n, params, lastPromptToken };

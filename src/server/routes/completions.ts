@@ -8,8 +8,7 @@ import type { FastifyInstance, FastifyReply } from "fastify";
 import type { RequestOutput, TokenLogprob } from "../../engine/types.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { ApiError, badRequest, toApiError } from "../errors.js";
-import { type ChoiceRequest, GenerationJob } from "../generation.js";
-import { setRequestLog } from "../request-log.js";
+import type { ChoiceRequest, GenerationJob } from "../generation.js";
 import {
   checkSampling,
   checkStreamOptions,
@@ -19,7 +18,8 @@ import {
   samplingFromBody,
 } from "../request-params.js";
 import { CompletionBody } from "../schemas.js";
-import { onClientGone, SseWriter, type StreamUsage, usageOptions } from "../sse.js";
+import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
+import { startJob } from "../start-job.js";
 import { type CompletionLogprobs, completionLogprobs, TokenTexts } from "../token-text.js";
 import { validateBody } from "../validate.js";
 
@@ -72,9 +72,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     admit(ctx, requests.length);
 
     const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
-    const job = new GenerationJob(ctx.engine, id, requests, (sample) => ctx.metrics.observe(sample));
-    setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));
-    const stopWatching = onClientGone(reply, () => job.abort());
+    const { job, stopWatching } = startJob(ctx, request, reply, id, requests);
     const state: CompletionState = {
       id,
       created: Math.floor(Date.now() / 1000),

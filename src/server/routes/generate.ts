@@ -8,11 +8,9 @@ import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyInstance } from "fastify";
 import { admit, type ServerContext } from "../context.js";
 import { ApiError, badRequest } from "../errors.js";
-import { GenerationJob } from "../generation.js";
-import { setRequestLog } from "../request-log.js";
-import { checkSampling, fitMaxTokens, paramsForChoice, samplingFromBody } from "../request-params.js";
+import { checkSampling, fitMaxTokens, samplingFromBody } from "../request-params.js";
 import { GenerateBody } from "../schemas.js";
-import { onClientGone } from "../sse.js";
+import { choicesOfOnePrompt, startJob } from "../start-job.js";
 import { validateBody } from "../validate.js";
 
 /** vLLM SamplingParams' default. */
@@ -42,18 +40,13 @@ export async function registerGenerate(app: FastifyInstance, ctx: ServerContext)
       admit(ctx, n);
 
       const id = `generate-${randomUUID().replaceAll("-", "")}`;
-      const job = new GenerationJob(
-        ctx.engine,
+      const { job, stopWatching } = startJob(
+        ctx,
+        request,
+        reply,
         id,
-        Array.from({ length: n }, (_, i) => ({
-          promptTokenIds,
-          params: paramsForChoice(params, i, n),
-          promptIndex: 0,
-        })),
-        (sample) => ctx.metrics.observe(sample),
+        choicesOfOnePrompt(promptTokenIds, params, n),
       );
-      setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));
-      const stopWatching = onClientGone(reply, () => job.abort());
       const texts = Array.from({ length: n }, () => body.prompt);
       try {
         if (body.stream) {
