@@ -6,7 +6,9 @@
  *
  *   node dist/bench/quantize-demo.js [--out DIR] [--samples N] [--seqlen N] [--max-windows N]
  *                                    [--methods rtn,awq,fp16] [--search-blocks N] [--clip-qk] [--no-gptq] [--gptq-qk] [--gptq-clip] [--search-rtn]
- *                                    [--propagate fp16]
+ *                                    [--propagate fp16] [--backend cpu|cuda|auto]
+ *
+ * --backend picks where the quantizer's search runs (default cpu); perplexity is always measured on the CPU.
  */
 import { readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
@@ -14,6 +16,7 @@ import { parseArgs } from "node:util";
 import { CpuBackend } from "../src/backend/cpu/cpu-backend.js";
 import { computePerplexity } from "../src/eval/perplexity.js";
 import { openModel } from "../src/model/load.js";
+import type { QuantBackendChoice } from "../src/quant/create-quant-math.js";
 import { quantizeModel } from "../src/quant/quantize.js";
 import { Tokenizer } from "../src/tokenizer/tokenizer.js";
 
@@ -34,6 +37,7 @@ const { values } = parseArgs({
     "gptq-clip": { type: "boolean", default: false },
     "search-rtn": { type: "boolean", default: false },
     propagate: { type: "string", default: "quantized" },
+    backend: { type: "string", default: "cpu" },
   },
 });
 
@@ -78,6 +82,7 @@ for (const method of (values.methods ?? "").split(",")) {
     samples: Number(values.samples),
     seqlen: Number(values.seqlen),
     method,
+    backend: values.backend as QuantBackendChoice,
     search: {
       ...(values["search-blocks"] === undefined ? {} : { searchBlocks: Number(values["search-blocks"]) }),
       clipQk: values["clip-qk"] ?? false,
@@ -90,7 +95,7 @@ for (const method of (values.methods ?? "").split(",")) {
     onLog: (line) => console.log(`  ${line}`),
   });
   console.log(
-    `${method}: quantized in ${summary.seconds.toFixed(1)} s (${summary.calibrationBlocks} blocks, ` +
+    `${method}: quantized in ${summary.seconds.toFixed(1)} s on ${summary.backend} (${summary.calibrationBlocks} blocks, ` +
       `${summary.calibrationTokens} tokens) -> ${outDir}`,
   );
   results[method] = await perplexityOf(outDir, devIds, maxWindows);

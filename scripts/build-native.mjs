@@ -77,7 +77,7 @@ async function buildWithNvcc() {
   mkdirSync(objDir, { recursive: true });
   const sources = [];
   const headers = [];
-  for (const sub of ["addon", "engine", "kernels"]) {
+  for (const sub of ["addon", "engine", "quant", "kernels"]) {
     const dir = join(nativeDir, sub);
     if (!existsSync(dir)) continue;
     for (const f of readdirSync(dir)) {

@@ -37,6 +37,10 @@ if [[ -f $autoawq/model.safetensors && ! -f .gpu-data/tiny-chat-autoawq.tar.xz ]
   tar -C "$tmp" -cf - . | xz -T2 -9 > .gpu-data/tiny-chat-autoawq.tar.xz
   rm -rf "$tmp"
 fi
+# The demo calibration and dev texts (../shared/data) for the quantizer runs.
+if [[ -f ../shared/data/demo-calib.txt && ! -f .gpu-data/demo-data.tar.xz ]]; then
+  tar -C ../shared/data -cf - demo-calib.txt demo-dev.txt | xz -T2 -9 > .gpu-data/demo-data.tar.xz
+fi
 files=(dist native/build/awq_native.node)
 [[ -x native/build/kernel-tests/kernel-tests ]] && files+=(native/build/kernel-tests/kernel-tests)
 tar -cf - --exclude='*.map' "${files[@]}" | xz -T2 -3 > .gpu-data/build.tar.xz

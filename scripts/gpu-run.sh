@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
-# steps (default: all): kernels conformance sampler dense serve bench peer
+# steps (default: all but the quantizer's): kernels conformance sampler dense serve bench peer quant quantize quantize13b
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
 set -u
@@ -35,6 +35,14 @@ for step in $steps; do
       if [[ -x native/build/kernel-tests/kernel-tests ]]; then run_step kernels 240 native/build/kernel-tests/kernel-tests ${KERNEL_TEST_FLAGS:-}
       else echo "== kernels: native/build/kernel-tests/kernel-tests is not built; skipped"; fi ;;
     conformance) run_step conformance 420 node --test dist/test/gpu/conformance-cuda.test.js ;;
+    quant) run_step quant 300 node --test dist/test/gpu/quant-cuda.test.js ;;
+    quantize)
+      # The demo quantized on the GPU (same settings as the CPU row of docs/benchmarks.md), then its perplexity.
+      run_step quantize 900 node dist/bench/quantize-demo.js --backend cuda --samples 512 --methods awq \
+        --out "$out/quantize-demo" ;;
+    quantize13b)
+      run_step quantize13b 900 node dist/bench/quantize-layers.js --backend cuda --layers ${QUANT_LAYERS:-3}
+      grep '^{' "$out/quantize13b.log" | tail -n 1 > "$out/quantize13b.json" ;;
     sampler) run_step sampler 180 node --test dist/test/gpu/cuda-sampler.test.js ;;
     dense) run_step dense 180 node --test dist/test/gpu/cuda-dense.test.js ;;
     serve) run_step serve 240 node --test dist/test/gpu/serve-openai-cuda.test.js ;;
@@ -71,5 +79,5 @@ if [[ -s "$out/bench.json" ]]; then
 fi
 
 for f in "$out"/*.log; do [[ -f $f ]] && { echo "===== $(basename "$f")"; cat "$f"; }; done > "$final/steps.log"
-for f in bench.json peer.json; do [[ -s $out/$f ]] && cp "$out/$f" "$final/"; done
+for f in bench.json peer.json quantize13b.json; do [[ -s $out/$f ]] && cp "$out/$f" "$final/"; done
 { cat "$out/gpu.txt"; cat "$out/probe.json"; printf '%s\n' "${summary[@]}"; } > "$final/summary.txt" 2>/dev/null

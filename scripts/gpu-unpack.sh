@@ -22,3 +22,8 @@ if [[ -f .gpu-data/tiny-chat-autoawq.tar.xz && ! -f ../shared/models/tiny-chat-a
     models/tiny-chat-awq/model.safetensors ../shared/models/tiny-chat-awq/model.safetensors model.embed_tokens.weight
   rm ../shared/models/tiny-chat-awq/model.part.safetensors
 fi
+# ../shared/data/demo-calib.txt and demo-dev.txt for the quantizer runs.
+if [[ -f .gpu-data/demo-data.tar.xz && ! -f ../shared/data/demo-calib.txt ]]; then
+  mkdir -p ../shared/data
+  tar -xJf .gpu-data/demo-data.tar.xz -C ../shared/data
+fi

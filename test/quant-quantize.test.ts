@@ -79,15 +79,24 @@ describe("awq quantize", () => {
   test("AWQ of a synthetic model: AutoAWQ files, loads with openModel, generates, close to fp16", async () => {
     const out = path.join(work, "awq");
     const stages: string[] = [];
+    const done: number[] = [];
     const summary = await quantizeModel({
       modelDir: model,
       outDir: out,
       calibFile: calib,
       seqlen: 64,
       groupSize: GROUP,
+      backend: "cpu",
       onProgress: (e) => stages.push(`${e.layer}:${e.stage}`),
+      onLayerDone: (layer, seconds) => {
+        assert.ok(seconds > 0);
+        done.push(layer);
+      },
     });
     assert.ok(summary.calibrationBlocks >= 4, `${summary.calibrationBlocks} blocks`);
+    assert.equal(summary.backend, "cpu");
+    assert.deepEqual(done, [0, 1]);
+    assert.equal(summary.layerSeconds.length, 2);
     assert.ok(stages.includes("0:o scales") && stages.includes("1:down clip"), stages.join(" "));
     const config = JSON.parse(await readFile(path.join(out, "config.json"), "utf8"));
     assert.deepEqual(config.quantization_config, {
@@ -149,6 +158,14 @@ describe("awq quantize", () => {
     await writeFile(empty, "\n\n");
     await assert.rejects(attempt({ calibFile: empty }), /holds no text/);
     await assert.rejects(attempt({ seqlen: 4096 }), /is too short: .*less than one block of --seqlen 4096/);
+    await assert.rejects(
+      attempt({ calibFile: undefined, calibrationBlocks: [new Int32Array(64), new Int32Array(32)] }),
+      /calibrationBlocks\[1\] has 32 tokens; every block must have seqlen = 64/,
+    );
+    await assert.rejects(
+      attempt({ calibrationBlocks: [Int32Array.of(...new Array(63).fill(1), 40000)] }),
+      /calibrationBlocks\[0\]: token id 40000 outside the vocabulary \(32002\)/,
+    );
     const gpt2 = path.join(work, "gpt2");
     await writeSyntheticModel(
       gpt2,
@@ -159,19 +176,43 @@ describe("awq quantize", () => {
     assert.equal(existsSync(out), false);
   });
 
-  test("the CLI says what to pass without --calib, and that CUDA cannot quantize yet", async () => {
+  test("the CLI says what to pass without --calib; --backend cuda without a GPU is a clear error, auto falls back to the CPU", async () => {
     const run = promisify(execFile);
-    const cli = (...args: string[]) =>
-      run(process.execPath, [mainJs, "quantize", "--model", model, "--out", path.join(work, "cli"), ...args]);
-    await assert.rejects(cli("--quiet"), (err: { code: number; stderr: string }) => {
+    // A missing addon path: CUDA is unavailable here even on a machine with a GPU.
+    const env = { ...process.env, AWQ_NATIVE_ADDON: path.join(work, "no-such-addon.node") };
+    const cli = (out: string, ...args: string[]) =>
+      run(process.execPath, [mainJs, "quantize", "--model", model, "--out", path.join(work, out), ...args], {
+        env,
+      });
+    await assert.rejects(cli("cli", "--quiet"), (err: { code: number; stderr: string }) => {
       assert.equal(err.code, 1);
       assert.match(err.stderr, /pass --calib FILE/);
       return true;
     });
-    await assert.rejects(cli("--backend", "cuda", "--calib", calib), (err: { stderr: string }) => {
-      assert.match(err.stderr, /runs on the CPU for now; pass --backend cpu/);
+    await assert.rejects(cli("cli", "--backend", "cuda", "--calib", calib), (err: { stderr: string }) => {
+      assert.match(err.stderr, /--backend cuda: cannot quantize on the GPU: the CUDA addon is not built/);
+      assert.match(err.stderr, /pass --backend cpu/);
       return true;
     });
+    assert.equal(existsSync(path.join(work, "cli")), false);
+    await assert.rejects(
+      cli("cli", "--backend", "tpu", "--calib", calib),
+      /--backend must be cpu, cuda or auto/,
+    );
+    const auto = await cli(
+      "cli-auto",
+      "--backend",
+      "auto",
+      "--calib",
+      calib,
+      "--samples",
+      "4",
+      "--seqlen",
+      "64",
+    );
+    assert.match(auto.stderr, /CUDA unavailable \(the CUDA addon is not built.*\); quantizing on the CPU/);
+    assert.match(auto.stderr, /on the cpu backend/);
+    assert.ok(existsSync(path.join(work, "cli-auto/model.safetensors")));
   });
 
   test("RTN of the demo fp16 model has exactly the AutoAWQ checkpoint's tensor names, shapes and dtypes (twice)", async (t) => {

@@ -11,6 +11,7 @@
 
 #include "addon/async_task.h"
 #include "addon/convert.h"
+#include "addon/quant_wrap.h"
 #include "engine/engine.h"
 
 namespace awq_addon {
@@ -253,6 +254,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("Engine", EngineWrap::Define(env));
+  exports.Set("QuantContext", DefineQuantContext(env));
   return exports;
 }
 

@@ -62,6 +62,9 @@ double time_ms(F fn, int inner, int reps = 7) {
 bool test_awq();
 bool test_dense();
 bool test_attention();
+// Quantizer kernels (quant_kernels.h): quant-tests.cu and gptq-tests.cu.
+bool test_quant();
+bool test_gptq();
 void bench_linears(bool quick);
 void bench_variants();
 void bench_attention(bool quick);

@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
     ok &= test_awq();
     ok &= test_dense();
     ok &= test_attention();
+    ok &= test_quant();
+    ok &= test_gptq();
     std::printf("\ncorrectness: %s\n", ok ? "ALL PASSED" : "FAILURES (see FAIL lines)");
   }
   if (bench) {

@@ -22,21 +22,24 @@
  * can pass the fp16 output instead, as AutoAWQ does): the next layer is then calibrated on the inputs it will
  * really see at inference, errors of earlier layers included, and its search targets the fp16 layer applied
  * to those inputs. On the demo model this gave lower perplexity than passing fp16 outputs (docs/benchmarks.md).
+ *
+ * Every computation goes through QuantMath (quant-math.ts): the same search runs on the CPU (cpu-quant-math.ts,
+ * the reference) or on the GPU (cuda-quant-math.ts). This file only holds handles and small host vectors
+ * (norms, scales, per-channel means), and releases each handle as soon as it is no longer needed, since the
+ * CUDA implementation's handles are GPU memory (a Llama-13B layer's weights and activations are gigabytes).
  */
-import { type GroupQuantized, groupQuantize } from "../model/awq.js";
-import { searchClip } from "./clip-search.js";
-import { dampedGram, GPTQ_MAX_IN_FEATURES, gptqQuantize } from "./gptq-round.js";
-import {
-  dequantizeGroups,
-  divideQuantizedColumns,
-  foldIntoNorm,
-  pseudoQuantizeScaled,
-  scaleRows,
-} from "./group-math.js";
-import { type InputStats, InputStatsAccumulator } from "./input-stats.js";
-import type { DenseLayer, FusedLinear, LayerRunner } from "./layer-runner.js";
-import { chooseColumns } from "./rounding-choice.js";
-import { scaleFamilies, searchScales, weightSalience } from "./scale-search.js";
+import type { GroupQuantized } from "../model/awq.js";
+import { foldIntoNorm } from "./group-math.js";
+import type { DenseLayer } from "./layer-runner.js";
+import type {
+  FusedLinear,
+  InputStats,
+  LayerNorms,
+  LayerPart,
+  QuantMath,
+  WeightErrorInput,
+} from "./quant-math.js";
+import { scaleFamilies, searchScales } from "./scale-search.js";
 
 export type QuantMethod = "awq" | "rtn";
 
@@ -50,6 +53,7 @@ export interface LayerQuantOptions {
   /**
    * After the clip search, also round by GPTQ (gptq-round.ts) and keep, per output column, whichever rounding
    * has the lower calibration error (q_proj / k_proj stay with plain clipped rounding, as for clipping).
+   * Only for linears at most `math.gptqMaxInFeatures` wide.
    */
   gptq: boolean;
   /** Score scale candidates with the final rounding (GPTQ where it wins) instead of round-to-nearest. */
@@ -73,7 +77,7 @@ export const DEFAULT_LAYER_QUANT_OPTIONS: Omit<LayerQuantOptions, "groupSize"> =
   propagate: "quantized",
 };
 
-/** A quantized layer: folded norms (f16-exact) and the four fused linears (see layer-runner.ts). */
+/** A quantized layer on the host: folded norms (f16-exact) and the four fused linears (see quant-math.ts). */
 export interface QuantizedLayer {
   inputNorm: Float32Array; // (hidden)
   postAttentionNorm: Float32Array; // (hidden)
@@ -82,200 +86,185 @@ export interface QuantizedLayer {
   notes: string[];
 }
 
+/** A layer's fp16 weights as an implementation holds them: norms on the host, the fused linears as handles. */
+export interface LayerWeights<W> {
+  inputNorm: Float32Array; // (hidden)
+  postAttentionNorm: Float32Array; // (hidden)
+  linears: Record<FusedLinear, W>; // each (in, out)
+}
+
 const FUSED_ORDER: readonly FusedLinear[] = ["qkv", "o", "gateUp", "down"];
 
-/** Round-to-nearest of every linear, no scales or clipping: the baseline, through the same writer. */
-export function quantizeLayerRtn(runner: LayerRunner, layer: DenseLayer, groupSize: number): QuantizedLayer {
+/** Hands a layer read from the checkpoint to `math` (the host arrays can be dropped afterwards). */
+export function uploadLayer<W, Q, A, G, C>(math: QuantMath<W, Q, A, G, C>, fp: DenseLayer): LayerWeights<W> {
+  const linears = {} as Record<FusedLinear, W>;
+  for (const which of FUSED_ORDER) linears[which] = math.uploadWeight(which, fp[which]);
+  return { inputNorm: fp.inputNorm, postAttentionNorm: fp.postAttentionNorm, linears };
+}
+
+/**
+ * Round-to-nearest of every linear, no scales or clipping: the baseline, through the same writer. Takes
+ * ownership of `layer`'s handles (released here).
+ */
+export async function quantizeLayerRtn<W, Q, A, G, C>(
+  math: QuantMath<W, Q, A, G, C>,
+  layer: LayerWeights<W>,
+  groupSize: number,
+): Promise<QuantizedLayer> {
   const linears = {} as Record<FusedLinear, GroupQuantized>;
   for (const which of FUSED_ORDER) {
-    const { inF, outF } = shapeOf(runner, which);
-    linears[which] = groupQuantize(layer[which], inF, outF, groupSize);
+    const q = math.groupQuantize(layer.linears[which], groupSize);
+    math.release(layer.linears[which]);
+    linears[which] = await math.downloadQuantized(q);
+    math.release(q);
   }
   return { inputNorm: layer.inputNorm, postAttentionNorm: layer.postAttentionNorm, linears, notes: ["rtn"] };
 }
 
-function shapeOf(runner: LayerRunner, which: FusedLinear): { inF: number; outF: number } {
-  const { hiddenSize: hd, numHeads, headDim, intermediateSize: inter } = runner.dims;
-  const inF = { qkv: hd, o: numHeads * headDim, gateUp: hd, down: inter }[which];
-  return { inF, outF: runner.outFeatures(which) };
-}
-
 /**
  * Like pseudoQuantizeScaled, but rounding as the final quantization does with GPTQ on: per output column the
- * better of round-to-nearest and GPTQ (outside `keepRtn`), then the rows divided back by s.
+ * better of round-to-nearest and GPTQ (outside `keepRtn`), then the rows divided back by s. A new handle.
  */
-function pseudoQuantizeGptq(
-  runner: LayerRunner,
-  w: Float32Array, // (in, out)
+async function pseudoQuantizeGptq<W, Q, A, G, C>(
+  math: QuantMath<W, Q, A, G, C>,
+  w: W, // (in, out)
   s: Float32Array, // (in)
-  inF: number,
-  outF: number,
   g: number,
-  gram: Float64Array, // (in, in)
-  keepRtn: [number, number][],
-): Float32Array {
-  const scaled = scaleRows(w, s, inF, outF);
-  const rtn = groupQuantize(scaled, inF, outF, g);
-  const refined = gptqQuantize(scaled, inF, outF, g, dampedGram(gram, inF, s));
-  const choice = { w: scaled, inF, outF, groupSize: g, gram, rowScale: s };
-  const { mixed } = chooseColumns(runner, choice, rtn, refined, keepRtn);
-  return scaleRows(dequantizeGroups(mixed, inF, outF, g), s, inF, outF, true);
-}
-
-/** The clip bounds (in/g, out) as a share of each group's max |w| (1 = not clipped). */
-function clipRatios(w: Float32Array, clip: Float32Array, inF: number, outF: number, g: number): Float32Array {
-  const ratio = new Float32Array(clip.length); // (in/g, out)
-  for (let gi = 0; gi < inF / g; gi++) {
-    for (let n = 0; n < outF; n++) {
-      let max = 0;
-      for (let k = gi * g; k < (gi + 1) * g; k++) max = Math.max(max, Math.abs(w[k * outF + n]));
-      ratio[gi * outF + n] = max > 0 ? Math.min(1, clip[gi * outF + n] / max) : 1;
-    }
-  }
-  return ratio;
-}
-
-/** Blocks (rows of seqlen tokens) of `x` picked by index into a fresh compact array. */
-function gatherBlocks(x: Float32Array, blocks: readonly number[], span: number): Float32Array {
-  const out = new Float32Array(blocks.length * span); // (blocks.length * seqlen, hidden)
-  for (const [i, b] of blocks.entries()) out.set(x.subarray(b * span, (b + 1) * span), i * span);
+  gram: G, // (in, in)
+  keepRtn: readonly [number, number][],
+): Promise<W> {
+  const scaled = math.scaleRows(w, s); // (in, out)
+  const rtn = math.groupQuantize(scaled, g);
+  const choice: WeightErrorInput<W, G> = { w: scaled, groupSize: g, gram, rowScale: s };
+  const refined = math.gptqQuantize(choice);
+  const { mixed } = await math.chooseColumns(choice, rtn, refined, keepRtn);
+  const deq = math.dequantize(mixed); // (in, out)
+  const out = math.scaleRows(deq, s, true); // (in, out)
+  math.release(scaled, rtn, refined, mixed, deq);
   return out;
-}
-
-function meanSquaredError(a: Float32Array, b: Float32Array): number {
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = a[i] - b[i];
-    sum += d * d;
-  }
-  return sum / a.length;
 }
 
 /**
  * Quantizes one layer. `x` (numBlocks * seqlen, hidden) holds its inputs and receives its outputs (see the
- * file comment for which output).
+ * file comment for which output). Takes ownership of `fp`'s handles: each is released once its stage is done.
  */
-export async function quantizeLayerAwq(
-  runner: LayerRunner,
-  fp: DenseLayer,
-  x: Float32Array, // (numBlocks * seqlen, hidden), replaced by the layer's output
-  numBlocks: number,
+export async function quantizeLayerAwq<W, Q, A, G, C>(
+  math: QuantMath<W, Q, A, G, C>,
+  fp: LayerWeights<W>,
+  x: A, // (numBlocks * seqlen, hidden), replaced by the layer's output
   opts: LayerQuantOptions,
   onStage?: (stage: string) => void,
 ): Promise<QuantizedLayer> {
-  const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter } = runner.dims;
+  const { numHeads, numKvHeads, headDim, intermediateSize: inter } = math.dims;
   const g = opts.groupSize;
-  const span = runner.seqlen * hd;
-  const allBlocks = Array.from({ length: numBlocks }, (_, i) => i);
+  const numBlocks = math.blockCount(x);
   const searchCount = Math.min(opts.searchBlocks, numBlocks);
   const searchIdx = Array.from({ length: searchCount }, (_, i) => Math.floor((i * numBlocks) / searchCount));
 
   // The current layer: norms and effective (dequantized where final) weights, and the final quantized linears.
-  const state: DenseLayer = { ...fp };
-  const final = {} as Record<FusedLinear, GroupQuantized>;
+  const state: Record<FusedLinear, W> = { ...fp.linears };
+  let inputNorm = fp.inputNorm; // (hidden)
+  let postAttentionNorm = fp.postAttentionNorm; // (hidden)
+  const final = {} as Record<FusedLinear, Q>;
   const notes: string[] = [];
-  const norms = () => ({ inputNorm: state.inputNorm, postAttentionNorm: state.postAttentionNorm });
+  const norms = (): LayerNorms => ({ inputNorm, postAttentionNorm });
+  /** Every linear as in `state`, except `which` replaced by `w`. */
+  const setLinears = (which?: FusedLinear, w?: W): void => {
+    for (const other of FUSED_ORDER)
+      math.setLinear(other, other === which && w !== undefined ? w : state[other]);
+  };
 
   /**
    * One pass over every block of `h` with the current state (the whole layer, or one half of it), collecting
    * the inputs of `which`; `h` is updated in place.
    */
-  const capture = async (
-    which: FusedLinear,
-    h: Float32Array,
-    part: "layer" | "attention" | "mlp",
-  ): Promise<InputStats> => {
-    const acc = new InputStatsAccumulator(runner, shapeOf(runner, which).inF, runner.seqlen);
-    for (const w of FUSED_ORDER) runner.setLinear(w, state[w]);
-    await runner.forward(
-      h,
-      norms(),
-      allBlocks,
-      (linear, input) => {
-        if (linear === which) acc.add(input);
-      },
-      part,
-    );
-    return acc.finish();
+  const capture = async (which: FusedLinear, h: A, part: LayerPart): Promise<InputStats<G>> => {
+    setLinears();
+    const stats = await math.forward(h, norms(), part, which);
+    if (stats === undefined) throw new Error(`quantizer (${math.name}): no input statistics for ${which}`);
+    return stats;
   };
 
   onStage?.("fp16 pass");
-  const target = x.slice(); // (numBlocks * seqlen, hidden) the fp16 layer's output
+  let target: A | null = math.cloneActivations(x); // (numBlocks * seqlen, hidden) the fp16 layer's output
   const qkvStats = await capture("qkv", target, "layer");
-  const searchIn = gatherBlocks(x, searchIdx, span); // (searchCount * seqlen, hidden)
-  const searchTarget = gatherBlocks(target, searchIdx, span); // (searchCount * seqlen, hidden)
-  const searchRange = Array.from({ length: searchCount }, (_, i) => i);
+  let searchIn: A | null = math.cloneActivations(x, searchIdx); // (searchCount * seqlen, hidden)
+  const searchTarget = math.cloneActivations(target, searchIdx); // (searchCount * seqlen, hidden)
+  if (opts.propagate !== "fp16") {
+    math.release(target);
+    target = null;
+  }
   // After the attention half is final: the residual stream entering the MLP half, on the search blocks.
-  let searchMlpIn: Float32Array | null = null; // (searchCount * seqlen, hidden)
+  let searchMlpIn: A | null = null; // (searchCount * seqlen, hidden)
 
   /**
    * Layer-output MSE on the search blocks with `which` replaced by `w`. Once the attention half is final, only
    * the MLP half runs (from the saved residual stream): the same output, a third of the work.
    */
-  const layerLoss = async (which: FusedLinear, w: Float32Array): Promise<number> => {
-    for (const other of FUSED_ORDER) runner.setLinear(other, other === which ? w : state[other]);
-    const h = (searchMlpIn ?? searchIn).slice();
-    await runner.forward(h, norms(), searchRange, undefined, searchMlpIn === null ? "layer" : "mlp");
-    return meanSquaredError(h, searchTarget);
+  const layerLoss = async (which: FusedLinear, w: W): Promise<number> => {
+    setLinears(which, w);
+    const start = searchMlpIn ?? searchIn;
+    if (start === null) throw new Error("quantizer: no search blocks");
+    const h = math.cloneActivations(start);
+    try {
+      await math.forward(h, norms(), searchMlpIn === null ? "layer" : "mlp");
+      return await math.meanSquaredError(h, searchTarget);
+    } finally {
+      math.release(h);
+    }
   };
 
   /** Scale search + fold + clip + quantize of one stage. `foldInto` applies 1/s to the op before. */
   const stage = async (
     which: FusedLinear,
-    stats: InputStats,
+    stats: InputStats<G>,
     searchScale: boolean,
     foldInto: (s: Float32Array) => void,
     noClipColumns: [number, number][],
   ): Promise<void> => {
-    const { inF, outF } = shapeOf(runner, which);
-    const w = fp[which];
-    let s: Float32Array | null = null;
+    const inF = math.inFeatures(which);
+    const outF = math.outFeatures(which);
+    const w = fp.linears[which]; // (in, out)
+    const gptq = opts.gptq && inF <= math.gptqMaxInFeatures;
+    const keep = opts.gptqQk ? [] : noClipColumns;
+    let s: Float32Array | null = null; // (in)
     if (searchScale) {
       onStage?.(`${which} scales`);
-      const wMean = weightSalience([{ w, outF }], inF, g);
-      const result = await searchScales(scaleFamilies(stats.absMean, wMean), inF, (cand) =>
-        layerLoss(
-          which,
-          opts.gptq && opts.searchWithGptq && inF <= GPTQ_MAX_IN_FEATURES
-            ? pseudoQuantizeGptq(runner, w, cand, inF, outF, g, stats.gram, opts.gptqQk ? [] : noClipColumns)
-            : pseudoQuantizeScaled(w, cand, inF, outF, g),
-        ),
-      );
+      const wMean = await math.weightSalience(w, g);
+      const result = await searchScales(scaleFamilies(stats.absMean, wMean), inF, async (cand) => {
+        const candidate =
+          gptq && opts.searchWithGptq
+            ? await pseudoQuantizeGptq(math, w, cand, g, stats.gram, keep)
+            : math.pseudoQuantizeScaled(w, cand, g);
+        try {
+          return await layerLoss(which, candidate);
+        } finally {
+          math.release(candidate);
+        }
+      });
       notes.push(
         `${which}: ${result.label} (layer mse ${result.loss.toExponential(3)}, s=1 ${result.identityLoss.toExponential(3)})`,
       );
       s = result.scales;
     }
     if (s !== null) foldInto(s);
-    const scaled = s === null ? w : scaleRows(w, s, inF, outF); // (in, out)
+    const scaled = s === null ? w : math.scaleRows(w, s); // (in, out)
     onStage?.(`${which} clip`);
-    const clip = searchClip(runner, {
-      w: scaled,
-      inF,
-      outF,
-      groupSize: g,
-      gram: stats.gram,
-      rowScale: s,
-      noClipColumns,
-    });
-    final[which] = groupQuantize(scaled, inF, outF, g, { clip });
-    if (opts.gptq && inF <= GPTQ_MAX_IN_FEATURES) {
+    const choice: WeightErrorInput<W, G> = { w: scaled, groupSize: g, gram: stats.gram, rowScale: s };
+    const clip = math.searchClip(choice, noClipColumns); // (in/g, out)
+    final[which] = math.groupQuantize(scaled, g, clip);
+    if (gptq) {
       onStage?.(`${which} gptq`);
-      const h = dampedGram(stats.gram, inF, s);
-      const choice = { w: scaled, inF, outF, groupSize: g, gram: stats.gram, rowScale: s };
-      const keep = opts.gptqQk ? [] : noClipColumns;
-      const plain = chooseColumns(runner, choice, final[which], gptqQuantize(scaled, inF, outF, g, h), keep);
+      const refined = math.gptqQuantize(choice);
+      const plain = await math.chooseColumns(choice, final[which], refined, keep);
+      math.release(final[which], refined);
       final[which] = plain.mixed;
       let clipped = 0;
       if (opts.gptqClip) {
-        const ratio = clipRatios(scaled, clip, inF, outF, g);
-        const withClip = chooseColumns(
-          runner,
-          choice,
-          final[which],
-          gptqQuantize(scaled, inF, outF, g, h, ratio),
-          keep,
-        );
+        const ratio = math.clipRatios(scaled, clip, g); // (in/g, out)
+        const refinedClipped = math.gptqQuantize(choice, ratio);
+        const withClip = await math.chooseColumns(choice, final[which], refinedClipped, keep);
+        math.release(final[which], refinedClipped, ratio);
         final[which] = withClip.mixed;
         clipped = withClip.taken;
       }
@@ -284,7 +273,10 @@ export async function quantizeLayerAwq(
           (opts.gptqClip ? `, then gptq with clipping in ${clipped}` : ""),
       );
     }
-    state[which] = dequantizeGroups(final[which], inF, outF, g);
+    math.release(clip, stats.gram);
+    if (scaled !== w) math.release(scaled);
+    math.release(w); // the fp16 weights: state[which] was this handle until now
+    state[which] = math.dequantize(final[which]);
   };
 
   const qDim = numHeads * headDim;
@@ -294,58 +286,73 @@ export async function quantizeLayerAwq(
     qkvStats,
     true,
     (s) => {
-      state.inputNorm = foldIntoNorm(state.inputNorm, s);
+      inputNorm = foldIntoNorm(inputNorm, s);
     },
     opts.clipQk ? [] : [[0, qDim + kvDim]],
   );
   onStage?.("o inputs");
-  const h = x.slice(); // (numBlocks * seqlen, hidden) becomes the residual stream after the attention half
+  const h = math.cloneActivations(x); // (numBlocks * seqlen, hidden) becomes the residual stream after attention
   const oStats = await capture("o", h, "attention");
   await stage(
     "o",
     oStats,
     numKvHeads === numHeads,
     (s) => {
-      divideQuantizedColumns(final.qkv, s, qDim + kvDim, runner.outFeatures("qkv"));
-      state.qkv = dequantizeGroups(final.qkv, hd, runner.outFeatures("qkv"), g);
+      math.divideQuantizedColumns(final.qkv, s, qDim + kvDim);
+      math.release(state.qkv);
+      state.qkv = math.dequantize(final.qkv);
     },
     [],
   );
   onStage?.("gate/up inputs");
-  h.set(x);
-  for (const w of FUSED_ORDER) runner.setLinear(w, state[w]);
-  await runner.forward(h, norms(), allBlocks, undefined, "attention"); // the attention half is final now
-  searchMlpIn = gatherBlocks(h, searchIdx, span);
-  const gateUpStats = await capture("gateUp", h.slice(), "mlp");
+  math.copyActivations(h, x);
+  setLinears();
+  await math.forward(h, norms(), "attention"); // the attention half is final now
+  searchMlpIn = math.cloneActivations(h, searchIdx);
+  math.release(searchIn);
+  searchIn = null;
+  const gateUpIn = math.cloneActivations(h); // (numBlocks * seqlen, hidden) scratch of the capture pass
+  const gateUpStats = await capture("gateUp", gateUpIn, "mlp");
+  math.release(gateUpIn);
   await stage(
     "gateUp",
     gateUpStats,
     true,
     (s) => {
-      state.postAttentionNorm = foldIntoNorm(state.postAttentionNorm, s);
+      postAttentionNorm = foldIntoNorm(postAttentionNorm, s);
     },
     [],
   );
   onStage?.("down inputs");
-  const downStats = await capture("down", h.slice(), "mlp");
+  const downIn = math.cloneActivations(h); // (numBlocks * seqlen, hidden) scratch of the capture pass
+  const downStats = await capture("down", downIn, "mlp");
+  math.release(downIn);
   await stage(
     "down",
     downStats,
     true,
     (s) => {
-      divideQuantizedColumns(final.gateUp, s, inter, 2 * inter);
-      state.gateUp = dequantizeGroups(final.gateUp, hd, 2 * inter, g);
+      math.divideQuantizedColumns(final.gateUp, s, inter);
+      math.release(state.gateUp);
+      state.gateUp = math.dequantize(final.gateUp);
     },
     [],
   );
+  math.release(searchMlpIn, searchTarget);
 
   onStage?.("output");
-  if (opts.propagate === "fp16") {
-    x.set(target);
+  if (target !== null) {
+    math.copyActivations(x, target);
   } else {
-    for (const w of FUSED_ORDER) runner.setLinear(w, state[w]);
-    await runner.forward(h, norms(), allBlocks, undefined, "mlp");
-    x.set(h);
+    setLinears();
+    await math.forward(h, norms(), "mlp");
+    math.copyActivations(x, h);
   }
-  return { inputNorm: state.inputNorm, postAttentionNorm: state.postAttentionNorm, linears: final, notes };
+  math.release(target, h);
+  const linears = {} as Record<FusedLinear, GroupQuantized>;
+  for (const which of FUSED_ORDER) {
+    linears[which] = await math.downloadQuantized(final[which]);
+    math.release(final[which], state[which]);
+  }
+  return { inputNorm, postAttentionNorm, linears, notes };
 }

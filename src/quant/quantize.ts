@@ -6,9 +6,14 @@
  * decoder layers are processed one at a time: a layer's fp16 tensors are read from the checkpoint when the
  * safetensors writer reaches that layer's first tensor, quantized (awq-search.ts), written, and dropped, so
  * only one layer's weights (plus the calibration activations) are ever in memory.
+ *
+ * The search runs on a QuantMath implementation (create-quant-math.ts: CPU, or CUDA with `backend` cuda /
+ * auto). The calibration activations are handed to it once (layer 0's embeddings) and stay there from layer to
+ * layer; only the quantized linears come back to the host for the writer.
  */
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
+import { BackendUnavailableError } from "../backend/backend.js";
 import { f32ToF16Array } from "../model/half.js";
 import { openModel } from "../model/load.js";
 import { type TensorToWrite, writeSafetensors } from "../model/safetensors-writer.js";
@@ -22,25 +27,36 @@ import {
   type QuantMethod,
   quantizeLayerAwq,
   quantizeLayerRtn,
+  uploadLayer,
 } from "./awq-search.js";
 import { buildCalibrationBlocks, readCalibrationTexts } from "./calibration.js";
+import { createQuantMath, QUANT_BACKENDS, type QuantBackendChoice } from "./create-quant-math.js";
 import { readDenseLayer, readFloatTensor } from "./dense-layer.js";
-import { LayerRunner } from "./layer-runner.js";
 import { copyModelFiles, layerTensors, writeConfigFiles } from "./output-files.js";
+import type { AnyQuantMath } from "./quant-math.js";
 
 export interface QuantizeOptions {
   modelDir: string;
   outDir: string;
-  /** Calibration file (.txt / .jsonl / .parquet); required for AWQ, unused for RTN. */
+  /** Calibration file (.txt / .jsonl / .parquet); required for AWQ (or calibrationBlocks), unused for RTN. */
   calibFile?: string;
+  /**
+   * Library only (benchmarks): pre-tokenized calibration blocks, each `seqlen` token ids, instead of calibFile
+   * (samples is then ignored).
+   */
+  calibrationBlocks?: Int32Array[];
   textField?: string;
   samples?: number;
   seqlen?: number;
   groupSize?: number;
   method?: QuantMethod;
+  /** Where the search runs: cpu, cuda, or auto (cuda when the addon loads and a GPU is there; default). */
+  backend?: QuantBackendChoice;
   /** Fine-tuning of the search (defaults in awq-search.ts). */
   search?: Partial<Omit<LayerQuantOptions, "groupSize" | "method">>;
   onProgress?: (event: QuantizeProgress) => void;
+  /** After each decoder layer is quantized: its index and the seconds it took (reading to quantized). */
+  onLayerDone?: (layer: number, seconds: number) => void;
   /** Free-form log lines (calibration summary, chosen scales per layer). */
   onLog?: (line: string) => void;
   signal?: AbortSignal;
@@ -58,6 +74,10 @@ export interface QuantizeSummary {
   calibrationBlocks: number;
   calibrationTokens: number;
   seconds: number;
+  /** The QuantMath implementation that ran the search: "cpu" or "cuda". */
+  backend: string;
+  /** Seconds per decoder layer, in layer order. */
+  layerSeconds: number[];
 }
 
 /** A problem with the input the user can fix (the CLI prints its message without a stack). */
@@ -123,6 +143,25 @@ async function embedBlocks(
   return x;
 }
 
+/** Pre-tokenized calibration blocks: at least one, each `seqlen` ids inside the vocabulary. */
+function checkCalibrationBlocks(blocks: Int32Array[], seqlen: number, vocabSize: number): Int32Array[] {
+  if (blocks.length === 0) throw new QuantizeInputError("calibrationBlocks: no blocks given");
+  for (const [b, block] of blocks.entries()) {
+    if (block.length !== seqlen) {
+      throw new QuantizeInputError(
+        `calibrationBlocks[${b}] has ${block.length} tokens; every block must have seqlen = ${seqlen}`,
+      );
+    }
+    for (const id of block) {
+      if (!(id >= 0 && id < vocabSize))
+        throw new QuantizeInputError(
+          `calibrationBlocks[${b}]: token id ${id} outside the vocabulary (${vocabSize})`,
+        );
+    }
+  }
+  return blocks;
+}
+
 /** A float tensor stored as F16 (bit-exact when it already is). */
 async function asF16(ckpt: Checkpoint, name: string, count: number): Promise<TensorData> {
   if (ckpt.info(name).dtype === "F16") return ckpt.read(name);
@@ -148,11 +187,18 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
     throw new QuantizeInputError(`cannot quantize ${modelDir}: ${(err as Error).message}`);
   }
   const { config, checkpoint: ckpt, weights } = model;
+  let math: AnyQuantMath | null = null;
   try {
     checkConfig(config, modelDir);
     checkGroupShapes(weights, groupSize);
+    const backend = opts.backend ?? "auto";
+    if (!QUANT_BACKENDS.includes(backend))
+      throw new QuantizeInputError(`--backend must be cpu, cuda or auto, got "${backend}"`);
     let blocks: Int32Array[] = [];
-    if (method === "awq") {
+    if (method === "awq" && opts.calibrationBlocks !== undefined) {
+      blocks = checkCalibrationBlocks(opts.calibrationBlocks, seqlen, config.vocabSize);
+      log(`calibration: ${blocks.length} given blocks of ${seqlen} tokens`);
+    } else if (method === "awq") {
       if (opts.calibFile === undefined) {
         throw new QuantizeInputError(
           "AWQ needs calibration text: pass --calib FILE (.txt: one sample per paragraph; .jsonl or .parquet: " +
@@ -168,6 +214,16 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
           `${blocks.length} blocks of ${seqlen} tokens`,
       );
     }
+    try {
+      math = await createQuantMath(backend, config, seqlen, {
+        onFallback: (reason) => log(`CUDA unavailable (${reason}); quantizing on the CPU`),
+      });
+    } catch (err) {
+      if (err instanceof BackendUnavailableError) throw new QuantizeInputError(err.message);
+      throw err;
+    }
+    const qm: AnyQuantMath = math;
+    log(`backend: ${qm.name}`);
     await mkdir(outDir, { recursive: true });
 
     // 2. Layer by layer, driven by the writer.
@@ -177,21 +233,30 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
       groupSize,
       method,
     };
-    const runner = new LayerRunner(config, seqlen);
-    let x: Float32Array | null = null; // (numBlocks * seqlen, hidden) the current layer's calibration inputs
+    // (numBlocks * seqlen, hidden) the current layer's calibration inputs, held by the implementation
+    let x: unknown = null;
     let current: { index: number; result: Promise<QuantizedLayer> } | null = null;
     const numLayers = config.numLayers;
+    const layerSeconds: number[] = [];
     const layerResult = (index: number): Promise<QuantizedLayer> => {
       if (current?.index === index) return current.result;
       const run = async (): Promise<QuantizedLayer> => {
         opts.signal?.throwIfAborted();
+        const layerStarted = performance.now();
         const progress = (stage: string) => opts.onProgress?.({ layer: index, numLayers, stage });
         progress("reading");
-        const fp = await readDenseLayer(ckpt, config, weights.layers[index]);
-        if (method === "rtn") return quantizeLayerRtn(runner, fp, groupSize);
-        x ??= await embedBlocks(ckpt, weights.embedTokens, config, blocks);
-        const result = await quantizeLayerAwq(runner, fp, x, blocks.length, layerOpts, progress);
-        log(`layer ${index}: ${result.notes.join("; ")}`);
+        const fp = uploadLayer(qm, await readDenseLayer(ckpt, config, weights.layers[index]));
+        let result: QuantizedLayer;
+        if (method === "rtn") {
+          result = await quantizeLayerRtn(qm, fp, groupSize);
+        } else {
+          x ??= await qm.uploadActivations(await embedBlocks(ckpt, weights.embedTokens, config, blocks));
+          result = await quantizeLayerAwq(qm, fp, x, layerOpts, progress);
+          log(`layer ${index}: ${result.notes.join("; ")}`);
+        }
+        const seconds = (performance.now() - layerStarted) / 1000;
+        layerSeconds[index] = seconds;
+        opts.onLayerDone?.(index, seconds);
         return result;
       };
       current = { index, result: run() };
@@ -224,7 +289,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
       });
     }
     await writeSafetensors(`${outDir}/model.safetensors`, tensors, { format: "pt", quantized_by: "awq-ts" });
-    await runner.dispose();
+    qm.release(x);
     opts.onProgress?.({ layer: numLayers, numLayers, stage: "done" });
     await writeConfigFiles(modelDir, outDir, groupSize);
     await copyModelFiles(modelDir, outDir);
@@ -234,8 +299,11 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
       calibrationBlocks: blocks.length,
       calibrationTokens: blocks.length * seqlen,
       seconds: (performance.now() - started) / 1000,
+      backend: qm.name,
+      layerSeconds,
     };
   } finally {
+    await math?.dispose();
     await ckpt.close();
   }
 }

@@ -110,6 +110,92 @@ export interface ProbeResult {
 export interface NativeAddon {
   probe(): Promise<ProbeResult>;
   Engine: new () => NativeEngine;
+  /** The quantizer's device side (native/addon/quant_wrap.cpp); absent from addons built before it existed. */
+  QuantContext?: new () => NativeQuantContext;
+}
+
+/** One decoder layer's shape for the quantizer (as NativeModelDims, less what a single layer does not need). */
+export interface NativeQuantDims {
+  hiddenSize: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  intermediateSize: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  /** 0 none, 1 linear, 2 dynamic NTK. */
+  ropeScalingType: number;
+  ropeFactor: number;
+  ropeOriginalMaxPositions: number;
+}
+
+/**
+ * awqq::QuantContext: device tensors by integer id (f32 (rows, cols) matrices and group-quantized (in, out)
+ * matrices). Methods returning an id or void only enqueue GPU work; those returning a Promise wait for the GPU
+ * off the JS thread. Linears: 0 qkv, 1 o, 2 gateUp, 3 down (-1 none); parts: 0 layer, 1 attention, 2 mlp.
+ */
+export interface NativeQuantContext {
+  init(
+    dims: NativeQuantDims,
+    seqlen: number,
+    chunkBlocks: number,
+    device: number,
+  ): Promise<{ deviceName: string }>;
+  /** Copies now (waits for this copy only, never for queued GPU work). */
+  uploadF32(data: Float32Array, rows: number, cols: number): number;
+  /** `data` must stay untouched until the promise settles. */
+  uploadF32Async(data: Float32Array, rows: number, cols: number): Promise<number>;
+  download(id: number): Promise<Float32Array>;
+  cloneRows(id: number, blocks: Int32Array | null): number;
+  copy(dst: number, src: number): void;
+  meanSquaredError(a: number, b: number): Promise<number>;
+  setLinear(which: number, id: number): void;
+  forward(
+    h: number,
+    inputNorm: Float32Array | null,
+    postNorm: Float32Array | null,
+    part: number,
+    capture: number,
+  ): Promise<{ absMean: Float64Array; gram: number; tokens: number; inFeatures: number }> | undefined;
+  weightSalience(w: number, groupSize: number): Promise<Float64Array>;
+  scaleRows(w: number, s: Float32Array, divide: boolean): number;
+  /** clip: an id of a (in/g, out) bounds matrix or -1. */
+  groupQuantize(w: number, groupSize: number, clip: number): number;
+  dequantize(q: number): number;
+  pseudoQuantizeScaled(w: number, s: Float32Array | null, groupSize: number): number;
+  searchClip(
+    w: number,
+    groupSize: number,
+    gram: number,
+    rowScale: Float32Array | null,
+    noClipStart: number,
+    noClipEnd: number,
+  ): number;
+  divideQuantizedColumns(q: number, s: Float32Array, start: number): void;
+  downloadQuantized(q: number): Promise<{ q: Uint8Array; scales: Float32Array; zeros: Uint8Array }>;
+  /** A GPTQ failure (not positive definite) rejects the next chooseColumns / downloadQuantized of the result. */
+  gptqQuantize(
+    w: number,
+    groupSize: number,
+    gram: number,
+    rowScale: Float32Array | null,
+    clipRatio: number,
+  ): number;
+  clipRatios(w: number, clip: number, groupSize: number): number;
+  chooseColumns(
+    w: number,
+    groupSize: number,
+    gram: number,
+    rowScale: Float32Array | null,
+    base: number,
+    candidate: number,
+    keepStart: number,
+    keepEnd: number,
+  ): Promise<{ mixed: number; taken: number }>;
+  /** Unknown (already released) ids are ignored. */
+  release(...ids: number[]): void;
+  memoryStats(): { tensors: number; tensorBytes: number; poolReservedBytes: number; poolUsedBytes: number };
+  dispose(): Promise<void>;
 }
 
 /** Where the addon is looked for: $AWQ_NATIVE_ADDON, else native/build/awq_native.node of this package. */
@@ -167,4 +253,15 @@ export async function loadNativeAddon(): Promise<{ addon: NativeAddon; probe: Pr
 /** 12080 -> "12.8". */
 export function formatCudaVersion(v: number): string {
   return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
+}
+
+/** The addon's QuantContext class, or a BackendUnavailableError (no addon, no GPU, or an addon built without it). */
+export async function loadQuantContextClass(): Promise<new () => NativeQuantContext> {
+  const { addon } = await loadNativeAddon();
+  if (typeof addon.QuantContext !== "function") {
+    throw new BackendUnavailableError(
+      `the CUDA addon ${addonPath()} has no quantizer (built before it existed); rebuild it with npm run build:native`,
+    );
+  }
+  return addon.QuantContext;
 }

@@ -4,6 +4,7 @@ import cliProgress from "cli-progress";
 import { type Command, Option } from "commander";
 import { resolveModelPath } from "../../hub/resolve.js";
 import type { QuantMethod } from "../../quant/awq-search.js";
+import { QUANT_BACKENDS, type QuantBackendChoice } from "../../quant/create-quant-math.js";
 import { QUANTIZE_DEFAULTS, type QuantizeProgress, quantizeModel } from "../../quant/quantize.js";
 
 interface QuantizeFlags {
@@ -50,13 +51,11 @@ async function checkOutDir(out: string): Promise<void> {
   }
 }
 
-/** The search runs on the CPU backend's layer code; the CUDA backend has no quantization path yet. */
-function checkBackend(backend: string, quiet: boolean): void {
-  if (backend === "cpu") return;
-  const why = "the CUDA backend has no quantization path yet: awq quantize runs on the CPU for now";
-  if (backend === "cuda") throw new Error(`--backend cuda: ${why}; pass --backend cpu (or auto)`);
-  if (backend !== "auto") throw new Error(`--backend must be cpu, cuda or auto, got "${backend}"`);
-  if (!quiet) process.stderr.write(`awq quantize: ${why}\n`);
+/** --backend, checked before any work. */
+function parseBackend(value: string): QuantBackendChoice {
+  if (!(QUANT_BACKENDS as readonly string[]).includes(value))
+    throw new Error(`--backend must be cpu, cuda or auto, got "${value}"`);
+  return value as QuantBackendChoice;
 }
 
 /** A per-layer bar with ETA on a terminal; nothing otherwise. */
@@ -131,15 +130,19 @@ export function registerQuantize(program: Command): void {
       "awq",
     )
     .option("--no-gptq", "plain AWQ rounding (scale + clip search only, as AutoAWQ), without GPTQ refinement")
-    .option("--backend <cpu|cuda|auto>", "where the search runs (CPU only for now)", "auto")
+    .option(
+      "--backend <cpu|cuda|auto>",
+      "where the search runs: cpu, cuda (our addon, one GPU), or auto (cuda when a GPU is usable, else cpu)",
+      "auto",
+    )
     .option("--quiet", "no progress bar or messages")
     .option("--verbose", "log the calibration summary and each layer's chosen scales")
     .action(async (flags: QuantizeFlags) => {
       const quiet = flags.quiet === true;
       if (flags.method !== "awq" && flags.method !== "rtn")
         throw new Error(`--method must be awq or rtn, got "${flags.method}"`);
+      const backend = parseBackend(flags.backend);
       await checkOutDir(flags.out);
-      checkBackend(flags.backend, quiet);
       const modelDir = await resolveModelPath(flags.model, { revision: flags.revision, quiet });
       const progress = progressReporter(!quiet && process.stderr.isTTY === true);
       const controller = new AbortController();
@@ -155,16 +158,22 @@ export function registerQuantize(program: Command): void {
           seqlen: positiveInt(flags.seqlen, "--seqlen"),
           groupSize: positiveInt(flags.groupSize, "--group-size"),
           method: flags.method as QuantMethod,
+          backend,
           search: { gptq: flags.gptq },
           onProgress: (e) => progress.update(e),
-          onLog: flags.verbose ? (line) => process.stderr.write(`${line}\n`) : undefined,
+          onLog: (line) => {
+            // The CUDA fallback of --backend auto is worth a line even without --verbose.
+            if (flags.verbose) process.stderr.write(`${line}\n`);
+            else if (!quiet && line.startsWith("CUDA unavailable"))
+              process.stderr.write(`awq quantize: ${line}\n`);
+          },
           signal: controller.signal,
         });
         progress.stop();
         if (!quiet) {
           process.stderr.write(
             `awq quantize: wrote ${summary.outDir} (${summary.numLayers} layers, ${summary.calibrationTokens} ` +
-              `calibration tokens) in ${summary.seconds.toFixed(1)} s\n`,
+              `calibration tokens) in ${summary.seconds.toFixed(1)} s on the ${summary.backend} backend\n`,
           );
         }
       } finally {

@@ -1,0 +1,256 @@
+/**
+ * Quantizer speed at Llama-2-13B's layer shape: writes a synthetic fp16 Llama with 13B-shaped layers (hidden
+ * 5120, intermediate 13824, 40 heads; random weights ~ N(0, 0.02), norms ~ 1; the demo model's tokenizer) to a
+ * temporary folder, quantizes it by AWQ through quantizeModel on the chosen backend with 128 calibration blocks
+ * of 512 tokens (the demo calibration text tokenized and cycled), and prints each layer's seconds, their mean
+ * and the projected time for 40 layers, then one JSON line.
+ *
+ *   node dist/bench/quantize-layers.js [--backend cuda|cpu|auto] [--layers 3] [--blocks 128] [--seqlen 512]
+ *                                      [--calib FILE] [--hidden N --intermediate N --heads N --kv-heads N]
+ *                                      [--group-size 128] [--no-gptq] [--seed 1] [--keep]
+ *
+ * A small shape runs (slowly) on the CPU: --backend cpu --layers 1 --hidden 512 --intermediate 1024 --heads 4
+ * --blocks 8 --seqlen 128.
+ */
+import { existsSync } from "node:fs";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { f32ToF16 } from "../src/model/half.js";
+import { type TensorToWrite, writeSafetensors } from "../src/model/safetensors-writer.js";
+import type { QuantBackendChoice } from "../src/quant/create-quant-math.js";
+import { quantizeModel } from "../src/quant/quantize.js";
+import { Tokenizer } from "../src/tokenizer/tokenizer.js";
+
+const repoRoot = resolve(import.meta.dirname, "../..");
+const tokenizerDir = join(repoRoot, "models/tiny-chat-awq");
+const TOKENIZER_FILES = [
+  "tokenizer.json",
+  "tokenizer_config.json",
+  "special_tokens_map.json",
+  "added_tokens.json",
+  "generation_config.json",
+];
+const PROJECTED_LAYERS = 40; // Llama-2-13B
+
+const { values } = parseArgs({
+  options: {
+    backend: { type: "string", default: "cuda" },
+    layers: { type: "string", default: "3" },
+    blocks: { type: "string", default: "128" },
+    seqlen: { type: "string", default: "512" },
+    calib: { type: "string" },
+    hidden: { type: "string", default: "5120" },
+    intermediate: { type: "string", default: "13824" },
+    heads: { type: "string", default: "40" },
+    "kv-heads": { type: "string" },
+    "group-size": { type: "string", default: "128" },
+    "no-gptq": { type: "boolean", default: false },
+    seed: { type: "string", default: "1" },
+    keep: { type: "boolean", default: false },
+  },
+});
+
+function positiveInt(name: string): number {
+  const raw = values[name as keyof typeof values];
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer, got "${raw}"`);
+  return n;
+}
+
+const backend = values.backend as QuantBackendChoice;
+if (!["cpu", "cuda", "auto"].includes(backend))
+  throw new Error(`--backend must be cpu, cuda or auto, got "${backend}"`);
+const layers = positiveInt("layers");
+const numBlocks = positiveInt("blocks");
+const seqlen = positiveInt("seqlen");
+const hidden = positiveInt("hidden");
+const intermediate = positiveInt("intermediate");
+const heads = positiveInt("heads");
+const kvHeads = values["kv-heads"] === undefined ? heads : positiveInt("kv-heads");
+const groupSize = positiveInt("group-size");
+const seed = positiveInt("seed");
+if (hidden % heads !== 0) throw new Error(`--hidden ${hidden} is not divisible by --heads ${heads}`);
+if (heads % kvHeads !== 0) throw new Error(`--heads ${heads} is not divisible by --kv-heads ${kvHeads}`);
+const headDim = hidden / heads;
+
+/** The demo calibration text when ../shared is there, else the repo's README. */
+function calibFile(): string {
+  if (values.calib !== undefined) return values.calib;
+  const demo = resolve(repoRoot, "../shared/data/demo-calib.txt");
+  return existsSync(demo) ? demo : join(repoRoot, "README.md");
+}
+
+/** The tokenizer's vocabulary size: one past its largest id (base vocabulary and added tokens). */
+async function tokenizerVocab(): Promise<number> {
+  const json = JSON.parse(await readFile(join(tokenizerDir, "tokenizer.json"), "utf8")) as {
+    model: { vocab: Record<string, number> };
+    added_tokens: { id: number }[];
+  };
+  let max = -1;
+  for (const id of Object.values(json.model.vocab)) max = Math.max(max, id);
+  for (const t of json.added_tokens) max = Math.max(max, t.id);
+  return max + 1;
+}
+
+/**
+ * Fast seeded N(mean, std) fp16 values: a table of 65536 Box-Muller samples (seeded), indexed by xorshift32
+ * halves. Two table lookups per 32-bit draw keep writing billions of weights to seconds, not minutes.
+ */
+function gaussianF16(seed: number, std: number, mean = 0): (n: number) => Uint16Array {
+  let state = (seed * 0x9e3779b9) >>> 0 || 1;
+  const next = (): number => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state;
+  };
+  const table = new Uint16Array(65536); // (65536) f16 bit patterns
+  for (let i = 0; i < table.length; i++) {
+    const u1 = (next() + 1) / 4294967297;
+    const u2 = next() / 4294967296;
+    table[i] = f32ToF16(mean + std * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2));
+  }
+  return (n) => {
+    const out = new Uint16Array(n); // (n) f16 bit patterns
+    for (let i = 0; i < n; i += 2) {
+      const r = next();
+      out[i] = table[r >>> 16];
+      if (i + 1 < n) out[i + 1] = table[r & 0xffff];
+    }
+    return out;
+  };
+}
+
+async function writeModel(dir: string, vocab: number): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const weights = gaussianF16(seed, 0.02);
+  const norms = gaussianF16(seed + 1, 0.02, 1);
+  const tensor = (name: string, shape: number[], gen: (n: number) => Uint16Array): TensorToWrite => ({
+    name,
+    dtype: "F16",
+    shape,
+    data: () => gen(shape.reduce((a, b) => a * b, 1)),
+  });
+  const tensors: TensorToWrite[] = [tensor("model.embed_tokens.weight", [vocab, hidden], weights)];
+  for (let l = 0; l < layers; l++) {
+    const p = `model.layers.${l}`;
+    tensors.push(
+      tensor(`${p}.input_layernorm.weight`, [hidden], norms),
+      tensor(`${p}.post_attention_layernorm.weight`, [hidden], norms),
+      tensor(`${p}.self_attn.q_proj.weight`, [heads * headDim, hidden], weights),
+      tensor(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, hidden], weights),
+      tensor(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, hidden], weights),
+      tensor(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], weights),
+      tensor(`${p}.mlp.gate_proj.weight`, [intermediate, hidden], weights),
+      tensor(`${p}.mlp.up_proj.weight`, [intermediate, hidden], weights),
+      tensor(`${p}.mlp.down_proj.weight`, [hidden, intermediate], weights),
+    );
+  }
+  // Untied, as Llama-2-13B (the quantizer copies lm_head through as fp16).
+  tensors.push(
+    tensor("model.norm.weight", [hidden], norms),
+    tensor("lm_head.weight", [vocab, hidden], weights),
+  );
+  await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
+  const config = {
+    architectures: ["LlamaForCausalLM"],
+    model_type: "llama",
+    torch_dtype: "float16",
+    hidden_size: hidden,
+    intermediate_size: intermediate,
+    num_hidden_layers: layers,
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    vocab_size: vocab,
+    max_position_embeddings: 4096,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: false,
+    bos_token_id: 1,
+    eos_token_id: 2,
+  };
+  await writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2));
+  for (const file of TOKENIZER_FILES) await copyFile(join(tokenizerDir, file), join(dir, file));
+}
+
+/** `numBlocks` blocks of `seqlen` ids, cycling through the text's tokens. */
+async function calibrationBlocks(file: string): Promise<Int32Array[]> {
+  const tokenizer = await Tokenizer.load(tokenizerDir);
+  const ids = tokenizer.encode(await readFile(file, "utf8"));
+  if (ids.length === 0) throw new Error(`--calib ${file} has no tokens`);
+  return Array.from({ length: numBlocks }, (_, b) =>
+    Int32Array.from({ length: seqlen }, (_, t) => ids[(b * seqlen + t) % ids.length]),
+  );
+}
+
+const work = await mkdtemp(join(tmpdir(), "awq-quantize-layers-"));
+try {
+  const vocab = await tokenizerVocab();
+  const modelDir = join(work, "fp16");
+  let t0 = performance.now();
+  await writeModel(modelDir, vocab);
+  const writeSeconds = (performance.now() - t0) / 1000;
+  console.log(
+    `model: ${layers} layers, hidden ${hidden}, intermediate ${intermediate}, ${heads} heads (${kvHeads} kv), ` +
+      `vocab ${vocab} -> ${modelDir} (${writeSeconds.toFixed(1)} s)`,
+  );
+  const file = calibFile();
+  const blocks = await calibrationBlocks(file);
+  console.log(`calibration: ${numBlocks} blocks of ${seqlen} tokens from ${file}`);
+  t0 = performance.now();
+  const summary = await quantizeModel({
+    modelDir,
+    outDir: join(work, "awq"),
+    calibrationBlocks: blocks,
+    seqlen,
+    groupSize,
+    backend,
+    search: { gptq: !values["no-gptq"] },
+    onLog: (line) => {
+      if (line.startsWith("backend") || line.startsWith("CUDA")) console.log(line);
+    },
+    onLayerDone: (layer, seconds) => console.log(`layer ${layer}: ${seconds.toFixed(2)} s`),
+  });
+  const quantizeSeconds = (performance.now() - t0) / 1000;
+  const perLayer = summary.layerSeconds;
+  const mean = perLayer.reduce((a, b) => a + b, 0) / perLayer.length;
+  // Layer 0 also uploads the calibration embeddings and warms up: the later layers are the steady state.
+  const steady = perLayer.length > 1 ? perLayer.slice(1) : perLayer;
+  const steadyMean = steady.reduce((a, b) => a + b, 0) / steady.length;
+  console.log(
+    `backend ${summary.backend}: mean ${mean.toFixed(2)} s per layer (steady ${steadyMean.toFixed(2)} s), ` +
+      `projected ${((steadyMean * PROJECTED_LAYERS) / 60).toFixed(1)} min for ${PROJECTED_LAYERS} layers; ` +
+      `quantizeModel ${quantizeSeconds.toFixed(1)} s in all`,
+  );
+  console.log(
+    JSON.stringify({
+      backend: summary.backend,
+      hidden,
+      intermediate,
+      heads,
+      kvHeads,
+      layers,
+      blocks: numBlocks,
+      seqlen,
+      groupSize,
+      gptq: !values["no-gptq"],
+      layerSeconds: perLayer.map((s) => Number(s.toFixed(3))),
+      meanSeconds: Number(mean.toFixed(3)),
+      steadyMeanSeconds: Number(steadyMean.toFixed(3)),
+      projectedSeconds40: Number((steadyMean * PROJECTED_LAYERS).toFixed(1)),
+      quantizeSeconds: Number(quantizeSeconds.toFixed(1)),
+      writeModelSeconds: Number(writeSeconds.toFixed(1)),
+    }),
+  );
+} catch (err) {
+  // A clear line (e.g. no GPU for --backend cuda) rather than a stack.
+  console.error(`quantize-layers: ${err instanceof Error ? err.message : String(err)}`);
+  process.exitCode = 1;
+} finally {
+  if (values.keep) console.log(`kept ${work}`);
+  else await rm(work, { recursive: true, force: true });
+}
