@@ -378,38 +378,59 @@ __global__ void fill_uniform_kernel(float* p, size_t n, uint64_t seed, float lo,
   }
 }
 
-// Llama-2-13B's q/k/v shape (in 5120, out 3 x 5120): the whole GPTQ call and its factorization alone.
-void time_gptq() {
-  const int in = 5120, out = 15360, g = 128, rows = 2048;
-  float *x, *gram, *w, *scales;
+// A random positive definite-after-damping Gram matrix (in, in) of `rows` uniform inputs, on the device.
+float* random_gram(int in, int rows, uint64_t seed) {
+  float *x, *gram;
+  CK(cudaMalloc(&x, (size_t)rows * in * sizeof(float)));
+  CK(cudaMalloc(&gram, (size_t)in * in * sizeof(float)));
+  fill_uniform_kernel<<<1024, 256>>>(x, (size_t)rows * in, seed, -1.f, 1.f);
+  CK(cudaGetLastError());
+  CK(awqk::sgemm(true, false, in, in, rows, 1.f, x, in, 0, x, in, 0, 0.f, gram, in, 0, 1, 0));
+  CK(cudaDeviceSynchronize());
+  CK(cudaFree(x));
+  return gram;
+}
+
+// The factorization alone (steps 1-2) at several widths: separates its fixed per-panel cost from its n^3 part.
+void time_factorization(int in) {
+  float* gram = random_gram(in, 2048, 21);
+  int* status;
+  void* ws;
+  const size_t wsBytes = awqk::gptq_workspace_bytes(in, 1);
+  CK(cudaMalloc(&status, sizeof(int)));
+  CK(cudaMalloc(&ws, wsBytes));
+  const double ms = time_ms(
+      [&](int) { CK(awqk::gptq_inverse_cholesky_upper(gram, in, 1, nullptr, status, ws, wsBytes, 0)); }, 1, 3);
+  const int st = download(status, 1)[0];
+  std::printf("gptq factorization (U) in=%d: %.2f ms, status %d\n", in, ms, st);
+  for (void* ptr : {(void*)gram, (void*)status, ws}) CK(cudaFree(ptr));
+}
+
+// The whole call: Llama-2-13B's q/k/v shape (in 5120, out 3 x 5120) and the widest GPTQ linear (8192 x 27648).
+void time_gptq(int in, int out, int g) {
+  float* gram = random_gram(in, 2048, 22);
+  float *w, *scales;
   uint8_t *q, *zeros;
   int* status;
   void* ws;
   const size_t wsBytes = awqk::gptq_workspace_bytes(in, out);
-  CK(cudaMalloc(&x, (size_t)rows * in * sizeof(float)));
-  CK(cudaMalloc(&gram, (size_t)in * in * sizeof(float)));
   CK(cudaMalloc(&w, (size_t)in * out * sizeof(float)));
   CK(cudaMalloc(&scales, (size_t)(in / g) * out * sizeof(float)));
   CK(cudaMalloc(&q, (size_t)in * out));
   CK(cudaMalloc(&zeros, (size_t)(in / g) * out));
   CK(cudaMalloc(&status, sizeof(int)));
   CK(cudaMalloc(&ws, wsBytes));
-  fill_uniform_kernel<<<1024, 256>>>(x, (size_t)rows * in, 11, -1.f, 1.f);
   fill_uniform_kernel<<<1024, 256>>>(w, (size_t)in * out, 12, -0.05f, 0.05f);
   CK(cudaGetLastError());
-  CK(awqk::sgemm(true, false, in, in, rows, 1.f, x, in, 0, x, in, 0, 0.f, gram, in, 0, 1, 0));
-  const double factorMs = time_ms(
-      [&](int) { CK(awqk::gptq_inverse_cholesky_upper(gram, in, out, nullptr, status, ws, wsBytes, 0)); }, 1, 3);
-  const double totalMs = time_ms(
+  const double ms = time_ms(
       [&](int) {
         CK(awqk::gptq_quantize(w, in, out, g, gram, nullptr, nullptr, q, scales, zeros, status, ws, wsBytes, 0));
       },
       1, 3);
   const int st = download(status, 1)[0];
-  std::printf("gptq_quantize in=%d out=%d g=%d: %.2f ms (factorization U: %.2f ms, rounding: %.2f ms), status %d, "
-              "workspace %.0f MB\n",
-              in, out, g, totalMs, factorMs, totalMs - factorMs, st, wsBytes / 1e6);
-  for (void* ptr : {(void*)x, (void*)gram, (void*)w, (void*)scales, (void*)q, (void*)zeros, (void*)status, ws})
+  std::printf("gptq_quantize in=%d out=%d g=%d: %.2f ms, status %d, workspace %.0f MB\n", in, out, g, ms, st,
+              wsBytes / 1e6);
+  for (void* ptr : {(void*)gram, (void*)w, (void*)scales, (void*)q, (void*)zeros, (void*)status, ws})
     CK(cudaFree(ptr));
 }
 
@@ -422,9 +443,12 @@ bool test_gptq() {
   ok &= check_problem(256, 72, 128, true, true, 2);
   ok &= check_problem(352, 100, 32, false, true, 3);  // partial last Cholesky panel, uneven inversion splits
   ok &= check_problem(288, 130, 96, true, false, 4);  // g not a power of two
+  ok &= check_problem(48, 24, 16, true, true, 8);    // one partial panel, no sgemm in the factorization
   ok &= check_problem(768, 2304, 128, true, true, 5);
   ok &= check_problem(768, 2304, 128, false, false, 6);
   ok &= check_not_positive_definite();
-  time_gptq();
+  for (int in : {1024, 2048, 4096, 5120, 8192}) time_factorization(in);
+  time_gptq(5120, 15360, 128);
+  time_gptq(8192, 27648, 128);
   return ok;
 }

@@ -7,7 +7,7 @@
 //    M: blocked right-looking Cholesky in panels of kNB channels (the diagonal block factored and inverted in one
 //    CTA, the panel below = A_ip * L_pp^-T by sgemm, the lower part of the trailing matrix updated by sgemm).
 //    X = M^-1: recursive block inversion [M11 0; M21 M22]^-1 = [X11 0; -X22 M21 X11  X22], leaves = the panels'
-//    inverted diagonal blocks, products by sgemm. U[i][j] = X[n-1-i][n-1-j]. About 4/3 n^3 flops in all.
+//    inverted diagonal blocks, products by sgemm. U[i][j] = X[n-1-i][n-1-j]. About 0.9 n^3 flops in all.
 // 3. GPTQ's lazy-batch rounding with one group per block: a kernel with one thread per output column rounds the
 //    group's g rows in order (params from the current rows, errors pushed down the block with U's diagonal
 //    block), then one sgemm pushes the block's errors E (g, out) onto every later row: W[later] -= U^T E.
@@ -256,21 +256,44 @@ __global__ void __launch_bounds__(kRoundThreads)
     if (e_ != cudaSuccess) return e_;  \
   } while (0)
 
-// X[off.., off..] = inverse of M's (s, s) diagonal block at (off, off), given the panels' inverted diagonal
-// blocks already in X. Scratch: A's strictly upper part (M lives in the lower part).
-cudaError_t invert_lower(float* A, float* X, int n, int off, int s, cudaStream_t stream) {
+// Where a diagonal block of s channels splits into two (a multiple of kNB, so leaves are the Cholesky panels);
+// 0 for a single panel.
+int split_of(int s) {
   const int blocks = (s + kNB - 1) / kNB;
-  if (blocks <= 1) return cudaSuccess;
-  const int h1 = (blocks / 2) * kNB, h2 = s - h1;  // h1 keeps the split on panel boundaries
+  return blocks <= 1 ? 0 : (blocks / 2) * kNB;
+}
+
+// X[off.., off..] = inverse of M's (s, s) diagonal block at (off, off), given the panels' inverted diagonal
+// blocks already in X (and zeros above X's diagonal): with M = [M11 0; M21 M22] and X11, X22 the inverses of its
+// diagonal blocks, X21 = -X22 (M21 X11). Products skip the zero upper-right quarter of a lower-triangular factor
+// (3/4 of the dense flops). Scratch: A's strictly upper part (M lives in the lower part).
+cudaError_t invert_lower(float* A, float* X, int n, int off, int s, cudaStream_t stream) {
+  const int h1 = split_of(s), h2 = s - h1;
+  if (h1 == 0) return cudaSuccess;
   GPTQ_CHECK(invert_lower(A, X, n, off, h1, stream));
   GPTQ_CHECK(invert_lower(A, X, n, off + h1, h2, stream));
-  const float* x11 = X + (size_t)off * n + off;                 // (h1, h1)
-  const float* x22 = X + (size_t)(off + h1) * n + off + h1;     // (h2, h2)
-  const float* m21 = A + (size_t)(off + h1) * n + off;          // (h2, h1)
-  float* scratch = A + (size_t)off * n + off + h1;              // (h1, h2) = (M21 X11)^T
-  float* x21 = X + (size_t)(off + h1) * n + off;                // (h2, h1)
-  GPTQ_CHECK(sgemm(true, true, h1, h2, h1, 1.f, x11, n, 0, m21, n, 0, 0.f, scratch, n, 0, 1, stream));
-  return sgemm(false, true, h2, h1, h2, -1.f, x22, n, 0, scratch, n, 0, 0.f, x21, n, 0, 1, stream);
+  const float* x11 = X + (size_t)off * n + off;              // (h1, h1) lower
+  const float* x22 = X + (size_t)(off + h1) * n + off + h1;  // (h2, h2) lower
+  const float* m21 = A + (size_t)(off + h1) * n + off;       // (h2, h1)
+  float* tt = A + (size_t)off * n + off + h1;                // (h1, h2) = T^T, T = M21 X11
+  float* x21 = X + (size_t)(off + h1) * n + off;             // (h2, h1)
+  // T^T = X11^T M21^T. With X11 = [Xa 0; Xb Xc] split at ha: T^T rows [0, ha) = (X11[:, 0:ha])^T M21^T,
+  // rows [ha, h1) = Xc^T (M21[:, ha:h1])^T.
+  const int ha = split_of(h1), hb = h1 - ha;
+  if (ha == 0) {
+    GPTQ_CHECK(sgemm(true, true, h1, h2, h1, 1.f, x11, n, 0, m21, n, 0, 0.f, tt, n, 0, 1, stream));
+  } else {
+    GPTQ_CHECK(sgemm(true, true, ha, h2, h1, 1.f, x11, n, 0, m21, n, 0, 0.f, tt, n, 0, 1, stream));
+    GPTQ_CHECK(sgemm(true, true, hb, h2, hb, 1.f, x11 + (size_t)ha * n + ha, n, 0, m21 + ha, n, 0, 0.f,
+                     tt + (size_t)ha * n, n, 0, 1, stream));
+  }
+  // X21 = -X22 T. With X22 = [Ya 0; Yb Yc] split at hc: rows [0, hc) = -Ya T[0:hc, :], rows [hc, h2) =
+  // -[Yb Yc] T; op(B) = T read from T^T (stored (h1, h2)) with transB.
+  const int hc = split_of(h2), hd = h2 - hc;
+  if (hc == 0) return sgemm(false, true, h2, h1, h2, -1.f, x22, n, 0, tt, n, 0, 0.f, x21, n, 0, 1, stream);
+  GPTQ_CHECK(sgemm(false, true, hc, h1, hc, -1.f, x22, n, 0, tt, n, 0, 0.f, x21, n, 0, 1, stream));
+  return sgemm(false, true, hd, h1, h2, -1.f, x22 + (size_t)hc * n, n, 0, tt, n, 0, 0.f, x21 + (size_t)hc * n, n, 0,
+               1, stream);
 }
 
 // Steps 1-2 (see the top of the file): U into the workspace's A buffer.
