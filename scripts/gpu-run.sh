@@ -35,13 +35,13 @@ for step in $steps; do
       if [[ -x native/build/kernel-tests/kernel-tests ]]; then run_step kernels 240 native/build/kernel-tests/kernel-tests ${KERNEL_TEST_FLAGS:-}
       else echo "== kernels: native/build/kernel-tests/kernel-tests is not built; skipped"; fi ;;
     conformance) run_step conformance 420 node --test dist/test/gpu/conformance-cuda.test.js ;;
-    quant) run_step quant 300 node --test dist/test/gpu/quant-cuda.test.js ;;
+    quant) run_step quant 150 node --test dist/test/gpu/quant-cuda.test.js ;;
     quantize)
       # The demo quantized on the GPU (same settings as the CPU row of docs/benchmarks.md), then its perplexity.
-      run_step quantize 900 node dist/bench/quantize-demo.js --backend cuda --samples 512 --methods awq \
+      run_step quantize 330 node dist/bench/quantize-demo.js --backend cuda --samples 512 --methods awq \
         --out "$out/quantize-demo" ;;
     quantize13b)
-      run_step quantize13b 900 node dist/bench/quantize-layers.js --backend cuda --layers ${QUANT_LAYERS:-3}
+      run_step quantize13b 270 node dist/bench/quantize-layers.js --backend cuda --layers ${QUANT_LAYERS:-3}
       grep '^{' "$out/quantize13b.log" | tail -n 1 > "$out/quantize13b.json" ;;
     sampler) run_step sampler 180 node --test dist/test/gpu/cuda-sampler.test.js ;;
     dense) run_step dense 180 node --test dist/test/gpu/cuda-dense.test.js ;;

@@ -14,6 +14,11 @@ if [[ -f .gpu-data/tiny-chat-fp16.tar.xz && ! -f ../shared/models/tiny-chat/mode
     models/tiny-chat-awq/model.safetensors ../shared/models/tiny-chat/model.safetensors model.embed_tokens.weight
   rm ../shared/models/tiny-chat/model.part.safetensors
 fi
+# Its tokenizer files are the repo demo's (the same tokenizer).
+if [[ -d ../shared/models/tiny-chat && ! -f ../shared/models/tiny-chat/tokenizer.json ]]; then
+  cp models/tiny-chat-awq/tokenizer.json models/tiny-chat-awq/tokenizer_config.json \
+    models/tiny-chat-awq/special_tokens_map.json models/tiny-chat-awq/added_tokens.json ../shared/models/tiny-chat/
+fi
 # ../shared/models/tiny-chat-awq (AutoAWQ's checkpoint) for the conformance suite's reference-token test.
 if [[ -f .gpu-data/tiny-chat-autoawq.tar.xz && ! -f ../shared/models/tiny-chat-awq/model.safetensors ]]; then
   mkdir -p ../shared/models/tiny-chat-awq
