@@ -14,8 +14,9 @@
  * hidden) f32 calibration activations (the residual stream); G is a linear's input Gram matrix (in, in);
  * C is a per-(group, column) f32 matrix (in / groupSize, out) (clip bounds, clip ratios).
  */
-import type { GroupQuantized } from "../model/awq.js";
+
 import type { LayerDims } from "../backend/cpu/decoder-layer.js";
+import type { GroupQuantized } from "../model/awq.js";
 
 /** The four matmuls of a layer as the layer code fuses them: q|k|v, o, gate|up, down. */
 export type FusedLinear = "qkv" | "o" | "gateUp" | "down";
@@ -78,7 +79,12 @@ export interface QuantMath<W, Q, A, G, C> {
    * (h += attention block and/or h += MLP block, dense causal attention within each block). With `capture`,
    * returns the statistics of that linear's inputs over every token of `h`.
    */
-  forward(h: A, norms: LayerNorms, part: LayerPart, capture?: FusedLinear): Promise<InputStats<G> | undefined>;
+  forward(
+    h: A,
+    norms: LayerNorms,
+    part: LayerPart,
+    capture?: FusedLinear,
+  ): Promise<InputStats<G> | undefined>;
 
   // --- weight math (group-math.ts, awq.ts, scale-search.ts, clip-search.ts, rounding-choice.ts) ---
   /** AutoAWQ's weight salience of one (in, out) linear: (in), on the host. */
