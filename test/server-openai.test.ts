@@ -133,8 +133,25 @@ test("completions: logprobs N in the completions format, echo, and the token-id 
   assert.equal(lp.token_logprobs!.length, lp.tokens!.length);
   assert.equal(lp.top_logprobs!.length, lp.tokens!.length);
   assert.equal(lp.text_offset![0], 0);
-  for (const top of lp.top_logprobs!) assert.ok(Object.keys(top).length >= 1 && Object.keys(top).length <= 2);
+  for (const [i, top] of lp.top_logprobs!.entries()) {
+    assert.ok(Object.keys(top).length >= 1 && Object.keys(top).length <= 3, "top 2 + the sampled token at most");
+    assert.equal(top[lp.tokens![i]!], lp.token_logprobs![i], "the sampled token is always among top_logprobs");
+  }
   assert.equal(lp.tokens!.join(""), choice.text, "token texts spell the completion");
+
+  // logprobs: 0 gives each sampled token's own logprob alone, as vLLM does.
+  const zero = await client.completions.create({
+    model: MODEL_NAME,
+    prompt,
+    max_tokens: 4,
+    temperature: 0,
+    logprobs: 0,
+  });
+  const zlp = zero.choices[0]!.logprobs!;
+  assert.equal(zlp.top_logprobs!.length, zlp.tokens!.length);
+  for (const [i, top] of zlp.top_logprobs!.entries()) {
+    assert.deepEqual(top, { [zlp.tokens![i]!]: zlp.token_logprobs![i] });
+  }
 
   // A stop string that the text keeps almost matching holds text back; offsets still follow the tokens.
   const heldBack = await client.completions.create({

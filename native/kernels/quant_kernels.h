@@ -72,7 +72,7 @@ cudaError_t divide_quantized_columns(float* scales, const float* s, int groups, 
                                      cudaStream_t stream);
 
 // AutoAWQ's weight salience of ONE linear (scale-search.ts weightSalience with a single matrix), in double:
-//   salience[k] = (1 / out) * sum_n |w[k][n]| * (1 / (max_{k' in group(k)} |w[k'][n]| + 1e-6)).
+//   salience[k] = (sum_n |w[k][n]| * (1 / (max_{k' in group(k)} |w[k'][n]| + 1e-6))) / out (the sum divided, as the reference does).
 // salience (in) double, overwritten.
 cudaError_t weight_salience(const float* w, int in, int out, int g, double* salience, cudaStream_t stream);
 

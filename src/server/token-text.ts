@@ -90,14 +90,15 @@ export function completionLogprobs(
     result.tokens.push(token);
     result.token_logprobs.push(safeLogprob(entry.logprob));
     result.text_offset.push(offset);
-    if (topN > 0) {
-      const top: Record<string, number> = {};
-      for (const alt of entry.top) {
-        const altText = texts.text(alt.tokenId, previous);
-        if (!(altText in top)) top[altText] = safeLogprob(alt.logprob);
-      }
-      result.top_logprobs.push(top);
-    } else result.top_logprobs.push(null);
+    // The top N alternatives, plus the sampled token when it is not among them (OpenAI: "up to logprobs + 1
+    // elements"; vLLM does the same, and `logprobs: 0` gives the sampled token alone).
+    const top: Record<string, number> = {};
+    for (const alt of entry.top.slice(0, topN)) {
+      const altText = texts.text(alt.tokenId, previous);
+      if (!(altText in top)) top[altText] = safeLogprob(alt.logprob);
+    }
+    if (!(token in top)) top[token] = safeLogprob(entry.logprob);
+    result.top_logprobs.push(top);
     offset += token.length;
     previous = entry.tokenId;
   }
