@@ -134,8 +134,15 @@ test("completions: logprobs N in the completions format, echo, and the token-id 
   assert.equal(lp.top_logprobs!.length, lp.tokens!.length);
   assert.equal(lp.text_offset![0], 0);
   for (const [i, top] of lp.top_logprobs!.entries()) {
-    assert.ok(Object.keys(top).length >= 1 && Object.keys(top).length <= 3, "top 2 + the sampled token at most");
-    assert.equal(top[lp.tokens![i]!], lp.token_logprobs![i], "the sampled token is always among top_logprobs");
+    assert.ok(
+      Object.keys(top).length >= 1 && Object.keys(top).length <= 3,
+      "top 2 + the sampled token at most",
+    );
+    assert.equal(
+      top[lp.tokens![i]!],
+      lp.token_logprobs![i],
+      "the sampled token is always among top_logprobs",
+    );
   }
   assert.equal(lp.tokens!.join(""), choice.text, "token texts spell the completion");
 
