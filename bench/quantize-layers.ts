@@ -226,6 +226,13 @@ try {
       `projected ${((steadyMean * PROJECTED_LAYERS) / 60).toFixed(1)} min for ${PROJECTED_LAYERS} layers; ` +
       `quantizeModel ${quantizeSeconds.toFixed(1)} s in all`,
   );
+  const memory = summary.deviceMemory;
+  if (memory !== undefined) {
+    console.log(
+      `peak GPU memory ${(memory.peakBytes / 2 ** 30).toFixed(1)} GiB of ${(memory.totalBytes / 2 ** 30).toFixed(1)} GiB ` +
+        "(independent of the layer count: one layer at a time)",
+    );
+  }
   console.log(
     JSON.stringify({
       backend: summary.backend,
@@ -244,6 +251,7 @@ try {
       projectedSeconds40: Number((steadyMean * PROJECTED_LAYERS).toFixed(1)),
       quantizeSeconds: Number(quantizeSeconds.toFixed(1)),
       writeModelSeconds: Number(writeSeconds.toFixed(1)),
+      peakGpuMemoryGiB: memory === undefined ? null : Number((memory.peakBytes / 2 ** 30).toFixed(2)),
     }),
   );
 } catch (err) {

@@ -472,7 +472,8 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
     });
   }
 
-  // memoryStats() -> {tensors, tensorBytes, poolReservedBytes, poolUsedBytes}
+  // memoryStats() -> {tensors, tensorBytes, poolReservedBytes, poolUsedBytes, poolReservedPeakBytes,
+  //                  poolUsedPeakBytes, deviceUsedBytes, deviceTotalBytes}
   Napi::Value MemoryStats(const Napi::CallbackInfo& info) {
     return guarded(info, "memoryStats", [&]() -> Napi::Value {
       QuantContext& c = ctx(info.Env());
@@ -483,6 +484,14 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
       o.Set("tensorBytes", Napi::Number::New(info.Env(), static_cast<double>(c.liveBytes())));
       o.Set("poolReservedBytes", Napi::Number::New(info.Env(), static_cast<double>(reserved)));
       o.Set("poolUsedBytes", Napi::Number::New(info.Env(), static_cast<double>(used)));
+      uint64_t reservedHigh = 0, usedHigh = 0;
+      c.poolPeaks(&reservedHigh, &usedHigh);
+      o.Set("poolReservedPeakBytes", Napi::Number::New(info.Env(), static_cast<double>(reservedHigh)));
+      o.Set("poolUsedPeakBytes", Napi::Number::New(info.Env(), static_cast<double>(usedHigh)));
+      size_t freeBytes = 0, totalBytes = 0;
+      c.deviceMemInfo(&freeBytes, &totalBytes);
+      o.Set("deviceUsedBytes", Napi::Number::New(info.Env(), static_cast<double>(totalBytes - freeBytes)));
+      o.Set("deviceTotalBytes", Napi::Number::New(info.Env(), static_cast<double>(totalBytes)));
       return o;
     });
   }

@@ -345,6 +345,19 @@ void QuantContext::poolStats(uint64_t* reserved, uint64_t* used) const {
   cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrUsedMemCurrent, used);
 }
 
+void QuantContext::deviceMemInfo(size_t* freeBytes, size_t* totalBytes) const {
+  *freeBytes = *totalBytes = 0;
+  bind();
+  check(cudaMemGetInfo(freeBytes, totalBytes), "cudaMemGetInfo");
+}
+
+void QuantContext::poolPeaks(uint64_t* reservedHigh, uint64_t* usedHigh) const {
+  *reservedHigh = *usedHigh = 0;
+  if (pool_ == nullptr) return;
+  cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrReservedMemHigh, reservedHigh);
+  cudaMemPoolGetAttribute(pool_, cudaMemPoolAttrUsedMemHigh, usedHigh);
+}
+
 // --- uploads and readbacks ----------------------------------------------------------------------------------
 
 void* QuantContext::uploadNow(const void* host, size_t bytes, const char* what) {

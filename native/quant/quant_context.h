@@ -126,6 +126,10 @@ class QuantContext {
   size_t liveTensors() const { return tensors_.size(); }
   size_t liveBytes() const;
   void poolStats(uint64_t* reserved, uint64_t* used) const;
+  /** High-water marks of the pool since creation: bytes reserved from the device, bytes handed out. */
+  void poolPeaks(uint64_t* reservedHigh, uint64_t* usedHigh) const;
+  /** cudaMemGetInfo on this context's device (all allocations of the process and others on the card). */
+  void deviceMemInfo(size_t* freeBytes, size_t* totalBytes) const;
 
   // --- uploads ---
   /** JS thread: copies host data into a fresh device buffer on the upload stream and waits for that copy only. */

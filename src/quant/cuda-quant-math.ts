@@ -156,6 +156,13 @@ export class CudaQuantMath
     return this.native.memoryStats();
   }
 
+  deviceMemory(): { peakBytes: number; totalBytes: number } {
+    const m = this.native.memoryStats();
+    // Outside the pool (CUDA context, the context's fixed buffers, other processes) + the pool's peak.
+    const outsidePool = Math.max(0, m.deviceUsedBytes - m.poolReservedBytes);
+    return { peakBytes: outsidePool + m.poolReservedPeakBytes, totalBytes: m.deviceTotalBytes };
+  }
+
   /** A Gram matrix (n, n) from the host, rounded to f32 (tests: the same Gram matrix on both backends). */
   uploadGram(gram: Float64Array | Float32Array, n: number): CudaGram {
     if (gram.length !== n * n)

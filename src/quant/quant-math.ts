@@ -122,6 +122,12 @@ export interface QuantMath<W, Q, A, G, C> {
     keepBase: readonly [number, number][],
   ): Promise<{ mixed: Q; taken: number }>;
 
+  /**
+   * Device memory (GPU implementations): the peak so far (the pool's high-water mark plus what lives outside it:
+   * the CUDA context, fixed buffers) and the card's total. Absent on the CPU.
+   */
+  deviceMemory?(): { peakBytes: number; totalBytes: number };
+
   // --- lifetime ---
   /** Frees handles (any kind; null/undefined ignored). */
   release(...handles: unknown[]): void;

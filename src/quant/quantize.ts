@@ -78,6 +78,8 @@ export interface QuantizeSummary {
   backend: string;
   /** Seconds per decoder layer, in layer order. */
   layerSeconds: number[];
+  /** GPU backends: peak device memory over the run (sampled after each layer; the pool's high-water mark). */
+  deviceMemory?: { peakBytes: number; totalBytes: number };
 }
 
 /** A problem with the input the user can fix (the CLI prints its message without a stack). */
@@ -238,6 +240,8 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
     let current: { index: number; result: Promise<QuantizedLayer> } | null = null;
     const numLayers = config.numLayers;
     const layerSeconds: number[] = [];
+    let devicePeakBytes: number | undefined;
+    let deviceTotalBytes: number | undefined;
     const layerResult = (index: number): Promise<QuantizedLayer> => {
       if (current?.index === index) return current.result;
       const run = async (): Promise<QuantizedLayer> => {
@@ -256,6 +260,11 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
         }
         const seconds = (performance.now() - layerStarted) / 1000;
         layerSeconds[index] = seconds;
+        const memory = qm.deviceMemory?.();
+        if (memory !== undefined) {
+          devicePeakBytes = Math.max(devicePeakBytes ?? 0, memory.peakBytes);
+          deviceTotalBytes = memory.totalBytes;
+        }
         opts.onLayerDone?.(index, seconds);
         return result;
       };
@@ -301,6 +310,10 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
       seconds: (performance.now() - started) / 1000,
       backend: qm.name,
       layerSeconds,
+      deviceMemory:
+        devicePeakBytes === undefined || deviceTotalBytes === undefined
+          ? undefined
+          : { peakBytes: devicePeakBytes, totalBytes: deviceTotalBytes },
     };
   } finally {
     await math?.dispose();

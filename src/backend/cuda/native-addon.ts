@@ -194,7 +194,18 @@ export interface NativeQuantContext {
   ): Promise<{ mixed: number; taken: number }>;
   /** Unknown (already released) ids are ignored. */
   release(...ids: number[]): void;
-  memoryStats(): { tensors: number; tensorBytes: number; poolReservedBytes: number; poolUsedBytes: number };
+  memoryStats(): {
+    tensors: number;
+    tensorBytes: number;
+    poolReservedBytes: number;
+    poolUsedBytes: number;
+    /** High-water marks of the context's memory pool. */
+    poolReservedPeakBytes: number;
+    poolUsedPeakBytes: number;
+    /** cudaMemGetInfo: total - free on the device, and its total. */
+    deviceUsedBytes: number;
+    deviceTotalBytes: number;
+  };
   dispose(): Promise<void>;
 }
 

@@ -173,7 +173,11 @@ export function registerQuantize(program: Command): void {
         if (!quiet) {
           process.stderr.write(
             `awq quantize: wrote ${summary.outDir} (${summary.numLayers} layers, ${summary.calibrationTokens} ` +
-              `calibration tokens) in ${summary.seconds.toFixed(1)} s on the ${summary.backend} backend\n`,
+              `calibration tokens) in ${summary.seconds.toFixed(1)} s on the ${summary.backend} backend` +
+              (summary.deviceMemory === undefined
+                ? ""
+                : `, peak GPU memory ${(summary.deviceMemory.peakBytes / 2 ** 30).toFixed(1)} GiB`) +
+              "\n",
           );
         }
       } finally {
