@@ -13,13 +13,14 @@ import { dampedGram, GPTQ_MAX_IN_FEATURES, gptqQuantize } from "./gptq-round.js"
 import { dequantizeGroups, divideQuantizedColumns, pseudoQuantizeScaled, scaleRows } from "./group-math.js";
 import { InputStatsAccumulator } from "./input-stats.js";
 import { LayerRunner } from "./layer-runner.js";
-import type {
-  FusedLinear,
-  InputStats,
-  LayerNorms,
-  LayerPart,
-  QuantMath,
-  WeightErrorInput,
+import {
+  type FusedLinear,
+  fusedInFeatures,
+  type InputStats,
+  type LayerNorms,
+  type LayerPart,
+  type QuantMath,
+  type WeightErrorInput,
 } from "./quant-math.js";
 import { chooseColumns } from "./rounding-choice.js";
 import { weightSalience } from "./scale-search.js";
@@ -79,8 +80,7 @@ export class CpuQuantMath
   }
 
   inFeatures(which: FusedLinear): number {
-    const { hiddenSize: hd, numHeads, headDim, intermediateSize: inter } = this.dims;
-    return { qkv: hd, o: numHeads * headDim, gateUp: hd, down: inter }[which];
+    return fusedInFeatures(this.dims, which);
   }
 
   // --- activations ---

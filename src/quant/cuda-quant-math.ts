@@ -7,6 +7,7 @@
  * Ops that only enqueue GPU work return at once, in call order on one stream; the others await the GPU off the
  * JS thread. Handles must be released (GPU memory); dispose() frees everything at once.
  */
+import { layerDims } from "../backend/cpu/cpu-model.js";
 import type { LayerDims } from "../backend/cpu/decoder-layer.js";
 import {
   loadQuantContextClass,
@@ -16,13 +17,15 @@ import {
 import type { GroupQuantized } from "../model/awq.js";
 import type { ModelConfig } from "../model/types.js";
 import { GPTQ_MAX_IN_FEATURES } from "./gptq-round.js";
-import type {
-  FusedLinear,
-  InputStats,
-  LayerNorms,
-  LayerPart,
-  QuantMath,
-  WeightErrorInput,
+import {
+  type FusedLinear,
+  fusedInFeatures,
+  fusedOutFeatures,
+  type InputStats,
+  type LayerNorms,
+  type LayerPart,
+  type QuantMath,
+  type WeightErrorInput,
 } from "./quant-math.js";
 
 /** A weight matrix (in, out) f32 on the GPU. */
@@ -130,25 +133,15 @@ export class CudaQuantMath
     const ctx = new QuantContext();
     const chunkBlocks = Math.max(1, Math.floor((opts.chunkTokens ?? CHUNK_TOKENS) / seqlen));
     const { deviceName } = await ctx.init(dims, seqlen, chunkBlocks, 0);
-    const layer: LayerDims = {
-      hiddenSize: config.hiddenSize,
-      numHeads: config.numHeads,
-      numKvHeads: config.numKvHeads,
-      headDim: config.headDim,
-      intermediateSize: config.intermediateSize,
-      rmsNormEps: config.rmsNormEps,
-    };
-    return new CudaQuantMath(ctx, seqlen, layer, deviceName);
+    return new CudaQuantMath(ctx, seqlen, layerDims(config), deviceName);
   }
 
   outFeatures(which: FusedLinear): number {
-    const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter } = this.dims;
-    return { qkv: (numHeads + 2 * numKvHeads) * headDim, o: hd, gateUp: 2 * inter, down: hd }[which];
+    return fusedOutFeatures(this.dims, which);
   }
 
   inFeatures(which: FusedLinear): number {
-    const { hiddenSize: hd, numHeads, headDim, intermediateSize: inter } = this.dims;
-    return { qkv: hd, o: numHeads * headDim, gateUp: hd, down: inter }[which];
+    return fusedInFeatures(this.dims, which);
   }
 
   /** Live tensors and the GPU memory pool (tests: alloc/release cycles must not grow it). */

@@ -24,8 +24,9 @@ import { WasmArena } from "../backend/cpu/wasm-arena.js";
 import { PANEL, packPanelsFromKN } from "../backend/cpu/wasm-matmul.js";
 import type { ModelConfig } from "../model/types.js";
 
-/** The four matmuls of a layer as the CPU layer fuses them: q|k|v, o, gate|up, down. */
-export type FusedLinear = "qkv" | "o" | "gateUp" | "down";
+import { type FusedLinear, fusedOutFeatures } from "./quant-math.js";
+
+export type { FusedLinear };
 
 /** A layer's weights in f32, linears as (in, out) (the AWQ orientation), fused parts side by side. */
 export interface DenseLayer {
@@ -70,8 +71,7 @@ export class LayerRunner {
 
   /** Width of a fused linear's output as the layer sees it. */
   outFeatures(which: FusedLinear): number {
-    const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter } = this.dims;
-    return { qkv: (numHeads + 2 * numKvHeads) * headDim, o: hd, gateUp: 2 * inter, down: hd }[which];
+    return fusedOutFeatures(this.dims, which);
   }
 
   /** Loads one fused linear (in, out) into the arena. */

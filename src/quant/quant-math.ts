@@ -21,6 +21,18 @@ import type { GroupQuantized } from "../model/awq.js";
 /** The four matmuls of a layer as the layer code fuses them: q|k|v, o, gate|up, down. */
 export type FusedLinear = "qkv" | "o" | "gateUp" | "down";
 
+/** Width of a fused linear's input, from the layer's dims. */
+export function fusedInFeatures(dims: LayerDims, which: FusedLinear): number {
+  const { hiddenSize: hd, numHeads, headDim, intermediateSize: inter } = dims;
+  return { qkv: hd, o: numHeads * headDim, gateUp: hd, down: inter }[which];
+}
+
+/** Width of a fused linear's output (q|k|v and gate|up side by side), from the layer's dims. */
+export function fusedOutFeatures(dims: LayerDims, which: FusedLinear): number {
+  const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter } = dims;
+  return { qkv: (numHeads + 2 * numKvHeads) * headDim, o: hd, gateUp: 2 * inter, down: hd }[which];
+}
+
 /** Which half of a decoder layer a forward runs. */
 export type LayerPart = "layer" | "attention" | "mlp";
 
