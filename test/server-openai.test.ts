@@ -223,6 +223,31 @@ test("completions: logprobs N in the completions format, echo, and the token-id 
     assert.ok(token in echoLp.top_logprobs![i]!, `prompt token ${i} is among its top_logprobs`);
   }
 
+  // Special tokens inside the prompt: the tokenizer puts a space after each ("<|end_of_turn|>GPT4" decodes as
+  // "<|end_of_turn|> GPT4"); offsets still point into the echoed text, at each token less that space.
+  const turns = "GPT4 User: Hi there<|end_of_turn|>GPT4 Assistant: Hello <|end_of_turn|> again";
+  const turnsReply = await client.completions.create({
+    model: MODEL_NAME,
+    prompt: turns,
+    max_tokens: 2,
+    temperature: 0,
+    echo: true,
+    logprobs: 0,
+  });
+  const turnsLp = turnsReply.choices[0]!.logprobs!;
+  const turnsText = turnsReply.choices[0]!.text;
+  const turnsLength = llm.tokenizer.encode(turns).length;
+  for (let i = 1; i < turnsLength; i++) {
+    const token = turnsLp.tokens![i]!;
+    const at = turnsLp.text_offset![i]!;
+    assert.ok(
+      turnsText.startsWith(token, at) || (token.startsWith(" ") && turnsText.startsWith(token.slice(1), at)),
+      `prompt token ${i} ${JSON.stringify(token)} sits at its text_offset ${at}`,
+    );
+    assert.ok(at >= turnsLp.text_offset![i - 1]!, "offsets never go back");
+  }
+  assert.equal(turnsLp.text_offset![turnsLength], turns.length, "completion offsets start after the prompt");
+
   const ids = llm.tokenizer.encode(prompt);
   const byIds = await client.completions.create({
     model: MODEL_NAME,

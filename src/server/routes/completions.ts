@@ -152,7 +152,7 @@ function deltaOf(state: CompletionState, texts: TokenTexts, index: number, outpu
     choice.echo = null;
     text = prompt.text + text;
     if (state.topN !== null) {
-      logprobs = promptLogprobs(texts, prompt.tokenIds, output.promptLogprobs ?? [], state.topN);
+      logprobs = promptLogprobs(texts, prompt, output.promptLogprobs ?? [], state.topN);
     }
     choice.textLength = prompt.text.length;
   }
@@ -175,15 +175,19 @@ function deltaOf(state: CompletionState, texts: TokenTexts, index: number, outpu
  * Logprobs of the echoed prompt tokens: null where the engine gave none (always for the first token,
  * which nothing predicts). A leading special token (BOS) is not in the echoed text, so it takes no space,
  * and the token after it is decoded as the start of a text (no leading space), so that each text_offset
- * points at its token inside the echoed text. The engine has no alternatives for prompt positions, so
- * top_logprobs holds the prompt token itself (as vLLM always includes it) rather than nothing.
+ * points at its token inside the echoed text. SentencePiece tokenizers (legacy Llama) also put a space in front
+ * of the token that follows a special token ("<|end_of_turn|>GPT4" -> "<|end_of_turn|>", " G", ...) that the
+ * echoed prompt does not have: such a token's offset points at its text less that space, and the offsets after
+ * it stay on the prompt's characters. The engine has no alternatives for prompt positions, so top_logprobs
+ * holds the prompt token itself (as vLLM always includes it) rather than nothing.
  */
 function promptLogprobs(
   texts: TokenTexts,
-  tokenIds: readonly number[],
+  prompt: { text: string; tokenIds: readonly number[] },
   entries: readonly (TokenLogprob | null)[],
   topN: number,
 ): CompletionLogprobs {
+  const { tokenIds, text: promptText } = prompt;
   const result: CompletionLogprobs = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
   let offset = 0;
   const leadingSpecial = tokenIds.length > 0 && texts.isSpecial(tokenIds[0]!);
@@ -203,7 +207,12 @@ function promptLogprobs(
       result.token_logprobs.push(null);
       result.top_logprobs.push(null);
     }
-    if (!(i === 0 && texts.isSpecial(id))) offset += token.length;
+    if (i === 0 && texts.isSpecial(id)) return;
+    const insertedSpace =
+      token.startsWith(" ") &&
+      !promptText.startsWith(token, offset) &&
+      promptText.startsWith(token.slice(1), offset);
+    offset = Math.min(promptText.length, offset + token.length - (insertedSpace ? 1 : 0));
   });
   return result;
 }
