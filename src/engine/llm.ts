@@ -14,6 +14,7 @@ import { openModel } from "../model/load.js";
 import type { ModelConfig, ModelSource } from "../model/types.js";
 import { ChatFormatter, type ChatMessage } from "../tokenizer/chat-template.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
+import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./beam-search.js";
 import { Engine } from "./engine.js";
 import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
 import type { FinishReason, RequestOutput, SamplingParams, TokenLogprob } from "./types.js";
@@ -189,6 +190,30 @@ export class LLM implements AsyncDisposable {
     this.checkOpen();
     const promptTokenIds = this.inputTokenIds(input);
     yield* this.engine.generate({ promptTokenIds, params: { ...params, n: 1 }, signal: opts.signal });
+  }
+
+  /**
+   * Beam search for one prompt (vLLM's use_beam_search): beamWidth sequences, best first. EOS is the
+   * engine's stop set (tokenizer stop ids and config eos ids) unless params.eosTokenIds says otherwise.
+   */
+  async beamSearch(
+    input: StreamInput,
+    params: Omit<BeamSearchParams, "eosTokenIds"> & { eosTokenIds?: readonly number[] },
+    opts: CallOptions = {},
+  ): Promise<BeamSearchResult> {
+    this.checkOpen();
+    const promptTokenIds = this.inputTokenIds(input);
+    if (promptTokenIds.length + params.maxTokens > this.engine.maxModelLen) {
+      throw new InvalidParamError(
+        "max_tokens",
+        `the prompt (${promptTokenIds.length} tokens) plus max_tokens (${params.maxTokens}) exceeds the ` +
+          `model's context of ${this.engine.maxModelLen} tokens (max-model-len)`,
+      );
+    }
+    const eosTokenIds = params.eosTokenIds ?? [
+      ...new Set([...this.tokenizer.stopTokenIds, ...this.model.config.eosTokenIds]),
+    ];
+    return beamSearch(this.engine, this.tokenizer, promptTokenIds, { ...params, eosTokenIds }, opts.signal);
   }
 
   /** Aborts whatever runs, frees the backend (weights, KV cache) and closes the checkpoint. */

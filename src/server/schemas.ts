@@ -42,6 +42,15 @@ export const SamplingFields = {
   user: Opt(Type.String()),
 };
 
+/**
+ * vLLM's beam search extra parameters (chat and completions): n is the beam width, the search ranks by
+ * cum_logprob / length^length_penalty (engine/beam-search.ts).
+ */
+const BeamSearchFields = {
+  use_beam_search: Opt(Type.Boolean()),
+  length_penalty: Opt(Type.Number()),
+};
+
 /** The roles ChatFormatter knows (tokenizer/chat-template.ts). */
 export const ChatRoles = ["system", "user", "assistant"] as const;
 
@@ -71,6 +80,7 @@ export const ChatMessage = Type.Object(
 
 export const ChatCompletionBody = Type.Object({
   ...SamplingFields,
+  ...BeamSearchFields,
   messages: Type.Array(ChatMessage, { minItems: 1, description: "a non-empty list of messages" }),
   max_completion_tokens: Opt(Int({ minimum: 1 })),
   logprobs: Opt(Type.Boolean()),
@@ -96,6 +106,7 @@ export const PromptInput = Type.Union(
 
 export const CompletionBody = Type.Object({
   ...SamplingFields,
+  ...BeamSearchFields,
   prompt: PromptInput,
   echo: Opt(Type.Boolean()),
   logprobs: Opt(Int({ minimum: 0, maximum: 20 })),

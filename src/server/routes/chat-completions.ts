@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
+import { BeamSearchJob, beamSearchParams } from "../beam-search-job.js";
 import { chatPromptTokenIds } from "../chat-prompt.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { ApiError, badRequest, toApiError } from "../errors.js";
@@ -37,17 +38,26 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       throw badRequest("top_logprobs needs logprobs: true", "top_logprobs");
     }
     if (body.logprobs) params.logprobs = body.top_logprobs ?? 0;
-    checkSampling(ctx, params, maxTokensParam);
+    // use_beam_search (vLLM's extra parameter): n sequences, best first, all sent when the search ends
+    // (streamed as vLLM does: each choice's whole text in one chunk); other sampling fields do not apply.
+    const search = body.use_beam_search
+      ? beamSearchParams(ctx, body, n, params.maxTokens, params.logprobs ?? null)
+      : null;
+    if (search === null) checkSampling(ctx, params, maxTokensParam);
     admit(ctx, n);
 
     const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
-    const { job, stopWatching } = startJob(
-      ctx,
-      request,
-      reply,
-      id,
-      choicesOfOnePrompt(promptTokenIds, params, n),
-    );
+    const { job, stopWatching } =
+      search === null
+        ? startJob(ctx, request, reply, id, choicesOfOnePrompt(promptTokenIds, params, n))
+        : BeamSearchJob.start(
+            ctx,
+            request,
+            reply,
+            id,
+            [{ promptTokenIds, maxTokens: search.maxTokens }],
+            search,
+          );
     const created = Math.floor(Date.now() / 1000);
     const lastPromptToken = promptTokenIds[promptTokenIds.length - 1] ?? null;
     const state = { id, created, model, n, params, lastPromptToken };
@@ -90,6 +100,9 @@ function checkUnsupported(body: ChatCompletionBody): void {
   }
 }
 
+/** Where a response's outputs come from: engine requests (GenerationJob) or a beam search. */
+type ResponseSource = Pick<GenerationJob, "events" | "usage">;
+
 interface ChatState {
   id: string;
   created: number;
@@ -114,7 +127,7 @@ function engineError(output: RequestOutput): ApiError {
 
 async function streamChat(
   reply: FastifyReply,
-  job: GenerationJob,
+  job: ResponseSource,
   state: ChatState,
   texts: TokenTexts,
   usage: StreamUsage,
@@ -170,7 +183,7 @@ async function streamChat(
   }
 }
 
-async function collectChat(job: GenerationJob, state: ChatState, texts: TokenTexts) {
+async function collectChat(job: ResponseSource, state: ChatState, texts: TokenTexts) {
   const content = Array.from({ length: state.n }, () => "");
   const logprobs: ChatLogprobEntry[][] = Array.from({ length: state.n }, () => []);
   const previous: (number | null)[] = Array.from({ length: state.n }, () => state.lastPromptToken);

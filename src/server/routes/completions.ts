@@ -4,8 +4,9 @@
  * format (tokens, token_logprobs, top_logprobs, text_offset); streamed or not.
  */
 import { randomUUID } from "node:crypto";
-import type { FastifyInstance, FastifyReply } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RequestOutput, TokenLogprob } from "../../engine/types.js";
+import { BeamSearchJob, beamSearchParams } from "../beam-search-job.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { ApiError, badRequest, toApiError } from "../errors.js";
 import type { ChoiceRequest, GenerationJob } from "../generation.js";
@@ -47,19 +48,14 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     }
     const topN = body.logprobs ?? null;
     const prompts = readPrompts(ctx, body.prompt);
+    if (body.use_beam_search) return beamSearchCompletions(ctx, request, reply, body, model, prompts, texts);
     const base = samplingFromBody(body);
     if (topN !== null) base.logprobs = topN;
     // Echo with logprobs shows the prompt's logprobs too (the first prompt token has none).
     if (topN !== null && body.echo) base.promptLogprobs = topN;
     const requests: ChoiceRequest[] = [];
     prompts.forEach((prompt, promptIndex) => {
-      const promptParam = prompts.length > 1 ? `prompt[${promptIndex}]` : "prompt";
-      const remaining = ctx.maxModelLen - prompt.tokenIds.length;
-      const requested = body.max_tokens ?? Math.min(DEFAULT_COMPLETION_MAX_TOKENS, Math.max(remaining, 1));
-      const params = {
-        ...base,
-        maxTokens: fitMaxTokens(ctx, prompt.tokenIds.length, requested, promptParam, "max_tokens"),
-      };
+      const params = { ...base, maxTokens: maxTokensFor(ctx, body, prompts, promptIndex) };
       checkSampling(ctx, params);
       for (let i = 0; i < n; i++) {
         requests.push({
@@ -73,25 +69,8 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
 
     const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
     const { job, stopWatching } = startJob(ctx, request, reply, id, requests);
-    const state: CompletionState = {
-      id,
-      created: Math.floor(Date.now() / 1000),
-      model,
-      choices: requests.map((req) => {
-        const prompt = prompts[req.promptIndex]!;
-        return {
-          echo: body.echo ? prompt : null,
-          // After a prompt of only skipped special tokens (BOS for ""), the completion starts the text,
-          // so its first token has no leading space (as the engine's detokenizer gives it).
-          previous:
-            (body.skip_special_tokens ?? true) && prompt.tokenIds.every((id) => ctx.tokenizer.isSpecial(id))
-              ? null
-              : (prompt.tokenIds.at(-1) ?? null),
-          textLength: 0,
-        };
-      }),
-      topN,
-    };
+    const choicePrompts = requests.map((req) => prompts[req.promptIndex]!);
+    const state = completionState(ctx, body, id, model, choicePrompts, topN);
     try {
       if (body.stream) {
         const usage = usageOptions(body.stream_options, 0);
@@ -103,6 +82,85 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       stopWatching();
     }
   });
+}
+
+/** max_tokens of one prompt, settled against the context (default 16, as OpenAI and vLLM). */
+function maxTokensFor(
+  ctx: ServerContext,
+  body: CompletionBody,
+  prompts: Prompt[],
+  promptIndex: number,
+): number {
+  const prompt = prompts[promptIndex]!;
+  const promptParam = prompts.length > 1 ? `prompt[${promptIndex}]` : "prompt";
+  const remaining = ctx.maxModelLen - prompt.tokenIds.length;
+  const requested = body.max_tokens ?? Math.min(DEFAULT_COMPLETION_MAX_TOKENS, Math.max(remaining, 1));
+  return fitMaxTokens(ctx, prompt.tokenIds.length, requested, promptParam, "max_tokens");
+}
+
+function completionState(
+  ctx: ServerContext,
+  body: CompletionBody,
+  id: string,
+  model: string,
+  choicePrompts: Prompt[],
+  topN: number | null,
+): CompletionState {
+  return {
+    id,
+    created: Math.floor(Date.now() / 1000),
+    model,
+    choices: choicePrompts.map((prompt) => ({
+      echo: body.echo ? prompt : null,
+      // After a prompt of only skipped special tokens (BOS for ""), the completion starts the text,
+      // so its first token has no leading space (as the engine's detokenizer gives it).
+      previous:
+        (body.skip_special_tokens ?? true) && prompt.tokenIds.every((id) => ctx.tokenizer.isSpecial(id))
+          ? null
+          : (prompt.tokenIds.at(-1) ?? null),
+      textLength: 0,
+    })),
+    topN,
+  };
+}
+
+/**
+ * use_beam_search (vLLM's extra parameter): n sequences per prompt, best first, answered at the end. vLLM
+ * does not stream beam search (it answers plain JSON to stream: true, which an SSE client cannot read),
+ * so stream: true is refused by name. logprobs work as for sampling (the prompt's, for echo, are null).
+ */
+async function beamSearchCompletions(
+  ctx: ServerContext,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  body: CompletionBody,
+  model: string,
+  prompts: Prompt[],
+  texts: TokenTexts,
+) {
+  if (body.stream) {
+    throw badRequest(
+      "stream is not supported with use_beam_search on /v1/completions: beam search answers once, " +
+        "when the search ends (vLLM does not stream it either); send stream: false",
+      "stream",
+    );
+  }
+  const n = body.n ?? 1;
+  const topN = body.logprobs ?? null;
+  const searches = prompts.map((prompt, promptIndex) => ({
+    promptTokenIds: prompt.tokenIds,
+    maxTokens: maxTokensFor(ctx, body, prompts, promptIndex),
+  }));
+  const params = beamSearchParams(ctx, body, n, searches[0]!.maxTokens, topN);
+  admit(ctx, prompts.length * n);
+  const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
+  const { job, stopWatching } = BeamSearchJob.start(ctx, request, reply, id, searches, params);
+  const choicePrompts = prompts.flatMap((prompt) => Array<Prompt>(n).fill(prompt));
+  try {
+    return await collectCompletions(job, completionState(ctx, body, id, model, choicePrompts, topN), texts);
+  } finally {
+    stopWatching();
+  }
 }
 
 function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Prompt[] {
@@ -121,6 +179,9 @@ function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Prom
   if (typeof prompt[0] === "string") return (prompt as string[]).map(fromText);
   return (prompt as number[][]).map((ids, i) => fromIds(ids, `prompt[${i}]`));
 }
+
+/** Where a response's outputs come from: engine requests (GenerationJob) or beam searches. */
+type ResponseSource = Pick<GenerationJob, "events" | "usage">;
 
 interface ChoiceText {
   /** The prompt to put before the completion (echo), sent with the first output, then null. */
@@ -284,7 +345,7 @@ async function streamCompletions(
   }
 }
 
-async function collectCompletions(job: GenerationJob, state: CompletionState, texts: TokenTexts) {
+async function collectCompletions(job: ResponseSource, state: CompletionState, texts: TokenTexts) {
   const text = state.choices.map(() => "");
   const logprobs: (CompletionLogprobs | null)[] = state.choices.map(() =>
     state.topN === null ? null : { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] },
