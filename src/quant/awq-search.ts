@@ -96,9 +96,12 @@ export interface LayerWeights<W> {
 const FUSED_ORDER: readonly FusedLinear[] = ["qkv", "o", "gateUp", "down"];
 
 /** Hands a layer read from the checkpoint to `math` (the host arrays can be dropped afterwards). */
-export function uploadLayer<W, Q, A, G, C>(math: QuantMath<W, Q, A, G, C>, fp: DenseLayer): LayerWeights<W> {
+export async function uploadLayer<W, Q, A, G, C>(
+  math: QuantMath<W, Q, A, G, C>,
+  fp: DenseLayer,
+): Promise<LayerWeights<W>> {
   const linears = {} as Record<FusedLinear, W>;
-  for (const which of FUSED_ORDER) linears[which] = math.uploadWeight(which, fp[which]);
+  for (const which of FUSED_ORDER) linears[which] = await math.uploadWeight(which, fp[which]);
   return { inputNorm: fp.inputNorm, postAttentionNorm: fp.postAttentionNorm, linears };
 }
 

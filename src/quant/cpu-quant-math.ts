@@ -139,7 +139,7 @@ export class CpuQuantMath
 
   // --- the layer ---
 
-  uploadWeight(which: FusedLinear, w: Float32Array): CpuWeight {
+  async uploadWeight(which: FusedLinear, w: Float32Array): Promise<CpuWeight> {
     const inF = this.inFeatures(which);
     const outF = this.outFeatures(which);
     if (w.length !== inF * outF)

@@ -224,12 +224,13 @@ export class CudaQuantMath
 
   // --- the layer ---
 
-  uploadWeight(which: FusedLinear, w: Float32Array): CudaWeight {
+  async uploadWeight(which: FusedLinear, w: Float32Array): Promise<CudaWeight> {
     const inF = this.inFeatures(which);
     const outF = this.outFeatures(which);
     if (w.length !== inF * outF)
       throw new Error(`quantizer: ${which} weights must be (${inF}, ${outF}), got ${w.length} values`);
-    return { kind: "weight", id: this.native.uploadF32(w, inF, outF), inF, outF };
+    // The copy waits off the JS thread (a 13B gate/up matrix is 566 MB).
+    return { kind: "weight", id: await this.native.uploadF32Async(w, inF, outF), inF, outF };
   }
 
   setLinear(which: FusedLinear, w: CudaWeight): void {

@@ -82,8 +82,8 @@ export interface QuantMath<W, Q, A, G, C> {
   meanSquaredError(a: A, b: A): Promise<number>;
 
   // --- the layer ---
-  /** Uploads a (in, out) f32 weight matrix of `which`'s shape. */
-  uploadWeight(which: FusedLinear, w: Float32Array): W;
+  /** Uploads a (in, out) f32 weight matrix of `which`'s shape (`w` must stay untouched until it resolves). */
+  uploadWeight(which: FusedLinear, w: Float32Array): Promise<W>;
   /** The weights the next forwards use for `which` (the handle stays the caller's; it is copied or read). */
   setLinear(which: FusedLinear, w: W): void;
   /**

@@ -249,7 +249,7 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
         const layerStarted = performance.now();
         const progress = (stage: string) => opts.onProgress?.({ layer: index, numLayers, stage });
         progress("reading");
-        const fp = uploadLayer(qm, await readDenseLayer(ckpt, config, weights.layers[index]));
+        const fp = await uploadLayer(qm, await readDenseLayer(ckpt, config, weights.layers[index]));
         let result: QuantizedLayer;
         if (method === "rtn") {
           result = await quantizeLayerRtn(qm, fp, groupSize);

@@ -91,10 +91,10 @@ describe("CudaQuantMath against CpuQuantMath", { skip: unavailable ?? false }, (
     gpu = await CudaQuantMath.create(config, SEQLEN, { chunkTokens: 2 * SEQLEN });
     cpu = new CpuQuantMath(config, SEQLEN);
     for (const w of LINEARS) {
-      const g = gpu.uploadWeight(w, weights[w]);
+      const g = await gpu.uploadWeight(w, weights[w]);
       gpu.setLinear(w, g);
       gpu.release(g);
-      cpu.setLinear(w, cpu.uploadWeight(w, weights[w]));
+      cpu.setLinear(w, await cpu.uploadWeight(w, weights[w]));
     }
   });
   after(async () => {
@@ -108,8 +108,8 @@ describe("CudaQuantMath against CpuQuantMath", { skip: unavailable ?? false }, (
       assert.equal(gpu.outFeatures(w), cpu.outFeatures(w));
     }
     assert.equal(gpu.gptqMaxInFeatures, cpu.gptqMaxInFeatures);
-    assert.throws(() => gpu.uploadWeight("o", new Float32Array(10)), /o weights must be \(256, 256\)/);
-    const w = gpu.uploadWeight("o", weights.o);
+    await assert.rejects(gpu.uploadWeight("o", new Float32Array(10)), /o weights must be \(256, 256\)/);
+    const w = await gpu.uploadWeight("o", weights.o);
     assert.throws(() => gpu.scaleRows(w, new Float32Array(3)), /s has 3 values, expected 256/);
     const bounds = { kind: "groups", id: -5, groups: 2, outF: 256 } as const;
     assert.throws(() => gpu.groupQuantize(w, GROUP, bounds), /does not exist/);
@@ -187,8 +187,8 @@ describe("CudaQuantMath against CpuQuantMath", { skip: unavailable ?? false }, (
 
   test("weight math: salience, scaleRows, groupQuantize, dequantize, pseudoQuantizeScaled, divideQuantizedColumns", async () => {
     const which: FusedLinear = "gateUp";
-    const wc = cpu.uploadWeight(which, weights[which]);
-    const wg = gpu.uploadWeight(which, weights[which]);
+    const wc = await cpu.uploadWeight(which, weights[which]);
+    const wg = await gpu.uploadWeight(which, weights[which]);
     const s = Float32Array.from({ length: 256 }, () => 0.5 + Math.abs(r()) * 2); // (in)
     const salC = await cpu.weightSalience(wc, GROUP);
     const salG = await gpu.weightSalience(wg, GROUP);
@@ -228,8 +228,8 @@ describe("CudaQuantMath against CpuQuantMath", { skip: unavailable ?? false }, (
       const sc = await cpu.forward(hc, norms, "layer", which);
       assert.ok(sc);
       const sg = { gram: gpu.uploadGram(sc.gram.data, sc.inFeatures) };
-      const wc = cpu.uploadWeight(which, weights[which]);
-      const wg = gpu.uploadWeight(which, weights[which]);
+      const wc = await cpu.uploadWeight(which, weights[which]);
+      const wg = await gpu.uploadWeight(which, weights[which]);
       const inF = wc.inF;
       const rowScale = Float32Array.from({ length: inF }, () => 0.5 + Math.abs(r()) * 2); // (in)
       const scaledC = cpu.scaleRows(wc, rowScale);
@@ -309,7 +309,7 @@ describe("CudaQuantMath against CpuQuantMath", { skip: unavailable ?? false }, (
     const base = gpu.memoryStats();
     const h = await gpu.uploadActivations(x);
     const cycle = async (): Promise<void> => {
-      const w = gpu.uploadWeight("down", weights.down);
+      const w = await gpu.uploadWeight("down", weights.down);
       const q = gpu.groupQuantize(w, GROUP);
       const d = gpu.dequantize(q);
       const p = gpu.pseudoQuantizeScaled(w, null, GROUP);
