@@ -13,25 +13,15 @@
  * --blocks 8 --seqlen 128.
  */
 import { existsSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { f32ToF16 } from "../src/model/half.js";
-import { type TensorToWrite, writeSafetensors } from "../src/model/safetensors-writer.js";
 import type { QuantBackendChoice } from "../src/quant/create-quant-math.js";
 import { quantizeModel } from "../src/quant/quantize.js";
 import { Tokenizer } from "../src/tokenizer/tokenizer.js";
+import { demoAwqDir, repoRoot, VOCAB, writeSyntheticModel } from "../test/fixtures/quant/synthetic-model.js";
 
-const repoRoot = resolve(import.meta.dirname, "../..");
-const tokenizerDir = join(repoRoot, "models/tiny-chat-awq");
-const TOKENIZER_FILES = [
-  "tokenizer.json",
-  "tokenizer_config.json",
-  "special_tokens_map.json",
-  "added_tokens.json",
-  "generation_config.json",
-];
 const PROJECTED_LAYERS = 40; // Llama-2-13B
 
 const { values } = parseArgs({
@@ -82,104 +72,9 @@ function calibFile(): string {
   return existsSync(demo) ? demo : join(repoRoot, "README.md");
 }
 
-/** The tokenizer's vocabulary size: one past its largest id (base vocabulary and added tokens). */
-async function tokenizerVocab(): Promise<number> {
-  const json = JSON.parse(await readFile(join(tokenizerDir, "tokenizer.json"), "utf8")) as {
-    model: { vocab: Record<string, number> };
-    added_tokens: { id: number }[];
-  };
-  let max = -1;
-  for (const id of Object.values(json.model.vocab)) max = Math.max(max, id);
-  for (const t of json.added_tokens) max = Math.max(max, t.id);
-  return max + 1;
-}
-
-/**
- * Fast seeded N(mean, std) fp16 values: a table of 65536 Box-Muller samples (seeded), indexed by xorshift32
- * halves. Two table lookups per 32-bit draw keep writing billions of weights to seconds, not minutes.
- */
-function gaussianF16(seed: number, std: number, mean = 0): (n: number) => Uint16Array {
-  let state = (seed * 0x9e3779b9) >>> 0 || 1;
-  const next = (): number => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state;
-  };
-  const table = new Uint16Array(65536); // (65536) f16 bit patterns
-  for (let i = 0; i < table.length; i++) {
-    const u1 = (next() + 1) / 4294967297;
-    const u2 = next() / 4294967296;
-    table[i] = f32ToF16(mean + std * Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2));
-  }
-  return (n) => {
-    const out = new Uint16Array(n); // (n) f16 bit patterns
-    for (let i = 0; i < n; i += 2) {
-      const r = next();
-      out[i] = table[r >>> 16];
-      if (i + 1 < n) out[i + 1] = table[r & 0xffff];
-    }
-    return out;
-  };
-}
-
-async function writeModel(dir: string, vocab: number): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const weights = gaussianF16(seed, 0.02);
-  const norms = gaussianF16(seed + 1, 0.02, 1);
-  const tensor = (name: string, shape: number[], gen: (n: number) => Uint16Array): TensorToWrite => ({
-    name,
-    dtype: "F16",
-    shape,
-    data: () => gen(shape.reduce((a, b) => a * b, 1)),
-  });
-  const tensors: TensorToWrite[] = [tensor("model.embed_tokens.weight", [vocab, hidden], weights)];
-  for (let l = 0; l < layers; l++) {
-    const p = `model.layers.${l}`;
-    tensors.push(
-      tensor(`${p}.input_layernorm.weight`, [hidden], norms),
-      tensor(`${p}.post_attention_layernorm.weight`, [hidden], norms),
-      tensor(`${p}.self_attn.q_proj.weight`, [heads * headDim, hidden], weights),
-      tensor(`${p}.self_attn.k_proj.weight`, [kvHeads * headDim, hidden], weights),
-      tensor(`${p}.self_attn.v_proj.weight`, [kvHeads * headDim, hidden], weights),
-      tensor(`${p}.self_attn.o_proj.weight`, [hidden, heads * headDim], weights),
-      tensor(`${p}.mlp.gate_proj.weight`, [intermediate, hidden], weights),
-      tensor(`${p}.mlp.up_proj.weight`, [intermediate, hidden], weights),
-      tensor(`${p}.mlp.down_proj.weight`, [hidden, intermediate], weights),
-    );
-  }
-  // Untied, as Llama-2-13B (the quantizer copies lm_head through as fp16).
-  tensors.push(
-    tensor("model.norm.weight", [hidden], norms),
-    tensor("lm_head.weight", [vocab, hidden], weights),
-  );
-  await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
-  const config = {
-    architectures: ["LlamaForCausalLM"],
-    model_type: "llama",
-    torch_dtype: "float16",
-    hidden_size: hidden,
-    intermediate_size: intermediate,
-    num_hidden_layers: layers,
-    num_attention_heads: heads,
-    num_key_value_heads: kvHeads,
-    vocab_size: vocab,
-    max_position_embeddings: 4096,
-    rms_norm_eps: 1e-5,
-    rope_theta: 10000,
-    tie_word_embeddings: false,
-    bos_token_id: 1,
-    eos_token_id: 2,
-  };
-  await writeFile(join(dir, "config.json"), JSON.stringify(config, null, 2));
-  for (const file of TOKENIZER_FILES) await copyFile(join(tokenizerDir, file), join(dir, file));
-}
-
 /** `numBlocks` blocks of `seqlen` ids, cycling through the text's tokens. */
 async function calibrationBlocks(file: string): Promise<Int32Array[]> {
-  const tokenizer = await Tokenizer.load(tokenizerDir);
+  const tokenizer = await Tokenizer.load(demoAwqDir);
   const ids = tokenizer.encode(await readFile(file, "utf8"));
   if (ids.length === 0) throw new Error(`--calib ${file} has no tokens`);
   return Array.from({ length: numBlocks }, (_, b) =>
@@ -189,14 +84,15 @@ async function calibrationBlocks(file: string): Promise<Int32Array[]> {
 
 const work = await mkdtemp(join(tmpdir(), "awq-quantize-layers-"));
 try {
-  const vocab = await tokenizerVocab();
   const modelDir = join(work, "fp16");
   let t0 = performance.now();
-  await writeModel(modelDir, vocab);
+  // Untied lm_head, as Llama-2-13B (the quantizer copies it through as fp16).
+  const shape = { hidden, intermediate, layers, heads, kvHeads, headDim };
+  await writeSyntheticModel(modelDir, shape, { values: "gaussian", untiedLmHead: true, seed });
   const writeSeconds = (performance.now() - t0) / 1000;
   console.log(
     `model: ${layers} layers, hidden ${hidden}, intermediate ${intermediate}, ${heads} heads (${kvHeads} kv), ` +
-      `vocab ${vocab} -> ${modelDir} (${writeSeconds.toFixed(1)} s)`,
+      `vocab ${VOCAB} -> ${modelDir} (${writeSeconds.toFixed(1)} s)`,
   );
   const file = calibFile();
   const blocks = await calibrationBlocks(file);

@@ -170,7 +170,7 @@ describe("awq quantize", () => {
     await writeSyntheticModel(
       gpt2,
       { ...SHAPE, layers: 1 },
-      { architectures: ["GPT2LMHeadModel"], model_type: "gpt2" },
+      { config: { architectures: ["GPT2LMHeadModel"], model_type: "gpt2" } },
     );
     await assert.rejects(attempt({ modelDir: gpt2 }), /unsupported architecture "GPT2LMHeadModel"/);
     assert.equal(existsSync(out), false);
