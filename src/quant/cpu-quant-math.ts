@@ -14,6 +14,7 @@ import { dequantizeGroups, divideQuantizedColumns, pseudoQuantizeScaled, scaleRo
 import { InputStatsAccumulator } from "./input-stats.js";
 import { LayerRunner } from "./layer-runner.js";
 import {
+  activationBlocks,
   type FusedLinear,
   fusedInFeatures,
   type InputStats,
@@ -21,6 +22,7 @@ import {
   type LayerPart,
   type QuantMath,
   type WeightErrorInput,
+  weightShape,
 } from "./quant-math.js";
 import { chooseColumns } from "./rounding-choice.js";
 import { weightSalience } from "./scale-search.js";
@@ -90,12 +92,7 @@ export class CpuQuantMath
   }
 
   async uploadActivations(x: Float32Array): Promise<CpuActivations> {
-    if (x.length === 0 || x.length % this.span !== 0) {
-      throw new Error(
-        `quantizer: activations must be (blocks * ${this.seqlen}, ${this.dims.hiddenSize}), got ${x.length} values`,
-      );
-    }
-    return { data: x.slice(), blocks: x.length / this.span };
+    return { data: x.slice(), blocks: activationBlocks(this.dims, this.seqlen, x) };
   }
 
   async downloadActivations(a: CpuActivations): Promise<Float32Array> {
@@ -140,11 +137,7 @@ export class CpuQuantMath
   // --- the layer ---
 
   async uploadWeight(which: FusedLinear, w: Float32Array): Promise<CpuWeight> {
-    const inF = this.inFeatures(which);
-    const outF = this.outFeatures(which);
-    if (w.length !== inF * outF)
-      throw new Error(`quantizer: ${which} weights must be (${inF}, ${outF}), got ${w.length} values`);
-    return { data: w, inF, outF };
+    return { data: w, ...weightShape(this.dims, which, w) };
   }
 
   setLinear(which: FusedLinear, w: CpuWeight): void {

@@ -9,6 +9,7 @@
  */
 import { layerDims } from "../backend/cpu/cpu-model.js";
 import type { LayerDims } from "../backend/cpu/decoder-layer.js";
+import { nativeDims } from "../backend/cuda/load-weights.js";
 import {
   loadQuantContextClass,
   type NativeQuantContext,
@@ -18,6 +19,7 @@ import type { GroupQuantized } from "../model/awq.js";
 import type { ModelConfig } from "../model/types.js";
 import { GPTQ_MAX_IN_FEATURES } from "./gptq-round.js";
 import {
+  activationBlocks,
   type FusedLinear,
   fusedInFeatures,
   fusedOutFeatures,
@@ -26,6 +28,7 @@ import {
   type LayerPart,
   type QuantMath,
   type WeightErrorInput,
+  weightShape,
 } from "./quant-math.js";
 
 /** A weight matrix (in, out) f32 on the GPU. */
@@ -117,19 +120,8 @@ export class CudaQuantMath
     if (!(Number.isInteger(seqlen) && seqlen > 0))
       throw new Error(`quantizer: seqlen must be a positive integer, got ${seqlen}`);
     const QuantContext = await loadQuantContextClass();
-    const s = config.ropeScaling;
-    const dims: NativeQuantDims = {
-      hiddenSize: config.hiddenSize,
-      numHeads: config.numHeads,
-      numKvHeads: config.numKvHeads,
-      headDim: config.headDim,
-      intermediateSize: config.intermediateSize,
-      rmsNormEps: config.rmsNormEps,
-      ropeTheta: config.ropeTheta,
-      ropeScalingType: s === null ? 0 : s.type === "linear" ? 1 : 2,
-      ropeFactor: s?.factor ?? 1,
-      ropeOriginalMaxPositions: s?.originalMaxPositionEmbeddings ?? config.maxPositionEmbeddings,
-    };
+    // The CUDA backend's view of the config (the context reads the layer and RoPE fields of it).
+    const dims: NativeQuantDims = nativeDims(config);
     const ctx = new QuantContext();
     const chunkBlocks = Math.max(1, Math.floor((opts.chunkTokens ?? CHUNK_TOKENS) / seqlen));
     const { deviceName } = await ctx.init(dims, seqlen, chunkBlocks, 0);
@@ -173,19 +165,10 @@ export class CudaQuantMath
     return this.ctx;
   }
 
-  private get span(): number {
-    return this.seqlen * this.dims.hiddenSize;
-  }
-
   // --- activations ---
 
   async uploadActivations(x: Float32Array): Promise<CudaActivations> {
-    if (x.length === 0 || x.length % this.span !== 0) {
-      throw new Error(
-        `quantizer: activations must be (blocks * ${this.seqlen}, ${this.dims.hiddenSize}), got ${x.length} values`,
-      );
-    }
-    const blocks = x.length / this.span;
+    const blocks = activationBlocks(this.dims, this.seqlen, x);
     const id = await this.native.uploadF32Async(x, blocks * this.seqlen, this.dims.hiddenSize);
     return { kind: "activations", id, blocks };
   }
@@ -225,10 +208,7 @@ export class CudaQuantMath
   // --- the layer ---
 
   async uploadWeight(which: FusedLinear, w: Float32Array): Promise<CudaWeight> {
-    const inF = this.inFeatures(which);
-    const outF = this.outFeatures(which);
-    if (w.length !== inF * outF)
-      throw new Error(`quantizer: ${which} weights must be (${inF}, ${outF}), got ${w.length} values`);
+    const { inF, outF } = weightShape(this.dims, which, w);
     // The copy waits off the JS thread (a 13B gate/up matrix is 566 MB).
     return { kind: "weight", id: await this.native.uploadF32Async(w, inF, outF), inF, outF };
   }

@@ -33,6 +33,30 @@ export function fusedOutFeatures(dims: LayerDims, which: FusedLinear): number {
   return { qkv: (numHeads + 2 * numKvHeads) * headDim, o: hd, gateUp: 2 * inter, down: hd }[which];
 }
 
+/** Blocks of seqlen tokens in x (blocks * seqlen, hidden); throws naming the expected shape. */
+export function activationBlocks(dims: LayerDims, seqlen: number, x: Float32Array): number {
+  const span = seqlen * dims.hiddenSize;
+  if (x.length === 0 || x.length % span !== 0) {
+    throw new Error(
+      `quantizer: activations must be (blocks * ${seqlen}, ${dims.hiddenSize}), got ${x.length} values`,
+    );
+  }
+  return x.length / span;
+}
+
+/** Checks w is `which`'s (in, out) matrix; returns its shape. */
+export function weightShape(
+  dims: LayerDims,
+  which: FusedLinear,
+  w: Float32Array,
+): { inF: number; outF: number } {
+  const inF = fusedInFeatures(dims, which);
+  const outF = fusedOutFeatures(dims, which);
+  if (w.length !== inF * outF)
+    throw new Error(`quantizer: ${which} weights must be (${inF}, ${outF}), got ${w.length} values`);
+  return { inF, outF };
+}
+
 /** Which half of a decoder layer a forward runs. */
 export type LayerPart = "layer" | "attention" | "mlp";
 

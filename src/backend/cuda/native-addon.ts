@@ -115,19 +115,20 @@ export interface NativeAddon {
 }
 
 /** One decoder layer's shape for the quantizer (as NativeModelDims, less what a single layer does not need). */
-export interface NativeQuantDims {
-  hiddenSize: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  intermediateSize: number;
-  rmsNormEps: number;
-  ropeTheta: number;
-  /** 0 none, 1 linear, 2 dynamic NTK. */
-  ropeScalingType: number;
-  ropeFactor: number;
-  ropeOriginalMaxPositions: number;
-}
+/** What the quantizer's context reads of the model: one layer's shape and RoPE. */
+export type NativeQuantDims = Pick<
+  NativeModelDims,
+  | "hiddenSize"
+  | "numHeads"
+  | "numKvHeads"
+  | "headDim"
+  | "intermediateSize"
+  | "rmsNormEps"
+  | "ropeTheta"
+  | "ropeScalingType"
+  | "ropeFactor"
+  | "ropeOriginalMaxPositions"
+>;
 
 /**
  * awqq::QuantContext: device tensors by integer id (f32 (rows, cols) matrices and group-quantized (in, out)
