@@ -7,14 +7,7 @@ import { dequantizeGroups } from "./group-math.js";
 import { InputStatsAccumulator } from "./input-stats.js";
 import { LayerRunner } from "./layer-runner.js";
 import type { FusedLinear } from "./quant-math.js";
-
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    return a / 2 ** 32 - 0.5;
-  };
-}
+import { rand } from "./random.test-helper.js";
 
 /** A small GQA layer: q 2 heads, k/v 1 head of 32. */
 const config: ModelConfig = {

@@ -5,15 +5,8 @@ import type { ModelConfig } from "../model/types.js";
 import { dampedGram, gptqQuantize, inverseCholeskyUpper } from "./gptq-round.js";
 import { InputStatsAccumulator } from "./input-stats.js";
 import { LayerRunner } from "./layer-runner.js";
+import { rand } from "./random.test-helper.js";
 import { chooseColumns, columnErrors } from "./rounding-choice.js";
-
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    return a / 2 ** 32 - 0.5;
-  };
-}
 
 /** Only the matmul of the runner is used here; any small layer shape will do. */
 const config: ModelConfig = {

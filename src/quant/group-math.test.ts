@@ -10,6 +10,7 @@ import {
   scaleRows,
 } from "./group-math.js";
 import { type DenseLayer, LayerRunner } from "./layer-runner.js";
+import { rand } from "./random.test-helper.js";
 
 /** A one-layer Llama shape without GQA, so the v_proj -> o_proj fold applies. */
 const config: ModelConfig = {
@@ -33,14 +34,6 @@ const config: ModelConfig = {
 };
 const SEQ = 16;
 const G = 64;
-
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    return a / 2 ** 32 - 0.5;
-  };
-}
 
 function randomArray(n: number, r: () => number, scale: number, offset = 0): Float32Array {
   return Float32Array.from({ length: n }, () => offset + r() * scale);

@@ -12,6 +12,7 @@ import { type CpuQuantized, CpuQuantMath } from "../../src/quant/cpu-quant-math.
 import { CudaQuantMath } from "../../src/quant/cuda-quant-math.js";
 import { roundF16 } from "../../src/quant/group-math.js";
 import type { FusedLinear, LayerPart } from "../../src/quant/quant-math.js";
+import { rand } from "../../src/quant/random.test-helper.js";
 import { cudaUnavailableReason } from "./gpu-available.js";
 
 const unavailable = await cudaUnavailableReason();
@@ -40,14 +41,6 @@ const BLOCKS = 3;
 const GROUP = 128;
 const HIDDEN = config.hiddenSize;
 const LINEARS: readonly FusedLinear[] = ["qkv", "o", "gateUp", "down"];
-
-function rand(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (Math.imul(a, 1664525) + 1013904223) >>> 0;
-    return a / 2 ** 32 - 0.5;
-  };
-}
 
 /** ||a - b|| / ||b||. */
 function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
