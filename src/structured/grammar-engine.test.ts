@@ -1,0 +1,247 @@
+/**
+ * The grammar engine on the demo model's real vocabulary: masks, accept, termination, rollback, errors, the
+ * probe's recovery from XGrammar aborts, and the schema keywords we refuse because XGrammar ignores them.
+ */
+import assert from "node:assert/strict";
+import { before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Tokenizer } from "../tokenizer/tokenizer.js";
+import type { ConstraintSpec } from "./constraint-spec.js";
+import {
+  type CompiledGrammar,
+  GrammarEngine,
+  GrammarError,
+  type GrammarMatcher,
+  vocabInfoFor,
+} from "./grammar-engine.js";
+import { checkSchemaSupported } from "./schema-support.js";
+import { maskAllows, SequenceConstraint } from "./sequence-constraint.js";
+
+const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
+let tokenizer: Tokenizer;
+let engine: GrammarEngine;
+const EOT = 32000;
+
+before(async () => {
+  tokenizer = await Tokenizer.load(modelDir);
+  engine = await GrammarEngine.create(await vocabInfoFor(tokenizer, 32002));
+});
+
+/** Token ids spelling text one character each (byte-fallback tokens where a character has no piece). */
+function charTokens(text: string): number[] {
+  const ids: number[] = [];
+  for (const ch of text) {
+    const id = tokenizer.tokenToId(ch === " " ? "\u2581" : ch);
+    if (id !== undefined) ids.push(id);
+    else
+      for (const b of Buffer.from(ch))
+        ids.push(tokenizer.tokenToId(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`)!);
+  }
+  return ids;
+}
+
+/** Feeds text through the matcher token by token (the tokenizer's own split), checking each is in the mask. */
+async function feed(m: GrammarMatcher, text: string): Promise<void> {
+  const row = new Int32Array(engine.maskWords);
+  for (const id of charTokens(text)) {
+    await m.fillNextTokenBitmask(row);
+    assert.ok(
+      maskAllows(row, id),
+      `token ${id} (${tokenizer.idToToken(id)}) of ${JSON.stringify(text)} masked out`,
+    );
+    assert.equal(m.acceptToken(id), true);
+  }
+}
+
+async function accepts(spec: ConstraintSpec, text: string): Promise<boolean> {
+  const m = await (await engine.compile(spec)).newMatcher();
+  try {
+    const ids = charTokens(text);
+    for (const id of ids) if (!m.acceptToken(id)) return false;
+    const row = new Int32Array(engine.maskWords);
+    await m.fillNextTokenBitmask(row);
+    return maskAllows(row, EOT);
+  } finally {
+    m.dispose();
+  }
+}
+
+test("vocabulary of the demo model: SentencePiece byte fallback with a prepended space", async () => {
+  const info = await vocabInfoFor(tokenizer, 32002);
+  assert.equal(info.vocabType, "byte_fallback");
+  assert.equal(info.prependSpace, true);
+  assert.equal(info.pieces.length, 32002);
+  assert.equal(engine.maskWords, 1001);
+  assert.ok(info.stopTokenIds.includes(EOT));
+});
+
+test("json schema: the mask allows exactly the grammar's continuations, the stop token ends it", async () => {
+  const schema = {
+    type: "object",
+    properties: { name: { type: "string", maxLength: 8 }, kind: { enum: ["cat", "dog"] } },
+    required: ["name", "kind"],
+    additionalProperties: false,
+  };
+  const compiled = await engine.compile({ type: "json_schema", schema });
+  const m = await compiled.newMatcher();
+  const row = new Int32Array(engine.maskWords);
+  await m.fillNextTokenBitmask(row);
+  const open = tokenizer.tokenToId("{")!;
+  assert.ok(maskAllows(row, open));
+  assert.ok(!maskAllows(row, tokenizer.tokenToId("a")!));
+  assert.ok(!maskAllows(row, EOT), "an empty output is not valid");
+  await feed(m, '{"name": "Tom", "kind": "cat"}');
+  await m.fillNextTokenBitmask(row);
+  let allowed = 0;
+  for (let t = 0; t < 32002; t++) if (maskAllows(row, t)) allowed++;
+  assert.ok(maskAllows(row, EOT));
+  assert.equal(allowed, tokenizer.stopTokenIds.length, "after the object only stop tokens remain");
+  assert.equal(m.isTerminated(), false);
+  assert.equal(m.acceptToken(tokenizer.tokenToId("a")!), false, "a rejected token changes nothing");
+  assert.equal(m.acceptToken(EOT), true);
+  assert.equal(m.isTerminated(), true);
+  m.rollback(1);
+  assert.equal(m.isTerminated(), false, "rollback undoes the stop token");
+  m.dispose();
+  assert.equal(
+    await engine.compile({ type: "json_schema", schema }),
+    compiled,
+    "compiled once, cached by text",
+  );
+});
+
+test("json schema constraints hold: enums, required, additionalProperties false, arrays, nested, bounds", async () => {
+  const schema = {
+    type: "object",
+    properties: {
+      n: { type: "integer", minimum: 1, maximum: 9 },
+      tags: { type: "array", items: { type: "string", enum: ["a", "b"] }, minItems: 1, maxItems: 2 },
+      inner: {
+        type: "object",
+        properties: { ok: { type: "boolean" } },
+        required: ["ok"],
+        additionalProperties: false,
+      },
+    },
+    required: ["n", "tags", "inner"],
+    additionalProperties: false,
+  };
+  const spec: ConstraintSpec = { type: "json_schema", schema };
+  assert.equal(await accepts(spec, '{"n": 3, "tags": ["a"], "inner": {"ok": true}}'), true);
+  assert.equal(await accepts(spec, '{"n": 10, "tags": ["a"], "inner": {"ok": true}}'), false, "maximum");
+  assert.equal(await accepts(spec, '{"n": 3, "tags": [], "inner": {"ok": true}}'), false, "minItems");
+  assert.equal(await accepts(spec, '{"n": 3, "tags": ["c"], "inner": {"ok": true}}'), false, "enum");
+  assert.equal(await accepts(spec, '{"n": 3, "tags": ["a"]}'), false, "required");
+  assert.equal(
+    await accepts(spec, '{"n": 3, "tags": ["a"], "inner": {"ok": true, "x": 1}}'),
+    false,
+    "additional",
+  );
+  assert.equal(await accepts({ type: "json_object" }, '{"any": [1, {"x": null}]}'), true);
+  assert.equal(await accepts({ type: "json_object" }, "[1]"), false);
+});
+
+test("regex, choice and EBNF grammars", async () => {
+  assert.equal(await accepts({ type: "regex", pattern: "[0-9]{3}-[A-Z]{2}" }, "123-AB"), true);
+  assert.equal(await accepts({ type: "regex", pattern: "[0-9]{3}-[A-Z]{2}" }, "12-AB"), false);
+  assert.equal(await accepts({ type: "choice", choices: ["yes", 'no "way"'] }, 'no "way"'), true);
+  assert.equal(await accepts({ type: "choice", choices: ["yes", "no"] }, "maybe"), false);
+  const ebnf = 'root ::= "(" num ("+" num)* ")"\nnum ::= [0-9]+';
+  assert.equal(await accepts({ type: "grammar", ebnf }, "(1+22)"), true);
+  assert.equal(await accepts({ type: "grammar", ebnf }, "(1+)"), false);
+});
+
+test("triggered tags: free text, then a tool call in its envelope with constrained JSON", async () => {
+  const spec: ConstraintSpec = {
+    type: "triggered_tags",
+    triggers: ["<tool_call>"],
+    tags: [
+      {
+        begin: '<tool_call>{"name": "f", "arguments": ',
+        schema: {
+          type: "object",
+          properties: { x: { type: "integer" } },
+          required: ["x"],
+          additionalProperties: false,
+        },
+        end: "}</tool_call>",
+      },
+    ],
+  };
+  assert.equal(await accepts(spec, "Just text."), true);
+  assert.equal(await accepts(spec, 'Hi <tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>'), true);
+  assert.equal(await accepts(spec, 'Hi <tool_call>{"name": "g", "arguments": {"x": 1}}</tool_call>'), false);
+});
+
+test("bad grammars are GrammarErrors with XGrammar's reason; the engine keeps working after many", async () => {
+  const bad: [ConstraintSpec, RegExp][] = [
+    [{ type: "regex", pattern: "[a-z]+(\\d" }, /parenthesis is not closed/],
+    [{ type: "regex", pattern: "(?=a)b" }, /Lookahead is not supported/],
+    [{ type: "grammar", ebnf: "root ::= foo" }, /Rule "foo" is not defined/],
+    [{ type: "json_schema", schema: { type: "foo" } }, /Unsupported type "foo"/],
+    [{ type: "json_schema", schema: { $ref: "#/$defs/missing" } }, /missing/],
+    [{ type: "choice", choices: [] }, /at least one choice/],
+    [
+      { type: "json_schema", schema: { type: "number", multipleOf: 3 } },
+      /\/multipleOf: multipleOf is not supported/,
+    ],
+  ];
+  for (const [spec, reason] of bad) {
+    await assert.rejects(
+      engine.compile(spec),
+      (err: Error) => err instanceof GrammarError && reason.test(err.message),
+    );
+  }
+  // XGrammar aborts corrupt an instance within ~90 aborts; the probe absorbs them and is replaced each time.
+  for (let i = 0; i < 120; i++) {
+    await assert.rejects(
+      engine.compile({ type: "grammar", ebnf: `root ::= undefined_rule_${i}` }),
+      GrammarError,
+    );
+  }
+  assert.equal(await accepts({ type: "regex", pattern: "ok[0-9]" }, "ok7"), true);
+});
+
+test("schema keywords XGrammar would ignore are refused with their path", () => {
+  assert.throws(
+    () => checkSchemaSupported({ properties: { a: { uniqueItems: true } } }),
+    /\/properties\/a\/uniqueItems/,
+  );
+  assert.throws(() => checkSchemaSupported({ type: "string", format: "color" }), /format "color"/);
+  assert.throws(() => checkSchemaSupported({ type: "integer", minimum: 0 }), /minimum needs a maximum/);
+  assert.throws(() => checkSchemaSupported({ allOf: [{}, {}] }), /allOf/);
+  assert.throws(() => checkSchemaSupported({ not: {} }), /not is not supported/);
+  // Property names that look like keywords are names, not keywords.
+  checkSchemaSupported({ type: "object", properties: { not: { type: "string" }, if: { type: "integer" } } });
+  checkSchemaSupported({ type: "integer", minimum: 0, maximum: 5 });
+});
+
+test("sequence constraint: grammar mask AND allowed_token_ids; bad words banned after their prefix", async () => {
+  const grammar: CompiledGrammar = await engine.compile({ type: "choice", choices: ["yes", "no"] });
+  const yes = charTokens("yes");
+  const c = await SequenceConstraint.create({ grammar, allowedTokenIds: [yes[0]!, EOT] }, engine.maskWords);
+  const row = new Int32Array(engine.maskWords);
+  await c.fillMask(row);
+  const allowed: number[] = [];
+  for (let t = 0; t < 32002; t++) if (maskAllows(row, t)) allowed.push(t);
+  assert.deepEqual(allowed, [yes[0]]);
+  assert.equal(c.maskBeforeLogprobs, true);
+  for (const id of yes) assert.equal(c.accept(id), true);
+  assert.equal(c.accept(EOT), true);
+  assert.equal(c.terminated, true);
+  c.dispose();
+
+  const only = await SequenceConstraint.create({ allowedTokenIds: [5, 40] }, engine.maskWords);
+  await only.fillMask(row);
+  assert.deepEqual(
+    [5, 40, 41].map((t) => maskAllows(row, t)),
+    [true, true, false],
+  );
+  assert.equal(only.maskBeforeLogprobs, false);
+
+  const bw = await SequenceConstraint.create({ badWords: [[7], [3, 4, 5]] }, engine.maskWords);
+  assert.equal(bw.hasMask, false);
+  assert.deepEqual(bw.bannedTokenIds([]), [7]);
+  assert.deepEqual(bw.bannedTokenIds([1, 3, 4]), [7, 5]);
+  assert.deepEqual(bw.bannedTokenIds([3, 4, 1]), [7]);
+});
