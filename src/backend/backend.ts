@@ -75,6 +75,17 @@ export interface SamplingArrays {
   biasStarts: Int32Array; // (numSeqs + 1)
   biasTokens: Int32Array; // (biasStarts[numSeqs])
   biasValues: Float32Array; // (biasStarts[numSeqs])
+  /**
+   * Allowed-token bitmasks (structured outputs, allowed_token_ids), absent when no sequence of the step has one:
+   * sequence i may sample token t only if bit (t & 31) of tokenMask[maskRow[i] * maskWords + (t >> 5)] is set;
+   * maskRow[i] = -1: no mask. maskBeforeLogprobs[i] = 1: the mask applies before the logprobs are taken (a
+   * grammar: logprobs of the constrained distribution), 0: with the logit bias, after them (allowed_token_ids).
+   * A backend that cannot apply masks must refuse a batch that has them.
+   */
+  maskWords?: number; // ceil(vocabSize / 32)
+  maskRow?: Int32Array; // (numSeqs)
+  tokenMask?: Int32Array; // (numMaskRows, maskWords)
+  maskBeforeLogprobs?: Uint8Array; // (numSeqs)
 }
 
 /** One engine step: every scheduled token of every scheduled sequence, back to back. */

@@ -2,6 +2,9 @@
  * The reference sampler (vLLM v1 semantics), run on one sequence's logits at a time. The CUDA sampler implements
  * the same steps in the same order:
  *
+ *   0. token mask  tokens outside the sequence's bitmask row (SamplingArrays.tokenMask) become -Infinity:
+ *                  before the raw logprobs for a grammar (vLLM masks the logits the sampler sees, so logprobs are
+ *                  of the constrained distribution), after them for allowed_token_ids alone (vLLM's sampler)
  *   raw logprobs   log_softmax of the RAW logits, for the chosen token and the top N (vLLM v1 default)
  *   1. logit bias  logits[t] += bias (OpenAI logit_bias; -Infinity bans t, used for min_tokens)
  *   2. penalties   repetition (HF, over prompt + output tokens: positive logits / r, others * r), then
@@ -38,6 +41,28 @@ export function logSumExp(logits: Float32Array): number {
   let sum = 0;
   for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
   return max + Math.log(sum);
+}
+
+/** Sets the logits of tokens outside sequence `seq`'s bitmask row to -Infinity; false when it has no row. */
+export function applyTokenMask(logits: Float32Array, s: SamplingArrays, seq: number): boolean {
+  const row = s.maskRow?.[seq] ?? -1;
+  if (row < 0 || s.tokenMask === undefined || s.maskWords === undefined) return false;
+  const base = row * s.maskWords;
+  for (let t = 0; t < logits.length; t++) {
+    if (((s.tokenMask[base + (t >> 5)] >>> (t & 31)) & 1) === 0) logits[t] = -Infinity;
+  }
+  return true;
+}
+
+function maskAllowsToken(s: SamplingArrays, seq: number, t: number): boolean {
+  return ((s.tokenMask![s.maskRow![seq] * s.maskWords! + (t >> 5)] >>> (t & 31)) & 1) === 1;
+}
+
+/** The lowest token id allowed by sequence `seq`'s bitmask row (-1 when none is). */
+function firstAllowed(s: SamplingArrays, seq: number, vocab: number): number {
+  const base = s.maskRow![seq] * s.maskWords!;
+  for (let t = 0; t < vocab; t++) if (((s.tokenMask![base + (t >> 5)] >>> (t & 31)) & 1) === 1) return t;
+  return -1;
 }
 
 /** Adds sequence `seq`'s logit biases in place. */
@@ -169,11 +194,14 @@ export function sampleToken(logits: Float32Array, s: SamplingArrays, seq: number
   let rawLse = Number.NaN;
   let raw: Float32Array | null = null;
   let top: SampledToken["top"] = null;
+  const maskFirst = s.maskBeforeLogprobs?.[seq] === 1;
+  const masked = maskFirst && applyTokenMask(logits, s, seq);
   if (wantLogprobs >= 0) {
     raw = Float32Array.from(logits);
     rawLse = logSumExp(raw);
     if (wantLogprobs > 0) top = topLogprobs(raw, rawLse, wantLogprobs);
   }
+  const maskedAfter = !maskFirst && applyTokenMask(logits, s, seq);
   applyLogitBias(logits, s, seq);
   applyPenalties(logits, s, seq);
   let tokenId: number;
@@ -188,6 +216,12 @@ export function sampleToken(logits: Float32Array, s: SamplingArrays, seq: number
     tokenId = drawToken(logits, uniform01(s.seed[seq], s.outputIndex[seq]));
     // Every token banned (all -Infinity): fall back to the raw argmax rather than return -1.
     if (tokenId < 0) tokenId = argmax(raw ?? logits);
+  }
+  // A mask whose every token is also banned (a grammar that allows only a stop token under min_tokens):
+  // the mask wins, so the output stays in the grammar.
+  if ((masked || maskedAfter) && !maskAllowsToken(s, seq, tokenId)) {
+    const allowed = firstAllowed(s, seq, logits.length);
+    if (allowed >= 0) tokenId = allowed;
   }
   const logprob = raw !== null ? raw[tokenId] - rawLse : Number.NaN;
   return { tokenId, logprob, top };

@@ -6,6 +6,8 @@
 import { randomUUID } from "node:crypto";
 import type { Backend, StepResult } from "../backend/backend.js";
 import type { ModelSource } from "../model/types.js";
+import type { ConstraintSpec } from "../structured/constraint-spec.js";
+import { buildStepMasks, ConstraintFactory, needsConstraint } from "../structured/engine-constraints.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
 import { buildStepBatch, sampledLogprob } from "./model-runner.js";
@@ -57,13 +59,21 @@ export class Engine implements EngineClient {
   private closed = false;
   /** Sequences of the step the backend is running now (their blocks must not be freed before it returns). */
   private inFlight: ReadonlySet<Sequence> = new Set();
+  private readonly constraints: ConstraintFactory;
 
   private constructor(
     readonly backend: Backend,
     readonly tokenizer: Tokenizer,
     readonly blockManager: BlockManager,
-    opts: { maxModelLen: number; maxNumSeqs: number; maxNumBatchedTokens: number; eosTokenIds: number[] },
+    opts: {
+      maxModelLen: number;
+      maxNumSeqs: number;
+      maxNumBatchedTokens: number;
+      eosTokenIds: number[];
+      vocabSize: number;
+    },
   ) {
+    this.constraints = new ConstraintFactory(tokenizer, opts.vocabSize);
     this.maxModelLen = opts.maxModelLen;
     this.blockSize = blockManager.blockSize;
     this.numBlocks = blockManager.numBlocks;
@@ -117,6 +127,7 @@ export class Engine implements EngineClient {
       maxNumSeqs,
       maxNumBatchedTokens,
       eosTokenIds,
+      vocabSize: config.vocabSize,
     });
   }
 
@@ -151,7 +162,8 @@ export class Engine implements EngineClient {
     const stream = new OutputStream(() => this.abort(requestId));
     const active: ActiveRequest = { seq, stream, abortRequested: false, detachSignal: () => {} };
     this.requests.set(requestId, active);
-    this.scheduler.add(seq);
+    if (needsConstraint(params)) this.addConstrained(active);
+    else this.scheduler.add(seq);
     const signal = req.signal;
     if (signal) {
       const onAbort = () => this.abort(requestId);
@@ -163,6 +175,34 @@ export class Engine implements EngineClient {
     }
     this.ensureLoop();
     return stream;
+  }
+
+  /**
+   * Compiles a structured output (cached: the request that uses it then starts at once). Throws the grammar
+   * engine's GrammarError, whose message says what is wrong; front ends call it first to answer 400.
+   */
+  async compileStructuredOutput(spec: ConstraintSpec): Promise<void> {
+    await this.constraints.compile(spec);
+  }
+
+  /** Queues a constrained sequence once its constraint (grammar matcher) is built. */
+  private addConstrained(active: ActiveRequest): void {
+    const { seq } = active;
+    this.constraints.create(seq.params).then(
+      (constraint) => {
+        if (this.requests.get(seq.requestId) !== active || seq.isFinished) {
+          constraint.dispose();
+          return;
+        }
+        seq.constraint = constraint;
+        this.scheduler.add(seq);
+        this.ensureLoop();
+      },
+      (err: unknown) => {
+        if (this.requests.get(seq.requestId) !== active) return;
+        this.finishRequest(active, "error", `structured output: ${err instanceof Error ? err.message : String(err)}`);
+      },
+    );
   }
 
   abort(requestId: string): void {
@@ -265,6 +305,12 @@ export class Engine implements EngineClient {
     this.inFlight = new Set(scheduled.map((s) => s.seq));
     let result: StepResult;
     try {
+      // Bitmask rows of the constrained sequences (an abort meanwhile waits for the step: they are in flight).
+      const masks = await buildStepMasks(
+        scheduled.map((s) => ({ constraint: s.seq.constraint, sample: s.sample })),
+        this.constraints.maskWords,
+      );
+      if (masks !== null) Object.assign(batch.sampling, masks);
       result = await this.backend.step(batch);
       if (result.tokenIds.length !== scheduled.length) {
         throw new Error(
@@ -311,7 +357,12 @@ export class Engine implements EngineClient {
       this.finishSeq(seq, "error", `backend error: sampled token id ${tokenId} is outside the vocabulary`);
       return;
     }
+    if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
+      this.finishSeq(seq, "error", `backend error: sampled token ${tokenId} is outside the output constraint's mask`);
+      return;
+    }
     seq.appendToken(tokenId, sampledLogprob(result, i, tokenId, seq.params.logprobs));
+    if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
     if (seq.isFinished) this.finishRequest(active, null);
     else active.stream.push(seq.takeOutput());
   }
@@ -329,6 +380,8 @@ export class Engine implements EngineClient {
     seq.status = "finished";
     this.scheduler.remove(seq);
     this.requests.delete(seq.requestId);
+    seq.constraint?.dispose();
+    seq.constraint = null;
     active.detachSignal();
     active.stream.push(seq.takeOutput());
   }

@@ -3,6 +3,7 @@
  * Every invalid value throws InvalidParamError naming the field (in the API's snake_case) and its range,
  * which the HTTP server turns into a 400.
  */
+import { type ResolvedConstraintParams, resolveConstraintParams } from "../structured/engine-constraints.js";
 import type { SamplingParams } from "./types.js";
 
 /** An invalid request value: `param` is the API field name (snake_case), e.g. `top_p`. */
@@ -24,7 +25,7 @@ const MAX_LOGIT_BIAS = 100;
 export const MAX_LOGPROBS = 20;
 
 /** SamplingParams with every default filled in; what the engine works with. */
-export interface ResolvedSamplingParams {
+export interface ResolvedSamplingParams extends ResolvedConstraintParams {
   n: number;
   temperature: number;
   topP: number;
@@ -105,6 +106,9 @@ export function resolveSamplingParams(
   const includeStopStrInOutput = boolParam("include_stop_str_in_output", p.includeStopStrInOutput, false);
   const ignoreEos = boolParam("ignore_eos", p.ignoreEos, false);
   const skipSpecialTokens = boolParam("skip_special_tokens", p.skipSpecialTokens, true);
+  const constraints = resolveConstraintParams(p, ctx.vocabSize, (param, message) => {
+    throw new InvalidParamError(param, message);
+  });
 
   if (temperature < GREEDY_TEMPERATURE_EPS) {
     // Greedy: the truncation parameters cannot change argmax; turn them off as vLLM does.
@@ -133,6 +137,7 @@ export function resolveSamplingParams(
     logprobs,
     promptLogprobs,
     skipSpecialTokens,
+    ...constraints,
   };
 }
 

@@ -4,6 +4,7 @@
  * into RequestOutput deltas.
  */
 import { randomInt } from "node:crypto";
+import type { SequenceConstraint } from "../structured/sequence-constraint.js";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { BlockOwner } from "./block-manager.js";
@@ -44,6 +45,8 @@ export class Sequence implements BlockOwner {
   finishReason: FinishReason | null = null;
   stopReason: string | number | null = null;
   error: string | undefined;
+  /** Output constraint (structured output, allowed_token_ids, bad_words), set by the engine; null = none. */
+  constraint: SequenceConstraint | null = null;
   /** Per prompt token (null for the first), when the request asked for prompt logprobs. */
   readonly promptLogprobs: (TokenLogprob | null)[] | null;
 
@@ -116,6 +119,12 @@ export class Sequence implements BlockOwner {
     this.pendingText += emit;
     if (stop !== null) this.markFinished({ finishReason: "stop", stopReason: stop }, false);
     else if (decision !== null) this.markFinished(decision, true);
+  }
+
+  /** Ends the sequence because its grammar is complete (its last token was the grammar's stop token). */
+  finishByGrammar(): void {
+    if (this.isFinished) return;
+    this.markFinished({ finishReason: "stop", stopReason: null }, true);
   }
 
   /** Ends the sequence for a reason from outside the stop checks (abort, error). */

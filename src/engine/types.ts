@@ -2,6 +2,7 @@
  * The narrow request/output API between front ends (library API, HTTP server, CLI) and the engine core,
  * as in vLLM v1: front ends never reach into scheduler state.
  */
+import type { ConstraintSpec } from "../structured/constraint-spec.js";
 
 /** User-facing sampling parameters (vLLM's SamplingParams, camelCase). Validated by sampling-params.ts. */
 export interface SamplingParams {
@@ -28,6 +29,12 @@ export interface SamplingParams {
   /** Logprobs of the prompt tokens (top-N as for logprobs). */
   promptLogprobs?: number;
   skipSpecialTokens?: boolean; // default true
+  /** Constrains the output (JSON schema, regex, choice, grammar; see structured/constraint-spec.ts). */
+  structuredOutput?: ConstraintSpec | null;
+  /** vLLM's allowed_token_ids: only these ids may be sampled. */
+  allowedTokenIds?: number[] | null;
+  /** vLLM's bad_words: words whose tokens may not be generated. */
+  badWords?: string[] | null;
 }
 
 export type FinishReason = "stop" | "length" | "abort" | "error";
