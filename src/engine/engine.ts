@@ -200,7 +200,8 @@ export class Engine implements EngineClient {
       },
       (err: unknown) => {
         if (this.requests.get(seq.requestId) !== active) return;
-        this.finishRequest(active, "error", `structured output: ${err instanceof Error ? err.message : String(err)}`);
+        const message = err instanceof Error ? err.message : String(err);
+        this.finishRequest(active, "error", `structured output: ${message}`);
       },
     );
   }
@@ -358,7 +359,8 @@ export class Engine implements EngineClient {
       return;
     }
     if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
-      this.finishSeq(seq, "error", `backend error: sampled token ${tokenId} is outside the output constraint's mask`);
+      const message = `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
+      this.finishSeq(seq, "error", message);
       return;
     }
     seq.appendToken(tokenId, sampledLogprob(result, i, tokenId, seq.params.logprobs));

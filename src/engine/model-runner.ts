@@ -102,7 +102,9 @@ function buildSamplingArrays(scheduled: readonly ScheduledSequence[]): SamplingA
 
     arrays.biasStarts[i] = biasTokens.length;
     const banned = [...seq.stopChecker.bannedTokenIds(seq.numOutputTokens)];
-    for (const id of seq.constraint?.bannedTokenIds(seq.outputTokenIds) ?? []) if (!banned.includes(id)) banned.push(id);
+    for (const id of seq.constraint?.bannedTokenIds(seq.outputTokenIds) ?? []) {
+      if (!banned.includes(id)) banned.push(id);
+    }
     for (const [id, bias] of p.logitBias) {
       if (banned.includes(id)) continue;
       biasTokens.push(id);
