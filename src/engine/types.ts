@@ -98,6 +98,11 @@ export interface EngineClient {
   /** Aborts a queued or running request (its blocks go back to the pool); unknown ids are ignored. */
   abort(requestId: string): void;
   stats(): EngineStats;
+  /**
+   * Compiles a structured output ahead of generate() (cached), throwing the grammar engine's GrammarError when
+   * it cannot be compiled, so a server can answer 400. Absent: generate() reports such errors in the stream.
+   */
+  compileStructuredOutput?(spec: ConstraintSpec): Promise<void>;
   /** Stops taking requests; lets running ones finish for graceMs, then aborts the rest. */
   shutdown(opts?: { graceMs?: number }): Promise<void>;
 }

@@ -3,6 +3,7 @@
  * Unknown fields are allowed (clients send many), every known field is checked; `null` counts as absent.
  */
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
+import { StructuredFields } from "./structured-params.js";
 
 /** An optional field that may also be sent as `null`. */
 const Opt = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]));
@@ -86,8 +87,8 @@ export const ChatCompletionBody = Type.Object({
   logprobs: Opt(Type.Boolean()),
   top_logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
   add_generation_prompt: Opt(Type.Boolean()),
-  // Read only to refuse what this server cannot honour (JSON modes, tool calls) instead of ignoring it.
-  response_format: Opt(Type.Object({ type: Type.String() })),
+  ...StructuredFields,
+  // Read only to refuse what this server cannot honour (tool calls) instead of ignoring it.
   tools: Opt(Type.Array(Type.Unknown())),
   tool_choice: Opt(Type.Unknown()),
 });
@@ -107,6 +108,7 @@ export const PromptInput = Type.Union(
 export const CompletionBody = Type.Object({
   ...SamplingFields,
   ...BeamSearchFields,
+  ...StructuredFields,
   prompt: PromptInput,
   echo: Opt(Type.Boolean()),
   logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
@@ -118,6 +120,7 @@ export type CompletionBody = Static<typeof CompletionBody>;
 /** vLLM's simple `POST /generate` (the seed model card's example). */
 export const GenerateBody = Type.Object({
   ...SamplingFields,
+  ...StructuredFields,
   prompt: Type.String(),
   use_beam_search: Opt(Type.Literal(false)),
   logprobs: Opt(Int({ minimum: 0, maximum: 20 })),

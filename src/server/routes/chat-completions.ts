@@ -11,6 +11,7 @@ import { checkSampling, checkStreamOptions, fitMaxTokens, samplingFromBody } fro
 import { ChatCompletionBody } from "../schemas.js";
 import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
 import { choicesOfOnePrompt, startJob } from "../start-job.js";
+import { applyStructuredParams, usesConstraintFields } from "../structured-params.js";
 import { chatLogprobs, TokenTexts } from "../token-text.js";
 import { validateBody } from "../validate.js";
 
@@ -43,6 +44,11 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const search = body.use_beam_search
       ? beamSearchParams(ctx, body, n, params.maxTokens, params.logprobs ?? null)
       : null;
+    if (search !== null && usesConstraintFields(body) !== null) {
+      const param = usesConstraintFields(body)!;
+      throw badRequest(`${param} cannot be combined with use_beam_search`, param);
+    }
+    await applyStructuredParams(ctx, body, params);
     if (search === null) checkSampling(ctx, params, maxTokensParam);
     admit(ctx, n);
 
@@ -74,18 +80,10 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
 }
 
 /**
- * Structured output and tool calls would need constrained decoding / a tool parser this server lacks: a
- * client asking for them gets a 400 naming the field rather than free text it cannot parse. `text`
- * format, an empty tool list and tool_choice "none" ask for nothing and are accepted.
+ * Tool calls would need a tool parser this server lacks: a client asking for them gets a 400 naming the field
+ * rather than free text it cannot parse. An empty tool list and tool_choice "none" ask for nothing.
  */
 function checkUnsupported(body: ChatCompletionBody): void {
-  const format = body.response_format?.type;
-  if (format !== undefined && format !== "text") {
-    throw badRequest(
-      `response_format ${JSON.stringify(format)} is not supported by this server (only "text")`,
-      "response_format",
-    );
-  }
   if (body.tools && body.tools.length > 0 && body.tool_choice !== "none") {
     throw badRequest(
       'Tool calling is not supported by this server; send no tools, or tool_choice "none"',

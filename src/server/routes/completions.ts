@@ -21,6 +21,7 @@ import {
 import { CompletionBody } from "../schemas.js";
 import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
 import { startJob } from "../start-job.js";
+import { applyStructuredParams, usesConstraintFields } from "../structured-params.js";
 import { type CompletionLogprobs, completionLogprobs, TokenTexts } from "../token-text.js";
 import { validateBody } from "../validate.js";
 
@@ -48,8 +49,13 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     }
     const topN = body.logprobs ?? null;
     const prompts = readPrompts(ctx, body.prompt);
+    const constrained = usesConstraintFields(body);
+    if (body.use_beam_search && constrained !== null) {
+      throw badRequest(`${constrained} cannot be combined with use_beam_search`, constrained);
+    }
     if (body.use_beam_search) return beamSearchCompletions(ctx, request, reply, body, model, prompts, texts);
     const base = samplingFromBody(body);
+    await applyStructuredParams(ctx, body, base);
     if (topN !== null) base.logprobs = topN;
     // Echo with logprobs shows the prompt's logprobs too (the first prompt token has none).
     if (topN !== null && body.echo) base.promptLogprobs = topN;

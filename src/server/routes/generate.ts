@@ -11,6 +11,7 @@ import { ApiError, badRequest } from "../errors.js";
 import { checkSampling, fitMaxTokens, samplingFromBody } from "../request-params.js";
 import { GenerateBody } from "../schemas.js";
 import { choicesOfOnePrompt, startJob } from "../start-job.js";
+import { applyStructuredParams } from "../structured-params.js";
 import { validateBody } from "../validate.js";
 
 /** vLLM SamplingParams' default. */
@@ -36,6 +37,7 @@ export async function registerGenerate(app: FastifyInstance, ctx: ServerContext)
       const requested = body.max_tokens ?? Math.min(DEFAULT_MAX_TOKENS, Math.max(remaining, 1));
       params.maxTokens = fitMaxTokens(ctx, promptTokenIds.length, requested, "prompt", "max_tokens");
       if (body.logprobs != null) params.logprobs = body.logprobs;
+      await applyStructuredParams(ctx, body, params);
       checkSampling(ctx, params);
       admit(ctx, n);
 
