@@ -134,10 +134,10 @@ const BAD: BadCase[] = [
     param: "stream_options",
   },
   {
-    name: "JSON mode (not honoured, so not silently ignored)",
-    body: { messages: user, response_format: { type: "json_object" } },
+    name: "json_schema response format without its schema object",
+    body: { messages: user, response_format: { type: "json_schema" } },
     status: 400,
-    param: "response_format",
+    param: "response_format.json_schema",
   },
   {
     name: "tools to call",
