@@ -3,6 +3,7 @@
  * /tokenize so both count a conversation the same way. Errors become 400s naming the message.
  */
 import type { Static } from "@sinclair/typebox";
+import type { ToolFunction } from "../structured/tool-format.js";
 import type { ChatMessage as FormatterMessage } from "../tokenizer/chat-template.js";
 import type { ServerContext } from "./context.js";
 import { badRequest } from "./errors.js";
@@ -12,10 +13,13 @@ export function chatPromptTokenIds(
   ctx: ServerContext,
   messages: Static<typeof ChatMessage>[],
   addGenerationPrompt: boolean,
+  tools?: ToolFunction[],
 ): number[] {
   const flat: FormatterMessage[] = messages.map((message, i) => ({
     role: templateRole(message.role),
     content: messageText(message.content, i),
+    ...(message.tool_calls != null ? { tool_calls: message.tool_calls.map(toolCallOf) } : {}),
+    ...(message.tool_call_id != null ? { tool_call_id: message.tool_call_id } : {}),
   }));
   if (ctx.chatFormatter === null) {
     throw badRequest(
@@ -24,12 +28,17 @@ export function chatPromptTokenIds(
     );
   }
   try {
-    return ctx.chatFormatter.apply(flat, { addGenerationPrompt }).tokenIds;
+    return ctx.chatFormatter.apply(flat, { addGenerationPrompt, tools }).tokenIds;
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     const param = /^messages(\[\d+\])?(\.[a-z_]+)?/.exec(message)?.[0] ?? "messages";
     throw badRequest(message, param);
   }
+}
+
+/** An assistant message's tool call as the formatter takes it (nulls dropped). */
+function toolCallOf(c: NonNullable<Static<typeof ChatMessage>["tool_calls"]>[number]) {
+  return { function: c.function, id: c.id ?? undefined, type: c.type ?? undefined };
 }
 
 /** A string, null, or a list of text parts (joined by newlines, as vLLM joins them). */

@@ -4,6 +4,7 @@
  */
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { StructuredFields } from "./structured-params.js";
+import { ToolFields, ToolMessageFields } from "./tool-calls.js";
 
 /** An optional field that may also be sent as `null`. */
 const Opt = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]));
@@ -53,7 +54,7 @@ const BeamSearchFields = {
 };
 
 /** The roles ChatFormatter knows (tokenizer/chat-template.ts). */
-export const ChatRoles = ["system", "user", "assistant"] as const;
+export const ChatRoles = ["system", "user", "assistant", "tool"] as const;
 
 /**
  * OpenAI's newer name for the system role (its clients send it for reasoning models); accepted on the
@@ -75,6 +76,7 @@ export const ChatMessage = Type.Object(
       description: "a string or a list of text parts",
     }),
     name: Opt(Type.String()),
+    ...ToolMessageFields,
   },
   { description: "a message object { role, content }" },
 );
@@ -88,9 +90,7 @@ export const ChatCompletionBody = Type.Object({
   top_logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
   add_generation_prompt: Opt(Type.Boolean()),
   ...StructuredFields,
-  // Read only to refuse what this server cannot honour (tool calls) instead of ignoring it.
-  tools: Opt(Type.Array(Type.Unknown())),
-  tool_choice: Opt(Type.Unknown()),
+  ...ToolFields,
 });
 export type ChatCompletionBody = Static<typeof ChatCompletionBody>;
 

@@ -21,8 +21,12 @@ export type ConstraintSpec =
   | { type: "choice"; choices: string[] }
   /** A grammar in XGrammar's EBNF (GBNF-like: `root ::= ...`). */
   | { type: "grammar"; ebnf: string }
-  /** Free text, where each trigger opens one of the tags that start with it (tool calls in "auto"). */
-  | { type: "triggered_tags"; triggers: string[]; tags: TriggeredTag[] };
+  /**
+   * Tags (tool calls) as `begin` + JSON by schema + `end`. required: the output is one or more tags (one when
+   * not parallel), separated by newlines; otherwise free text in which each trigger opens one of the tags that
+   * start with it (tool_choice "auto").
+   */
+  | { type: "tool_calls"; tags: TriggeredTag[]; triggers: string[]; required: boolean; parallel: boolean };
 
 /** A stable text for a spec: the compile cache's key. */
 export function specKey(spec: ConstraintSpec): string {

@@ -151,26 +151,42 @@ test("regex, choice and EBNF grammars", async () => {
   assert.equal(await accepts({ type: "grammar", ebnf }, "(1+)"), false);
 });
 
-test("triggered tags: free text, then a tool call in its envelope with constrained JSON", async () => {
-  const spec: ConstraintSpec = {
-    type: "triggered_tags",
+test("tool calls: required (one, or several when parallel) and auto (free text, or calls after a trigger)", async () => {
+  const tag = (name: string) => ({
+    begin: `<tool_call>{"name": "${name}", "arguments": `,
+    schema: {
+      type: "object",
+      properties: { x: { type: "integer" } },
+      required: ["x"],
+      additionalProperties: false,
+    },
+    end: "}</tool_call>",
+  });
+  const spec = (required: boolean, parallel: boolean): ConstraintSpec => ({
+    type: "tool_calls",
+    tags: [tag("f"), tag("g")],
     triggers: ["<tool_call>"],
-    tags: [
-      {
-        begin: '<tool_call>{"name": "f", "arguments": ',
-        schema: {
-          type: "object",
-          properties: { x: { type: "integer" } },
-          required: ["x"],
-          additionalProperties: false,
-        },
-        end: "}</tool_call>",
-      },
-    ],
-  };
-  assert.equal(await accepts(spec, "Just text."), true);
-  assert.equal(await accepts(spec, 'Hi <tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>'), true);
-  assert.equal(await accepts(spec, 'Hi <tool_call>{"name": "g", "arguments": {"x": 1}}</tool_call>'), false);
+    required,
+    parallel,
+  });
+  const one = '<tool_call>{"name": "f", "arguments": {"x": 1}}</tool_call>';
+  const two = `${one}\n<tool_call>{"name": "g", "arguments": {"x": 2}}</tool_call>`;
+  assert.equal(await accepts(spec(true, false), one), true);
+  assert.equal(await accepts(spec(true, false), two), false);
+  assert.equal(await accepts(spec(true, true), two), true);
+  assert.equal(await accepts(spec(true, true), "Just text."), false);
+  assert.equal(
+    await accepts(spec(true, false), '<tool_call>{"name": "h", "arguments": {"x": 1}}</tool_call>'),
+    false,
+  );
+  assert.equal(
+    await accepts(spec(true, false), '<tool_call>{"name": "f", "arguments": {"y": 1}}</tool_call>'),
+    false,
+  );
+  assert.equal(await accepts(spec(false, false), "Just text."), true);
+  assert.equal(await accepts(spec(false, false), `Hi ${one}`), true);
+  assert.equal(await accepts(spec(false, false), `Hi ${two}`), false);
+  assert.equal(await accepts(spec(false, true), `Hi ${two}`), true);
 });
 
 test("bad grammars are GrammarErrors with XGrammar's reason; the engine keeps working after many", async () => {

@@ -109,13 +109,13 @@ export class GrammarEngine {
     }
     validateSpec(spec);
     const probe = await this.probeCompiler();
-    const probed = await probe.inst.captureErrors(() => compileWith(probe.compiler, spec));
+    const probed = await probe.inst.captureErrors(() => compileWith(probe.inst, probe.compiler, spec));
     if (!probed.ok) {
       this.probe = null; // the aborted instance is corrupt; the next compile loads a fresh one
       throw new GrammarError(abortReason(probed.stderr, probed.error));
     }
     probed.value.dispose();
-    const done = await this.main.captureErrors(() => compileWith(this.compiler, spec));
+    const done = await this.main.captureErrors(() => compileWith(this.main, this.compiler, spec));
     if (!done.ok) throw new GrammarError(abortReason(done.stderr, done.error));
     const grammar = done.value;
     const { main, stopTokenIds } = this;
@@ -170,7 +170,8 @@ function validateSpec(spec: ConstraintSpec): void {
     case "grammar":
       if (spec.ebnf.trim().length === 0) throw new GrammarError("the grammar is empty");
       return;
-    case "triggered_tags":
+    case "tool_calls":
+      if (spec.tags.length === 0) throw new GrammarError("needs at least one tag");
       for (const tag of spec.tags) {
         try {
           checkSchemaSupported(tag.schema);
@@ -181,13 +182,19 @@ function validateSpec(spec: ConstraintSpec): void {
       return;
     case "json_object":
       return;
+    default:
+      throw new GrammarError(`unknown constraint type ${JSON.stringify((spec as { type: unknown }).type)}`);
   }
 }
 
 /** JSON as Python's json.dumps writes it by default: ", " and ": ", no newlines (vLLM's outputs look alike). */
 const SEPARATORS: [string, string] = [", ", ": "];
 
-function compileWith(compiler: XgCompiler, spec: ConstraintSpec): Promise<XgCompiledGrammar> {
+async function compileWith(
+  inst: XgInstance,
+  compiler: XgCompiler,
+  spec: ConstraintSpec,
+): Promise<XgCompiledGrammar> {
   switch (spec.type) {
     case "json_schema":
       return compiler.compileJSONSchema(JSON.stringify(spec.schema), false, -1, SEPARATORS, true);
@@ -202,17 +209,28 @@ function compileWith(compiler: XgCompiler, spec: ConstraintSpec): Promise<XgComp
       });
     case "grammar":
       return compiler.compileGrammar(spec.ebnf);
-    case "triggered_tags":
-      return compileStructural(compiler, {
-        type: "triggered_tags",
-        triggers: spec.triggers,
-        tags: spec.tags.map((t) => ({
-          type: "tag",
-          begin: t.begin,
-          content: { type: "json_schema", json_schema: t.schema },
-          end: t.end,
-        })),
-      });
+    case "tool_calls": {
+      // A structural tag's json_schema content allows any whitespace (a small model can loop on it): the
+      // arguments are given as the compact JSON grammar of their schema instead.
+      const tags = [];
+      for (const t of spec.tags) {
+        const ebnf = await inst.api.Testings._jsonSchemaToEBNF(
+          JSON.stringify(t.schema),
+          false,
+          -1,
+          SEPARATORS,
+          true,
+        );
+        tags.push({ type: "tag", begin: t.begin, content: { type: "grammar", grammar: ebnf }, end: t.end });
+      }
+      const once = !spec.parallel;
+      return compileStructural(
+        compiler,
+        spec.required
+          ? { type: "tags_with_separator", tags, separator: "\n", at_least_one: true, stop_after_first: once }
+          : { type: "triggered_tags", triggers: spec.triggers, tags, stop_after_first: once },
+      );
+    }
   }
 }
 

@@ -63,6 +63,15 @@ export interface XgApi {
     ): Promise<XgMatcher>;
   };
   Grammar: { builtinJSONGrammar(): Promise<{ dispose(): void }> };
+  Testings: {
+    _jsonSchemaToEBNF(
+      schema: string,
+      anyWhitespace?: boolean,
+      indent?: number,
+      separators?: [string, string],
+      strictMode?: boolean,
+    ): Promise<string>;
+  };
 }
 
 /** One WebAssembly instance of XGrammar, with its stderr captured on demand. */

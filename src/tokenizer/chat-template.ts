@@ -7,13 +7,18 @@
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Template } from "@huggingface/jinja";
+import { openChatToolMessages, type ToolFunction } from "../structured/tool-format.js";
 import { END_OF_TURN_TOKEN, type Tokenizer } from "./tokenizer.js";
 
-export type ChatRole = "system" | "user" | "assistant";
+export type ChatRole = "system" | "user" | "assistant" | "tool";
 
 export interface ChatMessage {
   role: ChatRole;
   content: string;
+  /** An assistant turn's tool calls (OpenAI's shape; Jinja templates get `arguments` as an object). */
+  tool_calls?: { id?: string; type?: string; function: { name: string; arguments: string } }[];
+  /** A tool result's call id (role "tool"). */
+  tool_call_id?: string;
 }
 
 export interface ChatFormatterOptions {
@@ -24,6 +29,11 @@ export interface ChatFormatterOptions {
 export interface ApplyOptions {
   /** End with the assistant's turn opener ("Assistant:") so the model writes the reply. Default true. */
   addGenerationPrompt?: boolean;
+  /**
+   * Functions the model may call: Jinja templates get them as `tools` (as transformers passes them, each
+   * `{type: "function", function}`); the OpenChat formats list them in the system turn (tool-format.ts).
+   */
+  tools?: ToolFunction[];
 }
 
 export interface FormattedChat {
@@ -31,7 +41,7 @@ export interface FormattedChat {
   tokenIds: number[];
 }
 
-const ROLES: readonly ChatRole[] = ["system", "user", "assistant"];
+const ROLES: readonly ChatRole[] = ["system", "user", "assistant", "tool"];
 
 /** OpenChat's role prefixes, one set per built-in format. */
 const OPENCHAT_FORMATS: Record<string, { user: string; assistant: string }> = {
@@ -41,7 +51,7 @@ const OPENCHAT_FORMATS: Record<string, { user: string; assistant: string }> = {
 
 export const BUILTIN_TEMPLATE_NAMES: readonly string[] = Object.keys(OPENCHAT_FORMATS);
 
-type Renderer = (messages: ChatMessage[], addGenerationPrompt: boolean) => string;
+type Renderer = (messages: ChatMessage[], addGenerationPrompt: boolean, tools?: ToolFunction[]) => string;
 
 export class ChatFormatter {
   private constructor(
@@ -78,7 +88,10 @@ export class ChatFormatter {
   /** Formats the conversation; the ids start with exactly one BOS (when the model uses one). */
   apply(messages: ChatMessage[], opts: ApplyOptions = {}): FormattedChat {
     validateMessages(messages, this.checkSystemFirst);
-    const prompt = this.render(messages, opts.addGenerationPrompt ?? true);
+    // The OpenChat formats know no tools: calls, results and the tool list become text (tool-format.ts).
+    const builtin = this.name in OPENCHAT_FORMATS;
+    const shown = builtin ? openChatToolMessages(messages, opts.tools) : messages;
+    const prompt = this.render(shown, opts.addGenerationPrompt ?? true, builtin ? undefined : opts.tools);
     // A template that writes bos_token itself gets no second one: encode() adds BOS only when absent.
     return { prompt, tokenIds: this.tokenizer.encode(prompt) };
   }
@@ -89,7 +102,8 @@ export class ChatFormatter {
       let prompt = "";
       for (const message of messages) {
         if (message.role === "system") prompt += `${message.content}${END_OF_TURN_TOKEN}`;
-        else prompt += `${format[message.role]} ${message.content}${END_OF_TURN_TOKEN}`;
+        else
+          prompt += `${format[message.role === "tool" ? "user" : message.role]} ${message.content}${END_OF_TURN_TOKEN}`;
       }
       if (addGenerationPrompt) prompt += format.assistant;
       return prompt;
@@ -104,10 +118,11 @@ export class ChatFormatter {
     } catch (err) {
       throw new Error(`Chat template ${name} does not parse as Jinja: ${(err as Error).message}`);
     }
-    const render: Renderer = (messages, addGenerationPrompt) => {
+    const render: Renderer = (messages, addGenerationPrompt, tools) => {
       try {
         return template.render({
-          messages,
+          messages: messages.map(jinjaMessage),
+          ...(tools !== undefined ? { tools: tools.map((f) => ({ type: "function", function: f })) } : {}),
           add_generation_prompt: addGenerationPrompt,
           bos_token: tokenizer.bosToken ?? "",
           eos_token: tokenizer.eosToken ?? "",
@@ -119,6 +134,21 @@ export class ChatFormatter {
     };
     return new ChatFormatter(tokenizer, name, render, false);
   }
+}
+
+/** A message as chat templates expect it: tool call arguments as objects (transformers' convention). */
+function jinjaMessage(m: ChatMessage): Record<string, unknown> {
+  if (m.tool_calls === undefined) return { ...m };
+  const tool_calls = m.tool_calls.map((c) => {
+    let args: unknown = c.function.arguments;
+    try {
+      args = JSON.parse(c.function.arguments);
+    } catch {
+      // Not JSON: the template gets the string.
+    }
+    return { ...c, type: c.type ?? "function", function: { name: c.function.name, arguments: args } };
+  });
+  return { ...m, tool_calls };
 }
 
 function validateMessages(messages: ChatMessage[], checkSystemFirst: boolean): void {

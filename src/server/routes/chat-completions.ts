@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
+import { parseToolCalls, ToolCallStream } from "../../structured/tool-format.js";
 import { BeamSearchJob, beamSearchParams } from "../beam-search-job.js";
 import { chatPromptTokenIds } from "../chat-prompt.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
@@ -13,6 +14,7 @@ import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
 import { choicesOfOnePrompt, startJob } from "../start-job.js";
 import { applyStructuredParams, usesConstraintFields } from "../structured-params.js";
 import { chatLogprobs, TokenTexts } from "../token-text.js";
+import { toolCallEntry, toolPlanFromBody } from "../tool-calls.js";
 import { validateBody } from "../validate.js";
 
 type ChatLogprobEntry = ReturnType<typeof chatLogprobs>[number];
@@ -22,9 +24,14 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = validateBody(ChatCompletionBody, request.body);
     const model = checkModel(ctx, body.model);
-    checkUnsupported(body);
+    const tools = toolPlanFromBody(body);
     checkStreamOptions(body);
-    const promptTokenIds = chatPromptTokenIds(ctx, body.messages, body.add_generation_prompt ?? true);
+    const promptTokenIds = chatPromptTokenIds(
+      ctx,
+      body.messages,
+      body.add_generation_prompt ?? true,
+      tools?.tools,
+    );
     const n = body.n ?? 1;
     const params = samplingFromBody(body);
     const maxTokensParam = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
@@ -44,11 +51,11 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const search = body.use_beam_search
       ? beamSearchParams(ctx, body, n, params.maxTokens, params.logprobs ?? null)
       : null;
-    if (search !== null && usesConstraintFields(body) !== null) {
-      const param = usesConstraintFields(body)!;
-      throw badRequest(`${param} cannot be combined with use_beam_search`, param);
+    const constrained = usesConstraintFields(body) ?? (tools?.constraint ? "tools" : null);
+    if (search !== null && constrained !== null) {
+      throw badRequest(`${constrained} cannot be combined with use_beam_search`, constrained);
     }
-    await applyStructuredParams(ctx, body, params);
+    await applyStructuredParams(ctx, body, params, tools?.constraint ?? null);
     if (search === null) checkSampling(ctx, params, maxTokensParam);
     admit(ctx, n);
 
@@ -66,7 +73,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
           );
     const created = Math.floor(Date.now() / 1000);
     const lastPromptToken = promptTokenIds[promptTokenIds.length - 1] ?? null;
-    const state = { id, created, model, n, params, lastPromptToken };
+    const state = { id, created, model, n, params, lastPromptToken, parseTools: tools?.parse ?? false };
     try {
       if (body.stream) {
         await streamChat(reply, job, state, texts, usageOptions(body.stream_options, promptTokenIds.length));
@@ -79,25 +86,6 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
   });
 }
 
-/**
- * Tool calls would need a tool parser this server lacks: a client asking for them gets a 400 naming the field
- * rather than free text it cannot parse. An empty tool list and tool_choice "none" ask for nothing.
- */
-function checkUnsupported(body: ChatCompletionBody): void {
-  if (body.tools && body.tools.length > 0 && body.tool_choice !== "none") {
-    throw badRequest(
-      'Tool calling is not supported by this server; send no tools, or tool_choice "none"',
-      "tools",
-    );
-  }
-  if (body.tool_choice != null && body.tool_choice !== "none" && body.tool_choice !== "auto") {
-    throw badRequest(
-      'Tool calling is not supported by this server; tool_choice must be "none"',
-      "tool_choice",
-    );
-  }
-}
-
 /** Where a response's outputs come from: engine requests (GenerationJob) or a beam search. */
 type ResponseSource = Pick<GenerationJob, "events" | "usage">;
 
@@ -108,6 +96,8 @@ interface ChatState {
   n: number;
   params: SamplingParams;
   lastPromptToken: number | null;
+  /** Tools were offered (tool_choice other than "none"): calls in the reply become message.tool_calls. */
+  parseTools: boolean;
 }
 
 function finishReasonOf(output: RequestOutput): string | null {
@@ -134,6 +124,9 @@ async function streamChat(
   const base = { id: state.id, object: "chat.completion.chunk", created: state.created, model: state.model };
   const previous: (number | null)[] = Array.from({ length: state.n }, () => state.lastPromptToken);
   const wantLogprobs = state.params.logprobs !== undefined;
+  // Tool calls: text is streamed as it comes; each call is sent whole (id, name, arguments) once complete.
+  const toolStreams = state.parseTools ? Array.from({ length: state.n }, () => new ToolCallStream()) : null;
+  const callCounts = Array.from({ length: state.n }, () => 0);
   for (let index = 0; index < state.n; index++) {
     await sse.send({
       ...base,
@@ -148,15 +141,32 @@ async function streamChat(
         await sse.send(engineError(output).body());
         continue;
       }
-      const finishReason = finishReasonOf(output);
+      let finishReason = finishReasonOf(output);
+      let text = output.textDelta;
+      let toolCalls: ReturnType<typeof toolCallEntry>[] = [];
+      const toolStream = toolStreams?.[index];
+      if (toolStream !== undefined) {
+        const part = toolStream.push(text);
+        text = part.content + (finishReason !== null ? toolStream.finish() : "");
+        toolCalls = part.calls.map(toolCallEntry);
+        callCounts[index]! += toolCalls.length;
+        if (finishReason === "stop" && callCounts[index]! > 0) finishReason = "tool_calls";
+      }
       // A token that completes no character yet (part of a UTF-8 sequence) is sent with the next one.
-      const nothingNew = output.textDelta === "" && !(wantLogprobs && output.tokenIdsDelta.length > 0);
+      const nothingNew =
+        text === "" && toolCalls.length === 0 && !(wantLogprobs && output.tokenIdsDelta.length > 0);
       if (nothingNew && finishReason === null) continue;
       const logprobs = wantLogprobs
         ? { content: chatLogprobs(texts, output.logprobsDelta, previous[index]!) }
         : null;
       previous[index] = output.tokenIdsDelta.at(-1) ?? previous[index]!;
-      const delta = output.textDelta === "" && finishReason !== null ? {} : { content: output.textDelta };
+      const firstCall = callCounts[index]! - toolCalls.length;
+      const delta = {
+        ...(text === "" && (finishReason !== null || toolCalls.length > 0) ? {} : { content: text }),
+        ...(toolCalls.length > 0
+          ? { tool_calls: toolCalls.map((c, k) => ({ index: firstCall + k, ...c })) }
+          : {}),
+      };
       await sse.send({
         ...base,
         choices: [
@@ -200,13 +210,25 @@ async function collectChat(job: ResponseSource, state: ChatState, texts: TokenTe
     object: "chat.completion",
     created: state.created,
     model: state.model,
-    choices: content.map((text, index) => ({
-      index,
-      message: { role: "assistant", content: text },
-      logprobs: state.params.logprobs !== undefined ? { content: logprobs[index] } : null,
-      finish_reason: finish[index]?.finishReason ?? "abort",
-      stop_reason: finish[index]?.stopReason ?? null,
-    })),
+    choices: content.map((text, index) => {
+      const finishReason = finish[index]?.finishReason ?? "abort";
+      const reply = state.parseTools ? parseToolCalls(text) : { content: text, calls: [] };
+      const message =
+        reply.calls.length > 0
+          ? {
+              role: "assistant",
+              content: reply.content === "" ? null : reply.content,
+              tool_calls: reply.calls.map(toolCallEntry),
+            }
+          : { role: "assistant", content: text };
+      return {
+        index,
+        message,
+        logprobs: state.params.logprobs !== undefined ? { content: logprobs[index] } : null,
+        finish_reason: reply.calls.length > 0 && finishReason === "stop" ? "tool_calls" : finishReason,
+        stop_reason: finish[index]?.stopReason ?? null,
+      };
+    }),
     usage: job.usage(),
   };
 }
