@@ -140,10 +140,13 @@ const BAD: BadCase[] = [
     param: "response_format.json_schema",
   },
   {
-    name: "tools to call",
-    body: { messages: user, tools: [{ type: "function", function: { name: "f" } }] },
+    name: "a tool whose parameters use a schema keyword the grammar cannot enforce",
+    body: {
+      messages: user,
+      tools: [{ type: "function", function: { name: "f", parameters: { type: "object", not: {} } } }],
+    },
     status: 400,
-    param: "tools",
+    param: "tools[0].function.parameters",
   },
   {
     name: "tool_choice required",
