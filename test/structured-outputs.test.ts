@@ -329,3 +329,63 @@ test("allowed_token_ids and bad_words (vLLM) change what is sampled", async () =
   assert.equal(bad.status, 400);
   assert.equal(bad.json.error.param, "allowed_token_ids");
 });
+
+test("the same through the library: generate, chat (tools) and stream take the constraints", async () => {
+  const responseFormat = {
+    type: "json_schema" as const,
+    json_schema: { name: "person", schema: personSchema },
+  };
+  const prompt = "User: Describe a person as JSON.<|end_of_turn|>Assistant:";
+  const [a, b] = await llm.generate([prompt, prompt], {
+    responseFormat,
+    temperature: 1,
+    seed: 3,
+    maxTokens: 300,
+  });
+  for (const r of [a!, b!]) {
+    assert.equal(r.finishReason, "stop");
+    assertValid(personSchema, r.text);
+  }
+  assert.equal(a!.text, b!.text, "same seed, same output");
+
+  const code = await llm.chat(messages, {
+    structuredOutputs: { regex: "[a-z]{2}-[0-9]{2}" },
+    temperature: 1,
+    seed: 1,
+  });
+  assert.match(code.text, /^[a-z]{2}-[0-9]{2}$/);
+
+  let streamed = "";
+  for await (const chunk of llm.stream(prompt, { responseFormat, temperature: 1, seed: 3, maxTokens: 300 })) {
+    streamed += chunk.textDelta;
+  }
+  assert.equal(streamed, a!.text);
+
+  const params = {
+    type: "object",
+    properties: { n: { type: "integer", minimum: 0, maximum: 9 } },
+    required: ["n"],
+  };
+  const called = await llm.chat([{ role: "user", content: "Pick a number." }], {
+    tools: [{ name: "pick", parameters: params }],
+    toolChoice: "required",
+    temperature: 1,
+    seed: 2,
+    maxTokens: 100,
+  });
+  assert.equal(called.toolCalls?.length, 1);
+  assert.equal(called.toolCalls![0]!.name, "pick");
+  assertValid(params, called.toolCalls![0]!.arguments);
+
+  await assert.rejects(
+    llm.generate("x", {
+      responseFormat: { type: "json_schema", json_schema: { name: "x", schema: { type: "wat" } } },
+    }),
+    (err: Error & { param?: string }) =>
+      err.param === "responseFormat.json_schema.schema" && /wat/.test(err.message),
+  );
+  await assert.rejects(
+    llm.chat(messages, { tools: [{ name: "f" }], toolChoice: { name: "g" } }),
+    (err: Error & { param?: string }) => err.param === "toolChoice.function.name",
+  );
+});

@@ -12,6 +12,16 @@ import { type BackendChoice, createBackend } from "../backend/create.js";
 import { resolveModelPath } from "../hub/resolve.js";
 import { openModel } from "../model/load.js";
 import type { ModelConfig, ModelSource } from "../model/types.js";
+import { GrammarError } from "../structured/grammar-engine.js";
+import {
+  constraintFromOptions,
+  type StructuredCallOptions,
+  type ToolCallOptions,
+  toolPlanFromOptions,
+} from "../structured/library-options.js";
+import type { FieldConstraint } from "../structured/request-constraint.js";
+import type { ToolFunction } from "../structured/tool-format.js";
+import { type ParsedToolCall, parseToolCalls } from "../structured/tool-format.js";
 import { ChatFormatter, type ChatMessage } from "../tokenizer/chat-template.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./beam-search.js";
@@ -64,10 +74,22 @@ export interface GenerateResult {
   promptLogprobs?: (TokenLogprob | null)[];
   /** With finishReason "error". */
   error?: string;
+  /** chat() with tools: the calls in the reply (then `text` is the reply without them). */
+  toolCalls?: ParsedToolCall[];
 }
+
+/** Sampling parameters plus the output constraint (responseFormat / structuredOutputs; see library-options.ts). */
+export type GenerateParams = SamplingParams & StructuredCallOptions;
+/** chat() and stream() of a conversation also take tools. */
+export type ChatParams = GenerateParams & ToolCallOptions;
 
 /** What stream() takes: raw text, token ids, or a conversation. */
 export type StreamInput = string | number[] | { messages: ChatMessage[] };
+
+/** InvalidParamError for a library option (the `fail` of library-options.ts). */
+function invalid(message: string, param: string): never {
+  throw new InvalidParamError(param, message);
+}
 
 export class LLM implements AsyncDisposable {
   private disposed = false;
@@ -128,14 +150,14 @@ export class LLM implements AsyncDisposable {
   }
 
   /** A conversation -> prompt ids, through the chat template. */
-  applyChatTemplate(messages: ChatMessage[]): number[] {
+  applyChatTemplate(messages: ChatMessage[], tools?: ToolFunction[]): number[] {
     if (this.chatFormatter === null) {
       throw new InvalidParamError(
         "messages",
         `the model in ${this.modelPath} has no chat format; pass chatTemplate`,
       );
     }
-    return this.chatFormatter.apply(messages, { addGenerationPrompt: true }).tokenIds;
+    return this.chatFormatter.apply(messages, { addGenerationPrompt: true, tools }).tokenIds;
   }
 
   /**
@@ -144,10 +166,11 @@ export class LLM implements AsyncDisposable {
    */
   async generate(
     prompts: string | string[] | number[] | number[][],
-    params: SamplingParams = {},
+    options: GenerateParams = {},
     opts: CallOptions = {},
   ): Promise<GenerateResult[]> {
     this.checkOpen();
+    const params = await this.constrained(options, constraintFromOptions(options, invalid));
     const list = normalizePrompts(prompts).map((p) => (typeof p === "string" ? this.encode(p) : p));
     const { n } = resolveSamplingParams(params, { vocabSize: this.tokenizer.vocabSize });
     // One signal for the whole batch: if one prompt is rejected, the others already queued stop too.
@@ -175,21 +198,59 @@ export class LLM implements AsyncDisposable {
   /** Replies to one conversation. */
   async chat(
     messages: ChatMessage[],
-    params: SamplingParams = {},
+    options: ChatParams = {},
     opts: CallOptions = {},
   ): Promise<GenerateResult> {
-    return this.run(this.applyChatTemplate(messages), { ...params, n: 1 }, opts);
+    const { promptTokenIds, params, parseTools } = await this.chatRequest(messages, options);
+    const result = await this.run(promptTokenIds, { ...params, n: 1 }, opts);
+    if (!parseTools) return result;
+    const { content, calls } = parseToolCalls(result.text);
+    return calls.length > 0 ? { ...result, text: content, toolCalls: calls } : result;
   }
 
   /** Streams the outputs of one request as steps produce them; breaking out of the loop aborts it. */
   async *stream(
     input: StreamInput,
-    params: SamplingParams = {},
+    options: ChatParams = {},
     opts: CallOptions = {},
   ): AsyncGenerator<RequestOutput> {
     this.checkOpen();
-    const promptTokenIds = this.inputTokenIds(input);
+    // With tools, the text streams as the model writes it: calls appear in their <tool_call> envelope
+    // (parseToolCalls / ToolCallStream of structured/tool-format.ts split them out).
+    const { promptTokenIds, params } =
+      typeof input === "object" && !Array.isArray(input)
+        ? await this.chatRequest(input.messages, options)
+        : {
+            promptTokenIds: this.inputTokenIds(input),
+            params: await this.constrained(options, constraintFromOptions(options, invalid)),
+          };
     yield* this.engine.generate({ promptTokenIds, params: { ...params, n: 1 }, signal: opts.signal });
+  }
+
+  /** A conversation with its tools -> prompt ids and params (the tools' constraint, or responseFormat's). */
+  private async chatRequest(messages: ChatMessage[], options: ChatParams) {
+    const plan = toolPlanFromOptions(options, invalid);
+    const format = constraintFromOptions(options, invalid);
+    if (plan?.constraint && format !== null) {
+      invalid("responseFormat / structuredOutputs cannot be combined with tools", "responseFormat");
+    }
+    const promptTokenIds = this.applyChatTemplate(messages, plan?.tools);
+    const params = await this.constrained(options, plan?.constraint ?? format);
+    return { promptTokenIds, params, parseTools: plan?.parse ?? false };
+  }
+
+  /** The engine's params: the library-only fields dropped, the constraint compiled (InvalidParamError if not). */
+  private async constrained(options: ChatParams, c: FieldConstraint | null): Promise<SamplingParams> {
+    const { responseFormat, structuredOutputs, tools, toolChoice, parallelToolCalls, ...params } = options;
+    void [responseFormat, structuredOutputs, tools, toolChoice, parallelToolCalls];
+    if (c === null) return params;
+    try {
+      await this.engine.compileStructuredOutput(c.spec);
+    } catch (err) {
+      if (err instanceof GrammarError) invalid(`invalid ${c.param}: ${err.message}`, c.param);
+      throw err;
+    }
+    return { ...params, structuredOutput: c.spec };
   }
 
   /**

@@ -9,10 +9,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { Type } from "@sinclair/typebox";
-import { checkSchemaSupported } from "../structured/schema-support.js";
-import { type ParsedToolCall, type ToolFunction, toolCallsSpec } from "../structured/tool-format.js";
+import type { ParsedToolCall } from "../structured/tool-format.js";
+import { type ToolBody, type ToolPlan, toolPlanFromFields } from "../structured/tool-plan.js";
 import { badRequest } from "./errors.js";
-import type { FieldConstraint } from "./structured-params.js";
 
 const Opt = <T extends import("@sinclair/typebox").TSchema>(schema: T) =>
   Type.Optional(Type.Union([schema, Type.Null()]));
@@ -65,72 +64,13 @@ export const ToolMessageFields = {
   tool_call_id: Opt(Type.String()),
 };
 
-type Nullable<T> = T | null | undefined;
-export interface ToolBody {
-  tools?: Nullable<{ type: "function"; function: ToolFunction & { strict?: Nullable<boolean> } }[]>;
-  tool_choice?: Nullable<"none" | "auto" | "required" | { type: "function"; function: { name: string } }>;
-  parallel_tool_calls?: Nullable<boolean>;
-}
-
-export interface ToolPlan {
-  /** Shown to the model (chat template / system text). */
-  tools: ToolFunction[];
-  /** The output constraint (null for "none"). */
-  constraint: FieldConstraint | null;
-  /** Whether the reply is parsed for calls (not for "none"). */
-  parse: boolean;
-}
+export type { ToolBody, ToolPlan } from "../structured/tool-plan.js";
 
 /** The tool plan of a chat body (null: no tools); 400s name the field. */
 export function toolPlanFromBody(body: ToolBody): ToolPlan | null {
-  const choice = body.tool_choice ?? null;
-  const tools = (body.tools ?? []).map((t) => ({
-    name: t.function.name,
-    description: t.function.description ?? null,
-    parameters: t.function.parameters ?? null,
-  }));
-  if (tools.length === 0) {
-    if (choice !== null && choice !== "none") {
-      throw badRequest(`tool_choice ${JSON.stringify(choice)} needs a non-empty tools list`, "tool_choice");
-    }
-    return null;
-  }
-  const seen = new Set<string>();
-  tools.forEach((t, i) => {
-    if (seen.has(t.name))
-      throw badRequest(`tools[${i}]: a second function named ${t.name}`, `tools[${i}].function.name`);
-    seen.add(t.name);
-    try {
-      checkSchemaSupported(t.parameters ?? {});
-    } catch (err) {
-      throw badRequest(
-        `tools[${i}].function.parameters${(err as Error).message}`,
-        `tools[${i}].function.parameters`,
-      );
-    }
+  return toolPlanFromFields(body, (message, param) => {
+    throw badRequest(message, param);
   });
-  if (choice === "none") return { tools, constraint: null, parse: false };
-  const parallel = body.parallel_tool_calls ?? true;
-  if (choice !== null && typeof choice === "object") {
-    const named = tools.find((t) => t.name === choice.function.name);
-    if (named === undefined) {
-      throw badRequest(
-        `tool_choice names function ${JSON.stringify(choice.function.name)}, which is not in tools`,
-        "tool_choice.function.name",
-      );
-    }
-    return {
-      tools,
-      constraint: { spec: toolCallsSpec([named], true, false), param: "tool_choice" },
-      parse: true,
-    };
-  }
-  const required = choice === "required";
-  return {
-    tools,
-    constraint: { spec: toolCallsSpec(tools, required, parallel), param: required ? "tool_choice" : "tools" },
-    parse: true,
-  };
 }
 
 /** OpenAI's tool_calls entry of a message. */
