@@ -1,7 +1,8 @@
 /** `awq generate`: one completion of a prompt (raw text, or one chat turn), streamed to stdout or as JSON. */
+import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
-import { LLM } from "../../engine/llm.js";
+import { type ChatParams, LLM } from "../../engine/llm.js";
 import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
@@ -30,7 +31,17 @@ interface GenerateFlags {
   backend: BackendChoice;
   json?: boolean;
   quiet?: boolean;
+  jsonSchema?: string;
+  regex?: string;
+  grammar?: string;
 }
+
+/** The flag that set each structured output (for error messages). */
+const CONSTRAINT_FLAGS: Record<string, string> = {
+  "structuredOutputs.json": "--json-schema",
+  "structuredOutputs.regex": "--regex",
+  "structuredOutputs.grammar": "--grammar",
+};
 
 export function registerGenerate(program: Command): void {
   program
@@ -81,11 +92,15 @@ export function registerGenerate(program: Command): void {
       'print one JSON object { "text", "token_ids", "finish_reason", "usage" } instead of streaming',
     )
     .option("--quiet", "no progress bar while loading")
+    .option("--json-schema <file>", "constrain the output to JSON valid under the JSON schema in FILE")
+    .option("--regex <pattern>", "constrain the output to match the regular expression")
+    .option("--grammar <file>", "constrain the output to the EBNF grammar in FILE (XGrammar's GBNF dialect)")
     .action(async (flags: GenerateFlags) => {
       if (!flags.chat && (flags.system !== undefined || flags.template !== undefined)) {
         throw new Error("--system and --template only apply with --chat");
       }
-      const params: SamplingParams = {
+      const params: ChatParams = {
+        structuredOutputs: structuredFromFlags(flags),
         maxTokens: flags.maxTokens,
         temperature: flags.temperature,
         topP: flags.topP,
@@ -99,7 +114,7 @@ export function registerGenerate(program: Command): void {
         ignoreEos: flags.ignoreEos,
       };
       // Bad flags fail now, not after loading the weights (a minute for a 13B model).
-      checkSamplingFlags(params);
+      checkSamplingFlags({ ...params, structuredOutputs: undefined } as SamplingParams);
       const llm = await LLM.load({
         model: flags.model,
         revision: flags.revision,
@@ -162,8 +177,41 @@ function checkSamplingFlags(params: SamplingParams): void {
   }
 }
 
+/** --json-schema / --regex / --grammar -> vLLM's structured_outputs (at most one). */
+function structuredFromFlags(flags: GenerateFlags): ChatParams["structuredOutputs"] {
+  const given = [
+    flags.jsonSchema && "--json-schema",
+    flags.regex !== undefined && "--regex",
+    flags.grammar && "--grammar",
+  ];
+  const set = given.filter((g): g is string => typeof g === "string");
+  if (set.length > 1) throw new Error(`${set.join(" and ")} cannot be combined: give one output constraint`);
+  if (flags.jsonSchema !== undefined) {
+    const text = readFlagFile("--json-schema", flags.jsonSchema);
+    try {
+      return { json: JSON.parse(text) };
+    } catch (err) {
+      throw new Error(`--json-schema ${flags.jsonSchema} is not valid JSON: ${(err as Error).message}`);
+    }
+  }
+  if (flags.regex !== undefined) return { regex: flags.regex };
+  if (flags.grammar !== undefined) return { grammar: readFlagFile("--grammar", flags.grammar) };
+  return undefined;
+}
+
+function readFlagFile(flag: string, file: string): string {
+  try {
+    return readFileSync(file, "utf8");
+  } catch (err) {
+    throw new Error(`${flag} ${file}: ${(err as Error).message}`);
+  }
+}
+
 /** Names the flag the user typed, not the API field. */
 function flagError(err: unknown): unknown {
+  if (err instanceof InvalidParamError && CONSTRAINT_FLAGS[err.param] !== undefined) {
+    return new Error(err.message.replace(`invalid ${err.param}`, CONSTRAINT_FLAGS[err.param]!));
+  }
   if (err instanceof InvalidParamError) {
     return new Error(err.message.replace(err.param, `--${err.param.replace(/_/g, "-")}`));
   }
