@@ -136,6 +136,21 @@ awq::StepInput toStepInput(const Napi::Object& b) {
   in.outputTokens = i32(s, "outputTokens", static_cast<size_t>(in.outputStarts[S]));
   in.biasTokens = i32(s, "biasTokens", static_cast<size_t>(in.biasStarts[S]));
   in.biasValues = f32(s, "biasValues", static_cast<size_t>(in.biasStarts[S]));
+  if (!s.Get("maskRow").IsUndefined()) {
+    in.maskWords = static_cast<int>(number(s, "maskWords"));
+    in.maskRow = i32(s, "maskRow", S);
+    in.maskBeforeLogprobs = typed<uint8_t, napi_uint8_array>(s, "maskBeforeLogprobs", S, "Uint8Array");
+    Napi::Value tm = field(s, "tokenMask");
+    const size_t words = tm.IsTypedArray() ? tm.As<Napi::TypedArray>().ElementLength() : 0;
+    in.numMaskRows = in.maskWords > 0 ? static_cast<int>(words / static_cast<size_t>(in.maskWords)) : 0;
+    in.tokenMask = i32(s, "tokenMask", static_cast<size_t>(in.numMaskRows) * in.maskWords);
+    for (size_t i = 0; i < S; i++) {
+      if (in.maskRow[i] < -1 || in.maskRow[i] >= in.numMaskRows) {
+        throw Napi::RangeError::New(b.Env(), "maskRow[" + std::to_string(i) + "] = " + std::to_string(in.maskRow[i]) +
+                                                 " is outside the " + std::to_string(in.numMaskRows) + " mask rows");
+      }
+    }
+  }
   return in;
 }
 

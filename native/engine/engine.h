@@ -88,6 +88,12 @@ struct StepInput {
   const int32_t* biasStarts = nullptr;
   const int32_t* biasTokens = nullptr;
   const float* biasValues = nullptr;
+  // Allowed-token bitmasks (SamplingArrays.tokenMask in src/backend/backend.ts); maskRow null = none.
+  int maskWords = 0;
+  int numMaskRows = 0;
+  const int32_t* maskRow = nullptr;             // (numSeqs) row of tokenMask, -1 = no mask
+  const uint8_t* maskBeforeLogprobs = nullptr;  // (numSeqs)
+  const int32_t* tokenMask = nullptr;           // (numMaskRows, maskWords)
 };
 
 struct StepOutput {

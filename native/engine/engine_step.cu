@@ -199,7 +199,10 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
                (in.biasStarts[i + 1] - in.biasStarts[i]);
     }
     const int padded = std::get<0>(key);
-    if (InputLayout::make(padded, padded, tableWidth_, lists, 0, lists).totalWords > ws_->inputWords) return false;
+    const size_t maskLen = in.maskRow != nullptr ? static_cast<size_t>(in.numMaskRows) * in.maskWords : 0;
+    if (InputLayout::make(padded, padded, tableWidth_, lists, 0, lists, maskLen).totalWords > ws_->inputWords) {
+      return false;
+    }
   }
   checkStep(in);
   busy_ = true;
@@ -237,7 +240,13 @@ void Engine::enqueueStep(const StepInput& in, ForwardShape& s, bool graph, int m
   s.maxContextLen = graph ? bucketContext(maxContextLen, tableWidth_ * options_.blockSize) : maxContextLen;
   s.numGather = graph ? seqsPadded : numSample;
   if (graph) s.graphKey = std::make_tuple(seqsPadded, s.maxContextLen);
-  s.layout = InputLayout::make(s.numTokens, s.numSeqs, tableWidth_, promptLen, outputLen, biasLen);
+  const bool masked = in.maskRow != nullptr && in.numMaskRows > 0;
+  if (masked && in.maskWords != (d.vocab + 31) / 32) {
+    throw std::runtime_error("maskWords " + std::to_string(in.maskWords) + " does not match the vocabulary of " +
+                             std::to_string(d.vocab) + " tokens");
+  }
+  const size_t maskLen = masked ? static_cast<size_t>(in.numMaskRows) * in.maskWords : 0;
+  s.layout = InputLayout::make(s.numTokens, s.numSeqs, tableWidth_, promptLen, outputLen, biasLen, maskLen);
   ensureInputCapacity(s.layout.totalWords);
   s.inputs = w.inputs.as<int32_t>();
 
@@ -299,6 +308,13 @@ void Engine::enqueueStep(const StepInput& in, ForwardShape& s, bool graph, int m
   h[L.promptStarts + numSample] = static_cast<int32_t>(pAt);
   h[L.outputStarts + numSample] = static_cast<int32_t>(oAt);
   h[L.biasStarts + numSample] = static_cast<int32_t>(bAt);
+  if (masked) {
+    for (int r = 0; r < s.numSeqs; r++) {
+      h[L.maskRow + r] = r < numSample ? in.maskRow[rows[r]] : -1;
+      h[L.maskBefore + r] = r < numSample ? in.maskBeforeLogprobs[rows[r]] : 0;
+    }
+    std::memcpy(h + L.tokenMask, in.tokenMask, maskLen * 4);
+  }
   if (stepStart_ == nullptr) {
     cudaCheck(cudaEventCreate(&stepStart_), "cudaEventCreate");
     cudaCheck(cudaEventCreate(&stepEnd_), "cudaEventCreate");
@@ -336,6 +352,10 @@ void Engine::enqueueStep(const StepInput& in, ForwardShape& s, bool graph, int m
     a.biasStarts = di + L.biasStarts;
     a.biasTokens = di + L.biasTokens;
     a.biasValues = df + L.biasValues;
+    a.maskRow = masked ? di + L.maskRow : nullptr;
+    a.maskBefore = masked ? di + L.maskBefore : nullptr;
+    a.tokenMask = masked ? reinterpret_cast<const uint32_t*>(di) + L.tokenMask : nullptr;
+    a.maskWords = in.maskWords;
     a.maxTop = topStride;
     a.outToken = w.outTokens.as<int32_t>();
     a.outLogprob = w.outLogprobs.as<float>();

@@ -144,6 +144,22 @@ __device__ int drawToken(const float* row, int vocab, float u, Shared& sh) {
   return -blockMinInt(lastKept >= 0 ? -lastKept : INT_MAX, sh.mins);
 }
 
+__device__ __forceinline__ bool maskAllows(const uint32_t* mask, int t) {
+  return ((mask[t >> 5] >> (t & 31)) & 1u) != 0u;
+}
+
+// The lowest token id the mask allows (INT_MAX when none).
+__device__ int firstAllowed(const uint32_t* mask, int vocab, Shared& sh) {
+  int first = INT_MAX;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    if (maskAllows(mask, i)) {
+      first = i;
+      break;
+    }
+  }
+  return blockMinInt(first, sh.mins);
+}
+
 __global__ void __launch_bounds__(kThreads) samplerKernel(SamplerArgs a) {
   __shared__ Shared sh;
   const int r = blockIdx.x;
@@ -152,17 +168,26 @@ __global__ void __launch_bounds__(kThreads) samplerKernel(SamplerArgs a) {
   float* work = a.work + static_cast<size_t>(r) * vocab;
   int32_t* counts = a.counts + static_cast<size_t>(r) * vocab;
   const int wantLogprobs = a.logprobs[r];
+  // 0. Token mask: disallowed tokens are -inf in work; with maskFirst also in the logprobs ("logprob logits").
+  const int maskRow = a.maskRow != nullptr ? a.maskRow[r] : -1;
+  const uint32_t* mask = maskRow >= 0 ? a.tokenMask + static_cast<size_t>(maskRow) * a.maskWords : nullptr;
+  const bool maskFirst = mask != nullptr && a.maskBefore[r] != 0;
+  auto lpLogit = [&](int i) { return maskFirst && !maskAllows(mask, i) ? -INFINITY : raw[i]; };
 
-  // Raw log-sum-exp for logprobs; copy raw -> work.
+  // Log-sum-exp for logprobs; copy (masked) raw -> work.
   double lse = NAN;
   if (wantLogprobs >= 0) {
-    const float m = rowMax(raw, vocab, sh);
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) m = fmaxf(m, lpLogit(i));
+    m = blockMax(m, sh.maxes);
     double s = 0.0;
-    for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += exp(static_cast<double>(raw[i]) - m);
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += exp(static_cast<double>(lpLogit(i)) - m);
     const double total = blockSumDouble(s, sh.sums);
     lse = m == -INFINITY ? -INFINITY : static_cast<double>(m) + log(total);
   }
-  for (int i = threadIdx.x; i < vocab; i += blockDim.x) work[i] = raw[i];
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+    work[i] = mask != nullptr && !maskAllows(mask, i) ? -INFINITY : raw[i];
+  }
   __syncthreads();
 
   // 1. Logit bias (atomic: a repeated token id adds twice, as the reference does).
@@ -245,14 +270,31 @@ __global__ void __launch_bounds__(kThreads) samplerKernel(SamplerArgs a) {
       __syncthreads();
     }
     token = drawToken(work, vocab, uniform01(a.seed[r], static_cast<uint32_t>(a.outputIndex[r])), sh);
-    // Every token banned: the raw argmax (the processed one when raw logprobs were not taken), as the reference.
-    if (token < 0) token = argmaxRow(wantLogprobs >= 0 ? raw : work, vocab, sh).index;
+    // Every token banned: the raw argmax (the processed one when raw logprobs were not taken), as the reference
+    // (whose raw logits are the masked ones under maskFirst).
+    if (token < 0) {
+      if (maskFirst && wantLogprobs >= 0) {
+        Best b{0.f, INT_MAX};
+        for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+          const Best c{lpLogit(i), i};
+          if (before(c, b)) b = c;
+        }
+        token = blockBest(b, sh.best).index;
+      } else {
+        token = argmaxRow(wantLogprobs >= 0 ? raw : work, vocab, sh).index;
+      }
+    }
   }
   if (token == INT_MAX) token = 0;
+  // A mask whose every token is also banned: the mask wins (the lowest allowed id), as the reference.
+  if (mask != nullptr && !maskAllows(mask, token)) {
+    const int allowed = firstAllowed(mask, vocab, sh);
+    if (allowed != INT_MAX) token = allowed;
+  }
 
   if (threadIdx.x == 0) {
     a.outToken[r] = token;
-    a.outLogprob[r] = wantLogprobs >= 0 ? static_cast<float>(static_cast<double>(raw[token]) - lse) : NAN;
+    a.outLogprob[r] = wantLogprobs >= 0 ? static_cast<float>(static_cast<double>(lpLogit(token)) - lse) : NAN;
   }
   // Top-N of the raw logits, best first (lowest id on ties): N rounds of "the best after the previous one".
   const int n = min(min(wantLogprobs, a.maxTop), vocab);
@@ -260,7 +302,7 @@ __global__ void __launch_bounds__(kThreads) samplerKernel(SamplerArgs a) {
   for (int k = 0; k < n; k++) {
     Best b{0.f, INT_MAX};
     for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
-      const Best c{raw[i], i};
+      const Best c{lpLogit(i), i};
       const bool after = previous.index < 0 || c.value < previous.value ||
                          (c.value == previous.value && c.index > previous.index);
       if (after && before(c, b)) b = c;

@@ -1,4 +1,5 @@
-// GPU sampling with the reference sampler's semantics and order (src/backend/sampler.ts): raw logprobs, logit
+// GPU sampling with the reference sampler's semantics and order (src/backend/sampler.ts): the token mask
+// (structured outputs, allowed_token_ids), raw logprobs, logit
 // bias, repetition / presence / frequency penalties, greedy, temperature, min-p, top-k, top-p, and an inverse-CDF
 // draw in token-id order with the counter-based RNG of src/backend/rng.ts (ported bit-exactly).
 #pragma once
@@ -32,6 +33,13 @@ struct SamplerArgs {
   const int32_t* biasStarts;       // (numRows + 1)
   const int32_t* biasTokens;
   const float* biasValues;
+  // Allowed-token bitmasks: row r may sample token t only if bit (t & 31) of tokenMask[maskRow[r] * maskWords +
+  // (t >> 5)] is set; maskRow null (no masks this step) or maskRow[r] = -1: no mask. maskBefore[r] != 0: the
+  // logprobs are of the masked distribution (a grammar), else of the raw one (allowed_token_ids).
+  const int32_t* maskRow;          // (numRows) or null
+  const int32_t* maskBefore;       // (numRows)
+  const uint32_t* tokenMask;       // (numMaskRows, maskWords)
+  int maskWords;                   // ceil(vocab / 32)
   int maxTop;                      // capacity of the top-N outputs per row
   int32_t* outToken;               // (numRows)
   float* outLogprob;               // (numRows) NaN where not requested

@@ -52,9 +52,12 @@ struct InputLayout {
   size_t temperature, topP, topK, minP, repetition, presence, frequency, seed, outputIndex, logprobs;
   size_t promptStarts, outputStarts, biasStarts;
   size_t promptTokens, outputTokens, biasTokens, biasValues;  // the lists
+  size_t maskRow, maskBefore;                                 // (seqs) each; only when maskLen > 0
+  size_t tokenMask;                                           // (maskLen) bitmask rows, last (offsets above fixed)
   size_t totalWords;
 
-  static InputLayout make(int tokens, int seqs, int tableWidth, size_t promptLen, size_t outputLen, size_t biasLen) {
+  static InputLayout make(int tokens, int seqs, int tableWidth, size_t promptLen, size_t outputLen, size_t biasLen,
+                          size_t maskLen = 0) {
     InputLayout l{};
     size_t at = 0;
     auto take = [&at](size_t words) {
@@ -88,6 +91,9 @@ struct InputLayout {
     l.outputTokens = take(outputLen);
     l.biasTokens = take(biasLen);
     l.biasValues = take(biasLen);
+    l.maskRow = take(maskLen > 0 ? seqs : 0);
+    l.maskBefore = take(maskLen > 0 ? seqs : 0);
+    l.tokenMask = take(maskLen);
     l.totalWords = at;
     return l;
   }
