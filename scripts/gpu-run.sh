@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
-# steps (default: all but the quantizer's): kernels conformance sampler dense serve bench peer quant quantize quantize13b
+# steps (default: all but the quantizer's): kernels conformance sampler dense serve bench peer peerbf16 peerint4
+#   quant quantize quantize13b. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
+#   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
 set -u
 final=${OUT:-$PWD/gpu-logs}
 out=$(mktemp -d)
 mkdir -p "$final"
-steps=${*:-kernels conformance sampler dense serve bench peer}
+steps=${*:-kernels conformance sampler dense serve bench peer peerbf16}
 export NODE_OPTIONS=${NODE_OPTIONS:-}
 summary=()
 
@@ -52,6 +54,11 @@ for step in $steps; do
     peer)
       PYTHONUNBUFFERED=1 run_step peer 400 python3 .gpu/peer_pytorch.py int4 40
       grep '^{' "$out/peer.log" | tail -n 1 > "$out/peer.json" ;;
+    peerbf16|peerint4)
+      mode=${step#peer}
+      PYTHONUNBUFFERED=1 run_step "$step" 500 python3 .gpu/peer_batched.py "$mode" 40 "${PEER_CTX:-512}" \
+        "${PEER_BATCHES:-1,16,64,128}" 4096
+      grep '^{' "$out/$step.log" > "$out/$step.jsonl" ;;
     *) echo "unknown step $step" ;;
   esac
 done
@@ -71,13 +78,19 @@ if [[ -s "$out/bench.json" ]]; then
     }
     for (const d of r.decode) {
       const h = d.hostUs ?? {};
-      console.log(`decode bs${d.batch}: ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerStep.toFixed(2)} ms/step, GPU ${d.gpuMsPerStep.toFixed(2)} ms; host us: convert ${h.convert?.toFixed(0)} queue ${h.queue?.toFixed(0)} execute ${h.execute?.toFixed(0)} return ${h.return?.toFixed(0)})`);
-      if (d.profile) console.log("  " + Object.entries(d.profile).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", "));
+      console.log(`decode bs${d.batch} ctx${d.context}: ${d.tokensPerSecond.toFixed(1)} tok/s (${d.msPerStep.toFixed(2)} ms/step, GPU ${d.gpuMsPerStep.toFixed(2)} ms, ${d.gbPerSecond?.toFixed(0)} GB/s; host us: convert ${h.convert?.toFixed(0)} queue ${h.queue?.toFixed(0)} execute ${h.execute?.toFixed(0)} return ${h.return?.toFixed(0)})`);
+      const gbs = d.profileGBs ?? {};
+      if (d.profile) console.log("  " + Object.entries(d.profile).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v.toFixed(3)}` + (gbs[k] ? ` (${gbs[k].toFixed(0)} GB/s)` : "")).join(", "));
     }
     if (peer) console.log(`peer ${peer.peer} bs1: ${peer.decode_tok_s_bs1.toFixed(1)} tok/s (${peer.ms_per_token.toFixed(2)} ms/token)`);
   ' "$out/bench.json" "$out/peer.json" 2>/dev/null || true
 fi
+for f in "$out"/peerbf16.jsonl "$out"/peerint4.jsonl; do
+  [[ -s $f ]] && { echo "== $(basename "$f" .jsonl)"; cat "$f"; }
+done
 
 for f in "$out"/*.log; do [[ -f $f ]] && { echo "===== $(basename "$f")"; cat "$f"; }; done > "$final/steps.log"
 for f in bench.json peer.json quantize13b.json; do [[ -s $out/$f ]] && cp "$out/$f" "$final/"; done
+cat "$out"/peerbf16.jsonl "$out"/peerint4.jsonl > "$final/peers.jsonl" 2>/dev/null || true
+[[ -s $out/kernels.log ]] && cp "$out/kernels.log" "$final/kernels.log"
 { cat "$out/gpu.txt"; cat "$out/probe.json"; printf '%s\n' "${summary[@]}"; } > "$final/summary.txt" 2>/dev/null

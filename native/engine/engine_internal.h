@@ -24,7 +24,8 @@ struct Engine::Workspace {
   DeviceBuffer logits;       // (logitRows, vocab) fp32
   DeviceBuffer work;         // (maxSeqs, vocab) fp32: processed logits of the sampler
   DeviceBuffer counts;       // (maxSeqs, vocab) int32, zero between steps
-  DeviceBuffer attnWork;     // paged_attention_decode workspace for (maxSeqs, maxModelLen)
+  DeviceBuffer attnWork;     // paged_attention_decode workspace for (maxSeqs, maxModelLen), zeroed once
+  DeviceBuffer linearWork;   // awq_linear split-K workspace (linear_workspace_bytes), zeroed once
   DeviceBuffer outTokens;    // (maxSeqs) int32
   DeviceBuffer outLogprobs;  // (maxSeqs) fp32
   DeviceBuffer outTopIds;    // (maxSeqs, kMaxTopLogprobs) int32

@@ -87,6 +87,9 @@ MemoryReport Engine::finalize(const RuntimeOptions& o) {
   const size_t attnBytes = awqk::paged_attention_decode_workspace_bytes(o.maxNumSeqs, d.numHeads, d.headDim,
                                                                         maxContext);
   w.attnWork.allocate(std::max<size_t>(attnBytes, 256), "decode attention workspace");
+  cudaCheck(cudaMemsetAsync(w.attnWork.get(), 0, w.attnWork.bytes(), stream_), "clearing the attention workspace");
+  w.linearWork.allocate(awqk::linear_workspace_bytes(), "split-K linear workspace");
+  cudaCheck(cudaMemsetAsync(w.linearWork.get(), 0, w.linearWork.bytes(), stream_), "clearing the linear workspace");
   w.outTokens.allocate(S * 4, "sampled tokens");
   w.outLogprobs.allocate(S * 4, "sampled logprobs");
   w.outTopIds.allocate(S * kMaxTopLogprobs * 4, "top logprob ids");
@@ -142,7 +145,7 @@ MemoryReport Engine::finalize(const RuntimeOptions& o) {
   report.weightBytes = weightBytes_;
   size_t ws = 0;
   for (const DeviceBuffer* b : {&w.residual, &w.normed, &w.big, &w.q, &w.attn, &w.delta, &w.act, &w.finalNormed,
-                                &w.logitsHalf, &w.logits, &w.work, &w.counts, &w.attnWork, &w.outTokens,
+                                &w.logitsHalf, &w.logits, &w.work, &w.counts, &w.attnWork, &w.linearWork, &w.outTokens,
                                 &w.outLogprobs, &w.outTopIds, &w.outTopLogprobs, &w.tokenLogprobs, &w.inputs}) {
     ws += b->bytes();
   }

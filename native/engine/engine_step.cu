@@ -30,7 +30,8 @@ int bucketContext(int n, int cap) {
 }  // namespace
 
 void Engine::linear(const LinearWeight& w, const half* x, int m, half* y, const char* what) {
-  const cudaError_t status = w.awq() ? awqk::awq_linear(x, m, w.ptr(), w.in, w.out, w.group, y, stream_)
+  const cudaError_t status = w.awq() ? awqk::awq_linear(x, m, w.ptr(), w.in, w.out, w.group, y, stream_,
+                                                        ws_->linearWork.get(), ws_->linearWork.bytes())
                                      : awqk::dense_linear(x, m, static_cast<const half*>(w.ptr()), w.in, w.out, y, stream_);
   cudaCheck(status, std::string(w.awq() ? "awq_linear " : "dense_linear ") + what + " (m=" + std::to_string(m) +
                         ", in=" + std::to_string(w.in) + ", out=" + std::to_string(w.out) + ")");

@@ -5,6 +5,8 @@
 #include <cmath>
 
 #include "cuda_check.h"
+#include "kernels/common.cuh"
+#include "kernels/launch.h"
 #include "ops.h"
 
 namespace awq {
@@ -36,6 +38,8 @@ __device__ float blockSum(float value, float* scratch) {
 // (Generic path for hidden sizes that are not a multiple of 4.)
 __global__ void addRmsNormKernel(float* residual, const half* delta, const half* weight, half* out,
                                  const int32_t* rowIndex, int hidden, float eps, bool writeResidual) {
+  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
+  awqk::detail::pdl_launch();
   extern __shared__ float row[];  // (hidden)
   __shared__ float scratch[32];
   const int r = blockIdx.x;
@@ -63,6 +67,8 @@ __global__ void __launch_bounds__(1024) addRmsNormVecKernel(float* __restrict__ 
                                                             const half* __restrict__ weight, half* __restrict__ out,
                                                             const int32_t* __restrict__ rowIndex, int hidden,
                                                             float eps, bool writeResidual) {
+  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
+  awqk::detail::pdl_launch();
   __shared__ float scratch[32];
   const int r = blockIdx.x;
   const int nvec = hidden / 4;
@@ -162,6 +168,8 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
                                   const float2* __restrict__ cosSinTable, half* __restrict__ qOut,
                                   half* __restrict__ kCache, half* __restrict__ vCache,
                                   int numTokens, int numHeads, int numKvHeads, int headDim, RopeParams rope) {
+  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
+  awqk::detail::pdl_launch();
   const int halfDim = headDim / 2;
   const int quarter = headDim / 4;
   const int heads = numHeads + 2 * numKvHeads;
@@ -219,6 +227,8 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
 
 // Two values per thread (inter is even for every Llama); silu in f32 with an accurate exp.
 __global__ void siluMulKernel(const half* __restrict__ gateUp, half* __restrict__ act, int inter, size_t pairs) {
+  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
+  awqk::detail::pdl_launch();
   const int halfInter = inter / 2;
   for (size_t idx = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; idx < pairs;
        idx += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -247,6 +257,8 @@ __global__ void f32ToHalfKernel(const float* in, half* out, size_t n) {
 }
 
 __global__ void halfToFloatKernel(const half* in, float* out, size_t n) {
+  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
+  awqk::detail::pdl_launch();
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     out[i] = __half2float(in[i]);
@@ -310,8 +322,9 @@ void launchAddRmsNorm(float* residual, const half* delta, const half* weight, ha
     const int perThread = (nvec + 1023) / 1024;
     int threads = (nvec + perThread - 1) / perThread;
     threads = (threads + 31) / 32 * 32;
-    addRmsNormVecKernel<<<numOut, threads, 0, stream>>>(residual, delta, weight, out, rowIndex, hidden, eps,
-                                                        writeResidual);
+    cudaCheck(awqk::pdl_launch_kernel(addRmsNormVecKernel, dim3(numOut), dim3(threads), 0, stream, residual, delta,
+                                      weight, out, rowIndex, hidden, eps, writeResidual),
+              "add_rmsnorm launch");
     checkLaunch("add_rmsnorm", stream);
     return;
   }
@@ -320,8 +333,9 @@ void launchAddRmsNorm(float* residual, const half* delta, const half* weight, ha
     cudaCheck(cudaFuncSetAttribute(addRmsNormKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)),
               "add_rmsnorm shared memory");
   }
-  addRmsNormKernel<<<numOut, kNormThreads, smem, stream>>>(residual, delta, weight, out, rowIndex, hidden, eps,
-                                                           writeResidual);
+  cudaCheck(awqk::pdl_launch_kernel(addRmsNormKernel, dim3(numOut), dim3(kNormThreads), smem, stream, residual, delta,
+                                    weight, out, rowIndex, hidden, eps, writeResidual),
+            "add_rmsnorm launch");
   checkLaunch("add_rmsnorm", stream);
 }
 
@@ -339,15 +353,19 @@ void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t*
   if (numTokens == 0) return;
   const size_t items = static_cast<size_t>(numTokens) * (numHeads + 2 * numKvHeads) * (headDim / 4);
   const unsigned blocks = static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16));
-  ropeKvWriteKernel<<<blocks, 256, 0, stream>>>(qkv, positions, slotMapping, tokenSeqLen, cosSinTable, qOut, kCache,
-                                                vCache, numTokens, numHeads, numKvHeads, headDim, rope);
+  cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel, dim3(blocks), dim3(256), 0, stream, qkv, positions, slotMapping,
+                                    tokenSeqLen, cosSinTable, qOut, kCache, vCache, numTokens, numHeads, numKvHeads,
+                                    headDim, rope),
+            "rope_kv_write launch");
   checkLaunch("rope_kv_write", stream);
 }
 
 void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cudaStream_t stream) {
   const size_t pairs = static_cast<size_t>(numTokens) * inter / 2;
   if (pairs == 0) return;
-  siluMulKernel<<<gridFor(pairs, 256), 256, 0, stream>>>(gateUp, act, inter, pairs);
+  cudaCheck(awqk::pdl_launch_kernel(siluMulKernel, dim3(gridFor(pairs, 256)), dim3(256), 0, stream, gateUp, act, inter,
+                                    pairs),
+            "silu_mul launch");
   checkLaunch("silu_mul", stream);
 }
 
@@ -365,7 +383,8 @@ void launchF32ToHalf(const float* in, half* out, size_t n, cudaStream_t stream) 
 
 void launchHalfToFloat(const half* in, float* out, size_t n, cudaStream_t stream) {
   if (n == 0) return;
-  halfToFloatKernel<<<gridFor(n, 256), 256, 0, stream>>>(in, out, n);
+  cudaCheck(awqk::pdl_launch_kernel(halfToFloatKernel, dim3(gridFor(n, 256)), dim3(256), 0, stream, in, out, n),
+            "half_to_float launch");
   checkLaunch("half_to_float", stream);
 }
 

@@ -6,6 +6,7 @@
 
 #include "../kernels/internal.h"
 #include "../kernels/kernels.h"
+#include "../kernels/launch.h"
 #include "harness.h"
 
 namespace {
@@ -25,19 +26,26 @@ const Shape kShapes[] = {
     {"lm_head fp16 5120x32002", 5120, 32002, false, 0},
 };
 
-}  // namespace
+// The split-K workspace of the engine (zeroed once, left zero by the kernels).
+void* linear_ws() {
+  static void* p = nullptr;
+  if (p == nullptr) {
+    CK(cudaMalloc(&p, awqk::linear_workspace_bytes()));
+    CK(cudaMemset(p, 0, awqk::linear_workspace_bytes()));
+  }
+  return p;
+}
 
-void bench_linears(bool quick) {
-  const std::vector<int> ms = quick ? std::vector<int>{1, 8, 128, 2048}
-                                    : std::vector<int>{1, 8, 16, 32, 128, 512, 2048};
-  std::printf("\nLinears (median of 7 batches; weights rotated over copies totalling >= 150 MB)\n");
-  std::printf("%-24s %6s %10s %9s %9s\n", "shape", "m", "us", "GB/s", "TFLOP/s");
-  std::vector<double> stepMs(ms.size(), 0.0);
-  for (const Shape& s : kShapes) {
-    const size_t wBytes = s.awq ? awqk::awq_packed_bytes(s.in, s.out, 128) : (size_t)s.in * s.out * 2;
-    const int copies = (int)std::min<size_t>(16, std::max<size_t>(1, (150u << 20) / wBytes + 1));
-    std::vector<void*> ws(copies);
-    for (int c = 0; c < copies; ++c) CK(cudaMalloc(&ws[c], wBytes));
+// One matrix of a shape, rotated over enough copies to defeat the 60 MB L2.
+struct Weights {
+  const Shape& s;
+  size_t bytes;
+  std::vector<void*> copies;
+  explicit Weights(const Shape& sh) : s(sh) {
+    bytes = s.awq ? awqk::awq_packed_bytes(s.in, s.out, 128) : (size_t)s.in * s.out * 2;
+    const int n = (int)std::min<size_t>(16, std::max<size_t>(1, (200u << 20) / bytes + 1));
+    copies.resize(n);
+    for (int c = 0; c < n; ++c) CK(cudaMalloc(&copies[c], bytes));
     if (s.awq) {
       int32_t *qw, *qz;
       __half* sc;
@@ -47,38 +55,72 @@ void bench_linears(bool quick) {
       fill_i32(qw, (size_t)s.in * s.out / 8, 7);
       fill_i32(qz, (size_t)s.in / 128 * s.out / 8, 8);
       fill_half(sc, (size_t)s.in / 128 * s.out, 9, 0.001f, 0.01f);
-      CK(awqk::awq_repack(qw, qz, sc, s.in, s.out, 128, ws[0], 0));
+      CK(awqk::awq_repack(qw, qz, sc, s.in, s.out, 128, copies[0], 0));
       CK(cudaFree(qw));
       CK(cudaFree(qz));
       CK(cudaFree(sc));
     } else {
-      fill_half(static_cast<__half*>(ws[0]), (size_t)s.in * s.out, 10, -0.05f, 0.05f);
+      fill_half(static_cast<__half*>(copies[0]), (size_t)s.in * s.out, 10, -0.05f, 0.05f);
     }
-    for (int c = 1; c < copies; ++c) CK(cudaMemcpy(ws[c], ws[0], wBytes, cudaMemcpyDeviceToDevice));
+    for (int c = 1; c < n; ++c) CK(cudaMemcpy(copies[c], copies[0], bytes, cudaMemcpyDeviceToDevice));
+  }
+  ~Weights() {
+    for (void* w : copies) cudaFree(w);
+  }
+  // Median us of one call at m rows (ws: with the split-K workspace, as the engine calls it).
+  double us(const __half* x, int m, __half* y, bool ws) const {
+    const int n = (int)copies.size();
+    const int inner = std::max(n, 2 * n * std::max(1, 8 / n));
+    return 1e3 * time_ms(
+                     [&](int i, cudaStream_t st) {
+                       void* w = copies[i % n];
+                       if (s.awq)
+                         CK(awqk::awq_linear(x, m, w, s.in, s.out, 128, y, st, ws ? linear_ws() : nullptr,
+                                             ws ? awqk::linear_workspace_bytes() : 0));
+                       else
+                         CK(awqk::dense_linear(x, m, static_cast<__half*>(w), s.in, s.out, y, st));
+                     },
+                     inner);
+  }
+};
+
+}  // namespace
+
+void bench_linears(bool quick) {
+  const std::vector<int> ms = quick ? std::vector<int>{1, 8, 64, 128}
+                                    : std::vector<int>{1, 4, 8, 16, 32, 64, 128, 512, 2048};
+  std::printf("\nLinears (%s; median of 7; weights rotated over copies totalling >= 200 MB). GB/s counts the\n"
+              "int4 weights + scales/zeros (+ x and y); 'no-ws' = without the split-K workspace, 'no-PDL' = plain launches\n",
+              g_time_graphs ? "CUDA graph replay of back-to-back calls" : "eager launches");
+  std::printf("%-24s %6s %10s %9s %9s %10s %10s %8s\n", "shape", "m", "us", "GB/s", "TFLOP/s", "no-ws us", "no-PDL us",
+              "x m=1");
+  std::vector<double> stepMs(ms.size(), 0.0);
+  for (const Shape& s : kShapes) {
+    Weights w(s);
     const int mMax = ms.back();
     __half *x, *y;
     CK(cudaMalloc(&x, (size_t)mMax * s.in * 2));
     CK(cudaMalloc(&y, (size_t)mMax * s.out * 2));
     fill_half(x, (size_t)mMax * s.in, 11, -1.f, 1.f);
+    double us1 = 0;
     for (size_t mi = 0; mi < ms.size(); ++mi) {
       const int m = ms[mi];
-      const int inner = std::max(copies, 2 * copies * std::max(1, 8 / copies));
-      const double ms_ = time_ms(
-          [&](int i) {
-            void* w = ws[i % copies];
-            if (s.awq)
-              CK(awqk::awq_linear(x, m, w, s.in, s.out, 128, y, 0));
-            else
-              CK(awqk::dense_linear(x, m, static_cast<__half*>(w), s.in, s.out, y, 0));
-          },
-          inner);
-      const double bytes = (double)wBytes + (double)m * (s.in + s.out) * 2;
-      const double gbs = bytes / (ms_ * 1e-3) / 1e9;
-      const double tf = 2.0 * m * s.in * s.out / (ms_ * 1e-3) / 1e12;
-      std::printf("%-24s %6d %10.1f %9.0f %9.1f\n", s.name, m, ms_ * 1e3, gbs, tf);
-      stepMs[mi] += ms_ * (s.perLayer ? 40 * s.perLayer : 1);
+      const double us = w.us(x, m, y, true);
+      if (mi == 0) us1 = us;
+      const double usOld = s.awq && m > 8 && m <= 256 ? w.us(x, m, y, false) : 0;
+      double usNoPdl = 0;
+      if (m <= 8 || m == 64 || m == 128) {
+        awqk::set_pdl(false);
+        usNoPdl = w.us(x, m, y, true);
+        awqk::set_pdl(true);
+      }
+      const double bytes = (double)w.bytes + (double)m * (s.in + s.out) * 2;
+      const double gbs = bytes / (us * 1e-6) / 1e9;
+      const double tf = 2.0 * m * s.in * s.out / (us * 1e-6) / 1e12;
+      std::printf("%-24s %6d %10.1f %9.0f %9.1f %10.1f %10.1f %8.2f\n", s.name, m, us, gbs, tf, usOld, usNoPdl,
+                  us / us1);
+      stepMs[mi] += us * 1e-3 * (s.perLayer ? 40 * s.perLayer : 1);
     }
-    for (void* w : ws) CK(cudaFree(w));
     CK(cudaFree(x));
     CK(cudaFree(y));
   }
@@ -88,41 +130,36 @@ void bench_linears(bool quick) {
     std::printf("%6d %12.3f %16.0f\n", ms[mi], stepMs[mi], ms[mi] * 1e3 / stepMs[mi]);
 }
 
-// Configuration sweep: GEMV variants at m = 1 and GEMM tiles at m = 512 / 2048 (AWQ shapes).
+// Configuration sweep: GEMV variants at m = 1 and 8; split counts of the split-K wgmma at m = 16 / 64 / 128.
 void bench_variants() {
-  std::printf("\nVariants (us): GEMV m=1 [variant v1..v4, v2 = default] | GEMM m=512 and m=2048 [cfg 2=mma.sync 128x128 5=wgmma 128x128 6=wgmma 128x256]\n");
+  std::printf("\nVariants (us): GEMV m=1/8/16/32 [v1..v8 register bursts, v9..v12 bulk-copy ring; v0 = default] | split-K wgmma m=16/64/128 [s = splits, s0 = auto]\n");
   for (const Shape& s : kShapes) {
     if (!s.awq) continue;
-    const size_t wBytes = awqk::awq_packed_bytes(s.in, s.out, 128);
-    const int copies = (int)std::min<size_t>(16, std::max<size_t>(1, (150u << 20) / wBytes + 1));
-    std::vector<void*> ws(copies);
-    for (int c = 0; c < copies; ++c) {
-      CK(cudaMalloc(&ws[c], wBytes));
-      CK(cudaMemset(ws[c], 0x11, wBytes));
-    }
+    Weights w(s);
     __half *x, *y;
-    CK(cudaMalloc(&x, (size_t)2048 * s.in * 2));
-    CK(cudaMalloc(&y, (size_t)2048 * s.out * 2));
-    fill_half(x, (size_t)2048 * s.in, 11, -1.f, 1.f);
-    auto run = [&](int m) {
-      return time_ms([&](int i) { CK(awqk::awq_linear(x, m, ws[i % copies], s.in, s.out, 128, y, 0)); },
-                     2 * copies);
-    };
-    std::printf("%-22s", s.name);
-    for (int v = 1; v <= 4; ++v) {
-      awqk::awq_gemv_override({v});
-      std::printf(" v%d %5.1f", v, run(1) * 1e3);
-    }
-    awqk::awq_gemv_override({0});
-    std::printf(" |");
-    for (int m : {512, 2048})
-      for (int cfg : {2, 5, 6}) {
-        awqk::gemm_override(cfg);
-        std::printf(" m%d c%d %7.1f", m, cfg, run(m) * 1e3);
+    CK(cudaMalloc(&x, (size_t)128 * s.in * 2));
+    CK(cudaMalloc(&y, (size_t)128 * s.out * 2));
+    fill_half(x, (size_t)128 * s.in, 11, -1.f, 1.f);
+    for (int m : {1, 8, 16, 32}) {
+      std::printf("%-22s m%-4d", s.name, m);
+      for (int v = 0; v <= 15; ++v) {
+        if (m > 8 && v != 0 && v != 2 && v != 9 && v != 13) continue;
+        if (m <= 8 && (v == 1 || v == 5 || v == 6 || v == 11)) continue;  // never the best in the H200 sweep
+        awqk::awq_gemv_override({v});
+        std::printf(" v%d %5.1f", v, w.us(x, m, y, true));
       }
-    awqk::gemm_override(0);
-    std::printf("\n");
-    for (void* w : ws) CK(cudaFree(w));
+      awqk::awq_gemv_override({0});
+      std::printf("\n");
+    }
+    for (int m : {16, 64, 128}) {
+      std::printf("%-22s m%-4d", s.name, m);
+      for (int sp : {0, 1, 2, 3, 4, 6, 8}) {
+        awqk::gemm_split_override(sp);
+        std::printf(" s%d %6.1f", sp, w.us(x, m, y, true));
+      }
+      awqk::gemm_split_override(0);
+      std::printf("\n");
+    }
     CK(cudaFree(x));
     CK(cudaFree(y));
   }
@@ -175,16 +212,17 @@ void bench_attention(bool quick) {
     CK(cudaMemcpy(b.ctx, ctx.data(), ctx.size() * 4, cudaMemcpyHostToDevice));
     b.wsBytes = awqk::paged_attention_decode_workspace_bytes(c.batch, H, D, c.ctx);
     CK(cudaMalloc(&b.ws, b.wsBytes));
+    CK(cudaMemset(b.ws, 0, b.wsBytes));
     const float scale = 1.f / std::sqrt((float)D);
     const bool decode = c.qLen == 1;
     const double t = time_ms(
-        [&](int) {
+        [&](int, cudaStream_t st) {
           if (decode)
             CK(awqk::paged_attention_decode(b.q, b.kc, b.vc, b.bt, blocksPer, b.ctx, c.batch, c.ctx, H, H,
-                                            D, scale, b.ws, b.wsBytes, b.o, 0));
+                                            D, scale, b.ws, b.wsBytes, b.o, st));
           else
             CK(awqk::paged_attention_prefill(b.q, b.kc, b.vc, b.bt, blocksPer, b.qs, b.ctx, c.batch,
-                                             c.qLen, H, H, D, scale, b.o, 0));
+                                             c.qLen, H, H, D, scale, b.o, st));
         },
         10);
     double pairs = 0;  // (query, key) pairs attended

@@ -8,8 +8,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 kern="$here/../kernels"
 out="$here/../build/kernel-tests"
 mkdir -p "$out/obj"
-flags=(-std=c++17 -O3 -lineinfo -gencode=arch=compute_90a,code=sm_90a
-  -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_80,code=compute_80 -I"$kern")
+# KT_GENCODE="-gencode=arch=compute_90a,code=sm_90a" limits the targets (quicker builds while iterating).
+read -r -a gencode <<<"${KT_GENCODE:--gencode=arch=compute_90a,code=sm_90a -gencode=arch=compute_80,code=sm_80 -gencode=arch=compute_80,code=compute_80}"
+flags=(-std=c++17 -O3 -lineinfo "${gencode[@]}" -I"$kern")
 newest_header=$(ls -t "$kern"/*.h "$kern"/*.cuh "$here"/*.h | head -1)
 objs=()
 for src in "$kern"/*.cu "$here"/*.cu; do

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <type_traits>
 #include <vector>
 
 #define CK(call)                                                                          \
@@ -33,24 +34,53 @@ struct ErrStat {
 // Compares fp16 y against fp32 ref. y has rows of `ld` halves, of which the first `cols` count.
 ErrStat compare(const __half* y, const float* ref, size_t rows, size_t cols);
 
-// Median milliseconds of `reps` timed batches, each `inner` calls of fn(i) (i = call index).
+// Timing mode of time_ms: false = eager launches on the legacy stream, true (default) = the `inner`
+// calls captured once into a CUDA graph on a side stream and replayed, as the engine's decode step
+// runs them (programmatic dependent launch edges included). fn(i, stream) enqueues call i.
+extern bool g_time_graphs;
+
+// Median milliseconds of `reps` timed batches, each `inner` calls of fn(i, stream) (i = call index);
+// a fn(i) without a stream argument is timed eagerly on the legacy stream.
 template <typename F>
-double time_ms(F fn, int inner, int reps = 7) {
+double time_ms(F fn0, int inner, int reps = 7) {
+  constexpr bool kStreamed = std::is_invocable_v<F, int, cudaStream_t>;
+  auto fn = [&](int i, cudaStream_t s) {
+    if constexpr (kStreamed) fn0(i, s);
+    else fn0(i);
+  };
   cudaEvent_t a, b;
   CK(cudaEventCreate(&a));
   CK(cudaEventCreate(&b));
-  for (int i = 0; i < inner; ++i) fn(i);  // warm-up
+  cudaStream_t st = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  const bool graphs = kStreamed && g_time_graphs;
+  if (graphs) CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+  for (int i = 0; i < inner; ++i) fn(i, st);  // warm-up (also sets kernel attributes outside capture)
   CK(cudaDeviceSynchronize());
+  if (graphs) {
+    cudaGraph_t graph = nullptr;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < inner; ++i) fn(i, st);
+    CK(cudaStreamEndCapture(st, &graph));
+    CK(cudaGraphInstantiate(&exec, graph, 0));
+    CK(cudaGraphDestroy(graph));
+    CK(cudaGraphLaunch(exec, st));
+    CK(cudaStreamSynchronize(st));
+  }
   std::vector<float> ts;
   for (int r = 0; r < reps; ++r) {
-    CK(cudaEventRecord(a));
-    for (int i = 0; i < inner; ++i) fn(i);
-    CK(cudaEventRecord(b));
+    CK(cudaEventRecord(a, st));
+    if (exec != nullptr) CK(cudaGraphLaunch(exec, st));
+    else
+      for (int i = 0; i < inner; ++i) fn(i, st);
+    CK(cudaEventRecord(b, st));
     CK(cudaEventSynchronize(b));
     float ms = 0;
     CK(cudaEventElapsedTime(&ms, a, b));
     ts.push_back(ms / inner);
   }
+  if (exec != nullptr) CK(cudaGraphExecDestroy(exec));
+  if (st != nullptr) CK(cudaStreamDestroy(st));
   CK(cudaGetLastError());
   std::sort(ts.begin(), ts.end());
   CK(cudaEventDestroy(a));

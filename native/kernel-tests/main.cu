@@ -1,8 +1,10 @@
 // kernel-tests: correctness of every awq-ts CUDA kernel against naive references, then timings
-// on the Llama-2-13B shapes. Usage: kernel-tests [--quick] [--no-bench] [--bench-only]
+// on the Llama-2-13B shapes. Usage: kernel-tests [--quick] [--no-bench] [--bench-only] [--eager]
 #include <cstring>
 
 #include "harness.h"
+
+bool g_time_graphs = true;
 
 int main(int argc, char** argv) {
   bool quick = false, bench = true, tests = true;
@@ -10,6 +12,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--no-bench")) bench = false;
     if (!std::strcmp(argv[i], "--bench-only")) tests = false;
+    if (!std::strcmp(argv[i], "--eager")) g_time_graphs = false;
   }
   int dev = 0;
   cudaDeviceProp prop;

@@ -57,6 +57,10 @@ bool test_awq() {
     fill_half(sc, groups * c.out, seed++, 0.001f, 0.01f);
     fill_half(x, (size_t)mMax * c.in, seed++, -1.f, 1.f);
     CK(awqk::awq_repack(qw, qz, sc, c.in, c.out, c.group, packed, 0));
+    void* lws;  // split-K workspace (zeroed once; the kernels leave it zero)
+    const size_t lwsBytes = awqk::linear_workspace_bytes();
+    CK(cudaMalloc(&lws, lwsBytes));
+    CK(cudaMemset(lws, 0, lwsBytes));
     for (int m : c.ms) {
       CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));  // NaN pattern: unwritten outputs fail
       ref_awq_linear(x, m, qw, qz, sc, c.in, c.out, c.group, ref);
@@ -67,8 +71,38 @@ bool test_awq() {
       ok &= report(name, compare(y, ref, m, c.out));
       // Every GEMV variant and GEMM tile configuration, on two shapes.
       const bool sweep = (c.in == 5120 && c.out == 5120) || (c.in == 768 && c.out == 264);
+      if (m > 8) {
+        // The split-K / 64-row-tile wgmma path (with a workspace): auto split, then forced splits; each
+        // twice, so that a counter the first call left non-zero would break the second.
+        const int forced[] = {0, 2, 3, 7};
+        for (int sp : forced) {
+          if (sp != 0 && !sweep) continue;
+          awqk::gemm_split_override(sp);
+          for (int rep = 0; rep < 2; ++rep) {
+            CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+            CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
+            CK(cudaDeviceSynchronize());
+            std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d split-K %d%s", c.in, c.out, c.group, m, sp,
+                          rep ? " (again)" : "");
+            ok &= report(name, compare(y, ref, m, c.out));
+          }
+        }
+        awqk::gemm_split_override(0);
+      }
+      if (m <= 32) {  // the bulk-copy GEMV (m <= 32) and the register-burst one, every shape
+        for (int v : {2, 3, 9, 12, 13, 14}) {
+          awqk::awq_gemv_override({v});
+          CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+          CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));
+          CK(cudaDeviceSynchronize());
+          std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d gemv variant %d (no ws)", c.in, c.out, c.group,
+                        m, v);
+          ok &= report(name, compare(y, ref, m, c.out));
+        }
+        awqk::awq_gemv_override({0});
+      }
       if (sweep && m <= 8) {
-        for (int v = 1; v <= 4; ++v) {
+        for (int v = 1; v <= 15; ++v) {
           awqk::awq_gemv_override({v});
           CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
           CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));
@@ -95,6 +129,7 @@ bool test_awq() {
     CK(cudaFree(y));
     CK(cudaFree(ref));
     CK(cudaFree(packed));
+    CK(cudaFree(lws));
   }
   return ok;
 }
@@ -213,13 +248,16 @@ bool attention_case(int numHeads, int numKvHeads, int D, const std::vector<std::
     const size_t wsBytes = awqk::paged_attention_decode_workspace_bytes(numSeqs, numHeads, D, maxCtx);
     void* ws;
     CK(cudaMalloc(&ws, std::max<size_t>(wsBytes, 16)));
-    CK(cudaMemset(o, 0xff, qElems * 2));
-    CK(awqk::paged_attention_decode(q, kc, vc, dBt, maxBlocks, dCtx, numSeqs, maxCtx, numHeads,
-                                    numKvHeads, D, scale, ws, wsBytes, o, 0));
-    CK(cudaDeviceSynchronize());
-    std::snprintf(name, sizeof name, "decode  H=%d KVH=%d D=%d seqs=%d maxCtx=%d", numHeads,
-                  numKvHeads, D, numSeqs, maxCtx);
-    ok &= report(name, compare(o, ref, numTokens, (size_t)numHeads * D));
+    CK(cudaMemset(ws, 0, std::max<size_t>(wsBytes, 16)));
+    for (int rep = 0; rep < 2; ++rep) {  // twice: the split counters must be back at zero
+      CK(cudaMemset(o, 0xff, qElems * 2));
+      CK(awqk::paged_attention_decode(q, kc, vc, dBt, maxBlocks, dCtx, numSeqs, maxCtx, numHeads,
+                                      numKvHeads, D, scale, ws, wsBytes, o, 0));
+      CK(cudaDeviceSynchronize());
+      std::snprintf(name, sizeof name, "decode  H=%d KVH=%d D=%d seqs=%d maxCtx=%d%s", numHeads,
+                    numKvHeads, D, numSeqs, maxCtx, rep ? " (again)" : "");
+      ok &= report(name, compare(o, ref, numTokens, (size_t)numHeads * D));
+    }
     CK(cudaFree(ws));
   }
   CK(cudaFree(q));

@@ -1,11 +1,13 @@
 // Paged attention decode fast path (one query per sequence), flash-decoding: the context is cut
 // into partitions, one block per (partition, head, sequence) computes an unnormalized partial
-// output with its running max and sum, and a reduction kernel merges the partitions. Memory
+// output with its running max and sum, and the last block of each (sequence, head) to finish merges
+// the partitions (a counter per (sequence, head) in the workspace; no second kernel). Memory
 // bound, so CUDA cores: D/8 lanes share one key (16-byte loads), 128 keys per sub-chunk.
 #include <cmath>
 
 #include "common.cuh"
 #include "kernels.h"
+#include "launch.h"
 
 namespace awqk {
 namespace {
@@ -27,12 +29,71 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+constexpr int kMaxMergeSplits = 512;  // choose_splits never goes past kTargetBlocks splits
+
+// Called by every block of a (seq, head) after writing its partial: the last of the splits to
+// arrive merges them in split order (deterministic), writes out and resets the counter. The split
+// weights are computed once into shared memory; each output element then sums its partials with
+// independent loads (one L2 round trip per 8 splits, not per split).
+__device__ __forceinline__ void merge_if_last(const float* wsO, const float* wsM, const float* wsL,
+                                              int* counters, int numSplits, int D, int sh,
+                                              __half* __restrict__ out, int* sLast) {
+  __shared__ float sW[kMaxMergeSplits];
+  __shared__ float sRed[kThreadsD / 32];
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int old = atomicAdd(&counters[sh], 1);
+    *sLast = old == numSplits - 1;
+    if (old == numSplits - 1) atomicExch(&counters[sh], 0);
+  }
+  __syncthreads();
+  if (!*sLast) return;
+  __threadfence();
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const float* M = wsM + (size_t)sh * numSplits;
+  const float* L = wsL + (size_t)sh * numSplits;
+  float mx = -INFINITY;
+  for (int s = tid; s < numSplits; s += kThreadsD) {
+    const float m = __ldcg(M + s);
+    sW[s] = m;
+    mx = fmaxf(mx, m);
+  }
+  mx = warp_max(mx);
+  if (lane == 0) sRed[warp] = mx;
+  __syncthreads();
+  float gmax = sRed[0];
+#pragma unroll
+  for (int w = 1; w < kThreadsD / 32; ++w) gmax = fmaxf(gmax, sRed[w]);
+  __syncthreads();  // sRed is reused below
+  float den = 0.f;
+  for (int s = tid; s < numSplits; s += kThreadsD) {
+    const float l = __ldcg(L + s);
+    const float w = l > 0.f ? exp2f(sW[s] - gmax) : 0.f;
+    sW[s] = w;
+    den += w * l;
+  }
+  den = warp_sum(den);
+  if (lane == 0) sRed[warp] = den;
+  __syncthreads();
+  den = 0.f;
+#pragma unroll
+  for (int w = 0; w < kThreadsD / 32; ++w) den += sRed[w];
+  for (int d = tid; d < D; d += kThreadsD) {
+    const float* o = wsO + (size_t)sh * numSplits * D + d;
+    float num = 0.f;
+#pragma unroll 8
+    for (int s = 0; s < numSplits; ++s) num += sW[s] * __ldcg(o + (size_t)s * D);
+    out[(size_t)sh * D + d] = __float2half(den > 0.f ? num / den : 0.f);
+  }
+}
+
 template <int D>
 __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
     const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
     int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO,
-    float* __restrict__ wsM, float* __restrict__ wsL, __half* __restrict__ out) {
+    float* __restrict__ wsM, float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
   constexpr int LPK = D / 8;          // lanes per key
   constexpr int KPW = 32 / LPK;       // keys per warp step
   constexpr int KPB = kWarpsD * KPW;  // keys per block step
@@ -41,6 +102,9 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
   __shared__ float red[kWarpsD];
   __shared__ float accR[KPB][D];
 
+  __shared__ int sLast;
+  detail::pdl_wait();
+  detail::pdl_launch();
   const int split = blockIdx.x, head = blockIdx.y, seq = blockIdx.z;
   const int numSplits = gridDim.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -56,6 +120,7 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
         wsL[wsIdx] = 0.f;
       }
       for (int i = tid; i < D; i += kThreadsD) wsO[wsIdx * D + i] = 0.f;
+      merge_if_last(wsO, wsM, wsL, counters, numSplits, D, seq * numHeads + head, out, &sLast);
     } else {
       for (int i = tid; i < D; i += kThreadsD)
         out[((size_t)seq * numHeads + head) * D + i] = __float2half(0.f);
@@ -160,29 +225,12 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
       wsO[wsIdx * D + d] = o;
     }
   }
-  if (numSplits > 1 && tid == 0) {
-    wsM[wsIdx] = runM;
-    wsL[wsIdx] = runL;
-  }
-}
-
-__global__ void decode_reduce_kernel(const float* __restrict__ wsO, const float* __restrict__ wsM,
-                                     const float* __restrict__ wsL, int numSplits, int D,
-                                     __half* __restrict__ out) {
-  const size_t sh = (size_t)blockIdx.y * gridDim.x + blockIdx.x;  // seq * numHeads + head
-  const float* M = wsM + sh * numSplits;
-  const float* L = wsL + sh * numSplits;
-  float gmax = -INFINITY;
-  for (int s = 0; s < numSplits; ++s) gmax = fmaxf(gmax, M[s]);
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    float num = 0.f, den = 0.f;
-    for (int s = 0; s < numSplits; ++s) {
-      if (L[s] <= 0.f) continue;
-      const float w = exp2f(M[s] - gmax);
-      num += w * wsO[(sh * numSplits + s) * D + d];
-      den += w * L[s];
+  if (numSplits > 1) {
+    if (tid == 0) {
+      wsM[wsIdx] = runM;
+      wsL[wsIdx] = runL;
     }
-    out[sh * D + d] = __float2half(den > 0.f ? num / den : 0.f);
+    merge_if_last(wsO, wsM, wsL, counters, numSplits, D, seq * numHeads + head, out, &sLast);
   }
 }
 
@@ -194,9 +242,11 @@ int choose_splits(int numSeqs, int numHeads, int maxContextLen) {
   return splits;
 }
 
+constexpr size_t kCounterBytes = kTargetBlocks * sizeof(int);
+
 size_t ws_bytes(int numSeqs, int numHeads, int headDim, int splits) {
   if (splits <= 1) return 0;
-  return (size_t)numSeqs * numHeads * splits * (headDim + 2) * sizeof(float);
+  return kCounterBytes + (size_t)numSeqs * numHeads * splits * (headDim + 2) * sizeof(float);
 }
 
 template <int D>
@@ -208,19 +258,16 @@ cudaError_t launch_decode(const __half* q, const __half* kc, const __half* vc, c
   while (splits > 1 && (ws == nullptr || ws_bytes(numSeqs, numHeads, D, splits) > wsBytes)) splits /= 2;
   const int partition = splits > 1 ? detail::ceil_div(detail::ceil_div(maxContextLen, splits), kSub) * kSub
                                    : (maxContextLen > 0 ? maxContextLen : 1);
-  float* wsO = static_cast<float*>(ws);
+  // Workspace: the split counters (kTargetBlocks ints, zero between calls) first, then the partials.
+  int* counters = static_cast<int*>(ws);
+  float* wsO = splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(ws) + kCounterBytes) : nullptr;
   const size_t entries = (size_t)numSeqs * numHeads * splits;
   float* wsM = splits > 1 ? wsO + entries * D : nullptr;
   float* wsL = splits > 1 ? wsM + entries : nullptr;
   dim3 grid(splits, numHeads, numSeqs);
-  decode_attention_kernel<D><<<grid, kThreadsD, 0, stream>>>(
-      q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads, numKvHeads, scale * 1.4426950408889634f,
-      partition, wsO, wsM, wsL, out);
-  if (splits > 1) {
-    dim3 rgrid(numHeads, numSeqs);
-    decode_reduce_kernel<<<rgrid, D, 0, stream>>>(wsO, wsM, wsL, splits, D, out);
-  }
-  return cudaGetLastError();
+  return pdl_launch_kernel(decode_attention_kernel<D>, grid, dim3(kThreadsD), 0, stream, q, kc, vc, bt,
+                           maxBlocksPerSeq, ctxLens, numHeads, numKvHeads, scale * 1.4426950408889634f, partition,
+                           wsO, wsM, wsL, counters, out);
 }
 
 }  // namespace
@@ -232,7 +279,7 @@ size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int hea
   (void)numSeqs;
   (void)numHeads;
   (void)maxContextLen;
-  return (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
+  return kCounterBytes + (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
 }
 
 cudaError_t paged_attention_decode(const __half* q, const __half* kCache, const __half* vCache,

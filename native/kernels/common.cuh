@@ -106,6 +106,21 @@ __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t zsLo, uint32_t
   d[3] = h2_as_u32(__hmul2(u32_as_h2(d[3]), s1));
 }
 
+// Programmatic dependent launch (sm_90+; no-ops elsewhere and when the kernel was launched without
+// the attribute). pdl_wait: block until the previous kernel in the stream has completed and its
+// writes are visible; everything before it may only read data no earlier kernel of the step writes
+// (weights). pdl_launch: let the next kernel's blocks start (they run up to their own pdl_wait).
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void pdl_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 }  // namespace detail

@@ -1,5 +1,8 @@
 // Prefill-path linears: launchers and tile choice for the mma.sync tile GEMM (gemm_mma.cuh); on
 // sm_90 the 128x128 tiles go to the wgmma kernel of gemm_sm90.cu.
+#include <algorithm>
+#include <cstdint>
+
 #include "common.cuh"
 #include "gemm_mma.cuh"
 #include "internal.h"
@@ -84,9 +87,36 @@ cudaError_t dispatch(const __half* x, int m, const void* w, int in, int out, int
   }
 }
 
+int g_splitOverride = 0;
+
 }  // namespace
 
 void gemm_override(int config) { g_gemmOverride = config; }
+void gemm_split_override(int splits) { g_splitOverride = splits; }
+
+cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
+                        void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  if (!hopper() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
+      reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
+    return cudaErrorNotSupported;
+  const bool halfM = m <= 64;
+  const long tiles = (long)detail::ceil_div(m, halfM ? 64 : 128) * detail::ceil_div(out, 256);
+  if (tiles > kLinearCounters) return cudaErrorNotSupported;
+  const int kChunks = in / 64;
+  int splits = g_splitOverride;
+  if (splits <= 0) {
+    splits = (int)std::max<long>(1, sms() / tiles);
+    // >= 24 chunks per split: on the H200 sweep, o_proj (80 chunks, 20 tiles) at m = 128 ran best
+    // with 3 splits (6 spent more on the partial sums than they saved).
+    splits = std::min(splits, std::max(1, kChunks / 24));
+  }
+  splits = std::max(1, std::min(splits, kChunks));
+  float* ws = reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int));
+  const size_t wsFloats = (workspaceBytes - kLinearCounters * sizeof(int)) / sizeof(float);
+  while (splits > 1 && (size_t)splits * m * out > wsFloats) --splits;
+  return gemm_sm90_split(true, halfM, x, m, packed, in, out, group, y, splits, ws, static_cast<int*>(workspace),
+                         stream);
+}
 
 cudaError_t awq_gemm(const __half* x, int m, const void* packed, int in, int out, int group,
                      __half* y, cudaStream_t stream) {

@@ -7,6 +7,7 @@
 #include "common.cuh"
 #include "gemm_mma.cuh"
 #include "internal.h"
+#include "launch.h"
 
 namespace awqk {
 namespace {
@@ -15,7 +16,9 @@ constexpr int kBM = 128;
 
 template <bool AWQ, int BN>
 struct Sm90Cfg {
-  static constexpr int kStages = BN == 128 ? 6 : 4;
+  // AWQ BN = 256: 6 stages (4 chunks in flight; 215 KB) keep the small-m decode GEMMs off the memory
+  // latency; dense BN = 256 stages are twice as large, so 4.
+  static constexpr int kStages = (BN == 128 || AWQ) ? 6 : 4;
   static constexpr int kDist = kStages - 2;  // prefetch distance (a stage is reused 2 chunks later)
   static constexpr int kB = kBM * 128;       // offset of B inside a stage (A is 128 rows x 128 B)
   static constexpr int kZ = kB + (BN / 16) * 32 * 16;  // AWQ zero/scale pairs after packed B
@@ -80,19 +83,34 @@ __device__ __forceinline__ void wgmma_tile(float* d, uint64_t descA, uint64_t de
 __device__ __forceinline__ int swz(int row, int ch) { return row * 128 + ((ch ^ (row & 7)) << 4); }
 #endif
 
-template <bool AWQ, int BN>
+// HALFM: 64-row tiles for small m (decode batches): both warpgroups multiply the same 64 rows of A,
+// each against its half (BN/2 columns) of the B tile, so no tensor work is spent on padding rows.
+// Split-K (gridDim.z = S > 1): block z covers chunks [kChunks*z/S, kChunks*(z+1)/S) and writes its
+// fp32 partial to ws[z][m][out]; the last block of a tile to arrive (counters[tile], reset by it)
+// sums the S partials in z order (deterministic) and writes y.
+template <bool AWQ, int BN, bool HALFM>
 __global__ void __launch_bounds__(256, 1)
     gemm_sm90_kernel(const __half* __restrict__ x, int m, const void* __restrict__ wptr, int in,
-                     int out, int chunksPerGroup, __half* __restrict__ y) {
+                     int out, int chunksPerGroup, __half* __restrict__ y, float* __restrict__ ws,
+                     int* __restrict__ counters) {
   extern __shared__ __align__(16) unsigned char smemRaw[];
   using C = Sm90Cfg<AWQ, BN>;
+  static_assert(!HALFM || BN == 256, "HALFM needs BN = 256 (m64n128 per warpgroup)");
+  detail::pdl_wait();
+  detail::pdl_launch();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kStages = C::kStages, kDist = C::kDist;
+  constexpr int kRows = HALFM ? 64 : kBM;   // rows of x per block
+  constexpr int kWN = HALFM ? BN / 2 : BN;  // columns per warpgroup
+  __shared__ int sLast;
   unsigned char* smem = smemRaw + ((1024 - (detail::smem_addr(smemRaw) & 1023)) & 1023);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
   const int g = lane >> 2, t = lane & 3;
-  const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * BN;
+  const int m0 = blockIdx.y * kRows, n0 = blockIdx.x * BN;
   const int kChunks = in >> 6;
+  const int S = gridDim.z, z = blockIdx.z;
+  const int cBase = (int)((long)kChunks * z / S);
+  const int nCh = (int)((long)kChunks * (z + 1) / S) - cBase;
   const int nTiles = (out + 15) >> 4;
   const uint4* wq = static_cast<const uint4*>(wptr);
   const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(wptr) +
@@ -102,7 +120,7 @@ __global__ void __launch_bounds__(256, 1)
 
   auto load_stage = [&](int s, int c) {
     unsigned char* base = smem + s * C::kStage;
-    for (int i = tid; i < kBM * 8; i += 256) {
+    for (int i = tid; i < kRows * 8; i += 256) {
       const int row = i >> 3, ch = i & 7, grow = m0 + row;
       const bool ok = grow < m;
       detail::cp_async16(base + swz(row, ch), x + (size_t)(ok ? grow : 0) * in + 64 * c + ch * 8, ok);
@@ -130,36 +148,36 @@ __global__ void __launch_bounds__(256, 1)
     }
   };
 
-  float acc[BN / 2];  // first written by the scaleD = 0 wgmma of chunk 0
+  float acc[kWN / 2];  // first written by the scaleD = 0 wgmma of the first chunk
 
 #pragma unroll
   for (int s = 0; s < kDist; ++s) {
-    if (s < kChunks) load_stage(s, s);
+    if (s < nCh) load_stage(s, cBase + s);
     detail::cp_async_commit();
   }
-  for (int c = 0; c < kChunks; ++c) {
+  for (int r = 0; r < nCh; ++r) {
     detail::cp_async_wait<kDist - 1>();
     wgmma_wait<1>();
     fence_proxy_async();
-    __syncthreads();  // chunk c landed for everyone; every wgmma of chunk c-2 has completed
-    if (c + kDist < kChunks) load_stage((c + kDist) % kStages, c + kDist);
+    __syncthreads();  // chunk r landed for everyone; every wgmma of chunk r-2 has completed
+    if (r + kDist < nCh) load_stage((r + kDist) % kStages, cBase + r + kDist);
     detail::cp_async_commit();
-    unsigned char* st = smem + (c % kStages) * C::kStage;
+    unsigned char* st = smem + (r % kStages) * C::kStage;
     unsigned char* bTile = st + C::kB;
     if constexpr (AWQ) {
       // (16-output tile, lane) packed word groups -> natural-k swizzled fp16 rows.
-      bTile = bh + (c & 1) * BN * 128;
+      bTile = bh + (r & 1) * BN * 128;
 #pragma unroll
       for (int it = 0; it < BN / 128; ++it) {
         const int item = tid + 256 * it;
         const uint4 q = reinterpret_cast<const uint4*>(st + C::kB)[item];
         const int tl = item >> 5, gg = (item & 31) >> 2, tt = item & 3;
-        const uint2 z = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + gg];
+        const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + gg];
         uint32_t d[4][4];
-        detail::dequant_word(q.x, z.x, z.y, d[0]);
-        detail::dequant_word(q.y, z.x, z.y, d[1]);
-        detail::dequant_word(q.z, z.x, z.y, d[2]);
-        detail::dequant_word(q.w, z.x, z.y, d[3]);
+        detail::dequant_word(q.x, zz.x, zz.y, d[0]);
+        detail::dequant_word(q.y, zz.x, zz.y, d[1]);
+        detail::dequant_word(q.z, zz.x, zz.y, d[2]);
+        detail::dequant_word(q.w, zz.x, zz.y, d[3]);
         const int nlo = 16 * tl + gg, nhi = nlo + 8;
         *reinterpret_cast<uint4*>(bTile + swz(nlo, 2 * tt)) = make_uint4(d[0][0], d[0][2], d[1][0], d[1][2]);
         *reinterpret_cast<uint4*>(bTile + swz(nlo, 2 * tt + 1)) = make_uint4(d[2][0], d[2][2], d[3][0], d[3][2]);
@@ -169,23 +187,82 @@ __global__ void __launch_bounds__(256, 1)
       fence_proxy_async();
       __syncthreads();
     }
-    const uint64_t descA = sw128_desc(st + wg * 64 * 128);
-    const uint64_t descB = sw128_desc(bTile);
+    const uint64_t descA = sw128_desc(HALFM ? st : st + wg * 64 * 128);
+    const uint64_t descB = sw128_desc(HALFM ? bTile + wg * kWN * 128 : bTile);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < 4; ++kk) wgmma_tile<BN>(acc, descA + 2 * kk, descB + 2 * kk, c + kk > 0);
+    for (int kk = 0; kk < 4; ++kk) wgmma_tile<kWN>(acc, descA + 2 * kk, descB + 2 * kk, r + kk > 0);
     wgmma_commit();
   }
   wgmma_wait<0>();
 #pragma unroll
-  for (int i = 0; i < BN / 2; ++i) asm volatile("" : "+f"(acc[i])::"memory");
+  for (int i = 0; i < kWN / 2; ++i) asm volatile("" : "+f"(acc[i])::"memory");
   detail::cp_async_wait<0>();
 
   const bool evenOut = (out & 1) == 0;
-  const int rowBase = m0 + wg * 64 + (warp & 3) * 16 + g;
+  const int rowBase = m0 + (HALFM ? 0 : wg * 64) + (warp & 3) * 16 + g;
+  const int colBase = n0 + (HALFM ? wg * kWN : 0);
+  if (S > 1) {
+    float* part = ws + (size_t)z * m * out;
 #pragma unroll
-  for (int j = 0; j < BN / 8; ++j) {
-    const int col = n0 + 8 * j + 2 * t;
+    for (int j = 0; j < kWN / 8; ++j) {
+      const int col = colBase + 8 * j + 2 * t;
+#pragma unroll
+      for (int hr = 0; hr < 2; ++hr) {
+        const int row = rowBase + 8 * hr;
+        if (row >= m) continue;
+        float* dst = part + (size_t)row * out + col;
+        if (evenOut && col + 1 < out) {
+          *reinterpret_cast<float2*>(dst) = make_float2(acc[4 * j + 2 * hr], acc[4 * j + 2 * hr + 1]);
+        } else {
+          if (col < out) dst[0] = acc[4 * j + 2 * hr];
+          if (col + 1 < out) dst[1] = acc[4 * j + 2 * hr + 1];
+        }
+      }
+    }
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+      const int idx = blockIdx.y * gridDim.x + blockIdx.x;
+      const int old = atomicAdd(&counters[idx], 1);
+      sLast = old == S - 1;
+      if (old == S - 1) atomicExch(&counters[idx], 0);
+    }
+    __syncthreads();
+    if (!sLast) return;
+    __threadfence();
+    // Sum the S partials in z order, 8 column groups (32 values) at a time: the loads of one
+    // partial are independent, so each z costs one L2 round trip per group, not one per value.
+    constexpr int kJB = 8;
+#pragma unroll
+    for (int j0 = 0; j0 < kWN / 8; j0 += kJB) {
+      float sum[kJB][4] = {};
+      for (int zz = 0; zz < S; ++zz) {
+        const float* src = ws + (size_t)zz * m * out;
+#pragma unroll
+        for (int jj = 0; jj < kJB; ++jj) {
+          const int col = colBase + 8 * (j0 + jj) + 2 * t;
+#pragma unroll
+          for (int hr = 0; hr < 2; ++hr) {
+            const int row = rowBase + 8 * hr;
+#pragma unroll
+            for (int e = 0; e < 2; ++e) {
+              float v = acc[4 * (j0 + jj) + 2 * hr + e];
+              if (zz != z) v = row < m && col + e < out ? __ldcg(src + (size_t)row * out + col + e) : 0.f;
+              sum[jj][2 * hr + e] += v;
+            }
+          }
+        }
+      }
+#pragma unroll
+      for (int jj = 0; jj < kJB; ++jj)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) acc[4 * (j0 + jj) + i] = sum[jj][i];
+    }
+  }
+#pragma unroll
+  for (int j = 0; j < kWN / 8; ++j) {
+    const int col = colBase + 8 * j + 2 * t;
 #pragma unroll
     for (int hr = 0; hr < 2; ++hr) {
       const int row = rowBase + 8 * hr;
@@ -206,23 +283,23 @@ __global__ void __launch_bounds__(256, 1)
 #endif
 }
 
-template <bool AWQ, int BN>
+template <bool AWQ, int BN, bool HALFM>
 cudaError_t launch_sm90(const __half* x, int m, const void* w, int in, int out, int group, __half* y,
-                        cudaStream_t stream) {
+                        int splits, float* ws, int* counters, cudaStream_t stream) {
   constexpr int smem = Sm90Cfg<AWQ, BN>::kTotal;
   static unsigned long long configured = 0;  // one bit per device
   int dev = 0;
   cudaGetDevice(&dev);
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
-    cudaError_t e = cudaFuncSetAttribute(gemm_sm90_kernel<AWQ, BN>,
+    cudaError_t e = cudaFuncSetAttribute(gemm_sm90_kernel<AWQ, BN, HALFM>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
-  dim3 grid(detail::ceil_div(out, BN), detail::ceil_div(m, kBM));
-  gemm_sm90_kernel<AWQ, BN><<<grid, 256, smem, stream>>>(x, m, w, in, out, AWQ ? group / 64 : 1, y);
-  return cudaGetLastError();
+  dim3 grid(detail::ceil_div(out, BN), detail::ceil_div(m, HALFM ? 64 : kBM), splits);
+  return pdl_launch_kernel(gemm_sm90_kernel<AWQ, BN, HALFM>, grid, dim3(256), smem, stream, x, m, w, in, out,
+                           AWQ ? group / 64 : 1, y, ws, counters);
 }
 
 }  // namespace
@@ -230,10 +307,20 @@ cudaError_t launch_sm90(const __half* x, int m, const void* w, int in, int out, 
 cudaError_t gemm_sm90(bool awq, int bn, const __half* x, int m, const void* w, int in, int out,
                       int group, __half* y, cudaStream_t stream) {
   if (bn == 256)
-    return awq ? launch_sm90<true, 256>(x, m, w, in, out, group, y, stream)
-               : launch_sm90<false, 256>(x, m, w, in, out, group, y, stream);
-  return awq ? launch_sm90<true, 128>(x, m, w, in, out, group, y, stream)
-             : launch_sm90<false, 128>(x, m, w, in, out, group, y, stream);
+    return awq ? launch_sm90<true, 256, false>(x, m, w, in, out, group, y, 1, nullptr, nullptr, stream)
+               : launch_sm90<false, 256, false>(x, m, w, in, out, group, y, 1, nullptr, nullptr, stream);
+  return awq ? launch_sm90<true, 128, false>(x, m, w, in, out, group, y, 1, nullptr, nullptr, stream)
+             : launch_sm90<false, 128, false>(x, m, w, in, out, group, y, 1, nullptr, nullptr, stream);
+}
+
+cudaError_t gemm_sm90_split(bool awq, bool halfM, const __half* x, int m, const void* w, int in, int out,
+                            int group, __half* y, int splits, float* ws, int* counters, cudaStream_t stream) {
+  if (splits > 1 && (ws == nullptr || counters == nullptr)) return cudaErrorInvalidValue;
+  if (halfM)
+    return awq ? launch_sm90<true, 256, true>(x, m, w, in, out, group, y, splits, ws, counters, stream)
+               : launch_sm90<false, 256, true>(x, m, w, in, out, group, y, splits, ws, counters, stream);
+  return awq ? launch_sm90<true, 256, false>(x, m, w, in, out, group, y, splits, ws, counters, stream)
+             : launch_sm90<false, 256, false>(x, m, w, in, out, group, y, splits, ws, counters, stream);
 }
 
 }  // namespace awqk

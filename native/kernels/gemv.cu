@@ -6,9 +6,13 @@
 // k order: inside every 64-k chunk, mma k-index (tile j, 2t+h) maps to k = 16t + 4j + h and
 // (2t+8+h) to 16t + 4j + 2 + h, so one lane's x (and dense W) values are 16 contiguous halves.
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "common.cuh"
 #include "internal.h"
 #include "kernels.h"
+#include "launch.h"
 
 namespace awqk {
 namespace {
@@ -84,8 +88,8 @@ __device__ __forceinline__ void load_x(const __half* const (&xrow)[MT], const bo
 // partial of each chunk. Measured on the H100 at m = 1 (13B shapes): 2 tiles per warp, 2-chunk
 // double-buffered bursts and 8 warps (variant 2, the default) beat single-buffered bursts of
 // 4..16 chunks, 1 tile per warp, a cp.async shared-memory ring and a cluster split-K variant.
-template <int MT, int NPW, int U, bool DB>
-__global__ void __launch_bounds__(256, (MT == 1 && NPW == 1 && DB) ? 3 : 1) awq_gemv_kernel(const __half* __restrict__ x, int m,
+template <int MT, int NPW, int U, bool DB, int MINB>
+__global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
                                                       int chunksPerGroup, int groupShift, int nTiles,
@@ -176,14 +180,20 @@ __global__ void __launch_bounds__(256, (MT == 1 && NPW == 1 && DB) ? 3 : 1) awq_
   if constexpr (DB) {
     uint4 wA[U][NPW], wB[U][NPW];
     uint2 zA[U][NPW], zB[U][NPW];
+    // Weights only: both bursts are issued before the previous kernel has finished (PDL).
     load(wA, zA, cBegin);
+    load(wB, zB, cBegin + U);
+    detail::pdl_wait();
+    detail::pdl_launch();
     for (int c0 = cBegin; c0 < cEnd; c0 += 2 * U) {
-      load(wB, zB, c0 + U);
       compute(wA, zA, c0);
       load(wA, zA, c0 + 2 * U);
       compute(wB, zB, c0 + U);
+      load(wB, zB, c0 + 3 * U);
     }
   } else {
+    detail::pdl_wait();
+    detail::pdl_launch();
     for (int c0 = cBegin; c0 < cEnd; c0 += U) {
       uint4 wA[U][NPW];
       uint2 zA[U][NPW];
@@ -213,6 +223,8 @@ __global__ void __launch_bounds__(512) dense_gemv_kernel(const __half* __restric
                                                         int out, int chunksPerWarp,
                                                         __half* __restrict__ y) {
   extern __shared__ float red[];
+  detail::pdl_wait();
+  detail::pdl_launch();
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int kChunks = in >> 6;
@@ -284,7 +296,7 @@ int pick_warps(int blocks, int kChunks) {
   return nw;
 }
 
-template <int MT, int NPW, int U, bool DB>
+template <int MT, int NPW, int U, bool DB, int MINB = (MT == 1 && NPW == 1 && DB && U <= 2) ? 3 : 1>
 cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
                            int group, int nTiles, int maxWarps, __half* y, cudaStream_t stream) {
   const int kChunks = in / 64;
@@ -294,12 +306,31 @@ cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2*
   const size_t smem = (size_t)nw * NPW * MT * 4 * 32 * sizeof(float);
   const int cpg = group / 64;
   const int groupShift = (cpg & (cpg - 1)) == 0 ? __builtin_ctz(cpg) : -1;
-  awq_gemv_kernel<MT, NPW, U, DB><<<detail::ceil_div(nTiles, NPW), nw * 32, smem, stream>>>(
-      x, m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y);
-  return cudaGetLastError();
+  return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB>, dim3(detail::ceil_div(nTiles, NPW)),
+                           dim3(nw * 32), smem, stream, x, m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y);
 }
 
 GemvConfig g_override;
+
+// GEMV variant: the benchmark override, else AWQ_GEMV_VARIANT in the environment, else 0 (auto).
+int default_variant() {
+  static int v = -1;
+  if (v < 0) {
+    const char* env = std::getenv("AWQ_GEMV_VARIANT");
+    v = env != nullptr ? std::max(0, std::atoi(env)) : 0;
+  }
+  return g_override.variant != 0 ? g_override.variant : v;
+}
+
+// Auto choice, from the H200 sweep of kernel-tests (13B shapes, m <= 8): wide matrices (>= 900
+// 16-output tiles) on the register kernel with 2 tiles x 4-chunk bursts per warp in 4-warp blocks
+// (one resident wave), narrow ones on the bulk-copy ring with 3 blocks per SM; m > 8 on the
+// bulk-copy ring (the register kernel needs twice the registers per token tile).
+int auto_variant(int m, int nTiles) {
+  if (!gemv_bulk_available()) return 2;
+  if (m > 8) return 9;
+  return nTiles >= 900 ? 3 : 12;
+}
 
 template <int MT>
 cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int out, int group,
@@ -309,10 +340,16 @@ cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int o
   const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) +
                                                    awq_weight_bytes(in, out));
   if constexpr (MT == 1) {
-    switch (g_override.variant) {
+    int v = default_variant();
+    if (v == 0) v = auto_variant(m, nTiles);
+    switch (v) {
       case 1: return launch_awq_npw<1, 1, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       case 3: return launch_awq_npw<1, 2, 4, false>(x, m, wq, zs, in, out, group, nTiles, 4, y, stream);
       case 4: return launch_awq_npw<1, 1, 8, false>(x, m, wq, zs, in, out, group, nTiles, 4, y, stream);
+      case 5: return launch_awq_npw<1, 1, 8, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
+      case 6: return launch_awq_npw<1, 2, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
+      case 7: return launch_awq_npw<1, 1, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
+      case 8: return launch_awq_npw<1, 4, 2, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       default: return launch_awq_npw<1, 2, 2, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
     }
   }
@@ -327,8 +364,8 @@ cudaError_t launch_dense(const __half* x, int m, const __half* w, int in, int ou
   const int nw = pick_warps(nTiles, kChunks);
   const int cpw = detail::ceil_div(kChunks, nw);
   const size_t smem = (size_t)nw * MT * 4 * 32 * sizeof(float);
-  dense_gemv_kernel<MT, U><<<nTiles, nw * 32, smem, stream>>>(x, m, w, in, out, cpw, y);
-  return cudaGetLastError();
+  return pdl_launch_kernel(dense_gemv_kernel<MT, U>, dim3(nTiles), dim3(nw * 32), smem, stream, x, m, w, in, out,
+                           cpw, y);
 }
 
 }  // namespace
@@ -337,6 +374,9 @@ void awq_gemv_override(GemvConfig c) { g_override = c; }
 
 cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out, int group,
                      __half* y, cudaStream_t stream) {
+  int variant = default_variant();
+  if (variant == 0) variant = auto_variant(m, detail::ceil_div(out, 16));
+  if (variant >= 9 && gemv_bulk_available()) return awq_gemv_bulk(variant, x, m, packed, in, out, group, y, stream);
   if (m <= 8) return launch_awq<1>(x, m, packed, in, out, group, y, stream);
   if (m <= 16) return launch_awq<2>(x, m, packed, in, out, group, y, stream);
   if (m <= 32) return launch_awq<4>(x, m, packed, in, out, group, y, stream);

@@ -28,6 +28,25 @@ cudaError_t dense_gemm(const __half* x, int m, const __half* w, int in, int out,
 cudaError_t gemm_sm90(bool awq, int bn, const __half* x, int m, const void* w, int in, int out,
                       int group, __half* y, cudaStream_t stream);
 
+// Split-K / 64-row-tile variants of the wgmma GEMM (see gemm_sm90.cu): gridDim.z = splits; ws holds
+// splits * m * out floats and counters one int per (m, n) tile, zero on entry (left zero).
+cudaError_t gemm_sm90_split(bool awq, bool halfM, const __half* x, int m, const void* w, int in, int out,
+                            int group, __half* y, int splits, float* ws, int* counters, cudaStream_t stream);
+
+// AWQ linear for m > 8 through the split-K wgmma GEMM, with the workspace of kernels.h; returns
+// cudaErrorNotSupported (nothing launched) where that path does not apply (not Hopper, no workspace).
+cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
+                        void* workspace, size_t workspaceBytes, cudaStream_t stream);
+// Benchmark hook: force the split count of awq_gemm_ws (0 = auto).
+void gemm_split_override(int splits);
+constexpr int kLinearCounters = 4096;  // ints at the start of the linear workspace
+
+// Bulk-copy (cp.async.bulk) GEMV for m <= 32 on sm_90+ (gemv_bulk.cu); variant 9..12 picks its
+// stage shape for m <= 8 (9 = default).
+bool gemv_bulk_available();
+cudaError_t awq_gemv_bulk(int variant, const __half* x, int m, const void* packed, int in, int out, int group,
+                          __half* y, cudaStream_t stream);
+
 constexpr int kGemvMaxM = 32;
 
 // Benchmark hook for m <= 8: GEMV variant (tiles per warp, burst, double buffering, warps; see

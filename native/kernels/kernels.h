@@ -6,10 +6,14 @@
 //   common.cuh         internal device helpers (mma / cp.async / dequant inline functions)
 //   internal.h         internal launchers shared between the .cu files
 //   awq_repack.cu      awq_packed_bytes, awq_repack
-//   gemv.cu            decode path (m <= 32): weight-streaming tensor-core GEMV (AWQ and dense)
+//   gemv.cu            decode path (m <= 32): weight-streaming tensor-core GEMV (AWQ and dense),
+//                      register bursts; picks a variant per shape (auto_variant)
+//   gemv_bulk.cu       sm_90 AWQ GEMV fed by cp.async.bulk into a per-warp shared-memory ring
+//   launch.h/.cu       programmatic dependent launch (PDL) helper used by the decode kernels
 //   gemm.cu            prefill path (m > 32): tile choice + launchers of the mma.sync GEMM
 //   gemm_mma.cuh       the mma.sync tile GEMM body (AWQ and dense fp16 weights), sm_80+
-//   gemm_sm90.cu       Hopper wgmma GEMM (128x256 tiles) used on cc 9.x for large m; its non-sm_90a
+//   gemm_sm90.cu       Hopper wgmma GEMM (128x256 tiles; 64x256 and split-K for decode batches) on
+//                      cc 9.x for m > 32; its non-sm_90a
 //                      cubins run the mma.sync body, so it is correct whichever cubin is loaded.
 //                      The wgmma speed needs the sm_90a cubin to be the one loaded on H100/H200:
 //                      a plain sm_90 cubin in the same fatbin may be preferred by the driver and
@@ -62,15 +66,22 @@ cudaError_t awq_repack(const int32_t* qweight,  // (in, out/8)
                        void* packed,            // awq_packed_bytes(...) bytes
                        cudaStream_t stream);
 
-// y = x @ W. Dispatch: m <= 32 -> weight-streaming GEMV (reads the weights once), else tensor-core
-// GEMM (wgmma on sm_90). No workspace, deterministic, graph-capture safe (no allocation or sync).
-// x and y must not alias. m >= 0 (m == 0 is a no-op).
+// y = x @ W. Dispatch: m <= 32 -> weight-streaming GEMV (reads the weights once; bulk-copy ring on
+// sm_90); with a workspace on sm_90, m > 32 -> wgmma GEMM with 64-row tiles for m <= 64 and split-K
+// over enough blocks to fill the SMs; without one, the GEMM without split. Deterministic (the split-K sum
+// runs in a fixed order), graph-capture safe (no allocation or sync). x and y must not alias.
+// m >= 0 (m == 0 is a no-op). Launched with programmatic dependent launch on sm_90 (launch.h).
+// Workspace: linear_workspace_bytes() bytes, zero-filled once after allocation (cudaMemset); the
+// kernels leave it zeroed. One workspace serves every call on one stream (calls must not overlap).
+size_t linear_workspace_bytes();
 cudaError_t awq_linear(const __half* x,     // (m, in)
                        int m,
                        const void* packed,  // from awq_repack
                        int in, int out, int group,
                        __half* y,           // (m, out)
-                       cudaStream_t stream);
+                       cudaStream_t stream,
+                       void* workspace = nullptr,  // linear_workspace_bytes(), or null (no split-K)
+                       size_t workspaceBytes = 0);
 
 // ---------------------------------------------------------------------------------------------
 // Dense fp16 linear (lm_head, fp16 models): y(m, out) = x(m, in) @ W^T with W in the PyTorch layout
@@ -120,6 +131,8 @@ cudaError_t paged_attention_prefill(const __half* q,            // (numTokens, n
 // captured with a context bucket stays correct for every context up to the bucket).
 // Workspace: the returned size (< 0.6 MB, independent of numSeqs and maxContextLen) serves every
 // call; a null or smaller workspace is allowed and only means fewer splits (slower, still exact).
+// It must be zero-filled once after allocation (cudaMemset): it holds split counters that the
+// kernel leaves at zero. Calls sharing one workspace must not overlap (one stream).
 size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
                                               int maxContextLen);
 cudaError_t paged_attention_decode(const __half* q,            // (numSeqs, numHeads, headDim)

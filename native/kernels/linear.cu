@@ -4,11 +4,18 @@
 
 namespace awqk {
 
+size_t linear_workspace_bytes() { return kLinearCounters * sizeof(int) + ((size_t)16 << 20); }
+
 cudaError_t awq_linear(const __half* x, int m, const void* packed, int in, int out, int group,
-                       __half* y, cudaStream_t stream) {
+                       __half* y, cudaStream_t stream, void* workspace, size_t workspaceBytes) {
   if (m < 0 || !awq_shape_ok(in, out, group)) return cudaErrorInvalidValue;
   if (m == 0) return cudaSuccess;
   if (!x || !packed || !y) return cudaErrorInvalidValue;
+  if (m <= kGemvMaxM) return awq_gemv(x, m, packed, in, out, group, y, stream);
+  if (workspace != nullptr) {
+    const cudaError_t e = awq_gemm_ws(x, m, packed, in, out, group, y, workspace, workspaceBytes, stream);
+    if (e != cudaErrorNotSupported) return e;
+  }
   if (m <= kGemvMaxM) return awq_gemv(x, m, packed, in, out, group, y, stream);
   return awq_gemm(x, m, packed, in, out, group, y, stream);
 }

@@ -43,8 +43,8 @@ export interface LatencyBenchOptions {
   layers: number;
   prefillLengths: number[];
   decodeBatches: number[];
-  /** Prompt tokens of each sequence before the timed decode steps. */
-  decodeContext: number;
+  /** Prompt tokens of each sequence before the timed decode steps; every batch is timed at each. */
+  decodeContexts: number[];
   decodeSteps: number;
   repeats: number;
   gpuMemoryUtilization: number;
@@ -74,9 +74,31 @@ export interface LatencyBenchResult {
     /** Mean host phases per step in microseconds (see NativeStepOutput.hostTiming). */
     hostUs: { convert: number; queue: number; execute: number; return: number };
     tokensPerSecond: number;
+    /** Weights + the KV cache read per step over the GPU time of a step, GB/s. */
+    gbPerSecond: number;
     /** With `profile`: GPU ms per step of each operation (eager launches, so a little slower than graphs). */
     profile?: Record<string, number>;
+    /** With `profile`: GB/s of the operations that stream known bytes (the four projections, attention). */
+    profileGBs?: Record<string, number>;
   }[];
+}
+
+/**
+ * Bytes a decode step must read per operation (all layers): the int4 weights + their zero/scale pairs (4 bytes per
+ * group and output) of each projection, the KV cache for attention. numbers are per step of `batch` sequences.
+ */
+export function decodeOpBytes(c: ModelConfig, batch: number, context: number): Record<string, number> {
+  const g = c.quantization?.groupSize ?? 128;
+  const awq = (inF: number, outF: number) => c.numLayers * ((inF * outF) / 2 + (inF / g) * outF * 4);
+  const h = c.hiddenSize;
+  const kv = c.numKvHeads * c.headDim;
+  return {
+    qkv_proj: awq(h, c.numHeads * c.headDim + 2 * kv),
+    o_proj: awq(c.numHeads * c.headDim, h),
+    gate_up_proj: awq(h, 2 * c.intermediateSize),
+    down_proj: awq(c.intermediateSize, h),
+    attention_decode: c.numLayers * batch * context * kv * 2 * 2,
+  };
 }
 
 /** Sequences laid out on consecutive KV blocks; each step is one StepBatch (greedy sampling). */
@@ -138,7 +160,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
   const blockSize = 16;
   const maxPrefill = Math.max(...o.prefillLengths, 1);
   const maxBatch = Math.max(...o.decodeBatches, 1);
-  const decodeLen = o.decodeContext + o.decodeSteps + 8;
+  const decodeLen = Math.max(...o.decodeContexts, 1) + o.decodeSteps + 8;
   const maxModelLen = Math.max(maxPrefill, decodeLen);
   const backend = await CudaBackend.create();
   try {
@@ -190,75 +212,86 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
       log(`prefill ${tokens} tokens: ${ms.toFixed(1)} ms, ${((tokens / ms) * 1000).toFixed(0)} tokens/s`);
     }
 
-    for (const batch of o.decodeBatches) {
-      const blocksPerSeq = Math.ceil(decodeLen / blockSize);
-      if (batch * blocksPerSeq > layout.numBlocks) {
-        log(`decode batch ${batch}: skipped (needs ${batch * blocksPerSeq} KV blocks)`);
-        continue;
-      }
-      // Prefill every sequence's context in chunks the workspace takes.
-      const perChunk = Math.max(1, Math.floor(2048 / o.decodeContext));
-      for (let s = 0; s < batch; s += perChunk) {
-        const n = Math.min(perChunk, batch - s);
-        const b = batches.build(
-          new Array(n).fill(o.decodeContext),
-          new Array(n).fill(0),
-          blocksPerSeq,
-          s * blocksPerSeq,
-          vocab,
-        );
-        await backend.step(b);
-      }
-      const ones = new Array(batch).fill(1);
-      let context = o.decodeContext;
-      let gpuMs = 0;
-      const host = { convert: 0, queue: 0, execute: 0, return: 0 };
-      const decodeStep = async () => {
-        await backend.step(batches.build(ones, new Array(batch).fill(context), blocksPerSeq, 0, vocab));
-        gpuMs += backend.lastStepGpuMs;
-        const h = backend.lastStepHostTiming;
-        if (h !== null) {
-          host.convert += h.convertUs;
-          host.queue += h.queueUs;
-          host.execute += h.executeUs;
-          host.return += h.returnUs;
+    for (const decodeContext of o.decodeContexts)
+      for (const batch of o.decodeBatches) {
+        // Blocks for this context only (the model length covers the longest): short contexts fit large batches.
+        const blocksPerSeq = Math.ceil((decodeContext + o.decodeSteps + 8) / blockSize);
+        if (batch * blocksPerSeq > layout.numBlocks) {
+          log(`decode batch ${batch}: skipped (needs ${batch * blocksPerSeq} KV blocks)`);
+          continue;
         }
-        context++;
-      };
-      for (let w = 0; w < 4; w++) await decodeStep(); // warm-up (captures the CUDA graphs)
-      const startContext = context;
-      gpuMs = 0;
-      for (const k of Object.keys(host) as (keyof typeof host)[]) host[k] = 0;
-      const t0 = performance.now();
-      for (let s = 0; s < o.decodeSteps; s++) await decodeStep();
-      const ms = (performance.now() - t0) / o.decodeSteps;
-      const tokensPerSecond = (batch / ms) * 1000;
-      const entry: LatencyBenchResult["decode"][number] = {
-        batch,
-        context: startContext,
-        msPerStep: ms,
-        gpuMsPerStep: gpuMs / o.decodeSteps,
-        hostUs: {
-          convert: host.convert / o.decodeSteps,
-          queue: host.queue / o.decodeSteps,
-          execute: host.execute / o.decodeSteps,
-          return: host.return / o.decodeSteps,
-        },
-        tokensPerSecond,
-      };
-      if (o.profile) {
-        const profiled = 8;
-        backend.setProfiling(true);
-        for (let s = 0; s < profiled; s++) await decodeStep();
-        entry.profile = {};
-        for (const p of backend.takeProfile()) entry.profile[p.op] = p.ms / profiled;
-        backend.setProfiling(false);
+        // Prefill every sequence's context in chunks the workspace takes.
+        const perChunk = Math.max(1, Math.floor(2048 / decodeContext));
+        for (let s = 0; s < batch; s += perChunk) {
+          const n = Math.min(perChunk, batch - s);
+          const b = batches.build(
+            new Array(n).fill(decodeContext),
+            new Array(n).fill(0),
+            blocksPerSeq,
+            s * blocksPerSeq,
+            vocab,
+          );
+          await backend.step(b);
+        }
+        const ones = new Array(batch).fill(1);
+        let context = decodeContext;
+        let gpuMs = 0;
+        const host = { convert: 0, queue: 0, execute: 0, return: 0 };
+        const decodeStep = async () => {
+          await backend.step(batches.build(ones, new Array(batch).fill(context), blocksPerSeq, 0, vocab));
+          gpuMs += backend.lastStepGpuMs;
+          const h = backend.lastStepHostTiming;
+          if (h !== null) {
+            host.convert += h.convertUs;
+            host.queue += h.queueUs;
+            host.execute += h.executeUs;
+            host.return += h.returnUs;
+          }
+          context++;
+        };
+        for (let w = 0; w < 4; w++) await decodeStep(); // warm-up (captures the CUDA graphs)
+        const startContext = context;
+        gpuMs = 0;
+        for (const k of Object.keys(host) as (keyof typeof host)[]) host[k] = 0;
+        const t0 = performance.now();
+        for (let s = 0; s < o.decodeSteps; s++) await decodeStep();
+        const ms = (performance.now() - t0) / o.decodeSteps;
+        const tokensPerSecond = (batch / ms) * 1000;
+        const meanContext = startContext + (o.decodeSteps - 1) / 2;
+        const opBytes = decodeOpBytes(config, batch, meanContext);
+        const stepBytes = memory.weightBytes + opBytes.attention_decode;
+        const entry: LatencyBenchResult["decode"][number] = {
+          batch,
+          context: startContext,
+          msPerStep: ms,
+          gpuMsPerStep: gpuMs / o.decodeSteps,
+          hostUs: {
+            convert: host.convert / o.decodeSteps,
+            queue: host.queue / o.decodeSteps,
+            execute: host.execute / o.decodeSteps,
+            return: host.return / o.decodeSteps,
+          },
+          tokensPerSecond,
+          gbPerSecond: stepBytes / (gpuMs / o.decodeSteps) / 1e6,
+        };
+        if (o.profile) {
+          const profiled = 8;
+          backend.setProfiling(true);
+          for (let s = 0; s < profiled; s++) await decodeStep();
+          entry.profile = {};
+          for (const p of backend.takeProfile()) entry.profile[p.op] = p.ms / profiled;
+          backend.setProfiling(false);
+          entry.profileGBs = {};
+          for (const [op, bytes] of Object.entries(opBytes)) {
+            const opMs = entry.profile[op];
+            if (opMs !== undefined && opMs > 0) entry.profileGBs[op] = bytes / opMs / 1e6;
+          }
+        }
+        result.decode.push(entry);
+        log(
+          `decode batch ${batch} context ${startContext}: ${ms.toFixed(2)} ms/step (GPU ${entry.gpuMsPerStep.toFixed(2)}), ${tokensPerSecond.toFixed(1)} tokens/s`,
+        );
       }
-      result.decode.push(entry);
-      log(
-        `decode batch ${batch}: ${ms.toFixed(2)} ms/step (GPU ${entry.gpuMsPerStep.toFixed(2)}), ${tokensPerSecond.toFixed(1)} tokens/s`,
-      );
-    }
     return result;
   } finally {
     await backend.dispose();

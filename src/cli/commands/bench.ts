@@ -6,7 +6,7 @@ interface LatencyFlags {
   layers: number;
   prefill: number[];
   batches: number[];
-  context: number;
+  context: number[];
   steps: number;
   repeats: number;
   gpuMemoryUtilization: number;
@@ -37,15 +37,17 @@ export function formatLatency(r: LatencyBenchResult): string {
     `device: ${r.device}`,
     `model:  ${r.model}, ${(r.weightBytes / 1e9).toFixed(2)} GB of weights, ${r.numBlocks} KV blocks`,
     "",
-    "| what | tokens/s | time | GPU time |",
-    "| --- | ---: | ---: | ---: |",
+    "| what | context | tokens/s | time | GPU time | weights + KV GB/s |",
+    "| --- | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const p of r.prefill) {
-    lines.push(`| prefill ${p.tokens} tokens | ${p.tokensPerSecond.toFixed(0)} | ${p.ms.toFixed(1)} ms | |`);
+    lines.push(
+      `| prefill ${p.tokens} tokens | | ${p.tokensPerSecond.toFixed(0)} | ${p.ms.toFixed(1)} ms | | |`,
+    );
   }
   for (const d of r.decode) {
     lines.push(
-      `| decode batch ${d.batch} (context ${d.context}) | ${d.tokensPerSecond.toFixed(1)} | ${d.msPerStep.toFixed(2)} ms/step | ${d.gpuMsPerStep.toFixed(2)} ms |`,
+      `| decode batch ${d.batch} | ${d.context} | ${d.tokensPerSecond.toFixed(1)} | ${d.msPerStep.toFixed(2)} ms/step | ${d.gpuMsPerStep.toFixed(2)} ms | ${d.gbPerSecond.toFixed(0)} |`,
     );
   }
   for (const p of r.prefill) {
@@ -59,9 +61,12 @@ export function formatLatency(r: LatencyBenchResult): string {
   for (const d of r.decode) {
     if (d.profile === undefined) continue;
     const ops = Object.entries(d.profile).sort((a, b) => b[1] - a[1]);
+    const gbs = d.profileGBs ?? {};
     lines.push(
       "",
-      `profile, decode batch ${d.batch} (GPU ms per step, eager): ${ops.map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ")}`,
+      `profile, decode batch ${d.batch} context ${d.context} (GPU ms per step, eager; GB/s where the bytes are known): ${ops
+        .map(([k, v]) => `${k} ${v.toFixed(3)}${gbs[k] !== undefined ? ` (${gbs[k].toFixed(0)} GB/s)` : ""}`)
+        .join(", ")}`,
     );
   }
   return lines.join("\n");
@@ -82,10 +87,10 @@ export function registerBench(program: Command): void {
     .option("--prefill <list>", "prompt lengths to time", intList("--prefill"), [512, 2048])
     .option("--batches <list>", "decode batch sizes to time", intList("--batches"), [1, 8, 32, 128])
     .option(
-      "--context <n>",
-      "tokens in each sequence's KV before the timed decode steps",
-      positiveInt("--context"),
-      128,
+      "--context <list>",
+      "tokens in each sequence's KV before the timed decode steps; every batch size is timed at each",
+      intList("--context"),
+      [128, 512, 2048],
     )
     .option("--steps <n>", "timed decode steps per batch size", positiveInt("--steps"), 96)
     .option("--repeats <n>", "timed prefill runs (the median is reported)", positiveInt("--repeats"), 5)
@@ -97,7 +102,7 @@ export function registerBench(program: Command): void {
         layers: flags.layers,
         prefillLengths: flags.prefill,
         decodeBatches: flags.batches,
-        decodeContext: flags.context,
+        decodeContexts: flags.context,
         decodeSteps: flags.steps,
         repeats: flags.repeats,
         gpuMemoryUtilization: flags.gpuMemoryUtilization,
