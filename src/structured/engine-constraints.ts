@@ -145,7 +145,7 @@ export function recordMaskTimings(on: boolean): void {
 
 /**
  * The bitmask rows of a step: one per sequence that samples this step and has a mask. null when none has.
- * The rows are computed concurrently (each is a separate matcher).
+ * One after the other: the grammar engine is one single-threaded WebAssembly instance.
  */
 export async function buildStepMasks(
   seqs: readonly { constraint: SequenceConstraint | null; sample: boolean }[],
@@ -162,14 +162,12 @@ export async function buildStepMasks(
   });
   if (rows === 0) return null;
   const tokenMask = new Int32Array(rows * maskWords); // (numRows, maskWords)
-  await Promise.all(
-    seqs.map(async (s, i) => {
-      const row = maskRow[i]!;
-      if (row < 0) return;
-      const t0 = recordTimings ? performance.now() : 0;
-      await s.constraint!.fillMask(tokenMask.subarray(row * maskWords, (row + 1) * maskWords));
-      if (recordTimings) maskTimings.push(performance.now() - t0);
-    }),
-  );
+  for (const [i, s] of seqs.entries()) {
+    const row = maskRow[i]!;
+    if (row < 0) continue;
+    const t0 = recordTimings ? performance.now() : 0;
+    await s.constraint!.fillMask(tokenMask.subarray(row * maskWords, (row + 1) * maskWords));
+    if (recordTimings) maskTimings.push(performance.now() - t0);
+  }
   return { maskWords, maskRow, tokenMask, maskBeforeLogprobs };
 }
