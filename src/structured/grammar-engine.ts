@@ -42,6 +42,8 @@ export interface GrammarMatcher {
 export interface CompiledGrammar {
   readonly key: string;
   newMatcher(): Promise<GrammarMatcher>;
+  /** Frees its WebAssembly memory; matchers made from it keep working (they share XGrammar's compiled data). */
+  dispose(): void;
 }
 
 /** How the tokenizer's pieces encode bytes (XGrammar's vocab types). */
@@ -99,7 +101,14 @@ export class GrammarEngine {
     const compiled = this.compileUncached(spec, key);
     this.cache.set(key, compiled);
     compiled.catch(() => this.cache.delete(key));
-    while (this.cache.size > CACHE_SIZE) this.cache.delete(this.cache.keys().next().value as string);
+    while (this.cache.size > CACHE_SIZE) {
+      const oldest = this.cache.keys().next().value as string;
+      this.cache.get(oldest)?.then(
+        (g) => g.dispose(),
+        () => undefined,
+      );
+      this.cache.delete(oldest);
+    }
     return compiled;
   }
 
@@ -121,6 +130,7 @@ export class GrammarEngine {
     const { main, stopTokenIds } = this;
     return {
       key,
+      dispose: () => grammar.dispose(),
       async newMatcher() {
         const m = await main.api.GrammarMatcher.createGrammarMatcher(grammar, stopTokenIds, false);
         return wrapMatcher(m);
