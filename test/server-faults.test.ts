@@ -190,12 +190,12 @@ const BAD: BadCase[] = [
     param: "logprobs",
   },
   {
-    name: "/generate body not JSON",
+    name: "/generate body form-encoded",
     path: "/generate",
     body: "prompt=hello",
     headers: { "content-type": "application/x-www-form-urlencoded" },
-    status: 400,
-    param: "body",
+    status: 415,
+    param: "content-type",
   },
   {
     name: "beam search",

@@ -435,10 +435,18 @@ test("tokenize / detokenize / generate (vLLM routes)", async () => {
   const unauth = await postJson(`${server.url}/tokenize`, { prompt: "x" });
   assert.equal(unauth.status, 401);
 
-  // The seed model card's curl example: no JSON content type, `{prompt, n, temperature}`.
-  const res = await fetch(`${server.url}/generate`, {
+  // The seed model card's curl example sends `-d` (form encoding): refused, so a web page cannot drive
+  // /generate with a "simple" request that skips the CORS preflight. With a JSON content type it runs.
+  const form = await fetch(`${server.url}/generate`, {
     method: "POST",
     headers: { "content-type": "application/x-www-form-urlencoded", ...auth },
+    body: JSON.stringify({ prompt: "Fortune favours", n: 2, temperature: 0, max_tokens: 5 }),
+  });
+  assert.equal(form.status, 415);
+  assert.equal(((await form.json()) as { error: { param: string } }).error.param, "content-type");
+  const res = await fetch(`${server.url}/generate`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...auth },
     body: JSON.stringify({ prompt: "Fortune favours", n: 2, temperature: 0, max_tokens: 5 }),
   });
   assert.equal(res.status, 200);
@@ -457,7 +465,7 @@ test("tokenize / detokenize / generate (vLLM routes)", async () => {
   assert.deepEqual(JSON.parse(parts.at(-1)!).text, [body.text[0]], "the last object holds the whole text");
 });
 
-test("CORS: a browser preflight is answered without a key; responses and streams carry the origin header", async () => {
+test("CORS: a loopback origin's preflight is answered without a key; responses and streams carry the origin", async () => {
   const origin = "http://localhost:5173";
   const preflight = await fetch(`${server.url}/v1/chat/completions`, {
     method: "OPTIONS",
@@ -468,17 +476,23 @@ test("CORS: a browser preflight is answered without a key; responses and streams
     },
   });
   assert.equal(preflight.status, 204);
-  assert.equal(preflight.headers.get("access-control-allow-origin"), "*");
+  assert.equal(preflight.headers.get("access-control-allow-origin"), origin);
   assert.match(preflight.headers.get("access-control-allow-headers") ?? "", /authorization/);
   const list = await fetch(`${server.url}/v1/models`, {
     headers: { origin, authorization: `Bearer ${API_KEY}` },
   });
-  assert.equal(list.headers.get("access-control-allow-origin"), "*");
+  assert.equal(list.headers.get("access-control-allow-origin"), origin);
   const stream = await fetch(`${server.url}/v1/completions`, {
     method: "POST",
     headers: { origin, authorization: `Bearer ${API_KEY}`, "content-type": "application/json" },
     body: JSON.stringify({ prompt: "Fortune", max_tokens: 2, stream: true }),
   });
-  assert.equal(stream.headers.get("access-control-allow-origin"), "*");
+  assert.equal(stream.headers.get("access-control-allow-origin"), origin);
   assert.equal((await readSse(stream)).at(-1), "[DONE]");
+  // Closed by default: a page on another site gets no CORS headers, so the browser keeps the answer from it.
+  const foreign = await fetch(`${server.url}/v1/chat/completions`, {
+    method: "OPTIONS",
+    headers: { origin: "https://evil.example", "access-control-request-method": "POST" },
+  });
+  assert.equal(foreign.headers.get("access-control-allow-origin"), null);
 });

@@ -2,6 +2,8 @@
  * The OpenAI-compatible HTTP server (fastify). `buildServer` wires the routes to an EngineClient and a
  * tokenizer and returns the fastify instance unstarted, so tests can `listen({ port: 0 })`.
  */
+import { randomUUID } from "node:crypto";
+import type { IncomingMessage } from "node:http";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import pino, { type Logger } from "pino";
 import type { EngineClient } from "../engine/types.js";
@@ -10,7 +12,10 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { installAuth } from "./auth.js";
 import type { ServerContext } from "./context.js";
 import { installCors } from "./cors.js";
-import { installErrorHandlers } from "./errors.js";
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandlers } from "./errors.js";
+import { installHostGuard } from "./host-guard.js";
+import { installJsonBodyParser } from "./json-body.js";
+import { RouteTable } from "./route-table.js";
 import { ServerMetrics } from "./metrics.js";
 import { installRequestLog } from "./request-log.js";
 import { registerChatCompletions } from "./routes/chat-completions.js";
@@ -31,8 +36,15 @@ export interface ServerOptions {
   servedModelNames: string[];
   /** The model folder (shown as `root` in /v1/models). */
   modelPath: string;
-  /** Origins browsers may call the API from (vLLM's --allowed-origins); default ["*"], [] = no CORS. */
+  /**
+   * Origins browsers may call the API from besides the server's own and loopback ones (--allowed-origins);
+   * ["*"] = any origin. Default [] (closed, see cors.ts).
+   */
   allowedOrigins?: string[];
+  /** The address the server listens on: a loopback one turns on the DNS-rebinding guard (host-guard.ts). */
+  listenHost?: string;
+  /** Host names accepted besides loopback names and listenHost (--allowed-hosts); ["*"] = any. */
+  allowedHosts?: string[];
   /** Bearer keys; empty or absent = no auth. */
   apiKeys?: string[];
   /** Most requests waiting in the engine before new ones get 429 (default 1024). */
@@ -40,8 +52,10 @@ export interface ServerOptions {
   /** A pino logger (one JSON line per request), or a level for a new one on stdout (default "info"). */
   logger?: Logger;
   logLevel?: string;
-  /** Largest request body in bytes (default 32 MiB: long prompts as token ids are big). */
+  /** Largest request body in bytes (--max-request-body-bytes; default 2 MiB, TGI's payload limit). */
   bodyLimit?: number;
+  /** Connection limits and deadlines (see ConnectionLimits); defaults in DEFAULT_CONNECTION_LIMITS. */
+  connectionLimits?: Partial<ConnectionLimits>;
   /**
    * Adds routes outside the API (the chat page at `/`, issue 8). Runs after the API routes, in the same
    * instance, so the page's own routes see the same auth, error format and logging.
@@ -58,17 +72,60 @@ declare module "fastify" {
 
 const DEFAULT_MAX_QUEUE = 1024;
 
+/** TGI's --payload-limit is 2 MB: far more than any prompt up to max-model-len, as text or as ids. */
+export const DEFAULT_BODY_LIMIT = 2 * 1024 * 1024;
+
+/** What stops slow or idle clients from piling up connections (slowloris). All times in milliseconds. */
+export interface ConnectionLimits {
+  /** The request line and headers must arrive within this (node's headersTimeout). */
+  headersTimeoutMs: number;
+  /** The whole request, body included, must arrive within this (node's requestTimeout); not the response. */
+  requestTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /**
+   * A socket with no traffic either way for this long is closed (llama.cpp's --timeout, 600 s). Streams send
+   * as tokens come, so only a stalled client or a request stuck this long in the queue hits it.
+   */
+  idleTimeoutMs: number;
+  /** Most open connections; more are refused at accept (node's maxConnections). */
+  maxConnections: number;
+}
+
+export const DEFAULT_CONNECTION_LIMITS: ConnectionLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  idleTimeoutMs: 600_000,
+  maxConnections: 4096,
+};
+
+/** Echo a client's X-Request-Id when it is a sane token (as vLLM does), else make one. */
+function requestIdOf(req: IncomingMessage): string {
+  const given = req.headers["x-request-id"];
+  return typeof given === "string" && /^[\w.:@/+=-]{1,128}$/.test(given) ? given : randomUUID();
+}
+
 export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
   if (opts.servedModelNames.length === 0)
     throw new Error("buildServer: servedModelNames must name the model");
   const logger = opts.logger ?? pino({ level: opts.logLevel ?? "info" });
+  const limits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.connectionLimits };
   const app = Fastify({
     loggerInstance: logger as FastifyBaseLogger,
     // request-log.ts writes the one line per request instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
-    bodyLimit: opts.bodyLimit ?? 32 * 1024 * 1024,
+    bodyLimit: opts.bodyLimit ?? DEFAULT_BODY_LIMIT,
     return503OnClosing: true,
+    genReqId: requestIdOf,
+    connectionTimeout: limits.idleTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    requestTimeout: limits.requestTimeoutMs,
+    http: { headersTimeout: limits.headersTimeoutMs },
+    frameworkErrors: frameworkErrorHandler,
+    clientErrorHandler,
   });
+  app.server.maxConnections = limits.maxConnections;
   const ctx: ServerContext = {
     engine: opts.engine,
     tokenizer: opts.tokenizer,
@@ -82,11 +139,16 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     startedAt: Date.now(),
   };
   app.decorate("awq", ctx);
-  // Only JSON bodies: a text/plain body is a client mistake worth a 415, not a string to validate.
-  app.removeContentTypeParser("text/plain");
-  installErrorHandlers(app);
+  // Only JSON bodies (every route): a form or text/plain body is a 415, which also means a web page cannot
+  // reach any route with a "simple" cross-origin request that skips the CORS preflight.
+  installJsonBodyParser(app);
+  installErrorHandlers(app, RouteTable.install(app));
+  app.addHook("onRequest", async (request, reply) => {
+    reply.header("x-request-id", request.id);
+  });
   installRequestLog(app);
-  installCors(app, opts.allowedOrigins ?? ["*"]);
+  installHostGuard(app, opts.listenHost ?? "127.0.0.1", opts.allowedHosts ?? []);
+  installCors(app, opts.allowedOrigins ?? []);
   installAuth(app, opts.apiKeys ?? []);
   registerHealth(app, ctx);
   registerModels(app, ctx);

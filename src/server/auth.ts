@@ -1,13 +1,29 @@
 /**
- * Bearer-token auth (vLLM's --api-key): required on /v1/*, /tokenize, /detokenize and /generate when any
- * key is configured; /health, /metrics, /version and the chat page stay open.
+ * Bearer-token auth (vLLM's --api-key, or --api-key-file). Every route needs the key except an allowlist of
+ * open ones (/health, /version, /metrics and the chat page). The decision is made on the route the router
+ * matched, never on the raw URL: `/%761/models`, `/generat%65` and `http://host/v1/models` (absolute form)
+ * all reach the same handlers as their plain spellings, so they must meet the same check. A request that
+ * matches no route also needs the key (it gets 401 before 404), so nothing is open by accident.
  */
 import { createHash, timingSafeEqual } from "node:crypto";
+import { readFileSync } from "node:fs";
 import type { FastifyInstance } from "fastify";
 import { ApiError, sendApiError } from "./errors.js";
 
-export function isProtectedPath(path: string): boolean {
-  return path.startsWith("/v1/") || path === "/tokenize" || path === "/detokenize" || path === "/generate";
+/** Route patterns (as registered) that answer without a key. */
+export const OPEN_ROUTES: ReadonlySet<string> = new Set([
+  "/health",
+  "/version",
+  "/metrics",
+  "/",
+  "/index.html",
+  "/assets/style.css",
+  "/assets/:name",
+]);
+
+/** Whether a request matched to `routeUrl` (undefined: no route matched) must carry a key. */
+export function routeNeedsKey(routeUrl: string | undefined): boolean {
+  return routeUrl === undefined || !OPEN_ROUTES.has(routeUrl);
 }
 
 function digest(text: string): Buffer {
@@ -22,12 +38,30 @@ export function keyMatches(token: string, keys: readonly Buffer[]): boolean {
   return found;
 }
 
+/**
+ * Keys from a file (llama.cpp's --api-key-file): one per line, blank lines and `#` comments skipped, so keys
+ * stay out of `ps`. A missing or keyless file is an error naming it: starting open by mistake is worse.
+ */
+export function readApiKeyFile(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    throw new Error(`--api-key-file ${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? err})`);
+  }
+  const keys = text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !line.startsWith("#"));
+  if (keys.length === 0) throw new Error(`--api-key-file ${file}: holds no key (one per line)`);
+  return keys;
+}
+
 export function installAuth(app: FastifyInstance, apiKeys: readonly string[]): void {
   const keys = apiKeys.filter((k) => k.length > 0).map(digest);
   if (keys.length === 0) return;
   app.addHook("onRequest", async (request, reply) => {
-    const path = request.url.split("?")[0]!;
-    if (!isProtectedPath(path)) return;
+    if (!routeNeedsKey(request.routeOptions.url)) return;
     const header = request.headers.authorization;
     const match = typeof header === "string" ? /^Bearer\s+(.+)$/i.exec(header.trim()) : null;
     if (!match) {

@@ -2,9 +2,12 @@
  * OpenAI's error body `{ error: { message, type, param, code } }` and the HTTP errors the server raises.
  * Every error a client can fix names the field (`param`) and what was expected.
  */
-import type { FastifyError, FastifyInstance, FastifyReply } from "fastify";
+import { STATUS_CODES } from "node:http";
+import type { Duplex } from "node:stream";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { EngineClosedError } from "../engine/engine.js";
 import { InvalidParamError } from "../engine/sampling-params.js";
+import type { RouteTable } from "./route-table.js";
 
 export interface OpenAiErrorBody {
   error: { message: string; type: string; param: string | null; code: string | null };
@@ -70,7 +73,7 @@ function fromFastifyError(err: FastifyError): ApiError {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return new ApiError(
         413,
-        `The request body is too large (${err.message})`,
+        `The request body is larger than this server accepts (--max-request-body-bytes; ${err.message})`,
         "body",
         undefined,
         "body_too_large",
@@ -115,8 +118,11 @@ export function toApiError(err: unknown): ApiError {
   );
 }
 
-/** Installs the error and not-found handlers so every error leaves as an OpenAI error body. */
-export function installErrorHandlers(app: FastifyInstance): void {
+/**
+ * Installs the error and not-found handlers so every error leaves as an OpenAI error body: a handler's
+ * throw, fastify's own errors, an unknown route (404) and a known route with the wrong method (405).
+ */
+export function installErrorHandlers(app: FastifyInstance, routes: RouteTable): void {
   app.setErrorHandler((err: unknown, request, reply) => {
     const apiError = toApiError(err);
     if (apiError.statusCode >= 500) request.log.error({ err }, "request failed");
@@ -124,15 +130,64 @@ export function installErrorHandlers(app: FastifyInstance): void {
     sendApiError(reply, apiError);
   });
   app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split("?")[0];
+    const allowed = routes.methodsFor(request.url);
+    if (allowed.length > 0) {
+      reply.header("allow", allowed.join(", "));
+      return sendApiError(
+        reply,
+        new ApiError(
+          405,
+          `Method ${request.method} is not allowed on ${path}; use ${allowed.join(" or ")}`,
+          null,
+          "invalid_request_error",
+          "method_not_allowed",
+        ),
+      );
+    }
     sendApiError(
       reply,
-      new ApiError(
-        404,
-        `No route ${request.method} ${request.url.split("?")[0]}`,
-        null,
-        "not_found_error",
-        "not_found",
-      ),
+      new ApiError(404, `No route ${request.method} ${path}`, null, "not_found_error", "not_found"),
     );
   });
+}
+
+/**
+ * fastify's `frameworkErrors` option: a URL the router cannot decode (`/v1/chat/completions%`) or a path
+ * parameter over the router's length limit gets an OpenAI body, not fastify's own.
+ */
+export function frameworkErrorHandler(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+  if (err.code === "FST_ERR_MAX_PARAM_LENGTH") {
+    sendApiError(reply, new ApiError(414, "The request URL has a path segment that is too long", "url", undefined, "uri_too_long"));
+    return;
+  }
+  if (err.code === "FST_ERR_BAD_URL") {
+    sendApiError(reply, new ApiError(400, `The request URL is malformed: ${err.message}`, "url", undefined, "bad_url"));
+    return;
+  }
+  sendApiError(reply, toApiError(err));
+}
+
+/** What a connection-level failure gets before the socket closes (fastify's `clientErrorHandler`). */
+export function clientErrorResponse(err: NodeJS.ErrnoException): { status: number; body: OpenAiErrorBody } {
+  const [status, message, code] =
+    err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? [408, "The request was not received in time (--request-timeout)", "request_timeout"]
+      : err.code === "HPE_HEADER_OVERFLOW"
+        ? [431, "The request headers are too large", "headers_too_large"]
+        : [400, `The request is not valid HTTP (${err.code ?? "parse error"})`, "bad_request"];
+  return { status, body: new ApiError(status, message, null, undefined, code).body() };
+}
+
+export function clientErrorHandler(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === "ECONNRESET" || socket.destroyed) return;
+  if (socket.writable) {
+    const { status, body } = clientErrorResponse(err);
+    const text = JSON.stringify(body);
+    socket.write(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`,
+    );
+  }
+  socket.destroy();
 }

@@ -28,9 +28,21 @@ export function pointerToParam(pointer: string): string {
   return param;
 }
 
-function describeValue(value: unknown): string {
+/** A short description of a value for an error message (JSON, cut to 60 characters). */
+export function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
-  const text = JSON.stringify(value);
+  if (typeof value === "number" && !Number.isFinite(value)) return `${value} (not a finite number)`;
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    // Too deep to print (the body parser bounds depth, but library callers may pass anything).
+    text = Array.isArray(value) ? "a deeply nested array" : "a deeply nested object";
+  }
+  return truncate(text);
+}
+
+function truncate(text: string): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
