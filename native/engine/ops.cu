@@ -67,11 +67,19 @@ __global__ void __launch_bounds__(1024) addRmsNormVecKernel(float* __restrict__ 
                                                             const half* __restrict__ weight, half* __restrict__ out,
                                                             const int32_t* __restrict__ rowIndex, int hidden,
                                                             float eps, bool writeResidual) {
-  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
-  awqk::detail::pdl_launch();
   __shared__ float scratch[32];
   const int r = blockIdx.x;
   const int nvec = hidden / 4;
+  // The norm weight never changes: fetched before waiting on the previous kernel (PDL, launch.h).
+  const uint2* w4 = reinterpret_cast<const uint2*>(weight);
+  uint2 wr[kVecs];
+#pragma unroll
+  for (int k = 0; k < kVecs; k++) {
+    const int v = threadIdx.x + k * blockDim.x;
+    if (v < nvec) wr[k] = w4[v];
+  }
+  awqk::detail::pdl_wait();
+  awqk::detail::pdl_launch();
   const size_t src = static_cast<size_t>(rowIndex != nullptr ? rowIndex[r] : r) * hidden;
   float4* res4 = reinterpret_cast<float4*>(residual + src);
   const uint2* del4 = delta != nullptr ? reinterpret_cast<const uint2*>(delta + src) : nullptr;
@@ -107,15 +115,13 @@ __global__ void __launch_bounds__(1024) addRmsNormVecKernel(float* __restrict__ 
   }
   const float total = blockSum(sumSq, scratch);
   const float inv = rsqrtf(total / hidden + eps);
-  const uint2* w4 = reinterpret_cast<const uint2*>(weight);
   uint2* o4 = reinterpret_cast<uint2*>(out + static_cast<size_t>(r) * hidden);
 #pragma unroll
   for (int k = 0; k < kVecs; k++) {
     const int v = threadIdx.x + k * blockDim.x;
     if (v < nvec) {
-      const uint2 wr = w4[v];
-      const float2 wa = __half22float2(*reinterpret_cast<const half2*>(&wr.x));
-      const float2 wb = __half22float2(*reinterpret_cast<const half2*>(&wr.y));
+      const float2 wa = __half22float2(*reinterpret_cast<const half2*>(&wr[k].x));
+      const float2 wb = __half22float2(*reinterpret_cast<const half2*>(&wr[k].y));
       const half2 ya = __floats2half2_rn(x[k].x * inv * wa.x, x[k].y * inv * wa.y);
       const half2 yb = __floats2half2_rn(x[k].z * inv * wb.x, x[k].w * inv * wb.y);
       uint2 packed;

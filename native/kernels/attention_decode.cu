@@ -103,8 +103,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
   __shared__ float accR[KPB][D];
 
   __shared__ int sLast;
-  detail::pdl_wait();
-  detail::pdl_launch();
+  // PDL (launch.h): the step inputs (contextLens, blockTables) and the K/V of every earlier position are
+  // read before pdl_wait; only q and the K/V of position ctx - 1 come from the previous kernel (RoPE + KV write).
   const int split = blockIdx.x, head = blockIdx.y, seq = blockIdx.z;
   const int numSplits = gridDim.x;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -114,6 +114,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
   const int end = min(start + partition, ctx);
   const size_t wsIdx = ((size_t)seq * numHeads + head) * numSplits + split;
   if (start >= end) {
+    detail::pdl_wait();
+    detail::pdl_launch();
     if (numSplits > 1) {
       if (tid == 0) {
         wsM[wsIdx] = -INFINITY;
@@ -131,16 +133,6 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
   const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
 
   float qv[8];
-  {
-    const uint4 raw = *reinterpret_cast<const uint4*>(q + ((size_t)seq * numHeads + head) * D + kl * 8);
-    const __half2* h = reinterpret_cast<const __half2*>(&raw);
-#pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __half22float2(h[i]);
-      qv[2 * i] = f.x * scaleLog2;
-      qv[2 * i + 1] = f.y * scaleLog2;
-    }
-  }
   float acc[8] = {};
   float runM = -1e30f, runL = 0.f;
 
@@ -160,6 +152,26 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
     for (int it = 0; it < ITER; ++it) {
       kv[it] = oks[it] ? detail::ld_stream16(kc + offs[it]) : make_uint4(0, 0, 0, 0);
       vv[it] = oks[it] ? detail::ld_stream16(vc + offs[it]) : make_uint4(0, 0, 0, 0);
+    }
+    if (s0 == start) {
+      detail::pdl_wait();
+      detail::pdl_launch();
+      // Position ctx - 1 was written by the previous kernel: read it again (coherent loads).
+#pragma unroll
+      for (int it = 0; it < ITER; ++it) {
+        if (oks[it] && s0 + it * KPB + kslot == ctx - 1) {
+          kv[it] = __ldcg(reinterpret_cast<const uint4*>(kc + offs[it]));
+          vv[it] = __ldcg(reinterpret_cast<const uint4*>(vc + offs[it]));
+        }
+      }
+      const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(q + ((size_t)seq * numHeads + head) * D + kl * 8));
+      const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        qv[2 * i] = f.x * scaleLog2;
+        qv[2 * i + 1] = f.y * scaleLog2;
+      }
     }
 #pragma unroll
     for (int it = 0; it < ITER; ++it) {
