@@ -8,6 +8,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import pino, { type Logger } from "pino";
 import type { EngineClient } from "../engine/types.js";
 import type { ChatFormatter } from "../tokenizer/chat-template.js";
+import { EncodePool } from "../tokenizer/encode-pool.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { installAuth } from "./auth.js";
 import type { ServerContext } from "./context.js";
@@ -28,6 +29,8 @@ import { registerTokenize } from "./routes/tokenize.js";
 export interface ServerOptions {
   engine: EngineClient;
   tokenizer: Tokenizer;
+  /** Tokenizer workers for request texts; default: a new pool over `tokenizer`, closed with the server. */
+  encoder?: EncodePool;
   /** Null when the model has no chat format: chat requests then get a 400 naming --chat-template. */
   chatFormatter: ChatFormatter | null;
   /** Longest prompt + completion, in tokens. */
@@ -129,6 +132,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const ctx: ServerContext = {
     engine: opts.engine,
     tokenizer: opts.tokenizer,
+    encoder: opts.encoder ?? (await EncodePool.create(opts.tokenizer)),
     chatFormatter: opts.chatFormatter,
     maxModelLen: opts.maxModelLen,
     modelNames: opts.servedModelNames,
@@ -139,6 +143,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     startedAt: Date.now(),
   };
   app.decorate("awq", ctx);
+  if (!opts.encoder) app.addHook("onClose", async () => ctx.encoder.close());
   // Only JSON bodies (every route): a form or text/plain body is a 415, which also means a web page cannot
   // reach any route with a "simple" cross-origin request that skips the CORS preflight.
   installJsonBodyParser(app);

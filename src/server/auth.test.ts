@@ -7,7 +7,14 @@ import { test } from "node:test";
 import { keyMatches, readApiKeyFile, routeNeedsKey } from "./auth.js";
 
 test("every route needs a key except health, metrics, version and the chat page; no route at all needs one too", () => {
-  for (const route of ["/v1/chat/completions", "/v1/models", "/v1/models/*", "/tokenize", "/detokenize", "/generate"]) {
+  for (const route of [
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v1/models/*",
+    "/tokenize",
+    "/detokenize",
+    "/generate",
+  ]) {
     assert.equal(routeNeedsKey(route), true, route);
   }
   assert.equal(routeNeedsKey(undefined), true, "unmatched");

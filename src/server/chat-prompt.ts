@@ -7,14 +7,15 @@ import type { ToolFunction } from "../structured/tool-format.js";
 import type { ChatMessage as FormatterMessage } from "../tokenizer/chat-template.js";
 import type { ServerContext } from "./context.js";
 import { badRequest } from "./errors.js";
+import { encodeText } from "./prompt-encoding.js";
 import { type ChatMessage, templateRole } from "./schemas.js";
 
-export function chatPromptTokenIds(
+export async function chatPromptTokenIds(
   ctx: ServerContext,
   messages: Static<typeof ChatMessage>[],
   addGenerationPrompt: boolean,
   tools?: ToolFunction[],
-): number[] {
+): Promise<number[]> {
   const flat: FormatterMessage[] = messages.map((message, i) => ({
     role: templateRole(message.role),
     content: messageText(message.content, i),
@@ -27,13 +28,16 @@ export function chatPromptTokenIds(
       "messages",
     );
   }
+  let prompt: string;
   try {
-    return ctx.chatFormatter.apply(flat, { addGenerationPrompt, tools }).tokenIds;
+    prompt = ctx.chatFormatter.formatPrompt(flat, { addGenerationPrompt, tools });
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
     const param = /^messages(\[\d+\])?(\.[a-z_]+)?/.exec(message)?.[0] ?? "messages";
     throw badRequest(message, param);
   }
+  // formatPrompt + encode is apply(): the same ids, encoded off the event loop.
+  return encodeText(ctx, prompt, "messages");
 }
 
 /** An assistant message's tool call as the formatter takes it (nulls dropped). */

@@ -1,6 +1,7 @@
 /** What every route needs from the server: the engine seam, the tokenizer, limits, metrics, admission. */
 import type { EngineClient } from "../engine/types.js";
 import type { ChatFormatter } from "../tokenizer/chat-template.js";
+import type { EncodePool } from "../tokenizer/encode-pool.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { ApiError } from "./errors.js";
 import type { ServerMetrics } from "./metrics.js";
@@ -8,6 +9,8 @@ import type { ServerMetrics } from "./metrics.js";
 export interface ServerContext {
   engine: EngineClient;
   tokenizer: Tokenizer;
+  /** Encodes request texts off the event loop (server/prompt-encoding.ts wraps it with the length check). */
+  encoder: EncodePool;
   /** Null when the model has no chat format (then chat requests get a 400 saying so). */
   chatFormatter: ChatFormatter | null;
   maxModelLen: number;

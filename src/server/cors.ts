@@ -10,7 +10,11 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 const LOOPBACK_ORIGIN = /^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/i;
 
 /** Whether `origin` may call the API given the configured list (see the header comment). */
-export function originAllowed(origin: string, allowedOrigins: readonly string[], request?: FastifyRequest): boolean {
+export function originAllowed(
+  origin: string,
+  allowedOrigins: readonly string[],
+  request?: FastifyRequest,
+): boolean {
   if (allowedOrigins.includes("*")) return true;
   if (allowedOrigins.includes(origin)) return true;
   if (LOOPBACK_ORIGIN.test(origin)) return true;

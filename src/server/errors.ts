@@ -156,13 +156,29 @@ export function installErrorHandlers(app: FastifyInstance, routes: RouteTable): 
  * fastify's `frameworkErrors` option: a URL the router cannot decode (`/v1/chat/completions%`) or a path
  * parameter over the router's length limit gets an OpenAI body, not fastify's own.
  */
-export function frameworkErrorHandler(err: FastifyError, _request: FastifyRequest, reply: FastifyReply): void {
+export function frameworkErrorHandler(
+  err: FastifyError,
+  _request: FastifyRequest,
+  reply: FastifyReply,
+): void {
   if (err.code === "FST_ERR_MAX_PARAM_LENGTH") {
-    sendApiError(reply, new ApiError(414, "The request URL has a path segment that is too long", "url", undefined, "uri_too_long"));
+    sendApiError(
+      reply,
+      new ApiError(
+        414,
+        "The request URL has a path segment that is too long",
+        "url",
+        undefined,
+        "uri_too_long",
+      ),
+    );
     return;
   }
   if (err.code === "FST_ERR_BAD_URL") {
-    sendApiError(reply, new ApiError(400, `The request URL is malformed: ${err.message}`, "url", undefined, "bad_url"));
+    sendApiError(
+      reply,
+      new ApiError(400, `The request URL is malformed: ${err.message}`, "url", undefined, "bad_url"),
+    );
     return;
   }
   sendApiError(reply, toApiError(err));

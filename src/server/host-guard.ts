@@ -24,7 +24,10 @@ export function hostName(header: string): string {
 }
 
 /** Whether the guard applies, and which Host names it lets through. */
-export function hostPolicy(listenHost: string, allowedHosts: readonly string[]): ((host: string) => boolean) | null {
+export function hostPolicy(
+  listenHost: string,
+  allowedHosts: readonly string[],
+): ((host: string) => boolean) | null {
   if (allowedHosts.includes("*") || !isLoopbackHost(listenHost)) return null;
   const extra = new Set([listenHost.toLowerCase(), ...allowedHosts.map((h) => h.toLowerCase())]);
   return (header) => {
@@ -33,7 +36,11 @@ export function hostPolicy(listenHost: string, allowedHosts: readonly string[]):
   };
 }
 
-export function installHostGuard(app: FastifyInstance, listenHost: string, allowedHosts: readonly string[]): void {
+export function installHostGuard(
+  app: FastifyInstance,
+  listenHost: string,
+  allowedHosts: readonly string[],
+): void {
   const allowed = hostPolicy(listenHost, allowedHosts);
   if (allowed === null) return;
   app.addHook("onRequest", async (request, reply) => {

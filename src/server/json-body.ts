@@ -30,14 +30,20 @@ function firstBadUtf8Offset(bytes: Uint8Array): number {
   let i = 0;
   while (i < bytes.length) {
     const b = bytes[i]!;
-    const len = b < 0x80 ? 1 : b >= 0xc2 && b < 0xe0 ? 2 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xf0 && b < 0xf5 ? 4 : 0;
+    const len =
+      b < 0x80 ? 1 : b >= 0xc2 && b < 0xe0 ? 2 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xf0 && b < 0xf5 ? 4 : 0;
     if (len === 0) return i;
     let end = i + len;
     if (end > bytes.length) return i;
     for (let j = i + 1; j < end; j++) if ((bytes[j]! & 0xc0) !== 0x80) return i;
     // Overlong 3/4-byte forms, surrogates (ED A0..BF) and code points above U+10FFFF.
     const b1 = bytes[i + 1] ?? 0;
-    if ((b === 0xe0 && b1 < 0xa0) || (b === 0xed && b1 >= 0xa0) || (b === 0xf0 && b1 < 0x90) || (b === 0xf4 && b1 >= 0x90))
+    if (
+      (b === 0xe0 && b1 < 0xa0) ||
+      (b === 0xed && b1 >= 0xa0) ||
+      (b === 0xf0 && b1 < 0x90) ||
+      (b === 0xf4 && b1 >= 0x90)
+    )
       return i;
     i = end;
     end = 0;
@@ -101,7 +107,13 @@ const SURROGATE_ESCAPE = /\\u[dD][89a-fA-F]/;
 export function parseJsonBody(body: Buffer): unknown {
   const text = decodeUtf8(body);
   if (text.trim() === "") {
-    throw new ApiError(400, "The request body is empty; expected a JSON object", "body", undefined, "invalid_json");
+    throw new ApiError(
+      400,
+      "The request body is empty; expected a JSON object",
+      "body",
+      undefined,
+      "invalid_json",
+    );
   }
   if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
     throw badRequest(`The request body is nested more than ${MAX_JSON_DEPTH} levels deep`, "body");
@@ -111,7 +123,13 @@ export function parseJsonBody(body: Buffer): unknown {
     value = JSON.parse(text);
   } catch (err) {
     const reason = (err as Error).message;
-    throw new ApiError(400, `The request body is not valid JSON: ${reason}`, "body", undefined, "invalid_json");
+    throw new ApiError(
+      400,
+      `The request body is not valid JSON: ${reason}`,
+      "body",
+      undefined,
+      "invalid_json",
+    );
   }
   if (SURROGATE_ESCAPE.test(text)) {
     const param = findIllFormedString(value);

@@ -87,13 +87,21 @@ export class ChatFormatter {
 
   /** Formats the conversation; the ids start with exactly one BOS (when the model uses one). */
   apply(messages: ChatMessage[], opts: ApplyOptions = {}): FormattedChat {
+    const prompt = this.formatPrompt(messages, opts);
+    // A template that writes bos_token itself gets no second one: encode() adds BOS only when absent.
+    return { prompt, tokenIds: this.tokenizer.encode(prompt) };
+  }
+
+  /**
+   * The prompt text alone (cheap), for callers that encode it elsewhere (the server's tokenizer workers);
+   * `tokenizer.encode(formatPrompt(m))` is exactly `apply(m).tokenIds`.
+   */
+  formatPrompt(messages: ChatMessage[], opts: ApplyOptions = {}): string {
     validateMessages(messages, this.checkSystemFirst);
     // The OpenChat formats know no tools: calls, results and the tool list become text (tool-format.ts).
     const builtin = this.name in OPENCHAT_FORMATS;
     const shown = builtin ? openChatToolMessages(messages, opts.tools) : messages;
-    const prompt = this.render(shown, opts.addGenerationPrompt ?? true, builtin ? undefined : opts.tools);
-    // A template that writes bos_token itself gets no second one: encode() adds BOS only when absent.
-    return { prompt, tokenIds: this.tokenizer.encode(prompt) };
+    return this.render(shown, opts.addGenerationPrompt ?? true, builtin ? undefined : opts.tools);
   }
 
   private static openChat(tokenizer: Tokenizer, name: string): ChatFormatter {

@@ -26,7 +26,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     const model = checkModel(ctx, body.model);
     const tools = toolPlanFromBody(body);
     checkStreamOptions(body);
-    const promptTokenIds = chatPromptTokenIds(
+    const promptTokenIds = await chatPromptTokenIds(
       ctx,
       body.messages,
       body.add_generation_prompt ?? true,

@@ -10,6 +10,7 @@ import { BeamSearchJob, beamSearchParams } from "../beam-search-job.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { ApiError, badRequest, toApiError } from "../errors.js";
 import type { ChoiceRequest, GenerationJob } from "../generation.js";
+import { encodeText } from "../prompt-encoding.js";
 import {
   checkSampling,
   checkStreamOptions,
@@ -48,7 +49,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       );
     }
     const topN = body.logprobs ?? null;
-    const prompts = readPrompts(ctx, body.prompt);
+    const prompts = await readPrompts(ctx, body.prompt);
     const constrained = usesConstraintFields(body);
     if (body.use_beam_search && constrained !== null) {
       throw badRequest(`${constrained} cannot be combined with use_beam_search`, constrained);
@@ -169,10 +170,10 @@ async function beamSearchCompletions(
   }
 }
 
-function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Prompt[] {
-  const fromText = (text: string): Prompt => ({
+async function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Promise<Prompt[]> {
+  const fromText = async (text: string, param: string): Promise<Prompt> => ({
     text,
-    tokenIds: ctx.tokenizer.encode(text, { addBos: true }),
+    tokenIds: await encodeText(ctx, text, param, { addBos: true }),
   });
   const fromIds = (ids: number[], param: string): Prompt => {
     checkTokenIds(ctx, ids, param);
@@ -180,9 +181,10 @@ function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Prom
     const leadingSpecial = ids.length > 0 && ctx.tokenizer.isSpecial(ids[0]!);
     return { text: ctx.tokenizer.decode(leadingSpecial ? ids.slice(1) : ids), tokenIds: ids };
   };
-  if (typeof prompt === "string") return [fromText(prompt)];
+  if (typeof prompt === "string") return [await fromText(prompt, "prompt")];
   if (typeof prompt[0] === "number") return [fromIds(prompt as number[], "prompt")];
-  if (typeof prompt[0] === "string") return (prompt as string[]).map(fromText);
+  if (typeof prompt[0] === "string")
+    return Promise.all((prompt as string[]).map((text, i) => fromText(text, `prompt[${i}]`)));
   return (prompt as number[][]).map((ids, i) => fromIds(ids, `prompt[${i}]`));
 }
 

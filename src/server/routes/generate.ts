@@ -9,6 +9,7 @@ import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyInstance } from "fastify";
 import { admit, type ServerContext } from "../context.js";
 import { ApiError } from "../errors.js";
+import { encodeText } from "../prompt-encoding.js";
 import { checkSampling, fitMaxTokens, samplingFromBody } from "../request-params.js";
 import { GenerateBody } from "../schemas.js";
 import { choicesOfOnePrompt, startJob } from "../start-job.js";
@@ -23,7 +24,7 @@ export async function registerGenerate(app: FastifyInstance, ctx: ServerContext)
     scope.post("/generate", async (request, reply) => {
       const body = validateBody(GenerateBody, request.body);
       const n = body.n ?? 1;
-      const promptTokenIds = ctx.tokenizer.encode(body.prompt, { addBos: true });
+      const promptTokenIds = await encodeText(ctx, body.prompt, "prompt", { addBos: true });
       const params = samplingFromBody(body);
       const remaining = ctx.maxModelLen - promptTokenIds.length;
       const requested = body.max_tokens ?? Math.min(DEFAULT_MAX_TOKENS, Math.max(remaining, 1));

@@ -5,6 +5,7 @@
 import type { FastifyInstance } from "fastify";
 import { chatPromptTokenIds } from "../chat-prompt.js";
 import { checkModel, type ServerContext } from "../context.js";
+import { encodeText } from "../prompt-encoding.js";
 import { checkTokenIds } from "../request-params.js";
 import { DetokenizeBody, TokenizeChatBody, TokenizePromptBody } from "../schemas.js";
 import { validateBody } from "../validate.js";
@@ -17,11 +18,11 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
     if (isChat) {
       const body = validateBody(TokenizeChatBody, raw);
       checkModel(ctx, body.model);
-      tokens = chatPromptTokenIds(ctx, body.messages, body.add_generation_prompt ?? true);
+      tokens = await chatPromptTokenIds(ctx, body.messages, body.add_generation_prompt ?? true);
     } else {
       const body = validateBody(TokenizePromptBody, raw);
       checkModel(ctx, body.model);
-      tokens = ctx.tokenizer.encode(body.prompt, { addBos: body.add_special_tokens ?? true });
+      tokens = await encodeText(ctx, body.prompt, "prompt", { addBos: body.add_special_tokens ?? true });
     }
     return { count: tokens.length, max_model_len: ctx.maxModelLen, tokens };
   });

@@ -1,0 +1,150 @@
+/**
+ * Tokenization off the event loop. Encoding is slow on long texts (~100 KB/s for the Llama tokenizer in
+ * @huggingface/tokenizers), and a server that encodes on its one JS thread goes deaf while it does: /health,
+ * other clients' streams, everything. So texts longer than `inlineMaxChars` are encoded by worker threads
+ * that each hold their own copy of the tokenizer (TGI's validation workers do the same); short ones, which
+ * take well under a millisecond, are encoded in place. Results equal `tokenizer.encode` exactly.
+ *
+ * `minTokenCount` is a lower bound on a text's token count that costs one pass over its bytes, so a text
+ * that can never fit the context is refused before anyone spends seconds encoding it.
+ */
+import { readFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import path from "node:path";
+import { Worker } from "node:worker_threads";
+import type { EncodeOptions, Tokenizer } from "./tokenizer.js";
+
+export interface EncodePoolOptions {
+  /** Worker threads (default: cores - 1, between 1 and 4). 0 encodes everything in place. */
+  workers?: number;
+  /** Texts up to this many UTF-16 code units are encoded on the calling thread (default 2048). */
+  inlineMaxChars?: number;
+}
+
+interface Pending {
+  resolve: (ids: number[]) => void;
+  reject: (err: Error) => void;
+}
+
+interface PoolWorker {
+  worker: Worker;
+  /** Jobs sent and not answered: the least loaded worker gets the next one. */
+  inFlight: number;
+}
+
+type WorkerReply = { ready: true } | { id: number; ids: Int32Array } | { id: number; error: string };
+
+/** Normalizers that can turn several input bytes into one (NFKC: "Ａ" -> "A"), which weakens the bound. */
+const SHRINKING_NORMALIZER = /"(NFKC|NFKD|BertNormalizer|StripAccents|Precompiled|Lowercase)"/;
+
+export class EncodePool {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly tokenizer: Tokenizer,
+    private readonly workers: PoolWorker[],
+    private readonly inlineMaxChars: number,
+    /** No token of the vocabulary stands for more input bytes than this. */
+    private readonly maxBytesPerToken: number,
+  ) {
+    for (const w of workers) {
+      w.worker.on("message", (reply: WorkerReply) => this.onReply(w, reply));
+      w.worker.on("error", (err: Error) =>
+        this.failAll(new Error(`tokenizer worker failed: ${err.message}`)),
+      );
+      w.worker.unref();
+    }
+  }
+
+  static async create(tokenizer: Tokenizer, opts: EncodePoolOptions = {}): Promise<EncodePool> {
+    const count = opts.workers ?? Math.max(1, Math.min(4, availableParallelism() - 1));
+    const workers = await Promise.all(Array.from({ length: count }, () => startWorker(tokenizer.dir)));
+    return new EncodePool(tokenizer, workers, opts.inlineMaxChars ?? 2048, await maxBytesPerToken(tokenizer));
+  }
+
+  /**
+   * At least this many tokens (BOS not counted): every token stands for at most `maxBytesPerToken` bytes of
+   * the text's UTF-8.
+   */
+  minTokenCount(text: string): number {
+    return Math.ceil(Buffer.byteLength(text, "utf8") / this.maxBytesPerToken);
+  }
+
+  /** `tokenizer.encode(text, opts)`, on a worker when the text is long. */
+  encode(text: string, opts: EncodeOptions = {}): Promise<number[]> {
+    if (this.closed) return Promise.reject(new Error("the tokenizer pool is closed"));
+    if (text.length <= this.inlineMaxChars || this.workers.length === 0) {
+      try {
+        return Promise.resolve(this.tokenizer.encode(text, opts));
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    const target = this.workers.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+    const id = this.nextId++;
+    target.inFlight++;
+    if (target.inFlight === 1) target.worker.ref();
+    return new Promise<number[]>((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      target.worker.postMessage({ id, text, addBos: opts.addBos });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.failAll(new Error("the tokenizer pool is closed"));
+    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+  }
+
+  private onReply(w: PoolWorker, reply: WorkerReply): void {
+    if (!("id" in reply)) return;
+    w.inFlight--;
+    if (w.inFlight === 0) w.worker.unref();
+    const job = this.pending.get(reply.id);
+    if (!job) return;
+    this.pending.delete(reply.id);
+    if ("error" in reply) job.reject(new Error(reply.error));
+    else job.resolve(Array.from(reply.ids));
+  }
+
+  private failAll(err: Error): void {
+    for (const job of this.pending.values()) job.reject(err);
+    this.pending.clear();
+  }
+}
+
+function startWorker(dir: string): Promise<PoolWorker> {
+  const worker = new Worker(new URL("./encode-worker.js", import.meta.url), { workerData: { dir } });
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error) =>
+      reject(new Error(`cannot start a tokenizer worker for ${dir}: ${err.message}`));
+    worker.once("error", onError);
+    worker.once("message", (reply: WorkerReply) => {
+      worker.off("error", onError);
+      if ("ready" in reply) resolve({ worker, inFlight: 0 });
+      else reject(new Error("tokenizer worker: unexpected first message"));
+    });
+  });
+}
+
+/**
+ * The most input bytes one token can stand for: the longest piece's UTF-8 length (a piece's text is never
+ * shorter than what it encodes: "▁" is 3 bytes for 1 space, "<0x0A>" 6 for 1), times 4 when the normalizer
+ * can shrink text (NFKC maps a 3-byte "Ａ" to a 1-byte "A").
+ */
+async function maxBytesPerToken(tokenizer: Tokenizer): Promise<number> {
+  let longest = 1;
+  for (let id = 0; id < tokenizer.vocabSize; id++) {
+    const piece = tokenizer.idToToken(id);
+    if (piece !== undefined) longest = Math.max(longest, Buffer.byteLength(piece, "utf8"));
+  }
+  const json = await readFile(path.join(tokenizer.dir, "tokenizer.json"), "utf8").catch(() => "");
+  const normalizer = /"normalizer"\s*:\s*(null|\{)/.exec(json);
+  const shrinking =
+    normalizer === null ||
+    (normalizer[1] === "{" &&
+      SHRINKING_NORMALIZER.test(json.slice(normalizer.index, normalizer.index + 4096)));
+  return shrinking ? longest * 4 : longest;
+}
