@@ -273,3 +273,24 @@ test("missing required fields name the field and the file", async () => {
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test("absurd sizes (num_hidden_layers 1e9, ...) are refused at once, naming the field and the bound", () => {
+  const t0 = performance.now();
+  for (const [field, value, limit] of [
+    ["num_hidden_layers", 1e9, 1024],
+    ["hidden_size", 2 ** 40, 65536],
+    ["intermediate_size", 1e7, 262144],
+    ["num_attention_heads", 1e6, 1024],
+    ["vocab_size", 1e12, 4194304],
+    ["max_position_embeddings", 2 ** 31, 16777216],
+  ] as const) {
+    assert.throws(() => parseModelConfig({ ...classic, [field]: value }, src), {
+      message: `config.json: "${field}" is ${value}, more than any supported model (at most ${limit})`,
+    });
+  }
+  assert.throws(
+    () => parseModelConfig({ ...classic, num_hidden_layers: 1e999 }, src),
+    /"num_hidden_layers" must be a positive integer, got Infinity \(not a finite number\)/,
+  );
+  assert.ok(performance.now() - t0 < 100, "refused before anything is sized from the values");
+});

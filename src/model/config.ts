@@ -27,6 +27,23 @@ function isObject(value: unknown): value is Json {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
+/**
+ * Upper bounds on the sizes a config may claim, far above any real model (Llama-3-405B: hidden 16384,
+ * 126 layers, intermediate 53248, vocab 128256), checked before anything is sized from them: a hostile
+ * `num_hidden_layers: 1e9` must fail here, not after allocating a billion layers' tensor names.
+ */
+export const CONFIG_LIMITS: Readonly<Record<string, number>> = {
+  hidden_size: 65_536,
+  intermediate_size: 262_144,
+  num_hidden_layers: 1_024,
+  num_attention_heads: 1_024,
+  num_key_value_heads: 1_024,
+  head_dim: 1_024,
+  vocab_size: 4_194_304,
+  max_position_embeddings: 16_777_216,
+  max_sequence_length: 16_777_216,
+};
+
 /** Reads a field that must be a positive integer (or absent, when a fallback is given). */
 function positiveInt(json: Json, field: string, source: string, fallback?: number): number {
   const value = json[field];
@@ -35,7 +52,15 @@ function positiveInt(json: Json, field: string, source: string, fallback?: numbe
     throw new Error(`${source}: missing required field "${field}"`);
   }
   if (typeof value !== "number" || !Number.isInteger(value) || value <= 0) {
-    throw new Error(`${source}: "${field}" must be a positive integer, got ${JSON.stringify(value)}`);
+    const got =
+      typeof value === "number" && !Number.isFinite(value)
+        ? `${value} (not a finite number)`
+        : JSON.stringify(value);
+    throw new Error(`${source}: "${field}" must be a positive integer, got ${got}`);
+  }
+  const limit = CONFIG_LIMITS[field];
+  if (limit !== undefined && value > limit) {
+    throw new Error(`${source}: "${field}" is ${value}, more than any supported model (at most ${limit})`);
   }
   return value;
 }

@@ -57,12 +57,14 @@ export function admit(ctx: ServerContext, numRequests: number): void {
       headers,
     );
   }
-  // An empty queue always admits (so --max-queue 0 means "never wait behind another request").
+  // The queue holds at most --max-queue requests, except that an empty queue always takes one request (so
+  // --max-queue 0 means "never wait behind another request"); a request of n choices counts n.
   const waiting = ctx.engine.stats().waiting;
-  if (waiting > 0 && waiting + numRequests > ctx.maxQueue) {
+  const room = Math.max(ctx.maxQueue, waiting === 0 ? 1 : 0) - waiting;
+  if (numRequests > room) {
     throw new ApiError(
       429,
-      `The server is overloaded: ${waiting} requests are waiting (--max-queue ${ctx.maxQueue}); retry after ${RETRY_AFTER_SECONDS}s`,
+      `The server is overloaded: ${waiting} requests are waiting and this one needs room for ${numRequests} (--max-queue ${ctx.maxQueue}); retry after ${RETRY_AFTER_SECONDS}s`,
       null,
       "rate_limit_error",
       "queue_full",

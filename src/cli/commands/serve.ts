@@ -6,7 +6,14 @@ import { type Command, InvalidArgumentError, Option } from "commander";
 import pino from "pino";
 import type { BackendChoice } from "../../backend/create.js";
 import { LLM } from "../../engine/llm.js";
-import { buildServer, type ServerOptions, shutdownServer } from "../../server/app.js";
+import {
+  buildServer,
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_CONNECTION_LIMITS,
+  type ServerOptions,
+  shutdownServer,
+} from "../../server/app.js";
+import { readApiKeyFile } from "../../server/auth.js";
 import { registerWebRoutes } from "../../server/web/routes.js";
 import { loadProgress } from "../progress.js";
 
@@ -26,7 +33,15 @@ interface ServeFlags {
   gpuMemoryUtilization?: number;
   numGpuBlocksOverride?: number;
   apiKey: string[];
+  apiKeyFile?: string;
   allowedOrigins?: string[];
+  allowedHosts?: string[];
+  maxRequestBodyBytes: number;
+  timeout: number;
+  keepAliveTimeout: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  maxConnections: number;
   chatTemplate?: string;
   backend: BackendChoice;
   enablePrefixCaching: boolean;
@@ -89,9 +104,54 @@ export function registerServe(program: Command): void {
       [],
     )
     .option(
+      "--api-key-file <file>",
+      "read the bearer keys from FILE, one per line (keeps them out of `ps`; with --api-key, both count)",
+    )
+    .option(
       "--allowed-origins <origin>",
-      'an origin browsers may call the API from (repeatable; default "*": any)',
+      'an origin browsers may call the API from besides this server\'s own and loopback ones (repeatable; "*" = any)',
       collect,
+    )
+    .option(
+      "--allowed-hosts <host>",
+      'a Host name to answer besides loopback names and --host, while listening on loopback (repeatable; "*" = any)',
+      collect,
+    )
+    .option(
+      "--max-request-body-bytes <n>",
+      "largest request body; bigger ones get 413",
+      integer(1),
+      DEFAULT_BODY_LIMIT,
+    )
+    .option(
+      "--timeout <seconds>",
+      "close a connection with no traffic either way for this long",
+      seconds,
+      DEFAULT_CONNECTION_LIMITS.idleTimeoutMs / 1000,
+    )
+    .option(
+      "--keep-alive-timeout <seconds>",
+      "close an idle keep-alive connection after this long",
+      seconds,
+      DEFAULT_CONNECTION_LIMITS.keepAliveTimeoutMs / 1000,
+    )
+    .option(
+      "--headers-timeout <seconds>",
+      "the request line and headers must arrive within this",
+      seconds,
+      DEFAULT_CONNECTION_LIMITS.headersTimeoutMs / 1000,
+    )
+    .option(
+      "--request-timeout <seconds>",
+      "the whole request (headers and body, not the response) must arrive within this",
+      seconds,
+      DEFAULT_CONNECTION_LIMITS.requestTimeoutMs / 1000,
+    )
+    .option(
+      "--max-connections <n>",
+      "most open connections; more are refused",
+      integer(1),
+      DEFAULT_CONNECTION_LIMITS.maxConnections,
     )
     .option("--chat-template <nameOrFile>", "openchat, openchat-gpt4, or a Jinja template file")
     .addOption(
@@ -120,8 +180,16 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
   }
   const modelSpec = flags.model ?? positional ?? DEFAULT_SERVE_MODEL;
   const logger = pino({ level: flags.logLevel });
-  const apiKeys =
-    flags.apiKey.length > 0 ? flags.apiKey : process.env.AWQ_API_KEY ? [process.env.AWQ_API_KEY] : [];
+  const apiKeys = [
+    ...(flags.apiKey.length > 0 ? flags.apiKey : process.env.AWQ_API_KEY ? [process.env.AWQ_API_KEY] : []),
+    ...(flags.apiKeyFile !== undefined ? readApiKeyFile(flags.apiKeyFile) : []),
+  ];
+  // Timeouts that contradict each other are refused before the model loads (node requires this order).
+  if (flags.headersTimeout > flags.requestTimeout && flags.requestTimeout > 0) {
+    throw new Error(
+      `--headers-timeout ${flags.headersTimeout} must not exceed --request-timeout ${flags.requestTimeout}`,
+    );
+  }
 
   // A signal during loading has nothing in flight to wait for.
   let onSignal = (signal: string): void => {
@@ -155,7 +223,17 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     servedModelNames: flags.servedModelName?.length ? flags.servedModelName : [modelSpec],
     modelPath: llm.modelPath,
     apiKeys,
-    allowedOrigins: flags.allowedOrigins ?? ["*"],
+    allowedOrigins: flags.allowedOrigins ?? [],
+    allowedHosts: flags.allowedHosts ?? [],
+    listenHost: flags.host,
+    bodyLimit: flags.maxRequestBodyBytes,
+    connectionLimits: {
+      idleTimeoutMs: flags.timeout * 1000,
+      keepAliveTimeoutMs: flags.keepAliveTimeout * 1000,
+      headersTimeoutMs: flags.headersTimeout * 1000,
+      requestTimeoutMs: flags.requestTimeout * 1000,
+      maxConnections: flags.maxConnections,
+    },
     maxQueue: flags.maxQueue,
     logger,
     // The chat page at `/` (src/server/web, issue 8).

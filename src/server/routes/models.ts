@@ -8,7 +8,8 @@ export function registerModels(app: FastifyInstance, ctx: ServerContext): void {
     object: "model",
     created: Math.floor(ctx.startedAt / 1000),
     owned_by: "awq-ts",
-    root: ctx.modelPath,
+    // The served name, as vLLM reports a hub id: never the folder path on this machine.
+    root: ctx.modelNames[0]!,
     parent: null,
     max_model_len: ctx.maxModelLen,
   });
