@@ -5,6 +5,7 @@
 import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { SafetensorsFile } from "./safetensors.js";
+import { assertFinite } from "./finite-check.js";
 import type { Checkpoint, TensorData, TensorInfo } from "./types.js";
 
 export const INDEX_FILE = "model.safetensors.index.json";
@@ -125,12 +126,19 @@ export class SafetensorsCheckpoint implements Checkpoint {
     return { name, dtype, shape: [...shape], file, byteLength };
   }
 
-  read(name: string): Promise<TensorData> {
+  /** Reads one tensor; a float tensor holding a NaN or an infinity is an error naming it (finite-check.ts). */
+  async read(name: string): Promise<TensorData> {
     const owner = this.owners.get(name);
-    if (owner === undefined) {
-      return Promise.reject(new Error(`tensor "${name}" is not in the checkpoint ${this.dir}`));
-    }
-    return owner.read(name);
+    if (owner === undefined) throw new Error(`tensor "${name}" is not in the checkpoint ${this.dir}`);
+    const data = await owner.read(name);
+    const { dtype, shape } = owner.entry(name);
+    assertFinite(
+      dtype,
+      new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+      `tensor "${name}" in ${owner.path}`,
+      shape,
+    );
+    return data;
   }
 
   /** Reads bytes [byteBegin, byteEnd) of one tensor (a band of rows of a large matrix, say). */
