@@ -170,7 +170,10 @@ export class LLM implements AsyncDisposable {
     opts: CallOptions = {},
   ): Promise<GenerateResult[]> {
     this.checkOpen();
-    const params = await this.constrained(options, constraintFromOptions(options, invalid));
+    const constraint = constraintFromOptions(options, invalid);
+    // Only a constrained request waits (for its compile) before it is queued.
+    if (constraint !== null) await this.compile(constraint);
+    const params = engineParams(options, constraint);
     const list = normalizePrompts(prompts).map((p) => (typeof p === "string" ? this.encode(p) : p));
     const { n } = resolveSamplingParams(params, { vocabSize: this.tokenizer.vocabSize });
     // One signal for the whole batch: if one prompt is rejected, the others already queued stop too.
@@ -201,7 +204,8 @@ export class LLM implements AsyncDisposable {
     options: ChatParams = {},
     opts: CallOptions = {},
   ): Promise<GenerateResult> {
-    const { promptTokenIds, params, parseTools } = await this.chatRequest(messages, options);
+    const { promptTokenIds, params, parseTools, constraint } = this.chatRequest(messages, options);
+    if (constraint !== null) await this.compile(constraint);
     const result = await this.run(promptTokenIds, { ...params, n: 1 }, opts);
     if (!parseTools) return result;
     const { content, calls } = parseToolCalls(result.text);
@@ -217,40 +221,48 @@ export class LLM implements AsyncDisposable {
     this.checkOpen();
     // With tools, the text streams as the model writes it: calls appear in their <tool_call> envelope
     // (parseToolCalls / ToolCallStream of structured/tool-format.ts split them out).
-    const { promptTokenIds, params } =
+    const { promptTokenIds, params, constraint } =
       typeof input === "object" && !Array.isArray(input)
-        ? await this.chatRequest(input.messages, options)
-        : {
-            promptTokenIds: this.inputTokenIds(input),
-            params: await this.constrained(options, constraintFromOptions(options, invalid)),
-          };
+        ? this.chatRequest(input.messages, options)
+        : this.plainRequest(input, options);
+    if (constraint !== null) await this.compile(constraint);
     yield* this.engine.generate({ promptTokenIds, params: { ...params, n: 1 }, signal: opts.signal });
   }
 
-  /** A conversation with its tools -> prompt ids and params (the tools' constraint, or responseFormat's). */
-  private async chatRequest(messages: ChatMessage[], options: ChatParams) {
+  /** A conversation with its tools -> prompt ids, params, and the constraint to compile first. */
+  private chatRequest(messages: ChatMessage[], options: ChatParams) {
     const plan = toolPlanFromOptions(options, invalid);
     const format = constraintFromOptions(options, invalid);
     if (plan?.constraint && format !== null) {
       invalid("responseFormat / structuredOutputs cannot be combined with tools", "responseFormat");
     }
+    const constraint = plan?.constraint ?? format;
     const promptTokenIds = this.applyChatTemplate(messages, plan?.tools);
-    const params = await this.constrained(options, plan?.constraint ?? format);
-    return { promptTokenIds, params, parseTools: plan?.parse ?? false };
+    return {
+      promptTokenIds,
+      params: engineParams(options, constraint),
+      parseTools: plan?.parse ?? false,
+      constraint,
+    };
   }
 
-  /** The engine's params: the library-only fields dropped, the constraint compiled (InvalidParamError if not). */
-  private async constrained(options: ChatParams, c: FieldConstraint | null): Promise<SamplingParams> {
-    const { responseFormat, structuredOutputs, tools, toolChoice, parallelToolCalls, ...params } = options;
-    void [responseFormat, structuredOutputs, tools, toolChoice, parallelToolCalls];
-    if (c === null) return params;
+  private plainRequest(input: string | number[], options: ChatParams) {
+    const constraint = constraintFromOptions(options, invalid);
+    return {
+      promptTokenIds: this.inputTokenIds(input),
+      params: engineParams(options, constraint),
+      constraint,
+    };
+  }
+
+  /** Compiles a constraint (cached) before its request is queued: InvalidParamError when it cannot be. */
+  private async compile(c: FieldConstraint): Promise<void> {
     try {
       await this.engine.compileStructuredOutput(c.spec);
     } catch (err) {
       if (err instanceof GrammarError) invalid(`invalid ${c.param}: ${err.message}`, c.param);
       throw err;
     }
-    return { ...params, structuredOutput: c.spec };
   }
 
   /**
@@ -345,6 +357,13 @@ function normalizePrompts(prompts: string | string[] | number[] | number[][]): (
   }
   if (prompts.every((p) => typeof p === "number")) return [prompts as number[]];
   return prompts as (string | number[])[];
+}
+
+/** The engine's params: the library-only fields dropped, the constraint set. */
+function engineParams(options: ChatParams, c: FieldConstraint | null): SamplingParams {
+  const { responseFormat, structuredOutputs, tools, toolChoice, parallelToolCalls, ...params } = options;
+  void [responseFormat, structuredOutputs, tools, toolChoice, parallelToolCalls];
+  return c === null ? params : { ...params, structuredOutput: c.spec };
 }
 
 /** The i-th of n completions: a seeded request gets seed + i, so the n completions differ but reproduce. */

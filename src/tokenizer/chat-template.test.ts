@@ -71,8 +71,8 @@ describe("ChatFormatter", () => {
     const formatter = await ChatFormatter.create(tokenizer);
     assert.throws(() => formatter.apply([]), /non-empty/);
     assert.throws(
-      () => formatter.apply([{ role: "tool" as "user", content: "x" }]),
-      /messages\[0\]\.role is "tool": expected system, user, assistant/,
+      () => formatter.apply([{ role: "robot" as "user", content: "x" }]),
+      /messages\[0\]\.role is "robot": expected system, user, assistant, tool/,
     );
     assert.throws(
       () =>
