@@ -27,6 +27,7 @@ const ui = {
   topP: element<HTMLInputElement>("top-p"),
   topPValue: element<HTMLOutputElement>("top-p-value"),
   maxTokens: element<HTMLInputElement>("max-tokens"),
+  jsonSchema: element<HTMLTextAreaElement>("json-schema"),
   apiKeyRow: element<HTMLDivElement>("api-key-row"),
   apiKey: element<HTMLInputElement>("api-key"),
   apiKeyHint: element<HTMLParagraphElement>("api-key-hint"),
@@ -97,6 +98,17 @@ function samplingParams(): Record<string, unknown> {
   };
   const maxTokens = Number.parseInt(ui.maxTokens.value, 10);
   if (Number.isInteger(maxTokens) && maxTokens > 0) params.max_tokens = maxTokens;
+  // A pasted schema constrains the reply (response_format json_schema); the server names what is wrong with it.
+  const schemaText = ui.jsonSchema.value.trim();
+  if (schemaText !== "") {
+    let schema: unknown;
+    try {
+      schema = JSON.parse(schemaText);
+    } catch (err) {
+      throw new Error(`The JSON schema is not valid JSON: ${(err as Error).message}`);
+    }
+    params.response_format = { type: "json_schema", json_schema: { name: "schema", schema } };
+  }
   return params;
 }
 

@@ -30,6 +30,8 @@ export const CHAT_PAGE_HTML = `<!doctype html>
     <input id="top-p" type="range" min="0.05" max="1" step="0.05" value="0.95">
     <label for="max-tokens">Max tokens</label>
     <input id="max-tokens" type="number" min="1" step="1" value="512" inputmode="numeric">
+    <label for="json-schema">JSON schema <span class="hint">(optional: the reply is JSON valid under it)</span></label>
+    <textarea id="json-schema" rows="4" spellcheck="false" placeholder='{"type": "object", "properties": {...}}'></textarea>
     <div id="api-key-row" class="api-key-row" hidden>
       <label for="api-key">API key</label>
       <input id="api-key" type="password" autocomplete="off" spellcheck="false" placeholder="sent as a bearer token">
