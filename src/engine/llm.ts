@@ -22,6 +22,7 @@ import {
 import type { FieldConstraint } from "../structured/request-constraint.js";
 import type { ToolFunction } from "../structured/tool-format.js";
 import { type ParsedToolCall, parseToolCalls } from "../structured/tool-format.js";
+import { assertTokenizerFitsModel } from "../tokenizer/model-fit.js";
 import { ChatFormatter, type ChatMessage } from "../tokenizer/chat-template.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./beam-search.js";
@@ -117,6 +118,12 @@ export class LLM implements AsyncDisposable {
       },
     );
     const model = await openModel(modelPath);
+    try {
+      assertTokenizerFitsModel(tokenizer, model.config, chatFormatter?.name ?? null);
+    } catch (err) {
+      await model.checkpoint.close().catch(() => {});
+      throw err;
+    }
     const choice = opts.backend ?? "auto";
     const backend =
       typeof choice === "string"

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { copyFile, mkdir, mkdtemp, readdir, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -153,6 +153,31 @@ describe("awq inspect", () => {
       stderr,
       `awq inspect: checkpoint ${dir} does not match its config.json:\n` +
         '  tensor "model.layers.3.mlp.up_proj.scales": expected F16 (2, 768), found nothing (missing from the checkpoint)\n',
+    );
+  });
+  test("a tokenizer with more ids than the model's vocabulary prints the report, names the mismatch, exits 1", async () => {
+    const dir = path.join(tmp, "foreign-tokenizer");
+    await mkdir(dir);
+    await copySmallFiles(dir);
+    await copyFile(path.join(demoDir, "model.safetensors"), path.join(dir, "model.safetensors"));
+    const tokenizerPath = path.join(dir, "tokenizer.json");
+    const tokenizerJson = JSON.parse(await readFile(tokenizerPath, "utf8"));
+    tokenizerJson.added_tokens.push({
+      id: 40000,
+      content: "<|foreign|>",
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    });
+    await writeFile(tokenizerPath, JSON.stringify(tokenizerJson));
+    const { code, stdout, stderr } = await awqInspect("--model", dir);
+    assert.equal(code, 1);
+    assert.match(stdout, /^vocabulary\s+32002 \(tokenizer: 40001\)$/m);
+    assert.match(
+      stderr,
+      /the tokenizer is unusable: .*tokenizer\.json has 40001 token ids but the model's vocab_size is 32002/,
     );
   });
 });

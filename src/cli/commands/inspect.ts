@@ -8,6 +8,8 @@ import { resolveModelPath } from "../../hub/resolve.js";
 import type { SafetensorsCheckpoint } from "../../model/checkpoint.js";
 import { modelParameterCount, modelWeightBytes, openModel } from "../../model/load.js";
 import type { ModelConfig } from "../../model/types.js";
+import { ChatFormatter } from "../../tokenizer/chat-template.js";
+import { tokenizerMismatches } from "../../tokenizer/model-fit.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
 
 export interface StopToken {
@@ -79,6 +81,12 @@ export async function inspectModel(dir: string): Promise<ModelReport> {
       }));
       report.stopTokensSource = "tokenizer";
       report.tokenizerVocabSize = tokenizer.vocabSize;
+      const format = await ChatFormatter.create(tokenizer).then(
+        (f) => f.name,
+        () => null,
+      );
+      const problems = tokenizerMismatches(tokenizer, config, format);
+      if (problems.length > 0) report.tokenizerError = problems.join("; ");
     } catch (err) {
       report.tokenizerError = err instanceof Error ? err.message : String(err);
     }
@@ -157,7 +165,9 @@ interface InspectFlags {
 export function registerInspect(program: Command): void {
   program
     .command("inspect")
-    .description("describe a model folder and check its checkpoint against config.json (exit 1 when bad)")
+    .description(
+      "describe a model folder and check its checkpoint and tokenizer against config.json (exit 1 when bad)",
+    )
     .requiredOption("--model <dir>", "model folder (or hub id)")
     .option("--revision <rev>", "hub branch, tag or commit")
     .option("--json", "print the report as JSON")
@@ -172,5 +182,10 @@ export function registerInspect(program: Command): void {
         return;
       }
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
+      // The report is printed either way; a model whose tokenizer cannot serve it is not a good model.
+      if (report.tokenizerError !== undefined) {
+        process.stderr.write(`awq inspect: the tokenizer is unusable: ${report.tokenizerError}\n`);
+        process.exitCode = 1;
+      }
     });
 }
