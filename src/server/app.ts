@@ -70,6 +70,8 @@ declare module "fastify" {
   interface FastifyInstance {
     /** The server's shared state (engine, limits, draining flag), for shutdown and the web routes. */
     awq: ServerContext;
+    /** Every registered route (method + pattern), for the 405 answer and the tests that walk them all. */
+    awqRoutes: RouteTable;
   }
 }
 
@@ -124,7 +126,12 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     connectionTimeout: limits.idleTimeoutMs,
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
-    http: { headersTimeout: limits.headersTimeoutMs },
+    // Node enforces the header and request deadlines on a sweep every connectionsCheckingInterval (30 s by
+    // default): sweep often enough that a deadline means what it says.
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(1_000, limits.headersTimeoutMs / 4)),
+    },
     frameworkErrors: frameworkErrorHandler,
     clientErrorHandler,
   });
@@ -147,7 +154,9 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   // Only JSON bodies (every route): a form or text/plain body is a 415, which also means a web page cannot
   // reach any route with a "simple" cross-origin request that skips the CORS preflight.
   installJsonBodyParser(app);
-  installErrorHandlers(app, RouteTable.install(app));
+  const routes = RouteTable.install(app);
+  app.decorate("awqRoutes", routes);
+  installErrorHandlers(app, routes);
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
   });
