@@ -221,7 +221,14 @@ export class Engine implements EngineClient {
       numBlocks: this.blockManager.numBlocks,
       freeBlocks: this.blockManager.numFreeBlocks,
       numPreemptions: this.scheduler.numPreemptions,
+      prefixCacheQueries: this.scheduler.prefixCacheQueries,
+      prefixCacheHits: this.scheduler.prefixCacheHits,
     };
+  }
+
+  onIteration(listener: (numTokens: number) => void): () => void {
+    this.scheduler.iterationListeners.add(listener);
+    return () => this.scheduler.iterationListeners.delete(listener);
   }
 
   /** Resolves when the step loop has no work left. */

@@ -34,6 +34,11 @@ export class Scheduler {
   readonly running: Sequence[] = [];
   /** Total preemptions since start (for stats and tests). */
   numPreemptions = 0;
+  /** Prompt tokens looked up in the prefix cache at first admission, and those found (vLLM's queries / hits). */
+  prefixCacheQueries = 0;
+  prefixCacheHits = 0;
+  /** Told the scheduled token count of every step that runs (metrics' iteration tokens). */
+  readonly iterationListeners = new Set<(numTokens: number) => void>();
 
   constructor(
     private readonly blockManager: BlockManager,
@@ -113,13 +118,22 @@ export class Scheduler {
       if (!bm.allocate(seq, numNewTokens, cached)) break;
       if (!seq.admitted) {
         seq.admitted = true;
+        seq.scheduledAt = performance.now();
         seq.numCachedTokens = Math.min(computed, seq.numPromptTokens);
+        if (seq.promptLogprobs === null) {
+          this.prefixCacheQueries += seq.numPromptTokens;
+          this.prefixCacheHits += seq.numCachedTokens;
+        }
       }
       this.waiting.shift();
       seq.status = "running";
       this.running.push(seq);
       scheduled.push({ seq, numNewTokens, sample: seq.numComputedTokens + numNewTokens === seq.numTokens });
       budget -= numNewTokens;
+    }
+    if (scheduled.length > 0 && this.iterationListeners.size > 0) {
+      const numTokens = scheduled.reduce((sum, s) => sum + s.numNewTokens, 0);
+      for (const listener of this.iterationListeners) listener(numTokens);
     }
     return { scheduled, unfittable, numPreempted };
   }

@@ -42,6 +42,8 @@ export class Sequence implements BlockOwner {
   numCachedTokens = 0;
   /** Whether the prefix cache was already consulted (only the first admission counts as cached tokens). */
   admitted = false;
+  /** performance.now() ms of the first admission (the end of its queue time); null while waiting. */
+  scheduledAt: number | null = null;
   finishReason: FinishReason | null = null;
   stopReason: string | number | null = null;
   error: string | undefined;
@@ -171,6 +173,7 @@ export class Sequence implements BlockOwner {
       completionTokens: this.numOutputTokens,
     };
     if (this.error !== undefined) output.error = this.error;
+    if (this.scheduledAt !== null) output.scheduledAt = this.scheduledAt;
     if (this.promptLogprobs !== null && !this.promptLogprobsSent) {
       output.promptLogprobs = this.promptLogprobs;
       this.promptLogprobsSent = true;

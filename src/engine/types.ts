@@ -69,6 +69,8 @@ export interface RequestOutput {
    * for the first token (nothing predicts it) and where the engine could not compute one.
    */
   promptLogprobs?: (TokenLogprob | null)[];
+  /** When the request was first scheduled (performance.now() ms), once it has been: ends its queue time. */
+  scheduledAt?: number;
 }
 
 export interface EngineRequest {
@@ -87,6 +89,10 @@ export interface EngineStats {
   freeBlocks: number;
   /** Sequences preempted (blocks freed, recomputed later) since the engine started. */
   numPreemptions?: number;
+  /** Prompt tokens looked up in the prefix cache at admission, since the engine started (vLLM's queries). */
+  prefixCacheQueries?: number;
+  /** Of those, tokens whose KV came from the cache (vLLM's hits). */
+  prefixCacheHits?: number;
 }
 
 /**
@@ -98,6 +104,8 @@ export interface EngineClient {
   /** Aborts a queued or running request (its blocks go back to the pool); unknown ids are ignored. */
   abort(requestId: string): void;
   stats(): EngineStats;
+  /** Calls `listener` with the tokens of every engine step (vLLM's iteration tokens); returns the unsubscribe. */
+  onIteration?(listener: (numTokens: number) => void): () => void;
   /**
    * Compiles a structured output ahead of generate() (cached), throwing the grammar engine's GrammarError when
    * it cannot be compiled, so a server can answer 400. Absent: generate() reports such errors in the stream.
