@@ -4,8 +4,8 @@
  */
 import { readdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { SafetensorsFile } from "./safetensors.js";
 import { assertFinite } from "./finite-check.js";
+import { SafetensorsFile } from "./safetensors.js";
 import type { Checkpoint, TensorData, TensorInfo } from "./types.js";
 
 export const INDEX_FILE = "model.safetensors.index.json";

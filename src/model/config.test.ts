@@ -289,7 +289,7 @@ test("absurd sizes (num_hidden_layers 1e9, ...) are refused at once, naming the 
     });
   }
   assert.throws(
-    () => parseModelConfig({ ...classic, num_hidden_layers: 1e999 }, src),
+    () => parseModelConfig({ ...classic, num_hidden_layers: Number.POSITIVE_INFINITY }, src),
     /"num_hidden_layers" must be a positive integer, got Infinity \(not a finite number\)/,
   );
   assert.ok(performance.now() - t0 < 100, "refused before anything is sized from the values");
