@@ -1,6 +1,7 @@
 /**
- * Builds the flat SamplingArrays of a step from per-sequence settings (the engine's model runner, tests,
- * benchmarks). Defaults are "off": greedy unless a temperature is given.
+ * Builds the flat SamplingArrays of a step from per-sequence settings. The one builder: the engine's model
+ * runner, the perplexity evaluator, the conformance suite's step builder, tests and benchmarks all use it.
+ * Defaults are "off": greedy unless a temperature is given.
  */
 import type { SamplingArrays } from "./backend.js";
 
@@ -19,40 +20,51 @@ export interface SequenceSampling {
   logprobs?: number;
   promptTokens?: ArrayLike<number>;
   outputTokens?: ArrayLike<number>;
-  /** token id -> additive bias. */
+  /** token id -> additive bias (-Infinity bans the token); entries go to the backend in the map's order. */
   logitBias?: ReadonlyMap<number, number>;
 }
 
+/**
+ * Which token lists a sequence's penalties read, so only those are sent (the lists can be long): the
+ * repetition penalty reads prompt and output tokens, presence and frequency penalties only output tokens.
+ * Both samplers (CPU and CUDA) read nothing else, so an empty range for an unused list changes nothing.
+ */
+export function penaltyLists(s: SequenceSampling): { prompt: boolean; output: boolean } {
+  const repetition = (s.repetitionPenalty ?? 1) !== 1;
+  const counts = (s.presencePenalty ?? 0) !== 0 || (s.frequencyPenalty ?? 0) !== 0;
+  return { prompt: repetition, output: repetition || counts };
+}
+
+/** Concatenates per-sequence lists: list i is values[starts[i] .. starts[i + 1]]. */
 function ranges(lists: ArrayLike<number>[]): { starts: Int32Array; values: Int32Array } {
   const starts = new Int32Array(lists.length + 1); // (numSeqs + 1)
-  for (let i = 0; i < lists.length; i++) starts[i + 1] = starts[i] + lists[i].length;
-  const values = new Int32Array(starts[lists.length]);
-  for (let i = 0; i < lists.length; i++) values.set(Array.from(lists[i]), starts[i]);
+  for (let i = 0; i < lists.length; i++) starts[i + 1] = starts[i]! + lists[i]!.length;
+  const values = new Int32Array(starts[lists.length]!); // (starts[numSeqs])
+  for (let i = 0; i < lists.length; i++) values.set(lists[i]!, starts[i]);
   return { starts, values };
 }
 
-export function buildSamplingArrays(seqs: SequenceSampling[]): SamplingArrays {
-  const penalized = (s: SequenceSampling) =>
-    (s.repetitionPenalty ?? 1) !== 1 || (s.presencePenalty ?? 0) !== 0 || (s.frequencyPenalty ?? 0) !== 0;
-  const prompt = ranges(seqs.map((s) => (penalized(s) ? (s.promptTokens ?? []) : [])));
-  const output = ranges(seqs.map((s) => (penalized(s) ? (s.outputTokens ?? []) : [])));
+export function buildSamplingArrays(seqs: readonly SequenceSampling[]): SamplingArrays {
+  const used = seqs.map(penaltyLists);
+  const prompt = ranges(seqs.map((s, i) => (used[i]!.prompt ? (s.promptTokens ?? []) : [])));
+  const output = ranges(seqs.map((s, i) => (used[i]!.output ? (s.outputTokens ?? []) : [])));
   const biasEntries = seqs.map((s) => [...(s.logitBias ?? new Map<number, number>())]);
   const bias = ranges(biasEntries.map((e) => e.map(([t]) => t)));
-  const biasValues = new Float32Array(bias.values.length); // (numBiases)
+  const biasValues = new Float32Array(bias.values.length); // (biasStarts[numSeqs])
   biasEntries.flat().forEach(([, v], i) => {
     biasValues[i] = v;
   });
   return {
-    temperature: Float32Array.from(seqs, (s) => s.temperature ?? 0),
-    topP: Float32Array.from(seqs, (s) => s.topP ?? 1),
-    topK: Int32Array.from(seqs, (s) => s.topK ?? 0),
-    minP: Float32Array.from(seqs, (s) => s.minP ?? 0),
-    repetitionPenalty: Float32Array.from(seqs, (s) => s.repetitionPenalty ?? 1),
-    presencePenalty: Float32Array.from(seqs, (s) => s.presencePenalty ?? 0),
-    frequencyPenalty: Float32Array.from(seqs, (s) => s.frequencyPenalty ?? 0),
-    seed: Uint32Array.from(seqs, (s) => (s.seed ?? 0) >>> 0),
-    outputIndex: Int32Array.from(seqs, (s) => s.outputIndex ?? 0),
-    logprobs: Int32Array.from(seqs, (s) => s.logprobs ?? -1),
+    temperature: Float32Array.from(seqs, (s) => s.temperature ?? 0), // (numSeqs)
+    topP: Float32Array.from(seqs, (s) => s.topP ?? 1), // (numSeqs)
+    topK: Int32Array.from(seqs, (s) => s.topK ?? 0), // (numSeqs)
+    minP: Float32Array.from(seqs, (s) => s.minP ?? 0), // (numSeqs)
+    repetitionPenalty: Float32Array.from(seqs, (s) => s.repetitionPenalty ?? 1), // (numSeqs)
+    presencePenalty: Float32Array.from(seqs, (s) => s.presencePenalty ?? 0), // (numSeqs)
+    frequencyPenalty: Float32Array.from(seqs, (s) => s.frequencyPenalty ?? 0), // (numSeqs)
+    seed: Uint32Array.from(seqs, (s) => (s.seed ?? 0) >>> 0), // (numSeqs)
+    outputIndex: Int32Array.from(seqs, (s) => s.outputIndex ?? 0), // (numSeqs)
+    logprobs: Int32Array.from(seqs, (s) => s.logprobs ?? -1), // (numSeqs)
     promptStarts: prompt.starts,
     promptTokens: prompt.values,
     outputStarts: output.starts,

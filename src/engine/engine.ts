@@ -10,7 +10,7 @@ import type { ConstraintSpec } from "../structured/constraint-spec.js";
 import { buildStepMasks, ConstraintFactory, needsConstraint } from "../structured/engine-constraints.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
-import { buildStepBatch, sampledLogprob } from "./model-runner.js";
+import { buildStepBatch, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
 import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
 import { type ScheduledSequence, Scheduler } from "./scheduler.js";
@@ -223,6 +223,7 @@ export class Engine implements EngineClient {
       numPreemptions: this.scheduler.numPreemptions,
       prefixCacheQueries: this.scheduler.prefixCacheQueries,
       prefixCacheHits: this.scheduler.prefixCacheHits,
+      enablePrefixCaching: this.blockManager.enablePrefixCaching,
     };
   }
 
@@ -309,7 +310,7 @@ export class Engine implements EngineClient {
       }
       return;
     }
-    const batch = buildStepBatch(scheduled, this.blockSize);
+    const batch = buildStepBatch(scheduled.map(scheduledStepSequence), this.blockSize);
     this.inFlight = new Set(scheduled.map((s) => s.seq));
     let result: StepResult;
     try {

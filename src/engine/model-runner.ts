@@ -1,20 +1,47 @@
 /**
- * Turns the scheduled sequences of one step into the flat arrays a backend runs (nano-vllm's
- * ModelRunner.prepare_*), and the backend's answer back into per-sequence tokens and logprobs.
+ * Turns the sequences of one step into the flat arrays a backend runs (nano-vllm's ModelRunner.prepare_*),
+ * and the backend's answer back into per-sequence tokens and logprobs. `buildStepBatch` is the one step
+ * builder: the engine, the perplexity evaluator and the conformance suite's StepBuilder all call it.
  */
-import type { SamplingArrays, StepBatch, StepResult } from "../backend/backend.js";
+import type { StepBatch, StepResult } from "../backend/backend.js";
+import { buildSamplingArrays, type SequenceSampling } from "../backend/sampler-arrays.js";
 import type { ScheduledSequence } from "./scheduler.js";
 import type { TokenLogprob } from "./types.js";
 
-export function buildStepBatch(scheduled: readonly ScheduledSequence[], blockSize: number): StepBatch {
-  const numSeqs = scheduled.length;
+/** One sequence of a step as the builder sees it: what it knows, what is in KV, what runs now. */
+export interface StepSequence {
+  /** Every token known so far (prompt then output); the step runs [numComputedTokens, +numNewTokens). */
+  tokenIds: ArrayLike<number>;
+  /** Tokens whose K/V are already in the cache. */
+  numComputedTokens: number;
+  numNewTokens: number;
+  /** Physical KV blocks, covering at least numComputedTokens + numNewTokens positions. */
+  blockTable: ArrayLike<number>;
+  /** Whether the step's last token of this sequence is sampled. */
+  sample: boolean;
+  sampling: SequenceSampling;
+  /** Whether the step must return the logprob of each next token (prompt logprobs, perplexity). */
+  tokenLogprobs?: boolean;
+}
+
+export function buildStepBatch(seqs: readonly StepSequence[], blockSize: number): StepBatch {
+  const numSeqs = seqs.length;
   let numTokens = 0;
   let maxBlocksPerSeq = 1;
   let wantTokenLogprobs = false;
-  for (const { seq, numNewTokens } of scheduled) {
-    numTokens += numNewTokens;
-    maxBlocksPerSeq = Math.max(maxBlocksPerSeq, seq.blockTable.length);
-    if (seq.promptLogprobs !== null && seq.numComputedTokens < seq.numPromptTokens) wantTokenLogprobs = true;
+  for (const s of seqs) {
+    const end = s.numComputedTokens + s.numNewTokens;
+    if (end > s.tokenIds.length) {
+      throw new Error(`step batch: a sequence of ${s.tokenIds.length} tokens was asked to run to ${end}`);
+    }
+    if (end > s.blockTable.length * blockSize) {
+      throw new Error(
+        `step batch: ${s.blockTable.length} KV blocks of ${blockSize} cannot hold ${end} positions`,
+      );
+    }
+    numTokens += s.numNewTokens;
+    maxBlocksPerSeq = Math.max(maxBlocksPerSeq, s.blockTable.length);
+    if (s.tokenLogprobs) wantTokenLogprobs = true;
   }
 
   const tokenIds = new Int32Array(numTokens); // (numTokens)
@@ -26,18 +53,18 @@ export function buildStepBatch(scheduled: readonly ScheduledSequence[], blockSiz
   const sample = new Uint8Array(numSeqs); // (numSeqs)
 
   let t = 0;
-  scheduled.forEach(({ seq, numNewTokens, sample: doSample }, i) => {
+  seqs.forEach((s, i) => {
     queryStarts[i] = t;
-    const start = seq.numComputedTokens;
-    for (let k = 0; k < numNewTokens; k++, t++) {
+    const start = s.numComputedTokens;
+    for (let k = 0; k < s.numNewTokens; k++, t++) {
       const position = start + k;
-      tokenIds[t] = seq.tokenIds[position]!;
+      tokenIds[t] = s.tokenIds[position]!;
       positions[t] = position;
-      slotMapping[t] = seq.blockTable[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
+      slotMapping[t] = s.blockTable[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
     }
-    contextLens[i] = start + numNewTokens;
-    blockTables.set(seq.blockTable, i * maxBlocksPerSeq);
-    sample[i] = doSample ? 1 : 0;
+    contextLens[i] = start + s.numNewTokens;
+    blockTables.set(s.blockTable, i * maxBlocksPerSeq);
+    sample[i] = s.sample ? 1 : 0;
   });
   queryStarts[numSeqs] = t;
 
@@ -51,79 +78,43 @@ export function buildStepBatch(scheduled: readonly ScheduledSequence[], blockSiz
     blockTables,
     slotMapping,
     sample,
-    sampling: buildSamplingArrays(scheduled),
+    sampling: buildSamplingArrays(seqs.map((s) => s.sampling)),
   };
   if (wantTokenLogprobs) batch.tokenLogprobs = true;
   return batch;
 }
 
-function buildSamplingArrays(scheduled: readonly ScheduledSequence[]): SamplingArrays {
-  const numSeqs = scheduled.length;
-  const arrays = {
-    temperature: new Float32Array(numSeqs), // (numSeqs)
-    topP: new Float32Array(numSeqs), // (numSeqs)
-    topK: new Int32Array(numSeqs), // (numSeqs)
-    minP: new Float32Array(numSeqs), // (numSeqs)
-    repetitionPenalty: new Float32Array(numSeqs), // (numSeqs)
-    presencePenalty: new Float32Array(numSeqs), // (numSeqs)
-    frequencyPenalty: new Float32Array(numSeqs), // (numSeqs)
-    seed: new Uint32Array(numSeqs), // (numSeqs)
-    outputIndex: new Int32Array(numSeqs), // (numSeqs)
-    logprobs: new Int32Array(numSeqs), // (numSeqs)
-    promptStarts: new Int32Array(numSeqs + 1), // (numSeqs + 1)
-    outputStarts: new Int32Array(numSeqs + 1), // (numSeqs + 1)
-    biasStarts: new Int32Array(numSeqs + 1), // (numSeqs + 1)
-  };
-  const promptTokens: number[] = [];
-  const outputTokens: number[] = [];
-  const biasTokens: number[] = [];
-  const biasValues: number[] = [];
-
-  scheduled.forEach(({ seq }, i) => {
-    const p = seq.params;
-    arrays.temperature[i] = p.temperature;
-    arrays.topP[i] = p.topP;
-    arrays.topK[i] = p.topK;
-    arrays.minP[i] = p.minP;
-    arrays.repetitionPenalty[i] = p.repetitionPenalty;
-    arrays.presencePenalty[i] = p.presencePenalty;
-    arrays.frequencyPenalty[i] = p.frequencyPenalty;
-    arrays.seed[i] = seq.seed;
-    arrays.outputIndex[i] = seq.numOutputTokens;
-    arrays.logprobs[i] = p.logprobs ?? -1;
-
-    // Penalty token lists only for sequences that use them: the lists can be long.
-    arrays.promptStarts[i] = promptTokens.length;
-    arrays.outputStarts[i] = outputTokens.length;
-    if (p.repetitionPenalty !== 1) for (const id of seq.promptTokenIds) promptTokens.push(id);
-    if (p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0) {
-      for (const id of seq.outputTokenIds) outputTokens.push(id);
-    }
-
-    arrays.biasStarts[i] = biasTokens.length;
-    const banned = [...seq.stopChecker.bannedTokenIds(seq.numOutputTokens)];
-    for (const id of seq.constraint?.bannedTokenIds(seq.outputTokenIds) ?? []) {
-      if (!banned.includes(id)) banned.push(id);
-    }
-    for (const [id, bias] of p.logitBias) {
-      if (banned.includes(id)) continue;
-      biasTokens.push(id);
-      biasValues.push(bias);
-    }
-    for (const id of banned) {
-      biasTokens.push(id);
-      biasValues.push(Number.NEGATIVE_INFINITY);
-    }
-  });
-  arrays.promptStarts[numSeqs] = promptTokens.length;
-  arrays.outputStarts[numSeqs] = outputTokens.length;
-  arrays.biasStarts[numSeqs] = biasTokens.length;
+/** An engine sequence scheduled this step, as the step builder takes it. */
+export function scheduledStepSequence({ seq, numNewTokens, sample }: ScheduledSequence): StepSequence {
+  const p = seq.params;
+  // The stop checker's bans (min_tokens) and the constraint's (bad_words) win over a logit bias of the same id.
+  const banned = new Set(seq.stopChecker.bannedTokenIds(seq.numOutputTokens));
+  for (const id of seq.constraint?.bannedTokenIds(seq.outputTokenIds) ?? []) banned.add(id);
+  const logitBias = new Map<number, number>();
+  for (const [id, bias] of p.logitBias) if (!banned.has(id)) logitBias.set(id, bias);
+  for (const id of banned) logitBias.set(id, Number.NEGATIVE_INFINITY);
   return {
-    ...arrays,
-    promptTokens: Int32Array.from(promptTokens), // (promptStarts[numSeqs])
-    outputTokens: Int32Array.from(outputTokens), // (outputStarts[numSeqs])
-    biasTokens: Int32Array.from(biasTokens), // (biasStarts[numSeqs])
-    biasValues: Float32Array.from(biasValues), // (biasStarts[numSeqs])
+    tokenIds: seq.tokenIds,
+    numComputedTokens: seq.numComputedTokens,
+    numNewTokens,
+    blockTable: seq.blockTable,
+    sample,
+    tokenLogprobs: seq.promptLogprobs !== null && seq.numComputedTokens < seq.numPromptTokens,
+    sampling: {
+      temperature: p.temperature,
+      topP: p.topP,
+      topK: p.topK,
+      minP: p.minP,
+      repetitionPenalty: p.repetitionPenalty,
+      presencePenalty: p.presencePenalty,
+      frequencyPenalty: p.frequencyPenalty,
+      seed: seq.seed,
+      outputIndex: seq.numOutputTokens,
+      logprobs: p.logprobs ?? -1,
+      promptTokens: seq.promptTokenIds,
+      outputTokens: seq.outputTokenIds,
+      logitBias,
+    },
   };
 }
 

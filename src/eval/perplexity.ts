@@ -4,8 +4,8 @@
  * the mean cross-entropy of tokens 1..ctx-1 given the tokens before them in the window; ppl = exp(mean over
  * windows). The backend computes log p(next token) for every position of a step (StepBatch.tokenLogprobs).
  */
-import type { Backend, KvLayout, StepBatch } from "../backend/backend.js";
-import { buildSamplingArrays } from "../backend/sampler-arrays.js";
+import type { Backend, KvLayout } from "../backend/backend.js";
+import { buildStepBatch } from "../engine/model-runner.js";
 
 export interface PerplexityOptions {
   /** Window length in tokens (512). */
@@ -29,29 +29,22 @@ export interface PerplexityResult {
   tokensPerSecond: number;
 }
 
-/** One step of `ids[from .. to)` of a sequence occupying blocks 0.. of the cache. */
-function windowStep(ids: ArrayLike<number>, from: number, to: number, blocks: number): StepBatch {
-  const n = to - from;
-  const tokenIds = new Int32Array(n); // (n)
-  const positions = new Int32Array(n); // (n)
-  for (let i = 0; i < n; i++) {
-    tokenIds[i] = ids[from + i];
-    positions[i] = from + i;
-  }
-  const blockTables = Int32Array.from({ length: blocks }, (_, b) => b); // (1, blocks)
-  return {
-    numSeqs: 1,
-    tokenIds,
-    positions,
-    queryStarts: Int32Array.of(0, n),
-    contextLens: Int32Array.of(to),
-    maxBlocksPerSeq: blocks,
-    blockTables,
-    slotMapping: positions.slice(), // block b holds positions b*blockSize.. since the table is the identity
-    sample: Uint8Array.of(0),
-    sampling: buildSamplingArrays([{ logprobs: -1 }]),
-    tokenLogprobs: true,
-  };
+/** One step of `ids[from .. to)` of a sequence occupying blocks 0.. of the cache (the identity block table). */
+function windowStep(ids: ArrayLike<number>, from: number, to: number, table: Int32Array, blockSize: number) {
+  return buildStepBatch(
+    [
+      {
+        tokenIds: ids,
+        numComputedTokens: from,
+        numNewTokens: to - from,
+        blockTable: table,
+        sample: false,
+        sampling: {},
+        tokenLogprobs: true,
+      },
+    ],
+    blockSize,
+  );
 }
 
 /** Perplexity of `tokenIds` (already tokenized, BOS first) on a loaded, otherwise idle backend. */
@@ -77,6 +70,7 @@ export async function computePerplexity(
   if (options.maxWindows !== undefined) windows = Math.min(windows, options.maxWindows);
   if (windows === 0)
     throw new Error(`perplexity: the text has ${tokenIds.length} tokens, fewer than one window of ${ctx}`);
+  const table = Int32Array.from({ length: blocks }, (_, b) => b); // (blocks) the window's block table
   const started = performance.now();
   let sumWindowLoss = 0;
   for (let w = 0; w < windows; w++) {
@@ -87,7 +81,7 @@ export async function computePerplexity(
     // so it is run again first in the next chunk, rewriting identical K/V into the same slot.
     for (let from = 0; from < ctx - 1; ) {
       const to = Math.min(ctx, from + chunk);
-      const result = await backend.step(windowStep(ids, from, to, blocks));
+      const result = await backend.step(windowStep(ids, from, to, table, blockSize));
       const lps = result.tokenLogprobs;
       if (lps === undefined) throw new Error(`perplexity: backend ${backend.name} returned no tokenLogprobs`);
       for (let i = 0; i < to - from - 1; i++) {
