@@ -22,8 +22,8 @@ import {
 import type { FieldConstraint } from "../structured/request-constraint.js";
 import type { ToolFunction } from "../structured/tool-format.js";
 import { type ParsedToolCall, parseToolCalls } from "../structured/tool-format.js";
-import { assertTokenizerFitsModel } from "../tokenizer/model-fit.js";
 import { ChatFormatter, type ChatMessage } from "../tokenizer/chat-template.js";
+import { assertTokenizerFitsModel } from "../tokenizer/model-fit.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./beam-search.js";
 import { Engine } from "./engine.js";
