@@ -47,3 +47,21 @@ test("a closed pool refuses new work", async () => {
   await other.close();
   await assert.rejects(other.encode("x"), /closed/);
 });
+
+test("a worker that dies fails only its own jobs, is replaced, and the pool keeps encoding", async () => {
+  const fragile = await EncodePool.create(tokenizer, { workers: 1, inlineMaxChars: 8 });
+  try {
+    const long = texts[1]!;
+    const doomed = fragile.encode(long);
+    await fragile.firstWorkerForTest()!.terminate();
+    await assert.rejects(doomed, /the tokenizer worker failed: exited with code/);
+    // Until the replacement is up, long texts are encoded in place; then on the new worker.
+    assert.deepEqual(await fragile.encode(long), tokenizer.encode(long));
+    const deadline = Date.now() + 10_000;
+    while (fragile.workerCount === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(fragile.workerCount, 1);
+    assert.deepEqual(await fragile.encode(long), tokenizer.encode(long));
+  } finally {
+    await fragile.close();
+  }
+});

@@ -28,8 +28,8 @@ interface Pending {
 
 interface PoolWorker {
   worker: Worker;
-  /** Jobs sent and not answered: the least loaded worker gets the next one. */
-  inFlight: number;
+  /** Ids of the jobs sent and not answered: the least loaded worker gets the next one. */
+  jobs: Set<number>;
 }
 
 type WorkerReply = { ready: true } | { id: number; ids: Int32Array } | { id: number; error: string };
@@ -49,13 +49,7 @@ export class EncodePool {
     /** No token of the vocabulary stands for more input bytes than this. */
     private readonly maxBytesPerToken: number,
   ) {
-    for (const w of workers) {
-      w.worker.on("message", (reply: WorkerReply) => this.onReply(w, reply));
-      w.worker.on("error", (err: Error) =>
-        this.failAll(new Error(`tokenizer worker failed: ${err.message}`)),
-      );
-      w.worker.unref();
-    }
+    for (const w of workers) this.watch(w);
   }
 
   static async create(tokenizer: Tokenizer, opts: EncodePoolOptions = {}): Promise<EncodePool> {
@@ -72,6 +66,11 @@ export class EncodePool {
     return Math.ceil(Buffer.byteLength(text, "utf8") / this.maxBytesPerToken);
   }
 
+  /** Live workers (a dead one is replaced), for tests and the startup log. */
+  get workerCount(): number {
+    return this.workers.length;
+  }
+
   /** `tokenizer.encode(text, opts)`, on a worker when the text is long. */
   encode(text: string, opts: EncodeOptions = {}): Promise<number[]> {
     if (this.closed) return Promise.reject(new Error("the tokenizer pool is closed"));
@@ -82,10 +81,10 @@ export class EncodePool {
         return Promise.reject(err);
       }
     }
-    const target = this.workers.reduce((a, b) => (b.inFlight < a.inFlight ? b : a));
+    const target = this.workers.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
     const id = this.nextId++;
-    target.inFlight++;
-    if (target.inFlight === 1) target.worker.ref();
+    target.jobs.add(id);
+    if (target.jobs.size === 1) target.worker.ref();
     return new Promise<number[]>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       target.worker.postMessage({ id, text, addBos: opts.addBos });
@@ -94,14 +93,43 @@ export class EncodePool {
 
   async close(): Promise<void> {
     this.closed = true;
-    this.failAll(new Error("the tokenizer pool is closed"));
-    await Promise.all(this.workers.map((w) => w.worker.terminate()));
+    for (const job of this.pending.values()) job.reject(new Error("the tokenizer pool is closed"));
+    this.pending.clear();
+    const workers = this.workers.splice(0);
+    await Promise.all(workers.map((w) => w.worker.terminate()));
+  }
+
+  /** Routes a worker's answers; a worker that dies fails only its own jobs and is replaced. */
+  private watch(w: PoolWorker): void {
+    w.worker.on("message", (reply: WorkerReply) => this.onReply(w, reply));
+    const onDeath = (reason: string) => {
+      const index = this.workers.indexOf(w);
+      if (index < 0) return;
+      this.workers.splice(index, 1);
+      for (const id of w.jobs) {
+        this.pending.get(id)?.reject(new Error(`the tokenizer worker failed: ${reason}`));
+        this.pending.delete(id);
+      }
+      w.jobs.clear();
+      if (this.closed) return;
+      startWorker(this.tokenizer.dir).then(
+        (fresh) => {
+          if (this.closed) return void fresh.worker.terminate();
+          this.workers.push(fresh);
+          this.watch(fresh);
+        },
+        () => {}, // No replacement: the other workers, or the calling thread, carry on.
+      );
+    };
+    w.worker.on("error", (err: Error) => onDeath(err.message));
+    w.worker.on("exit", (code: number) => onDeath(`exited with code ${code}`));
+    w.worker.unref();
   }
 
   private onReply(w: PoolWorker, reply: WorkerReply): void {
     if (!("id" in reply)) return;
-    w.inFlight--;
-    if (w.inFlight === 0) w.worker.unref();
+    w.jobs.delete(reply.id);
+    if (w.jobs.size === 0) w.worker.unref();
     const job = this.pending.get(reply.id);
     if (!job) return;
     this.pending.delete(reply.id);
@@ -109,9 +137,9 @@ export class EncodePool {
     else job.resolve(Array.from(reply.ids));
   }
 
-  private failAll(err: Error): void {
-    for (const job of this.pending.values()) job.reject(err);
-    this.pending.clear();
+  /** Test hook: the first live worker's thread, to kill it. */
+  firstWorkerForTest(): Worker | undefined {
+    return this.workers[0]?.worker;
   }
 }
 
@@ -123,7 +151,7 @@ function startWorker(dir: string): Promise<PoolWorker> {
     worker.once("error", onError);
     worker.once("message", (reply: WorkerReply) => {
       worker.off("error", onError);
-      if ("ready" in reply) resolve({ worker, inFlight: 0 });
+      if ("ready" in reply) resolve({ worker, jobs: new Set() });
       else reject(new Error("tokenizer worker: unexpected first message"));
     });
   });
