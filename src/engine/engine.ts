@@ -4,7 +4,7 @@
  * loop between steps, and per-request streams of RequestOutput deltas out.
  */
 import { randomUUID } from "node:crypto";
-import type { Backend, StepResult } from "../backend/backend.js";
+import type { Backend, StepBatch, StepResult } from "../backend/backend.js";
 import type { ModelSource } from "../model/types.js";
 import type { ConstraintSpec } from "../structured/constraint-spec.js";
 import { buildStepMasks, ConstraintFactory, needsConstraint } from "../structured/engine-constraints.js";
@@ -13,7 +13,7 @@ import { BlockManager } from "./block-manager.js";
 import { buildStepBatch, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
 import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
-import { type ScheduledSequence, Scheduler } from "./scheduler.js";
+import { type ScheduledSequence, Scheduler, type SequenceUpdate } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
 import type { EngineClient, EngineRequest, EngineStats, RequestOutput } from "./types.js";
 
@@ -295,24 +295,27 @@ export class Engine implements EngineClient {
     }
   }
 
-  /** One step: schedule, run the backend, update every scheduled sequence. */
+  /** One step (nano-vllm's LLMEngine.step): schedule -> run -> postprocess. */
   private async step(): Promise<void> {
     const { scheduled, unfittable } = this.scheduler.schedule();
     for (const { seq, reason } of unfittable) this.finishSeq(seq, "error", reason);
-    if (scheduled.length === 0) {
-      // Nothing could be scheduled with nothing running: the head of the queue can never run.
-      if (this.scheduler.running.length === 0 && this.scheduler.waiting.length > 0) {
-        this.finishSeq(
-          this.scheduler.waiting[0]!,
-          "error",
-          "the request could not be scheduled (KV cache too small)",
-        );
-      }
-      return;
-    }
+    if (scheduled.length === 0) return;
     const batch = buildStepBatch(scheduled.map(scheduledStepSequence), this.blockSize);
+    const result = await this.runBackend(scheduled, batch);
+    if (result === null) return;
+    for (const update of this.scheduler.updateFromOutput(scheduled, batch, result))
+      this.deliver(update, result);
+  }
+
+  /**
+   * Runs the step on the backend (with the constrained sequences' masks). A failure ends the step's requests
+   * with the error (null); everyone else keeps going.
+   */
+  private async runBackend(
+    scheduled: readonly ScheduledSequence[],
+    batch: StepBatch,
+  ): Promise<StepResult | null> {
     this.inFlight = new Set(scheduled.map((s) => s.seq));
-    let result: StepResult;
     try {
       // Bitmask rows of the constrained sequences (an abort meanwhile waits for the step: they are in flight).
       const masks = await buildStepMasks(
@@ -320,48 +323,32 @@ export class Engine implements EngineClient {
         this.constraints.maskWords,
       );
       if (masks !== null) Object.assign(batch.sampling, masks);
-      result = await this.backend.step(batch);
+      const result = await this.backend.step(batch);
       if (result.tokenIds.length !== scheduled.length) {
         throw new Error(
           `the backend returned ${result.tokenIds.length} tokens for ${scheduled.length} sequences`,
         );
       }
+      return result;
     } catch (err) {
-      // The backend failed this step: its requests end with an error; everyone else keeps going.
       this.inFlight = new Set();
       const message = `backend error: ${err instanceof Error ? err.message : String(err)}`;
       for (const { seq } of scheduled) this.finishSeq(seq, "error", message);
-      return;
+      return null;
     } finally {
       this.inFlight = new Set();
     }
-    for (let i = 0; i < scheduled.length; i++) this.update(scheduled[i]!, i, result, batch.queryStarts[i]!);
   }
 
-  private update(entry: ScheduledSequence, i: number, result: StepResult, firstToken: number): void {
-    const { seq, numNewTokens, sample } = entry;
+  /** The request side of a sequence the step advanced: a pending abort, the sampled token, the stream. */
+  private deliver({ seq, index, tokenId }: SequenceUpdate, result: StepResult): void {
     const active = this.requests.get(seq.requestId);
-    if (active === undefined || seq.isFinished) return;
-    const start = seq.numComputedTokens;
-    seq.numComputedTokens += numNewTokens;
-    this.blockManager.cacheFullBlocks(seq);
-    if (seq.promptLogprobs !== null && result.tokenLogprobs !== undefined) {
-      // Token t's entry is the logprob of token t + 1; the last token of the step has none.
-      for (let k = 0; k + 1 < numNewTokens && start + k + 1 < seq.numPromptTokens; k++) {
-        const position = start + k + 1;
-        seq.setPromptLogprob(position, {
-          tokenId: seq.tokenIds[position]!,
-          logprob: result.tokenLogprobs[firstToken + k]!,
-          top: [],
-        });
-      }
-    }
+    if (active === undefined) return;
     if (active.abortRequested) {
       this.finishRequest(active, "abort");
       return;
     }
-    if (!sample) return;
-    const tokenId = result.tokenIds[i]!;
+    if (tokenId === null) return;
     if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= this.tokenizer.vocabSize) {
       this.finishSeq(seq, "error", `backend error: sampled token id ${tokenId} is outside the vocabulary`);
       return;
@@ -371,7 +358,7 @@ export class Engine implements EngineClient {
       this.finishSeq(seq, "error", message);
       return;
     }
-    seq.appendToken(tokenId, sampledLogprob(result, i, tokenId, seq.params.logprobs));
+    seq.appendToken(tokenId, sampledLogprob(result, index, tokenId, seq.params.logprobs));
     if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
     if (seq.isFinished) this.finishRequest(active, null);
     else active.stream.push(seq.takeOutput());

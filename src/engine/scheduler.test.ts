@@ -1,15 +1,13 @@
-/** Scheduler and engine-loop behaviour on a deterministic fake backend (see fake-backend.test-helper.ts). */
+/** Scheduler behaviour: the token budget, chunked prefill, preemption, the post-step update. */
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
-import { Engine, type EngineOptions } from "./engine.js";
-import { FakeBackend, fakeModel } from "./fake-backend.test-helper.js";
 import { resolveSamplingParams } from "./sampling-params.js";
 import { Scheduler } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
-import type { RequestOutput, SamplingParams } from "./types.js";
+import type { SamplingParams } from "./types.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
 let tokenizer: Tokenizer;
@@ -29,39 +27,6 @@ function sequence(id: string, prompt: number[], params: SamplingParams = {}): Se
     eosTokenIds: [2],
     maxModelLen: 1024,
   });
-}
-
-async function engine(opts: Partial<EngineOptions> = {}, backend = new FakeBackend()) {
-  return Engine.create({
-    model: fakeModel(opts.maxModelLen ?? 256),
-    backend,
-    tokenizer,
-    maxModelLen: 256,
-    ...opts,
-  });
-}
-
-async function collect(stream: AsyncIterable<RequestOutput>) {
-  const tokens: number[] = [];
-  let last: RequestOutput | undefined;
-  for await (const out of stream) {
-    tokens.push(...out.tokenIdsDelta);
-    last = out;
-  }
-  return { tokens, last: last! };
-}
-
-/** Prompts of different lengths (some over several blocks, one sharing a prefix). */
-const PROMPTS = [
-  range(5),
-  range(40, 100),
-  range(17, 200),
-  [...range(40, 100).slice(0, 32), ...range(9, 300)],
-  range(70, 400),
-];
-
-async function runAll(e: Engine, params: SamplingParams = { maxTokens: 24, temperature: 0 }) {
-  return Promise.all(PROMPTS.map((p) => collect(e.generate({ promptTokenIds: p, params }))));
 }
 
 test("running sequences go first, then waiting ones, under the token budget (chunked prefill)", () => {
@@ -130,155 +95,81 @@ test("out of blocks: the newest running sequence is preempted, not the oldest", 
   assert.deepEqual(young.blockTable, []);
 });
 
-test("batching, chunked prefill, prefix caching and preemption never change the tokens", async () => {
-  const alone: number[][] = [];
-  for (const p of PROMPTS) {
-    const e = await engine();
-    alone.push(
-      (await collect(e.generate({ promptTokenIds: p, params: { maxTokens: 24, temperature: 0 } }))).tokens,
-    );
-  }
-  const configs: Partial<EngineOptions>[] = [
-    {},
-    { maxNumBatchedTokens: 7 },
-    { enablePrefixCaching: false },
-    { numBlocks: 12, maxNumBatchedTokens: 32 },
-    { maxNumSeqs: 2 },
-  ];
-  for (const config of configs) {
-    const backend = new FakeBackend();
-    const e = await engine(config, backend);
-    const results = await runAll(e);
-    assert.deepEqual(
-      results.map((r) => r.tokens),
-      alone,
-      JSON.stringify(config),
-    );
-    for (const r of results) assert.equal(r.last.finishReason, "length");
-    const stats = e.stats();
-    assert.equal(stats.freeBlocks, stats.numBlocks, "every block is back in the pool");
-    assert.equal(stats.running + stats.waiting, 0);
-    if (config.numBlocks === 12)
-      assert.ok((stats.numPreemptions ?? 0) > 0, "the tiny cache forced preemption");
-    if (config.maxNumBatchedTokens === 7) {
-      assert.ok(backend.batches.every((b) => b.tokenIds.length <= 7));
-    }
-    if (config.maxNumSeqs === 2) assert.ok(backend.batches.every((b) => b.numSeqs <= 2));
-  }
-});
+/** A backend answer for `n` sequences: token 40 + i for sequence i, token logprobs -(t + 1) when asked. */
+function stepResult(n: number, numTokens: number, tokenLogprobs: boolean) {
+  return {
+    tokenIds: Int32Array.from({ length: n }, (_, i) => 40 + i),
+    logprobs: new Float32Array(n),
+    topLogprobs: Array.from({ length: n }, () => null),
+    ...(tokenLogprobs ? { tokenLogprobs: Float32Array.from({ length: numTokens }, (_, t) => -(t + 1)) } : {}),
+  };
+}
 
-test("a shared prefix is served from the cache and reported as cached tokens", async () => {
-  const e = await engine();
-  const first = await collect(e.generate({ promptTokenIds: PROMPTS[1]!, params: { maxTokens: 4 } }));
-  assert.equal(first.last.cachedTokens, 0);
-  const second = await collect(e.generate({ promptTokenIds: PROMPTS[3]!, params: { maxTokens: 4 } }));
-  assert.equal(second.last.cachedTokens, 32);
-});
-
-test("a request that can never fit the cache ends with an error; the engine keeps serving", async () => {
-  const e = await engine({ numBlocks: 3, maxNumBatchedTokens: 16 });
-  const big = collect(e.generate({ promptTokenIds: range(60), params: { maxTokens: 4 } }));
-  const grows = collect(
-    e.generate({ promptTokenIds: range(40), params: { maxTokens: 30, ignoreEos: true } }),
+test("updateFromOutput: tokens gain KV, prompt logprobs are recorded, finished sequences are skipped", () => {
+  const bm = new BlockManager(16, 4);
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 8 });
+  const a = sequence("a", range(6), { promptLogprobs: 0 });
+  const b = sequence("b", range(2, 50));
+  const gone = sequence("gone", range(2, 80));
+  for (const s of [a, b, gone]) scheduler.add(s);
+  const { scheduled } = scheduler.schedule();
+  assert.deepEqual(
+    scheduled.map((s) => [s.seq.requestId, s.numNewTokens, s.sample]),
+    [
+      ["a", 6, true],
+      ["b", 2, true],
+    ],
   );
-  const small = collect(e.generate({ promptTokenIds: range(5), params: { maxTokens: 4 } }));
-  const [b, g, s] = await Promise.all([big, grows, small]);
-  assert.equal(b.last.finishReason, "error");
-  assert.match(b.last.error ?? "", /KV blocks/);
-  assert.equal(g.last.finishReason, "error", "decode past 48 tokens needs a 4th block");
-  // Positions 40..47 computed: 9 outputs (the first from the prefill), then position 48 has no block.
-  assert.equal(g.tokens.length, 48 - 40 + 1);
-  assert.equal(s.last.finishReason, "length");
-  assert.equal(e.stats().freeBlocks, 3);
-});
-
-test("a backend error fails only that step's requests, frees their blocks, and the engine goes on", async () => {
-  const backend = new FakeBackend();
-  const e = await engine({}, backend);
-  let failures = 0;
-  backend.failWhen = (batch) => batch.numSeqs === 2 && failures++ === 0;
-  const results = await Promise.all([
-    collect(e.generate({ promptTokenIds: range(5), params: { maxTokens: 3 } })),
-    collect(e.generate({ promptTokenIds: range(9), params: { maxTokens: 3 } })),
-  ]);
-  for (const r of results) {
-    assert.equal(r.last.finishReason, "error");
-    assert.match(r.last.error ?? "", /injected backend failure/);
-  }
-  const after = await collect(e.generate({ promptTokenIds: range(5), params: { maxTokens: 3 } }));
-  assert.equal(after.last.finishReason, "length");
-  assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
-});
-
-test("abort by id, by signal, and by leaving the loop: blocks come back", async () => {
-  const backend = new FakeBackend();
-  backend.stepDelayMs = 2; // 200 tokens take >= 400 ms, far past the 5 ms abort
-  const e = await engine({}, backend);
-  const params = { maxTokens: 200, ignoreEos: true };
-  const byId = e.generate({ requestId: "x", promptTokenIds: range(20), params });
-  const controller = new AbortController();
-  const bySignal = e.generate({ promptTokenIds: range(20), params, signal: controller.signal });
-  const byBreak = e.generate({ promptTokenIds: range(20), params });
-  let steps = 0;
-  const broke = (async () => {
-    for await (const _ of byBreak) if (++steps === 3) break;
-  })();
-  setTimeout(() => {
-    e.abort("x");
-    controller.abort();
-  }, 5);
-  const [a, b] = await Promise.all([collect(byId), collect(bySignal), broke]);
-  assert.equal(a.last.finishReason, "abort");
-  assert.equal(b.last.finishReason, "abort");
-  assert.ok(a.tokens.length < 200);
-  await e.idle();
-  assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
-  assert.equal(e.stats().running + e.stats().waiting, 0);
-});
-
-test("min_tokens bans stop ids, and a seeded request is reproducible", async () => {
-  const e = await engine();
-  // The fake backend moves off a banned token; without the ban it would pick it.
-  const free = await collect(
-    e.generate({ promptTokenIds: range(6), params: { maxTokens: 1, temperature: 0 } }),
+  const batch = { queryStarts: Int32Array.of(0, 6, 8) };
+  gone.status = "finished";
+  const updates = scheduler.updateFromOutput(
+    [...scheduled, { seq: gone, numNewTokens: 1, sample: true }],
+    batch as never,
+    stepResult(3, 8, true),
   );
-  const banned = free.tokens[0]!;
-  const held = await collect(
-    e.generate({ promptTokenIds: range(6), params: { maxTokens: 2, minTokens: 1, stopTokenIds: [banned] } }),
+  assert.deepEqual(
+    updates.map((u) => [u.seq.requestId, u.index, u.tokenId]),
+    [
+      ["a", 0, 40],
+      ["b", 1, 41],
+    ],
   );
-  assert.notEqual(held.tokens[0], banned);
-  const seeded = (seed: number) =>
-    collect(e.generate({ promptTokenIds: range(6), params: { maxTokens: 8, temperature: 1, seed } }));
-  const [x, y, z] = await Promise.all([seeded(1), seeded(1), seeded(2)]);
-  assert.deepEqual(x.tokens, y.tokens);
-  assert.notDeepEqual(x.tokens, z.tokens);
+  assert.deepEqual([a.numComputedTokens, b.numComputedTokens, gone.numComputedTokens], [6, 2, 0]);
+  // Token t's logprob belongs to position t + 1: positions 1..5 of a's prompt, from tokens 0..4.
+  assert.deepEqual(
+    a.promptLogprobs?.map((e) => e?.logprob ?? null),
+    [null, -1, -2, -3, -4, -5],
+  );
+  assert.equal(a.promptLogprobs?.[1]?.tokenId, range(6)[1]);
 });
 
-test("generate() rejects bad requests before queueing them", async () => {
-  const e = await engine({ maxModelLen: 64 });
-  assert.throws(() => e.generate({ promptTokenIds: [], params: {} }), {
-    name: "InvalidParamError",
-    param: "prompt",
-  });
-  assert.throws(() => e.generate({ promptTokenIds: range(64), params: {} }), { param: "prompt" });
-  assert.throws(() => e.generate({ promptTokenIds: [1, 99999999], params: {} }), { param: "prompt" });
-  assert.throws(() => e.generate({ promptTokenIds: range(10), params: { maxTokens: 60 } }), {
-    param: "max_tokens",
-  });
-  assert.throws(() => e.generate({ promptTokenIds: range(10), params: { topP: 2 } }), { param: "top_p" });
-  assert.equal(e.stats().waiting, 0);
-  await e.shutdown();
-  assert.throws(() => e.generate({ promptTokenIds: range(10), params: {} }), { name: "EngineClosedError" });
+test("updateFromOutput: a prefill chunk that does not reach the end samples nothing", () => {
+  const scheduler = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 4, maxNumBatchedTokens: 4 });
+  const a = sequence("a", range(10));
+  scheduler.add(a);
+  const { scheduled } = scheduler.schedule();
+  const batch = { queryStarts: Int32Array.of(0, 4) };
+  const updates = scheduler.updateFromOutput(scheduled, batch as never, stepResult(1, 4, false));
+  assert.deepEqual(
+    updates.map((u) => [u.seq.requestId, u.tokenId]),
+    [["a", null]],
+  );
+  assert.equal(a.numComputedTokens, 4);
 });
 
-test("shutdown lets requests finish within the grace period, then aborts the rest", async () => {
-  const backend = new FakeBackend();
-  backend.stepDelayMs = 5; // slow needs >= 1 s, quick about 10 ms: a 300 ms grace tells them apart
-  const e = await engine({}, backend);
-  const quick = collect(e.generate({ promptTokenIds: range(5), params: { maxTokens: 2 } }));
-  const slow = collect(e.generate({ promptTokenIds: range(5), params: { maxTokens: 200, ignoreEos: true } }));
-  await e.shutdown({ graceMs: 300 });
-  assert.equal((await quick).last.finishReason, "length");
-  assert.equal((await slow).last.finishReason, "abort");
-  assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+test("nothing schedulable with nothing running: the head of the queue is reported unfittable", () => {
+  const bm = new BlockManager(2, 4);
+  // Blocks held outside the scheduler leave the head (2 blocks, which the cache has) no room, ever.
+  const outside = sequence("outside", range(8, 500));
+  assert.ok(bm.allocate(outside, 8));
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 64 });
+  const head = sequence("head", range(5));
+  scheduler.add(head);
+  const out = scheduler.schedule();
+  assert.deepEqual(out.scheduled, []);
+  assert.deepEqual(
+    out.unfittable.map((u) => [u.seq.requestId, u.reason]),
+    [["head", "the request could not be scheduled (KV cache too small)"]],
+  );
+  assert.equal(scheduler.waiting.length, 0);
 });

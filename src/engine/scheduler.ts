@@ -5,6 +5,7 @@
  * run out, the NEWEST running sequence is preempted: its blocks are freed and it goes back to the front of
  * the waiting queue, to be recomputed (prompt + output so far) later.
  */
+import type { StepBatch, StepResult } from "../backend/backend.js";
 import type { BlockManager } from "./block-manager.js";
 import type { Sequence } from "./sequence.js";
 
@@ -23,10 +24,23 @@ export interface ScheduledSequence {
 
 export interface SchedulerOutput {
   scheduled: ScheduledSequence[];
-  /** Sequences that can never fit the KV cache: the engine finishes them with an error. */
+  /**
+   * Sequences that can never run, taken out of the queues: ones that cannot fit the KV cache, and the head of
+   * the waiting queue when nothing could be scheduled with nothing running. The engine finishes them with an
+   * error.
+   */
   unfittable: { seq: Sequence; reason: string }[];
   /** How many sequences were preempted this step. */
   numPreempted: number;
+}
+
+/** A scheduled sequence that is still live after its step: what the engine delivers to the request. */
+export interface SequenceUpdate {
+  seq: Sequence;
+  /** Its index in the step (into StepResult's per-sequence arrays). */
+  index: number;
+  /** The token sampled for it; null for a prefill chunk that does not reach the end. */
+  tokenId: number | null;
 }
 
 export class Scheduler {
@@ -135,7 +149,45 @@ export class Scheduler {
       const numTokens = scheduled.reduce((sum, s) => sum + s.numNewTokens, 0);
       for (const listener of this.iterationListeners) listener(numTokens);
     }
+    if (scheduled.length === 0 && this.running.length === 0 && this.waiting.length > 0) {
+      // Nothing could be scheduled with nothing running: the head of the queue can never run.
+      const seq = this.waiting.shift()!;
+      unfittable.push({ seq, reason: "the request could not be scheduled (KV cache too small)" });
+    }
     return { scheduled, unfittable, numPreempted };
+  }
+
+  /**
+   * The post-step update (vLLM v1's update_from_output, nano-vllm's postprocess): the scheduled tokens now
+   * have KV (full blocks enter the prefix cache), prompt logprobs are recorded. Sequences finished while the
+   * step ran are skipped; the live ones come back with their sampled token for the engine to deliver.
+   */
+  updateFromOutput(
+    scheduled: readonly ScheduledSequence[],
+    batch: StepBatch,
+    result: StepResult,
+  ): SequenceUpdate[] {
+    const updates: SequenceUpdate[] = [];
+    scheduled.forEach(({ seq, numNewTokens, sample }, index) => {
+      if (seq.isFinished) return;
+      const start = seq.numComputedTokens;
+      seq.numComputedTokens += numNewTokens;
+      this.blockManager.cacheFullBlocks(seq);
+      if (seq.promptLogprobs !== null && result.tokenLogprobs !== undefined) {
+        // Token t's entry is the logprob of token t + 1; the last token of the step has none.
+        const firstToken = batch.queryStarts[index]!;
+        for (let k = 0; k + 1 < numNewTokens && start + k + 1 < seq.numPromptTokens; k++) {
+          const position = start + k + 1;
+          seq.setPromptLogprob(position, {
+            tokenId: seq.tokenIds[position]!,
+            logprob: result.tokenLogprobs[firstToken + k]!,
+            top: [],
+          });
+        }
+      }
+      updates.push({ seq, index, tokenId: sample ? result.tokenIds[index]! : null });
+    });
+    return updates;
   }
 
   private preempt(seq: Sequence): void {
