@@ -185,6 +185,12 @@ test("generate() rejects bad requests before queueing them", async () => {
     param: "max_tokens",
   });
   assert.throws(() => e.generate({ promptTokenIds: range(10), params: { topP: 2 } }), { param: "top_p" });
+  // n > 1 is fanned out by the front ends (choiceParams): the engine refuses it rather than run one.
+  assert.throws(() => e.generate({ promptTokenIds: range(10), params: { n: 2 } }), {
+    name: "InvalidParamError",
+    param: "n",
+    message: /got n = 2; fan the choices out .*choiceParams/,
+  });
   assert.equal(e.stats().waiting, 0);
   await e.shutdown();
   assert.throws(() => e.generate({ promptTokenIds: range(10), params: {} }), { name: "EngineClosedError" });
@@ -200,4 +206,12 @@ test("shutdown lets requests finish within the grace period, then aborts the res
   assert.equal((await quick).last.finishReason, "length");
   assert.equal((await slow).last.finishReason, "abort");
   assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+});
+
+test("eosTokenIds: the tokenizer's stop ids and config.json's eos ids, once each", async () => {
+  const e = await engine();
+  const expected = [...new Set([...tokenizer.stopTokenIds, ...fakeModel(256).config.eosTokenIds])];
+  assert.deepEqual([...e.eosTokenIds], expected);
+  assert.ok(e.eosTokenIds.length > 0);
+  await e.shutdown();
 });

@@ -54,7 +54,11 @@ export class Engine implements EngineClient {
   readonly numBlocks: number;
   private readonly scheduler: Scheduler;
   private readonly requests = new Map<string, ActiveRequest>();
-  private readonly eosTokenIds: number[];
+  /**
+   * The model's end-of-sequence ids: the tokenizer's stop ids and config.json's eos ids. The one set every
+   * front end uses (sequences' stop checks, beam search).
+   */
+  readonly eosTokenIds: readonly number[];
   private loop: Promise<void> | null = null;
   private closed = false;
   /** Sequences of the step the backend is running now (their blocks must not be freed before it returns). */
@@ -140,6 +144,13 @@ export class Engine implements EngineClient {
     const prompt = req.promptTokenIds;
     this.checkPrompt(prompt);
     const params = resolveSamplingParams(req.params, { vocabSize: this.tokenizer.vocabSize });
+    if (params.n !== 1) {
+      throw new InvalidParamError(
+        "n",
+        `the engine runs one sequence per request, got n = ${params.n}; fan the choices out as requests ` +
+          "of choiceParams(params, i) (LLM.generate and the server do)",
+      );
+    }
     if (params.maxTokens !== null && prompt.length + params.maxTokens > this.maxModelLen) {
       throw new InvalidParamError(
         "max_tokens",

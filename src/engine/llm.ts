@@ -27,7 +27,7 @@ import { assertTokenizerFitsModel } from "../tokenizer/model-fit.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./beam-search.js";
 import { Engine } from "./engine.js";
-import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
+import { choiceParams, InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
 import type { FinishReason, RequestOutput, SamplingParams, TokenLogprob } from "./types.js";
 
 export interface LLMLoadOptions {
@@ -192,7 +192,7 @@ export class LLM implements AsyncDisposable {
     try {
       for (const promptTokenIds of list) {
         for (let i = 0; i < n; i++) {
-          runs.push(this.run(promptTokenIds, completionParams(params, i), { signal: batch.signal }));
+          runs.push(this.run(promptTokenIds, choiceParams(params, i), { signal: batch.signal }));
         }
       }
       return await Promise.all(runs);
@@ -290,9 +290,7 @@ export class LLM implements AsyncDisposable {
           `model's context of ${this.engine.maxModelLen} tokens (max-model-len)`,
       );
     }
-    const eosTokenIds = params.eosTokenIds ?? [
-      ...new Set([...this.tokenizer.stopTokenIds, ...this.model.config.eosTokenIds]),
-    ];
+    const eosTokenIds = params.eosTokenIds ?? this.engine.eosTokenIds;
     return beamSearch(this.engine, this.tokenizer, promptTokenIds, { ...params, eosTokenIds }, opts.signal);
   }
 
@@ -371,10 +369,4 @@ function engineParams(options: ChatParams, c: FieldConstraint | null): SamplingP
   const { responseFormat, structuredOutputs, tools, toolChoice, parallelToolCalls, ...params } = options;
   void [responseFormat, structuredOutputs, tools, toolChoice, parallelToolCalls];
   return c === null ? params : { ...params, structuredOutput: c.spec };
-}
-
-/** The i-th of n completions: a seeded request gets seed + i, so the n completions differ but reproduce. */
-function completionParams(params: SamplingParams, i: number): SamplingParams {
-  if (i === 0 || params.seed === undefined || params.seed === null) return { ...params, n: 1 };
-  return { ...params, n: 1, seed: params.seed + i };
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
+import { choiceParams, InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
 import type { SamplingParams } from "./types.js";
 
 test("defaults follow vLLM", () => {
@@ -75,3 +75,11 @@ for (const [params, field] of invalid) {
     );
   });
 }
+
+test("choiceParams: one sequence per choice; a seeded request's choices get the server's derived seeds", () => {
+  assert.deepEqual(choiceParams({ n: 3, temperature: 0.7 }, 2), { n: 1, temperature: 0.7 });
+  assert.deepEqual(choiceParams({ n: 3, seed: 42 }, 0), { n: 1, seed: 42 });
+  assert.deepEqual(choiceParams({ n: 3, seed: 42 }, 1), { n: 1, seed: 42 + 0x9e3779b1 });
+  assert.equal(choiceParams({ seed: 2 ** 53 - 1 }, 1).seed, (2 ** 53 - 1 + 0x9e3779b1) % 2 ** 53);
+  assert.throws(() => choiceParams({}, -1), /choice index must be an integer >= 0, got -1/);
+});

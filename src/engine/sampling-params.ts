@@ -236,3 +236,18 @@ function describe(value: unknown): string {
   if (value === null) return "null";
   return typeof value === "object" ? "an object" : String(value);
 }
+
+/**
+ * The params of choice `i` of an `n > 1` request, as one sequence (n = 1). The one rule for every front end
+ * (LLM.generate, the HTTP server): choice 0 keeps the request's seed, choice i of a seeded request gets
+ * (seed + i * 0x9e3779b1) mod 2^53 (a golden-ratio stride, so neighbouring seeds' choices do not overlap),
+ * so seeded choices differ from each other and reproduce; unseeded choices each draw their own random seed.
+ */
+export function choiceParams(params: SamplingParams, i: number): SamplingParams {
+  if (!Number.isInteger(i) || i < 0) throw new RangeError(`choice index must be an integer >= 0, got ${i}`);
+  if (params.seed === undefined || params.seed === null) return { ...params, n: 1 };
+  return { ...params, n: 1, seed: (params.seed + i * CHOICE_SEED_STRIDE) % 2 ** 53 };
+}
+
+/** 2^32 / golden ratio. */
+const CHOICE_SEED_STRIDE = 0x9e3779b1;

@@ -93,12 +93,20 @@ export interface EngineStats {
   prefixCacheQueries?: number;
   /** Of those, tokens whose KV came from the cache (vLLM's hits). */
   prefixCacheHits?: number;
+  /** Whether full KV blocks are kept for reuse by later prompts. */
+  enablePrefixCaching?: boolean;
 }
 
 /**
  * What front ends hold: the engine core behind a request/output API. Implemented by engine/engine.ts.
  */
 export interface EngineClient {
+  /** Longest prompt + output, in tokens (for metrics' buckets; absent on test doubles). */
+  readonly maxModelLen?: number;
+  /** Tokens per KV block. */
+  readonly blockSize?: number;
+  /** The model's end-of-sequence ids (Engine: tokenizer stop ids + config eos ids; absent on test doubles). */
+  readonly eosTokenIds?: readonly number[];
   /** Queues a request and yields its outputs as steps produce them; the last one has finished = true. */
   generate(req: EngineRequest): AsyncIterable<RequestOutput>;
   /** Aborts a queued or running request (its blocks go back to the pool); unknown ids are ignored. */

@@ -50,7 +50,7 @@ export function beamSearchParams(
     beamWidth: n,
     maxTokens,
     lengthPenalty: body.length_penalty ?? 1,
-    eosTokenIds: ctx.tokenizer.stopTokenIds,
+    eosTokenIds: ctx.engine.eosTokenIds ?? ctx.tokenizer.stopTokenIds,
     ignoreEos: body.ignore_eos ?? false,
     includeStopStrInOutput: body.include_stop_str_in_output ?? false,
     temperature: body.temperature ?? 1,

@@ -3,7 +3,7 @@
  * that need the model: the context length, token ids within the vocabulary (through the engine's own
  * validation, whose errors already name the field).
  */
-import { InvalidParamError, resolveSamplingParams } from "../engine/sampling-params.js";
+import { choiceParams, InvalidParamError, resolveSamplingParams } from "../engine/sampling-params.js";
 import type { SamplingParams } from "../engine/types.js";
 import type { ServerContext } from "./context.js";
 import { badRequest } from "./errors.js";
@@ -86,8 +86,7 @@ export function checkSampling(
  * request's, so seeded requests stay reproducible and the choices differ.
  */
 export function paramsForChoice(params: SamplingParams, index: number, n: number): SamplingParams {
-  if (n === 1 || params.seed === undefined) return params;
-  return { ...params, seed: (params.seed + index * 0x9e3779b1) % 2 ** 53 };
+  return n === 1 ? params : choiceParams(params, index);
 }
 
 /** Token ids must be inside the vocabulary (prompts given as ids). */
