@@ -4,7 +4,6 @@
  * GenerationJob whose choices each finish in one output (index = prompt * n + rank), so the completions and
  * chat response builders serve both. Beam search answers only at the end, as in vLLM.
  */
-import type { FastifyReply, FastifyRequest } from "fastify";
 import {
   type BeamSearchParams,
   type BeamSearchResult,
@@ -15,9 +14,7 @@ import { InvalidParamError } from "../engine/sampling-params.js";
 import type { RequestOutput } from "../engine/types.js";
 import type { ServerContext } from "./context.js";
 import { badRequest } from "./errors.js";
-import type { ChoiceEvent, Usage } from "./generation.js";
-import { setRequestLog } from "./request-log.js";
-import { onClientGone } from "./sse.js";
+import type { ChoiceEvent, ChoiceSource, Usage } from "./generation.js";
 
 /** The beam search fields of a request body (beyond n, max_tokens and the usual flags). */
 export interface BeamSearchBody {
@@ -66,16 +63,18 @@ export function beamSearchParams(
   return params;
 }
 
-export class BeamSearchJob {
+export class BeamSearchJob implements ChoiceSource {
   private readonly controller = new AbortController();
   private readonly results: Promise<BeamSearchResult[]>;
   private settled: BeamSearchResult[] | null = null;
   private readonly startedAt = performance.now();
 
+  /** `arrivedAt`: performance.now() of the HTTP request's arrival (latencies count from it). */
   constructor(
     private readonly ctx: ServerContext,
     prompts: readonly BeamSearchPrompt[],
     private readonly params: Omit<BeamSearchParams, "maxTokens">,
+    private readonly arrivedAt: number = performance.now(),
   ) {
     this.results = Promise.all(
       prompts.map((prompt) =>
@@ -89,26 +88,11 @@ export class BeamSearchJob {
       ),
     ).then((results) => {
       this.settled = results;
-      this.observe(results);
+      this.observe(results, prompts);
       return results;
     });
     // Read through events(); this only keeps an abandoned job from an unhandled rejection.
     this.results.catch(() => {});
-  }
-
-  /** Starts the job for a route: aborted when the client goes away, logged with the request. */
-  static start(
-    ctx: ServerContext,
-    request: FastifyRequest,
-    reply: FastifyReply,
-    id: string,
-    prompts: readonly BeamSearchPrompt[],
-    params: Omit<BeamSearchParams, "maxTokens">,
-  ): { job: BeamSearchJob; stopWatching: () => void } {
-    const job = new BeamSearchJob(ctx, prompts, params);
-    setRequestLog(request, () => ({ requestId: id, beamSearch: true, ...job.logFields() }));
-    const stopWatching = onClientGone(reply, () => job.abort());
-    return { job, stopWatching };
   }
 
   /** Every choice's one finished output, prompt by prompt, best first within a prompt. */
@@ -156,24 +140,37 @@ export class BeamSearchJob {
     };
   }
 
-  private observe(results: BeamSearchResult[]): void {
-    const seconds = (performance.now() - this.startedAt) / 1000;
-    for (const result of results) {
+  /** Each returned sequence as one finished choice; the whole search is its inference time (vLLM answers at the end). */
+  private observe(results: BeamSearchResult[], prompts: readonly BeamSearchPrompt[]): void {
+    const now = performance.now();
+    const sinceArrival = (now - this.arrivedAt) / 1000;
+    const searching = (now - this.startedAt) / 1000;
+    results.forEach((result, promptIndex) => {
       for (const sequence of result.sequences) {
-        this.ctx.metrics.observe({
+        this.ctx.metrics.choiceFinished({
           promptTokens: result.promptTokens,
           completionTokens: sequence.tokenIds.length,
           finishReason: sequence.finishReason,
-          timeToFirstToken: seconds,
-          e2eLatency: seconds,
+          timeToFirstToken: sinceArrival,
+          e2eLatency: sinceArrival,
+          queueTime: null,
+          prefillTime: null,
+          decodeTime: null,
+          inferenceTime: searching,
         });
       }
-    }
+      this.ctx.metrics.groupFinished({
+        n: this.params.beamWidth,
+        maxTokens: prompts[promptIndex]?.maxTokens ?? null,
+        maxGenerationTokens: Math.max(0, ...result.sequences.map((s) => s.tokenIds.length)),
+      });
+    });
   }
 
-  private logFields(): Record<string, unknown> {
+  logFields(): Record<string, unknown> {
     const usage = this.usage();
     return {
+      beamSearch: true,
       promptTokens: usage.prompt_tokens,
       cachedTokens: usage.prompt_tokens_details.cached_tokens,
       completionTokens: usage.completion_tokens,

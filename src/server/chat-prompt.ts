@@ -10,12 +10,31 @@ import { badRequest } from "./errors.js";
 import { encodeText } from "./prompt-encoding.js";
 import { type ChatMessage, templateRole } from "./schemas.js";
 
+export interface ChatPromptOptions {
+  /** add_generation_prompt as sent (default true, false with continue_final_message). */
+  addGenerationPrompt?: boolean | null;
+  /** vLLM's continue_final_message: the last message stays open, the model continues its text. */
+  continueFinalMessage?: boolean | null;
+  tools?: ToolFunction[];
+}
+
+/** Marks where the final message's text ends in the rendered prompt (continue_final_message). */
+const OPEN_END = "\u0000awq-open-end\u0000";
+
 export async function chatPromptTokenIds(
   ctx: ServerContext,
   messages: Static<typeof ChatMessage>[],
-  addGenerationPrompt: boolean,
-  tools?: ToolFunction[],
+  opts: ChatPromptOptions = {},
 ): Promise<number[]> {
+  const continueFinal = opts.continueFinalMessage ?? false;
+  if (continueFinal && opts.addGenerationPrompt === true) {
+    throw badRequest(
+      "continue_final_message and add_generation_prompt cannot both be true: the first keeps the last message " +
+        "open for the model to continue, the second starts a new assistant turn after it",
+      "continue_final_message",
+    );
+  }
+  const addGenerationPrompt = opts.addGenerationPrompt ?? !continueFinal;
   const flat: FormatterMessage[] = messages.map((message, i) => ({
     role: templateRole(message.role),
     content: messageText(message.content, i),
@@ -28,13 +47,27 @@ export async function chatPromptTokenIds(
       "messages",
     );
   }
+  // The final message is rendered with a marker after its text; everything from the marker on (the turn's
+  // end, <|end_of_turn|>) is cut, so the prompt ends inside that message.
+  const last = flat[flat.length - 1]!;
+  if (continueFinal) flat[flat.length - 1] = { ...last, content: last.content + OPEN_END };
   let prompt: string;
   try {
-    prompt = ctx.chatFormatter.formatPrompt(flat, { addGenerationPrompt, tools });
+    prompt = ctx.chatFormatter.formatPrompt(flat, { addGenerationPrompt, tools: opts.tools });
   } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
+    const message = (err instanceof Error ? err.message : String(err)).replaceAll(OPEN_END, "");
     const param = /^messages(\[\d+\])?(\.[a-z_]+)?/.exec(message)?.[0] ?? "messages";
     throw badRequest(message, param);
+  }
+  if (continueFinal) {
+    const end = prompt.lastIndexOf(OPEN_END);
+    if (end < 0) {
+      throw badRequest(
+        "continue_final_message: the chat template does not render the final message's text as given",
+        "continue_final_message",
+      );
+    }
+    prompt = prompt.slice(0, end);
   }
   // formatPrompt + encode is apply(): the same ids, encoded off the event loop.
   return encodeText(ctx, prompt, "messages");

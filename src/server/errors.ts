@@ -45,6 +45,16 @@ export function badRequest(message: string, param: string | null): ApiError {
   return new ApiError(400, message, param, "invalid_request_error", "invalid_value");
 }
 
+/** The 500 of an engine request that ended with finishReason "error" (its `error` says what failed). */
+export function engineFailure(output: { error?: string }): ApiError {
+  return new ApiError(
+    500,
+    `Generation failed: ${output.error ?? "unknown engine error"}`,
+    null,
+    "server_error",
+  );
+}
+
 export function sendApiError(reply: FastifyReply, err: ApiError): FastifyReply {
   for (const [name, value] of Object.entries(err.headers)) reply.header(name, value);
   return reply.code(err.statusCode).type("application/json").send(err.body());

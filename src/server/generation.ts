@@ -5,7 +5,7 @@
  */
 import { setMaxListeners } from "node:events";
 import type { EngineClient, FinishReason, RequestOutput, SamplingParams } from "../engine/types.js";
-import type { FinishedRequestSample } from "./metrics.js";
+import type { FinishedRequestSample, RequestGroupSample } from "./metrics.js";
 
 export interface ChoiceRequest {
   promptTokenIds: number[];
@@ -19,19 +19,6 @@ export interface ChoiceEvent {
   output: RequestOutput;
 }
 
-type QueueItem = ChoiceEvent | { index: number; error: unknown };
-
-/** Per-choice bookkeeping. */
-interface ChoiceState {
-  requestId: string;
-  promptIndex: number;
-  promptTokens: number;
-  cachedTokens: number;
-  completionTokens: number;
-  firstTokenAt: number | null;
-  finishReason: FinishReason | null;
-}
-
 export interface Usage {
   prompt_tokens: number;
   completion_tokens: number;
@@ -39,30 +26,73 @@ export interface Usage {
   prompt_tokens_details: { cached_tokens: number };
 }
 
-export class GenerationJob {
+/**
+ * What the response builders read, whether the choices come from sampling (GenerationJob) or a beam search
+ * (BeamSearchJob): outputs by choice index, the usage, an abort.
+ */
+export interface ChoiceSource {
+  /** Outputs of every choice, in the order they were produced. Throws the first engine error. */
+  events(): AsyncGenerator<ChoiceEvent>;
+  usage(): Usage;
+  abort(): void;
+  /** Fields for the request's log line. */
+  logFields(): Record<string, unknown>;
+}
+
+/** Where a job's measurements go (the server's metrics). */
+export interface JobObserver {
+  choiceFinished(sample: FinishedRequestSample): void;
+  tokenInterval(seconds: number, tokens: number): void;
+  groupFinished(sample: RequestGroupSample): void;
+}
+
+type QueueItem = ChoiceEvent | { index: number; error: unknown };
+
+/** Per-choice bookkeeping; times are performance.now() milliseconds. */
+interface ChoiceState {
+  requestId: string;
+  promptIndex: number;
+  maxTokens: number | null;
+  promptTokens: number;
+  cachedTokens: number;
+  completionTokens: number;
+  submittedAt: number;
+  scheduledAt: number | null;
+  firstTokenAt: number | null;
+  lastTokenAt: number | null;
+  finishReason: FinishReason | null;
+}
+
+export class GenerationJob implements ChoiceSource {
   private readonly controller = new AbortController();
   private readonly queue: QueueItem[] = [];
   private wake: (() => void) | null = null;
   private running: number;
   private readonly choices: ChoiceState[];
-  private readonly startedAt = performance.now();
 
+  /** `arrivedAt`: performance.now() of the HTTP request's arrival (time to first token counts from it). */
   constructor(
     private readonly engine: EngineClient,
     requestId: string,
     requests: ChoiceRequest[],
-    private readonly onChoiceFinished: (sample: FinishedRequestSample) => void,
+    private readonly observer: JobObserver,
+    private readonly arrivedAt: number = performance.now(),
   ) {
     // Every choice listens on the one signal; many choices are normal, not a leak.
     setMaxListeners(0, this.controller.signal);
     this.running = requests.length;
+    const submittedAt = performance.now();
     this.choices = requests.map((req, index) => ({
       requestId: requests.length === 1 ? requestId : `${requestId}-${index}`,
       promptIndex: req.promptIndex,
+      maxTokens: req.params.maxTokens ?? null,
       promptTokens: req.promptTokenIds.length,
       cachedTokens: 0,
       completionTokens: 0,
+      submittedAt,
+      scheduledAt: null,
       firstTokenAt: null,
+      lastTokenAt: null,
       finishReason: null,
     }));
     // Submit every choice now, synchronously, so the engine's queue counts them at once and a refusal
@@ -101,6 +131,7 @@ export class GenerationJob {
     } finally {
       if (state.finishReason === null) this.record(state, null);
       this.running--;
+      if (this.running === 0) this.observeGroups();
       this.wake?.();
     }
   }
@@ -111,17 +142,36 @@ export class GenerationJob {
       state.promptTokens = output.promptTokens;
       state.cachedTokens = output.cachedTokens;
       state.completionTokens = output.completionTokens;
-      if (state.firstTokenAt === null && output.tokenIdsDelta.length > 0) state.firstTokenAt = now;
+      if (output.scheduledAt !== undefined) state.scheduledAt = output.scheduledAt;
+      const tokens = output.tokenIdsDelta.length;
+      if (tokens > 0) {
+        if (state.lastTokenAt !== null) this.observer.tokenInterval((now - state.lastTokenAt) / 1000, tokens);
+        state.firstTokenAt ??= now;
+        state.lastTokenAt = now;
+      }
       if (!output.finished) return;
     }
     state.finishReason = output?.finishReason ?? (this.controller.signal.aborted ? "abort" : "error");
-    this.onChoiceFinished({
-      promptTokens: state.promptTokens,
-      completionTokens: state.completionTokens,
-      finishReason: state.finishReason,
-      timeToFirstToken: state.firstTokenAt === null ? null : (state.firstTokenAt - this.startedAt) / 1000,
-      e2eLatency: (now - this.startedAt) / 1000,
-    });
+    this.observer.choiceFinished(finishedSample(state, this.arrivedAt, now));
+  }
+
+  /** Once every choice is done: each prompt's n, max_tokens and longest output (vLLM's request params). */
+  private observeGroups(): void {
+    const groups = new Map<number, RequestGroupSample>();
+    for (const choice of this.choices) {
+      const group = groups.get(choice.promptIndex);
+      if (group === undefined) {
+        groups.set(choice.promptIndex, {
+          n: 1,
+          maxTokens: choice.maxTokens,
+          maxGenerationTokens: choice.completionTokens,
+        });
+      } else {
+        group.n++;
+        group.maxGenerationTokens = Math.max(group.maxGenerationTokens, choice.completionTokens);
+      }
+    }
+    for (const group of groups.values()) this.observer.groupFinished(group);
   }
 
   private push(item: QueueItem): void {
@@ -129,7 +179,6 @@ export class GenerationJob {
     this.wake?.();
   }
 
-  /** Outputs of every choice in the order the engine produced them. Throws the first engine error. */
   async *events(): AsyncGenerator<ChoiceEvent> {
     try {
       while (true) {
@@ -180,7 +229,6 @@ export class GenerationJob {
     };
   }
 
-  /** Fields for the request's log line. */
   logFields(): Record<string, unknown> {
     const firstTokens = this.choices.map((c) => c.firstTokenAt).filter((t): t is number => t !== null);
     const usage = this.usage();
@@ -189,8 +237,25 @@ export class GenerationJob {
       promptTokens: usage.prompt_tokens,
       cachedTokens: usage.prompt_tokens_details.cached_tokens,
       completionTokens: usage.completion_tokens,
-      ttftMs: firstTokens.length ? Math.round(Math.min(...firstTokens) - this.startedAt) : null,
+      ttftMs: firstTokens.length ? Math.round(Math.min(...firstTokens) - this.arrivedAt) : null,
       finishReasons: this.choices.map((c) => c.finishReason),
     };
   }
+}
+
+/** A finished choice's metrics sample (seconds). */
+function finishedSample(state: ChoiceState, arrivedAt: number, now: number): FinishedRequestSample {
+  const seconds = (from: number | null, to: number | null) =>
+    from === null || to === null ? null : Math.max(0, to - from) / 1000;
+  return {
+    promptTokens: state.promptTokens,
+    completionTokens: state.completionTokens,
+    finishReason: state.finishReason ?? "error",
+    timeToFirstToken: seconds(arrivedAt, state.firstTokenAt),
+    e2eLatency: (now - arrivedAt) / 1000,
+    queueTime: seconds(state.submittedAt, state.scheduledAt),
+    prefillTime: seconds(state.scheduledAt, state.firstTokenAt),
+    decodeTime: seconds(state.firstTokenAt, state.lastTokenAt),
+    inferenceTime: seconds(state.scheduledAt, state.lastTokenAt),
+  };
 }

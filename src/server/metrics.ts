@@ -1,113 +1,309 @@
 /**
- * Prometheus metrics under vLLM's names, so existing dashboards work. Each server has its own registry
- * (tests run several in one process).
+ * Prometheus metrics under vLLM v1's names, labels (`model_name`, `engine`) and buckets, so vLLM's Grafana
+ * dashboards work unchanged. Each server has its own registry (tests run several in one process).
+ *
+ * Request timings as vLLM defines them: time to first token and end-to-end latency count from the HTTP
+ * request's arrival; queue time from submission to the engine to the first scheduling; prefill from then to
+ * the first token; decode from the first token to the last; inference = prefill + decode.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineClient, FinishReason } from "../engine/types.js";
+import type { JobObserver } from "./generation.js";
 
-const LATENCY_BUCKETS = [
-  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80,
+const TTFT_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80, 160, 640,
+  2560,
 ];
-const TPOT_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5];
+const TOKEN_INTERVAL_BUCKETS = [
+  0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80,
+];
+const REQUEST_LATENCY_BUCKETS = [
+  0.3, 0.5, 0.8, 1, 1.5, 2, 2.5, 5, 10, 15, 20, 30, 40, 50, 60, 120, 240, 480, 960, 1920, 7680,
+];
+const ITERATION_TOKEN_BUCKETS = [1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384];
+const N_BUCKETS = [1, 2, 5, 10, 20];
+/** vLLM's default max-model-len when the engine does not say (only test doubles). */
+const DEFAULT_MAX_MODEL_LEN = 4096;
 
-/** What one finished engine request (one choice) contributes. */
+/** vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... up to `max`. */
+export function buckets125(max: number): number[] {
+  const out: number[] = [];
+  for (let exponent = 0; ; exponent++) {
+    for (const mantissa of [1, 2, 5]) {
+      const value = mantissa * 10 ** exponent;
+      if (value > max) return out;
+      out.push(value);
+    }
+  }
+}
+
+/** What one finished engine request (one choice) contributes; times in seconds, null where unknown. */
 export interface FinishedRequestSample {
   promptTokens: number;
   completionTokens: number;
   finishReason: FinishReason;
-  /** Seconds from arrival to the first output token; null when none came. */
+  /** From the HTTP request's arrival to the first output token; null when none came. */
   timeToFirstToken: number | null;
-  /** Seconds from arrival to the end. */
+  /** From the HTTP request's arrival to the end. */
   e2eLatency: number;
+  queueTime: number | null;
+  prefillTime: number | null;
+  decodeTime: number | null;
+  inferenceTime: number | null;
 }
 
-export class ServerMetrics {
-  readonly registry = new Registry();
-  private readonly timeToFirstToken: Histogram<"model_name">;
-  private readonly timePerOutputToken: Histogram<"model_name">;
-  private readonly e2eLatency: Histogram<"model_name">;
-  private readonly promptTokens: Counter<"model_name">;
-  private readonly generationTokens: Counter<"model_name">;
-  private readonly requestSuccess: Counter<"model_name" | "finished_reason">;
+/** What one finished request group (a prompt's n choices) contributes. */
+export interface RequestGroupSample {
+  n: number;
+  maxTokens: number | null;
+  /** The most tokens any of its choices generated. */
+  maxGenerationTokens: number;
+}
 
-  constructor(
-    engine: EngineClient,
-    private readonly modelName: string,
-  ) {
+type Labels = "model_name" | "engine";
+
+export class ServerMetrics implements JobObserver {
+  readonly registry = new Registry();
+  private readonly labels: Record<Labels, string>;
+  private readonly histograms: Record<
+    | "ttft"
+    | "tpot"
+    | "itl"
+    | "e2e"
+    | "queue"
+    | "prefill"
+    | "decode"
+    | "inference"
+    | "promptTokens"
+    | "generationTokens"
+    | "maxGenerationTokens"
+    | "paramsN"
+    | "paramsMaxTokens"
+    | "iterationTokens",
+    Histogram<Labels>
+  >;
+  private readonly promptTokens: Counter<Labels>;
+  private readonly generationTokens: Counter<Labels>;
+  private readonly requestSuccess: Counter<Labels | "finished_reason">;
+
+  constructor(engine: EngineClient, modelName: string) {
     const registers = [this.registry];
-    const labelNames = ["model_name"] as const;
-    const stat = (name: string, help: string, read: () => number) =>
+    const labelNames = ["model_name", "engine"] as const;
+    const labels = { model_name: modelName, engine: "0" };
+    this.labels = labels;
+    const gauge = (name: string, help: string, read: () => number) =>
       new Gauge({
         name,
         help,
         labelNames,
         registers,
         collect() {
-          this.set({ model_name: modelName }, read());
+          this.set(labels, read());
         },
       });
-    stat("vllm:num_requests_running", "Requests running on the engine.", () => engine.stats().running);
-    stat("vllm:num_requests_waiting", "Requests waiting to be scheduled.", () => engine.stats().waiting);
-    stat(
+    gauge(
+      "vllm:num_requests_running",
+      "Number of requests in model execution batches.",
+      () => engine.stats().running,
+    );
+    gauge(
+      "vllm:num_requests_waiting",
+      "Number of requests waiting to be processed.",
+      () => engine.stats().waiting,
+    );
+    gauge(
       "vllm:kv_cache_usage_perc",
-      "KV cache usage; 1 means 100 percent.",
+      "KV-cache usage. 1 means 100 percent usage.",
       () => engine.stats().kvCacheUsage,
     );
-    this.timeToFirstToken = new Histogram({
-      name: "vllm:time_to_first_token_seconds",
-      help: "Time to first token in seconds.",
-      labelNames,
+    // The names vLLM kept for older dashboards (its own grafana.json still reads them).
+    gauge(
+      "vllm:gpu_cache_usage_perc",
+      "KV-cache usage. 1 means 100 percent usage. DEPRECATED: use vllm:kv_cache_usage_perc.",
+      () => engine.stats().kvCacheUsage,
+    );
+    gauge(
+      "vllm:num_requests_swapped",
+      "Requests swapped to CPU memory: always 0 (awq-ts preempts by recompute, never swaps).",
+      () => 0,
+    );
+    gauge("vllm:cpu_cache_usage_perc", "CPU KV-cache usage: always 0 (no CPU swap space).", () => 0);
+    const cumulative = (name: string, help: string, read: () => number | undefined) => {
+      let reported = 0;
+      new Counter({
+        name,
+        help,
+        labelNames,
+        registers,
+        collect() {
+          const now = read() ?? 0;
+          if (now > reported) this.inc(labels, now - reported);
+          reported = Math.max(reported, now);
+        },
+      }).inc(labels, 0);
+    };
+    cumulative(
+      "vllm:num_preemptions",
+      "Cumulative number of preemption from the engine.",
+      () => engine.stats().numPreemptions,
+    );
+    cumulative(
+      "vllm:prefix_cache_queries",
+      "Prefix cache queries, in terms of number of queried tokens.",
+      () => engine.stats().prefixCacheQueries,
+    );
+    cumulative(
+      "vllm:prefix_cache_hits",
+      "Prefix cache hits, in terms of number of cached tokens.",
+      () => engine.stats().prefixCacheHits,
+    );
+    const stats = engine.stats();
+    const cacheInfo = new Gauge({
+      name: "vllm:cache_config_info",
+      help: "Information of the LLMEngine CacheConfig",
+      labelNames: [
+        "block_size",
+        "cache_dtype",
+        "enable_prefix_caching",
+        "num_cpu_blocks",
+        "num_gpu_blocks",
+        "engine",
+      ],
       registers,
-      buckets: LATENCY_BUCKETS,
     });
-    this.timePerOutputToken = new Histogram({
-      name: "vllm:time_per_output_token_seconds",
-      help: "Time per output token after the first, in seconds.",
-      labelNames,
-      registers,
-      buckets: TPOT_BUCKETS,
-    });
-    this.e2eLatency = new Histogram({
-      name: "vllm:e2e_request_latency_seconds",
-      help: "End-to-end request latency in seconds.",
-      labelNames,
-      registers,
-      buckets: LATENCY_BUCKETS,
-    });
-    this.promptTokens = new Counter({
-      name: "vllm:prompt_tokens_total",
-      help: "Prompt tokens processed.",
-      labelNames,
-      registers,
-    });
-    this.generationTokens = new Counter({
-      name: "vllm:generation_tokens_total",
-      help: "Generation tokens produced.",
-      labelNames,
-      registers,
-    });
+    cacheInfo.set(
+      {
+        block_size: String(engine.blockSize ?? ""),
+        cache_dtype: "auto",
+        enable_prefix_caching: stats.enablePrefixCaching === false ? "False" : "True",
+        num_cpu_blocks: "0",
+        num_gpu_blocks: String(stats.numBlocks),
+        engine: "0",
+      },
+      1,
+    );
+
+    const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers });
+    this.promptTokens = counter("vllm:prompt_tokens", "Number of prefill tokens processed.");
+    this.generationTokens = counter("vllm:generation_tokens", "Number of generation tokens processed.");
     this.requestSuccess = new Counter({
-      name: "vllm:request_success_total",
-      help: "Finished requests, by finish reason.",
-      labelNames: ["model_name", "finished_reason"],
+      name: "vllm:request_success",
+      help: "Count of successfully processed requests.",
+      labelNames: [...labelNames, "finished_reason"],
       registers,
     });
+    const maxModelLen = engine.maxModelLen ?? DEFAULT_MAX_MODEL_LEN;
+    const histogram = (name: string, help: string, buckets: number[]) =>
+      new Histogram({ name, help, labelNames, registers, buckets });
+    this.histograms = {
+      ttft: histogram(
+        "vllm:time_to_first_token_seconds",
+        "Histogram of time to first token in seconds.",
+        TTFT_BUCKETS,
+      ),
+      tpot: histogram(
+        "vllm:time_per_output_token_seconds",
+        "Histogram of time per output token in seconds.",
+        TOKEN_INTERVAL_BUCKETS,
+      ),
+      itl: histogram(
+        "vllm:inter_token_latency_seconds",
+        "Histogram of inter-token latency in seconds.",
+        TOKEN_INTERVAL_BUCKETS,
+      ),
+      e2e: histogram(
+        "vllm:e2e_request_latency_seconds",
+        "Histogram of e2e request latency in seconds.",
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      queue: histogram(
+        "vllm:request_queue_time_seconds",
+        "Histogram of time spent in WAITING phase for request.",
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      prefill: histogram(
+        "vllm:request_prefill_time_seconds",
+        "Histogram of time spent in PREFILL phase for request.",
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      decode: histogram(
+        "vllm:request_decode_time_seconds",
+        "Histogram of time spent in DECODE phase for request.",
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      inference: histogram(
+        "vllm:request_inference_time_seconds",
+        "Histogram of time spent in RUNNING phase for request.",
+        REQUEST_LATENCY_BUCKETS,
+      ),
+      promptTokens: histogram(
+        "vllm:request_prompt_tokens",
+        "Number of prefill tokens processed.",
+        buckets125(maxModelLen),
+      ),
+      generationTokens: histogram(
+        "vllm:request_generation_tokens",
+        "Number of generation tokens processed.",
+        buckets125(maxModelLen),
+      ),
+      maxGenerationTokens: histogram(
+        "vllm:request_max_num_generation_tokens",
+        "Histogram of maximum number of requested generation tokens.",
+        buckets125(maxModelLen),
+      ),
+      paramsN: histogram("vllm:request_params_n", "Histogram of the n request parameter.", N_BUCKETS),
+      paramsMaxTokens: histogram(
+        "vllm:request_params_max_tokens",
+        "Histogram of the max_tokens request parameter.",
+        buckets125(maxModelLen),
+      ),
+      iterationTokens: histogram(
+        "vllm:iteration_tokens_total",
+        "Histogram of number of tokens per engine_step.",
+        ITERATION_TOKEN_BUCKETS,
+      ),
+    };
+    // Every labelled series exists from the start (a dashboard shows 0, not "no data").
+    for (const reason of ["stop", "length", "abort", "error"]) {
+      this.requestSuccess.inc({ ...labels, finished_reason: reason }, 0);
+    }
+    this.promptTokens.inc(labels, 0);
+    this.generationTokens.inc(labels, 0);
+    for (const h of Object.values(this.histograms)) h.zero(labels);
+    engine.onIteration?.((numTokens) => this.histograms.iterationTokens.observe(labels, numTokens));
     collectDefaultMetrics({ register: this.registry });
   }
 
-  observe(sample: FinishedRequestSample): void {
-    const labels = { model_name: this.modelName };
+  /** One finished choice. */
+  choiceFinished(sample: FinishedRequestSample): void {
+    const labels = this.labels;
+    const h = this.histograms;
     this.promptTokens.inc(labels, sample.promptTokens);
     this.generationTokens.inc(labels, sample.completionTokens);
     this.requestSuccess.inc({ ...labels, finished_reason: sample.finishReason });
-    this.e2eLatency.observe(labels, sample.e2eLatency);
-    if (sample.timeToFirstToken !== null) {
-      this.timeToFirstToken.observe(labels, sample.timeToFirstToken);
-      if (sample.completionTokens > 1) {
-        const decodeTime = sample.e2eLatency - sample.timeToFirstToken;
-        this.timePerOutputToken.observe(labels, decodeTime / (sample.completionTokens - 1));
-      }
+    h.promptTokens.observe(labels, sample.promptTokens);
+    h.generationTokens.observe(labels, sample.completionTokens);
+    h.e2e.observe(labels, sample.e2eLatency);
+    if (sample.timeToFirstToken !== null) h.ttft.observe(labels, sample.timeToFirstToken);
+    if (sample.queueTime !== null) h.queue.observe(labels, sample.queueTime);
+    if (sample.prefillTime !== null) h.prefill.observe(labels, sample.prefillTime);
+    if (sample.decodeTime !== null) h.decode.observe(labels, sample.decodeTime);
+    if (sample.inferenceTime !== null) h.inference.observe(labels, sample.inferenceTime);
+  }
+
+  /** The time between two outputs of a running choice, `tokens` tokens apart (vLLM v1 observes each). */
+  tokenInterval(seconds: number, tokens: number): void {
+    for (let i = 0; i < tokens; i++) {
+      this.histograms.tpot.observe(this.labels, seconds / tokens);
+      this.histograms.itl.observe(this.labels, seconds / tokens);
     }
+  }
+
+  /** One finished request group (a prompt with its n choices). */
+  groupFinished(sample: RequestGroupSample): void {
+    this.histograms.paramsN.observe(this.labels, sample.n);
+    if (sample.maxTokens !== null) this.histograms.paramsMaxTokens.observe(this.labels, sample.maxTokens);
+    this.histograms.maxGenerationTokens.observe(this.labels, sample.maxGenerationTokens);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {

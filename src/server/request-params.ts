@@ -104,3 +104,52 @@ export function checkStreamOptions(body: { stream?: boolean | null; stream_optio
     throw badRequest("stream_options can only be set when stream is true", "stream_options");
   }
 }
+
+/** vLLM's truncate_prompt_tokens: keep the last N prompt tokens (-1: the last max-model-len). */
+export function truncatePrompt(ctx: ServerContext, ids: number[], keep: number | null | undefined): number[] {
+  if (keep === null || keep === undefined) return ids;
+  if (keep === 0) {
+    throw badRequest(
+      "truncate_prompt_tokens must be -1 (the context length) or at least 1",
+      "truncate_prompt_tokens",
+    );
+  }
+  const n = keep === -1 ? ctx.maxModelLen : keep;
+  return ids.length > n ? ids.slice(ids.length - n) : ids;
+}
+
+/**
+ * vLLM's prompt_logprobs -> params.promptLogprobs. The engine computes each prompt token's own logprob, not
+ * the alternatives at prompt positions, so only 0 is honoured; as in vLLM it is refused with stream.
+ */
+export function applyPromptLogprobs(
+  params: SamplingParams,
+  body: { prompt_logprobs?: number | null; stream?: boolean | null },
+): void {
+  if (body.prompt_logprobs === null || body.prompt_logprobs === undefined) return;
+  if (body.stream) {
+    throw badRequest("prompt_logprobs is not available when stream is true (as in vLLM)", "prompt_logprobs");
+  }
+  if (body.prompt_logprobs > 0) {
+    throw badRequest(
+      `prompt_logprobs ${body.prompt_logprobs} is not supported: this server gives each prompt token's own ` +
+        "logprob (prompt_logprobs: 0), not the top alternatives at prompt positions",
+      "prompt_logprobs",
+    );
+  }
+  params.promptLogprobs = 0;
+}
+
+/** vLLM's prompt_logprobs list: null for the first token, else { [token id]: { logprob, rank, decoded_token } }. */
+export function promptLogprobsEntries(
+  texts: { decode(ids: readonly number[]): string },
+  ids: readonly number[],
+  entries: readonly ({ tokenId: number; logprob: number } | null)[] | undefined,
+): (Record<string, { logprob: number; rank: null; decoded_token: string }> | null)[] {
+  return ids.map((id, i) => {
+    const entry = entries?.[i] ?? null;
+    if (entry === null) return null;
+    const logprob = Number.isFinite(entry.logprob) ? entry.logprob : -9999;
+    return { [String(id)]: { logprob, rank: null, decoded_token: texts.decode([id]) } };
+  });
+}

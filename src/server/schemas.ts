@@ -53,6 +53,13 @@ const BeamSearchFields = {
   length_penalty: Opt(Type.Number()),
 };
 
+/** vLLM's extra prompt fields of chat and completions (request-params.ts applies them). */
+const PromptExtraFields = {
+  prompt_logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
+  truncate_prompt_tokens: Opt(Int({ minimum: -1 })),
+  return_token_ids: Opt(Type.Boolean()),
+};
+
 /** The roles ChatFormatter knows (tokenizer/chat-template.ts). */
 export const ChatRoles = ["system", "user", "assistant", "tool"] as const;
 
@@ -91,6 +98,9 @@ export const ChatCompletionBody = Type.Object({
   add_generation_prompt: Opt(Type.Boolean()),
   ...StructuredFields,
   ...ToolFields,
+  ...PromptExtraFields,
+  continue_final_message: Opt(Type.Boolean()),
+  echo: Opt(Type.Boolean()),
 });
 export type ChatCompletionBody = Static<typeof ChatCompletionBody>;
 
@@ -109,7 +119,10 @@ export const CompletionBody = Type.Object({
   ...SamplingFields,
   ...BeamSearchFields,
   ...StructuredFields,
+  ...PromptExtraFields,
   prompt: PromptInput,
+  // 0 with echo scores the prompt without generating (vLLM); otherwise at least 1.
+  max_tokens: Opt(Int({ minimum: 0 })),
   echo: Opt(Type.Boolean()),
   logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
   best_of: Opt(Int({ minimum: 1, maximum: 128 })),
@@ -131,6 +144,7 @@ export const TokenizePromptBody = Type.Object({
   model: Opt(Type.String()),
   prompt: Type.String(),
   add_special_tokens: Opt(Type.Boolean()),
+  return_token_strs: Opt(Type.Boolean()),
 });
 export type TokenizePromptBody = Static<typeof TokenizePromptBody>;
 
@@ -138,6 +152,8 @@ export const TokenizeChatBody = Type.Object({
   model: Opt(Type.String()),
   messages: Type.Array(ChatMessage, { minItems: 1 }),
   add_generation_prompt: Opt(Type.Boolean()),
+  continue_final_message: Opt(Type.Boolean()),
+  return_token_strs: Opt(Type.Boolean()),
 });
 export type TokenizeChatBody = Static<typeof TokenizeChatBody>;
 

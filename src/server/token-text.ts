@@ -30,6 +30,11 @@ export class TokenTexts {
     return text;
   }
 
+  /** Text of a token sequence (from the start of a text). */
+  decode(ids: readonly number[]): string {
+    return this.tokenizer.decode([...ids]);
+  }
+
   isSpecial(id: number): boolean {
     return this.tokenizer.isSpecial(id);
   }

@@ -3,15 +3,23 @@ import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import { parseToolCalls, ToolCallStream } from "../../structured/tool-format.js";
-import { BeamSearchJob, beamSearchParams } from "../beam-search-job.js";
+import { beamSearchParams } from "../beam-search-job.js";
 import { chatPromptTokenIds } from "../chat-prompt.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
-import { ApiError, badRequest, toApiError } from "../errors.js";
-import type { GenerationJob } from "../generation.js";
-import { checkSampling, checkStreamOptions, fitMaxTokens, samplingFromBody } from "../request-params.js";
+import { badRequest, engineFailure, toApiError } from "../errors.js";
+import type { ChoiceSource } from "../generation.js";
+import {
+  applyPromptLogprobs,
+  checkSampling,
+  checkStreamOptions,
+  fitMaxTokens,
+  promptLogprobsEntries,
+  samplingFromBody,
+  truncatePrompt,
+} from "../request-params.js";
 import { ChatCompletionBody } from "../schemas.js";
 import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
-import { choicesOfOnePrompt, startJob } from "../start-job.js";
+import { choicesOfOnePrompt, startChoices } from "../start-job.js";
 import { applyStructuredParams, usesConstraintFields } from "../structured-params.js";
 import { chatLogprobs, TokenTexts } from "../token-text.js";
 import { toolCallEntry, toolPlanFromBody } from "../tool-calls.js";
@@ -24,16 +32,23 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = validateBody(ChatCompletionBody, request.body);
     const model = checkModel(ctx, body.model);
+    if (body.tools != null && body.tools.length === 0) {
+      throw badRequest("tools is an empty list; send at least one tool, or leave tools out", "tools");
+    }
     const tools = toolPlanFromBody(body);
     checkStreamOptions(body);
-    const promptTokenIds = await chatPromptTokenIds(
+    const promptTokenIds = truncatePrompt(
       ctx,
-      body.messages,
-      body.add_generation_prompt ?? true,
-      tools?.tools,
+      await chatPromptTokenIds(ctx, body.messages, {
+        addGenerationPrompt: body.add_generation_prompt,
+        continueFinalMessage: body.continue_final_message,
+        tools: tools?.tools,
+      }),
+      body.truncate_prompt_tokens,
     );
     const n = body.n ?? 1;
     const params = samplingFromBody(body);
+    applyPromptLogprobs(params, body);
     const maxTokensParam = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
     params.maxTokens = fitMaxTokens(
       ctx,
@@ -55,25 +70,40 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     if (search !== null && constrained !== null) {
       throw badRequest(`${constrained} cannot be combined with use_beam_search`, constrained);
     }
+    if (search !== null && body.prompt_logprobs != null) {
+      throw badRequest("prompt_logprobs cannot be combined with use_beam_search", "prompt_logprobs");
+    }
     await applyStructuredParams(ctx, body, params, tools?.constraint ?? null);
     if (search === null) checkSampling(ctx, params, maxTokensParam);
     admit(ctx, n);
 
     const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
-    const { job, stopWatching } =
+    const { job, stopWatching } = startChoices(
+      ctx,
+      request,
+      reply,
+      id,
       search === null
-        ? startJob(ctx, request, reply, id, choicesOfOnePrompt(promptTokenIds, params, n))
-        : BeamSearchJob.start(
-            ctx,
-            request,
-            reply,
-            id,
-            [{ promptTokenIds, maxTokens: search.maxTokens }],
-            search,
-          );
+        ? { requests: choicesOfOnePrompt(promptTokenIds, params, n) }
+        : { beamSearch: { prompts: [{ promptTokenIds, maxTokens: search.maxTokens }], params: search } },
+    );
     const created = Math.floor(Date.now() / 1000);
     const lastPromptToken = promptTokenIds[promptTokenIds.length - 1] ?? null;
-    const state = { id, created, model, n, params, lastPromptToken, parseTools: tools?.parse ?? false };
+    // echo (vLLM): the reply starts with the last message's text when that message is the assistant's own.
+    const final = body.messages[body.messages.length - 1]!;
+    const echo = body.echo && final.role === "assistant" ? contentText(final.content) : "";
+    const state: ChatState = {
+      id,
+      created,
+      model,
+      n,
+      params,
+      lastPromptToken,
+      parseTools: tools?.parse ?? false,
+      echo,
+      promptTokenIds: body.return_token_ids ? promptTokenIds : null,
+      promptLogprobs: params.promptLogprobs !== undefined ? promptTokenIds : null,
+    };
     try {
       if (body.stream) {
         await streamChat(reply, job, state, texts, usageOptions(body.stream_options, promptTokenIds.length));
@@ -86,9 +116,6 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
   });
 }
 
-/** Where a response's outputs come from: engine requests (GenerationJob) or a beam search. */
-type ResponseSource = Pick<GenerationJob, "events" | "usage">;
-
 interface ChatState {
   id: string;
   created: number;
@@ -98,24 +125,27 @@ interface ChatState {
   lastPromptToken: number | null;
   /** Tools were offered (tool_choice other than "none"): calls in the reply become message.tool_calls. */
   parseTools: boolean;
+  /** Text the reply starts with (echo), "" for none. */
+  echo: string;
+  /** return_token_ids: the prompt's ids (and each choice's token_ids); null when not asked. */
+  promptTokenIds: number[] | null;
+  /** prompt_logprobs: the prompt's ids to report them for; null when not asked. */
+  promptLogprobs: number[] | null;
+}
+
+/** A message's text (a string or text parts). */
+function contentText(content: ChatCompletionBody["messages"][number]["content"]): string {
+  if (typeof content === "string") return content;
+  return (content ?? []).map((part) => part.text ?? "").join("\n");
 }
 
 function finishReasonOf(output: RequestOutput): string | null {
   return output.finished ? (output.finishReason ?? "stop") : null;
 }
 
-function engineError(output: RequestOutput): ApiError {
-  return new ApiError(
-    500,
-    `Generation failed: ${output.error ?? "unknown engine error"}`,
-    null,
-    "server_error",
-  );
-}
-
 async function streamChat(
   reply: FastifyReply,
-  job: ResponseSource,
+  job: ChoiceSource,
   state: ChatState,
   texts: TokenTexts,
   usage: StreamUsage,
@@ -130,7 +160,10 @@ async function streamChat(
   for (let index = 0; index < state.n; index++) {
     await sse.send({
       ...base,
-      choices: [{ index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }],
+      choices: [
+        { index, delta: { role: "assistant", content: state.echo }, logprobs: null, finish_reason: null },
+      ],
+      ...(state.promptTokenIds !== null ? { prompt_token_ids: state.promptTokenIds } : {}),
       ...usage.ofChunk(null),
     });
   }
@@ -138,7 +171,7 @@ async function streamChat(
     for await (const { index, output } of job.events()) {
       if (!sse.open) break;
       if (output.finishReason === "error") {
-        await sse.send(engineError(output).body());
+        await sse.send(engineFailure(output).body());
         continue;
       }
       let finishReason = finishReasonOf(output);
@@ -176,6 +209,7 @@ async function streamChat(
             logprobs,
             finish_reason: finishReason,
             ...(finishReason !== null ? { stop_reason: output.stopReason } : {}),
+            ...(state.promptTokenIds !== null ? { token_ids: output.tokenIdsDelta } : {}),
           },
         ],
         ...usage.ofChunk(output),
@@ -191,14 +225,20 @@ async function streamChat(
   }
 }
 
-async function collectChat(job: ResponseSource, state: ChatState, texts: TokenTexts) {
-  const content = Array.from({ length: state.n }, () => "");
+async function collectChat(job: ChoiceSource, state: ChatState, texts: TokenTexts) {
+  const content = Array.from({ length: state.n }, () => state.echo);
+  const tokenIds: number[][] = Array.from({ length: state.n }, () => []);
+  let promptLogprobs: ReturnType<typeof promptLogprobsEntries> | null = null;
   const logprobs: ChatLogprobEntry[][] = Array.from({ length: state.n }, () => []);
   const previous: (number | null)[] = Array.from({ length: state.n }, () => state.lastPromptToken);
   const finish: (RequestOutput | null)[] = Array.from({ length: state.n }, () => null);
   for await (const { index, output } of job.events()) {
-    if (output.finishReason === "error") throw engineError(output);
+    if (output.finishReason === "error") throw engineFailure(output);
     content[index] += output.textDelta;
+    tokenIds[index]!.push(...output.tokenIdsDelta);
+    if (state.promptLogprobs !== null && promptLogprobs === null && output.promptLogprobs !== undefined) {
+      promptLogprobs = promptLogprobsEntries(texts, state.promptLogprobs, output.promptLogprobs);
+    }
     if (state.params.logprobs !== undefined) {
       logprobs[index]!.push(...chatLogprobs(texts, output.logprobsDelta, previous[index]!));
     }
@@ -227,8 +267,11 @@ async function collectChat(job: ResponseSource, state: ChatState, texts: TokenTe
         logprobs: state.params.logprobs !== undefined ? { content: logprobs[index] } : null,
         finish_reason: reply.calls.length > 0 && finishReason === "stop" ? "tool_calls" : finishReason,
         stop_reason: finish[index]?.stopReason ?? null,
+        ...(state.promptTokenIds !== null ? { token_ids: tokenIds[index] } : {}),
       };
     }),
     usage: job.usage(),
+    ...(state.promptLogprobs !== null ? { prompt_logprobs: promptLogprobs } : {}),
+    ...(state.promptTokenIds !== null ? { prompt_token_ids: state.promptTokenIds } : {}),
   };
 }

@@ -6,22 +6,25 @@
 import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RequestOutput, TokenLogprob } from "../../engine/types.js";
-import { BeamSearchJob, beamSearchParams } from "../beam-search-job.js";
+import { beamSearchParams } from "../beam-search-job.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
-import { ApiError, badRequest, toApiError } from "../errors.js";
-import type { ChoiceRequest, GenerationJob } from "../generation.js";
+import { badRequest, engineFailure, toApiError } from "../errors.js";
+import type { ChoiceRequest, ChoiceSource, Usage } from "../generation.js";
 import { encodeText } from "../prompt-encoding.js";
 import {
+  applyPromptLogprobs,
   checkSampling,
   checkStreamOptions,
   checkTokenIds,
   fitMaxTokens,
   paramsForChoice,
+  promptLogprobsEntries,
   samplingFromBody,
+  truncatePrompt,
 } from "../request-params.js";
 import { CompletionBody } from "../schemas.js";
 import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
-import { startJob } from "../start-job.js";
+import { startChoices } from "../start-job.js";
 import { applyStructuredParams, usesConstraintFields } from "../structured-params.js";
 import { type CompletionLogprobs, completionLogprobs, TokenTexts } from "../token-text.js";
 import { validateBody } from "../validate.js";
@@ -49,13 +52,26 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
       );
     }
     const topN = body.logprobs ?? null;
-    const prompts = await readPrompts(ctx, body.prompt);
+    if (body.max_tokens === 0 && !body.echo) {
+      throw badRequest(
+        "max_tokens 0 needs echo: true (it scores the prompt without generating)",
+        "max_tokens",
+      );
+    }
+    const prompts = await readPrompts(ctx, body.prompt, body.truncate_prompt_tokens);
     const constrained = usesConstraintFields(body);
     if (body.use_beam_search && constrained !== null) {
       throw badRequest(`${constrained} cannot be combined with use_beam_search`, constrained);
     }
+    if (body.use_beam_search && body.prompt_logprobs != null) {
+      throw badRequest("prompt_logprobs cannot be combined with use_beam_search", "prompt_logprobs");
+    }
+    if (body.use_beam_search && body.max_tokens === 0) {
+      throw badRequest("max_tokens 0 (prompt scoring) cannot be combined with use_beam_search", "max_tokens");
+    }
     if (body.use_beam_search) return beamSearchCompletions(ctx, request, reply, body, model, prompts, texts);
     const base = samplingFromBody(body);
+    applyPromptLogprobs(base, body);
     await applyStructuredParams(ctx, body, base);
     if (topN !== null) base.logprobs = topN;
     // Echo with logprobs shows the prompt's logprobs too (the first prompt token has none).
@@ -75,7 +91,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     admit(ctx, requests.length);
 
     const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
-    const { job, stopWatching } = startJob(ctx, request, reply, id, requests);
+    const { job, stopWatching } = startChoices(ctx, request, reply, id, { requests });
     const choicePrompts = requests.map((req) => prompts[req.promptIndex]!);
     const state = completionState(ctx, body, id, model, choicePrompts, topN);
     try {
@@ -101,7 +117,11 @@ function maxTokensFor(
   const prompt = prompts[promptIndex]!;
   const promptParam = prompts.length > 1 ? `prompt[${promptIndex}]` : "prompt";
   const remaining = ctx.maxModelLen - prompt.tokenIds.length;
-  const requested = body.max_tokens ?? Math.min(DEFAULT_COMPLETION_MAX_TOKENS, Math.max(remaining, 1));
+  // max_tokens 0 (echo only): the engine runs one step, whose token is dropped (as vLLM does).
+  const requested =
+    body.max_tokens === 0
+      ? 1
+      : (body.max_tokens ?? Math.min(DEFAULT_COMPLETION_MAX_TOKENS, Math.max(remaining, 1)));
   return fitMaxTokens(ctx, prompt.tokenIds.length, requested, promptParam, "max_tokens");
 }
 
@@ -118,6 +138,7 @@ function completionState(
     created: Math.floor(Date.now() / 1000),
     model,
     choices: choicePrompts.map((prompt) => ({
+      prompt,
       echo: body.echo ? prompt : null,
       // After a prompt of only skipped special tokens (BOS for ""), the completion starts the text,
       // so its first token has no leading space (as the engine's detokenizer gives it).
@@ -128,6 +149,9 @@ function completionState(
       textLength: 0,
     })),
     topN,
+    scoreOnly: body.max_tokens === 0,
+    returnTokenIds: body.return_token_ids ?? false,
+    promptLogprobs: body.prompt_logprobs != null,
   };
 }
 
@@ -161,7 +185,9 @@ async function beamSearchCompletions(
   const params = beamSearchParams(ctx, body, n, searches[0]!.maxTokens, topN);
   admit(ctx, prompts.length * n);
   const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
-  const { job, stopWatching } = BeamSearchJob.start(ctx, request, reply, id, searches, params);
+  const { job, stopWatching } = startChoices(ctx, request, reply, id, {
+    beamSearch: { prompts: searches, params },
+  });
   const choicePrompts = prompts.flatMap((prompt) => Array<Prompt>(n).fill(prompt));
   try {
     return await collectCompletions(job, completionState(ctx, body, id, model, choicePrompts, topN), texts);
@@ -170,13 +196,20 @@ async function beamSearchCompletions(
   }
 }
 
-async function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"]): Promise<Prompt[]> {
-  const fromText = async (text: string, param: string): Promise<Prompt> => ({
-    text,
-    tokenIds: await encodeText(ctx, text, param, { addBos: true }),
-  });
-  const fromIds = (ids: number[], param: string): Prompt => {
-    checkTokenIds(ctx, ids, param);
+async function readPrompts(
+  ctx: ServerContext,
+  prompt: CompletionBody["prompt"],
+  truncate: number | null | undefined,
+): Promise<Prompt[]> {
+  const fromText = async (text: string, param: string): Promise<Prompt> => {
+    const all = await encodeText(ctx, text, param, { addBos: true });
+    const kept = truncatePrompt(ctx, all, truncate);
+    // Truncated (truncate_prompt_tokens): what is echoed is the text of the tokens kept.
+    return kept === all ? { text, tokenIds: all } : fromIds(kept, param);
+  };
+  const fromIds = (all: number[], param: string): Prompt => {
+    checkTokenIds(ctx, all, param);
+    const ids = truncatePrompt(ctx, all, truncate);
     // Echoed as text: a leading BOS is not part of it (as for a string prompt); later special tokens are.
     const leadingSpecial = ids.length > 0 && ctx.tokenizer.isSpecial(ids[0]!);
     return { text: ctx.tokenizer.decode(leadingSpecial ? ids.slice(1) : ids), tokenIds: ids };
@@ -188,10 +221,8 @@ async function readPrompts(ctx: ServerContext, prompt: CompletionBody["prompt"])
   return (prompt as number[][]).map((ids, i) => fromIds(ids, `prompt[${i}]`));
 }
 
-/** Where a response's outputs come from: engine requests (GenerationJob) or beam searches. */
-type ResponseSource = Pick<GenerationJob, "events" | "usage">;
-
 interface ChoiceText {
+  prompt: Prompt;
   /** The prompt to put before the completion (echo), sent with the first output, then null. */
   echo: Prompt | null;
   /** The token before the next one (for token texts). */
@@ -209,11 +240,25 @@ interface CompletionState {
   model: string;
   choices: ChoiceText[];
   topN: number | null;
+  /** echo with max_tokens 0: the prompt alone, its one generated token dropped. */
+  scoreOnly: boolean;
+  /** return_token_ids: each choice carries prompt_token_ids and token_ids. */
+  returnTokenIds: boolean;
+  /** prompt_logprobs: each choice carries vLLM's prompt_logprobs list. */
+  promptLogprobs: boolean;
+}
+
+/** The usage of a response (the dropped token of prompt scoring is not a completion token). */
+function usageOf(job: ChoiceSource, state: CompletionState): Usage {
+  const usage = job.usage();
+  if (!state.scoreOnly) return usage;
+  return { ...usage, completion_tokens: 0, total_tokens: usage.prompt_tokens };
 }
 
 /** Text and logprobs of one output delta (after the echoed prompt on the first); advances the choice. */
 function deltaOf(state: CompletionState, texts: TokenTexts, index: number, output: RequestOutput) {
   const choice = state.choices[index]!;
+  if (state.scoreOnly) output = { ...output, textDelta: "", tokenIdsDelta: [], logprobsDelta: [] };
   let text = output.textDelta;
   let logprobs: CompletionLogprobs | null = null;
   if (choice.echo) {
@@ -294,18 +339,9 @@ function appendLogprobs(into: CompletionLogprobs, more: CompletionLogprobs): Com
   return into;
 }
 
-function engineError(output: RequestOutput): ApiError {
-  return new ApiError(
-    500,
-    `Generation failed: ${output.error ?? "unknown engine error"}`,
-    null,
-    "server_error",
-  );
-}
-
 async function streamCompletions(
   reply: FastifyReply,
-  job: GenerationJob,
+  job: ChoiceSource,
   state: CompletionState,
   texts: TokenTexts,
   usage: StreamUsage,
@@ -317,6 +353,7 @@ async function streamCompletions(
     text: string,
     logprobs: CompletionLogprobs | null,
     output: RequestOutput,
+    first: boolean,
   ) => ({
     ...base,
     choices: [
@@ -326,26 +363,35 @@ async function streamCompletions(
         logprobs,
         finish_reason: output.finished ? output.finishReason : null,
         ...(output.finished ? { stop_reason: output.stopReason } : {}),
+        ...(state.returnTokenIds
+          ? {
+              token_ids: state.scoreOnly ? [] : output.tokenIdsDelta,
+              ...(first ? { prompt_token_ids: state.choices[index]!.prompt.tokenIds } : {}),
+            }
+          : {}),
       },
     ],
     ...usage.ofChunk(output),
   });
+  const sent = new Set<number>();
   try {
     for await (const { index, output } of job.events()) {
       if (!sse.open) break;
       if (output.finishReason === "error") {
-        await sse.send(engineError(output).body());
+        await sse.send(engineFailure(output).body());
         continue;
       }
       // A token that completes no character yet (part of a UTF-8 sequence) is sent with the next one.
-      const first = state.choices[index]!.echo !== null;
+      const first = !sent.has(index);
       const nothingNew = output.textDelta === "" && !(state.topN !== null && output.tokenIdsDelta.length > 0);
-      if (nothingNew && !first && !output.finished) continue;
+      const mustSend = first && (state.choices[index]!.echo !== null || state.returnTokenIds);
+      if (nothingNew && !mustSend && !output.finished) continue;
+      sent.add(index);
       const delta = deltaOf(state, texts, index, output);
-      await sse.send(chunk(index, delta.text, delta.logprobs, output));
+      await sse.send(chunk(index, delta.text, delta.logprobs, output, first));
     }
     if (!sse.open) return;
-    if (usage.final) await sse.send({ ...base, choices: [], usage: job.usage() });
+    if (usage.final) await sse.send({ ...base, choices: [], usage: usageOf(job, state) });
     await sse.done();
   } catch (err) {
     await sse.send(toApiError(err).body());
@@ -353,14 +399,24 @@ async function streamCompletions(
   }
 }
 
-async function collectCompletions(job: ResponseSource, state: CompletionState, texts: TokenTexts) {
+async function collectCompletions(job: ChoiceSource, state: CompletionState, texts: TokenTexts) {
   const text = state.choices.map(() => "");
   const logprobs: (CompletionLogprobs | null)[] = state.choices.map(() =>
     state.topN === null ? null : { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] },
   );
   const finish: (RequestOutput | null)[] = state.choices.map(() => null);
+  const tokenIds: number[][] = state.choices.map(() => []);
+  const promptLogprobs: (ReturnType<typeof promptLogprobsEntries> | null)[] = state.choices.map(() => null);
   for await (const { index, output } of job.events()) {
-    if (output.finishReason === "error") throw engineError(output);
+    if (output.finishReason === "error") throw engineFailure(output);
+    if (!state.scoreOnly) tokenIds[index]!.push(...output.tokenIdsDelta);
+    if (state.promptLogprobs && output.promptLogprobs !== undefined) {
+      promptLogprobs[index] = promptLogprobsEntries(
+        texts,
+        state.choices[index]!.prompt.tokenIds,
+        output.promptLogprobs,
+      );
+    }
     const delta = deltaOf(state, texts, index, output);
     text[index] += delta.text;
     const all = logprobs[index];
@@ -378,7 +434,11 @@ async function collectCompletions(job: ResponseSource, state: CompletionState, t
       logprobs: logprobs[index],
       finish_reason: finish[index]?.finishReason ?? "abort",
       stop_reason: finish[index]?.stopReason ?? null,
+      ...(state.promptLogprobs ? { prompt_logprobs: promptLogprobs[index] } : {}),
+      ...(state.returnTokenIds
+        ? { prompt_token_ids: state.choices[index]!.prompt.tokenIds, token_ids: tokenIds[index] }
+        : {}),
     })),
-    usage: job.usage(),
+    usage: usageOf(job, state),
   };
 }

@@ -5,14 +5,14 @@
  * Content-Type could be driven by any web page through a "simple" request that skips the CORS preflight.
  */
 import { randomUUID } from "node:crypto";
-import type { OutgoingHttpHeaders } from "node:http";
 import type { FastifyInstance } from "fastify";
-import { admit, type ServerContext } from "../context.js";
-import { ApiError } from "../errors.js";
+import { admit, checkModel, type ServerContext } from "../context.js";
+import { badRequest, engineFailure, toApiError } from "../errors.js";
 import { encodeText } from "../prompt-encoding.js";
 import { checkSampling, fitMaxTokens, samplingFromBody } from "../request-params.js";
 import { GenerateBody } from "../schemas.js";
-import { choicesOfOnePrompt, startJob } from "../start-job.js";
+import { SseWriter } from "../sse.js";
+import { choicesOfOnePrompt, startChoices } from "../start-job.js";
 import { applyStructuredParams } from "../structured-params.js";
 import { validateBody } from "../validate.js";
 
@@ -23,52 +23,53 @@ export async function registerGenerate(app: FastifyInstance, ctx: ServerContext)
   await app.register(async (scope) => {
     scope.post("/generate", async (request, reply) => {
       const body = validateBody(GenerateBody, request.body);
+      checkModel(ctx, body.model);
+      // The answer is texts only: fields that would change nothing in it are refused by name.
+      if (body.logprobs != null) {
+        throw badRequest("/generate answers texts only; ask /v1/completions for logprobs", "logprobs");
+      }
+      if (body.stream_options != null) {
+        throw badRequest(
+          "stream_options is not supported on /generate (its stream has no usage)",
+          "stream_options",
+        );
+      }
       const n = body.n ?? 1;
       const promptTokenIds = await encodeText(ctx, body.prompt, "prompt", { addBos: true });
       const params = samplingFromBody(body);
       const remaining = ctx.maxModelLen - promptTokenIds.length;
       const requested = body.max_tokens ?? Math.min(DEFAULT_MAX_TOKENS, Math.max(remaining, 1));
       params.maxTokens = fitMaxTokens(ctx, promptTokenIds.length, requested, "prompt", "max_tokens");
-      if (body.logprobs != null) params.logprobs = body.logprobs;
       await applyStructuredParams(ctx, body, params);
       checkSampling(ctx, params);
       admit(ctx, n);
 
       const id = `generate-${randomUUID().replaceAll("-", "")}`;
-      const { job, stopWatching } = startJob(
-        ctx,
-        request,
-        reply,
-        id,
-        choicesOfOnePrompt(promptTokenIds, params, n),
-      );
+      const { job, stopWatching } = startChoices(ctx, request, reply, id, {
+        requests: choicesOfOnePrompt(promptTokenIds, params, n),
+      });
       const texts = Array.from({ length: n }, () => body.prompt);
       try {
         if (body.stream) {
-          // Headers hooks set (CORS) would be lost with the hijack: carry them over.
-          const hookHeaders = reply.getHeaders() as OutgoingHttpHeaders;
-          reply.hijack();
-          const res = reply.raw;
-          res.writeHead(200, { ...hookHeaders, "content-type": "application/json" });
+          // NUL-separated JSON objects through the SSE writer (its back-pressure and disconnect handling).
+          const out = SseWriter.start(reply, { "content-type": "application/json" });
           try {
             for await (const { index, output } of job.events()) {
-              if (res.destroyed) break;
-              if (output.finishReason === "error") throw new Error(output.error ?? "unknown engine error");
+              if (!out.open) break;
+              if (output.finishReason === "error") throw engineFailure(output);
               texts[index] += output.textDelta;
-              res.write(`${JSON.stringify({ text: texts })}\0`);
+              await out.write(`${JSON.stringify({ text: texts })}\0`);
             }
           } catch (err) {
             // Headers are gone: say what failed in-band, as the stream's last object.
-            res.write(`${JSON.stringify({ error: `Generation failed: ${(err as Error).message}` })}\0`);
+            await out.write(`${JSON.stringify({ error: toApiError(err).message })}\0`);
           } finally {
-            res.end();
+            out.end();
           }
           return reply;
         }
         for await (const { index, output } of job.events()) {
-          if (output.finishReason === "error") {
-            throw new ApiError(500, `Generation failed: ${output.error ?? "unknown engine error"}`, null);
-          }
+          if (output.finishReason === "error") throw engineFailure(output);
           texts[index] += output.textDelta;
         }
         return { text: texts };

@@ -15,16 +15,24 @@ export function registerTokenize(app: FastifyInstance, ctx: ServerContext): void
     const raw = request.body;
     const isChat = raw !== null && typeof raw === "object" && "messages" in raw;
     let tokens: number[];
+    let returnStrs: boolean;
     if (isChat) {
       const body = validateBody(TokenizeChatBody, raw);
       checkModel(ctx, body.model);
-      tokens = await chatPromptTokenIds(ctx, body.messages, body.add_generation_prompt ?? true);
+      tokens = await chatPromptTokenIds(ctx, body.messages, {
+        addGenerationPrompt: body.add_generation_prompt,
+        continueFinalMessage: body.continue_final_message,
+      });
+      returnStrs = body.return_token_strs ?? false;
     } else {
       const body = validateBody(TokenizePromptBody, raw);
       checkModel(ctx, body.model);
       tokens = await encodeText(ctx, body.prompt, "prompt", { addBos: body.add_special_tokens ?? true });
+      returnStrs = body.return_token_strs ?? false;
     }
-    return { count: tokens.length, max_model_len: ctx.maxModelLen, tokens };
+    // return_token_strs (vLLM): the vocabulary's piece of each token, as convert_ids_to_tokens gives it.
+    const strs = returnStrs ? { token_strs: tokens.map((id) => ctx.tokenizer.idToToken(id) ?? "") } : {};
+    return { count: tokens.length, max_model_len: ctx.maxModelLen, tokens, ...strs };
   });
 
   app.post("/detokenize", async (request) => {
