@@ -10,7 +10,7 @@ import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import type { BackendChoice } from "../src/backend/create.js";
-import { LLM } from "../src/engine/llm.js";
+import { LLM } from "../src/llm.js";
 import { maskTimings, recordMaskTimings } from "../src/structured/engine-constraints.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");

@@ -19,17 +19,8 @@ export type {
 } from "./backend/backend.js";
 export { BackendUnavailableError } from "./backend/backend.js";
 export { type BackendChoice, createBackend } from "./backend/create.js";
-export { Engine, EngineClosedError, type EngineOptions } from "./engine/engine.js";
+export { Engine, type EngineOptions } from "./engine/engine.js";
 export {
-  type CallOptions,
-  type GenerateResult,
-  LLM,
-  type LLMLoadOptions,
-  type StreamInput,
-  type Usage,
-} from "./engine/llm.js";
-export {
-  InvalidParamError,
   MAX_LOGPROBS,
   type ResolvedSamplingParams,
   resolveSamplingParams,
@@ -43,8 +34,17 @@ export type {
   SamplingParams,
   TokenLogprob,
 } from "./engine/types.js";
+export { EngineClosedError, InvalidParamError } from "./engine/types.js";
 export { computePerplexity, type PerplexityOptions, type PerplexityResult } from "./eval/perplexity.js";
 export { resolveModelPath } from "./hub/resolve.js";
+export {
+  type CallOptions,
+  type GenerateResult,
+  LLM,
+  type LLMLoadOptions,
+  type StreamInput,
+  type Usage,
+} from "./llm.js";
 export { openModel } from "./model/load.js";
 export type { ModelConfig, ModelSource } from "./model/types.js";
 export { type QuantizeOptions, type QuantizeSummary, quantizeModel } from "./quant/quantize.js";

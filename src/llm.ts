@@ -7,28 +7,28 @@
  *   for await (const chunk of llm.stream({ messages }, { maxTokens: 64 })) process.stdout.write(chunk.textDelta);
  *   await llm.dispose();
  */
-import type { Backend } from "../backend/backend.js";
-import { type BackendChoice, createBackend } from "../backend/create.js";
-import { resolveModelPath } from "../hub/resolve.js";
-import { openModel } from "../model/load.js";
-import type { ModelConfig, ModelSource } from "../model/types.js";
-import { GrammarError } from "../structured/grammar-engine.js";
+import type { Backend } from "./backend/backend.js";
+import { type BackendChoice, createBackend } from "./backend/create.js";
+import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./engine/beam-search.js";
+import { Engine } from "./engine/engine.js";
+import { choiceParams, InvalidParamError, resolveSamplingParams } from "./engine/sampling-params.js";
+import type { FinishReason, RequestOutput, SamplingParams, TokenLogprob } from "./engine/types.js";
+import { resolveModelPath } from "./hub/resolve.js";
+import { openModel } from "./model/load.js";
+import type { ModelConfig, ModelSource } from "./model/types.js";
+import { GrammarError } from "./structured/grammar-engine.js";
 import {
   constraintFromOptions,
   type StructuredCallOptions,
   type ToolCallOptions,
   toolPlanFromOptions,
-} from "../structured/library-options.js";
-import type { FieldConstraint } from "../structured/request-constraint.js";
-import type { ToolFunction } from "../structured/tool-format.js";
-import { type ParsedToolCall, parseToolCalls } from "../structured/tool-format.js";
-import { ChatFormatter, type ChatMessage } from "../tokenizer/chat-template.js";
-import { assertTokenizerFitsModel } from "../tokenizer/model-fit.js";
-import { Tokenizer } from "../tokenizer/tokenizer.js";
-import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./beam-search.js";
-import { Engine } from "./engine.js";
-import { choiceParams, InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
-import type { FinishReason, RequestOutput, SamplingParams, TokenLogprob } from "./types.js";
+} from "./structured/library-options.js";
+import type { FieldConstraint } from "./structured/request-constraint.js";
+import type { ToolFunction } from "./structured/tool-format.js";
+import { type ParsedToolCall, parseToolCalls } from "./structured/tool-format.js";
+import { ChatFormatter, type ChatMessage } from "./tokenizer/chat-template.js";
+import { assertTokenizerFitsModel } from "./tokenizer/model-fit.js";
+import { Tokenizer } from "./tokenizer/tokenizer.js";
 
 export interface LLMLoadOptions {
   /** A model folder, or a hub id (`org/name`, `org/name@rev`). */
@@ -48,6 +48,11 @@ export interface LLMLoadOptions {
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   /** Told why `auto` fell back to the CPU (default: a line on stderr). */
   onBackendFallback?: (reason: string) => void;
+  /**
+   * Cancels the load (node-llama-cpp's loadSignal): passed to the hub download, checked between the load's
+   * stages and between tensors; load() then rejects with the signal's reason and leaves nothing open.
+   */
+  loadSignal?: AbortSignal;
 }
 
 export interface CallOptions {
@@ -108,7 +113,10 @@ export class LLM implements AsyncDisposable {
   }
 
   static async load(opts: LLMLoadOptions): Promise<LLM> {
-    const modelPath = await resolveModelPath(opts.model, { revision: opts.revision });
+    const signal = opts.loadSignal;
+    signal?.throwIfAborted();
+    const modelPath = await resolveModelPath(opts.model, { revision: opts.revision, signal });
+    signal?.throwIfAborted();
     const tokenizer = await Tokenizer.load(modelPath);
     // A model without any chat format can still generate; chat() then says why it cannot.
     const chatFormatter = await ChatFormatter.create(tokenizer, { template: opts.chatTemplate }).catch(
@@ -117,19 +125,19 @@ export class LLM implements AsyncDisposable {
         return null;
       },
     );
+    signal?.throwIfAborted();
     const model = await openModel(modelPath);
+    // From here on a failure closes the checkpoint (and frees the backend once there is one).
+    let backend: Backend | null = null;
     try {
       assertTokenizerFitsModel(tokenizer, model.config, chatFormatter?.name ?? null);
-    } catch (err) {
-      await model.checkpoint.close().catch(() => {});
-      throw err;
-    }
-    const choice = opts.backend ?? "auto";
-    const backend =
-      typeof choice === "string"
-        ? await createBackend(choice, { onFallback: opts.onBackendFallback })
-        : choice;
-    try {
+      signal?.throwIfAborted();
+      const choice = opts.backend ?? "auto";
+      backend =
+        typeof choice === "string"
+          ? await createBackend(choice, { onFallback: opts.onBackendFallback })
+          : choice;
+      signal?.throwIfAborted();
       const engine = await Engine.create({
         model,
         backend,
@@ -142,10 +150,11 @@ export class LLM implements AsyncDisposable {
         kvCacheBytes: opts.kvCacheBytes,
         gpuMemoryUtilization: opts.gpuMemoryUtilization,
         onLoadProgress: opts.onLoadProgress,
+        loadSignal: signal,
       });
       return new LLM(engine, tokenizer, chatFormatter, model, modelPath);
     } catch (err) {
-      await backend.dispose().catch(() => {});
+      await backend?.dispose().catch(() => {});
       await model.checkpoint.close().catch(() => {});
       throw err;
     }

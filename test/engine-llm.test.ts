@@ -1,5 +1,6 @@
 /** The library API (LLM) on the CPU backend and the demo model. */
 import assert from "node:assert/strict";
+import { readdirSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { LLM } from "../src/index.js";
@@ -109,4 +110,44 @@ test("a max-model-len beyond the model's trained context is refused, naming both
     LLM.load({ model: modelDir, backend: "cpu", maxModelLen: 4096, maxNumSeqs: 1 }),
     /max-model-len 4096 is longer than the model's context of 2048 tokens/,
   );
+});
+
+/** Open file descriptors of this process (Linux). */
+function openFds(): number {
+  return readdirSync("/proc/self/fd").length;
+}
+
+test("LLM.load takes a loadSignal: an aborted load rejects with its reason and leaves no file open", async () => {
+  const before = openFds();
+  const aborted = AbortSignal.abort(new Error("load cancelled"));
+  await assert.rejects(LLM.load({ model: modelDir, backend: "cpu", loadSignal: aborted }), /load cancelled/);
+  // Aborted while reading tensors: the CPU backend checks the signal between tensors.
+  const controller = new AbortController();
+  let reports = 0;
+  await assert.rejects(
+    LLM.load({
+      model: modelDir,
+      backend: "cpu",
+      maxModelLen: 64,
+      maxNumSeqs: 1,
+      loadSignal: controller.signal,
+      onLoadProgress: () => {
+        if (++reports === 3) controller.abort(new Error("stop after three tensors"));
+      },
+    }),
+    /stop after three tensors/,
+  );
+  assert.equal(reports, 3);
+  assert.equal(openFds(), before);
+});
+
+test("LLM.load closes the checkpoint when the backend cannot be created", async () => {
+  const before = openFds();
+  // Without a usable GPU creating the CUDA backend fails; with one the load succeeds and dispose closes it all.
+  const loaded = await LLM.load({ model: modelDir, backend: "cuda", maxModelLen: 64, maxNumSeqs: 1 }).catch(
+    (err: unknown) => err,
+  );
+  if (loaded instanceof LLM) await loaded.dispose();
+  else assert.equal((loaded as Error).name, "BackendUnavailableError");
+  assert.equal(openFds(), before);
 });

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { promisify } from "node:util";
-import { LLM } from "../src/engine/llm.js";
+import { LLM } from "../src/llm.js";
 import { SafetensorsCheckpoint } from "../src/model/checkpoint.js";
 import { openModel } from "../src/model/load.js";
 import { quantizeModel } from "../src/quant/quantize.js";

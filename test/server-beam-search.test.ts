@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import OpenAI from "openai";
-import type { LLM } from "../src/engine/llm.js";
+import type { LLM } from "../src/llm.js";
 import { loadTestModel, MODEL_NAME, postJson, startTestServer, type TestServer } from "./server-harness.js";
 
 const PROMPT = "In the beginning the Universe was created. This has made a lot of people very angry";

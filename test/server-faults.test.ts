@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import type { LLM } from "../src/engine/llm.js";
+import type { LLM } from "../src/llm.js";
 import {
   eventually,
   loadTestModel,

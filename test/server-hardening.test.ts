@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { after, before, describe, test } from "node:test";
-import type { LLM } from "../src/engine/llm.js";
+import type { LLM } from "../src/llm.js";
 import { OPEN_ROUTES } from "../src/server/auth.js";
 import { registerWebRoutes } from "../src/server/web/routes.js";
 import {

@@ -5,7 +5,7 @@
 
 import { fileURLToPath } from "node:url";
 import type { FastifyInstance } from "fastify";
-import { LLM, type LLMLoadOptions } from "../src/engine/llm.js";
+import { LLM, type LLMLoadOptions } from "../src/llm.js";
 import { buildServer, type ServerOptions } from "../src/server/app.js";
 
 export const repoRoot = fileURLToPath(new URL("../../", import.meta.url));

@@ -11,7 +11,7 @@ import { Ajv } from "ajv";
 import OpenAI from "openai";
 import { zodResponseFormat } from "openai/helpers/zod";
 import { z } from "zod";
-import type { LLM } from "../src/engine/llm.js";
+import type { LLM } from "../src/llm.js";
 import {
   loadTestModel,
   MODEL_NAME,

@@ -9,7 +9,7 @@ import { after, before, test } from "node:test";
 import { Ajv } from "ajv";
 import OpenAI from "openai";
 import type { ChatCompletionTool } from "openai/resources/chat/completions";
-import type { LLM } from "../src/engine/llm.js";
+import type { LLM } from "../src/llm.js";
 import { ChatFormatter } from "../src/tokenizer/chat-template.js";
 import { loadTestModel, MODEL_NAME, postJson, startTestServer, type TestServer } from "./server-harness.js";
 

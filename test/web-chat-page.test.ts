@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
-import type { LLM } from "../src/engine/llm.js";
+import type { LLM } from "../src/llm.js";
 import { registerWebRoutes } from "../src/server/web/routes.js";
 import { loadTestModel, repoRoot, startTestServer, type TestServer } from "./server-harness.js";
 

@@ -24,6 +24,8 @@ export interface BackendOptions {
   kvCacheBytes?: number;
   /** Progress of weight loading, in bytes. */
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
+  /** Cancels the load: checked between tensors; load() then rejects with the signal's reason. */
+  signal?: AbortSignal;
 }
 
 /** What the backend allocated; the engine's block manager is built from it. */

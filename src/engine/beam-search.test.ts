@@ -6,8 +6,8 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { LLM } from "../llm.js";
 import { beamScore, beamSearch } from "./beam-search.js";
-import { LLM } from "./llm.js";
 import { InvalidParamError } from "./sampling-params.js";
 import type { EngineClient, EngineRequest, RequestOutput } from "./types.js";
 

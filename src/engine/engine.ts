@@ -12,10 +12,17 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
 import { buildStepBatch, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
-import { InvalidParamError, resolveSamplingParams } from "./sampling-params.js";
+import { resolveSamplingParams } from "./sampling-params.js";
 import { type ScheduledSequence, Scheduler, type SequenceUpdate } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
-import type { EngineClient, EngineRequest, EngineStats, RequestOutput } from "./types.js";
+import {
+  type EngineClient,
+  EngineClosedError,
+  type EngineRequest,
+  type EngineStats,
+  InvalidParamError,
+  type RequestOutput,
+} from "./types.js";
 
 export interface EngineOptions {
   model: ModelSource;
@@ -33,12 +40,11 @@ export interface EngineOptions {
   gpuMemoryUtilization?: number;
   kvCacheBytes?: number;
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
+  /** Cancels the load (checked between tensors). */
+  loadSignal?: AbortSignal;
 }
 
-/** generate() after shutdown() began. */
-export class EngineClosedError extends Error {
-  override name = "EngineClosedError";
-}
+export { EngineClosedError } from "./types.js";
 
 interface ActiveRequest {
   seq: Sequence;
@@ -119,6 +125,7 @@ export class Engine implements EngineClient {
       gpuMemoryUtilization: opts.gpuMemoryUtilization,
       kvCacheBytes: opts.kvCacheBytes,
       onLoadProgress: opts.onLoadProgress,
+      signal: opts.loadSignal,
     });
     const blockManager = new BlockManager(
       layout.numBlocks,

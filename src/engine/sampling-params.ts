@@ -4,18 +4,10 @@
  * which the HTTP server turns into a 400.
  */
 import { type ResolvedConstraintParams, resolveConstraintParams } from "../structured/engine-constraints.js";
-import type { SamplingParams } from "./types.js";
+import { InvalidParamError, type SamplingParams } from "./types.js";
 
-/** An invalid request value: `param` is the API field name (snake_case), e.g. `top_p`. */
-export class InvalidParamError extends Error {
-  override name = "InvalidParamError";
-  constructor(
-    readonly param: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+// Defined in the seam file (types.ts); re-exported for the validators' many callers.
+export { InvalidParamError } from "./types.js";
 
 /** Below this temperature sampling is greedy (vLLM's _SAMPLING_EPS). */
 const GREEDY_TEMPERATURE_EPS = 1e-5;

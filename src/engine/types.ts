@@ -122,3 +122,19 @@ export interface EngineClient {
   /** Stops taking requests; lets running ones finish for graceMs, then aborts the rest. */
   shutdown(opts?: { graceMs?: number }): Promise<void>;
 }
+
+/** An invalid request value: `param` is the API field name (snake_case), e.g. `top_p`. Servers answer 400. */
+export class InvalidParamError extends Error {
+  override name = "InvalidParamError";
+  constructor(
+    readonly param: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** generate() after shutdown() began. Servers answer 503. */
+export class EngineClosedError extends Error {
+  override name = "EngineClosedError";
+}

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { Ajv } from "ajv";
 import { sampleToken } from "../backend/sampler.js";
 import { buildSamplingArrays } from "../backend/sampler-arrays.js";
-import { LLM } from "../engine/llm.js";
+import { LLM } from "../llm.js";
 import type { ConstraintSpec } from "./constraint-spec.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));

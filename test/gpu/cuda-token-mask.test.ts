@@ -12,7 +12,7 @@ import type { KvLayout } from "../../src/backend/backend.js";
 import { CudaBackend } from "../../src/backend/cuda/cuda-backend.js";
 import { sampleToken } from "../../src/backend/sampler.js";
 import type { SequenceSampling } from "../../src/backend/sampler-arrays.js";
-import { LLM } from "../../src/engine/llm.js";
+import { LLM } from "../../src/llm.js";
 import { openModel } from "../../src/model/load.js";
 import { StepBuilder } from "../conformance/step-builder.js";
 import { modelDir, repoRoot } from "../server-harness.js";

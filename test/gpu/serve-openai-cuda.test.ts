@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import OpenAI from "openai";
-import { LLM } from "../../src/engine/llm.js";
+import { LLM } from "../../src/llm.js";
 import { MODEL_NAME, modelDir, startTestServer, type TestServer } from "../server-harness.js";
 import { cudaUnavailableReason } from "./gpu-available.js";
 

@@ -50,7 +50,7 @@ export class CpuBackend implements Backend {
     const arena = new WasmArena();
     let weights: Awaited<ReturnType<typeof loadCpuWeights>>;
     try {
-      weights = await loadCpuWeights(source, arena, opts.onLoadProgress);
+      weights = await loadCpuWeights(source, arena, opts.onLoadProgress, opts.signal);
     } catch (err) {
       await arena.dispose();
       throw err;

@@ -23,16 +23,18 @@ export interface CpuWeights {
   lmHead: PackedLinear; // (hidden) -> (vocab padded to a multiple of 8)
 }
 
-/** Tracks bytes read for BackendOptions.onLoadProgress. */
+/** Tracks bytes read for BackendOptions.onLoadProgress; a tensor read after BackendOptions.signal aborts throws. */
 class LoadProgress {
   private loaded = 0;
   constructor(
     private readonly total: number,
     private readonly report?: (loaded: number, total: number) => void,
+    private readonly signal?: AbortSignal,
   ) {}
   add(bytes: number): void {
     this.loaded += bytes;
     this.report?.(this.loaded, this.total);
+    this.signal?.throwIfAborted();
   }
 }
 
@@ -131,11 +133,13 @@ export async function loadCpuWeights(
   source: ModelSource,
   arena: WasmArena,
   onProgress?: (loaded: number, total: number) => void,
+  signal?: AbortSignal,
 ): Promise<CpuWeights> {
+  signal?.throwIfAborted();
   const { config, checkpoint: ckpt } = source;
   const names = describeWeights(config);
   const total = ckpt.names().reduce((sum, n) => sum + ckpt.info(n).byteLength, 0);
-  const progress = new LoadProgress(total, onProgress);
+  const progress = new LoadProgress(total, onProgress, signal);
   const hd = config.hiddenSize;
   const embedding = await readFloat(ckpt, names.embedTokens, config.vocabSize * hd, progress);
   const layers: DecoderLayerWeights[] = [];

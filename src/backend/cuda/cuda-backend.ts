@@ -57,7 +57,7 @@ export class CudaBackend implements Backend {
   async load(source: ModelSource, opts: BackendOptions): Promise<KvLayout> {
     const engine = await this.initEngine(source.config);
     try {
-      await uploadCheckpoint(engine, source, opts.onLoadProgress);
+      await uploadCheckpoint(engine, source, opts.onLoadProgress, opts.signal);
       return await this.finish(engine, opts);
     } catch (err) {
       await this.dispose();

@@ -69,11 +69,12 @@ const FUSED: readonly [NativeWeightSlot, LinearName[]][] = [
   ["down", ["down_proj"]],
 ];
 
-/** Uploads every weight of `source`; reports bytes read through onProgress. */
+/** Uploads every weight of `source`; reports bytes read through onProgress; `signal` is checked between uploads. */
 export async function uploadCheckpoint(
   engine: NativeEngine,
   source: ModelSource,
   onProgress?: (loadedBytes: number, totalBytes: number) => void,
+  signal?: AbortSignal,
 ): Promise<void> {
   const { config, checkpoint } = source;
   const names = describeWeights(config);
@@ -133,6 +134,7 @@ export async function uploadCheckpoint(
   }
   let next: Promise<unknown> | null = uploads.length > 0 ? uploads[0].read() : null;
   for (let i = 0; i < uploads.length; i++) {
+    signal?.throwIfAborted();
     const data = await next;
     next = i + 1 < uploads.length ? uploads[i + 1].read() : null;
     // A failed read of the next tensor surfaces at its own await; keep it from being reported as unhandled first.

@@ -6,7 +6,7 @@
 import readline from "node:readline";
 import { type Command, Option } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
-import { LLM } from "../../engine/llm.js";
+import { LLM } from "../../llm.js";
 import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { SamplingParams } from "../../engine/types.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";

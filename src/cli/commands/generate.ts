@@ -2,7 +2,7 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
-import { type ChatParams, LLM } from "../../engine/llm.js";
+import { type ChatParams, LLM } from "../../llm.js";
 import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";

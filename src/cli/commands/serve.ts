@@ -5,7 +5,7 @@
 import { type Command, InvalidArgumentError, Option } from "commander";
 import pino from "pino";
 import type { BackendChoice } from "../../backend/create.js";
-import { LLM } from "../../engine/llm.js";
+import { LLM } from "../../llm.js";
 import {
   buildServer,
   DEFAULT_BODY_LIMIT,
