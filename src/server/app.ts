@@ -24,6 +24,7 @@ import { registerCompletions } from "./routes/completions.js";
 import { registerGenerate } from "./routes/generate.js";
 import { registerHealth } from "./routes/health.js";
 import { registerModels } from "./routes/models.js";
+import { registerResponses } from "./routes/responses.js";
 import { registerTokenize } from "./routes/tokenize.js";
 
 export interface ServerOptions {
@@ -168,6 +169,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   registerModels(app, ctx);
   registerChatCompletions(app, ctx);
   registerCompletions(app, ctx);
+  registerResponses(app, ctx);
   registerTokenize(app, ctx);
   await registerGenerate(app, ctx);
   if (opts.registerWebRoutes) await opts.registerWebRoutes(app, ctx);

@@ -2,6 +2,8 @@
  * Prometheus metrics under vLLM v1's names, labels (`model_name`, `engine`) and buckets, so vLLM's Grafana
  * dashboards work unchanged. Each server has its own registry (tests run several in one process).
  *
+ * Counters carry the `_total` suffix that Python's prometheus_client adds to vLLM's counter names.
+ *
  * Request timings as vLLM defines them: time to first token and end-to-end latency count from the HTTP
  * request's arrival; queue time from submission to the engine to the first scheduling; prefill from then to
  * the first token; decode from the first token to the last; inference = prefill + decode.
@@ -143,17 +145,17 @@ export class ServerMetrics implements JobObserver {
       }).inc(labels, 0);
     };
     cumulative(
-      "vllm:num_preemptions",
+      "vllm:num_preemptions_total",
       "Cumulative number of preemption from the engine.",
       () => engine.stats().numPreemptions,
     );
     cumulative(
-      "vllm:prefix_cache_queries",
+      "vllm:prefix_cache_queries_total",
       "Prefix cache queries, in terms of number of queried tokens.",
       () => engine.stats().prefixCacheQueries,
     );
     cumulative(
-      "vllm:prefix_cache_hits",
+      "vllm:prefix_cache_hits_total",
       "Prefix cache hits, in terms of number of cached tokens.",
       () => engine.stats().prefixCacheHits,
     );
@@ -184,10 +186,10 @@ export class ServerMetrics implements JobObserver {
     );
 
     const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers });
-    this.promptTokens = counter("vllm:prompt_tokens", "Number of prefill tokens processed.");
-    this.generationTokens = counter("vllm:generation_tokens", "Number of generation tokens processed.");
+    this.promptTokens = counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.");
+    this.generationTokens = counter("vllm:generation_tokens_total", "Number of generation tokens processed.");
     this.requestSuccess = new Counter({
-      name: "vllm:request_success",
+      name: "vllm:request_success_total",
       help: "Count of successfully processed requests.",
       labelNames: [...labelNames, "finished_reason"],
       registers,
