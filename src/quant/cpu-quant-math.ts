@@ -5,8 +5,9 @@
  * wrote before QuantMath existed. Handles are plain host arrays that carry their shapes; `release` has nothing
  * to free (the garbage collector does it once the caller drops them).
  */
-import type { LayerDims } from "../backend/cpu/decoder-layer.js";
+
 import { type GroupQuantized, groupQuantize } from "../model/awq.js";
+import type { LayerDims } from "../model/fused-layout.js";
 import type { ModelConfig } from "../model/types.js";
 import { searchClip } from "./clip-search.js";
 import { dampedGram, GPTQ_MAX_IN_FEATURES, gptqQuantize } from "./gptq-round.js";

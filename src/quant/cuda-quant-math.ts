@@ -7,8 +7,7 @@
  * Ops that only enqueue GPU work return at once, in call order on one stream; the others await the GPU off the
  * JS thread. Handles must be released (GPU memory); dispose() frees everything at once.
  */
-import { layerDims } from "../backend/cpu/cpu-model.js";
-import type { LayerDims } from "../backend/cpu/decoder-layer.js";
+
 import { nativeDims } from "../backend/cuda/load-weights.js";
 import {
   loadQuantContextClass,
@@ -16,6 +15,8 @@ import {
   type NativeQuantDims,
 } from "../backend/cuda/native-addon.js";
 import type { GroupQuantized } from "../model/awq.js";
+import type { LayerDims } from "../model/fused-layout.js";
+import { layerDims } from "../model/fused-layout.js";
 import type { ModelConfig } from "../model/types.js";
 import { GPTQ_MAX_IN_FEATURES } from "./gptq-round.js";
 import {

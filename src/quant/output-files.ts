@@ -6,13 +6,13 @@
 import { access, chmod, copyFile, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { packAwq } from "../model/awq.js";
+import { fusedOutFeatures, fusedPlacement } from "../model/fused-layout.js";
 import { f32ToF16Array } from "../model/half.js";
 import type { TensorToWrite } from "../model/safetensors-writer.js";
 import type { ModelConfig } from "../model/types.js";
 import type { LayerWeightNames, LinearName } from "../model/weights.js";
 import type { QuantizedLayer } from "./awq-search.js";
 import { sliceColumns } from "./group-math.js";
-import type { FusedLinear } from "./layer-runner.js";
 
 /** Files copied as they are when the fp16 folder has them. */
 export const COPIED_FILES = [
@@ -76,27 +76,6 @@ export async function copyModelFiles(srcDir: string, outDir: string): Promise<st
   return copied;
 }
 
-/** Where each Llama linear sits in the fused matrices of layer-runner.ts: [fused, first column]. */
-export function fusedPlacement(config: ModelConfig): Record<LinearName, [FusedLinear, number]> {
-  const qDim = config.numHeads * config.headDim;
-  const kvDim = config.numKvHeads * config.headDim;
-  return {
-    q_proj: ["qkv", 0],
-    k_proj: ["qkv", qDim],
-    v_proj: ["qkv", qDim + kvDim],
-    o_proj: ["o", 0],
-    gate_proj: ["gateUp", 0],
-    up_proj: ["gateUp", config.intermediateSize],
-    down_proj: ["down", 0],
-  };
-}
-
-/** The fused width of each fused linear. */
-export function fusedWidth(config: ModelConfig): Record<FusedLinear, number> {
-  const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter } = config;
-  return { qkv: (numHeads + 2 * numKvHeads) * headDim, o: hd, gateUp: 2 * inter, down: hd };
-}
-
 /**
  * The tensors of one layer in AutoAWQ's names, dtypes and shapes, sorted by name as torch writes them:
  * `<module>.qweight` I32 (in, out/8), `.qzeros` I32 (in/g, out/8), `.scales` F16 (in/g, out), norms F16 (hidden).
@@ -124,14 +103,13 @@ export function layerTensors(
     },
   ];
   const placement = fusedPlacement(config);
-  const widths = fusedWidth(config);
   for (const [name, linear] of Object.entries(names.linears) as [
     LinearName,
     (typeof names.linears)[LinearName],
   ][]) {
     const { inFeatures: inF, outFeatures: outF, module } = linear;
     const [fused, start] = placement[name];
-    const width = widths[fused];
+    const width = fusedOutFeatures(config, fused);
     const groups = inF / groupSize;
     const part = async () => (await get()).linears[fused];
     tensors.push(

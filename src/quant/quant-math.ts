@@ -15,23 +15,16 @@
  * C is a per-(group, column) f32 matrix (in / groupSize, out) (clip bounds, clip ratios).
  */
 
-import type { LayerDims } from "../backend/cpu/decoder-layer.js";
 import type { GroupQuantized } from "../model/awq.js";
+import {
+  type FusedLinear,
+  fusedInFeatures,
+  fusedOutFeatures,
+  type LayerDims,
+} from "../model/fused-layout.js";
 
-/** The four matmuls of a layer as the layer code fuses them: q|k|v, o, gate|up, down. */
-export type FusedLinear = "qkv" | "o" | "gateUp" | "down";
-
-/** Width of a fused linear's input, from the layer's dims. */
-export function fusedInFeatures(dims: LayerDims, which: FusedLinear): number {
-  const { hiddenSize: hd, numHeads, headDim, intermediateSize: inter } = dims;
-  return { qkv: hd, o: numHeads * headDim, gateUp: hd, down: inter }[which];
-}
-
-/** Width of a fused linear's output (q|k|v and gate|up side by side), from the layer's dims. */
-export function fusedOutFeatures(dims: LayerDims, which: FusedLinear): number {
-  const { hiddenSize: hd, numHeads, numKvHeads, headDim, intermediateSize: inter } = dims;
-  return { qkv: (numHeads + 2 * numKvHeads) * headDim, o: hd, gateUp: 2 * inter, down: hd }[which];
-}
+// The layout is model/fused-layout.ts's; the quantizer's interface speaks in it.
+export { type FusedLinear, fusedInFeatures, fusedOutFeatures };
 
 /** Blocks of seqlen tokens in x (blocks * seqlen, hidden); throws naming the expected shape. */
 export function activationBlocks(dims: LayerDims, seqlen: number, x: Float32Array): number {

@@ -14,6 +14,7 @@
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
 import { BackendUnavailableError } from "../backend/backend.js";
+import { readFloatTensor } from "../model/fused-layout.js";
 import { f32ToF16Array } from "../model/half.js";
 import { openModel } from "../model/load.js";
 import { type TensorToWrite, writeSafetensors } from "../model/safetensors-writer.js";
@@ -31,7 +32,7 @@ import {
 } from "./awq-search.js";
 import { buildCalibrationBlocks, readCalibrationTexts } from "./calibration.js";
 import { createQuantMath, QUANT_BACKENDS, type QuantBackendChoice } from "./create-quant-math.js";
-import { readDenseLayer, readFloatTensor } from "./dense-layer.js";
+import { readDenseLayer } from "./dense-layer.js";
 import { copyModelFiles, layerTensors, writeConfigFiles } from "./output-files.js";
 import type { AnyQuantMath } from "./quant-math.js";
 

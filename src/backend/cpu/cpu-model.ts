@@ -4,6 +4,7 @@
  * stays responsive; logits are handed out chunk by chunk (a full-vocab row per requested token) instead of
  * being materialized for a whole step.
  */
+import { layerDims } from "../../model/fused-layout.js";
 import type { ModelConfig } from "../../model/types.js";
 import type { StepBatch } from "../backend.js";
 import { attendSequence, pagedKvSource, reserveAttention } from "./attention.js";
@@ -34,16 +35,7 @@ export interface KvCache {
 /** Receives logits rows: `rows[i]` is the token index of row i of `logits` (count rows, row stride `stride`). */
 export type LogitsConsumer = (rows: Int32Array, logits: Float32Array, stride: number) => void;
 
-export function layerDims(config: ModelConfig): LayerDims {
-  return {
-    hiddenSize: config.hiddenSize,
-    numHeads: config.numHeads,
-    numKvHeads: config.numKvHeads,
-    headDim: config.headDim,
-    intermediateSize: config.intermediateSize,
-    rmsNormEps: config.rmsNormEps,
-  };
-}
+export { layerDims };
 
 export function ropeSpec(config: ModelConfig): RopeSpec {
   return { headDim: config.headDim, theta: config.ropeTheta, scaling: config.ropeScaling };

@@ -7,6 +7,7 @@
  *
  * q/k/v and gate/up are fused into one packed matrix each at load (one matmul instead of three / two).
  */
+import type { LayerDims } from "../../model/fused-layout.js";
 import { addInPlace, applyRope, rmsNorm, siluMulInPlace } from "./ops.js";
 import type { Scratch } from "./scratch.js";
 
@@ -18,14 +19,7 @@ export interface PackedLinear {
   outFeatures: number;
 }
 
-export interface LayerDims {
-  hiddenSize: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  intermediateSize: number;
-  rmsNormEps: number;
-}
+export type { LayerDims };
 
 export interface DecoderLayerWeights {
   inputNorm: Float32Array; // (hidden)

@@ -9,7 +9,8 @@
  * models, tests of one or two layers of the 13B shape) and out of reach anyway for a full 13B in wasm32's 4 GiB.
  */
 import { AWQ_ORDER } from "../../model/awq.js";
-import { bf16ToF32Array, f16ToF32Array } from "../../model/half.js";
+import { fusedParts, loadedBytes, readFloatTensor } from "../../model/fused-layout.js";
+import { f16ToF32Array } from "../../model/half.js";
 import type { Checkpoint, ModelSource } from "../../model/types.js";
 import { describeWeights, type LinearWeightNames } from "../../model/weights.js";
 import type { DecoderLayerWeights, PackedLinear } from "./decoder-layer.js";
@@ -38,26 +39,15 @@ class LoadProgress {
   }
 }
 
-/** A float tensor as f32, checking its element count. */
+/** A float tensor as f32 (readFloatTensor), counted in the load's progress. */
 async function readFloat(
   ckpt: Checkpoint,
   name: string,
   count: number,
   progress: LoadProgress,
 ): Promise<Float32Array> {
-  const info = ckpt.info(name);
-  const data = await ckpt.read(name);
-  progress.add(info.byteLength);
-  let out: Float32Array;
-  if (info.dtype === "F16") out = f16ToF32Array(data as Uint16Array);
-  else if (info.dtype === "BF16") out = bf16ToF32Array(data as Uint16Array);
-  else if (info.dtype === "F32") out = data as Float32Array;
-  else throw new Error(`${ckpt.dir}: tensor ${name} has dtype ${info.dtype}; expected F16, BF16 or F32`);
-  if (out.length !== count) {
-    throw new Error(
-      `${ckpt.dir}: tensor ${name} has ${out.length} elements (shape [${info.shape}]), expected ${count}`,
-    );
-  }
+  const out = await readFloatTensor(ckpt, name, count);
+  progress.add(ckpt.info(name).byteLength);
   return out;
 }
 
@@ -138,20 +128,19 @@ export async function loadCpuWeights(
   signal?.throwIfAborted();
   const { config, checkpoint: ckpt } = source;
   const names = describeWeights(config);
-  const total = ckpt.names().reduce((sum, n) => sum + ckpt.info(n).byteLength, 0);
+  const total = loadedBytes(ckpt, names);
   const progress = new LoadProgress(total, onProgress, signal);
   const hd = config.hiddenSize;
   const embedding = await readFloat(ckpt, names.embedTokens, config.vocabSize * hd, progress);
   const layers: DecoderLayerWeights[] = [];
   for (const layer of names.layers) {
-    const lin = layer.linears;
     layers.push({
       inputNorm: await readFloat(ckpt, layer.inputLayernorm, hd, progress),
-      qkv: await loadPackedLinear(ckpt, [lin.q_proj, lin.k_proj, lin.v_proj], arena, progress),
-      o: await loadPackedLinear(ckpt, [lin.o_proj], arena, progress),
+      qkv: await loadPackedLinear(ckpt, fusedParts(layer, "qkv"), arena, progress),
+      o: await loadPackedLinear(ckpt, fusedParts(layer, "o"), arena, progress),
       postAttentionNorm: await readFloat(ckpt, layer.postAttentionLayernorm, hd, progress),
-      gateUp: await loadPackedLinear(ckpt, [lin.gate_proj, lin.up_proj], arena, progress),
-      down: await loadPackedLinear(ckpt, [lin.down_proj], arena, progress),
+      gateUp: await loadPackedLinear(ckpt, fusedParts(layer, "gateUp"), arena, progress),
+      down: await loadPackedLinear(ckpt, fusedParts(layer, "down"), arena, progress),
     });
   }
   const finalNorm = await readFloat(ckpt, names.norm, hd, progress);

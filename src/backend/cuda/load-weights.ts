@@ -2,8 +2,9 @@
  * Streams a checkpoint into the CUDA engine tensor by tensor (never a whole file): norms and the embedding as
  * vectors, q|k|v and gate|up as fused linears (the addon concatenates them along `out` and repacks AWQ once).
  */
+import { FUSED_LINEARS, loadedBytes } from "../../model/fused-layout.js";
 import type { Checkpoint, ModelConfig, ModelSource, TensorData } from "../../model/types.js";
-import { describeWeights, type LinearName, type LinearWeightNames } from "../../model/weights.js";
+import { describeWeights, type LinearWeightNames } from "../../model/weights.js";
 import type {
   NativeEngine,
   NativeLinearPart,
@@ -62,13 +63,6 @@ async function readLinear(
   };
 }
 
-const FUSED: readonly [NativeWeightSlot, LinearName[]][] = [
-  ["qkv", ["q_proj", "k_proj", "v_proj"]],
-  ["o", ["o_proj"]],
-  ["gateUp", ["gate_proj", "up_proj"]],
-  ["down", ["down_proj"]],
-];
-
 /** Uploads every weight of `source`; reports bytes read through onProgress; `signal` is checked between uploads. */
 export async function uploadCheckpoint(
   engine: NativeEngine,
@@ -78,17 +72,7 @@ export async function uploadCheckpoint(
 ): Promise<void> {
   const { config, checkpoint } = source;
   const names = describeWeights(config);
-  const used: string[] = [names.embedTokens, names.norm];
-  if (!names.lmHeadTied) used.push(names.lmHead);
-  for (const layer of names.layers) {
-    used.push(layer.inputLayernorm, layer.postAttentionLayernorm);
-    for (const l of Object.values(layer.linears)) {
-      if (l.kind === "dense") used.push(l.weight);
-      else used.push(l.qweight, l.qzeros, l.scales);
-    }
-  }
-  let total = 0;
-  for (const name of used) total += checkpoint.info(name).byteLength;
+  const total = loadedBytes(checkpoint, names);
   let loaded = 0;
   const progress = (bytes: number) => {
     loaded += bytes;
@@ -107,7 +91,7 @@ export async function uploadCheckpoint(
   for (const layer of names.layers) {
     vector("inputNorm", layer.index, layer.inputLayernorm);
     vector("postNorm", layer.index, layer.postAttentionLayernorm);
-    for (const [slot, members] of FUSED) {
+    for (const [slot, members] of FUSED_LINEARS) {
       const kinds = new Set(members.map((m) => layer.linears[m].kind));
       if (kinds.size > 1) {
         throw new Error(
