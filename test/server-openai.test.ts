@@ -372,7 +372,7 @@ test("auth: a second key works, a wrong one gets 401; /health, /version and /met
   ]) {
     assert.ok(metrics.includes(name), `/metrics has ${name}`);
   }
-  assert.match(metrics, /vllm:generation_tokens_total\{model_name="tiny-chat"\} [1-9]/);
+  assert.match(metrics, /vllm:generation_tokens_total\{model_name="tiny-chat",engine="0"\} [1-9]/);
 });
 
 test("chat: the `developer` role (OpenAI's newer system role) is the template's system role", async () => {
