@@ -206,15 +206,7 @@ export class CpuQuantMath
     noClipColumns: readonly [number, number][],
   ): CpuGroupMatrix {
     const { w, groupSize } = input;
-    const data = searchClip(this.runner, {
-      w: w.data,
-      inF: w.inF,
-      outF: w.outF,
-      groupSize,
-      gram: input.gram.data,
-      rowScale: input.rowScale,
-      noClipColumns,
-    });
+    const data = searchClip(this.runner, { ...hostErrorInput(input), noClipColumns });
     return { data, groups: w.inF / groupSize, outF: w.outF };
   }
 
@@ -261,14 +253,7 @@ export class CpuQuantMath
     keepBase: readonly [number, number][],
   ): Promise<{ mixed: CpuQuantized; taken: number }> {
     const { w, groupSize } = input;
-    const choice = {
-      w: w.data,
-      inF: w.inF,
-      outF: w.outF,
-      groupSize,
-      gram: input.gram.data,
-      rowScale: input.rowScale,
-    };
+    const choice = hostErrorInput(input);
     const { mixed, taken } = chooseColumns(this.runner, choice, base.gq, candidate.gq, keepBase);
     return { mixed: { gq: mixed, inF: w.inF, outF: w.outF, groupSize }, taken };
   }
@@ -282,4 +267,10 @@ export class CpuQuantMath
   async dispose(): Promise<void> {
     await this.runner.dispose();
   }
+}
+
+/** A weight-error input as the host searches (clip-search.ts, rounding-choice.ts) take it: flat arrays. */
+function hostErrorInput(input: WeightErrorInput<CpuWeight, CpuGram>) {
+  const { w, groupSize } = input;
+  return { w: w.data, inF: w.inF, outF: w.outF, groupSize, gram: input.gram.data, rowScale: input.rowScale };
 }
