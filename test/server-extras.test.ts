@@ -350,7 +350,27 @@ describe("POST /v1/responses", () => {
     assertRefused(await postJson(url, { input: "Hi", tools: [{ type: "web_search" }] }), "tools");
     assertRefused(await postJson(url, { input: "Hi", max_output_tokens: 0 }), "max_output_tokens");
   });
-  test("top_p and temperature change the sampling as on chat", async () => {
+  test("text.format json_schema constrains the output; metadata and user come back", async () => {
+    const response = await client.responses.create({
+      model: MODEL_NAME,
+      input: "Yes or no?",
+      max_output_tokens: 8,
+      text: {
+        format: {
+          type: "json_schema",
+          name: "answer",
+          schema: { type: "string", enum: ["yes", "no"] },
+          strict: true,
+        },
+      },
+      metadata: { ticket: "42" },
+      user: "tester",
+    });
+    assert.ok(["yes", "no"].includes(JSON.parse(response.output_text)), response.output_text);
+    assert.deepEqual(response.metadata, { ticket: "42" });
+    assert.equal(response.user, "tester");
+  });
+  test("temperature and top_p are the sampling's (a tiny top_p at temperature 1 is greedy)", async () => {
     const a = await postJson(`${server.url}/v1/responses`, {
       input: "Hi",
       max_output_tokens: 6,
@@ -358,6 +378,13 @@ describe("POST /v1/responses", () => {
     });
     const b = await chat({ messages: [{ role: "user", content: "Hi" }], max_tokens: 6, temperature: 0 });
     assert.equal(a.json.output[0].content[0].text, b.json.choices[0].message.content);
+    const nucleus = await postJson(`${server.url}/v1/responses`, {
+      input: "Hi",
+      max_output_tokens: 6,
+      temperature: 1,
+      top_p: 1e-6,
+    });
+    assert.equal(nucleus.json.output[0].content[0].text, b.json.choices[0].message.content);
     assertRefused(await postJson(`${server.url}/v1/responses`, { input: "Hi", top_p: 0 }), "top_p");
   });
 });

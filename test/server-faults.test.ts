@@ -233,10 +233,7 @@ test(`${BAD.length} bad requests each get the right status and name the field; a
   const good = { messages: user, max_tokens: 24, temperature: 0, ignore_eos: true };
   const alone = await streamText(good);
   // What asks for nothing beyond text stays accepted.
-  assert.equal(
-    await streamText({ ...good, response_format: { type: "text" }, tool_choice: "none" }),
-    alone,
-  );
+  assert.equal(await streamText({ ...good, response_format: { type: "text" }, tool_choice: "none" }), alone);
   const beside = streamText(good);
   for (const bad of BAD) {
     const headers: Record<string, string> = { ...auth, ...bad.headers };
@@ -290,7 +287,10 @@ test("a client that disconnects mid-stream aborts its request and frees its bloc
   await pending;
   await eventually(allBlocksFree, 5_000, "the aborted request's blocks to be free");
   const metrics = await (await fetch(`${server.url}/metrics`)).text();
-  assert.match(metrics, /vllm:request_success_total\{model_name="tiny-chat",engine="0",finished_reason="abort"\} 2/);
+  assert.match(
+    metrics,
+    /vllm:request_success_total\{model_name="tiny-chat",engine="0",finished_reason="abort"\} 2/,
+  );
 });
 
 test("overload (--max-queue 2, 2 sequences at a time) gives 429 with Retry-After, not a crash", async () => {

@@ -37,7 +37,10 @@ export function startChoices(
     "requests" in plan
       ? new GenerationJob(ctx.engine, id, plan.requests, ctx.metrics, arrivedAt)
       : new BeamSearchJob(ctx, plan.beamSearch.prompts, plan.beamSearch.params, arrivedAt);
-  setRequestLog(request, () => ({ requestId: id, ...job.logFields() }));
+  // OpenAI's `user` (an end-user id for abuse monitoring) goes to the request's log line.
+  const user = (request.body as { user?: unknown } | null)?.user;
+  const logUser = typeof user === "string" ? { user } : {};
+  setRequestLog(request, () => ({ requestId: id, ...logUser, ...job.logFields() }));
   const stopWatching = onClientGone(reply, () => job.abort());
   return { job, stopWatching };
 }
