@@ -99,22 +99,34 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
   if (!hopper() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
       reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
     return cudaErrorNotSupported;
-  const bool halfM = m <= 64;
-  const long tiles = (long)detail::ceil_div(m, halfM ? 64 : 128) * detail::ceil_div(out, 256);
-  if (tiles > kLinearCounters) return cudaErrorNotSupported;
   const int kChunks = in / 64;
-  int splits = g_splitOverride;
-  if (splits <= 0) {
-    splits = (int)std::max<long>(1, sms() / tiles);
-    // >= 24 chunks per split: on the H200 sweep, o_proj (80 chunks, 20 tiles) at m = 128 ran best
-    // with 3 splits (6 spent more on the partial sums than they saved).
-    splits = std::min(splits, std::max(1, kChunks / 24));
+  // Auto split: enough blocks to fill the SMs, >= 24 chunks per split (on the H200 sweep, o_proj with
+  // 80 chunks ran best with 3 splits: 6 spent more on the partial sums than they saved).
+  auto autoSplits = [&](long t) {
+    return (int)std::max<long>(1, std::min<long>(sms() / t, std::max(1, kChunks / 24)));
+  };
+  bool halfM = m <= 64;
+  long tiles = (long)detail::ceil_div(m, halfM ? 64 : 128) * detail::ceil_div(out, 256);
+  // 128 x 128 tiles for narrow matrices at decode sizes, where they give more blocks than the 256-wide
+  // tiles with their split (H200 sweep: o_proj at m = 64 and 128, down_proj and qkv at m = 128);
+  // at m <= 64 only when they also beat the 64-row tiles' block count within one wave.
+  const long tiles128 = (long)detail::ceil_div(m, 128) * detail::ceil_div(out, 128);
+  const bool use128 = halfM ? tiles128 <= sms() && tiles128 * autoSplits(tiles128) > tiles * autoSplits(tiles)
+                            : m <= 256 && 2 * tiles < sms();
+  int bn = 256;
+  if (use128) {
+    halfM = false;
+    bn = 128;
+    tiles = tiles128;
   }
+  if (tiles > kLinearCounters) return cudaErrorNotSupported;
+  int splits = g_splitOverride;
+  if (splits <= 0) splits = autoSplits(tiles);
   splits = std::max(1, std::min(splits, kChunks));
   float* ws = reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int));
   const size_t wsFloats = (workspaceBytes - kLinearCounters * sizeof(int)) / sizeof(float);
   while (splits > 1 && (size_t)splits * m * out > wsFloats) --splits;
-  return gemm_sm90_split(true, halfM, x, m, packed, in, out, group, y, splits, ws, static_cast<int*>(workspace),
+  return gemm_sm90_split(true, halfM, bn, x, m, packed, in, out, group, y, splits, ws, static_cast<int*>(workspace),
                          stream);
 }
 

@@ -313,9 +313,14 @@ cudaError_t gemm_sm90(bool awq, int bn, const __half* x, int m, const void* w, i
              : launch_sm90<false, 128, false>(x, m, w, in, out, group, y, 1, nullptr, nullptr, stream);
 }
 
-cudaError_t gemm_sm90_split(bool awq, bool halfM, const __half* x, int m, const void* w, int in, int out,
+cudaError_t gemm_sm90_split(bool awq, bool halfM, int bn, const __half* x, int m, const void* w, int in, int out,
                             int group, __half* y, int splits, float* ws, int* counters, cudaStream_t stream) {
   if (splits > 1 && (ws == nullptr || counters == nullptr)) return cudaErrorInvalidValue;
+  if (bn == 128) {
+    if (halfM) return cudaErrorInvalidValue;
+    return awq ? launch_sm90<true, 128, false>(x, m, w, in, out, group, y, splits, ws, counters, stream)
+               : launch_sm90<false, 128, false>(x, m, w, in, out, group, y, splits, ws, counters, stream);
+  }
   if (halfM)
     return awq ? launch_sm90<true, 256, true>(x, m, w, in, out, group, y, splits, ws, counters, stream)
                : launch_sm90<false, 256, true>(x, m, w, in, out, group, y, splits, ws, counters, stream);

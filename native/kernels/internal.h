@@ -28,9 +28,10 @@ cudaError_t dense_gemm(const __half* x, int m, const __half* w, int in, int out,
 cudaError_t gemm_sm90(bool awq, int bn, const __half* x, int m, const void* w, int in, int out,
                       int group, __half* y, cudaStream_t stream);
 
-// Split-K / 64-row-tile variants of the wgmma GEMM (see gemm_sm90.cu): gridDim.z = splits; ws holds
+// Split-K / 64-row-tile variants of the wgmma GEMM (see gemm_sm90.cu; bn = 128 or 256, halfM needs
+// 256): gridDim.z = splits; ws holds
 // splits * m * out floats and counters one int per (m, n) tile, zero on entry (left zero).
-cudaError_t gemm_sm90_split(bool awq, bool halfM, const __half* x, int m, const void* w, int in, int out,
+cudaError_t gemm_sm90_split(bool awq, bool halfM, int bn, const __half* x, int m, const void* w, int in, int out,
                             int group, __half* y, int splits, float* ws, int* counters, cudaStream_t stream);
 
 // AWQ linear for m > 8 through the split-K wgmma GEMM, with the workspace of kernels.h; returns
