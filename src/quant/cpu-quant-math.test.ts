@@ -1,34 +1,16 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { groupQuantize } from "../model/awq.js";
-import type { ModelConfig } from "../model/types.js";
 import { CpuQuantMath } from "./cpu-quant-math.js";
 import { dequantizeGroups } from "./group-math.js";
 import { InputStatsAccumulator } from "./input-stats.js";
 import { LayerRunner } from "./layer-runner.js";
 import type { FusedLinear } from "./quant-math.js";
 import { rand } from "./random.test-helper.js";
+import { tinyConfig } from "./tiny-config.test-helper.js";
 
 /** A small GQA layer: q 2 heads, k/v 1 head of 32. */
-const config: ModelConfig = {
-  architecture: "LlamaForCausalLM",
-  hiddenSize: 64,
-  intermediateSize: 128,
-  numLayers: 1,
-  numHeads: 2,
-  numKvHeads: 1,
-  headDim: 32,
-  vocabSize: 10,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  ropeScaling: null,
-  maxPositionEmbeddings: 64,
-  tieWordEmbeddings: true,
-  dtype: "float16",
-  bosTokenId: null,
-  eosTokenIds: [],
-  quantization: null,
-};
+const config = tinyConfig({ intermediateSize: 128, numHeads: 2, headDim: 32 });
 const SEQLEN = 8;
 const GROUP = 32;
 const LINEARS: readonly FusedLinear[] = ["qkv", "o", "gateUp", "down"];

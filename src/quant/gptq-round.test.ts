@@ -1,33 +1,15 @@
 import assert from "node:assert/strict";
 import { after, describe, test } from "node:test";
 import { groupQuantize } from "../model/awq.js";
-import type { ModelConfig } from "../model/types.js";
 import { dampedGram, gptqQuantize, inverseCholeskyUpper } from "./gptq-round.js";
 import { InputStatsAccumulator } from "./input-stats.js";
 import { LayerRunner } from "./layer-runner.js";
 import { rand } from "./random.test-helper.js";
 import { chooseColumns, columnErrors } from "./rounding-choice.js";
+import { tinyConfig } from "./tiny-config.test-helper.js";
 
 /** Only the matmul of the runner is used here; any small layer shape will do. */
-const config: ModelConfig = {
-  architecture: "LlamaForCausalLM",
-  hiddenSize: 64,
-  intermediateSize: 64,
-  numLayers: 1,
-  numHeads: 1,
-  numKvHeads: 1,
-  headDim: 64,
-  vocabSize: 10,
-  rmsNormEps: 1e-5,
-  ropeTheta: 10000,
-  ropeScaling: null,
-  maxPositionEmbeddings: 64,
-  tieWordEmbeddings: true,
-  dtype: "float16",
-  bosTokenId: null,
-  eosTokenIds: [],
-  quantization: null,
-};
+const config = tinyConfig();
 
 describe("GPTQ rounding", () => {
   const runner = new LayerRunner(config, 64);
