@@ -139,6 +139,13 @@ describe("chat prompt flags", () => {
     const text = chunks.map((c) => c.choices[0]?.delta?.content ?? "").join("");
     assert.equal(text, echoed.json.choices[0].message.content);
   });
+  test("known OpenAI / vLLM fields this server does not implement are refused by name, defaults accepted", async () => {
+    assertRefused(await chat({ chat_template_kwargs: { enable_thinking: true } }), "chat_template_kwargs");
+    assertRefused(await chat({ store: true }), "store");
+    assertRefused(await chat({ priority: 5 }), "priority");
+    assertRefused(await complete({ max_tokens: 1, prompt_embeds: "AAAA" }), "prompt_embeds");
+    assert.equal((await chat({ store: false, priority: 0, modalities: ["text"] })).status, 200);
+  });
   test("tools: [] is a 400 naming tools", async () => {
     assertRefused(await chat({ tools: [] }), "tools");
   });

@@ -153,3 +153,41 @@ export function promptLogprobsEntries(
     return { [String(id)]: { logprob, rank: null, decoded_token: texts.decode([id]) } };
   });
 }
+
+/**
+ * Fields of OpenAI's and vLLM's request schemas that this server does not implement. The schemas let unknown
+ * fields through (clients send many), so these are refused by name when they ask for anything beyond the
+ * default, rather than silently ignored. `value` is what was sent (not null).
+ */
+const UNSUPPORTED: Record<string, (value: unknown) => string | null> = {
+  functions: () => "the functions API is replaced by tools",
+  function_call: () => "the functions API is replaced by tools / tool_choice",
+  audio: () => "this server produces text only",
+  modalities: (v) =>
+    Array.isArray(v) && v.every((m) => m === "text") ? null : "this server produces text only",
+  prediction: () => "predicted outputs are not supported",
+  reasoning_effort: () => "the model has no reasoning mode",
+  web_search_options: () => "there is no web search",
+  store: (v) => (v === false ? null : "completions are not stored"),
+  service_tier: (v) => (v === "auto" || v === "default" ? null : "there is one service tier"),
+  chat_template: () => "the chat template is chosen at startup (--chat-template)",
+  chat_template_kwargs: () => "the chat template takes no extra arguments here",
+  documents: () => "the chat template gets no documents here",
+  mm_processor_kwargs: () => "the model is text only",
+  prompt_embeds: () => "prompts are text or token ids",
+  priority: (v) => (v === 0 ? null : "requests are scheduled first come, first served"),
+  logits_processors: () => "custom logits processors are not supported",
+  return_tokens_as_token_ids: (v) => (v === false ? null : "logprobs tokens are always text"),
+  spaces_between_special_tokens: (v) => (v === true ? null : "special tokens are always decoded as written"),
+  cache_salt: () => "the prefix cache is shared by all requests",
+  kv_transfer_params: () => "there is no KV transfer",
+  vllm_xargs: () => "there are no extension arguments",
+};
+
+/** 400 naming the first field of UNSUPPORTED the body sets to a non-default value. */
+export function refuseUnsupportedFields(body: object): void {
+  for (const [name, value] of Object.entries(body)) {
+    const why = value === null || value === undefined ? null : (UNSUPPORTED[name]?.(value) ?? null);
+    if (why !== null) throw badRequest(`${name} is not supported by this server: ${why}`, name);
+  }
+}

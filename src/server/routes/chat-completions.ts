@@ -14,6 +14,7 @@ import {
   checkStreamOptions,
   fitMaxTokens,
   promptLogprobsEntries,
+  refuseUnsupportedFields,
   samplingFromBody,
   truncatePrompt,
 } from "../request-params.js";
@@ -32,6 +33,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
   app.post("/v1/chat/completions", async (request, reply) => {
     const body = validateBody(ChatCompletionBody, request.body);
     const model = checkModel(ctx, body.model);
+    refuseUnsupportedFields(body);
     if (body.tools != null && body.tools.length === 0) {
       throw badRequest("tools is an empty list; send at least one tool, or leave tools out", "tools");
     }

@@ -19,6 +19,7 @@ import {
   fitMaxTokens,
   paramsForChoice,
   promptLogprobsEntries,
+  refuseUnsupportedFields,
   samplingFromBody,
   truncatePrompt,
 } from "../request-params.js";
@@ -42,6 +43,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
   app.post("/v1/completions", async (request, reply) => {
     const body = validateBody(CompletionBody, request.body);
     const model = checkModel(ctx, body.model);
+    refuseUnsupportedFields(body);
     if (body.suffix) throw badRequest("suffix is not supported by this server", "suffix");
     checkStreamOptions(body);
     const n = body.n ?? 1;

@@ -13,7 +13,7 @@ import { chatPromptTokenIds } from "../chat-prompt.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { badRequest, engineFailure, toApiError } from "../errors.js";
 import type { ChoiceSource, Usage } from "../generation.js";
-import { checkSampling, fitMaxTokens, samplingFromBody } from "../request-params.js";
+import { checkSampling, fitMaxTokens, refuseUnsupportedFields, samplingFromBody } from "../request-params.js";
 import type { ChatMessage } from "../schemas.js";
 import { SseWriter } from "../sse.js";
 import { choicesOfOnePrompt, startChoices } from "../start-job.js";
@@ -96,6 +96,10 @@ function refuseUnsupported(body: ResponsesBody): void {
   if (body.reasoning != null) refuse("reasoning", "the model has no reasoning mode");
   if (body.include != null && body.include.length > 0) refuse("include", "there is nothing extra to include");
   if (body.top_logprobs != null) refuse("top_logprobs", "use /v1/chat/completions for logprobs");
+  const raw = body as Record<string, unknown>;
+  if (raw.conversation != null) refuse("conversation", "conversations are not stored");
+  if (raw.prompt != null) refuse("prompt", "there are no stored prompt templates");
+  refuseUnsupportedFields(body);
 }
 
 /** input + instructions -> chat messages (instructions first, as a system message). */
