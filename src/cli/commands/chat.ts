@@ -6,9 +6,9 @@
 import readline from "node:readline";
 import { type Command, Option } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
-import { LLM } from "../../llm.js";
 import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { SamplingParams } from "../../engine/types.js";
+import { LLM } from "../../llm.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
 import { integerFlag, numberFlag, positiveIntegerFlag } from "../flags.js";
 import { loadProgress } from "../progress.js";

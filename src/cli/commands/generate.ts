@@ -2,9 +2,9 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
-import { type ChatParams, LLM } from "../../llm.js";
 import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
+import { type ChatParams, LLM } from "../../llm.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
 import { backendFlag, integerFlag, numberFlag, positiveIntegerFlag } from "../flags.js";
 import { loadProgress } from "../progress.js";
