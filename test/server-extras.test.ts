@@ -395,3 +395,75 @@ describe("POST /v1/responses", () => {
     assertRefused(await postJson(`${server.url}/v1/responses`, { input: "Hi", top_p: 0 }), "top_p");
   });
 });
+
+describe("sampling fields over HTTP: each matches the library's camelCase parameter and changes the output", () => {
+  const base = { max_tokens: 12, temperature: 1, seed: 7 };
+  // biome-ignore lint/suspicious/noExplicitAny: request bodies of the table
+  const run = async (extra: Record<string, any>) => {
+    const res = await complete({ ...base, return_token_ids: true, ...extra });
+    assert.equal(res.status, 200, JSON.stringify(res.json));
+    return res.json.choices[0];
+  };
+  const library = async (promptIds: number[], params: Record<string, unknown>) =>
+    (await llm.generate(promptIds, { maxTokens: 12, temperature: 1, seed: 7, ...params }))[0]!;
+
+  test("top_k, top_p, min_p, repetition/presence/frequency penalties, logit_bias, seed", async () => {
+    const baseline = await run({});
+    const ids: number[] = baseline.prompt_token_ids;
+    const cases: [Record<string, unknown>, Record<string, unknown>][] = [
+      [{ top_k: 1 }, { topK: 1 }],
+      [{ top_p: 0.05 }, { topP: 0.05 }],
+      [{ min_p: 0.6 }, { minP: 0.6 }],
+      [{ repetition_penalty: 3 }, { repetitionPenalty: 3 }],
+      [{ presence_penalty: 2 }, { presencePenalty: 2 }],
+      [{ frequency_penalty: 2 }, { frequencyPenalty: 2 }],
+      [{ logit_bias: { [baseline.token_ids[0]]: -100 } }, { logitBias: { [baseline.token_ids[0]]: -100 } }],
+      [{ seed: 8 }, { seed: 8 }],
+    ];
+    for (const [wire, camel] of cases) {
+      const got = await run(wire);
+      const want = await library(ids, camel);
+      assert.deepEqual(got.token_ids, want.tokenIds, JSON.stringify(wire));
+      assert.notDeepEqual(got.token_ids, baseline.token_ids, `${JSON.stringify(wire)} changed nothing`);
+    }
+    assert.deepEqual((await run({})).token_ids, baseline.token_ids, "the same seed gives the same tokens");
+  });
+
+  test("stop, stop_token_ids, include_stop_str_in_output, skip_special_tokens, ignore_eos, n, max_completion_tokens", async () => {
+    const greedy = await run({ temperature: 0 });
+    const third = greedy.token_ids[2];
+    const byId = await run({ temperature: 0, stop_token_ids: [third] });
+    assert.equal(byId.finish_reason, "stop");
+    assert.equal(byId.stop_reason, third);
+    assert.deepEqual(byId.token_ids, greedy.token_ids.slice(0, 3));
+    const word = greedy.text.trim().split(/\s+/)[1];
+    const byStr = await run({ temperature: 0, stop: [word] });
+    assert.equal(byStr.stop_reason, word);
+    assert.ok(!byStr.text.includes(word));
+    const kept = await run({ temperature: 0, stop: [word], include_stop_str_in_output: true });
+    assert.ok(kept.text.endsWith(word), kept.text);
+    // Force </s> with ignore_eos: it is generated without ending the request, and shown only when asked.
+    const eos = llm.tokenizer.eosTokenId ?? 2;
+    const forced = { temperature: 0, ignore_eos: true, logit_bias: { [eos]: 100 }, max_tokens: 3 };
+    const hidden = await run(forced);
+    assert.equal(hidden.finish_reason, "length");
+    assert.deepEqual(hidden.token_ids, [eos, eos, eos]);
+    const shown = await run({ ...forced, skip_special_tokens: false });
+    assert.ok(shown.text.includes(llm.tokenizer.idToToken(eos)!), shown.text);
+    assert.ok(!hidden.text.includes(llm.tokenizer.idToToken(eos)!));
+    const several = await complete({ ...base, n: 3 });
+    assert.equal(several.json.choices.length, 3);
+    assert.equal(new Set(several.json.choices.map((c: { text: string }) => c.text)).size > 1, true);
+    const capped = await chat({ max_tokens: undefined, max_completion_tokens: 3, ignore_eos: true });
+    assert.equal(capped.json.usage.completion_tokens, 3);
+  });
+
+  test("best_of other than n, and suffix, are refused by name; add_special_tokens false drops BOS", async () => {
+    assertRefused(await complete({ best_of: 2 }), "best_of");
+    assertRefused(await complete({ suffix: "The end." }), "suffix");
+    assert.equal((await complete({ best_of: 1, max_tokens: 1 })).status, 200);
+    const withBos = await postJson(`${server.url}/tokenize`, { prompt: "Hello" });
+    const without = await postJson(`${server.url}/tokenize`, { prompt: "Hello", add_special_tokens: false });
+    assert.deepEqual(without.json.tokens, withBos.json.tokens.slice(1));
+  });
+});
