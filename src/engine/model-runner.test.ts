@@ -5,8 +5,8 @@ import { fileURLToPath } from "node:url";
 import type { StepResult } from "../backend/backend.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { buildStepBatch, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
-import { resolveSamplingParams } from "./sampling-params.js";
-import { Sequence } from "./sequence.js";
+import type { Sequence } from "./sequence.js";
+import { testSequence } from "./sequence.test-helper.js";
 import type { SamplingParams } from "./types.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
@@ -17,14 +17,7 @@ before(async () => {
 });
 
 function sequence(prompt: number[], params: SamplingParams = {}): Sequence {
-  return new Sequence({
-    requestId: "r",
-    promptTokenIds: prompt,
-    params: resolveSamplingParams(params),
-    tokenizer,
-    eosTokenIds: [2],
-    maxModelLen: 1024,
-  });
+  return testSequence(tokenizer, prompt, params);
 }
 
 test("a prefill chunk and a decode: tokens, positions, slots through the block table, -1 padded tables", () => {

@@ -4,9 +4,9 @@ import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
-import { resolveSamplingParams } from "./sampling-params.js";
 import { Scheduler } from "./scheduler.js";
-import { Sequence } from "./sequence.js";
+import type { Sequence } from "./sequence.js";
+import { testSequence } from "./sequence.test-helper.js";
 import type { SamplingParams } from "./types.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
@@ -19,14 +19,7 @@ before(async () => {
 const range = (n: number, from = 0) => Array.from({ length: n }, (_, i) => 1000 + from + i);
 
 function sequence(id: string, prompt: number[], params: SamplingParams = {}): Sequence {
-  return new Sequence({
-    requestId: id,
-    promptTokenIds: prompt,
-    params: resolveSamplingParams(params),
-    tokenizer,
-    eosTokenIds: [2],
-    maxModelLen: 1024,
-  });
+  return testSequence(tokenizer, prompt, params, { requestId: id });
 }
 
 test("running sequences go first, then waiting ones, under the token budget (chunked prefill)", () => {

@@ -3,8 +3,8 @@ import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
-import { resolveSamplingParams } from "./sampling-params.js";
-import { Sequence, seedToUint32 } from "./sequence.js";
+import { type Sequence, seedToUint32 } from "./sequence.js";
+import { testSequence } from "./sequence.test-helper.js";
 import type { SamplingParams } from "./types.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
@@ -15,14 +15,7 @@ before(async () => {
 });
 
 function sequence(params: SamplingParams = {}, prompt = tokenizer.encode("Hello")): Sequence {
-  return new Sequence({
-    requestId: "r",
-    promptTokenIds: prompt,
-    params: resolveSamplingParams(params),
-    tokenizer,
-    eosTokenIds: [2],
-    maxModelLen: 64,
-  });
+  return testSequence(tokenizer, prompt, params, { maxModelLen: 64 });
 }
 
 test("appendToken: ids, counts and the text delta since the last takeOutput", () => {
