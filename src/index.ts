@@ -21,6 +21,7 @@ export { BackendUnavailableError } from "./backend/backend.js";
 export { type BackendChoice, createBackend } from "./backend/create.js";
 export { Engine, type EngineOptions } from "./engine/engine.js";
 export {
+  choiceParams,
   MAX_LOGPROBS,
   type ResolvedSamplingParams,
   resolveSamplingParams,
