@@ -146,6 +146,12 @@ describe("chat prompt flags", () => {
     assertRefused(await complete({ max_tokens: 1, prompt_embeds: "AAAA" }), "prompt_embeds");
     assert.equal((await chat({ store: false, priority: 0, modalities: ["text"] })).status, 200);
   });
+  test("a message's name is refused by name (the chat format has no place for it)", async () => {
+    assertRefused(
+      await chat({ messages: [{ role: "user", content: "Hi", name: "ann" }] }),
+      "messages[0].name",
+    );
+  });
   test("tools: [] is a 400 naming tools", async () => {
     assertRefused(await chat({ tools: [] }), "tools");
   });
@@ -451,6 +457,11 @@ describe("sampling fields over HTTP: each matches the library's camelCase parame
     const shown = await run({ ...forced, skip_special_tokens: false });
     assert.ok(shown.text.includes(llm.tokenizer.idToToken(eos)!), shown.text);
     assert.ok(!hidden.text.includes(llm.tokenizer.idToToken(eos)!));
+    // min_tokens holds the (forced) end of sequence back until that many tokens are out.
+    const early = await run({ temperature: 0, logit_bias: { [eos]: 100 }, max_tokens: 8 });
+    const held = await run({ temperature: 0, logit_bias: { [eos]: 100 }, max_tokens: 8, min_tokens: 4 });
+    assert.equal(early.token_ids.length, 1);
+    assert.ok(held.token_ids.length >= 4, JSON.stringify(held));
     const several = await complete({ ...base, n: 3 });
     assert.equal(several.json.choices.length, 3);
     assert.equal(new Set(several.json.choices.map((c: { text: string }) => c.text)).size > 1, true);

@@ -35,6 +35,13 @@ export async function chatPromptTokenIds(
     );
   }
   const addGenerationPrompt = opts.addGenerationPrompt ?? !continueFinal;
+  const named = messages.findIndex((m) => m.name != null && m.name !== "");
+  if (named >= 0) {
+    throw badRequest(
+      `messages[${named}].name is not supported: the chat format has no place for a participant's name`,
+      `messages[${named}].name`,
+    );
+  }
   const flat: FormatterMessage[] = messages.map((message, i) => ({
     role: templateRole(message.role),
     content: messageText(message.content, i),
