@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
-# steps (default: all but the quantizer's): kernels conformance sampler dense serve bench peer peerbf16 peerint4
+# steps (default: all but the quantizer's): kernels conformance sampler mask dense serve bench peer peerbf16 peerint4
 #   quant quantize quantize13b. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
 #   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
@@ -10,7 +10,7 @@ set -u
 final=${OUT:-$PWD/gpu-logs}
 out=$(mktemp -d)
 mkdir -p "$final"
-steps=${*:-kernels conformance sampler dense serve bench peer peerbf16}
+steps=${*:-kernels conformance sampler mask dense serve bench peer peerbf16}
 export NODE_OPTIONS=${NODE_OPTIONS:-}
 summary=()
 
@@ -46,6 +46,7 @@ for step in $steps; do
       run_step quantize13b 270 node dist/bench/quantize-layers.js --backend cuda --layers ${QUANT_LAYERS:-3}
       grep '^{' "$out/quantize13b.log" | tail -n 1 > "$out/quantize13b.json" ;;
     sampler) run_step sampler 180 node --test dist/test/gpu/cuda-sampler.test.js ;;
+    mask) run_step mask 180 node --test dist/test/gpu/cuda-token-mask.test.js ;;
     dense) run_step dense 180 node --test dist/test/gpu/cuda-dense.test.js ;;
     serve) run_step serve 240 node --test dist/test/gpu/serve-openai-cuda.test.js ;;
     bench)
