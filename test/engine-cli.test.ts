@@ -16,21 +16,23 @@ function awq(args: string[]) {
   return run(process.execPath, [cli, ...args], { cwd: repoRoot, timeout: 60_000 });
 }
 
+/** Greedy, 8 tokens of a fixed prompt on the CPU: the --json and the streaming run must agree. */
+const GREEDY_8 = [
+  "generate",
+  "--model",
+  model,
+  "--prompt",
+  "In the beginning God created",
+  "--temperature",
+  "0",
+  "--max-tokens",
+  "8",
+  "--backend",
+  "cpu",
+];
+
 test("awq generate --json prints the text, generated ids, finish reason and usage", async () => {
-  const { stdout } = await awq([
-    "generate",
-    "--model",
-    model,
-    "--prompt",
-    "In the beginning God created",
-    "--temperature",
-    "0",
-    "--max-tokens",
-    "8",
-    "--backend",
-    "cpu",
-    "--json",
-  ]);
+  const { stdout } = await awq([...GREEDY_8, "--json"]);
   const out = JSON.parse(stdout) as {
     text: string;
     token_ids: number[];
@@ -44,19 +46,7 @@ test("awq generate --json prints the text, generated ids, finish reason and usag
   assert.ok(out.text.length > 0);
 
   // Streaming mode prints the same text.
-  const streamed = await awq([
-    "generate",
-    "--model",
-    model,
-    "--prompt",
-    "In the beginning God created",
-    "--temperature",
-    "0",
-    "--max-tokens",
-    "8",
-    "--backend",
-    "cpu",
-  ]);
+  const streamed = await awq(GREEDY_8);
   assert.equal(streamed.stdout, `${out.text}\n`);
 });
 
