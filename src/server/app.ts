@@ -151,7 +151,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     startedAt: Date.now(),
   };
   app.decorate("awq", ctx);
-  if (!opts.encoder) app.addHook("onClose", async () => ctx.encoder.close());
+  app.addHook("onClose", async () => {
+    ctx.metrics.close();
+    if (!opts.encoder) await ctx.encoder.close();
+  });
   // Only JSON bodies (every route): a form or text/plain body is a 415, which also means a web page cannot
   // reach any route with a "simple" cross-origin request that skips the CORS preflight.
   installJsonBodyParser(app);

@@ -66,6 +66,7 @@ type Labels = "model_name" | "engine";
 
 export class ServerMetrics implements JobObserver {
   readonly registry = new Registry();
+  private readonly stopListening: () => void;
   private readonly labels: Record<Labels, string>;
   private readonly histograms: Record<
     | "ttft"
@@ -272,8 +273,15 @@ export class ServerMetrics implements JobObserver {
     this.promptTokens.inc(labels, 0);
     this.generationTokens.inc(labels, 0);
     for (const h of Object.values(this.histograms)) h.zero(labels);
-    engine.onIteration?.((numTokens) => this.histograms.iterationTokens.observe(labels, numTokens));
+    this.stopListening =
+      engine.onIteration?.((numTokens) => this.histograms.iterationTokens.observe(labels, numTokens)) ??
+      (() => {});
     collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Stops listening to the engine (the server closed; the engine may live on, as in tests). */
+  close(): void {
+    this.stopListening();
   }
 
   /** One finished choice. */
