@@ -1,8 +1,8 @@
 /**
  * awq-ts's public library API. Most users need only `LLM`:
  *
- *   import { LLM } from "awq-ts";
- *   await using llm = await LLM.load({ model: "models/tiny-chat-awq", backend: "auto" });
+ *   import { DEMO_MODEL, LLM } from "awq-ts";
+ *   const llm = await LLM.load({ model: DEMO_MODEL, backend: "auto" }); // or model: "demo"
  *   const [out] = await llm.generate("In the beginning", { temperature: 0, maxTokens: 32 });
  *
  * The engine (`Engine`, behind the `EngineClient` request/output API), the tokenizer, chat templates, the model
@@ -19,6 +19,7 @@ export type {
 } from "./backend/backend.js";
 export { BackendUnavailableError } from "./backend/backend.js";
 export { type BackendChoice, createBackend } from "./backend/create.js";
+export { DEMO_MODEL, DEMO_MODEL_ALIAS } from "./demo-model.js";
 export { Engine, type EngineOptions } from "./engine/engine.js";
 export {
   choiceParams,

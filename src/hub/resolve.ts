@@ -1,6 +1,7 @@
 /** Turns a `--model` value into a local folder: an existing folder as is, or a hub id through the cache. */
 import { stat } from "node:fs/promises";
 import path from "node:path";
+import { DEMO_MODEL, DEMO_MODEL_ALIAS } from "../demo-model.js";
 import { readHubEnv } from "./env.js";
 import { HubError, RepoNotFoundError } from "./errors.js";
 import { createProgressReporter, type FileProgress } from "./progress.js";
@@ -34,17 +35,37 @@ export function parseHubId(spec: string): HubModelId | undefined {
   return { repoId: match[1]!, revision: match[2] };
 }
 
-/** Resolves `spec` (a local folder, `org/name` or `org/name@REV`) to the absolute path of a model folder. */
+async function isDirectory(p: string): Promise<boolean> {
+  return (await stat(p).catch(() => undefined))?.isDirectory() ?? false;
+}
+
+/**
+ * Whether a spec that is not an existing folder was meant as a path: not shaped like a hub id, or shaped like
+ * one whose first part is a folder here (`models/nope` when `./models` exists).
+ */
+async function looksLikePath(spec: string): Promise<boolean> {
+  const id = parseHubId(spec);
+  if (!id) return true;
+  return isDirectory(path.resolve(id.repoId.split("/")[0]!));
+}
+
+/**
+ * Resolves `spec` (a local folder, `org/name` or `org/name@REV`, or `"demo"` for the demo model shipped in the
+ * package) to the absolute path of a model folder. A spec that looks like a path and is no folder fails with
+ * "no such model folder" without asking the hub.
+ */
 export async function resolveModelPath(spec: string, opts: ResolveOptions = {}): Promise<string> {
   const absolute = path.resolve(spec);
   const info = await stat(absolute).catch(() => undefined);
   if (info?.isDirectory()) return absolute;
   if (info)
     throw new HubError(`model "${spec}" is a file; --model takes a model folder or a hub id (org/name)`);
-  if (!parseHubId(spec)) {
-    throw new HubError(
-      `model folder "${absolute}" does not exist (and "${spec}" is not a hub id like org/name)`,
-    );
+  if (spec === DEMO_MODEL_ALIAS) return DEMO_MODEL;
+  if (await looksLikePath(spec)) {
+    const hint = parseHubId(spec)
+      ? ` ("${spec.split("/")[0]}" is a folder here, so this is read as a path, not a hub id)`
+      : " (hub ids look like org/name)";
+    throw new HubError(`no such model folder: ${absolute}${hint}`);
   }
   try {
     return await pullHubModel(spec, opts);
