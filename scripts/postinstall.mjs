@@ -74,7 +74,7 @@ if (napi < needNapi || load.status !== 0) {
 mkdirSync(dirname(target), { recursive: true });
 copyFileSync(prebuilt, target);
 const targets = Array.isArray(info.gencode)
-  ? [...new Set(info.gencode.map((g) => /code=([a-z_0-9]+)/.exec(g)?.[1]).filter(Boolean))]
+  ? [...new Set(info.gencode.map((g) => /,code=([a-z_0-9]+)/.exec(g)?.[1]).filter(Boolean))]
       .map((c) => (c.startsWith("compute_") ? `PTX ${c.slice(8)}` : c))
       .join(", ")
   : "";
