@@ -124,6 +124,8 @@ struct PendingStep {
   size_t tokBytes = 0, topBytes = 0, tlBytes = 0, end = 0;  // layout of the downloaded outputs
 };
 
+struct InputLayout;  // workspace.h
+
 class Engine {
  public:
   static constexpr int kMaxTopLogprobs = 128;
@@ -171,8 +173,23 @@ class Engine {
   void uploadHalf(const HostTensor& tensor, half* dst, size_t elements);
   void randomLinear(LinearWeight& target, int in, int out, uint32_t seed);
   void linear(const LinearWeight& w, const half* x, int m, half* y, const char* what);
-  void enqueueStep(const StepInput& in, ForwardShape& s, bool graph, int maxQueryLen, int maxContextLen,
+  // The steps of finalize (engine_memory.cu).
+  void checkRuntimeOptions(const RuntimeOptions& options) const;
+  void checkWeightsLoaded();
+  void uploadRopeFrequencies();
+  void allocateWorkspace();
+  int kvCacheBlocks() const;
+  void allocateKvCache(int numBlocks);
+  size_t kvLayerBytes() const;  // one layer's K (or V) cache
+  MemoryReport memoryReport() const;
+  // The steps of launchStep (engine_enqueue.cu).
+  bool canReplayQuickly(const StepInput& in, int maxContextLen, size_t listWords, bool graph) const;
+  void enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen, bool graph, ForwardShape& shape,
                    PendingStep* pending);
+  void uploadInputs(const InputLayout& layout);
+  void launchSampling(const StepInput& in, const ForwardShape& shape, int numSample, int topStride, bool masked);
+  void downloadRawLogits(int numSample);
+  void queueDownloads(const StepInput& in, int numSample, int maxTop, int topStride, PendingStep* pending);
   void forward(const ForwardShape& shape);
   void runForward(const ForwardShape& shape);
   void computeTokenLogprobs(const ForwardShape& shape);

@@ -11,6 +11,7 @@
 namespace awq {
 namespace {
 
+/** Padded sequence count of a decode graph: one of a few buckets, so a handful of graphs covers every batch. */
 int bucketSeqs(int n, int cap) {
   static const int buckets[] = {1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256};
   for (int b : buckets) {
@@ -19,10 +20,163 @@ int bucketSeqs(int n, int cap) {
   return std::max(n, cap);
 }
 
+/** Context bound of a decode graph: powers of two from 256, capped at the block table's reach. */
 int bucketContext(int n, int cap) {
   int b = 256;
   while (b < n) b *= 2;
   return std::min(b, cap);
+}
+
+/** The longest query and context of a batch, and whether every sequence brings one token (a decode step). */
+struct BatchExtent {
+  int maxQueryLen = 0;
+  int maxContextLen = 0;
+  bool allSingleToken = true;
+};
+
+BatchExtent batchExtent(const StepInput& in) {
+  BatchExtent extent;
+  for (int i = 0; i < in.numSeqs; i++) {
+    const int queryLen = in.queryStarts[i + 1] - in.queryStarts[i];
+    extent.maxQueryLen = std::max(extent.maxQueryLen, queryLen);
+    extent.maxContextLen = std::max(extent.maxContextLen, in.contextLens[i]);
+    extent.allSingleToken = extent.allSingleToken && queryLen == 1;
+  }
+  return extent;
+}
+
+/** The sampled sequences of a step: their indices (when `rows` is given), top-N width and list lengths. */
+struct SampledRows {
+  int maxTop = 0;
+  size_t promptLen = 0, outputLen = 0, biasLen = 0;  // words of the penalty / bias lists, all sampled rows
+};
+
+SampledRows sampledRows(const StepInput& in, std::vector<int>* rows) {
+  SampledRows sampled;
+  if (rows != nullptr) rows->clear();
+  for (int i = 0; i < in.numSeqs; i++) {
+    if (!in.sample[i]) continue;
+    if (rows != nullptr) rows->push_back(i);
+    sampled.maxTop = std::max(sampled.maxTop, in.logprobs[i]);
+    sampled.promptLen += in.promptStarts[i + 1] - in.promptStarts[i];
+    sampled.outputLen += in.outputStarts[i + 1] - in.outputStarts[i];
+    sampled.biasLen += in.biasStarts[i + 1] - in.biasStarts[i];
+  }
+  return sampled;
+}
+
+/** Words of the allowed-token bitmasks the step carries (0: no masks). */
+size_t tokenMaskWords(const StepInput& in) {
+  return in.maskRow != nullptr && in.numMaskRows > 0 ? static_cast<size_t>(in.numMaskRows) * in.maskWords : 0;
+}
+
+/**
+ * Token rows and per-sequence attention metadata into the packed host words. Tokens and sequences past the
+ * batch's own (a decode graph's padding) are inert: token 0, no KV slot, a one-token context in block 0.
+ */
+void packAttentionInputs(const StepInput& in, int numTokens, int numSeqs, int tableWidth, const InputLayout& layout,
+                         int32_t* hostWords) {
+  for (int t = 0; t < numTokens; t++) {
+    const bool real = t < in.numTokens;
+    hostWords[layout.tokenIds + t] = real ? in.tokenIds[t] : 0;
+    hostWords[layout.positions + t] = real ? in.positions[t] : 0;
+    hostWords[layout.slotMapping + t] = real ? in.slotMapping[t] : -1;
+    hostWords[layout.targets + t] = -1;
+  }
+  for (int i = 0; i < numSeqs; i++) {
+    const bool real = i < in.numSeqs;
+    hostWords[layout.queryStarts + i] = real ? in.queryStarts[i] : in.numTokens + (i - in.numSeqs);
+    hostWords[layout.contextLens + i] = real ? in.contextLens[i] : 1;
+    int32_t* table = hostWords + layout.blockTables + static_cast<size_t>(i) * tableWidth;
+    const int copy = real ? std::min(in.maxBlocksPerSeq, tableWidth) : 0;
+    if (copy > 0) std::memcpy(table, in.blockTables + static_cast<size_t>(i) * in.maxBlocksPerSeq, copy * 4);
+    for (int b = copy; b < tableWidth; b++) table[b] = real ? -1 : 0;
+    const int begin = real ? in.queryStarts[i] : in.numTokens + (i - in.numSeqs);
+    const int end = real ? in.queryStarts[i + 1] : begin + 1;
+    for (int t = begin; t < end; t++) {
+      hostWords[layout.tokenSeqLen + t] = real ? in.contextLens[i] : 1;
+      if (in.tokenLogprobs && real && t + 1 < end) hostWords[layout.targets + t] = in.tokenIds[t + 1];
+    }
+  }
+  hostWords[layout.queryStarts + numSeqs] = numTokens;
+}
+
+/** Sampler rows, compacted to the sampled sequences `rows`; rows past them (padding) sample token row 0. */
+void packSamplingRows(const StepInput& in, const std::vector<int>& rows, int numSeqs, const InputLayout& layout,
+                      int32_t* hostWords) {
+  float* hostFloats = reinterpret_cast<float*>(hostWords);
+  const int numSample = static_cast<int>(rows.size());
+  size_t promptAt = 0, outputAt = 0, biasAt = 0;
+  for (int r = 0; r < numSeqs; r++) {
+    if (r >= numSample) {
+      hostWords[layout.sampleRows + r] = 0;
+      continue;
+    }
+    const int i = rows[r];
+    hostWords[layout.sampleRows + r] = in.queryStarts[i + 1] - 1;
+    hostFloats[layout.temperature + r] = in.temperature[i];
+    hostFloats[layout.topP + r] = in.topP[i];
+    hostWords[layout.topK + r] = in.topK[i];
+    hostFloats[layout.minP + r] = in.minP[i];
+    hostFloats[layout.repetition + r] = in.repetitionPenalty[i];
+    hostFloats[layout.presence + r] = in.presencePenalty[i];
+    hostFloats[layout.frequency + r] = in.frequencyPenalty[i];
+    reinterpret_cast<uint32_t*>(hostWords)[layout.seed + r] = in.seed[i];
+    hostWords[layout.outputIndex + r] = in.outputIndex[i];
+    hostWords[layout.logprobs + r] = in.logprobs[i];
+    hostWords[layout.promptStarts + r] = static_cast<int32_t>(promptAt);
+    hostWords[layout.outputStarts + r] = static_cast<int32_t>(outputAt);
+    hostWords[layout.biasStarts + r] = static_cast<int32_t>(biasAt);
+    for (int j = in.promptStarts[i]; j < in.promptStarts[i + 1]; j++) {
+      hostWords[layout.promptTokens + promptAt++] = in.promptTokens[j];
+    }
+    for (int j = in.outputStarts[i]; j < in.outputStarts[i + 1]; j++) {
+      hostWords[layout.outputTokens + outputAt++] = in.outputTokens[j];
+    }
+    for (int j = in.biasStarts[i]; j < in.biasStarts[i + 1]; j++) {
+      hostWords[layout.biasTokens + biasAt] = in.biasTokens[j];
+      hostFloats[layout.biasValues + biasAt++] = in.biasValues[j];
+    }
+  }
+  hostWords[layout.promptStarts + numSample] = static_cast<int32_t>(promptAt);
+  hostWords[layout.outputStarts + numSample] = static_cast<int32_t>(outputAt);
+  hostWords[layout.biasStarts + numSample] = static_cast<int32_t>(biasAt);
+}
+
+/** The allowed-token bitmasks and each sampled row's mask row (-1 on padding rows). */
+void packTokenMasks(const StepInput& in, const std::vector<int>& rows, int numSeqs, size_t maskWords,
+                    const InputLayout& layout, int32_t* hostWords) {
+  const int numSample = static_cast<int>(rows.size());
+  for (int r = 0; r < numSeqs; r++) {
+    hostWords[layout.maskRow + r] = r < numSample ? in.maskRow[rows[r]] : -1;
+    hostWords[layout.maskBefore + r] = r < numSample ? in.maskBeforeLogprobs[rows[r]] : 0;
+  }
+  std::memcpy(hostWords + layout.tokenMask, in.tokenMask, maskWords * 4);
+}
+
+/** The sampler's per-row inputs, as device pointers into the uploaded words. */
+void pointSamplerAtInputs(const InputLayout& layout, const int32_t* deviceWords, bool masked, SamplerArgs* args) {
+  const float* deviceFloats = reinterpret_cast<const float*>(deviceWords);
+  args->temperature = deviceFloats + layout.temperature;
+  args->topP = deviceFloats + layout.topP;
+  args->topK = deviceWords + layout.topK;
+  args->minP = deviceFloats + layout.minP;
+  args->repetitionPenalty = deviceFloats + layout.repetition;
+  args->presencePenalty = deviceFloats + layout.presence;
+  args->frequencyPenalty = deviceFloats + layout.frequency;
+  args->seed = reinterpret_cast<const uint32_t*>(deviceWords) + layout.seed;
+  args->outputIndex = deviceWords + layout.outputIndex;
+  args->logprobs = deviceWords + layout.logprobs;
+  args->promptStarts = deviceWords + layout.promptStarts;
+  args->promptTokens = deviceWords + layout.promptTokens;
+  args->outputStarts = deviceWords + layout.outputStarts;
+  args->outputTokens = deviceWords + layout.outputTokens;
+  args->biasStarts = deviceWords + layout.biasStarts;
+  args->biasTokens = deviceWords + layout.biasTokens;
+  args->biasValues = deviceFloats + layout.biasValues;
+  args->maskRow = masked ? deviceWords + layout.maskRow : nullptr;
+  args->maskBefore = masked ? deviceWords + layout.maskBefore : nullptr;
+  args->tokenMask = masked ? reinterpret_cast<const uint32_t*>(deviceWords) + layout.tokenMask : nullptr;
 }
 
 }  // namespace
@@ -44,51 +198,24 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
   bindDevice();
   if (!finalized_) throw std::logic_error("step() before load finished");
 
-  int maxQueryLen = 0;
-  int maxContextLen = 0;
-  bool allSingle = true;
-  for (int i = 0; i < in.numSeqs; i++) {
-    const int ql = in.queryStarts[i + 1] - in.queryStarts[i];
-    maxQueryLen = std::max(maxQueryLen, ql);
-    maxContextLen = std::max(maxContextLen, in.contextLens[i]);
-    allSingle = allSingle && ql == 1;
-  }
-  int maxTop = 0;
-  for (int i = 0; i < in.numSeqs; i++) {
-    if (in.sample[i]) maxTop = std::max(maxTop, in.logprobs[i]);
-  }
-  if (maxTop > kMaxTopLogprobs) {
+  const BatchExtent extent = batchExtent(in);
+  const SampledRows sampled = sampledRows(in, nullptr);
+  if (sampled.maxTop > kMaxTopLogprobs) {
     throw std::invalid_argument("logprobs: at most " + std::to_string(kMaxTopLogprobs) + " top alternatives, asked " +
-                                std::to_string(maxTop));
+                                std::to_string(sampled.maxTop));
   }
-
-  ForwardShape s{};
-  s.decode = allSingle && !in.tokenLogprobs;
-  const bool graph = s.decode && useGraphs_ && !profiling_;
-  // The quick path (the caller's thread, e.g. the JS thread) only replays an existing graph: capturing one or
-  // launching an eager forward takes milliseconds and belongs on a worker thread.
+  const bool decode = extent.allSingleToken && !in.tokenLogprobs;
+  const bool graph = decode && useGraphs_ && !profiling_;
   if (quickOnly) {
-    if (!graph) return false;
-    const auto key = std::make_tuple(bucketSeqs(in.numSeqs, options_.maxNumSeqs),
-                                     bucketContext(maxContextLen, tableWidth_ * options_.blockSize));
-    if (graphs_.count(key) == 0) return false;
-    // Growing the input buffers would drop the graphs (they hold its address): leave that to the worker too.
-    size_t lists = 0;
-    for (int i = 0; i < in.numSeqs; i++) {
-      if (!in.sample[i]) continue;
-      lists += (in.promptStarts[i + 1] - in.promptStarts[i]) + (in.outputStarts[i + 1] - in.outputStarts[i]) +
-               (in.biasStarts[i + 1] - in.biasStarts[i]);
-    }
-    const int padded = std::get<0>(key);
-    const size_t maskLen = in.maskRow != nullptr ? static_cast<size_t>(in.numMaskRows) * in.maskWords : 0;
-    if (InputLayout::make(padded, padded, tableWidth_, lists, 0, lists, maskLen).totalWords > ws_->inputWords) {
-      return false;
-    }
+    const size_t listWords = sampled.promptLen + sampled.outputLen + sampled.biasLen;
+    if (!canReplayQuickly(in, extent.maxContextLen, listWords, graph)) return false;
   }
   checkStep(in);
   busy_ = true;
   try {
-    enqueueStep(in, s, graph, maxQueryLen, maxContextLen, pending);
+    ForwardShape shape{};
+    shape.decode = decode;
+    enqueueStep(in, extent.maxQueryLen, extent.maxContextLen, graph, shape, pending);
   } catch (...) {
     busy_ = false;
     idle_.notify_all();
@@ -97,23 +224,29 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
   return true;
 }
 
-void Engine::enqueueStep(const StepInput& in, ForwardShape& s, bool graph, int maxQueryLen, int maxContextLen,
+// The quick path (the caller's thread, e.g. the JS thread) only replays an existing graph: capturing one or
+// launching an eager forward takes milliseconds and belongs on a worker thread.
+bool Engine::canReplayQuickly(const StepInput& in, int maxContextLen, size_t listWords, bool graph) const {
+  if (!graph) return false;
+  const auto key = std::make_tuple(bucketSeqs(in.numSeqs, options_.maxNumSeqs),
+                                   bucketContext(maxContextLen, tableWidth_ * options_.blockSize));
+  if (graphs_.count(key) == 0) return false;
+  // Growing the input buffers would drop the graphs (they hold its address): leave that to the worker too. The
+  // bound: every list word counted as a prompt token and as a bias token + value.
+  const int padded = std::get<0>(key);
+  const InputLayout bound = InputLayout::make(padded, padded, tableWidth_, listWords, 0, listWords, tokenMaskWords(in));
+  return bound.totalWords <= ws_->inputWords;
+}
+
+void Engine::enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen, bool graph, ForwardShape& s,
                          PendingStep* pending) {
-  const ModelDims& d = dims_;
-  Workspace& w = *ws_;
-  std::vector<int>& rows = pending->rows;
-  rows.clear();
-  int maxTop = 0;
-  size_t promptLen = 0, outputLen = 0, biasLen = 0;
-  for (int i = 0; i < in.numSeqs; i++) {
-    if (!in.sample[i]) continue;
-    rows.push_back(i);
-    maxTop = std::max(maxTop, in.logprobs[i]);
-    promptLen += in.promptStarts[i + 1] - in.promptStarts[i];
-    outputLen += in.outputStarts[i + 1] - in.outputStarts[i];
-    biasLen += in.biasStarts[i + 1] - in.biasStarts[i];
+  const SampledRows sampled = sampledRows(in, &pending->rows);
+  const int numSample = static_cast<int>(pending->rows.size());
+  const size_t maskWords = tokenMaskWords(in);
+  if (maskWords > 0 && in.maskWords != (dims_.vocab + 31) / 32) {
+    throw std::runtime_error("maskWords " + std::to_string(in.maskWords) + " does not match the vocabulary of " +
+                             std::to_string(dims_.vocab) + " tokens");
   }
-  const int numSample = static_cast<int>(rows.size());
   const int seqsPadded = graph ? bucketSeqs(in.numSeqs, options_.maxNumSeqs) : in.numSeqs;
   s.numSeqs = seqsPadded;
   s.numTokens = graph ? seqsPadded : in.numTokens;
@@ -121,150 +254,79 @@ void Engine::enqueueStep(const StepInput& in, ForwardShape& s, bool graph, int m
   s.maxContextLen = graph ? bucketContext(maxContextLen, tableWidth_ * options_.blockSize) : maxContextLen;
   s.numGather = graph ? seqsPadded : numSample;
   if (graph) s.graphKey = std::make_tuple(seqsPadded, s.maxContextLen);
-  const bool masked = in.maskRow != nullptr && in.numMaskRows > 0;
-  if (masked && in.maskWords != (d.vocab + 31) / 32) {
-    throw std::runtime_error("maskWords " + std::to_string(in.maskWords) + " does not match the vocabulary of " +
-                             std::to_string(d.vocab) + " tokens");
-  }
-  const size_t maskLen = masked ? static_cast<size_t>(in.numMaskRows) * in.maskWords : 0;
-  s.layout = InputLayout::make(s.numTokens, s.numSeqs, tableWidth_, promptLen, outputLen, biasLen, maskLen);
+  s.layout = InputLayout::make(s.numTokens, s.numSeqs, tableWidth_, sampled.promptLen, sampled.outputLen,
+                               sampled.biasLen, maskWords);
   ensureInputCapacity(s.layout.totalWords);
-  s.inputs = w.inputs.as<int32_t>();
+  s.inputs = ws_->inputs.as<int32_t>();
 
-  // Pack the inputs.
-  int32_t* h = w.hostInputs.as<int32_t>();
-  const InputLayout& L = s.layout;
-  for (int t = 0; t < s.numTokens; t++) {
-    const bool real = t < in.numTokens;
-    h[L.tokenIds + t] = real ? in.tokenIds[t] : 0;
-    h[L.positions + t] = real ? in.positions[t] : 0;
-    h[L.slotMapping + t] = real ? in.slotMapping[t] : -1;
-    h[L.targets + t] = -1;
-  }
-  for (int i = 0; i < s.numSeqs; i++) {
-    const bool real = i < in.numSeqs;
-    h[L.queryStarts + i] = real ? in.queryStarts[i] : in.numTokens + (i - in.numSeqs);
-    h[L.contextLens + i] = real ? in.contextLens[i] : 1;
-    int32_t* table = h + L.blockTables + static_cast<size_t>(i) * tableWidth_;
-    const int copy = real ? std::min(in.maxBlocksPerSeq, tableWidth_) : 0;
-    if (copy > 0) std::memcpy(table, in.blockTables + static_cast<size_t>(i) * in.maxBlocksPerSeq, copy * 4);
-    for (int b = copy; b < tableWidth_; b++) table[b] = real ? -1 : 0;
-    const int begin = real ? in.queryStarts[i] : in.numTokens + (i - in.numSeqs);
-    const int end = real ? in.queryStarts[i + 1] : begin + 1;
-    for (int t = begin; t < end; t++) {
-      h[L.tokenSeqLen + t] = real ? in.contextLens[i] : 1;
-      if (in.tokenLogprobs && real && t + 1 < end) h[L.targets + t] = in.tokenIds[t + 1];
-    }
-  }
-  h[L.queryStarts + s.numSeqs] = s.numTokens;
-  float* hf = reinterpret_cast<float*>(h);
-  size_t pAt = 0, oAt = 0, bAt = 0;
-  for (int r = 0; r < s.numSeqs; r++) {
-    if (r >= numSample) {
-      h[L.sampleRows + r] = 0;
-      continue;
-    }
-    const int i = rows[r];
-    h[L.sampleRows + r] = in.queryStarts[i + 1] - 1;
-    hf[L.temperature + r] = in.temperature[i];
-    hf[L.topP + r] = in.topP[i];
-    h[L.topK + r] = in.topK[i];
-    hf[L.minP + r] = in.minP[i];
-    hf[L.repetition + r] = in.repetitionPenalty[i];
-    hf[L.presence + r] = in.presencePenalty[i];
-    hf[L.frequency + r] = in.frequencyPenalty[i];
-    reinterpret_cast<uint32_t*>(h)[L.seed + r] = in.seed[i];
-    h[L.outputIndex + r] = in.outputIndex[i];
-    h[L.logprobs + r] = in.logprobs[i];
-    h[L.promptStarts + r] = static_cast<int32_t>(pAt);
-    h[L.outputStarts + r] = static_cast<int32_t>(oAt);
-    h[L.biasStarts + r] = static_cast<int32_t>(bAt);
-    for (int j = in.promptStarts[i]; j < in.promptStarts[i + 1]; j++) h[L.promptTokens + pAt++] = in.promptTokens[j];
-    for (int j = in.outputStarts[i]; j < in.outputStarts[i + 1]; j++) h[L.outputTokens + oAt++] = in.outputTokens[j];
-    for (int j = in.biasStarts[i]; j < in.biasStarts[i + 1]; j++) {
-      h[L.biasTokens + bAt] = in.biasTokens[j];
-      hf[L.biasValues + bAt++] = in.biasValues[j];
-    }
-  }
-  h[L.promptStarts + numSample] = static_cast<int32_t>(pAt);
-  h[L.outputStarts + numSample] = static_cast<int32_t>(oAt);
-  h[L.biasStarts + numSample] = static_cast<int32_t>(bAt);
-  if (masked) {
-    for (int r = 0; r < s.numSeqs; r++) {
-      h[L.maskRow + r] = r < numSample ? in.maskRow[rows[r]] : -1;
-      h[L.maskBefore + r] = r < numSample ? in.maskBeforeLogprobs[rows[r]] : 0;
-    }
-    std::memcpy(h + L.tokenMask, in.tokenMask, maskLen * 4);
-  }
+  int32_t* hostWords = ws_->hostInputs.as<int32_t>();
+  packAttentionInputs(in, s.numTokens, s.numSeqs, tableWidth_, s.layout, hostWords);
+  packSamplingRows(in, pending->rows, s.numSeqs, s.layout, hostWords);
+  if (maskWords > 0) packTokenMasks(in, pending->rows, s.numSeqs, maskWords, s.layout, hostWords);
+  uploadInputs(s.layout);
+
+  runForward(s);
+
+  const int topStride = std::max(sampled.maxTop, 1);
+  if (numSample > 0) launchSampling(in, s, numSample, topStride, maskWords > 0);
+  if (in.returnLogits && numSample > 0) downloadRawLogits(numSample);
+  if (in.tokenLogprobs) computeTokenLogprobs(s);
+  queueDownloads(in, numSample, sampled.maxTop, topStride, pending);
+}
+
+void Engine::uploadInputs(const InputLayout& layout) {
   if (stepStart_ == nullptr) {
     cudaCheck(cudaEventCreate(&stepStart_), "cudaEventCreate");
     cudaCheck(cudaEventCreate(&stepEnd_), "cudaEventCreate");
   }
   cudaCheck(cudaEventRecord(stepStart_, stream_), "cudaEventRecord");
-  cudaCheck(cudaMemcpyAsync(w.inputs.get(), h, L.totalWords * 4, cudaMemcpyHostToDevice, stream_),
+  cudaCheck(cudaMemcpyAsync(ws_->inputs.get(), ws_->hostInputs.as<int32_t>(), layout.totalWords * 4, cudaMemcpyHostToDevice,
+                            stream_),
             "upload of the step inputs");
+}
 
-  runForward(s);
+void Engine::launchSampling(const StepInput& in, const ForwardShape& s, int numSample, int topStride, bool masked) {
+  Workspace& w = *ws_;
+  SamplerArgs args{};
+  args.rawLogits = w.logits.as<float>();
+  args.work = w.work.as<float>();
+  args.counts = w.counts.as<int32_t>();
+  args.numRows = numSample;
+  args.vocab = dims_.vocab;
+  pointSamplerAtInputs(s.layout, s.inputs, masked, &args);
+  args.maskWords = in.maskWords;
+  args.maxTop = topStride;
+  args.outToken = w.outTokens.as<int32_t>();
+  args.outLogprob = w.outLogprobs.as<float>();
+  args.outTopIds = w.outTopIds.as<int32_t>();
+  args.outTopLogprobs = w.outTopLogprobs.as<float>();
+  beginRange("sampler");
+  launchSampler(args, stream_);
+  endRange();
+}
 
-  const int32_t* di = s.inputs;
-  const float* df = reinterpret_cast<const float*>(di);
-  const int topStride = std::max(maxTop, 1);
-  if (numSample > 0) {
-    SamplerArgs a{};
-    a.rawLogits = w.logits.as<float>();
-    a.work = w.work.as<float>();
-    a.counts = w.counts.as<int32_t>();
-    a.numRows = numSample;
-    a.vocab = d.vocab;
-    a.temperature = df + L.temperature;
-    a.topP = df + L.topP;
-    a.topK = di + L.topK;
-    a.minP = df + L.minP;
-    a.repetitionPenalty = df + L.repetition;
-    a.presencePenalty = df + L.presence;
-    a.frequencyPenalty = df + L.frequency;
-    a.seed = reinterpret_cast<const uint32_t*>(di) + L.seed;
-    a.outputIndex = di + L.outputIndex;
-    a.logprobs = di + L.logprobs;
-    a.promptStarts = di + L.promptStarts;
-    a.promptTokens = di + L.promptTokens;
-    a.outputStarts = di + L.outputStarts;
-    a.outputTokens = di + L.outputTokens;
-    a.biasStarts = di + L.biasStarts;
-    a.biasTokens = di + L.biasTokens;
-    a.biasValues = df + L.biasValues;
-    a.maskRow = masked ? di + L.maskRow : nullptr;
-    a.maskBefore = masked ? di + L.maskBefore : nullptr;
-    a.tokenMask = masked ? reinterpret_cast<const uint32_t*>(di) + L.tokenMask : nullptr;
-    a.maskWords = in.maskWords;
-    a.maxTop = topStride;
-    a.outToken = w.outTokens.as<int32_t>();
-    a.outLogprob = w.outLogprobs.as<float>();
-    a.outTopIds = w.outTopIds.as<int32_t>();
-    a.outTopLogprobs = w.outTopLogprobs.as<float>();
-    beginRange("sampler");
-    launchSampler(a, stream_);
-    endRange();
+// The raw fp32 logits of the sampled rows, before token logprobs reuse the buffer.
+void Engine::downloadRawLogits(int numSample) {
+  Workspace& w = *ws_;
+  const size_t bytes = static_cast<size_t>(numSample) * dims_.vocab * 4;
+  if (w.hostLogits.bytes() < bytes) {
+    w.hostLogits.allocate(static_cast<size_t>(w.maxSeqs) * dims_.vocab * 4, "raw logits (host)");
   }
-  if (in.returnLogits && numSample > 0) {
-    // The raw fp32 logits of the sampled rows, before token logprobs reuse the buffer.
-    if (w.hostLogits.bytes() < static_cast<size_t>(numSample) * d.vocab * 4) {
-      w.hostLogits.allocate(static_cast<size_t>(w.maxSeqs) * d.vocab * 4, "raw logits (host)");
-    }
-    cudaCheck(cudaMemcpyAsync(w.hostLogits.as<float>(), w.logits.get(), static_cast<size_t>(numSample) * d.vocab * 4,
-                              cudaMemcpyDeviceToHost, stream_),
-              "download of raw logits");
-  }
-  if (in.tokenLogprobs) computeTokenLogprobs(s);
+  cudaCheck(cudaMemcpyAsync(w.hostLogits.as<float>(), w.logits.get(), bytes, cudaMemcpyDeviceToHost, stream_),
+            "download of raw logits");
+}
 
-  // Download the results.
-  char* ho = w.hostOutputs.as<char>();
+// Sampled tokens, their logprobs, the top-N ids and logprobs and the token logprobs, back to back in the pinned
+// outputs; finishStep reads them at the offsets kept in `pending`.
+void Engine::queueDownloads(const StepInput& in, int numSample, int maxTop, int topStride, PendingStep* pending) {
+  Workspace& w = *ws_;
+  char* hostOutputs = w.hostOutputs.as<char>();
   const size_t tokBytes = static_cast<size_t>(numSample) * 4;
   const size_t topBytes = static_cast<size_t>(numSample) * topStride * 4;
   const size_t tlBytes = in.tokenLogprobs ? static_cast<size_t>(in.numTokens) * 4 : 0;
   size_t at = 0;
   auto download = [&](const void* src, size_t bytes, const char* what) {
-    if (bytes > 0) cudaCheck(cudaMemcpyAsync(ho + at, src, bytes, cudaMemcpyDeviceToHost, stream_), what);
+    if (bytes > 0) cudaCheck(cudaMemcpyAsync(hostOutputs + at, src, bytes, cudaMemcpyDeviceToHost, stream_), what);
     at += bytes;
   };
   download(w.outTokens.get(), tokBytes, "download of sampled tokens");

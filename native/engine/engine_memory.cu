@@ -1,8 +1,10 @@
 // Sizing: the workspace of a worst-case step, then the paged KV cache from what --gpu-memory-utilization leaves;
 // and the checks every step's inputs pass before anything is launched.
 #include <algorithm>
-#include <vector>
+#include <cstdlib>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "engine.h"
 #include "engine_internal.h"
@@ -10,33 +12,53 @@
 
 namespace awq {
 
-MemoryReport Engine::finalize(const RuntimeOptions& o) {
+MemoryReport Engine::finalize(const RuntimeOptions& options) {
   auto lock = lockIdle();
   bindDevice();
-  const ModelDims& d = dims_;
+  checkRuntimeOptions(options);
+  checkWeightsLoaded();
+  options_ = options;
+  graphs_.clear();
+  uploadRopeFrequencies();
+  allocateWorkspace();
+  const int numBlocks = kvCacheBlocks();
+  allocateKvCache(numBlocks);
+  const char* graphsEnv = std::getenv("AWQ_CUDA_GRAPHS");
+  useGraphs_ = graphsEnv == nullptr || std::string(graphsEnv) != "0";
+  finalized_ = true;
+  return memoryReport();
+}
+
+void Engine::checkRuntimeOptions(const RuntimeOptions& o) const {
   if (o.blockSize != awqk::kKvBlockSize) {
     throw std::invalid_argument("the CUDA backend needs --block-size " + std::to_string(awqk::kKvBlockSize) +
                                 " (got " + std::to_string(o.blockSize) + ")");
   }
   if (o.maxNumSeqs <= 0 || o.maxNumBatchedTokens <= 0 || o.maxModelLen <= 0) {
-    throw std::invalid_argument("maxNumSeqs, maxNumBatchedTokens and maxModelLen must be positive");
+    throw std::invalid_argument("maxNumSeqs, maxNumBatchedTokens and maxModelLen must be positive (got " +
+                                std::to_string(o.maxNumSeqs) + ", " + std::to_string(o.maxNumBatchedTokens) + ", " +
+                                std::to_string(o.maxModelLen) + ")");
   }
-  // Every weight present?
+}
+
+// Every weight present with the model's shape; an untied model without lm_head gets the embedding as its head.
+void Engine::checkWeightsLoaded() {
+  const ModelDims& d = dims_;
   auto need = [](bool ok, const std::string& what) {
     if (!ok) throw std::invalid_argument("weight missing after load: " + what);
   };
   need(!weights_.embed.empty(), "model.embed_tokens.weight");
   need(!weights_.finalNorm.empty(), "model.norm.weight");
   for (int l = 0; l < d.numLayers; l++) {
-    const LayerWeights& L = weights_.layers[l];
+    const LayerWeights& layer = weights_.layers[l];
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    need(!L.inputNorm.empty(), p + "input_layernorm.weight");
-    need(!L.postNorm.empty(), p + "post_attention_layernorm.weight");
-    need(L.qkv.loaded() && L.qkv.in == d.hidden && L.qkv.out == d.qkvWidth(), p + "self_attn.{q,k,v}_proj");
-    need(L.o.loaded() && L.o.in == d.numHeads * d.headDim && L.o.out == d.hidden, p + "self_attn.o_proj");
-    need(L.gateUp.loaded() && L.gateUp.in == d.hidden && L.gateUp.out == 2 * d.intermediate,
+    need(!layer.inputNorm.empty(), p + "input_layernorm.weight");
+    need(!layer.postNorm.empty(), p + "post_attention_layernorm.weight");
+    need(layer.qkv.loaded() && layer.qkv.in == d.hidden && layer.qkv.out == d.qkvWidth(), p + "self_attn.{q,k,v}_proj");
+    need(layer.o.loaded() && layer.o.in == d.numHeads * d.headDim && layer.o.out == d.hidden, p + "self_attn.o_proj");
+    need(layer.gateUp.loaded() && layer.gateUp.in == d.hidden && layer.gateUp.out == 2 * d.intermediate,
          p + "mlp.{gate,up}_proj");
-    need(L.down.loaded() && L.down.in == d.intermediate && L.down.out == d.hidden, p + "mlp.down_proj");
+    need(layer.down.loaded() && layer.down.in == d.intermediate && layer.down.out == d.hidden, p + "mlp.down_proj");
   }
   if (!weights_.lmHead.loaded()) {
     tiedHead_.in = d.hidden;
@@ -46,40 +68,46 @@ MemoryReport Engine::finalize(const RuntimeOptions& o) {
   } else {
     need(weights_.lmHead.in == d.hidden && weights_.lmHead.out == d.vocab, "lm_head.weight");
   }
+}
 
-  options_ = o;
-  graphs_.clear();
-  {
-    std::vector<float> inv(d.headDim / 2);
-    computeInvFreq(d.headDim, d.rope.theta, inv.data());
-    invFreq_.allocate(inv.size() * sizeof(float), "RoPE inverse frequencies");
-    cudaCheck(cudaMemcpy(invFreq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice),
-              "upload of the RoPE inverse frequencies");
-  }
+void Engine::uploadRopeFrequencies() {
+  std::vector<float> inv(dims_.headDim / 2);
+  computeInvFreq(dims_.headDim, dims_.rope.theta, inv.data());
+  invFreq_.allocate(inv.size() * sizeof(float), "RoPE inverse frequencies");
+  cudaCheck(cudaMemcpy(invFreq_.get(), inv.data(), inv.size() * sizeof(float), cudaMemcpyHostToDevice),
+            "upload of the RoPE inverse frequencies");
+}
+
+// The buffers of a worst-case step (options_.maxNumBatchedTokens tokens, maxNumSeqs sequences), the RoPE table
+// and the kernels' zeroed workspaces; waits until they are ready.
+void Engine::allocateWorkspace() {
+  const ModelDims& d = dims_;
+  const RuntimeOptions& o = options_;
   ws_ = std::make_unique<Workspace>();
   Workspace& w = *ws_;
-  const size_t T = static_cast<size_t>(o.maxNumBatchedTokens);
-  const size_t S = static_cast<size_t>(o.maxNumSeqs);
+  const size_t tokens = static_cast<size_t>(o.maxNumBatchedTokens);
+  const size_t seqs = static_cast<size_t>(o.maxNumSeqs);
   tableWidth_ = (o.maxModelLen + o.blockSize - 1) / o.blockSize;
   w.maxTokens = o.maxNumBatchedTokens;
   w.maxSeqs = o.maxNumSeqs;
   w.logitRows = std::max(o.maxNumSeqs, std::min(o.maxNumBatchedTokens, 256));
-  const size_t H = d.hidden;
-  const size_t R = w.logitRows;
-  const size_t V = d.vocab;
+  const size_t hidden = d.hidden;
+  const size_t logitRows = w.logitRows;
+  const size_t vocab = d.vocab;
   const size_t attnWidth = static_cast<size_t>(d.numHeads) * d.headDim;
-  w.residual.allocate(T * H * 4, "residual stream");
-  w.normed.allocate(T * H * 2, "normed activations");
-  w.big.allocate(T * std::max<size_t>(d.qkvWidth(), 2 * static_cast<size_t>(d.intermediate)) * 2, "qkv / gate_up");
-  w.q.allocate(T * attnWidth * 2, "rotated queries");
-  w.attn.allocate(T * attnWidth * 2, "attention output");
-  w.delta.allocate(T * H * 2, "projection output");
-  w.act.allocate(T * d.intermediate * 2, "MLP activations");
-  w.finalNormed.allocate(R * H * 2, "final norm rows");
-  w.logitsHalf.allocate(R * V * 2, "fp16 logits");
-  w.logits.allocate(R * V * 4, "fp32 logits");
-  w.work.allocate(S * V * 4, "sampler logits");
-  w.counts.allocate(S * V * 4, "sampler token counts");
+  w.residual.allocate(tokens * hidden * 4, "residual stream");
+  w.normed.allocate(tokens * hidden * 2, "normed activations");
+  w.big.allocate(tokens * std::max<size_t>(d.qkvWidth(), 2 * static_cast<size_t>(d.intermediate)) * 2,
+                 "qkv / gate_up");
+  w.q.allocate(tokens * attnWidth * 2, "rotated queries");
+  w.attn.allocate(tokens * attnWidth * 2, "attention output");
+  w.delta.allocate(tokens * hidden * 2, "projection output");
+  w.act.allocate(tokens * d.intermediate * 2, "MLP activations");
+  w.finalNormed.allocate(logitRows * hidden * 2, "final norm rows");
+  w.logitsHalf.allocate(logitRows * vocab * 2, "fp16 logits");
+  w.logits.allocate(logitRows * vocab * 4, "fp32 logits");
+  w.work.allocate(seqs * vocab * 4, "sampler logits");
+  w.counts.allocate(seqs * vocab * 4, "sampler token counts");
   cudaCheck(cudaMemsetAsync(w.counts.get(), 0, w.counts.bytes(), stream_), "clearing sampler counts");
   const int maxContext = tableWidth_ * o.blockSize;
   ropeTable_.allocate(static_cast<size_t>(maxContext) * (d.headDim / 2) * sizeof(float2), "RoPE cos/sin table");
@@ -90,19 +118,23 @@ MemoryReport Engine::finalize(const RuntimeOptions& o) {
   cudaCheck(cudaMemsetAsync(w.attnWork.get(), 0, w.attnWork.bytes(), stream_), "clearing the attention workspace");
   w.linearWork.allocate(awqk::linear_workspace_bytes(), "split-K linear workspace");
   cudaCheck(cudaMemsetAsync(w.linearWork.get(), 0, w.linearWork.bytes(), stream_), "clearing the linear workspace");
-  w.outTokens.allocate(S * 4, "sampled tokens");
-  w.outLogprobs.allocate(S * 4, "sampled logprobs");
-  w.outTopIds.allocate(S * kMaxTopLogprobs * 4, "top logprob ids");
-  w.outTopLogprobs.allocate(S * kMaxTopLogprobs * 4, "top logprobs");
-  w.tokenLogprobs.allocate(T * 4, "token logprobs");
+  w.outTokens.allocate(seqs * 4, "sampled tokens");
+  w.outLogprobs.allocate(seqs * 4, "sampled logprobs");
+  w.outTopIds.allocate(seqs * kMaxTopLogprobs * 4, "top logprob ids");
+  w.outTopLogprobs.allocate(seqs * kMaxTopLogprobs * 4, "top logprobs");
+  w.tokenLogprobs.allocate(tokens * 4, "token logprobs");
   // Inputs: the fixed part of a worst-case step plus room for penalty lists; grows when a step needs more.
   const InputLayout worst = InputLayout::make(o.maxNumBatchedTokens, o.maxNumSeqs, tableWidth_, 1 << 16, 1 << 16,
                                               1 << 12);
   ensureInputCapacity(worst.totalWords);
-  w.hostOutputs.allocate(S * 8 + S * kMaxTopLogprobs * 8 + T * 4 + 256, "step outputs");
+  w.hostOutputs.allocate(seqs * 8 + seqs * kMaxTopLogprobs * 8 + tokens * 4 + 256, "step outputs");
   cudaCheck(cudaStreamSynchronize(stream_), "workspace allocation");
+}
 
-  // The KV cache takes what the memory budget leaves.
+// KV blocks: options_.numBlocks, or what --gpu-memory-utilization leaves after the weights and the workspace.
+int Engine::kvCacheBlocks() const {
+  const ModelDims& d = dims_;
+  const RuntimeOptions& o = options_;
   size_t freeBytes = 0, totalBytes = 0;
   cudaCheck(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
   const size_t perBlock = static_cast<size_t>(d.numLayers) * 2 * o.blockSize * d.numKvHeads * d.headDim * 2;
@@ -121,13 +153,18 @@ MemoryReport Engine::finalize(const RuntimeOptions& o) {
           " MiB; raise --gpu-memory-utilization or lower --max-model-len / --max-num-batched-tokens");
     }
   }
-  if (numBlocks <= 0) throw std::invalid_argument("numBlocks must be positive");
-  numBlocks_ = static_cast<int>(numBlocks);
+  if (numBlocks <= 0) throw std::invalid_argument("numBlocks must be positive (got " + std::to_string(numBlocks) + ")");
+  return static_cast<int>(numBlocks);
+}
+
+void Engine::allocateKvCache(int numBlocks) {
+  const ModelDims& d = dims_;
+  numBlocks_ = numBlocks;
   kCache_.clear();
   vCache_.clear();
   kCache_.resize(d.numLayers);
   vCache_.resize(d.numLayers);
-  const size_t layerBytes = static_cast<size_t>(numBlocks_) * o.blockSize * d.numKvHeads * d.headDim * 2;
+  const size_t layerBytes = kvLayerBytes();
   for (int l = 0; l < d.numLayers; l++) {
     kCache_[l].allocate(layerBytes, "K cache of layer " + std::to_string(l));
     vCache_[l].allocate(layerBytes, "V cache of layer " + std::to_string(l));
@@ -135,24 +172,29 @@ MemoryReport Engine::finalize(const RuntimeOptions& o) {
     cudaCheck(cudaMemsetAsync(vCache_[l].get(), 0, layerBytes, stream_), "clearing the V cache");
   }
   cudaCheck(cudaStreamSynchronize(stream_), "KV cache allocation");
-  const char* graphsEnv = std::getenv("AWQ_CUDA_GRAPHS");
-  useGraphs_ = graphsEnv == nullptr || std::string(graphsEnv) != "0";
-  finalized_ = true;
+}
 
+size_t Engine::kvLayerBytes() const {
+  return static_cast<size_t>(numBlocks_) * options_.blockSize * dims_.numKvHeads * dims_.headDim * 2;
+}
+
+MemoryReport Engine::memoryReport() const {
+  const Workspace& w = *ws_;
   MemoryReport report;
   report.numBlocks = numBlocks_;
-  report.blockSize = o.blockSize;
+  report.blockSize = options_.blockSize;
   report.weightBytes = weightBytes_;
-  size_t ws = 0;
+  size_t workspaceBytes = 0;
   for (const DeviceBuffer* b : {&w.residual, &w.normed, &w.big, &w.q, &w.attn, &w.delta, &w.act, &w.finalNormed,
                                 &w.logitsHalf, &w.logits, &w.work, &w.counts, &w.attnWork, &w.linearWork, &w.outTokens,
                                 &w.outLogprobs, &w.outTopIds, &w.outTopLogprobs, &w.tokenLogprobs, &w.inputs}) {
-    ws += b->bytes();
+    workspaceBytes += b->bytes();
   }
-  report.workspaceBytes = ws;
-  report.kvBytes = 2 * layerBytes * d.numLayers;
-  report.totalBytes = totalBytes;
+  report.workspaceBytes = workspaceBytes;
+  report.kvBytes = 2 * kvLayerBytes() * dims_.numLayers;
+  size_t totalBytes = 0;
   cudaCheck(cudaMemGetInfo(&report.freeBytesAfter, &totalBytes), "cudaMemGetInfo");
+  report.totalBytes = totalBytes;
   return report;
 }
 
