@@ -73,9 +73,98 @@ describe("prompt_logprobs", () => {
     assert.equal(res.json.choices[0].prompt_logprobs[0], null);
     assert.ok(res.json.choices[0].prompt_logprobs.length > 2);
   });
-  test("refused with stream, and above 0, naming prompt_logprobs", async () => {
+  test("prompt_logprobs N: each position's top N (ranks 1..N, the model's greedy next token first) and the prompt token's rank", async () => {
+    const tok = await postJson(`${server.url}/tokenize`, { messages: user });
+    const ids: number[] = tok.json.tokens;
+    const own = (await chat({ prompt_logprobs: 0 })).json.prompt_logprobs;
+    const res = await chat({ prompt_logprobs: 3 });
+    assert.equal(res.status, 200);
+    const entries = res.json.prompt_logprobs;
+    assert.equal(entries.length, ids.length);
+    assert.equal(entries[0], null);
+    for (let i = 1; i < ids.length; i++) {
+      const entry = entries[i];
+      const prompt = entry[String(ids[i])];
+      // The prompt token: the same logprob as with prompt_logprobs 0, and a rank of its own.
+      assert.ok(Math.abs(prompt.logprob - own[i][String(ids[i])].logprob) < 1e-5);
+      assert.ok(Number.isInteger(prompt.rank) && prompt.rank >= 1, JSON.stringify(entry));
+      const alternatives = Object.entries(entry)
+        .map(([id, lp]) => ({ id: Number(id), ...(lp as { logprob: number; rank: number }) }))
+        .filter((alt) => alt.rank <= 3)
+        .sort((a, b) => a.rank - b.rank);
+      assert.deepEqual(
+        alternatives.map((alt) => alt.rank),
+        [1, 2, 3],
+      );
+      assert.equal(Object.keys(entry).length, prompt.rank <= 3 ? 3 : 4);
+      for (let k = 1; k < 3; k++) assert.ok(alternatives[k - 1]!.logprob >= alternatives[k]!.logprob);
+      assert.ok(alternatives[0]!.logprob >= prompt.logprob);
+      // Rank 1 at position i is what the model predicts greedily after the first i tokens.
+      if (i === 3 || i === ids.length - 1) {
+        const [next] = await llm.generate(ids.slice(0, i), { temperature: 0, maxTokens: 1, logprobs: 3 });
+        assert.equal(next!.tokenIds[0], alternatives[0]!.id);
+        assert.ok(Math.abs(next!.logprobs![0]!.logprob - alternatives[0]!.logprob) < 1e-4);
+      }
+    }
+  });
+  test("completions: prompt_logprobs and echo's logprobs each get their own N", async () => {
+    const res = await complete({ prompt_logprobs: 2, echo: true, logprobs: 1, max_tokens: 1 });
+    assert.equal(res.status, 200);
+    const choice = res.json.choices[0];
+    const promptLength = choice.prompt_logprobs.length;
+    for (const entry of choice.prompt_logprobs.slice(1)) {
+      assert.ok(Object.keys(entry).length >= 2 && Object.keys(entry).length <= 3);
+    }
+    // echo: the prompt's top_logprobs hold the top 1 plus the prompt token when it is not the top one.
+    const echoed = choice.logprobs.top_logprobs.slice(1, promptLength);
+    for (const top of echoed) assert.ok(Object.keys(top).length >= 1 && Object.keys(top).length <= 2);
+    assert.ok(echoed.some((top: object) => Object.keys(top).length === 2));
+  });
+  test("the library: generate's promptLogprobs N gives ranks and N alternatives", async () => {
+    const [result] = await llm.generate("Once upon a time", {
+      temperature: 0,
+      maxTokens: 1,
+      promptLogprobs: 2,
+    });
+    const entries = result!.promptLogprobs!;
+    assert.equal(entries[0], null);
+    for (const entry of entries.slice(1)) {
+      assert.equal(entry!.top.length, 2);
+      assert.ok(entry!.rank! >= 1);
+      assert.ok(entry!.top[0]!.logprob >= entry!.top[1]!.logprob);
+    }
+  });
+  test("refused with stream, above 20, and by a backend without prompt alternatives, naming the field", async () => {
     assertRefused(await chat({ prompt_logprobs: 0, stream: true }), "prompt_logprobs");
-    assertRefused(await complete({ prompt_logprobs: 3 }), "prompt_logprobs");
+    assertRefused(await complete({ prompt_logprobs: 21 }), "prompt_logprobs");
+    // An engine whose backend gives only each prompt token's own logprob (the CUDA backend today).
+    const engine = llm.engine;
+    const ownOnly = await startTestServer(llm, {
+      engine: {
+        maxModelLen: engine.maxModelLen,
+        blockSize: engine.blockSize,
+        eosTokenIds: engine.eosTokenIds,
+        maxPromptLogprobs: 0,
+        generate: (req) => engine.generate(req),
+        abort: (id) => engine.abort(id),
+        stats: () => engine.stats(),
+        shutdown: async () => {},
+      },
+    });
+    try {
+      const url = `${ownOnly.url}/v1/completions`;
+      const refused = await postJson(url, { prompt: "Once", prompt_logprobs: 1, max_tokens: 1 });
+      assertRefused(refused, "prompt_logprobs");
+      assert.match(refused.json.error.message, /at most 0/);
+      assertRefused(
+        await postJson(url, { prompt: "Once", echo: true, logprobs: 1, max_tokens: 1 }),
+        "logprobs",
+      );
+      const own = await postJson(url, { prompt: "Once upon", prompt_logprobs: 0, max_tokens: 1 });
+      assert.equal(own.status, 200);
+    } finally {
+      await ownOnly.close();
+    }
   });
 });
 

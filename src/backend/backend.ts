@@ -109,6 +109,11 @@ export interface StepBatch {
    */
   tokenLogprobs?: boolean;
   /**
+   * With tokenLogprobs, N > 0: also return, at each such token, the top-N alternatives for the next token and
+   * the rank of tokenIds[t + 1] (prompt_logprobs: N). Only a backend with promptTopLogprobs gets it.
+   */
+  tokenTopLogprobs?: number;
+  /**
    * When set, also return the raw logits (before any sampling processing) of every sampled sequence:
    * conformance tests compare backends on them.
    */
@@ -124,12 +129,24 @@ export interface StepResult {
   topLogprobs: ({ tokenIds: Int32Array; logprobs: Float32Array } | null)[]; // (numSeqs)
   /** Present when batch.tokenLogprobs: NaN at the last token of each sequence. */
   tokenLogprobs?: Float32Array; // (numTokens)
+  /**
+   * Present when batch.tokenTopLogprobs = N > 0, rows as for tokenLogprobs: the top-N alternatives (log_softmax
+   * of the raw logits, best first, lowest id first on ties) and the 1-based rank of the next token (-1 at the
+   * last token of each sequence).
+   */
+  tokenTop?: {
+    ids: Int32Array; // (numTokens, N)
+    logprobs: Float32Array; // (numTokens, N)
+    ranks: Int32Array; // (numTokens)
+  };
   /** Present when batch.returnLogits: raw logits of sequence i at row i (NaN rows where sample[i] = 0). */
   logits?: Float32Array; // (numSeqs, vocabSize)
 }
 
 export interface Backend {
   readonly name: BackendName;
+  /** Whether step() honours batch.tokenTopLogprobs (alternatives at prompt positions); absent = no. */
+  readonly promptTopLogprobs?: boolean;
   /** Loads weights and allocates the KV cache. */
   load(model: ModelSource, opts: BackendOptions): Promise<KvLayout>;
   /** Runs one step. Never blocks the event loop for long (CPU: yields / workers; CUDA: AsyncWorker). */

@@ -191,6 +191,12 @@ test("generate() rejects bad requests before queueing them", async () => {
     param: "n",
     message: /got n = 2; fan the choices out .*choiceParams/,
   });
+  // A backend without promptTopLogprobs gives each prompt token's own logprob only.
+  assert.equal(e.maxPromptLogprobs, 0);
+  assert.throws(() => e.generate({ promptTokenIds: range(10), params: { promptLogprobs: 2 } }), {
+    param: "prompt_logprobs",
+    message: /at most 0/,
+  });
   assert.equal(e.stats().waiting, 0);
   await e.shutdown();
   assert.throws(() => e.generate({ promptTokenIds: range(10), params: {} }), { name: "EngineClosedError" });

@@ -12,7 +12,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
 import { buildStepBatch, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
-import { resolveSamplingParams } from "./sampling-params.js";
+import { MAX_LOGPROBS, resolveSamplingParams } from "./sampling-params.js";
 import { type ScheduledSequence, Scheduler, type SequenceUpdate } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
 import {
@@ -58,6 +58,8 @@ export class Engine implements EngineClient {
   readonly maxModelLen: number;
   readonly blockSize: number;
   readonly numBlocks: number;
+  /** The largest promptLogprobs taken: MAX_LOGPROBS where the backend returns prompt alternatives, else 0. */
+  readonly maxPromptLogprobs: number;
   private readonly scheduler: Scheduler;
   private readonly requests = new Map<string, ActiveRequest>();
   /**
@@ -87,6 +89,7 @@ export class Engine implements EngineClient {
     this.maxModelLen = opts.maxModelLen;
     this.blockSize = blockManager.blockSize;
     this.numBlocks = blockManager.numBlocks;
+    this.maxPromptLogprobs = backend.promptTopLogprobs ? MAX_LOGPROBS : 0;
     this.eosTokenIds = opts.eosTokenIds;
     this.scheduler = new Scheduler(blockManager, {
       maxNumSeqs: opts.maxNumSeqs,
@@ -156,6 +159,13 @@ export class Engine implements EngineClient {
         "n",
         `the engine runs one sequence per request, got n = ${params.n}; fan the choices out as requests ` +
           "of choiceParams(params, i) (LLM.generate and the server do)",
+      );
+    }
+    if (params.promptLogprobs !== null && params.promptLogprobs > this.maxPromptLogprobs) {
+      throw new InvalidParamError(
+        "prompt_logprobs",
+        `prompt_logprobs ${params.promptLogprobs}: the ${this.backend.name} backend returns no alternatives at ` +
+          `prompt positions, so at most ${this.maxPromptLogprobs} (each prompt token's own logprob)`,
       );
     }
     if (params.maxTokens !== null && prompt.length + params.maxTokens > this.maxModelLen) {

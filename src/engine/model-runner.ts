@@ -22,6 +22,8 @@ export interface StepSequence {
   sampling: SequenceSampling;
   /** Whether the step must return the logprob of each next token (prompt logprobs, perplexity). */
   tokenLogprobs?: boolean;
+  /** With tokenLogprobs: how many alternatives (and the rank) each of those positions needs (prompt_logprobs N). */
+  tokenTopLogprobs?: number;
 }
 
 export function buildStepBatch(seqs: readonly StepSequence[], blockSize: number): StepBatch {
@@ -29,6 +31,7 @@ export function buildStepBatch(seqs: readonly StepSequence[], blockSize: number)
   let numTokens = 0;
   let maxBlocksPerSeq = 1;
   let wantTokenLogprobs = false;
+  let tokenTopLogprobs = 0;
   for (const s of seqs) {
     const end = s.numComputedTokens + s.numNewTokens;
     if (end > s.tokenIds.length) {
@@ -41,7 +44,10 @@ export function buildStepBatch(seqs: readonly StepSequence[], blockSize: number)
     }
     numTokens += s.numNewTokens;
     maxBlocksPerSeq = Math.max(maxBlocksPerSeq, s.blockTable.length);
-    if (s.tokenLogprobs) wantTokenLogprobs = true;
+    if (s.tokenLogprobs) {
+      wantTokenLogprobs = true;
+      tokenTopLogprobs = Math.max(tokenTopLogprobs, s.tokenTopLogprobs ?? 0);
+    }
   }
 
   const tokenIds = new Int32Array(numTokens); // (numTokens)
@@ -81,6 +87,7 @@ export function buildStepBatch(seqs: readonly StepSequence[], blockSize: number)
     sampling: buildSamplingArrays(seqs.map((s) => s.sampling)),
   };
   if (wantTokenLogprobs) batch.tokenLogprobs = true;
+  if (tokenTopLogprobs > 0) batch.tokenTopLogprobs = tokenTopLogprobs;
   return batch;
 }
 
@@ -100,6 +107,7 @@ export function scheduledStepSequence({ seq, numNewTokens, sample }: ScheduledSe
     blockTable: seq.blockTable,
     sample,
     tokenLogprobs: seq.promptLogprobs !== null && seq.numComputedTokens < seq.numPromptTokens,
+    tokenTopLogprobs: p.promptLogprobs ?? 0,
     sampling: {
       temperature: p.temperature,
       topP: p.topP,

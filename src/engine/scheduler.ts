@@ -8,6 +8,7 @@
 import type { StepBatch, StepResult } from "../backend/backend.js";
 import type { BlockManager } from "./block-manager.js";
 import type { Sequence } from "./sequence.js";
+import type { TokenLogprob } from "./types.js";
 
 export interface SchedulerConfig {
   maxNumSeqs: number;
@@ -178,11 +179,10 @@ export class Scheduler {
         const firstToken = batch.queryStarts[index]!;
         for (let k = 0; k + 1 < numNewTokens && start + k + 1 < seq.numPromptTokens; k++) {
           const position = start + k + 1;
-          seq.setPromptLogprob(position, {
-            tokenId: seq.tokenIds[position]!,
-            logprob: result.tokenLogprobs[firstToken + k]!,
-            top: [],
-          });
+          seq.setPromptLogprob(
+            position,
+            promptEntry(seq.tokenIds[position]!, result, firstToken + k, seq.params.promptLogprobs ?? 0),
+          );
         }
       }
       updates.push({ seq, index, tokenId: sample ? result.tokenIds[index]! : null });
@@ -210,4 +210,23 @@ function cacheTooSmall(numTokens: number, bm: BlockManager): string {
     `the request needs ${bm.blocksFor(numTokens)} KV blocks for ${numTokens} tokens but the whole cache has ` +
     `${bm.numBlocks} blocks of ${bm.blockSize} tokens; use a shorter prompt or max_tokens, or a larger cache`
   );
+}
+
+/**
+ * The prompt logprob entry of the token after step row `row`: its logprob, and where the backend returned
+ * them (result.tokenTop) its rank and the top `wanted` alternatives.
+ */
+function promptEntry(tokenId: number, result: StepResult, row: number, wanted: number): TokenLogprob {
+  const entry: TokenLogprob = { tokenId, logprob: result.tokenLogprobs![row]!, top: [] };
+  const tokenTop = result.tokenTop;
+  if (tokenTop === undefined) return entry;
+  const stride = tokenTop.ids.length / result.tokenLogprobs!.length;
+  for (let k = 0; k < Math.min(wanted, stride); k++) {
+    const id = tokenTop.ids[row * stride + k]!;
+    if (id < 0) break;
+    entry.top.push({ tokenId: id, logprob: tokenTop.logprobs[row * stride + k]! });
+  }
+  const rank = tokenTop.ranks[row]!;
+  if (rank > 0) entry.rank = rank;
+  return entry;
 }

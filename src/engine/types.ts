@@ -44,6 +44,8 @@ export interface TokenLogprob {
   tokenId: number;
   logprob: number;
   top: { tokenId: number; logprob: number }[];
+  /** Prompt logprobs: the token's 1-based rank in the distribution (vLLM's), where the backend computes it. */
+  rank?: number;
 }
 
 /** Sent to the front end after every step that touched the request (streaming deltas). */
@@ -105,6 +107,8 @@ export interface EngineClient {
   readonly maxModelLen?: number;
   /** Tokens per KV block. */
   readonly blockSize?: number;
+  /** The largest promptLogprobs generate() takes (0: the prompt tokens' own logprobs only); absent = 0. */
+  readonly maxPromptLogprobs?: number;
   /** The model's end-of-sequence ids (Engine: tokenizer stop ids + config eos ids; absent on test doubles). */
   readonly eosTokenIds?: readonly number[];
   /** Queues a request and yields its outputs as steps produce them; the last one has finished = true. */

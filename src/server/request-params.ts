@@ -4,7 +4,7 @@
  * validation, whose errors already name the field).
  */
 import { choiceParams, InvalidParamError, resolveSamplingParams } from "../engine/sampling-params.js";
-import type { SamplingParams } from "../engine/types.js";
+import type { SamplingParams, TokenLogprob } from "../engine/types.js";
 import type { ServerContext } from "./context.js";
 import { badRequest } from "./errors.js";
 import type { SamplingBody } from "./schemas.js";
@@ -119,10 +119,11 @@ export function truncatePrompt(ctx: ServerContext, ids: number[], keep: number |
 }
 
 /**
- * vLLM's prompt_logprobs -> params.promptLogprobs. The engine computes each prompt token's own logprob, not
- * the alternatives at prompt positions, so only 0 is honoured; as in vLLM it is refused with stream.
+ * vLLM's prompt_logprobs -> params.promptLogprobs: each prompt token's logprob and rank, and the top N
+ * alternatives at its position. Refused with stream, as vLLM does.
  */
 export function applyPromptLogprobs(
+  ctx: ServerContext,
   params: SamplingParams,
   body: { prompt_logprobs?: number | null; stream?: boolean | null },
 ): void {
@@ -130,27 +131,67 @@ export function applyPromptLogprobs(
   if (body.stream) {
     throw badRequest("prompt_logprobs is not available when stream is true (as in vLLM)", "prompt_logprobs");
   }
-  if (body.prompt_logprobs > 0) {
-    throw badRequest(
-      `prompt_logprobs ${body.prompt_logprobs} is not supported: this server gives each prompt token's own ` +
-        "logprob (prompt_logprobs: 0), not the top alternatives at prompt positions",
-      "prompt_logprobs",
-    );
-  }
-  params.promptLogprobs = 0;
+  askPromptLogprobs(ctx, params, body.prompt_logprobs, "prompt_logprobs");
 }
 
-/** vLLM's prompt_logprobs list: null for the first token, else { [token id]: { logprob, rank, decoded_token } }. */
+/**
+ * Asks the engine for N alternatives at prompt positions (prompt_logprobs, or completions' echo with logprobs),
+ * keeping the larger of two asks; 400 naming `param` where the engine's backend cannot give N.
+ */
+export function askPromptLogprobs(
+  ctx: ServerContext,
+  params: SamplingParams,
+  n: number,
+  param: string,
+): void {
+  const most = ctx.engine.maxPromptLogprobs ?? 0;
+  if (n > most) {
+    throw badRequest(
+      `${param} ${n} needs the top alternatives at prompt positions, which this server's backend does not ` +
+        `compute (it gives at most ${most}: each prompt token's own logprob); the CPU backend computes them`,
+      param,
+    );
+  }
+  params.promptLogprobs = Math.max(params.promptLogprobs ?? 0, n);
+}
+
+/** One vLLM Logprob: the token's logprob, its 1-based rank (null where unknown) and its text. */
+interface VllmLogprob {
+  logprob: number;
+  rank: number | null;
+  decoded_token: string;
+}
+
+/**
+ * vLLM's prompt_logprobs list: null for the first token, else { [token id]: VllmLogprob } holding the prompt
+ * token (with its rank) and the top `topN` alternatives (ranks 1..topN; a prompt token among them appears once).
+ */
 export function promptLogprobsEntries(
   texts: { decode(ids: readonly number[]): string },
   ids: readonly number[],
-  entries: readonly ({ tokenId: number; logprob: number } | null)[] | undefined,
-): (Record<string, { logprob: number; rank: null; decoded_token: string }> | null)[] {
+  entries: readonly (TokenLogprob | null)[] | undefined,
+  topN: number,
+): (Record<string, VllmLogprob> | null)[] {
+  const logprobOf = (value: number) => (Number.isFinite(value) ? value : -9999);
   return ids.map((id, i) => {
     const entry = entries?.[i] ?? null;
     if (entry === null) return null;
-    const logprob = Number.isFinite(entry.logprob) ? entry.logprob : -9999;
-    return { [String(id)]: { logprob, rank: null, decoded_token: texts.decode([id]) } };
+    const dict: Record<string, VllmLogprob> = {
+      [String(id)]: {
+        logprob: logprobOf(entry.logprob),
+        rank: entry.rank ?? null,
+        decoded_token: texts.decode([id]),
+      },
+    };
+    entry.top.slice(0, topN).forEach((alt, k) => {
+      if (alt.tokenId === id) return;
+      dict[String(alt.tokenId)] = {
+        logprob: logprobOf(alt.logprob),
+        rank: k + 1,
+        decoded_token: texts.decode([alt.tokenId]),
+      };
+    });
+    return dict;
   });
 }
 

@@ -6,7 +6,7 @@
  */
 import type { ModelSource } from "../../model/types.js";
 import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
-import { sampleToken } from "../sampler.js";
+import { sampleToken, topLogprobs } from "../sampler.js";
 import { CpuModel, type KvCache } from "./cpu-model.js";
 import { loadCpuWeights } from "./load-weights.js";
 import { Scratch } from "./scratch.js";
@@ -18,6 +18,7 @@ const DEFAULT_MAX_KV_BYTES = 2 * 2 ** 30;
 
 export class CpuBackend implements Backend {
   readonly name = "cpu" as const;
+  readonly promptTopLogprobs = true;
   private model: CpuModel | null = null;
   /** A step shares scratch buffers and the KV cache: steps must not overlap (the engine awaits each). */
   private stepping = false;
@@ -89,6 +90,15 @@ export class CpuBackend implements Backend {
     };
     const logits = batch.returnLogits ? new Float32Array(numSeqs * vocab).fill(Number.NaN) : null; // (numSeqs, vocab)
     const tokenLogprobs = batch.tokenLogprobs ? new Float32Array(numTokens).fill(Number.NaN) : null; // (numTokens)
+    const topN = tokenLogprobs !== null ? (batch.tokenTopLogprobs ?? 0) : 0;
+    const tokenTop =
+      topN > 0
+        ? {
+            ids: new Int32Array(numTokens * topN).fill(-1), // (numTokens, topN)
+            logprobs: new Float32Array(numTokens * topN).fill(Number.NaN), // (numTokens, topN)
+            ranks: new Int32Array(numTokens).fill(-1), // (numTokens)
+          }
+        : null;
     // Which sequence samples at which token (the last of its rows), and the rows needing logits.
     const sampleSeqOfToken = new Int32Array(numTokens).fill(-1); // (numTokens)
     const isLast = new Uint8Array(numTokens); // (numTokens)
@@ -106,7 +116,15 @@ export class CpuBackend implements Backend {
         const t = chunk[i];
         const row = chunkLogits.subarray(i * stride, i * stride + vocab);
         if (tokenLogprobs !== null && isLast[t] === 0) {
-          tokenLogprobs[t] = row[batch.tokenIds[t + 1]] - model.scratch.arena.logSumExp(row);
+          const lse = model.scratch.arena.logSumExp(row);
+          const next = batch.tokenIds[t + 1];
+          tokenLogprobs[t] = row[next] - lse;
+          if (tokenTop !== null) {
+            const top = topLogprobs(row, lse, topN);
+            tokenTop.ids.set(top.tokenIds, t * topN);
+            tokenTop.logprobs.set(top.logprobs, t * topN);
+            tokenTop.ranks[t] = rankOf(row, next);
+          }
         }
         const s = sampleSeqOfToken[t];
         if (s >= 0) {
@@ -119,6 +137,7 @@ export class CpuBackend implements Backend {
       }
     });
     if (tokenLogprobs !== null) result.tokenLogprobs = tokenLogprobs;
+    if (tokenTop !== null) result.tokenTop = tokenTop;
     if (logits !== null) result.logits = logits;
     return result;
   }
@@ -133,4 +152,12 @@ export class CpuBackend implements Backend {
   get loadedModel(): CpuModel | null {
     return this.model;
   }
+}
+
+/** 1-based rank of `id` among the logits: the number of tokens at least as likely, itself included (vLLM's count). */
+function rankOf(row: Float32Array, id: number): number {
+  const value = row[id];
+  let atLeast = 0;
+  for (let i = 0; i < row.length; i++) if (row[i] >= value) atLeast++;
+  return atLeast;
 }

@@ -50,7 +50,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     );
     const n = body.n ?? 1;
     const params = samplingFromBody(body);
-    applyPromptLogprobs(params, body);
+    applyPromptLogprobs(ctx, params, body);
     const maxTokensParam = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
     params.maxTokens = fitMaxTokens(
       ctx,
@@ -239,7 +239,12 @@ async function collectChat(job: ChoiceSource, state: ChatState, texts: TokenText
     content[index] += output.textDelta;
     tokenIds[index]!.push(...output.tokenIdsDelta);
     if (state.promptLogprobs !== null && promptLogprobs === null && output.promptLogprobs !== undefined) {
-      promptLogprobs = promptLogprobsEntries(texts, state.promptLogprobs, output.promptLogprobs);
+      promptLogprobs = promptLogprobsEntries(
+        texts,
+        state.promptLogprobs,
+        output.promptLogprobs,
+        state.params.promptLogprobs ?? 0,
+      );
     }
     if (state.params.logprobs !== undefined) {
       logprobs[index]!.push(...chatLogprobs(texts, output.logprobsDelta, previous[index]!));

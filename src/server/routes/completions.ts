@@ -13,6 +13,7 @@ import type { ChoiceRequest, ChoiceSource, Usage } from "../generation.js";
 import { encodeText } from "../prompt-encoding.js";
 import {
   applyPromptLogprobs,
+  askPromptLogprobs,
   checkSampling,
   checkStreamOptions,
   checkTokenIds,
@@ -73,11 +74,11 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     }
     if (body.use_beam_search) return beamSearchCompletions(ctx, request, reply, body, model, prompts, texts);
     const base = samplingFromBody(body);
-    applyPromptLogprobs(base, body);
+    applyPromptLogprobs(ctx, base, body);
     await applyStructuredParams(ctx, body, base);
     if (topN !== null) base.logprobs = topN;
     // Echo with logprobs shows the prompt's logprobs too (the first prompt token has none).
-    if (topN !== null && body.echo) base.promptLogprobs = topN;
+    if (topN !== null && body.echo) askPromptLogprobs(ctx, base, topN, "logprobs");
     const requests: ChoiceRequest[] = [];
     prompts.forEach((prompt, promptIndex) => {
       const params = { ...base, maxTokens: maxTokensFor(ctx, body, prompts, promptIndex) };
@@ -153,7 +154,7 @@ function completionState(
     topN,
     scoreOnly: body.max_tokens === 0,
     returnTokenIds: body.return_token_ids ?? false,
-    promptLogprobs: body.prompt_logprobs != null,
+    promptLogprobs: body.prompt_logprobs ?? null,
   };
 }
 
@@ -246,8 +247,8 @@ interface CompletionState {
   scoreOnly: boolean;
   /** return_token_ids: each choice carries prompt_token_ids and token_ids. */
   returnTokenIds: boolean;
-  /** prompt_logprobs: each choice carries vLLM's prompt_logprobs list. */
-  promptLogprobs: boolean;
+  /** prompt_logprobs N: each choice carries vLLM's prompt_logprobs list (top N); null when not asked. */
+  promptLogprobs: number | null;
 }
 
 /** The usage of a response (the dropped token of prompt scoring is not a completion token). */
@@ -412,11 +413,12 @@ async function collectCompletions(job: ChoiceSource, state: CompletionState, tex
   for await (const { index, output } of job.events()) {
     if (output.finishReason === "error") throw engineFailure(output);
     if (!state.scoreOnly) tokenIds[index]!.push(...output.tokenIdsDelta);
-    if (state.promptLogprobs && output.promptLogprobs !== undefined) {
+    if (state.promptLogprobs !== null && output.promptLogprobs !== undefined) {
       promptLogprobs[index] = promptLogprobsEntries(
         texts,
         state.choices[index]!.prompt.tokenIds,
         output.promptLogprobs,
+        state.promptLogprobs,
       );
     }
     const delta = deltaOf(state, texts, index, output);
@@ -436,7 +438,7 @@ async function collectCompletions(job: ChoiceSource, state: CompletionState, tex
       logprobs: logprobs[index],
       finish_reason: finish[index]?.finishReason ?? "abort",
       stop_reason: finish[index]?.stopReason ?? null,
-      ...(state.promptLogprobs ? { prompt_logprobs: promptLogprobs[index] } : {}),
+      ...(state.promptLogprobs !== null ? { prompt_logprobs: promptLogprobs[index] } : {}),
       ...(state.returnTokenIds
         ? { prompt_token_ids: state.choices[index]!.prompt.tokenIds, token_ids: tokenIds[index] }
         : {}),
