@@ -166,6 +166,7 @@ class Engine {
   struct ForwardShape;
   struct Graph;
 
+  void checkLayerIndex(WeightSlot slot, int layer) const;
   LinearWeight& linearFor(WeightSlot slot, int layer);
   DeviceBuffer& vectorFor(WeightSlot slot, int layer, size_t* expectedElements);
   void repackAwq(LinearWeight& target, const std::vector<LinearPart>& parts, const std::string& what);

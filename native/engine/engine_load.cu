@@ -4,6 +4,8 @@
 #include <cuda_bf16.h>
 
 #include <stdexcept>
+#include <string>
+#include <utility>
 
 #include "engine.h"
 #include "engine_internal.h"
@@ -72,11 +74,30 @@ const char* weightSlotName(WeightSlot slot) {
   return "?";
 }
 
-Engine::Engine(const ModelDims& dims, int device) : dims_(dims), device_(device) {
-  if (dims.hidden <= 0 || dims.numLayers <= 0 || dims.numHeads <= 0 || dims.numKvHeads <= 0 || dims.vocab <= 0 ||
-      dims.intermediate <= 0 || dims.numHeads % dims.numKvHeads != 0) {
-    throw std::invalid_argument("invalid model dimensions for the CUDA engine");
+namespace {
+
+// Every size the engine allocates from must be positive, and query heads must share key/value heads evenly.
+void checkModelDims(const ModelDims& dims) {
+  const std::pair<const char*, int> sizes[] = {
+      {"hidden", dims.hidden},         {"numLayers", dims.numLayers}, {"numHeads", dims.numHeads},
+      {"numKvHeads", dims.numKvHeads}, {"vocab", dims.vocab},         {"intermediate", dims.intermediate}};
+  for (const auto& [name, value] : sizes) {
+    if (value <= 0) {
+      throw std::invalid_argument(std::string("invalid model dimensions for the CUDA engine: ") + name + " is " +
+                                  std::to_string(value) + " (must be positive)");
+    }
   }
+  if (dims.numHeads % dims.numKvHeads != 0) {
+    throw std::invalid_argument("invalid model dimensions for the CUDA engine: numHeads " +
+                                std::to_string(dims.numHeads) + " is not a multiple of numKvHeads " +
+                                std::to_string(dims.numKvHeads));
+  }
+}
+
+}  // namespace
+
+Engine::Engine(const ModelDims& dims, int device) : dims_(dims), device_(device) {
+  checkModelDims(dims);
   if (dims.headDim != 64 && dims.headDim != 128) {
     throw std::invalid_argument("the CUDA attention kernels support head_dim 64 or 128, the model has " +
                                 std::to_string(dims.headDim));
@@ -96,15 +117,22 @@ Engine::~Engine() {
   }
 }
 
+void Engine::checkLayerIndex(WeightSlot slot, int layer) const {
+  if (layer < 0 || layer >= dims_.numLayers) {
+    throw std::invalid_argument(std::string("weight slot ") + weightSlotName(slot) + ": layer index " +
+                                std::to_string(layer) + " out of range 0.." + std::to_string(dims_.numLayers - 1));
+  }
+}
+
 LinearWeight& Engine::linearFor(WeightSlot slot, int layer) {
   if (slot == WeightSlot::LmHead) return weights_.lmHead;
-  if (layer < 0 || layer >= dims_.numLayers) throw std::invalid_argument("layer index out of range");
-  LayerWeights& L = weights_.layers[layer];
+  checkLayerIndex(slot, layer);
+  LayerWeights& weights = weights_.layers[layer];
   switch (slot) {
-    case WeightSlot::Qkv: return L.qkv;
-    case WeightSlot::O: return L.o;
-    case WeightSlot::GateUp: return L.gateUp;
-    case WeightSlot::Down: return L.down;
+    case WeightSlot::Qkv: return weights.qkv;
+    case WeightSlot::O: return weights.o;
+    case WeightSlot::GateUp: return weights.gateUp;
+    case WeightSlot::Down: return weights.down;
     default: throw std::invalid_argument(std::string("weight slot ") + weightSlotName(slot) + " is not a linear");
   }
 }
@@ -116,7 +144,7 @@ DeviceBuffer& Engine::vectorFor(WeightSlot slot, int layer, size_t* expectedElem
     return weights_.embed;
   }
   if (slot == WeightSlot::FinalNorm) return weights_.finalNorm;
-  if (layer < 0 || layer >= dims_.numLayers) throw std::invalid_argument("layer index out of range");
+  checkLayerIndex(slot, layer);
   if (slot == WeightSlot::InputNorm) return weights_.layers[layer].inputNorm;
   if (slot == WeightSlot::PostNorm) return weights_.layers[layer].postNorm;
   throw std::invalid_argument(std::string("weight slot ") + weightSlotName(slot) + " is not a vector");
@@ -295,13 +323,13 @@ void Engine::initRandomWeights(uint32_t seed) {
   vector(weights_.embed, static_cast<size_t>(d.vocab) * d.hidden, -1.f, 1.f, seed, "random embedding");
   vector(weights_.finalNorm, d.hidden, 1.f, 1.f, 0, "random final norm");
   uint32_t s = seed * 7919u + 17u;
-  for (LayerWeights& L : weights_.layers) {
-    vector(L.inputNorm, d.hidden, 1.f, 1.f, 0, "random input norm");
-    vector(L.postNorm, d.hidden, 1.f, 1.f, 0, "random post norm");
-    randomLinear(L.qkv, d.hidden, d.qkvWidth(), s += 11);
-    randomLinear(L.o, d.numHeads * d.headDim, d.hidden, s += 11);
-    randomLinear(L.gateUp, d.hidden, 2 * d.intermediate, s += 11);
-    randomLinear(L.down, d.intermediate, d.hidden, s += 11);
+  for (LayerWeights& layer : weights_.layers) {
+    vector(layer.inputNorm, d.hidden, 1.f, 1.f, 0, "random input norm");
+    vector(layer.postNorm, d.hidden, 1.f, 1.f, 0, "random post norm");
+    randomLinear(layer.qkv, d.hidden, d.qkvWidth(), s += 11);
+    randomLinear(layer.o, d.numHeads * d.headDim, d.hidden, s += 11);
+    randomLinear(layer.gateUp, d.hidden, 2 * d.intermediate, s += 11);
+    randomLinear(layer.down, d.intermediate, d.hidden, s += 11);
   }
   if (!d.tiedEmbeddings) {
     const int group = dims_.groupSize;
