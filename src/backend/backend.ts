@@ -118,6 +118,11 @@ export interface StepBatch {
    * conformance tests compare backends on them.
    */
   returnLogits?: boolean;
+  /**
+   * When set, sampling.tokenMask is still being written (by the grammar workers, while the backend runs the
+   * forward pass): the backend awaits this right before it reads the mask, i.e. before sampling.
+   */
+  masksReady?: () => Promise<void>;
 }
 
 export interface StepResult {
@@ -157,4 +162,16 @@ export interface Backend {
 /** Thrown by a backend that cannot run here (no addon, no driver, no GPU); `--backend auto` falls back. */
 export class BackendUnavailableError extends Error {
   override name = "BackendUnavailableError";
+}
+
+/**
+ * Awaits a batch's masks (see StepBatch.masksReady). `unshared`: also gives sampling.tokenMask a copy of its own
+ * (for code that cannot read memory a worker shares, such as a native addon).
+ */
+export async function awaitStepMasks(batch: StepBatch, opts: { unshared?: boolean } = {}): Promise<void> {
+  if (batch.masksReady !== undefined) await batch.masksReady();
+  const mask = batch.sampling.tokenMask;
+  if (opts.unshared && mask !== undefined && mask.buffer instanceof SharedArrayBuffer) {
+    batch.sampling.tokenMask = mask.slice(); // (numMaskRows, maskWords)
+  }
 }

@@ -7,7 +7,11 @@ import { randomUUID } from "node:crypto";
 import type { Backend, StepBatch, StepResult } from "../backend/backend.js";
 import type { ModelSource } from "../model/types.js";
 import type { ConstraintSpec } from "../structured/constraint-spec.js";
-import { buildStepMasks, ConstraintFactory, needsConstraint } from "../structured/engine-constraints.js";
+import {
+  ConstraintFactory,
+  needsConstraint,
+  type PendingStepMasks,
+} from "../structured/engine-constraints.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
 import { buildStepBatch, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
@@ -275,6 +279,7 @@ export class Engine implements EngineClient {
     }
     for (const id of [...this.requests.keys()]) this.abort(id);
     await this.idle();
+    await this.constraints.close();
   }
 
   private checkPrompt(prompt: readonly number[]): void {
@@ -344,14 +349,19 @@ export class Engine implements EngineClient {
     batch: StepBatch,
   ): Promise<StepResult | null> {
     this.inFlight = new Set(scheduled.map((s) => s.seq));
+    let pending: PendingStepMasks | null = null;
     try {
-      // Bitmask rows of the constrained sequences (an abort meanwhile waits for the step: they are in flight).
-      const masks = await buildStepMasks(
+      // Bitmask rows of the constrained sequences, written by the grammar workers while the backend runs the
+      // step; it awaits them right before sampling (an abort meanwhile waits for the step: they are in flight).
+      pending = this.constraints.startStepMasks(
         scheduled.map((s) => ({ constraint: s.seq.constraint, sample: s.sample })),
-        this.constraints.maskWords,
       );
-      if (masks !== null) Object.assign(batch.sampling, masks);
+      if (pending !== null) {
+        Object.assign(batch.sampling, pending.masks);
+        batch.masksReady = pending.masksReady;
+      }
       const result = await this.backend.step(batch);
+      await pending?.done;
       if (result.tokenIds.length !== scheduled.length) {
         throw new Error(
           `the backend returned ${result.tokenIds.length} tokens for ${scheduled.length} sequences`,
@@ -359,6 +369,7 @@ export class Engine implements EngineClient {
       }
       return result;
     } catch (err) {
+      await pending?.done; // the workers are done with the mask memory before the next step reuses it
       this.inFlight = new Set();
       const message = `backend error: ${err instanceof Error ? err.message : String(err)}`;
       for (const { seq } of scheduled) this.finishSeq(seq, "error", message);
@@ -382,7 +393,9 @@ export class Engine implements EngineClient {
       return;
     }
     if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
-      const message = `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
+      const message =
+        seq.constraint.failure ??
+        `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
       this.finishSeq(seq, "error", message);
       return;
     }

@@ -5,7 +5,8 @@
  */
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { ConstraintSpec } from "./constraint-spec.js";
-import { type CompiledGrammar, GrammarEngine, vocabInfoFor } from "./grammar-engine.js";
+import { validateSpec, vocabInfoFor } from "./grammar-engine.js";
+import { type FillJob, GrammarPool, type GrammarPoolOptions, type RemoteGrammar } from "./grammar-pool.js";
 import { SequenceConstraint } from "./sequence-constraint.js";
 
 /** The constraint fields of a request, validated (see resolveConstraintParams). */
@@ -73,33 +74,39 @@ export function needsConstraint(p: ResolvedConstraintParams): boolean {
   return p.structuredOutput !== null || p.allowedTokenIds !== null || p.badWords.length > 0;
 }
 
-/** One per engine: the grammar engine (made on first use: ~0.5 s) and the bad-word tokenizations. */
+/** One per engine: the grammar workers (started on first use: ~0.5 s) and the bad-word tokenizations. */
 export class ConstraintFactory {
-  private grammar: Promise<GrammarEngine> | null = null;
+  private pool: Promise<GrammarPool> | null = null;
+  /** The step masks' memory, shared with the grammar workers; grown as needed, reused step after step. */
+  private maskBuffer = new SharedArrayBuffer(0);
 
   constructor(
     private readonly tokenizer: Tokenizer,
     /** Rows of the logits (config.json vocab_size). */
     readonly vocabSize: number,
+    private readonly poolOptions: GrammarPoolOptions = {},
   ) {}
 
   get maskWords(): number {
     return Math.ceil(this.vocabSize / 32);
   }
 
-  private engine(): Promise<GrammarEngine> {
-    if (this.grammar === null) {
-      this.grammar = vocabInfoFor(this.tokenizer, this.vocabSize).then((v) => GrammarEngine.create(v));
-      this.grammar.catch(() => {
-        this.grammar = null;
+  private grammarPool(): Promise<GrammarPool> {
+    if (this.pool === null) {
+      this.pool = vocabInfoFor(this.tokenizer, this.vocabSize).then(
+        (v) => new GrammarPool(v, this.poolOptions),
+      );
+      this.pool.catch(() => {
+        this.pool = null;
       });
     }
-    return this.grammar;
+    return this.pool;
   }
 
-  /** Compiles (cached) a structured output; throws GrammarError when it cannot be compiled. */
-  async compile(spec: ConstraintSpec): Promise<CompiledGrammar> {
-    return (await this.engine()).compile(spec);
+  /** Compiles (cached) a structured output on a worker; throws GrammarError when it cannot be compiled. */
+  async compile(spec: ConstraintSpec): Promise<RemoteGrammar> {
+    validateSpec(spec);
+    return (await this.grammarPool()).compile(spec);
   }
 
   async create(p: ResolvedConstraintParams): Promise<SequenceConstraint> {
@@ -111,7 +118,80 @@ export class ConstraintFactory {
         badWords: p.badWords.flatMap((w) => badWordTokenizations(this.tokenizer, w)),
       },
       this.maskWords,
+      grammar !== undefined ? await this.grammarPool() : null,
     );
+  }
+
+  /**
+   * Starts the bitmask rows of a step: one per sequence that samples this step and has a mask; null when none
+   * has. The grammar rows are written by the workers while the caller goes on (the backend runs the step);
+   * `masksReady` resolves once every row is written.
+   */
+  startStepMasks(
+    seqs: readonly { constraint: SequenceConstraint | null; sample: boolean }[],
+  ): PendingStepMasks | null {
+    const maskWords = this.maskWords;
+    const maskRow = new Int32Array(seqs.length).fill(-1); // (numSeqs)
+    const maskBeforeLogprobs = new Uint8Array(seqs.length); // (numSeqs)
+    let rows = 0;
+    seqs.forEach((s, i) => {
+      if (s.sample && s.constraint?.hasMask) {
+        maskRow[i] = rows++;
+        maskBeforeLogprobs[i] = s.constraint.maskBeforeLogprobs ? 1 : 0;
+      }
+    });
+    if (rows === 0) return null;
+    const bytes = rows * maskWords * 4;
+    if (this.maskBuffer.byteLength < bytes) this.maskBuffer = new SharedArrayBuffer(bytes * 2);
+    const tokenMask = new Int32Array(this.maskBuffer, 0, rows * maskWords); // (numRows, maskWords)
+    const jobs: FillJob[] = [];
+    const withGrammar: SequenceConstraint[] = [];
+    for (const [i, s] of seqs.entries()) {
+      const row = maskRow[i]!;
+      if (row < 0) continue;
+      const c = s.constraint!;
+      if (c.hasGrammar) {
+        jobs.push(c.fillJob(row, tokenMask));
+        withGrammar.push(c);
+      } else {
+        c.fillFixedRow(tokenMask.subarray(row * maskWords, (row + 1) * maskWords));
+      }
+    }
+    const masks: StepMasks = { maskWords, maskRow, tokenMask, maskBeforeLogprobs };
+    if (jobs.length === 0) return { masks, done: Promise.resolve(), masksReady: () => Promise.resolve() };
+    const done = this.grammarPool()
+      .then((pool) => pool.fill(this.maskBuffer, jobs))
+      .then(
+        (result) => {
+          jobs.forEach((job, k) => {
+            const c = withGrammar[k]!;
+            if (result.rejected.has(job.matcher.id)) {
+              c.markFailed("structured output: the grammar engine could not advance this sequence's grammar");
+            } else {
+              c.applyAllowed(tokenMask.subarray(job.row * maskWords, (job.row + 1) * maskWords));
+            }
+          });
+          if (recordTimings) maskTimings.push(...result.fillMs);
+        },
+        (err: unknown) => {
+          const why = err instanceof Error ? err.message : String(err);
+          for (const job of jobs) tokenMask.fill(-1, job.row * maskWords, (job.row + 1) * maskWords);
+          for (const c of withGrammar) c.markFailed(`structured output: ${why}`);
+        },
+      );
+    const masksReady = async () => {
+      const t0 = recordTimings ? performance.now() : 0;
+      await done;
+      if (recordTimings) maskWaits.push(performance.now() - t0);
+    };
+    return { masks, done, masksReady };
+  }
+
+  /** Stops the grammar workers. */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = null;
+    await (await pool?.catch(() => null))?.close();
   }
 }
 
@@ -131,43 +211,26 @@ export function badWordTokenizations(tokenizer: Tokenizer, word: string): number
 export interface StepMasks {
   maskWords: number;
   maskRow: Int32Array; // (numSeqs) row of tokenMask, -1 = unmasked
-  tokenMask: Int32Array; // (numRows, maskWords)
+  tokenMask: Int32Array; // (numRows, maskWords), on a SharedArrayBuffer the grammar workers write
   maskBeforeLogprobs: Uint8Array; // (numSeqs)
 }
 
-/** Mask time per masked sequence and step, in ms (the benchmark reads it). */
+/** A step's masks while the grammar workers write them. */
+export interface PendingStepMasks {
+  masks: StepMasks;
+  /** Resolves (never rejects) once every row is written; a failed row marks its constraint failed. */
+  done: Promise<void>;
+  /** What the backend awaits right before sampling (StepBatch.masksReady); records the wait for benchmarks. */
+  masksReady: () => Promise<void>;
+}
+
+/** Fill time per masked sequence and step on its grammar worker, in ms (the benchmark reads it). */
 export const maskTimings: number[] = [];
+/** Per step: how long the backend waited for the masks when it was ready to sample, in ms. */
+export const maskWaits: number[] = [];
 let recordTimings = false;
 export function recordMaskTimings(on: boolean): void {
   recordTimings = on;
   maskTimings.length = 0;
-}
-
-/**
- * The bitmask rows of a step: one per sequence that samples this step and has a mask. null when none has.
- * One after the other: the grammar engine is one single-threaded WebAssembly instance.
- */
-export async function buildStepMasks(
-  seqs: readonly { constraint: SequenceConstraint | null; sample: boolean }[],
-  maskWords: number,
-): Promise<StepMasks | null> {
-  const maskRow = new Int32Array(seqs.length).fill(-1); // (numSeqs)
-  const maskBeforeLogprobs = new Uint8Array(seqs.length); // (numSeqs)
-  let rows = 0;
-  seqs.forEach((s, i) => {
-    if (s.sample && s.constraint?.hasMask) {
-      maskRow[i] = rows++;
-      maskBeforeLogprobs[i] = s.constraint.maskBeforeLogprobs ? 1 : 0;
-    }
-  });
-  if (rows === 0) return null;
-  const tokenMask = new Int32Array(rows * maskWords); // (numRows, maskWords)
-  for (const [i, s] of seqs.entries()) {
-    const row = maskRow[i]!;
-    if (row < 0) continue;
-    const t0 = recordTimings ? performance.now() : 0;
-    await s.constraint!.fillMask(tokenMask.subarray(row * maskWords, (row + 1) * maskWords));
-    if (recordTimings) maskTimings.push(performance.now() - t0);
-  }
-  return { maskWords, maskRow, tokenMask, maskBeforeLogprobs };
+  maskWaits.length = 0;
 }

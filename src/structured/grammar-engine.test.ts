@@ -8,14 +8,13 @@ import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { ConstraintSpec } from "./constraint-spec.js";
 import {
-  type CompiledGrammar,
   GrammarEngine,
   GrammarError,
   type GrammarMatcher,
   vocabInfoFor,
 } from "./grammar-engine.js";
 import { checkSchemaSupported } from "./schema-support.js";
-import { maskAllows, SequenceConstraint } from "./sequence-constraint.js";
+import { maskAllows } from "./sequence-constraint.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
 let tokenizer: Tokenizer;
@@ -230,34 +229,4 @@ test("schema keywords XGrammar would ignore are refused with their path", () => 
   // Property names that look like keywords are names, not keywords.
   checkSchemaSupported({ type: "object", properties: { not: { type: "string" }, if: { type: "integer" } } });
   checkSchemaSupported({ type: "integer", minimum: 0, maximum: 5 });
-});
-
-test("sequence constraint: grammar mask AND allowed_token_ids; bad words banned after their prefix", async () => {
-  const grammar: CompiledGrammar = await engine.compile({ type: "choice", choices: ["yes", "no"] });
-  const yes = charTokens("yes");
-  const c = await SequenceConstraint.create({ grammar, allowedTokenIds: [yes[0]!, EOT] }, engine.maskWords);
-  const row = new Int32Array(engine.maskWords);
-  await c.fillMask(row);
-  const allowed: number[] = [];
-  for (let t = 0; t < 32002; t++) if (maskAllows(row, t)) allowed.push(t);
-  assert.deepEqual(allowed, [yes[0]]);
-  assert.equal(c.maskBeforeLogprobs, true);
-  for (const id of yes) assert.equal(c.accept(id), true);
-  assert.equal(c.accept(EOT), true);
-  assert.equal(c.terminated, true);
-  c.dispose();
-
-  const only = await SequenceConstraint.create({ allowedTokenIds: [5, 40] }, engine.maskWords);
-  await only.fillMask(row);
-  assert.deepEqual(
-    [5, 40, 41].map((t) => maskAllows(row, t)),
-    [true, true, false],
-  );
-  assert.equal(only.maskBeforeLogprobs, false);
-
-  const bw = await SequenceConstraint.create({ badWords: [[7], [3, 4, 5]] }, engine.maskWords);
-  assert.equal(bw.hasMask, false);
-  assert.deepEqual(bw.bannedTokenIds([]), [7]);
-  assert.deepEqual(bw.bannedTokenIds([1, 3, 4]), [7, 5]);
-  assert.deepEqual(bw.bannedTokenIds([3, 4, 1]), [7]);
 });

@@ -159,7 +159,7 @@ export class GrammarEngine {
   }
 }
 
-function validateSpec(spec: ConstraintSpec): void {
+export function validateSpec(spec: ConstraintSpec): void {
   switch (spec.type) {
     case "json_schema":
       if (typeof spec.schema !== "boolean" && (spec.schema === null || typeof spec.schema !== "object")) {

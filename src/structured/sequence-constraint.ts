@@ -3,32 +3,55 @@
  * vLLM's `allowed_token_ids` (a fixed set) and `bad_words` (token sequences whose last token is banned when the
  * output ends with the rest). The engine asks for a bitmask row per step, bans per step, and reports every
  * sampled token back; it never sees the grammar engine.
+ *
+ * The matcher lives on a grammar worker (grammar-pool.ts). A sampled token is checked here against the row
+ * the step used (the backend applied it, so it must be allowed), queued, and sent to the worker with the
+ * sequence's next fill; the grammar is terminated exactly when an allowed stop token was sampled (XGrammar's
+ * matcher ends on its stop token and allows one only where the grammar is complete).
  */
-import type { CompiledGrammar, GrammarMatcher } from "./grammar-engine.js";
+import type { FillJob, GrammarPool, RemoteGrammar, RemoteMatcher } from "./grammar-pool.js";
 
 export interface ConstraintOptions {
-  grammar?: CompiledGrammar;
+  grammar?: RemoteGrammar;
   allowedTokenIds?: readonly number[];
   /** Token ids of each bad word (every tokenization of it). */
   badWords?: readonly (readonly number[])[];
 }
 
 export class SequenceConstraint {
+  /** Tokens accepted here and not yet sent to the matcher's worker. */
+  private pendingAccepts: number[] = [];
+  /** The row the last step sampled with (a view into that step's mask), until a token is accepted. */
+  private lastRow: Int32Array | null = null;
+  private ended = false;
+  private failed: string | null = null;
+  private disposed = false;
+
   private constructor(
-    private readonly matcher: GrammarMatcher | null,
+    private readonly pool: GrammarPool | null,
+    private readonly matcher: RemoteMatcher | null,
     private readonly allowed: Int32Array | null, // (maskWords) fixed allowed-token bits
     private readonly badWords: readonly (readonly number[])[],
     readonly maskWords: number,
   ) {}
 
-  static async create(opts: ConstraintOptions, maskWords: number): Promise<SequenceConstraint> {
+  static async create(
+    opts: ConstraintOptions,
+    maskWords: number,
+    pool: GrammarPool | null,
+  ): Promise<SequenceConstraint> {
     let allowed: Int32Array | null = null;
     if (opts.allowedTokenIds !== undefined) {
       allowed = new Int32Array(maskWords); // (maskWords)
       for (const id of opts.allowedTokenIds) allowed[id >> 5] |= 1 << (id & 31);
     }
-    const matcher = opts.grammar !== undefined ? await opts.grammar.newMatcher() : null;
+    let matcher: RemoteMatcher | null = null;
+    if (opts.grammar !== undefined) {
+      if (pool === null) throw new Error("a grammar constraint needs the grammar pool");
+      matcher = await pool.newMatcher(opts.grammar);
+    }
     return new SequenceConstraint(
+      pool,
       matcher,
       allowed,
       (opts.badWords ?? []).filter((w) => w.length > 0),
@@ -41,6 +64,11 @@ export class SequenceConstraint {
     return this.matcher !== null || this.allowed !== null;
   }
 
+  /** Whether the row comes from a grammar worker (else fillFixedRow writes it). */
+  get hasGrammar(): boolean {
+    return this.matcher !== null;
+  }
+
   /**
    * Whether the mask applies before logprobs are taken (vLLM: a grammar masks the logits the sampler sees, so
    * logprobs are of the constrained distribution; allowed_token_ids is applied inside the sampler, after the
@@ -50,11 +78,35 @@ export class SequenceConstraint {
     return this.matcher !== null;
   }
 
-  /** Writes the allowed tokens of the next step into row (maskWords): bit t of word t >> 5. */
-  async fillMask(row: Int32Array): Promise<void> {
-    if (this.matcher !== null) await this.matcher.fillNextTokenBitmask(row);
-    else row.fill(-1);
-    if (this.allowed !== null) for (let w = 0; w < row.length; w++) row[w] &= this.allowed[w];
+  /** The worker job that fills this step's row (grammar constraints); the row is remembered for accept(). */
+  fillJob(row: number, mask: Int32Array): FillJob {
+    const matcher = this.matcher;
+    if (matcher === null) throw new Error("fillJob() without a grammar");
+    this.lastRow = mask.subarray(row * this.maskWords, (row + 1) * this.maskWords);
+    const accepts = this.pendingAccepts;
+    this.pendingAccepts = [];
+    return { matcher, row, accepts };
+  }
+
+  /** Writes the allowed tokens of a constraint without grammar into its row (allowed_token_ids). */
+  fillFixedRow(row: Int32Array): void {
+    row.fill(-1);
+    this.applyAllowed(row);
+    this.lastRow = row;
+  }
+
+  /** ANDs allowed_token_ids into a row the grammar worker wrote. */
+  applyAllowed(row: Int32Array): void {
+    if (this.allowed !== null) for (let w = 0; w < row.length; w++) row[w] &= this.allowed[w]!;
+  }
+
+  /** The grammar worker could not advance the matcher (or died): the sequence must end with this error. */
+  markFailed(reason: string): void {
+    this.failed ??= reason;
+  }
+
+  get failure(): string | null {
+    return this.failed;
   }
 
   /** Tokens banned at the next step given the output so far (bad words). */
@@ -70,22 +122,31 @@ export class SequenceConstraint {
     return banned;
   }
 
-  /** Advances the grammar by a sampled token; false when the grammar rejects it (the mask was not applied). */
+  /** Takes a sampled token; false when the step's mask did not allow it (the backend did not apply it). */
   accept(tokenId: number): boolean {
-    return this.matcher === null || this.matcher.acceptToken(tokenId);
+    if (this.failed !== null) return false;
+    const row = this.lastRow;
+    this.lastRow = null;
+    if (!this.hasMask) return true;
+    if (row === null || !maskAllows(row, tokenId)) return false;
+    if (this.matcher !== null) {
+      this.pendingAccepts.push(tokenId);
+      if (this.pool?.stopTokenIds.includes(tokenId)) this.ended = true;
+    }
+    return true;
   }
 
   /** The grammar is complete and its stop token was accepted: the sequence ends with "stop". */
   get terminated(): boolean {
-    return this.matcher?.isTerminated() ?? false;
-  }
-
-  rollback(n: number): void {
-    this.matcher?.rollback(n);
+    return this.ended;
   }
 
   dispose(): void {
-    this.matcher?.dispose();
+    if (this.disposed) return;
+    this.disposed = true;
+    if (this.matcher !== null) this.pool?.disposeMatcher(this.matcher);
+    this.pendingAccepts = [];
+    this.lastRow = null;
   }
 }
 

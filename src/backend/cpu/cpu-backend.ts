@@ -5,7 +5,14 @@
  * after each half layer and each 64-row chunk of the lm_head.
  */
 import type { ModelSource } from "../../model/types.js";
-import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
+import {
+  awaitStepMasks,
+  type Backend,
+  type BackendOptions,
+  type KvLayout,
+  type StepBatch,
+  type StepResult,
+} from "../backend.js";
 import { sampleToken, topLogprobs } from "../sampler.js";
 import { CpuModel, type KvCache } from "./cpu-model.js";
 import { loadCpuWeights } from "./load-weights.js";
@@ -111,6 +118,14 @@ export class CpuBackend implements Backend {
       if (tokenLogprobs !== null) for (let t = batch.queryStarts[s]; t < last; t++) rows.push(t);
       if (batch.sample[s] === 1) rows.push(last);
     }
+    const sample = (s: number, row: Float32Array) => {
+      const sampled = sampleToken(row, batch.sampling, s);
+      result.tokenIds[s] = sampled.tokenId;
+      result.logprobs[s] = sampled.logprob;
+      result.topLogprobs[s] = sampled.top;
+    };
+    const masked = batch.masksReady !== undefined;
+    const deferred: { s: number; row: Float32Array }[] = []; // logits (vocab) of each masked sampler
     await model.forward(batch, Int32Array.from(rows), (chunk, chunkLogits, stride) => {
       for (let i = 0; i < chunk.length; i++) {
         const t = chunk[i];
@@ -129,13 +144,15 @@ export class CpuBackend implements Backend {
         const s = sampleSeqOfToken[t];
         if (s >= 0) {
           logits?.set(row, s * vocab);
-          const sampled = sampleToken(Float32Array.from(row), batch.sampling, s);
-          result.tokenIds[s] = sampled.tokenId;
-          result.logprobs[s] = sampled.logprob;
-          result.topLogprobs[s] = sampled.top;
+          // A sequence with a mask row samples after the forward pass, once the grammar workers wrote it.
+          if (masked && (batch.sampling.maskRow?.[s] ?? -1) >= 0)
+            deferred.push({ s, row: Float32Array.from(row) });
+          else sample(s, Float32Array.from(row));
         }
       }
     });
+    await awaitStepMasks(batch);
+    for (const { s, row } of deferred) sample(s, row);
     if (tokenLogprobs !== null) result.tokenLogprobs = tokenLogprobs;
     if (tokenTop !== null) result.tokenTop = tokenTop;
     if (logits !== null) result.logits = logits;

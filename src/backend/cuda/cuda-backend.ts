@@ -7,7 +7,14 @@
  * asynchronous fault names its kernel; slow), AWQ_CUDA_GRAPHS=0 (no CUDA graphs for decode steps).
  */
 import type { ModelConfig, ModelSource } from "../../model/types.js";
-import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
+import {
+  awaitStepMasks,
+  type Backend,
+  type BackendOptions,
+  type KvLayout,
+  type StepBatch,
+  type StepResult,
+} from "../backend.js";
 import { nativeDims, uploadCheckpoint } from "./load-weights.js";
 import {
   loadNativeAddon,
@@ -83,6 +90,8 @@ export class CudaBackend implements Backend {
   async step(batch: StepBatch): Promise<StepResult> {
     const engine = this.engine;
     if (engine === null || this.report === null) throw new Error("CUDA backend: step() before load()");
+    // The addon's step is one native call (forward and sampling): the masks must be there before it.
+    await awaitStepMasks(batch, { unshared: true });
     const out = await engine.step(batch);
     this.lastStepGpuMs = out.gpuMs;
     this.lastStepHostTiming = out.hostTiming;

@@ -1,0 +1,138 @@
+/**
+ * The grammar workers on the demo model's vocabulary: rows written into shared memory, accepts carried with
+ * the next fill, termination on an allowed stop token, allowed_token_ids ANDed, bad words, grammar errors
+ * across the thread boundary, and a new compile placed on another worker than live matchers (so it does not
+ * hold up their masks), with the event loop free meanwhile.
+ */
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { Tokenizer } from "../tokenizer/tokenizer.js";
+import { ConstraintFactory } from "./engine-constraints.js";
+import { GrammarError } from "./grammar-engine.js";
+import { maskAllows, type SequenceConstraint } from "./sequence-constraint.js";
+
+const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
+const EOT = 32000;
+let tokenizer: Tokenizer;
+let factory: ConstraintFactory;
+
+before(async () => {
+  tokenizer = await Tokenizer.load(modelDir);
+  factory = new ConstraintFactory(tokenizer, 32002, { maxWorkers: 2 });
+});
+after(async () => {
+  await factory?.close();
+});
+
+const params = (over: Partial<Parameters<ConstraintFactory["create"]>[0]>) => ({
+  structuredOutput: null,
+  allowedTokenIds: null,
+  badWords: [],
+  ...over,
+});
+
+/** One step for one sequence: its row, filled by the worker. */
+async function step(c: SequenceConstraint): Promise<Int32Array> {
+  const pending = factory.startStepMasks([{ constraint: c, sample: true }]);
+  assert.ok(pending !== null);
+  await pending.masksReady();
+  await pending.done;
+  assert.equal(c.failure, null);
+  return pending.masks.tokenMask.slice(0, factory.maskWords);
+}
+
+function allowedIds(row: Int32Array): number[] {
+  const ids: number[] = [];
+  for (let t = 0; t < 32002; t++) if (maskAllows(row, t)) ids.push(t);
+  return ids;
+}
+
+test("a choice grammar through a worker: rows, accepts, the stop token ends it; allowed_token_ids ANDed", async () => {
+  const yes = [..."yes"].map((ch) => tokenizer.tokenToId(ch)!); // one character a token
+  const no = [..."no"].map((ch) => tokenizer.tokenToId(ch)!);
+  const c = await factory.create(
+    params({ structuredOutput: { type: "choice", choices: ["yes", "no"] }, allowedTokenIds: [yes[0]!, EOT] }),
+  );
+  assert.equal(c.maskBeforeLogprobs, true);
+  assert.deepEqual(allowedIds(await step(c)), [yes[0]]);
+  assert.equal(c.accept(no[0]!), false, "a token outside the row is refused");
+
+  const d = await factory.create(params({ structuredOutput: { type: "choice", choices: ["yes", "no"] } }));
+  let row = await step(d);
+  assert.ok(maskAllows(row, yes[0]!) && maskAllows(row, no[0]!) && !maskAllows(row, EOT));
+  for (const id of yes) {
+    assert.equal(d.accept(id), true);
+    assert.equal(d.terminated, false);
+    row = await step(d); // the accept travels with this fill
+  }
+  assert.deepEqual(allowedIds(row), [EOT], "complete: only the stop token");
+  assert.equal(d.accept(EOT), true);
+  assert.equal(d.terminated, true);
+  c.dispose();
+  d.dispose();
+
+  const only = await factory.create(params({ allowedTokenIds: [5, 40] }));
+  assert.equal(only.hasGrammar, false);
+  const fixed = await step(only);
+  assert.deepEqual(allowedIds(fixed), [5, 40]);
+  assert.equal(only.maskBeforeLogprobs, false);
+
+  const bw = await factory.create(params({ badWords: ["zebra"] }));
+  assert.equal(bw.hasMask, false);
+  const z = tokenizer.encode("zebra", { addBos: false });
+  assert.deepEqual(bw.bannedTokenIds(z.slice(0, -1)), [z.at(-1)]);
+});
+
+test("a grammar error crosses the thread boundary as a GrammarError with XGrammar's reason", async () => {
+  await assert.rejects(
+    factory.compile({ type: "grammar", ebnf: "root ::= missing_rule" }),
+    (err: unknown) => err instanceof GrammarError && /missing_rule/.test(err.message),
+  );
+  await assert.rejects(
+    factory.compile({ type: "regex", pattern: "(unclosed" }),
+    (err: unknown) => err instanceof GrammarError,
+  );
+  // The worker still serves valid grammars after an abort in its probe instance.
+  await factory.compile({ type: "regex", pattern: "[a-z]{3}" });
+});
+
+test("a new schema compiles on another worker than live matchers: their masks and the event loop go on", async () => {
+  const live = await factory.create(params({ structuredOutput: { type: "regex", pattern: "[0-9]+" } }));
+  await step(live);
+  // A schema big enough to take a while: many properties with free strings and integer ranges.
+  const properties: Record<string, unknown> = {};
+  for (let i = 0; i < 12; i++) properties[`field_${i}`] = { type: "string", maxLength: 20 + i };
+  const big = {
+    type: "json_schema" as const,
+    schema: { type: "object", properties, required: Object.keys(properties) },
+  };
+  const t0 = performance.now();
+  const compiling = factory.compile(big);
+  let lateMs = 0;
+  let fills = 0;
+  let done = false;
+  compiling.finally(() => {
+    done = true;
+  });
+  const digit = tokenizer.tokenToId("7")!;
+  while (!done) {
+    const tick = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    lateMs = Math.max(lateMs, performance.now() - tick - 5);
+    assert.equal(live.accept(digit), true);
+    const f0 = performance.now();
+    await step(live);
+    lateMs = Math.max(lateMs, performance.now() - f0);
+    fills++;
+  }
+  await compiling;
+  const compileMs = performance.now() - t0;
+  live.dispose();
+  assert.ok(compileMs > 200, `the compile took ${compileMs.toFixed(0)} ms: long enough to test anything`);
+  assert.ok(fills >= 5, `${fills} fills while it compiled`);
+  assert.ok(
+    lateMs < 150,
+    `event loop or a fill was ${lateMs.toFixed(0)} ms late during a ${compileMs.toFixed(0)} ms compile`,
+  );
+});

@@ -1,0 +1,286 @@
+/**
+ * The grammar engine off the main thread: worker threads (grammar-worker.ts) that each own an XGrammar
+ * instance. A compiled grammar cannot move between WebAssembly instances, so a grammar and every matcher made
+ * from it live on the worker that compiled it. A new grammar goes to a worker with no compile under way and
+ * the fewest live matchers (a new worker is started, up to `maxWorkers`, rather than compile beside live
+ * matchers): a compile then holds up only the masks of sequences on its own worker, never the event loop.
+ * A step's bitmask rows are filled by every worker concerned at once, straight into a SharedArrayBuffer.
+ */
+import { availableParallelism } from "node:os";
+import { Worker } from "node:worker_threads";
+import { type ConstraintSpec, MAX_SPEC_CHARS, specKey } from "./constraint-spec.js";
+import { GrammarError, type VocabInfo } from "./grammar-engine.js";
+import type { WorkerInit, WorkerReply, WorkerRequest } from "./grammar-protocol.js";
+
+/** A grammar compiled on one worker. */
+export interface RemoteGrammar {
+  readonly key: string;
+  readonly worker: GrammarWorker;
+}
+
+/** A matcher (one sequence's position in a grammar) living on `worker`. */
+export interface RemoteMatcher {
+  readonly id: number;
+  readonly worker: GrammarWorker;
+}
+
+/** One row to fill: the matcher, its row in the step's mask, and the tokens it accepted since its last fill. */
+export interface FillJob {
+  matcher: RemoteMatcher;
+  row: number;
+  accepts: readonly number[];
+}
+
+export interface FillResult {
+  /** Matchers that rejected a token or are gone; their rows allow every token. */
+  rejected: Set<number>;
+  /** Fill time of each row in ms (measured on its worker). */
+  fillMs: number[];
+}
+
+type Pending = { resolve: (r: Extract<WorkerReply, { ok: true }>) => void; reject: (e: Error) => void };
+
+export class GrammarWorker {
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 0;
+  /** Compiles sent and not answered. */
+  compiling = 0;
+  /** Live matchers. */
+  matchers = 0;
+  dead: Error | null = null;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on("message", (msg: WorkerReply) => {
+      const p = this.pending.get(msg.id);
+      if (p === undefined) return;
+      this.pending.delete(msg.id);
+      if (msg.ok) p.resolve(msg);
+      else p.reject(msg.grammarError ? new GrammarError(msg.error) : new Error(msg.error));
+    });
+    const fail = (err: Error) => {
+      this.dead ??= err;
+      for (const p of this.pending.values()) p.reject(err);
+      this.pending.clear();
+    };
+    worker.on("error", (err: Error) => fail(new Error(`grammar worker failed: ${err.message}`)));
+    worker.on("exit", (code) => fail(new Error(`grammar worker exited (code ${code})`)));
+  }
+
+  static start(vocab: VocabInfo): Promise<GrammarWorker> {
+    const init: WorkerInit = { vocab };
+    const worker = new Worker(new URL("./grammar-worker.js", import.meta.url), { workerData: init });
+    worker.unref();
+    return new Promise((resolve, reject) => {
+      const onError = (err: Error) => reject(new Error(`grammar worker failed to start: ${err.message}`));
+      const onExit = (code: number) => reject(new Error(`grammar worker exited at start (code ${code})`));
+      worker.once("error", onError);
+      worker.once("exit", onExit);
+      worker.once("message", () => {
+        worker.off("error", onError);
+        worker.off("exit", onExit);
+        resolve(new GrammarWorker(worker));
+      });
+    });
+  }
+
+  request(req: WorkerRequest & { id: number }): Promise<Extract<WorkerReply, { ok: true }>> {
+    if (this.dead !== null) return Promise.reject(this.dead);
+    return new Promise((resolve, reject) => {
+      this.pending.set(req.id, { resolve, reject });
+      this.worker.postMessage(req);
+    });
+  }
+
+  /** A request without a reply. */
+  send(req: WorkerRequest): void {
+    if (this.dead === null) this.worker.postMessage(req);
+  }
+
+  newId(): number {
+    return this.nextId++;
+  }
+
+  terminate(): Promise<number> {
+    return this.worker.terminate();
+  }
+}
+
+export interface GrammarPoolOptions {
+  /** Most worker threads (default: cores - 1, between 2 and 4). */
+  maxWorkers?: number;
+  /** Compiled grammars kept (default 64). */
+  cacheSize?: number;
+}
+
+export class GrammarPool {
+  private readonly workers: Promise<GrammarWorker>[] = [];
+  private readonly cache = new Map<string, Promise<RemoteGrammar>>();
+  private nextMatcher = 0;
+  private readonly maxWorkers: number;
+  private readonly cacheSize: number;
+
+  constructor(
+    private readonly vocab: VocabInfo,
+    opts: GrammarPoolOptions = {},
+  ) {
+    this.maxWorkers = opts.maxWorkers ?? Math.min(4, Math.max(2, availableParallelism() - 1));
+    this.cacheSize = opts.cacheSize ?? 64;
+  }
+
+  get maskWords(): number {
+    return Math.ceil(this.vocab.vocabSize / 32);
+  }
+
+  /** Token ids whose acceptance ends a complete grammar. */
+  get stopTokenIds(): readonly number[] {
+    return this.vocab.stopTokenIds;
+  }
+
+  /** Workers started so far (for tests). */
+  get workerCount(): number {
+    return this.workers.length;
+  }
+
+  /** Compiles (or finds in the cache) a constraint on a worker. Rejects with GrammarError for a bad one. */
+  compile(spec: ConstraintSpec): Promise<RemoteGrammar> {
+    const key = specKey(spec);
+    const hit = this.cache.get(key);
+    if (hit !== undefined) {
+      this.cache.delete(key); // LRU: move to the end
+      this.cache.set(key, hit);
+      return hit;
+    }
+    const compiled = this.compileOn(key, spec);
+    this.cache.set(key, compiled);
+    compiled.catch(() => {
+      if (this.cache.get(key) === compiled) this.cache.delete(key);
+    });
+    while (this.cache.size > this.cacheSize) {
+      const oldest = this.cache.keys().next().value as string;
+      this.cache.get(oldest)?.then(
+        (g) => g.worker.send({ op: "dropGrammar", key: g.key }),
+        () => undefined,
+      );
+      this.cache.delete(oldest);
+    }
+    return compiled;
+  }
+
+  private async compileOn(key: string, spec: ConstraintSpec): Promise<RemoteGrammar> {
+    if (key.length > MAX_SPEC_CHARS) {
+      throw new GrammarError(`is ${key.length} characters; at most ${MAX_SPEC_CHARS} are accepted`);
+    }
+    const worker = await this.pickWorker();
+    worker.compiling += 1;
+    try {
+      await worker.request({ op: "compile", id: worker.newId(), key, spec });
+    } finally {
+      worker.compiling -= 1;
+    }
+    return { key, worker };
+  }
+
+  /** A worker for a new compile: idle if one is, else a new one (up to maxWorkers), else the least busy. */
+  private async pickWorker(): Promise<GrammarWorker> {
+    const live: GrammarWorker[] = [];
+    for (const w of this.workers) {
+      const worker = await w.catch(() => null);
+      if (worker !== null && worker.dead === null) live.push(worker);
+    }
+    // Forget workers that died (their grammars and matchers are gone with them).
+    if (live.length < this.workers.length) {
+      this.workers.length = 0;
+      for (const w of live) this.workers.push(Promise.resolve(w));
+      for (const [key, g] of this.cache) {
+        g.then(
+          (r) => {
+            if (r.worker.dead !== null && this.cache.get(key) === g) this.cache.delete(key);
+          },
+          () => undefined,
+        );
+      }
+    }
+    const busy = (w: GrammarWorker) => w.compiling * 1e6 + w.matchers;
+    const best = live.sort((a, b) => busy(a) - busy(b))[0];
+    if (best !== undefined && (busy(best) === 0 || live.length >= this.maxWorkers)) return best;
+    const started = GrammarWorker.start(this.vocab);
+    this.workers.push(started);
+    started.catch(() => {
+      const i = this.workers.indexOf(started);
+      if (i >= 0) this.workers.splice(i, 1);
+    });
+    return started;
+  }
+
+  /** A matcher for a compiled grammar, on the grammar's worker. */
+  async newMatcher(grammar: RemoteGrammar): Promise<RemoteMatcher> {
+    const id = this.nextMatcher++;
+    const { worker } = grammar;
+    await worker.request({ op: "newMatcher", id: worker.newId(), key: grammar.key, matcher: id });
+    worker.matchers += 1;
+    return { id, worker };
+  }
+
+  disposeMatcher(m: RemoteMatcher): void {
+    m.worker.matchers -= 1;
+    m.worker.send({ op: "dropMatcher", matcher: m.id });
+  }
+
+  /**
+   * Fills the rows of `jobs` into `mask` (a SharedArrayBuffer of (numRows, maskWords) Int32 words), each
+   * worker concerned at once; resolves when every row is written.
+   */
+  async fill(mask: SharedArrayBuffer, jobs: readonly FillJob[]): Promise<FillResult> {
+    const byWorker = new Map<GrammarWorker, FillJob[]>();
+    for (const job of jobs) {
+      const list = byWorker.get(job.matcher.worker);
+      if (list === undefined) byWorker.set(job.matcher.worker, [job]);
+      else list.push(job);
+    }
+    const result: FillResult = { rejected: new Set(), fillMs: [] };
+    await Promise.all(
+      [...byWorker].map(async ([worker, list]) => {
+        const numAccepts = list.reduce((n, j) => n + j.accepts.length, 0);
+        const accepts = new Int32Array(numAccepts * 2); // (numAccepts * 2) matcher, token
+        const rows = new Int32Array(list.length * 2); // (numRows * 2) matcher, row
+        let a = 0;
+        list.forEach((j, i) => {
+          for (const t of j.accepts) {
+            accepts[a++] = j.matcher.id;
+            accepts[a++] = t;
+          }
+          rows[2 * i] = j.matcher.id;
+          rows[2 * i + 1] = j.row;
+        });
+        try {
+          const reply = await worker.request({
+            op: "fill",
+            id: worker.newId(),
+            mask,
+            maskWords: this.maskWords,
+            accepts,
+            rows,
+          });
+          for (const id of reply.rejected ?? []) result.rejected.add(id);
+          if (reply.fillMs !== undefined) result.fillMs.push(...reply.fillMs);
+        } catch {
+          // The worker died: its sequences end with an error; their rows allow every token meanwhile.
+          const words = new Int32Array(mask);
+          for (const j of list) {
+            words.fill(-1, j.row * this.maskWords, (j.row + 1) * this.maskWords);
+            result.rejected.add(j.matcher.id);
+          }
+        }
+      }),
+    );
+    return result;
+  }
+
+  /** Stops every worker (their grammars and matchers go with them). */
+  async close(): Promise<void> {
+    const workers = await Promise.all(this.workers.map((w) => w.catch(() => null)));
+    this.workers.length = 0;
+    this.cache.clear();
+    await Promise.all(workers.map((w) => w?.terminate()));
+  }
+}

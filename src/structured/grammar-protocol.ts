@@ -1,0 +1,39 @@
+/**
+ * Messages between the main thread (grammar-pool.ts) and a grammar worker (grammar-worker.ts). A worker owns
+ * one XGrammar engine: the compiled grammars and the matchers made from them live there, named by ids the main
+ * thread picks. Bitmask rows are written by the worker straight into a SharedArrayBuffer the main thread owns.
+ */
+import type { ConstraintSpec } from "./constraint-spec.js";
+import type { VocabInfo } from "./grammar-engine.js";
+
+export interface WorkerInit {
+  vocab: VocabInfo;
+}
+
+export type WorkerRequest =
+  /** Compiles a spec under `key` (the cache key); replies ok or a GrammarError's message. */
+  | { op: "compile"; id: number; key: string; spec: ConstraintSpec }
+  /** Frees a compiled grammar (matchers made from it keep working). No reply. */
+  | { op: "dropGrammar"; key: string }
+  /** Makes matcher `matcher` from grammar `key`; replies ok. */
+  | { op: "newMatcher"; id: number; key: string; matcher: number }
+  /** Frees a matcher. No reply. */
+  | { op: "dropMatcher"; matcher: number }
+  /**
+   * One step's work: first the tokens sampled since the last fill are accepted (`accepts`: matcher, token
+   * pairs), then the bitmask row of each matcher in `rows` (matcher, row pairs) is written into `mask` at
+   * words [row * maskWords, (row + 1) * maskWords). Replies with the matchers that rejected a token (their rows
+   * are left allowing every token) and the fill time of each row.
+   */
+  | {
+      op: "fill";
+      id: number;
+      mask: SharedArrayBuffer;
+      maskWords: number;
+      accepts: Int32Array; // (numAccepts * 2) matcher id, token id
+      rows: Int32Array; // (numRows * 2) matcher id, mask row
+    };
+
+export type WorkerReply =
+  | { id: number; ok: true; rejected?: number[]; fillMs?: Float64Array }
+  | { id: number; ok: false; error: string; grammarError: boolean };
