@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "addon/args.h"
 #include "addon/async_task.h"
 #include "addon/convert.h"
 #include "addon/quant_wrap.h"
@@ -91,8 +92,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Init(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (engine_) throw Napi::Error::New(env, "init() called twice");
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "init: dims must be an object, got " + describeValue(info[0]));
     const awq::ModelDims dims = toModelDims(info[0].As<Napi::Object>());
-    const int device = info[1].IsNumber() ? info[1].As<Napi::Number>().Int32Value() : 0;
+    const int device = info[1].IsUndefined() ? 0 : intArg(info, 1, "device");
     auto holder = std::make_shared<std::shared_ptr<awq::Engine>>();
     Napi::ObjectReference self = Napi::Persistent(Value());
     auto selfRef = std::make_shared<Napi::ObjectReference>(std::move(self));
@@ -111,7 +113,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Env env = info.Env();
     auto eng = sharedEngine(env);
     const awq::WeightSlot slot = parseSlot(env, info[0]);
-    const int layer = info[1].As<Napi::Number>().Int32Value();
+    const int layer = intArg(info, 1, "layer");
     const awq::HostTensor tensor = toHostTensor(info[2], "tensor");
     return AsyncTask::Run(
         env, "cuda upload", [eng, slot, layer, tensor] { eng->uploadVector(slot, layer, tensor); }, nullptr,
@@ -123,12 +125,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Env env = info.Env();
     auto eng = sharedEngine(env);
     const awq::WeightSlot slot = parseSlot(env, info[0]);
-    const int layer = info[1].As<Napi::Number>().Int32Value();
-    if (!info[2].IsArray()) throw Napi::TypeError::New(env, "uploadLinear: parts must be an array");
+    const int layer = intArg(info, 1, "layer");
+    if (!info[2].IsArray()) {
+      throw Napi::TypeError::New(env, "uploadLinear: parts must be an array, got " + describeValue(info[2]));
+    }
     Napi::Array arr = info[2].As<Napi::Array>();
     std::vector<awq::LinearPart> parts;
     for (uint32_t i = 0; i < arr.Length(); i++) {
-      Napi::Object p = arr.Get(i).As<Napi::Object>();
+      Napi::Value partValue = arr.Get(i);
+      if (!partValue.IsObject()) {
+        throw Napi::TypeError::New(env, "uploadLinear: parts[" + std::to_string(i) + "] must be an object, got " +
+                                            describeValue(partValue));
+      }
+      Napi::Object p = partValue.As<Napi::Object>();
       awq::LinearPart part;
       if (p.Has("qweight")) {
         part.awq = true;
@@ -154,6 +163,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value Finalize(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto eng = sharedEngine(env);
+    if (!info[0].IsObject()) {
+      throw Napi::TypeError::New(env, "finalize: options must be an object, got " + describeValue(info[0]));
+    }
     const awq::RuntimeOptions options = toRuntimeOptions(info[0].As<Napi::Object>());
     auto report = std::make_shared<awq::MemoryReport>();
     return AsyncTask::Run(

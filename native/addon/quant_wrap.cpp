@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "addon/args.h"
 #include "addon/async_task.h"
 #include "quant/quant_context.h"
 
@@ -21,35 +22,6 @@ using awqq::QuantContext;
 using awqq::Readback;
 
 // --- argument parsing (Napi::TypeError naming the argument) ----------------------------------------------------
-
-int intArg(const Napi::CallbackInfo& info, size_t i, const char* name) {
-  if (!info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a number");
-  const double v = info[i].As<Napi::Number>().DoubleValue();
-  if (v != static_cast<double>(static_cast<int>(v))) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be an integer, got " + std::to_string(v));
-  }
-  return static_cast<int>(v);
-}
-
-double numberField(const Napi::Object& o, const char* name) {
-  Napi::Value v = o.Get(name);
-  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("dims.") + name + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-/** A Float32Array argument of exactly `length` values (any length when length < 0); nullptr when null is allowed. */
-const float* f32Arg(const Napi::CallbackInfo& info, size_t i, const char* name, long long length, bool nullable) {
-  if (nullable && (info[i].IsNull() || info[i].IsUndefined())) return nullptr;
-  if (!info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " must be a Float32Array" + (nullable ? " or null" : ""));
-  }
-  auto a = info[i].As<Napi::Float32Array>();
-  if (length >= 0 && static_cast<long long>(a.ElementLength()) != length) {
-    throw Napi::TypeError::New(info.Env(), std::string(name) + " has " + std::to_string(a.ElementLength()) +
-                                               " values, expected " + std::to_string(length));
-  }
-  return a.Data();
-}
 
 int linearArg(const Napi::CallbackInfo& info, size_t i, const char* name, bool allowNone) {
   const int v = intArg(info, i, name);
@@ -126,19 +98,16 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
   Napi::Value Init(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (ctx_) throw Napi::Error::New(env, "QuantContext.init() called twice");
-    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "dims must be an object");
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "dims must be an object, got " + describeValue(info[0]));
     const Napi::Object d = info[0].As<Napi::Object>();
     awqq::LayerShape shape;
-    shape.hidden = static_cast<int>(numberField(d, "hiddenSize"));
-    shape.heads = static_cast<int>(numberField(d, "numHeads"));
-    shape.kvHeads = static_cast<int>(numberField(d, "numKvHeads"));
-    shape.headDim = static_cast<int>(numberField(d, "headDim"));
-    shape.intermediate = static_cast<int>(numberField(d, "intermediateSize"));
+    shape.hidden = intField(d, "hiddenSize");
+    shape.heads = intField(d, "numHeads");
+    shape.kvHeads = intField(d, "numKvHeads");
+    shape.headDim = intField(d, "headDim");
+    shape.intermediate = intField(d, "intermediateSize");
     shape.rmsEps = static_cast<float>(numberField(d, "rmsNormEps"));
-    shape.rope.theta = static_cast<float>(numberField(d, "ropeTheta"));
-    shape.rope.scaling = static_cast<int>(numberField(d, "ropeScalingType"));
-    shape.rope.factor = static_cast<float>(numberField(d, "ropeFactor"));
-    shape.rope.originalMaxPositions = static_cast<int>(numberField(d, "ropeOriginalMaxPositions"));
+    shape.rope = ropeFields(d);
     const int seqlen = intArg(info, 1, "seqlen");
     const int chunkBlocks = intArg(info, 2, "chunkBlocks");
     const int device = info[3].IsNumber() ? intArg(info, 3, "device") : 0;
