@@ -2,9 +2,9 @@
  * `awq serve`: loads a model and serves the OpenAI-compatible API (vLLM's flag names), with graceful
  * SIGTERM / SIGINT: stop accepting, let running requests finish for a grace period, abort the rest, exit 0.
  */
-import { type Command, InvalidArgumentError, Option } from "commander";
-import pino from "pino";
+import { type Command, Option } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
+import { DEMO_MODEL_ALIAS } from "../../demo-model.js";
 import { LLM } from "../../llm.js";
 import {
   buildServer,
@@ -15,10 +15,48 @@ import {
 } from "../../server/app.js";
 import { readApiKeyFile } from "../../server/auth.js";
 import { registerWebRoutes } from "../../server/web/routes.js";
+import {
+  collectFlag,
+  fractionFlag,
+  integerAtLeastFlag,
+  modelFromArgs,
+  portFlag,
+  secondsFlag,
+} from "../flags.js";
+import { announcer, createCliLogger, LOG_FORMATS, type LogFormat } from "../log.js";
 import { loadProgress } from "../progress.js";
 
-/** The seed model: what `awq serve` serves with no model named. */
+/** The seed model: what `awq serve` serves with no model named, when there is a usable GPU. */
 export const DEFAULT_SERVE_MODEL = "TheBloke/OpenOrcaxOpenChat-Preview2-13B-AWQ";
+
+/**
+ * The model `awq serve` serves when none is named: the seed model on a usable GPU; the demo model shipped in
+ * the package when the CPU backend would run it (a 13B model on the CPU backend answers a token every many
+ * seconds, after a 7 GB download). `cudaProblem` resolves to why CUDA cannot run here, or null when it can.
+ */
+export async function chooseDefaultModel(
+  backend: BackendChoice,
+  cudaProblem: () => Promise<string | null>,
+): Promise<{ model: string; backend: BackendChoice; why: string }> {
+  if (backend === "cpu") {
+    return { model: DEMO_MODEL_ALIAS, backend, why: "--backend cpu" };
+  }
+  if (backend === "cuda") return { model: DEFAULT_SERVE_MODEL, backend, why: "--backend cuda" };
+  const problem = await cudaProblem();
+  if (problem === null) return { model: DEFAULT_SERVE_MODEL, backend, why: "a usable GPU was found" };
+  return { model: DEMO_MODEL_ALIAS, backend: "cpu", why: problem };
+}
+
+/** Why the CUDA backend cannot run here (addon, driver, device), or null when it can. */
+async function cudaProblemHere(): Promise<string | null> {
+  try {
+    const { loadNativeAddon } = await import("../../backend/cuda/native-addon.js");
+    await loadNativeAddon();
+    return null;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}
 
 interface ServeFlags {
   model?: string;
@@ -46,30 +84,9 @@ interface ServeFlags {
   backend: BackendChoice;
   enablePrefixCaching: boolean;
   logLevel: string;
+  logFormat: LogFormat;
   shutdownGracePeriod: number;
 }
-
-const integer = (min: number) => (value: string) => {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
-    throw new InvalidArgumentError(`expected an integer >= ${min}, got "${value}"`);
-  return n;
-};
-
-const fraction = (value: string) => {
-  const n = Number(value);
-  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError(`expected a number in (0, 1], got "${value}"`);
-  return n;
-};
-
-const seconds = (value: string) => {
-  const n = Number(value);
-  if (!(n >= 0) || !Number.isFinite(n))
-    throw new InvalidArgumentError(`expected seconds >= 0, got "${value}"`);
-  return n;
-};
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 export function registerServe(program: Command): void {
   program
@@ -77,30 +94,54 @@ export function registerServe(program: Command): void {
     .description(
       "serve a model through an OpenAI-compatible HTTP API (chat, completions, streaming, metrics) and a chat page",
     )
-    .argument("[model]", `model folder or hub id (default ${DEFAULT_SERVE_MODEL})`)
+    .argument(
+      "[model]",
+      `model folder, hub id or "demo" (default: ${DEFAULT_SERVE_MODEL} on a usable GPU, else the demo model)`,
+    )
     .option("--model <dirOrId>", "model folder or hub id (same as the positional argument)")
     .option("--revision <rev>", "hub branch, tag or commit")
     .option("--host <host>", "address to listen on", "127.0.0.1")
-    .option("--port <port>", "port to listen on (0 = any free port)", integer(0), 8000)
+    .option("--port <port>", "port to listen on (0 = any free port)", portFlag, 8000)
     .option(
       "--served-model-name <name>",
       "a name clients use as `model` (repeatable; default: the model argument)",
-      collect,
+      collectFlag,
     )
-    .option("--max-model-len <n>", "longest prompt + completion in tokens (default: the model's)", integer(1))
-    .option("--max-num-seqs <n>", "most sequences per engine step (default 256)", integer(1))
-    .option("--max-num-batched-tokens <n>", "most tokens per engine step", integer(1))
-    .option("--max-queue <n>", "waiting requests beyond which new ones get 429", integer(0), 1024)
-    .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use (CUDA)", fraction)
+    .option(
+      "--max-model-len <n>",
+      "longest prompt + completion in tokens (default: the model's)",
+      integerAtLeastFlag("--max-model-len", 1),
+    )
+    .option(
+      "--max-num-seqs <n>",
+      "most sequences per engine step (default 256)",
+      integerAtLeastFlag("--max-num-seqs", 1),
+    )
+    .option(
+      "--max-num-batched-tokens <n>",
+      "most tokens per engine step",
+      integerAtLeastFlag("--max-num-batched-tokens", 1),
+    )
+    .option(
+      "--max-queue <n>",
+      "waiting requests beyond which new ones get 429",
+      integerAtLeastFlag("--max-queue", 0),
+      1024,
+    )
+    .option(
+      "--gpu-memory-utilization <f>",
+      "fraction of GPU memory to use (CUDA)",
+      fractionFlag("--gpu-memory-utilization"),
+    )
     .option(
       "--num-gpu-blocks-override <n>",
       "exact number of KV cache blocks (of 16 tokens), instead of sizing by memory (CUDA and CPU)",
-      integer(1),
+      integerAtLeastFlag("--num-gpu-blocks-override", 1),
     )
     .option(
       "--api-key <key>",
       "require this bearer key on /v1/*, /tokenize, /detokenize, /generate (repeatable; or AWQ_API_KEY)",
-      collect,
+      collectFlag,
       [],
     )
     .option(
@@ -110,47 +151,47 @@ export function registerServe(program: Command): void {
     .option(
       "--allowed-origins <origin>",
       'an origin browsers may call the API from besides this server\'s own and loopback ones (repeatable; "*" = any)',
-      collect,
+      collectFlag,
     )
     .option(
       "--allowed-hosts <host>",
       'a Host name to answer besides loopback names and --host, while listening on loopback (repeatable; "*" = any)',
-      collect,
+      collectFlag,
     )
     .option(
       "--max-request-body-bytes <n>",
       "largest request body; bigger ones get 413",
-      integer(1),
+      integerAtLeastFlag("--max-request-body-bytes", 1),
       DEFAULT_BODY_LIMIT,
     )
     .option(
       "--timeout <seconds>",
       "close a connection with no traffic either way for this long",
-      seconds,
+      secondsFlag("--timeout"),
       DEFAULT_CONNECTION_LIMITS.idleTimeoutMs / 1000,
     )
     .option(
       "--keep-alive-timeout <seconds>",
       "close an idle keep-alive connection after this long",
-      seconds,
+      secondsFlag("--keep-alive-timeout"),
       DEFAULT_CONNECTION_LIMITS.keepAliveTimeoutMs / 1000,
     )
     .option(
       "--headers-timeout <seconds>",
       "the request line and headers must arrive within this",
-      seconds,
+      secondsFlag("--headers-timeout"),
       DEFAULT_CONNECTION_LIMITS.headersTimeoutMs / 1000,
     )
     .option(
       "--request-timeout <seconds>",
       "the whole request (headers and body, not the response) must arrive within this",
-      seconds,
+      secondsFlag("--request-timeout"),
       DEFAULT_CONNECTION_LIMITS.requestTimeoutMs / 1000,
     )
     .option(
       "--max-connections <n>",
       "most open connections; more are refused",
-      integer(1),
+      integerAtLeastFlag("--max-connections", 1),
       DEFAULT_CONNECTION_LIMITS.maxConnections,
     )
     .option("--chat-template <nameOrFile>", "openchat, openchat-gpt4, or a Jinja template file")
@@ -163,10 +204,18 @@ export function registerServe(program: Command): void {
         .choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
         .default("info"),
     )
+    .addOption(
+      new Option(
+        "--log-format <format>",
+        "pretty: one human line per event; json: pino's JSON lines; auto: pretty on a terminal, else json",
+      )
+        .choices(LOG_FORMATS)
+        .default("auto"),
+    )
     .option(
       "--shutdown-grace-period <seconds>",
       "on SIGTERM, how long running requests may finish",
-      seconds,
+      secondsFlag("--shutdown-grace-period"),
       30,
     )
     .action(async (positional: string | undefined, flags: ServeFlags) => {
@@ -175,11 +224,8 @@ export function registerServe(program: Command): void {
 }
 
 async function serve(positional: string | undefined, flags: ServeFlags): Promise<void> {
-  if (positional && flags.model && positional !== flags.model) {
-    throw new Error(`two models given: "${positional}" and --model "${flags.model}"; give one`);
-  }
-  const modelSpec = flags.model ?? positional ?? DEFAULT_SERVE_MODEL;
-  const logger = pino({ level: flags.logLevel });
+  const named = positional !== undefined || flags.model !== undefined;
+  const logger = createCliLogger({ level: flags.logLevel, format: flags.logFormat });
   const apiKeys = [
     ...(flags.apiKey.length > 0 ? flags.apiKey : process.env.AWQ_API_KEY ? [process.env.AWQ_API_KEY] : []),
     ...(flags.apiKeyFile !== undefined ? readApiKeyFile(flags.apiKeyFile) : []),
@@ -200,11 +246,32 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
   process.on("SIGTERM", () => onSignal("SIGTERM"));
   process.on("SIGINT", () => onSignal("SIGINT"));
 
-  logger.info({ model: modelSpec, backend: flags.backend }, "loading model");
+  let modelSpec: string;
+  let backend = flags.backend;
+  if (named) {
+    modelSpec = modelFromArgs("serve", positional, flags.model);
+  } else {
+    const choice = await chooseDefaultModel(flags.backend, cudaProblemHere);
+    modelSpec = choice.model;
+    backend = choice.backend;
+    // Said even at --log-level warn: the user did not pick this model.
+    if (choice.model === DEMO_MODEL_ALIAS) {
+      logger.warn(
+        { model: modelSpec, reason: choice.why },
+        `no model named (${choice.why}): serving the demo model, 12.9M parameters, for trying the server; name a model to serve another`,
+      );
+    } else {
+      logger.info(
+        { model: modelSpec, reason: choice.why },
+        `no model named: serving ${modelSpec} (${choice.why})`,
+      );
+    }
+  }
+  logger.info({ model: modelSpec, backend }, "loading model");
   const llm = await LLM.load({
     model: modelSpec,
     revision: flags.revision,
-    backend: flags.backend,
+    backend,
     maxModelLen: flags.maxModelLen,
     maxNumSeqs: flags.maxNumSeqs,
     maxNumBatchedTokens: flags.maxNumBatchedTokens,
@@ -269,6 +336,10 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
 
   const address = await app.listen({ host: flags.host, port: flags.port });
   const port = (app.server.address() as { port: number }).port;
+  // What to type in a browser: a wildcard address is reached as localhost.
+  const openUrl = /^(0\.0\.0\.0|::|\[::\])$/.test(flags.host)
+    ? `http://localhost:${port}/`
+    : `${address.replace(/\/$/, "")}/`;
   const { numBlocks } = llm.engine.stats();
   const kvCacheTokens = numBlocks * llm.engine.blockSize;
   // As vLLM prints it: how many requests of the full context length fit in the KV cache at once.
@@ -282,9 +353,10 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     },
     `KV cache: ${numBlocks} blocks of ${llm.engine.blockSize} tokens = ${kvCacheTokens} tokens; maximum concurrency for ${options.maxModelLen}-token requests: ${(kvCacheTokens / options.maxModelLen).toFixed(2)}x`,
   );
-  logger.info(
+  announcer(logger).info(
     {
       url: address,
+      openUrl,
       port,
       model: options.servedModelNames[0],
       modelPath: llm.modelPath,
