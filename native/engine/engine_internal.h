@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "engine.h"
+#include "layer_runner.h"
 #include "workspace.h"
 
 namespace awq {
@@ -36,6 +37,12 @@ struct Engine::Workspace {
   PinnedBuffer hostOutputs;     // tokens, logprobs, top ids, top logprobs, token logprobs
   PinnedBuffer hostLogits;      // (maxSeqs, vocab) fp32, allocated on first returnLogits
   size_t inputWords = 0;
+
+  /** The layer runner's view of the activation buffers. */
+  LayerActivations layerActivations() const {
+    return LayerActivations{residual.as<float>(), normed.as<half>(), big.as<half>(), q.as<half>(),
+                            attn.as<half>(),      delta.as<half>(),  act.as<half>()};
+  }
 };
 
 struct Engine::ForwardShape {

@@ -7,6 +7,7 @@
 
 #include "engine.h"
 #include "engine_internal.h"
+#include "layer_runner.h"
 #include "kernels/kernels.h"
 
 namespace awq {
@@ -26,36 +27,22 @@ void Engine::forward(const ForwardShape& s) {
   const int T = s.numTokens;
   const int32_t* in = s.inputs;
   float* residual = w.residual.as<float>();
-  half* normed = w.normed.as<half>();
-  half* big = w.big.as<half>();
-  half* q = w.q.as<half>();
-  half* attn = w.attn.as<half>();
   half* delta = w.delta.as<half>();
-  half* act = w.act.as<half>();
   const float scale = 1.f / std::sqrt(static_cast<float>(d.headDim));
 
   beginRange("embedding");
   launchEmbedding(in + s.layout.tokenIds, weights_.embed.as<half>(), residual, T, d.hidden, stream_);
   endRange();
-  for (int l = 0; l < d.numLayers; l++) {
-    const LayerWeights& L = weights_.layers[l];
-    beginRange("add_rmsnorm");
-    launchAddRmsNorm(residual, l == 0 ? nullptr : delta, L.inputNorm.as<half>(), normed, nullptr, T, d.hidden,
-                     d.rmsEps, l != 0, stream_);
-    endRange();
-    beginRange("qkv_proj");
-    linear(L.qkv, normed, T, big, "qkv_proj");
-    endRange();
-    beginRange("rope_kv_write");
-    launchRopeKvWrite(big, in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen,
-                      ropeTable_.as<float2>(), q,
-                      kCache_[l].as<half>(), vCache_[l].as<half>(), T, d.numHeads, d.numKvHeads, d.headDim, d.rope,
-                      stream_);
-    endRange();
+  int l = 0;  // the layer the hooks below run for
+  LayerHooks hooks;
+  hooks.linear = [&](LayerLinear which, const half* x, int rows, half* y) {
+    linear(weights_.layers[l].linear(which), x, rows, y, layerLinearOp(which));
+  };
+  hooks.attention = [&](const half* q, const half* kCache, const half* vCache, half* attn) {
     cudaError_t status;
     beginRange(s.decode ? "attention_decode" : "attention_prefill");
     if (s.decode) {
-      status = awqk::paged_attention_decode(q, kCache_[l].as<half>(), vCache_[l].as<half>(), in + s.layout.blockTables,
+      status = awqk::paged_attention_decode(q, kCache, vCache, in + s.layout.blockTables,
                                             tableWidth_, in + s.layout.contextLens, s.numSeqs, s.maxContextLen,
                                             d.numHeads, d.numKvHeads, d.headDim, scale, w.attnWork.get(),
                                             w.attnWork.bytes(), attn, stream_);
@@ -63,7 +50,7 @@ void Engine::forward(const ForwardShape& s) {
                             ", max context=" + std::to_string(s.maxContextLen) + ")");
       if (syncAfterLaunch()) checkLaunch("paged_attention_decode", stream_);
     } else {
-      status = awqk::paged_attention_prefill(q, kCache_[l].as<half>(), vCache_[l].as<half>(),
+      status = awqk::paged_attention_prefill(q, kCache, vCache,
                                              in + s.layout.blockTables, tableWidth_, in + s.layout.queryStarts,
                                              in + s.layout.contextLens, s.numSeqs, s.maxQueryLen, d.numHeads,
                                              d.numKvHeads, d.headDim, scale, attn, stream_);
@@ -72,21 +59,19 @@ void Engine::forward(const ForwardShape& s) {
       if (syncAfterLaunch()) checkLaunch("paged_attention_prefill", stream_);
     }
     endRange();
-    beginRange("o_proj");
-    linear(L.o, attn, T, delta, "o_proj");
-    endRange();
-    beginRange("add_rmsnorm");
-    launchAddRmsNorm(residual, delta, L.postNorm.as<half>(), normed, nullptr, T, d.hidden, d.rmsEps, true, stream_);
-    endRange();
-    beginRange("gate_up_proj");
-    linear(L.gateUp, normed, T, big, "gate_up_proj");
-    endRange();
-    beginRange("silu_mul");
-    launchSiluMul(big, act, T, d.intermediate, stream_);
-    endRange();
-    beginRange("down_proj");
-    linear(L.down, act, T, delta, "down_proj");
-    endRange();
+  };
+  hooks.beginOp = [this](const char* op) { beginRange(op); };
+  hooks.endOp = [this] { endRange(); };
+  hooks.launched = [this](const char* kernel) {
+    if (syncAfterLaunch()) checkLaunch(kernel, stream_);
+  };
+  LayerRunner runner(d.layerDims(), w.layerActivations(), T, stream_, hooks);
+  for (l = 0; l < d.numLayers; l++) {
+    const LayerWeights& layer = weights_.layers[l];
+    const LayerKvWrite kv{in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen,
+                          ropeTable_.as<float2>(), kCache_[l].as<half>(), vCache_[l].as<half>()};
+    runner.runAttentionBlock(l == 0 ? nullptr : delta, layer.inputNorm.as<half>(), kv);
+    runner.runMlpBlock(delta, layer.postNorm.as<half>());
   }
   // Final norm of the rows that are sampled only (the residual keeps this last delta un-added).
   if (s.numGather > 0) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "device_buffer.h"
+#include "layer_runner.h"
 #include "ops.h"
 
 namespace awq {
@@ -26,6 +27,9 @@ struct ModelDims {
   int groupSize = 0;
 
   int qkvWidth() const { return (numHeads + 2 * numKvHeads) * headDim; }
+  DecoderLayerDims layerDims() const {
+    return DecoderLayerDims{hidden, numHeads, numKvHeads, headDim, intermediate, rmsEps, rope};
+  }
 };
 
 /** y = x W for one (possibly fused) projection; AWQ-packed or dense fp16 (out, in). */
@@ -47,6 +51,15 @@ struct LayerWeights {
   LinearWeight o;          // in numHeads headDim, out hidden
   LinearWeight gateUp;     // in hidden, out 2 intermediate: gate | up
   LinearWeight down;       // in intermediate, out hidden
+  const LinearWeight& linear(LayerLinear which) const {
+    switch (which) {
+      case LayerLinear::Qkv: return qkv;
+      case LayerLinear::O: return o;
+      case LayerLinear::GateUp: return gateUp;
+      case LayerLinear::Down: break;
+    }
+    return down;
+  }
 };
 
 struct ModelWeights {

@@ -1,0 +1,76 @@
+// The decoder layer's launch order (see layer_runner.h); the hooks supply linears, attention and the rest.
+#include "engine/layer_runner.h"
+
+#include <stdexcept>
+
+namespace awq {
+
+const char* layerLinearOp(LayerLinear which) {
+  switch (which) {
+    case LayerLinear::Qkv: return "qkv_proj";
+    case LayerLinear::O: return "o_proj";
+    case LayerLinear::GateUp: return "gate_up_proj";
+    case LayerLinear::Down: return "down_proj";
+  }
+  return "?";
+}
+
+LayerRunner::LayerRunner(const DecoderLayerDims& dims, const LayerActivations& acts, int numTokens,
+                         cudaStream_t stream, const LayerHooks& hooks)
+    : dims_(dims), acts_(acts), numTokens_(numTokens), stream_(stream), hooks_(hooks) {
+  if (!hooks.linear || !hooks.attention) throw std::logic_error("LayerRunner needs the linear and attention hooks");
+}
+
+void LayerRunner::runAttentionBlock(const half* pendingDelta, const half* inputNorm, const LayerKvWrite& kv) {
+  const DecoderLayerDims& d = dims_;
+  addRmsNorm(pendingDelta, inputNorm, "add_rmsnorm (input norm)");
+  linear(LayerLinear::Qkv, acts_.normed, d.hidden, acts_.big);
+  begin("rope_kv_write");
+  launchRopeKvWrite(acts_.big, kv.positions, kv.slotMapping, kv.tokenSeqLen, kv.ropeTable, acts_.q, kv.kCache,
+                    kv.vCache, numTokens_, d.numHeads, d.numKvHeads, d.headDim, d.rope, stream_);
+  launched("rope_kv_write");
+  end();
+  hooks_.attention(acts_.q, kv.kCache, kv.vCache, acts_.attn);
+  linear(LayerLinear::O, acts_.attn, d.numHeads * d.headDim, acts_.delta);
+}
+
+void LayerRunner::runMlpBlock(const half* pendingDelta, const half* postNorm) {
+  const DecoderLayerDims& d = dims_;
+  addRmsNorm(pendingDelta, postNorm, "add_rmsnorm (post-attention norm)");
+  linear(LayerLinear::GateUp, acts_.normed, d.hidden, acts_.big);
+  begin("silu_mul");
+  launchSiluMul(acts_.big, acts_.act, numTokens_, d.intermediate, stream_);
+  launched("silu_mul");
+  end();
+  linear(LayerLinear::Down, acts_.act, d.intermediate, acts_.delta);
+}
+
+// residual += pendingDelta (written back only when there is one); normed = rmsnorm(residual) * weight.
+void LayerRunner::addRmsNorm(const half* pendingDelta, const half* weight, const char* kernel) {
+  begin("add_rmsnorm");
+  launchAddRmsNorm(acts_.residual, pendingDelta, weight, acts_.normed, nullptr, numTokens_, dims_.hidden,
+                   dims_.rmsEps, pendingDelta != nullptr, stream_);
+  launched(kernel);
+  end();
+}
+
+void LayerRunner::linear(LayerLinear which, const half* x, int width, half* y) {
+  if (hooks_.capture) hooks_.capture(which, x, numTokens_, width);
+  begin(layerLinearOp(which));
+  hooks_.linear(which, x, numTokens_, y);
+  end();
+}
+
+void LayerRunner::begin(const char* op) const {
+  if (hooks_.beginOp) hooks_.beginOp(op);
+}
+
+void LayerRunner::end() const {
+  if (hooks_.endOp) hooks_.endOp();
+}
+
+void LayerRunner::launched(const char* kernel) const {
+  if (hooks_.launched) hooks_.launched(kernel);
+}
+
+}  // namespace awq

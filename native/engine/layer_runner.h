@@ -1,0 +1,102 @@
+// One Llama decoder layer, composed once from the engine's ops and run by both the engine's step
+// (engine_step.cu: paged KV cache, AWQ or dense linears, decode or prefill attention, CUDA graphs) and the
+// quantizer's calibration forward (quant/quant_forward.cu: dense fp16 linears, prefill attention over each
+// calibration block, input statistics of one linear). What differs between the two comes in as hooks, as in
+// the TypeScript side's runAttentionBlock / runMlpBlock (src/backend/cpu/decoder-layer.ts).
+//
+// The residual stream is fp32 and the projections' output (`delta`) is added to it by the NEXT fused
+// add + RMSNorm: each half leaves its delta pending, and the caller passes it to the next half (or adds it).
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <functional>
+
+#include "engine/ops.h"
+
+namespace awq {
+
+/** The four matmuls of a layer, in the order they run (fused: q|k|v and gate|up). */
+enum class LayerLinear { Qkv = 0, O = 1, GateUp = 2, Down = 3 };
+
+/** "qkv_proj", "o_proj", "gate_up_proj", "down_proj": the engine's op names (profiles, errors). */
+const char* layerLinearOp(LayerLinear which);
+
+struct DecoderLayerDims {
+  int hidden = 0;
+  int numHeads = 0;
+  int numKvHeads = 0;
+  int headDim = 0;
+  int intermediate = 0;
+  float rmsEps = 1e-5f;
+  RopeParams rope{10000.f, 0, 1.f, 4096};
+};
+
+/** The activation buffers of one run over numTokens rows (each sized by the caller for at least that). */
+struct LayerActivations {
+  float* residual = nullptr;  // (numTokens, hidden) fp32: the residual stream, updated in place
+  half* normed = nullptr;     // (numTokens, hidden) fp16: RMSNorm output, input of q|k|v and gate|up
+  half* big = nullptr;        // (numTokens, max((numHeads + 2 numKvHeads) headDim, 2 intermediate)) fp16
+  half* q = nullptr;          // (numTokens, numHeads, headDim) fp16: rotated queries
+  half* attn = nullptr;       // (numTokens, numHeads, headDim) fp16: attention output
+  half* delta = nullptr;      // (numTokens, hidden) fp16: o_proj / down_proj output, pending for the residual
+  half* act = nullptr;        // (numTokens, intermediate) fp16: silu(gate) * up
+};
+
+/** Where one layer's keys and values go (launchRopeKvWrite's inputs; see ops.h for the shapes). */
+struct LayerKvWrite {
+  const int32_t* positions = nullptr;    // (numTokens)
+  const int32_t* slotMapping = nullptr;  // (numTokens) slot = block * blockSize + offset; < 0 writes nothing
+  const int32_t* tokenSeqLen = nullptr;  // (numTokens)
+  const float2* ropeTable = nullptr;     // (maxPositions, headDim / 2) (cos, sin)
+  half* kCache = nullptr;                // (numBlocks, blockSize, numKvHeads, headDim) fp16, this layer's
+  half* vCache = nullptr;
+};
+
+/** What the runners of a layer do differently. linear and attention are required; the rest may stay empty. */
+struct LayerHooks {
+  /** y (rows, out) = x (rows, in) W of `which`. */
+  std::function<void(LayerLinear which, const half* x, int rows, half* y)> linear;
+  /** attn = attention of the rotated queries over this layer's cache (its keys and values already written). */
+  std::function<void(const half* q, const half* kCache, const half* vCache, half* attn)> attention;
+  /** Sees the input x (rows, width) of a linear just before it runs (the quantizer's input statistics). */
+  std::function<void(LayerLinear which, const half* x, int rows, int width)> capture;
+  /** Around each operation but attention (which times itself): the engine's profiler ranges. */
+  std::function<void(const char* op)> beginOp;
+  std::function<void()> endOp;
+  /** After each kernel the runner launches itself (norms, RoPE + KV write, SiLU); `kernel` names it. */
+  std::function<void(const char* kernel)> launched;
+};
+
+class LayerRunner {
+ public:
+  LayerRunner(const DecoderLayerDims& dims, const LayerActivations& acts, int numTokens, cudaStream_t stream,
+              const LayerHooks& hooks);
+
+  /**
+   * residual += pendingDelta (when not null); normed = rmsnorm(residual) * inputNorm; q|k|v; RoPE and the KV
+   * write; attention; delta = o_proj(attn), left pending. inputNorm (hidden) fp16.
+   */
+  void runAttentionBlock(const half* pendingDelta, const half* inputNorm, const LayerKvWrite& kv);
+  /**
+   * residual += pendingDelta (when not null); normed = rmsnorm(residual) * postNorm; gate|up; act = silu(gate)
+   * * up; delta = down_proj(act), left pending. postNorm (hidden) fp16.
+   */
+  void runMlpBlock(const half* pendingDelta, const half* postNorm);
+
+ private:
+  void addRmsNorm(const half* pendingDelta, const half* weight, const char* kernel);
+  void linear(LayerLinear which, const half* x, int width, half* y);
+  void begin(const char* op) const;
+  void end() const;
+  void launched(const char* kernel) const;
+
+  DecoderLayerDims dims_;
+  LayerActivations acts_;
+  int numTokens_;
+  cudaStream_t stream_;
+  const LayerHooks& hooks_;
+};
+
+}  // namespace awq
