@@ -7,12 +7,7 @@ import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { ConstraintSpec } from "./constraint-spec.js";
-import {
-  GrammarEngine,
-  GrammarError,
-  type GrammarMatcher,
-  vocabInfoFor,
-} from "./grammar-engine.js";
+import { GrammarEngine, GrammarError, type GrammarMatcher, vocabInfoFor } from "./grammar-engine.js";
 import { checkSchemaSupported } from "./schema-support.js";
 import { maskAllows } from "./sequence-constraint.js";
 
@@ -223,7 +218,28 @@ test("schema keywords XGrammar would ignore are refused with their path", () => 
     /\/properties\/a\/uniqueItems/,
   );
   assert.throws(() => checkSchemaSupported({ type: "string", format: "color" }), /format "color"/);
-  assert.throws(() => checkSchemaSupported({ type: "integer", minimum: 0 }), /minimum needs a maximum/);
+  assert.throws(
+    () => checkSchemaSupported({ type: "number", minimum: 0.5 }),
+    /minimum that is not a whole number/,
+  );
+  assert.throws(
+    () => checkSchemaSupported({ properties: { a: { type: ["integer", "null"], minimum: 0 } } }),
+    (err: Error) => err.message.startsWith("/properties/a/minimum:"),
+  );
+  assert.throws(
+    () => checkSchemaSupported({ type: "integer", exclusiveMinimum: 3, exclusiveMaximum: 4 }),
+    /no number/,
+  );
+  assert.throws(
+    () => checkSchemaSupported({ type: "string", pattern: "^a+$", minLength: 2 }),
+    /minLength together with pattern/,
+  );
+  assert.throws(() => checkSchemaSupported({ type: "number", multipleOf: 5 }), /multipleOf/);
+  // What zod writes: bounds on integers and numbers, formats beside the pattern zod checks.
+  checkSchemaSupported({ type: "integer", minimum: 0 });
+  checkSchemaSupported({ type: "number", exclusiveMinimum: 0 });
+  checkSchemaSupported({ type: "string", format: "email", pattern: "^[a-z]+@[a-z]+$" });
+  checkSchemaSupported({ type: "string", format: "starts_with", pattern: "^ab.*" });
   assert.throws(() => checkSchemaSupported({ allOf: [{}, {}] }), /allOf/);
   assert.throws(() => checkSchemaSupported({ not: {} }), /not is not supported/);
   // Property names that look like keywords are names, not keywords.

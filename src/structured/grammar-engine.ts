@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { type ConstraintSpec, MAX_SPEC_CHARS, specKey } from "./constraint-spec.js";
+import { applyNumericRules, rewriteNumericBounds } from "./numeric-bounds.js";
 import { checkSchemaSupported } from "./schema-support.js";
 import {
   abortReason,
@@ -206,8 +207,13 @@ async function compileWith(
   spec: ConstraintSpec,
 ): Promise<XgCompiledGrammar> {
   switch (spec.type) {
-    case "json_schema":
-      return compiler.compileJSONSchema(JSON.stringify(spec.schema), false, -1, SEPARATORS, true);
+    case "json_schema": {
+      const bounded = rewriteNumericBounds(spec.schema);
+      if (bounded.rules.size === 0) {
+        return compiler.compileJSONSchema(JSON.stringify(spec.schema), false, -1, SEPARATORS, true);
+      }
+      return compiler.compileGrammar(await schemaGrammar(inst, spec.schema));
+    }
     case "json_object":
       return compiler.compileJSONSchema(JSON.stringify({ type: "object" }), false, -1, SEPARATORS, false);
     case "regex":
@@ -224,14 +230,8 @@ async function compileWith(
       // arguments are given as the compact JSON grammar of their schema instead.
       const tags = [];
       for (const t of spec.tags) {
-        const ebnf = await inst.api.Testings._jsonSchemaToEBNF(
-          JSON.stringify(t.schema),
-          false,
-          -1,
-          SEPARATORS,
-          true,
-        );
-        tags.push({ type: "tag", begin: t.begin, content: { type: "grammar", grammar: ebnf }, end: t.end });
+        const grammar = await schemaGrammar(inst, t.schema);
+        tags.push({ type: "tag", begin: t.begin, content: { type: "grammar", grammar }, end: t.end });
       }
       const once = !spec.parallel;
       return compileStructural(
@@ -242,6 +242,19 @@ async function compileWith(
       );
     }
   }
+}
+
+/** The compact JSON grammar (EBNF) of a schema, with our rules for its bounded numbers (numeric-bounds.ts). */
+async function schemaGrammar(inst: XgInstance, schema: unknown): Promise<string> {
+  const bounded = rewriteNumericBounds(schema);
+  const ebnf = await inst.api.Testings._jsonSchemaToEBNF(
+    JSON.stringify(bounded.schema),
+    false,
+    -1,
+    SEPARATORS,
+    true,
+  );
+  return applyNumericRules(ebnf, bounded.rules);
 }
 
 function compileStructural(

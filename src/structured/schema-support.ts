@@ -1,7 +1,8 @@
 /**
  * JSON-schema keywords the grammar engine (XGrammar 0.1.27) compiles but does not enforce: a schema using one
- * would produce output that fails validation. We refuse those up front with the keyword's path, so no schema
- * keyword is silently ignored. Measured by accepting counter-examples with the matcher (see the test).
+ * would produce output that fails validation. Numeric bounds are enforced by our own grammar instead
+ * (numeric-bounds.ts); the rest are refused up front with the keyword's path, so no schema keyword is
+ * silently ignored. Measured by accepting counter-examples with the matcher (see grammar-engine.test.ts).
  */
 
 /** Formats XGrammar enforces for `type: "string"`. */
@@ -58,22 +59,23 @@ function walk(node: unknown, at: string): void {
     if (
       typeof s.format === "string" &&
       (s.type === "string" || s.type === undefined) &&
+      typeof s.pattern !== "string" &&
       !FORMATS.has(s.format)
     ) {
       fail("format", `format "${s.format}" is not supported (supported: ${[...FORMATS].join(", ")})`);
     }
     if (Array.isArray(s.allOf) && s.allOf.length > 1)
       fail("allOf", "allOf with more than one schema is not supported");
-    const lower = s.minimum !== undefined || s.exclusiveMinimum !== undefined;
-    const upper = s.maximum !== undefined || s.exclusiveMaximum !== undefined;
-    if (s.exclusiveMinimum !== undefined || s.exclusiveMaximum !== undefined) {
-      fail(
-        s.exclusiveMinimum !== undefined ? "exclusiveMinimum" : "exclusiveMaximum",
-        "exclusive bounds are not supported; use minimum/maximum",
-      );
+    checkBounds(s, fail);
+    // XGrammar enforces a pattern and then ignores minLength / maxLength / format beside it. zod writes its
+    // formats (email, uuid, date, ...) as a format with the pattern zod checks, so a format beside a pattern
+    // is accepted: the pattern governs. Lengths beside a pattern would be ignored: refused.
+    if (typeof s.pattern === "string") {
+      for (const key of ["minLength", "maxLength"]) {
+        if (s[key] !== undefined)
+          fail(key, `${key} together with pattern is not supported (put the length in the pattern)`);
+      }
     }
-    if (lower && !upper)
-      fail("minimum", "a minimum needs a maximum too (a lower bound alone is not enforced)");
   }
   for (const [key, value] of Object.entries(s)) {
     if (key === "enum" || key === "const" || key === "default" || key === "examples" || key === "required")
@@ -85,4 +87,45 @@ function walk(node: unknown, at: string): void {
 /** Paths whose children are names, not schemas (`properties/<name>`, `$defs/<name>`). */
 function isSchemaMapKey(at: string): boolean {
   return /\/(properties|\$defs|definitions|patternProperties)$/.test(at);
+}
+
+const BOUNDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"] as const;
+
+/**
+ * Numeric bounds are enforced by our own grammar (numeric-bounds.ts) on a schema of type "integer" or "number"
+ * (any bounds for integers; whole-number bounds for numbers). Elsewhere they would be ignored: refused.
+ */
+function checkBounds(s: Record<string, unknown>, fail: (key: string, why: string) => never): void {
+  const present = BOUNDS.filter((k) => s[k] !== undefined);
+  if (present.length === 0 || s.enum !== undefined || s.const !== undefined) return;
+  for (const key of present) {
+    const v = s[key];
+    if (typeof v !== "number" || !Number.isFinite(v)) fail(key, `${key} must be a number`);
+    if (s.type === "number" && !Number.isInteger(v)) {
+      fail(key, `a ${key} that is not a whole number (${v}) is not supported for type "number"`);
+    }
+  }
+  if (s.type !== "integer" && s.type !== "number") {
+    fail(
+      present[0]!,
+      `${present[0]} is supported on a schema of type "integer" or "number" (got type ${JSON.stringify(s.type ?? null)}; use anyOf for several types)`,
+    );
+  }
+  if (rangeIsEmpty(s)) fail(present[0]!, "no number satisfies these bounds");
+}
+
+function rangeIsEmpty(s: Record<string, unknown>): boolean {
+  const n = (k: string) => (typeof s[k] === "number" ? (s[k] as number) : undefined);
+  const lows = [n("minimum"), n("exclusiveMinimum")];
+  const highs = [n("maximum"), n("exclusiveMaximum")];
+  const lo = Math.max(...lows.map((v) => v ?? -Infinity));
+  const hi = Math.min(...highs.map((v) => v ?? Infinity));
+  if (lo > hi) return true;
+  if (lo === hi && (n("exclusiveMinimum") === lo || n("exclusiveMaximum") === hi)) return true;
+  if (s.type === "integer") {
+    const ilo = n("exclusiveMinimum") === lo ? Math.floor(lo) + 1 : Math.ceil(lo);
+    const ihi = n("exclusiveMaximum") === hi ? Math.ceil(hi) - 1 : Math.floor(hi);
+    return ilo > ihi;
+  }
+  return false;
 }
