@@ -117,11 +117,6 @@ function maxB(a: Bound, b: Bound): Bound {
   if (b === null) return a;
   return a > b ? a : b;
 }
-function minB(a: Bound, b: Bound): Bound {
-  if (a === null) return b;
-  if (b === null) return a;
-  return a < b ? a : b;
-}
 
 /** Integers in [lo, hi] (null = unbounded) as EBNF, or null when there are none. */
 export function intRange(lo: Bound, hi: Bound): string | null {
