@@ -102,8 +102,8 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
     const Napi::Object d = info[0].As<Napi::Object>();
     awqq::LayerShape shape;
     shape.hidden = intField(d, "hiddenSize");
-    shape.heads = intField(d, "numHeads");
-    shape.kvHeads = intField(d, "numKvHeads");
+    shape.numHeads = intField(d, "numHeads");
+    shape.numKvHeads = intField(d, "numKvHeads");
     shape.headDim = intField(d, "headDim");
     shape.intermediate = intField(d, "intermediateSize");
     shape.rmsEps = static_cast<float>(numberField(d, "rmsNormEps"));

@@ -76,32 +76,23 @@ const char* weightSlotName(WeightSlot slot) {
 
 namespace {
 
-// Every size the engine allocates from must be positive, and query heads must share key/value heads evenly.
+// Every size the engine allocates from must be positive; the layer's own rules are the layer runner's.
 void checkModelDims(const ModelDims& dims) {
-  const std::pair<const char*, int> sizes[] = {
-      {"hidden", dims.hidden},         {"numLayers", dims.numLayers}, {"numHeads", dims.numHeads},
-      {"numKvHeads", dims.numKvHeads}, {"vocab", dims.vocab},         {"intermediate", dims.intermediate}};
+  const char* who = "invalid model dimensions for the CUDA engine";
+  const std::pair<const char*, int> sizes[] = {{"numLayers", dims.numLayers}, {"vocab", dims.vocab}};
   for (const auto& [name, value] : sizes) {
     if (value <= 0) {
-      throw std::invalid_argument(std::string("invalid model dimensions for the CUDA engine: ") + name + " is " +
-                                  std::to_string(value) + " (must be positive)");
+      throw std::invalid_argument(std::string(who) + ": " + name + " is " + std::to_string(value) +
+                                  " (must be positive)");
     }
   }
-  if (dims.numHeads % dims.numKvHeads != 0) {
-    throw std::invalid_argument("invalid model dimensions for the CUDA engine: numHeads " +
-                                std::to_string(dims.numHeads) + " is not a multiple of numKvHeads " +
-                                std::to_string(dims.numKvHeads));
-  }
+  checkDecoderLayerDims(dims.layerDims(), who);
 }
 
 }  // namespace
 
 Engine::Engine(const ModelDims& dims, int device) : dims_(dims), device_(device) {
   checkModelDims(dims);
-  if (dims.headDim != 64 && dims.headDim != 128) {
-    throw std::invalid_argument("the CUDA attention kernels support head_dim 64 or 128, the model has " +
-                                std::to_string(dims.headDim));
-  }
   cudaCheck(cudaSetDevice(device), "cudaSetDevice(" + std::to_string(device) + ")");
   cudaDeviceProp prop{};
   cudaCheck(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");

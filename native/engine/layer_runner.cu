@@ -2,6 +2,8 @@
 #include "engine/layer_runner.h"
 
 #include <stdexcept>
+#include <string>
+#include <utility>
 
 namespace awq {
 
@@ -13,6 +15,27 @@ const char* layerLinearOp(LayerLinear which) {
     case LayerLinear::Down: return "down_proj";
   }
   return "?";
+}
+
+void checkDecoderLayerDims(const DecoderLayerDims& dims, const char* who) {
+  const std::pair<const char*, int> sizes[] = {{"hidden", dims.hidden},
+                                               {"numHeads", dims.numHeads},
+                                               {"numKvHeads", dims.numKvHeads},
+                                               {"intermediate", dims.intermediate}};
+  for (const auto& [name, value] : sizes) {
+    if (value <= 0) {
+      throw std::invalid_argument(std::string(who) + ": " + name + " is " + std::to_string(value) +
+                                  " (must be positive)");
+    }
+  }
+  if (dims.numHeads % dims.numKvHeads != 0) {
+    throw std::invalid_argument(std::string(who) + ": numHeads " + std::to_string(dims.numHeads) +
+                                " is not a multiple of numKvHeads " + std::to_string(dims.numKvHeads));
+  }
+  if (dims.headDim != 64 && dims.headDim != 128) {
+    throw std::invalid_argument(std::string(who) + ": the CUDA attention kernels support head_dim 64 or 128, got " +
+                                std::to_string(dims.headDim));
+  }
 }
 
 LayerRunner::LayerRunner(const DecoderLayerDims& dims, const LayerActivations& acts, int numTokens,

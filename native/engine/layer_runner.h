@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 
 #include "engine/ops.h"
 
@@ -32,6 +33,12 @@ struct DecoderLayerDims {
   float rmsEps = 1e-5f;
   RopeParams rope{10000.f, 0, 1.f, 4096};
 };
+
+/**
+ * Throws std::invalid_argument naming the first bad value: a size that is not positive, numHeads not a multiple
+ * of numKvHeads, or a headDim the attention kernels do not support (64 or 128). `who` starts the message.
+ */
+void checkDecoderLayerDims(const DecoderLayerDims& dims, const char* who);
 
 /** The activation buffers of one run over numTokens rows (each sized by the caller for at least that). */
 struct LayerActivations {

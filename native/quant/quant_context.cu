@@ -84,17 +84,16 @@ Readback::~Readback() {
 QuantContext::QuantContext(const LayerShape& shape, int seqlen, int chunkBlocks, int device)
     : shape_(shape), seqlen_(seqlen), chunkBlocks_(chunkBlocks), device_(device) {
   const LayerShape& s = shape_;
-  if (s.hidden <= 0 || s.heads <= 0 || s.kvHeads <= 0 || s.headDim <= 0 || s.intermediate <= 0) {
-    throw std::invalid_argument("layer dims must be positive");
+  awq::checkDecoderLayerDims(s, "quantizer layer dims");
+  if (s.hidden % 64 != 0 || s.intermediate % 64 != 0 || (s.numHeads * s.headDim) % 64 != 0) {
+    throw std::invalid_argument("hidden " + std::to_string(s.hidden) + ", intermediate " +
+                                std::to_string(s.intermediate) + " and numHeads * headDim " +
+                                std::to_string(s.numHeads * s.headDim) + " must be multiples of 64");
   }
-  if (s.heads % s.kvHeads != 0) throw std::invalid_argument("numHeads must be a multiple of numKvHeads");
-  if (s.headDim != 64 && s.headDim != 128) {
-    throw std::invalid_argument("headDim " + std::to_string(s.headDim) + " is not supported (64 or 128)");
+  if (seqlen <= 0 || chunkBlocks <= 0) {
+    throw std::invalid_argument("seqlen " + std::to_string(seqlen) + " and chunkBlocks " + std::to_string(chunkBlocks) +
+                                " must be positive");
   }
-  if (s.hidden % 64 != 0 || s.intermediate % 64 != 0 || (s.heads * s.headDim) % 64 != 0) {
-    throw std::invalid_argument("hidden, intermediate and numHeads * headDim must be multiples of 64");
-  }
-  if (seqlen <= 0 || chunkBlocks <= 0) throw std::invalid_argument("seqlen and chunkBlocks must be positive");
   try {
     setUp();
   } catch (...) {
@@ -141,7 +140,7 @@ void QuantContext::setUp() {
   }
   const size_t H = s.hidden;
   const size_t T = static_cast<size_t>(chunkBlocks) * seqlen;
-  const size_t attnWidth = static_cast<size_t>(s.heads) * s.headDim;
+  const size_t attnWidth = static_cast<size_t>(s.numHeads) * s.headDim;
   normIn_ = static_cast<half*>(own(H * 2, "input norm"));
   normPost_ = static_cast<half*>(own(H * 2, "post-attention norm"));
   normed_ = static_cast<half*>(own(T * H * 2, "normed activations"));
@@ -153,7 +152,7 @@ void QuantContext::setUp() {
   delta_ = static_cast<half*>(own(T * H * 2, "projection output"));
   act_ = static_cast<half*>(own(T * static_cast<size_t>(s.intermediate) * 2, "MLP activations"));
   kvBlocksPerSeq_ = (seqlen + awqk::kKvBlockSize - 1) / awqk::kKvBlockSize;
-  const size_t kvBytes = static_cast<size_t>(chunkBlocks) * kvBlocksPerSeq_ * awqk::kKvBlockSize * s.kvHeads *
+  const size_t kvBytes = static_cast<size_t>(chunkBlocks) * kvBlocksPerSeq_ * awqk::kKvBlockSize * s.numKvHeads *
                          s.headDim * 2;
   kCache_ = static_cast<half*>(own(kvBytes, "K cache"));
   vCache_ = static_cast<half*>(own(kvBytes, "V cache"));
@@ -224,7 +223,7 @@ void QuantContext::shutdown() {
 int QuantContext::inFeatures(Linear which) const {
   switch (which) {
     case Linear::Qkv: return shape_.hidden;
-    case Linear::O: return shape_.heads * shape_.headDim;
+    case Linear::O: return shape_.numHeads * shape_.headDim;
     case Linear::GateUp: return shape_.hidden;
     case Linear::Down: return shape_.intermediate;
   }
@@ -233,7 +232,7 @@ int QuantContext::inFeatures(Linear which) const {
 
 int QuantContext::outFeatures(Linear which) const {
   switch (which) {
-    case Linear::Qkv: return (shape_.heads + 2 * shape_.kvHeads) * shape_.headDim;
+    case Linear::Qkv: return (shape_.numHeads + 2 * shape_.numKvHeads) * shape_.headDim;
     case Linear::O: return shape_.hidden;
     case Linear::GateUp: return 2 * shape_.intermediate;
     case Linear::Down: return shape_.hidden;

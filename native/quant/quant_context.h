@@ -19,21 +19,16 @@
 #include <unordered_map>
 #include <vector>
 
+#include "engine/layer_runner.h"
 #include "engine/ops.h"
 
 namespace awqq {
 
-struct LayerShape {
-  int hidden = 0;
-  int heads = 0;
-  int kvHeads = 0;
-  int headDim = 0;
-  int intermediate = 0;
-  float rmsEps = 1e-5f;
-  awq::RopeParams rope{10000.f, 0, 1.f, 4096};
-};
+/** hidden, numHeads, numKvHeads, headDim, intermediate, rmsEps, rope: the layer runner's own dims. */
+using LayerShape = awq::DecoderLayerDims;
 
-enum class Linear { Qkv = 0, O = 1, GateUp = 2, Down = 3 };
+/** The layer's fused linears, as the engine's layer runner numbers them (0 qkv, 1 o, 2 gateUp, 3 down). */
+using Linear = awq::LayerLinear;
 enum class Part { Layer = 0, Attention = 1, Mlp = 2 };
 const char* linearName(Linear which);
 

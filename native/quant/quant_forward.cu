@@ -1,6 +1,6 @@
-// QuantContext::forward: one decoder layer over calibration blocks, composed from the CUDA engine's own ops
-// exactly as engine_step.cu composes a layer (fp32 residual, fp16 activations, dense fp16 linears, RoPE + paged
-// KV write, paged prefill attention), chunk by chunk. Each block is one sequence of seqlen tokens at positions
+// QuantContext::forward: one decoder layer over calibration blocks, run by the engine's own LayerRunner
+// (engine/layer_runner.h: fp32 residual, fp16 activations, RoPE + paged KV write) with dense fp16 linears and
+// paged prefill attention, chunk by chunk. Each block is one sequence of seqlen tokens at positions
 // 0..seqlen-1 attending causally within itself; the per-chunk KV cache maps block b to its own pages.
 #include <cmath>
 #include <stdexcept>
@@ -128,45 +128,31 @@ CaptureResult QuantContext::forward(int hId, const float* inputNorm, const float
 void QuantContext::forwardChunk(float* residual, int numBlocks, Part part, int capture, double* absSum, float* gram,
                                 void* statsWork) {
   const LayerShape& s = shape_;
-  const int T = numBlocks * seqlen_;
-  const int attnWidth = s.heads * s.headDim;
+  const int numTokens = numBlocks * seqlen_;
   const float scale = 1.f / std::sqrt(static_cast<float>(s.headDim));
-  const Linear cap = static_cast<Linear>(capture);
-  if (part != Part::Mlp) {
-    awq::launchAddRmsNorm(residual, nullptr, normIn_, normed_, nullptr, T, s.hidden, s.rmsEps, false, stream_);
-    checkLaunch("launchAddRmsNorm (input norm)");
-    if (capture >= 0 && cap == Linear::Qkv) captureStats(normed_, T, s.hidden, absSum, gram, statsWork);
-    linear(Linear::Qkv, normed_, T, big_);
-    awq::launchRopeKvWrite(big_, positions_, slots_, seqLens_, ropeTable_, q_, kCache_, vCache_, T, s.heads,
-                           s.kvHeads, s.headDim, s.rope, stream_);
-    checkLaunch("launchRopeKvWrite");
-    check(awqk::paged_attention_prefill(q_, kCache_, vCache_, blockTables_, kvBlocksPerSeq_, queryStarts_,
-                                        contextLens_, numBlocks, seqlen_, s.heads, s.kvHeads, s.headDim, scale, attn_,
-                                        stream_),
+  awq::LayerHooks hooks;
+  hooks.linear = [this](Linear which, const half* x, int rows, half* y) { linear(which, x, rows, y); };
+  hooks.attention = [&](const half* q, const half* kCache, const half* vCache, half* attn) {
+    check(awqk::paged_attention_prefill(q, kCache, vCache, blockTables_, kvBlocksPerSeq_, queryStarts_, contextLens_,
+                                        numBlocks, seqlen_, s.numHeads, s.numKvHeads, s.headDim, scale, attn, stream_),
           "paged_attention_prefill (seqs=" + std::to_string(numBlocks) + ", query=" + std::to_string(seqlen_) + ")");
-    if (capture >= 0 && cap == Linear::O) captureStats(attn_, T, attnWidth, absSum, gram, statsWork);
-    linear(Linear::O, attn_, T, delta_);
-    if (part == Part::Layer) {
-      // h += attention; normed = rmsnorm(h) * postNorm (one fused kernel, as the engine does).
-      awq::launchAddRmsNorm(residual, delta_, normPost_, normed_, nullptr, T, s.hidden, s.rmsEps, true, stream_);
-      checkLaunch("launchAddRmsNorm (post-attention norm)");
-    } else {
-      addHalfToResidual(residual, delta_, static_cast<size_t>(T) * s.hidden, stream_);
-      checkLaunch("residual add (attention)");
-      return;
-    }
-  } else {
-    awq::launchAddRmsNorm(residual, nullptr, normPost_, normed_, nullptr, T, s.hidden, s.rmsEps, false, stream_);
-    checkLaunch("launchAddRmsNorm (post-attention norm)");
+  };
+  if (capture >= 0) {
+    hooks.capture = [&](Linear which, const half* x, int rows, int width) {
+      if (static_cast<int>(which) == capture) captureStats(x, rows, width, absSum, gram, statsWork);
+    };
   }
-  if (capture >= 0 && cap == Linear::GateUp) captureStats(normed_, T, s.hidden, absSum, gram, statsWork);
-  linear(Linear::GateUp, normed_, T, big_);
-  awq::launchSiluMul(big_, act_, T, s.intermediate, stream_);
-  checkLaunch("launchSiluMul");
-  if (capture >= 0 && cap == Linear::Down) captureStats(act_, T, s.intermediate, absSum, gram, statsWork);
-  linear(Linear::Down, act_, T, delta_);
-  addHalfToResidual(residual, delta_, static_cast<size_t>(T) * s.hidden, stream_);
-  checkLaunch("residual add (MLP)");
+  hooks.launched = [this](const char* kernel) { checkLaunch(kernel); };
+  const awq::LayerActivations acts{residual, normed_, big_, q_, attn_, delta_, act_};
+  awq::LayerRunner runner(s, acts, numTokens, stream_, hooks);
+  if (part != Part::Mlp) {
+    const awq::LayerKvWrite kv{positions_, slots_, seqLens_, ropeTable_, kCache_, vCache_};
+    runner.runAttentionBlock(nullptr, normIn_, kv);
+  }
+  if (part != Part::Attention) runner.runMlpBlock(part == Part::Layer ? delta_ : nullptr, normPost_);
+  // The last half's delta: no norm follows inside this layer, so it is added here.
+  addHalfToResidual(residual, delta_, static_cast<size_t>(numTokens) * s.hidden, stream_);
+  checkLaunch(part == Part::Attention ? "residual add (attention)" : "residual add (MLP)");
 }
 
 }  // namespace awqq
