@@ -4,6 +4,7 @@
  * (wasm-arena.ts), the paged KV cache in JS arrays, sampling by ../sampler.ts. step() yields to the event loop
  * after each half layer and each 64-row chunk of the lm_head.
  */
+import { planTensorParallel } from "../../model/tensor-parallel-plan.js";
 import type { ModelSource } from "../../model/types.js";
 import {
   awaitStepMasks,
@@ -17,18 +18,29 @@ import { sampleToken, topLogprobs } from "../sampler.js";
 import { CpuModel, type KvCache } from "./cpu-model.js";
 import { loadCpuWeights } from "./load-weights.js";
 import { Scratch } from "./scratch.js";
+import { loadTensorParallelCpuModel, type TensorParallelCpuModel } from "./tensor-parallel-model.js";
 import { validateStepBatch } from "./validate-batch.js";
 import { WasmArena } from "./wasm-arena.js";
 
 /** Default KV budget when neither numBlocks nor kvCacheBytes is given: what the limits need, at most 2 GiB. */
 const DEFAULT_MAX_KV_BYTES = 2 * 2 ** 30;
 
+export interface CpuBackendOptions {
+  /**
+   * Ranks to shard every matrix over (vLLM's --tensor-parallel-size), run in turn on this thread as the
+   * reference of the GPU ranks' math (tensor-parallel-model.ts); 1 (default) = unsharded.
+   */
+  tensorParallelSize?: number;
+}
+
 export class CpuBackend implements Backend {
   readonly name = "cpu" as const;
   readonly promptTopLogprobs = true;
-  private model: CpuModel | null = null;
+  private model: CpuModel | TensorParallelCpuModel | null = null;
   /** A step shares scratch buffers and the KV cache: steps must not overlap (the engine awaits each). */
   private stepping = false;
+
+  constructor(private readonly options: CpuBackendOptions = {}) {}
 
   /** Bytes of one KV block over all layers (K and V). */
   static kvBytesPerBlock(source: ModelSource, blockSize: number): number {
@@ -40,6 +52,9 @@ export class CpuBackend implements Backend {
     if (this.model !== null)
       throw new Error("CPU backend: load() called twice; create a new backend per model");
     const config = source.config;
+    const tensorParallelSize = this.options.tensorParallelSize ?? 1;
+    // Checked before anything is read: a size the model cannot take is refused at once.
+    const plan = planTensorParallel(config, tensorParallelSize);
     const perBlock = CpuBackend.kvBytesPerBlock(source, opts.blockSize);
     let numBlocks = opts.numBlocks;
     if (numBlocks === undefined) {
@@ -54,6 +69,16 @@ export class CpuBackend implements Backend {
           `${opts.maxModelLen} (needs ${minBlocks}, ${((minBlocks * perBlock) / 2 ** 20).toFixed(1)} MiB); ` +
           "raise the KV cache budget or lower max-model-len",
       );
+    }
+    if (plan.size > 1) {
+      this.model = await loadTensorParallelCpuModel(
+        source,
+        plan,
+        { numBlocks, blockSize: opts.blockSize },
+        opts.onLoadProgress,
+        opts.signal,
+      );
+      return { blockSize: opts.blockSize, numBlocks };
     }
     const arena = new WasmArena();
     let weights: Awaited<ReturnType<typeof loadCpuWeights>>;
@@ -85,7 +110,7 @@ export class CpuBackend implements Backend {
     }
   }
 
-  private async runStep(model: CpuModel, batch: StepBatch): Promise<StepResult> {
+  private async runStep(model: CpuModel | TensorParallelCpuModel, batch: StepBatch): Promise<StepResult> {
     validateStepBatch(batch, model.kv, model.config.vocabSize);
     const numSeqs = batch.numSeqs;
     const numTokens = batch.tokenIds.length;
@@ -162,12 +187,13 @@ export class CpuBackend implements Backend {
   async dispose(): Promise<void> {
     const model = this.model;
     this.model = null;
-    await model?.scratch.arena.dispose();
+    if (model instanceof CpuModel) await model.scratch.arena.dispose();
+    else await model?.dispose();
   }
 
   /** The loaded model (for the AWQ quantizer and tests that reuse the layer code). */
   get loadedModel(): CpuModel | null {
-    return this.model;
+    return this.model instanceof CpuModel ? this.model : null;
   }
 }
 

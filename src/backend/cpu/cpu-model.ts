@@ -73,7 +73,8 @@ export class CpuModel {
     return hidden;
   }
 
-  private tokenRope(batch: StepBatch): TokenRope {
+  /** RoPE inputs of every row of the step (shared by tensor-parallel ranks). */
+  tokenRope(batch: StepBatch): TokenRope {
     const scaling = this.config.ropeScaling;
     const perSeq: Float32Array[] = [];
     const seqOfRow = new Int32Array(batch.tokenIds.length); // (numTokens)
@@ -91,7 +92,7 @@ export class CpuModel {
   }
 
   /** Attention over the paged cache for layer `layer`: writes this step's K/V at the slot mapping first. */
-  private pagedAttention(batch: StepBatch, layer: number): AttentionFn {
+  pagedAttention(batch: StepBatch, layer: number): AttentionFn {
     const { numHeads, numKvHeads, headDim } = this.dims;
     const kvDim = numKvHeads * headDim;
     const keys = this.kv.keys[layer];

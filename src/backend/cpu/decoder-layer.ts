@@ -53,6 +53,12 @@ export interface AttentionFn {
 /** Sees the input of each linear (for AWQ calibration): (rows, in) views valid only during the call. */
 export type LinearInputObserver = (linear: "qkv" | "o" | "gateUp" | "down", input: Float32Array) => void;
 
+/**
+ * Takes a half layer's o_proj / down_proj output (rows, hidden), a view valid only during the call, instead of
+ * adding it to `hidden`: a tensor-parallel rank's partial sum, added once all ranks' are reduced.
+ */
+export type ProjectionSink = (projection: Float32Array) => void;
+
 /** Runs y = x W for `rows` rows: scratch buffer `input` (rows, in) -> scratch buffer `output` (rows, out). */
 export function runLinear(
   scratch: Scratch,
@@ -89,6 +95,7 @@ export function runAttentionBlock(
   rope: TokenRope,
   attention: AttentionFn,
   observe?: LinearInputObserver,
+  projected?: ProjectionSink,
 ): void {
   const { hiddenSize: hd, numHeads, numKvHeads, headDim } = dims;
   const qDim = numHeads * headDim;
@@ -113,7 +120,8 @@ export function runAttentionBlock(
   attention.run(scratch, qkv, qkvWidth, scratch.view("layer.attn", rows * qDim));
   observe?.("o", scratch.view("layer.attn", rows * qDim));
   runLinear(scratch, layer.o, "layer.attn", "layer.proj", rows);
-  addInPlace(hidden, scratch.view("layer.proj", rows * hd), rows * hd);
+  if (projected !== undefined) projected(scratch.view("layer.proj", rows * hd));
+  else addInPlace(hidden, scratch.view("layer.proj", rows * hd), rows * hd);
 }
 
 /** The second half of a layer: hidden += down_proj(silu(gate_proj(n)) * up_proj(n)), n = rmsnorm(hidden). */
@@ -124,6 +132,7 @@ export function runMlpBlock(
   hidden: Float32Array, // (rows, hidden), updated in place
   rows: number,
   observe?: LinearInputObserver,
+  projected?: ProjectionSink,
 ): void {
   const { hiddenSize: hd, intermediateSize: inter } = dims;
   scratch.reserve("layer.normed", rows * hd);
@@ -144,5 +153,6 @@ export function runMlpBlock(
   }
   observe?.("down", act);
   runLinear(scratch, layer.down, "layer.act", "layer.proj", rows);
-  addInPlace(hidden, scratch.view("layer.proj", rows * hd), rows * hd);
+  if (projected !== undefined) projected(scratch.view("layer.proj", rows * hd));
+  else addInPlace(hidden, scratch.view("layer.proj", rows * hd), rows * hd);
 }
