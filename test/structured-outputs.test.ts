@@ -92,6 +92,124 @@ test("chat.completions.parse with a zod schema: parsed and valid, seeded runs re
   assert.equal(again.choices[0]!.message.content, choice.message.content, "same seed, same output");
 });
 
+test("common zod schemas (int, nonnegative, positive, min(1), max, uuid, date; email) parse and validate", async () => {
+  // What zod writes for these: bounds XGrammar alone gets wrong (enforced by our grammar), formats with the
+  // pattern zod checks, a safe-integer range for .int().
+  const Order = z.object({
+    id: z.number().int().nonnegative(),
+    price: z.number().positive().max(1000),
+    quantity: z.number().int().positive().max(20),
+    delta: z.number().int(),
+    sku: z.string().min(1).max(8),
+    ref: z.string().uuid(),
+    day: z.string().date(),
+    notes: z.array(z.string().max(6)).min(1).max(2),
+  });
+  const format = zodResponseFormat(Order, "order");
+  const schema = format.json_schema.schema!;
+  const props = (schema as { properties: Record<string, Record<string, unknown>> }).properties;
+  assert.equal(props.price!.exclusiveMinimum, 0, "zod wrote an exclusive bound");
+  assert.equal(props.id!.minimum, 0);
+  for (const seed of [1, 2, 3]) {
+    const r = await client.chat.completions.parse({
+      model: MODEL_NAME,
+      messages: [{ role: "user", content: "An order as JSON." }],
+      response_format: format,
+      temperature: 1,
+      seed,
+      max_tokens: 400,
+    });
+    const choice = r.choices[0]!;
+    assert.equal(choice.finish_reason, "stop", choice.message.content ?? "");
+    Order.parse(choice.message.parsed);
+    const value = assertValid(schema, choice.message.content!) as { price: number; id: number };
+    assert.ok(value.price > 0 && value.id >= 0);
+  }
+  // .email() compiles (zod's pattern governs its format); its pattern has no length bound and the demo model
+  // does not stop inside it, so only the start of the output is checked here.
+  const Contact = z.object({ email: z.string().email() });
+  const r = await postJson(`${server.url}/v1/chat/completions`, {
+    model: MODEL_NAME,
+    messages,
+    max_tokens: 12,
+    seed: 1,
+    response_format: zodResponseFormat(Contact, "contact"),
+  });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.match(r.json.choices[0].message.content, /^\{"email": "[A-Za-z0-9_'+\-.]/);
+});
+
+test("a zod schema with a keyword the grammar cannot enforce is a 400 naming the keyword and its path", async () => {
+  const cases: [z.ZodType, RegExp][] = [
+    [z.object({ n: z.number().multipleOf(5) }), /\/properties\/n\/multipleOf: multipleOf is not supported/],
+    [
+      z.object({
+        s: z
+          .string()
+          .regex(/^[a-z]+$/)
+          .min(2),
+      }),
+      /\/properties\/s\/minLength: minLength together with pattern/,
+    ],
+    [z.object({ x: z.number().gt(0.5) }), /\/properties\/x\/exclusiveMinimum: .*not a whole number/],
+  ];
+  for (const [schema, reason] of cases) {
+    const err = await client.chat.completions
+      .parse({ model: MODEL_NAME, messages, response_format: zodResponseFormat(schema as z.ZodObject, "x") })
+      .then(
+        () => null,
+        (e: unknown) => e,
+      );
+    assert.ok(err instanceof OpenAI.BadRequestError, String(err));
+    assert.equal((err.error as { param?: string }).param, "response_format.json_schema.schema");
+    assert.match(err.message, reason);
+  }
+});
+
+test("/health answers in time while a new schema compiles (the compile runs on a grammar worker)", async (t) => {
+  // A schema not seen before, big enough that XGrammar's compile takes a while.
+  const properties: Record<string, unknown> = {};
+  for (let i = 0; i < 5; i++) properties[`field_${i}`] = { type: "string", maxLength: 24 + i };
+  const schema = {
+    type: "object",
+    properties,
+    required: Object.keys(properties),
+    additionalProperties: false,
+  };
+  const t0 = performance.now();
+  let doneAt = 0;
+  const request = postJson(`${server.url}/v1/chat/completions`, {
+    model: MODEL_NAME,
+    messages,
+    max_tokens: 1,
+    response_format: { type: "json_schema", json_schema: { name: "wide", schema } },
+  }).then((r) => {
+    doneAt = performance.now();
+    return r;
+  });
+  const latencies: number[] = [];
+  while (doneAt === 0) {
+    const h0 = performance.now();
+    const h = await fetch(`${server.url}/health`);
+    assert.equal(h.status, 200);
+    latencies.push(performance.now() - h0);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  const r = await request;
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  const compileMs = doneAt - t0;
+  const worst = Math.max(...latencies);
+  t.diagnostic(
+    `compile + 1 token: ${compileMs.toFixed(0)} ms; /health: ${latencies.length} calls, worst ${worst.toFixed(1)} ms`,
+  );
+  assert.ok(compileMs > 300, `the request took ${compileMs.toFixed(0)} ms: long enough to measure anything`);
+  assert.ok(latencies.length >= 5, `${latencies.length} /health calls`);
+  assert.ok(
+    worst < 250,
+    `/health took up to ${worst.toFixed(0)} ms during a ${compileMs.toFixed(0)} ms compile`,
+  );
+});
+
 test("json_schema on chat, non-streamed (n = 2) and streamed: every output validates", async () => {
   const response_format = {
     type: "json_schema" as const,

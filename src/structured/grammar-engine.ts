@@ -12,7 +12,7 @@ import path from "node:path";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { type ConstraintSpec, MAX_SPEC_CHARS, specKey } from "./constraint-spec.js";
 import { applyNumericRules, rewriteNumericBounds } from "./numeric-bounds.js";
-import { checkSchemaSupported } from "./schema-support.js";
+import { checkSchemaSupported, withoutFormatBesidePattern } from "./schema-support.js";
 import {
   abortReason,
   loadXgrammar,
@@ -208,11 +208,11 @@ async function compileWith(
 ): Promise<XgCompiledGrammar> {
   switch (spec.type) {
     case "json_schema": {
-      const bounded = rewriteNumericBounds(spec.schema);
-      if (bounded.rules.size === 0) {
-        return compiler.compileJSONSchema(JSON.stringify(spec.schema), false, -1, SEPARATORS, true);
+      const schema = withoutFormatBesidePattern(spec.schema);
+      if (rewriteNumericBounds(schema).rules.size === 0) {
+        return compiler.compileJSONSchema(JSON.stringify(schema), false, -1, SEPARATORS, true);
       }
-      return compiler.compileGrammar(await schemaGrammar(inst, spec.schema));
+      return compiler.compileGrammar(await schemaGrammar(inst, schema));
     }
     case "json_object":
       return compiler.compileJSONSchema(JSON.stringify({ type: "object" }), false, -1, SEPARATORS, false);
@@ -246,7 +246,7 @@ async function compileWith(
 
 /** The compact JSON grammar (EBNF) of a schema, with our rules for its bounded numbers (numeric-bounds.ts). */
 async function schemaGrammar(inst: XgInstance, schema: unknown): Promise<string> {
-  const bounded = rewriteNumericBounds(schema);
+  const bounded = rewriteNumericBounds(withoutFormatBesidePattern(schema));
   const ebnf = await inst.api.Testings._jsonSchemaToEBNF(
     JSON.stringify(bounded.schema),
     false,

@@ -67,9 +67,10 @@ function walk(node: unknown, at: string): void {
     if (Array.isArray(s.allOf) && s.allOf.length > 1)
       fail("allOf", "allOf with more than one schema is not supported");
     checkBounds(s, fail);
-    // XGrammar enforces a pattern and then ignores minLength / maxLength / format beside it. zod writes its
-    // formats (email, uuid, date, ...) as a format with the pattern zod checks, so a format beside a pattern
-    // is accepted: the pattern governs. Lengths beside a pattern would be ignored: refused.
+    // XGrammar ignores minLength / maxLength beside a pattern (refused), and a pattern beside a format it knows.
+    // zod writes its formats (email, uuid, date, ...) as a format with the pattern zod checks, so a format
+    // beside a pattern is accepted and dropped before compiling (withoutFormatBesidePattern): the pattern
+    // governs, as in JSON Schema, where format is an annotation unless a validator opts in.
     if (typeof s.pattern === "string") {
       for (const key of ["minLength", "maxLength"]) {
         if (s[key] !== undefined)
@@ -128,4 +129,21 @@ function rangeIsEmpty(s: Record<string, unknown>): boolean {
     return ilo > ihi;
   }
   return false;
+}
+
+/** The schema with `format` removed wherever a `pattern` is beside it (see walk). */
+export function withoutFormatBesidePattern(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(withoutFormatBesidePattern);
+  if (schema === null || typeof schema !== "object") return schema;
+  const out: Record<string, unknown> = {};
+  const s = schema as Record<string, unknown>;
+  const drop = typeof s.pattern === "string" && typeof s.format === "string";
+  for (const [k, v] of Object.entries(s)) {
+    if (drop && k === "format") continue;
+    out[k] =
+      k === "enum" || k === "const" || k === "default" || k === "examples"
+        ? v
+        : withoutFormatBesidePattern(v);
+  }
+  return out;
 }
