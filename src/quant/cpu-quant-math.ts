@@ -16,6 +16,12 @@ import { InputStatsAccumulator } from "./input-stats.js";
 import { LayerRunner } from "./layer-runner.js";
 import {
   activationBlocks,
+  checkBlockList,
+  checkCapture,
+  checkColumnRange,
+  checkGptqWidth,
+  checkRowVector,
+  checkSameBlocks,
   type FusedLinear,
   fusedInFeatures,
   type InputStats,
@@ -106,25 +112,20 @@ export class CpuQuantMath
 
   cloneActivations(a: CpuActivations, blocks?: readonly number[]): CpuActivations {
     if (blocks === undefined) return { data: a.data.slice(), blocks: a.blocks };
+    checkBlockList(blocks, a.blocks);
     const span = this.span;
     const out = new Float32Array(blocks.length * span); // (blocks.length * seqlen, hidden)
-    for (const [i, b] of blocks.entries()) {
-      if (!(Number.isInteger(b) && b >= 0 && b < a.blocks))
-        throw new Error(`quantizer: block ${b} out of range (${a.blocks} blocks)`);
-      out.set(a.data.subarray(b * span, (b + 1) * span), i * span);
-    }
+    for (const [i, b] of blocks.entries()) out.set(a.data.subarray(b * span, (b + 1) * span), i * span);
     return { data: out, blocks: blocks.length };
   }
 
   copyActivations(dst: CpuActivations, src: CpuActivations): void {
-    if (dst.blocks !== src.blocks)
-      throw new Error(`quantizer: copy of ${src.blocks} blocks into ${dst.blocks} blocks`);
+    checkSameBlocks("copy", dst.blocks, src.blocks);
     dst.data.set(src.data);
   }
 
   async meanSquaredError(a: CpuActivations, b: CpuActivations): Promise<number> {
-    if (a.data.length !== b.data.length)
-      throw new Error(`quantizer: mean squared error of ${a.blocks} blocks against ${b.blocks} blocks`);
+    checkSameBlocks("meanSquaredError", a.blocks, b.blocks);
     const x = a.data;
     const y = b.data;
     let sum = 0;
@@ -151,6 +152,7 @@ export class CpuQuantMath
     part: LayerPart,
     capture?: FusedLinear,
   ): Promise<InputStats<CpuGram> | undefined> {
+    checkCapture(part, capture);
     const blocks = Array.from({ length: h.blocks }, (_, i) => i);
     // Constructed before the forward: it reserves its matmul scratch, which must not grow mid-layer.
     const acc =
@@ -185,6 +187,7 @@ export class CpuQuantMath
   }
 
   scaleRows(w: CpuWeight, s: Float32Array, divide = false): CpuWeight {
+    checkRowVector("s", s, w.inF);
     return { data: scaleRows(w.data, s, w.inF, w.outF, divide), inF: w.inF, outF: w.outF };
   }
 
@@ -198,6 +201,7 @@ export class CpuQuantMath
   }
 
   pseudoQuantizeScaled(w: CpuWeight, s: Float32Array | null, groupSize: number): CpuWeight {
+    if (s !== null) checkRowVector("s", s, w.inF);
     return { data: pseudoQuantizeScaled(w.data, s, w.inF, w.outF, groupSize), inF: w.inF, outF: w.outF };
   }
 
@@ -211,8 +215,7 @@ export class CpuQuantMath
   }
 
   divideQuantizedColumns(q: CpuQuantized, s: Float32Array, start: number): void {
-    if (start < 0 || start + s.length > q.outF)
-      throw new Error(`quantizer: columns [${start}, ${start + s.length}) outside ${q.outF} columns`);
+    checkColumnRange(start, s.length, q.outF);
     divideQuantizedColumns(q.gq, s, start, q.outF);
   }
 
@@ -224,8 +227,7 @@ export class CpuQuantMath
 
   gptqQuantize(input: WeightErrorInput<CpuWeight, CpuGram>, clipRatio?: CpuGroupMatrix): CpuQuantized {
     const { w, groupSize } = input;
-    if (w.inF > this.gptqMaxInFeatures)
-      throw new Error(`quantizer: GPTQ rounds inputs up to ${this.gptqMaxInFeatures} wide, not ${w.inF}`);
+    checkGptqWidth(w.inF, this.gptqMaxInFeatures);
     const h = dampedGram(input.gram.data, w.inF, input.rowScale);
     const gq = gptqQuantize(w.data, w.inF, w.outF, groupSize, h, clipRatio?.data);
     return { gq, inF: w.inF, outF: w.outF, groupSize };

@@ -21,6 +21,11 @@ import type { ModelConfig } from "../model/types.js";
 import { GPTQ_MAX_IN_FEATURES } from "./gptq-round.js";
 import {
   activationBlocks,
+  checkBlockList,
+  checkCapture,
+  checkColumnRange,
+  checkGptqWidth,
+  checkSameBlocks,
   type FusedLinear,
   fusedInFeatures,
   fusedOutFeatures,
@@ -183,26 +188,18 @@ export class CudaQuantMath
   }
 
   cloneActivations(a: CudaActivations, blocks?: readonly number[]): CudaActivations {
-    if (blocks !== undefined) {
-      for (const b of blocks) {
-        if (!(Number.isInteger(b) && b >= 0 && b < a.blocks))
-          throw new Error(`quantizer: block ${b} out of range (${a.blocks} blocks)`);
-      }
-      if (blocks.length === 0) throw new Error("quantizer: cloneActivations of an empty block list");
-    }
+    if (blocks !== undefined) checkBlockList(blocks, a.blocks);
     const id = this.native.cloneRows(a.id, blocks === undefined ? null : Int32Array.from(blocks));
     return { kind: "activations", id, blocks: blocks?.length ?? a.blocks };
   }
 
   copyActivations(dst: CudaActivations, src: CudaActivations): void {
-    if (dst.blocks !== src.blocks)
-      throw new Error(`quantizer: copy of ${src.blocks} blocks into ${dst.blocks} blocks`);
+    checkSameBlocks("copy", dst.blocks, src.blocks);
     this.native.copy(dst.id, src.id);
   }
 
   meanSquaredError(a: CudaActivations, b: CudaActivations): Promise<number> {
-    if (a.blocks !== b.blocks)
-      throw new Error(`quantizer: mean squared error of ${a.blocks} blocks against ${b.blocks} blocks`);
+    checkSameBlocks("meanSquaredError", a.blocks, b.blocks);
     return this.native.meanSquaredError(a.id, b.id);
   }
 
@@ -224,6 +221,7 @@ export class CudaQuantMath
     part: LayerPart,
     capture?: FusedLinear,
   ): Promise<InputStats<CudaGram> | undefined> {
+    checkCapture(part, capture);
     const pending = this.native.forward(
       h.id,
       part === "mlp" ? null : norms.inputNorm,
@@ -275,8 +273,7 @@ export class CudaQuantMath
   }
 
   divideQuantizedColumns(q: CudaQuantized, s: Float32Array, start: number): void {
-    if (start < 0 || start + s.length > q.outF)
-      throw new Error(`quantizer: columns [${start}, ${start + s.length}) outside ${q.outF} columns`);
+    checkColumnRange(start, s.length, q.outF);
     this.native.divideQuantizedColumns(q.id, s, start);
   }
 
@@ -288,8 +285,7 @@ export class CudaQuantMath
 
   gptqQuantize(input: WeightErrorInput<CudaWeight, CudaGram>, clipRatio?: CudaGroupMatrix): CudaQuantized {
     const { w, groupSize } = input;
-    if (w.inF > this.gptqMaxInFeatures)
-      throw new Error(`quantizer: GPTQ rounds inputs up to ${this.gptqMaxInFeatures} wide, not ${w.inF}`);
+    checkGptqWidth(w.inF, this.gptqMaxInFeatures);
     const id = this.native.gptqQuantize(
       w.id,
       groupSize,

@@ -50,6 +50,50 @@ export function weightShape(
   return { inF, outF };
 }
 
+// The argument checks both implementations make, so that they refuse the same inputs with the same words.
+
+/** A list of blocks to clone: each an index into `count` blocks, and at least one. */
+export function checkBlockList(blocks: readonly number[], count: number): void {
+  for (const b of blocks) {
+    if (!(Number.isInteger(b) && b >= 0 && b < count))
+      throw new Error(`quantizer: block ${b} out of range (${count} blocks)`);
+  }
+  if (blocks.length === 0) throw new Error("quantizer: cloneActivations of an empty block list");
+}
+
+/** Two activations an op pairs element by element (copy, mean squared error) hold the same number of blocks. */
+export function checkSameBlocks(op: "copy" | "meanSquaredError", a: number, b: number): void {
+  if (a === b) return;
+  throw new Error(
+    op === "copy"
+      ? `quantizer: copy of ${b} blocks into ${a} blocks`
+      : `quantizer: mean squared error of ${a} blocks against ${b} blocks`,
+  );
+}
+
+/** A per-input-row vector (AWQ scales) of a weight with inF rows. */
+export function checkRowVector(name: string, s: Float32Array, inF: number): void {
+  if (s.length !== inF) throw new Error(`quantizer: ${name} has ${s.length} values, expected ${inF}`);
+}
+
+/** Columns [start, start + width) inside a matrix of outF columns. */
+export function checkColumnRange(start: number, width: number, outF: number): void {
+  if (!(Number.isInteger(start) && start >= 0 && start + width <= outF))
+    throw new Error(`quantizer: columns [${start}, ${start + width}) outside ${outF} columns`);
+}
+
+/** GPTQ's bound on a weight's input width. */
+export function checkGptqWidth(inF: number, max: number): void {
+  if (inF > max) throw new Error(`quantizer: GPTQ rounds inputs up to ${max} wide, not ${inF}`);
+}
+
+/** The linear a forward captures must be one the part runs (q|k|v and o: attention; gate|up and down: mlp). */
+export function checkCapture(part: LayerPart, capture: FusedLinear | undefined): void {
+  if (capture === undefined || part === "layer") return;
+  const half = capture === "qkv" || capture === "o" ? "attention" : "mlp";
+  if (half !== part) throw new Error(`quantizer: capture ${capture} is not part of the ${part} half`);
+}
+
 /** Which half of a decoder layer a forward runs. */
 export type LayerPart = "layer" | "attention" | "mlp";
 
