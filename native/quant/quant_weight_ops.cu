@@ -35,6 +35,52 @@ __global__ void mergeStatusKernel(int* mixed, const int* base, const int* cand) 
   *mixed = *base != 0 ? *base : *cand;
 }
 
+// Scope guards for an op's temporaries: a stream-ordered buffer freed, or a registered tensor released, when the
+// op returns (after everything it enqueued, so in stream order) or throws. keep() / handOver() give it away.
+class ScopedBuffer {
+ public:
+  ScopedBuffer(QuantContext& ctx, void* ptr) : ctx_(ctx), ptr_(ptr) {}
+  ~ScopedBuffer() { ctx_.freeAsync(ptr_); }
+  ScopedBuffer(const ScopedBuffer&) = delete;
+  ScopedBuffer& operator=(const ScopedBuffer&) = delete;
+  void* get() const { return ptr_; }
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(ptr_);
+  }
+  /** The buffer is someone else's to free now (a Readback's). */
+  void* handOver() {
+    void* ptr = ptr_;
+    ptr_ = nullptr;
+    return ptr;
+  }
+
+ private:
+  QuantContext& ctx_;
+  void* ptr_;
+};
+
+class ScopedTensor {
+ public:
+  ScopedTensor(QuantContext& ctx, int id) : ctx_(ctx), id_(id) {}
+  ~ScopedTensor() {
+    if (id_ >= 0) ctx_.release(id_);
+  }
+  ScopedTensor(const ScopedTensor&) = delete;
+  ScopedTensor& operator=(const ScopedTensor&) = delete;
+  int id() const { return id_; }
+  /** The op's result: registered, the caller's to release. */
+  int keep() {
+    const int id = id_;
+    id_ = -1;
+    return id;
+  }
+
+ private:
+  QuantContext& ctx_;
+  int id_;
+};
+
 }  // namespace
 
 void QuantContext::enqueueSalience(int w, int g, Readback& rb, double* hostOut) {
@@ -47,18 +93,11 @@ void QuantContext::enqueueSalience(int w, int g, Readback& rb, double* hostOut) 
 
 int QuantContext::scaleRows(int w, const float* s, bool divide) {
   const Tensor t = getF32(w, "scaleRows w");
-  float* sd = static_cast<float*>(uploadVector(s, t.rows, "row scales"));
-  int id = -1;
-  try {
-    id = newF32(t.rows, t.cols, "scaled weights");
-    check(awqk::scale_rows(t.f32(), sd, t.rows, t.cols, divide, get(id, "y").f32(), stream_), "scale_rows");
-  } catch (...) {
-    freeAsync(sd);
-    if (id >= 0) release(id);
-    throw;
-  }
-  freeAsync(sd);
-  return id;
+  ScopedBuffer scales(*this, uploadVector(s, t.rows, "row scales"));
+  ScopedTensor out(*this, newF32(t.rows, t.cols, "scaled weights"));
+  check(awqk::scale_rows(t.f32(), scales.as<float>(), t.rows, t.cols, divide, get(out.id(), "y").f32(), stream_),
+        "scale_rows");
+  return out.keep();
 }
 
 int QuantContext::groupQuantize(int w, int g, int clip) {
@@ -68,51 +107,32 @@ int QuantContext::groupQuantize(int w, int g, int clip) {
                                 std::to_string(t.rows));
   }
   const float* clipPtr = clip != -1 ? getF32(clip, "groupQuantize clip", t.rows / g, t.cols).f32() : nullptr;
-  const int id = newQuant(t.rows, t.cols, g, "quantized weights");
-  const Tensor& q = get(id, "q");
-  const cudaError_t status = awqk::group_quantize(t.f32(), t.rows, t.cols, g, clipPtr, q.q(), q.scales(), q.zeros(), stream_);
-  if (status != cudaSuccess) {
-    release(id);
-    check(status, "group_quantize");
-  }
-  return id;
+  ScopedTensor out(*this, newQuant(t.rows, t.cols, g, "quantized weights"));
+  const Tensor& q = get(out.id(), "q");
+  check(awqk::group_quantize(t.f32(), t.rows, t.cols, g, clipPtr, q.q(), q.scales(), q.zeros(), stream_),
+        "group_quantize");
+  return out.keep();
 }
 
 int QuantContext::dequantize(int qId) {
   const Tensor q = getQuant(qId, "dequantize q");
-  const int id = newF32(q.rows, q.cols, "dequantized weights");
-  const cudaError_t status =
-      awqk::dequantize_groups(q.q(), q.scales(), q.zeros(), q.rows, q.cols, q.group, get(id, "w").f32(), stream_);
-  if (status != cudaSuccess) {
-    release(id);
-    check(status, "dequantize_groups");
-  }
-  return id;
+  ScopedTensor out(*this, newF32(q.rows, q.cols, "dequantized weights"));
+  check(awqk::dequantize_groups(q.q(), q.scales(), q.zeros(), q.rows, q.cols, q.group, get(out.id(), "w").f32(),
+                                stream_),
+        "dequantize_groups");
+  return out.keep();
 }
 
 int QuantContext::pseudoQuantizeScaled(int w, const float* s, int g) {
-  const int scaled = s != nullptr ? scaleRows(w, s, false) : w;
-  int q = -1;
-  int deq = -1;
-  try {
-    q = groupQuantize(scaled, g, -1);
-    deq = dequantize(q);
-    if (s != nullptr) {
-      const Tensor d = get(deq, "deq");
-      float* sd = static_cast<float*>(uploadVector(s, d.rows, "row scales"));
-      const cudaError_t status = awqk::scale_rows(d.f32(), sd, d.rows, d.cols, true, d.f32(), stream_);
-      freeAsync(sd);
-      check(status, "scale_rows (divide)");
-    }
-  } catch (...) {
-    if (deq >= 0) release(deq);
-    if (q >= 0) release(q);
-    if (scaled != w) release(scaled);
-    throw;
+  ScopedTensor scaled(*this, s != nullptr ? scaleRows(w, s, false) : -1);
+  ScopedTensor q(*this, groupQuantize(s != nullptr ? scaled.id() : w, g, -1));
+  ScopedTensor deq(*this, dequantize(q.id()));
+  if (s != nullptr) {
+    const Tensor d = get(deq.id(), "deq");
+    ScopedBuffer scales(*this, uploadVector(s, d.rows, "row scales"));
+    check(awqk::scale_rows(d.f32(), scales.as<float>(), d.rows, d.cols, true, d.f32(), stream_), "scale_rows (divide)");
   }
-  release(q);
-  if (scaled != w) release(scaled);
-  return deq;
+  return deq.keep();
 }
 
 int QuantContext::searchClip(int w, int g, int gram, const float* rowScale, int noClipStart, int noClipEnd) {
@@ -122,20 +142,12 @@ int QuantContext::searchClip(int w, int g, int gram, const float* rowScale, int 
   }
   const Tensor G = getF32(gram, "searchClip gram", t.rows, t.rows);
   checkColumnRange(noClipStart, noClipEnd, t.cols, "searchClip noClipColumns");
-  float* sd = static_cast<float*>(uploadVector(rowScale, t.rows, "row scales"));
-  int id = -1;
-  try {
-    id = newF32(t.rows / g, t.cols, "clip bounds");
-    check(awqk::clip_search(t.f32(), t.rows, t.cols, g, G.f32(), sd, noClipStart, noClipEnd, get(id, "b").f32(),
-                            stream_),
-          "clip_search");
-  } catch (...) {
-    freeAsync(sd);
-    if (id >= 0) release(id);
-    throw;
-  }
-  freeAsync(sd);
-  return id;
+  ScopedBuffer scales(*this, uploadVector(rowScale, t.rows, "row scales"));
+  ScopedTensor bounds(*this, newF32(t.rows / g, t.cols, "clip bounds"));
+  check(awqk::clip_search(t.f32(), t.rows, t.cols, g, G.f32(), scales.as<float>(), noClipStart, noClipEnd,
+                          get(bounds.id(), "b").f32(), stream_),
+        "clip_search");
+  return bounds.keep();
 }
 
 void QuantContext::divideQuantizedColumns(int qId, const float* s, int width, int start) {
@@ -145,11 +157,9 @@ void QuantContext::divideQuantizedColumns(int qId, const float* s, int width, in
                                 std::to_string(start + width) + ") are outside 0.." + std::to_string(q.cols));
   }
   if (width == 0) return;
-  float* sd = static_cast<float*>(uploadVector(s, width, "column scales"));
-  const cudaError_t status =
-      awqk::divide_quantized_columns(q.scales(), sd, q.rows / q.group, q.cols, start, width, stream_);
-  freeAsync(sd);
-  check(status, "divide_quantized_columns");
+  ScopedBuffer scales(*this, uploadVector(s, width, "column scales"));
+  check(awqk::divide_quantized_columns(q.scales(), scales.as<float>(), q.rows / q.group, q.cols, start, width, stream_),
+        "divide_quantized_columns");
 }
 
 void QuantContext::enqueueDownloadQuant(int qId, Readback& rb, uint8_t* qHost, float* scalesHost, uint8_t* zerosHost,
@@ -168,41 +178,26 @@ int QuantContext::gptqQuantize(int w, int g, int gram, const float* rowScale, in
   if (g <= 0 || t.rows % g != 0) throw std::invalid_argument("gptqQuantize: groupSize must divide in");
   const Tensor G = getF32(gram, "gptqQuantize gram", t.rows, t.rows);
   const float* ratio = clipRatio != -1 ? getF32(clipRatio, "gptqQuantize clipRatio", t.rows / g, t.cols).f32() : nullptr;
-  float* sd = static_cast<float*>(uploadVector(rowScale, t.rows, "row scales"));
+  ScopedBuffer scales(*this, uploadVector(rowScale, t.rows, "row scales"));
   const size_t workBytes = awqk::gptq_workspace_bytes(t.rows, t.cols);
-  void* work = nullptr;
-  int id = -1;
-  try {
-    work = alloc(workBytes, stream_, "GPTQ workspace");
-    id = newQuant(t.rows, t.cols, g, "GPTQ-rounded weights");
-    const Tensor& q = get(id, "q");
-    check(awqk::gptq_quantize(t.f32(), t.rows, t.cols, g, G.f32(), sd, ratio, q.q(), q.scales(), q.zeros(),
-                              q.status(), work, workBytes, stream_),
-          "gptq_quantize");
-  } catch (...) {
-    freeAsync(sd);
-    freeAsync(work);
-    if (id >= 0) release(id);
-    throw;
-  }
-  freeAsync(sd);
-  freeAsync(work);
-  return id;
+  ScopedBuffer work(*this, alloc(workBytes, stream_, "GPTQ workspace"));
+  ScopedTensor out(*this, newQuant(t.rows, t.cols, g, "GPTQ-rounded weights"));
+  const Tensor& q = get(out.id(), "q");
+  check(awqk::gptq_quantize(t.f32(), t.rows, t.cols, g, G.f32(), scales.as<float>(), ratio, q.q(), q.scales(),
+                            q.zeros(), q.status(), work.get(), workBytes, stream_),
+        "gptq_quantize");
+  return out.keep();
 }
 
 int QuantContext::clipRatios(int w, int clip, int g) {
   const Tensor t = getF32(w, "clipRatios w");
   if (g <= 0 || t.rows % g != 0) throw std::invalid_argument("clipRatios: groupSize must divide in");
   const Tensor c = getF32(clip, "clipRatios clip", t.rows / g, t.cols);
-  const int id = newF32(t.rows / g, t.cols, "clip ratios");
+  ScopedTensor out(*this, newF32(t.rows / g, t.cols, "clip ratios"));
   const dim3 grid((t.cols + 127) / 128, t.rows / g);
-  clipRatiosKernel<<<grid, 128, 0, stream_>>>(t.f32(), c.f32(), t.rows, t.cols, g, get(id, "r").f32());
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess) {
-    release(id);
-    check(status, "clipRatios kernel");
-  }
-  return id;
+  clipRatiosKernel<<<grid, 128, 0, stream_>>>(t.f32(), c.f32(), t.rows, t.cols, g, get(out.id(), "r").f32());
+  check(cudaGetLastError(), "clipRatios kernel");
+  return out.keep();
 }
 
 int QuantContext::chooseColumns(int w, int g, int gram, const float* rowScale, int base, int cand, int keepStart,
@@ -216,52 +211,33 @@ int QuantContext::chooseColumns(int w, int g, int gram, const float* rowScale, i
                                 std::to_string(t.cols) + ") with groups of " + std::to_string(g));
   }
   checkColumnRange(keepStart, keepEnd, t.cols, "chooseColumns keepBase");
-  float* sd = static_cast<float*>(uploadVector(rowScale, t.rows, "row scales"));
-  std::vector<int> temps;
-  void* scratch[4] = {nullptr, nullptr, nullptr, nullptr};  // errBase, errCand, workspace, taken
-  int mixed = -1;
-  try {
-    const size_t errBytes = static_cast<size_t>(t.cols) * sizeof(double);
-    scratch[0] = alloc(errBytes, stream_, "column errors");
-    scratch[1] = alloc(errBytes, stream_, "column errors");
-    const size_t workBytes = awqk::column_errors_workspace_bytes(t.rows, t.cols);
-    scratch[2] = alloc(workBytes, stream_, "column errors workspace");
-    scratch[3] = alloc(sizeof(int), stream_, "taken count");
-    const int deqBase = dequantize(base);
-    temps.push_back(deqBase);
-    const int deqCand = dequantize(cand);
-    temps.push_back(deqCand);
-    auto* errBase = static_cast<double*>(scratch[0]);
-    auto* errCand = static_cast<double*>(scratch[1]);
-    check(awqk::column_errors(t.f32(), get(deqBase, "deq").f32(), t.rows, t.cols, G.f32(), sd, errBase, scratch[2],
-                              stream_),
-          "column_errors (base)");
-    check(awqk::column_errors(t.f32(), get(deqCand, "deq").f32(), t.rows, t.cols, G.f32(), sd, errCand, scratch[2],
-                              stream_),
-          "column_errors (candidate)");
-    mixed = newQuant(t.rows, t.cols, g, "mixed rounding");
-    const Tensor& M = get(mixed, "mixed");
-    check(cudaMemcpyAsync(M.ptr, B.ptr, B.bytes, cudaMemcpyDeviceToDevice, stream_), "copy of the base rounding");
-    check(awqk::mix_columns(M.q(), M.scales(), M.zeros(), C.q(), C.scales(), C.zeros(), errBase, errCand, t.rows,
-                            t.cols, g, keepStart, keepEnd, static_cast<int*>(scratch[3]), stream_),
-          "mix_columns");
-    mergeStatusKernel<<<1, 1, 0, stream_>>>(M.status(), B.status(), C.status());
-    check(cudaGetLastError(), "status merge");
-    rb.add(scratch[3], sizeof(int), takenHost);
-    scratch[3] = nullptr;  // owned by the readback now
-    rb.add(stageCopy(B.status(), sizeof(int), "status"), sizeof(int), statusHost);
-    rb.add(stageCopy(C.status(), sizeof(int), "status"), sizeof(int), statusHost + 1);
-  } catch (...) {
-    for (int id : temps) release(id);
-    for (void* p : scratch) freeAsync(p);
-    freeAsync(sd);
-    if (mixed >= 0) release(mixed);
-    throw;
-  }
-  for (int id : temps) release(id);
-  for (int i = 0; i < 3; i++) freeAsync(scratch[i]);
-  freeAsync(sd);
-  return mixed;
+  ScopedBuffer scales(*this, uploadVector(rowScale, t.rows, "row scales"));
+  const size_t errBytes = static_cast<size_t>(t.cols) * sizeof(double);
+  ScopedBuffer errBase(*this, alloc(errBytes, stream_, "column errors"));
+  ScopedBuffer errCand(*this, alloc(errBytes, stream_, "column errors"));
+  const size_t workBytes = awqk::column_errors_workspace_bytes(t.rows, t.cols);
+  ScopedBuffer work(*this, alloc(workBytes, stream_, "column errors workspace"));
+  ScopedBuffer taken(*this, alloc(sizeof(int), stream_, "taken count"));
+  ScopedTensor deqBase(*this, dequantize(base));
+  ScopedTensor deqCand(*this, dequantize(cand));
+  check(awqk::column_errors(t.f32(), get(deqBase.id(), "deq").f32(), t.rows, t.cols, G.f32(), scales.as<float>(),
+                            errBase.as<double>(), work.get(), stream_),
+        "column_errors (base)");
+  check(awqk::column_errors(t.f32(), get(deqCand.id(), "deq").f32(), t.rows, t.cols, G.f32(), scales.as<float>(),
+                            errCand.as<double>(), work.get(), stream_),
+        "column_errors (candidate)");
+  ScopedTensor mixed(*this, newQuant(t.rows, t.cols, g, "mixed rounding"));
+  const Tensor& M = get(mixed.id(), "mixed");
+  check(cudaMemcpyAsync(M.ptr, B.ptr, B.bytes, cudaMemcpyDeviceToDevice, stream_), "copy of the base rounding");
+  check(awqk::mix_columns(M.q(), M.scales(), M.zeros(), C.q(), C.scales(), C.zeros(), errBase.as<double>(),
+                          errCand.as<double>(), t.rows, t.cols, g, keepStart, keepEnd, taken.as<int>(), stream_),
+        "mix_columns");
+  mergeStatusKernel<<<1, 1, 0, stream_>>>(M.status(), B.status(), C.status());
+  check(cudaGetLastError(), "status merge");
+  rb.add(taken.handOver(), sizeof(int), takenHost);  // the readback frees it after the copy
+  rb.add(stageCopy(B.status(), sizeof(int), "status"), sizeof(int), statusHost);
+  rb.add(stageCopy(C.status(), sizeof(int), "status"), sizeof(int), statusHost + 1);
+  return mixed.keep();
 }
 
 }  // namespace awqq
