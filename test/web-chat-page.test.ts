@@ -107,7 +107,7 @@ test("the page loads from our server only and answers a message as a stream, wit
   assert.ok(ttft > 0 && ttft < 20_000, `TTFT ${ttft} ms`);
   assert.match(await textOf(answer.locator(".stats")), /TTFT \d+ ms/);
   if (completionTokens > 1) assert.match(await textOf(answer.locator(".stats")), /[\d.]+ tokens\/s/);
-  assert.equal(await textOf(page.locator("article.message.user").first()), "Tell me a fortune.");
+  assert.equal(await textOf(page.locator("article.message.user .body").first()), "Tell me a fortune.");
 
   const origin = new URL(server.url).origin;
   const foreign = requested.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith("data:"));
@@ -266,12 +266,13 @@ test("the renderer builds real elements for Markdown and leaves hostile text ine
   await page.unroute(probeUrl);
   assert.equal(result.control, 1, "the probe detects an executed handler");
   assert.equal(result.pwned, null, "nothing in the reply executed");
-  assert.deepEqual([...new Set(result.elements)], ["a", "code", "p", "pre", "strong"]);
+  // The code block's frame: a div with the language (span) and the Copy button.
+  assert.deepEqual([...new Set(result.elements)], ["a", "button", "code", "div", "p", "pre", "span", "strong"]);
 });
 
 test("at phone width the page fits and still works; screenshot saved", { skip }, async () => {
-  await page.goto(`${server.url}/`);
   await page.setViewportSize({ width: 390, height: 844 });
+  await page.goto(`${server.url}/`);
   await page.fill("#prompt", "Hello!");
   await setInput("#max-tokens", "16");
   await page.press("#prompt", "Enter");

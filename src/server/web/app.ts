@@ -1,14 +1,38 @@
 /**
- * The chat page's controller (runs in the browser as /assets/app.js): conversation state, the settings
- * panel, sending and stopping requests, and per-answer timing. Model text reaches the DOM only through
- * renderMarkdown (DOM nodes, never HTML); user text only through textContent.
+ * The chat page's controller (runs in the browser as /assets/app.js): the saved conversations (IndexedDB),
+ * the chat list, sending, stopping, regenerating and editing, errors, and the panels. Model text reaches
+ * the DOM only through renderMarkdown (DOM nodes, never HTML); user text only through textContent.
  */
-import { ChatApiError, type ChatOutcome, type ChatTurn, streamChat } from "./chat-client.js";
-import { renderMarkdown } from "./markdown.js";
+import { ChatApiError, ChatNetworkError, type ChatTurn, streamChat } from "./chat-client.js";
+import { renderChatList } from "./chat-list.js";
+import {
+  type Conversation,
+  exportJson,
+  type MessageStats,
+  newId,
+  parseImport,
+  type StoredMessage,
+  titleFrom,
+} from "./conversation-io.js";
+import { type ConversationStore, openConversationStore } from "./conversation-store.js";
+import {
+  addActions,
+  coarsePointer,
+  type MessageActions,
+  type MessageView,
+  messageView,
+  renderBody,
+  showStats,
+} from "./message-view.js";
+import { SettingsError } from "./settings-fields.js";
+import { SettingsPanel } from "./settings-panel.js";
 
-const SETTINGS_KEY = "awq-chat-settings";
+const CURRENT_KEY = "awq-chat-current";
+const SETTINGS_OPEN_KEY = "awq-chat-settings-open";
 /** How often a streaming answer is re-rendered: often enough to look live, rarely enough to stay cheap. */
 const RENDER_INTERVAL_MS = 50;
+/** How often a streaming answer is saved, so a reload mid-answer loses at most this much. */
+const SAVE_INTERVAL_MS = 1000;
 
 function element<T extends HTMLElement>(id: string): T {
   const found = document.getElementById(id);
@@ -18,21 +42,21 @@ function element<T extends HTMLElement>(id: string): T {
 
 const ui = {
   modelName: element<HTMLSpanElement>("model-name"),
+  toggleChats: element<HTMLButtonElement>("toggle-chats"),
+  chats: element<HTMLElement>("chats"),
+  chatList: element<HTMLUListElement>("chat-list"),
+  chatsNote: element<HTMLParagraphElement>("chats-note"),
+  exportChats: element<HTMLButtonElement>("export-chats"),
+  importChats: element<HTMLButtonElement>("import-chats"),
+  importFile: element<HTMLInputElement>("import-file"),
   newChat: element<HTMLButtonElement>("new-chat"),
   toggleSettings: element<HTMLButtonElement>("toggle-settings"),
-  settings: element<HTMLElement>("settings"),
-  systemPrompt: element<HTMLTextAreaElement>("system-prompt"),
-  temperature: element<HTMLInputElement>("temperature"),
-  temperatureValue: element<HTMLOutputElement>("temperature-value"),
-  topP: element<HTMLInputElement>("top-p"),
-  topPValue: element<HTMLOutputElement>("top-p-value"),
-  maxTokens: element<HTMLInputElement>("max-tokens"),
-  jsonSchema: element<HTMLTextAreaElement>("json-schema"),
-  apiKeyRow: element<HTMLDivElement>("api-key-row"),
-  apiKey: element<HTMLInputElement>("api-key"),
-  apiKeyHint: element<HTMLParagraphElement>("api-key-hint"),
   messages: element<HTMLDivElement>("messages"),
   emptyHint: element<HTMLParagraphElement>("empty-hint"),
+  error: element<HTMLDivElement>("error"),
+  errorText: element<HTMLParagraphElement>("error-text"),
+  errorRetry: element<HTMLButtonElement>("error-retry"),
+  errorDismiss: element<HTMLButtonElement>("error-dismiss"),
   composer: element<HTMLFormElement>("composer"),
   prompt: element<HTMLTextAreaElement>("prompt"),
   send: element<HTMLButtonElement>("send"),
@@ -40,123 +64,181 @@ const ui = {
   status: element<HTMLParagraphElement>("status"),
 };
 
-/** The conversation as sent to the server (the system prompt is added per request from the panel). */
-const history: ChatTurn[] = [];
+const settings = new SettingsPanel((open) => {
+  ui.toggleSettings.setAttribute("aria-expanded", String(open));
+  try {
+    localStorage.setItem(SETTINGS_OPEN_KEY, String(open));
+  } catch {
+    // not saved: fine
+  }
+});
+
+let store: ConversationStore;
+/** The conversation on screen; null until a new chat's first message. */
+let current: Conversation | null = null;
 let running: AbortController | null = null;
-/** Bumped by "New chat", so an answer still finishing cannot write into the next conversation. */
-let conversation = 0;
+/** What Retry in the error box does, if anything. */
+let retry: (() => void) | null = null;
 
-interface StoredSettings {
-  system?: string;
-  temperature?: string;
-  topP?: string;
-  maxTokens?: string;
-  apiKey?: string;
+const messageActions: MessageActions = {
+  edit: (id, text) => void editAndResend(id, text),
+  regenerate: (id) => void regenerate(id),
+  remove: (id) => void removeMessage(id),
+};
+
+// --- errors and status -------------------------------------------------------------------------------
+
+/** Shows `message` under the conversation and scrolls it into view; `onRetry` adds a Retry button. */
+function showError(message: string, onRetry: (() => void) | null = null): void {
+  ui.errorText.textContent = message;
+  retry = onRetry;
+  ui.errorRetry.hidden = onRetry === null;
+  ui.error.hidden = false;
+  ui.messages.append(ui.error); // always last, under the newest message
+  ui.error.scrollIntoView({ block: "nearest" });
 }
 
-function restoreSettings(): void {
-  let stored: StoredSettings = {};
+function clearError(): void {
+  ui.error.hidden = true;
+  ui.errorText.textContent = "";
+  retry = null;
+}
+
+function apiKeyProblem(err: ChatApiError): string {
+  return err.code === "invalid_api_key" || /incorrect|invalid/i.test(err.message)
+    ? "The server refused the API key: it is wrong. Correct it in Settings."
+    : "This server needs an API key: enter it in Settings.";
+}
+
+/** What went wrong, in words a user can act on. */
+function describeFailure(err: unknown): string {
+  if (err instanceof ChatNetworkError)
+    return `Could not reach the server at ${location.origin}: ${err.message}. Is \`awq serve\` still running?`;
+  if (err instanceof ChatApiError) {
+    if (err.status === 401) return apiKeyProblem(err);
+    return `The server answered ${err.status}: ${err.message}`;
+  }
+  if (err instanceof SettingsError) return `Settings: ${err.message}`;
+  return `Something went wrong: ${err instanceof Error ? err.message : String(err)}`;
+}
+
+// --- conversations -----------------------------------------------------------------------------------
+
+async function refreshChatList(): Promise<void> {
+  const conversations = await store.list();
+  renderChatList(ui.chatList, conversations, current?.id ?? null, {
+    open: (id) => void openConversation(id),
+    rename: (id, title) => void renameConversation(id, title),
+    remove: (id) => void deleteConversation(id),
+  });
+}
+
+/** Saves `conversation`; `touch` (a new or changed message) moves it to the top of the list. */
+async function save(conversation: Conversation, touch = true): Promise<void> {
+  if (touch) conversation.updatedAt = Date.now();
   try {
-    stored = JSON.parse(localStorage.getItem(SETTINGS_KEY) ?? "{}") as StoredSettings;
-  } catch {
-    // private mode or a corrupt entry: start from the defaults
-  }
-  if (typeof stored.system === "string") ui.systemPrompt.value = stored.system;
-  if (typeof stored.temperature === "string") ui.temperature.value = stored.temperature;
-  if (typeof stored.topP === "string") ui.topP.value = stored.topP;
-  if (typeof stored.maxTokens === "string") ui.maxTokens.value = stored.maxTokens;
-  if (typeof stored.apiKey === "string" && stored.apiKey !== "") {
-    ui.apiKey.value = stored.apiKey;
-    ui.apiKeyRow.hidden = false;
-  }
-}
-
-function saveSettings(): void {
-  const settings: StoredSettings = {
-    system: ui.systemPrompt.value,
-    temperature: ui.temperature.value,
-    topP: ui.topP.value,
-    maxTokens: ui.maxTokens.value,
-    apiKey: ui.apiKey.value,
-  };
-  try {
-    localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
-  } catch {
-    // storage unavailable: settings last for this page only
-  }
-}
-
-function showSliderValues(): void {
-  ui.temperatureValue.textContent = Number(ui.temperature.value).toFixed(2);
-  ui.topPValue.textContent = Number(ui.topP.value).toFixed(2);
-}
-
-function samplingParams(): Record<string, unknown> {
-  const params: Record<string, unknown> = {
-    temperature: Number(ui.temperature.value),
-    top_p: Number(ui.topP.value),
-  };
-  const maxTokens = Number.parseInt(ui.maxTokens.value, 10);
-  if (Number.isInteger(maxTokens) && maxTokens > 0) params.max_tokens = maxTokens;
-  // A pasted schema constrains the reply (response_format json_schema); the server names what is wrong with it.
-  const schemaText = ui.jsonSchema.value.trim();
-  if (schemaText !== "") {
-    let schema: unknown;
-    try {
-      schema = JSON.parse(schemaText);
-    } catch (err) {
-      throw new Error(`The JSON schema is not valid JSON: ${(err as Error).message}`);
-    }
-    params.response_format = { type: "json_schema", json_schema: { name: "schema", schema } };
-  }
-  return params;
-}
-
-/** The server answered 401: show the key field and say why. */
-function askForKey(message: string): void {
-  ui.apiKeyRow.hidden = false;
-  ui.apiKeyHint.textContent = `${message}. Enter the server's API key.`;
-  ui.settings.classList.add("open");
-  ui.toggleSettings.setAttribute("aria-expanded", "true");
-  ui.apiKey.focus();
-}
-
-async function loadModelName(): Promise<void> {
-  const headers: Record<string, string> = {};
-  if (ui.apiKey.value !== "") headers.authorization = `Bearer ${ui.apiKey.value}`;
-  try {
-    const response = await fetch("/v1/models", { headers });
-    if (response.status === 401) {
-      askForKey("This server needs an API key");
-      return;
-    }
-    const models = (await response.json()) as { data?: { id?: string }[] };
-    ui.modelName.textContent = models.data?.[0]?.id ?? "";
+    await store.put(conversation);
   } catch (err) {
-    ui.status.textContent = `Could not reach the server: ${String(err)}`;
+    ui.status.textContent = `The chat could not be saved: ${err instanceof Error ? err.message : String(err)}`;
   }
 }
 
-interface MessageView {
-  root: HTMLElement;
-  body: HTMLDivElement;
-  stats: HTMLDivElement;
+function rememberCurrent(): void {
+  try {
+    if (current) localStorage.setItem(CURRENT_KEY, current.id);
+    else localStorage.removeItem(CURRENT_KEY);
+  } catch {
+    // not remembered: the newest chat opens instead
+  }
 }
 
-function addMessage(role: "user" | "assistant", text: string): MessageView {
-  ui.emptyHint.hidden = true;
-  const root = document.createElement("article");
-  root.className = `message ${role}`;
-  const body = document.createElement("div");
-  body.className = "body";
-  body.textContent = text;
-  const stats = document.createElement("div");
-  stats.className = "stats";
-  root.append(body, stats);
-  ui.messages.append(root);
+/** Draws the whole conversation. */
+function renderConversation(): void {
+  const views = (current?.messages ?? []).map((m) => messageView(m, messageActions).root);
+  ui.messages.replaceChildren(ui.emptyHint, ...views, ui.error);
+  ui.emptyHint.hidden = views.length > 0;
+  clearError();
   scrollToEnd(true);
-  return { root, body, stats };
 }
+
+async function openConversation(id: string): Promise<void> {
+  stopRunning();
+  const found = await store.get(id);
+  if (!found) {
+    await refreshChatList();
+    return;
+  }
+  current = found;
+  rememberCurrent();
+  renderConversation();
+  closeChatsOnPhone();
+  await refreshChatList();
+}
+
+function newChat(): void {
+  stopRunning();
+  current = null;
+  rememberCurrent();
+  renderConversation();
+  ui.status.textContent = "";
+  closeChatsOnPhone();
+  void refreshChatList();
+  ui.prompt.focus();
+}
+
+async function renameConversation(id: string, title: string): Promise<void> {
+  const conversation = id === current?.id ? current : await store.get(id);
+  if (!conversation) return;
+  conversation.title = title;
+  await save(conversation, false);
+  await refreshChatList();
+}
+
+async function deleteConversation(id: string): Promise<void> {
+  const conversation = await store.get(id);
+  if (!conversation || !window.confirm(`Delete the chat "${conversation.title}"?`)) return;
+  await store.delete(id);
+  if (current?.id === id) newChat();
+  else await refreshChatList();
+}
+
+async function exportChats(): Promise<void> {
+  const conversations = await store.list();
+  const blob = new Blob([exportJson(conversations)], { type: "application/json" });
+  const link = document.createElement("a");
+  link.href = URL.createObjectURL(blob);
+  link.download = `awq-chats-${new Date().toISOString().slice(0, 10)}.json`;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
+  ui.chatsNote.textContent = `Exported ${conversations.length} chat${conversations.length === 1 ? "" : "s"}.`;
+}
+
+async function importChats(file: File): Promise<void> {
+  let imported: Conversation[];
+  try {
+    imported = parseImport(await file.text());
+  } catch (err) {
+    ui.chatsNote.textContent = `${file.name}: ${err instanceof Error ? err.message : String(err)}`;
+    ui.chatsNote.classList.add("warn");
+    return;
+  }
+  let added = 0;
+  for (const conversation of imported) {
+    const existing = await store.get(conversation.id);
+    if (existing && existing.updatedAt === conversation.updatedAt) continue; // already here
+    if (existing) conversation.id = newId(); // a different chat under the same id: keep both
+    await store.put(conversation);
+    added++;
+  }
+  ui.chatsNote.classList.remove("warn");
+  const skipped = imported.length - added;
+  ui.chatsNote.textContent = `Imported ${added} chat${added === 1 ? "" : "s"}${skipped > 0 ? ` (${skipped} already here)` : ""}.`;
+  await refreshChatList();
+}
+
+// --- messages ----------------------------------------------------------------------------------------
 
 /** Follows the newest text, unless the reader has scrolled up to read something earlier. */
 function scrollToEnd(force = false): void {
@@ -168,111 +250,249 @@ function scrollToEnd(force = false): void {
 function setBusy(busy: boolean): void {
   ui.send.hidden = busy;
   ui.stop.hidden = !busy;
-  if (!busy) ui.prompt.focus();
+  if (!busy && !coarsePointer()) ui.prompt.focus();
 }
 
-function showStats(view: MessageView, outcome: ChatOutcome): void {
-  const parts: string[] = [];
-  if (outcome.timeToFirstTokenMs !== null) parts.push(`TTFT ${Math.round(outcome.timeToFirstTokenMs)} ms`);
-  if (outcome.tokensPerSecond !== null) parts.push(`${outcome.tokensPerSecond.toFixed(1)} tokens/s`);
-  parts.push(`${outcome.completionTokens} tokens`);
-  if (outcome.finishReason === "abort") parts.push("stopped");
-  else if (outcome.finishReason === "length") parts.push("max tokens reached");
-  else if (outcome.finishReason === null) parts.push("the connection ended early");
-  view.stats.textContent = parts.join(" · ");
-  view.root.dataset.ttftMs = String(outcome.timeToFirstTokenMs ?? "");
-  view.root.dataset.tokensPerSecond = String(outcome.tokensPerSecond ?? "");
-  view.root.dataset.completionTokens = String(outcome.completionTokens);
-  view.root.dataset.finishReason = outcome.finishReason ?? "";
+function stopRunning(): void {
+  running?.abort();
+  running = null;
 }
 
-async function send(text: string): Promise<void> {
+function appendView(view: MessageView): void {
+  ui.emptyHint.hidden = true;
+  ui.messages.insertBefore(view.root, ui.error);
+  scrollToEnd(true);
+}
+
+async function sendPrompt(text: string): Promise<void> {
   if (running !== null || text.trim() === "") return;
-  const userTurn: ChatTurn = { role: "user", content: text };
-  const question = addMessage("user", text);
-  const answer = addMessage("assistant", "");
-  answer.root.dataset.state = "streaming";
-  const system = ui.systemPrompt.value.trim();
-  const messages: ChatTurn[] = [
-    ...(system ? [{ role: "system" as const, content: system }] : []),
-    ...history,
-    userTurn,
+  clearError();
+  let params: Record<string, unknown>;
+  try {
+    params = settings.params();
+  } catch (err) {
+    ui.prompt.value ||= text;
+    showError(describeFailure(err));
+    return;
+  }
+  if (current === null) {
+    const now = Date.now();
+    current = { id: newId(), title: titleFrom(text), createdAt: now, updatedAt: now, messages: [] };
+    rememberCurrent();
+  }
+  const question: StoredMessage = { id: newId(), role: "user", content: text, createdAt: Date.now() };
+  current.messages.push(question);
+  const view = messageView(question, messageActions);
+  appendView(view);
+  await save(current);
+  await refreshChatList();
+  const ok = await generate(params, question);
+  if (!ok && current.messages.at(-1) === question) {
+    // Nothing came back: take the question off the conversation and give its text back to the box.
+    current.messages.pop();
+    view.root.remove();
+    ui.emptyHint.hidden = current.messages.length > 0;
+    if (ui.prompt.value === "") ui.prompt.value = text;
+    if (current.messages.length === 0) {
+      await store.delete(current.id);
+      current = null;
+      rememberCurrent();
+    } else {
+      await save(current);
+    }
+    await refreshChatList();
+  }
+}
+
+/**
+ * Streams an answer to the conversation as it stands and adds it. Returns false when the request failed
+ * before any text came (the error is shown); `question` (a new message) is then taken back by the caller.
+ */
+async function generate(
+  params: Record<string, unknown> | null,
+  question: StoredMessage | null,
+): Promise<boolean> {
+  const conversation = current;
+  if (conversation === null || running !== null) return false;
+  if (params === null) {
+    try {
+      params = settings.params();
+    } catch (err) {
+      showError(describeFailure(err));
+      return false;
+    }
+  }
+  const answer: StoredMessage = { id: newId(), role: "assistant", content: "", createdAt: Date.now() };
+  const view = messageView(answer, null);
+  view.root.dataset.state = "streaming";
+  appendView(view);
+  const turns: ChatTurn[] = [
+    ...(settings.system ? [{ role: "system" as const, content: settings.system }] : []),
+    ...conversation.messages.map((m) => ({ role: m.role, content: m.content })),
   ];
   const controller = new AbortController();
-  const thisConversation = conversation;
   running = controller;
   setBusy(true);
   ui.status.textContent = "";
 
-  let answerText = "";
   let renderTimer: ReturnType<typeof setTimeout> | null = null;
+  let lastSave = Date.now();
   const render = () => {
     renderTimer = null;
-    answer.body.replaceChildren(renderMarkdown(document, answerText));
+    renderBody(view, "assistant", answer.content);
     scrollToEnd();
   };
+  const keep = async (stats: MessageStats) => {
+    answer.stats = stats;
+    if (!conversation.messages.includes(answer)) conversation.messages.push(answer);
+    await save(conversation);
+  };
+  let stats: MessageStats | null = null;
+  let failure: unknown = null;
   try {
     const outcome = await streamChat({
       baseUrl: "",
-      apiKey: ui.apiKey.value,
-      messages,
-      params: samplingParams(),
+      apiKey: settings.apiKey.value,
+      messages: turns,
+      params,
       signal: controller.signal,
       onText: (delta) => {
-        answerText += delta;
+        answer.content += delta;
         renderTimer ??= setTimeout(render, RENDER_INTERVAL_MS);
+        if (Date.now() - lastSave > SAVE_INTERVAL_MS && current === conversation) {
+          lastSave = Date.now();
+          if (!conversation.messages.includes(answer)) conversation.messages.push(answer);
+          void save(conversation);
+        }
       },
     });
-    if (thisConversation === conversation)
-      history.push(userTurn, { role: "assistant", content: outcome.text });
-    showStats(answer, outcome);
-    answer.root.dataset.state = outcome.finishReason === "abort" ? "stopped" : "done";
+    stats = outcome;
   } catch (err) {
     if (controller.signal.aborted) {
-      // Stopped before the answer began: keep what the user saw.
-      if (thisConversation === conversation)
-        history.push(userTurn, { role: "assistant", content: answerText });
-      answer.stats.textContent = "stopped";
-      answer.root.dataset.finishReason = "abort";
-      answer.root.dataset.state = "stopped";
-    } else if (err instanceof ChatApiError && err.status === 401) {
-      question.root.remove();
-      answer.root.remove();
-      if (ui.prompt.value === "") ui.prompt.value = text;
-      askForKey(err.message);
+      // Stopped before the answer began.
+      stats = { completionTokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, finishReason: "abort" };
     } else {
-      // Not added to the history: the user can edit and resend.
-      answer.root.classList.add("error");
-      answer.root.dataset.state = "error";
-      answer.body.textContent = err instanceof Error ? err.message : String(err);
+      failure = err;
     }
   } finally {
     if (renderTimer !== null) clearTimeout(renderTimer);
-    if (answer.root.dataset.state !== "error") render();
-    running = null;
+    if (running === controller) running = null;
     setBusy(false);
+  }
+  if (failure !== null && answer.content === "") {
+    // Nothing to keep: the answer's place goes, the error says why.
+    view.root.remove();
+    const index = conversation.messages.indexOf(answer);
+    if (index !== -1) conversation.messages.splice(index, 1);
+    report(failure, question === null ? () => void generate(null, null) : null);
+    return false;
+  }
+  const final: MessageStats = stats
+    ? {
+        completionTokens: stats.completionTokens,
+        timeToFirstTokenMs: stats.timeToFirstTokenMs,
+        tokensPerSecond: stats.tokensPerSecond,
+        finishReason: stats.finishReason,
+      }
+    : { completionTokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, finishReason: null };
+  render();
+  showStats(view, final);
+  view.root.dataset.state = failure !== null ? "error" : final.finishReason === "abort" ? "stopped" : "done";
+  addActions(view, answer, messageActions);
+  await keep(final);
+  if (current === conversation) await refreshChatList();
+  if (failure !== null) report(failure, null);
+  return true;
+}
+
+function report(err: unknown, onRetry: (() => void) | null): void {
+  showError(describeFailure(err), onRetry);
+  if (err instanceof ChatApiError && err.status === 401) settings.askForKey(apiKeyProblem(err));
+}
+
+/** Answers again from the question before answer `id` (that answer and everything after it go). */
+async function regenerate(id: string): Promise<void> {
+  if (current === null || running !== null) return;
+  const index = current.messages.findIndex((m) => m.id === id);
+  if (index === -1) return;
+  current.messages.splice(index);
+  renderConversation();
+  await save(current);
+  await generate(null, null);
+}
+
+/** Replaces user message `id` with `text`, drops everything after it, and sends it again. */
+async function editAndResend(id: string, text: string): Promise<void> {
+  if (current === null || running !== null) return;
+  const index = current.messages.findIndex((m) => m.id === id);
+  if (index === -1) return;
+  current.messages.splice(index);
+  renderConversation();
+  await save(current);
+  await sendPrompt(text);
+}
+
+async function removeMessage(id: string): Promise<void> {
+  if (current === null) return;
+  const index = current.messages.findIndex((m) => m.id === id);
+  if (index === -1) return;
+  current.messages.splice(index, 1);
+  ui.messages.querySelector(`article[data-id="${CSS.escape(id)}"]`)?.remove();
+  ui.emptyHint.hidden = current.messages.length > 0;
+  await save(current);
+  await refreshChatList();
+}
+
+// --- the server --------------------------------------------------------------------------------------
+
+async function loadModelName(): Promise<void> {
+  const headers: Record<string, string> = {};
+  if (settings.apiKey.value !== "") headers.authorization = `Bearer ${settings.apiKey.value}`;
+  try {
+    const response = await fetch("/v1/models", { headers });
+    if (response.status === 401) {
+      const body = (await response.json().catch(() => ({}))) as {
+        error?: { message?: string; code?: string };
+      };
+      settings.askForKey(
+        apiKeyProblem(new ChatApiError(401, body.error?.message ?? "", body.error?.code ?? null)),
+      );
+      return;
+    }
+    settings.clearKeyHint();
+    const models = (await response.json()) as { data?: { id?: string }[] };
+    ui.modelName.textContent = models.data?.[0]?.id ?? "";
+    ui.status.textContent = "";
+  } catch (err) {
+    ui.status.textContent = `Could not reach the server at ${location.origin} (${err instanceof Error ? err.message : String(err)})`;
   }
 }
 
-function newChat(): void {
-  conversation++;
-  running?.abort();
-  history.length = 0;
-  ui.messages.replaceChildren(ui.emptyHint);
-  ui.emptyHint.hidden = false;
-  ui.status.textContent = "";
-  ui.prompt.focus();
+// --- panels ------------------------------------------------------------------------------------------
+
+const phone = () => window.matchMedia("(max-width: 760px)").matches;
+
+function setChatsOpen(open: boolean): void {
+  ui.chats.classList.toggle("open", open);
+  ui.toggleChats.setAttribute("aria-expanded", String(open));
 }
+
+function closeChatsOnPhone(): void {
+  if (phone()) setChatsOpen(false);
+}
+
+// --- wiring ------------------------------------------------------------------------------------------
 
 ui.composer.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = ui.prompt.value;
   if (running !== null || text.trim() === "") return;
   ui.prompt.value = "";
-  void send(text);
+  void sendPrompt(text);
 });
 ui.prompt.addEventListener("keydown", (event) => {
-  if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+  // Enter sends, Shift+Enter adds a line; on a touch screen the keyboard's return always adds a line.
+  if (event.key === "Enter" && !event.shiftKey && !event.isComposing && !coarsePointer()) {
     event.preventDefault();
     ui.composer.requestSubmit();
   }
@@ -280,20 +500,55 @@ ui.prompt.addEventListener("keydown", (event) => {
 ui.stop.addEventListener("click", () => running?.abort());
 ui.newChat.addEventListener("click", newChat);
 ui.toggleSettings.addEventListener("click", () => {
-  const open = ui.settings.classList.toggle("open");
-  ui.toggleSettings.setAttribute("aria-expanded", String(open));
+  settings.setOpen(!settings.open);
+  if (phone()) setChatsOpen(false);
 });
-for (const input of [ui.systemPrompt, ui.temperature, ui.topP, ui.maxTokens, ui.apiKey]) {
-  input.addEventListener("input", () => {
-    showSliderValues();
-    saveSettings();
-  });
-}
-ui.apiKey.addEventListener("change", () => {
-  ui.apiKeyHint.textContent = "";
+ui.toggleChats.addEventListener("click", () => {
+  setChatsOpen(!ui.chats.classList.contains("open"));
+  if (phone()) settings.setOpen(false);
+});
+ui.errorDismiss.addEventListener("click", clearError);
+ui.errorRetry.addEventListener("click", () => {
+  const again = retry;
+  clearError();
+  again?.();
+});
+ui.exportChats.addEventListener("click", () => void exportChats());
+ui.importChats.addEventListener("click", () => ui.importFile.click());
+ui.importFile.addEventListener("change", () => {
+  const file = ui.importFile.files?.[0];
+  ui.importFile.value = "";
+  if (file) void importChats(file);
+});
+settings.apiKey.addEventListener("change", () => {
+  settings.clearKeyHint();
   void loadModelName();
 });
 
-restoreSettings();
-showSliderValues();
-void loadModelName();
+async function start(): Promise<void> {
+  let open = !phone();
+  try {
+    const saved = localStorage.getItem(SETTINGS_OPEN_KEY);
+    if (saved !== null && !phone()) open = saved === "true";
+  } catch {
+    // defaults
+  }
+  settings.setOpen(open);
+  void loadModelName();
+  store = await openConversationStore();
+  if (!store.persistent)
+    ui.chatsNote.textContent = "This browser keeps no chats (no IndexedDB): they go with the page.";
+  let lastId: string | null = null;
+  try {
+    lastId = localStorage.getItem(CURRENT_KEY);
+  } catch {
+    // none
+  }
+  const found = lastId === null ? undefined : await store.get(lastId);
+  current = found ?? null;
+  renderConversation();
+  await refreshChatList();
+  document.body.dataset.ready = "true";
+}
+
+void start();

@@ -48,6 +48,20 @@ export class ChatApiError extends Error {
   }
 }
 
+/**
+ * The server could not be reached, or the connection broke mid-answer: no HTTP answer to show. `partial`
+ * tells the two apart (text had arrived).
+ */
+export class ChatNetworkError extends Error {
+  constructor(
+    message: string,
+    readonly partial: boolean,
+  ) {
+    super(message);
+    this.name = "ChatNetworkError";
+  }
+}
+
 interface StreamChunk {
   choices?: { delta?: { content?: string | null }; finish_reason?: string | null }[];
   usage?: { completion_tokens?: number } | null;
@@ -64,12 +78,15 @@ export async function streamChat(req: ChatRequest): Promise<ChatOutcome> {
     stream: true,
     stream_options: { include_usage: true },
   };
-  const response = await fetch(`${req.baseUrl}/v1/chat/completions`, {
-    method: "POST",
-    headers,
-    body: JSON.stringify(body),
-    signal: req.signal,
-  });
+  const url = `${req.baseUrl}/v1/chat/completions`;
+  let response: Response;
+  try {
+    response = await fetch(url, { method: "POST", headers, body: JSON.stringify(body), signal: req.signal });
+  } catch (err) {
+    if (req.signal?.aborted) throw err;
+    // fetch says only "Failed to fetch" / "fetch failed": the request never got an HTTP answer.
+    throw new ChatNetworkError(`could not reach the server (${describe(err)})`, false);
+  }
   if (!response.ok || response.body === null) throw await errorOf(response);
 
   let text = "";
@@ -107,7 +124,13 @@ export async function streamChat(req: ChatRequest): Promise<ChatOutcome> {
       if (done) break;
     }
   } catch (err) {
-    if (!req.signal?.aborted) throw err;
+    if (!req.signal?.aborted) {
+      if (err instanceof ChatApiError || err instanceof SyntaxError) throw err;
+      throw new ChatNetworkError(
+        `the connection to the server broke mid-answer (${describe(err)})`,
+        text !== "",
+      );
+    }
     finishReason = "abort";
     await reader.cancel().catch(() => {});
   }
@@ -122,6 +145,13 @@ export async function streamChat(req: ChatRequest): Promise<ChatOutcome> {
       completionTokens > 1 && generationMs > 0 ? ((completionTokens - 1) * 1000) / generationMs : null,
     totalMs: performance.now() - started,
   };
+}
+
+function describe(err: unknown): string {
+  const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+  const detail = cause?.code ?? cause?.message;
+  const message = err instanceof Error ? err.message : String(err);
+  return detail ? `${message}: ${detail}` : message;
 }
 
 /** The OpenAI error body's message, or the status line when the body is not one. */

@@ -6,7 +6,13 @@ import { type Block, type Inline, parseInline, parseMarkdown, safeHttpUrl } from
 function plain(nodes: Inline[]): string {
   return nodes
     .map((n) =>
-      n.type === "text" || n.type === "code" ? n.text : n.type === "break" ? "\n" : plain(n.children),
+      n.type === "text" || n.type === "code"
+        ? n.text
+        : n.type === "break"
+          ? "\n"
+          : n.type === "math"
+            ? `$${n.tex}$`
+            : plain(n.children),
     )
     .join("");
 }
@@ -160,4 +166,81 @@ test("deeply nested input does not recurse without bound", () => {
   const deep = `${"> ".repeat(5000)}x\n${"- ".repeat(5000)}y\n${"[".repeat(5000)}z${"*".repeat(5000)}`;
   const blocks = parseMarkdown(deep);
   assert.ok(blocks.length > 0);
+});
+
+test("GitHub tables: alignment, inline Markdown in cells, escaped pipes, ragged rows, the table ends at a blank line", () => {
+  const blocks = parseMarkdown(
+    [
+      "Results:",
+      "| Model | Size | Score |",
+      "|:------|:----:|------:|",
+      "| **tiny** | `1 \\| 2` | 0.5 |",
+      "| big | 7B |",
+      "| x | y | z | extra |",
+      "",
+      "after",
+    ].join("\n"),
+  );
+  assert.equal(blocks.length, 3);
+  assert.deepEqual(blocks[0], { type: "paragraph", children: [{ type: "text", text: "Results:" }] });
+  const table = blocks[1]!;
+  assert.equal(table.type, "table");
+  if (table.type !== "table") return;
+  assert.deepEqual(table.align, ["left", "center", "right"]);
+  assert.deepEqual(table.header.map(plain), ["Model", "Size", "Score"]);
+  assert.deepEqual(
+    table.rows.map((row) => row.map(plain)),
+    [
+      ["tiny", "1 | 2", "0.5"],
+      ["big", "7B", ""],
+      ["x", "y", "z"],
+    ],
+  );
+  assert.equal(table.rows[0]![0]![0]!.type, "strong");
+  assert.equal(table.rows[0]![1]![0]!.type, "code");
+  assert.deepEqual(blocks[2], { type: "paragraph", children: [{ type: "text", text: "after" }] });
+  // Without pipes at the ends, and no alignment.
+  const bare = parseMarkdown("a | b\n--- | ---\n1 | 2");
+  assert.deepEqual(bare[0], {
+    type: "table",
+    align: [null, null],
+    header: [[{ type: "text", text: "a" }], [{ type: "text", text: "b" }]],
+    rows: [[[{ type: "text", text: "1" }], [{ type: "text", text: "2" }]]],
+  });
+  // A delimiter row whose cell count differs from the header is no table; neither is a lone pipe line.
+  assert.equal(parseMarkdown("a | b | c\n--- | ---")[0]!.type, "paragraph");
+  assert.equal(parseMarkdown("x | y")[0]!.type, "paragraph");
+});
+
+test("math: $inline$, \\(inline\\), $$display$$ and \\[display\\], with prices and shell variables left as text", () => {
+  assert.deepEqual(parseInline("Euler: $e^{i\\pi} + 1 = 0$ and \\(a^2\\)."), [
+    { type: "text", text: "Euler: " },
+    { type: "math", tex: "e^{i\\pi} + 1 = 0", display: false },
+    { type: "text", text: " and " },
+    { type: "math", tex: "a^2", display: false },
+    { type: "text", text: "." },
+  ]);
+  assert.deepEqual(parseInline("so $$\\sum_i x_i$$ holds"), [
+    { type: "text", text: "so " },
+    { type: "math", tex: "\\sum_i x_i", display: true },
+    { type: "text", text: " holds" },
+  ]);
+  for (const text of ["It costs $5 or $10 today.", "echo $HOME and $PATH", "a lone $ sign", "price: \\$4$"]) {
+    assert.ok(
+      parseInline(text).every((n) => n.type !== "math"),
+      `no math in ${JSON.stringify(text)}`,
+    );
+  }
+  assert.equal(plain(parseInline("It costs $5 or $10 today.")), "It costs $5 or $10 today.");
+  // Display blocks on their own lines, also right after a paragraph line.
+  assert.deepEqual(parseMarkdown("The sum:\n$$\n\\sum_{k=1}^n k = \\frac{n(n+1)}{2}\n$$\nso."), [
+    { type: "paragraph", children: [{ type: "text", text: "The sum:" }] },
+    { type: "math", tex: "\\sum_{k=1}^n k = \\frac{n(n+1)}{2}" },
+    { type: "paragraph", children: [{ type: "text", text: "so." }] },
+  ]);
+  assert.deepEqual(parseMarkdown("\\[ x = \\sqrt{2} \\]"), [{ type: "math", tex: "x = \\sqrt{2}" }]);
+  // Cut mid-formula by a stream: text until it closes.
+  assert.equal(parseMarkdown("$$\n\\frac{1}{")[0]!.type, "paragraph");
+  // Inside code it is code.
+  assert.deepEqual(parseInline("`$x$`"), [{ type: "code", text: "$x$" }]);
 });

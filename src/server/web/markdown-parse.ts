@@ -1,6 +1,7 @@
 /**
- * The small Markdown subset a chat model writes (paragraphs, headings, fenced code, inline code,
- * bold/italic, lists, quotes, rules, http(s) links) parsed into a plain tree. Pure (no DOM, no Node), so it
+ * The Markdown a chat model writes (paragraphs, headings, fenced code, inline code, bold/italic, lists,
+ * quotes, rules, http(s) links, GitHub tables, and TeX math as `$...$`, `$$...$$`, `\\(...\\)`, `\\[...\\]`)
+ * parsed into a plain tree. Pure (no DOM, no Node), so it
  * runs in the browser and in unit tests; markdown.ts turns the tree into DOM nodes.
  *
  * The tree holds text only as strings; nothing here ever becomes HTML, so model output cannot inject markup.
@@ -14,7 +15,12 @@ export type Inline =
   | { type: "em"; children: Inline[] }
   /** `href` is always an absolute http: or https: URL (see safeHttpUrl). */
   | { type: "link"; href: string; children: Inline[] }
+  /** TeX source, delimiters removed; `display` for `$$...$$` and `\\[...\\]`. */
+  | { type: "math"; tex: string; display: boolean }
   | { type: "break" };
+
+/** A table column's alignment from its delimiter cell (`:--`, `:-:`, `--:`); null when none is given. */
+export type Align = "left" | "center" | "right" | null;
 
 export type Block =
   | { type: "paragraph"; children: Inline[] }
@@ -23,13 +29,22 @@ export type Block =
   | { type: "code"; lang: string; text: string }
   | { type: "list"; ordered: boolean; start: number; items: Block[][] }
   | { type: "quote"; children: Block[] }
-  | { type: "rule" };
+  | { type: "rule" }
+  /** Every row has exactly `align.length` cells (short rows are padded, long ones cut, as GitHub does). */
+  | { type: "table"; align: Align[]; header: Inline[][]; rows: Inline[][][] }
+  /** Display math on lines of its own (`$$` or `\\[` ... `$$` or `\\]`). */
+  | { type: "math"; tex: string };
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)/;
 const HEADING = /^ {0,3}(#{1,6})(?:\s+(.*?))?\s*#*\s*$/;
 const RULE = /^ {0,3}([-*_])(?:\s*\1){2,}\s*$/;
 const LIST_ITEM = /^( {0,12})([-*+]|\d{1,9}[.)])(\s+|$)(.*)$/;
 const QUOTE = /^ {0,3}> ?(.*)$/;
+/** A table's delimiter row: `| --- | :-: |`, pipes at the ends optional. */
+const TABLE_DELIMITER = /^ {0,3}\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$/;
+/** The start of display math on its own line, and the closer each opener needs. */
+const MATH_OPEN = /^ {0,3}(\$\$|\\\[)(.*)$/;
+const MATH_CLOSE: Record<string, string> = { $$: "$$", "\\[": "\\]" };
 /** Nesting beyond this is rendered flat: a hostile reply must not build a deep recursion. */
 const MAX_DEPTH = 12;
 
@@ -62,6 +77,16 @@ function parseBlocks(lines: string[], depth: number): Block[] {
       i = parseFence(lines, i, fence[1]!, fence[2]!, blocks);
       continue;
     }
+    const math = readMathBlock(lines, i);
+    if (math) {
+      blocks.push({ type: "math", tex: math.tex });
+      i = math.end;
+      continue;
+    }
+    if (tableStartsAt(lines, i)) {
+      i = parseTable(lines, i, depth, blocks);
+      continue;
+    }
     const heading = HEADING.exec(line);
     if (heading) {
       blocks.push({
@@ -91,7 +116,8 @@ function parseBlocks(lines: string[], depth: number): Block[] {
     while (
       i < lines.length &&
       lines[i]!.trim() !== "" &&
-      (paragraph.length === 0 || !startsBlock(lines[i]!))
+      (paragraph.length === 0 ||
+        !(startsBlock(lines[i]!) || tableStartsAt(lines, i) || readMathBlock(lines, i) !== null))
     ) {
       paragraph.push(lines[i++]!.trim());
     }
@@ -105,6 +131,92 @@ function startsBlock(line: string): boolean {
   return (
     FENCE.test(line) || HEADING.test(line) || RULE.test(line) || QUOTE.test(line) || LIST_ITEM.test(line)
   );
+}
+
+/**
+ * Display math from line `start` to its closer (`$$`/`\\]`, on the same line or a later one), or null: an
+ * unclosed one (a stream cut mid-formula) stays text until it closes, and a blank line ends the search
+ * (TeX has no blank lines inside a formula).
+ */
+function readMathBlock(lines: string[], start: number): { tex: string; end: number } | null {
+  const open = MATH_OPEN.exec(lines[start]!);
+  if (!open) return null;
+  const close = MATH_CLOSE[open[1]!]!;
+  const rest = open[2]!.trimEnd();
+  const done = (parts: string[], end: number) => {
+    const tex = parts.join("\n").trim();
+    return tex === "" ? null : { tex, end };
+  };
+  if (rest.endsWith(close)) {
+    // `$$a$$ and more` is inline math in a paragraph; `$$a$$` alone on its line is a block.
+    return rest.slice(0, -close.length).includes(close)
+      ? null
+      : done([rest.slice(0, -close.length)], start + 1);
+  }
+  if (rest.includes(close)) return null;
+  const body = [rest];
+  for (let i = start + 1; i < lines.length; i++) {
+    const line = lines[i]!.trimEnd();
+    if (line.trim() === "") return null;
+    if (line.endsWith(close)) return done([...body, line.slice(0, -close.length)], i + 1);
+    body.push(line);
+  }
+  return null;
+}
+
+/** Whether a table starts at `i`: a row with a pipe, then a delimiter row with as many cells. */
+function tableStartsAt(lines: string[], i: number): boolean {
+  const header = lines[i];
+  const delimiter = lines[i + 1];
+  if (header === undefined || delimiter === undefined || !header.includes("|")) return false;
+  if (!TABLE_DELIMITER.test(delimiter) || !delimiter.includes("-")) return false;
+  return splitRow(delimiter).length === splitRow(header).length;
+}
+
+/** A table row's cells: split on pipes that are not escaped (`\\|`), outer pipes dropped, cells trimmed. */
+function splitRow(line: string): string[] {
+  let row = line.trim();
+  if (row.startsWith("|")) row = row.slice(1);
+  if (row.endsWith("|") && !row.endsWith("\\|")) row = row.slice(0, -1);
+  const cells: string[] = [];
+  let cell = "";
+  for (let i = 0; i < row.length; i++) {
+    const ch = row[i]!;
+    if (ch === "\\" && row[i + 1] === "|") {
+      cell += "|";
+      i++;
+    } else if (ch === "|") {
+      cells.push(cell.trim());
+      cell = "";
+    } else {
+      cell += ch;
+    }
+  }
+  cells.push(cell.trim());
+  return cells;
+}
+
+function alignOf(cell: string): Align {
+  const left = cell.startsWith(":");
+  const right = cell.endsWith(":");
+  return left && right ? "center" : left ? "left" : right ? "right" : null;
+}
+
+/** A table from its header at `start` to the first blank line or line that starts another block. */
+function parseTable(lines: string[], start: number, depth: number, blocks: Block[]): number {
+  const align = splitRow(lines[start + 1]!).map(alignOf);
+  const cellsOf = (line: string): Inline[][] => {
+    const cells = splitRow(line).slice(0, align.length);
+    while (cells.length < align.length) cells.push("");
+    return cells.map((cell) => parseInline(cell, depth + 1));
+  };
+  const header = cellsOf(lines[start]!);
+  const rows: Inline[][][] = [];
+  let i = start + 2;
+  while (i < lines.length && lines[i]!.trim() !== "" && !startsBlock(lines[i]!))
+    rows.push(cellsOf(lines[i++]!));
+  blocks.push({ type: "table", align, header, rows });
+  return i;
 }
 
 function parseFence(lines: string[], start: number, marker: string, lang: string, blocks: Block[]): number {
@@ -186,6 +298,15 @@ export function parseInline(text: string, depth = 0): Inline[] {
   let i = 0;
   while (i < text.length) {
     const ch = text[i]!;
+    if (ch === "$" || (ch === "\\" && (text[i + 1] === "(" || text[i + 1] === "["))) {
+      const math = mathAt(text, i);
+      if (math) {
+        flush();
+        out.push(math.node);
+        i = math.end;
+        continue;
+      }
+    }
     if (ch === "\\" && i + 1 < text.length && ESCAPABLE.test(text[i + 1]!)) {
       plain += text[i + 1];
       i += 2;
@@ -247,6 +368,32 @@ export function parseInline(text: string, depth = 0): Inline[] {
   }
   flush();
   return out;
+}
+
+/**
+ * Math starting at `start`: `\\(tex\\)`, `\\[tex\\]`, `$$tex$$`, or `$tex$` under pandoc's rule that keeps
+ * prices plain: the opening `$` is followed by a non-space, the closing one follows a non-space and is not
+ * followed by a digit ("from $5 to $10" is text). Null when there is no closer (the `$` is plain).
+ */
+function mathAt(text: string, start: number): { node: Inline; end: number } | null {
+  const pair = (open: string, close: string, display: boolean) => {
+    const end = text.indexOf(close, start + open.length);
+    if (end === -1) return null;
+    const tex = text.slice(start + open.length, end).trim();
+    return tex === "" ? null : { node: { type: "math" as const, tex, display }, end: end + close.length };
+  };
+  if (text.startsWith("\\(", start)) return pair("\\(", "\\)", false);
+  if (text.startsWith("\\[", start)) return pair("\\[", "\\]", true);
+  if (text.startsWith("$$", start)) return pair("$$", "$$", true);
+  const first = text[start + 1];
+  if (first === undefined || /\s/.test(first)) return null;
+  for (let close = text.indexOf("$", start + 1); close !== -1; close = text.indexOf("$", close + 1)) {
+    if (text[close - 1] === "\\") continue;
+    if (/\s/.test(text[close - 1]!) || /\d/.test(text[close + 1] ?? "")) return null;
+    if (text.slice(start + 1, close).includes("\n\n")) return null;
+    return { node: { type: "math", tex: text.slice(start + 1, close), display: false }, end: close + 1 };
+  }
+  return null;
 }
 
 function trimCodeSpan(code: string): string {

@@ -1,31 +1,46 @@
 /**
- * Serves the chat page: `/` (HTML) and `/assets/*` (the stylesheet and the page's compiled modules, read
- * from beside this file, so it works from dist/ and from an installed package). Plugged into the server
- * through ServerOptions.registerWebRoutes; the page itself talks to /v1/* like any client.
+ * Serves the chat page: `/` (HTML) and `/assets/*`: the stylesheet, the page's compiled modules (read from
+ * beside this file, so it works from dist/ and from an installed package), and the libraries it uses, read
+ * from node_modules (KaTeX with its fonts, highlight.js's browser build and two of its themes, idb), so the
+ * page needs no internet. Plugged into the server through ServerOptions.registerWebRoutes; the page itself
+ * talks to /v1/* like any client.
  */
-import { readFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { ApiError } from "../errors.js";
-import { CHAT_PAGE_HTML } from "./page.js";
+import { CHAT_PAGE_HTML, IMPORT_MAP_JSON } from "./page.js";
 import { CHAT_PAGE_CSS } from "./style.js";
 
 /** The browser modules, compiled by tsc next to this file. Only these names are served. */
 export const PAGE_MODULES = [
   "app.js",
   "chat-client.js",
+  "chat-list.js",
+  "clipboard.js",
+  "conversation-io.js",
+  "conversation-store.js",
   "markdown.js",
   "markdown-parse.js",
+  "message-view.js",
+  "rich-text.js",
+  "settings-fields.js",
+  "settings-panel.js",
   "sse-parse.js",
 ] as const;
 
 /**
- * Only our own origin may provide scripts, styles, fetches and images, so even a rendering bug could not
- * run injected script or make the page talk to another host.
+ * Only our own origin may provide scripts, styles, fonts, fetches and images, so even a rendering bug could
+ * not run injected script or make the page talk to another host. The one inline script is the import map,
+ * allowed by its hash. KaTeX sets sizes through element.style (CSSOM), which style-src does not restrict.
  */
 const CONTENT_SECURITY_POLICY = [
   "default-src 'none'",
-  "script-src 'self'",
+  `script-src 'self' 'sha256-${createHash("sha256").update(IMPORT_MAP_JSON).digest("base64")}'`,
   "style-src 'self'",
+  "font-src 'self'",
   "connect-src 'self'",
   "img-src 'self' data:",
   "base-uri 'none'",
@@ -40,9 +55,21 @@ const COMMON_HEADERS = {
   "cache-control": "no-cache",
 };
 
+interface Asset {
+  type: string;
+  body: string | Buffer;
+}
+
+const JS = "text/javascript; charset=utf-8";
+const CSS = "text/css; charset=utf-8";
+const FONT_TYPES: Record<string, string> = {
+  ".woff2": "font/woff2",
+  ".woff": "font/woff",
+  ".ttf": "font/ttf",
+};
+
 /** Reads the compiled modules once; a missing one means an incomplete build, named with its path. */
-function loadModules(): Map<string, string> {
-  const modules = new Map<string, string>();
+function loadModules(assets: Map<string, Asset>): void {
   for (const name of PAGE_MODULES) {
     const url = new URL(`./${name}`, import.meta.url);
     let source: string;
@@ -55,26 +82,77 @@ function loadModules(): Map<string, string> {
       );
     }
     // The source maps point into src/, which is not served: drop the reference instead of a 404.
-    modules.set(name, source.replace(/\n\/\/# sourceMappingURL=\S+\s*$/, "\n"));
+    assets.set(name, { type: JS, body: source.replace(/\n\/\/# sourceMappingURL=\S+\s*$/, "\n") });
   }
-  return modules;
 }
 
-function send(reply: FastifyReply, contentType: string, body: string): FastifyReply {
+/** The folder of an installed package, found the way Node looks for it (ignoring its "exports" map). */
+function packageDir(name: string): string {
+  const require = createRequire(import.meta.url);
+  for (const dir of require.resolve.paths(name) ?? []) {
+    const candidate = path.join(dir, name);
+    if (existsSync(path.join(candidate, "package.json"))) return candidate;
+  }
+  throw new Error(`The chat page needs the npm package ${name}, which is not installed; run \`npm install\``);
+}
+
+function readPackageFile(pkg: string, file: string): Buffer {
+  const full = path.join(packageDir(pkg), file);
+  try {
+    return readFileSync(full);
+  } catch (err) {
+    throw new Error(
+      `The chat page needs ${full} (${(err as NodeJS.ErrnoException).code ?? String(err)}); reinstall ${pkg}`,
+    );
+  }
+}
+
+/**
+ * The libraries, under flat names (the open route is /assets/:name): KaTeX's stylesheet is rewritten to
+ * find its fonts at /assets/KaTeX_*.woff2; highlight.js's light and dark GitHub themes are joined under a
+ * prefers-color-scheme query, as the page's own colours are.
+ */
+function loadLibraries(assets: Map<string, Asset>): void {
+  assets.set("katex.mjs", { type: JS, body: readPackageFile("katex", "dist/katex.mjs") });
+  const katexCss = readPackageFile("katex", "dist/katex.min.css").toString("utf8");
+  assets.set("katex.min.css", { type: CSS, body: katexCss.replace(/url\(fonts\//g, "url(/assets/") });
+  const fontDir = path.join(packageDir("katex"), "dist", "fonts");
+  for (const file of readdirSync(fontDir)) {
+    const type = FONT_TYPES[path.extname(file)];
+    if (type && /^KaTeX_[\w-]+\.\w+$/.test(file))
+      assets.set(file, { type, body: readFileSync(path.join(fontDir, file)) });
+  }
+  assets.set("highlight.min.js", {
+    type: JS,
+    body: readPackageFile("@highlightjs/cdn-assets", "es/highlight.min.js"),
+  });
+  const light = readPackageFile("@highlightjs/cdn-assets", "styles/github.min.css").toString("utf8");
+  const dark = readPackageFile("@highlightjs/cdn-assets", "styles/github-dark.min.css").toString("utf8");
+  assets.set("highlight.css", {
+    type: CSS,
+    body: `${light}\n@media (prefers-color-scheme: dark) {\n${dark}\n}\n`,
+  });
+  assets.set("idb.js", { type: JS, body: readPackageFile("idb", "build/index.js") });
+}
+
+function send(reply: FastifyReply, contentType: string, body: string | Buffer): FastifyReply {
   return reply.headers(COMMON_HEADERS).type(contentType).send(body);
 }
 
 /** Adds GET `/` and `/assets/*`. The second argument (the server context) is accepted and not needed. */
 export function registerWebRoutes(app: FastifyInstance, _ctx?: unknown): void {
-  const modules = loadModules();
+  const assets = new Map<string, Asset>();
+  loadModules(assets);
+  loadLibraries(assets);
+  assets.set("style.css", { type: CSS, body: CHAT_PAGE_CSS });
   const page = (_request: unknown, reply: FastifyReply) =>
     send(reply, "text/html; charset=utf-8", CHAT_PAGE_HTML);
   app.get("/", page);
   app.get("/index.html", page);
-  app.get("/assets/style.css", (_request, reply) => send(reply, "text/css; charset=utf-8", CHAT_PAGE_CSS));
+  app.get("/assets/style.css", (_request, reply) => send(reply, CSS, CHAT_PAGE_CSS));
   app.get<{ Params: { name: string } }>("/assets/:name", (request, reply) => {
-    const source = modules.get(request.params.name);
-    if (source === undefined) {
+    const asset = assets.get(request.params.name);
+    if (asset === undefined) {
       throw new ApiError(
         404,
         `No chat page asset named '${request.params.name}'`,
@@ -83,6 +161,6 @@ export function registerWebRoutes(app: FastifyInstance, _ctx?: unknown): void {
         "not_found",
       );
     }
-    return send(reply, "text/javascript; charset=utf-8", source);
+    return send(reply, asset.type, asset.body);
   });
 }
