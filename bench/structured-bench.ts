@@ -1,34 +1,62 @@
 /**
- * Structured-output cost on the CPU (`node dist/bench/structured-bench.js [--backend cpu|cuda] [--tokens N]`):
- * the grammar engine's bitmask time per constrained sequence and step (p50 / p99, what the engine waits for
- * before each step), the compile time of a schema, and generation tokens/s constrained vs unconstrained at
- * batch 1 and batch B (same prompts, seeds, lengths: ignore_eos-free runs are cut at N tokens by max_tokens).
+ * Structured-output cost: `node dist/bench/structured-bench.js [--backend cpu|cuda] [--batches 1,64]
+ * [--tokens N] [--model demo,synthetic-7b,synthetic-13b]` (one or several models, one after the other).
+ *
+ * For each batch size B: B prompts run constrained by a JSON schema, then the same prompts unconstrained
+ * (ignore_eos) with each sequence's max_tokens set to the length its constrained run had, so both runs
+ * generate the same tokens per sequence and batch occupancy matches step for step. Printed per batch:
+ * tokens/s of both and the slowdown; the mask fill time per constrained sequence and step on its grammar
+ * worker (p50 / p99; the masks are filled while the backend runs the step); and the time the backend waited
+ * for the masks when it was ready to sample (per step, p50 / p99: the part of mask work on the critical path).
+ * Also the compile time of the schema (first, with the grammar workers' start; then a second schema).
+ *
+ * --model demo: models/tiny-chat-awq (its steps are tiny, so mask work weighs more than on a real model);
+ * synthetic-7b / synthetic-13b (CUDA only): random AWQ weights of Llama-2-7B / 13B shape with the demo model's
+ * tokenizer (the Llama-2 vocabulary, 32002 rows), for the cost on a real model's step times.
  * Prints one JSON object; docs/benchmarks.md records the numbers.
  */
 import { loadavg } from "node:os";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import type { BackendChoice } from "../src/backend/create.js";
+import type { Backend } from "../src/backend/backend.js";
+import { CudaBackend } from "../src/backend/cuda/cuda-backend.js";
+import { llama2_13bAwqConfig } from "../src/backend/cuda/latency-bench.js";
+import { Engine } from "../src/engine/engine.js";
+import type { SamplingParams } from "../src/engine/types.js";
 import { LLM } from "../src/llm.js";
-import { maskTimings, recordMaskTimings } from "../src/structured/engine-constraints.js";
+import type { ModelConfig } from "../src/model/types.js";
+import type { ConstraintSpec } from "../src/structured/constraint-spec.js";
+import { maskTimings, maskWaits, recordMaskTimings } from "../src/structured/engine-constraints.js";
+import { Tokenizer } from "../src/tokenizer/tokenizer.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const demoDir = `${repoRoot}/models/tiny-chat-awq`;
 const { values } = parseArgs({
   options: {
     backend: { type: "string", default: "cpu" },
-    tokens: { type: "string", default: "96" },
-    batch: { type: "string", default: "16" },
+    tokens: { type: "string", default: "128" },
+    batches: { type: "string" },
+    model: { type: "string", default: "demo" },
   },
 });
+const backendName = values.backend === "cuda" ? "cuda" : "cpu";
+const models = values.model!.split(",");
 const maxTokens = Number(values.tokens);
-const batch = Number(values.batch);
+const batches = (values.batches ?? (backendName === "cuda" ? "1,64" : "1,16")).split(",").map(Number);
+if (!["demo", "synthetic-7b", "synthetic-13b"].includes(values.model!)) {
+  throw new Error(`--model ${values.model}: use demo, synthetic-7b or synthetic-13b`);
+}
+if (values.model !== "demo" && backendName !== "cuda")
+  throw new Error("synthetic models need --backend cuda");
 
-// A schema that keeps a small model busy for many tokens: free strings (bounded) and arrays of objects.
+// A schema that keeps a model busy for many tokens: bounded free strings, an array of objects, integers in
+// ranges (our own grammar), an enum.
 const schema = {
   type: "object",
   properties: {
     title: { type: "string", maxLength: 40 },
+    kind: { enum: ["list", "table", "note"] },
     items: {
       type: "array",
       items: {
@@ -43,69 +71,148 @@ const schema = {
       maxItems: 8,
     },
   },
-  required: ["title", "items"],
+  required: ["title", "kind", "items"],
   additionalProperties: false,
 };
+const spec: ConstraintSpec = { type: "json_schema", schema };
 
-function quantile(sorted: number[], q: number): number {
-  if (sorted.length === 0) return Number.NaN;
+/** Llama-2-7B shape (AWQ 4-bit g128), with the demo tokenizer's 32002 rows. */
+function llama2_7bAwqConfig(): ModelConfig {
+  return {
+    ...llama2_13bAwqConfig(32),
+    hiddenSize: 4096,
+    intermediateSize: 11008,
+    numHeads: 32,
+    numKvHeads: 32,
+    eosTokenIds: [32000],
+  };
+}
+
+/** What the bench drives: an Engine, or whatever LLM.load built around engines. */
+type BenchEngine = Pick<Engine, "generate" | "compileStructuredOutput">;
+
+async function openEngine(which: string): Promise<{
+  engine: BenchEngine;
+  tokenizer: Tokenizer;
+  close: () => Promise<void>;
+  model: string;
+}> {
+  if (which === "demo") {
+    const llm = await LLM.load({ model: demoDir, backend: backendName, maxModelLen: 512 });
+    return {
+      engine: llm.engine,
+      tokenizer: llm.tokenizer,
+      close: () => llm.dispose(),
+      model: "tiny-chat-awq",
+    };
+  }
+  const config =
+    values.model === "synthetic-7b"
+      ? llama2_7bAwqConfig()
+      : { ...llama2_13bAwqConfig(), eosTokenIds: [32000] };
+  const tokenizer = await Tokenizer.load(demoDir);
+  const cuda = await CudaBackend.create();
+  // The engine loads its model through Backend.load: here that builds random weights on the GPU.
+  const backend: Backend = {
+    name: "cuda",
+    load: (_source, opts) => cuda.loadSynthetic(config, opts),
+    step: (batch) => cuda.step(batch),
+    dispose: () => cuda.dispose(),
+  };
+  const engine = await Engine.create({
+    model: { dir: demoDir, config, checkpoint: undefined as never },
+    backend,
+    tokenizer,
+    maxModelLen: 1024,
+    gpuMemoryUtilization: 0.85,
+  });
+  return {
+    engine,
+    tokenizer,
+    close: async () => {
+      await engine.shutdown();
+      await backend.dispose();
+    },
+    model: `${which} (random AWQ weights, ${config.numLayers} layers, hidden ${config.hiddenSize})`,
+  };
+}
+
+function quantile(sorted: number[], q: number): number | null {
+  if (sorted.length === 0) return null;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-const llm = await LLM.load({
-  model: `${repoRoot}/models/tiny-chat-awq`,
-  backend: values.backend as BackendChoice,
-  maxModelLen: 512,
-  numBlocks: 1024,
-});
-try {
-  let t = performance.now();
-  await llm.engine.compileStructuredOutput({ type: "json_schema", schema });
-  const compileMs = performance.now() - t; // includes the grammar engine's start (vocabulary, WASM instances)
-  t = performance.now();
-  await llm.engine.compileStructuredOutput({ type: "json_schema", schema: { ...schema, title: "other" } });
-  const compileWarmMs = performance.now() - t;
-
-  const prompts = (n: number) =>
-    Array.from({ length: n }, (_, i) => `User: List ${i} things as JSON.<|end_of_turn|>Assistant:`);
-  const run = async (n: number, constrained: boolean) => {
-    const params = {
-      temperature: 1,
-      seed: 5,
-      maxTokens,
-      // Unconstrained runs go on to max_tokens (the tiny model often ends at once otherwise).
-      ignoreEos: !constrained,
-      ...(constrained
-        ? { responseFormat: { type: "json_schema" as const, json_schema: { name: "list", schema } } }
-        : {}),
-    };
-    await llm.generate(prompts(n).slice(0, 1), { ...params, maxTokens: 4 }); // warm
-    recordMaskTimings(constrained);
-    const start = performance.now();
-    const outs = await llm.generate(prompts(n), params);
-    const seconds = (performance.now() - start) / 1000;
-    const tokens = outs.reduce((s, o) => s + o.tokenIds.length, 0);
-    const masks = [...maskTimings].sort((a, b) => a - b);
-    recordMaskTimings(false);
-    return {
-      tokens,
-      tokensPerSecond: tokens / seconds,
-      maskMsP50: constrained ? quantile(masks, 0.5) : undefined,
-      maskMsP99: constrained ? quantile(masks, 0.99) : undefined,
-      masks: constrained ? masks.length : undefined,
-      /** Share of the run's wall time spent computing masks (the engine waits for them before each step). */
-      maskShare: constrained ? masks.reduce((a, b) => a + b, 0) / 1000 / seconds : undefined,
-    };
-  };
-  const result = {
-    backend: llm.engine.backend.name,
-    loadavg: loadavg()[0],
-    compileMsFirst: compileMs,
-    compileMsWarm: compileWarmMs,
-    batch1: { free: await run(1, false), constrained: await run(1, true) },
-    [`batch${batch}`]: { free: await run(batch, false), constrained: await run(batch, true) },
-  };
-  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-} finally {
-  await llm.dispose();
+/** Runs one request to its end; returns its generated token count. */
+async function runOne(engine: BenchEngine, prompt: number[], params: SamplingParams): Promise<number> {
+  let tokens = 0;
+  for await (const out of engine.generate({ promptTokenIds: prompt, params })) {
+    tokens += out.tokenIdsDelta.length;
+    if (out.finishReason === "error") throw new Error(out.error ?? "request failed");
+  }
+  return tokens;
 }
+
+async function benchModel(which: string): Promise<unknown> {
+  const { engine, tokenizer, close, model } = await openEngine(which);
+  try {
+    const prompts = (n: number) =>
+      Array.from({ length: n }, (_, i) =>
+        tokenizer.encode(`User: List ${i} things as JSON.<|end_of_turn|>Assistant:`),
+      );
+    let t = performance.now();
+    await engine.compileStructuredOutput(spec);
+    const compileMsFirst = performance.now() - t;
+    t = performance.now();
+    await engine.compileStructuredOutput({ type: "json_schema", schema: { ...schema, title: "other" } });
+    const compileMsSecond = performance.now() - t;
+
+    const runBatch = async (n: number) => {
+      const ps = prompts(n);
+      const base = { temperature: 1, seed: 5 };
+      await runOne(engine, ps[0]!, { ...base, maxTokens: 4, structuredOutput: spec }); // warm
+      recordMaskTimings(true);
+      let start = performance.now();
+      const lengths = await Promise.all(
+        ps.map((p, i) => runOne(engine, p, { ...base, seed: 5 + i, maxTokens, structuredOutput: spec })),
+      );
+      const constrainedSeconds = (performance.now() - start) / 1000;
+      const fills = [...maskTimings].sort((a, b) => a - b);
+      const waits = [...maskWaits].sort((a, b) => a - b);
+      recordMaskTimings(false);
+      start = performance.now();
+      const free = await Promise.all(
+        ps.map((p, i) =>
+          runOne(engine, p, { ...base, seed: 5 + i, maxTokens: lengths[i]!, ignoreEos: true }),
+        ),
+      );
+      const freeSeconds = (performance.now() - start) / 1000;
+      const tokens = lengths.reduce((a, b) => a + b, 0);
+      const freeTokens = free.reduce((a, b) => a + b, 0);
+      return {
+        batch: n,
+        tokens,
+        tokensPerSecondConstrained: tokens / constrainedSeconds,
+        tokensPerSecondFree: freeTokens / freeSeconds,
+        /** Constrained vs unconstrained wall time for the same tokens, in percent. */
+        slowdownPercent: ((constrainedSeconds / freeSeconds) * (freeTokens / tokens) - 1) * 100,
+        maskFillMsP50: quantile(fills, 0.5),
+        maskFillMsP99: quantile(fills, 0.99),
+        maskFills: fills.length,
+        maskWaitMsP50: quantile(waits, 0.5),
+        maskWaitMsP99: quantile(waits, 0.99),
+        maskWaitMsTotal: waits.reduce((a, b) => a + b, 0),
+        steps: waits.length,
+      };
+    };
+    const runs = [];
+    for (const n of batches) runs.push(await runBatch(n));
+    return { model, compileMsFirst, compileMsSecond, runs };
+  } finally {
+    await close();
+  }
+}
+
+const results = [];
+for (const m of models) results.push(await benchModel(m));
+const out = { backend: backendName, loadavg: loadavg()[0], maxTokens, models: results };
+process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);

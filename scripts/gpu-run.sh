@@ -47,6 +47,7 @@ for step in $steps; do
       grep '^{' "$out/quantize13b.log" | tail -n 1 > "$out/quantize13b.json" ;;
     sampler) run_step sampler 180 node --test dist/test/gpu/cuda-sampler.test.js ;;
     mask) run_step mask 180 node --test dist/test/gpu/cuda-token-mask.test.js ;;
+    structured) run_step structured 420 node dist/bench/structured-bench.js --backend cuda --batches 1,64 --model ${STRUCTURED_MODELS:-synthetic-7b,demo}; sed -n '/^{/,$p' "$out/structured.log" | tee "$final/structured.json" ;;
     dense) run_step dense 180 node --test dist/test/gpu/cuda-dense.test.js ;;
     serve) run_step serve 240 node --test dist/test/gpu/serve-openai-cuda.test.js ;;
     bench)
