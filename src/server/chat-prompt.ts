@@ -15,6 +15,8 @@ export interface ChatPromptOptions {
   addGenerationPrompt?: boolean | null;
   /** vLLM's continue_final_message: the last message stays open, the model continues its text. */
   continueFinalMessage?: boolean | null;
+  /** vLLM's add_special_tokens (default false): one more BOS in front of the chat format's own. */
+  addSpecialTokens?: boolean | null;
   tools?: ToolFunction[];
 }
 
@@ -77,7 +79,9 @@ export async function chatPromptTokenIds(
     prompt = prompt.slice(0, end);
   }
   // formatPrompt + encode is apply(): the same ids, encoded off the event loop.
-  return encodeText(ctx, prompt, "messages");
+  const ids = await encodeText(ctx, prompt, "messages");
+  const bos = ctx.tokenizer.bosTokenId;
+  return opts.addSpecialTokens && bos !== null && bos !== undefined ? [bos, ...ids] : ids;
 }
 
 /** An assistant message's tool call as the formatter takes it (nulls dropped). */

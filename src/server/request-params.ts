@@ -3,6 +3,8 @@
  * that need the model: the context length, token ids within the vocabulary (through the engine's own
  * validation, whose errors already name the field).
  */
+import { randomUUID } from "node:crypto";
+import type { TObject } from "@sinclair/typebox";
 import { choiceParams, InvalidParamError, resolveSamplingParams } from "../engine/sampling-params.js";
 import type { SamplingParams, TokenLogprob } from "../engine/types.js";
 import type { ServerContext } from "./context.js";
@@ -102,6 +104,16 @@ export function checkTokenIds(ctx: ServerContext, ids: readonly number[], param:
 export function checkStreamOptions(body: { stream?: boolean | null; stream_options?: unknown }): void {
   if (body.stream_options != null && !body.stream) {
     throw badRequest("stream_options can only be set when stream is true", "stream_options");
+  }
+}
+
+/** best_of: the n choices are all returned, so only best_of = n (or absent) is honoured. */
+export function checkBestOf(body: { best_of?: number | null }, n: number): void {
+  if (body.best_of != null && body.best_of !== n) {
+    throw badRequest(
+      `best_of other than n is not supported (got best_of ${body.best_of}, n ${n}): every sampled choice is returned`,
+      "best_of",
+    );
   }
 }
 
@@ -221,14 +233,45 @@ const UNSUPPORTED: Record<string, (value: unknown) => string | null> = {
   return_tokens_as_token_ids: (v) => (v === false ? null : "logprobs tokens are always text"),
   spaces_between_special_tokens: (v) => (v === true ? null : "special tokens are always decoded as written"),
   cache_salt: () => "the prefix cache is shared by all requests",
+  prompt_cache_key: () => "the prefix cache is shared by all requests and needs no key",
   kv_transfer_params: () => "there is no KV transfer",
   vllm_xargs: () => "there are no extension arguments",
+  include_reasoning: (v) => (v === true ? null : "the model has no reasoning mode"),
+  structural_tag: () => "structural tags are not supported",
+  verbosity: (v) => (v === "medium" ? null : "the model has no verbosity setting"),
+  metadata: () => "completions are not stored (metadata is kept with stored completions)",
+  max_tool_calls: () => "no tools run on this server",
 };
 
-/** 400 naming the first field of UNSUPPORTED the body sets to a non-default value. */
-export function refuseUnsupportedFields(body: object): void {
+/** The names of the OpenAI / vLLM fields refused by refuseUnsupportedFields (docs/api-fields.md lists them). */
+export const UNSUPPORTED_FIELDS: readonly string[] = Object.keys(UNSUPPORTED);
+
+/**
+ * 400 naming the first field of UNSUPPORTED the body sets to a non-default value; `own` names fields the
+ * route implements itself (the Responses API's metadata).
+ */
+export function refuseUnsupportedFields(body: object, own: readonly string[] = []): void {
   for (const [name, value] of Object.entries(body)) {
+    if (own.includes(name)) continue;
     const why = value === null || value === undefined ? null : (UNSUPPORTED[name]?.(value) ?? null);
     if (why !== null) throw badRequest(`${name} is not supported by this server: ${why}`, name);
   }
+}
+
+/**
+ * For the vLLM routes (/generate, /tokenize, /detokenize), whose fields no OpenAI client adds to: a field the
+ * route's schema does not have is a 400 naming it (vLLM's /generate fails on one too), never ignored.
+ */
+export function refuseUnknownFields(body: unknown, schema: TObject, route: string): void {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return;
+  const known = Object.keys(schema.properties);
+  const unknown = Object.keys(body).find((name) => !known.includes(name));
+  if (unknown !== undefined) {
+    throw badRequest(`${unknown} is not a field of ${route} (its fields: ${known.join(", ")})`, unknown);
+  }
+}
+
+/** The response's id: `prefix` and the body's request_id (vLLM), or a random one. */
+export function responseId(prefix: string, body: { request_id?: string | null }): string {
+  return `${prefix}${body.request_id ?? randomUUID().replaceAll("-", "")}`;
 }

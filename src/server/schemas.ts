@@ -41,7 +41,19 @@ export const SamplingFields = {
     Type.Object({ include_usage: Opt(Type.Boolean()), continuous_usage_stats: Opt(Type.Boolean()) }),
   ),
   model: Opt(Type.String()),
+  // OpenAI's end-user ids (abuse monitoring): written to the request's log line.
   user: Opt(Type.String()),
+  safety_identifier: Opt(Type.String()),
+};
+
+/**
+ * vLLM's request_id: the response's id is the route's prefix and this (chatcmpl-ID, cmpl-ID, resp_ID), and the
+ * engine's requests are named after it (a request_id already running is a 400).
+ */
+export const RequestIdField = {
+  request_id: Opt(
+    Type.String({ pattern: "^[\\w.:@/+=-]{1,128}$", description: "1 to 128 letters, digits or ._:@/+=-" }),
+  ),
 };
 
 /**
@@ -58,6 +70,10 @@ const PromptExtraFields = {
   prompt_logprobs: Opt(Int({ minimum: 0, maximum: 20 })),
   truncate_prompt_tokens: Opt(Int({ minimum: -1 })),
   return_token_ids: Opt(Type.Boolean()),
+  // Completions (default true): the tokenizer's BOS before a text prompt. Chat (default false): one more BOS
+  // on top of the chat format's own, as vLLM adds it.
+  add_special_tokens: Opt(Type.Boolean()),
+  ...RequestIdField,
 };
 
 /** The roles ChatFormatter knows (tokenizer/chat-template.ts). */
@@ -101,6 +117,8 @@ export const ChatCompletionBody = Type.Object({
   ...PromptExtraFields,
   continue_final_message: Opt(Type.Boolean()),
   echo: Opt(Type.Boolean()),
+  // As on completions: only best_of = n (the n choices are all returned).
+  best_of: Opt(Int({ minimum: 1, maximum: 128 })),
 });
 export type ChatCompletionBody = Static<typeof ChatCompletionBody>;
 
@@ -154,6 +172,9 @@ export const TokenizeChatBody = Type.Object({
   add_generation_prompt: Opt(Type.Boolean()),
   continue_final_message: Opt(Type.Boolean()),
   return_token_strs: Opt(Type.Boolean()),
+  add_special_tokens: Opt(Type.Boolean()),
+  // The tools the chat format shows the model (counted as chat counts them).
+  tools: ToolFields.tools,
 });
 export type TokenizeChatBody = Static<typeof TokenizeChatBody>;
 

@@ -37,9 +37,13 @@ export function startChoices(
     "requests" in plan
       ? new GenerationJob(ctx.engine, id, plan.requests, ctx.metrics, arrivedAt)
       : new BeamSearchJob(ctx, plan.beamSearch.prompts, plan.beamSearch.params, arrivedAt);
-  // OpenAI's `user` (an end-user id for abuse monitoring) goes to the request's log line.
-  const user = (request.body as { user?: unknown } | null)?.user;
-  const logUser = typeof user === "string" ? { user } : {};
+  // OpenAI's end-user ids for abuse monitoring (`user`, and its newer `safety_identifier`) go to the request's
+  // log line.
+  const body = request.body as { user?: unknown; safety_identifier?: unknown } | null;
+  const logUser = {
+    ...(typeof body?.user === "string" ? { user: body.user } : {}),
+    ...(typeof body?.safety_identifier === "string" ? { safetyIdentifier: body.safety_identifier } : {}),
+  };
   setRequestLog(request, () => ({ requestId: id, ...logUser, ...job.logFields() }));
   const stopWatching = onClientGone(reply, () => job.abort());
   return { job, stopWatching };

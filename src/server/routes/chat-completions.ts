@@ -1,5 +1,4 @@
 /** POST /v1/chat/completions: OpenAI chat completions, streamed (SSE) or not, n choices, logprobs, usage. */
-import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import { parseToolCalls, ToolCallStream } from "../../structured/tool-format.js";
@@ -10,11 +9,13 @@ import { badRequest, engineFailure, toApiError } from "../errors.js";
 import type { ChoiceSource } from "../generation.js";
 import {
   applyPromptLogprobs,
+  checkBestOf,
   checkSampling,
   checkStreamOptions,
   fitMaxTokens,
   promptLogprobsEntries,
   refuseUnsupportedFields,
+  responseId,
   samplingFromBody,
   truncatePrompt,
 } from "../request-params.js";
@@ -39,16 +40,18 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     }
     const tools = toolPlanFromBody(body);
     checkStreamOptions(body);
+    const n = body.n ?? 1;
+    checkBestOf(body, n);
     const promptTokenIds = truncatePrompt(
       ctx,
       await chatPromptTokenIds(ctx, body.messages, {
         addGenerationPrompt: body.add_generation_prompt,
         continueFinalMessage: body.continue_final_message,
+        addSpecialTokens: body.add_special_tokens,
         tools: tools?.tools,
       }),
       body.truncate_prompt_tokens,
     );
-    const n = body.n ?? 1;
     const params = samplingFromBody(body);
     applyPromptLogprobs(ctx, params, body);
     const maxTokensParam = body.max_completion_tokens != null ? "max_completion_tokens" : "max_tokens";
@@ -79,7 +82,7 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
     if (search === null) checkSampling(ctx, params, maxTokensParam);
     admit(ctx, n);
 
-    const id = `chatcmpl-${randomUUID().replaceAll("-", "")}`;
+    const id = responseId("chatcmpl-", body);
     const { job, stopWatching } = startChoices(
       ctx,
       request,

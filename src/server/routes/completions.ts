@@ -3,7 +3,6 @@
  * token ids; n choices per prompt (choice index = prompt * n + i); echo; `logprobs: N` in the completions
  * format (tokens, token_logprobs, top_logprobs, text_offset); streamed or not.
  */
-import { randomUUID } from "node:crypto";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { RequestOutput, TokenLogprob } from "../../engine/types.js";
 import { beamSearchParams } from "../beam-search-job.js";
@@ -14,6 +13,7 @@ import { encodeText } from "../prompt-encoding.js";
 import {
   applyPromptLogprobs,
   askPromptLogprobs,
+  checkBestOf,
   checkSampling,
   checkStreamOptions,
   checkTokenIds,
@@ -21,6 +21,7 @@ import {
   paramsForChoice,
   promptLogprobsEntries,
   refuseUnsupportedFields,
+  responseId,
   samplingFromBody,
   truncatePrompt,
 } from "../request-params.js";
@@ -48,12 +49,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     if (body.suffix) throw badRequest("suffix is not supported by this server", "suffix");
     checkStreamOptions(body);
     const n = body.n ?? 1;
-    if (body.best_of != null && body.best_of !== n) {
-      throw badRequest(
-        `best_of other than n is not supported (got best_of ${body.best_of}, n ${n})`,
-        "best_of",
-      );
-    }
+    checkBestOf(body, n);
     const topN = body.logprobs ?? null;
     if (body.max_tokens === 0 && !body.echo) {
       throw badRequest(
@@ -61,7 +57,12 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
         "max_tokens",
       );
     }
-    const prompts = await readPrompts(ctx, body.prompt, body.truncate_prompt_tokens);
+    const prompts = await readPrompts(
+      ctx,
+      body.prompt,
+      body.truncate_prompt_tokens,
+      body.add_special_tokens ?? true,
+    );
     const constrained = usesConstraintFields(body);
     if (body.use_beam_search && constrained !== null) {
       throw badRequest(`${constrained} cannot be combined with use_beam_search`, constrained);
@@ -93,7 +94,7 @@ export function registerCompletions(app: FastifyInstance, ctx: ServerContext): v
     });
     admit(ctx, requests.length);
 
-    const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
+    const id = responseId("cmpl-", body);
     const { job, stopWatching } = startChoices(ctx, request, reply, id, { requests });
     const choicePrompts = requests.map((req) => prompts[req.promptIndex]!);
     const state = completionState(ctx, body, id, model, choicePrompts, topN);
@@ -187,7 +188,7 @@ async function beamSearchCompletions(
   }));
   const params = beamSearchParams(ctx, body, n, searches[0]!.maxTokens, topN);
   admit(ctx, prompts.length * n);
-  const id = `cmpl-${randomUUID().replaceAll("-", "")}`;
+  const id = responseId("cmpl-", body);
   const { job, stopWatching } = startChoices(ctx, request, reply, id, {
     beamSearch: { prompts: searches, params },
   });
@@ -203,9 +204,11 @@ async function readPrompts(
   ctx: ServerContext,
   prompt: CompletionBody["prompt"],
   truncate: number | null | undefined,
+  addBos: boolean,
 ): Promise<Prompt[]> {
+  // add_special_tokens (vLLM, default true): the BOS before a text prompt; token-id prompts are taken as sent.
   const fromText = async (text: string, param: string): Promise<Prompt> => {
-    const all = await encodeText(ctx, text, param, { addBos: true });
+    const all = await encodeText(ctx, text, param, { addBos });
     const kept = truncatePrompt(ctx, all, truncate);
     // Truncated (truncate_prompt_tokens): what is echoed is the text of the tokens kept.
     return kept === all ? { text, tokenIds: all } : fromIds(kept, param);

@@ -9,7 +9,7 @@ import type { FastifyInstance } from "fastify";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { badRequest, engineFailure, toApiError } from "../errors.js";
 import { encodeText } from "../prompt-encoding.js";
-import { checkSampling, fitMaxTokens, samplingFromBody } from "../request-params.js";
+import { checkSampling, fitMaxTokens, refuseUnknownFields, samplingFromBody } from "../request-params.js";
 import { GenerateBody } from "../schemas.js";
 import { SseWriter } from "../sse.js";
 import { choicesOfOnePrompt, startChoices } from "../start-job.js";
@@ -23,6 +23,8 @@ export async function registerGenerate(app: FastifyInstance, ctx: ServerContext)
   await app.register(async (scope) => {
     scope.post("/generate", async (request, reply) => {
       const body = validateBody(GenerateBody, request.body);
+      // vLLM builds SamplingParams(**body), which fails on a field it does not have: so does this route.
+      refuseUnknownFields(request.body, GenerateBody, "/generate");
       checkModel(ctx, body.model);
       // The answer is texts only: fields that would change nothing in it are refused by name.
       if (body.logprobs != null) {

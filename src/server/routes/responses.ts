@@ -6,15 +6,20 @@
  * response.output_item.done, response.completed / response.incomplete). Responses are not stored, so
  * `previous_response_id` and `store: true` are refused by name, as is every field this server cannot honour.
  */
-import { randomUUID } from "node:crypto";
 import { type Static, Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { chatPromptTokenIds } from "../chat-prompt.js";
 import { admit, checkModel, type ServerContext } from "../context.js";
 import { badRequest, engineFailure, toApiError } from "../errors.js";
 import type { ChoiceSource, Usage } from "../generation.js";
-import { checkSampling, fitMaxTokens, refuseUnsupportedFields, samplingFromBody } from "../request-params.js";
-import type { ChatMessage } from "../schemas.js";
+import {
+  checkSampling,
+  fitMaxTokens,
+  refuseUnsupportedFields,
+  responseId,
+  samplingFromBody,
+} from "../request-params.js";
+import { type ChatMessage, RequestIdField } from "../schemas.js";
 import { SseWriter } from "../sse.js";
 import { choicesOfOnePrompt, startChoices } from "../start-job.js";
 import { applyStructuredParams } from "../structured-params.js";
@@ -68,6 +73,8 @@ export const ResponsesBody = Type.Object({
   text: Opt(Type.Object({ format: Opt(TextFormat) })),
   metadata: Opt(Type.Record(Type.String(), Type.String())),
   user: Opt(Type.String()),
+  safety_identifier: Opt(Type.String()),
+  ...RequestIdField,
   previous_response_id: Opt(Type.String()),
   tools: Opt(Type.Array(Type.Unknown())),
   tool_choice: Opt(Type.Unknown()),
@@ -99,7 +106,7 @@ function refuseUnsupported(body: ResponsesBody): void {
   const raw = body as Record<string, unknown>;
   if (raw.conversation != null) refuse("conversation", "conversations are not stored");
   if (raw.prompt != null) refuse("prompt", "there are no stored prompt templates");
-  refuseUnsupportedFields(body);
+  refuseUnsupportedFields(body, ["metadata"]);
 }
 
 /** input + instructions -> chat messages (instructions first, as a system message). */
@@ -145,7 +152,7 @@ export function registerResponses(app: FastifyInstance, ctx: ServerContext): voi
     checkSampling(ctx, params, "max_output_tokens");
     admit(ctx, 1);
 
-    const id = `resp_${randomUUID().replaceAll("-", "")}`;
+    const id = responseId("resp_", body);
     const { job, stopWatching } = startChoices(ctx, request, reply, id, {
       requests: choicesOfOnePrompt(promptTokenIds, params, 1),
     });
