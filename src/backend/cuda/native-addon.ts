@@ -5,6 +5,7 @@
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
+import type { ModelConfig } from "../../model/types.js";
 import { BackendUnavailableError } from "../backend.js";
 
 /** A host tensor handed to the addon; `data` must stay untouched until the upload promise settles. */
@@ -30,24 +31,27 @@ export type NativeWeightSlot =
   | "gateUp"
   | "down";
 
-export interface NativeModelDims {
-  hiddenSize: number;
-  intermediateSize: number;
-  numLayers: number;
-  numHeads: number;
-  numKvHeads: number;
-  headDim: number;
-  vocabSize: number;
-  rmsNormEps: number;
-  ropeTheta: number;
+/** The model as the addon's init() reads it: ModelConfig's sizes, the RoPE variant as numbers, the AWQ group size. */
+export type NativeModelDims = Pick<
+  ModelConfig,
+  | "hiddenSize"
+  | "intermediateSize"
+  | "numLayers"
+  | "numHeads"
+  | "numKvHeads"
+  | "headDim"
+  | "vocabSize"
+  | "rmsNormEps"
+  | "ropeTheta"
+  | "tieWordEmbeddings"
+> & {
   /** 0 none, 1 linear, 2 dynamic NTK. */
   ropeScalingType: number;
   ropeFactor: number;
   ropeOriginalMaxPositions: number;
-  tieWordEmbeddings: boolean;
   /** AWQ group size; 0 for fp16 models. */
   groupSize: number;
-}
+};
 
 export interface NativeRuntimeOptions {
   maxNumSeqs: number;
@@ -114,8 +118,7 @@ export interface NativeAddon {
   QuantContext?: new () => NativeQuantContext;
 }
 
-/** One decoder layer's shape for the quantizer (as NativeModelDims, less what a single layer does not need). */
-/** What the quantizer's context reads of the model: one layer's shape and RoPE. */
+/** What the quantizer's context reads of the model: one layer's shape and RoPE (native/addon/args.h layerDimsFields). */
 export type NativeQuantDims = Pick<
   NativeModelDims,
   | "hiddenSize"
