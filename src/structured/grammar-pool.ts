@@ -54,6 +54,7 @@ export class GrammarWorker {
       const p = this.pending.get(msg.id);
       if (p === undefined) return;
       this.pending.delete(msg.id);
+      if (this.pending.size === 0) worker.unref();
       if (msg.ok) p.resolve(msg);
       else p.reject(msg.grammarError ? new GrammarError(msg.error) : new Error(msg.error));
     });
@@ -69,7 +70,6 @@ export class GrammarWorker {
   static start(vocab: VocabInfo): Promise<GrammarWorker> {
     const init: WorkerInit = { vocab };
     const worker = new Worker(new URL("./grammar-worker.js", import.meta.url), { workerData: init });
-    worker.unref();
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(new Error(`grammar worker failed to start: ${err.message}`));
       const onExit = (code: number) => reject(new Error(`grammar worker exited at start (code ${code})`));
@@ -78,6 +78,7 @@ export class GrammarWorker {
       worker.once("message", () => {
         worker.off("error", onError);
         worker.off("exit", onExit);
+        worker.unref(); // referenced only while a reply is awaited (see request)
         resolve(new GrammarWorker(worker));
       });
     });
@@ -86,6 +87,8 @@ export class GrammarWorker {
   request(req: WorkerRequest & { id: number }): Promise<Extract<WorkerReply, { ok: true }>> {
     if (this.dead !== null) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
+      // Referenced while a reply is awaited (a process waiting only for a compile must not exit), else not.
+      if (this.pending.size === 0) this.worker.ref();
       this.pending.set(req.id, { resolve, reject });
       this.worker.postMessage(req);
     });
