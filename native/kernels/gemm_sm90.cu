@@ -8,6 +8,7 @@
 #include "gemm_mma.cuh"
 #include "internal.h"
 #include "launch.h"
+#include "wgmma.cuh"
 
 namespace awqk {
 namespace {
@@ -31,23 +32,13 @@ struct Sm90Cfg {
 };
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups 1024 B apart.
-__device__ __forceinline__ uint64_t sw128_desc(const void* p) {
-  const uint32_t a = detail::smem_addr(p);
-  return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)64 << 32) |
-         ((uint64_t)1 << 62);
-}
-__device__ __forceinline__ void fence_proxy_async() {
-  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-}
-__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
-__device__ __forceinline__ void wgmma_commit() {
-  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-}
-template <int N>
-__device__ __forceinline__ void wgmma_wait() {
-  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
-}
+using detail::fence_proxy_async;
+using detail::sw128_desc;
+using detail::swz;
+using detail::wgmma_commit;
+using detail::wgmma_fence;
+using detail::wgmma_wait;
+
 __device__ __forceinline__ void wgmma_m64n128k16(float* d, uint64_t descA, uint64_t descB, int scaleD) {
   asm volatile(
       "{\n"
@@ -79,8 +70,6 @@ __device__ __forceinline__ void wgmma_tile(float* d, uint64_t descA, uint64_t de
   if constexpr (BN == 128) wgmma_m64n128k16(d, descA, descB, scaleD);
   else wgmma_m64n256k16(d, descA, descB, scaleD);
 }
-// Byte offset of 16-byte chunk `ch` of row `row` in a 128-byte-swizzled tile.
-__device__ __forceinline__ int swz(int row, int ch) { return row * 128 + ((ch ^ (row & 7)) << 4); }
 #endif
 
 // HALFM: 64-row tiles for small m (decode batches): both warpgroups multiply the same 64 rows of A,
@@ -199,84 +188,14 @@ __global__ void __launch_bounds__(256, 1)
   for (int i = 0; i < kWN / 2; ++i) asm volatile("" : "+f"(acc[i])::"memory");
   detail::cp_async_wait<0>();
 
-  const bool evenOut = (out & 1) == 0;
   const int rowBase = m0 + (HALFM ? 0 : wg * 64) + (warp & 3) * 16 + g;
   const int colBase = n0 + (HALFM ? wg * kWN : 0);
-  if (S > 1) {
-    float* part = ws + (size_t)z * m * out;
-#pragma unroll
-    for (int j = 0; j < kWN / 8; ++j) {
-      const int col = colBase + 8 * j + 2 * t;
-#pragma unroll
-      for (int hr = 0; hr < 2; ++hr) {
-        const int row = rowBase + 8 * hr;
-        if (row >= m) continue;
-        float* dst = part + (size_t)row * out + col;
-        if (evenOut && col + 1 < out) {
-          *reinterpret_cast<float2*>(dst) = make_float2(acc[4 * j + 2 * hr], acc[4 * j + 2 * hr + 1]);
-        } else {
-          if (col < out) dst[0] = acc[4 * j + 2 * hr];
-          if (col + 1 < out) dst[1] = acc[4 * j + 2 * hr + 1];
-        }
-      }
-    }
-    __threadfence();
-    __syncthreads();
-    if (tid == 0) {
-      const int idx = blockIdx.y * gridDim.x + blockIdx.x;
-      const int old = atomicAdd(&counters[idx], 1);
-      sLast = old == S - 1;
-      if (old == S - 1) atomicExch(&counters[idx], 0);
-    }
-    __syncthreads();
-    if (!sLast) return;
-    __threadfence();
-    // Sum the S partials in z order, 8 column groups (32 values) at a time: the loads of one
-    // partial are independent, so each z costs one L2 round trip per group, not one per value.
-    constexpr int kJB = 8;
-#pragma unroll
-    for (int j0 = 0; j0 < kWN / 8; j0 += kJB) {
-      float sum[kJB][4] = {};
-      for (int zz = 0; zz < S; ++zz) {
-        const float* src = ws + (size_t)zz * m * out;
-#pragma unroll
-        for (int jj = 0; jj < kJB; ++jj) {
-          const int col = colBase + 8 * (j0 + jj) + 2 * t;
-#pragma unroll
-          for (int hr = 0; hr < 2; ++hr) {
-            const int row = rowBase + 8 * hr;
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              float v = acc[4 * (j0 + jj) + 2 * hr + e];
-              if (zz != z) v = row < m && col + e < out ? __ldcg(src + (size_t)row * out + col + e) : 0.f;
-              sum[jj][2 * hr + e] += v;
-            }
-          }
-        }
-      }
-#pragma unroll
-      for (int jj = 0; jj < kJB; ++jj)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[4 * (j0 + jj) + i] = sum[jj][i];
-    }
-  }
-#pragma unroll
-  for (int j = 0; j < kWN / 8; ++j) {
-    const int col = colBase + 8 * j + 2 * t;
-#pragma unroll
-    for (int hr = 0; hr < 2; ++hr) {
-      const int row = rowBase + 8 * hr;
-      if (row >= m) continue;
-      __half* dst = y + (size_t)row * out + col;
-      const float v0 = acc[4 * j + 2 * hr], v1 = acc[4 * j + 2 * hr + 1];
-      if (evenOut && col + 1 < out) {
-        *reinterpret_cast<__half2*>(dst) = __floats2half2_rn(v0, v1);
-      } else {
-        if (col < out) dst[0] = __float2half(v0);
-        if (col + 1 < out) dst[1] = __float2half(v1);
-      }
-    }
-  }
+  // acc[4j + 2h + e] = (row rowBase + 8h, column colBase + 8j + 2t + e)
+  auto pos = [&](int i) { return make_int2(rowBase + 8 * ((i >> 1) & 1), colBase + 8 * (i >> 2) + 2 * t + (i & 1)); };
+  if (S > 1 && !detail::splitk_gather<kWN / 2, true>(acc, pos, m, out, ws, counters, S, z,
+                                                      blockIdx.y * gridDim.x + blockIdx.x, &sLast))
+    return;
+  detail::store_acc<kWN / 2, true>(acc, pos, m, out, y);
 #else
   detail::gemm_mma_body<128, BN, C::kFallbackStages, AWQ>(x, m, wptr, in, out, chunksPerGroup, y,
                                                          smemRaw);
