@@ -90,10 +90,10 @@ void bench_linears(bool quick) {
   const std::vector<int> ms = quick ? std::vector<int>{1, 8, 64, 128}
                                     : std::vector<int>{1, 4, 8, 16, 32, 64, 128, 512, 2048};
   std::printf("\nLinears (%s; median of 7; weights rotated over copies totalling >= 200 MB). GB/s counts the\n"
-              "int4 weights + scales/zeros (+ x and y); 'no-ws' = without the split-K workspace, 'no-PDL' = plain launches\n",
+              "int4 weights + scales/zeros (+ x and y); 'other' = the other workspace path (register-A GEMM <-> GEMV / smem-B GEMM), 'no-ws' = without the split-K workspace, 'no-PDL' = plain launches\n",
               g_time_graphs ? "CUDA graph replay of back-to-back calls" : "eager launches");
-  std::printf("%-24s %6s %10s %9s %9s %10s %10s %8s\n", "shape", "m", "us", "GB/s", "TFLOP/s", "no-ws us", "no-PDL us",
-              "x m=1");
+  std::printf("%-24s %6s %10s %9s %9s %10s %10s %10s %8s\n", "shape", "m", "us", "GB/s", "TFLOP/s", "other us",
+              "no-ws us", "no-PDL us", "x m=1");
   std::vector<double> stepMs(ms.size(), 0.0);
   for (const Shape& s : kShapes) {
     Weights w(s);
@@ -108,6 +108,17 @@ void bench_linears(bool quick) {
       const double us = w.us(x, m, y, true);
       if (mi == 0) us1 = us;
       const double usOld = s.awq && m > 8 && m <= 256 ? w.us(x, m, y, false) : 0;
+      // The other workspace path at m <= 256: the split-K smem-B GEMM / GEMV when the register-A one is the
+      // default, and the other way round.
+      double usAlt = 0;
+      if (s.awq && m <= 256) {
+        const bool rs = awqk::awq_rs_path(m, s.in, s.out);
+        if (rs || m > 8) {
+          awqk::gemm_path_override(rs ? 1 : 2);
+          usAlt = w.us(x, m, y, true);
+          awqk::gemm_path_override(0);
+        }
+      }
       double usNoPdl = 0;
       if (m <= 8 || m == 64 || m == 128) {
         awqk::set_pdl(false);
@@ -117,8 +128,8 @@ void bench_linears(bool quick) {
       const double bytes = (double)w.bytes + (double)m * (s.in + s.out) * 2;
       const double gbs = bytes / (us * 1e-6) / 1e9;
       const double tf = 2.0 * m * s.in * s.out / (us * 1e-6) / 1e12;
-      std::printf("%-24s %6d %10.1f %9.0f %9.1f %10.1f %10.1f %8.2f\n", s.name, m, us, gbs, tf, usOld, usNoPdl,
-                  us / us1);
+      std::printf("%-24s %6d %10.1f %9.0f %9.1f %10.1f %10.1f %10.1f %8.2f\n", s.name, m, us, gbs, tf, usAlt, usOld,
+                  usNoPdl, us / us1);
       stepMs[mi] += us * 1e-3 * (s.perLayer ? 40 * s.perLayer : 1);
     }
     CK(cudaFree(x));
@@ -132,14 +143,14 @@ void bench_linears(bool quick) {
 
 // Configuration sweep: GEMV variants at m = 1 and 8; split counts of the split-K wgmma at m = 16 / 64 / 128.
 void bench_variants() {
-  std::printf("\nVariants (us): GEMV m=1/8/16/32 [v1..v8 register bursts, v9..v12 bulk-copy ring; v0 = default] | split-K wgmma m=16/64/128 [s = splits, s0 = auto]\n");
+  std::printf("\nVariants (us): GEMV m=1/8/16/32 [v1..v8 register bursts, v9..v12 bulk-copy ring; v0 = default] | split-K wgmma (smem-B: dequantized B tile in shared memory; reg-A: register-A swap-AB) [s = splits, s0 = auto]\n");
   for (const Shape& s : kShapes) {
     if (!s.awq) continue;
     Weights w(s);
     __half *x, *y;
-    CK(cudaMalloc(&x, (size_t)128 * s.in * 2));
-    CK(cudaMalloc(&y, (size_t)128 * s.out * 2));
-    fill_half(x, (size_t)128 * s.in, 11, -1.f, 1.f);
+    CK(cudaMalloc(&x, (size_t)256 * s.in * 2));
+    CK(cudaMalloc(&y, (size_t)256 * s.out * 2));
+    fill_half(x, (size_t)256 * s.in, 11, -1.f, 1.f);
     for (int m : {1, 8, 16, 32}) {
       std::printf("%-22s m%-4d", s.name, m);
       for (int v = 0; v <= 15; ++v) {
@@ -151,14 +162,30 @@ void bench_variants() {
       awqk::awq_gemv_override({0});
       std::printf("\n");
     }
-    for (int m : {16, 64, 128}) {
-      std::printf("%-22s m%-4d", s.name, m);
-      for (int sp : {0, 1, 2, 3, 4, 6, 8}) {
+    for (int m : {16, 32, 64, 128}) {
+      std::printf("%-22s m%-4d smem-B", s.name, m);
+      awqk::gemm_path_override(1);
+      for (int sp : {0, 1, 2, 3, 4, 6}) {
         awqk::gemm_split_override(sp);
         std::printf(" s%d %6.1f", sp, w.us(x, m, y, true));
       }
-      awqk::gemm_split_override(0);
       std::printf("\n");
+      awqk::gemm_path_override(2);
+      for (int v = 0; v <= awqk::kRsVariants; ++v) {
+        const awqk::RsShape sh = awqk::gemm_rs_shape(v, m);
+        if (sh.rows > 2 * m && v != 0) continue;
+        std::printf("%-22s m%-4d reg-A v%d (%3d rows, %d chunks a stage, %d blocks/SM)", s.name, m, v, sh.rows, sh.kstep,
+                    sh.minBlocks);
+        awqk::gemm_rs_variant_override(v);
+        for (int sp : {0, 1, 2, 3, 4, 6}) {
+          awqk::gemm_split_override(sp);
+          std::printf(" s%d %6.1f", sp, w.us(x, m, y, true));
+        }
+        std::printf("\n");
+      }
+      awqk::gemm_rs_variant_override(0);
+      awqk::gemm_split_override(0);
+      awqk::gemm_path_override(0);
     }
     CK(cudaFree(x));
     CK(cudaFree(y));

@@ -29,12 +29,12 @@ struct AwqCase {
 bool test_awq() {
   std::printf("AWQ W4A16 linear (repack + awq_linear vs naive dequant reference)\n");
   const std::vector<AwqCase> cases = {
-      {256, 512, 128, {1, 3, 8, 9, 16, 17, 32, 33, 64, 100}},
-      {768, 264, 64, {1, 7, 20, 40, 300}},
-      {5120, 15360, 128, {1, 8, 16, 32, 128, 512}},
+      {256, 512, 128, {1, 3, 8, 9, 16, 17, 32, 33, 64, 100, 129, 256}},
+      {768, 264, 64, {1, 7, 20, 40, 200, 300}},
+      {5120, 15360, 128, {1, 8, 16, 32, 64, 128, 512}},
       {5120, 5120, 128, {1, 8, 32, 128, 512, 2048}},
-      {5120, 27648, 128, {1, 8, 32, 512}},
-      {13824, 5120, 128, {1, 8, 32, 128, 512}},
+      {5120, 27648, 128, {1, 8, 32, 128, 512}},
+      {13824, 5120, 128, {1, 8, 32, 64, 128, 512}},
   };
   bool ok = true;
   uint64_t seed = 1;
@@ -71,24 +71,32 @@ bool test_awq() {
       ok &= report(name, compare(y, ref, m, c.out));
       // Every GEMV variant and GEMM tile configuration, on two shapes.
       const bool sweep = (c.in == 5120 && c.out == 5120) || (c.in == 768 && c.out == 264);
-      if (m > 8) {
-        // The split-K / 64-row-tile wgmma path (with a workspace): auto split, then forced splits; each
-        // twice, so that a counter the first call left non-zero would break the second.
-        const int forced[] = {0, 2, 3, 7};
-        for (int sp : forced) {
-          if (sp != 0 && !sweep) continue;
-          awqk::gemm_split_override(sp);
-          for (int rep = 0; rep < 2; ++rep) {
-            CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
-            CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
-            CK(cudaDeviceSynchronize());
-            std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d split-K %d%s", c.in, c.out, c.group, m, sp,
-                          rep ? " (again)" : "");
-            ok &= report(name, compare(y, ref, m, c.out));
+      // With a workspace: the register-A wgmma GEMM (path 2, every m <= 256, auto split then forced splits)
+      // and the split-K wgmma GEMM (path 1, m > 8); each twice, so that a counter the first call left non-zero
+      // would break the second.
+      for (int path : {2, 1}) {
+        if (path == 2 ? m > 256 : m <= 8) continue;
+        awqk::gemm_path_override(path);
+        for (int variant = 0; variant <= (path == 2 && sweep ? awqk::kRsVariants : 0); ++variant) {
+          awqk::gemm_rs_variant_override(variant);
+          const int forced[] = {0, 2, 3, 7};
+          for (int sp : forced) {
+            if (sp != 0 && !sweep && !(path == 2 && sp == 3)) continue;
+            awqk::gemm_split_override(sp);
+            for (int rep = 0; rep < 2; ++rep) {
+              CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+              CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
+              CK(cudaDeviceSynchronize());
+              std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d %s v%d split-K %d%s", c.in, c.out, c.group,
+                            m, path == 2 ? "reg-A" : "smem-B", variant, sp, rep ? " (again)" : "");
+              ok &= report(name, compare(y, ref, m, c.out));
+            }
           }
         }
+        awqk::gemm_rs_variant_override(0);
         awqk::gemm_split_override(0);
       }
+      awqk::gemm_path_override(0);
       if (m <= 32) {  // the bulk-copy GEMV (m <= 32) and the register-burst one, every shape
         for (int v : {2, 3, 9, 12, 13, 14}) {
           awqk::awq_gemv_override({v});

@@ -88,11 +88,34 @@ cudaError_t dispatch(const __half* x, int m, const void* w, int in, int out, int
 }
 
 int g_splitOverride = 0;
+int g_pathOverride = 0;
+int g_rsVariant = 0;
+
+// Split count for `blocks` blocks over kChunks 64-deep chunks: fill `slots` block slots, >= minChunks chunks
+// a split.
+int split_for(long blocks, int kChunks, long slots, int minChunks) {
+  return (int)std::max<long>(1, std::min<long>(slots / blocks, std::max(1, kChunks / minChunks)));
+}
 
 }  // namespace
 
 void gemm_override(int config) { g_gemmOverride = config; }
 void gemm_split_override(int splits) { g_splitOverride = splits; }
+void gemm_path_override(int path) { g_pathOverride = path; }
+void gemm_rs_variant_override(int variant) { g_rsVariant = variant; }
+
+bool awq_rs_path(int m, int in, int out) {
+  if (!hopper() || m > 256) return false;
+  if (g_pathOverride != 0) return g_pathOverride == 2;
+  if (m <= 8) return false;  // the GEMV streams faster at m <= 8
+  // H100 sweep (kernel-tests bench_variants): at m = 9..16 the GEMV still wins on the square o_proj; from m = 65
+  // the register-A GEMM wins while its blocks fit one wave of two an SM (qkv, o, down), the smem-B GEMM's
+  // 256-wide tiles (half the x traffic) on gate_up.
+  if (m <= 16) return in != out;
+  if (m <= 64) return true;
+  const RsShape sh = gemm_rs_shape(g_rsVariant, m);
+  return (long)detail::ceil_div(out, 128) * detail::ceil_div(m, sh.rows) <= (long)sh.minBlocks * sms();
+}
 
 cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
                         void* workspace, size_t workspaceBytes, cudaStream_t stream) {
@@ -100,6 +123,18 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
       reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
     return cudaErrorNotSupported;
   const int kChunks = in / 64;
+  float* ws = reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int));
+  const size_t wsFloats = (workspaceBytes - kLinearCounters * sizeof(int)) / sizeof(float);
+  if (awq_rs_path(m, in, out)) {
+    // Register-A GEMM: 128 outputs x sh.rows rows a block; split-K until the blocks fill every SM's slots.
+    const RsShape sh = gemm_rs_shape(g_rsVariant, m);
+    const long blocks = (long)detail::ceil_div(out, 128) * detail::ceil_div(m, sh.rows);
+    if (blocks > kLinearCounters) return cudaErrorNotSupported;
+    int splits = g_splitOverride > 0 ? g_splitOverride : split_for(blocks, kChunks, (long)sh.minBlocks * sms(), 8);
+    splits = std::max(1, std::min(splits, kChunks));
+    while (splits > 1 && (size_t)splits * m * out > wsFloats) --splits;
+    return gemm_sm90_rs(sh, x, m, packed, in, out, group, y, splits, ws, static_cast<int*>(workspace), stream);
+  }
   // Auto split: enough blocks to fill the SMs, >= 24 chunks per split (on the H200 sweep, o_proj with
   // 80 chunks ran best with 3 splits: 6 spent more on the partial sums than they saved).
   auto autoSplits = [&](long t) {
@@ -123,8 +158,6 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
   int splits = g_splitOverride;
   if (splits <= 0) splits = autoSplits(tiles);
   splits = std::max(1, std::min(splits, kChunks));
-  float* ws = reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int));
-  const size_t wsFloats = (workspaceBytes - kLinearCounters * sizeof(int)) / sizeof(float);
   while (splits > 1 && (size_t)splits * m * out > wsFloats) --splits;
   return gemm_sm90_split(true, halfM, bn, x, m, packed, in, out, group, y, splits, ws, static_cast<int*>(workspace),
                          stream);

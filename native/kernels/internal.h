@@ -40,6 +40,26 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
                         void* workspace, size_t workspaceBytes, cudaStream_t stream);
 // Benchmark hook: force the split count of awq_gemm_ws (0 = auto).
 void gemm_split_override(int splits);
+
+// Register-A ("swap-AB") wgmma GEMM for AWQ at decode sizes (gemm_sm90_rs.cu): blocks of 128 outputs x `rows`
+// rows of x (16..128), `kstep` 64-deep chunks per pipeline stage, `minBlocks` blocks an SM; gridDim.z = splits
+// (ws / counters as for gemm_sm90_split). sm_90a only.
+struct RsShape {
+  int rows, kstep, minBlocks;
+};
+// The shape for m rows: variant 0 = the default for m, 1..8 = a fixed one (benchmark sweep).
+RsShape gemm_rs_shape(int variant, int m);
+constexpr int kRsVariants = 8;
+cudaError_t gemm_sm90_rs(RsShape shape, const __half* x, int m, const void* w, int in, int out, int group, __half* y,
+                         int splits, float* ws, int* counters, cudaStream_t stream);
+// Benchmark hook: the register-A shape variant (0 = auto).
+void gemm_rs_variant_override(int variant);
+// Benchmark hook for awq_linear with a workspace: 0 = auto, 1 = never the register-A GEMM (GEMV up to
+// kGemvMaxM, then the split-K wgmma GEMM), 2 = the register-A GEMM for every m <= 256.
+void gemm_path_override(int path);
+// Whether awq_linear with a workspace sends m rows of an (in, out) matrix to the register-A GEMM (through
+// awq_gemm_ws) rather than the GEMV (m <= kGemvMaxM) or the smem-B wgmma GEMM.
+bool awq_rs_path(int m, int in, int out);
 constexpr int kLinearCounters = 4096;  // ints at the start of the linear workspace
 
 // Bulk-copy (cp.async.bulk) GEMV for m <= 32 on sm_90+ (gemv_bulk.cu); variant 9..12 picks its
