@@ -8,9 +8,10 @@
  *   await llm.dispose();
  */
 import type { Backend } from "./backend/backend.js";
-import { type BackendChoice, createBackend } from "./backend/create.js";
+import { type BackendChoice, createReplicaBackends } from "./backend/create.js";
 import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./engine/beam-search.js";
 import { Engine } from "./engine/engine.js";
+import { ReplicaRouter } from "./engine/replica-router.js";
 import { choiceParams, InvalidParamError, resolveSamplingParams } from "./engine/sampling-params.js";
 import type { FinishReason, RequestOutput, SamplingParams, TokenLogprob } from "./engine/types.js";
 import { resolveModelPath } from "./hub/resolve.js";
@@ -43,6 +44,16 @@ export interface LLMLoadOptions {
   numBlocks?: number;
   kvCacheBytes?: number;
   gpuMemoryUtilization?: number;
+  /**
+   * Ranks each matrix is split over (vLLM's tensor_parallel_size, default 1): on the CPU backend the reference
+   * of the sharding math; CUDA needs the NCCL build for more than 1.
+   */
+  tensorParallelSize?: number;
+  /**
+   * Engine replicas, each with its own backend and KV cache, behind `engine` (vLLM's data_parallel_size,
+   * default 1): requests routed by prefix-cache affinity and load (engine/replica-router.ts).
+   */
+  dataParallelSize?: number;
   /** A built-in chat format ("openchat", "openchat-gpt4"), a Jinja file, or inline Jinja. */
   chatTemplate?: string;
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
@@ -101,7 +112,8 @@ export class LLM implements AsyncDisposable {
   private disposed = false;
 
   private constructor(
-    readonly engine: Engine,
+    /** The engine, or with dataParallelSize > 1 the router over its replicas. */
+    readonly engine: Engine | ReplicaRouter,
     readonly tokenizer: Tokenizer,
     readonly chatFormatter: ChatFormatter | null,
     readonly model: ModelSource,
@@ -128,36 +140,55 @@ export class LLM implements AsyncDisposable {
     signal?.throwIfAborted();
     const model = await openModel(modelPath);
     // From here on a failure closes the checkpoint (and frees the backend once there is one).
-    let backend: Backend | null = null;
+    let backends: Backend[] = [];
     try {
       assertTokenizerFitsModel(tokenizer, model.config, chatFormatter?.name ?? null);
       signal?.throwIfAborted();
       const choice = opts.backend ?? "auto";
-      backend =
+      const replicas = opts.dataParallelSize ?? 1;
+      if (typeof choice !== "string" && replicas !== 1)
+        throw new Error(
+          `dataParallelSize ${replicas} needs a backend name: one Backend instance serves one replica`,
+        );
+      backends =
         typeof choice === "string"
-          ? await createBackend(choice, { onFallback: opts.onBackendFallback })
-          : choice;
+          ? await createReplicaBackends(choice, replicas, {
+              onFallback: opts.onBackendFallback,
+              tensorParallelSize: opts.tensorParallelSize,
+            })
+          : [choice];
       signal?.throwIfAborted();
-      const engine = await Engine.create({
-        model,
-        backend,
-        tokenizer,
-        maxModelLen: opts.maxModelLen,
-        maxNumSeqs: opts.maxNumSeqs,
-        maxNumBatchedTokens: opts.maxNumBatchedTokens,
-        enablePrefixCaching: opts.enablePrefixCaching,
-        numBlocks: opts.numBlocks,
-        kvCacheBytes: opts.kvCacheBytes,
-        gpuMemoryUtilization: opts.gpuMemoryUtilization,
-        onLoadProgress: opts.onLoadProgress,
-        loadSignal: signal,
-      });
+      const engines: Engine[] = [];
+      for (const backend of backends) engines.push(await LLM.createEngine(model, backend, tokenizer, opts));
+      const engine = engines.length === 1 ? engines[0] : new ReplicaRouter(engines);
       return new LLM(engine, tokenizer, chatFormatter, model, modelPath);
     } catch (err) {
-      await backend?.dispose().catch(() => {});
+      for (const backend of backends) await backend.dispose().catch(() => {});
       await model.checkpoint.close().catch(() => {});
       throw err;
     }
+  }
+
+  private static createEngine(
+    model: ModelSource,
+    backend: Backend,
+    tokenizer: Tokenizer,
+    opts: LLMLoadOptions,
+  ): Promise<Engine> {
+    return Engine.create({
+      model,
+      backend,
+      tokenizer,
+      maxModelLen: opts.maxModelLen,
+      maxNumSeqs: opts.maxNumSeqs,
+      maxNumBatchedTokens: opts.maxNumBatchedTokens,
+      enablePrefixCaching: opts.enablePrefixCaching,
+      numBlocks: opts.numBlocks,
+      kvCacheBytes: opts.kvCacheBytes,
+      gpuMemoryUtilization: opts.gpuMemoryUtilization,
+      onLoadProgress: opts.onLoadProgress,
+      loadSignal: opts.loadSignal,
+    });
   }
 
   /** Raw text -> ids: special tokens written in the text are parsed, one BOS is added. */
@@ -308,7 +339,8 @@ export class LLM implements AsyncDisposable {
     if (this.disposed) return;
     this.disposed = true;
     await this.engine.shutdown({ graceMs: 0 });
-    await this.engine.backend.dispose();
+    const replicas = this.engine instanceof ReplicaRouter ? this.engine.replicas : [this.engine];
+    for (const replica of replicas) await replica.backend.dispose();
     await this.model.checkpoint.close();
   }
 

@@ -116,8 +116,16 @@ export interface EngineClient {
   /** Aborts a queued or running request (its blocks go back to the pool); unknown ids are ignored. */
   abort(requestId: string): void;
   stats(): EngineStats;
-  /** Calls `listener` with the tokens of every engine step (vLLM's iteration tokens); returns the unsubscribe. */
-  onIteration?(listener: (numTokens: number) => void): () => void;
+  /**
+   * Data parallelism: each replica's stats, the index being vLLM's `engine` label (engine/replica-router.ts).
+   * Absent: one engine, whose stats() is engine 0's.
+   */
+  engineStats?(): EngineStats[];
+  /**
+   * Calls `listener` with the tokens of every engine step (vLLM's iteration tokens) and, behind a replica
+   * router, the replica that ran it (absent: engine 0); returns the unsubscribe.
+   */
+  onIteration?(listener: (numTokens: number, engineIndex?: number) => void): () => void;
   /**
    * Compiles a structured output ahead of generate() (cached), throwing the grammar engine's GrammarError when
    * it cannot be compiled, so a server can answer 400. Absent: generate() reports such errors in the stream.

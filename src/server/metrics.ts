@@ -7,9 +7,13 @@
  * Request timings as vLLM defines them: time to first token and end-to-end latency count from the HTTP
  * request's arrival; queue time from submission to the engine to the first scheduling; prefill from then to
  * the first token; decode from the first token to the last; inference = prefill + decode.
+ *
+ * Behind a replica router (--data-parallel-size) the engine-side series (requests running / waiting, KV cache
+ * usage, prefix cache, preemptions, iteration tokens, cache_config_info) carry one `engine` label per replica;
+ * the request latency and token series are counted by the server, under engine "0".
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
-import type { EngineClient, FinishReason } from "../engine/types.js";
+import type { EngineClient, EngineStats, FinishReason } from "../engine/types.js";
 import type { JobObserver } from "./generation.js";
 
 const TTFT_BUCKETS = [
@@ -94,36 +98,39 @@ export class ServerMetrics implements JobObserver {
     const labelNames = ["model_name", "engine"] as const;
     const labels = { model_name: modelName, engine: "0" };
     this.labels = labels;
-    const gauge = (name: string, help: string, read: () => number) =>
+    // Engine-side series per replica (data parallelism: `engine` = the replica's index), as vLLM labels them.
+    const statsOfEngines = (): EngineStats[] => engine.engineStats?.() ?? [engine.stats()];
+    const engineLabels = statsOfEngines().map((_, i) => ({ model_name: modelName, engine: String(i) }));
+    const gauge = (name: string, help: string, read: (stats: EngineStats) => number) =>
       new Gauge({
         name,
         help,
         labelNames,
         registers,
         collect() {
-          this.set(labels, read());
+          for (const [i, stats] of statsOfEngines().entries()) this.set(engineLabels[i], read(stats));
         },
       });
     gauge(
       "vllm:num_requests_running",
       "Number of requests in model execution batches.",
-      () => engine.stats().running,
+      (stats) => stats.running,
     );
     gauge(
       "vllm:num_requests_waiting",
       "Number of requests waiting to be processed.",
-      () => engine.stats().waiting,
+      (stats) => stats.waiting,
     );
     gauge(
       "vllm:kv_cache_usage_perc",
       "KV-cache usage. 1 means 100 percent usage.",
-      () => engine.stats().kvCacheUsage,
+      (stats) => stats.kvCacheUsage,
     );
     // The names vLLM kept for older dashboards (its own grafana.json still reads them).
     gauge(
       "vllm:gpu_cache_usage_perc",
       "KV-cache usage. 1 means 100 percent usage. DEPRECATED: use vllm:kv_cache_usage_perc.",
-      () => engine.stats().kvCacheUsage,
+      (stats) => stats.kvCacheUsage,
     );
     gauge(
       "vllm:num_requests_swapped",
@@ -131,36 +138,38 @@ export class ServerMetrics implements JobObserver {
       () => 0,
     );
     gauge("vllm:cpu_cache_usage_perc", "CPU KV-cache usage: always 0 (no CPU swap space).", () => 0);
-    const cumulative = (name: string, help: string, read: () => number | undefined) => {
-      let reported = 0;
-      new Counter({
+    const cumulative = (name: string, help: string, read: (stats: EngineStats) => number | undefined) => {
+      const reported = engineLabels.map(() => 0);
+      const counter = new Counter({
         name,
         help,
         labelNames,
         registers,
         collect() {
-          const now = read() ?? 0;
-          if (now > reported) this.inc(labels, now - reported);
-          reported = Math.max(reported, now);
+          for (const [i, stats] of statsOfEngines().entries()) {
+            const now = read(stats) ?? 0;
+            if (now > reported[i]) this.inc(engineLabels[i], now - reported[i]);
+            reported[i] = Math.max(reported[i], now);
+          }
         },
-      }).inc(labels, 0);
+      });
+      for (const l of engineLabels) counter.inc(l, 0);
     };
     cumulative(
       "vllm:num_preemptions_total",
       "Cumulative number of preemption from the engine.",
-      () => engine.stats().numPreemptions,
+      (stats) => stats.numPreemptions,
     );
     cumulative(
       "vllm:prefix_cache_queries_total",
       "Prefix cache queries, in terms of number of queried tokens.",
-      () => engine.stats().prefixCacheQueries,
+      (stats) => stats.prefixCacheQueries,
     );
     cumulative(
       "vllm:prefix_cache_hits_total",
       "Prefix cache hits, in terms of number of cached tokens.",
-      () => engine.stats().prefixCacheHits,
+      (stats) => stats.prefixCacheHits,
     );
-    const stats = engine.stats();
     const cacheInfo = new Gauge({
       name: "vllm:cache_config_info",
       help: "Information of the LLMEngine CacheConfig",
@@ -174,17 +183,19 @@ export class ServerMetrics implements JobObserver {
       ],
       registers,
     });
-    cacheInfo.set(
-      {
-        block_size: String(engine.blockSize ?? ""),
-        cache_dtype: "auto",
-        enable_prefix_caching: stats.enablePrefixCaching === false ? "False" : "True",
-        num_cpu_blocks: "0",
-        num_gpu_blocks: String(stats.numBlocks),
-        engine: "0",
-      },
-      1,
-    );
+    for (const [i, stats] of statsOfEngines().entries()) {
+      cacheInfo.set(
+        {
+          block_size: String(engine.blockSize ?? ""),
+          cache_dtype: "auto",
+          enable_prefix_caching: stats.enablePrefixCaching === false ? "False" : "True",
+          num_cpu_blocks: "0",
+          num_gpu_blocks: String(stats.numBlocks),
+          engine: String(i),
+        },
+        1,
+      );
+    }
 
     const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers });
     this.promptTokens = counter("vllm:prompt_tokens_total", "Number of prefill tokens processed.");
@@ -273,9 +284,11 @@ export class ServerMetrics implements JobObserver {
     this.promptTokens.inc(labels, 0);
     this.generationTokens.inc(labels, 0);
     for (const h of Object.values(this.histograms)) h.zero(labels);
+    for (const l of engineLabels) this.histograms.iterationTokens.zero(l);
     this.stopListening =
-      engine.onIteration?.((numTokens) => this.histograms.iterationTokens.observe(labels, numTokens)) ??
-      (() => {});
+      engine.onIteration?.((numTokens, engineIndex) =>
+        this.histograms.iterationTokens.observe(engineLabels[engineIndex ?? 0] ?? labels, numTokens),
+      ) ?? (() => {});
     collectDefaultMetrics({ register: this.registry });
   }
 

@@ -82,6 +82,8 @@ interface ServeFlags {
   maxConnections: number;
   chatTemplate?: string;
   backend: BackendChoice;
+  tensorParallelSize: number;
+  dataParallelSize: number;
   enablePrefixCaching: boolean;
   logLevel: string;
   logFormat: LogFormat;
@@ -198,6 +200,18 @@ export function registerServe(program: Command): void {
     .addOption(
       new Option("--backend <backend>", "compute backend").choices(["cpu", "cuda", "auto"]).default("auto"),
     )
+    .option(
+      "--tensor-parallel-size <n>",
+      "ranks each matrix is split over (CPU backend: the reference of the sharding; CUDA needs the NCCL build)",
+      integerAtLeastFlag("--tensor-parallel-size", 1),
+      1,
+    )
+    .option(
+      "--data-parallel-size <n>",
+      "engine replicas, each with its own KV cache, behind this server (routed by prefix affinity and load)",
+      integerAtLeastFlag("--data-parallel-size", 1),
+      1,
+    )
     .option("--no-enable-prefix-caching", "turn off prefix caching")
     .addOption(
       new Option("--log-level <level>", "log level")
@@ -279,6 +293,8 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     gpuMemoryUtilization: flags.gpuMemoryUtilization,
     numBlocks: flags.numGpuBlocksOverride,
     chatTemplate: flags.chatTemplate,
+    tensorParallelSize: flags.tensorParallelSize,
+    dataParallelSize: flags.dataParallelSize,
     onLoadProgress: loadProgress(),
     onBackendFallback: (reason) => logger.warn({ reason }, "CUDA backend unavailable; using the CPU backend"),
   });
