@@ -29,6 +29,7 @@ interface GenerateFlags {
   ignoreEos?: boolean;
   maxModelLen?: number;
   backend: BackendChoice;
+  tensorParallelSize?: number;
   json?: boolean;
   quiet?: boolean;
   jsonSchema?: string;
@@ -88,6 +89,11 @@ export function registerGenerate(program: Command): void {
     )
     .option("--backend <name>", "cpu, cuda or auto", backendFlag, "auto")
     .option(
+      "--tensor-parallel-size <n>",
+      "ranks each matrix is split over (CPU backend: the reference of the sharding; CUDA needs the NCCL build)",
+      positiveIntegerFlag("--tensor-parallel-size"),
+    )
+    .option(
       "--json",
       'print one JSON object { "text", "token_ids", "finish_reason", "usage" } instead of streaming',
     )
@@ -119,6 +125,7 @@ export function registerGenerate(program: Command): void {
         model: flags.model,
         revision: flags.revision,
         backend: flags.backend,
+        tensorParallelSize: flags.tensorParallelSize,
         chatTemplate: flags.template,
         maxModelLen: flags.maxModelLen,
         maxNumSeqs: 1,
