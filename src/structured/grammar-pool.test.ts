@@ -97,19 +97,22 @@ test("a grammar error crosses the thread boundary as a GrammarError with XGramma
   await factory.compile({ type: "regex", pattern: "[a-z]{3}" });
 });
 
-test("a new schema compiles on another worker than live matchers: their masks and the event loop go on", async () => {
-  const live = await factory.create(params({ structuredOutput: { type: "regex", pattern: "[0-9]+" } }));
+test("a new schema compiles on another worker than live matchers: their masks and the event loop go on", async (t) => {
+  const liveSpec = { type: "regex" as const, pattern: "[0-9]+" };
+  const live = await factory.create(params({ structuredOutput: liveSpec }));
+  const liveWorker = (await factory.compile(liveSpec)).worker;
   await step(live);
-  // A schema big enough to take a while: many properties with free strings and integer ranges.
+  // A schema big enough that its compile takes a while: free strings of bounded length.
   const properties: Record<string, unknown> = {};
-  for (let i = 0; i < 12; i++) properties[`field_${i}`] = { type: "string", maxLength: 20 + i };
+  for (let i = 0; i < 4; i++) properties[`field_${i}`] = { type: "string", maxLength: 20 + i };
   const big = {
     type: "json_schema" as const,
     schema: { type: "object", properties, required: Object.keys(properties) },
   };
   const t0 = performance.now();
   const compiling = factory.compile(big);
-  let lateMs = 0;
+  let loopLateMs = 0;
+  let fillMs = 0;
   let fills = 0;
   let done = false;
   compiling.finally(() => {
@@ -119,20 +122,25 @@ test("a new schema compiles on another worker than live matchers: their masks an
   while (!done) {
     const tick = performance.now();
     await new Promise((resolve) => setTimeout(resolve, 5));
-    lateMs = Math.max(lateMs, performance.now() - tick - 5);
+    loopLateMs = Math.max(loopLateMs, performance.now() - tick - 5);
     assert.equal(live.accept(digit), true);
     const f0 = performance.now();
     await step(live);
-    lateMs = Math.max(lateMs, performance.now() - f0);
+    fillMs = Math.max(fillMs, performance.now() - f0);
     fills++;
   }
-  await compiling;
+  const compiled = await compiling;
   const compileMs = performance.now() - t0;
   live.dispose();
+  t.diagnostic(
+    `compile ${compileMs.toFixed(0)} ms (with a worker start); ${fills} fills, worst ${fillMs.toFixed(1)} ms; ` +
+      `event loop worst ${loopLateMs.toFixed(1)} ms late`,
+  );
+  assert.notEqual(compiled.worker, liveWorker, "the compile went to another worker than the live matcher's");
   assert.ok(compileMs > 200, `the compile took ${compileMs.toFixed(0)} ms: long enough to test anything`);
   assert.ok(fills >= 5, `${fills} fills while it compiled`);
-  assert.ok(
-    lateMs < 150,
-    `event loop or a fill was ${lateMs.toFixed(0)} ms late during a ${compileMs.toFixed(0)} ms compile`,
-  );
+  // On a busy 2-core machine the OS may pause a thread for a while; a fill queued behind the compile would
+  // wait for all of it.
+  assert.ok(fillMs < Math.max(300, compileMs / 4), `a fill took ${fillMs.toFixed(0)} ms during the compile`);
+  assert.ok(loopLateMs < 300, `the event loop was ${loopLateMs.toFixed(0)} ms late during the compile`);
 });
