@@ -376,6 +376,18 @@ describe("fields no other suite shows", () => {
     });
     const chunks = (await readSse(streamed)).filter((c) => c !== "[DONE]") as { id: string }[];
     assert.ok(chunks.every((c) => c.id === "chatcmpl-trace-4"));
+    // The engine's requests are named after it: one id cannot run twice at once.
+    const long = post("/v1/completions", {
+      prompt: "Hi",
+      max_tokens: 40,
+      ignore_eos: true,
+      request_id: "twice",
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const again = await post("/v1/completions", { prompt: "Hi", max_tokens: 1, request_id: "twice" });
+    assert.equal(again.status, 400, JSON.stringify(again.json));
+    assert.equal(again.json.error.param, "request_id");
+    assert.equal((await long).status, 200);
     const bad = await post("/v1/chat/completions", { messages: user, request_id: "has space" });
     assert.equal(bad.status, 400);
     assert.equal(bad.json.error.param, "request_id");
@@ -413,6 +425,33 @@ describe("fields no other suite shows", () => {
     assert.deepEqual(await chatIds({ add_special_tokens: true }), [bos, ...plain]);
     const tok = await post("/tokenize", { messages: user, add_special_tokens: true });
     assert.deepEqual(tok.json.tokens, [bos, ...plain]);
+  });
+
+  test("chat echo reports the prompt's logprobs as vLLM does (top_logprobs alternatives); top_logprobs 0 needs no logprobs", async () => {
+    const messages = [...user, { role: "assistant", content: "Your fortune is" }];
+    const body = {
+      messages,
+      continue_final_message: true,
+      add_generation_prompt: false,
+      echo: true,
+      max_tokens: 2,
+    };
+    const plain = await post("/v1/chat/completions", { ...body, return_token_ids: true });
+    assert.equal(plain.json.prompt_logprobs.length, plain.json.prompt_token_ids.length);
+    assert.equal(plain.json.prompt_logprobs[0], null);
+    assert.equal(Object.keys(plain.json.prompt_logprobs[1]).length, 1);
+    const top = await post("/v1/chat/completions", { ...body, logprobs: true, top_logprobs: 2 });
+    assert.ok(top.json.prompt_logprobs.slice(1).every((e: object) => Object.keys(e).length >= 2));
+    const streamed = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...body, stream: true }),
+    });
+    assert.equal(streamed.status, 200);
+    const noEcho = await post("/v1/chat/completions", { messages: user, max_tokens: 1, top_logprobs: 0 });
+    assert.equal(noEcho.status, 200);
+    assert.equal(noEcho.json.prompt_logprobs, undefined);
+    assert.equal(noEcho.json.choices[0].logprobs, null);
   });
 
   test("best_of equal to n is accepted on chat and completions (n choices come back)", async () => {

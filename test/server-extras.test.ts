@@ -358,6 +358,47 @@ describe("metrics", () => {
     const queries = /^vllm:prefix_cache_queries_total\{[^}]*\} (\d+)/m.exec(text);
     assert.ok(Number(queries?.[1]) > 0);
   });
+  test("every series vLLM's Grafana dashboard queries is served, with the labels it selects and groups by", async () => {
+    // The metrics and labels of vLLM's examples/online_serving/prometheus_grafana/grafana.json: every panel
+    // selects {model_name="$model_name"} (the variable comes from label_values(model_name)); the finish-reason
+    // panel sums by finished_reason; the latency panels take _bucket by le, _sum and _count.
+    await chat({});
+    const text = await (await fetch(`${server.url}/metrics`)).text();
+    const histograms = [
+      "vllm:e2e_request_latency_seconds",
+      "vllm:time_per_output_token_seconds",
+      "vllm:time_to_first_token_seconds",
+      "vllm:request_prompt_tokens",
+      "vllm:request_generation_tokens",
+      "vllm:request_queue_time_seconds",
+      "vllm:request_prefill_time_seconds",
+      "vllm:request_decode_time_seconds",
+      "vllm:request_max_num_generation_tokens",
+    ];
+    const series = [
+      ...histograms.flatMap((h) => [`${h}_bucket`, `${h}_sum`, `${h}_count`]),
+      "vllm:prompt_tokens_total",
+      "vllm:generation_tokens_total",
+      "vllm:num_requests_running",
+      "vllm:num_requests_swapped",
+      "vllm:num_requests_waiting",
+      "vllm:gpu_cache_usage_perc",
+      "vllm:cpu_cache_usage_perc",
+      "vllm:request_success_total",
+    ];
+    for (const name of series) {
+      const line = new RegExp(`^${name}\\{[^}]*model_name="${MODEL_NAME}"[^}]*\\} [0-9.e+-]+$`, "m");
+      assert.match(text, line, name);
+    }
+    for (const h of histograms) assert.match(text, new RegExp(`^${h}_bucket\\{le="\\+Inf",`, "m"), h);
+    for (const reason of ["stop", "length", "abort"]) {
+      assert.match(
+        text,
+        new RegExp(`^vllm:request_success_total\\{[^}]*finished_reason="${reason}"`, "m"),
+        reason,
+      );
+    }
+  });
   test("time to first token counts from the HTTP request's arrival, not the engine's start", async () => {
     const ttftSum = async () => {
       const text = await (await fetch(`${server.url}/metrics`)).text();

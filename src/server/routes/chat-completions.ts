@@ -9,6 +9,7 @@ import { badRequest, engineFailure, toApiError } from "../errors.js";
 import type { ChoiceSource } from "../generation.js";
 import {
   applyPromptLogprobs,
+  askPromptLogprobs,
   checkBestOf,
   checkSampling,
   checkStreamOptions,
@@ -62,10 +63,17 @@ export function registerChatCompletions(app: FastifyInstance, ctx: ServerContext
       "messages",
       maxTokensParam,
     );
-    if (body.top_logprobs != null && !body.logprobs) {
+    // As vLLM: top_logprobs above 0 needs logprobs (0, the default, means nothing either way).
+    if (body.top_logprobs != null && body.top_logprobs > 0 && !body.logprobs) {
       throw badRequest("top_logprobs needs logprobs: true", "top_logprobs");
     }
     if (body.logprobs) params.logprobs = body.top_logprobs ?? 0;
+    // As vLLM: echo without prompt_logprobs reports the prompt's logprobs, with top_logprobs alternatives
+    // (at most what the backend computes), in a response that is not streamed.
+    if (body.echo && body.prompt_logprobs == null && !body.stream) {
+      const top = Math.min(body.top_logprobs ?? 0, ctx.engine.maxPromptLogprobs ?? 0);
+      askPromptLogprobs(ctx, params, top, "top_logprobs");
+    }
     // use_beam_search (vLLM's extra parameter): n sequences, best first, all sent when the search ends
     // (streamed as vLLM does: each choice's whole text in one chunk); other sampling fields do not apply.
     const search = body.use_beam_search
