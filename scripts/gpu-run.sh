@@ -10,7 +10,7 @@ set -u
 final=${OUT:-$PWD/gpu-logs}
 out=$(mktemp -d)
 mkdir -p "$final"
-steps=${*:-kernels conformance sampler mask dense serve bench peer peerbf16}
+steps=${*:-kernels conformance sampler mask dense serve bench peer peerbf16 peerint4}
 export NODE_OPTIONS=${NODE_OPTIONS:-}
 summary=()
 
@@ -90,6 +90,32 @@ fi
 for f in "$out"/peerbf16.jsonl "$out"/peerint4.jsonl; do
   [[ -s $f ]] && { echo "== $(basename "$f" .jsonl)"; cat "$f"; }
 done
+# Side by side: our decode tokens/s at the context nearest the peers' (PEER_CTX + 1) against each peer's, per batch.
+if [[ -s "$out/bench.json" ]]; then
+  node -e '
+    const fs = require("fs");
+    const r = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
+    const peers = {};
+    for (const f of process.argv.slice(2)) {
+      if (!fs.existsSync(f)) continue;
+      for (const line of fs.readFileSync(f, "utf8").split("\n")) {
+        if (!line.startsWith("{")) continue;
+        const p = JSON.parse(line);
+        if (p.what === "decode") (peers[p.peer] ??= {})[p.batch] = p;
+      }
+    }
+    const names = Object.keys(peers);
+    if (names.length === 0) process.exit(0);
+    const ctx = Number(process.env.PEER_CTX ?? 512) + 1;
+    console.log(`\n== decode tokens/s, awq-ts (context nearest ${ctx}) vs peers (context ${ctx})`);
+    console.log(["batch", "awq-ts", ...names].join(" | "));
+    for (const b of [...new Set(r.decode.map((d) => d.batch))].sort((a, b) => a - b)) {
+      const ours = r.decode.filter((d) => d.batch === b).sort((x, y) => Math.abs(x.context - ctx) - Math.abs(y.context - ctx))[0];
+      const cells = names.map((n) => (peers[n][b] ? peers[n][b].tok_s.toFixed(0) : "-"));
+      console.log([b, `${ours.tokensPerSecond.toFixed(0)} (ctx ${ours.context})`, ...cells].join(" | "));
+    }
+  ' "$out/bench.json" "$out/peerbf16.jsonl" "$out/peerint4.jsonl" 2>/dev/null || true
+fi
 
 for f in "$out"/*.log; do [[ -f $f ]] && { echo "===== $(basename "$f")"; cat "$f"; }; done > "$final/steps.log"
 for f in bench.json peer.json quantize13b.json; do [[ -s $out/$f ]] && cp "$out/$f" "$final/"; done
