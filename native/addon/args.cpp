@@ -2,33 +2,22 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 namespace awq_addon {
 
 namespace {
 
 template <typename T>
-struct TypedArrayKind;
-template <>
-struct TypedArrayKind<int32_t> {
-  static constexpr napi_typedarray_type kind = napi_int32_array;
-  static constexpr const char* name = "Int32Array";
-};
-template <>
-struct TypedArrayKind<uint32_t> {
-  static constexpr napi_typedarray_type kind = napi_uint32_array;
-  static constexpr const char* name = "Uint32Array";
-};
-template <>
-struct TypedArrayKind<uint8_t> {
-  static constexpr napi_typedarray_type kind = napi_uint8_array;
-  static constexpr const char* name = "Uint8Array";
-};
-template <>
-struct TypedArrayKind<float> {
-  static constexpr napi_typedarray_type kind = napi_float32_array;
-  static constexpr const char* name = "Float32Array";
-};
+constexpr napi_typedarray_type typedArrayKind() {
+  static_assert(std::is_same_v<T, int32_t> || std::is_same_v<T, uint32_t> || std::is_same_v<T, uint8_t> ||
+                    std::is_same_v<T, float>,
+                "typedField takes int32_t, uint32_t, uint8_t or float");
+  if constexpr (std::is_same_v<T, int32_t>) return napi_int32_array;
+  if constexpr (std::is_same_v<T, uint32_t>) return napi_uint32_array;
+  if constexpr (std::is_same_v<T, uint8_t>) return napi_uint8_array;
+  return napi_float32_array;
+}
 
 const char* typedArrayName(napi_typedarray_type type) {
   switch (type) {
@@ -96,8 +85,9 @@ bool flagField(const Napi::Object& o, const char* name) {
 template <typename T>
 const T* typedField(const Napi::Object& o, const char* name, size_t minLength) {
   Napi::Value v = field(o, name);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != TypedArrayKind<T>::kind) {
-    throw Napi::TypeError::New(o.Env(), std::string(name) + " must be a " + TypedArrayKind<T>::name + ", got " +
+  constexpr napi_typedarray_type kind = typedArrayKind<T>();
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != kind) {
+    throw Napi::TypeError::New(o.Env(), std::string(name) + " must be " + typedArrayName(kind) + ", got " +
                                             describeValue(v));
   }
   auto array = v.As<Napi::TypedArrayOf<T>>();
@@ -113,13 +103,19 @@ template const uint32_t* typedField<uint32_t>(const Napi::Object&, const char*, 
 template const uint8_t* typedField<uint8_t>(const Napi::Object&, const char*, size_t);
 template const float* typedField<float>(const Napi::Object&, const char*, size_t);
 
-awq::RopeParams ropeFields(const Napi::Object& dims) {
-  awq::RopeParams rope{};
-  rope.theta = static_cast<float>(numberField(dims, "ropeTheta"));
-  rope.scaling = intField(dims, "ropeScalingType");
-  rope.factor = static_cast<float>(numberField(dims, "ropeFactor"));
-  rope.originalMaxPositions = intField(dims, "ropeOriginalMaxPositions");
-  return rope;
+awq::DecoderLayerDims layerDimsFields(const Napi::Object& dims) {
+  awq::DecoderLayerDims layer;
+  layer.hidden = intField(dims, "hiddenSize");
+  layer.numHeads = intField(dims, "numHeads");
+  layer.numKvHeads = intField(dims, "numKvHeads");
+  layer.headDim = intField(dims, "headDim");
+  layer.intermediate = intField(dims, "intermediateSize");
+  layer.rmsEps = static_cast<float>(numberField(dims, "rmsNormEps"));
+  layer.rope.theta = static_cast<float>(numberField(dims, "ropeTheta"));
+  layer.rope.scaling = intField(dims, "ropeScalingType");
+  layer.rope.factor = static_cast<float>(numberField(dims, "ropeFactor"));
+  layer.rope.originalMaxPositions = intField(dims, "ropeOriginalMaxPositions");
+  return layer;
 }
 
 int intArg(const Napi::CallbackInfo& info, size_t i, const char* name) { return toInt(info[i], name); }

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-#include "engine/ops.h"
+#include "engine/layer_runner.h"
 
 namespace awq_addon {
 
@@ -31,8 +31,12 @@ constexpr size_t kAnyLength = static_cast<size_t>(-1);
 template <typename T>
 const T* typedField(const Napi::Object& o, const char* name, size_t minLength);
 
-/** The RoPE variant of a dims object: ropeTheta, ropeScalingType, ropeFactor, ropeOriginalMaxPositions. */
-awq::RopeParams ropeFields(const Napi::Object& dims);
+/**
+ * A decoder layer's dims from the JS dims object (src/backend/cuda/native-addon.ts NativeModelDims): hiddenSize,
+ * numHeads, numKvHeads, headDim, intermediateSize, rmsNormEps, ropeTheta, ropeScalingType, ropeFactor,
+ * ropeOriginalMaxPositions.
+ */
+awq::DecoderLayerDims layerDimsFields(const Napi::Object& dims);
 
 // --- positional arguments -------------------------------------------------------------------------------------
 

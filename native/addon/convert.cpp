@@ -9,15 +9,9 @@ namespace awq_addon {
 
 awq::ModelDims toModelDims(const Napi::Object& o) {
   awq::ModelDims d;
-  d.hidden = intField(o, "hiddenSize");
-  d.intermediate = intField(o, "intermediateSize");
+  static_cast<awq::DecoderLayerDims&>(d) = layerDimsFields(o);
   d.numLayers = intField(o, "numLayers");
-  d.numHeads = intField(o, "numHeads");
-  d.numKvHeads = intField(o, "numKvHeads");
-  d.headDim = intField(o, "headDim");
   d.vocab = intField(o, "vocabSize");
-  d.rmsEps = static_cast<float>(numberField(o, "rmsNormEps"));
-  d.rope = ropeFields(o);
   d.tiedEmbeddings = field(o, "tieWordEmbeddings").ToBoolean().Value();
   d.groupSize = intField(o, "groupSize");
   return d;

@@ -6,6 +6,7 @@
 
 #include <cuda_runtime.h>
 
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -44,6 +45,28 @@ Napi::Value guarded(const Napi::CallbackInfo& info, const char* method, F&& body
   } catch (const std::exception& e) {
     throw Napi::Error::New(info.Env(), std::string("QuantContext.") + method + ": " + e.what());
   }
+}
+
+/**
+ * Settles a method whose device results come back through `rb`: records it (the method has enqueued its copies),
+ * waits for it on the thread pool and runs `afterWait` there (status checks), then resolves with done(env).
+ */
+Napi::Value settleAfterReadback(Napi::Env env, const char* name, const std::shared_ptr<Readback>& rb,
+                                AsyncTask::Done done, std::function<void()> afterWait = nullptr) {
+  rb->record();
+  return AsyncTask::Run(
+      env, name,
+      [rb, afterWait] {
+        rb->wait();
+        if (afterWait) afterWait();
+      },
+      std::move(done));
+}
+
+/** A Done that resolves with `result`, an object of typed arrays a readback fills (kept alive until then). */
+AsyncTask::Done resolveWith(const Napi::Object& result) {
+  auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
+  return [ref](Napi::Env) -> Napi::Value { return ref->Value(); };
 }
 
 void throwOnGptqStatus(int status, const char* what) {
@@ -100,14 +123,7 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
     if (ctx_) throw Napi::Error::New(env, "QuantContext.init() called twice");
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "dims must be an object, got " + describeValue(info[0]));
     const Napi::Object d = info[0].As<Napi::Object>();
-    awqq::LayerShape shape;
-    shape.hidden = intField(d, "hiddenSize");
-    shape.numHeads = intField(d, "numHeads");
-    shape.numKvHeads = intField(d, "numKvHeads");
-    shape.headDim = intField(d, "headDim");
-    shape.intermediate = intField(d, "intermediateSize");
-    shape.rmsEps = static_cast<float>(numberField(d, "rmsNormEps"));
-    shape.rope = ropeFields(d);
+    const awqq::LayerShape shape = layerDimsFields(d);
     const int seqlen = intArg(info, 1, "seqlen");
     const int chunkBlocks = intArg(info, 2, "chunkBlocks");
     const int device = info[3].IsNumber() ? intArg(info, 3, "device") : 0;
@@ -176,11 +192,7 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
       auto out = Napi::Float32Array::New(info.Env(), static_cast<size_t>(t.rows) * t.cols);
       auto rb = std::make_shared<Readback>(ctx_);
       c.enqueueDownloadF32(id, *rb, out.Data());
-      rb->record();
-      auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.As<Napi::Object>()));
-      return AsyncTask::Run(
-          info.Env(), "QuantContext.download", [rb] { rb->wait(); },
-          [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
+      return settleAfterReadback(info.Env(), "QuantContext.download", rb, resolveWith(out));
     });
   }
 
@@ -219,10 +231,8 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
       auto sum = std::make_shared<double>(0.0);
       auto rb = std::make_shared<Readback>(ctx_);
       c.enqueueSquaredError(a, intArg(info, 1, "b"), *rb, sum.get());
-      rb->record();
-      return AsyncTask::Run(
-          info.Env(), "QuantContext.meanSquaredError", [rb] { rb->wait(); },
-          [sum, count](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *sum / count); });
+      return settleAfterReadback(info.Env(), "QuantContext.meanSquaredError", rb,
+                                 [sum, count](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, *sum / count); });
     });
   }
 
@@ -256,11 +266,9 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
       auto rb = std::make_shared<Readback>(ctx_);
       const awqq::CaptureResult r =
           c.forward(h, inputNorm, postNorm, static_cast<awqq::Part>(part), capture, rb.get(), absMean.Data());
-      rb->record();
       auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(absMean.As<Napi::Object>()));
-      return AsyncTask::Run(
-          info.Env(), "QuantContext.forward", [rb] { rb->wait(); },
-          [ref, r](Napi::Env e) -> Napi::Value {
+      return settleAfterReadback(
+          info.Env(), "QuantContext.forward", rb, [ref, r](Napi::Env e) -> Napi::Value {
             Napi::Float64Array a = ref->Value().As<Napi::Float64Array>();
             double* p = a.Data();
             for (size_t i = 0; i < a.ElementLength(); i++) p[i] /= static_cast<double>(r.tokens);
@@ -283,11 +291,7 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
       auto out = Napi::Float64Array::New(info.Env(), t.rows);
       auto rb = std::make_shared<Readback>(ctx_);
       c.enqueueSalience(w, intArg(info, 1, "groupSize"), *rb, out.Data());
-      rb->record();
-      auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(out.As<Napi::Object>()));
-      return AsyncTask::Run(
-          info.Env(), "QuantContext.weightSalience", [rb] { rb->wait(); },
-          [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
+      return settleAfterReadback(info.Env(), "QuantContext.weightSalience", rb, resolveWith(out));
     });
   }
 
@@ -362,19 +366,12 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
       auto status = std::make_shared<int>(0);
       auto rb = std::make_shared<Readback>(ctx_);
       c.enqueueDownloadQuant(id, *rb, q.Data(), scales.Data(), zeros.Data(), status.get());
-      rb->record();
       Napi::Object result = Napi::Object::New(env);
       result.Set("q", q);
       result.Set("scales", scales);
       result.Set("zeros", zeros);
-      auto ref = std::make_shared<Napi::ObjectReference>(Napi::Persistent(result));
-      return AsyncTask::Run(
-          env, "QuantContext.downloadQuantized",
-          [rb, status] {
-            rb->wait();
-            throwOnGptqStatus(*status, "downloadQuantized");
-          },
-          [ref](Napi::Env) -> Napi::Value { return ref->Value(); });
+      return settleAfterReadback(env, "QuantContext.downloadQuantized", rb, resolveWith(result),
+                                 [status] { throwOnGptqStatus(*status, "downloadQuantized"); });
     });
   }
 
@@ -415,19 +412,17 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
                                         intArg(info, 4, "base"), intArg(info, 5, "candidate"),
                                         intArg(info, 6, "keepStart"), intArg(info, 7, "keepEnd"), *rb, &out->taken,
                                         out->status);
-      rb->record();
-      return AsyncTask::Run(
-          info.Env(), "QuantContext.chooseColumns",
-          [rb, out] {
-            rb->wait();
-            throwOnGptqStatus(out->status[0], "chooseColumns base");
-            throwOnGptqStatus(out->status[1], "chooseColumns candidate");
-          },
+      return settleAfterReadback(
+          info.Env(), "QuantContext.chooseColumns", rb,
           [out, mixed](Napi::Env e) -> Napi::Value {
             Napi::Object o = Napi::Object::New(e);
             o.Set("mixed", Napi::Number::New(e, mixed));
             o.Set("taken", Napi::Number::New(e, out->taken));
             return o;
+          },
+          [out] {
+            throwOnGptqStatus(out->status[0], "chooseColumns base");
+            throwOnGptqStatus(out->status[1], "chooseColumns candidate");
           });
     });
   }

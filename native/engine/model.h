@@ -12,24 +12,16 @@
 
 namespace awq {
 
-struct ModelDims {
-  int hidden = 0;
-  int intermediate = 0;
+/** The whole model: the layer's dims (hidden, heads, headDim, intermediate, rmsEps, rope) and the rest. */
+struct ModelDims : DecoderLayerDims {
   int numLayers = 0;
-  int numHeads = 0;
-  int numKvHeads = 0;
-  int headDim = 0;
   int vocab = 0;
-  float rmsEps = 1e-5f;
-  RopeParams rope{10000.f, 0, 1.f, 4096};
   bool tiedEmbeddings = false;
   /** AWQ group size (0 = not quantized). */
   int groupSize = 0;
 
   int qkvWidth() const { return (numHeads + 2 * numKvHeads) * headDim; }
-  DecoderLayerDims layerDims() const {
-    return DecoderLayerDims{hidden, numHeads, numKvHeads, headDim, intermediate, rmsEps, rope};
-  }
+  const DecoderLayerDims& layerDims() const { return *this; }
 };
 
 /** y = x W for one (possibly fused) projection; AWQ-packed or dense fp16 (out, in). */
