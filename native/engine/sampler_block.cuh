@@ -66,41 +66,34 @@ __device__ Best blockBest(Best b, Best* scratch) {
   return b;
 }
 
-__device__ double blockSumDouble(double v, double* scratch) {
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+// A block-wide reduction by `op` (sum, max, min): within each warp, then over the warp results; every thread
+// gets the result. `identity` fills the lanes past the last warp.
+template <typename T, typename Op>
+__device__ T blockReduce(T v, T identity, T* scratch, Op op) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
   const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (lane == 0) scratch[warp] = v;
   __syncthreads();
-  v = lane < kWarps ? scratch[lane] : 0.0;
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
+  v = lane < kWarps ? scratch[lane] : identity;
+  for (int offset = 16; offset > 0; offset >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
   __syncthreads();
   return v;
 }
 
-__device__ float blockMax(float v, float* scratch) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < kWarps ? scratch[lane] : -INFINITY;
-  for (int offset = 16; offset > 0; offset >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  __syncthreads();
-  return v;
-}
+struct AddOp {
+  __device__ double operator()(double a, double b) const { return a + b; }
+};
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct MinOp {
+  __device__ int operator()(int a, int b) const { return min(a, b); }
+};
 
-__device__ int blockMinInt(int v, int* scratch) {
-  for (int offset = 16; offset > 0; offset >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  const int warp = threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (lane == 0) scratch[warp] = v;
-  __syncthreads();
-  v = lane < kWarps ? scratch[lane] : INT_MAX;
-  for (int offset = 16; offset > 0; offset >>= 1) v = min(v, __shfl_xor_sync(0xffffffffu, v, offset));
-  __syncthreads();
-  return v;
-}
+__device__ double blockSumDouble(double v, double* scratch) { return blockReduce(v, 0.0, scratch, AddOp{}); }
+__device__ float blockMax(float v, float* scratch) { return blockReduce(v, -INFINITY, scratch, MaxOp{}); }
+__device__ int blockMinInt(int v, int* scratch) { return blockReduce(v, INT_MAX, scratch, MinOp{}); }
 
 // Exclusive prefix sum of one double per thread, in thread order.
 __device__ double blockExclusiveScan(double v, double* scratch) {
