@@ -314,9 +314,16 @@ export async function quantizeLayerAwq<W, Q, A, G, C>(
   searchMlpIn = math.cloneActivations(h, searchIdx);
   math.release(searchIn);
   searchIn = null;
-  const gateUpIn = math.cloneActivations(h); // (numBlocks * seqlen, hidden) scratch of the capture pass
-  const gateUpStats = await capture("gateUp", gateUpIn, "mlp");
-  math.release(gateUpIn);
+  // An MLP linear's input statistics: the MLP half run on a scratch copy of h (h itself stays the attention output).
+  const captureMlp = async (which: "gateUp" | "down"): Promise<InputStats<G>> => {
+    const scratch = math.cloneActivations(h); // (numBlocks * seqlen, hidden)
+    try {
+      return await capture(which, scratch, "mlp");
+    } finally {
+      math.release(scratch);
+    }
+  };
+  const gateUpStats = await captureMlp("gateUp");
   await stage(
     "gateUp",
     gateUpStats,
@@ -327,9 +334,7 @@ export async function quantizeLayerAwq<W, Q, A, G, C>(
     [],
   );
   onStage?.("down inputs");
-  const downIn = math.cloneActivations(h); // (numBlocks * seqlen, hidden) scratch of the capture pass
-  const downStats = await capture("down", downIn, "mlp");
-  math.release(downIn);
+  const downStats = await captureMlp("down");
   await stage(
     "down",
     downStats,
