@@ -33,8 +33,8 @@ struct RsCfg {
   static constexpr int kSub = (kZ + 8 * 8 * 8 + 1023) / 1024 * 1024;  // one chunk
   static constexpr int kStage = KSTEP * kSub;
   // About 104 KB of stages for two blocks an SM (more bytes in flight, one block's prologue and epilogue
-  // under the other's main loop), 200 KB for one.
-  static constexpr int kStages = std::min(16, ((MINB == 1 ? 200 : 104) * 1024) / kStage);
+  // under the other's main loop), 220 KB for one.
+  static constexpr int kStages = std::min(16, ((MINB == 1 ? 220 : 104) * 1024) / kStage);
   static constexpr int kDist = kStages - 2;  // prefetch distance (a stage is reused 2 iterations later)
   static constexpr int kTotal = kStages * kStage + 1024;
   static_assert(kDist >= 2, "stage ring");
@@ -206,9 +206,10 @@ cudaError_t launch_rs(const __half* x, int m, const void* w, int in, int out, in
 
 }  // namespace
 
+// Variants of the H100 sweep (one chunk a stage was always slower: ptxas serializes its wgmmas).
 const RsShape kRsShapes[] = {
-    {16, 1, 2},  {32, 1, 2},  {64, 1, 2},  {64, 2, 2},
-    {128, 1, 1}, {128, 2, 1}, {32, 2, 2},  {16, 2, 2},
+    {64, 2, 1},  {32, 1, 2},  {64, 4, 1}, {64, 2, 2},
+    {128, 1, 1}, {128, 2, 1}, {32, 2, 2}, {16, 2, 2},
 };
 
 RsShape gemm_rs_shape(int variant, int m) {
@@ -223,12 +224,12 @@ cudaError_t gemm_sm90_rs(RsShape sh, const __half* x, int m, const void* w, int 
   if (splits > 1 && (ws == nullptr || counters == nullptr)) return cudaErrorInvalidValue;
   const int key = sh.rows * 100 + sh.kstep * 10 + sh.minBlocks;
   switch (key) {
-    case 1612: return launch_rs<16, 1, 2>(x, m, w, in, out, group, y, splits, ws, counters, stream);
     case 1622: return launch_rs<16, 2, 2>(x, m, w, in, out, group, y, splits, ws, counters, stream);
     case 3212: return launch_rs<32, 1, 2>(x, m, w, in, out, group, y, splits, ws, counters, stream);
     case 3222: return launch_rs<32, 2, 2>(x, m, w, in, out, group, y, splits, ws, counters, stream);
-    case 6412: return launch_rs<64, 1, 2>(x, m, w, in, out, group, y, splits, ws, counters, stream);
     case 6422: return launch_rs<64, 2, 2>(x, m, w, in, out, group, y, splits, ws, counters, stream);
+    case 6421: return launch_rs<64, 2, 1>(x, m, w, in, out, group, y, splits, ws, counters, stream);
+    case 6441: return launch_rs<64, 4, 1>(x, m, w, in, out, group, y, splits, ws, counters, stream);
     case 12811: return launch_rs<128, 1, 1>(x, m, w, in, out, group, y, splits, ws, counters, stream);
     case 12821: return launch_rs<128, 2, 1>(x, m, w, in, out, group, y, splits, ws, counters, stream);
     default: return cudaErrorInvalidValue;
