@@ -95,17 +95,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!info[0].IsObject()) throw Napi::TypeError::New(env, "init: dims must be an object, got " + describeValue(info[0]));
     const awq::ModelDims dims = toModelDims(info[0].As<Napi::Object>());
     const int device = info[1].IsUndefined() ? 0 : intArg(info, 1, "device");
-    auto holder = std::make_shared<std::shared_ptr<awq::Engine>>();
-    Napi::ObjectReference self = Napi::Persistent(Value());
-    auto selfRef = std::make_shared<Napi::ObjectReference>(std::move(self));
-    return AsyncTask::Run(
-        env, "cuda init", [holder, dims, device] { *holder = std::make_shared<awq::Engine>(dims, device); },
-        [this, holder, selfRef](Napi::Env e) -> Napi::Value {
-          engine_ = *holder;
-          Napi::Object r = Napi::Object::New(e);
-          r.Set("deviceName", Napi::String::New(e, engine_->deviceName()));
-          return r;
-        });
+    return CreateOffThread<awq::Engine>(
+        env, "cuda init", Value(), [dims, device] { return std::make_shared<awq::Engine>(dims, device); },
+        [this](std::shared_ptr<awq::Engine> engine) { engine_ = std::move(engine); });
   }
 
   // uploadVector(slot, layer, tensor)

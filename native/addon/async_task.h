@@ -5,6 +5,7 @@
 
 #include <exception>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -62,5 +63,23 @@ class AsyncTask : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
   std::vector<Napi::ObjectReference> refs_;
 };
+
+/**
+ * Creates a native object on the thread pool (`make`: CUDA context and stream creation take a while), then on
+ * the JS thread hands it to `adopt` and resolves with {deviceName}. `self` (the wrapper) is kept alive meanwhile.
+ */
+template <typename T, typename Make, typename Adopt>
+Napi::Promise CreateOffThread(Napi::Env env, const char* name, const Napi::Value& self, Make make, Adopt adopt) {
+  auto holder = std::make_shared<std::shared_ptr<T>>();
+  return AsyncTask::Run(
+      env, name, [holder, make] { *holder = make(); },
+      [holder, adopt](Napi::Env e) -> Napi::Value {
+        adopt(*holder);
+        Napi::Object result = Napi::Object::New(e);
+        result.Set("deviceName", Napi::String::New(e, (*holder)->deviceName()));
+        return result;
+      },
+      {self});
+}
 
 }  // namespace awq_addon

@@ -24,6 +24,11 @@ using awqq::Readback;
 
 // --- argument parsing (Napi::TypeError naming the argument) ----------------------------------------------------
 
+/** The optional AWQ row scale of weight `w` (argument i): a Float32Array of w's rows, or null. */
+const float* rowScaleArg(const Napi::CallbackInfo& info, size_t i, const QuantContext& c, int w, const char* what) {
+  return f32Arg(info, i, "rowScale", c.getF32(w, what).rows, true);
+}
+
 int linearArg(const Napi::CallbackInfo& info, size_t i, const char* name, bool allowNone) {
   const int v = intArg(info, i, name);
   if (v < (allowNone ? -1 : 0) || v > 3) {
@@ -127,19 +132,12 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
     const int seqlen = intArg(info, 1, "seqlen");
     const int chunkBlocks = intArg(info, 2, "chunkBlocks");
     const int device = info[3].IsNumber() ? intArg(info, 3, "device") : 0;
-    auto holder = std::make_shared<std::shared_ptr<QuantContext>>();
-    return AsyncTask::Run(
-        env, "cuda quantizer init",
-        [holder, shape, seqlen, chunkBlocks, device] {
-          *holder = std::make_shared<QuantContext>(shape, seqlen, chunkBlocks, device);
+    return CreateOffThread<QuantContext>(
+        env, "cuda quantizer init", Value(),
+        [shape, seqlen, chunkBlocks, device] {
+          return std::make_shared<QuantContext>(shape, seqlen, chunkBlocks, device);
         },
-        [this, holder](Napi::Env e) -> Napi::Value {
-          ctx_ = *holder;
-          Napi::Object r = Napi::Object::New(e);
-          r.Set("deviceName", Napi::String::New(e, ctx_->deviceName()));
-          return r;
-        },
-        {Value()});
+        [this](std::shared_ptr<QuantContext> ctx) { ctx_ = std::move(ctx); });
   }
 
   // uploadF32(data, rows, cols) -> id. Waits for this copy only (never for queued GPU work).
@@ -335,7 +333,7 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
     return guarded(info, "searchClip", [&]() -> Napi::Value {
       QuantContext& c = ctx(info.Env());
       const int w = intArg(info, 0, "w");
-      const float* rowScale = f32Arg(info, 3, "rowScale", c.getF32(w, "searchClip w").rows, true);
+      const float* rowScale = rowScaleArg(info, 3, c, w, "searchClip w");
       return Napi::Number::New(info.Env(), c.searchClip(w, intArg(info, 1, "groupSize"), intArg(info, 2, "gram"),
                                                         rowScale, intArg(info, 4, "noClipStart"),
                                                         intArg(info, 5, "noClipEnd")));
@@ -381,7 +379,7 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
     return guarded(info, "gptqQuantize", [&]() -> Napi::Value {
       QuantContext& c = ctx(info.Env());
       const int w = intArg(info, 0, "w");
-      const float* rowScale = f32Arg(info, 3, "rowScale", c.getF32(w, "gptqQuantize w").rows, true);
+      const float* rowScale = rowScaleArg(info, 3, c, w, "gptqQuantize w");
       return Napi::Number::New(info.Env(), c.gptqQuantize(w, intArg(info, 1, "groupSize"), intArg(info, 2, "gram"),
                                                           rowScale, intArg(info, 4, "clipRatio")));
     });
@@ -401,7 +399,7 @@ class QuantContextWrap : public Napi::ObjectWrap<QuantContextWrap> {
     return guarded(info, "chooseColumns", [&]() -> Napi::Value {
       QuantContext& c = ctx(info.Env());
       const int w = intArg(info, 0, "w");
-      const float* rowScale = f32Arg(info, 3, "rowScale", c.getF32(w, "chooseColumns w").rows, true);
+      const float* rowScale = rowScaleArg(info, 3, c, w, "chooseColumns w");
       struct Out {
         int taken = 0;
         int status[2] = {0, 0};
