@@ -89,14 +89,25 @@ describe("data parallelism: two CPU replicas behind one server", () => {
 
   test("concurrent requests spread over both replicas", async () => {
     const before = await cacheCounters(server.url);
+    const generated = (e: number) => metric(server.url, "vllm:generation_tokens_total", e);
+    const generatedBefore = [await generated(0), await generated(1)];
     const prompts = ["The sky is", "Once upon a time", "My favourite fruit", "In the morning I"];
     const replies = await Promise.all(
       prompts.map((p) => complete(server.url, `User: ${p}`, { max_tokens: 8 })),
     );
     for (const r of replies) assert.equal(r.status, 200, JSON.stringify(r.json));
     const after = await cacheCounters(server.url);
-    for (const engine of [0, 1])
+    for (const engine of [0, 1]) {
       assert.ok(after.queries[engine] > before.queries[engine], `replica ${engine} got no request`);
+      // Request series are labelled by the replica that ran the request, too.
+      assert.ok(
+        (await generated(engine)) > generatedBefore[engine],
+        `engine ${engine}: no generation tokens`,
+      );
+    }
+    const completionTokens = replies.reduce((sum, r) => sum + r.json.usage.completion_tokens, 0);
+    const counted = (await generated(0)) + (await generated(1)) - generatedBefore[0] - generatedBefore[1];
+    assert.equal(counted, completionTokens);
     assert.equal(llm.engine.stats().running, 0);
   });
 

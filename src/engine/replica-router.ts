@@ -141,11 +141,18 @@ export class ReplicaRouter implements EngineClient {
     const index = this.route(req.promptTokenIds);
     const stream = this.replicas[index].generate({ ...req, requestId });
     this.owners.set(requestId, index);
-    return this.tracked(requestId, stream);
+    return this.tracked(requestId, index, stream);
   }
 
-  /** The replica's stream, forgetting the request's owner once it ends (finished, or left early). */
-  private tracked(requestId: string, stream: AsyncIterable<RequestOutput>): AsyncIterable<RequestOutput> {
+  /**
+   * The replica's stream, its outputs stamped with the replica's index; the request's owner is forgotten once
+   * it ends (finished, or left early).
+   */
+  private tracked(
+    requestId: string,
+    engineIndex: number,
+    stream: AsyncIterable<RequestOutput>,
+  ): AsyncIterable<RequestOutput> {
     const forget = () => this.owners.delete(requestId);
     return {
       [Symbol.asyncIterator]: () => {
@@ -153,8 +160,12 @@ export class ReplicaRouter implements EngineClient {
         return {
           next: async () => {
             const result = await inner.next();
-            if (result.done || result.value.finished) forget();
-            return result;
+            if (result.done) {
+              forget();
+              return result;
+            }
+            if (result.value.finished) forget();
+            return { done: false, value: { ...result.value, engineIndex } };
           },
           return: async () => {
             forget();

@@ -73,6 +73,8 @@ export interface RequestOutput {
   promptLogprobs?: (TokenLogprob | null)[];
   /** When the request was first scheduled (performance.now() ms), once it has been: ends its queue time. */
   scheduledAt?: number;
+  /** Behind a replica router (data parallelism): the replica running the request, vLLM's `engine` label. */
+  engineIndex?: number;
 }
 
 export interface EngineRequest {

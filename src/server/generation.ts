@@ -42,7 +42,8 @@ export interface ChoiceSource {
 /** Where a job's measurements go (the server's metrics). */
 export interface JobObserver {
   choiceFinished(sample: FinishedRequestSample): void;
-  tokenInterval(seconds: number, tokens: number): void;
+  /** `engine`: the replica that produced the tokens (data parallelism; default 0). */
+  tokenInterval(seconds: number, tokens: number, engine?: number): void;
   groupFinished(sample: RequestGroupSample): void;
 }
 
@@ -61,6 +62,8 @@ interface ChoiceState {
   firstTokenAt: number | null;
   lastTokenAt: number | null;
   finishReason: FinishReason | null;
+  /** The replica running it (RequestOutput.engineIndex; 0 with one engine). */
+  engineIndex: number;
 }
 
 export class GenerationJob implements ChoiceSource {
@@ -94,6 +97,7 @@ export class GenerationJob implements ChoiceSource {
       firstTokenAt: null,
       lastTokenAt: null,
       finishReason: null,
+      engineIndex: 0,
     }));
     // Submit every choice now, synchronously, so the engine's queue counts them at once and a refusal
     // (invalid params, engine closed) is thrown to the route before any response has started.
@@ -143,9 +147,11 @@ export class GenerationJob implements ChoiceSource {
       state.cachedTokens = output.cachedTokens;
       state.completionTokens = output.completionTokens;
       if (output.scheduledAt !== undefined) state.scheduledAt = output.scheduledAt;
+      if (output.engineIndex !== undefined) state.engineIndex = output.engineIndex;
       const tokens = output.tokenIdsDelta.length;
       if (tokens > 0) {
-        if (state.lastTokenAt !== null) this.observer.tokenInterval((now - state.lastTokenAt) / 1000, tokens);
+        if (state.lastTokenAt !== null)
+          this.observer.tokenInterval((now - state.lastTokenAt) / 1000, tokens, state.engineIndex);
         state.firstTokenAt ??= now;
         state.lastTokenAt = now;
       }
@@ -165,6 +171,7 @@ export class GenerationJob implements ChoiceSource {
           n: 1,
           maxTokens: choice.maxTokens,
           maxGenerationTokens: choice.completionTokens,
+          engine: choice.engineIndex,
         });
       } else {
         group.n++;
@@ -257,5 +264,6 @@ function finishedSample(state: ChoiceState, arrivedAt: number, now: number): Fin
     prefillTime: seconds(state.scheduledAt, state.firstTokenAt),
     decodeTime: seconds(state.firstTokenAt, state.lastTokenAt),
     inferenceTime: seconds(state.scheduledAt, state.lastTokenAt),
+    engine: state.engineIndex,
   };
 }

@@ -8,9 +8,9 @@
  * request's arrival; queue time from submission to the engine to the first scheduling; prefill from then to
  * the first token; decode from the first token to the last; inference = prefill + decode.
  *
- * Behind a replica router (--data-parallel-size) the engine-side series (requests running / waiting, KV cache
- * usage, prefix cache, preemptions, iteration tokens, cache_config_info) carry one `engine` label per replica;
- * the request latency and token series are counted by the server, under engine "0".
+ * Behind a replica router (--data-parallel-size) every series carries the `engine` label of the replica it
+ * describes (engine-side gauges and counters from each replica's stats, request series from the replica that
+ * ran the request), as vLLM labels its data-parallel engines.
  */
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineClient, EngineStats, FinishReason } from "../engine/types.js";
@@ -56,6 +56,8 @@ export interface FinishedRequestSample {
   prefillTime: number | null;
   decodeTime: number | null;
   inferenceTime: number | null;
+  /** The replica that ran it (data parallelism; default 0). */
+  engine?: number;
 }
 
 /** What one finished request group (a prompt's n choices) contributes. */
@@ -64,6 +66,8 @@ export interface RequestGroupSample {
   maxTokens: number | null;
   /** The most tokens any of its choices generated. */
   maxGenerationTokens: number;
+  /** The replica that ran its first choice (data parallelism; default 0). */
+  engine?: number;
 }
 
 type Labels = "model_name" | "engine";
@@ -71,7 +75,8 @@ type Labels = "model_name" | "engine";
 export class ServerMetrics implements JobObserver {
   readonly registry = new Registry();
   private readonly stopListening: () => void;
-  private readonly labels: Record<Labels, string>;
+  /** Labels of each replica (index = engine), [0] also for a single engine. */
+  private readonly engineLabels: Record<Labels, string>[];
   private readonly histograms: Record<
     | "ttft"
     | "tpot"
@@ -96,11 +101,10 @@ export class ServerMetrics implements JobObserver {
   constructor(engine: EngineClient, modelName: string) {
     const registers = [this.registry];
     const labelNames = ["model_name", "engine"] as const;
-    const labels = { model_name: modelName, engine: "0" };
-    this.labels = labels;
-    // Engine-side series per replica (data parallelism: `engine` = the replica's index), as vLLM labels them.
+    // One label set per replica (data parallelism: `engine` = the replica's index), as vLLM labels them.
     const statsOfEngines = (): EngineStats[] => engine.engineStats?.() ?? [engine.stats()];
     const engineLabels = statsOfEngines().map((_, i) => ({ model_name: modelName, engine: String(i) }));
+    this.engineLabels = engineLabels;
     const gauge = (name: string, help: string, read: (stats: EngineStats) => number) =>
       new Gauge({
         name,
@@ -278,16 +282,17 @@ export class ServerMetrics implements JobObserver {
       ),
     };
     // Every labelled series exists from the start (a dashboard shows 0, not "no data").
-    for (const reason of ["stop", "length", "abort", "error"]) {
-      this.requestSuccess.inc({ ...labels, finished_reason: reason }, 0);
+    for (const labels of engineLabels) {
+      for (const reason of ["stop", "length", "abort", "error"]) {
+        this.requestSuccess.inc({ ...labels, finished_reason: reason }, 0);
+      }
+      this.promptTokens.inc(labels, 0);
+      this.generationTokens.inc(labels, 0);
+      for (const h of Object.values(this.histograms)) h.zero(labels);
     }
-    this.promptTokens.inc(labels, 0);
-    this.generationTokens.inc(labels, 0);
-    for (const h of Object.values(this.histograms)) h.zero(labels);
-    for (const l of engineLabels) this.histograms.iterationTokens.zero(l);
     this.stopListening =
       engine.onIteration?.((numTokens, engineIndex) =>
-        this.histograms.iterationTokens.observe(engineLabels[engineIndex ?? 0] ?? labels, numTokens),
+        this.histograms.iterationTokens.observe(this.labelsOf(engineIndex), numTokens),
       ) ?? (() => {});
     collectDefaultMetrics({ register: this.registry });
   }
@@ -297,9 +302,14 @@ export class ServerMetrics implements JobObserver {
     this.stopListening();
   }
 
+  /** The labels of replica `engine` (0 when absent or unknown). */
+  private labelsOf(engine: number | undefined): Record<Labels, string> {
+    return this.engineLabels[engine ?? 0] ?? this.engineLabels[0];
+  }
+
   /** One finished choice. */
   choiceFinished(sample: FinishedRequestSample): void {
-    const labels = this.labels;
+    const labels = this.labelsOf(sample.engine);
     const h = this.histograms;
     this.promptTokens.inc(labels, sample.promptTokens);
     this.generationTokens.inc(labels, sample.completionTokens);
@@ -315,18 +325,20 @@ export class ServerMetrics implements JobObserver {
   }
 
   /** The time between two outputs of a running choice, `tokens` tokens apart (vLLM v1 observes each). */
-  tokenInterval(seconds: number, tokens: number): void {
+  tokenInterval(seconds: number, tokens: number, engine?: number): void {
+    const labels = this.labelsOf(engine);
     for (let i = 0; i < tokens; i++) {
-      this.histograms.tpot.observe(this.labels, seconds / tokens);
-      this.histograms.itl.observe(this.labels, seconds / tokens);
+      this.histograms.tpot.observe(labels, seconds / tokens);
+      this.histograms.itl.observe(labels, seconds / tokens);
     }
   }
 
   /** One finished request group (a prompt with its n choices). */
   groupFinished(sample: RequestGroupSample): void {
-    this.histograms.paramsN.observe(this.labels, sample.n);
-    if (sample.maxTokens !== null) this.histograms.paramsMaxTokens.observe(this.labels, sample.maxTokens);
-    this.histograms.maxGenerationTokens.observe(this.labels, sample.maxGenerationTokens);
+    const labels = this.labelsOf(sample.engine);
+    this.histograms.paramsN.observe(labels, sample.n);
+    if (sample.maxTokens !== null) this.histograms.paramsMaxTokens.observe(labels, sample.maxTokens);
+    this.histograms.maxGenerationTokens.observe(labels, sample.maxGenerationTokens);
   }
 
   async render(): Promise<{ contentType: string; body: string }> {
