@@ -221,6 +221,38 @@ describe("docs/api-fields.md against the schemas", () => {
     }
   });
 
+  test("every field of OpenAI's and vLLM's request schemas is a field of ours or refused by name", () => {
+    // OpenAI's API reference (chat, completions, responses) and vLLM's entrypoints/openai/protocol.py
+    // (ChatCompletionRequest, CompletionRequest, ResponsesRequest): the top-level field names.
+    const openAiChat =
+      "messages model audio frequency_penalty function_call functions logit_bias logprobs max_completion_tokens max_tokens metadata modalities n parallel_tool_calls prediction presence_penalty prompt_cache_key reasoning_effort response_format safety_identifier seed service_tier stop store stream stream_options temperature tool_choice tools top_logprobs top_p user verbosity web_search_options";
+    const vllmChat =
+      "include_reasoning best_of use_beam_search top_k min_p repetition_penalty length_penalty stop_token_ids include_stop_str_in_output ignore_eos min_tokens skip_special_tokens spaces_between_special_tokens truncate_prompt_tokens prompt_logprobs allowed_token_ids bad_words echo add_generation_prompt continue_final_message add_special_tokens documents chat_template chat_template_kwargs mm_processor_kwargs guided_json guided_regex guided_choice guided_grammar structural_tag guided_decoding_backend guided_whitespace_pattern priority request_id logits_processors return_tokens_as_token_ids cache_salt kv_transfer_params vllm_xargs structured_outputs return_token_ids";
+    const openAiCompletions =
+      "model prompt best_of echo frequency_penalty logit_bias logprobs max_tokens n presence_penalty seed stop stream stream_options suffix temperature top_p user";
+    const vllmCompletions =
+      "prompt_embeds use_beam_search top_k min_p repetition_penalty length_penalty stop_token_ids include_stop_str_in_output ignore_eos min_tokens skip_special_tokens spaces_between_special_tokens truncate_prompt_tokens allowed_token_ids prompt_logprobs add_special_tokens response_format guided_json guided_regex guided_choice guided_grammar guided_decoding_backend guided_whitespace_pattern priority request_id logits_processors return_tokens_as_token_ids cache_salt kv_transfer_params vllm_xargs structured_outputs return_token_ids bad_words";
+    const responses =
+      "background conversation include input instructions max_output_tokens max_tool_calls metadata model parallel_tool_calls previous_response_id prompt prompt_cache_key reasoning safety_identifier service_tier store stream stream_options temperature text tool_choice tools top_logprobs top_p truncation user request_id mm_processor_kwargs priority cache_salt";
+    // Checked by name in the Responses route itself (not schema fields).
+    const responsesOwn = ["conversation", "prompt", "stream_options"];
+    const check = (route: keyof typeof ROUTES, names: string, own: string[] = []) => {
+      const known = new Set([
+        ...Object.keys((ROUTES[route]!.schema as unknown as { properties: object }).properties),
+        ...UNSUPPORTED_FIELDS,
+        ...own,
+      ]);
+      assert.deepEqual(
+        names.split(" ").filter((n) => !known.has(n)),
+        [],
+        `${ROUTES[route]!.heading}: neither a field nor refused`,
+      );
+    };
+    check("chat", `${openAiChat} ${vllmChat}`);
+    check("completions", `${openAiCompletions} ${vllmCompletions}`);
+    check("responses", responses, responsesOwn);
+  });
+
   test("every refused row is a 400 naming its field", async () => {
     let sent = 0;
     for (const route of Object.values(ROUTES)) {

@@ -106,6 +106,12 @@ function refuseUnsupported(body: ResponsesBody): void {
   const raw = body as Record<string, unknown>;
   if (raw.conversation != null) refuse("conversation", "conversations are not stored");
   if (raw.prompt != null) refuse("prompt", "there are no stored prompt templates");
+  // OpenAI pads stream events with an `obfuscation` field unless include_obfuscation is false; this server
+  // does not, so only false (or nothing) is honoured.
+  const streamOptions = raw.stream_options as { include_obfuscation?: unknown } | null | undefined;
+  if (streamOptions?.include_obfuscation === true) {
+    refuse("stream_options.include_obfuscation", "stream events carry no obfuscation padding; send false");
+  }
   refuseUnsupportedFields(body, ["metadata"]);
 }
 
