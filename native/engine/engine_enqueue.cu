@@ -101,10 +101,42 @@ void packAttentionInputs(const StepInput& in, int numTokens, int numSeqs, int ta
   hostWords[layout.queryStarts + numSeqs] = numTokens;
 }
 
+/**
+ * The sampler's per-row values: where each lives in the step's arrays (StepInput), in the packed words
+ * (InputLayout) and in the sampler's arguments (SamplerArgs). One line per sampling parameter; packing and the
+ * sampler's pointers both read this table. (The penalty / bias lists and the masks are packed on their own.)
+ */
+template <typename T>
+struct RowField {
+  using HostArray = const T* StepInput::*;
+  using Offset = size_t InputLayout::*;
+  using DeviceArray = const T* SamplerArgs::*;
+  HostArray host;
+  Offset offset;
+  DeviceArray device;
+};
+constexpr RowField<float> kFloatRows[] = {
+    {&StepInput::temperature, &InputLayout::temperature, &SamplerArgs::temperature},
+    {&StepInput::topP, &InputLayout::topP, &SamplerArgs::topP},
+    {&StepInput::minP, &InputLayout::minP, &SamplerArgs::minP},
+    {&StepInput::repetitionPenalty, &InputLayout::repetition, &SamplerArgs::repetitionPenalty},
+    {&StepInput::presencePenalty, &InputLayout::presence, &SamplerArgs::presencePenalty},
+    {&StepInput::frequencyPenalty, &InputLayout::frequency, &SamplerArgs::frequencyPenalty},
+};
+constexpr RowField<int32_t> kIntRows[] = {
+    {&StepInput::topK, &InputLayout::topK, &SamplerArgs::topK},
+    {&StepInput::outputIndex, &InputLayout::outputIndex, &SamplerArgs::outputIndex},
+    {&StepInput::logprobs, &InputLayout::logprobs, &SamplerArgs::logprobs},
+};
+constexpr RowField<uint32_t> kUintRows[] = {
+    {&StepInput::seed, &InputLayout::seed, &SamplerArgs::seed},
+};
+
 /** Sampler rows, compacted to the sampled sequences `rows`; rows past them (padding) sample token row 0. */
 void packSamplingRows(const StepInput& in, const std::vector<int>& rows, int numSeqs, const InputLayout& layout,
                       int32_t* hostWords) {
   float* hostFloats = reinterpret_cast<float*>(hostWords);
+  uint32_t* hostUints = reinterpret_cast<uint32_t*>(hostWords);
   const int numSample = static_cast<int>(rows.size());
   size_t promptAt = 0, outputAt = 0, biasAt = 0;
   for (int r = 0; r < numSeqs; r++) {
@@ -114,16 +146,9 @@ void packSamplingRows(const StepInput& in, const std::vector<int>& rows, int num
     }
     const int i = rows[r];
     hostWords[layout.sampleRows + r] = in.queryStarts[i + 1] - 1;
-    hostFloats[layout.temperature + r] = in.temperature[i];
-    hostFloats[layout.topP + r] = in.topP[i];
-    hostWords[layout.topK + r] = in.topK[i];
-    hostFloats[layout.minP + r] = in.minP[i];
-    hostFloats[layout.repetition + r] = in.repetitionPenalty[i];
-    hostFloats[layout.presence + r] = in.presencePenalty[i];
-    hostFloats[layout.frequency + r] = in.frequencyPenalty[i];
-    reinterpret_cast<uint32_t*>(hostWords)[layout.seed + r] = in.seed[i];
-    hostWords[layout.outputIndex + r] = in.outputIndex[i];
-    hostWords[layout.logprobs + r] = in.logprobs[i];
+    for (const auto& f : kFloatRows) hostFloats[layout.*f.offset + r] = (in.*f.host)[i];
+    for (const auto& f : kIntRows) hostWords[layout.*f.offset + r] = (in.*f.host)[i];
+    for (const auto& f : kUintRows) hostUints[layout.*f.offset + r] = (in.*f.host)[i];
     hostWords[layout.promptStarts + r] = static_cast<int32_t>(promptAt);
     hostWords[layout.outputStarts + r] = static_cast<int32_t>(outputAt);
     hostWords[layout.biasStarts + r] = static_cast<int32_t>(biasAt);
@@ -157,16 +182,10 @@ void packTokenMasks(const StepInput& in, const std::vector<int>& rows, int numSe
 /** The sampler's per-row inputs, as device pointers into the uploaded words. */
 void pointSamplerAtInputs(const InputLayout& layout, const int32_t* deviceWords, bool masked, SamplerArgs* args) {
   const float* deviceFloats = reinterpret_cast<const float*>(deviceWords);
-  args->temperature = deviceFloats + layout.temperature;
-  args->topP = deviceFloats + layout.topP;
-  args->topK = deviceWords + layout.topK;
-  args->minP = deviceFloats + layout.minP;
-  args->repetitionPenalty = deviceFloats + layout.repetition;
-  args->presencePenalty = deviceFloats + layout.presence;
-  args->frequencyPenalty = deviceFloats + layout.frequency;
-  args->seed = reinterpret_cast<const uint32_t*>(deviceWords) + layout.seed;
-  args->outputIndex = deviceWords + layout.outputIndex;
-  args->logprobs = deviceWords + layout.logprobs;
+  const uint32_t* deviceUints = reinterpret_cast<const uint32_t*>(deviceWords);
+  for (const auto& f : kFloatRows) args->*f.device = deviceFloats + layout.*f.offset;
+  for (const auto& f : kIntRows) args->*f.device = deviceWords + layout.*f.offset;
+  for (const auto& f : kUintRows) args->*f.device = deviceUints + layout.*f.offset;
   args->promptStarts = deviceWords + layout.promptStarts;
   args->promptTokens = deviceWords + layout.promptTokens;
   args->outputStarts = deviceWords + layout.outputStarts;
@@ -176,7 +195,7 @@ void pointSamplerAtInputs(const InputLayout& layout, const int32_t* deviceWords,
   args->biasValues = deviceFloats + layout.biasValues;
   args->maskRow = masked ? deviceWords + layout.maskRow : nullptr;
   args->maskBefore = masked ? deviceWords + layout.maskBefore : nullptr;
-  args->tokenMask = masked ? reinterpret_cast<const uint32_t*>(deviceWords) + layout.tokenMask : nullptr;
+  args->tokenMask = masked ? deviceUints + layout.tokenMask : nullptr;
 }
 
 }  // namespace
