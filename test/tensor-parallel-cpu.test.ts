@@ -5,12 +5,14 @@
  * random AWQ model whose 4 KV heads split over 2 ranks and whose row-parallel inputs hold several groups.
  */
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import type { Backend, KvLayout } from "../src/backend/backend.js";
 import { CpuBackend } from "../src/backend/cpu/cpu-backend.js";
 import { openModel } from "../src/model/load.js";
@@ -183,5 +185,38 @@ describe("CPU tensor parallelism (--tensor-parallel-size)", () => {
     );
     await assert.rejects(load(dir, 4), /tensor-parallel-size 4 does not divide the model's 2 KV heads/);
     await assert.rejects(load(dir, 0), /tensor-parallel-size must be a positive integer, got 0/);
+  });
+
+  test("awq generate --tensor-parallel-size 2 --backend cpu: the same greedy text; on CUDA refused naming NCCL", async () => {
+    const run = promisify(execFile);
+    const cli = join(repoRoot, "dist/src/cli/main.js");
+    const args = (tp: number, backend: string) => [
+      cli,
+      "generate",
+      join(repoRoot, "models/tiny-chat-awq"),
+      "--prompt",
+      "User: Tell me a fortune.<|end_of_turn|>Assistant:",
+      "--temperature",
+      "0",
+      "--max-tokens",
+      "12",
+      "--json",
+      "--quiet",
+      "--backend",
+      backend,
+      "--tensor-parallel-size",
+      String(tp),
+    ];
+    const [one, two] = await Promise.all([run("node", args(1, "cpu")), run("node", args(2, "cpu"))]);
+    const sharded = JSON.parse(two.stdout) as { token_ids: number[] };
+    assert.equal(sharded.token_ids.length, 12);
+    assert.deepEqual(sharded, JSON.parse(one.stdout));
+    await assert.rejects(run("node", args(2, "cuda")), (err: Error & { stderr: string }) => {
+      assert.match(
+        err.stderr,
+        /--tensor-parallel-size 2: tensor parallelism on the CUDA backend needs the NCCL build/,
+      );
+      return true;
+    });
   });
 });
