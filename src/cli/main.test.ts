@@ -1,6 +1,6 @@
 /** `awq` as a user meets it when something is wrong: one line naming the problem, exit code 1, fast. */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -138,5 +138,149 @@ describe("awq usage errors", () => {
       await awq("tokenize", "--model", demoDir, "--chat", "--template", "nosuch", "hi"),
       /^awq: unknown chat template "nosuch": expected one of openchat, openchat-gpt4, /,
     );
+  });
+});
+
+/** `awq ARGS` with `input` on stdin. */
+function awqWithStdin(input: string, ...args: string[]): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [mainJs, ...args], { cwd: repoRoot });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d) => (stdout += d));
+    child.stderr.on("data", (d) => (stderr += d));
+    child.on("close", (code) => resolve({ code: code ?? 1, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}
+
+describe("one way to say things across the commands (issue 18, point 10)", () => {
+  const commands: string[][] = [
+    ["generate", "--prompt", "x"],
+    ["chat"],
+    ["tokenize", "hello"],
+    ["ppl", "--text-file", "nope.txt"],
+    ["quantize", "--out", "nope-out"],
+    ["bench", "cpu"],
+  ];
+
+  test("every command takes the model as its positional argument or --model, and refuses two", async () => {
+    for (const [command, ...rest] of commands) {
+      const args = command === "bench" ? ["bench", ...rest] : [command!, ...rest];
+      const two = await awq(
+        ...args.slice(0, command === "bench" ? 2 : 1),
+        "a-model",
+        "--model",
+        "b-model",
+        ...args.slice(command === "bench" ? 2 : 1),
+      );
+      assertOneLineError(two, /^awq: two models given: "a-model" and --model "b-model"; give one$/);
+    }
+    for (const [command, ...rest] of commands.filter(([c]) => c !== "bench")) {
+      assertOneLineError(
+        await awq(command!, ...rest),
+        new RegExp(`^awq: name the model: awq ${command} MODEL or --model MODEL`),
+      );
+    }
+    const inspect = await awq("inspect");
+    assert.equal(inspect.code, 1);
+    assert.match(inspect.stderr, /name the model: awq inspect MODEL or --model MODEL/);
+    // Positional and --model name the same model.
+    const byFlag = await awq("tokenize", "--model", demoDir, "hello");
+    const byPosition = await awq("tokenize", demoDir, "hello");
+    assert.equal(byFlag.code, 0, byFlag.stderr);
+    assert.equal(byPosition.stdout, byFlag.stdout);
+    assert.equal((await awq("inspect", "demo", "--json")).code, 0);
+  });
+
+  test("--prompt - (and tokenize's TEXT -) read standard input", async () => {
+    const tokenized = await awqWithStdin("In the beginning God created\n", "tokenize", "demo", "-");
+    assert.equal(tokenized.code, 0, tokenized.stderr);
+    assert.equal(tokenized.stdout, "[1, 512, 278, 6763, 4177, 2825]\n");
+    const generated = await awqWithStdin(
+      "In the beginning God created\n",
+      "generate",
+      "demo",
+      "--prompt",
+      "-",
+      "--max-tokens",
+      "2",
+      "--temperature",
+      "0",
+      "--backend",
+      "cpu",
+      "--json",
+    );
+    assert.equal(generated.code, 0, generated.stderr);
+    assert.equal(
+      (JSON.parse(generated.stdout) as { usage: { prompt_tokens: number } }).usage.prompt_tokens,
+      6,
+    );
+  });
+
+  test("a bad --port is refused before the model loads", async () => {
+    const started = Date.now();
+    for (const port of ["70000", "-1", "http", "80.5"]) {
+      assertOneLineError(
+        await awq("serve", missingModel, "--port", port),
+        new RegExp(`--port needs a port number from 0 to 65535, got "${port.replace(".", "\\.")}"$`),
+      );
+    }
+    assert.ok(Date.now() - started < 20_000);
+  });
+
+  test("bench latency and bench cpu with --json: errors are JSON on stdout too", async () => {
+    const usage = await awq("bench", "latency", "--json", "--layers", "0");
+    assert.equal(usage.code, 1);
+    assert.deepEqual(JSON.parse(usage.stdout), {
+      error: {
+        message: "option '--layers <n>' argument '0' is invalid. --layers must be a positive integer",
+        type: "usage",
+      },
+    });
+    const failed = await awq("bench", "cpu", missingModel, "--json");
+    assert.equal(failed.code, 1);
+    const body = JSON.parse(failed.stdout) as { error: { message: string; type: string } };
+    assert.match(body.error.message, /no-such-model-folder/);
+    // Without --json the same error is the usual one line on stderr.
+    assertOneLineError(
+      await awq("bench", "latency", "--layers", "0"),
+      /^awq: option '--layers <n>' argument '0' is invalid/,
+    );
+  });
+
+  test("awq bench cpu times prefill and decode of the CPU backend", async () => {
+    const { code, stdout, stderr } = await awq(
+      "bench",
+      "cpu",
+      "--prefill",
+      "16",
+      "--batches",
+      "1,2",
+      "--tokens",
+      "3",
+      "--repeats",
+      "1",
+      "--json",
+    );
+    assert.equal(code, 0, stderr);
+    const r = JSON.parse(stdout) as {
+      model: string;
+      prefill: { tokens: number; tokensPerSecond: number }[];
+      decode: { batch: number; tokens: number; tokensPerSecond: number }[];
+    };
+    assert.match(r.model, /tiny-chat-awq$/);
+    assert.deepEqual(
+      r.prefill.map((p) => p.tokens),
+      [16],
+    );
+    assert.deepEqual(
+      r.decode.map((d) => [d.batch, d.tokens]),
+      [
+        [1, 2],
+        [2, 4],
+      ],
+    );
+    for (const row of [...r.prefill, ...r.decode]) assert.ok(row.tokensPerSecond > 0);
   });
 });

@@ -13,6 +13,7 @@
  */
 import { mkdir } from "node:fs/promises";
 import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { BackendUnavailableError } from "../backend/backend.js";
 import { readFloatTensor } from "../model/fused-layout.js";
 import { f32ToF16Array } from "../model/half.js";
@@ -39,7 +40,10 @@ import type { AnyQuantMath } from "./quant-math.js";
 export interface QuantizeOptions {
   modelDir: string;
   outDir: string;
-  /** Calibration file (.txt / .jsonl / .parquet); required for AWQ (or calibrationBlocks), unused for RTN. */
+  /**
+   * Calibration file (.txt / .jsonl / .parquet) for AWQ; default DEFAULT_CALIB_FILE (the shipped KJV sample).
+   * Unused for RTN and with calibrationBlocks.
+   */
   calibFile?: string;
   /**
    * Library only (benchmarks): pre-tokenized calibration blocks, each `seqlen` token ids, instead of calibFile
@@ -89,6 +93,15 @@ export class QuantizeInputError extends Error {
 }
 
 export const QUANTIZE_DEFAULTS = { samples: 128, seqlen: 512, groupSize: 128, textField: "text" } as const;
+
+/**
+ * The calibration text used when none is given: 604 paragraphs (244 KB) from 75 chapters spread over the King
+ * James Bible, public domain (data/calib/README.md says where it comes from and how to remake it).
+ */
+// dist/src/quant/quantize.js -> the package root's data/
+export const DEFAULT_CALIB_FILE: string = fileURLToPath(
+  new URL("../../../data/calib/kjv-sample.txt", import.meta.url),
+);
 
 /** Every shape check against the group size and the GEMM packing, naming the first offending linear. */
 export function checkGroupShapes(weights: ModelWeightNames, groupSize: number): void {
@@ -202,15 +215,11 @@ export async function quantizeModel(opts: QuantizeOptions): Promise<QuantizeSumm
       blocks = checkCalibrationBlocks(opts.calibrationBlocks, seqlen, config.vocabSize);
       log(`calibration: ${blocks.length} given blocks of ${seqlen} tokens`);
     } else if (method === "awq") {
-      if (opts.calibFile === undefined) {
-        throw new QuantizeInputError(
-          "AWQ needs calibration text: pass --calib FILE (.txt: one sample per paragraph; .jsonl or .parquet: " +
-            `the --text-field field/column, default "text"), e.g. --calib ../shared/data/demo-calib.txt`,
-        );
-      }
-      const texts = await readCalibrationTexts(opts.calibFile, { textField: opts.textField });
+      const calibFile = opts.calibFile ?? DEFAULT_CALIB_FILE;
+      if (opts.calibFile === undefined) log(`calibration: the built-in text ${DEFAULT_CALIB_FILE}`);
+      const texts = await readCalibrationTexts(calibFile, { textField: opts.textField });
       const tokenizer = await Tokenizer.load(modelDir);
-      const calib = buildCalibrationBlocks(texts, tokenizer, { samples, seqlen }, opts.calibFile);
+      const calib = buildCalibrationBlocks(texts, tokenizer, { samples, seqlen }, calibFile);
       blocks = calib.blocks;
       log(
         `calibration: ${calib.textsUsed} texts (${calib.textsTooLong} longer than ${seqlen} tokens skipped) -> ` +

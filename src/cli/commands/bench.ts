@@ -1,6 +1,8 @@
 /** `awq bench latency`: prefill and decode throughput of the CUDA backend on a synthetic Llama-2-13B AWQ model. */
 import { type Command, InvalidArgumentError } from "commander";
 import { type LatencyBenchResult, runLatencyBench } from "../../backend/cuda/latency-bench.js";
+import { registerBenchCpu } from "./bench-cpu.js";
+import { jsonErrors, withJsonErrors } from "./json-errors.js";
 
 interface LatencyFlags {
   layers: number;
@@ -76,10 +78,10 @@ export function registerBench(program: Command): void {
   const bench = program
     .command("bench")
     .description(
-      "benchmarks (latency: prefill and decode tokens/s of the CUDA backend; needs an NVIDIA GPU)",
+      "benchmarks: latency (prefill and decode tokens/s of the CUDA backend; an NVIDIA GPU) and cpu (the CPU backend)",
     );
-  bench
-    .command("latency")
+  registerBenchCpu(bench);
+  jsonErrors(bench.command("latency"))
     .description(
       "prefill and decode tokens/s of the CUDA backend on a synthetic Llama-2-13B AWQ model (random weights generated on the GPU)",
     )
@@ -96,19 +98,21 @@ export function registerBench(program: Command): void {
     .option("--repeats <n>", "timed prefill runs (the median is reported)", positiveInt("--repeats"), 5)
     .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use", fraction, 0.9)
     .option("--profile", "also time each operation of a few eager decode steps")
-    .option("--json", "print one JSON object instead of the table")
-    .action(async (flags: LatencyFlags) => {
-      const result = await runLatencyBench({
-        layers: flags.layers,
-        prefillLengths: flags.prefill,
-        decodeBatches: flags.batches,
-        decodeContexts: flags.context,
-        decodeSteps: flags.steps,
-        repeats: flags.repeats,
-        gpuMemoryUtilization: flags.gpuMemoryUtilization,
-        profile: flags.profile,
-        onProgress: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
-      });
-      process.stdout.write(flags.json ? `${JSON.stringify(result)}\n` : `${formatLatency(result)}\n`);
-    });
+    .option("--json", "print one JSON object instead of the table (errors too)")
+    .action(
+      withJsonErrors(async (flags: LatencyFlags) => {
+        const result = await runLatencyBench({
+          layers: flags.layers,
+          prefillLengths: flags.prefill,
+          decodeBatches: flags.batches,
+          decodeContexts: flags.context,
+          decodeSteps: flags.steps,
+          repeats: flags.repeats,
+          gpuMemoryUtilization: flags.gpuMemoryUtilization,
+          profile: flags.profile,
+          onProgress: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
+        });
+        process.stdout.write(flags.json ? `${JSON.stringify(result)}\n` : `${formatLatency(result)}\n`);
+      }),
+    );
 }

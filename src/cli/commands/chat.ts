@@ -10,12 +10,12 @@ import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-
 import type { SamplingParams } from "../../engine/types.js";
 import { LLM } from "../../llm.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
-import { integerFlag, numberFlag, positiveIntegerFlag } from "../flags.js";
+import { integerFlag, modelFromArgs, numberFlag, positiveIntegerFlag } from "../flags.js";
 import { loadProgress } from "../progress.js";
 import { applyParamAssignments, describeParams, SETTABLE_PARAMS } from "./chat-params.js";
 
 interface ChatFlags {
-  model: string;
+  model?: string;
   revision?: string;
   system?: string;
   template?: string;
@@ -41,7 +41,8 @@ export function registerChat(program: Command): void {
   program
     .command("chat")
     .description("chat with a model in the terminal (streamed; /help lists the commands)")
-    .requiredOption("--model <dirOrId>", "model folder or hub id")
+    .argument("[model]", 'model folder, hub id or "demo" (or --model)')
+    .option("--model <dirOrId>", 'model folder, hub id or "demo" (same as the positional argument)')
     .option("--revision <rev>", "hub branch, tag or commit")
     .option("--system <text>", "system prompt")
     .option("--template <nameOrFile>", "chat template: openchat, openchat-gpt4, or a Jinja file")
@@ -50,10 +51,10 @@ export function registerChat(program: Command): void {
     )
     .option(
       "--temperature <t>",
-      "sampling temperature; 0 = greedy (default 0.7)",
+      "sampling temperature; 0 = greedy (default 1, as vLLM and the server)",
       numberFlag("--temperature"),
     )
-    .option("--top-p <p>", "nucleus sampling mass (default 0.95)", numberFlag("--top-p"))
+    .option("--top-p <p>", "nucleus sampling mass (default 1 = off)", numberFlag("--top-p"))
     .option("--top-k <k>", "keep the k most likely tokens (default 0 = off)", integerFlag("--top-k"))
     .option("--max-tokens <n>", "longest answer in tokens", positiveIntegerFlag("--max-tokens"), 512)
     .option(
@@ -62,17 +63,20 @@ export function registerChat(program: Command): void {
       positiveIntegerFlag("--max-model-len"),
     )
     .option("-q, --quiet", "no progress bar and no per-answer statistics")
-    .action(async (flags: ChatFlags) => {
-      await chat(flags);
+    .action(async (positional: string | undefined, flags: ChatFlags) => {
+      await chat(modelFromArgs("chat", positional, flags.model), flags);
     });
 }
 
-/** The sampling settings the conversation starts with, checked by the engine's rules before any loading. */
+/**
+ * The sampling settings the conversation starts with, checked by the engine's rules before any loading. Unset
+ * ones are the engine's defaults (temperature 1, top-p 1: vLLM's), the same as `awq generate` and the server.
+ */
 function initialParams(flags: ChatFlags): SamplingParams {
   const params: SamplingParams = {
-    temperature: flags.temperature ?? 0.7,
-    topP: flags.topP ?? 0.95,
     maxTokens: flags.maxTokens,
+    ...(flags.temperature !== undefined ? { temperature: flags.temperature } : {}),
+    ...(flags.topP !== undefined ? { topP: flags.topP } : {}),
     ...(flags.topK !== undefined ? { topK: flags.topK } : {}),
   };
   try {
@@ -86,10 +90,10 @@ function initialParams(flags: ChatFlags): SamplingParams {
   return params;
 }
 
-async function chat(flags: ChatFlags): Promise<void> {
+async function chat(model: string, flags: ChatFlags): Promise<void> {
   const params = initialParams(flags);
   const llm = await LLM.load({
-    model: flags.model,
+    model,
     revision: flags.revision,
     backend: flags.backend,
     chatTemplate: flags.template,

@@ -6,11 +6,18 @@ import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import { type ChatParams, LLM } from "../../llm.js";
 import type { ChatMessage } from "../../tokenizer/chat-template.js";
-import { backendFlag, integerFlag, numberFlag, positiveIntegerFlag } from "../flags.js";
+import {
+  backendFlag,
+  integerFlag,
+  modelFromArgs,
+  numberFlag,
+  positiveIntegerFlag,
+  textOrStdin,
+} from "../flags.js";
 import { loadProgress } from "../progress.js";
 
 interface GenerateFlags {
-  model: string;
+  model?: string;
   revision?: string;
   prompt: string;
   chat?: boolean;
@@ -50,11 +57,12 @@ export function registerGenerate(program: Command): void {
     .description(
       "generate a completion of --prompt (streamed to stdout; --json prints one object at the end)",
     )
-    .requiredOption("--model <dir>", "model folder or hub id")
+    .argument("[model]", 'model folder, hub id or "demo" (or --model)')
+    .option("--model <dirOrId>", 'model folder, hub id or "demo" (same as the positional argument)')
     .option("--revision <rev>", "hub branch, tag or commit")
     .requiredOption(
       "--prompt <text>",
-      "the prompt (raw text: special tokens in it are parsed, one BOS is added)",
+      "the prompt (raw text: special tokens in it are parsed, one BOS is added); - reads it from stdin",
     )
     .option("--chat", "treat --prompt as one user message and apply the chat template")
     .option("--system <text>", "system prompt (with --chat)")
@@ -101,7 +109,8 @@ export function registerGenerate(program: Command): void {
     .option("--json-schema <file>", "constrain the output to JSON valid under the JSON schema in FILE")
     .option("--regex <pattern>", "constrain the output to match the regular expression")
     .option("--grammar <file>", "constrain the output to the EBNF grammar in FILE (XGrammar's GBNF dialect)")
-    .action(async (flags: GenerateFlags) => {
+    .action(async (positional: string | undefined, flags: GenerateFlags) => {
+      const model = modelFromArgs("generate", positional, flags.model);
       if (!flags.chat && (flags.system !== undefined || flags.template !== undefined)) {
         throw new Error("--system and --template only apply with --chat");
       }
@@ -121,8 +130,9 @@ export function registerGenerate(program: Command): void {
       };
       // Bad flags fail now, not after loading the weights (a minute for a 13B model).
       checkSamplingFlags({ ...params, structuredOutputs: undefined } as SamplingParams);
+      const prompt = await textOrStdin("--prompt", flags.prompt);
       const llm = await LLM.load({
-        model: flags.model,
+        model,
         revision: flags.revision,
         backend: flags.backend,
         tensorParallelSize: flags.tensorParallelSize,
@@ -135,7 +145,7 @@ export function registerGenerate(program: Command): void {
       const onSigint = () => controller.abort();
       process.once("SIGINT", onSigint);
       try {
-        const input = flags.chat ? { messages: chatMessages(flags) } : flags.prompt;
+        const input = flags.chat ? { messages: chatMessages(flags, prompt) } : prompt;
         let text = "";
         const tokenIds: number[] = [];
         let last: RequestOutput | undefined;
@@ -168,10 +178,10 @@ export function registerGenerate(program: Command): void {
     });
 }
 
-function chatMessages(flags: GenerateFlags): ChatMessage[] {
+function chatMessages(flags: GenerateFlags, prompt: string): ChatMessage[] {
   const messages: ChatMessage[] = [];
   if (flags.system !== undefined) messages.push({ role: "system", content: flags.system });
-  messages.push({ role: "user", content: flags.prompt });
+  messages.push({ role: "user", content: prompt });
   return messages;
 }
 

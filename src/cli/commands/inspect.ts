@@ -11,6 +11,7 @@ import type { ModelConfig } from "../../model/types.js";
 import { ChatFormatter } from "../../tokenizer/chat-template.js";
 import { tokenizerMismatches } from "../../tokenizer/model-fit.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
+import { modelFromArgs } from "../flags.js";
 
 export interface StopToken {
   id: number;
@@ -44,7 +45,19 @@ export interface ModelReport {
   /** Why the tokenizer could not be loaded, when it could not. */
   tokenizerError?: string;
   tokenizerVocabSize?: number;
+  /**
+   * The chat format chat requests and `awq chat` use with no --chat-template / --template: its name ("model" =
+   * the model's Jinja chat_template; "openchat"), where it comes from, and a short conversation as the model
+   * sees it. null when the model has none (then a template must be named).
+   */
+  chatFormat: { name: string; source: string; example: string } | null;
 }
+
+/** A system and a user turn, as the chat format renders them (with the assistant opener). */
+const EXAMPLE_CHAT = [
+  { role: "system" as const, content: "SYSTEM" },
+  { role: "user" as const, content: "USER" },
+];
 
 /** Opens and validates the model in `dir` and describes it. Throws the loader's error for a bad checkpoint. */
 export async function inspectModel(dir: string): Promise<ModelReport> {
@@ -72,6 +85,7 @@ export async function inspectModel(dir: string): Promise<ModelReport> {
       tieWordEmbeddings: config.tieWordEmbeddings,
       stopTokens: config.eosTokenIds.map((id) => ({ id, token: null })),
       stopTokensSource: "config.json",
+      chatFormat: null,
     };
     try {
       const tokenizer = await Tokenizer.load(model.dir);
@@ -81,10 +95,18 @@ export async function inspectModel(dir: string): Promise<ModelReport> {
       }));
       report.stopTokensSource = "tokenizer";
       report.tokenizerVocabSize = tokenizer.vocabSize;
-      const format = await ChatFormatter.create(tokenizer).then(
-        (f) => f.name,
-        () => null,
-      );
+      const formatter = await ChatFormatter.create(tokenizer).catch(() => null);
+      const format = formatter?.name ?? null;
+      if (formatter !== null) {
+        report.chatFormat = {
+          name: formatter.name,
+          source:
+            formatter.name === "model"
+              ? "the model's Jinja chat_template (tokenizer_config.json)"
+              : `built in: the model has no chat_template, and its vocabulary has <|end_of_turn|>`,
+          example: formatter.formatPrompt(EXAMPLE_CHAT),
+        };
+      }
       const problems = tokenizerMismatches(tokenizer, config, format);
       if (problems.length > 0) report.tokenizerError = problems.join("; ");
     } catch (err) {
@@ -151,13 +173,19 @@ export function formatReport(r: ModelReport): string {
         .join(", ") || "none") + (r.stopTokensSource === "config.json" ? " (from config.json only)" : ""),
     ],
   ];
+  rows.push([
+    "chat format",
+    r.chatFormat === null
+      ? "none (chat needs --chat-template / --template openchat|openchat-gpt4|FILE)"
+      : `${r.chatFormat.name}, ${r.chatFormat.source}: ${JSON.stringify(r.chatFormat.example)}`,
+  ]);
   if (r.tokenizerError !== undefined) rows.push(["tokenizer", `unusable: ${r.tokenizerError}`]);
   const width = Math.max(...rows.map(([label]) => label.length)) + 2;
   return `${rows.map(([label, value]) => label.padEnd(width) + value).join("\n")}\n`;
 }
 
 interface InspectFlags {
-  model: string;
+  model?: string;
   revision?: string;
   json?: boolean;
 }
@@ -168,13 +196,15 @@ export function registerInspect(program: Command): void {
     .description(
       "describe a model folder and check its checkpoint and tokenizer against config.json (exit 1 when bad)",
     )
-    .requiredOption("--model <dir>", "model folder (or hub id)")
+    .argument("[model]", 'model folder, hub id or "demo" (or --model)')
+    .option("--model <dirOrId>", 'model folder, hub id or "demo" (same as the positional argument)')
     .option("--revision <rev>", "hub branch, tag or commit")
     .option("--json", "print the report as JSON")
-    .action(async (flags: InspectFlags) => {
+    .action(async (positional: string | undefined, flags: InspectFlags) => {
       let report: ModelReport;
       try {
-        const dir = await resolveModelPath(flags.model, { revision: flags.revision });
+        const modelSpec = modelFromArgs("inspect", positional, flags.model);
+        const dir = await resolveModelPath(modelSpec, { revision: flags.revision });
         report = await inspectModel(dir);
       } catch (err) {
         process.stderr.write(`awq inspect: ${err instanceof Error ? err.message : String(err)}\n`);

@@ -7,11 +7,11 @@ import { computePerplexity } from "../../eval/perplexity.js";
 import { resolveModelPath } from "../../hub/resolve.js";
 import { openModel } from "../../model/load.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
-import { backendFlag, positiveIntegerFlag } from "../flags.js";
+import { backendFlag, modelFromArgs, positiveIntegerFlag } from "../flags.js";
 import { loadProgress } from "../progress.js";
 
 interface PplFlags {
-  model: string;
+  model?: string;
   revision?: string;
   textFile: string;
   ctx: number;
@@ -27,7 +27,8 @@ export function registerPpl(program: Command): void {
     .description(
       "perplexity of a text: non-overlapping windows of --ctx tokens, one BOS at the start of the text",
     )
-    .requiredOption("--model <dir>", "model folder or hub id")
+    .argument("[model]", 'model folder, hub id or "demo" (or --model)')
+    .option("--model <dirOrId>", 'model folder, hub id or "demo" (same as the positional argument)')
     .option("--revision <rev>", "hub branch, tag or commit")
     .requiredOption("--text-file <file>", "the text to evaluate (UTF-8)")
     .option("--ctx <n>", "window length in tokens", positiveIntegerFlag("--ctx"), 512)
@@ -38,12 +39,13 @@ export function registerPpl(program: Command): void {
       "print one JSON object { perplexity, windows, tokens, ctx, seconds, tokens_per_second }",
     )
     .option("--quiet", "no progress bar")
-    .action(async (flags: PplFlags) => {
+    .action(async (positional: string | undefined, flags: PplFlags) => {
+      const modelSpec = modelFromArgs("ppl", positional, flags.model);
       if (flags.ctx < 2) throw new Error("--ctx must be at least 2");
       const text = await readFile(flags.textFile, "utf8").catch((err: Error) => {
         throw new Error(`--text-file ${flags.textFile}: ${err.message}`);
       });
-      const dir = await resolveModelPath(flags.model, { revision: flags.revision });
+      const dir = await resolveModelPath(modelSpec, { revision: flags.revision });
       const tokenizer = await Tokenizer.load(dir);
       const tokenIds = tokenizer.encode(text, { addBos: true });
       // Both checked before the weights load: each would otherwise fail (or mislead) only after it.

@@ -1,14 +1,15 @@
 /** `awq quantize`: fp16 Llama-family model -> AutoAWQ GEMM 4-bit checkpoint (see src/quant/quantize.ts). */
 import { readdir } from "node:fs/promises";
-import cliProgress from "cli-progress";
 import { type Command, Option } from "commander";
 import { resolveModelPath } from "../../hub/resolve.js";
 import type { QuantMethod } from "../../quant/awq-search.js";
 import { QUANT_BACKENDS, type QuantBackendChoice } from "../../quant/create-quant-math.js";
-import { QUANTIZE_DEFAULTS, type QuantizeProgress, quantizeModel } from "../../quant/quantize.js";
+import { DEFAULT_CALIB_FILE, QUANTIZE_DEFAULTS, quantizeModel } from "../../quant/quantize.js";
+import { modelFromArgs } from "../flags.js";
+import { quantizeReporter } from "../quantize-progress.js";
 
 interface QuantizeFlags {
-  model: string;
+  model?: string;
   revision?: string;
   out: string;
   calib?: string;
@@ -58,32 +59,6 @@ function parseBackend(value: string): QuantBackendChoice {
   return value as QuantBackendChoice;
 }
 
-/** A per-layer bar with ETA on a terminal; nothing otherwise. */
-function progressReporter(enabled: boolean): { update(e: QuantizeProgress): void; stop(): void } {
-  if (!enabled) return { update: () => {}, stop: () => {} };
-  const bar = new cliProgress.SingleBar(
-    {
-      format:
-        "quantizing |{bar}| layer {value}/{total} {stage} | {duration_formatted} elapsed, ETA {eta_formatted}",
-      hideCursor: true,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
-  return {
-    update: (e) => {
-      if (!started) {
-        bar.start(e.numLayers, 0, { stage: e.stage });
-        started = true;
-      }
-      bar.update(e.layer, { stage: e.stage });
-    },
-    stop: () => {
-      if (started) bar.stop();
-    },
-  };
-}
-
 /** A numeric flag parsed by positiveInt later; its default is shown as a number, not a quoted string. */
 function numberOption(flags: string, description: string, defaultValue: number): Option {
   return new Option(flags, description).default(String(defaultValue), String(defaultValue));
@@ -95,13 +70,17 @@ export function registerQuantize(program: Command): void {
     .description(
       "quantize an fp16 Llama-family model to 4-bit AWQ (AutoAWQ GEMM layout: AutoAWQ, vLLM and awq-ts load it)",
     )
-    .requiredOption("--model <dir>", "fp16 / bf16 model folder (or hub id)")
+    .argument("[model]", "fp16 / bf16 model folder or hub id (or --model)")
+    .option("--model <dirOrId>", "fp16 / bf16 model folder or hub id (same as the positional argument)")
     .option("--revision <rev>", "hub branch, tag or commit")
     .requiredOption(
       "--out <dir>",
       "output folder (created; model.safetensors, config.json, quant_config.json, tokenizer)",
     )
-    .option("--calib <file>", "calibration text: .txt (one sample per paragraph), .jsonl or .parquet")
+    .option(
+      "--calib <file>",
+      "calibration text: .txt (one sample per paragraph), .jsonl or .parquet (default: the built-in sample of the King James Bible, public domain)",
+    )
     .option(
       "--text-field <name>",
       "the text field (.jsonl) or column (.parquet)",
@@ -137,14 +116,15 @@ export function registerQuantize(program: Command): void {
     )
     .option("--quiet", "no progress bar or messages")
     .option("--verbose", "log the calibration summary and each layer's chosen scales")
-    .action(async (flags: QuantizeFlags) => {
+    .action(async (positional: string | undefined, flags: QuantizeFlags) => {
+      const modelSpec = modelFromArgs("quantize", positional, flags.model);
       const quiet = flags.quiet === true;
       if (flags.method !== "awq" && flags.method !== "rtn")
         throw new Error(`--method must be awq or rtn, got "${flags.method}"`);
       const backend = parseBackend(flags.backend);
       await checkOutDir(flags.out);
-      const modelDir = await resolveModelPath(flags.model, { revision: flags.revision, quiet });
-      const progress = progressReporter(!quiet && process.stderr.isTTY === true);
+      const modelDir = await resolveModelPath(modelSpec, { revision: flags.revision, quiet });
+      const progress = quantizeReporter({ quiet });
       const controller = new AbortController();
       const onSigint = () => controller.abort(new Error("interrupted"));
       process.once("SIGINT", onSigint);
@@ -160,7 +140,8 @@ export function registerQuantize(program: Command): void {
           method: flags.method as QuantMethod,
           backend,
           search: { gptq: flags.gptq },
-          onProgress: (e) => progress.update(e),
+          onProgress: (e) => progress.progress(e),
+          onLayerDone: (layer, seconds) => progress.layerDone(layer, seconds),
           onLog: (line) => {
             // The CUDA fallback of --backend auto is worth a line even without --verbose.
             if (flags.verbose) process.stderr.write(`${line}\n`);
@@ -173,7 +154,8 @@ export function registerQuantize(program: Command): void {
         if (!quiet) {
           process.stderr.write(
             `awq quantize: wrote ${summary.outDir} (${summary.numLayers} layers, ${summary.calibrationTokens} ` +
-              `calibration tokens) in ${summary.seconds.toFixed(1)} s on the ${summary.backend} backend` +
+              `calibration tokens${flags.calib === undefined && flags.method === "awq" ? ` from the built-in text ${DEFAULT_CALIB_FILE}` : ""}) ` +
+              `in ${summary.seconds.toFixed(1)} s on the ${summary.backend} backend` +
               (summary.deviceMemory === undefined
                 ? ""
                 : `, peak GPU memory ${(summary.deviceMemory.peakBytes / 2 ** 30).toFixed(1)} GiB`) +

@@ -3,9 +3,10 @@ import type { Command } from "commander";
 import { resolveModelPath } from "../../hub/resolve.js";
 import { ChatFormatter, type ChatMessage } from "../../tokenizer/chat-template.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
+import { modelFromArgs, textOrStdin } from "../flags.js";
 
 interface TokenizeFlags {
-  model: string;
+  model?: string;
   revision?: string;
   chat?: boolean;
   template?: string;
@@ -18,16 +19,23 @@ export function registerTokenize(program: Command): void {
   program
     .command("tokenize")
     .description("print the token ids of TEXT as a JSON array (special tokens in TEXT stay whole)")
-    .argument("<text>", "the text, or with --chat the user's message")
-    .requiredOption("--model <dir>", "model folder (or hub id) holding tokenizer.json")
+    .argument("[model]", 'model folder, hub id or "demo" holding tokenizer.json (or --model)')
+    .argument("[text]", "the text, or with --chat the user's message; - reads it from stdin")
+    .option("--model <dirOrId>", 'model folder, hub id or "demo" (same as the positional argument)')
     .option("--revision <rev>", "hub branch, tag or commit")
     .option("--chat", "format TEXT as one user message in the model's chat format")
     .option("--template <name|file>", "chat format for --chat: openchat, openchat-gpt4, or a Jinja file")
     .option("--system <text>", "system prompt for --chat")
     .option("--no-bos", "do not put a BOS token first (without --chat)")
     .option("--tokens", "print the token strings beside the ids, one per line")
-    .action(async (text: string, flags: TokenizeFlags) => {
-      const dir = await resolveModelPath(flags.model, { revision: flags.revision });
+    .action(async (first: string | undefined, second: string | undefined, flags: TokenizeFlags) => {
+      // `awq tokenize MODEL TEXT`, or `awq tokenize --model MODEL TEXT`.
+      const [positionalModel, given] = second === undefined ? [undefined, first] : [first, second];
+      const model = modelFromArgs("tokenize", positionalModel, flags.model);
+      if (given === undefined)
+        throw new Error("name the text: awq tokenize MODEL TEXT (- reads it from stdin)");
+      const text = await textOrStdin("TEXT", given);
+      const dir = await resolveModelPath(model, { revision: flags.revision });
       const tokenizer = await Tokenizer.load(dir);
       if (!flags.chat && (flags.template !== undefined || flags.system !== undefined)) {
         throw new Error("--template and --system only apply with --chat");
