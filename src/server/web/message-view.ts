@@ -41,7 +41,11 @@ export function messageView(message: StoredMessage, actions: MessageActions | nu
   const view = { root, body, stats, actions: bar };
   renderBody(view, message.role, message.content);
   if (message.stats) showStats(view, message.stats);
-  if (actions) addActions(view, message, actions);
+  if (actions) {
+    // A saved message is finished; data-state "streaming" is set by the caller for a new answer.
+    root.dataset.state = message.stats?.finishReason === "abort" ? "stopped" : "done";
+    addActions(view, message, actions);
+  }
   return view;
 }
 

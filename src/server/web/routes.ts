@@ -11,25 +11,10 @@ import { createRequire } from "node:module";
 import path from "node:path";
 import type { FastifyInstance, FastifyReply } from "fastify";
 import { ApiError } from "../errors.js";
-import { CHAT_PAGE_HTML, IMPORT_MAP_JSON } from "./page.js";
+import { CHAT_PAGE_HTML, IMPORT_MAP_JSON, PAGE_MODULES } from "./page.js";
 import { CHAT_PAGE_CSS } from "./style.js";
 
-/** The browser modules, compiled by tsc next to this file. Only these names are served. */
-export const PAGE_MODULES = [
-  "app.js",
-  "chat-client.js",
-  "chat-list.js",
-  "clipboard.js",
-  "conversation-io.js",
-  "conversation-store.js",
-  "markdown.js",
-  "markdown-parse.js",
-  "message-view.js",
-  "rich-text.js",
-  "settings-fields.js",
-  "settings-panel.js",
-  "sse-parse.js",
-] as const;
+export { PAGE_MODULES };
 
 /**
  * Only our own origin may provide scripts, styles, fonts, fetches and images, so even a rendering bug could
