@@ -150,6 +150,11 @@ export class LLM implements AsyncDisposable {
         throw new Error(
           `dataParallelSize ${replicas} needs a backend name: one Backend instance serves one replica`,
         );
+      if (typeof choice !== "string" && (opts.tensorParallelSize ?? 1) !== 1)
+        throw new Error(
+          `tensorParallelSize ${opts.tensorParallelSize} needs a backend name; a Backend instance is already ` +
+            "built (new CpuBackend({ tensorParallelSize }) takes it)",
+        );
       backends =
         typeof choice === "string"
           ? await createReplicaBackends(choice, replicas, {
