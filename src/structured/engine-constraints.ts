@@ -77,6 +77,8 @@ export function needsConstraint(p: ResolvedConstraintParams): boolean {
 /** One per engine: the grammar workers (started on first use: ~0.5 s) and the bad-word tokenizations. */
 export class ConstraintFactory {
   private pool: Promise<GrammarPool> | null = null;
+  /** The pool once made (every sequence with a grammar implies it). */
+  private poolReady: GrammarPool | null = null;
   /** The step masks' memory, shared with the grammar workers; grown as needed, reused step after step. */
   private maskBuffer = new SharedArrayBuffer(0);
 
@@ -93,9 +95,10 @@ export class ConstraintFactory {
 
   private grammarPool(): Promise<GrammarPool> {
     if (this.pool === null) {
-      this.pool = vocabInfoFor(this.tokenizer, this.vocabSize).then(
-        (v) => new GrammarPool(v, this.poolOptions),
-      );
+      this.pool = vocabInfoFor(this.tokenizer, this.vocabSize).then((v) => {
+        this.poolReady = new GrammarPool(v, this.poolOptions);
+        return this.poolReady;
+      });
       this.pool.catch(() => {
         this.pool = null;
       });
@@ -144,6 +147,14 @@ export class ConstraintFactory {
     const bytes = rows * maskWords * 4;
     if (this.maskBuffer.byteLength < bytes) this.maskBuffer = new SharedArrayBuffer(bytes * 2);
     const tokenMask = new Int32Array(this.maskBuffer, 0, rows * maskWords); // (numRows, maskWords)
+    // Spread the rows of each grammar over the workers holding it (one worker fills its rows in turn).
+    const grammarSeqs = seqs.filter((s, i) => maskRow[i]! >= 0 && s.constraint!.hasGrammar);
+    if (this.poolReady !== null && grammarSeqs.length > 1) {
+      const moves = this.poolReady.balance(grammarSeqs.map((s) => s.constraint!.remoteMatcher!));
+      moves.forEach((dest, k) => {
+        if (dest !== null) grammarSeqs[k]!.constraint!.moveTo(dest);
+      });
+    }
     const jobs: FillJob[] = [];
     const withGrammar: SequenceConstraint[] = [];
     for (const [i, s] of seqs.entries()) {
@@ -191,6 +202,7 @@ export class ConstraintFactory {
   async close(): Promise<void> {
     const pool = this.pool;
     this.pool = null;
+    this.poolReady = null;
     await (await pool?.catch(() => null))?.close();
   }
 }

@@ -144,3 +144,53 @@ test("a new schema compiles on another worker than live matchers: their masks an
   assert.ok(fillMs < Math.max(300, compileMs / 4), `a fill took ${fillMs.toFixed(0)} ms during the compile`);
   assert.ok(loopLateMs < 300, `the event loop was ${loopLateMs.toFixed(0)} ms late during the compile`);
 });
+
+test("many rows of one grammar: a replica is compiled on another worker and matchers move there, state intact", async (t) => {
+  const spread = new ConstraintFactory(tokenizer, 32002, { maxWorkers: 2 });
+  try {
+    const spec = { type: "regex" as const, pattern: "(ab)+" };
+    const a = tokenizer.tokenToId("a")!;
+    const b = tokenizer.tokenToId("b")!;
+    const seqs = await Promise.all(
+      Array.from({ length: 20 }, () => spread.create(params({ structuredOutput: spec }))),
+    );
+    const home = seqs[0]!.remoteMatcher!.worker;
+    assert.ok(
+      seqs.every((c) => c.remoteMatcher!.worker === home),
+      "all start on the grammar's worker",
+    );
+    let moved = false;
+    for (let stepNo = 0; stepNo < 400 && !moved; stepNo++) {
+      const pending = spread.startStepMasks(seqs.map((constraint) => ({ constraint, sample: true })));
+      assert.ok(pending !== null);
+      await pending.done;
+      const words = spread.maskWords;
+      const next = stepNo % 2 === 0 ? a : b; // the grammar's only continuation (EOT too after "ab")
+      seqs.forEach((c, i) => {
+        const row = pending.masks.tokenMask.subarray(i * words, (i + 1) * words);
+        assert.equal(c.failure, null);
+        assert.ok(maskAllows(row, next), `step ${stepNo}, sequence ${i}: next token allowed`);
+        assert.ok(
+          !maskAllows(row, next === a ? b : a),
+          `step ${stepNo}, sequence ${i}: the other one masked`,
+        );
+        assert.equal(maskAllows(row, EOT), stepNo > 0 && stepNo % 2 === 0);
+        assert.equal(c.accept(next), true);
+      });
+      moved = new Set(seqs.map((c) => c.remoteMatcher!.worker)).size === 2;
+      if (!moved) await new Promise((resolve) => setTimeout(resolve, 20));
+      if (moved) t.diagnostic(`rows spread over 2 workers after ${stepNo + 1} steps`);
+    }
+    assert.ok(moved, "the rows were spread over two workers");
+    // After the move the masks still follow each sequence's own history.
+    const pending = spread.startStepMasks(seqs.map((constraint) => ({ constraint, sample: true })));
+    await pending!.done;
+    const counts = new Map<unknown, number>();
+    for (const c of seqs) counts.set(c.remoteMatcher!.worker, (counts.get(c.remoteMatcher!.worker) ?? 0) + 1);
+    assert.deepEqual([...counts.values()].sort(), [10, 10]);
+    for (const c of seqs) assert.equal(c.failure, null);
+    for (const c of seqs) c.dispose();
+  } finally {
+    await spread.close();
+  }
+});

@@ -12,17 +12,28 @@ import { type ConstraintSpec, MAX_SPEC_CHARS, specKey } from "./constraint-spec.
 import { GrammarError, type VocabInfo } from "./grammar-engine.js";
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./grammar-protocol.js";
 
-/** A grammar compiled on one worker. */
+/** A grammar compiled on one worker (`worker`), and on more (`replicas`) when many sequences use it. */
 export interface RemoteGrammar {
   readonly key: string;
+  readonly spec: ConstraintSpec;
   readonly worker: GrammarWorker;
+  /** Workers holding the compiled grammar, `worker` first. */
+  readonly replicas: GrammarWorker[];
+  replicating: boolean;
 }
 
 /** A matcher (one sequence's position in a grammar) living on `worker`. */
 export interface RemoteMatcher {
   readonly id: number;
   readonly worker: GrammarWorker;
+  readonly grammar: RemoteGrammar;
 }
+
+/**
+ * A step with more rows of one grammar than this per worker holding it asks for a replica on an idle worker;
+ * the rows are then spread over the replicas (a worker fills its rows one after the other).
+ */
+const ROWS_PER_REPLICA = 8;
 
 /** One row to fill: the matcher, its row in the step's mask, and the tokens it accepted since its last fill. */
 export interface FillJob {
@@ -161,7 +172,9 @@ export class GrammarPool {
     while (this.cache.size > this.cacheSize) {
       const oldest = this.cache.keys().next().value as string;
       this.cache.get(oldest)?.then(
-        (g) => g.worker.send({ op: "dropGrammar", key: g.key }),
+        (g) => {
+          for (const w of g.replicas) w.send({ op: "dropGrammar", key: g.key });
+        },
         () => undefined,
       );
       this.cache.delete(oldest);
@@ -180,7 +193,7 @@ export class GrammarPool {
     } finally {
       worker.compiling -= 1;
     }
-    return { key, worker };
+    return { key, spec, worker, replicas: [worker], replicating: false };
   }
 
   /** A worker for a new compile: idle if one is, else a new one (up to maxWorkers), else the least busy. */
@@ -215,18 +228,113 @@ export class GrammarPool {
     return started;
   }
 
-  /** A matcher for a compiled grammar, on the grammar's worker. */
+  /** A matcher for a compiled grammar, on the replica with the fewest matchers. */
   async newMatcher(grammar: RemoteGrammar): Promise<RemoteMatcher> {
     const id = this.nextMatcher++;
-    const { worker } = grammar;
-    await worker.request({ op: "newMatcher", id: worker.newId(), key: grammar.key, matcher: id });
+    const live = grammar.replicas.filter((w) => w.dead === null);
+    const worker = live.sort((a, b) => a.matchers - b.matchers)[0] ?? grammar.worker;
     worker.matchers += 1;
-    return { id, worker };
+    try {
+      await worker.request({ op: "newMatcher", id: worker.newId(), key: grammar.key, matcher: id });
+    } catch (err) {
+      worker.matchers -= 1;
+      throw err;
+    }
+    return { id, worker, grammar };
   }
 
   disposeMatcher(m: RemoteMatcher): void {
     m.worker.matchers -= 1;
     m.worker.send({ op: "dropMatcher", matcher: m.id });
+  }
+
+  /**
+   * Spreads one step's matchers evenly over the replicas of their grammars, and asks for a replica where a
+   * worker holds many. Returns, per matcher, the worker it should move to (null: stay). Called between steps.
+   */
+  balance(matchers: readonly RemoteMatcher[]): (GrammarWorker | null)[] {
+    const moves: (GrammarWorker | null)[] = matchers.map(() => null);
+    const groups = new Map<RemoteGrammar, number[]>();
+    matchers.forEach((m, i) => {
+      const list = groups.get(m.grammar);
+      if (list === undefined) groups.set(m.grammar, [i]);
+      else list.push(i);
+    });
+    for (const [g, rows] of groups) {
+      const replicas = g.replicas.filter((w) => w.dead === null);
+      if (rows.length > ROWS_PER_REPLICA * replicas.length && replicas.length < this.maxWorkers)
+        this.replicate(g);
+      // A grammar evicted from the cache may be gone from a worker: its matchers stay where they are.
+      if (replicas.length < 2 || !this.cache.has(g.key)) continue;
+      const target = Math.ceil(rows.length / replicas.length);
+      const count = new Map(replicas.map((w) => [w, 0]));
+      const over: number[] = [];
+      for (const i of rows) {
+        const c = count.get(matchers[i]!.worker);
+        if (c === undefined) continue;
+        if (c >= target) over.push(i);
+        else count.set(matchers[i]!.worker, c + 1);
+      }
+      for (const i of over) {
+        const dest = replicas.find((w) => count.get(w)! < target);
+        if (dest === undefined) break;
+        moves[i] = dest;
+        count.set(dest, count.get(dest)! + 1);
+      }
+    }
+    return moves;
+  }
+
+  /**
+   * Moves a matcher to another replica of its grammar: a new matcher there, advanced by the sequence's
+   * accepted tokens (`history`), replaces it. Messages to one worker are handled in order, so a fill sent
+   * next finds it; should the new worker fail to make it, that fill reports the matcher missing.
+   */
+  moveMatcher(m: RemoteMatcher, dest: GrammarWorker, history: readonly number[]): RemoteMatcher {
+    const id = this.nextMatcher++;
+    dest.matchers += 1;
+    dest
+      .request({
+        op: "newMatcher",
+        id: dest.newId(),
+        key: m.grammar.key,
+        matcher: id,
+        history: Int32Array.from(history),
+      })
+      .catch(() => undefined);
+    this.disposeMatcher(m);
+    return { id, worker: dest, grammar: m.grammar };
+  }
+
+  /** Compiles a grammar on one more worker, one without matchers or compiles (started if there is room). */
+  private replicate(g: RemoteGrammar): void {
+    if (g.replicating) return;
+    g.replicating = true;
+    (async () => {
+      const live: GrammarWorker[] = [];
+      for (const w of this.workers) {
+        const worker = await w.catch(() => null);
+        if (worker !== null && worker.dead === null) live.push(worker);
+      }
+      let worker = live.find((w) => !g.replicas.includes(w) && w.compiling === 0 && w.matchers === 0);
+      if (worker === undefined) {
+        if (this.workers.length >= this.maxWorkers) return;
+        const started = GrammarWorker.start(this.vocab);
+        this.workers.push(started);
+        worker = await started;
+      }
+      worker.compiling += 1;
+      try {
+        await worker.request({ op: "compile", id: worker.newId(), key: g.key, spec: g.spec });
+        g.replicas.push(worker);
+      } finally {
+        worker.compiling -= 1;
+      }
+    })()
+      .catch(() => undefined)
+      .finally(() => {
+        g.replicating = false;
+      });
   }
 
   /**

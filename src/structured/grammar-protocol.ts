@@ -15,8 +15,11 @@ export type WorkerRequest =
   | { op: "compile"; id: number; key: string; spec: ConstraintSpec }
   /** Frees a compiled grammar (matchers made from it keep working). No reply. */
   | { op: "dropGrammar"; key: string }
-  /** Makes matcher `matcher` from grammar `key`; replies ok. */
-  | { op: "newMatcher"; id: number; key: string; matcher: number }
+  /**
+   * Makes matcher `matcher` from grammar `key` and advances it by `history` (a matcher moved here from another
+   * worker); replies ok, or an error when the grammar rejects the history.
+   */
+  | { op: "newMatcher"; id: number; key: string; matcher: number; history?: Int32Array }
   /** Frees a matcher. No reply. */
   | { op: "dropMatcher"; matcher: number }
   /**

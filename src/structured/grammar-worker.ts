@@ -30,7 +30,14 @@ async function handle(req: WorkerRequest): Promise<WorkerReply | null> {
     case "newMatcher": {
       const spec = specs.get(req.key);
       if (spec === undefined) throw new Error(`grammar ${req.key.slice(0, 80)} is not compiled here`);
-      matchers.set(req.matcher, await (await engine.compile(spec)).newMatcher());
+      const m = await (await engine.compile(spec)).newMatcher();
+      for (const token of req.history ?? []) {
+        if (!m.acceptToken(token)) {
+          m.dispose();
+          throw new Error(`the grammar rejects token ${token} of the sequence's output`);
+        }
+      }
+      matchers.set(req.matcher, m);
       return { id: req.id, ok: true };
     }
     case "dropMatcher":

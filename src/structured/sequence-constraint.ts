@@ -9,7 +9,7 @@
  * sequence's next fill; the grammar is terminated exactly when an allowed stop token was sampled (XGrammar's
  * matcher ends on its stop token and allows one only where the grammar is complete).
  */
-import type { FillJob, GrammarPool, RemoteGrammar, RemoteMatcher } from "./grammar-pool.js";
+import type { FillJob, GrammarPool, GrammarWorker, RemoteGrammar, RemoteMatcher } from "./grammar-pool.js";
 
 export interface ConstraintOptions {
   grammar?: RemoteGrammar;
@@ -21,6 +21,8 @@ export interface ConstraintOptions {
 export class SequenceConstraint {
   /** Tokens accepted here and not yet sent to the matcher's worker. */
   private pendingAccepts: number[] = [];
+  /** Every token the grammar accepted (to rebuild the matcher on another worker). */
+  private readonly history: number[] = [];
   /** The row the last step sampled with (a view into that step's mask), until a token is accepted. */
   private lastRow: Int32Array | null = null;
   private ended = false;
@@ -29,7 +31,7 @@ export class SequenceConstraint {
 
   private constructor(
     private readonly pool: GrammarPool | null,
-    private readonly matcher: RemoteMatcher | null,
+    private matcher: RemoteMatcher | null,
     private readonly allowed: Int32Array | null, // (maskWords) fixed allowed-token bits
     private readonly badWords: readonly (readonly number[])[],
     readonly maskWords: number,
@@ -76,6 +78,18 @@ export class SequenceConstraint {
    */
   get maskBeforeLogprobs(): boolean {
     return this.matcher !== null;
+  }
+
+  /** The grammar matcher (on its worker), null without a grammar. */
+  get remoteMatcher(): RemoteMatcher | null {
+    return this.matcher;
+  }
+
+  /** Rebuilds the matcher on another worker holding its grammar (GrammarPool.balance); between steps only. */
+  moveTo(dest: GrammarWorker): void {
+    if (this.matcher === null || this.pool === null || this.disposed) return;
+    this.matcher = this.pool.moveMatcher(this.matcher, dest, this.history);
+    this.pendingAccepts = []; // in the history the new matcher was advanced by
   }
 
   /** The worker job that fills this step's row (grammar constraints); the row is remembered for accept(). */
@@ -131,6 +145,7 @@ export class SequenceConstraint {
     if (row === null || !maskAllows(row, tokenId)) return false;
     if (this.matcher !== null) {
       this.pendingAccepts.push(tokenId);
+      this.history.push(tokenId);
       if (this.pool?.stopTokenIds.includes(tokenId)) this.ended = true;
     }
     return true;
