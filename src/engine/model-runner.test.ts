@@ -128,6 +128,23 @@ test("an engine sequence that wants prompt logprobs asks for token logprobs unti
   assert.equal(decode.tokenLogprobs, undefined);
 });
 
+test("prompt_logprobs N: the batch asks for the most alternatives any prompt still being computed wants", () => {
+  const three = sequence([5, 6, 7, 8], { promptLogprobs: 3 });
+  const five = sequence([5, 6, 7], { promptLogprobs: 5 });
+  const own = sequence([5, 6], { promptLogprobs: 0 });
+  for (const s of [three, five, own]) s.blockTable = [0];
+  const step = (seqs: Sequence[]) =>
+    buildStepBatch(
+      seqs.map((seq) => scheduledStepSequence({ seq, numNewTokens: seq.numTokens, sample: true })),
+      16,
+    );
+  assert.equal(step([three, five, own]).tokenTopLogprobs, 5);
+  assert.equal(step([three, own]).tokenTopLogprobs, 3);
+  const ownOnly = step([own]);
+  assert.equal(ownOnly.tokenLogprobs, true);
+  assert.equal(ownOnly.tokenTopLogprobs, undefined);
+});
+
 test("sampledLogprob: null when not asked, else the chosen token with its alternatives", () => {
   const result: StepResult = {
     tokenIds: Int32Array.of(4, 7),

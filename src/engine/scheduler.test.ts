@@ -136,6 +136,40 @@ test("updateFromOutput: tokens gain KV, prompt logprobs are recorded, finished s
   assert.equal(a.promptLogprobs?.[1]?.tokenId, range(6)[1]);
 });
 
+test("updateFromOutput: with the backend's tokenTop, each prompt entry gets its rank and its own N alternatives", () => {
+  const scheduler = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 4, maxNumBatchedTokens: 16 });
+  const two = sequence("two", range(3), { promptLogprobs: 2 });
+  const one = sequence("one", range(2, 10), { promptLogprobs: 1 });
+  for (const s of [two, one]) scheduler.add(s);
+  const { scheduled } = scheduler.schedule();
+  // 5 rows (3 + 2 tokens), 2 alternatives each: row t holds ids 100t, 100t + 1; the rank of row t is t + 1.
+  const result = {
+    ...stepResult(2, 5, true),
+    tokenTop: {
+      ids: Int32Array.from({ length: 10 }, (_, i) => 100 * Math.floor(i / 2) + (i % 2)),
+      logprobs: Float32Array.from({ length: 10 }, (_, i) => -i),
+      ranks: Int32Array.of(1, 2, -1, 4, -1),
+    },
+  };
+  scheduler.updateFromOutput(scheduled, { queryStarts: Int32Array.of(0, 3, 5) } as never, result);
+  assert.deepEqual(two.promptLogprobs?.[1], {
+    tokenId: range(3)[1],
+    logprob: -1,
+    top: [
+      { tokenId: 0, logprob: -0 },
+      { tokenId: 1, logprob: -1 },
+    ],
+    rank: 1,
+  });
+  assert.equal(two.promptLogprobs?.[2]?.rank, 2);
+  assert.deepEqual(one.promptLogprobs?.[1], {
+    tokenId: range(2, 10)[1],
+    logprob: -4,
+    top: [{ tokenId: 300, logprob: -6 }],
+    rank: 4,
+  });
+});
+
 test("updateFromOutput: a prefill chunk that does not reach the end samples nothing", () => {
   const scheduler = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 4, maxNumBatchedTokens: 4 });
   const a = sequence("a", range(10));
