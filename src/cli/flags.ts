@@ -36,6 +36,12 @@ export function backendFlag(value: string): BackendChoice {
   return value;
 }
 
+/** A comma-separated list of positive integers ("1,8,32"). */
+export function intListFlag(flag: string): (value: string) => number[] {
+  const one = positiveIntegerFlag(flag);
+  return (value) => value.split(",").map((v) => one(v.trim()));
+}
+
 /** An integer >= min (counts, sizes, limits). */
 export function integerAtLeastFlag(flag: string, min: number): (value: string) => number {
   return (value) => {

@@ -234,7 +234,7 @@ describe("one way to say things across the commands (issue 18, point 10)", () =>
     assert.equal(usage.code, 1);
     assert.deepEqual(JSON.parse(usage.stdout), {
       error: {
-        message: "option '--layers <n>' argument '0' is invalid. --layers must be a positive integer",
+        message: "option '--layers <n>' argument '0' is invalid. --layers needs a positive integer",
         type: "usage",
       },
     });

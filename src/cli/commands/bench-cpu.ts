@@ -3,10 +3,10 @@
  * (continuous batching, paged KV cache), on the demo model unless another is named.
  */
 import { cpus, loadavg } from "node:os";
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { DEMO_MODEL_ALIAS } from "../../demo-model.js";
 import { LLM } from "../../llm.js";
-import { modelFromArgs } from "../flags.js";
+import { intListFlag, modelFromArgs, positiveIntegerFlag } from "../flags.js";
 import { jsonErrors, withJsonErrors } from "./json-errors.js";
 
 export interface CpuBenchOptions {
@@ -126,18 +126,6 @@ export function formatCpuBench(r: CpuBenchResult): string {
   return lines.join("\n");
 }
 
-function positiveInt(flag: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer`);
-    return n;
-  };
-}
-
-function intList(flag: string): (value: string) => number[] {
-  return (value) => value.split(",").map((v) => positiveInt(flag)(v.trim()));
-}
-
 interface CpuFlags {
   model?: string;
   prefill: number[];
@@ -154,15 +142,25 @@ export function registerBenchCpu(bench: Command): void {
     )
     .argument("[model]", 'model folder, hub id or "demo" (default: demo; or --model)')
     .option("--model <dirOrId>", 'model folder, hub id or "demo" (same as the positional argument)')
-    .option("--prefill <list>", "prompt lengths to time", intList("--prefill"), [128, 512])
-    .option("--batches <list>", "numbers of sequences decoding together", intList("--batches"), [1, 4, 16])
+    .option("--prefill <list>", "prompt lengths to time", intListFlag("--prefill"), [128, 512])
+    .option(
+      "--batches <list>",
+      "numbers of sequences decoding together",
+      intListFlag("--batches"),
+      [1, 4, 16],
+    )
     .option(
       "--tokens <n>",
       "tokens each sequence generates in a decode run (>= 2)",
-      positiveInt("--tokens"),
+      positiveIntegerFlag("--tokens"),
       32,
     )
-    .option("--repeats <n>", "timed prefill runs (the median is reported)", positiveInt("--repeats"), 3)
+    .option(
+      "--repeats <n>",
+      "timed prefill runs (the median is reported)",
+      positiveIntegerFlag("--repeats"),
+      3,
+    )
     .option("--json", "print one JSON object instead of the table (errors too)")
     .action(
       withJsonErrors(async (positional: string | undefined, flags: CpuFlags) => {

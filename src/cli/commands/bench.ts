@@ -1,6 +1,7 @@
 /** `awq bench latency`: prefill and decode throughput of the CUDA backend on a synthetic Llama-2-13B AWQ model. */
-import { type Command, InvalidArgumentError } from "commander";
+import type { Command } from "commander";
 import { type LatencyBenchResult, runLatencyBench } from "../../backend/cuda/latency-bench.js";
+import { fractionFlag, intListFlag, positiveIntegerFlag } from "../flags.js";
 import { registerBenchCpu } from "./bench-cpu.js";
 import { jsonErrors, withJsonErrors } from "./json-errors.js";
 
@@ -14,24 +15,6 @@ interface LatencyFlags {
   gpuMemoryUtilization: number;
   profile?: boolean;
   json?: boolean;
-}
-
-function positiveInt(flag: string): (value: string) => number {
-  return (value) => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${flag} must be a positive integer`);
-    return n;
-  };
-}
-
-function intList(flag: string): (value: string) => number[] {
-  return (value) => value.split(",").map((v) => positiveInt(flag)(v.trim()));
-}
-
-function fraction(value: string): number {
-  const n = Number(value);
-  if (!(n > 0 && n <= 1)) throw new InvalidArgumentError("--gpu-memory-utilization must be in (0, 1]");
-  return n;
 }
 
 export function formatLatency(r: LatencyBenchResult): string {
@@ -85,18 +68,28 @@ export function registerBench(program: Command): void {
     .description(
       "prefill and decode tokens/s of the CUDA backend on a synthetic Llama-2-13B AWQ model (random weights generated on the GPU)",
     )
-    .option("--layers <n>", "decoder layers (40 = the full 13B)", positiveInt("--layers"), 40)
-    .option("--prefill <list>", "prompt lengths to time", intList("--prefill"), [512, 2048])
-    .option("--batches <list>", "decode batch sizes to time", intList("--batches"), [1, 8, 32, 128])
+    .option("--layers <n>", "decoder layers (40 = the full 13B)", positiveIntegerFlag("--layers"), 40)
+    .option("--prefill <list>", "prompt lengths to time", intListFlag("--prefill"), [512, 2048])
+    .option("--batches <list>", "decode batch sizes to time", intListFlag("--batches"), [1, 8, 32, 128])
     .option(
       "--context <list>",
       "tokens in each sequence's KV before the timed decode steps; every batch size is timed at each",
-      intList("--context"),
+      intListFlag("--context"),
       [128, 512, 2048],
     )
-    .option("--steps <n>", "timed decode steps per batch size", positiveInt("--steps"), 96)
-    .option("--repeats <n>", "timed prefill runs (the median is reported)", positiveInt("--repeats"), 5)
-    .option("--gpu-memory-utilization <f>", "fraction of GPU memory to use", fraction, 0.9)
+    .option("--steps <n>", "timed decode steps per batch size", positiveIntegerFlag("--steps"), 96)
+    .option(
+      "--repeats <n>",
+      "timed prefill runs (the median is reported)",
+      positiveIntegerFlag("--repeats"),
+      5,
+    )
+    .option(
+      "--gpu-memory-utilization <f>",
+      "fraction of GPU memory to use",
+      fractionFlag("--gpu-memory-utilization"),
+      0.9,
+    )
     .option("--profile", "also time each operation of a few eager decode steps")
     .option("--json", "print one JSON object instead of the table (errors too)")
     .action(

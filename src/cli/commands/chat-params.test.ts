@@ -38,3 +38,18 @@ test("/params rejects unknown keys, malformed pairs and out-of-range values, nam
   assert.throws(() => applyParamAssignments(start, "max_tokens=4 min_tokens=8"), /min_tokens/);
   assert.throws(() => applyParamAssignments(start, ""), /expected key=value/);
 });
+
+test("awq chat starts from the engine's sampling defaults (temperature 1, top-p 1), as generate and the server", async () => {
+  const { initialParams } = await import("./chat.js");
+  const { resolveSamplingParams } = await import("../../engine/sampling-params.js");
+  const params = initialParams({ maxTokens: 512 });
+  assert.deepEqual(params, { maxTokens: 512 });
+  const resolved = resolveSamplingParams(params);
+  assert.equal(resolved.temperature, 1);
+  assert.equal(resolved.topP, 1);
+  assert.deepEqual(initialParams({ maxTokens: 64, temperature: 0.2, topK: 5 }), {
+    maxTokens: 64,
+    temperature: 0.2,
+    topK: 5,
+  });
+});

@@ -72,7 +72,9 @@ export function registerChat(program: Command): void {
  * The sampling settings the conversation starts with, checked by the engine's rules before any loading. Unset
  * ones are the engine's defaults (temperature 1, top-p 1: vLLM's), the same as `awq generate` and the server.
  */
-function initialParams(flags: ChatFlags): SamplingParams {
+export function initialParams(
+  flags: Pick<ChatFlags, "temperature" | "topP" | "topK" | "maxTokens">,
+): SamplingParams {
   const params: SamplingParams = {
     maxTokens: flags.maxTokens,
     ...(flags.temperature !== undefined ? { temperature: flags.temperature } : {}),
