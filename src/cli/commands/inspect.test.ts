@@ -62,7 +62,14 @@ describe("awq inspect", () => {
       /^shape\s+6 layers, hidden 256, intermediate 768, 4 heads, 2 kv heads, head_dim 64$/m,
     );
     assert.match(stdout, /^stop tokens\s+.*32000 "<\|end_of_turn\|>"/m);
+    // The chat format chat requests will use, with a conversation as the model sees it.
+    assert.match(
+      stdout,
+      /^chat format\s+openchat, built in: .*: "SYSTEM<\|end_of_turn\|>User: USER<\|end_of_turn\|>Assistant:"$/m,
+    );
     const json = JSON.parse((await awqInspect("--model", "models/tiny-chat-awq", "--json")).stdout);
+    assert.equal(json.chatFormat.name, "openchat");
+    assert.equal(json.chatFormat.example, "SYSTEM<|end_of_turn|>User: USER<|end_of_turn|>Assistant:");
     demoWeightBytes = json.weightBytes;
     assert.equal(json.parameters, 12_914_432);
     // Every byte of tensor data in the file is a weight the model uses.
