@@ -10,6 +10,7 @@ import {
   cannedReply,
   noPageErrors,
   openPage,
+  RICH_REPLY,
   screenshot,
   skip,
   startWebRig,
@@ -25,28 +26,6 @@ before(async () => {
 after(async () => {
   await rig?.close();
 });
-
-export const RICH_REPLY = [
-  "Here is the **quadratic formula** and a helper:",
-  "",
-  "$$x = \\frac{-b \\pm \\sqrt{b^2 - 4ac}}{2a}$$",
-  "",
-  "```python",
-  "import math",
-  "",
-  "def roots(a: float, b: float, c: float) -> tuple[float, float]:",
-  '    """Both roots of a*x^2 + b*x + c."""',
-  "    d = math.sqrt(b * b - 4 * a * c)",
-  "    return (-b + d) / (2 * a), (-b - d) / (2 * a)",
-  "```",
-  "",
-  "| a | b | c | roots |",
-  "|---|---|--:|:-----:|",
-  "| 1 | -3 | 2 | 1, 2 |",
-  "| 1 | 2 | 1 | -1 |",
-  "",
-  "The discriminant $\\Delta = b^2 - 4ac$ tells how many real roots there are; it costs $5 or $10 to print.",
-].join("\n");
 
 test("code is coloured with a working Copy button, tables and TeX render, and nothing comes from elsewhere", {
   skip,

@@ -141,3 +141,26 @@ export async function onScreen(locator: Locator): Promise<boolean> {
 export function noPageErrors(errors: string[]): void {
   assert.deepEqual(errors, [], "no script errors on the page");
 }
+
+/** A reply with what a model writes and the renderer must handle: display and inline TeX, code, a table, prices. */
+export const RICH_REPLY = [
+  "Here is the **quadratic formula** and a helper:",
+  "",
+  "$$x = \\frac{-b \\pm \\sqrt{b^2 - 4ac}}{2a}$$",
+  "",
+  "```python",
+  "import math",
+  "",
+  "def roots(a: float, b: float, c: float) -> tuple[float, float]:",
+  '    """Both roots of a*x^2 + b*x + c."""',
+  "    d = math.sqrt(b * b - 4 * a * c)",
+  "    return (-b + d) / (2 * a), (-b - d) / (2 * a)",
+  "```",
+  "",
+  "| a | b | c | roots |",
+  "|---|---|--:|:-----:|",
+  "| 1 | -3 | 2 | 1, 2 |",
+  "| 1 | 2 | 1 | -1 |",
+  "",
+  "The discriminant $\\Delta = b^2 - 4ac$ tells how many real roots there are; it costs $5 or $10 to print.",
+].join("\n");

@@ -77,13 +77,26 @@ let store: ConversationStore;
 /** The conversation on screen; null until a new chat's first message. */
 let current: Conversation | null = null;
 let running: AbortController | null = null;
+/** True from a send, regenerate or edit until its answer is saved: one at a time. */
+let busy = false;
 /** What Retry in the error box does, if anything. */
 let retry: (() => void) | null = null;
 
+/** Runs `task` unless another one is under way (then it is ignored, as a second click on Send is). */
+async function exclusive(task: () => Promise<unknown>): Promise<void> {
+  if (busy) return;
+  busy = true;
+  try {
+    await task();
+  } finally {
+    busy = false;
+  }
+}
+
 const messageActions: MessageActions = {
-  edit: (id, text) => void editAndResend(id, text),
-  regenerate: (id) => void regenerate(id),
-  remove: (id) => void removeMessage(id),
+  edit: (id, text) => void exclusive(() => editAndResend(id, text)),
+  regenerate: (id) => void exclusive(() => regenerate(id)),
+  remove: (id) => void exclusive(() => removeMessage(id)),
 };
 
 // --- errors and status -------------------------------------------------------------------------------
@@ -163,6 +176,7 @@ function renderConversation(): void {
 
 async function openConversation(id: string): Promise<void> {
   stopRunning();
+  closeChatsOnPhone();
   const found = await store.get(id);
   if (!found) {
     await refreshChatList();
@@ -265,7 +279,7 @@ function appendView(view: MessageView): void {
 }
 
 async function sendPrompt(text: string): Promise<void> {
-  if (running !== null || text.trim() === "") return;
+  if (text.trim() === "") return;
   clearError();
   let params: Record<string, unknown>;
   try {
@@ -280,26 +294,30 @@ async function sendPrompt(text: string): Promise<void> {
     current = { id: newId(), title: titleFrom(text), createdAt: now, updatedAt: now, messages: [] };
     rememberCurrent();
   }
+  const conversation = current;
   const question: StoredMessage = { id: newId(), role: "user", content: text, createdAt: Date.now() };
-  current.messages.push(question);
+  conversation.messages.push(question);
   const view = messageView(question, messageActions);
   appendView(view);
-  await save(current);
+  await save(conversation);
   await refreshChatList();
   const ok = await generate(params, question);
-  if (!ok && current.messages.at(-1) === question) {
+  if (!ok && conversation.messages.at(-1) === question) {
     // Nothing came back: take the question off the conversation and give its text back to the box.
-    current.messages.pop();
+    conversation.messages.pop();
     view.root.remove();
-    ui.emptyHint.hidden = current.messages.length > 0;
     if (ui.prompt.value === "") ui.prompt.value = text;
-    if (current.messages.length === 0) {
-      await store.delete(current.id);
-      current = null;
-      rememberCurrent();
+    if (conversation.messages.length === 0) {
+      await store.delete(conversation.id);
+      if (current === conversation) {
+        current = null;
+        rememberCurrent();
+      }
     } else {
-      await save(current);
+      await save(conversation);
     }
+    if (current === conversation || current === null)
+      ui.emptyHint.hidden = (current?.messages.length ?? 0) > 0;
     await refreshChatList();
   }
 }
@@ -313,7 +331,7 @@ async function generate(
   question: StoredMessage | null,
 ): Promise<boolean> {
   const conversation = current;
-  if (conversation === null || running !== null) return false;
+  if (conversation === null) return false;
   if (params === null) {
     try {
       params = settings.params();
@@ -384,7 +402,7 @@ async function generate(
     view.root.remove();
     const index = conversation.messages.indexOf(answer);
     if (index !== -1) conversation.messages.splice(index, 1);
-    report(failure, question === null ? () => void generate(null, null) : null);
+    report(failure, question === null ? () => void exclusive(() => generate(null, null)) : null);
     return false;
   }
   const final: MessageStats = stats
@@ -412,7 +430,7 @@ function report(err: unknown, onRetry: (() => void) | null): void {
 
 /** Answers again from the question before answer `id` (that answer and everything after it go). */
 async function regenerate(id: string): Promise<void> {
-  if (current === null || running !== null) return;
+  if (current === null) return;
   const index = current.messages.findIndex((m) => m.id === id);
   if (index === -1) return;
   current.messages.splice(index);
@@ -423,7 +441,7 @@ async function regenerate(id: string): Promise<void> {
 
 /** Replaces user message `id` with `text`, drops everything after it, and sends it again. */
 async function editAndResend(id: string, text: string): Promise<void> {
-  if (current === null || running !== null) return;
+  if (current === null) return;
   const index = current.messages.findIndex((m) => m.id === id);
   if (index === -1) return;
   current.messages.splice(index);
@@ -445,7 +463,8 @@ async function removeMessage(id: string): Promise<void> {
 
 // --- the server --------------------------------------------------------------------------------------
 
-async function loadModelName(): Promise<void> {
+/** Shows the served model's name; a 401 shows the key field (`focus`: and puts the cursor there). */
+async function loadModelName(focus = true): Promise<void> {
   const headers: Record<string, string> = {};
   if (settings.apiKey.value !== "") headers.authorization = `Bearer ${settings.apiKey.value}`;
   try {
@@ -456,6 +475,7 @@ async function loadModelName(): Promise<void> {
       };
       settings.askForKey(
         apiKeyProblem(new ChatApiError(401, body.error?.message ?? "", body.error?.code ?? null)),
+        focus,
       );
       return;
     }
@@ -486,9 +506,9 @@ function closeChatsOnPhone(): void {
 ui.composer.addEventListener("submit", (event) => {
   event.preventDefault();
   const text = ui.prompt.value;
-  if (running !== null || text.trim() === "") return;
+  if (busy || text.trim() === "") return;
   ui.prompt.value = "";
-  void sendPrompt(text);
+  void exclusive(() => sendPrompt(text));
 });
 ui.prompt.addEventListener("keydown", (event) => {
   // Enter sends, Shift+Enter adds a line; on a touch screen the keyboard's return always adds a line.
@@ -522,7 +542,7 @@ ui.importFile.addEventListener("change", () => {
 });
 settings.apiKey.addEventListener("change", () => {
   settings.clearKeyHint();
-  void loadModelName();
+  void loadModelName(false);
 });
 
 async function start(): Promise<void> {

@@ -71,7 +71,11 @@ test("a bad value is a SettingsError naming the field", () => {
     [{ "max-tokens": "0" }, "max-tokens", /Max tokens: 0 is below 1/],
     [{ "logit-bias": "[1]" }, "logit-bias", /Logit bias: must be a JSON object/],
     [{ "json-schema": "{type: object}" }, "json-schema", /JSON schema: not valid JSON/],
-    [{ "stop-strings": Array.from({ length: 17 }, (_, i) => `s${i}`).join("\n") }, "stop-strings", /at most 16/],
+    [
+      { "stop-strings": Array.from({ length: 17 }, (_, i) => `s${i}`).join("\n") },
+      "stop-strings",
+      /at most 16/,
+    ],
   ];
   for (const [values, id, message] of cases) {
     assert.throws(

@@ -70,13 +70,16 @@ export class SettingsPanel {
     return this.systemPrompt.value.trim();
   }
 
-  /** Shows the key field with why it is needed, opens the panel and puts the cursor there. */
-  askForKey(why: string): void {
+  /**
+   * Shows the key field with why it is needed and opens the panel; `focus` also puts the cursor there (not
+   * when the check follows the user's own edit of the key: they may have moved on to the message box).
+   */
+  askForKey(why: string, focus = true): void {
     this.apiKeyRow.hidden = false;
     this.apiKeyHint.textContent = why;
     this.setOpen(true);
     this.apiKeyRow.scrollIntoView({ block: "nearest" });
-    this.apiKey.focus();
+    if (focus) this.apiKey.focus();
   }
 
   clearKeyHint(): void {
