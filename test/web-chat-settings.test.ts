@@ -239,9 +239,11 @@ test("a missing API key and a wrong one are told apart, before and after sending
       .locator("#api-key-hint", { hasText: "The server refused the API key: it is wrong." })
       .waitFor();
     await page.press("#prompt", "Enter");
-    await errorSays(page, "The server refused the API key: it is wrong. Correct it in Settings.").catch((err) => {
-      throw new Error(`${err.message}; requests: ${auth.join(", ")}`);
-    });
+    await errorSays(page, "The server refused the API key: it is wrong. Correct it in Settings.").catch(
+      (err) => {
+        throw new Error(`${err.message}; requests: ${auth.join(", ")}`);
+      },
+    );
     assert.equal(await page.inputValue("#prompt"), "Hello?");
     assert.equal(await page.locator("article.message").count(), 0);
 
