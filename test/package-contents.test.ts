@@ -34,6 +34,8 @@ test("the tarball carries the library, CLI, demo model, addon sources, install s
     "dist/src/cli/main.js",
     "dist/src/demo-model.js",
     "models/tiny-chat-awq/config.json",
+    "data/calib/kjv-sample.txt",
+    "data/calib/README.md",
     "scripts/postinstall.mjs",
     "scripts/build-native.mjs",
     "scripts/native-cache.mjs",
