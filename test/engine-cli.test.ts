@@ -1,6 +1,6 @@
-/** `awq generate` and `awq ppl` on the demo model (CPU backend), as a user runs them. */
+/** `awq generate`, `awq ppl` and `awq serve` on the demo model (CPU backend), as a user runs them. */
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -95,4 +95,47 @@ test("awq ppl --json over two windows", async (t) => {
   assert.equal(out.tokens, 256);
   assert.equal(out.ctx, 128);
   assert.ok(out.perplexity > 1 && out.perplexity < 1000, `perplexity ${out.perplexity}`);
+});
+
+test("awq serve with no model and no usable GPU: says so, serves the demo; --log-level warn keeps the listening line", {
+  timeout: 90_000,
+}, async () => {
+  // AWQ_NATIVE_ADDON points at nothing: no CUDA here, whatever machine runs the test.
+  const server = spawn(process.execPath, [cli, "serve", "--port", "0", "--log-level", "warn"], {
+    cwd: repoRoot,
+    env: { ...process.env, AWQ_NATIVE_ADDON: `${repoRoot}no-such-addon.node` },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  try {
+    // stdout is a pipe, not a terminal: pino's JSON lines.
+    const events = await new Promise<{ level: number; msg: string; [key: string]: unknown }[]>(
+      (resolve, reject) => {
+        const seen: { level: number; msg: string }[] = [];
+        let buffered = "";
+        server.stdout.on("data", (d) => {
+          buffered += d;
+          const lines = buffered.split("\n");
+          buffered = lines.pop() ?? "";
+          for (const line of lines) {
+            const event = JSON.parse(line) as { level: number; msg: string };
+            seen.push(event);
+            if (event.msg === "listening") resolve(seen);
+          }
+        });
+        server.on("exit", (code) => reject(new Error(`awq serve exited with ${code}`)));
+      },
+    );
+    const [notice, listening] = [events[0]!, events.at(-1)!];
+    assert.equal(notice.level, 40);
+    assert.match(
+      notice.msg,
+      /^no model named \(the CUDA addon .*no-such-addon\.node.*\): serving the demo model/,
+    );
+    assert.equal(listening.model, "demo");
+    assert.equal(listening.backend, "cpu");
+    assert.match(String(listening.openUrl), /^http:\/\/127\.0\.0\.1:\d+\/$/);
+    assert.equal(events.length, 2, "warn: only the notice and the listening line");
+  } finally {
+    server.kill("SIGTERM");
+  }
 });
