@@ -79,6 +79,7 @@ awq::StepInput toStepInput(const Napi::Object& b) {
   in.slotMapping = typedField<int32_t>(b, "slotMapping", numTokens);
   in.sample = typedField<uint8_t>(b, "sample", numSeqs);
   in.tokenLogprobs = flagField(b, "tokenLogprobs");
+  in.tokenTopLogprobs = b.Get("tokenTopLogprobs").IsUndefined() ? 0 : intField(b, "tokenTopLogprobs");
   in.returnLogits = flagField(b, "returnLogits");
   Napi::Value samplingValue = field(b, "sampling");
   if (!samplingValue.IsObject()) {
@@ -141,6 +142,13 @@ Napi::Object fromStepOutput(Napi::Env env, const awq::StepOutput& out, bool toke
   o.Set("maxTop", Napi::Number::New(env, out.maxTop));
   o.Set("gpuMs", Napi::Number::New(env, out.gpuMs));
   if (tokenLogprobs) o.Set("tokenLogprobs", copyOut<float, Napi::Float32Array>(env, out.tokenLogprobs));
+  if (!out.tokenRanks.empty()) {
+    Napi::Object top = Napi::Object::New(env);
+    top.Set("ids", copyOut<int32_t, Napi::Int32Array>(env, out.tokenTopIds));
+    top.Set("logprobs", copyOut<float, Napi::Float32Array>(env, out.tokenTopLogprobs));
+    top.Set("ranks", copyOut<int32_t, Napi::Int32Array>(env, out.tokenRanks));
+    o.Set("tokenTop", top);
+  }
   if (!out.logits.empty()) o.Set("logits", copyOut<float, Napi::Float32Array>(env, out.logits));
   return o;
 }

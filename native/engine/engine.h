@@ -69,6 +69,7 @@ struct StepInput {
   const int32_t* slotMapping = nullptr;  // (numTokens)
   const uint8_t* sample = nullptr;       // (numSeqs)
   bool tokenLogprobs = false;
+  int tokenTopLogprobs = 0;  // with tokenLogprobs: top-N alternatives and ranks at each token (0..kMaxTokenTop)
   bool returnLogits = false;
   // Sampling arrays (numSeqs entries; lists indexed by the *Starts arrays).
   const float* temperature = nullptr;
@@ -103,6 +104,9 @@ struct StepOutput {
   std::vector<int32_t> topIds;        // (numSeqs, maxTop)
   std::vector<float> topLogprobs;     // (numSeqs, maxTop)
   std::vector<float> tokenLogprobs;   // (numTokens) when requested
+  std::vector<int32_t> tokenTopIds;   // (numTokens, tokenTopLogprobs) when requested, -1 padded
+  std::vector<float> tokenTopLogprobs;  // (numTokens, tokenTopLogprobs) when requested, NaN padded
+  std::vector<int32_t> tokenRanks;    // (numTokens) when tokenTopLogprobs > 0, -1 at each sequence's last token
   std::vector<float> logits;          // (numSeqs, vocab) raw logits when requested, NaN rows where not sampled
   int maxTop = 0;
   /** GPU time of the step, upload to download (cudaEvent). */
@@ -122,6 +126,7 @@ struct PendingStep {
   int maxTop = 0;
   int topStride = 1;
   size_t tokBytes = 0, topBytes = 0, tlBytes = 0, end = 0;  // layout of the downloaded outputs
+  size_t tokenTopAt = 0;  // where the token top-N ids, logprobs and ranks start (when tokenTopLogprobs > 0)
 };
 
 struct InputLayout;  // workspace.h
@@ -129,6 +134,7 @@ struct InputLayout;  // workspace.h
 class Engine {
  public:
   static constexpr int kMaxTopLogprobs = 128;
+  static constexpr int kMaxTokenTop = 20;  // prompt_logprobs' cap (MAX_LOGPROBS in src/engine/sampling-params.ts)
 
   Engine(const ModelDims& dims, int device);
   ~Engine();

@@ -289,7 +289,10 @@ void Engine::enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen
   const int topStride = std::max(sampled.maxTop, 1);
   if (numSample > 0) launchSampling(in, s, numSample, topStride, maskWords > 0);
   if (in.returnLogits && numSample > 0) downloadRawLogits(numSample);
-  if (in.tokenLogprobs) computeTokenLogprobs(s);
+  if (in.tokenLogprobs) {
+    s.tokenTopLogprobs = in.tokenTopLogprobs;
+    computeTokenLogprobs(s);
+  }
   queueDownloads(in, numSample, sampled.maxTop, topStride, pending);
 }
 
@@ -355,6 +358,13 @@ void Engine::queueDownloads(const StepInput& in, int numSample, int maxTop, int 
     download(w.outTopLogprobs.get(), topBytes, "download of top logprobs");
   }
   download(w.tokenLogprobs.get(), tlBytes, "download of token logprobs");
+  pending->tokenTopAt = at;
+  if (in.tokenLogprobs && in.tokenTopLogprobs > 0) {
+    const size_t topTokenBytes = static_cast<size_t>(in.numTokens) * in.tokenTopLogprobs * 4;
+    download(w.tokenTopIds.get(), topTokenBytes, "download of token top logprob ids");
+    download(w.tokenTopLogprobs.get(), topTokenBytes, "download of token top logprobs");
+    download(w.tokenRanks.get(), static_cast<size_t>(in.numTokens) * 4, "download of token ranks");
+  }
   cudaCheck(cudaEventRecord(stepEnd_, stream_), "cudaEventRecord");
   pending->maxTop = maxTop;
   pending->topStride = topStride;

@@ -32,6 +32,9 @@ struct Engine::Workspace {
   DeviceBuffer outTopIds;    // (maxSeqs, kMaxTopLogprobs) int32
   DeviceBuffer outTopLogprobs;  // (maxSeqs, kMaxTopLogprobs) fp32
   DeviceBuffer tokenLogprobs;   // (maxTokens) fp32
+  DeviceBuffer tokenTopIds;     // (maxTokens, kMaxTokenTop) int32
+  DeviceBuffer tokenTopLogprobs;  // (maxTokens, kMaxTokenTop) fp32
+  DeviceBuffer tokenRanks;      // (maxTokens) int32
   DeviceBuffer inputs;          // InputLayout words
   PinnedBuffer hostInputs;      // InputLayout words
   PinnedBuffer hostOutputs;     // tokens, logprobs, top ids, top logprobs, token logprobs
@@ -51,6 +54,7 @@ struct Engine::ForwardShape {
   int maxQueryLen = 0;
   int maxContextLen = 0;
   int numGather = 0;  // rows through the final norm and lm_head (sampleRows)
+  int tokenTopLogprobs = 0;  // top-N alternatives per token in computeTokenLogprobs (StepInput::tokenTopLogprobs)
   bool decode = false;
   InputLayout layout{};
   const int32_t* inputs = nullptr;  // device base of `layout`

@@ -123,11 +123,15 @@ void Engine::allocateWorkspace() {
   w.outTopIds.allocate(seqs * kMaxTopLogprobs * 4, "top logprob ids");
   w.outTopLogprobs.allocate(seqs * kMaxTopLogprobs * 4, "top logprobs");
   w.tokenLogprobs.allocate(tokens * 4, "token logprobs");
+  w.tokenTopIds.allocate(tokens * kMaxTokenTop * 4, "token top logprob ids");
+  w.tokenTopLogprobs.allocate(tokens * kMaxTokenTop * 4, "token top logprobs");
+  w.tokenRanks.allocate(tokens * 4, "token ranks");
   // Inputs: the fixed part of a worst-case step plus room for penalty lists; grows when a step needs more.
   const InputLayout worst = InputLayout::make(o.maxNumBatchedTokens, o.maxNumSeqs, tableWidth_, 1 << 16, 1 << 16,
                                               1 << 12);
   ensureInputCapacity(worst.totalWords);
-  w.hostOutputs.allocate(seqs * 8 + seqs * kMaxTopLogprobs * 8 + tokens * 4 + 256, "step outputs");
+  w.hostOutputs.allocate(seqs * 8 + seqs * kMaxTopLogprobs * 8 + tokens * 4 + tokens * (kMaxTokenTop * 8 + 4) + 256,
+                         "step outputs");
   cudaCheck(cudaStreamSynchronize(stream_), "workspace allocation");
 }
 
@@ -221,6 +225,9 @@ void Engine::checkStep(const StepInput& in) const {
   }
   if (in.queryStarts[0] != 0 || in.queryStarts[in.numSeqs] != in.numTokens) {
     fail("queryStarts must start at 0 and end at numTokens");
+  }
+  if (in.tokenTopLogprobs < 0 || in.tokenTopLogprobs > kMaxTokenTop) {
+    fail("tokenTopLogprobs " + std::to_string(in.tokenTopLogprobs) + " outside 0.." + std::to_string(kMaxTokenTop));
   }
   const long long slots = static_cast<long long>(numBlocks_) * options_.blockSize;
   for (int t = 0; t < in.numTokens; t++) {

@@ -66,8 +66,17 @@ StepOutput Engine::finishStep(const StepInput& in, PendingStep& pending) {
     }
   }
   if (in.tokenLogprobs) {
-    const float* hTl = reinterpret_cast<const float*>(ho + pending.end - tlBytes);
+    const float* hTl = reinterpret_cast<const float*>(ho + pending.tokenTopAt - tlBytes);
     out.tokenLogprobs.assign(hTl, hTl + in.numTokens);
+    if (in.tokenTopLogprobs > 0) {
+      const size_t n = static_cast<size_t>(in.numTokens) * in.tokenTopLogprobs;
+      const int32_t* hIds = reinterpret_cast<const int32_t*>(ho + pending.tokenTopAt);
+      const float* hLps = reinterpret_cast<const float*>(ho + pending.tokenTopAt + n * 4);
+      const int32_t* hRanks = reinterpret_cast<const int32_t*>(ho + pending.tokenTopAt + n * 8);
+      out.tokenTopIds.assign(hIds, hIds + n);
+      out.tokenTopLogprobs.assign(hLps, hLps + n);
+      out.tokenRanks.assign(hRanks, hRanks + in.numTokens);
+    }
   }
   return out;
 }
@@ -83,8 +92,15 @@ void Engine::computeTokenLogprobs(const ForwardShape& s) {
     linear(lmHead(), w.normed.as<half>() + static_cast<size_t>(start) * d.hidden, rows, w.logitsHalf.as<half>(),
            "lm_head (token logprobs)");
     launchHalfToFloat(w.logitsHalf.as<half>(), w.logits.as<float>(), static_cast<size_t>(rows) * d.vocab, stream_);
+    TokenTopArgs top;
+    if (s.tokenTopLogprobs > 0) {
+      top.n = s.tokenTopLogprobs;
+      top.ids = w.tokenTopIds.as<int32_t>() + static_cast<size_t>(start) * top.n;
+      top.logprobs = w.tokenTopLogprobs.as<float>() + static_cast<size_t>(start) * top.n;
+      top.ranks = w.tokenRanks.as<int32_t>() + start;
+    }
     launchTokenLogprobs(w.logits.as<float>(), s.inputs + s.layout.targets + start,
-                        w.tokenLogprobs.as<float>() + start, rows, d.vocab, stream_);
+                        w.tokenLogprobs.as<float>() + start, rows, d.vocab, stream_, top);
   }
 }
 

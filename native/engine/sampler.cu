@@ -318,12 +318,21 @@ __global__ void __launch_bounds__(kThreads) samplerKernel(SamplerArgs a) {
 }
 
 __global__ void __launch_bounds__(kThreads)
-    tokenLogprobsKernel(const float* logits, const int32_t* targets, float* out, int vocab) {
+    tokenLogprobsKernel(const float* logits, const int32_t* targets, float* out, int vocab, TokenTopArgs top) {
   __shared__ Shared sh;
   const int r = blockIdx.x;
   const int target = targets[r];
   if (target < 0) {
-    if (threadIdx.x == 0) out[r] = NAN;
+    if (threadIdx.x == 0) {
+      out[r] = NAN;
+      if (top.n > 0) top.ranks[r] = -1;
+    }
+    if (top.n > 0) {
+      for (int k = threadIdx.x; k < top.n; k += blockDim.x) {
+        top.ids[static_cast<size_t>(r) * top.n + k] = -1;
+        top.logprobs[static_cast<size_t>(r) * top.n + k] = NAN;
+      }
+    }
     return;
   }
   const float* row = logits + static_cast<size_t>(r) * vocab;
@@ -331,7 +340,34 @@ __global__ void __launch_bounds__(kThreads)
   double s = 0.0;
   for (int i = threadIdx.x; i < vocab; i += blockDim.x) s += exp(static_cast<double>(row[i]) - m);
   const double total = blockSumDouble(s, sh.sums);
-  if (threadIdx.x == 0) out[r] = static_cast<float>(static_cast<double>(row[target]) - (m + log(total)));
+  const double lse = m + log(total);
+  if (threadIdx.x == 0) out[r] = static_cast<float>(static_cast<double>(row[target]) - lse);
+  if (top.n <= 0) return;
+  // Rank of the target as vLLM counts it: how many tokens have a logit at least as large (the target included).
+  const float targetLogit = row[target];
+  int atLeast = 0;
+  for (int i = threadIdx.x; i < vocab; i += blockDim.x) atLeast += row[i] >= targetLogit ? 1 : 0;
+  atLeast = static_cast<int>(blockSumDouble(atLeast, sh.sums));  // exact: counts < 2^53
+  if (threadIdx.x == 0) top.ranks[r] = atLeast;
+  // The top-N in (logit descending, id ascending) order: N block-wide selections, each after the previous pick.
+  Best previous{0.f, -1};
+  for (int k = 0; k < top.n; k++) {
+    Best b{0.f, INT_MAX};
+    for (int i = threadIdx.x; i < vocab; i += blockDim.x) {
+      const Best c{row[i], i};
+      const bool after = previous.index < 0 || c.value < previous.value ||
+                         (c.value == previous.value && c.index > previous.index);
+      if (after && before(c, b)) b = c;
+    }
+    b = blockBest(b, sh.best);
+    if (threadIdx.x == 0) {
+      const size_t at = static_cast<size_t>(r) * top.n + k;
+      top.ids[at] = b.index == INT_MAX ? -1 : b.index;
+      top.logprobs[at] = b.index == INT_MAX ? NAN : static_cast<float>(static_cast<double>(b.value) - lse);
+    }
+    if (b.index == INT_MAX) break;
+    previous = b;
+  }
 }
 
 }  // namespace
@@ -343,9 +379,9 @@ void launchSampler(const SamplerArgs& args, cudaStream_t stream) {
 }
 
 void launchTokenLogprobs(const float* logits, const int32_t* targets, float* out, int numRows, int vocab,
-                         cudaStream_t stream) {
+                         cudaStream_t stream, const TokenTopArgs& top) {
   if (numRows == 0) return;
-  tokenLogprobsKernel<<<numRows, kThreads, 0, stream>>>(logits, targets, out, vocab);
+  tokenLogprobsKernel<<<numRows, kThreads, 0, stream>>>(logits, targets, out, vocab, top);
   checkLaunch("token_logprobs", stream);
 }
 

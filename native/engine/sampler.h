@@ -49,11 +49,20 @@ struct SamplerArgs {
 
 void launchSampler(const SamplerArgs& args, cudaStream_t stream);
 
+/** Optional outputs of launchTokenLogprobs: prompt_logprobs N > 0 (n = 0: none). */
+struct TokenTopArgs {
+  int n = 0;                  // alternatives per row
+  int32_t* ids = nullptr;     // (numRows, n) best first, lowest id first on ties; -1 where targets[r] < 0
+  float* logprobs = nullptr;  // (numRows, n) log_softmax of the raw logits; NaN where targets[r] < 0
+  int32_t* ranks = nullptr;   // (numRows) tokens with a logit >= the target's (1 = the best); -1 where targets[r] < 0
+};
+
 /**
- * out[r] = log_softmax(logits[r])[targets[r]] (fp32 logits, lse in double), NaN where targets[r] < 0.
+ * out[r] = log_softmax(logits[r])[targets[r]] (fp32 logits, lse in double), NaN where targets[r] < 0; with top.n > 0
+ * also the top-n alternatives and the target's rank (the CPU backend's semantics, src/backend/cpu/cpu-backend.ts).
  * logits (numRows, vocab); targets (numRows); out (numRows).
  */
 void launchTokenLogprobs(const float* logits, const int32_t* targets, float* out, int numRows, int vocab,
-                         cudaStream_t stream);
+                         cudaStream_t stream, const TokenTopArgs& top = TokenTopArgs{});
 
 }  // namespace awq

@@ -251,6 +251,67 @@ export function runBackendConformance(
       }
     });
 
+    test("prompt logprobs: each token's logprob, its rank and the top-5 alternatives match an fp64 reference", async (t) => {
+      if (!awq.backend.promptTopLogprobs) return t.skip(`${name} does not return prompt top logprobs`);
+      const N = 5;
+      const TOL = 0.05; // nats: fp16/f32 backends against fp64 on the demo model
+      const prompt = fixture.models["tiny-chat-awq"][0].prompt_ids;
+      const builder = new StepBuilder(BLOCK_SIZE, awq.layout.numBlocks);
+      const seq = builder.addSequence(prompt);
+      const batch = builder.build([{ seq }]);
+      batch.tokenLogprobs = true;
+      batch.tokenTopLogprobs = N;
+      const result = await awq.backend.step(batch);
+      const top = result.tokenTop;
+      assert.ok(result.tokenLogprobs !== undefined && top !== undefined, "tokenTopLogprobs gave no tokenTop");
+      assert.equal(top.ids.length, prompt.length * N);
+      assert.equal(top.ranks.length, prompt.length);
+      const model = await openModel(awqDir);
+      let naive: Float64Array[]; // (prompt.length) rows of (vocab) logits
+      try {
+        naive = await naiveLogits(model.checkpoint, model.config, prompt);
+      } finally {
+        await model.checkpoint.close();
+      }
+      for (let p = 0; p + 1 < prompt.length; p++) {
+        const row = naive[p];
+        let max = Number.NEGATIVE_INFINITY;
+        for (const v of row) max = Math.max(max, v);
+        let sum = 0;
+        for (const v of row) sum += Math.exp(v - max);
+        const lse = max + Math.log(sum);
+        const lp = (id: number) => row[id] - lse;
+        const sorted = Float64Array.from(row).sort().reverse();
+        const target = prompt[p + 1];
+        const at = `position ${p}`;
+        assert.ok(Math.abs(result.tokenLogprobs[p] - lp(target)) <= TOL, `${at}: token logprob`);
+        for (let k = 0; k < N; k++) {
+          const id: number = top.ids[p * N + k];
+          const got: number = top.logprobs[p * N + k];
+          assert.ok(id >= 0 && Math.abs(got - lp(id)) <= TOL, `${at}: alternative ${k} (id ${id}) logprob`);
+          assert.ok(
+            Math.abs(got - (sorted[k] - lse)) <= TOL,
+            `${at}: alternative ${k} is not the ${k + 1}th best`,
+          );
+          if (k > 0) assert.ok(got <= top.logprobs[p * N + k - 1], `${at}: alternatives out of order`);
+        }
+        // The rank counts tokens with a logit >= the target's: bounded by the fp64 counts within the tolerance.
+        let above = 0;
+        let within = 0;
+        for (const v of row) {
+          if (v > row[target] + TOL) above++;
+          if (v >= row[target] - TOL) within++;
+        }
+        const rank: number = top.ranks[p];
+        assert.ok(rank >= above + 1 && rank <= within, `${at}: rank ${rank} outside ${above + 1}..${within}`);
+        if (rank <= N)
+          assert.equal(top.ids[p * N + rank - 1], target, `${at}: rank ${rank} names another id`);
+      }
+      const last = prompt.length - 1;
+      assert.equal(top.ranks[last], -1, "the last prompt token has no next token to rank");
+      assert.deepEqual([...top.ids.subarray(last * N)], new Array(N).fill(-1));
+    });
+
     test("random weights of the Llama-2-13B layer shape: logits match an fp64 reference", async (t) => {
       if (opts.skipLargeShape !== undefined) return t.skip(opts.skipLargeShape);
       const dir = await mkdtemp(join(tmpdir(), "awq-ts-13b-shape-"));

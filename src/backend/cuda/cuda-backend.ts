@@ -31,6 +31,7 @@ export const DEFAULT_GPU_MEMORY_UTILIZATION = 0.9;
 
 export class CudaBackend implements Backend {
   readonly name = "cuda" as const;
+  readonly promptTopLogprobs = true;
   private engine: NativeEngine | null = null;
   private report: NativeMemoryReport | null = null;
   private deviceLabel = "";
@@ -110,6 +111,11 @@ export class CudaBackend implements Backend {
     }
     const result: StepResult = { tokenIds: out.tokenIds, logprobs: out.logprobs, topLogprobs };
     if (batch.tokenLogprobs) result.tokenLogprobs = out.tokenLogprobs;
+    if (batch.tokenLogprobs && (batch.tokenTopLogprobs ?? 0) > 0) {
+      if (out.tokenTop === undefined)
+        throw new Error("CUDA backend: the addon returned no prompt top logprobs");
+      result.tokenTop = out.tokenTop;
+    }
     if (batch.returnLogits) result.logits = out.logits ?? new Float32Array(0);
     return result;
   }

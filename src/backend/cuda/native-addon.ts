@@ -86,6 +86,8 @@ export interface NativeStepOutput {
   /** Host phases in microseconds: JS -> C++ conversion, thread-pool wait, the engine's step, back to JS. */
   hostTiming: { convertUs: number; queueUs: number; executeUs: number; returnUs: number };
   tokenLogprobs?: Float32Array; // (numTokens)
+  /** With batch.tokenTopLogprobs = N > 0 (StepResult.tokenTop's layout). */
+  tokenTop?: { ids: Int32Array; logprobs: Float32Array; ranks: Int32Array }; // (numTokens, N), (numTokens, N), (numTokens)
   /** With batch.returnLogits: raw logits, row i for sequence i (NaN rows where not sampled). */
   logits?: Float32Array; // (numSeqs, vocab)
 }
