@@ -1,12 +1,15 @@
 /**
  * The chat page's request code (src/server/web/chat-client.ts) run in Node against a real server on the
  * demo model: streamed text and usage, timing, errors as ChatApiError (401 without the key, 400 on a bad
- * field), and abort closing the request on the server.
+ * field), abort closing the request on the server, and network failures (no server; a connection cut
+ * mid-answer) as ChatNetworkError, apart from API errors.
  */
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
 import type { LLM } from "../src/llm.js";
-import { ChatApiError, streamChat } from "../src/server/web/chat-client.js";
+import { ChatApiError, ChatNetworkError, streamChat } from "../src/server/web/chat-client.js";
 import { eventually, loadTestModel, startTestServer, type TestServer } from "./server-harness.js";
 
 const KEY = "client-test-key";
@@ -82,4 +85,67 @@ test("abort mid-stream ends with finishReason abort and the server stops generat
   assert.equal(outcome.finishReason, "abort");
   assert.ok(outcome.completionTokens >= 5 && outcome.completionTokens < 800);
   await eventually(() => llm.engine.stats().running === 0, 5_000, "the engine to drop the aborted request");
+});
+
+test("a 401 says which: a missing key and a wrong key carry different codes", async () => {
+  const request = { baseUrl: server.url, messages, params: {}, onText: () => {} };
+  const codeOf = async (apiKey: string) => {
+    try {
+      await streamChat({ ...request, apiKey });
+    } catch (err) {
+      assert.ok(err instanceof ChatApiError && err.status === 401);
+      return err.code;
+    }
+    assert.fail("no 401");
+  };
+  assert.equal(await codeOf(""), "missing_api_key");
+  assert.equal(await codeOf("wrong-key"), "invalid_api_key");
+});
+
+test("no server is a ChatNetworkError (not an API error); a cut mid-answer says text had come", async () => {
+  // A port that was just free: nothing listens there.
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const closedUrl = `http://127.0.0.1:${(probe.address() as AddressInfo).port}`;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  await assert.rejects(
+    streamChat({ baseUrl: closedUrl, apiKey: "", messages, params: {}, onText: () => {} }),
+    (err: unknown) => {
+      assert.ok(err instanceof ChatNetworkError, String(err));
+      assert.equal(err.partial, false);
+      assert.match(err.message, /^the connection failed \(fetch failed: ECONNREFUSED\)$/);
+      return true;
+    },
+  );
+
+  // A server that sends one piece of an answer and then drops the connection.
+  const cutting = createServer((_request, response) => {
+    response.writeHead(200, { "content-type": "text/event-stream" });
+    const chunk = { choices: [{ index: 0, delta: { content: "Half an" }, finish_reason: null }] };
+    response.write(`data: ${JSON.stringify(chunk)}\n\n`, () =>
+      setTimeout(() => response.socket?.destroy(), 20),
+    );
+  });
+  await new Promise<void>((resolve) => cutting.listen(0, "127.0.0.1", resolve));
+  const pieces: string[] = [];
+  try {
+    await assert.rejects(
+      streamChat({
+        baseUrl: `http://127.0.0.1:${(cutting.address() as AddressInfo).port}`,
+        apiKey: "",
+        messages,
+        params: {},
+        onText: (delta) => pieces.push(delta),
+      }),
+      (err: unknown) => {
+        assert.ok(err instanceof ChatNetworkError, String(err));
+        assert.equal(err.partial, true);
+        assert.match(err.message, /^the connection broke mid-answer/);
+        return true;
+      },
+    );
+    assert.deepEqual(pieces, ["Half an"]);
+  } finally {
+    await new Promise<void>((resolve) => cutting.close(() => resolve()));
+  }
 });

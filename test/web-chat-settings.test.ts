@@ -192,7 +192,7 @@ test("a network error says what happened, keeps the typed prompt, is in view, an
   const message = await textOf(page.locator("#error-text"));
   assert.match(
     message,
-    /^Could not reach the server at http:\/\/127\.0\.0\.1:\d+: could not reach the server \(.+\)\. Is `awq serve` still running\?$/,
+    /^Network error talking to the server at http:\/\/127\.0\.0\.1:\d+: the connection failed \(.+\)\. Is `awq serve` still running\?$/,
   );
   assert.ok(await onScreen(page.locator("#error")), "the error is in view");
   assert.equal(await page.inputValue("#prompt"), "Are you there?", "the typed prompt is back in the box");

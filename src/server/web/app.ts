@@ -126,7 +126,7 @@ function apiKeyProblem(err: ChatApiError): string {
 /** What went wrong, in words a user can act on. */
 function describeFailure(err: unknown): string {
   if (err instanceof ChatNetworkError)
-    return `Could not reach the server at ${location.origin}: ${err.message}. Is \`awq serve\` still running?`;
+    return `Network error talking to the server at ${location.origin}: ${err.message}. Is \`awq serve\` still running?`;
   if (err instanceof ChatApiError) {
     if (err.status === 401) return apiKeyProblem(err);
     return `The server answered ${err.status}: ${err.message}`;

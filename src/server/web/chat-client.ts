@@ -85,7 +85,7 @@ export async function streamChat(req: ChatRequest): Promise<ChatOutcome> {
   } catch (err) {
     if (req.signal?.aborted) throw err;
     // fetch says only "Failed to fetch" / "fetch failed": the request never got an HTTP answer.
-    throw new ChatNetworkError(`could not reach the server (${describe(err)})`, false);
+    throw new ChatNetworkError(`the connection failed (${describe(err)})`, false);
   }
   if (!response.ok || response.body === null) throw await errorOf(response);
 
@@ -126,10 +126,7 @@ export async function streamChat(req: ChatRequest): Promise<ChatOutcome> {
   } catch (err) {
     if (!req.signal?.aborted) {
       if (err instanceof ChatApiError || err instanceof SyntaxError) throw err;
-      throw new ChatNetworkError(
-        `the connection to the server broke mid-answer (${describe(err)})`,
-        text !== "",
-      );
+      throw new ChatNetworkError(`the connection broke mid-answer (${describe(err)})`, text !== "");
     }
     finishReason = "abort";
     await reader.cancel().catch(() => {});
