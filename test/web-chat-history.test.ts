@@ -1,6 +1,6 @@
 /**
- * The chat page keeps conversations: they survive reloads (IndexedDB), the chat list opens, renames and
- * deletes them, they export to a JSON file and import from one; and each message can be copied, edited and
+ * The chat page keeps conversations: they survive reloads (IndexedDB), the chat list opens, searches,
+ * renames and deletes them, they export to a JSON file and import from one; and each message can be copied, edited and
  * sent again, regenerated or deleted. Against the demo model on a real server (short greedy answers).
  */
 import assert from "node:assert/strict";
@@ -46,7 +46,7 @@ async function onScreen(page: Page): Promise<[string, string][]> {
     );
 }
 
-test("chats survive a reload; the list opens, renames and deletes them", { skip }, async () => {
+test("chats survive a reload; the list opens, searches, renames and deletes them", { skip }, async () => {
   const { context, page, errors } = await openPage(rig);
   await shortAnswers(page);
   const first = await textOf((await ask(page, "Tell me a fortune.")).locator(".body"));
@@ -76,6 +76,20 @@ test("chats survive a reload; the list opens, renames and deletes them", { skip 
     await page.locator('#chat-list li[aria-current="true"] .chat-title').textContent(),
     "Tell me a fortune.",
   );
+
+  // Search: by title, and by words inside the messages.
+  await page.fill("#chat-search", "hello");
+  assert.deepEqual(await titles(page), ["Hello there!"]);
+  const answerWord = first
+    .trim()
+    .split(/\s+/)[0]!
+    .replace(/[^\w']/g, "");
+  await page.fill("#chat-search", `fortune ${answerWord}`);
+  assert.deepEqual(await titles(page), ["Tell me a fortune."], `searching the answer's word '${answerWord}'`);
+  await page.fill("#chat-search", "no such words anywhere");
+  assert.deepEqual(await titles(page), []);
+  await page.fill("#chat-search", "");
+  assert.equal(await page.locator("#chat-list li").count(), 2);
 
   // Rename: Enter keeps the new title, Escape would not.
   const item = page.locator("#chat-list li", { hasText: "Tell me a fortune." });

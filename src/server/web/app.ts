@@ -45,6 +45,7 @@ const ui = {
   toggleChats: element<HTMLButtonElement>("toggle-chats"),
   chats: element<HTMLElement>("chats"),
   chatList: element<HTMLUListElement>("chat-list"),
+  chatSearch: element<HTMLInputElement>("chat-search"),
   chatsNote: element<HTMLParagraphElement>("chats-note"),
   exportChats: element<HTMLButtonElement>("export-chats"),
   importChats: element<HTMLButtonElement>("import-chats"),
@@ -137,8 +138,16 @@ function describeFailure(err: unknown): string {
 
 // --- conversations -----------------------------------------------------------------------------------
 
+/** Whether `conversation` matches every word of the search box, in its title or any message. */
+function matchesSearch(conversation: Conversation, words: string[]): boolean {
+  if (words.length === 0) return true;
+  const text = [conversation.title, ...conversation.messages.map((m) => m.content)].join("\n").toLowerCase();
+  return words.every((word) => text.includes(word));
+}
+
 async function refreshChatList(): Promise<void> {
-  const conversations = await store.list();
+  const words = ui.chatSearch.value.toLowerCase().split(/\s+/).filter(Boolean);
+  const conversations = (await store.list()).filter((c) => matchesSearch(c, words));
   renderChatList(ui.chatList, conversations, current?.id ?? null, {
     open: (id) => void openConversation(id),
     rename: (id, title) => void renameConversation(id, title),
@@ -534,6 +543,7 @@ ui.errorRetry.addEventListener("click", () => {
   again?.();
 });
 ui.exportChats.addEventListener("click", () => void exportChats());
+ui.chatSearch.addEventListener("input", () => void refreshChatList());
 ui.importChats.addEventListener("click", () => ui.importFile.click());
 ui.importFile.addEventListener("change", () => {
   const file = ui.importFile.files?.[0];

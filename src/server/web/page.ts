@@ -103,6 +103,7 @@ ${PRELOADS}
       <button id="import-chats" type="button" title="Load chats from an exported JSON file">Import</button>
       <input id="import-file" type="file" accept=".json,application/json" hidden>
     </div>
+    <input id="chat-search" class="chat-search" type="search" placeholder="Search chats" aria-label="Search chats (titles and messages)" autocomplete="off">
     <ul id="chat-list" class="chat-list"></ul>
     <p id="chats-note" class="note"></p>
   </nav>

@@ -52,6 +52,10 @@ button.small.primary { background: var(--accent); border-color: var(--accent); c
 }
 .chats-head { display: flex; gap: 0.4rem; padding: 0.6rem; border-bottom: 1px solid var(--border); }
 .chats-head button { flex: 1; font-size: 0.85rem; padding: 0.3rem 0.5rem; }
+.chat-search {
+  margin: 0.5rem 0.6rem 0.1rem; padding: 0.35rem 0.5rem; border: 1px solid var(--border); border-radius: 6px;
+  background: var(--bg); font-size: 0.88rem;
+}
 .chat-list { list-style: none; margin: 0; padding: 0.3rem; overflow-y: auto; flex: 1; }
 .chat-item { display: flex; align-items: center; gap: 0.2rem; border-radius: 8px; padding: 0.1rem 0.2rem; }
 .chat-item:hover, .chat-item[aria-current="true"] { background: var(--hover); }
