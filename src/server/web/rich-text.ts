@@ -16,7 +16,35 @@ const MAX_HIGHLIGHT_CHARS = 100_000;
 /** Class names highlight.js uses (`hljs-keyword`, `function_`); anything else is dropped. */
 const CLASS_NAME = /^[A-Za-z0-9_-]+$/;
 
+/**
+ * Finished pieces, by their source: a streaming answer is re-rendered many times a second, and its earlier
+ * formulas and code blocks need not be typeset again each time. Bounded: the oldest entry goes first.
+ */
+class NodeCache {
+  private readonly nodes = new Map<string, Node>();
+  constructor(private readonly size: number) {}
+
+  /** A copy of the cached node for `key`, or `build()`'s result (cached when it is not null). */
+  get<T extends Node>(key: string, build: () => T | null): T | null {
+    const hit = this.nodes.get(key);
+    if (hit) return hit.cloneNode(true) as T;
+    const built = build();
+    if (built === null) return null;
+    this.nodes.set(key, built.cloneNode(true));
+    if (this.nodes.size > this.size) this.nodes.delete(this.nodes.keys().next().value!);
+    return built;
+  }
+}
+
+const mathCache = new NodeCache(500);
+const codeCache = new NodeCache(100);
+
 export function highlightCode(doc: Document, code: string, lang: string): DocumentFragment | null {
+  if (doc !== document) return highlightUncached(doc, code, lang);
+  return codeCache.get(`${lang}\n${code}`, () => highlightUncached(doc, code, lang));
+}
+
+function highlightUncached(doc: Document, code: string, lang: string): DocumentFragment | null {
   if (code.length > MAX_HIGHLIGHT_CHARS || hljs.getLanguage(lang) === undefined) return null;
   let html: string;
   try {
@@ -48,6 +76,11 @@ function copySpans(doc: Document, from: Node, to: Node): void {
 }
 
 export function renderMath(doc: Document, tex: string, display: boolean): Node {
+  if (doc !== document) return typeset(doc, tex, display);
+  return mathCache.get(`${display ? "D" : "I"}${tex}`, () => typeset(doc, tex, display))!;
+}
+
+function typeset(doc: Document, tex: string, display: boolean): HTMLElement {
   const box = doc.createElement("span");
   box.className = display ? "math math-display" : "math";
   try {
