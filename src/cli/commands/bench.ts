@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { type LatencyBenchResult, runLatencyBench } from "../../backend/cuda/latency-bench.js";
 import { fractionFlag, intListFlag, positiveIntegerFlag } from "../flags.js";
 import { registerBenchCpu } from "./bench-cpu.js";
+import { registerBenchServe } from "./bench-serve.js";
 import { jsonErrors, withJsonErrors } from "./json-errors.js";
 
 interface LatencyFlags {
@@ -61,9 +62,10 @@ export function registerBench(program: Command): void {
   const bench = program
     .command("bench")
     .description(
-      "benchmarks: latency (prefill and decode tokens/s of the CUDA backend; an NVIDIA GPU) and cpu (the CPU backend)",
+      "benchmarks: latency (prefill and decode tokens/s of the CUDA backend; an NVIDIA GPU), cpu (the CPU backend), serve (a running server, as `vllm bench serve`)",
     );
   registerBenchCpu(bench);
+  registerBenchServe(bench);
   jsonErrors(bench.command("latency"))
     .description(
       "prefill and decode tokens/s of the CUDA backend on a synthetic Llama-2-13B AWQ model (random weights generated on the GPU)",
