@@ -4,6 +4,7 @@ import { type LatencyBenchResult, runLatencyBench } from "../../backend/cuda/lat
 import { fractionFlag, intListFlag, positiveIntegerFlag } from "../flags.js";
 import { registerBenchCpu } from "./bench-cpu.js";
 import { registerBenchServe } from "./bench-serve.js";
+import { registerSyntheticCheckpoint } from "./synthetic-checkpoint.js";
 import { jsonErrors, withJsonErrors } from "./json-errors.js";
 
 interface LatencyFlags {
@@ -62,10 +63,11 @@ export function registerBench(program: Command): void {
   const bench = program
     .command("bench")
     .description(
-      "benchmarks: latency (prefill and decode tokens/s of the CUDA backend; an NVIDIA GPU), cpu (the CPU backend), serve (a running server, as `vllm bench serve`)",
+      "benchmarks: latency (prefill and decode tokens/s of the CUDA backend; an NVIDIA GPU), cpu (the CPU backend), serve (a running server, as `vllm bench serve`), synthetic-checkpoint (a random AWQ model on disk)",
     );
   registerBenchCpu(bench);
   registerBenchServe(bench);
+  registerSyntheticCheckpoint(bench);
   jsonErrors(bench.command("latency"))
     .description(
       "prefill and decode tokens/s of the CUDA backend on a synthetic Llama-2-13B AWQ model (random weights generated on the GPU)",
