@@ -4,8 +4,8 @@ import { type LatencyBenchResult, runLatencyBench } from "../../backend/cuda/lat
 import { fractionFlag, intListFlag, positiveIntegerFlag } from "../flags.js";
 import { registerBenchCpu } from "./bench-cpu.js";
 import { registerBenchServe } from "./bench-serve.js";
-import { registerSyntheticCheckpoint } from "./synthetic-checkpoint.js";
 import { jsonErrors, withJsonErrors } from "./json-errors.js";
+import { registerSyntheticCheckpoint } from "./synthetic-checkpoint.js";
 
 interface LatencyFlags {
   layers: number;
