@@ -61,6 +61,60 @@ for step in $steps; do
       PYTHONUNBUFFERED=1 run_step "$step" 500 python3 .gpu/peer_batched.py "$mode" 40 "${PEER_CTX:-512}" \
         "${PEER_BATCHES:-1,16,64,128}" 4096
       grep '^{' "$out/$step.log" > "$out/$step.jsonl" ;;
+    serve-bench)
+      # Issue 14: `awq serve --backend cuda` on a synthetic Llama-2-13B AWQ checkpoint written to local disk
+      # (7.25 GB, 4 shards; kept in SERVE_BENCH_DIR for the next call on a warm machine), then `awq bench serve`
+      # at each max concurrency, 512 in / 128 out / ignore_eos. Prompts per row are modest so the whole step fits
+      # one device call (~2 min of benchmark at the 2026-12-02 speeds, plus the write and the load):
+      # SERVE_BENCH_PROMPTS (16 64 192 384 512 for 1 16 64 128 256; each row >= 2 waves except c=256).
+      # Extra server flags (e.g. --kv-cache-dtype fp8) in SERVE_BENCH_SERVE_FLAGS. Prints the table; $OUT gets
+      # serve-bench.json (one summary per row, vLLM's field names). SERVE_BENCH_BACKEND=cpu with a tiny checkpoint
+      # in SERVE_BENCH_DIR dry-runs the step on a machine without a GPU.
+      sb_dir=${SERVE_BENCH_DIR:-/tmp/awq-synthetic-13b}
+      sb_url=http://127.0.0.1:${SERVE_BENCH_PORT:-8321}
+      read -ra sb_conc <<< "${SERVE_BENCH_CONCURRENCY:-1 16 64 128 256}"
+      read -ra sb_prompts <<< "${SERVE_BENCH_PROMPTS:-16 64 192 384 512}"
+      if [[ ! -s $sb_dir/model.safetensors.index.json ]]; then
+        run_step serve-bench-write 240 node dist/src/cli/main.js bench synthetic-checkpoint --shape llama-2-13b \
+          --out "$sb_dir" --quiet
+        tail -n 1 "$out/serve-bench-write.log"
+      fi
+      # shellcheck disable=SC2086
+      node dist/src/cli/main.js serve "$sb_dir" --backend "${SERVE_BENCH_BACKEND:-cuda}" --port "${sb_url##*:}" --log-level warn \
+        ${SERVE_BENCH_SERVE_FLAGS:-} >"$out/serve-bench-server.log" 2>&1 &
+      sb_pid=$!
+      sb_t0=$SECONDS
+      until node -e 'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' \
+        "$sb_url/health"; do
+        if ! kill -0 "$sb_pid" 2>/dev/null || ((SECONDS - sb_t0 > 180)); then
+          echo "== serve-bench: the server did not come up"; tail -n 40 "$out/serve-bench-server.log"; break
+        fi
+        sleep 1
+      done
+      echo "== serve-bench: server healthy after $((SECONDS - sb_t0))s"
+      for i in "${!sb_conc[@]}"; do
+        c=${sb_conc[$i]}
+        run_step "serve-bench-c$c" 180 node dist/src/cli/main.js bench serve --base-url "$sb_url" \
+          --tokenizer "$sb_dir" --dataset-name random --random-input-len 512 --random-output-len 128 --ignore-eos \
+          --num-prompts "${sb_prompts[$i]:-$((2 * c))}" --max-concurrency "$c" --seed "$c" --disable-tqdm \
+          --save-result --result-dir "$out" --result-filename "serve-bench-c$c.json"
+      done
+      kill "$sb_pid" 2>/dev/null; wait "$sb_pid" 2>/dev/null
+      SB_JSON="$final/serve-bench.json" node -e '
+        const fs = require("fs");
+        const rows = process.argv.slice(1).filter((f) => fs.existsSync(f)).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
+        const drop = new Set(["input_lens", "output_lens", "server_prompt_tokens", "ttfts", "itls", "generated_texts", "errors"]);
+        const slim = rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !drop.has(k))));
+        fs.writeFileSync(process.env.SB_JSON, JSON.stringify(slim, null, 2) + "\n");
+        const ms = (v) => (v === null || v === undefined ? "-" : v < 100 ? v.toFixed(1) : v.toFixed(0));
+        console.log("\n== serve-bench: synthetic Llama-2-13B AWQ, 512 in / 128 out, ignore_eos");
+        console.log("| max concurrency | prompts | output tokens/s | req/s | TPOT p50 | ITL p50 | TTFT p50 / p99 | E2EL p50 | errors | preemptions |");
+        console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+        for (const r of rows) {
+          const firstError = r.errors.find((e) => e !== "");
+          console.log(`| ${r.max_concurrency} | ${r.num_prompts} | ${r.output_throughput.toFixed(0)} | ${r.request_throughput.toFixed(2)} | ${ms(r.median_tpot_ms)} ms | ${ms(r.median_itl_ms)} ms | ${ms(r.median_ttft_ms)} / ${ms(r.p99_ttft_ms)} ms | ${ms(r.median_e2el_ms)} ms | ${r.failed} | ${r.num_preemptions ?? "n/a"} |` + (firstError ? `  first error: ${firstError}` : ""));
+        }
+      ' $(for c in "${sb_conc[@]}"; do echo "$out/serve-bench-c$c.json"; done) ;;
     *) echo "unknown step $step" ;;
   esac
 done
