@@ -10,6 +10,7 @@ import type { Page } from "playwright-core";
 import {
   ask,
   noPageErrors,
+  openChat,
   openPage,
   setInput,
   skip,
@@ -67,7 +68,7 @@ test("chats survive a reload; the list opens, searches, renames and deletes them
     "with its timing",
   );
 
-  await page.locator("#chat-list .chat-open", { hasText: "Tell me a fortune." }).click();
+  await openChat(page, "Tell me a fortune.");
   assert.deepEqual(await onScreen(page), [
     ["user", "Tell me a fortune."],
     ["assistant", first],
@@ -77,19 +78,26 @@ test("chats survive a reload; the list opens, searches, renames and deletes them
     "Tell me a fortune.",
   );
 
-  // Search: by title, and by words inside the messages.
-  await page.fill("#chat-search", "hello");
-  assert.deepEqual(await titles(page), ["Hello there!"]);
+  // Search: by title, and by words inside the messages (the list redraws after each keystroke).
+  const searchShows = async (query: string, expected: string[]) => {
+    await page.fill("#chat-search", query);
+    const want = JSON.stringify(expected);
+    const shown = () =>
+      page.evaluate(() =>
+        JSON.stringify([...document.querySelectorAll("#chat-list .chat-title")].map((t) => t.textContent)),
+      );
+    const deadline = Date.now() + 5_000;
+    while ((await shown()) !== want && Date.now() < deadline) await page.waitForTimeout(25);
+    assert.equal(await shown(), want, `searching '${query}'`);
+  };
+  await searchShows("hello", ["Hello there!"]);
   const answerWord = first
     .trim()
     .split(/\s+/)[0]!
     .replace(/[^\w']/g, "");
-  await page.fill("#chat-search", `fortune ${answerWord}`);
-  assert.deepEqual(await titles(page), ["Tell me a fortune."], `searching the answer's word '${answerWord}'`);
-  await page.fill("#chat-search", "no such words anywhere");
-  assert.deepEqual(await titles(page), []);
-  await page.fill("#chat-search", "");
-  assert.equal(await page.locator("#chat-list li").count(), 2);
+  await searchShows(`fortune ${answerWord}`, ["Tell me a fortune."]);
+  await searchShows("no such words anywhere", []);
+  await searchShows("", ["Hello there!", "Tell me a fortune."]);
 
   // Rename: Enter keeps the new title, Escape would not.
   const item = page.locator("#chat-list li", { hasText: "Tell me a fortune." });
@@ -154,7 +162,7 @@ test("export writes every chat to a JSON file; import reads it into another brow
   await other.page.setInputFiles("#import-file", file);
   await other.page.locator("#chats-note", { hasText: "Imported 2 chats" }).waitFor();
   assert.deepEqual(await titles(other.page), ["Second question", "First question"]);
-  await other.page.locator("#chat-list .chat-open", { hasText: "First question" }).click();
+  await openChat(other.page, "First question");
   assert.deepEqual(
     (await onScreen(other.page)).map(([role, text]) => [role, text.trim() === "" ? "" : "text"]),
     [

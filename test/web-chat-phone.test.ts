@@ -11,6 +11,7 @@ import {
   cannedReply,
   noPageErrors,
   onScreen,
+  openChat,
   openPage,
   RICH_REPLY,
   screenshot,
@@ -152,7 +153,7 @@ test("the chat list: a drawer on a phone that closes on a pick, a side column on
     "Delete can be tapped",
   );
   await screenshot(page, "chat-list-phone.png");
-  await page.locator("#chat-list .chat-open", { hasText: "Solve a quadratic" }).tap();
+  await openChat(page, "Solve a quadratic", true);
   await page.locator("#chats").waitFor({ state: "hidden" }); // picking a chat closes the drawer
   assert.equal(await page.locator("article.message.user .body").textContent(), "Solve a quadratic");
   noPageErrors(errors);
@@ -170,7 +171,7 @@ test("the chat list: a drawer on a phone that closes on a pick, a side column on
     "no drawer button on a desktop",
   );
   assert.equal(await desktop.page.locator("#chat-list li").count(), 3);
-  await desktop.page.locator("#chat-list .chat-open", { hasText: "Solve a quadratic" }).click();
+  await openChat(desktop.page, "Solve a quadratic");
   await desktop.page.click("#toggle-settings");
   await screenshot(desktop.page, "chat-list-desktop.png");
   noPageErrors(desktop.errors);

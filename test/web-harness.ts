@@ -164,3 +164,13 @@ export const RICH_REPLY = [
   "",
   "The discriminant $\\Delta = b^2 - 4ac$ tells how many real roots there are; it costs $5 or $10 to print.",
 ].join("\n");
+
+/** Opens the saved chat titled `title` from the list (click, or tap on a touch screen) and waits until it shows. */
+export async function openChat(page: Page, title: string, tap = false): Promise<void> {
+  const item = page.locator("#chat-list .chat-open", { hasText: title });
+  await (tap ? item.tap() : item.click());
+  // attached, not visible: on a phone the drawer closes on the pick.
+  await page
+    .locator('#chat-list li[aria-current="true"] .chat-title', { hasText: title })
+    .waitFor({ state: "attached" });
+}

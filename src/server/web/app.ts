@@ -145,9 +145,14 @@ function matchesSearch(conversation: Conversation, words: string[]): boolean {
   return words.every((word) => text.includes(word));
 }
 
+/** Bumped by each refresh: a slower earlier one (an older search) must not draw over a newer one. */
+let listVersion = 0;
+
 async function refreshChatList(): Promise<void> {
+  const version = ++listVersion;
   const words = ui.chatSearch.value.toLowerCase().split(/\s+/).filter(Boolean);
   const conversations = (await store.list()).filter((c) => matchesSearch(c, words));
+  if (version !== listVersion) return;
   renderChatList(ui.chatList, conversations, current?.id ?? null, {
     open: (id) => void openConversation(id),
     rename: (id, title) => void renameConversation(id, title),
@@ -424,9 +429,10 @@ async function generate(
     : { completionTokens: 0, timeToFirstTokenMs: null, tokensPerSecond: null, finishReason: null };
   render();
   showStats(view, final);
-  view.root.dataset.state = failure !== null ? "error" : final.finishReason === "abort" ? "stopped" : "done";
   addActions(view, answer, messageActions);
   await keep(final);
+  // Marked finished once saved: a reload from here on shows the whole answer.
+  view.root.dataset.state = failure !== null ? "error" : final.finishReason === "abort" ? "stopped" : "done";
   if (current === conversation) await refreshChatList();
   if (failure !== null) report(failure, null);
   return true;
@@ -506,8 +512,9 @@ function setChatsOpen(open: boolean): void {
   ui.toggleChats.setAttribute("aria-expanded", String(open));
 }
 
+/** The chat list is a drawer (over the conversation) below 1000 px: it closes once a chat is picked. */
 function closeChatsOnPhone(): void {
-  if (phone()) setChatsOpen(false);
+  if (window.matchMedia("(max-width: 1000px)").matches) setChatsOpen(false);
 }
 
 // --- wiring ------------------------------------------------------------------------------------------
@@ -556,10 +563,12 @@ settings.apiKey.addEventListener("change", () => {
 });
 
 async function start(): Promise<void> {
-  let open = !phone();
+  // Open by default beside the conversation; on a phone it would push it down.
+  const roomy = !phone();
+  let open = roomy;
   try {
     const saved = localStorage.getItem(SETTINGS_OPEN_KEY);
-    if (saved !== null && !phone()) open = saved === "true";
+    if (saved !== null && roomy) open = saved === "true";
   } catch {
     // defaults
   }

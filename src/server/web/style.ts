@@ -1,6 +1,6 @@
 /**
  * The chat page's stylesheet: light and dark; on wide screens the chat list on the left and the settings on
- * the right; at phone width one column under a one-line header, the chat list as a drawer and the settings
+ * the right, the chat list a drawer below 1000 px; at phone width one column under a one-line header, the chat list as a drawer and the settings
  * above the conversation, so the message box stays on screen with them open.
  */
 export const CHAT_PAGE_CSS = `
@@ -158,19 +158,21 @@ button.small.primary { background: var(--accent); border-color: var(--accent); c
 .status { margin: 0; padding: 0 1rem 0.4rem; font-size: 0.8rem; color: var(--muted); flex: none; background: var(--panel); }
 .status:empty { display: none; }
 
-@media (max-width: 760px) {
-  .topbar { padding: 0.4rem 0.5rem; gap: 0.35rem; }
-  .topbar h1 { font-size: 1rem; }
-  .topbar .label { display: none; }
-  .icon-button { padding: 0.4rem 0.5rem; }
+@media (max-width: 1000px) {
   .chats-toggle { display: inline-flex; }
-  .layout { flex-direction: column; }
   .chats {
     display: none; position: absolute; z-index: 10; top: 0; bottom: 0; left: 0; width: min(20rem, 86vw);
     box-shadow: 0 0 24px rgba(0, 0, 0, 0.25);
   }
   .chats.open { display: flex; }
   .chat-item button.small { opacity: 1 !important; }
+}
+@media (max-width: 760px) {
+  .topbar { padding: 0.4rem 0.5rem; gap: 0.35rem; }
+  .topbar h1 { font-size: 1rem; }
+  .topbar .label { display: none; }
+  .icon-button { padding: 0.4rem 0.5rem; }
+  .layout { flex-direction: column; }
   .settings {
     order: 1; width: auto; border-left: none; border-bottom: 1px solid var(--border); max-height: 45%;
     flex: none; padding: 0.6rem 0.8rem;
