@@ -2,6 +2,7 @@
 // sm_90 the 128x128 tiles go to the wgmma kernel of gemm_sm90.cu.
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "common.cuh"
 #include "gemm_mma.cuh"
@@ -88,7 +89,12 @@ cudaError_t dispatch(const __half* x, int m, const void* w, int in, int out, int
 }
 
 int g_splitOverride = 0;
-int g_pathOverride = 0;
+// AWQ_GEMM_PATH=1 / 2 in the environment: the hook's value for the whole process (A/B runs of a whole decode step).
+int env_path() {
+  const char* v = std::getenv("AWQ_GEMM_PATH");
+  return v != nullptr && (v[0] == '1' || v[0] == '2') ? v[0] - '0' : 0;
+}
+int g_pathOverride = env_path();
 int g_rsVariant = 0;
 
 // Split count for `blocks` blocks over kChunks 64-deep chunks: fill `slots` block slots, >= minChunks chunks
@@ -108,13 +114,11 @@ bool awq_rs_path(int m, int in, int out) {
   if (!hopper() || m > 256) return false;
   if (g_pathOverride != 0) return g_pathOverride == 2;
   if (m <= 8) return false;  // the GEMV streams faster at m <= 8
-  // H100 sweep (kernel-tests bench_variants): at m = 9..16 the GEMV still wins on the square o_proj; from m = 65
-  // the register-A GEMM wins while its blocks fit one wave of two an SM (qkv, o, down), the smem-B GEMM's
-  // 256-wide tiles (half the x traffic) on gate_up.
+  // H100 sweep (kernel-tests bench_variants): at m = 9..16 the GEMV still wins on the square o_proj. Above 64 rows
+  // the register-A GEMM wins each linear timed alone (qkv / o / down) but a whole decode step (CUDA graph, PDL) at
+  // batch 128 ran 2.5% slower with it than with the smem-B GEMM (H100: 3,662 vs 3,755 tokens/s): smem-B there.
   if (m <= 16) return in != out;
-  if (m <= 64) return true;
-  const RsShape sh = gemm_rs_shape(g_rsVariant, m);
-  return (long)detail::ceil_div(out, 128) * detail::ceil_div(m, sh.rows) <= (long)sh.minBlocks * sms();
+  return m <= 64;
 }
 
 cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
