@@ -13,11 +13,14 @@
 //   gemm.cu            prefill path (m > 32): tile choice + launchers of the mma.sync GEMM
 //   gemm_mma.cuh       the mma.sync tile GEMM body (AWQ and dense fp16 weights), sm_80+
 //   gemm_sm90.cu       Hopper wgmma GEMM (128x256 tiles; 64x256 and split-K for decode batches) on
-//                      cc 9.x for m > 32; its non-sm_90a
+//                      cc 9.x for m > 64 (and 33..64 when forced); its non-sm_90a
 //                      cubins run the mma.sync body, so it is correct whichever cubin is loaded.
 //                      The wgmma speed needs the sm_90a cubin to be the one loaded on H100/H200:
 //                      a plain sm_90 cubin in the same fatbin may be preferred by the driver and
 //                      would silently fall back to the ~20% slower mma.sync body.
+//   gemm_sm90_rs.cu    Hopper register-A ("swap-AB") wgmma GEMM for AWQ at m = 9..64 (awq_rs_path in gemm.cu):
+//                      dequantized weights as the wgmma A operand in registers, x in shared memory
+//   wgmma.cuh          wgmma descriptors / fences / register-A shapes and the split-K epilogue shared by both
 //   linear.cu          awq_linear, dense_linear (validation + dispatch by m)
 //   attention.cu       paged_attention_prefill
 //   attention_decode.cu paged_attention_decode (+ split reduction)
