@@ -12,6 +12,7 @@ import {
   noPageErrors,
   openChat,
   openPage,
+  reload,
   setInput,
   skip,
   startWebRig,
@@ -58,8 +59,7 @@ test("chats survive a reload; the list opens, searches, renames and deletes them
   assert.deepEqual(await titles(page), ["Hello there!", "Tell me a fortune."], "newest first");
   const second = await onScreen(page);
 
-  await page.reload();
-  await page.locator("body[data-ready]").waitFor();
+  await reload(page);
   assert.deepEqual(await onScreen(page), second, "the open chat comes back as it was");
   assert.deepEqual(await titles(page), ["Hello there!", "Tell me a fortune."]);
   assert.match(
@@ -123,8 +123,7 @@ test("chats survive a reload; the list opens, searches, renames and deletes them
   await page.waitForFunction(() => document.querySelectorAll("#chat-list li").length === 1);
   assert.deepEqual(asked, ['Delete the chat "Hello there!"?', 'Delete the chat "Hello there!"?']);
 
-  await page.reload();
-  await page.locator("body[data-ready]").waitFor();
+  await reload(page);
   assert.deepEqual(await titles(page), ["Fortunes"], "the rename and the delete were saved");
   assert.equal((await onScreen(page)).length, 2, "the last opened chat is open again");
   noPageErrors(errors);
@@ -249,8 +248,7 @@ test("per message: copy, edit and send again, regenerate, delete", { skip }, asy
   // Delete the answer: gone from the page and from the saved chat.
   await page.locator("article.message.assistant .delete-message").click();
   assert.deepEqual(await onScreen(page), [["user", "Tell me two fortunes."]]);
-  await page.reload();
-  await page.locator("body[data-ready]").waitFor();
+  await reload(page);
   assert.deepEqual(await onScreen(page), [["user", "Tell me two fortunes."]]);
   noPageErrors(errors);
   await context.close();

@@ -15,6 +15,7 @@ import {
   noPageErrors,
   onScreen,
   openPage,
+  reload,
   setInput,
   skip,
   startWebRig,
@@ -128,8 +129,7 @@ test("every sampling field is sent as the API's field, the server takes them, an
     "same seed, same answer",
   );
 
-  await page.reload();
-  await page.locator("body[data-ready]").waitFor();
+  await reload(page);
   for (const [selector, value] of values) assert.equal(await page.inputValue(selector), value, selector);
   assert.equal(await page.isChecked("#ignore-eos"), true);
   assert.equal(await page.inputValue("#system-prompt"), "Be brief.");
@@ -138,8 +138,7 @@ test("every sampling field is sent as the API's field, the server takes them, an
   await page.click("#reset-settings");
   for (const [selector] of values) assert.equal(await page.inputValue(selector), "", selector);
   assert.equal(await page.isChecked("#ignore-eos"), false);
-  await page.reload();
-  await page.locator("body[data-ready]").waitFor();
+  await reload(page);
   assert.equal(await page.inputValue("#top-k"), "", "the reset was saved");
   noPageErrors(errors);
   await context.close();
@@ -197,8 +196,7 @@ test("a network error says what happened, keeps the typed prompt, is in view, an
   assert.ok(await onScreen(page.locator("#error")), "the error is in view");
   assert.equal(await page.inputValue("#prompt"), "Are you there?", "the typed prompt is back in the box");
   assert.equal(await page.locator("article.message").count(), 2, "the unsent question is not in the chat");
-  await page.reload();
-  await page.locator("body[data-ready]").waitFor();
+  await reload(page);
   assert.equal(await page.locator("article.message").count(), 2, "nor in the saved chat");
 
   // The server is back: the same prompt goes through.

@@ -174,3 +174,10 @@ export async function openChat(page: Page, title: string, tap = false): Promise<
     .locator('#chat-list li[aria-current="true"] .chat-title', { hasText: title })
     .waitFor({ state: "attached" });
 }
+
+/** Reloads the page once its saves are done (body[data-saving] clear), and waits for it to be ready. */
+export async function reload(page: Page): Promise<void> {
+  await page.locator("body:not([data-saving])").waitFor({ state: "attached" });
+  await page.reload();
+  await page.locator("body[data-ready]").waitFor();
+}

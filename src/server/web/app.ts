@@ -161,12 +161,19 @@ async function refreshChatList(): Promise<void> {
 }
 
 /** Saves `conversation`; `touch` (a new or changed message) moves it to the top of the list. */
+/** Saves in flight; body[data-saving] is set while there are any (tests wait for it to clear). */
+let saving = 0;
+
 async function save(conversation: Conversation, touch = true): Promise<void> {
   if (touch) conversation.updatedAt = Date.now();
+  saving++;
+  document.body.dataset.saving = "true";
   try {
     await store.put(conversation);
   } catch (err) {
     ui.status.textContent = `The chat could not be saved: ${err instanceof Error ? err.message : String(err)}`;
+  } finally {
+    if (--saving === 0) delete document.body.dataset.saving;
   }
 }
 
