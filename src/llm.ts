@@ -7,8 +7,10 @@
  *   for await (const chunk of llm.stream({ messages }, { maxTokens: 64 })) process.stdout.write(chunk.textDelta);
  *   await llm.dispose();
  */
+
 import type { Backend } from "./backend/backend.js";
 import { type BackendChoice, createReplicaBackends } from "./backend/create.js";
+import type { KvCacheDtype } from "./backend/kv-cache-dtype.js";
 import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./engine/beam-search.js";
 import { Engine } from "./engine/engine.js";
 import { ReplicaRouter } from "./engine/replica-router.js";
@@ -44,6 +46,8 @@ export interface LLMLoadOptions {
   numBlocks?: number;
   kvCacheBytes?: number;
   gpuMemoryUtilization?: number;
+  /** vLLM's --kv-cache-dtype: auto (default) or fp8 / fp8_e4m3 (CPU backend: E4M3 rounding; CUDA: refused for now). */
+  kvCacheDtype?: KvCacheDtype;
   /**
    * Ranks each matrix is split over (vLLM's tensor_parallel_size, default 1): on the CPU backend the reference
    * of the sharding math; CUDA needs the NCCL build for more than 1.
@@ -191,6 +195,7 @@ export class LLM implements AsyncDisposable {
       numBlocks: opts.numBlocks,
       kvCacheBytes: opts.kvCacheBytes,
       gpuMemoryUtilization: opts.gpuMemoryUtilization,
+      kvCacheDtype: opts.kvCacheDtype,
       onLoadProgress: opts.onLoadProgress,
       loadSignal: opts.loadSignal,
     });

@@ -3,7 +3,9 @@
  * math: the CPU reference in cpu/, the CUDA addon in cuda/). A backend sees only flat typed arrays.
  * vLLM / nano-vllm vocabulary: query starts = cu_seqlens_q, slot mapping, block tables.
  */
+
 import type { ModelSource } from "../model/types.js";
+import type { KvCacheDtype } from "./kv-cache-dtype.js";
 
 export type BackendName = "cpu" | "cuda";
 
@@ -22,6 +24,8 @@ export interface BackendOptions {
   gpuMemoryUtilization?: number;
   /** CPU: byte budget for the KV cache when numBlocks is absent. */
   kvCacheBytes?: number;
+  /** vLLM's --kv-cache-dtype: auto (default) or fp8 / fp8_e4m3 (CPU: E4M3 rounding of K and V, scale 1.0). */
+  kvCacheDtype?: KvCacheDtype;
   /** Progress of weight loading, in bytes. */
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   /** Cancels the load: checked between tensors; load() then rejects with the signal's reason. */

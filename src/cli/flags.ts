@@ -1,6 +1,8 @@
 /** Parsers for numeric and choice flags, shared by the subcommands: each error names the flag. */
+
 import { InvalidArgumentError } from "commander";
 import type { BackendChoice } from "../backend/create.js";
+import { type KvCacheDtype, parseKvCacheDtype } from "../backend/kv-cache-dtype.js";
 
 export function numberFlag(flag: string): (value: string) => number {
   return (value) => {
@@ -118,3 +120,15 @@ export async function textOrStdin(flag: string, value: string): Promise<string> 
   const text = Buffer.concat(chunks).toString("utf8");
   return text.endsWith("\r\n") ? text.slice(0, -2) : text.endsWith("\n") ? text.slice(0, -1) : text;
 }
+
+/** --kv-cache-dtype: auto, fp8 or fp8_e4m3 (vLLM's names). */
+export function kvCacheDtypeFlag(value: string): KvCacheDtype {
+  try {
+    return parseKvCacheDtype(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+export const KV_CACHE_DTYPE_HELP =
+  "KV cache data type: auto (the model's) or fp8 / fp8_e4m3 (E4M3, per-tensor scale 1.0; emulated on the CPU, not yet on CUDA)";

@@ -3,8 +3,10 @@
  * loop (schedule -> backend.step -> update sequences) that runs while there is work and yields to the event
  * loop between steps, and per-request streams of RequestOutput deltas out.
  */
+
 import { randomUUID } from "node:crypto";
 import type { Backend, StepBatch, StepResult } from "../backend/backend.js";
+import { checkKvCacheDtypeSupported, type KvCacheDtype } from "../backend/kv-cache-dtype.js";
 import type { ModelSource } from "../model/types.js";
 import type { ConstraintSpec } from "../structured/constraint-spec.js";
 import {
@@ -43,6 +45,8 @@ export interface EngineOptions {
   numBlocks?: number;
   gpuMemoryUtilization?: number;
   kvCacheBytes?: number;
+  /** vLLM's --kv-cache-dtype (default auto); a backend that cannot honour it is refused before loading. */
+  kvCacheDtype?: KvCacheDtype;
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   /** Cancels the load (checked between tensors). */
   loadSignal?: AbortSignal;
@@ -123,6 +127,7 @@ export class Engine implements EngineClient {
     positiveInt("maxNumBatchedTokens", maxNumBatchedTokens);
     positiveInt("blockSize", blockSize);
     if (opts.numBlocks !== undefined) positiveInt("numBlocks", opts.numBlocks);
+    checkKvCacheDtypeSupported(opts.backend.name, opts.kvCacheDtype);
     const layout = await opts.backend.load(opts.model, {
       maxModelLen,
       maxNumSeqs,
@@ -131,6 +136,7 @@ export class Engine implements EngineClient {
       numBlocks: opts.numBlocks,
       gpuMemoryUtilization: opts.gpuMemoryUtilization,
       kvCacheBytes: opts.kvCacheBytes,
+      kvCacheDtype: opts.kvCacheDtype,
       onLoadProgress: opts.onLoadProgress,
       signal: opts.loadSignal,
     });

@@ -4,6 +4,7 @@
  * (wasm-arena.ts), the paged KV cache in JS arrays, sampling by ../sampler.ts. step() yields to the event loop
  * after each half layer and each 64-row chunk of the lm_head.
  */
+
 import { planTensorParallel } from "../../model/tensor-parallel-plan.js";
 import type { ModelSource } from "../../model/types.js";
 import {
@@ -14,6 +15,7 @@ import {
   type StepBatch,
   type StepResult,
 } from "../backend.js";
+import { isFp8KvCache } from "../kv-cache-dtype.js";
 import { sampleToken, topLogprobs } from "../sampler.js";
 import { CpuModel, type KvCache } from "./cpu-model.js";
 import { loadCpuWeights } from "./load-weights.js";
@@ -70,11 +72,13 @@ export class CpuBackend implements Backend {
           "raise the KV cache budget or lower max-model-len",
       );
     }
+    // vLLM's convention when the checkpoint carries no k_scale / v_scale: both 1.0.
+    const fp8 = isFp8KvCache(opts.kvCacheDtype) ? { kScale: 1, vScale: 1 } : undefined;
     if (plan.size > 1) {
       this.model = await loadTensorParallelCpuModel(
         source,
         plan,
-        { numBlocks, blockSize: opts.blockSize },
+        { numBlocks, blockSize: opts.blockSize, fp8 },
         opts.onLoadProgress,
         opts.signal,
       );
@@ -89,7 +93,7 @@ export class CpuBackend implements Backend {
       throw err;
     }
     const kvDim = config.numKvHeads * config.headDim;
-    const kv: KvCache = { blockSize: opts.blockSize, numBlocks, keys: [], values: [] };
+    const kv: KvCache = { blockSize: opts.blockSize, numBlocks, keys: [], values: [], fp8 };
     for (let l = 0; l < config.numLayers; l++) {
       kv.keys.push(new Float32Array(numBlocks * opts.blockSize * kvDim));
       kv.values.push(new Float32Array(numBlocks * opts.blockSize * kvDim));

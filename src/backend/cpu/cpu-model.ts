@@ -16,6 +16,7 @@ import {
   runMlpBlock,
   type TokenRope,
 } from "./decoder-layer.js";
+import { roundE4m3InPlace } from "./fp8-e4m3.js";
 import type { CpuWeights } from "./load-weights.js";
 import { type RopeSpec, rmsNorm, ropeFrequenciesFor } from "./ops.js";
 import type { Scratch } from "./scratch.js";
@@ -30,6 +31,11 @@ export interface KvCache {
   numBlocks: number;
   keys: Float32Array[]; // per layer (numBlocks, blockSize, numKvHeads, headDim)
   values: Float32Array[]; // per layer (numBlocks, blockSize, numKvHeads, headDim)
+  /**
+   * --kv-cache-dtype fp8: K and V are rounded to E4M3 at these per-tensor scales as they are written (float32
+   * storage; the values are exactly those an FP8 cache would hold). Absent: stored as computed.
+   */
+  fp8?: { kScale: number; vScale: number };
 }
 
 /** Receives logits rows: `rows[i]` is the token index of row i of `logits` (count rows, row stride `stride`). */
@@ -97,6 +103,7 @@ export class CpuModel {
     const kvDim = numKvHeads * headDim;
     const keys = this.kv.keys[layer];
     const values = this.kv.values[layer];
+    const fp8 = this.kv.fp8;
     let maxRows = 0;
     let maxContext = 0;
     for (let s = 0; s < batch.numSeqs; s++) {
@@ -112,6 +119,10 @@ export class CpuModel {
         const src = t * qkvWidth;
         keys.set(qkv.subarray(src + kCol, src + kCol + kvDim), slot * kvDim);
         values.set(qkv.subarray(src + vCol, src + vCol + kvDim), slot * kvDim);
+        if (fp8 !== undefined) {
+          roundE4m3InPlace(keys, slot * kvDim, kvDim, fp8.kScale);
+          roundE4m3InPlace(values, slot * kvDim, kvDim, fp8.vScale);
+        }
       }
       for (let s = 0; s < batch.numSeqs; s++) {
         const first = batch.queryStarts[s];

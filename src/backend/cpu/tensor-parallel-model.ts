@@ -193,7 +193,7 @@ export class TensorParallelCpuModel {
 export async function loadTensorParallelCpuModel(
   source: ModelSource,
   plan: TensorParallelPlan,
-  kvBlocks: { numBlocks: number; blockSize: number },
+  kvBlocks: Pick<KvCache, "numBlocks" | "blockSize" | "fp8">,
   onProgress?: (loaded: number, total: number) => void,
   signal?: AbortSignal,
 ): Promise<TensorParallelCpuModel> {

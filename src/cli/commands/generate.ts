@@ -1,7 +1,9 @@
 /** `awq generate`: one completion of a prompt (raw text, or one chat turn), streamed to stdout or as JSON. */
+
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
+import type { KvCacheDtype } from "../../backend/kv-cache-dtype.js";
 import { InvalidParamError, resolveSamplingParams } from "../../engine/sampling-params.js";
 import type { RequestOutput, SamplingParams } from "../../engine/types.js";
 import { type ChatParams, LLM } from "../../llm.js";
@@ -9,6 +11,8 @@ import type { ChatMessage } from "../../tokenizer/chat-template.js";
 import {
   backendFlag,
   integerFlag,
+  KV_CACHE_DTYPE_HELP,
+  kvCacheDtypeFlag,
   modelFromArgs,
   numberFlag,
   positiveIntegerFlag,
@@ -36,6 +40,7 @@ interface GenerateFlags {
   ignoreEos?: boolean;
   maxModelLen?: number;
   backend: BackendChoice;
+  kvCacheDtype: KvCacheDtype;
   tensorParallelSize?: number;
   json?: boolean;
   quiet?: boolean;
@@ -96,6 +101,7 @@ export function registerGenerate(program: Command): void {
       positiveIntegerFlag("--max-model-len"),
     )
     .option("--backend <name>", "cpu, cuda or auto", backendFlag, "auto")
+    .option("--kv-cache-dtype <dtype>", KV_CACHE_DTYPE_HELP, kvCacheDtypeFlag, "auto")
     .option(
       "--tensor-parallel-size <n>",
       "ranks each matrix is split over (CPU backend: the reference of the sharding; CUDA needs the NCCL build)",
@@ -136,6 +142,7 @@ export function registerGenerate(program: Command): void {
         revision: flags.revision,
         backend: flags.backend,
         tensorParallelSize: flags.tensorParallelSize,
+        kvCacheDtype: flags.kvCacheDtype,
         chatTemplate: flags.template,
         maxModelLen: flags.maxModelLen,
         maxNumSeqs: 1,

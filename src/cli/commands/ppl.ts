@@ -1,13 +1,21 @@
 /** `awq ppl`: perplexity of a text file, with the protocol of ../shared/models/reference.json. */
+
 import { readFile } from "node:fs/promises";
 import cliProgress from "cli-progress";
 import type { Command } from "commander";
 import { type BackendChoice, createBackend } from "../../backend/create.js";
+import { checkKvCacheDtypeSupported, type KvCacheDtype } from "../../backend/kv-cache-dtype.js";
 import { computePerplexity } from "../../eval/perplexity.js";
 import { resolveModelPath } from "../../hub/resolve.js";
 import { openModel } from "../../model/load.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
-import { backendFlag, modelFromArgs, positiveIntegerFlag } from "../flags.js";
+import {
+  backendFlag,
+  KV_CACHE_DTYPE_HELP,
+  kvCacheDtypeFlag,
+  modelFromArgs,
+  positiveIntegerFlag,
+} from "../flags.js";
 import { loadProgress } from "../progress.js";
 
 interface PplFlags {
@@ -17,6 +25,7 @@ interface PplFlags {
   ctx: number;
   maxWindows?: number;
   backend: BackendChoice;
+  kvCacheDtype: KvCacheDtype;
   json?: boolean;
   quiet?: boolean;
 }
@@ -34,6 +43,7 @@ export function registerPpl(program: Command): void {
     .option("--ctx <n>", "window length in tokens", positiveIntegerFlag("--ctx"), 512)
     .option("--max-windows <n>", "evaluate only the first N windows", positiveIntegerFlag("--max-windows"))
     .option("--backend <name>", "cpu, cuda or auto", backendFlag, "auto")
+    .option("--kv-cache-dtype <dtype>", KV_CACHE_DTYPE_HELP, kvCacheDtypeFlag, "auto")
     .option(
       "--json",
       "print one JSON object { perplexity, windows, tokens, ctx, seconds, tokens_per_second }",
@@ -78,12 +88,14 @@ export function registerPpl(program: Command): void {
       const onSigint = () => controller.abort();
       process.once("SIGINT", onSigint);
       try {
+        checkKvCacheDtypeSupported(backend.name, flags.kvCacheDtype);
         const kvLayout = await backend.load(model, {
           maxModelLen: flags.ctx,
           maxNumSeqs: 1,
           maxNumBatchedTokens: flags.ctx,
           blockSize: 16,
           numBlocks: Math.ceil(flags.ctx / 16),
+          kvCacheDtype: flags.kvCacheDtype,
           onLoadProgress: loadProgress({ quiet: flags.quiet }),
         });
         const totalWindows = Math.min(
@@ -105,6 +117,7 @@ export function registerPpl(program: Command): void {
             windows: result.windows,
             tokens: result.tokens,
             ctx: flags.ctx,
+            kv_cache_dtype: flags.kvCacheDtype,
             seconds: result.seconds,
             tokens_per_second: result.tokensPerSecond,
           };

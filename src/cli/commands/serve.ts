@@ -2,8 +2,10 @@
  * `awq serve`: loads a model and serves the OpenAI-compatible API (vLLM's flag names), with graceful
  * SIGTERM / SIGINT: stop accepting, let running requests finish for a grace period, abort the rest, exit 0.
  */
+
 import { type Command, Option } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
+import type { KvCacheDtype } from "../../backend/kv-cache-dtype.js";
 import { DEMO_MODEL_ALIAS } from "../../demo-model.js";
 import { LLM } from "../../llm.js";
 import {
@@ -19,6 +21,8 @@ import {
   collectFlag,
   fractionFlag,
   integerAtLeastFlag,
+  KV_CACHE_DTYPE_HELP,
+  kvCacheDtypeFlag,
   modelFromArgs,
   portFlag,
   secondsFlag,
@@ -70,6 +74,7 @@ interface ServeFlags {
   maxQueue: number;
   gpuMemoryUtilization?: number;
   numGpuBlocksOverride?: number;
+  kvCacheDtype: KvCacheDtype;
   apiKey: string[];
   apiKeyFile?: string;
   allowedOrigins?: string[];
@@ -197,6 +202,7 @@ export function registerServe(program: Command): void {
       DEFAULT_CONNECTION_LIMITS.maxConnections,
     )
     .option("--chat-template <nameOrFile>", "openchat, openchat-gpt4, or a Jinja template file")
+    .option("--kv-cache-dtype <dtype>", KV_CACHE_DTYPE_HELP, kvCacheDtypeFlag, "auto")
     .addOption(
       new Option("--backend <backend>", "compute backend").choices(["cpu", "cuda", "auto"]).default("auto"),
     )
@@ -292,6 +298,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     enablePrefixCaching: flags.enablePrefixCaching,
     gpuMemoryUtilization: flags.gpuMemoryUtilization,
     numBlocks: flags.numGpuBlocksOverride,
+    kvCacheDtype: flags.kvCacheDtype,
     chatTemplate: flags.chatTemplate,
     tensorParallelSize: flags.tensorParallelSize,
     dataParallelSize: flags.dataParallelSize,

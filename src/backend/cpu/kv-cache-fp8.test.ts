@@ -1,0 +1,79 @@
+/** --kv-cache-dtype fp8 on the CPU backend (E4M3 rounding of K and V as written), and its refusal on CUDA. */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { DEMO_MODEL } from "../../demo-model.js";
+import { Engine } from "../../engine/engine.js";
+import { FakeBackend, fakeModel } from "../../engine/fake-backend.test-helper.js";
+import { LLM } from "../../llm.js";
+import { Tokenizer } from "../../tokenizer/tokenizer.js";
+import { checkKvCacheDtypeSupported, parseKvCacheDtype } from "../kv-cache-dtype.js";
+import type { CpuModel } from "./cpu-model.js";
+import { roundE4m3 } from "./fp8-e4m3.js";
+
+/** The CPU backend's KV cache (a test peeks at what was stored). */
+function cacheOf(llm: LLM): CpuModel["kv"] {
+  return (llm.engine.backend as unknown as { model: CpuModel }).model.kv;
+}
+
+test("fp8: every K and V value in the CPU cache is an E4M3 value; auto stores them unrounded", async () => {
+  const prompt = "In the beginning God created the heaven and the earth.";
+  const runs: Record<string, { tokens: number[]; offGrid: number; written: number }> = {};
+  for (const kvCacheDtype of ["fp8", "auto"] as const) {
+    const llm = await LLM.load({
+      model: DEMO_MODEL,
+      backend: "cpu",
+      maxModelLen: 128,
+      numBlocks: 16,
+      kvCacheDtype,
+    });
+    try {
+      const [out] = await llm.generate(prompt, { maxTokens: 16, temperature: 0 });
+      const kv = cacheOf(llm);
+      assert.deepEqual(kv.fp8, kvCacheDtype === "fp8" ? { kScale: 1, vScale: 1 } : undefined);
+      let offGrid = 0;
+      let written = 0;
+      for (const layer of [...kv.keys, ...kv.values]) {
+        for (const v of layer) {
+          if (v === 0) continue;
+          written++;
+          if (roundE4m3(v) !== v) offGrid++;
+        }
+      }
+      runs[kvCacheDtype] = { tokens: out!.tokenIds, offGrid, written };
+    } finally {
+      await llm.dispose();
+    }
+  }
+  assert.ok(runs.fp8!.written > 1000, "the cache was written");
+  assert.equal(runs.fp8!.offGrid, 0);
+  assert.ok(runs.auto!.offGrid > runs.auto!.written / 2, "auto keeps full precision");
+  assert.equal(runs.fp8!.tokens.length, 16);
+});
+
+test("fp8 is refused on CUDA before anything loads, naming the flag; unknown dtypes are refused by name", async () => {
+  assert.throws(
+    () => checkKvCacheDtypeSupported("cuda", "fp8"),
+    /--kv-cache-dtype fp8: the CUDA backend's FP8 KV cache is not built yet/,
+  );
+  assert.doesNotThrow(() => checkKvCacheDtypeSupported("cuda", "auto"));
+  assert.doesNotThrow(() => checkKvCacheDtypeSupported("cpu", "fp8_e4m3"));
+  const backend = new FakeBackend();
+  Object.defineProperty(backend, "name", { value: "cuda" });
+  let loaded = false;
+  const load = backend.load.bind(backend);
+  backend.load = (...args) => {
+    loaded = true;
+    return load(...args);
+  };
+  const tokenizer = await Tokenizer.load(DEMO_MODEL);
+  await assert.rejects(
+    Engine.create({ model: fakeModel(), backend, tokenizer, kvCacheDtype: "fp8_e4m3" }),
+    /--kv-cache-dtype fp8_e4m3: the CUDA backend's FP8 KV cache is not built yet/,
+  );
+  assert.equal(loaded, false);
+  assert.throws(() => parseKvCacheDtype("fp8_e5m2"), /fp8_e5m2 is not supported: use fp8 \/ fp8_e4m3/);
+  assert.throws(
+    () => parseKvCacheDtype("int8"),
+    /--kv-cache-dtype must be auto, fp8 or fp8_e4m3, got "int8"/,
+  );
+});
