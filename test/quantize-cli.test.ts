@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { promisify } from "node:util";
-import { DEFAULT_CALIB_FILE } from "../src/quant/quantize.js";
+import { DEFAULT_CALIB_FILE, quantizeModel } from "../src/quant/quantize.js";
 import { repoRoot, writeSyntheticModel } from "./fixtures/quant/synthetic-model.js";
 
 const run = promisify(execFile);
@@ -75,4 +75,43 @@ test("awq quantize without --calib, stderr not a terminal: the built-in text, a 
   );
   assert.match(lines.at(-1)!, /calibration tokens from the built-in text .*kjv-sample\.txt\) in \d+\.\d s/);
   assert.ok(existsSync(path.join(out, "model.safetensors")));
+});
+
+test("GPTQ rounding is off by default (docs/benchmarks.md: better perplexity without it on the demo) and on with gptq", {
+  timeout: 300_000,
+}, async () => {
+  const model = path.join(work, "one-layer");
+  await writeSyntheticModel(model, {
+    hidden: 128,
+    intermediate: 256,
+    layers: 1,
+    heads: 2,
+    kvHeads: 2,
+    headDim: 64,
+  });
+  const stagesOf = async (search: { gptq?: boolean }, out: string) => {
+    const stages: string[] = [];
+    await quantizeModel({
+      modelDir: model,
+      outDir: path.join(work, out),
+      seqlen: 64,
+      samples: 16,
+      groupSize: 64,
+      backend: "cpu",
+      search,
+      onProgress: (e) => stages.push(e.stage),
+    });
+    return stages;
+  };
+  const plain = await stagesOf({}, "default");
+  assert.ok(plain.includes("down clip"), plain.join(", "));
+  assert.deepEqual(
+    plain.filter((s) => s.endsWith("gptq")),
+    [],
+  );
+  const refined = await stagesOf({ gptq: true }, "gptq");
+  assert.ok(
+    refined.some((s) => s.endsWith("gptq")),
+    refined.join(", "),
+  );
 });

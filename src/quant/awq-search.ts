@@ -12,7 +12,8 @@
  *   down    input = silu(gate) * up: folded into up_proj's output columns.
  * Each stage: capture the inputs' statistics on every calibration block (one layer pass), search the scale
  * by the layer output's error on a few blocks (scale-search.ts), search clipping per group (clip-search.ts),
- * quantize. With `gptq` on (the default), the rounding is then refined by GPTQ (gptq-round.ts) in every
+ * quantize. With `gptq` on (off by default: on the demo it cost 2.4x the time and gave a worse perplexity,
+ * docs/benchmarks.md "The default: no GPTQ"), the rounding is then refined by GPTQ (gptq-round.ts) in every
  * output column where that lowers the calibration error (not q_proj / k_proj: like clipping them, it lowers
  * their own output error but raised perplexity on the demo), and the scale candidates are scored with that
  * same final rounding (`searchWithGptq`), since the best scale for GPTQ rounding is not the best for plain
@@ -70,7 +71,7 @@ export const DEFAULT_LAYER_QUANT_OPTIONS: Omit<LayerQuantOptions, "groupSize"> =
   method: "awq",
   searchBlocks: 2,
   clipQk: false,
-  gptq: true,
+  gptq: false,
   gptqQk: false,
   gptqClip: false,
   searchWithGptq: true,

@@ -19,7 +19,7 @@ interface QuantizeFlags {
   groupSize: string;
   method: string;
   backend: string;
-  gptq: boolean;
+  gptq?: boolean;
   quiet?: boolean;
   verbose?: boolean;
 }
@@ -105,10 +105,14 @@ export function registerQuantize(program: Command): void {
     )
     .option(
       "--method <awq|rtn>",
-      "awq (activation-aware scale + clip search, GPTQ-refined rounding) or rtn (plain round-to-nearest)",
+      "awq (activation-aware scale + clip search) or rtn (plain round-to-nearest)",
       "awq",
     )
-    .option("--no-gptq", "plain AWQ rounding (scale + clip search only, as AutoAWQ), without GPTQ refinement")
+    .option(
+      "--gptq",
+      "also refine the rounding by GPTQ per output column (about 2.4x the time; on the demo model it did not lower perplexity, see docs/benchmarks.md)",
+    )
+    .option("--no-gptq", "plain AWQ rounding (scale + clip search only, as AutoAWQ): the default")
     .option(
       "--backend <cpu|cuda|auto>",
       "where the search runs: cpu, cuda (our addon, one GPU), or auto (cuda when a GPU is usable, else cpu)",
@@ -139,7 +143,7 @@ export function registerQuantize(program: Command): void {
           groupSize: positiveInt(flags.groupSize, "--group-size"),
           method: flags.method as QuantMethod,
           backend,
-          search: { gptq: flags.gptq },
+          search: flags.gptq === undefined ? {} : { gptq: flags.gptq },
           onProgress: (e) => progress.progress(e),
           onLayerDone: (layer, seconds) => progress.layerDone(layer, seconds),
           onLog: (line) => {
