@@ -60,6 +60,17 @@ export function sendApiError(reply: FastifyReply, err: ApiError): FastifyReply {
   return reply.code(err.statusCode).type("application/json").send(err.body());
 }
 
+/** The 400 for a body that does not parse as JSON (fastify's own code or a parser's SyntaxError). */
+function invalidJson(err: Error): ApiError {
+  return new ApiError(
+    400,
+    `The request body is not valid JSON: ${err.message}`,
+    "body",
+    undefined,
+    "invalid_json",
+  );
+}
+
 /** Maps fastify's own errors (body parsing, content type, size) to OpenAI error bodies. */
 function fromFastifyError(err: FastifyError): ApiError {
   switch (err.code) {
@@ -89,23 +100,10 @@ function fromFastifyError(err: FastifyError): ApiError {
         "body_too_large",
       );
     case "FST_ERR_CTP_INVALID_JSON_BODY":
-      return new ApiError(
-        400,
-        `The request body is not valid JSON: ${err.message}`,
-        "body",
-        undefined,
-        "invalid_json",
-      );
+      return invalidJson(err);
   }
-  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message))) {
-    return new ApiError(
-      400,
-      `The request body is not valid JSON: ${err.message}`,
-      "body",
-      undefined,
-      "invalid_json",
-    );
-  }
+  if (err instanceof SyntaxError || (err.statusCode === 400 && /JSON/i.test(err.message)))
+    return invalidJson(err);
   const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500;
   return new ApiError(status, status === 500 ? `Internal server error: ${err.message}` : err.message, null);
 }
