@@ -17,6 +17,7 @@ import {
 import type { Checkpoint, ModelSource } from "../../model/types.js";
 import { describeWeights, type LayerWeightNames } from "../../model/weights.js";
 import type { DecoderLayerWeights, PackedLinear } from "./decoder-layer.js";
+import { LoadProgress } from "./load-weights.js";
 import type { WasmArena } from "./wasm-arena.js";
 import { dequantizeAwqToPanels, PANEL, packPanelsFromNK } from "./wasm-matmul.js";
 
@@ -32,20 +33,6 @@ export interface RankWeights {
 type PartShard =
   | ({ kind: "awq"; groupSize: number; inFeatures: number; outFeatures: number } & AwqShardTensors)
   | { kind: "dense"; weight: Float32Array; inFeatures: number; outFeatures: number }; // weight (out, in)
-
-class Progress {
-  private loaded = 0;
-  constructor(
-    private readonly total: number,
-    private readonly report?: (loaded: number, total: number) => void,
-    private readonly signal?: AbortSignal,
-  ) {}
-  add(bytes: number): void {
-    this.loaded += bytes;
-    this.report?.(this.loaded, this.total);
-    this.signal?.throwIfAborted();
-  }
-}
 
 /** The parts side by side in one panel-packed matrix (q|k|v, gate|up), as load-weights.ts lays them out. */
 function packParts(arena: WasmArena, parts: PartShard[], what: string): PackedLinear {
@@ -89,7 +76,7 @@ async function readFusedShards(
   plan: TensorParallelPlan,
   layer: LayerWeightNames,
   which: FusedLinear,
-  progress: Progress,
+  progress: LoadProgress,
 ): Promise<PartShard[][]> {
   const members = FUSED_LINEARS.find(([w]) => w === which)![1];
   const perRank: PartShard[][] = plan.ranks.map(() => []);
@@ -155,7 +142,7 @@ export async function loadRankWeights(
   signal?.throwIfAborted();
   const { config, checkpoint: ckpt } = source;
   const names = describeWeights(config);
-  const progress = new Progress(loadedBytes(ckpt, names), onProgress, signal);
+  const progress = new LoadProgress(loadedBytes(ckpt, names), onProgress, signal);
   const hd = config.hiddenSize;
   const readNorm = async (name: string) => {
     const out = await readFloatTensor(ckpt, name, hd);

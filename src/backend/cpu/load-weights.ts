@@ -25,7 +25,7 @@ export interface CpuWeights {
 }
 
 /** Tracks bytes read for BackendOptions.onLoadProgress; a tensor read after BackendOptions.signal aborts throws. */
-class LoadProgress {
+export class LoadProgress {
   private loaded = 0;
   constructor(
     private readonly total: number,
