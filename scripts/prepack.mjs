@@ -1,7 +1,8 @@
 // `npm pack` / `npm publish`: what the package ships is built fresh from this checkout.
 // 1. tsc, then dist/src files whose source is gone (a moved or deleted .ts) are removed, so none ship;
 // 2. the prebuilt CUDA addon (scripts/build-native.mjs --prebuild: every target, rebuilt only when native/
-//    changed). Without nvcc this fails; AWQ_SKIP_NATIVE=1 packs no prebuilt (installs then use the CPU backend).
+//    changed). Without nvcc this fails; AWQ_SKIP_NATIVE=1 builds none (prebuilds/ ships as it is: with no
+//    prebuilds/ folder, installs use the CPU backend).
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, rmSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
@@ -33,7 +34,13 @@ function removeOrphans(dir) {
 removeOrphans(join(root, "dist", "src"));
 
 if (process.env.AWQ_SKIP_NATIVE === "1") {
-  process.stdout.write("awq: prepack: AWQ_SKIP_NATIVE=1: the package ships no prebuilt CUDA addon\n");
+  // Not rebuilt; whatever prebuilds/ already holds ships as it is (delete the folder to ship none).
+  const held = existsSync(join(root, "prebuilds")) ? readdirSync(join(root, "prebuilds")) : [];
+  process.stdout.write(
+    held.length > 0
+      ? `awq: prepack: AWQ_SKIP_NATIVE=1: the prebuilt addon is not rebuilt; prebuilds/ ships as it is (${held.join(", ")})\n`
+      : "awq: prepack: AWQ_SKIP_NATIVE=1: the package ships no prebuilt CUDA addon\n",
+  );
 } else {
   run([join(root, "scripts", "build-native.mjs"), "--prebuild"]);
 }
