@@ -12,6 +12,7 @@ import path from "node:path";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { type ConstraintSpec, MAX_SPEC_CHARS, specKey } from "./constraint-spec.js";
 import { applyNumericRules, rewriteNumericBounds } from "./numeric-bounds.js";
+import { PromiseLru } from "./promise-lru.js";
 import { checkSchemaSupported, withoutFormatBesidePattern } from "./schema-support.js";
 import {
   abortReason,
@@ -62,7 +63,7 @@ export interface VocabInfo {
 const CACHE_SIZE = 64;
 
 export class GrammarEngine {
-  private readonly cache = new Map<string, Promise<CompiledGrammar>>();
+  private readonly cache = new PromiseLru<CompiledGrammar>(CACHE_SIZE, (g) => g.dispose());
   private probe: Promise<{ inst: XgInstance; compiler: XgCompiler }> | null = null;
 
   private constructor(
@@ -93,24 +94,7 @@ export class GrammarEngine {
   /** Compiles (or finds in the cache) a constraint. Throws GrammarError for one that cannot be compiled. */
   compile(spec: ConstraintSpec): Promise<CompiledGrammar> {
     const key = specKey(spec);
-    const hit = this.cache.get(key);
-    if (hit !== undefined) {
-      this.cache.delete(key); // LRU: move to the end
-      this.cache.set(key, hit);
-      return hit;
-    }
-    const compiled = this.compileUncached(spec, key);
-    this.cache.set(key, compiled);
-    compiled.catch(() => this.cache.delete(key));
-    while (this.cache.size > CACHE_SIZE) {
-      const oldest = this.cache.keys().next().value as string;
-      this.cache.get(oldest)?.then(
-        (g) => g.dispose(),
-        () => undefined,
-      );
-      this.cache.delete(oldest);
-    }
-    return compiled;
+    return this.cache.getOrCreate(key, () => this.compileUncached(spec, key));
   }
 
   private async compileUncached(spec: ConstraintSpec, key: string): Promise<CompiledGrammar> {

@@ -11,6 +11,7 @@ import { Worker } from "node:worker_threads";
 import { type ConstraintSpec, MAX_SPEC_CHARS, specKey } from "./constraint-spec.js";
 import { GrammarError, type VocabInfo } from "./grammar-engine.js";
 import type { WorkerInit, WorkerReply, WorkerRequest } from "./grammar-protocol.js";
+import { PromiseLru } from "./promise-lru.js";
 
 /** A grammar compiled on one worker (`worker`), and on more (`replicas`) when many sequences use it. */
 export interface RemoteGrammar {
@@ -128,17 +129,18 @@ export interface GrammarPoolOptions {
 
 export class GrammarPool {
   private readonly workers: Promise<GrammarWorker>[] = [];
-  private readonly cache = new Map<string, Promise<RemoteGrammar>>();
+  private readonly cache: PromiseLru<RemoteGrammar>;
   private nextMatcher = 0;
   private readonly maxWorkers: number;
-  private readonly cacheSize: number;
 
   constructor(
     private readonly vocab: VocabInfo,
     opts: GrammarPoolOptions = {},
   ) {
     this.maxWorkers = opts.maxWorkers ?? Math.min(4, Math.max(2, availableParallelism() - 1));
-    this.cacheSize = opts.cacheSize ?? 64;
+    this.cache = new PromiseLru<RemoteGrammar>(opts.cacheSize ?? 64, (g) => {
+      for (const w of g.replicas) w.send({ op: "dropGrammar", key: g.key });
+    });
   }
 
   get maskWords(): number {
@@ -158,28 +160,7 @@ export class GrammarPool {
   /** Compiles (or finds in the cache) a constraint on a worker. Rejects with GrammarError for a bad one. */
   compile(spec: ConstraintSpec): Promise<RemoteGrammar> {
     const key = specKey(spec);
-    const hit = this.cache.get(key);
-    if (hit !== undefined) {
-      this.cache.delete(key); // LRU: move to the end
-      this.cache.set(key, hit);
-      return hit;
-    }
-    const compiled = this.compileOn(key, spec);
-    this.cache.set(key, compiled);
-    compiled.catch(() => {
-      if (this.cache.get(key) === compiled) this.cache.delete(key);
-    });
-    while (this.cache.size > this.cacheSize) {
-      const oldest = this.cache.keys().next().value as string;
-      this.cache.get(oldest)?.then(
-        (g) => {
-          for (const w of g.replicas) w.send({ op: "dropGrammar", key: g.key });
-        },
-        () => undefined,
-      );
-      this.cache.delete(oldest);
-    }
-    return compiled;
+    return this.cache.getOrCreate(key, () => this.compileOn(key, spec));
   }
 
   private async compileOn(key: string, spec: ConstraintSpec): Promise<RemoteGrammar> {
@@ -207,7 +188,7 @@ export class GrammarPool {
     if (live.length < this.workers.length) {
       this.workers.length = 0;
       for (const w of live) this.workers.push(Promise.resolve(w));
-      for (const [key, g] of this.cache) {
+      for (const [key, g] of this.cache.entries()) {
         g.then(
           (r) => {
             if (r.worker.dead !== null && this.cache.get(key) === g) this.cache.delete(key);
