@@ -4,6 +4,8 @@
  */
 import type { OutgoingHttpHeaders, ServerResponse } from "node:http";
 import type { FastifyReply } from "fastify";
+import { engineFailure } from "./errors.js";
+import type { ChoiceEvent, ChoiceSource } from "./generation.js";
 
 /** Calls `onGone` once if the client goes away before the response has been completely sent. */
 export function onClientGone(reply: FastifyReply, onGone: () => void): () => void {
@@ -74,6 +76,21 @@ export class SseWriter {
 
   end(): void {
     if (this.open) this.res.end();
+  }
+}
+
+/**
+ * The choice events a streaming route turns into chunks, while the client is still there: a choice the engine
+ * failed is sent as an OpenAI error event (the other choices go on) instead of being yielded.
+ */
+export async function* streamedChoices(job: ChoiceSource, sse: SseWriter): AsyncGenerator<ChoiceEvent> {
+  for await (const event of job.events()) {
+    if (!sse.open) return;
+    if (event.output.finishReason === "error") {
+      await sse.send(engineFailure(event.output).body());
+      continue;
+    }
+    yield event;
   }
 }
 

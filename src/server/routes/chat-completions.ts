@@ -21,7 +21,7 @@ import {
   truncatePrompt,
 } from "../request-params.js";
 import { ChatCompletionBody } from "../schemas.js";
-import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
+import { SseWriter, type StreamUsage, streamedChoices, usageOptions } from "../sse.js";
 import { choicesOfOnePrompt, startChoices } from "../start-job.js";
 import { applyStructuredParams, usesConstraintFields } from "../structured-params.js";
 import { chatLogprobs, TokenTexts } from "../token-text.js";
@@ -181,12 +181,7 @@ async function streamChat(
     });
   }
   try {
-    for await (const { index, output } of job.events()) {
-      if (!sse.open) break;
-      if (output.finishReason === "error") {
-        await sse.send(engineFailure(output).body());
-        continue;
-      }
+    for await (const { index, output } of streamedChoices(job, sse)) {
       let finishReason = finishReasonOf(output);
       let text = output.textDelta;
       let toolCalls: ReturnType<typeof toolCallEntry>[] = [];

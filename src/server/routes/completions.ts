@@ -26,7 +26,7 @@ import {
   truncatePrompt,
 } from "../request-params.js";
 import { CompletionBody } from "../schemas.js";
-import { SseWriter, type StreamUsage, usageOptions } from "../sse.js";
+import { SseWriter, type StreamUsage, streamedChoices, usageOptions } from "../sse.js";
 import { startChoices } from "../start-job.js";
 import { applyStructuredParams, usesConstraintFields } from "../structured-params.js";
 import { type CompletionLogprobs, completionLogprobs, TokenTexts } from "../token-text.js";
@@ -381,12 +381,7 @@ async function streamCompletions(
   });
   const sent = new Set<number>();
   try {
-    for await (const { index, output } of job.events()) {
-      if (!sse.open) break;
-      if (output.finishReason === "error") {
-        await sse.send(engineFailure(output).body());
-        continue;
-      }
+    for await (const { index, output } of streamedChoices(job, sse)) {
       // A token that completes no character yet (part of a UTF-8 sequence) is sent with the next one.
       const first = !sent.has(index);
       const nothingNew = output.textDelta === "" && !(state.topN !== null && output.tokenIdsDelta.length > 0);
