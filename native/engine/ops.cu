@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "cuda_check.h"
+#include "hash32.cuh"
 #include "kernels/common.cuh"
 #include "kernels/launch.h"
 #include "ops.h"
@@ -271,26 +272,17 @@ __global__ void halfToFloatKernel(const half* in, float* out, size_t n) {
   }
 }
 
-__device__ uint32_t hashWord(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return x;
-}
-
 __global__ void randomWordsKernel(uint32_t* out, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    out[i] = hashWord(hashWord(static_cast<uint32_t>(i) ^ seed) + static_cast<uint32_t>(i >> 32) * 0x9e3779b9u);
+    out[i] = mix32(mix32(static_cast<uint32_t>(i) ^ seed) + static_cast<uint32_t>(i >> 32) * 0x9e3779b9u);
   }
 }
 
 __global__ void randomHalfKernel(half* out, size_t n, uint32_t seed, float lo, float hi) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const uint32_t bits = hashWord(hashWord(static_cast<uint32_t>(i) ^ seed) + static_cast<uint32_t>(i >> 32));
+    const uint32_t bits = mix32(mix32(static_cast<uint32_t>(i) ^ seed) + static_cast<uint32_t>(i >> 32));
     out[i] = __float2half(lo + (hi - lo) * ((bits >> 8) * 0x1p-24f));
   }
 }

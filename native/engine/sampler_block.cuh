@@ -6,20 +6,13 @@
 #include <cmath>
 #include <cstdint>
 
+#include "hash32.cuh"
+
 namespace awq {
 namespace {
 
 constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
-
-__device__ __forceinline__ uint32_t mix32(uint32_t x) {
-  x ^= x >> 16;
-  x *= 0x7feb352du;
-  x ^= x >> 15;
-  x *= 0x846ca68bu;
-  x ^= x >> 16;
-  return x;
-}
 
 // rng.ts: bits(seed, index) = mix(mix(seed ^ 0x243f6a88) ^ mix(index + 0x85a308d3)); u = (bits >> 8) * 2^-24.
 __device__ __forceinline__ float uniform01(uint32_t seed, uint32_t index) {
