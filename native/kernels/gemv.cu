@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "common.cuh"
+#include "gemv_tile.cuh"
 #include "internal.h"
 #include "kernels.h"
 #include "launch.h"
@@ -17,70 +18,12 @@
 namespace awqk {
 namespace {
 
+using detail::load_x;
 using detail::mma16816;
-
-__device__ __forceinline__ uint32_t word_of(const uint4* v, int w) {
-  const uint4 q = v[w >> 2];
-  switch (w & 3) {
-    case 0: return q.x;
-    case 1: return q.y;
-    case 2: return q.z;
-    default: return q.w;
-  }
-}
-
-// Stores reduced element idx (= (mt*4 + r)*32 + lane) of a 16-output tile.
-template <int MT>
-__device__ __forceinline__ void store_out(int idx, float s, int tile, int m, int out,
-                                          __half* __restrict__ y) {
-  const int l = idx & 31, e = idx >> 5;
-  const int r = e & 3, mt = e >> 2;
-  const int n = 16 * tile + (l >> 2) + 8 * (r >> 1);
-  const int token = 8 * mt + 2 * (l & 3) + (r & 1);
-  if (n < out && token < m) y[(size_t)token * out + n] = __float2half(s);
-}
-
-// Writes the block-reduced accumulators: red holds [warps][R][32] floats, R = tiles*MT*4.
-template <int NT, int MT>
-__device__ __forceinline__ void reduce_store(float* red, const float (&acc)[NT][MT][4], int tile0,
-                                             int m, int out, __half* __restrict__ y) {
-  constexpr int R = NT * MT * 4;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
-#pragma unroll
-  for (int p = 0; p < NT; ++p)
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) red[(warp * R + (p * MT + mt) * 4 + r) * 32 + lane] = acc[p][mt][r];
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
-    float s = 0.f;
-    for (int w = 0; w < nw; ++w) s += red[w * R * 32 + idx];
-    const int l = idx & 31, e = idx >> 5;
-    const int r = e & 3, pm = e >> 2;
-    const int mt = pm % MT, p = pm / MT;
-    const int n = 16 * (tile0 + p) + (l >> 2) + 8 * (r >> 1);
-    const int token = 8 * mt + 2 * (l & 3) + (r & 1);
-    if (n < out && token < m) y[(size_t)token * out + n] = __float2half(s);
-  }
-}
-
-// Loads one lane's x values of a 64-k chunk for each token tile: 16 halves at 16t.
-template <int MT>
-__device__ __forceinline__ void load_x(const __half* const (&xrow)[MT], const bool (&xok)[MT], int c,
-                                       bool ok, uint4 (&xv)[MT][2]) {
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    if (ok && xok[mt]) {
-      const uint4* px = reinterpret_cast<const uint4*>(xrow[mt] + 64 * c);
-      xv[mt][0] = __ldg(px);
-      xv[mt][1] = __ldg(px + 1);
-    } else {
-      xv[mt][0] = make_uint4(0, 0, 0, 0);
-      xv[mt][1] = make_uint4(0, 0, 0, 0);
-    }
-  }
-}
+using detail::reduce_store;
+using detail::store_out;
+using detail::word_of;
+using detail::x_rows;
 
 // One block = NPW 16-output tiles; its warps split K. Each warp streams its chunk range in
 // register bursts of U chunks; with DB two bursts alternate (loads of one in flight while the
@@ -106,12 +49,7 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
   float acc[NPW][MT][4] = {};
   const __half* xrow[MT];
   bool xok[MT];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    const int token = mt * 8 + g;
-    xok[mt] = token < m;
-    xrow[mt] = x + (size_t)(xok[mt] ? token : 0) * in + 16 * t;
-  }
+  x_rows<MT>(x, m, in, g, t, xrow, xok);
   const uint4* wbase[NPW];
   const uint2* zbase[NPW];
   bool tileOk[NPW];
@@ -202,13 +140,7 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
     }
   }
 
-#pragma unroll
-  for (int p = 0; p < NPW; ++p)
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) red[(warp * R + (p * MT + mt) * 4 + r) * 32 + lane] = acc[p][mt][r];
-  __syncthreads();
+  detail::stage_partials<NPW, MT>(red, acc);
   for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
     float sum = 0.f;
     for (int w = 0; w < nw; ++w) sum += red[w * R * 32 + idx];
@@ -234,12 +166,7 @@ __global__ void __launch_bounds__(512) dense_gemv_kernel(const __half* __restric
   float acc[1][MT][4] = {};
   const __half* xrow[MT];
   bool xok[MT];
-#pragma unroll
-  for (int mt = 0; mt < MT; ++mt) {
-    const int token = mt * 8 + g;
-    xok[mt] = token < m;
-    xrow[mt] = x + (size_t)(xok[mt] ? token : 0) * in + 16 * t;
-  }
+  x_rows<MT>(x, m, in, g, t, xrow, xok);
   const int n0 = 16 * tile0 + g, n1 = n0 + 8;
   const bool ok0 = n0 < out, ok1 = n1 < out;
   const __half* w0 = w + (size_t)(ok0 ? n0 : 0) * in + 16 * t;

@@ -9,6 +9,7 @@
 #include <algorithm>
 
 #include "common.cuh"
+#include "gemv_tile.cuh"
 #include "internal.h"
 #include "kernels.h"
 #include "launch.h"
@@ -62,7 +63,6 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
   constexpr int kWBytes = NPW * U * 512;  // weights of one stage: NPW tiles x U chunks x 32 lanes x 16 B
   constexpr int kZBytes = NPW * U * 64;   // zero/scale pairs of one stage (at most U groups per tile)
   constexpr int kStage = kWBytes + kZBytes;
-  constexpr int RED = NPW * MT * 4;
   extern __shared__ __align__(128) unsigned char smem[];
   __shared__ uint64_t bars[kMaxWarps][R];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -171,24 +171,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
     if (lane == 0 && step + R < nSteps) issue(step + R);
   }
 
-#pragma unroll
-  for (int p = 0; p < NPW; ++p)
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-      for (int r = 0; r < 4; ++r) red[(warp * RED + (p * MT + mt) * 4 + r) * 32 + lane] = acc[p][mt][r];
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < RED * 32; idx += blockDim.x) {
-    float sum = 0.f;
-    for (int w = 0; w < nw; ++w) sum += red[w * RED * 32 + idx];
-    // idx = ((p * MT + mt) * 4 + r) * 32 + l
-    const int l = idx & 31, e = idx >> 5;
-    const int r = e & 3, pm = e >> 2;
-    const int mt = pm % MT, p = pm / MT;
-    const int n = 16 * (tile0 + p) + (l >> 2) + 8 * (r >> 1);
-    const int token = 8 * mt + 2 * (l & 3) + (r & 1);
-    if (n < out && token < m) y[(size_t)token * out + n] = __float2half(sum);
-  }
+  detail::reduce_store<NPW, MT>(red, acc, tile0, m, out, y);
 #endif
 }
 
@@ -321,11 +304,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_persist_kernel(
       for (int idx = threadIdx.x; idx < RED * 32; idx += blockDim.x) {
         float sum = 0.f;
         for (int w2 = 0; w2 < nw; ++w2) sum += red[w2 * RED * 32 + idx];
-        const int l = idx & 31, e = idx >> 5;
-        const int r = e & 3, mt = e >> 2;
-        const int n = 16 * tile + (l >> 2) + 8 * (r >> 1);
-        const int token = 8 * mt + 2 * (l & 3) + (r & 1);
-        if (n < out && token < m) y[(size_t)token * out + n] = __float2half(sum);
+        detail::store_out<MT>(idx, sum, tile, m, out, y);
       }
       __syncthreads();
     }
