@@ -23,62 +23,34 @@ struct Tile {
   static_assert(BM * kBK % kThreads == 0 && BN * kBK % kThreads == 0, "tile loads must divide evenly");
 };
 
-// Loads the (BM x BK) slice of op(A) at rows m0.., k0.. into registers (zero outside the matrix).
-template <int BM, int BN, bool TA>
-__device__ __forceinline__ void load_a(const float* __restrict__ A, int lda, int M, int K, int m0, int k0,
-                                       float (&r)[Tile<BM, BN>::kALoads]) {
-  constexpr int T = Tile<BM, BN>::kThreads;
+// Loads the (ROWS x BK) slice of one operand at rows r0.., k0.. into registers (zero outside the matrix);
+// T threads take LOADS elements each. KMAJOR: the operand is stored (K, ROWS), so consecutive threads take
+// consecutive rows; else it is stored (ROWS, K) and consecutive threads take consecutive k. A is k-major
+// when transA, B when not transB: both operands go through this one map.
+template <int ROWS, int T, int LOADS, bool KMAJOR>
+__device__ __forceinline__ void load_slice(const float* __restrict__ src, int ld, int nRows, int K, int r0, int k0,
+                                           float (&r)[LOADS]) {
 #pragma unroll
-  for (int i = 0; i < Tile<BM, BN>::kALoads; ++i) {
+  for (int i = 0; i < LOADS; ++i) {
     const int e = threadIdx.x + i * T;
-    // transA: A stored (K, M): consecutive threads take consecutive m. Else (M, K): consecutive k.
-    const int m = TA ? e % BM : e / kBK;
-    const int k = TA ? e / BM : e % kBK;
-    const int gm = m0 + m, gk = k0 + k;
+    const int row = KMAJOR ? e % ROWS : e / kBK;
+    const int k = KMAJOR ? e / ROWS : e % kBK;
+    const int gr = r0 + row, gk = k0 + k;
     float v = 0.f;
-    if (gm < M && gk < K) v = TA ? A[(long long)gk * lda + gm] : A[(long long)gm * lda + gk];
+    if (gr < nRows && gk < K) v = KMAJOR ? src[(long long)gk * ld + gr] : src[(long long)gr * ld + gk];
     r[i] = v;
   }
 }
 
-template <int BM, int BN, bool TA>
-__device__ __forceinline__ void store_a(float* As, const float (&r)[Tile<BM, BN>::kALoads]) {
-  constexpr int T = Tile<BM, BN>::kThreads;
+// Stores a slice loaded by load_slice k-major into shared memory: S[k][row], rows padded by kPad.
+template <int ROWS, int T, int LOADS, bool KMAJOR>
+__device__ __forceinline__ void store_slice(float* S, const float (&r)[LOADS]) {
 #pragma unroll
-  for (int i = 0; i < Tile<BM, BN>::kALoads; ++i) {
+  for (int i = 0; i < LOADS; ++i) {
     const int e = threadIdx.x + i * T;
-    const int m = TA ? e % BM : e / kBK;
-    const int k = TA ? e / BM : e % kBK;
-    As[k * (BM + kPad) + m] = r[i];
-  }
-}
-
-template <int BM, int BN, bool TB>
-__device__ __forceinline__ void load_b(const float* __restrict__ B, int ldb, int N, int K, int n0, int k0,
-                                       float (&r)[Tile<BM, BN>::kBLoads]) {
-  constexpr int T = Tile<BM, BN>::kThreads;
-#pragma unroll
-  for (int i = 0; i < Tile<BM, BN>::kBLoads; ++i) {
-    const int e = threadIdx.x + i * T;
-    // transB: B stored (N, K): consecutive threads take consecutive k. Else (K, N): consecutive n.
-    const int n = TB ? e / kBK : e % BN;
-    const int k = TB ? e % kBK : e / BN;
-    const int gn = n0 + n, gk = k0 + k;
-    float v = 0.f;
-    if (gn < N && gk < K) v = TB ? B[(long long)gn * ldb + gk] : B[(long long)gk * ldb + gn];
-    r[i] = v;
-  }
-}
-
-template <int BM, int BN, bool TB>
-__device__ __forceinline__ void store_b(float* Bs, const float (&r)[Tile<BM, BN>::kBLoads]) {
-  constexpr int T = Tile<BM, BN>::kThreads;
-#pragma unroll
-  for (int i = 0; i < Tile<BM, BN>::kBLoads; ++i) {
-    const int e = threadIdx.x + i * T;
-    const int n = TB ? e / kBK : e % BN;
-    const int k = TB ? e % kBK : e / BN;
-    Bs[k * (BN + kPad) + n] = r[i];
+    const int row = KMAJOR ? e % ROWS : e / kBK;
+    const int k = KMAJOR ? e / ROWS : e % kBK;
+    S[k * (ROWS + kPad) + row] = r[i];
   }
 }
 
@@ -104,11 +76,12 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads)
 #pragma unroll
       for (int j = 0; j < 8; ++j) acc[i][j] = 0.f;
 
-    float ra[Tile<BM, BN>::kALoads], rb[Tile<BM, BN>::kBLoads];
-    load_a<BM, BN, TA>(Az, lda, M, K, m0, 0, ra);
-    load_b<BM, BN, TB>(Bz, ldb, N, K, n0, 0, rb);
-    store_a<BM, BN, TA>(As[0], ra);
-    store_b<BM, BN, TB>(Bs[0], rb);
+    constexpr int kT = Tile<BM, BN>::kThreads, kLA = Tile<BM, BN>::kALoads, kLB = Tile<BM, BN>::kBLoads;
+    float ra[kLA], rb[kLB];
+    load_slice<BM, kT, kLA, TA>(Az, lda, M, K, m0, 0, ra);
+    load_slice<BN, kT, kLB, !TB>(Bz, ldb, N, K, n0, 0, rb);
+    store_slice<BM, kT, kLA, TA>(As[0], ra);
+    store_slice<BN, kT, kLB, !TB>(Bs[0], rb);
     __syncthreads();
 
     const int steps = (K + kBK - 1) / kBK;
@@ -116,8 +89,8 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads)
       const int cur = s & 1;
       const bool more = s + 1 < steps;
       if (more) {
-        load_a<BM, BN, TA>(Az, lda, M, K, m0, (s + 1) * kBK, ra);
-        load_b<BM, BN, TB>(Bz, ldb, N, K, n0, (s + 1) * kBK, rb);
+        load_slice<BM, kT, kLA, TA>(Az, lda, M, K, m0, (s + 1) * kBK, ra);
+        load_slice<BN, kT, kLB, !TB>(Bz, ldb, N, K, n0, (s + 1) * kBK, rb);
       }
       const float* as = As[cur];
       const float* bs = Bs[cur];
@@ -137,8 +110,8 @@ __global__ void __launch_bounds__(Tile<BM, BN>::kThreads)
       if (more) {
         // The other buffer was last read in step s - 1, which every thread finished before the barrier
         // that ended it; writing it now cannot race with readers of `cur`.
-        store_a<BM, BN, TA>(As[cur ^ 1], ra);
-        store_b<BM, BN, TB>(Bs[cur ^ 1], rb);
+        store_slice<BM, kT, kLA, TA>(As[cur ^ 1], ra);
+        store_slice<BN, kT, kLB, !TB>(Bs[cur ^ 1], rb);
       }
       __syncthreads();
     }
