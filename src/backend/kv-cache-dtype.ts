@@ -19,6 +19,22 @@ export function isFp8KvCache(dtype: KvCacheDtype | undefined): boolean {
   return dtype === "fp8" || dtype === "fp8_e4m3";
 }
 
+/**
+ * The startup log's KV note: with fp8 on the CPU backend (float32 storage, rounded values), the tokens the same
+ * memory would hold as 1-byte E4M3 elements; "" otherwise.
+ */
+export function fp8CapacityNote(
+  backend: string,
+  dtype: KvCacheDtype | undefined,
+  kvCacheTokens: number,
+): string {
+  if (!isFp8KvCache(dtype) || backend !== "cpu") return "";
+  return (
+    `; KV cache dtype ${dtype}: K and V rounded to E4M3 (scale 1.0) and stored as float32, ` +
+    `so the same memory as a 1-byte FP8 cache would hold ${4 * kvCacheTokens} tokens (4x)`
+  );
+}
+
 /** Throws when `backend` cannot honour `dtype` (CUDA and fp8 for now), before any weight is read. */
 export function checkKvCacheDtypeSupported(backend: string, dtype: KvCacheDtype | undefined): void {
   if (backend === "cuda" && isFp8KvCache(dtype)) {

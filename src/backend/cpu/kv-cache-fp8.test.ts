@@ -6,7 +6,7 @@ import { Engine } from "../../engine/engine.js";
 import { FakeBackend, fakeModel } from "../../engine/fake-backend.test-helper.js";
 import { LLM } from "../../llm.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
-import { checkKvCacheDtypeSupported, parseKvCacheDtype } from "../kv-cache-dtype.js";
+import { checkKvCacheDtypeSupported, fp8CapacityNote, parseKvCacheDtype } from "../kv-cache-dtype.js";
 import type { CpuModel } from "./cpu-model.js";
 import { roundE4m3 } from "./fp8-e4m3.js";
 
@@ -76,4 +76,10 @@ test("fp8 is refused on CUDA before anything loads, naming the flag; unknown dty
     () => parseKvCacheDtype("int8"),
     /--kv-cache-dtype must be auto, fp8 or fp8_e4m3, got "int8"/,
   );
+});
+
+test("the startup note gives the capacity an FP8 cache would have in the same memory (CPU only)", () => {
+  assert.match(fp8CapacityNote("cpu", "fp8", 1000), /would hold 4000 tokens \(4x\)/);
+  assert.equal(fp8CapacityNote("cpu", "auto", 1000), "");
+  assert.equal(fp8CapacityNote("cuda", "auto", 1000), "");
 });

@@ -5,7 +5,7 @@
 
 import { type Command, Option } from "commander";
 import type { BackendChoice } from "../../backend/create.js";
-import type { KvCacheDtype } from "../../backend/kv-cache-dtype.js";
+import { fp8CapacityNote, type KvCacheDtype } from "../../backend/kv-cache-dtype.js";
 import { DEMO_MODEL_ALIAS } from "../../demo-model.js";
 import { LLM } from "../../llm.js";
 import {
@@ -373,8 +373,9 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
       kvCacheTokens,
       maxModelLen: options.maxModelLen,
       maxConcurrency: Number((kvCacheTokens / options.maxModelLen).toFixed(2)),
+      kvCacheDtype: flags.kvCacheDtype,
     },
-    `KV cache: ${numBlocks} blocks of ${llm.engine.blockSize} tokens = ${kvCacheTokens} tokens; maximum concurrency for ${options.maxModelLen}-token requests: ${(kvCacheTokens / options.maxModelLen).toFixed(2)}x`,
+    `KV cache: ${numBlocks} blocks of ${llm.engine.blockSize} tokens = ${kvCacheTokens} tokens; maximum concurrency for ${options.maxModelLen}-token requests: ${(kvCacheTokens / options.maxModelLen).toFixed(2)}x${fp8CapacityNote(llm.engine.backend.name, flags.kvCacheDtype, kvCacheTokens)}`,
   );
   announcer(logger).info(
     {
