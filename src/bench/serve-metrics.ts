@@ -166,7 +166,7 @@ export function formatServeReport(m: ServeMetrics, ctx: ReportContext): string {
     row("Output token throughput (tok/s):", m.outputThroughput, 2),
     row("Peak output token throughput (tok/s):", m.peakOutputThroughput, 2),
     row("Peak concurrent requests:", m.peakConcurrentRequests, 2),
-    row("Total token throughput (tok/s):", m.totalTokenThroughput, 2),
+    row("Total Token throughput (tok/s):", m.totalTokenThroughput, 2),
   );
   for (const name of ctx.shownMetrics) {
     const [title, short] = HEADERS[name];

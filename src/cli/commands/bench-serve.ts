@@ -289,7 +289,7 @@ export function registerBenchServe(bench: Command): void {
       process.stderr.write("Starting initial single prompt test run...\n");
       await testRequest(target, requests[0]!);
       process.stderr.write(
-        `Initial test run completed. Starting main benchmark run...\nTraffic request rate: ${Number.isFinite(flags.requestRate) ? flags.requestRate : "inf"}\nMaximum request concurrency: ${flags.maxConcurrency ?? "None"}\n`,
+        `Initial test run completed. Starting main benchmark run...\nTraffic request rate: ${Number.isFinite(flags.requestRate) ? flags.requestRate : "inf"}\nBurstiness factor: 1.0 (Poisson process)\nMaximum request concurrency: ${flags.maxConcurrency ?? "None"}\n`,
       );
       const preemptionsBefore = await serverCounter(baseUrl, "vllm:num_preemptions_total");
       const bar = createProgressBar("requests", {
