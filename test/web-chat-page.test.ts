@@ -4,7 +4,6 @@
  * inert, the API-key flow after a 401, phone width, and a screenshot under test-output/.
  */
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -13,9 +12,8 @@ import { type BrowserContext, chromium, type Locator, type Page } from "playwrig
 import type { LLM } from "../src/llm.js";
 import { registerWebRoutes } from "../src/server/web/routes.js";
 import { loadTestModel, repoRoot, startTestServer, type TestServer } from "./server-harness.js";
+import { CHROMIUM, CHROMIUM_ARGS, skip } from "./web-harness.js";
 
-const CHROMIUM = "/usr/bin/chromium";
-const skip = existsSync(CHROMIUM) ? false : `needs ${CHROMIUM} (Debian: apt-get install -y chromium)`;
 const outputDir = path.join(repoRoot, "test-output");
 
 let llm: LLM;
@@ -34,16 +32,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(profileDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
+    args: CHROMIUM_ARGS,
     viewport: { width: 1100, height: 800 },
   });
   context.on("request", (request) => requested.push(request.url()));

@@ -21,7 +21,8 @@ export const screenshotDir = process.env.AWQ_SCREENSHOT_DIR ?? path.join(repoRoo
 export const DESKTOP = { width: 1280, height: 800 };
 export const PHONE = { width: 390, height: 844 };
 
-const ARGS = [
+/** Chromium flags of every suite: headless, no network of its own. */
+export const CHROMIUM_ARGS = [
   "--headless",
   "--no-sandbox",
   "--disable-gpu",
@@ -43,7 +44,7 @@ export interface WebRig {
 export async function startWebRig(serverOpts: Partial<ServerOptions> = {}): Promise<WebRig> {
   const llm = await loadTestModel({ maxModelLen: 1024 });
   const server = await startTestServer(llm, { registerWebRoutes, ...serverOpts });
-  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS });
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
   return {
     llm,
     server,

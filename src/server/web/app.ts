@@ -450,26 +450,25 @@ function report(err: unknown, onRetry: (() => void) | null): void {
   if (err instanceof ChatApiError && err.status === 401) settings.askForKey(apiKeyProblem(err));
 }
 
-/** Answers again from the question before answer `id` (that answer and everything after it go). */
-async function regenerate(id: string): Promise<void> {
-  if (current === null) return;
+/** Drops message `id` and everything after it from the open chat, saved; false when there is no such message. */
+async function truncateFrom(id: string): Promise<boolean> {
+  if (current === null) return false;
   const index = current.messages.findIndex((m) => m.id === id);
-  if (index === -1) return;
+  if (index === -1) return false;
   current.messages.splice(index);
   renderConversation();
   await save(current);
-  await generate(null, null);
+  return true;
+}
+
+/** Answers again from the question before answer `id` (that answer and everything after it go). */
+async function regenerate(id: string): Promise<void> {
+  if (await truncateFrom(id)) await generate(null, null);
 }
 
 /** Replaces user message `id` with `text`, drops everything after it, and sends it again. */
 async function editAndResend(id: string, text: string): Promise<void> {
-  if (current === null) return;
-  const index = current.messages.findIndex((m) => m.id === id);
-  if (index === -1) return;
-  current.messages.splice(index);
-  renderConversation();
-  await save(current);
-  await sendPrompt(text);
+  if (await truncateFrom(id)) await sendPrompt(text);
 }
 
 async function removeMessage(id: string): Promise<void> {
