@@ -44,11 +44,12 @@ const backendName = values.backend === "cuda" ? "cuda" : "cpu";
 const models = values.model!.split(",");
 const maxTokens = Number(values.tokens);
 const batches = (values.batches ?? (backendName === "cuda" ? "1,64" : "1,16")).split(",").map(Number);
-if (!["demo", "synthetic-7b", "synthetic-13b"].includes(values.model!)) {
-  throw new Error(`--model ${values.model}: use demo, synthetic-7b or synthetic-13b`);
+for (const model of models) {
+  if (!["demo", "synthetic-7b", "synthetic-13b"].includes(model))
+    throw new Error(`--model ${model}: use demo, synthetic-7b or synthetic-13b (comma-separated)`);
+  if (model !== "demo" && backendName !== "cuda")
+    throw new Error(`--model ${model}: synthetic models need --backend cuda`);
 }
-if (values.model !== "demo" && backendName !== "cuda")
-  throw new Error("synthetic models need --backend cuda");
 
 // A schema that keeps a model busy for many tokens: bounded free strings, an array of objects, integers in
 // ranges (our own grammar), an enum.
@@ -107,9 +108,7 @@ async function openEngine(which: string): Promise<{
     };
   }
   const config =
-    values.model === "synthetic-7b"
-      ? llama2_7bAwqConfig()
-      : { ...llama2_13bAwqConfig(), eosTokenIds: [32000] };
+    which === "synthetic-7b" ? llama2_7bAwqConfig() : { ...llama2_13bAwqConfig(), eosTokenIds: [32000] };
   const tokenizer = await Tokenizer.load(demoDir);
   const cuda = await CudaBackend.create();
   // The engine loads its model through Backend.load: here that builds random weights on the GPU.
