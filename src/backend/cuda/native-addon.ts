@@ -4,6 +4,7 @@
  */
 import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { ModelConfig } from "../../model/types.js";
 import { BackendUnavailableError } from "../backend.js";
@@ -215,12 +216,22 @@ export interface NativeQuantContext {
   dispose(): Promise<void>;
 }
 
-/** Where the addon is looked for: $AWQ_NATIVE_ADDON, else native/build/awq_native.node of this package. */
-export function addonPath(): string {
-  const fromEnv = process.env.AWQ_NATIVE_ADDON;
+/**
+ * Where the addon is looked for: $AWQ_NATIVE_ADDON, else native/build/awq_native.node of this package (built from
+ * source, or the prebuilt one the postinstall copied there), else the package's prebuilds/<platform>-<arch>/ (when
+ * npm skipped the install script, the prebuilt addon was never copied). The first candidate that exists wins; with
+ * none, the build folder's path (the error names it).
+ */
+export function addonPath(
+  env: NodeJS.ProcessEnv = process.env,
+  packageRoot = fileURLToPath(new URL("../../../../", import.meta.url)), // dist/src/backend/cuda/ -> package root
+  exists: (path: string) => boolean = existsSync,
+): string {
+  const fromEnv = env.AWQ_NATIVE_ADDON;
   if (fromEnv !== undefined && fromEnv !== "") return fromEnv;
-  // dist/src/backend/cuda/ -> package root
-  return fileURLToPath(new URL("../../../../native/build/awq_native.node", import.meta.url));
+  const built = join(packageRoot, "native", "build", "awq_native.node");
+  const prebuilt = join(packageRoot, "prebuilds", `${process.platform}-${process.arch}`, "awq_native.node");
+  return [built, prebuilt].find(exists) ?? built;
 }
 
 let cached: { addon: NativeAddon; probe: ProbeResult } | null = null;
