@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import type { Page } from "playwright-core";
 import {
   ask,
@@ -15,19 +15,11 @@ import {
   reload,
   setInput,
   skip,
-  startWebRig,
+  suiteRig,
   textOf,
-  type WebRig,
 } from "./web-harness.js";
 
-let rig: WebRig;
-
-before(async () => {
-  if (!skip) rig = await startWebRig();
-});
-after(async () => {
-  await rig?.close();
-});
+const rig = suiteRig();
 
 async function shortAnswers(page: Page): Promise<void> {
   await setInput(page, "#temperature", "0");
@@ -49,7 +41,7 @@ async function onScreen(page: Page): Promise<[string, string][]> {
 }
 
 test("chats survive a reload; the list opens, searches, renames and deletes them", { skip }, async () => {
-  const { context, page, errors } = await openPage(rig);
+  const { context, page, errors } = await openPage(rig());
   await shortAnswers(page);
   const first = await textOf((await ask(page, "Tell me a fortune.")).locator(".body"));
   assert.ok(first.trim().length > 0);
@@ -131,7 +123,7 @@ test("chats survive a reload; the list opens, searches, renames and deletes them
 });
 
 test("export writes every chat to a JSON file; import reads it into another browser", { skip }, async () => {
-  const { context, page, errors } = await openPage(rig);
+  const { context, page, errors } = await openPage(rig());
   await shortAnswers(page);
   await ask(page, "First question");
   await page.click("#new-chat");
@@ -156,7 +148,7 @@ test("export writes every chat to a JSON file; import reads it into another brow
   await context.close();
 
   // Another browser profile: empty until the file is imported.
-  const other = await openPage(rig);
+  const other = await openPage(rig());
   assert.equal(await other.page.locator("#chat-list li").count(), 0);
   await other.page.setInputFiles("#import-file", file);
   await other.page.locator("#chats-note", { hasText: "Imported 2 chats" }).waitFor();
@@ -192,8 +184,8 @@ test("export writes every chat to a JSON file; import reads it into another brow
 });
 
 test("per message: copy, edit and send again, regenerate, delete", { skip }, async () => {
-  const { context, page, errors } = await openPage(rig);
-  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: rig.server.url });
+  const { context, page, errors } = await openPage(rig());
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: rig().server.url });
   await shortAnswers(page);
   const sent: { role: string; content: string }[][] = [];
   await page.route("**/v1/chat/completions", async (route) => {

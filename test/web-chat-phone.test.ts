@@ -5,7 +5,7 @@
  * settings on a phone, and of the chat list at desktop width.
  */
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import type { Page } from "playwright-core";
 import {
   cannedReply,
@@ -16,18 +16,10 @@ import {
   RICH_REPLY,
   screenshot,
   skip,
-  startWebRig,
-  type WebRig,
+  suiteRig,
 } from "./web-harness.js";
 
-let rig: WebRig;
-
-before(async () => {
-  if (!skip) rig = await startWebRig();
-});
-after(async () => {
-  await rig?.close();
-});
+const rig = suiteRig();
 
 /** Sends `text` with the Send button (a phone's way) and waits for the canned answer. */
 async function sendByButton(page: Page, text: string): Promise<void> {
@@ -40,7 +32,7 @@ async function sendByButton(page: Page, text: string): Promise<void> {
 test("the header is one line at 390 px and the message box stays on screen with the settings open", {
   skip,
 }, async () => {
-  const { context, page, errors } = await openPage(rig, { phone: true });
+  const { context, page, errors } = await openPage(rig(), { phone: true });
   const header = await page.locator("header.topbar").evaluate((bar) => {
     const boxes = [...bar.children].map((el) => el.getBoundingClientRect()).filter((r) => r.width > 0);
     return {
@@ -87,7 +79,7 @@ test("the header is one line at 390 px and the message box stays on screen with 
 test("Shift+Enter adds a line and Enter sends; on a touch keyboard return adds a line and Send sends", {
   skip,
 }, async () => {
-  const desktop = await openPage(rig);
+  const desktop = await openPage(rig());
   await cannedReply(desktop.page, "Fine.");
   await desktop.page.locator("#prompt").pressSequentially("first line");
   await desktop.page.keyboard.press("Shift+Enter");
@@ -104,7 +96,7 @@ test("Shift+Enter adds a line and Enter sends; on a touch keyboard return adds a
   noPageErrors(desktop.errors);
   await desktop.context.close();
 
-  const phone = await openPage(rig, { phone: true });
+  const phone = await openPage(rig(), { phone: true });
   assert.equal(
     await phone.page.evaluate(() => matchMedia("(pointer: coarse)").matches),
     true,
@@ -134,7 +126,7 @@ test("Shift+Enter adds a line and Enter sends; on a touch keyboard return adds a
 test("the chat list: a drawer on a phone that closes on a pick, a side column on a desktop", {
   skip,
 }, async () => {
-  const { context, page, errors } = await openPage(rig, { phone: true });
+  const { context, page, errors } = await openPage(rig(), { phone: true });
   await cannedReply(page, RICH_REPLY);
   for (const question of ["Solve a quadratic", "Sort a list in Python", "What is a KV cache?"]) {
     await page.click("#new-chat");
@@ -159,7 +151,7 @@ test("the chat list: a drawer on a phone that closes on a pick, a side column on
   noPageErrors(errors);
   await context.close();
 
-  const desktop = await openPage(rig);
+  const desktop = await openPage(rig());
   await cannedReply(desktop.page, RICH_REPLY);
   for (const question of ["Solve a quadratic", "Sort a list in Python", "What is a KV cache?"]) {
     await desktop.page.click("#new-chat");

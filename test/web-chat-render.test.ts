@@ -4,7 +4,7 @@
  * width (screenshots saved). The replies are canned: the demo model cannot write them.
  */
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import {
   ask,
   cannedReply,
@@ -13,25 +13,17 @@ import {
   RICH_REPLY,
   screenshot,
   skip,
-  startWebRig,
+  suiteRig,
   textOf,
-  type WebRig,
 } from "./web-harness.js";
 
-let rig: WebRig;
-
-before(async () => {
-  if (!skip) rig = await startWebRig();
-});
-after(async () => {
-  await rig?.close();
-});
+const rig = suiteRig();
 
 test("code is coloured with a working Copy button, tables and TeX render, and nothing comes from elsewhere", {
   skip,
 }, async () => {
-  const { context, page, errors } = await openPage(rig);
-  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: rig.server.url });
+  const { context, page, errors } = await openPage(rig());
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: rig().server.url });
   const requested: string[] = [];
   page.on("request", (request) => requested.push(request.url()));
   await cannedReply(page, RICH_REPLY);
@@ -94,7 +86,7 @@ test("code is coloured with a working Copy button, tables and TeX render, and no
   });
   assert.ok(fontLoaded, "KaTeX's fonts load from our server");
 
-  const origin = new URL(rig.server.url).origin;
+  const origin = new URL(rig().server.url).origin;
   const foreign = requested.filter((url) => !url.startsWith(`${origin}/`) && !url.startsWith("data:"));
   assert.deepEqual(foreign, [], "nothing fetched from anywhere else");
   assert.ok(
@@ -109,7 +101,7 @@ test("code is coloured with a working Copy button, tables and TeX render, and no
 test("at phone width the same answer fits the screen (wide parts scroll by themselves)", {
   skip,
 }, async () => {
-  const { context, page, errors } = await openPage(rig, { phone: true });
+  const { context, page, errors } = await openPage(rig(), { phone: true });
   await cannedReply(page, RICH_REPLY);
   await page.fill("#prompt", "Solve a quadratic, with code and a table.");
   await page.click("#send");

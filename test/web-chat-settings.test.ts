@@ -5,7 +5,7 @@
  * prompt, and errors are scrolled into view.
  */
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import type { Page } from "playwright-core";
 import { registerWebRoutes } from "../src/server/web/routes.js";
 import { startTestServer } from "./server-harness.js";
@@ -18,19 +18,11 @@ import {
   reload,
   setInput,
   skip,
-  startWebRig,
+  suiteRig,
   textOf,
-  type WebRig,
 } from "./web-harness.js";
 
-let rig: WebRig;
-
-before(async () => {
-  if (!skip) rig = await startWebRig();
-});
-after(async () => {
-  await rig?.close();
-});
+const rig = suiteRig();
 
 /** Waits for the error box to say `expected`; fails with what it does say. */
 async function errorSays(page: Page, expected: string): Promise<void> {
@@ -56,7 +48,7 @@ async function recordRequests(page: Page): Promise<Record<string, unknown>[]> {
 test("every sampling field is sent as the API's field, the server takes them, and they survive a reload", {
   skip,
 }, async () => {
-  const { context, page, errors } = await openPage(rig);
+  const { context, page, errors } = await openPage(rig());
   const bodies = await recordRequests(page);
   assert.equal(await page.locator("#settings").isVisible(), true, "the panel is open on a wide screen");
   const values: [string, string][] = [
@@ -160,7 +152,7 @@ async function longConversationScrolledUp(page: Page): Promise<void> {
 test("a bad setting is named before anything is sent; the prompt stays and the error is scrolled into view", {
   skip,
 }, async () => {
-  const { context, page, errors } = await openPage(rig);
+  const { context, page, errors } = await openPage(rig());
   await longConversationScrolledUp(page);
   const bodies = await recordRequests(page);
   await setInput(page, "#top-k", "2.5");
@@ -181,7 +173,7 @@ test("a bad setting is named before anything is sent; the prompt stays and the e
 test("a network error says what happened, keeps the typed prompt, is in view, and Send works again after", {
   skip,
 }, async () => {
-  const { context, page, errors } = await openPage(rig);
+  const { context, page, errors } = await openPage(rig());
   await setInput(page, "#max-tokens", "4");
   await longConversationScrolledUp(page);
   await page.route("**/v1/chat/completions", (route) => route.abort("connectionrefused"));
@@ -214,9 +206,9 @@ test("a network error says what happened, keeps the typed prompt, is in view, an
 });
 
 test("a missing API key and a wrong one are told apart, before and after sending", { skip }, async () => {
-  const keyed = await startTestServer(rig.llm, { registerWebRoutes, apiKeys: ["right-key"] });
+  const keyed = await startTestServer(rig().llm, { registerWebRoutes, apiKeys: ["right-key"] });
   try {
-    const { context, page, errors } = await openPage(rig, { url: `${keyed.url}/` });
+    const { context, page, errors } = await openPage(rig(), { url: `${keyed.url}/` });
     const hint = page.locator("#api-key-hint");
     const auth: string[] = [];
     page.on("request", (r) => auth.push(`${new URL(r.url()).pathname} ${r.headers().authorization ?? "-"}`));

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { after, before } from "node:test";
 import { type Browser, type BrowserContext, chromium, type Locator, type Page } from "playwright-core";
 import type { LLM } from "../src/llm.js";
 import type { ServerOptions } from "../src/server/app.js";
@@ -38,6 +39,25 @@ export interface WebRig {
   server: TestServer;
   browser: Browser;
   close(): Promise<void>;
+}
+
+/**
+ * One rig for the calling suite: started in its `before`, closed in its `after` (nothing when Chromium is missing);
+ * the returned getter gives it inside the tests.
+ */
+export function suiteRig(serverOpts: Partial<ServerOptions> = {}): () => WebRig {
+  let rig: WebRig | undefined;
+  before(async () => {
+    if (!skip) rig = await startWebRig(serverOpts);
+  });
+  after(async () => {
+    await rig?.close();
+  });
+  return () => {
+    if (rig === undefined)
+      throw new Error("the web rig is not started (Chromium missing, or used outside a test)");
+    return rig;
+  };
 }
 
 /** The demo model, a server with the chat page, and a browser (one per suite). */
