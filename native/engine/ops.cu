@@ -133,105 +133,6 @@ __global__ void __launch_bounds__(1024) addRmsNormVecKernel(float* __restrict__ 
   }
 }
 
-// Dynamic NTK past the original context: base = theta * (factor * seqLen / original - (factor - 1))^(d / (d - 2)).
-__device__ float dynamicInvFreq(const RopeParams& rope, int seqLen, int i, int headDim) {
-  const double d = headDim;
-  const double base = rope.theta * pow(static_cast<double>(rope.factor) * seqLen / rope.originalMaxPositions -
-                                           (static_cast<double>(rope.factor) - 1.0),
-                                       d / (d - 2.0));
-  return static_cast<float>(1.0 / pow(base, (2.0 * i) / headDim));
-}
-
-// The reference's angle: f32(pos (/ linear factor) * inv_freq); cos and sin in double, rounded to f32.
-__device__ void ropeCosSin(int position, float inv, const RopeParams& rope, float* c, float* s) {
-  float pos = static_cast<float>(position);
-  if (rope.scaling == 1) pos = static_cast<float>(static_cast<double>(position) / rope.factor);
-  const float angle = pos * inv;
-  double sn, cs;
-  sincos(static_cast<double>(angle), &sn, &cs);
-  *c = static_cast<float>(cs);
-  *s = static_cast<float>(sn);
-}
-
-// (cos, sin) of every position below maxPositions, for the plain and linear variants (and dynamic NTK within the
-// original context): table (maxPositions, headDim / 2).
-__global__ void ropeTableKernel(const float* __restrict__ invFreq, float2* __restrict__ table, int maxPositions,
-                                int halfDim, RopeParams rope) {
-  const size_t n = static_cast<size_t>(maxPositions) * halfDim;
-  for (size_t k = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; k < n;
-       k += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const int i = static_cast<int>(k % halfDim);
-    float c, s;
-    ropeCosSin(static_cast<int>(k / halfDim), invFreq[i], rope, &c, &s);
-    table[k] = make_float2(c, s);
-  }
-}
-
-// Grid-stride over (token, head, pair of rotate-half pairs): each item loads two half2 (elements i, i+1 and
-// i + headDim/2, i + 1 + headDim/2) and writes them rotated to q / the K cache, or copies them to the V cache.
-// Heads: q heads, then k heads, then v heads. Angles as the CPU reference computes them (ropeCosSin).
-__global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* __restrict__ positions,
-                                  const int32_t* __restrict__ slotMapping, const int32_t* __restrict__ tokenSeqLen,
-                                  const float2* __restrict__ cosSinTable, half* __restrict__ qOut,
-                                  half* __restrict__ kCache, half* __restrict__ vCache,
-                                  int numTokens, int numHeads, int numKvHeads, int headDim, RopeParams rope) {
-  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
-  awqk::detail::pdl_launch();
-  const int halfDim = headDim / 2;
-  const int quarter = headDim / 4;
-  const int heads = numHeads + 2 * numKvHeads;
-  const size_t perToken = static_cast<size_t>(heads) * quarter;
-  const size_t total = perToken * numTokens;
-  const int width = heads * headDim;
-  for (size_t k = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; k < total;
-       k += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const int t = static_cast<int>(k / perToken);
-    const int r = static_cast<int>(k % perToken);
-    const int head = r / quarter;
-    const int i = 2 * (r % quarter);
-    const half* x = qkv + static_cast<size_t>(t) * width + static_cast<size_t>(head) * headDim;
-    const half2 lo = *reinterpret_cast<const half2*>(x + i);
-    const half2 hi = *reinterpret_cast<const half2*>(x + i + halfDim);
-    const int slot = slotMapping[t];
-    const size_t cacheRow = static_cast<size_t>(slot) * numKvHeads * headDim;
-    if (head >= numHeads + numKvHeads) {  // v: copy into the cache
-      if (slot >= 0) {
-        half* v = vCache + cacheRow + static_cast<size_t>(head - numHeads - numKvHeads) * headDim;
-        *reinterpret_cast<half2*>(v + i) = lo;
-        *reinterpret_cast<half2*>(v + i + halfDim) = hi;
-      }
-      continue;
-    }
-    float c[2], s[2];
-    const int position = positions[t];
-    const bool grown = rope.scaling == 2 && tokenSeqLen[t] > rope.originalMaxPositions;
-#pragma unroll
-    for (int u = 0; u < 2; u++) {
-      if (!grown) {
-        const float2 cs = cosSinTable[static_cast<size_t>(position) * halfDim + i + u];
-        c[u] = cs.x;
-        s[u] = cs.y;
-      } else {
-        ropeCosSin(position, dynamicInvFreq(rope, tokenSeqLen[t], i + u, headDim), rope, &c[u], &s[u]);
-      }
-    }
-    const float2 x1 = __half22float2(lo);
-    const float2 x2 = __half22float2(hi);
-    const half2 y1 = __floats2half2_rn(x1.x * c[0] - x2.x * s[0], x1.y * c[1] - x2.y * s[1]);
-    const half2 y2 = __floats2half2_rn(x2.x * c[0] + x1.x * s[0], x2.y * c[1] + x1.y * s[1]);
-    half* dst;
-    if (head < numHeads) {
-      dst = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
-    } else if (slot >= 0) {
-      dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
-    } else {
-      continue;
-    }
-    *reinterpret_cast<half2*>(dst + i) = y1;
-    *reinterpret_cast<half2*>(dst + i + halfDim) = y2;
-  }
-}
-
 // Two values per thread (inter is even for every Llama); silu in f32 with an accurate exp.
 __global__ void siluMulKernel(const half* __restrict__ gateUp, half* __restrict__ act, int inter, size_t pairs) {
   awqk::detail::pdl_wait();  // launched with PDL (launch.h)
@@ -301,10 +202,6 @@ unsigned gridFor(size_t n, int threads) {
 
 }  // namespace
 
-void computeInvFreq(int headDim, double theta, float* out) {
-  for (int i = 0; i < headDim / 2; i++) out[i] = static_cast<float>(1.0 / std::pow(theta, (2.0 * i) / headDim));
-}
-
 void launchEmbedding(const int32_t* tokenIds, const half* embed, float* residual, int numTokens, int hidden,
                      cudaStream_t stream) {
   if (numTokens == 0) return;
@@ -335,27 +232,6 @@ void launchAddRmsNorm(float* residual, const half* delta, const half* weight, ha
                                     weight, out, rowIndex, hidden, eps, writeResidual),
             "add_rmsnorm launch");
   checkLaunch("add_rmsnorm", stream);
-}
-
-void launchRopeTable(const float* invFreq, float2* table, int maxPositions, int headDim, const RopeParams& rope,
-                     cudaStream_t stream) {
-  const size_t n = static_cast<size_t>(maxPositions) * (headDim / 2);
-  ropeTableKernel<<<gridFor(n, 256), 256, 0, stream>>>(invFreq, table, maxPositions, headDim / 2, rope);
-  checkLaunch("rope_table", stream);
-}
-
-void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
-                       const int32_t* tokenSeqLen, const float2* cosSinTable, half* qOut, half* kCache,
-                       half* vCache, int numTokens, int numHeads, int numKvHeads, int headDim, const RopeParams& rope,
-                       cudaStream_t stream) {
-  if (numTokens == 0) return;
-  const size_t items = static_cast<size_t>(numTokens) * (numHeads + 2 * numKvHeads) * (headDim / 4);
-  const unsigned blocks = static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16));
-  cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel, dim3(blocks), dim3(256), 0, stream, qkv, positions, slotMapping,
-                                    tokenSeqLen, cosSinTable, qOut, kCache, vCache, numTokens, numHeads, numKvHeads,
-                                    headDim, rope),
-            "rope_kv_write launch");
-  checkLaunch("rope_kv_write", stream);
 }
 
 void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cudaStream_t stream) {

@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "rope_kv_write.h"
+
 namespace awq {
 
 /** residual[t][:] = float(embed[tokenIds[t]][:]).  embed (vocab, hidden) fp16; residual (numTokens, hidden) fp32. */
@@ -20,38 +22,6 @@ void launchEmbedding(const int32_t* tokenIds, const half* embed, float* residual
  */
 void launchAddRmsNorm(float* residual, const half* delta, const half* weight, half* out, const int32_t* rowIndex,
                       int numOut, int hidden, float eps, bool writeResidual, cudaStream_t stream);
-
-/** RoPE variant: the CPU backend's (HF Llama) rules, with positions scaled (linear) or the base grown (dynamic NTK). */
-struct RopeParams {
-  float theta;
-  int scaling;  // 0 = none, 1 = linear, 2 = dynamic NTK
-  float factor;
-  int originalMaxPositions;
-};
-
-/**
- * Rotates q and k of each token (rotate-half pairs (i, i + headDim/2)) and writes k, v into the paged cache.
- * qkv (numTokens, (numHeads + 2 numKvHeads) headDim) fp16: q heads, then k heads, then v heads.
- * qOut (numTokens, numHeads, headDim) fp16. kCache/vCache (numBlocks, blockSize, numKvHeads, headDim) fp16,
- * slot = block * blockSize + offset; tokens with slot < 0 write nothing to the cache.
- * tokenSeqLen (numTokens): for dynamic NTK, the length of the token's sequence after this step.
- * cosSinTable (maxPositions, headDim / 2) (cos, sin) from launchRopeTable; positions must be below maxPositions
- * (dynamic NTK past the original context computes its own angles).
- */
-void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
-                       const int32_t* tokenSeqLen, const float2* cosSinTable, half* qOut, half* kCache,
-                       half* vCache, int numTokens, int numHeads, int numKvHeads, int headDim, const RopeParams& rope,
-                       cudaStream_t stream);
-
-/**
- * Fills cosSinTable (maxPositions, headDim / 2) with (cos, sin) of f32(pos * invFreq[i]) as the CPU reference
- * computes them; invFreq (headDim / 2) fp32 from computeInvFreq.
- */
-void launchRopeTable(const float* invFreq, float2* table, int maxPositions, int headDim, const RopeParams& rope,
-                     cudaStream_t stream);
-
-/** The CPU reference's inverse frequencies (double, rounded to f32), (headDim / 2) values. */
-void computeInvFreq(int headDim, double theta, float* out);
 
 /** act[t][i] = fp16(silu(gateUp[t][i]) * gateUp[t][inter + i]).  gateUp (numTokens, 2 inter); act (numTokens, inter); inter even. */
 void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cudaStream_t stream);
