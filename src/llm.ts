@@ -46,7 +46,7 @@ export interface LLMLoadOptions {
   numBlocks?: number;
   kvCacheBytes?: number;
   gpuMemoryUtilization?: number;
-  /** vLLM's --kv-cache-dtype: auto (default) or fp8 / fp8_e4m3 (CPU backend: E4M3 rounding; CUDA: refused for now). */
+  /** vLLM's --kv-cache-dtype: auto (default) or fp8 / fp8_e4m3 (CUDA: 1-byte E4M3 cache; CPU backend: E4M3 rounding). */
   kvCacheDtype?: KvCacheDtype;
   /**
    * Ranks each matrix is split over (vLLM's tensor_parallel_size, default 1): on the CPU backend the reference

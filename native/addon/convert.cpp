@@ -25,6 +25,19 @@ awq::RuntimeOptions toRuntimeOptions(const Napi::Object& o) {
   r.blockSize = intField(o, "blockSize");
   r.numBlocks = intField(o, "numBlocks");
   r.gpuMemoryUtilization = numberField(o, "gpuMemoryUtilization");
+  // vLLM's --kv-cache-dtype; absent = auto (fp16).
+  const Napi::Value kv = o.Get("kvCacheDtype");
+  if (!kv.IsUndefined()) {
+    const std::string name = kv.IsString() ? kv.As<Napi::String>().Utf8Value() : "";
+    if (name == "auto") {
+      r.kvCacheDtype = awqk::KvCacheDtype::Fp16;
+    } else if (name == "fp8" || name == "fp8_e4m3") {
+      r.kvCacheDtype = awqk::KvCacheDtype::Fp8E4m3;
+    } else {
+      throw Napi::TypeError::New(o.Env(), "kvCacheDtype must be \"auto\", \"fp8\" or \"fp8_e4m3\", got " +
+                                              (kv.IsString() ? "\"" + name + "\"" : describeValue(kv)));
+    }
+  }
   return r;
 }
 
@@ -160,6 +173,7 @@ Napi::Object fromMemoryReport(Napi::Env env, const awq::MemoryReport& r) {
   o.Set("weightBytes", Napi::Number::New(env, static_cast<double>(r.weightBytes)));
   o.Set("workspaceBytes", Napi::Number::New(env, static_cast<double>(r.workspaceBytes)));
   o.Set("kvBytes", Napi::Number::New(env, static_cast<double>(r.kvBytes)));
+  o.Set("kvElementBytes", Napi::Number::New(env, r.kvElementBytes));
   o.Set("totalBytes", Napi::Number::New(env, static_cast<double>(r.totalBytes)));
   o.Set("freeBytesAfter", Napi::Number::New(env, static_cast<double>(r.freeBytesAfter)));
   return o;

@@ -44,6 +44,7 @@ struct RuntimeOptions {
   int blockSize = 16;
   int numBlocks = -1;  // -1: size from gpuMemoryUtilization
   double gpuMemoryUtilization = 0.9;
+  awqk::KvCacheDtype kvCacheDtype = awqk::KvCacheDtype::Fp16;  // FP8 E4M3: 1 byte an element, twice the blocks
 };
 
 struct MemoryReport {
@@ -52,6 +53,7 @@ struct MemoryReport {
   size_t weightBytes = 0;
   size_t workspaceBytes = 0;
   size_t kvBytes = 0;
+  int kvElementBytes = 2;  // 2: fp16 K/V, 1: FP8 E4M3
   size_t totalBytes = 0;
   size_t freeBytesAfter = 0;
 };
@@ -216,7 +218,7 @@ class Engine {
   bool finalized_ = false;
   int numBlocks_ = 0;
   int tableWidth_ = 0;  // block-table columns on the device: ceil(maxModelLen / blockSize)
-  std::vector<DeviceBuffer> kCache_;  // per layer (numBlocks, blockSize, numKvHeads, headDim) fp16
+  std::vector<DeviceBuffer> kCache_;  // per layer (numBlocks, blockSize, numKvHeads, headDim) options_.kvCacheDtype
   std::vector<DeviceBuffer> vCache_;
   DeviceBuffer invFreq_;  // (headDim / 2) fp32 RoPE inverse frequencies
   DeviceBuffer ropeTable_;  // (tableWidth * blockSize, headDim / 2) float2 (cos, sin)

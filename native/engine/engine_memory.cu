@@ -39,6 +39,9 @@ void Engine::checkRuntimeOptions(const RuntimeOptions& o) const {
                                 std::to_string(o.maxNumSeqs) + ", " + std::to_string(o.maxNumBatchedTokens) + ", " +
                                 std::to_string(o.maxModelLen) + ")");
   }
+  if (o.kvCacheDtype != awqk::KvCacheDtype::Fp16 && o.kvCacheDtype != awqk::KvCacheDtype::Fp8E4m3) {
+    throw std::invalid_argument("kvCacheDtype must be fp16 (auto) or fp8_e4m3");
+  }
 }
 
 // Every weight present with the model's shape; an untied model without lm_head gets the embedding as its head.
@@ -141,7 +144,8 @@ int Engine::kvCacheBlocks() const {
   const RuntimeOptions& o = options_;
   size_t freeBytes = 0, totalBytes = 0;
   cudaCheck(cudaMemGetInfo(&freeBytes, &totalBytes), "cudaMemGetInfo");
-  const size_t perBlock = static_cast<size_t>(d.numLayers) * 2 * o.blockSize * d.numKvHeads * d.headDim * 2;
+  const size_t perBlock = static_cast<size_t>(d.numLayers) * 2 * o.blockSize * d.numKvHeads * d.headDim *
+                          awqk::kv_cache_element_bytes(o.kvCacheDtype);
   long long numBlocks = o.numBlocks;
   if (numBlocks < 0) {
     const double budget = o.gpuMemoryUtilization * static_cast<double>(totalBytes) -
@@ -179,7 +183,8 @@ void Engine::allocateKvCache(int numBlocks) {
 }
 
 size_t Engine::kvLayerBytes() const {
-  return static_cast<size_t>(numBlocks_) * options_.blockSize * dims_.numKvHeads * dims_.headDim * 2;
+  return static_cast<size_t>(numBlocks_) * options_.blockSize * dims_.numKvHeads * dims_.headDim *
+         awqk::kv_cache_element_bytes(options_.kvCacheDtype);
 }
 
 MemoryReport Engine::memoryReport() const {
@@ -196,6 +201,7 @@ MemoryReport Engine::memoryReport() const {
   }
   report.workspaceBytes = workspaceBytes;
   report.kvBytes = 2 * kvLayerBytes() * dims_.numLayers;
+  report.kvElementBytes = static_cast<int>(awqk::kv_cache_element_bytes(options_.kvCacheDtype));
   size_t totalBytes = 0;
   cudaCheck(cudaMemGetInfo(&report.freeBytesAfter, &totalBytes), "cudaMemGetInfo");
   report.totalBytes = totalBytes;

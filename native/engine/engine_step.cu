@@ -38,11 +38,12 @@ void Engine::forward(const ForwardShape& s) {
   hooks.linear = [&](LayerLinear which, const half* x, int rows, half* y) {
     linear(weights_.layers[l].linear(which), x, rows, y, layerLinearOp(which));
   };
-  hooks.attention = [&](const half* q, const half* kCache, const half* vCache, half* attn) {
+  const awqk::KvCacheDtype kvDtype = options_.kvCacheDtype;
+  hooks.attention = [&](const half* q, const void* kCache, const void* vCache, half* attn) {
     cudaError_t status;
     beginRange(s.decode ? "attention_decode" : "attention_prefill");
     if (s.decode) {
-      status = awqk::paged_attention_decode(q, kCache, vCache, in + s.layout.blockTables,
+      status = awqk::paged_attention_decode(q, kCache, vCache, kvDtype, in + s.layout.blockTables,
                                             tableWidth_, in + s.layout.contextLens, s.numSeqs, s.maxContextLen,
                                             d.numHeads, d.numKvHeads, d.headDim, scale, w.attnWork.get(),
                                             w.attnWork.bytes(), attn, stream_);
@@ -50,7 +51,7 @@ void Engine::forward(const ForwardShape& s) {
                             ", max context=" + std::to_string(s.maxContextLen) + ")");
       if (syncAfterLaunch()) checkLaunch("paged_attention_decode", stream_);
     } else {
-      status = awqk::paged_attention_prefill(q, kCache, vCache,
+      status = awqk::paged_attention_prefill(q, kCache, vCache, kvDtype,
                                              in + s.layout.blockTables, tableWidth_, in + s.layout.queryStarts,
                                              in + s.layout.contextLens, s.numSeqs, s.maxQueryLen, d.numHeads,
                                              d.numKvHeads, d.headDim, scale, attn, stream_);
@@ -69,7 +70,7 @@ void Engine::forward(const ForwardShape& s) {
   for (l = 0; l < d.numLayers; l++) {
     const LayerWeights& layer = weights_.layers[l];
     const LayerKvWrite kv{in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen,
-                          ropeTable_.as<float2>(), kCache_[l].as<half>(), vCache_[l].as<half>()};
+                          ropeTable_.as<float2>(), kCache_[l].get(), vCache_[l].get(), kvDtype};
     runner.runAttentionBlock(l == 0 ? nullptr : delta, layer.inputNorm.as<half>(), kv);
     runner.runMlpBlock(delta, layer.postNorm.as<half>());
   }

@@ -50,7 +50,7 @@ void LayerRunner::runAttentionBlock(const half* pendingDelta, const half* inputN
   linear(LayerLinear::Qkv, acts_.normed, d.hidden, acts_.big);
   begin("rope_kv_write");
   launchRopeKvWrite(acts_.big, kv.positions, kv.slotMapping, kv.tokenSeqLen, kv.ropeTable, acts_.q, kv.kCache,
-                    kv.vCache, numTokens_, d.numHeads, d.numKvHeads, d.headDim, d.rope, stream_);
+                    kv.vCache, kv.kvDtype, numTokens_, d.numHeads, d.numKvHeads, d.headDim, d.rope, stream_);
   launched("rope_kv_write");
   end();
   hooks_.attention(acts_.q, kv.kCache, kv.vCache, acts_.attn);

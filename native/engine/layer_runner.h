@@ -57,16 +57,17 @@ struct LayerKvWrite {
   const int32_t* slotMapping = nullptr;  // (numTokens) slot = block * blockSize + offset; < 0 writes nothing
   const int32_t* tokenSeqLen = nullptr;  // (numTokens)
   const float2* ropeTable = nullptr;     // (maxPositions, headDim / 2) (cos, sin)
-  half* kCache = nullptr;                // (numBlocks, blockSize, numKvHeads, headDim) fp16, this layer's
-  half* vCache = nullptr;
+  void* kCache = nullptr;                // (numBlocks, blockSize, numKvHeads, headDim) of kvDtype, this layer's
+  void* vCache = nullptr;
+  awqk::KvCacheDtype kvDtype = awqk::KvCacheDtype::Fp16;
 };
 
 /** What the runners of a layer do differently. linear and attention are required; the rest may stay empty. */
 struct LayerHooks {
   /** y (rows, out) = x (rows, in) W of `which`. */
   std::function<void(LayerLinear which, const half* x, int rows, half* y)> linear;
-  /** attn = attention of the rotated queries over this layer's cache (its keys and values already written). */
-  std::function<void(const half* q, const half* kCache, const half* vCache, half* attn)> attention;
+  /** attn = attention of the rotated queries over this layer's cache (K, V already written, LayerKvWrite::kvDtype). */
+  std::function<void(const half* q, const void* kCache, const void* vCache, half* attn)> attention;
   /** Sees the input x (rows, width) of a linear just before it runs (the quantizer's input statistics). */
   std::function<void(LayerLinear which, const half* x, int rows, int width)> capture;
   /** Around each operation but attention (which times itself): the engine's profiler ranges. */

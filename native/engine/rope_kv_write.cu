@@ -5,6 +5,7 @@
 
 #include "cuda_check.h"
 #include "kernels/common.cuh"
+#include "kernels/fp8_e4m3.cuh"
 #include "kernels/launch.h"
 #include "rope_kv_write.h"
 
@@ -48,10 +49,24 @@ __global__ void ropeTableKernel(const float* __restrict__ invFreq, float2* __res
 // Grid-stride over (token, head, pair of rotate-half pairs): each item loads two half2 (elements i, i+1 and
 // i + headDim/2, i + 1 + headDim/2) and writes them rotated to q / the K cache, or copies them to the V cache.
 // Heads: q heads, then k heads, then v heads. Angles as the CPU reference computes them (ropeCosSin).
+// KV = half (fp16 cache) or uint8_t (FP8 E4M3, scale 1.0: the rotated key is encoded from its fp32 value, the
+// value from its fp16 one, as the CPU backend rounds its float32 K and V).
+template <typename KV>
+__device__ __forceinline__ void storePair(KV* dst, float a, float b);
+template <>
+__device__ __forceinline__ void storePair<half>(half* dst, float a, float b) {
+  *reinterpret_cast<half2*>(dst) = __floats2half2_rn(a, b);
+}
+template <>
+__device__ __forceinline__ void storePair<uint8_t>(uint8_t* dst, float a, float b) {
+  *reinterpret_cast<uint16_t*>(dst) = awqk::detail::e4m3x2_from_float2(a, b);
+}
+
+template <typename KV>
 __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* __restrict__ positions,
                                   const int32_t* __restrict__ slotMapping, const int32_t* __restrict__ tokenSeqLen,
                                   const float2* __restrict__ cosSinTable, half* __restrict__ qOut,
-                                  half* __restrict__ kCache, half* __restrict__ vCache,
+                                  KV* __restrict__ kCache, KV* __restrict__ vCache,
                                   int numTokens, int numHeads, int numKvHeads, int headDim, RopeParams rope) {
   awqk::detail::pdl_wait();  // launched with PDL (launch.h)
   awqk::detail::pdl_launch();
@@ -74,9 +89,15 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
     const size_t cacheRow = static_cast<size_t>(slot) * numKvHeads * headDim;
     if (head >= numHeads + numKvHeads) {  // v: copy into the cache
       if (slot >= 0) {
-        half* v = vCache + cacheRow + static_cast<size_t>(head - numHeads - numKvHeads) * headDim;
-        *reinterpret_cast<half2*>(v + i) = lo;
-        *reinterpret_cast<half2*>(v + i + halfDim) = hi;
+        KV* v = vCache + cacheRow + static_cast<size_t>(head - numHeads - numKvHeads) * headDim;
+        if constexpr (sizeof(KV) == 2) {
+          *reinterpret_cast<half2*>(v + i) = lo;
+          *reinterpret_cast<half2*>(v + i + halfDim) = hi;
+        } else {
+          const float2 l = __half22float2(lo), h = __half22float2(hi);
+          storePair(v + i, l.x, l.y);
+          storePair(v + i + halfDim, h.x, h.y);
+        }
       }
       continue;
     }
@@ -95,18 +116,17 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
     }
     const float2 x1 = __half22float2(lo);
     const float2 x2 = __half22float2(hi);
-    const half2 y1 = __floats2half2_rn(x1.x * c[0] - x2.x * s[0], x1.y * c[1] - x2.y * s[1]);
-    const half2 y2 = __floats2half2_rn(x2.x * c[0] + x1.x * s[0], x2.y * c[1] + x1.y * s[1]);
-    half* dst;
+    const float y1a = x1.x * c[0] - x2.x * s[0], y1b = x1.y * c[1] - x2.y * s[1];
+    const float y2a = x2.x * c[0] + x1.x * s[0], y2b = x2.y * c[1] + x1.y * s[1];
     if (head < numHeads) {
-      dst = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
+      half* dst = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
+      storePair(dst + i, y1a, y1b);
+      storePair(dst + i + halfDim, y2a, y2b);
     } else if (slot >= 0) {
-      dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
-    } else {
-      continue;
+      KV* dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
+      storePair(dst + i, y1a, y1b);
+      storePair(dst + i + halfDim, y2a, y2b);
     }
-    *reinterpret_cast<half2*>(dst + i) = y1;
-    *reinterpret_cast<half2*>(dst + i + halfDim) = y2;
   }
 }
 
@@ -129,16 +149,23 @@ void launchRopeTable(const float* invFreq, float2* table, int maxPositions, int 
 }
 
 void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t* slotMapping,
-                       const int32_t* tokenSeqLen, const float2* cosSinTable, half* qOut, half* kCache,
-                       half* vCache, int numTokens, int numHeads, int numKvHeads, int headDim, const RopeParams& rope,
-                       cudaStream_t stream) {
+                       const int32_t* tokenSeqLen, const float2* cosSinTable, half* qOut, void* kCache,
+                       void* vCache, awqk::KvCacheDtype kvDtype, int numTokens, int numHeads, int numKvHeads,
+                       int headDim, const RopeParams& rope, cudaStream_t stream) {
   if (numTokens == 0) return;
   const size_t items = static_cast<size_t>(numTokens) * (numHeads + 2 * numKvHeads) * (headDim / 4);
   const unsigned blocks = static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16));
-  cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel, dim3(blocks), dim3(256), 0, stream, qkv, positions, slotMapping,
-                                    tokenSeqLen, cosSinTable, qOut, kCache, vCache, numTokens, numHeads, numKvHeads,
-                                    headDim, rope),
-            "rope_kv_write launch");
+  if (kvDtype == awqk::KvCacheDtype::Fp8E4m3) {
+    cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel<uint8_t>, dim3(blocks), dim3(256), 0, stream, qkv, positions,
+                                      slotMapping, tokenSeqLen, cosSinTable, qOut, static_cast<uint8_t*>(kCache),
+                                      static_cast<uint8_t*>(vCache), numTokens, numHeads, numKvHeads, headDim, rope),
+              "rope_kv_write launch");
+  } else {
+    cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel<half>, dim3(blocks), dim3(256), 0, stream, qkv, positions,
+                                      slotMapping, tokenSeqLen, cosSinTable, qOut, static_cast<half*>(kCache),
+                                      static_cast<half*>(vCache), numTokens, numHeads, numKvHeads, headDim, rope),
+              "rope_kv_write launch");
+  }
   checkLaunch("rope_kv_write", stream);
 }
 

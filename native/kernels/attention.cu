@@ -1,10 +1,13 @@
 // Paged attention for any query lengths (prefill, chunked prefill over a cached prefix, mixed
 // steps): flash-attention-2 style, mma.sync m16n8k16. Block = 4 warps = 64 queries of one
 // (sequence, head); KV tiles of 64 keys gathered from the paged cache into shared memory with
-// cp.async (double buffered); online softmax in fp32 with exp2.
+// cp.async (double buffered); online softmax in fp32 with exp2. An FP8 E4M3 cache is gathered the same way
+// (as bytes) and widened into one fp16 tile per step before the tensor-core loop.
 #include <cmath>
+#include <cstdint>
 
 #include "common.cuh"
+#include "fp8_e4m3.cuh"
 #include "kernels.h"
 
 namespace awqk {
@@ -18,16 +21,26 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
   return detail::h2_as_u32(__floats2half2_rn(a, b));
 }
 
-template <int D>
+// Dynamic shared memory: fp16 stages [2][K | V][kBKV][D + 8]; FP8 raw stages [2][K | V][kBKV][D] bytes, then one
+// fp16 tile [K | V][kBKV][D + 8] they are widened into.
+template <int D, typename KV>
+constexpr int prefill_smem_bytes() {
+  return sizeof(KV) == 1 ? 2 * 2 * kBKV * D + 2 * kBKV * (D + 8) * 2 : 2 * 2 * kBKV * (D + 8) * 2;
+}
+
+template <int D, typename KV>
 __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
-    const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+    const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
     const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2,
     __half* __restrict__ out) {
   constexpr int P = D + 8;  // smem row pitch (halves): conflict-free ldmatrix
   constexpr int KT = D / 16;
+  constexpr bool kFp8 = sizeof(KV) == 1;
   extern __shared__ __align__(16) unsigned char smraw[];
-  __half* sm = reinterpret_cast<__half*>(smraw);  // [2 stages][K | V][kBKV][P]
+  __half* sm = reinterpret_cast<__half*>(smraw);  // fp16: [2 stages][K | V][kBKV][P]
+  uint8_t* sm8 = smraw;                           // fp8: [2 stages][K | V][kBKV][D] bytes
+  __half* smWide = reinterpret_cast<__half*>(smraw + 2 * 2 * kBKV * D);  // fp8: [K | V][kBKV][P]
 
   const int seq = blockIdx.z, head = blockIdx.y;
   const int qs = queryStarts[seq];
@@ -61,18 +74,26 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
 
   const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
   auto load_kv = [&](int stage, int tile) {
-    __half* Ks = sm + stage * 2 * kBKV * P;
-    __half* Vs = Ks + kBKV * P;
-    constexpr int SEGS = D / 8;
+    constexpr int EPS = 16 / sizeof(KV);  // elements per 16-byte segment
+    constexpr int SEGS = D / EPS;
     for (int i = tid; i < kBKV * SEGS; i += kThreadsPA) {
       const int row = i / SEGS, seg = i % SEGS;
       const int kpos = tile * kBKV + row;
       const bool ok = kpos < ctx;
       const int blk = ok ? bt[kpos / kKvBlockSize] : 0;
       const size_t off =
-          ((size_t)(blk * kKvBlockSize + kpos % kKvBlockSize) * numKvHeads + kvh) * D + seg * 8;
-      detail::cp_async16(Ks + row * P + seg * 8, kc + off, ok);
-      detail::cp_async16(Vs + row * P + seg * 8, vc + off, ok);
+          ((size_t)(blk * kKvBlockSize + kpos % kKvBlockSize) * numKvHeads + kvh) * D + seg * EPS;
+      if constexpr (kFp8) {
+        uint8_t* Kr = sm8 + stage * 2 * kBKV * D;
+        uint8_t* Vr = Kr + kBKV * D;
+        detail::cp_async16(Kr + row * D + seg * EPS, kc + off, ok);
+        detail::cp_async16(Vr + row * D + seg * EPS, vc + off, ok);
+      } else {
+        __half* Ks = sm + stage * 2 * kBKV * P;
+        __half* Vs = Ks + kBKV * P;
+        detail::cp_async16(Ks + row * P + seg * EPS, kc + off, ok);
+        detail::cp_async16(Vs + row * P + seg * EPS, vc + off, ok);
+      }
     }
   };
 
@@ -94,6 +115,18 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
     __syncthreads();
     const __half* Ks = sm + (tile & 1) * 2 * kBKV * P;
     const __half* Vs = Ks + kBKV * P;
+    if constexpr (kFp8) {
+      // Widen this stage's E4M3 K and V (exact) into the fp16 tile the mma loop reads.
+      const uint8_t* raw = sm8 + (tile & 1) * 2 * kBKV * D;
+      for (int i = tid; i < 2 * kBKV * (D / 8); i += kThreadsPA) {
+        const int row = i / (D / 8), seg = i % (D / 8);  // row < kBKV: K, else V
+        const uint2 bytes = *reinterpret_cast<const uint2*>(raw + row * D + seg * 8);
+        *reinterpret_cast<uint4*>(smWide + row * P + seg * 8) = detail::e4m3x8_to_half8(bytes);
+      }
+      __syncthreads();
+      Ks = smWide;
+      Vs = smWide + kBKV * P;
+    }
 
     float s[8][4];
 #pragma unroll
@@ -185,32 +218,46 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
   }
 }
 
-template <int D>
-cudaError_t launch_prefill(const __half* q, const __half* kc, const __half* vc, const int32_t* bt,
+template <int D, typename KV>
+cudaError_t launch_prefill(const __half* q, const KV* kc, const KV* vc, const int32_t* bt,
                            int maxBlocksPerSeq, const int32_t* qStarts, const int32_t* ctxLens,
                            int numSeqs, int maxQueryLen, int numHeads, int numKvHeads, float scale,
                            __half* out, cudaStream_t stream) {
-  constexpr int smem = 2 * 2 * kBKV * (D + 8) * sizeof(__half);
+  constexpr int smem = prefill_smem_bytes<D, KV>();
   static unsigned long long configured = 0;  // one bit per device
   int dev = 0;
   cudaGetDevice(&dev);
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
-    cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<D>,
+    cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<D, KV>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
   dim3 grid(detail::ceil_div(maxQueryLen, kBQ), numHeads, numSeqs);
-  prefill_attention_kernel<D><<<grid, kThreadsPA, smem, stream>>>(
+  prefill_attention_kernel<D, KV><<<grid, kThreadsPA, smem, stream>>>(
       q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numHeads, numKvHeads,
       scale * 1.4426950408889634f, out);
   return cudaGetLastError();
 }
 
+template <typename KV>
+cudaError_t prefill_for(const __half* q, const KV* kc, const KV* vc, const int32_t* blockTables,
+                        int maxBlocksPerSeq, const int32_t* queryStarts, const int32_t* contextLens, int numSeqs,
+                        int maxQueryLen, int numHeads, int numKvHeads, int headDim, float scale, __half* out,
+                        cudaStream_t stream) {
+  if (headDim == 128)
+    return launch_prefill<128, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs,
+                                   maxQueryLen, numHeads, numKvHeads, scale, out, stream);
+  if (headDim == 64)
+    return launch_prefill<64, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs,
+                                  maxQueryLen, numHeads, numKvHeads, scale, out, stream);
+  return cudaErrorInvalidValue;
+}
+
 }  // namespace
 
-cudaError_t paged_attention_prefill(const __half* q, const __half* kCache, const __half* vCache,
+cudaError_t paged_attention_prefill(const __half* q, const void* kCache, const void* vCache, KvCacheDtype kvDtype,
                                     const int32_t* blockTables, int maxBlocksPerSeq,
                                     const int32_t* queryStarts, const int32_t* contextLens,
                                     int numSeqs, int maxQueryLen, int numHeads, int numKvHeads,
@@ -219,14 +266,14 @@ cudaError_t paged_attention_prefill(const __half* q, const __half* kCache, const
       numHeads % numKvHeads != 0 || maxBlocksPerSeq <= 0)
     return cudaErrorInvalidValue;
   if (numSeqs == 0 || maxQueryLen == 0) return cudaSuccess;
-  if (headDim == 128)
-    return launch_prefill<128>(q, kCache, vCache, blockTables, maxBlocksPerSeq, queryStarts,
-                               contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads, scale, out,
-                               stream);
-  if (headDim == 64)
-    return launch_prefill<64>(q, kCache, vCache, blockTables, maxBlocksPerSeq, queryStarts,
-                              contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads, scale, out,
-                              stream);
+  if (kvDtype == KvCacheDtype::Fp8E4m3)
+    return prefill_for(q, static_cast<const uint8_t*>(kCache), static_cast<const uint8_t*>(vCache), blockTables,
+                       maxBlocksPerSeq, queryStarts, contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads,
+                       headDim, scale, out, stream);
+  if (kvDtype == KvCacheDtype::Fp16)
+    return prefill_for(q, static_cast<const __half*>(kCache), static_cast<const __half*>(vCache), blockTables,
+                       maxBlocksPerSeq, queryStarts, contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads,
+                       headDim, scale, out, stream);
   return cudaErrorInvalidValue;
 }
 

@@ -2,10 +2,12 @@
 // into partitions, one block per (partition, head, sequence) computes an unnormalized partial
 // output with its running max and sum, and the last block of each (sequence, head) to finish merges
 // the partitions (a counter per (sequence, head) in the workspace; no second kernel). Memory
-// bound, so CUDA cores: D/8 lanes share one key (16-byte loads), 128 keys per sub-chunk.
+// bound, so CUDA cores: D/8 lanes share one key (8 elements each: 16-byte loads of fp16, 8-byte loads of
+// FP8 E4M3 converted to fp16 in registers), 128 keys per sub-chunk.
 #include <cmath>
 
 #include "common.cuh"
+#include "fp8_e4m3.cuh"
 #include "kernels.h"
 #include "launch.h"
 
@@ -28,6 +30,31 @@ __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+
+// Eight consecutive cache elements of one lane: loaded raw (streaming, or coherent for the position the
+// previous kernel just wrote) and widened to eight halves.
+template <typename KV>
+struct KvIo;
+template <>
+struct KvIo<__half> {
+  using Raw = uint4;
+  static __device__ __forceinline__ Raw zero() { return make_uint4(0, 0, 0, 0); }
+  static __device__ __forceinline__ Raw stream(const __half* p) { return detail::ld_stream16(p); }
+  static __device__ __forceinline__ Raw coherent(const __half* p) { return __ldcg(reinterpret_cast<const uint4*>(p)); }
+  static __device__ __forceinline__ uint4 halves(Raw r) { return r; }
+};
+template <>
+struct KvIo<uint8_t> {
+  using Raw = uint2;
+  static __device__ __forceinline__ Raw zero() { return make_uint2(0, 0); }
+  static __device__ __forceinline__ Raw stream(const uint8_t* p) {
+    uint2 v;
+    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));
+    return v;
+  }
+  static __device__ __forceinline__ Raw coherent(const uint8_t* p) { return __ldcg(reinterpret_cast<const uint2*>(p)); }
+  static __device__ __forceinline__ uint4 halves(Raw r) { return detail::e4m3x8_to_half8(r); }
+};
 
 constexpr int kMaxMergeSplits = 512;  // choose_splits never goes past kTargetBlocks splits
 
@@ -88,9 +115,9 @@ __device__ __forceinline__ void merge_if_last(const float* wsO, const float* wsM
   }
 }
 
-template <int D>
+template <int D, typename KV>
 __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
-    const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+    const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
     int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO,
     float* __restrict__ wsM, float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
@@ -147,11 +174,11 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
       offs[it] = ((size_t)(blk * kKvBlockSize + key % kKvBlockSize) * numKvHeads + kvh) * D + kl * 8;
     }
     // K and V of the sub-chunk are requested together: one memory round trip per sub-chunk.
-    uint4 kv[ITER], vv[ITER];
+    typename KvIo<KV>::Raw kv[ITER], vv[ITER];
 #pragma unroll
     for (int it = 0; it < ITER; ++it) {
-      kv[it] = oks[it] ? detail::ld_stream16(kc + offs[it]) : make_uint4(0, 0, 0, 0);
-      vv[it] = oks[it] ? detail::ld_stream16(vc + offs[it]) : make_uint4(0, 0, 0, 0);
+      kv[it] = oks[it] ? KvIo<KV>::stream(kc + offs[it]) : KvIo<KV>::zero();
+      vv[it] = oks[it] ? KvIo<KV>::stream(vc + offs[it]) : KvIo<KV>::zero();
     }
     if (s0 == start) {
       detail::pdl_wait();
@@ -160,8 +187,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
 #pragma unroll
       for (int it = 0; it < ITER; ++it) {
         if (oks[it] && s0 + it * KPB + kslot == ctx - 1) {
-          kv[it] = __ldcg(reinterpret_cast<const uint4*>(kc + offs[it]));
-          vv[it] = __ldcg(reinterpret_cast<const uint4*>(vc + offs[it]));
+          kv[it] = KvIo<KV>::coherent(kc + offs[it]);
+          vv[it] = KvIo<KV>::coherent(vc + offs[it]);
         }
       }
       const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(q + ((size_t)seq * numHeads + head) * D + kl * 8));
@@ -175,7 +202,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
     }
 #pragma unroll
     for (int it = 0; it < ITER; ++it) {
-      const __half2* h = reinterpret_cast<const __half2*>(&kv[it]);
+      const uint4 kh = KvIo<KV>::halves(kv[it]);
+      const __half2* h = reinterpret_cast<const __half2*>(&kh);
       float dot = 0.f;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -213,7 +241,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
 #pragma unroll
     for (int it = 0; it < ITER; ++it) {
       const float w = logits[it * KPB + kslot];
-      const __half2* h = reinterpret_cast<const __half2*>(&vv[it]);
+      const uint4 vh = KvIo<KV>::halves(vv[it]);
+      const __half2* h = reinterpret_cast<const __half2*>(&vh);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float2 f = __half22float2(h[i]);
@@ -261,8 +290,8 @@ size_t ws_bytes(int numSeqs, int numHeads, int headDim, int splits) {
   return kCounterBytes + (size_t)numSeqs * numHeads * splits * (headDim + 2) * sizeof(float);
 }
 
-template <int D>
-cudaError_t launch_decode(const __half* q, const __half* kc, const __half* vc, const int32_t* bt,
+template <int D, typename KV>
+cudaError_t launch_decode(const __half* q, const KV* kc, const KV* vc, const int32_t* bt,
                           int maxBlocksPerSeq, const int32_t* ctxLens, int numSeqs, int maxContextLen,
                           int numHeads, int numKvHeads, float scale, void* ws, size_t wsBytes,
                           __half* out, cudaStream_t stream) {
@@ -277,7 +306,7 @@ cudaError_t launch_decode(const __half* q, const __half* kc, const __half* vc, c
   float* wsM = splits > 1 ? wsO + entries * D : nullptr;
   float* wsL = splits > 1 ? wsM + entries : nullptr;
   dim3 grid(splits, numHeads, numSeqs);
-  return pdl_launch_kernel(decode_attention_kernel<D>, grid, dim3(kThreadsD), 0, stream, q, kc, vc, bt,
+  return pdl_launch_kernel(decode_attention_kernel<D, KV>, grid, dim3(kThreadsD), 0, stream, q, kc, vc, bt,
                            maxBlocksPerSeq, ctxLens, numHeads, numKvHeads, scale * 1.4426950408889634f, partition,
                            wsO, wsM, wsL, counters, out);
 }
@@ -294,7 +323,23 @@ size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int hea
   return kCounterBytes + (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
 }
 
-cudaError_t paged_attention_decode(const __half* q, const __half* kCache, const __half* vCache,
+namespace {
+template <typename KV>
+cudaError_t decode_for(const __half* q, const KV* kc, const KV* vc, const int32_t* blockTables, int maxBlocksPerSeq,
+                       const int32_t* contextLens, int numSeqs, int maxContextLen, int numHeads, int numKvHeads,
+                       int headDim, float scale, void* workspace, size_t workspaceBytes, __half* out,
+                       cudaStream_t stream) {
+  if (headDim == 128)
+    return launch_decode<128, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, contextLens, numSeqs, maxContextLen,
+                                  numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream);
+  if (headDim == 64)
+    return launch_decode<64, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, contextLens, numSeqs, maxContextLen,
+                                 numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream);
+  return cudaErrorInvalidValue;
+}
+}  // namespace
+
+cudaError_t paged_attention_decode(const __half* q, const void* kCache, const void* vCache, KvCacheDtype kvDtype,
                                    const int32_t* blockTables, int maxBlocksPerSeq,
                                    const int32_t* contextLens, int numSeqs, int maxContextLen,
                                    int numHeads, int numKvHeads, int headDim, float scale,
@@ -304,14 +349,14 @@ cudaError_t paged_attention_decode(const __half* q, const __half* kCache, const 
       numHeads % numKvHeads != 0 || maxBlocksPerSeq <= 0)
     return cudaErrorInvalidValue;
   if (numSeqs == 0) return cudaSuccess;
-  if (headDim == 128)
-    return launch_decode<128>(q, kCache, vCache, blockTables, maxBlocksPerSeq, contextLens, numSeqs,
-                              maxContextLen, numHeads, numKvHeads, scale, workspace, workspaceBytes,
-                              out, stream);
-  if (headDim == 64)
-    return launch_decode<64>(q, kCache, vCache, blockTables, maxBlocksPerSeq, contextLens, numSeqs,
-                             maxContextLen, numHeads, numKvHeads, scale, workspace, workspaceBytes,
-                             out, stream);
+  if (kvDtype == KvCacheDtype::Fp8E4m3)
+    return decode_for(q, static_cast<const uint8_t*>(kCache), static_cast<const uint8_t*>(vCache), blockTables,
+                      maxBlocksPerSeq, contextLens, numSeqs, maxContextLen, numHeads, numKvHeads, headDim, scale,
+                      workspace, workspaceBytes, out, stream);
+  if (kvDtype == KvCacheDtype::Fp16)
+    return decode_for(q, static_cast<const __half*>(kCache), static_cast<const __half*>(vCache), blockTables,
+                      maxBlocksPerSeq, contextLens, numSeqs, maxContextLen, numHeads, numKvHeads, headDim, scale,
+                      workspace, workspaceBytes, out, stream);
   return cudaErrorInvalidValue;
 }
 

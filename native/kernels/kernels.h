@@ -100,7 +100,8 @@ cudaError_t dense_linear(const __half* x,  // (m, in)
 
 // ---------------------------------------------------------------------------------------------
 // Paged attention.
-// KV cache, per layer, K and V each: fp16 (numBlocks, blockSize = 16, numKvHeads, headDim), i.e.
+// KV cache, per layer, K and V each: (numBlocks, blockSize = 16, numKvHeads, headDim) of fp16 or, with
+// KvCacheDtype::Fp8E4m3, one E4M3 byte per element (scale 1.0; fp8_e4m3.cuh), i.e.
 // slot s = block * 16 + offset holds K[block][offset][kvHead][:]. The engine writes this step's K/V
 // (after RoPE) into the cache through the slot mapping BEFORE calling attention.
 // q: (numTokens, numHeads, headDim) after RoPE; out: (numTokens, numHeads, headDim).
@@ -112,13 +113,18 @@ cudaError_t dense_linear(const __half* x,  // (m, in)
 // ---------------------------------------------------------------------------------------------
 constexpr int kKvBlockSize = 16;
 
+// The KV cache's element type (vLLM's --kv-cache-dtype auto -> Fp16, fp8 / fp8_e4m3 -> Fp8E4m3).
+enum class KvCacheDtype : int { Fp16 = 0, Fp8E4m3 = 1 };
+inline size_t kv_cache_element_bytes(KvCacheDtype dtype) { return dtype == KvCacheDtype::Fp8E4m3 ? 1 : 2; }
+
 // Any query lengths (prefill, chunked prefill over a cached prefix, decode, or a mix): query token
 // j of sequence i (queryLen q_i = queryStarts[i+1]-queryStarts[i], contextLen c_i) sits at
 // position c_i - q_i + j and attends causally to cache positions 0 .. c_i - q_i + j.
 // maxQueryLen: max over sequences of q_i (host value; sizes the grid).
 cudaError_t paged_attention_prefill(const __half* q,            // (numTokens, numHeads, headDim)
-                                    const __half* kCache,       // (numBlocks, 16, numKvHeads, headDim)
-                                    const __half* vCache,       // (numBlocks, 16, numKvHeads, headDim)
+                                    const void* kCache,         // (numBlocks, 16, numKvHeads, headDim) kvDtype
+                                    const void* vCache,         // (numBlocks, 16, numKvHeads, headDim) kvDtype
+                                    KvCacheDtype kvDtype,
                                     const int32_t* blockTables, // (numSeqs, maxBlocksPerSeq)
                                     int maxBlocksPerSeq,
                                     const int32_t* queryStarts, // (numSeqs + 1)
@@ -139,8 +145,9 @@ cudaError_t paged_attention_prefill(const __half* q,            // (numTokens, n
 size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
                                               int maxContextLen);
 cudaError_t paged_attention_decode(const __half* q,            // (numSeqs, numHeads, headDim)
-                                   const __half* kCache,       // (numBlocks, 16, numKvHeads, headDim)
-                                   const __half* vCache,       // (numBlocks, 16, numKvHeads, headDim)
+                                   const void* kCache,         // (numBlocks, 16, numKvHeads, headDim) kvDtype
+                                   const void* vCache,         // (numBlocks, 16, numKvHeads, headDim) kvDtype
+                                   KvCacheDtype kvDtype,
                                    const int32_t* blockTables, // (numSeqs, maxBlocksPerSeq)
                                    int maxBlocksPerSeq,
                                    const int32_t* contextLens, // (numSeqs)
@@ -150,5 +157,27 @@ cudaError_t paged_attention_decode(const __half* q,            // (numSeqs, numH
                                    size_t workspaceBytes,
                                    __half* out,                // (numSeqs, numHeads, headDim)
                                    cudaStream_t stream);
+
+// fp16 caches (the signatures from before FP8 KV).
+inline cudaError_t paged_attention_prefill(const __half* q, const __half* kCache, const __half* vCache,
+                                           const int32_t* blockTables, int maxBlocksPerSeq,
+                                           const int32_t* queryStarts, const int32_t* contextLens, int numSeqs,
+                                           int maxQueryLen, int numHeads, int numKvHeads, int headDim,
+                                           float scale, __half* out, cudaStream_t stream) {
+  return paged_attention_prefill(q, static_cast<const void*>(kCache), static_cast<const void*>(vCache),
+                                 KvCacheDtype::Fp16, blockTables, maxBlocksPerSeq, queryStarts, contextLens,
+                                 numSeqs, maxQueryLen, numHeads, numKvHeads, headDim, scale, out, stream);
+}
+inline cudaError_t paged_attention_decode(const __half* q, const __half* kCache, const __half* vCache,
+                                          const int32_t* blockTables, int maxBlocksPerSeq,
+                                          const int32_t* contextLens, int numSeqs, int maxContextLen,
+                                          int numHeads, int numKvHeads, int headDim, float scale,
+                                          void* workspace, size_t workspaceBytes, __half* out,
+                                          cudaStream_t stream) {
+  return paged_attention_decode(q, static_cast<const void*>(kCache), static_cast<const void*>(vCache),
+                                KvCacheDtype::Fp16, blockTables, maxBlocksPerSeq, contextLens, numSeqs,
+                                maxContextLen, numHeads, numKvHeads, headDim, scale, workspace, workspaceBytes,
+                                out, stream);
+}
 
 }  // namespace awqk

@@ -132,9 +132,10 @@ void QuantContext::forwardChunk(float* residual, int numBlocks, Part part, int c
   const float scale = 1.f / std::sqrt(static_cast<float>(s.headDim));
   awq::LayerHooks hooks;
   hooks.linear = [this](Linear which, const half* x, int rows, half* y) { linear(which, x, rows, y); };
-  hooks.attention = [&](const half* q, const half* kCache, const half* vCache, half* attn) {
-    check(awqk::paged_attention_prefill(q, kCache, vCache, blockTables_, kvBlocksPerSeq_, queryStarts_, contextLens_,
-                                        numBlocks, seqlen_, s.numHeads, s.numKvHeads, s.headDim, scale, attn, stream_),
+  hooks.attention = [&](const half* q, const void* kCache, const void* vCache, half* attn) {
+    check(awqk::paged_attention_prefill(q, kCache, vCache, awqk::KvCacheDtype::Fp16, blockTables_, kvBlocksPerSeq_,
+                                        queryStarts_, contextLens_, numBlocks, seqlen_, s.numHeads, s.numKvHeads,
+                                        s.headDim, scale, attn, stream_),
           "paged_attention_prefill (seqs=" + std::to_string(numBlocks) + ", query=" + std::to_string(seqlen_) + ")");
   };
   if (capture >= 0) {

@@ -131,4 +131,4 @@ export function kvCacheDtypeFlag(value: string): KvCacheDtype {
 }
 
 export const KV_CACHE_DTYPE_HELP =
-  "KV cache data type: auto (the model's) or fp8 / fp8_e4m3 (E4M3, per-tensor scale 1.0; emulated on the CPU, not yet on CUDA)";
+  "KV cache data type: auto (the model's) or fp8 / fp8_e4m3 (E4M3, per-tensor scale 1.0: 1 byte an element on CUDA, emulated on the CPU)";

@@ -127,7 +127,7 @@ export class Engine implements EngineClient {
     positiveInt("maxNumBatchedTokens", maxNumBatchedTokens);
     positiveInt("blockSize", blockSize);
     if (opts.numBlocks !== undefined) positiveInt("numBlocks", opts.numBlocks);
-    checkKvCacheDtypeSupported(opts.backend.name, opts.kvCacheDtype);
+    checkKvCacheDtypeSupported(opts.backend.name, opts.kvCacheDtype, opts.model.checkpoint.names());
     const layout = await opts.backend.load(opts.model, {
       maxModelLen,
       maxNumSeqs,

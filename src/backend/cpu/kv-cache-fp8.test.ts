@@ -1,4 +1,4 @@
-/** --kv-cache-dtype fp8 on the CPU backend (E4M3 rounding of K and V as written), and its refusal on CUDA. */
+/** --kv-cache-dtype fp8 on the CPU backend (E4M3 rounding of K and V as written); KV-scale refusal; startup note. */
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { DEMO_MODEL } from "../../demo-model.js";
@@ -50,13 +50,19 @@ test("fp8: every K and V value in the CPU cache is an E4M3 value; auto stores th
   assert.equal(runs.fp8!.tokens.length, 16);
 });
 
-test("fp8 is refused on CUDA before anything loads, naming the flag; unknown dtypes are refused by name", async () => {
-  assert.throws(
-    () => checkKvCacheDtypeSupported("cuda", "fp8"),
-    /--kv-cache-dtype fp8: the CUDA backend's FP8 KV cache is not built yet/,
+test("fp8 with a checkpoint that carries KV scales is refused before anything loads, naming the tensor", async () => {
+  assert.doesNotThrow(() =>
+    checkKvCacheDtypeSupported("cuda", "fp8", ["model.layers.0.self_attn.q_proj.qweight"]),
   );
-  assert.doesNotThrow(() => checkKvCacheDtypeSupported("cuda", "auto"));
-  assert.doesNotThrow(() => checkKvCacheDtypeSupported("cpu", "fp8_e4m3"));
+  assert.doesNotThrow(() => checkKvCacheDtypeSupported("cuda", "auto", ["model.layers.0.self_attn.k_scale"]));
+  assert.throws(
+    () => checkKvCacheDtypeSupported("cpu", "fp8", ["model.layers.3.self_attn.v_scale"]),
+    /--kv-cache-dtype fp8: the checkpoint carries KV cache scales \(model\.layers\.3\.self_attn\.v_scale\)/,
+  );
+  assert.throws(
+    () => checkKvCacheDtypeSupported("cuda", "fp8_e4m3", ["model.layers.0.self_attn.k_proj.output_scale"]),
+    /KV cache scales \(model\.layers\.0\.self_attn\.k_proj\.output_scale\)/,
+  );
   const backend = new FakeBackend();
   Object.defineProperty(backend, "name", { value: "cuda" });
   let loaded = false;
@@ -65,12 +71,17 @@ test("fp8 is refused on CUDA before anything loads, naming the flag; unknown dty
     loaded = true;
     return load(...args);
   };
+  const model = fakeModel();
+  model.checkpoint.names = () => ["model.layers.0.self_attn.kv_scale"];
   const tokenizer = await Tokenizer.load(DEMO_MODEL);
   await assert.rejects(
-    Engine.create({ model: fakeModel(), backend, tokenizer, kvCacheDtype: "fp8_e4m3" }),
-    /--kv-cache-dtype fp8_e4m3: the CUDA backend's FP8 KV cache is not built yet/,
+    Engine.create({ model, backend, tokenizer, kvCacheDtype: "fp8_e4m3" }),
+    /--kv-cache-dtype fp8_e4m3: the checkpoint carries KV cache scales \(model\.layers\.0\.self_attn\.kv_scale\)/,
   );
   assert.equal(loaded, false);
+});
+
+test("unknown dtypes are refused by name (fp8_e5m2 with a hint)", () => {
   assert.throws(() => parseKvCacheDtype("fp8_e5m2"), /fp8_e5m2 is not supported: use fp8 \/ fp8_e4m3/);
   assert.throws(
     () => parseKvCacheDtype("int8"),
@@ -78,8 +89,12 @@ test("fp8 is refused on CUDA before anything loads, naming the flag; unknown dty
   );
 });
 
-test("the startup note gives the capacity an FP8 cache would have in the same memory (CPU only)", () => {
+test("the startup note: 1-byte E4M3 on CUDA, the capacity an FP8 cache would have on the CPU", () => {
   assert.match(fp8CapacityNote("cpu", "fp8", 1000), /would hold 4000 tokens \(4x\)/);
+  assert.match(
+    fp8CapacityNote("cuda", "fp8_e4m3", 1000),
+    /1-byte E4M3 K and V .*twice the tokens of an fp16/,
+  );
   assert.equal(fp8CapacityNote("cpu", "auto", 1000), "");
   assert.equal(fp8CapacityNote("cuda", "auto", 1000), "");
 });

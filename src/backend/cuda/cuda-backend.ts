@@ -163,8 +163,15 @@ export class CudaBackend implements Backend {
       blockSize: opts.blockSize,
       numBlocks: opts.numBlocks ?? -1,
       gpuMemoryUtilization: utilization,
+      kvCacheDtype: opts.kvCacheDtype ?? "auto",
     };
     this.report = await engine.finalize(runtime);
+    if (runtime.kvCacheDtype !== "auto" && this.report.kvElementBytes !== 1) {
+      throw new Error(
+        `--kv-cache-dtype ${runtime.kvCacheDtype}: the CUDA addon was built without the FP8 KV cache ` +
+          "(it allocated fp16 K/V); rebuild it (npm run build:native) or use --kv-cache-dtype auto",
+      );
+    }
     return { blockSize: this.report.blockSize, numBlocks: this.report.numBlocks };
   }
 }

@@ -62,6 +62,8 @@ export interface NativeRuntimeOptions {
   /** -1: size the cache from gpuMemoryUtilization. */
   numBlocks: number;
   gpuMemoryUtilization: number;
+  /** vLLM's --kv-cache-dtype: auto (fp16) or fp8 / fp8_e4m3 (1-byte E4M3, scale 1.0); absent = auto. */
+  kvCacheDtype?: "auto" | "fp8" | "fp8_e4m3";
 }
 
 /** What the engine allocated, in bytes. */
@@ -71,6 +73,8 @@ export interface NativeMemoryReport {
   weightBytes: number;
   workspaceBytes: number;
   kvBytes: number;
+  /** Bytes of one cached K or V element: 2 (fp16) or 1 (FP8 E4M3); absent from addons built before FP8 KV. */
+  kvElementBytes?: number;
   totalBytes: number;
   freeBytesAfter: number;
 }

@@ -88,7 +88,7 @@ export function registerPpl(program: Command): void {
       const onSigint = () => controller.abort();
       process.once("SIGINT", onSigint);
       try {
-        checkKvCacheDtypeSupported(backend.name, flags.kvCacheDtype);
+        checkKvCacheDtypeSupported(backend.name, flags.kvCacheDtype, model.checkpoint.names());
         const kvLayout = await backend.load(model, {
           maxModelLen: flags.ctx,
           maxNumSeqs: 1,
