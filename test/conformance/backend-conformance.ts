@@ -10,8 +10,10 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { after, before, describe, test } from "node:test";
 import type { Backend, KvLayout } from "../../src/backend/backend.js";
+import type { KvCacheDtype } from "../../src/backend/kv-cache-dtype.js";
 import { openModel } from "../../src/model/load.js";
 import type { ModelConfig } from "../../src/model/types.js";
+import { checkFp8Probe, type Fp8Probe, probeFp8 } from "./fp8-kv-conformance.js";
 import { naiveLogits } from "./naive-llama.js";
 import { LLAMA2_13B_TWO_LAYERS, writeRandomAwqModel } from "./random-awq-model.js";
 import { type DrivenSequence, StepBuilder } from "./step-builder.js";
@@ -40,7 +42,12 @@ interface Loaded {
   config: ModelConfig;
 }
 
-async function loadBackend(make: () => Promise<Backend>, dir: string, numBlocks: number): Promise<Loaded> {
+async function loadBackend(
+  make: () => Promise<Backend>,
+  dir: string,
+  numBlocks: number,
+  kvCacheDtype: KvCacheDtype = "auto",
+): Promise<Loaded> {
   const model = await openModel(dir);
   try {
     const backend = await make();
@@ -50,6 +57,7 @@ async function loadBackend(make: () => Promise<Backend>, dir: string, numBlocks:
       maxNumBatchedTokens: 4096,
       blockSize: BLOCK_SIZE,
       numBlocks,
+      kvCacheDtype,
     });
     return { backend, layout, config: model.config };
   } finally {
@@ -194,6 +202,36 @@ export function runBackendConformance(
         }
       } finally {
         await fp16.backend.dispose();
+      }
+    });
+
+    test("FP8 KV cache (fp8_e4m3): greedy tokens and logits equal the reference's with FP8 KV, near fp16 KV", async (t) => {
+      const models: [string, string][] = [["tiny-chat-awq", awqDir]];
+      if (haveFp16) models.push(["tiny-chat", fp16Dir]);
+      for (const [label, dir] of models) {
+        const prompts = fixture.models[label].map((r) => r.prompt_ids);
+        const run = async (make: () => Promise<Backend>, dtype: KvCacheDtype): Promise<Fp8Probe> => {
+          const loaded = await loadBackend(make, dir, 64, dtype);
+          try {
+            return await probeFp8(loaded, prompts, GREEDY_TOKENS, BLOCK_SIZE, (p, n) =>
+              generateGreedy(loaded, p, n, "batched"),
+            );
+          } finally {
+            await loaded.backend.dispose();
+          }
+        };
+        const fp8 = await run(makeBackend, "fp8_e4m3");
+        const fp16Kv = await run(makeBackend, "auto");
+        const reference =
+          opts.makeReference === undefined ? undefined : await run(opts.makeReference, "fp8_e4m3");
+        checkFp8Probe(`${name} ${label}`, fp8, fp16Kv, reference);
+        const changed = fp8.tokens.flatMap((tokens, i) => {
+          const first = tokens.findIndex((id, k) => id !== fp16Kv.tokens[i][k]);
+          return first < 0 ? [] : [`prompt ${i} from token ${first}`];
+        });
+        t.diagnostic(
+          `${label}: greedy tokens fp8 vs fp16 KV: ${changed.length === 0 ? "identical" : changed.join(", ")}`,
+        );
       }
     });
 
