@@ -6,7 +6,11 @@
  * sequences, stop checks, detokenizing, delivering, and the event-loop turn. With a synchronous step loop this
  * is the time a GPU would sit idle between steps.
  *
- *   node dist/bench/engine-host-step.js [--seqs 256] [--tokens 128] [--prompt 64]
+ * With --step-ms N the fake step takes N ms (a timer, as a GPU step would): the host work the engine overlaps
+ * with the step then leaves the gap, which is only the critical path. With 0 (default) the step returns at
+ * once, so the gap is all the host work of a step, overlapped or not.
+ *
+ *   node dist/bench/engine-host-step.js [--seqs 256] [--tokens 128] [--prompt 64] [--step-ms 0]
  */
 import { parseArgs } from "node:util";
 import { DEMO_MODEL } from "../src/demo-model.js";
@@ -19,14 +23,18 @@ const { values } = parseArgs({
     seqs: { type: "string", default: "256" },
     tokens: { type: "string", default: "128" },
     prompt: { type: "string", default: "64" },
+    "step-ms": { type: "string", default: "0" },
   },
 });
 const numSeqs = Number(values.seqs);
 const maxTokens = Number(values.tokens);
 const promptLen = Number(values.prompt);
+const stepMs = Number(values["step-ms"]);
 
 const tokenizer = await Tokenizer.load(DEMO_MODEL);
 const backend = new FakeBackend(tokenizer.vocabSize);
+backend.recordBatches = false;
+backend.stepDelayMs = stepMs;
 const steps: { start: number; end: number; numSeqs: number; numTokens: number }[] = [];
 const step = backend.step.bind(backend);
 backend.step = async (batch) => {
@@ -72,6 +80,7 @@ const backendMs = steps.reduce((n, s) => n + s.end - s.start, 0);
 console.log(
   JSON.stringify({
     runningSeqs: numSeqs,
+    stepMs,
     decodeSteps: gaps.length,
     hostMsPerStep: {
       mean: Number((gaps.reduce((a, b) => a + b, 0) / gaps.length).toFixed(3)),

@@ -1,7 +1,7 @@
 /**
  * The engine core (nano-vllm's LLMEngine, vLLM v1's EngineCore behind EngineClient): requests in, a step
- * loop (schedule -> backend.step -> update sequences) that runs while there is work and yields to the event
- * loop between steps, and per-request streams of RequestOutput deltas out.
+ * loop (schedule -> backend.step -> update sequences) that runs while there is work, and per-request streams
+ * of RequestOutput deltas out. A step's text and stream outputs are produced while the next step runs.
  */
 
 import { randomUUID } from "node:crypto";
@@ -16,7 +16,7 @@ import {
 } from "../structured/engine-constraints.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
-import { buildStepBatch, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
+import { StepPacker, type StepSequence, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
 import { MAX_LOGPROBS, resolveSamplingParams } from "./sampling-params.js";
 import { type ScheduledSequence, Scheduler, type SequenceUpdate } from "./scheduler.js";
@@ -54,6 +54,15 @@ export interface EngineOptions {
 
 export { EngineClosedError } from "./types.js";
 
+/** A step handed to the backend: what it runs and the promise of its result (null: it failed). */
+interface LaunchedStep {
+  scheduled: ScheduledSequence[];
+  batch: StepBatch;
+  result: Promise<StepResult | null>;
+}
+
+const nextMacrotask = () => new Promise<void>((resolve) => setImmediate(resolve));
+
 interface ActiveRequest {
   seq: Sequence;
   stream: OutputStream;
@@ -78,7 +87,17 @@ export class Engine implements EngineClient {
   private loop: Promise<void> | null = null;
   private closed = false;
   /** Sequences of the step the backend is running now (their blocks must not be freed before it returns). */
-  private inFlight: ReadonlySet<Sequence> = new Set();
+  private readonly inFlight = new Set<Sequence>();
+  /** Finished by a stop string while their step ran: released when it returns. */
+  private readonly retiring: Sequence[] = [];
+  /** Requests that got a token in the last step, and its row, whose text and outputs are not out yet. */
+  private readonly deliveries: ActiveRequest[] = [];
+  private readonly deliveryRows: number[] = [];
+  private deliveryResult: StepResult | null = null;
+  /** Two packers in turn: the batch being written is never the one the backend may still hold. */
+  private readonly packers = [new StepPacker(), new StepPacker()];
+  private packerTurn = 0;
+  private readonly stepSeqs: StepSequence[] = [];
   private readonly constraints: ConstraintFactory;
 
   private constructor(
@@ -319,49 +338,74 @@ export class Engine implements EngineClient {
     });
   }
 
+  /**
+   * The step loop (vLLM v1's EngineCore busy loop, with the output processing of a step overlapped with the
+   * next). Between two backend steps, the critical path is only: the sampled tokens appended with the stop
+   * checks that need no text (eos, stop ids, max_tokens), scheduling and packing the next batch, and launching
+   * it. Everything else of a step (logprob entries, detokenizing, stop strings, stream outputs, and the
+   * consumers that run on them) runs after that launch, while the backend works. A stop string is therefore
+   * seen one step late: the sequence already sits in the step just launched, whose token for it is dropped.
+   */
   private async runLoop(): Promise<void> {
-    while (this.scheduler.hasWork()) {
+    while (this.scheduler.hasWork() || this.deliveries.length > 0) {
+      let step: LaunchedStep | null = null;
       try {
-        await this.step();
+        step = this.launchStep();
+        // One macrotask lets the backend hand the step to the device before the host work below (the CUDA
+        // backend's native call comes after a microtask hop); I/O (new requests, aborts) runs here too.
+        if (step !== null) await nextMacrotask();
+        this.deliverPending();
+        if (step === null) {
+          await nextMacrotask();
+          continue;
+        }
+        const result = await step.result;
+        this.applyStep(step, result);
       } catch (err) {
         // A bug of ours, not of one request: end every request with the error rather than hang them.
+        if (step !== null) await step.result;
         const message = `engine error: ${err instanceof Error ? err.message : String(err)}`;
-        this.inFlight = new Set();
+        this.inFlight.clear();
+        this.deliveries.length = 0;
+        for (const seq of this.retiring) this.releaseSeq(seq);
+        this.retiring.length = 0;
         for (const active of [...this.requests.values()]) this.finishRequest(active, "error", message);
         for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) this.scheduler.remove(seq);
       }
-      await new Promise<void>((resolve) => setImmediate(resolve));
     }
   }
 
-  /** One step (nano-vllm's LLMEngine.step): schedule -> run -> postprocess. */
-  private async step(): Promise<void> {
+  /** Schedules and packs the next step and starts it on the backend; null when nothing can run. */
+  private launchStep(): LaunchedStep | null {
     const { scheduled, unfittable } = this.scheduler.schedule();
     for (const { seq, reason } of unfittable) this.finishSeq(seq, "error", reason);
-    if (scheduled.length === 0) return;
-    const batch = buildStepBatch(scheduled.map(scheduledStepSequence), this.blockSize);
-    const result = await this.runBackend(scheduled, batch);
-    if (result === null) return;
-    for (const update of this.scheduler.updateFromOutput(scheduled, batch, result))
-      this.deliver(update, result);
+    if (scheduled.length === 0) return null;
+    const stepSeqs = this.stepSeqs;
+    stepSeqs.length = 0;
+    for (const s of scheduled) stepSeqs.push(scheduledStepSequence(s));
+    this.packerTurn ^= 1;
+    const batch = this.packers[this.packerTurn]!.pack(stepSeqs, this.blockSize);
+    return { scheduled, batch, result: this.runBackend(scheduled, batch) };
   }
 
   /**
    * Runs the step on the backend (with the constrained sequences' masks). A failure ends the step's requests
-   * with the error (null); everyone else keeps going.
+   * with the error (null); everyone else keeps going. The backend's step() is called before this returns.
    */
   private async runBackend(
     scheduled: readonly ScheduledSequence[],
     batch: StepBatch,
   ): Promise<StepResult | null> {
-    this.inFlight = new Set(scheduled.map((s) => s.seq));
+    for (const s of scheduled) this.inFlight.add(s.seq);
     let pending: PendingStepMasks | null = null;
     try {
       // Bitmask rows of the constrained sequences, written by the grammar workers while the backend runs the
       // step; it awaits them right before sampling (an abort meanwhile waits for the step: they are in flight).
-      pending = this.constraints.startStepMasks(
-        scheduled.map((s) => ({ constraint: s.seq.constraint, sample: s.sample })),
-      );
+      if (scheduled.some((s) => s.seq.constraint !== null)) {
+        pending = this.constraints.startStepMasks(
+          scheduled.map((s) => ({ constraint: s.seq.constraint, sample: s.sample })),
+        );
+      }
       if (pending !== null) {
         Object.assign(batch.sampling, pending.masks);
         batch.masksReady = pending.masksReady;
@@ -376,17 +420,30 @@ export class Engine implements EngineClient {
       return result;
     } catch (err) {
       await pending?.done; // the workers are done with the mask memory before the next step reuses it
-      this.inFlight = new Set();
+      this.inFlight.clear();
+      this.retireFinished();
       const message = `backend error: ${err instanceof Error ? err.message : String(err)}`;
       for (const { seq } of scheduled) this.finishSeq(seq, "error", message);
       return null;
     } finally {
-      this.inFlight = new Set();
+      this.inFlight.clear();
     }
   }
 
-  /** The request side of a sequence the step advanced: a pending abort, the sampled token, the stream. */
-  private deliver({ seq, index, tokenId }: SequenceUpdate, result: StepResult): void {
+  /**
+   * The critical part of a step's output: KV and prompt-logprob bookkeeping, then per sequence a pending abort,
+   * the sampled token with the stop checks that need no text; a sequence they finish gives its blocks back now,
+   * so the next schedule can use them. The rest waits in `deliveries` for deliverPending().
+   */
+  private applyStep(step: LaunchedStep, result: StepResult | null): void {
+    this.retireFinished();
+    if (result === null) return;
+    this.deliveryResult = result;
+    for (const update of this.scheduler.updateFromOutput(step.scheduled, step.batch, result))
+      this.applyToken(update);
+  }
+
+  private applyToken({ seq, index, tokenId }: SequenceUpdate): void {
     const active = this.requests.get(seq.requestId);
     if (active === undefined) return;
     if (active.abortRequested) {
@@ -405,10 +462,59 @@ export class Engine implements EngineClient {
       this.finishSeq(seq, "error", message);
       return;
     }
-    seq.appendToken(tokenId, sampledLogprob(result, index, tokenId, seq.params.logprobs));
+    seq.appendToken(tokenId, null);
     if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
-    if (seq.isFinished) this.finishRequest(active, null);
-    else active.stream.push(seq.takeOutput());
+    if (seq.isFinished) this.releaseSeq(seq);
+    this.deliveries.push(active);
+    this.deliveryRows.push(index);
+  }
+
+  /**
+   * The off-critical-path part of the last step's output, run while the next step is on the backend: logprob
+   * entries, detokenizing and stop strings, stream outputs. A sequence a stop string ends here is in the step
+   * on the backend: its output ends now, its blocks come back when that step returns.
+   */
+  private deliverPending(): void {
+    const result = this.deliveryResult;
+    const deliveries = this.deliveries;
+    for (let i = 0; i < deliveries.length; i++) {
+      const active = deliveries[i]!;
+      const row = this.deliveryRows[i]!;
+      const { seq } = active;
+      if (this.requests.get(seq.requestId) !== active) continue; // ended meanwhile (abort, error)
+      if (result !== null && seq.params.logprobs !== null) {
+        seq.pushLogprob(sampledLogprob(result, row, result.tokenIds[row]!, seq.params.logprobs)!);
+      }
+      const wasFinished = seq.isFinished;
+      seq.settleText();
+      if (!seq.isFinished) {
+        active.stream.push(seq.takeOutput());
+        continue;
+      }
+      if (!wasFinished) {
+        if (this.inFlight.has(seq)) this.retiring.push(seq);
+        else this.releaseSeq(seq);
+      }
+      this.requests.delete(seq.requestId);
+      active.detachSignal();
+      active.stream.push(seq.takeOutput());
+    }
+    deliveries.length = 0;
+    this.deliveryRows.length = 0;
+    this.deliveryResult = null;
+  }
+
+  /** Gives back the blocks (and grammar matchers) of sequences a stop string ended while their step ran. */
+  private retireFinished(): void {
+    for (const seq of this.retiring) this.releaseSeq(seq);
+    this.retiring.length = 0;
+  }
+
+  /** Takes a finished sequence out of the scheduler: its blocks back to the pool, its constraint disposed. */
+  private releaseSeq(seq: Sequence): void {
+    this.scheduler.remove(seq);
+    seq.constraint?.dispose();
+    seq.constraint = null;
   }
 
   private finishSeq(seq: Sequence, reason: "abort" | "error", error?: string): void {
@@ -422,10 +528,8 @@ export class Engine implements EngineClient {
     const { seq } = active;
     if (reason !== null) seq.finish(reason, error);
     seq.status = "finished";
-    this.scheduler.remove(seq);
+    this.releaseSeq(seq);
     this.requests.delete(seq.requestId);
-    seq.constraint?.dispose();
-    seq.constraint = null;
     active.detachSignal();
     active.stream.push(seq.takeOutput());
   }

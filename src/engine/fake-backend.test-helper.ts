@@ -11,8 +11,9 @@ export class FakeBackend implements Backend {
   readonly name = "cpu" as const;
   private kv = new Int32Array(0); // (numBlocks * blockSize) token id held in each slot, -1 = never written
   private blockSize = 16;
-  /** Every batch seen, for assertions. */
+  /** Every batch seen (a copy: the engine reuses its arrays), for assertions; off with recordBatches. */
   readonly batches: StepBatch[] = [];
+  recordBatches = true;
   /** When set, step() throws while it returns true for the batch. */
   failWhen: ((batch: StepBatch) => boolean) | null = null;
   /** Milliseconds each step takes (0: one event-loop turn). */
@@ -28,7 +29,7 @@ export class FakeBackend implements Backend {
   }
 
   async step(batch: StepBatch): Promise<StepResult> {
-    this.batches.push(batch);
+    if (this.recordBatches) this.batches.push(copyBatch(batch));
     await new Promise((resolve) =>
       this.stepDelayMs > 0 ? setTimeout(resolve, this.stepDelayMs) : setImmediate(resolve),
     );
@@ -64,6 +65,24 @@ export class FakeBackend implements Backend {
   }
 
   async dispose(): Promise<void> {}
+}
+
+function copyBatch(batch: StepBatch): StepBatch {
+  const sampling = { ...batch.sampling };
+  for (const [key, value] of Object.entries(sampling)) {
+    if (ArrayBuffer.isView(value)) Object.assign(sampling, { [key]: (value as Int32Array).slice() });
+  }
+  return {
+    ...batch,
+    tokenIds: batch.tokenIds.slice(),
+    positions: batch.positions.slice(),
+    queryStarts: batch.queryStarts.slice(),
+    contextLens: batch.contextLens.slice(),
+    blockTables: batch.blockTables.slice(),
+    slotMapping: batch.slotMapping.slice(),
+    sample: batch.sample.slice(),
+    sampling,
+  };
 }
 
 /** A ModelSource whose only real part is what the engine reads (the fake backend reads nothing). */

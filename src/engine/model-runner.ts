@@ -4,7 +4,12 @@
  * builder: the engine, the perplexity evaluator and the conformance suite's StepBuilder all call it.
  */
 import type { StepBatch, StepResult } from "../backend/backend.js";
-import { buildSamplingArrays, type SequenceSampling } from "../backend/sampler-arrays.js";
+import {
+  int32Array,
+  SamplingArraysPacker,
+  type SequenceSampling,
+  uint8Array,
+} from "../backend/sampler-arrays.js";
 import type { ScheduledSequence } from "./scheduler.js";
 import type { TokenLogprob } from "./types.js";
 
@@ -26,104 +31,161 @@ export interface StepSequence {
   tokenTopLogprobs?: number;
 }
 
-export function buildStepBatch(seqs: readonly StepSequence[], blockSize: number): StepBatch {
-  const numSeqs = seqs.length;
-  let numTokens = 0;
-  let maxBlocksPerSeq = 1;
-  let wantTokenLogprobs = false;
-  let tokenTopLogprobs = 0;
-  for (const s of seqs) {
-    const end = s.numComputedTokens + s.numNewTokens;
-    if (end > s.tokenIds.length) {
-      throw new Error(`step batch: a sequence of ${s.tokenIds.length} tokens was asked to run to ${end}`);
+/**
+ * Packs steps into typed arrays it keeps (grown once, then reused): a pack's arrays are views that stay valid
+ * until this packer's next pack(). The engine alternates two packers, so the batch a backend may still hold
+ * is never the one being written.
+ */
+export class StepPacker {
+  private readonly sampling = new SamplingArraysPacker();
+  private readonly tokenIds = int32Array();
+  private readonly positions = int32Array();
+  private readonly slotMapping = int32Array();
+  private readonly queryStarts = int32Array();
+  private readonly contextLens = int32Array();
+  private readonly blockTables = int32Array();
+  private readonly sample = uint8Array();
+
+  pack(seqs: readonly StepSequence[], blockSize: number): StepBatch {
+    const numSeqs = seqs.length;
+    let numTokens = 0;
+    let maxBlocksPerSeq = 1;
+    let wantTokenLogprobs = false;
+    let tokenTopLogprobs = 0;
+    for (let i = 0; i < numSeqs; i++) {
+      const s = seqs[i]!;
+      const end = s.numComputedTokens + s.numNewTokens;
+      if (end > s.tokenIds.length) {
+        throw new Error(`step batch: a sequence of ${s.tokenIds.length} tokens was asked to run to ${end}`);
+      }
+      if (end > s.blockTable.length * blockSize) {
+        throw new Error(
+          `step batch: ${s.blockTable.length} KV blocks of ${blockSize} cannot hold ${end} positions`,
+        );
+      }
+      numTokens += s.numNewTokens;
+      if (s.blockTable.length > maxBlocksPerSeq) maxBlocksPerSeq = s.blockTable.length;
+      if (s.tokenLogprobs) {
+        wantTokenLogprobs = true;
+        tokenTopLogprobs = Math.max(tokenTopLogprobs, s.tokenTopLogprobs ?? 0);
+      }
     }
-    if (end > s.blockTable.length * blockSize) {
-      throw new Error(
-        `step batch: ${s.blockTable.length} KV blocks of ${blockSize} cannot hold ${end} positions`,
-      );
+
+    const tokenIds = this.tokenIds.view(numTokens); // (numTokens)
+    const positions = this.positions.view(numTokens); // (numTokens)
+    const slotMapping = this.slotMapping.view(numTokens); // (numTokens)
+    const queryStarts = this.queryStarts.view(numSeqs + 1); // (numSeqs + 1)
+    const contextLens = this.contextLens.view(numSeqs); // (numSeqs)
+    const blockTables = this.blockTables.view(numSeqs * maxBlocksPerSeq); // (numSeqs, maxBlocksPerSeq)
+    const sample = this.sample.view(numSeqs); // (numSeqs)
+
+    let t = 0;
+    for (let i = 0; i < numSeqs; i++) {
+      const s = seqs[i]!;
+      queryStarts[i] = t;
+      const start = s.numComputedTokens;
+      const table = s.blockTable;
+      for (let k = 0; k < s.numNewTokens; k++, t++) {
+        const position = start + k;
+        tokenIds[t] = s.tokenIds[position]!;
+        positions[t] = position;
+        slotMapping[t] = table[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
+      }
+      contextLens[i] = start + s.numNewTokens;
+      const row = i * maxBlocksPerSeq;
+      const numBlocks = table.length;
+      for (let b = 0; b < numBlocks; b++) blockTables[row + b] = table[b]!;
+      blockTables.fill(-1, row + numBlocks, row + maxBlocksPerSeq);
+      sample[i] = s.sample ? 1 : 0;
     }
-    numTokens += s.numNewTokens;
-    maxBlocksPerSeq = Math.max(maxBlocksPerSeq, s.blockTable.length);
-    if (s.tokenLogprobs) {
-      wantTokenLogprobs = true;
-      tokenTopLogprobs = Math.max(tokenTopLogprobs, s.tokenTopLogprobs ?? 0);
-    }
+    queryStarts[numSeqs] = t;
+
+    const batch: StepBatch = {
+      numSeqs,
+      tokenIds,
+      positions,
+      queryStarts,
+      contextLens,
+      maxBlocksPerSeq,
+      blockTables,
+      slotMapping,
+      sample,
+      sampling: this.sampling.pack(seqs, samplingOf),
+    };
+    if (wantTokenLogprobs) batch.tokenLogprobs = true;
+    if (tokenTopLogprobs > 0) batch.tokenTopLogprobs = tokenTopLogprobs;
+    return batch;
   }
-
-  const tokenIds = new Int32Array(numTokens); // (numTokens)
-  const positions = new Int32Array(numTokens); // (numTokens)
-  const slotMapping = new Int32Array(numTokens); // (numTokens)
-  const queryStarts = new Int32Array(numSeqs + 1); // (numSeqs + 1)
-  const contextLens = new Int32Array(numSeqs); // (numSeqs)
-  const blockTables = new Int32Array(numSeqs * maxBlocksPerSeq).fill(-1); // (numSeqs, maxBlocksPerSeq)
-  const sample = new Uint8Array(numSeqs); // (numSeqs)
-
-  let t = 0;
-  seqs.forEach((s, i) => {
-    queryStarts[i] = t;
-    const start = s.numComputedTokens;
-    for (let k = 0; k < s.numNewTokens; k++, t++) {
-      const position = start + k;
-      tokenIds[t] = s.tokenIds[position]!;
-      positions[t] = position;
-      slotMapping[t] = s.blockTable[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
-    }
-    contextLens[i] = start + s.numNewTokens;
-    blockTables.set(s.blockTable, i * maxBlocksPerSeq);
-    sample[i] = s.sample ? 1 : 0;
-  });
-  queryStarts[numSeqs] = t;
-
-  const batch: StepBatch = {
-    numSeqs,
-    tokenIds,
-    positions,
-    queryStarts,
-    contextLens,
-    maxBlocksPerSeq,
-    blockTables,
-    slotMapping,
-    sample,
-    sampling: buildSamplingArrays(seqs.map((s) => s.sampling)),
-  };
-  if (wantTokenLogprobs) batch.tokenLogprobs = true;
-  if (tokenTopLogprobs > 0) batch.tokenTopLogprobs = tokenTopLogprobs;
-  return batch;
 }
 
-/** An engine sequence scheduled this step, as the step builder takes it. */
+const samplingOf = (s: StepSequence) => s.sampling;
+
+/** A one-off step (perplexity, conformance, tests), in arrays of its own. */
+export function buildStepBatch(seqs: readonly StepSequence[], blockSize: number): StepBatch {
+  return new StepPacker().pack(seqs, blockSize);
+}
+
+const NO_BANS: readonly number[] = [];
+
+/**
+ * An engine sequence scheduled this step, as the step builder takes it. The object is the sequence's own and
+ * is rewritten by its next call (the packer copies what it reads), so a step allocates nothing per sequence
+ * unless the sequence's bans change its logit bias (min_tokens, bad_words).
+ */
 export function scheduledStepSequence({ seq, numNewTokens, sample }: ScheduledSequence): StepSequence {
   const p = seq.params;
-  // The stop checker's bans (min_tokens) and the constraint's (bad_words) win over a logit bias of the same id.
-  const banned = new Set(seq.stopChecker.bannedTokenIds(seq.numOutputTokens));
-  for (const id of seq.constraint?.bannedTokenIds(seq.outputTokenIds) ?? []) banned.add(id);
+  let view = seq.stepView;
+  if (view === null) {
+    view = {
+      tokenIds: seq.tokenIds,
+      numComputedTokens: 0,
+      numNewTokens: 0,
+      blockTable: seq.blockTable,
+      sample: false,
+      tokenLogprobs: false,
+      tokenTopLogprobs: p.promptLogprobs ?? 0,
+      sampling: {
+        temperature: p.temperature,
+        topP: p.topP,
+        topK: p.topK,
+        minP: p.minP,
+        repetitionPenalty: p.repetitionPenalty,
+        presencePenalty: p.presencePenalty,
+        frequencyPenalty: p.frequencyPenalty,
+        seed: seq.seed,
+        outputIndex: 0,
+        logprobs: p.logprobs ?? -1,
+        promptTokens: seq.promptTokenIds,
+        outputTokens: seq.outputTokenIds,
+        logitBias: p.logitBias,
+      },
+    };
+    seq.stepView = view;
+  }
+  view.numComputedTokens = seq.numComputedTokens;
+  view.numNewTokens = numNewTokens;
+  view.blockTable = seq.blockTable;
+  view.sample = sample;
+  view.tokenLogprobs = seq.promptLogprobs !== null && seq.numComputedTokens < seq.numPromptTokens;
+  view.sampling.outputIndex = seq.numOutputTokens;
+  view.sampling.logitBias = logitBiasWithBans(seq);
+  return view;
+}
+
+/**
+ * The request's logit bias with the stop checker's bans (min_tokens) and the constraint's (bad_words) added as
+ * -Infinity; a ban wins over a bias of the same id. Without bans: the request's own map.
+ */
+function logitBiasWithBans(seq: ScheduledSequence["seq"]): ReadonlyMap<number, number> {
+  const stopBans = seq.stopChecker.bannedTokenIds(seq.numOutputTokens);
+  const constraintBans = seq.constraint?.bannedTokenIds(seq.outputTokenIds) ?? NO_BANS;
+  if (stopBans.length === 0 && constraintBans.length === 0) return seq.params.logitBias;
+  const banned = new Set(stopBans);
+  for (const id of constraintBans) banned.add(id);
   const logitBias = new Map<number, number>();
-  for (const [id, bias] of p.logitBias) if (!banned.has(id)) logitBias.set(id, bias);
+  for (const [id, bias] of seq.params.logitBias) if (!banned.has(id)) logitBias.set(id, bias);
   for (const id of banned) logitBias.set(id, Number.NEGATIVE_INFINITY);
-  return {
-    tokenIds: seq.tokenIds,
-    numComputedTokens: seq.numComputedTokens,
-    numNewTokens,
-    blockTable: seq.blockTable,
-    sample,
-    tokenLogprobs: seq.promptLogprobs !== null && seq.numComputedTokens < seq.numPromptTokens,
-    tokenTopLogprobs: p.promptLogprobs ?? 0,
-    sampling: {
-      temperature: p.temperature,
-      topP: p.topP,
-      topK: p.topK,
-      minP: p.minP,
-      repetitionPenalty: p.repetitionPenalty,
-      presencePenalty: p.presencePenalty,
-      frequencyPenalty: p.frequencyPenalty,
-      seed: seq.seed,
-      outputIndex: seq.numOutputTokens,
-      logprobs: p.logprobs ?? -1,
-      promptTokens: seq.promptTokenIds,
-      outputTokens: seq.outputTokenIds,
-      logitBias,
-    },
-  };
+  return logitBias;
 }
 
 /** The chosen token's logprob entry for sequence `i` of a step, or null when it did not ask. */

@@ -47,6 +47,7 @@ test("a stop string ends the sequence and is cut from the text", () => {
   for (const id of tokenizer.encode("hello there").slice(1)) {
     if (seq.isFinished) break;
     seq.appendToken(id, null);
+    seq.settleText();
   }
   assert.equal(seq.isFinished, true);
   assert.equal(seq.finishReason, "stop");

@@ -1,13 +1,15 @@
 /**
  * One request's state inside the engine (nano-vllm's Sequence): its tokens, how many have KV, its block
  * table, its status, and the text side (incremental detokenizer + stop checks) that turns sampled tokens
- * into RequestOutput deltas.
+ * into RequestOutput deltas. The token side (appendToken: ids and the stop checks that need no text) is what
+ * the engine's step loop waits for; the text side (settleText) runs while the next step is on the backend.
  */
 import { randomInt } from "node:crypto";
 import type { SequenceConstraint } from "../structured/sequence-constraint.js";
 import { IncrementalDetokenizer } from "../tokenizer/detokenizer.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { BlockOwner } from "./block-manager.js";
+import type { StepSequence } from "./model-runner.js";
 import type { ResolvedSamplingParams } from "./sampling-params.js";
 import { StopChecker, type StopDecision, StopStringMatcher } from "./stop-checker.js";
 import type { FinishReason, RequestOutput, TokenLogprob } from "./types.js";
@@ -49,6 +51,8 @@ export class Sequence implements BlockOwner {
   error: string | undefined;
   /** Output constraint (structured output, allowed_token_ids, bad_words), set by the engine; null = none. */
   constraint: SequenceConstraint | null = null;
+  /** The step builder's view of this sequence (model-runner.ts's scheduledStepSequence rewrites it each step). */
+  stepView: StepSequence | null = null;
   /** Per prompt token (null for the first), when the request asked for prompt logprobs. */
   readonly promptLogprobs: (TokenLogprob | null)[] | null;
 
@@ -58,6 +62,13 @@ export class Sequence implements BlockOwner {
   private pendingTokenIds: number[] = [];
   private pendingLogprobs: TokenLogprob[] = [];
   private promptLogprobsSent = false;
+  /** Output tokens already turned into text (settleText). */
+  private numTextTokens = 0;
+  /** The token-level stop decision that finished the sequence at its last token, for the text side. */
+  private tokenDecision: StopDecision | null = null;
+  /** Whether finishing flushes the detokenizer (not after a stop string, whose text is final). */
+  private flushOnFinish = true;
+  private textFinished = false;
 
   constructor(opts: SequenceOptions) {
     this.requestId = opts.requestId;
@@ -100,27 +111,78 @@ export class Sequence implements BlockOwner {
 
   /** The output text so far (stop strings cut). */
   get text(): string {
+    this.settleText();
     return this.matcher.fullText;
   }
 
-  /** Adds a sampled token, runs the stop checks, and finishes the sequence when one fires. */
+  /**
+   * Adds a sampled token and runs the token-level stop checks (eos, stop token ids, max tokens, max-model-len),
+   * finishing the sequence when one fires: all the engine needs before it schedules the next step. The text
+   * side (detokenizing, stop strings) waits for settleText().
+   */
   appendToken(tokenId: number, logprob: TokenLogprob | null): void {
     this.tokenIds.push(tokenId);
     this.outputTokenIds.push(tokenId);
     this.pendingTokenIds.push(tokenId);
     if (logprob !== null) this.pendingLogprobs.push(logprob);
-    const count = this.outputTokenIds.length;
-    const decision = this.stopChecker.checkToken(tokenId, count);
-    // A stop token's own text stays out unless asked for (vLLM v1).
-    const hideToken =
-      decision?.finishReason === "stop" &&
-      !this.params.includeStopStrInOutput &&
-      this.stopChecker.isStopToken(tokenId);
-    const delta = hideToken ? "" : this.detokenizer.push(tokenId);
-    const { emit, stop } = this.matcher.push(delta, this.stopChecker.stopStringsActive(count));
-    this.pendingText += emit;
-    if (stop !== null) this.markFinished({ finishReason: "stop", stopReason: stop }, false);
-    else if (decision !== null) this.markFinished(decision, true);
+    const decision = this.stopChecker.checkToken(tokenId, this.outputTokenIds.length);
+    if (decision !== null) {
+      this.tokenDecision = decision;
+      this.markFinished(decision, true);
+    }
+  }
+
+  /** Adds the logprob entry of an appended token (the engine builds them off the critical path). */
+  pushLogprob(entry: TokenLogprob): void {
+    this.pendingLogprobs.push(entry);
+  }
+
+  /**
+   * Detokenizes the tokens appended since the last call and looks for stop strings in their text. A stop
+   * string found here ends the sequence at the token that completed it; tokens appended after that one (the
+   * engine has already scheduled one more step when it gets here, as vLLM does) are dropped, never shown.
+   * Once the sequence is finished, the text is completed (an unfinished UTF-8 character is flushed).
+   */
+  settleText(): void {
+    const output = this.outputTokenIds;
+    while (this.numTextTokens < output.length) {
+      const count = ++this.numTextTokens;
+      const tokenId = output[count - 1]!;
+      const decision = count === output.length ? this.tokenDecision : null;
+      // A stop token's own text stays out unless asked for (vLLM v1).
+      const hideToken =
+        decision?.finishReason === "stop" &&
+        !this.params.includeStopStrInOutput &&
+        this.stopChecker.isStopToken(tokenId);
+      const delta = hideToken ? "" : this.detokenizer.push(tokenId);
+      const { emit, stop } = this.matcher.push(delta, this.stopChecker.stopStringsActive(count));
+      this.pendingText += emit;
+      if (stop !== null) {
+        this.dropTokensAfter(count);
+        this.status = "finished";
+        if (this.finishReason !== "abort" && this.finishReason !== "error") {
+          this.finishReason = "stop";
+          this.stopReason = stop;
+        }
+        this.flushOnFinish = false;
+      }
+    }
+    if (this.isFinished && !this.textFinished) {
+      this.textFinished = true;
+      if (this.flushOnFinish) {
+        // An unfinished UTF-8 character at the end becomes U+FFFD; a stop string may still complete in it.
+        const { emit, stop } = this.matcher.push(
+          this.detokenizer.flush(),
+          this.stopChecker.stopStringsActive(this.numOutputTokens),
+        );
+        this.pendingText += emit;
+        if (stop !== null && this.finishReason !== "abort" && this.finishReason !== "error") {
+          this.finishReason = "stop";
+          this.stopReason = stop;
+        }
+      }
+      this.pendingText += this.matcher.finish();
+    }
   }
 
   /** Ends the sequence because its grammar is complete (its last token was the grammar's stop token). */
@@ -160,6 +222,7 @@ export class Sequence implements BlockOwner {
 
   /** The delta since the last call, as the front end sees it. */
   takeOutput(): RequestOutput {
+    this.settleText();
     const output: RequestOutput = {
       requestId: this.requestId,
       textDelta: this.pendingText,
@@ -191,19 +254,20 @@ export class Sequence implements BlockOwner {
     this.status = "finished";
     this.finishReason = decision.finishReason;
     this.stopReason = decision.stopReason;
-    if (flush) {
-      // An unfinished UTF-8 character at the end becomes U+FFFD; a stop string may still complete in it.
-      const { emit, stop } = this.matcher.push(
-        this.detokenizer.flush(),
-        this.stopChecker.stopStringsActive(this.numOutputTokens),
-      );
-      this.pendingText += emit;
-      if (stop !== null && decision.finishReason !== "abort" && decision.finishReason !== "error") {
-        this.finishReason = "stop";
-        this.stopReason = stop;
-      }
+    this.flushOnFinish = flush;
+  }
+
+  /** Forgets the output tokens after the first `count` (a stop string ended the sequence before them). */
+  private dropTokensAfter(count: number): void {
+    const drop = this.outputTokenIds.length - count;
+    if (drop <= 0) return;
+    this.outputTokenIds.length = count;
+    this.tokenIds.length = this.numPromptTokens + count;
+    this.pendingTokenIds.length = Math.max(0, this.pendingTokenIds.length - drop);
+    if (this.pendingLogprobs.length > this.pendingTokenIds.length) {
+      this.pendingLogprobs.length = this.pendingTokenIds.length;
     }
-    this.pendingText += this.matcher.finish();
+    this.numTextTokens = count;
   }
 }
 

@@ -7,6 +7,8 @@
 import type { ResolvedSamplingParams } from "./sampling-params.js";
 import type { FinishReason } from "./types.js";
 
+const NO_TOKENS: readonly number[] = Object.freeze([]);
+
 export interface StopDecision {
   finishReason: Extract<FinishReason, "stop" | "length">;
   /** The stop string or stop token id that ended it; null for eos and for "length". */
@@ -43,7 +45,7 @@ export class StopChecker {
 
   /** Token ids to ban (logit -Infinity) when sampling output token number `numOutputTokens` (0-based). */
   bannedTokenIds(numOutputTokens: number): readonly number[] {
-    return numOutputTokens < this.minTokens ? this.bannedWhileShort : [];
+    return numOutputTokens < this.minTokens ? this.bannedWhileShort : NO_TOKENS;
   }
 
   /** Whether stop strings may end the sequence once it holds `numOutputTokens` tokens. */
