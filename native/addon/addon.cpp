@@ -4,8 +4,10 @@
 #include <napi.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -76,6 +78,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                         InstanceMethod("uploadLinear", &EngineWrap::UploadLinear),
                         InstanceMethod("initRandomWeights", &EngineWrap::InitRandomWeights),
                         InstanceMethod("finalize", &EngineWrap::Finalize), InstanceMethod("step", &EngineWrap::Step),
+                        InstanceMethod("forward", &EngineWrap::Forward), InstanceMethod("sample", &EngineWrap::Sample),
                         InstanceMethod("dispose", &EngineWrap::Dispose),
                         InstanceMethod("setProfiling", &EngineWrap::SetProfiling),
                         InstanceMethod("takeProfile", &EngineWrap::TakeProfile)});
@@ -196,15 +199,90 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         [output, tokenLogprobs, times, called](Napi::Env e) -> Napi::Value {
           (*times)[3] = Clock::now();
           Napi::Object o = fromStepOutput(e, *output, tokenLogprobs);
-          auto us = [](Clock::time_point a, Clock::time_point b) {
-            return std::chrono::duration<double, std::micro>(b - a).count();
-          };
-          Napi::Object t = Napi::Object::New(e);
-          t.Set("convertUs", us(called, (*times)[0]));
-          t.Set("queueUs", us((*times)[0], (*times)[1]));
-          t.Set("executeUs", us((*times)[1], (*times)[2]));
-          t.Set("returnUs", us((*times)[2], (*times)[3]));
-          o.Set("hostTiming", t);
+          o.Set("hostTiming", hostTiming(e, called, *times));
+          return o;
+        },
+        {info[0]});
+  }
+
+  // forward(batch): the first half of a step whose batch.sampling.tokenMask is still being written (the grammar
+  // workers fill it, often in a SharedArrayBuffer): packs and uploads everything but the mask words and enqueues
+  // the forward, then resolves without waiting for the GPU. A decode step with a captured graph is launched right
+  // here; anything longer (capture, eager forward) on a worker. Every forward() that resolved needs a sample().
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto eng = sharedEngine(env);
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "forward: batch must be an object, got " + describeValue(info[0]));
+    if (deferred_ && !deferred_->failed) {
+      throw Napi::Error::New(env, "forward() called while the previous forward() still waits for its sample()");
+    }
+    auto step = std::make_shared<DeferredStep>();
+    step->input = toStepInput(info[0].As<Napi::Object>());
+    step->input.deferSampling = true;
+    step->batch = Napi::Persistent(info[0].As<Napi::Object>());
+    bool launched = false;
+    try {
+      launched = eng->launchStep(step->input, &step->pending, true);
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, std::string("cuda forward: ") + e.what());
+    }
+    deferred_ = step;
+    if (launched) {
+      Napi::Promise::Deferred done = Napi::Promise::Deferred::New(env);
+      done.Resolve(env.Undefined());
+      return done.Promise();
+    }
+    return AsyncTask::Run(
+        env, "cuda forward",
+        [eng, step] {
+          try {
+            eng->launchStep(step->input, &step->pending, false);
+          } catch (...) {
+            step->failed = true;
+            throw;
+          }
+        },
+        nullptr, {info[0]});
+  }
+
+  // sample(batch), with the batch given to forward() once its masks are written: copies and uploads the mask
+  // words, enqueues sampling and the downloads here (tens of microseconds), and waits for the results on a worker.
+  Napi::Value Sample(const Napi::CallbackInfo& info) {
+    using Clock = std::chrono::steady_clock;
+    Napi::Env env = info.Env();
+    auto eng = sharedEngine(env);
+    if (!deferred_ || deferred_->failed) throw Napi::Error::New(env, "sample() without a forward() in flight");
+    if (!info[0].IsObject() || !info[0].StrictEquals(deferred_->batch.Value())) {
+      throw Napi::TypeError::New(env, "sample: batch must be the object given to forward()");
+    }
+    std::shared_ptr<DeferredStep> step = std::move(deferred_);
+    deferred_.reset();
+    step->batch.Reset();  // the task below keeps the batch alive from here
+    const Clock::time_point called = Clock::now();
+    // A failure here still lets the worker wait for the forward (which releases the engine), then reports it.
+    std::string sampleError;
+    try {
+      eng->sampleStep(step->input, step->pending);
+    } catch (const std::exception& e) {
+      sampleError = e.what();
+    }
+    auto output = std::make_shared<awq::StepOutput>();
+    auto times = std::make_shared<std::array<Clock::time_point, 4>>();
+    (*times)[0] = Clock::now();
+    const bool tokenLogprobs = step->input.tokenLogprobs;
+    return AsyncTask::Run(
+        env, "cuda sample",
+        [eng, step, output, times, sampleError] {
+          (*times)[1] = Clock::now();
+          awq::StepOutput out = eng->finishStep(step->input, step->pending);
+          if (!sampleError.empty()) throw std::runtime_error(sampleError);
+          *output = std::move(out);
+          (*times)[2] = Clock::now();
+        },
+        [output, tokenLogprobs, times, called](Napi::Env e) -> Napi::Value {
+          (*times)[3] = Clock::now();
+          Napi::Object o = fromStepOutput(e, *output, tokenLogprobs);
+          o.Set("hostTiming", hostTiming(e, called, *times));
           return o;
         },
         {info[0]});
@@ -214,8 +292,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Env env = info.Env();
     std::shared_ptr<awq::Engine> eng = std::move(engine_);
     engine_.reset();
+    // A forward() never sampled still holds the engine: wait for it before releasing.
+    std::shared_ptr<DeferredStep> step = std::move(deferred_);
+    deferred_.reset();
+    if (step && step->failed) step.reset();
     if (!eng) return AsyncTask::Run(env, "cuda dispose", [] {}, nullptr);
-    return AsyncTask::Run(env, "cuda dispose", [eng] { eng->release(); }, nullptr);
+    return AsyncTask::Run(
+        env, "cuda dispose",
+        [eng, step] {
+          if (step) {
+            try {
+              eng->finishStep(step->input, step->pending);
+            } catch (const std::exception&) {
+              // the step's own error is of no interest once the engine goes
+            }
+          }
+          eng->release();
+        },
+        nullptr);
   }
 
   // setProfiling(on): quick (no GPU work), synchronous.
@@ -252,7 +346,31 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
   }
 
+  // Host phases of a step in microseconds: JS -> C++ conversion (and launch), thread-pool wait, the engine's
+  // step (or wait), back to JS.
+  static Napi::Object hostTiming(Napi::Env env, std::chrono::steady_clock::time_point called,
+                                 const std::array<std::chrono::steady_clock::time_point, 4>& times) {
+    auto us = [](std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+      return std::chrono::duration<double, std::micro>(b - a).count();
+    };
+    Napi::Object t = Napi::Object::New(env);
+    t.Set("convertUs", us(called, times[0]));
+    t.Set("queueUs", us(times[0], times[1]));
+    t.Set("executeUs", us(times[1], times[2]));
+    t.Set("returnUs", us(times[2], times[3]));
+    return t;
+  }
+
+  /** A step between forward() and sample(): its input (views into `batch`'s arrays) and launch state. */
+  struct DeferredStep {
+    awq::StepInput input;
+    awq::PendingStep pending;
+    Napi::ObjectReference batch;
+    std::atomic<bool> failed{false};  // the worker's launch threw (the promise of forward() rejected)
+  };
+
   std::shared_ptr<awq::Engine> engine_;
+  std::shared_ptr<DeferredStep> deferred_;
 };
 
 Napi::Object InitModule(Napi::Env env, Napi::Object exports) {

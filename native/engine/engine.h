@@ -97,6 +97,9 @@ struct StepInput {
   const int32_t* maskRow = nullptr;             // (numSeqs) row of tokenMask, -1 = no mask
   const uint8_t* maskBeforeLogprobs = nullptr;  // (numSeqs)
   const int32_t* tokenMask = nullptr;           // (numMaskRows, maskWords)
+  // The tokenMask words are still being written (grammar workers): launchStep enqueues the inputs but those
+  // words and the forward only; sampleStep, once they are written, uploads them and enqueues the rest.
+  bool deferSampling = false;
 };
 
 struct StepOutput {
@@ -158,6 +161,11 @@ class Engine {
    * costs tens of microseconds, so the JS thread can call it and leave only the wait to a worker.
    */
   bool launchStep(const StepInput& input, PendingStep* pending, bool quickOnly);
+  /**
+   * For a step launched with input.deferSampling: copies the (now written) tokenMask words, uploads them and
+   * enqueues sampling and the downloads, without waiting. Quick (tens of microseconds plus the mask copy).
+   */
+  void sampleStep(const StepInput& input, PendingStep& pending);
   /** Waits for the launched step and reads its results; every launchStep that returned true needs one. */
   StepOutput finishStep(const StepInput& input, PendingStep& pending);
   /** Frees every device buffer (also done by the destructor). */
@@ -195,7 +203,8 @@ class Engine {
   bool canReplayQuickly(const StepInput& in, int maxContextLen, size_t listWords, bool graph) const;
   void enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen, bool graph, ForwardShape& shape,
                    PendingStep* pending);
-  void uploadInputs(const InputLayout& layout);
+  void uploadInputs(size_t words);  // the first `words` of the packed inputs
+  void enqueueSampling(const StepInput& in, ForwardShape& shape, PendingStep* pending);
   void launchSampling(const StepInput& in, const ForwardShape& shape, int numSample, int topStride, bool masked);
   void downloadRawLogits(int numSample);
   void queueDownloads(const StepInput& in, int numSample, int maxTop, int topStride, PendingStep* pending);
@@ -225,6 +234,8 @@ class Engine {
   LinearWeight tiedHead_;  // aliases the embedding when the model ties lm_head to it
   std::unique_ptr<Workspace> ws_;
   std::map<std::tuple<int, int>, std::unique_ptr<Graph>> graphs_;
+  /** The forward of a step launched with deferSampling, until sampleStep. */
+  std::unique_ptr<ForwardShape> deferred_;
   bool useGraphs_ = true;
   std::mutex mutex_;
   /** A launched step not finished yet: other operations wait on idle_. */

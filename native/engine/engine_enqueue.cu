@@ -168,15 +168,14 @@ void packSamplingRows(const StepInput& in, const std::vector<int>& rows, int num
   hostWords[layout.biasStarts + numSample] = static_cast<int32_t>(biasAt);
 }
 
-/** The allowed-token bitmasks and each sampled row's mask row (-1 on padding rows). */
-void packTokenMasks(const StepInput& in, const std::vector<int>& rows, int numSeqs, size_t maskWords,
-                    const InputLayout& layout, int32_t* hostWords) {
+/** Each sampled row's mask row (-1 on padding rows) and whether it applies before the logprobs. */
+void packMaskRows(const StepInput& in, const std::vector<int>& rows, int numSeqs, const InputLayout& layout,
+                  int32_t* hostWords) {
   const int numSample = static_cast<int>(rows.size());
   for (int r = 0; r < numSeqs; r++) {
     hostWords[layout.maskRow + r] = r < numSample ? in.maskRow[rows[r]] : -1;
     hostWords[layout.maskBefore + r] = r < numSample ? in.maskBeforeLogprobs[rows[r]] : 0;
   }
-  std::memcpy(hostWords + layout.tokenMask, in.tokenMask, maskWords * 4);
 }
 
 /** The sampler's per-row inputs, as device pointers into the uploaded words. */
@@ -203,6 +202,7 @@ void pointSamplerAtInputs(const InputLayout& layout, const int32_t* deviceWords,
 StepOutput Engine::step(const StepInput& in) {
   PendingStep pending;
   launchStep(in, &pending, false);
+  if (in.deferSampling) sampleStep(in, pending);
   return finishStep(in, pending);
 }
 
@@ -259,6 +259,7 @@ bool Engine::canReplayQuickly(const StepInput& in, int maxContextLen, size_t lis
 
 void Engine::enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen, bool graph, ForwardShape& s,
                          PendingStep* pending) {
+  deferred_.reset();
   const SampledRows sampled = sampledRows(in, &pending->rows);
   const int numSample = static_cast<int>(pending->rows.size());
   const size_t maskWords = tokenMaskWords(in);
@@ -281,13 +282,43 @@ void Engine::enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen
   int32_t* hostWords = ws_->hostInputs.as<int32_t>();
   packAttentionInputs(in, s.numTokens, s.numSeqs, tableWidth_, s.layout, hostWords);
   packSamplingRows(in, pending->rows, s.numSeqs, s.layout, hostWords);
-  if (maskWords > 0) packTokenMasks(in, pending->rows, s.numSeqs, maskWords, s.layout, hostWords);
-  uploadInputs(s.layout);
+  if (maskWords > 0) packMaskRows(in, pending->rows, s.numSeqs, s.layout, hostWords);
+  // Deferred sampling: the mask words (last in the layout) are copied and uploaded by sampleStep.
+  const bool defer = in.deferSampling && maskWords > 0;
+  if (maskWords > 0 && !defer) std::memcpy(hostWords + s.layout.tokenMask, in.tokenMask, maskWords * 4);
+  uploadInputs(defer ? s.layout.tokenMask : s.layout.totalWords);
 
   runForward(s);
 
+  if (defer) {
+    deferred_ = std::make_unique<ForwardShape>(s);
+    return;
+  }
+  enqueueSampling(in, s, pending);
+}
+
+void Engine::sampleStep(const StepInput& in, PendingStep& pending) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (!busy_ || !in.deferSampling) throw std::logic_error("sampleStep() without a step launched with deferSampling");
+  bindDevice();
+  std::unique_ptr<ForwardShape> shape = std::move(deferred_);
+  if (!shape) return;  // launched without masks: sampling is already enqueued
+  const size_t maskWords = tokenMaskWords(in);
+  int32_t* hostMask = ws_->hostInputs.as<int32_t>() + shape->layout.tokenMask;
+  std::memcpy(hostMask, in.tokenMask, maskWords * 4);
+  cudaCheck(cudaMemcpyAsync(ws_->inputs.as<int32_t>() + shape->layout.tokenMask, hostMask, maskWords * 4,
+                            cudaMemcpyHostToDevice, stream_),
+            "upload of the token masks");
+  enqueueSampling(in, *shape, &pending);
+}
+
+// Sampling (it reads the logits of the forward, and the masks), the raw logits, the token logprobs and the
+// downloads of the results.
+void Engine::enqueueSampling(const StepInput& in, ForwardShape& s, PendingStep* pending) {
+  const SampledRows sampled = sampledRows(in, nullptr);
+  const int numSample = static_cast<int>(pending->rows.size());
   const int topStride = std::max(sampled.maxTop, 1);
-  if (numSample > 0) launchSampling(in, s, numSample, topStride, maskWords > 0);
+  if (numSample > 0) launchSampling(in, s, numSample, topStride, tokenMaskWords(in) > 0);
   if (in.returnLogits && numSample > 0) downloadRawLogits(numSample);
   if (in.tokenLogprobs) {
     s.tokenTopLogprobs = in.tokenTopLogprobs;
@@ -296,13 +327,13 @@ void Engine::enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen
   queueDownloads(in, numSample, sampled.maxTop, topStride, pending);
 }
 
-void Engine::uploadInputs(const InputLayout& layout) {
+void Engine::uploadInputs(size_t words) {
   if (stepStart_ == nullptr) {
     cudaCheck(cudaEventCreate(&stepStart_), "cudaEventCreate");
     cudaCheck(cudaEventCreate(&stepEnd_), "cudaEventCreate");
   }
   cudaCheck(cudaEventRecord(stepStart_, stream_), "cudaEventRecord");
-  cudaCheck(cudaMemcpyAsync(ws_->inputs.get(), ws_->hostInputs.as<int32_t>(), layout.totalWords * 4, cudaMemcpyHostToDevice,
+  cudaCheck(cudaMemcpyAsync(ws_->inputs.get(), ws_->hostInputs.as<int32_t>(), words * 4, cudaMemcpyHostToDevice,
                             stream_),
             "upload of the step inputs");
 }

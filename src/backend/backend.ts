@@ -123,8 +123,9 @@ export interface StepBatch {
    */
   returnLogits?: boolean;
   /**
-   * When set, sampling.tokenMask is still being written (by the grammar workers, while the backend runs the
-   * forward pass): the backend awaits this right before it reads the mask, i.e. before sampling.
+   * When set, sampling.tokenMask is still being written (by the grammar workers, often into a
+   * SharedArrayBuffer, while the backend runs the forward pass): the backend awaits this right before it reads
+   * the mask, i.e. before sampling, and reads the array in place after that (no copy is needed).
    */
   masksReady?: () => Promise<void>;
 }
@@ -168,14 +169,7 @@ export class BackendUnavailableError extends Error {
   override name = "BackendUnavailableError";
 }
 
-/**
- * Awaits a batch's masks (see StepBatch.masksReady). `unshared`: also gives sampling.tokenMask a copy of its own
- * (for code that cannot read memory a worker shares, such as a native addon).
- */
-export async function awaitStepMasks(batch: StepBatch, opts: { unshared?: boolean } = {}): Promise<void> {
+/** Awaits a batch's masks (see StepBatch.masksReady); at once when they were there from the start. */
+export async function awaitStepMasks(batch: StepBatch): Promise<void> {
   if (batch.masksReady !== undefined) await batch.masksReady();
-  const mask = batch.sampling.tokenMask;
-  if (opts.unshared && mask !== undefined && mask.buffer instanceof SharedArrayBuffer) {
-    batch.sampling.tokenMask = mask.slice(); // (numMaskRows, maskWords)
-  }
 }

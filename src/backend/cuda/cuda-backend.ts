@@ -7,14 +7,7 @@
  * asynchronous fault names its kernel; slow), AWQ_CUDA_GRAPHS=0 (no CUDA graphs for decode steps).
  */
 import type { ModelConfig, ModelSource } from "../../model/types.js";
-import {
-  awaitStepMasks,
-  type Backend,
-  type BackendOptions,
-  type KvLayout,
-  type StepBatch,
-  type StepResult,
-} from "../backend.js";
+import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
 import { nativeDims, uploadCheckpoint } from "./load-weights.js";
 import {
   loadNativeAddon,
@@ -91,9 +84,9 @@ export class CudaBackend implements Backend {
   async step(batch: StepBatch): Promise<StepResult> {
     const engine = this.engine;
     if (engine === null || this.report === null) throw new Error("CUDA backend: step() before load()");
-    // The addon's step is one native call (forward and sampling): the masks must be there before it.
-    await awaitStepMasks(batch, { unshared: true });
-    const out = await engine.step(batch);
+    const masksReady = batch.masksReady;
+    const out =
+      masksReady === undefined ? await engine.step(batch) : await stepBesideMasks(engine, batch, masksReady);
     this.lastStepGpuMs = out.gpuMs;
     this.lastStepHostTiming = out.hostTiming;
     const topLogprobs: StepResult["topLogprobs"] = [];
@@ -174,4 +167,22 @@ export class CudaBackend implements Backend {
     }
     return { blockSize: this.report.blockSize, numBlocks: this.report.numBlocks };
   }
+}
+
+/**
+ * A step whose masks the grammar workers are still writing: the forward pass is enqueued first and runs on the
+ * GPU while they finish; sampling, which reads the masks (in place, shared memory included), is enqueued once
+ * they are written. A launch that fails needs no sample(); one that succeeded always gets it, even when the
+ * masks failed, so the engine is free for the next step.
+ */
+async function stepBesideMasks(
+  engine: NativeEngine,
+  batch: StepBatch,
+  masksReady: () => Promise<void>,
+): Promise<NativeStepOutput> {
+  const [launch, masks] = await Promise.allSettled([engine.forward(batch), masksReady()]);
+  if (launch.status === "rejected") throw launch.reason;
+  const out = await engine.sample(batch);
+  if (masks.status === "rejected") throw masks.reason;
+  return out;
 }

@@ -104,6 +104,14 @@ export interface NativeEngine {
   initRandomWeights(seed: number): Promise<void>;
   finalize(options: NativeRuntimeOptions): Promise<NativeMemoryReport>;
   step(batch: object): Promise<NativeStepOutput>;
+  /**
+   * A step in two halves, for a batch whose sampling.tokenMask is still being written: forward() uploads the
+   * rest and enqueues the forward pass, resolving without waiting for the GPU; sample(batch), with the same
+   * batch once its masks are written, uploads them, runs the sampler and resolves with the results. Every
+   * forward() that resolved needs its sample() before the next step.
+   */
+  forward(batch: object): Promise<void>;
+  sample(batch: object): Promise<NativeStepOutput>;
   dispose(): Promise<void>;
   /** Diagnostics: eager steps with per-operation GPU timing. */
   setProfiling(on: boolean): void;
