@@ -10,6 +10,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { expandBoundedStrings } from "./bounded-strings.js";
 import { type ConstraintSpec, MAX_SPEC_CHARS, specKey } from "./constraint-spec.js";
 import { applyNumericRules, rewriteNumericBounds } from "./numeric-bounds.js";
 import { PromiseLru } from "./promise-lru.js";
@@ -192,11 +193,12 @@ async function compileWith(
 ): Promise<XgCompiledGrammar> {
   switch (spec.type) {
     case "json_schema": {
-      const schema = withoutFormatBesidePattern(spec.schema);
-      if (rewriteNumericBounds(schema).rules.size === 0) {
+      const grammar = await schemaGrammar(inst, spec.schema);
+      if (!grammar.rewritten) {
+        const schema = withoutFormatBesidePattern(spec.schema);
         return compiler.compileJSONSchema(JSON.stringify(schema), false, -1, SEPARATORS, true);
       }
-      return compiler.compileGrammar(await schemaGrammar(inst, schema));
+      return compiler.compileGrammar(grammar.ebnf);
     }
     case "json_object":
       return compiler.compileJSONSchema(JSON.stringify({ type: "object" }), false, -1, SEPARATORS, false);
@@ -214,7 +216,7 @@ async function compileWith(
       // arguments are given as the compact JSON grammar of their schema instead.
       const tags = [];
       for (const t of spec.tags) {
-        const grammar = await schemaGrammar(inst, t.schema);
+        const { ebnf: grammar } = await schemaGrammar(inst, t.schema);
         tags.push({ type: "tag", begin: t.begin, content: { type: "grammar", grammar }, end: t.end });
       }
       const once = !spec.parallel;
@@ -228,8 +230,14 @@ async function compileWith(
   }
 }
 
-/** The compact JSON grammar (EBNF) of a schema, with our rules for its bounded numbers (numeric-bounds.ts). */
-async function schemaGrammar(inst: XgInstance, schema: unknown): Promise<string> {
+/**
+ * The compact JSON grammar (EBNF) of a schema, with our rules for its bounded numbers (numeric-bounds.ts) and
+ * its length-bounded strings (bounded-strings.ts); `rewritten` is false when it is XGrammar's own.
+ */
+async function schemaGrammar(
+  inst: XgInstance,
+  schema: unknown,
+): Promise<{ ebnf: string; rewritten: boolean }> {
   const bounded = rewriteNumericBounds(withoutFormatBesidePattern(schema));
   const ebnf = await inst.api.Testings._jsonSchemaToEBNF(
     JSON.stringify(bounded.schema),
@@ -238,7 +246,11 @@ async function schemaGrammar(inst: XgInstance, schema: unknown): Promise<string>
     SEPARATORS,
     true,
   );
-  return applyNumericRules(ebnf, bounded.rules);
+  const strings = expandBoundedStrings(ebnf);
+  return {
+    ebnf: applyNumericRules(strings, bounded.rules),
+    rewritten: bounded.rules.size > 0 || strings !== ebnf,
+  };
 }
 
 function compileStructural(
