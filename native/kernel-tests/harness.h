@@ -98,6 +98,10 @@ bool test_gptq();
 void bench_linears(bool quick);
 void bench_variants();
 void bench_attention(bool quick);
+// KV cache (kv-cache-tests.cu; kernel-tests --kv runs only these): FP8 E4M3 conversion and attention over an FP8
+// cache; decode attention timings by KV dtype.
+bool test_kv_cache_fp8();
+void bench_kv_cache(bool quick);
 
 // Naive references (fp32 accumulation), in ref.cu.
 void ref_awq_linear(const __half* x, int m, const int32_t* qweight, const int32_t* qzeros,

@@ -8,11 +8,13 @@ bool g_time_graphs = true;
 
 int main(int argc, char** argv) {
   bool quick = false, bench = true, tests = true;
+  bool kvOnly = false;  // --kv: only the KV cache / attention checks and timings (kv-cache-tests.cu)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--no-bench")) bench = false;
     if (!std::strcmp(argv[i], "--bench-only")) tests = false;
     if (!std::strcmp(argv[i], "--eager")) g_time_graphs = false;
+    if (!std::strcmp(argv[i], "--kv")) kvOnly = true;
   }
   int dev = 0;
   cudaDeviceProp prop;
@@ -21,10 +23,16 @@ int main(int argc, char** argv) {
   std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, prop.multiProcessorCount,
               prop.totalGlobalMem / 1e9);
   bool ok = true;
+  if (kvOnly) {
+    if (tests) ok &= test_kv_cache_fp8() && test_attention();
+    if (bench) bench_kv_cache(quick);
+    return ok ? 0 : 1;
+  }
   if (tests) {
     ok &= test_awq();
     ok &= test_dense();
     ok &= test_attention();
+    ok &= test_kv_cache_fp8();
     ok &= test_quant();
     ok &= test_gptq();
     std::printf("\ncorrectness: %s\n", ok ? "ALL PASSED" : "FAILURES (see FAIL lines)");
@@ -33,6 +41,7 @@ int main(int argc, char** argv) {
     if (!quick) bench_variants();
     bench_linears(quick);
     bench_attention(quick);
+    bench_kv_cache(quick);
   }
   return ok ? 0 : 1;
 }
