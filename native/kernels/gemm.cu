@@ -6,6 +6,7 @@
 
 #include "common.cuh"
 #include "gemm_mma.cuh"
+#include "gemm_ws.h"
 #include "internal.h"
 #include "kernels.h"
 
@@ -96,6 +97,15 @@ int env_path() {
 }
 int g_pathOverride = env_path();
 int g_rsVariant = 0;
+// AWQ_GEMM_WS=1 in the environment: the warp-specialized persistent GEMM (gemm_sm90_ws.cu) for m > 64 on Hopper;
+// AWQ_GEMM_WS_VARIANT=1..3 its tile, AWQ_GEMM_WS_SK=0 without stream-K.
+int env_int(const char* name, int dflt) {
+  const char* v = std::getenv(name);
+  return v != nullptr && v[0] >= '0' && v[0] <= '9' ? std::atoi(v) : dflt;
+}
+int g_wsMode = env_int("AWQ_GEMM_WS", 0) == 1 ? 2 : 1;
+int g_wsVariant = env_int("AWQ_GEMM_WS_VARIANT", 0);
+int g_wsSk = env_int("AWQ_GEMM_WS_SK", 1);
 
 // Split count for `blocks` blocks over kChunks 64-deep chunks: fill `slots` block slots, >= minChunks chunks
 // a split.
@@ -109,6 +119,15 @@ void gemm_override(int config) { g_gemmOverride = config; }
 void gemm_split_override(int splits) { g_splitOverride = splits; }
 void gemm_path_override(int path) { g_pathOverride = path; }
 void gemm_rs_variant_override(int variant) { g_rsVariant = variant; }
+void gemm_ws_override(int mode) { g_wsMode = mode != 0 ? mode : env_int("AWQ_GEMM_WS", 0) == 1 ? 2 : 1; }
+void gemm_ws_variant_override(int variant) { g_wsVariant = variant; }
+void gemm_ws_sk_override(int sk) { g_wsSk = sk >= 0 ? sk : env_int("AWQ_GEMM_WS_SK", 1); }
+
+bool awq_ws_path(int m, int in, int out) {
+  (void)in;
+  (void)out;
+  return hopper() && m > 64 && g_pathOverride == 0 && g_wsMode == 2;
+}
 
 bool awq_rs_path(int m, int in, int out) {
   if (!hopper() || m > 256) return false;
@@ -126,6 +145,11 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
   if (!hopper() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
       reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
     return cudaErrorNotSupported;
+  if (awq_ws_path(m, in, out)) {
+    const cudaError_t e =
+        gemm_sm90_ws(g_wsVariant, g_wsSk, x, m, packed, in, out, group, y, workspace, workspaceBytes, stream);
+    if (e != cudaErrorNotSupported) return e;
+  }
   const int kChunks = in / 64;
   float* ws = reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int));
   const size_t wsFloats = (workspaceBytes - kLinearCounters * sizeof(int)) / sizeof(float);
@@ -169,6 +193,10 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
 
 cudaError_t awq_gemm(const __half* x, int m, const void* packed, int in, int out, int group,
                      __half* y, cudaStream_t stream) {
+  if (awq_ws_path(m, in, out)) {  // whole tiles only: no workspace here
+    const cudaError_t e = gemm_sm90_ws(g_wsVariant, 0, x, m, packed, in, out, group, y, nullptr, 0, stream);
+    if (e != cudaErrorNotSupported) return e;
+  }
   return dispatch<true, 4>(x, m, packed, in, out, group, y, stream);
 }
 

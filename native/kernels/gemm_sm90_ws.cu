@@ -1,0 +1,447 @@
+// sm_90a (Hopper) AWQ prefill GEMM, warp-specialized and persistent, with stream-K for the tail.
+//
+// Swap-AB as in gemm_sm90_rs.cu: y^T = W * x^T, the dequantized weights are the wgmma A operand (registers),
+// the rows of x the B operand (shared memory), so the int4 weights go global -> shared -> registers -> tensor
+// cores and are never written back as fp16.
+//
+// Block = 3 warpgroups. Warpgroup 0 is the producer (one warp issues, the rest leave; setmaxnreg gives their
+// registers to the consumers): per 64-deep k chunk it loads the x tile (NT rows x 64, TMA with the 128-byte
+// swizzle wgmma reads, rows past m zero-filled) and, per 16-output tile, the packed int4 words (512 B) and the
+// zero/scale pairs of the chunk's group (64 B) with cp.async.bulk, all completing on the stage's "full"
+// mbarrier, into a ring of kStages stages. Warpgroups 1 and 2 consume: each owns 64 * MS outputs (MS m64 slices
+// of 4 packed tiles, one per warp); per chunk every lane builds its A fragments from the packed words (one prmt
+// + dequant_word per k step, see gemm_sm90_rs.cu), issues MS x 4 wgmma m64nNTk16, and releases the previous
+// chunk's stage on its "empty" mbarrier once wgmma.wait_group says those wgmmas are done, so dequantization of
+// chunk r runs while the tensor cores work on chunk r-1.
+//
+// Scheduling: gridDim.x = G <= #SMs persistent blocks. Tiles (128 * MS outputs x NT rows) are numbered in bands
+// of 8 row tiles (rows fastest inside a band), so the blocks running at one time share their weight and x
+// slices in L2. The first `dp` tiles go round-robin (block c: c, c + G, ...), whole. The last tiles (the
+// partial wave plus one full wave, or all tiles when there are fewer than G) are split stream-K: their
+// (tile, chunk) iterations are cut into G equal ranges, one per block. A tile cut between blocks is finished by
+// the block that computed its first chunks (it reaches that tile last of its range): every other block writes its
+// fp32 partial to its own workspace slot (fragment order, coalesced), raises the tile's counter, and the owner
+// waits for the count, adds the partials in block order (deterministic) and writes y. Each block has at most one
+// non-owned range, so the workspace holds G slots; counters are reset by the owner.
+//
+// Code built for any other architecture traps: the launcher runs it on cc 9.x only, where the sm_90a cubin is the
+// one loaded.
+#include <cuda.h>
+#include <cudaTypedefs.h>
+
+#include <algorithm>
+#include <cstdlib>
+
+#include "common.cuh"
+#include "gemm_ws.h"
+#include "internal.h"
+#include "launch.h"
+#include "wgmma.cuh"
+
+namespace awqk {
+namespace {
+
+constexpr int kMaxSmem = 232448;  // 227 KB of dynamic shared memory a block on sm_90
+
+// MS m64 slices a consumer warpgroup (outputs a block: 128 * MS), NT rows of x a tile (the wgmma n).
+template <int MS, int NT>
+struct WsCfg {
+  static constexpr int kTiles = 8 * MS;  // 16-output packed tiles a block
+  static constexpr int kOut = 16 * kTiles;
+  static constexpr int kX = NT * 128;  // x tile: NT rows x 128 B, swizzled
+  static constexpr int kW = kX;        // packed words: kTiles x 512 B
+  static constexpr int kZ = kW + kTiles * 512;  // zero/scale pairs: kTiles x 64 B
+  static constexpr int kStage = (kZ + kTiles * 64 + 1023) / 1024 * 1024;
+  static constexpr int kStages = std::min(12, (kMaxSmem - 2048) / kStage);
+  static constexpr int kSmem = kStages * kStage + 1024;
+  static constexpr int kSlotFloats = kOut * NT;  // one stream-K partial
+  static constexpr int kAcc = NT / 2;            // accumulators a thread a slice
+  static_assert(kStages >= 3, "stage ring");
+};
+
+struct WsParams {
+  int m, in, out, chunksPerGroup;
+  const uint4* wq;
+  const uint2* zs;
+  __half* y;
+  float* ws;
+  int* counters;
+  int nTiles;     // 16-output packed tiles of the matrix
+  int outTiles;   // block tiles along the outputs
+  int tokTiles;   // block tiles along the rows of x
+  int K;          // 64-deep chunks
+  int dp;         // tiles done whole, round-robin
+  long long wsk;  // stream-K iterations (tiles after dp, times K)
+};
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+using detail::smem_addr;
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+  asm volatile(
+      "{\n"
+      ".reg .pred p;\n"
+      "WS_WAIT:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra WS_WAIT;\n"
+      "}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+__device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+          smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar))
+      : "memory");
+}
+__device__ __forceinline__ void tma_2d(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
+          "r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_addr(bar))
+      : "memory");
+}
+__device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+
+template <int R>
+__device__ __forceinline__ void keep_regs(uint32_t (&r)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+template <int A, int B>
+__device__ __forceinline__ void keep_acc(float (&r)[A][B]) {
+#pragma unroll
+  for (int a = 0; a < A; ++a)
+#pragma unroll
+    for (int i = 0; i < B; ++i) asm volatile("" : "+f"(r[a][i])::"memory");
+}
+#endif
+
+// The work units of block c in order: its round-robin tiles, then its stream-K range cut at tile edges.
+struct Units {
+  int t;
+  long long i, e;
+  __device__ __forceinline__ Units(const WsParams& p, int c, int G)
+      : t(c), i((long long)c * p.wsk / G), e((long long)(c + 1) * p.wsk / G) {}
+  __device__ __forceinline__ bool next(const WsParams& p, int G, int& tile, int& kb, int& ke) {
+    if (t < p.dp) {
+      tile = t;
+      kb = 0;
+      ke = p.K;
+      t += G;
+      return true;
+    }
+    if (i < e) {
+      const int j = (int)(i / p.K);
+      kb = (int)(i - (long long)j * p.K);
+      const long long left = e - i;
+      ke = left < p.K - kb ? kb + (int)left : p.K;
+      tile = p.dp + j;
+      i += ke - kb;
+      return true;
+    }
+    return false;
+  }
+};
+
+// Tile -> (output tile, row tile): bands of 8 row tiles, rows fastest inside a band.
+__device__ __forceinline__ void tile_coords(const WsParams& p, int t, int& ot, int& rt) {
+  const int band = t / (8 * p.outTiles);
+  const int bt = min(8, p.tokTiles - band * 8);
+  const int local = t - band * 8 * p.outTiles;
+  rt = band * 8 + local % bt;
+  ot = local / bt;
+}
+
+// Block owning stream-K iteration i (ranges [c * wsk / G, (c + 1) * wsk / G)).
+__device__ __forceinline__ int sk_owner(long long i, long long wsk, int G) {
+  int c = (int)((i * G) / wsk);
+  while (c + 1 < G && (long long)(c + 1) * wsk / G <= i) ++c;
+  while (c > 0 && (long long)c * wsk / G > i) --c;
+  return c;
+}
+
+template <int MS, int NT>
+__global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__ CUtensorMap tmX, const WsParams p) {
+  extern __shared__ __align__(16) unsigned char smemRaw[];
+  using C = WsCfg<MS, NT>;
+  detail::pdl_wait();
+  detail::pdl_launch();
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int kStages = C::kStages;
+  __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
+  unsigned char* smem = smemRaw + ((1024 - (smem_addr(smemRaw) & 1023)) & 1023);
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int G = gridDim.x;
+  if (tid == 0) {
+    for (int s = 0; s < kStages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], 8);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warp < 4) {  // producer warpgroup
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    if (warp != 0) return;
+    Units u(p, blockIdx.x, G);
+    int tile, kb, ke, q = 0;
+    const int groups = p.K / p.chunksPerGroup;
+    while (u.next(p, G, tile, kb, ke)) {
+      int ot, rt;
+      tile_coords(p, tile, ot, rt);
+      const int tile0 = ot * C::kTiles;
+      const int nValid = min(C::kTiles, p.nTiles - tile0);
+      const int ti = lane & 15;
+      for (int kc = kb; kc < ke; ++kc, ++q) {
+        const int s = q % kStages;
+        mbar_wait(&empty[s], ((q / kStages) & 1) ^ 1);
+        unsigned char* st = smem + s * C::kStage;
+        if (lane == 0) {
+          mbar_arrive_expect_tx(&full[s], C::kX + nValid * (512 + 64));
+          tma_2d(st, &tmX, kc * 64, rt * NT, &full[s]);
+        }
+        __syncwarp();
+        if (ti < nValid) {
+          if (lane < 16)
+            bulk_g2s(st + C::kW + ti * 512, p.wq + ((size_t)(tile0 + ti) * p.K + kc) * 32, 512, &full[s]);
+          else
+            bulk_g2s(st + C::kZ + ti * 64, p.zs + ((size_t)(tile0 + ti) * groups + kc / p.chunksPerGroup) * 8, 64,
+                     &full[s]);
+        }
+      }
+    }
+    return;
+  }
+
+  // Consumers.
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  const int ct = tid - 128, wg = ct >> 7, wi = (ct >> 5) & 3;
+  const int g = lane >> 2, t = lane & 3;
+  // Lane (g, t) of a tile: the bytes of lane (g, kk)'s words t/2 and 2 + t/2 holding k = 16kk + 2t + {0, 1} and
+  // 16kk + 2t + 8 + {0, 1} (see gemm_sm90_rs.cu).
+  const uint32_t sel = (t & 1) ? 0x7351u : 0x6240u;
+  const bool hiWord = (t >> 1) != 0;
+  float acc[MS][C::kAcc];
+  uint32_t fa[MS * 16], fb[MS * 16];
+#pragma unroll
+  for (int i = 0; i < MS * 16; ++i) fb[i] = 0;
+  Units u(p, blockIdx.x, G);
+  int tile, kb, ke, q = 0;
+  while (u.next(p, G, tile, kb, ke)) {
+    const int n = ke - kb;
+    // One chunk: stage -> fragments `cur` -> wgmmas; then retire the previous chunk's wgmmas (their fragments
+    // `prev` stay live until then) and release its stage.
+    auto body = [&](int i, uint32_t(&cur)[MS * 16], uint32_t(&prev)[MS * 16]) {
+      const int s = q % kStages;
+      mbar_wait(&full[s], (q / kStages) & 1);
+      const unsigned char* st = smem + s * C::kStage;
+#pragma unroll
+      for (int sl = 0; sl < MS; ++sl) {
+        const int tl = (wg * MS + sl) * 4 + wi;  // packed tile of this warp in the block
+        const uint4* wl = reinterpret_cast<const uint4*>(st + C::kW) + tl * 32 + 4 * g;
+        const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
+#pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          const uint4 v = wl[kk];
+          const uint32_t lo = hiWord ? v.y : v.x, hi = hiWord ? v.w : v.z;
+          detail::dequant_word(__byte_perm(lo, hi, sel), zz.x, zz.y, &cur[16 * sl + 4 * kk]);
+        }
+      }
+      keep_regs(cur);
+      detail::wgmma_fence();
+      const uint64_t desc = detail::sw128_desc(st);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int sl = 0; sl < MS; ++sl) detail::wgmma_rs<NT>(acc[sl], &cur[16 * sl + 4 * kk], desc + 2 * kk, i + kk > 0);
+      detail::wgmma_commit();
+      detail::wgmma_wait<1>();
+      keep_regs(prev);
+      if (i > 0 && lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
+      ++q;
+    };
+    for (int i = 0; i < n; i += 2) {
+      body(i, fa, fb);
+      if (i + 1 < n) body(i + 1, fb, fa);
+    }
+    detail::wgmma_wait<0>();
+    keep_acc(acc);
+    keep_regs(fa);
+    keep_regs(fb);
+    if (lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
+
+    if (kb != 0 || ke != p.K) {  // a stream-K piece of a tile
+      const int j = tile - p.dp;
+      if (kb != 0) {  // not the owner: partial to this block's slot, then count
+        float4* slot = reinterpret_cast<float4*>(p.ws + (size_t)blockIdx.x * C::kSlotFloats);
+#pragma unroll
+        for (int sl = 0; sl < MS; ++sl)
+#pragma unroll
+          for (int i = 0; i < C::kAcc; i += 4)
+            __stcg(slot + ((sl * C::kAcc + i) / 4) * 256 + ct,
+                   make_float4(acc[sl][i], acc[sl][i + 1], acc[sl][i + 2], acc[sl][i + 3]));
+        __threadfence();
+        consumers_sync();
+        if (ct == 0) atomicAdd(&p.counters[j], 1);
+        continue;
+      }
+      const int cLast = sk_owner((long long)(j + 1) * p.K - 1, p.wsk, G);
+      if (ct == 0) {
+        const int want = cLast - (int)blockIdx.x;
+        int seen;
+        do {
+          asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(&p.counters[j]) : "memory");
+        } while (seen < want);
+        p.counters[j] = 0;
+      }
+      consumers_sync();
+      __threadfence();
+      for (int c2 = blockIdx.x + 1; c2 <= cLast; ++c2) {
+        const float4* slot = reinterpret_cast<const float4*>(p.ws + (size_t)c2 * C::kSlotFloats);
+#pragma unroll
+        for (int sl = 0; sl < MS; ++sl)
+#pragma unroll
+          for (int i = 0; i < C::kAcc; i += 4) {
+            const float4 v = __ldcg(slot + ((sl * C::kAcc + i) / 4) * 256 + ct);
+            acc[sl][i] += v.x;
+            acc[sl][i + 1] += v.y;
+            acc[sl][i + 2] += v.z;
+            acc[sl][i + 3] += v.w;
+          }
+      }
+    }
+    // acc[sl][4j + 2h + e] = (output 64 * slice + 16 * warp + g + 8h, row 8j + 2t + e)
+    int ot, rt;
+    tile_coords(p, tile, ot, rt);
+#pragma unroll
+    for (int sl = 0; sl < MS; ++sl) {
+      const int o = ot * C::kOut + (wg * MS + sl) * 64 + 16 * wi + g;
+#pragma unroll
+      for (int i = 0; i < C::kAcc; ++i) {
+        const int row = rt * NT + 8 * (i >> 2) + 2 * t + (i & 1);
+        const int col = o + 8 * ((i >> 1) & 1);
+        if (row < p.m && col < p.out) p.y[(size_t)row * p.out + col] = __float2half_rn(acc[sl][i]);
+      }
+    }
+  }
+#else
+  __trap();
+#endif
+}
+
+PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static bool tried = false;
+  if (!tried) {
+    tried = true;
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult qr;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &qr) ==
+            cudaSuccess &&
+        qr == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }
+  return fn;
+}
+
+int sm_count() {
+  int dev = 0, n = 0;
+  cudaGetDevice(&dev);
+  cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev);
+  return n > 0 ? n : 132;
+}
+
+template <int MS, int NT>
+cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in, int out, int group, __half* y,
+                      void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  using C = WsCfg<MS, NT>;
+  PFN_cuTensorMapEncodeTiled_v12000 encode = encode_fn();
+  if (encode == nullptr) return cudaErrorNotSupported;
+  static unsigned long long configured = 0;  // one bit per device
+  int dev = 0;
+  cudaGetDevice(&dev);
+  const unsigned long long bit = 1ull << (dev & 63);
+  if (!(configured & bit)) {
+    cudaError_t e = cudaFuncSetAttribute(gemm_ws_kernel<MS, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
+    if (e != cudaSuccess) return e;
+    configured |= bit;
+  }
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {(cuuint64_t)in, (cuuint64_t)m};
+  const cuuint64_t strides[1] = {(cuuint64_t)in * 2};
+  const cuuint32_t box[2] = {64, NT};
+  const cuuint32_t estr[2] = {1, 1};
+  if (encode(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<__half*>(x), dims, strides, box, estr,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+    return cudaErrorInvalidValue;
+
+  WsParams p;
+  p.m = m;
+  p.in = in;
+  p.out = out;
+  p.chunksPerGroup = group / 64;
+  p.nTiles = detail::ceil_div(out, 16);
+  p.wq = static_cast<const uint4*>(w);
+  p.zs = reinterpret_cast<const uint2*>(static_cast<const char*>(w) + awq_weight_bytes(in, out));
+  p.y = y;
+  p.outTiles = detail::ceil_div(out, C::kOut);
+  p.tokTiles = detail::ceil_div(m, NT);
+  p.K = in / 64;
+  const int T = p.outTiles * p.tokTiles;
+  const int sms = sm_count();
+  const bool haveWs = workspace != nullptr && workspaceBytes > kLinearCounters * sizeof(int) &&
+                      reinterpret_cast<uintptr_t>(workspace) % 16 == 0;
+  int G = std::min(sms, T), sk = 0;
+  if (skMode != 0 && haveWs && T % sms != 0) {
+    // Stream-K over the last partial wave plus one full wave (all tiles when there are fewer than the SMs),
+    // with one workspace slot a block.
+    const size_t wsFloats = (workspaceBytes - kLinearCounters * sizeof(int)) / sizeof(float);
+    const int gs = (int)std::min<size_t>(sms, wsFloats / C::kSlotFloats);
+    if (gs >= 2) {
+      const int waves = T / gs, rem = T % gs;
+      sk = rem == 0 ? 0 : waves == 0 ? T : rem + gs;
+      if (sk > kLinearCounters) sk = 0;
+      if (sk > 0) G = gs;
+    }
+  }
+  p.dp = T - sk;
+  p.wsk = (long long)sk * p.K;
+  if (sk > 0 && p.dp == 0) G = (int)std::max<long long>(1, std::min<long long>(G, p.wsk / 4));  // >= 4 chunks a block
+  p.ws = haveWs ? reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int)) : nullptr;
+  p.counters = haveWs ? static_cast<int*>(workspace) : nullptr;
+  return pdl_launch_kernel(gemm_ws_kernel<MS, NT>, dim3(G), dim3(384), C::kSmem, stream, map, p);
+}
+
+}  // namespace
+
+int gemm_ws_default_variant(int m) { return m <= 128 ? 3 : 1; }
+
+cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
+                         __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  if (m <= 0 || in % 64 != 0 || group % 64 != 0) return cudaErrorInvalidValue;
+  if (reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
+    return cudaErrorNotSupported;
+  if (variant == 0) variant = gemm_ws_default_variant(m);
+  switch (variant) {
+    case 1: return launch_ws<2, 128>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 2: return launch_ws<1, 256>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 3: return launch_ws<1, 128>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace awqk
