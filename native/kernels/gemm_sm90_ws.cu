@@ -268,7 +268,10 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
 #pragma unroll
         for (int sl = 0; sl < MS; ++sl) detail::wgmma_rs<NT>(acc[sl], &cur[16 * sl + 4 * kk], desc + 2 * kk, i + kk > 0);
       detail::wgmma_commit();
-      detail::wgmma_wait<1>();
+      // wait<1> here (dequantize the next chunk under this one's wgmmas) makes ptxas serialize every wgmma
+      // (C7513: the next fragments are defined inside the pipeline stage); the two consumer warpgroups overlap
+      // each other's dequantization and wgmmas instead.
+      detail::wgmma_wait<0>();
       keep_regs(prev);
       if (i > 0 && lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
       ++q;
