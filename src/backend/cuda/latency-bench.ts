@@ -6,6 +6,7 @@
 
 import type { ModelConfig } from "../../model/types.js";
 import type { StepBatch } from "../backend.js";
+import { isFp8KvCache, type KvCacheDtype } from "../kv-cache-dtype.js";
 import { buildSamplingArrays } from "../sampler-arrays.js";
 import { CudaBackend } from "./cuda-backend.js";
 
@@ -48,6 +49,8 @@ export interface LatencyBenchOptions {
   decodeSteps: number;
   repeats: number;
   gpuMemoryUtilization: number;
+  /** --kv-cache-dtype (auto = fp16 K/V; fp8 = 1-byte E4M3). */
+  kvCacheDtype?: KvCacheDtype;
   /** Also time each operation of a few eager decode steps per batch size. */
   profile?: boolean;
   onProgress?: (line: string) => void;
@@ -87,7 +90,12 @@ export interface LatencyBenchResult {
  * Bytes a decode step must read per operation (all layers): the int4 weights + their zero/scale pairs (4 bytes per
  * group and output) of each projection, the KV cache for attention. numbers are per step of `batch` sequences.
  */
-export function decodeOpBytes(c: ModelConfig, batch: number, context: number): Record<string, number> {
+export function decodeOpBytes(
+  c: ModelConfig,
+  batch: number,
+  context: number,
+  kvElementBytes = 2,
+): Record<string, number> {
   const g = c.quantization?.groupSize ?? 128;
   const awq = (inF: number, outF: number) => c.numLayers * ((inF * outF) / 2 + (inF / g) * outF * 4);
   const h = c.hiddenSize;
@@ -97,7 +105,7 @@ export function decodeOpBytes(c: ModelConfig, batch: number, context: number): R
     o_proj: awq(c.numHeads * c.headDim, h),
     gate_up_proj: awq(h, 2 * c.intermediateSize),
     down_proj: awq(c.intermediateSize, h),
-    attention_decode: c.numLayers * batch * context * kv * 2 * 2,
+    attention_decode: c.numLayers * batch * context * kv * 2 * kvElementBytes,
   };
 }
 
@@ -171,6 +179,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
       maxNumBatchedTokens: Math.max(maxPrefill, 2048),
       blockSize,
       gpuMemoryUtilization: o.gpuMemoryUtilization,
+      kvCacheDtype: o.kvCacheDtype,
     });
     const memory = backend.memory!;
     log(`weights ${(memory.weightBytes / 2 ** 30).toFixed(2)} GiB, ${layout.numBlocks} KV blocks`);
@@ -178,7 +187,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
     const vocab = config.vocabSize;
     const result: LatencyBenchResult = {
       device: backend.deviceName,
-      model: `Llama-2-13B shape, AWQ int4 g128, ${o.layers} layers (random weights)`,
+      model: `Llama-2-13B shape, AWQ int4 g128, ${o.layers} layers (random weights), KV ${isFp8KvCache(o.kvCacheDtype) ? "fp8_e4m3" : "fp16"}`,
       weightBytes: memory.weightBytes,
       numBlocks: layout.numBlocks,
       prefill: [],
@@ -258,7 +267,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
         const ms = (performance.now() - t0) / o.decodeSteps;
         const tokensPerSecond = (batch / ms) * 1000;
         const meanContext = startContext + (o.decodeSteps - 1) / 2;
-        const opBytes = decodeOpBytes(config, batch, meanContext);
+        const opBytes = decodeOpBytes(config, batch, meanContext, isFp8KvCache(o.kvCacheDtype) ? 1 : 2);
         const stepBytes = memory.weightBytes + opBytes.attention_decode;
         const entry: LatencyBenchResult["decode"][number] = {
           batch,

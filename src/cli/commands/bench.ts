@@ -1,7 +1,14 @@
 /** `awq bench latency`: prefill and decode throughput of the CUDA backend on a synthetic Llama-2-13B AWQ model. */
 import type { Command } from "commander";
 import { type LatencyBenchResult, runLatencyBench } from "../../backend/cuda/latency-bench.js";
-import { fractionFlag, intListFlag, positiveIntegerFlag } from "../flags.js";
+import type { KvCacheDtype } from "../../backend/kv-cache-dtype.js";
+import {
+  fractionFlag,
+  intListFlag,
+  KV_CACHE_DTYPE_HELP,
+  kvCacheDtypeFlag,
+  positiveIntegerFlag,
+} from "../flags.js";
 import { registerBenchCpu } from "./bench-cpu.js";
 import { registerBenchServe } from "./bench-serve.js";
 import { jsonErrors, withJsonErrors } from "./json-errors.js";
@@ -15,6 +22,7 @@ interface LatencyFlags {
   steps: number;
   repeats: number;
   gpuMemoryUtilization: number;
+  kvCacheDtype: KvCacheDtype;
   profile?: boolean;
   json?: boolean;
 }
@@ -94,6 +102,7 @@ export function registerBench(program: Command): void {
       fractionFlag("--gpu-memory-utilization"),
       0.9,
     )
+    .option("--kv-cache-dtype <dtype>", KV_CACHE_DTYPE_HELP, kvCacheDtypeFlag, "auto")
     .option("--profile", "also time each operation of a few eager decode steps")
     .option("--json", "print one JSON object instead of the table (errors too)")
     .action(
@@ -106,6 +115,7 @@ export function registerBench(program: Command): void {
           decodeSteps: flags.steps,
           repeats: flags.repeats,
           gpuMemoryUtilization: flags.gpuMemoryUtilization,
+          kvCacheDtype: flags.kvCacheDtype,
           profile: flags.profile,
           onProgress: flags.json ? undefined : (line) => process.stderr.write(`${line}\n`),
         });
