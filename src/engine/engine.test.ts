@@ -221,3 +221,68 @@ test("eosTokenIds: the tokenizer's stop ids and config.json's eos ids, once each
   assert.ok(e.eosTokenIds.length > 0);
   await e.shutdown();
 });
+
+test("chunked prefill: a long prompt that arrives mid-decode is prefilled in chunks beside every decode", async () => {
+  const backend = new FakeBackend();
+  const e = await engine({ maxNumBatchedTokens: 16 }, backend);
+  const params = { maxTokens: 24, temperature: 0, ignoreEos: true };
+  const alone = (await collect((await engine()).generate({ promptTokenIds: range(100, 500), params })))
+    .tokens;
+  const decoders = [range(4), range(5, 50), range(6, 80)].map((p) =>
+    collect(e.generate({ promptTokenIds: p, params })),
+  );
+  while (backend.batches.length < 3) await new Promise((resolve) => setImmediate(resolve));
+  const firstMixed = backend.batches.length;
+  const long = await collect(e.generate({ promptTokenIds: range(100, 500), params }));
+  await Promise.all(decoders);
+  assert.deepEqual(long.tokens, alone, "chunking beside decodes does not change the tokens");
+  // Every step while the long prompt is prefilled: the three decodes (one token each) and a chunk of it,
+  // within the token budget, so the decodes' time per token stays one step.
+  const mixed = backend.batches.slice(firstMixed).filter((b) => b.numSeqs === 4);
+  assert.ok(mixed.length >= Math.ceil(100 / 13) - 1, `${mixed.length} mixed steps`);
+  for (const b of mixed) {
+    const lengths = Array.from({ length: b.numSeqs }, (_, i) => b.queryStarts[i + 1]! - b.queryStarts[i]!);
+    assert.deepEqual(lengths.slice(0, 3), [1, 1, 1]);
+    assert.ok(b.tokenIds.length <= 16);
+  }
+  assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+});
+
+test("a stop string is seen one step late: the extra token is computed, then dropped and never shown", async () => {
+  const backend = new FakeBackend();
+  const e = await engine({}, backend);
+  const promptTokenIds = range(8, 700);
+  const params = { maxTokens: 20, temperature: 0, ignoreEos: true, logprobs: 0 };
+  const fullOutputs: RequestOutput[] = [];
+  for await (const out of e.generate({ promptTokenIds, params })) fullOutputs.push(out);
+  const fullTokens = fullOutputs.flatMap((o) => o.tokenIdsDelta);
+  // The text after each token (one token per output).
+  const texts = fullOutputs.map((_, i) =>
+    fullOutputs
+      .slice(0, i + 1)
+      .map((o) => o.textDelta)
+      .join(""),
+  );
+  // A stop string ending in token k's text (k >= 10), not found before it.
+  const k = texts.findIndex((t, i) => i >= 10 && t.length > texts[i - 1]!.length);
+  const stop = texts[k]!.slice(texts[k - 1]!.length);
+  assert.ok(!texts[k - 1]!.includes(stop));
+  const stepsBefore = backend.batches.length;
+  const outputs: RequestOutput[] = [];
+  for await (const out of e.generate({ promptTokenIds, params: { ...params, stop: [stop] } }))
+    outputs.push(out);
+  const last = outputs.at(-1)!;
+  const tokens = outputs.flatMap((o) => o.tokenIdsDelta);
+  assert.deepEqual([last.finishReason, last.stopReason], ["stop", stop]);
+  assert.deepEqual(tokens, fullTokens.slice(0, k + 1));
+  assert.equal(last.completionTokens, k + 1);
+  assert.equal(outputs.flatMap((o) => o.logprobsDelta).length, k + 1, "one logprob entry per token shown");
+  assert.equal(
+    outputs.map((o) => o.textDelta).join(""),
+    texts[k - 1] + texts[k]!.slice(texts[k - 1]!.length, texts[k]!.indexOf(stop, texts[k - 1]!.length)),
+  );
+  await e.idle();
+  // The prefill and k + 1 decodes, the last of which computed the dropped token.
+  assert.equal(backend.batches.length - stepsBefore, k + 2);
+  assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+});

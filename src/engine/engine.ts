@@ -86,9 +86,9 @@ export class Engine implements EngineClient {
   readonly eosTokenIds: readonly number[];
   private loop: Promise<void> | null = null;
   private closed = false;
-  /** Sequences of the step the backend is running now (their blocks must not be freed before it returns). */
+  /** Sequences of the step the backend is running now (an abort waits for it: a mask row may be in the works). */
   private readonly inFlight = new Set<Sequence>();
-  /** Finished by a stop string while their step ran: released when it returns. */
+  /** Finished by a stop string while their step ran: their constraints are disposed when it returns. */
   private readonly retiring: Sequence[] = [];
   /** Requests that got a token in the last step, and its row, whose text and outputs are not out yet. */
   private readonly deliveries: ActiveRequest[] = [];
@@ -492,6 +492,10 @@ export class Engine implements EngineClient {
         continue;
       }
       if (!wasFinished) {
+        // Its blocks can go now: the step on the backend only writes the slot of a token that gets dropped,
+        // and no later step starts before that one returns. Its matcher may be filling a mask row of that
+        // step: disposed when the step returns.
+        this.scheduler.remove(seq);
         if (this.inFlight.has(seq)) this.retiring.push(seq);
         else this.releaseSeq(seq);
       }
@@ -504,7 +508,7 @@ export class Engine implements EngineClient {
     this.deliveryResult = null;
   }
 
-  /** Gives back the blocks (and grammar matchers) of sequences a stop string ended while their step ran. */
+  /** Disposes the constraints of sequences a stop string ended while their step ran. */
   private retireFinished(): void {
     for (const seq of this.retiring) this.releaseSeq(seq);
     this.retiring.length = 0;
