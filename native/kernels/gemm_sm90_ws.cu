@@ -268,18 +268,22 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
 #pragma unroll
         for (int sl = 0; sl < MS; ++sl) detail::wgmma_rs<NT>(acc[sl], &cur[16 * sl + 4 * kk], desc + 2 * kk, i + kk > 0);
       detail::wgmma_commit();
-      // wait<1> here (dequantize the next chunk under this one's wgmmas) makes ptxas serialize every wgmma
-      // (C7513: the next fragments are defined inside the pipeline stage); the two consumer warpgroups overlap
-      // each other's dequantization and wgmmas instead.
-      detail::wgmma_wait<0>();
+      // MS = 2 keeps no chunk in flight: two fragment sets beside 128 accumulators exceed the registers (ptxas
+      // would serialize, C7512); its two consumer warpgroups still overlap each other's dequantization and wgmmas.
+      if constexpr (MS == 1) detail::wgmma_wait<1>();
+      else detail::wgmma_wait<0>();
       keep_regs(prev);
       if (i > 0 && lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
       ++q;
     };
-    for (int i = 0; i < n; i += 2) {
+    // No path may reach a body that writes the fragments still in flight (ptxas would serialize every wgmma,
+    // C7513): pairs, then the odd chunk after the loop.
+    int i = 0;
+    for (; i + 1 < n; i += 2) {
       body(i, fa, fb);
-      if (i + 1 < n) body(i + 1, fb, fa);
+      body(i + 1, fb, fa);
     }
+    if (i < n) body(i, fa, fb);
     detail::wgmma_wait<0>();
     keep_acc(acc);
     keep_regs(fa);
