@@ -5,6 +5,9 @@
  * the fewest live matchers (a new worker is started, up to `maxWorkers`, rather than compile beside live
  * matchers): a compile then holds up only the masks of sequences on its own worker, never the event loop.
  * A step's bitmask rows are filled by every worker concerned at once, straight into a SharedArrayBuffer.
+ * A grammar with many live matchers is compiled on more workers ahead of need (when its matchers are made, and
+ * when a step has many rows of it); sequences move to a replica in the background (a copy of the matcher is made
+ * there while the original goes on filling), so neither a compile nor a move ever holds up a step.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -20,7 +23,10 @@ export interface RemoteGrammar {
   readonly worker: GrammarWorker;
   /** Workers holding the compiled grammar, `worker` first. */
   readonly replicas: GrammarWorker[];
-  replicating: boolean;
+  /** Replicas being compiled. */
+  replicating: number;
+  /** Live matchers of this grammar, on all its replicas (copies being made included). */
+  matchers: number;
 }
 
 /** A matcher (one sequence's position in a grammar) living on `worker`. */
@@ -125,6 +131,12 @@ export interface GrammarPoolOptions {
   maxWorkers?: number;
   /** Compiled grammars kept (default 64). */
   cacheSize?: number;
+  /**
+   * Start every worker with the pool rather than on demand (default: where there are at least two cores per
+   * worker): a worker's start (a WebAssembly instance and the vocabulary, ~0.5 s on its own thread, a few ms
+   * of the main thread to send the vocabulary) then never lands among the steps of a busy batch.
+   */
+  startAll?: boolean;
 }
 
 export class GrammarPool {
@@ -141,6 +153,9 @@ export class GrammarPool {
     this.cache = new PromiseLru<RemoteGrammar>(opts.cacheSize ?? 64, (g) => {
       for (const w of g.replicas) w.send({ op: "dropGrammar", key: g.key });
     });
+    if (opts.startAll ?? availableParallelism() >= 2 * this.maxWorkers) {
+      for (let i = 0; i < this.maxWorkers; i++) this.startWorker().catch(() => undefined);
+    }
   }
 
   get maskWords(): number {
@@ -174,7 +189,7 @@ export class GrammarPool {
     } finally {
       worker.compiling -= 1;
     }
-    return { key, spec, worker, replicas: [worker], replicating: false };
+    return { key, spec, worker, replicas: [worker], replicating: 0, matchers: 0 };
   }
 
   /** A worker for a new compile: idle if one is, else a new one (up to maxWorkers), else the least busy. */
@@ -200,6 +215,10 @@ export class GrammarPool {
     const busy = (w: GrammarWorker) => w.compiling * 1e6 + w.matchers;
     const best = live.sort((a, b) => busy(a) - busy(b))[0];
     if (best !== undefined && (busy(best) === 0 || live.length >= this.maxWorkers)) return best;
+    return this.startWorker();
+  }
+
+  private startWorker(): Promise<GrammarWorker> {
     const started = GrammarWorker.start(this.vocab);
     this.workers.push(started);
     started.catch(() => {
@@ -209,16 +228,40 @@ export class GrammarPool {
     return started;
   }
 
-  /** A matcher for a compiled grammar, on the replica with the fewest matchers. */
-  async newMatcher(grammar: RemoteGrammar): Promise<RemoteMatcher> {
-    const id = this.nextMatcher++;
+  /**
+   * A matcher for a compiled grammar, on the replica with the fewest matchers. A grammar with many live
+   * matchers gets a replica compiled ahead of need, so that their rows can be spread before the steps that
+   * fill them.
+   */
+  newMatcher(grammar: RemoteGrammar): Promise<RemoteMatcher> {
     const live = grammar.replicas.filter((w) => w.dead === null);
     const worker = live.sort((a, b) => a.matchers - b.matchers)[0] ?? grammar.worker;
+    this.replicate(grammar, grammar.matchers + 1);
+    return this.makeMatcher(grammar, worker);
+  }
+
+  /**
+   * A copy of a matcher on another replica of its grammar, advanced by the sequence's accepted tokens
+   * (`history`); resolves once the worker made it. The original stays usable meanwhile (SequenceConstraint
+   * switches over between steps), so a move never holds up a step.
+   */
+  cloneMatcher(m: RemoteMatcher, dest: GrammarWorker, history: readonly number[]): Promise<RemoteMatcher> {
+    return this.makeMatcher(m.grammar, dest, Int32Array.from(history));
+  }
+
+  private async makeMatcher(
+    grammar: RemoteGrammar,
+    worker: GrammarWorker,
+    history?: Int32Array,
+  ): Promise<RemoteMatcher> {
+    const id = this.nextMatcher++;
     worker.matchers += 1;
+    grammar.matchers += 1;
     try {
-      await worker.request({ op: "newMatcher", id: worker.newId(), key: grammar.key, matcher: id });
+      await worker.request({ op: "newMatcher", id: worker.newId(), key: grammar.key, matcher: id, history });
     } catch (err) {
       worker.matchers -= 1;
+      grammar.matchers -= 1;
       throw err;
     }
     return { id, worker, grammar };
@@ -226,6 +269,7 @@ export class GrammarPool {
 
   disposeMatcher(m: RemoteMatcher): void {
     m.worker.matchers -= 1;
+    m.grammar.matchers -= 1;
     m.worker.send({ op: "dropMatcher", matcher: m.id });
   }
 
@@ -243,8 +287,7 @@ export class GrammarPool {
     });
     for (const [g, rows] of groups) {
       const replicas = g.replicas.filter((w) => w.dead === null);
-      if (rows.length > ROWS_PER_REPLICA * replicas.length && replicas.length < this.maxWorkers)
-        this.replicate(g);
+      this.replicate(g, rows.length);
       // A grammar evicted from the cache may be gone from a worker: its matchers stay where they are.
       if (replicas.length < 2 || !this.cache.has(g.key)) continue;
       const target = Math.ceil(rows.length / replicas.length);
@@ -267,55 +310,43 @@ export class GrammarPool {
   }
 
   /**
-   * Moves a matcher to another replica of its grammar: a new matcher there, advanced by the sequence's
-   * accepted tokens (`history`), replaces it. Messages to one worker are handled in order, so a fill sent
-   * next finds it; should the new worker fail to make it, that fill reports the matcher missing.
+   * Compiles a grammar on more workers when `rows` of it would leave more than ROWS_PER_REPLICA on a worker
+   * holding it: on as many workers as needed (up to maxWorkers) at once, each on a worker without it, the least
+   * busy first (started if there is room). Matchers use a replica once its compile is done.
    */
-  moveMatcher(m: RemoteMatcher, dest: GrammarWorker, history: readonly number[]): RemoteMatcher {
-    const id = this.nextMatcher++;
-    dest.matchers += 1;
-    dest
-      .request({
-        op: "newMatcher",
-        id: dest.newId(),
-        key: m.grammar.key,
-        matcher: id,
-        history: Int32Array.from(history),
-      })
-      .catch(() => undefined);
-    this.disposeMatcher(m);
-    return { id, worker: dest, grammar: m.grammar };
+  private replicate(g: RemoteGrammar, rows: number): void {
+    const wanted = Math.min(this.maxWorkers, Math.ceil(rows / ROWS_PER_REPLICA));
+    const holding = g.replicas.filter((w) => w.dead === null).length + g.replicating;
+    if (holding >= wanted) return;
+    for (let i = holding; i < wanted; i++) {
+      g.replicating += 1;
+      this.compileReplica(g)
+        .catch(() => undefined)
+        .finally(() => {
+          g.replicating -= 1;
+        });
+    }
   }
 
-  /** Compiles a grammar on one more worker, one without matchers or compiles (started if there is room). */
-  private replicate(g: RemoteGrammar): void {
-    if (g.replicating) return;
-    g.replicating = true;
-    (async () => {
-      const live: GrammarWorker[] = [];
-      for (const w of this.workers) {
-        const worker = await w.catch(() => null);
-        if (worker !== null && worker.dead === null) live.push(worker);
-      }
-      let worker = live.find((w) => !g.replicas.includes(w) && w.compiling === 0 && w.matchers === 0);
-      if (worker === undefined) {
-        if (this.workers.length >= this.maxWorkers) return;
-        const started = GrammarWorker.start(this.vocab);
-        this.workers.push(started);
-        worker = await started;
-      }
-      worker.compiling += 1;
-      try {
-        await worker.request({ op: "compile", id: worker.newId(), key: g.key, spec: g.spec });
-        g.replicas.push(worker);
-      } finally {
-        worker.compiling -= 1;
-      }
-    })()
-      .catch(() => undefined)
-      .finally(() => {
-        g.replicating = false;
-      });
+  private async compileReplica(g: RemoteGrammar): Promise<void> {
+    const live: GrammarWorker[] = [];
+    for (const w of this.workers) {
+      const worker = await w.catch(() => null);
+      if (worker !== null && worker.dead === null) live.push(worker);
+    }
+    const busy = (w: GrammarWorker) => w.compiling * 1e6 + w.matchers;
+    const free = live.filter((w) => !g.replicas.includes(w)).sort((a, b) => busy(a) - busy(b));
+    let worker = free.find((w) => w.compiling === 0);
+    if (worker === undefined && this.workers.length < this.maxWorkers) worker = await this.startWorker();
+    worker ??= free[0];
+    if (worker === undefined || g.replicas.includes(worker)) return;
+    worker.compiling += 1;
+    try {
+      await worker.request({ op: "compile", id: worker.newId(), key: g.key, spec: g.spec });
+      if (!g.replicas.includes(worker)) g.replicas.push(worker);
+    } finally {
+      worker.compiling -= 1;
+    }
   }
 
   /**

@@ -18,6 +18,12 @@ export interface ConstraintOptions {
   badWords?: readonly (readonly number[])[];
 }
 
+/** A copy of the matcher being made on another worker: null until made; `upTo` history tokens it accepted. */
+interface PendingMove {
+  copy: RemoteMatcher | null;
+  upTo: number;
+}
+
 export class SequenceConstraint {
   /** Tokens accepted here and not yet sent to the matcher's worker. */
   private pendingAccepts: number[] = [];
@@ -28,6 +34,8 @@ export class SequenceConstraint {
   private ended = false;
   private failed: string | null = null;
   private disposed = false;
+  /** A move to another worker under way (moveTo). */
+  private move: PendingMove | null = null;
 
   private constructor(
     private readonly pool: GrammarPool | null,
@@ -85,15 +93,30 @@ export class SequenceConstraint {
     return this.matcher;
   }
 
-  /** Rebuilds the matcher on another worker holding its grammar (GrammarPool.balance); between steps only. */
+  /**
+   * Starts moving the matcher to another worker holding its grammar (GrammarPool.balance): a copy is made
+   * there in the background while this one keeps filling the rows; the first fill after the copy is ready
+   * uses it. Nothing while a move is under way.
+   */
   moveTo(dest: GrammarWorker): void {
-    if (this.matcher === null || this.pool === null || this.disposed) return;
-    this.matcher = this.pool.moveMatcher(this.matcher, dest, this.history);
-    this.pendingAccepts = []; // in the history the new matcher was advanced by
+    const pool = this.pool;
+    if (this.matcher === null || pool === null || this.disposed || this.move !== null) return;
+    const move: PendingMove = { copy: null, upTo: this.history.length };
+    this.move = move;
+    pool.cloneMatcher(this.matcher, dest, this.history).then(
+      (copy) => {
+        if (this.move === move) move.copy = copy;
+        else pool.disposeMatcher(copy); // disposed meanwhile
+      },
+      () => {
+        if (this.move === move) this.move = null; // stays where it is
+      },
+    );
   }
 
   /** The worker job that fills this step's row (grammar constraints); the row is remembered for accept(). */
   fillJob(row: number, mask: Int32Array): FillJob {
+    this.finishMove();
     const matcher = this.matcher;
     if (matcher === null) throw new Error("fillJob() without a grammar");
     this.lastRow = mask.subarray(row * this.maskWords, (row + 1) * this.maskWords);
@@ -156,9 +179,21 @@ export class SequenceConstraint {
     return this.ended;
   }
 
+  /** Switches to the copy a finished move made; it gets the tokens accepted since its history. */
+  private finishMove(): void {
+    const copy = this.move?.copy;
+    if (copy === null || copy === undefined || this.matcher === null) return;
+    this.pool?.disposeMatcher(this.matcher);
+    this.matcher = copy;
+    this.pendingAccepts = this.history.slice(this.move!.upTo);
+    this.move = null;
+  }
+
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    if (this.move?.copy) this.pool?.disposeMatcher(this.move.copy);
+    this.move = null;
     if (this.matcher !== null) this.pool?.disposeMatcher(this.matcher);
     this.pendingAccepts = [];
     this.lastRow = null;
