@@ -8,11 +8,13 @@
 // registers to the consumers): per 64-deep k chunk it loads the x tile (NT rows x 64, TMA with the 128-byte
 // swizzle wgmma reads, rows past m zero-filled) and, per 16-output tile, the packed int4 words (512 B) and the
 // zero/scale pairs of the chunk's group (64 B) with cp.async.bulk, all completing on the stage's "full"
-// mbarrier, into a ring of kStages stages. Warpgroups 1 and 2 consume: each owns 64 * MS outputs (MS m64 slices
-// of 4 packed tiles, one per warp); per chunk every lane builds its A fragments from the packed words (one prmt
-// + dequant_word per k step, see gemm_sm90_rs.cu), issues MS x 4 wgmma m64nNTk16, and releases the previous
-// chunk's stage on its "empty" mbarrier once wgmma.wait_group says those wgmmas are done, so dequantization of
-// chunk r runs while the tensor cores work on chunk r-1.
+// mbarrier, into a ring of kStages stages. Warpgroups 1 and 2 consume (setmaxnreg: 56 registers for the
+// producer, 224 for them): each owns 64 * MS outputs (MS m64 slices of 4 packed tiles, one per warp); per chunk
+// and slice every lane builds its A fragments from the packed words (one prmt + dequant_word per k step, see
+// gemm_sm90_rs.cu) and issues 4 wgmma m64nNTk16 as one group. Two fragment sets alternate, so one group is
+// always in flight while the next one's fragments are built (MS = 1: chunk after chunk; MS = 2: slice after
+// slice); a chunk's stage goes back to the producer through its "empty" mbarrier once wgmma.wait_group has
+// retired every group that reads it.
 //
 // Scheduling: gridDim.x = G <= #SMs persistent blocks. Tiles (128 * MS outputs x NT rows) are numbered in bands
 // of 8 row tiles (rows fastest inside a band), so the blocks running at one time share their weight and x
@@ -194,7 +196,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
   __syncthreads();
 
   if (warp < 4) {  // producer warpgroup
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n" ::: "memory");
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
     if (warp != 0) return;
     Units u(p, blockIdx.x, G);
     int tile, kb, ke, q = 0;
@@ -227,7 +229,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
   }
 
   // Consumers.
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n" ::: "memory");
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
   const int ct = tid - 128, wg = ct >> 7, wi = (ct >> 5) & 3;
   const int g = lane >> 2, t = lane & 3;
   // Lane (g, t) of a tile: the bytes of lane (g, kk)'s words t/2 and 2 + t/2 holding k = 16kk + 2t + {0, 1} and
@@ -235,55 +237,74 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
   const uint32_t sel = (t & 1) ? 0x7351u : 0x6240u;
   const bool hiWord = (t >> 1) != 0;
   float acc[MS][C::kAcc];
-  uint32_t fa[MS * 16], fb[MS * 16];
+  uint32_t fa[16], fb[16];  // two fragment sets (one slice, one 64-deep chunk each)
 #pragma unroll
-  for (int i = 0; i < MS * 16; ++i) fb[i] = 0;
+  for (int i = 0; i < 16; ++i) fb[i] = 0;
+  // Fragments of slice `sl` (packed tile (wg * MS + sl) * 4 + warp of the block) for the chunk in stage `st`.
+  auto dequant = [&](const unsigned char* st, int sl, uint32_t(&f)[16]) {
+    const int tl = (wg * MS + sl) * 4 + wi;
+    const uint4* wl = reinterpret_cast<const uint4*>(st + C::kW) + tl * 32 + 4 * g;
+    const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint4 v = wl[kk];
+      const uint32_t lo = hiWord ? v.y : v.x, hi = hiWord ? v.w : v.z;
+      detail::dequant_word(__byte_perm(lo, hi, sel), zz.x, zz.y, &f[4 * kk]);
+    }
+  };
+  // The 4 k steps of slice `sl` as one wgmma group; i = 0 (the unit's first chunk) overwrites the accumulators.
+  auto issue = [&](const unsigned char* st, int sl, uint32_t(&f)[16], int i) {
+    keep_regs(f);
+    detail::wgmma_fence();
+    const uint64_t desc = detail::sw128_desc(st);
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) detail::wgmma_rs<NT>(acc[sl], &f[4 * kk], desc + 2 * kk, i + kk > 0);
+    detail::wgmma_commit();
+  };
   Units u(p, blockIdx.x, G);
   int tile, kb, ke, q = 0;
   while (u.next(p, G, tile, kb, ke)) {
     const int n = ke - kb;
-    // One chunk: stage -> fragments `cur` -> wgmmas; then retire the previous chunk's wgmmas (their fragments
-    // `prev` stay live until then) and release its stage.
-    auto body = [&](int i, uint32_t(&cur)[MS * 16], uint32_t(&prev)[MS * 16]) {
-      const int s = q % kStages;
-      mbar_wait(&full[s], (q / kStages) & 1);
-      const unsigned char* st = smem + s * C::kStage;
-#pragma unroll
-      for (int sl = 0; sl < MS; ++sl) {
-        const int tl = (wg * MS + sl) * 4 + wi;  // packed tile of this warp in the block
-        const uint4* wl = reinterpret_cast<const uint4*>(st + C::kW) + tl * 32 + 4 * g;
-        const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
-#pragma unroll
-        for (int kk = 0; kk < 4; ++kk) {
-          const uint4 v = wl[kk];
-          const uint32_t lo = hiWord ? v.y : v.x, hi = hiWord ? v.w : v.z;
-          detail::dequant_word(__byte_perm(lo, hi, sel), zz.x, zz.y, &cur[16 * sl + 4 * kk]);
-        }
+    if constexpr (MS == 1) {
+      // One chunk: stage -> fragments `cur` -> wgmmas; then retire the previous chunk's wgmmas (their fragments
+      // `prev` stay live until then) and release its stage. No path may reach a body that writes the fragments
+      // still in flight (ptxas would serialize every wgmma, C7513): pairs, then the odd chunk after the loop.
+      auto body = [&](int i, uint32_t(&cur)[16], uint32_t(&prev)[16]) {
+        const int s = q % kStages;
+        mbar_wait(&full[s], (q / kStages) & 1);
+        const unsigned char* st = smem + s * C::kStage;
+        dequant(st, 0, cur);
+        issue(st, 0, cur, i);
+        detail::wgmma_wait<1>();
+        keep_regs(prev);
+        if (i > 0 && lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
+        ++q;
+      };
+      int i = 0;
+      for (; i + 1 < n; i += 2) {
+        body(i, fa, fb);
+        body(i + 1, fb, fa);
       }
-      keep_regs(cur);
-      detail::wgmma_fence();
-      const uint64_t desc = detail::sw128_desc(st);
-#pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-#pragma unroll
-        for (int sl = 0; sl < MS; ++sl) detail::wgmma_rs<NT>(acc[sl], &cur[16 * sl + 4 * kk], desc + 2 * kk, i + kk > 0);
-      detail::wgmma_commit();
-      // MS = 2 keeps no chunk in flight: two fragment sets beside 128 accumulators exceed the registers (ptxas
-      // would serialize, C7512); its two consumer warpgroups still overlap each other's dequantization and wgmmas.
-      if constexpr (MS == 1) detail::wgmma_wait<1>();
-      else detail::wgmma_wait<0>();
-      keep_regs(prev);
-      if (i > 0 && lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
-      ++q;
-    };
-    // No path may reach a body that writes the fragments still in flight (ptxas would serialize every wgmma,
-    // C7513): pairs, then the odd chunk after the loop.
-    int i = 0;
-    for (; i + 1 < n; i += 2) {
-      body(i, fa, fb);
-      body(i + 1, fb, fa);
+      if (i < n) body(i, fa, fb);
+    } else {
+      // Two slices: fa holds slice 0's fragments, fb slice 1's; each is rewritten once its previous group has
+      // retired, so one group is always in flight while the other slice is dequantized.
+      for (int i = 0; i < n; ++i) {
+        const int s = q % kStages;
+        mbar_wait(&full[s], (q / kStages) & 1);
+        const unsigned char* st = smem + s * C::kStage;
+        dequant(st, 0, fa);
+        issue(st, 0, fa, i);
+        detail::wgmma_wait<1>();  // slice 1 of the previous chunk: its fragments and stage are free
+        keep_regs(fb);
+        if (i > 0 && lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
+        dequant(st, 1, fb);
+        issue(st, 1, fb, i);
+        detail::wgmma_wait<1>();  // slice 0 of this chunk
+        keep_regs(fa);
+        ++q;
+      }
     }
-    if (i < n) body(i, fa, fb);
     detail::wgmma_wait<0>();
     keep_acc(acc);
     keep_regs(fa);
