@@ -89,6 +89,22 @@ function llama2_7bAwqConfig(): ModelConfig {
   };
 }
 
+/**
+ * Per backend step of the synthetic models: the wall time of Backend.step (launch to results) and the GPU time
+ * of the step (input upload to result download; with masks, includes any wait for them between the forward and
+ * the sampler).
+ */
+const stepTimes: { wallMs: number; gpuMs: number }[] = [];
+
+/** p50 / p99 of the step times recorded in [from, to). */
+function stepSummary(from: number, to: number) {
+  const steps = stepTimes.slice(from, to);
+  if (steps.length === 0) return null;
+  const wall = steps.map((t) => t.wallMs).sort((a, b) => a - b);
+  const gpu = steps.map((t) => t.gpuMs).sort((a, b) => a - b);
+  return { wallMsP50: quantile(wall, 0.5), wallMsP99: quantile(wall, 0.99), gpuMsP50: quantile(gpu, 0.5) };
+}
+
 /** What the bench drives: an Engine, or whatever LLM.load built around engines. */
 type BenchEngine = Pick<Engine, "generate" | "compileStructuredOutput">;
 
@@ -115,7 +131,12 @@ async function openEngine(which: string): Promise<{
   const backend: Backend = {
     name: "cuda",
     load: (_source, opts) => cuda.loadSynthetic(config, opts),
-    step: (batch) => cuda.step(batch),
+    step: async (batch) => {
+      const t0 = performance.now();
+      const result = await cuda.step(batch);
+      stepTimes.push({ wallMs: performance.now() - t0, gpuMs: cuda.lastStepGpuMs });
+      return result;
+    },
     dispose: () => cuda.dispose(),
   };
   const engine = await Engine.create({
@@ -170,6 +191,7 @@ async function benchModel(which: string): Promise<unknown> {
       const base = { temperature: 1, seed: 5 };
       await runOne(engine, ps[0]!, { ...base, maxTokens: 4, structuredOutput: spec }); // warm
       recordMaskTimings(true);
+      const constrainedSteps = stepTimes.length;
       let start = performance.now();
       const lengths = await Promise.all(
         ps.map((p, i) => runOne(engine, p, { ...base, seed: 5 + i, maxTokens, structuredOutput: spec })),
@@ -178,6 +200,7 @@ async function benchModel(which: string): Promise<unknown> {
       const fills = [...maskTimings].sort((a, b) => a - b);
       const waits = [...maskWaits].sort((a, b) => a - b);
       recordMaskTimings(false);
+      const freeSteps = stepTimes.length;
       start = performance.now();
       const free = await Promise.all(
         ps.map((p, i) =>
@@ -201,6 +224,9 @@ async function benchModel(which: string): Promise<unknown> {
         maskWaitMsP99: quantile(waits, 0.99),
         maskWaitMsTotal: waits.reduce((a, b) => a + b, 0),
         steps: waits.length,
+        /** Synthetic models: Backend.step wall and GPU time per step, constrained and free runs. */
+        stepTimesConstrained: stepSummary(constrainedSteps, freeSteps),
+        stepTimesFree: stepSummary(freeSteps, stepTimes.length),
       };
     };
     const runs = [];
