@@ -11,6 +11,7 @@
  * once, so the gap is all the host work of a step, overlapped or not.
  *
  *   node dist/bench/engine-host-step.js [--seqs 256] [--tokens 128] [--prompt 64] [--step-ms 0]
+ *     [--prefix-caching on|off]   (on, as awq serve: full blocks are hashed as they fill)
  */
 import { parseArgs } from "node:util";
 import { DEMO_MODEL } from "../src/demo-model.js";
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     tokens: { type: "string", default: "128" },
     prompt: { type: "string", default: "64" },
     "step-ms": { type: "string", default: "0" },
+    "prefix-caching": { type: "string", default: "on" },
   },
 });
 const numSeqs = Number(values.seqs);
@@ -50,7 +52,7 @@ const engine = await Engine.create({
   maxModelLen: promptLen + maxTokens + 16,
   maxNumSeqs: numSeqs,
   maxNumBatchedTokens: Math.max(8192, numSeqs * promptLen),
-  enablePrefixCaching: false,
+  enablePrefixCaching: values["prefix-caching"] !== "off",
 });
 
 const started = performance.now();
@@ -81,6 +83,7 @@ console.log(
   JSON.stringify({
     runningSeqs: numSeqs,
     stepMs,
+    prefixCaching: values["prefix-caching"] !== "off",
     decodeSteps: gaps.length,
     hostMsPerStep: {
       mean: Number((gaps.reduce((a, b) => a + b, 0) / gaps.length).toFixed(3)),

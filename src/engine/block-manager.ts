@@ -84,7 +84,7 @@ export class BlockManager {
    * findCachedPrefix for a sequence holding no blocks, is taken). All or nothing: returns false, changing nothing,
    * when the free pool is too small.
    */
-  allocate(seq: BlockOwner, numNewTokens: number, cachedBlockIds: readonly number[] = []): boolean {
+  allocate(seq: BlockOwner, numNewTokens: number, cachedBlockIds: readonly number[] = NO_BLOCKS): boolean {
     const tableLength = seq.blockTable.length + cachedBlockIds.length;
     const computed =
       cachedBlockIds.length > 0 ? cachedBlockIds.length * this.blockSize : seq.numComputedTokens;
@@ -158,6 +158,8 @@ export class BlockManager {
     return block;
   }
 }
+
+const NO_BLOCKS: readonly number[] = Object.freeze([]);
 
 /** Chained hash of block `index`: covers its tokens and, through `parent`, every token before them. */
 function hashBlock(parent: string, tokenIds: readonly number[], start: number, blockSize: number): string {

@@ -19,7 +19,7 @@ import { BlockManager } from "./block-manager.js";
 import { StepPacker, type StepSequence, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
 import { MAX_LOGPROBS, resolveSamplingParams } from "./sampling-params.js";
-import { type ScheduledSequence, Scheduler, type SequenceUpdate } from "./scheduler.js";
+import { type ScheduledSequence, Scheduler } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
 import {
   type EngineClient,
@@ -86,14 +86,26 @@ export class Engine implements EngineClient {
   readonly eosTokenIds: readonly number[];
   private loop: Promise<void> | null = null;
   private closed = false;
-  /** Sequences of the step the backend is running now (an abort waits for it: a mask row may be in the works). */
-  private readonly inFlight = new Set<Sequence>();
+  /**
+   * Id of the step the backend is running now (0: none); its sequences have lastStepId = this (an abort waits
+   * for it: a mask row may be in the works).
+   */
+  private runningStepId = 0;
+  private lastStepId = 0;
   /** Finished by a stop string while their step ran: their constraints are disposed when it returns. */
   private readonly retiring: Sequence[] = [];
-  /** Requests that got a token in the last step, and its row, whose text and outputs are not out yet. */
-  private readonly deliveries: ActiveRequest[] = [];
+  /**
+   * The last step's work left for after the next launch: sequences whose full blocks are to be hashed, and
+   * requests that got a token (with its row) whose text and outputs are not out yet. Reused arrays, with counts.
+   */
+  private readonly toHash: (Sequence | undefined)[] = [];
+  private numToHash = 0;
+  private readonly deliveries: (ActiveRequest | undefined)[] = [];
   private readonly deliveryRows: number[] = [];
+  private numDeliveries = 0;
   private deliveryResult: StepResult | null = null;
+  private readonly visitUpdate = (seq: Sequence, index: number, tokenId: number | null) =>
+    this.applyToken(seq, index, tokenId);
   /** Two packers in turn: the batch being written is never the one the backend may still hold. */
   private readonly packers = [new StepPacker(), new StepPacker()];
   private packerTurn = 0;
@@ -266,7 +278,7 @@ export class Engine implements EngineClient {
   abort(requestId: string): void {
     const active = this.requests.get(requestId);
     if (active === undefined) return;
-    if (this.inFlight.has(active.seq)) active.abortRequested = true;
+    if (this.isInFlight(active.seq)) active.abortRequested = true;
     else this.finishRequest(active, "abort");
   }
 
@@ -347,7 +359,7 @@ export class Engine implements EngineClient {
    * seen one step late: the sequence already sits in the step just launched, whose token for it is dropped.
    */
   private async runLoop(): Promise<void> {
-    while (this.scheduler.hasWork() || this.deliveries.length > 0) {
+    while (this.scheduler.hasWork() || this.numDeliveries > 0 || this.numToHash > 0) {
       let step: LaunchedStep | null = null;
       try {
         step = this.launchStep();
@@ -365,8 +377,9 @@ export class Engine implements EngineClient {
         // A bug of ours, not of one request: end every request with the error rather than hang them.
         if (step !== null) await step.result;
         const message = `engine error: ${err instanceof Error ? err.message : String(err)}`;
-        this.inFlight.clear();
-        this.deliveries.length = 0;
+        this.runningStepId = 0;
+        this.numDeliveries = 0;
+        this.numToHash = 0;
         for (const seq of this.retiring) this.releaseSeq(seq);
         this.retiring.length = 0;
         for (const active of [...this.requests.values()]) this.finishRequest(active, "error", message);
@@ -396,7 +409,9 @@ export class Engine implements EngineClient {
     scheduled: readonly ScheduledSequence[],
     batch: StepBatch,
   ): Promise<StepResult | null> {
-    for (const s of scheduled) this.inFlight.add(s.seq);
+    const stepId = ++this.lastStepId;
+    this.runningStepId = stepId;
+    for (const s of scheduled) s.seq.lastStepId = stepId;
     let pending: PendingStepMasks | null = null;
     try {
       // Bitmask rows of the constrained sequences, written by the grammar workers while the backend runs the
@@ -420,13 +435,13 @@ export class Engine implements EngineClient {
       return result;
     } catch (err) {
       await pending?.done; // the workers are done with the mask memory before the next step reuses it
-      this.inFlight.clear();
+      this.runningStepId = 0;
       this.retireFinished();
       const message = `backend error: ${err instanceof Error ? err.message : String(err)}`;
       for (const { seq } of scheduled) this.finishSeq(seq, "error", message);
       return null;
     } finally {
-      this.inFlight.clear();
+      this.runningStepId = 0;
     }
   }
 
@@ -439,46 +454,54 @@ export class Engine implements EngineClient {
     this.retireFinished();
     if (result === null) return;
     this.deliveryResult = result;
-    for (const update of this.scheduler.updateFromOutput(step.scheduled, step.batch, result))
-      this.applyToken(update);
+    this.scheduler.applyOutput(step.scheduled, step.batch, result, this.visitUpdate, false);
   }
 
-  private applyToken({ seq, index, tokenId }: SequenceUpdate): void {
+  private applyToken(seq: Sequence, index: number, tokenId: number | null): void {
     const active = this.requests.get(seq.requestId);
     if (active === undefined) return;
     if (active.abortRequested) {
       this.finishRequest(active, "abort");
       return;
     }
-    if (tokenId === null) return;
-    if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= this.tokenizer.vocabSize) {
-      this.finishSeq(seq, "error", `backend error: sampled token id ${tokenId} is outside the vocabulary`);
-      return;
+    if (tokenId !== null) {
+      if (!Number.isInteger(tokenId) || tokenId < 0 || tokenId >= this.tokenizer.vocabSize) {
+        this.finishSeq(seq, "error", `backend error: sampled token id ${tokenId} is outside the vocabulary`);
+        return;
+      }
+      if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
+        const message =
+          seq.constraint.failure ??
+          `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
+        this.finishSeq(seq, "error", message);
+        return;
+      }
+      seq.appendToken(tokenId, null);
+      if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
+      this.deliveries[this.numDeliveries] = active;
+      this.deliveryRows[this.numDeliveries++] = index;
     }
-    if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
-      const message =
-        seq.constraint.failure ??
-        `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
-      this.finishSeq(seq, "error", message);
-      return;
+    if (seq.isFinished) {
+      this.scheduler.cacheFullBlocks(seq);
+      this.releaseSeq(seq);
+    } else {
+      this.toHash[this.numToHash++] = seq;
     }
-    seq.appendToken(tokenId, null);
-    if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
-    if (seq.isFinished) this.releaseSeq(seq);
-    this.deliveries.push(active);
-    this.deliveryRows.push(index);
   }
 
   /**
-   * The off-critical-path part of the last step's output, run while the next step is on the backend: logprob
-   * entries, detokenizing and stop strings, stream outputs. A sequence a stop string ends here is in the step
-   * on the backend: its output ends now, its blocks come back when that step returns.
+   * The off-critical-path part of the last step's output, run while the next step is on the backend: the
+   * prefix cache's block hashes, logprob entries, detokenizing and stop strings, stream outputs. A sequence a
+   * stop string ends here is in the step on the backend: its output ends now, and the token that step
+   * computes for it is dropped.
    */
   private deliverPending(): void {
+    for (let i = 0; i < this.numToHash; i++) this.scheduler.cacheFullBlocks(this.toHash[i]!);
+    this.toHash.fill(undefined, 0, this.numToHash);
+    this.numToHash = 0;
     const result = this.deliveryResult;
-    const deliveries = this.deliveries;
-    for (let i = 0; i < deliveries.length; i++) {
-      const active = deliveries[i]!;
+    for (let i = 0; i < this.numDeliveries; i++) {
+      const active = this.deliveries[i]!;
       const row = this.deliveryRows[i]!;
       const { seq } = active;
       if (this.requests.get(seq.requestId) !== active) continue; // ended meanwhile (abort, error)
@@ -496,16 +519,21 @@ export class Engine implements EngineClient {
         // and no later step starts before that one returns. Its matcher may be filling a mask row of that
         // step: disposed when the step returns.
         this.scheduler.remove(seq);
-        if (this.inFlight.has(seq)) this.retiring.push(seq);
+        if (this.isInFlight(seq)) this.retiring.push(seq);
         else this.releaseSeq(seq);
       }
       this.requests.delete(seq.requestId);
       active.detachSignal();
       active.stream.push(seq.takeOutput());
     }
-    deliveries.length = 0;
-    this.deliveryRows.length = 0;
+    this.deliveries.fill(undefined, 0, this.numDeliveries);
+    this.numDeliveries = 0;
     this.deliveryResult = null;
+  }
+
+  /** Whether the step on the backend runs `seq`. */
+  private isInFlight(seq: Sequence): boolean {
+    return this.runningStepId !== 0 && seq.lastStepId === this.runningStepId;
   }
 
   /** Disposes the constraints of sequences a stop string ended while their step ran. */

@@ -108,7 +108,7 @@ export class Scheduler {
         fits = bm.allocate(seq, numNewTokens);
       }
       if (!fits) continue; // seq itself went back to waiting; index now points past the end
-      scheduled.push({ seq, numNewTokens, sample: seq.numComputedTokens + numNewTokens === seq.numTokens });
+      scheduled.push(entryOf(seq, numNewTokens));
       budget -= numNewTokens;
       index++;
     }
@@ -143,11 +143,12 @@ export class Scheduler {
       this.waiting.shift();
       seq.status = "running";
       this.running.push(seq);
-      scheduled.push({ seq, numNewTokens, sample: seq.numComputedTokens + numNewTokens === seq.numTokens });
+      scheduled.push(entryOf(seq, numNewTokens));
       budget -= numNewTokens;
     }
     if (scheduled.length > 0 && this.iterationListeners.size > 0) {
-      const numTokens = scheduled.reduce((sum, s) => sum + s.numNewTokens, 0);
+      let numTokens = 0;
+      for (const s of scheduled) numTokens += s.numNewTokens;
       for (const listener of this.iterationListeners) listener(numTokens);
     }
     if (scheduled.length === 0 && this.running.length === 0 && this.waiting.length > 0) {
@@ -169,11 +170,30 @@ export class Scheduler {
     result: StepResult,
   ): SequenceUpdate[] {
     const updates: SequenceUpdate[] = [];
-    scheduled.forEach(({ seq, numNewTokens, sample }, index) => {
-      if (seq.isFinished) return;
+    this.applyOutput(scheduled, batch, result, (seq, index, tokenId) =>
+      updates.push({ seq, index, tokenId }),
+    );
+    return updates;
+  }
+
+  /**
+   * updateFromOutput without the update objects: visit(seq, index, tokenId) for each live sequence, in step
+   * order. With cacheBlocks false the full blocks are not hashed here: the caller calls cacheFullBlocks(seq)
+   * later (off its critical path), and before the sequence's blocks are freed.
+   */
+  applyOutput(
+    scheduled: readonly ScheduledSequence[],
+    batch: StepBatch,
+    result: StepResult,
+    visit: (seq: Sequence, index: number, tokenId: number | null) => void,
+    cacheBlocks = true,
+  ): void {
+    for (let index = 0; index < scheduled.length; index++) {
+      const { seq, numNewTokens, sample } = scheduled[index]!;
+      if (seq.isFinished) continue;
       const start = seq.numComputedTokens;
       seq.numComputedTokens += numNewTokens;
-      this.blockManager.cacheFullBlocks(seq);
+      if (cacheBlocks) this.blockManager.cacheFullBlocks(seq);
       if (seq.promptLogprobs !== null && result.tokenLogprobs !== undefined) {
         // Token t's entry is the logprob of token t + 1; the last token of the step has none.
         const firstToken = batch.queryStarts[index]!;
@@ -185,9 +205,13 @@ export class Scheduler {
           );
         }
       }
-      updates.push({ seq, index, tokenId: sample ? result.tokenIds[index]! : null });
-    });
-    return updates;
+      visit(seq, index, sample ? result.tokenIds[index]! : null);
+    }
+  }
+
+  /** Hashes the sequence's blocks that are full, into the prefix cache (see applyOutput). */
+  cacheFullBlocks(seq: Sequence): void {
+    this.blockManager.cacheFullBlocks(seq);
   }
 
   private preempt(seq: Sequence): void {
@@ -196,6 +220,22 @@ export class Scheduler {
     this.waiting.unshift(seq);
     this.numPreemptions++;
   }
+}
+
+/**
+ * The sequence's schedule entry for this step. One object per sequence, rewritten by its next schedule: an
+ * entry is read until its step's output is applied, which comes before the next schedule.
+ */
+function entryOf(seq: Sequence, numNewTokens: number): ScheduledSequence {
+  const sample = seq.numComputedTokens + numNewTokens === seq.numTokens;
+  const entry = seq.scheduledEntry;
+  if (entry === null) {
+    seq.scheduledEntry = { seq, numNewTokens, sample };
+    return seq.scheduledEntry;
+  }
+  entry.numNewTokens = numNewTokens;
+  entry.sample = sample;
+  return entry;
 }
 
 function removeFrom(list: Sequence[], seq: Sequence): boolean {

@@ -11,6 +11,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { BlockOwner } from "./block-manager.js";
 import type { StepSequence } from "./model-runner.js";
 import type { ResolvedSamplingParams } from "./sampling-params.js";
+import type { ScheduledSequence } from "./scheduler.js";
 import { StopChecker, type StopDecision, StopStringMatcher } from "./stop-checker.js";
 import type { FinishReason, RequestOutput, TokenLogprob } from "./types.js";
 
@@ -53,13 +54,18 @@ export class Sequence implements BlockOwner {
   constraint: SequenceConstraint | null = null;
   /** The step builder's view of this sequence (model-runner.ts's scheduledStepSequence rewrites it each step). */
   stepView: StepSequence | null = null;
+  /** Its entry in the scheduler's output (scheduler.ts rewrites it each step it is scheduled). */
+  scheduledEntry: ScheduledSequence | null = null;
+  /** The engine's id of the last step that ran it. */
+  lastStepId = 0;
   /** Per prompt token (null for the first), when the request asked for prompt logprobs. */
   readonly promptLogprobs: (TokenLogprob | null)[] | null;
 
   private readonly detokenizer: IncrementalDetokenizer;
   private readonly matcher: StopStringMatcher;
   private pendingText = "";
-  private pendingTokenIds: number[] = [];
+  /** Output tokens already sent in a takeOutput() delta. */
+  private numTokensSent = 0;
   private pendingLogprobs: TokenLogprob[] = [];
   private promptLogprobsSent = false;
   /** Output tokens already turned into text (settleText). */
@@ -123,7 +129,6 @@ export class Sequence implements BlockOwner {
   appendToken(tokenId: number, logprob: TokenLogprob | null): void {
     this.tokenIds.push(tokenId);
     this.outputTokenIds.push(tokenId);
-    this.pendingTokenIds.push(tokenId);
     if (logprob !== null) this.pendingLogprobs.push(logprob);
     const decision = this.stopChecker.checkToken(tokenId, this.outputTokenIds.length);
     if (decision !== null) {
@@ -217,7 +222,7 @@ export class Sequence implements BlockOwner {
 
   /** Whether anything new is waiting to be sent. */
   get hasPendingOutput(): boolean {
-    return this.pendingTokenIds.length > 0 || this.pendingText.length > 0 || this.isFinished;
+    return this.numTokensSent < this.numOutputTokens || this.pendingText.length > 0 || this.isFinished;
   }
 
   /** The delta since the last call, as the front end sees it. */
@@ -226,7 +231,7 @@ export class Sequence implements BlockOwner {
     const output: RequestOutput = {
       requestId: this.requestId,
       textDelta: this.pendingText,
-      tokenIdsDelta: this.pendingTokenIds,
+      tokenIdsDelta: this.outputTokenIds.slice(this.numTokensSent),
       logprobsDelta: this.pendingLogprobs,
       finished: this.isFinished,
       finishReason: this.finishReason,
@@ -242,7 +247,7 @@ export class Sequence implements BlockOwner {
       this.promptLogprobsSent = true;
     }
     this.pendingText = "";
-    this.pendingTokenIds = [];
+    this.numTokensSent = this.numOutputTokens;
     this.pendingLogprobs = [];
     return output;
   }
@@ -263,10 +268,8 @@ export class Sequence implements BlockOwner {
     if (drop <= 0) return;
     this.outputTokenIds.length = count;
     this.tokenIds.length = this.numPromptTokens + count;
-    this.pendingTokenIds.length = Math.max(0, this.pendingTokenIds.length - drop);
-    if (this.pendingLogprobs.length > this.pendingTokenIds.length) {
-      this.pendingLogprobs.length = this.pendingTokenIds.length;
-    }
+    const unsent = Math.max(0, count - this.numTokensSent);
+    if (this.pendingLogprobs.length > unsent) this.pendingLogprobs.length = unsent;
     this.numTextTokens = count;
   }
 }
