@@ -10,9 +10,16 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { BackendUnavailableError } from "../backend.js";
 import { createBackend } from "../create.js";
+import { stepBesideMasks } from "./cuda-backend.js";
 import { llama2_13bAwqConfig } from "./latency-bench.js";
 import { nativeDims } from "./load-weights.js";
-import { addonPath, formatCudaVersion, loadNativeAddon } from "./native-addon.js";
+import {
+  addonPath,
+  formatCudaVersion,
+  loadNativeAddon,
+  type NativeEngine,
+  type NativeStepOutput,
+} from "./native-addon.js";
 
 test("a missing addon file is one clear BackendUnavailableError", async () => {
   const saved = process.env.AWQ_NATIVE_ADDON;
@@ -100,4 +107,47 @@ test("nativeDims carries the RoPE variant and the AWQ group size", () => {
   assert.equal(dynamic.ropeFactor, 2);
   assert.equal(dynamic.ropeOriginalMaxPositions, 2048);
   assert.equal(formatCudaVersion(13000), "13.0");
+});
+
+/** A NativeEngine that logs forward() / sample() calls (no GPU); `forwardFails` rejects the launch. */
+function fakeEngine(log: string[], forwardFails = false): NativeEngine {
+  const output = { tokenIds: Int32Array.of(7) } as NativeStepOutput;
+  return {
+    forward: async () => {
+      log.push("forward");
+      if (forwardFails) throw new Error("cuda forward: launch failed");
+    },
+    sample: async () => {
+      log.push("sample");
+      return output;
+    },
+  } as unknown as NativeEngine;
+}
+
+test("masks still being written: the forward is launched first, sampling once they are written", async () => {
+  const log: string[] = [];
+  const batch = {} as Parameters<typeof stepBesideMasks>[1];
+  const out = await stepBesideMasks(fakeEngine(log), batch, async () => {
+    log.push("masks start");
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    log.push("masks written");
+  });
+  assert.deepEqual(log, ["forward", "masks start", "masks written", "sample"]);
+  assert.deepEqual(Array.from(out.tokenIds), [7]);
+});
+
+test("masks that fail still finish the launched step (sample) before the error; a failed launch samples nothing", async () => {
+  const log: string[] = [];
+  const batch = {} as Parameters<typeof stepBesideMasks>[1];
+  await assert.rejects(
+    stepBesideMasks(fakeEngine(log), batch, () => Promise.reject(new Error("worker gone"))),
+    /worker gone/,
+  );
+  assert.deepEqual(log, ["forward", "sample"]);
+  log.length = 0;
+  await assert.rejects(
+    stepBesideMasks(fakeEngine(log, true), batch, () => Promise.resolve()),
+    /launch failed/,
+  );
+  assert.deepEqual(log, ["forward"]);
 });

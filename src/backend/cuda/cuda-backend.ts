@@ -175,7 +175,7 @@ export class CudaBackend implements Backend {
  * they are written. A launch that fails needs no sample(); one that succeeded always gets it, even when the
  * masks failed, so the engine is free for the next step.
  */
-async function stepBesideMasks(
+export async function stepBesideMasks(
   engine: NativeEngine,
   batch: StepBatch,
   masksReady: () => Promise<void>,
