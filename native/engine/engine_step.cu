@@ -61,6 +61,27 @@ void Engine::forward(const ForwardShape& s) {
     }
     endRange();
   };
+  hooks.gateUpSilu = [&](const half* x, int rows, half* act) {
+    const LinearWeight& gu = weights_.layers[l].linear(LayerLinear::GateUp);
+    if (!gu.awq()) return false;
+    const cudaError_t status = awqk::awq_linear_silu(x, rows, gu.ptr(), gu.in, gu.out, gu.group, act, stream_);
+    if (status == cudaErrorNotSupported) return false;
+    cudaCheck(status, "awq_linear_silu gate_up_proj (m=" + std::to_string(rows) + ")");
+    if (syncAfterLaunch()) checkLaunch("awq_linear_silu", stream_);
+    return true;
+  };
+  hooks.linearAddNorm = [&](LayerLinear which, const half* x, int rows, half* y, float* res, const half* normWeight,
+                            float eps, half* normed) {
+    const LinearWeight& lw = weights_.layers[l].linear(which);
+    if (!lw.awq()) return false;
+    const cudaError_t status =
+        awqk::awq_linear_add_rmsnorm(x, rows, lw.ptr(), lw.in, lw.out, lw.group, y, res, normWeight, eps, normed,
+                                     ws_->linearWork.get(), ws_->linearWork.bytes(), stream_);
+    if (status == cudaErrorNotSupported) return false;
+    cudaCheck(status, std::string("awq_linear_add_rmsnorm ") + layerLinearOp(which) + " (m=" + std::to_string(rows) + ")");
+    if (syncAfterLaunch()) checkLaunch("awq_linear_add_rmsnorm", stream_);
+    return true;
+  };
   hooks.beginOp = [this](const char* op) { beginRange(op); };
   hooks.endOp = [this] { endRange(); };
   hooks.launched = [this](const char* kernel) {
@@ -71,8 +92,9 @@ void Engine::forward(const ForwardShape& s) {
     const LayerWeights& layer = weights_.layers[l];
     const LayerKvWrite kv{in + s.layout.positions, in + s.layout.slotMapping, in + s.layout.tokenSeqLen,
                           ropeTable_.as<float2>(), kCache_[l].get(), vCache_[l].get(), kvDtype};
-    runner.runAttentionBlock(l == 0 ? nullptr : delta, layer.inputNorm.as<half>(), kv);
-    runner.runMlpBlock(delta, layer.postNorm.as<half>());
+    const half* nextInputNorm = l + 1 < d.numLayers ? weights_.layers[l + 1].inputNorm.as<half>() : nullptr;
+    runner.runAttentionBlock(l == 0 ? nullptr : delta, layer.inputNorm.as<half>(), kv, layer.postNorm.as<half>());
+    runner.runMlpBlock(delta, layer.postNorm.as<half>(), nextInputNorm);
   }
   // Final norm of the rows that are sampled only (the residual keeps this last delta un-added).
   if (s.numGather > 0) {

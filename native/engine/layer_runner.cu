@@ -44,7 +44,8 @@ LayerRunner::LayerRunner(const DecoderLayerDims& dims, const LayerActivations& a
   if (!hooks.linear || !hooks.attention) throw std::logic_error("LayerRunner needs the linear and attention hooks");
 }
 
-void LayerRunner::runAttentionBlock(const half* pendingDelta, const half* inputNorm, const LayerKvWrite& kv) {
+void LayerRunner::runAttentionBlock(const half* pendingDelta, const half* inputNorm, const LayerKvWrite& kv,
+                                    const half* nextNorm) {
   const DecoderLayerDims& d = dims_;
   addRmsNorm(pendingDelta, inputNorm, "add_rmsnorm (input norm)");
   linear(LayerLinear::Qkv, acts_.normed, d.hidden, acts_.big);
@@ -54,22 +55,47 @@ void LayerRunner::runAttentionBlock(const half* pendingDelta, const half* inputN
   launched("rope_kv_write");
   end();
   hooks_.attention(acts_.q, kv.kCache, kv.vCache, acts_.attn);
-  linear(LayerLinear::O, acts_.attn, d.numHeads * d.headDim, acts_.delta);
+  residualLinear(LayerLinear::O, acts_.attn, d.numHeads * d.headDim, nextNorm);
 }
 
-void LayerRunner::runMlpBlock(const half* pendingDelta, const half* postNorm) {
+void LayerRunner::runMlpBlock(const half* pendingDelta, const half* postNorm, const half* nextNorm) {
   const DecoderLayerDims& d = dims_;
   addRmsNorm(pendingDelta, postNorm, "add_rmsnorm (post-attention norm)");
-  linear(LayerLinear::GateUp, acts_.normed, d.hidden, acts_.big);
-  begin("silu_mul");
-  launchSiluMul(acts_.big, acts_.act, numTokens_, d.intermediate, stream_);
-  launched("silu_mul");
+  if (hooks_.capture) hooks_.capture(LayerLinear::GateUp, acts_.normed, numTokens_, d.hidden);
+  begin(layerLinearOp(LayerLinear::GateUp));
+  const bool fused = hooks_.gateUpSilu && hooks_.gateUpSilu(acts_.normed, numTokens_, acts_.act);
+  if (!fused) hooks_.linear(LayerLinear::GateUp, acts_.normed, numTokens_, acts_.big);
   end();
-  linear(LayerLinear::Down, acts_.act, d.intermediate, acts_.delta);
+  if (!fused) {
+    begin("silu_mul");
+    launchSiluMul(acts_.big, acts_.act, numTokens_, d.intermediate, stream_);
+    launched("silu_mul");
+    end();
+  }
+  residualLinear(LayerLinear::Down, acts_.act, d.intermediate, nextNorm);
+}
+
+void LayerRunner::residualLinear(LayerLinear which, const half* x, int width, const half* nextNorm) {
+  normedWith_ = nullptr;
+  if (nextNorm != nullptr && hooks_.linearAddNorm && !hooks_.capture) {
+    begin(layerLinearOp(which));
+    const bool fused = hooks_.linearAddNorm(which, x, numTokens_, acts_.delta, acts_.residual, nextNorm,
+                                            dims_.rmsEps, acts_.normed);
+    if (!fused) hooks_.linear(which, x, numTokens_, acts_.delta);
+    end();
+    if (fused) normedWith_ = nextNorm;
+    return;
+  }
+  linear(which, x, width, acts_.delta);
 }
 
 // residual += pendingDelta (written back only when there is one); normed = rmsnorm(residual) * weight.
 void LayerRunner::addRmsNorm(const half* pendingDelta, const half* weight, const char* kernel) {
+  if (normedWith_ != nullptr && normedWith_ == weight) {  // the projection before did it (residualLinear)
+    normedWith_ = nullptr;
+    return;
+  }
+  normedWith_ = nullptr;
   begin("add_rmsnorm");
   launchAddRmsNorm(acts_.residual, pendingDelta, weight, acts_.normed, nullptr, numTokens_, dims_.hidden,
                    dims_.rmsEps, pendingDelta != nullptr, stream_);

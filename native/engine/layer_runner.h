@@ -68,6 +68,18 @@ struct LayerHooks {
   std::function<void(LayerLinear which, const half* x, int rows, half* y)> linear;
   /** attn = attention of the rotated queries over this layer's cache (K, V already written, LayerKvWrite::kvDtype). */
   std::function<void(const half* q, const void* kCache, const void* vCache, half* attn)> attention;
+  /**
+   * Optional: act (rows, intermediate) = silu(gate) * up of x (rows, hidden) W_gate|up in one launch. Returns false,
+   * having launched nothing, where no fused kernel applies (the runner then runs the gate|up linear and SiLU).
+   */
+  std::function<bool(const half* x, int rows, half* act)> gateUpSilu;
+  /**
+   * Optional: y (rows, hidden) = x W of `which` (O or Down), then residual += y and normed = rmsnorm(residual) *
+   * normWeight, in one launch. Returns false, having launched nothing, where no fused kernel applies.
+   */
+  std::function<bool(LayerLinear which, const half* x, int rows, half* y, float* residual, const half* normWeight,
+                     float eps, half* normed)>
+      linearAddNorm;
   /** Sees the input x (rows, width) of a linear just before it runs (the quantizer's input statistics). */
   std::function<void(LayerLinear which, const half* x, int rows, int width)> capture;
   /** Around each operation but attention (which times itself): the engine's profiler ranges. */
@@ -84,18 +96,24 @@ class LayerRunner {
 
   /**
    * residual += pendingDelta (when not null); normed = rmsnorm(residual) * inputNorm; q|k|v; RoPE and the KV
-   * write; attention; delta = o_proj(attn), left pending. inputNorm (hidden) fp16.
+   * write; attention; delta = o_proj(attn), left pending. inputNorm (hidden) fp16. With nextNorm (the postNorm the
+   * next runMlpBlock gets), o_proj may add its delta and normalize itself (hooks.linearAddNorm); that
+   * runMlpBlock then skips its add + RMSNorm.
    */
-  void runAttentionBlock(const half* pendingDelta, const half* inputNorm, const LayerKvWrite& kv);
+  void runAttentionBlock(const half* pendingDelta, const half* inputNorm, const LayerKvWrite& kv,
+                         const half* nextNorm = nullptr);
   /**
    * residual += pendingDelta (when not null); normed = rmsnorm(residual) * postNorm; gate|up; act = silu(gate)
-   * * up; delta = down_proj(act), left pending. postNorm (hidden) fp16.
+   * * up; delta = down_proj(act), left pending. postNorm (hidden) fp16. nextNorm: the next layer's inputNorm, as
+   * in runAttentionBlock (null for the last layer: its delta stays pending).
    */
-  void runMlpBlock(const half* pendingDelta, const half* postNorm);
+  void runMlpBlock(const half* pendingDelta, const half* postNorm, const half* nextNorm = nullptr);
 
  private:
   void addRmsNorm(const half* pendingDelta, const half* weight, const char* kernel);
   void linear(LayerLinear which, const half* x, int width, half* y);
+  /** The projection into the residual stream (O or Down), fused with the next add + RMSNorm where it can be. */
+  void residualLinear(LayerLinear which, const half* x, int width, const half* nextNorm);
   void begin(const char* op) const;
   void end() const;
   void launched(const char* kernel) const;
@@ -105,6 +123,7 @@ class LayerRunner {
   int numTokens_;
   cudaStream_t stream_;
   const LayerHooks& hooks_;
+  const half* normedWith_ = nullptr;  // set when the last projection already left normed = rmsnorm(residual) * it
 };
 
 }  // namespace awq

@@ -2,8 +2,11 @@
 // copies to defeat the 50 MB L2, as in a real decode step) and paged attention.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
+#include "../kernels/common.cuh"
 #include "../kernels/internal.h"
 #include "../kernels/kernels.h"
 #include "../kernels/launch.h"
@@ -271,4 +274,147 @@ void bench_attention(bool quick) {
     CK(cudaFree(b.ctx));
     CK(cudaFree(b.ws));
   }
+}
+
+namespace {
+
+// Read-only probe of the GEMV's weight stream: the blocks, warps and bursts of the register GEMV (NPW tiles a
+// block, `warps` warps splitting K, U-chunk bursts of 16-byte loads per lane) with no dequantization or mma, so
+// the bandwidth that access pattern alone reaches can be set beside the real kernel's.
+template <int NPW, int U>
+__global__ void stream_probe_kernel(const uint4* __restrict__ wq, int kChunks, int nTiles, int chunksPerWarp,
+                                    unsigned* sink) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int cBegin = warp * chunksPerWarp, cEnd = min(cBegin + chunksPerWarp, kChunks);
+  unsigned acc = 0;
+  for (int c0 = cBegin; c0 < cEnd; c0 += U) {
+    uint4 v[U][NPW];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int p = 0; p < NPW; ++p) {
+        const int tile = blockIdx.x * NPW + p;
+        v[u][p] = c0 + u < cEnd && tile < nTiles
+                      ? awqk::detail::ld_stream16(wq + ((size_t)tile * kChunks + c0 + u) * 32 + lane)
+                      : make_uint4(0, 0, 0, 0);
+      }
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+#pragma unroll
+      for (int p = 0; p < NPW; ++p) acc ^= v[u][p].x ^ v[u][p].y ^ v[u][p].z ^ v[u][p].w;
+  }
+  if (acc == 0x12345678u) *sink = acc;
+}
+
+template <int NPW, int U>
+void launch_probe(const void* w, int in, int out, int warps, unsigned* sink, cudaStream_t st) {
+  const int kChunks = in / 64, nTiles = out / 16;
+  stream_probe_kernel<NPW, U><<<(nTiles + NPW - 1) / NPW, warps * 32, 0, st>>>(
+      static_cast<const uint4*>(w), kChunks, nTiles, (kChunks + warps - 1) / warps, sink);
+}
+
+}  // namespace
+
+// Decode GEMV sweep of issue 13 (kernel-tests --gemv): m = 1 and 8 on the 13B shapes, GEMV variants x L2 prefetch
+// (distance in 64-k chunks; mode 1 = bulk prefetch, 2 = per-lane line prefetch), then one layer's four linears
+// back to back (each on its own rotated weights, as in a decode step) with each prefetch setting, with gate|up
+// plain or fused with SiLU.
+void bench_gemv() {
+  struct Pf {
+    int dist, mode;
+  };
+  const Pf pfs[] = {{0, 1}, {8, 1}, {16, 1}, {32, 1}, {64, 1}, {8, 2}, {16, 2}, {32, 2}};
+  setenv("AWQ_GEMV_SILU", "1", 0);  // the fused paths are off by default; read once per process
+  setenv("AWQ_GEMV_ADDNORM", "1", 0);
+  std::printf("\nDecode GEMV x L2 prefetch (us; graph replay, weights rotated; GB/s of the best at the end)\n");
+  std::vector<std::unique_ptr<Weights>> ws;
+  for (const Shape& s : kShapes)
+    if (s.awq) ws.push_back(std::make_unique<Weights>(s));
+  __half *x, *y;
+  CK(cudaMalloc(&x, (size_t)8 * 13824 * 2));
+  CK(cudaMalloc(&y, (size_t)8 * 27648 * 2));
+  fill_half(x, (size_t)8 * 13824, 11, -1.f, 1.f);
+  for (const auto& w : ws) {
+    for (int m : {1, 8}) {
+      for (int v : {0, 2, 3, 16, 17, 10, 12, 18}) {
+        std::printf("%-20s m%-2d v%-3d", w->s.name, m, v);
+        double best = 1e30;
+        for (const Pf& p : pfs) {
+          awqk::awq_gemv_override({v, p.dist, p.mode});
+          const double us = w->us(x, m, y, true);
+          best = std::min(best, us);
+          std::printf(" pf%d/%d %6.1f", p.dist, p.mode, us);
+        }
+        std::printf("  best %5.0f GB/s\n", (double)w->bytes / (best * 1e-6) / 1e9);
+      }
+    }
+  }
+  awqk::awq_gemv_override({});
+  // The weight stream alone (no dequantization, no mma), in the register GEMV's geometry and a few others.
+  unsigned* sink;
+  CK(cudaMalloc(&sink, 4));
+  std::printf("\nWeight stream probe (loads only; GB/s of the int4 weights + zero/scale bytes of the shape)\n");
+  for (const auto& w : ws) {
+    const Shape& s = w->s;
+    std::printf("%-20s", s.name);
+    struct P {
+      const char* name;
+      void (*fn)(const void*, int, int, int, unsigned*, cudaStream_t);
+      int warps;
+    };
+    const P probes[] = {{"npw2 u4 w4", launch_probe<2, 4>, 4},  {"npw2 u2 w8", launch_probe<2, 2>, 8},
+                        {"npw1 u8 w4", launch_probe<1, 8>, 4},  {"npw2 u8 w4", launch_probe<2, 8>, 4},
+                        {"npw1 u4 w8", launch_probe<1, 4>, 8},  {"npw4 u4 w4", launch_probe<4, 4>, 4},
+                        {"npw1 u16 w2", launch_probe<1, 16>, 2}};
+    for (const P& p : probes) {
+      const int n = (int)w->copies.size();
+      const double ms = time_ms([&](int i, cudaStream_t st) { p.fn(w->copies[i % n], s.in, s.out, p.warps, sink, st); },
+                                std::max(n, 8));
+      std::printf("  %s %5.0f", p.name, (double)w->bytes / (ms * 1e-3) / 1e9);
+    }
+    std::printf("\n");
+  }
+  CK(cudaFree(sink));
+  // One layer: qkv, o, gate_up (or gate_up + SiLU fused), down, each call on the next copy of its weights.
+  std::printf("\nOne layer's linears back to back (us per layer, m = 1 / 8; graph replay of 8 layers)\n");
+  float* res;
+  __half *nw, *normed;
+  CK(cudaMalloc(&res, (size_t)8 * 5120 * 4));
+  CK(cudaMalloc(&nw, (size_t)5120 * 2));
+  CK(cudaMalloc(&normed, (size_t)8 * 5120 * 2));
+  CK(cudaMemset(res, 0, (size_t)8 * 5120 * 4));
+  fill_half(nw, 5120, 12, 0.5f, 1.5f);
+  for (int fuse = 0; fuse < 3; ++fuse) {
+    const bool silu = fuse >= 1, addNorm = fuse == 2;
+    for (const Pf& p : pfs) {
+      std::printf("  %-20s pf%d/%d", addNorm ? "silu + add_rmsnorm" : silu ? "gate_up+silu" : "plain", p.dist,
+                  p.mode);
+      for (int m : {1, 8}) {
+        awqk::awq_gemv_override({0, p.dist, p.mode});
+        const double ms = time_ms(
+            [&](int i, cudaStream_t st) {
+              for (const auto& w : ws) {
+                const Shape& s = w->s;
+                void* wp = w->copies[i % w->copies.size()];
+                if (silu && s.out == 27648)
+                  CK(awqk::awq_linear_silu(x, m, wp, s.in, s.out, 128, y, st));
+                else if (addNorm && s.out == 5120)
+                  CK(awqk::awq_linear_add_rmsnorm(x, m, wp, s.in, s.out, 128, y, res, nw, 1e-5f, normed, linear_ws(),
+                                                  awqk::linear_workspace_bytes(), st));
+                else
+                  CK(awqk::awq_linear(x, m, wp, s.in, s.out, 128, y, st, linear_ws(), awqk::linear_workspace_bytes()));
+              }
+            },
+            8);
+        std::printf("  m%d %7.1f", m, ms * 1e3);
+      }
+      std::printf("\n");
+    }
+  }
+  awqk::awq_gemv_override({});
+  CK(cudaFree(res));
+  CK(cudaFree(nw));
+  CK(cudaFree(normed));
+  CK(cudaFree(x));
+  CK(cudaFree(y));
 }

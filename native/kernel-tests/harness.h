@@ -102,6 +102,9 @@ void bench_attention(bool quick);
 // cache; decode attention timings by KV dtype.
 bool test_kv_cache_fp8();
 void bench_kv_cache(bool quick);
+// Decode GEMV options of issue 13 (tests.cu / bench.cu; kernel-tests --gemv runs only these).
+bool test_gemv_fused();
+void bench_gemv();
 
 // Naive references (fp32 accumulation), in ref.cu.
 void ref_awq_linear(const __half* x, int m, const int32_t* qweight, const int32_t* qzeros,

@@ -1,5 +1,6 @@
 // kernel-tests: correctness of every awq-ts CUDA kernel against naive references, then timings
-// on the Llama-2-13B shapes. Usage: kernel-tests [--quick] [--no-bench] [--bench-only] [--eager]
+// on the Llama-2-13B shapes. Usage: kernel-tests [--quick] [--no-bench] [--bench-only] [--eager] [--gemv]
+// (--gemv: only the decode GEMV options' checks and sweep)
 #include <cstring>
 
 #include "harness.h"
@@ -7,7 +8,7 @@
 bool g_time_graphs = true;
 
 int main(int argc, char** argv) {
-  bool quick = false, bench = true, tests = true;
+  bool quick = false, bench = true, tests = true, gemvOnly = false;
   bool kvOnly = false;  // --kv: only the KV cache / attention checks and timings (kv-cache-tests.cu)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--bench-only")) tests = false;
     if (!std::strcmp(argv[i], "--eager")) g_time_graphs = false;
     if (!std::strcmp(argv[i], "--kv")) kvOnly = true;
+    if (!std::strcmp(argv[i], "--gemv")) gemvOnly = true;
   }
   int dev = 0;
   cudaDeviceProp prop;
@@ -23,6 +25,11 @@ int main(int argc, char** argv) {
   std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, prop.multiProcessorCount,
               prop.totalGlobalMem / 1e9);
   bool ok = true;
+  if (gemvOnly) {
+    if (tests) ok &= test_gemv_fused();
+    if (bench) bench_gemv();
+    return ok ? 0 : 1;
+  }
   if (kvOnly) {
     if (tests) ok &= test_kv_cache_fp8() && test_attention();
     if (bench) bench_kv_cache(quick);
@@ -35,6 +42,7 @@ int main(int argc, char** argv) {
     ok &= test_kv_cache_fp8();
     ok &= test_quant();
     ok &= test_gptq();
+    ok &= test_gemv_fused();
     std::printf("\ncorrectness: %s\n", ok ? "ALL PASSED" : "FAILURES (see FAIL lines)");
   }
   if (bench) {

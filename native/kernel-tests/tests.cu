@@ -1,6 +1,7 @@
 // Correctness: every kernel path against a naive fp32 reference on random inputs.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -293,5 +294,184 @@ bool test_attention() {
   ok &= attention_case(4, 2, 64, {{1, 2500}}, 16);
   ok &= attention_case(40, 40, 128, {{2048, 2048}}, 17);
   ok &= attention_case(40, 40, 128, {{300, 1500}, {1, 900}, {77, 77}}, 18);
+  return ok;
+}
+
+// Decode GEMV options of issue 13: the fused gate|up + SiLU GEMV against awq_linear followed by the SiLU product
+// (the same roundings: gate and up in fp16, the product in fp32), and awq_linear with the L2 prefetch on
+// (both modes, several distances) against the naive reference.
+namespace {
+
+// awq_linear_add_rmsnorm against awq_linear + a host add + RMSNorm, twice in a row (the workspace must be left zero).
+bool test_add_rmsnorm(const __half* x, const void* packed, int in, int out, int group, int m, __half* y, void* lws) {
+  const float eps = 1e-5f;
+  std::vector<float> res0((size_t)m * out);
+  std::vector<__half> w(out);
+  std::mt19937 rng(7 + m + out);
+  std::uniform_real_distribution<float> u(-2.f, 2.f);
+  for (auto& v : res0) v = u(rng);
+  for (auto& v : w) v = __float2half(0.5f + 0.25f * u(rng));
+  float* res;
+  __half *wd, *normed;
+  float* ref;
+  CK(cudaMalloc(&res, res0.size() * 4));
+  CK(cudaMalloc(&wd, (size_t)out * 2));
+  CK(cudaMalloc(&normed, (size_t)m * out * 2));
+  CK(cudaMalloc(&ref, (size_t)m * out * 4));
+  CK(cudaMemcpy(wd, w.data(), (size_t)out * 2, cudaMemcpyHostToDevice));
+  CK(awqk::awq_linear(x, m, packed, in, out, group, y, 0));
+  CK(cudaDeviceSynchronize());
+  std::vector<__half> hy((size_t)m * out);
+  CK(cudaMemcpy(hy.data(), y, hy.size() * 2, cudaMemcpyDeviceToHost));
+  std::vector<float> expRes(res0.size()), expNorm(res0.size());
+  for (int t = 0; t < m; ++t) {
+    double ss = 0;
+    for (int i = 0; i < out; ++i) {
+      const size_t k = (size_t)t * out + i;
+      expRes[k] = res0[k] + __half2float(hy[k]);
+      ss += (double)expRes[k] * expRes[k];
+    }
+    const float inv = 1.f / std::sqrt((float)(ss / out) + eps);
+    for (int i = 0; i < out; ++i) {
+      const size_t k = (size_t)t * out + i;
+      expNorm[k] = expRes[k] * inv * __half2float(w[i]);
+    }
+  }
+  CK(cudaMemcpy(ref, expNorm.data(), expNorm.size() * 4, cudaMemcpyHostToDevice));
+  bool ok = true;
+  for (int rep = 0; rep < 2; ++rep) {
+    CK(cudaMemcpy(res, res0.data(), res0.size() * 4, cudaMemcpyHostToDevice));
+    CK(cudaMemset(normed, 0xff, (size_t)m * out * 2));
+    const cudaError_t e = awqk::awq_linear_add_rmsnorm(x, m, packed, in, out, group, y, res, wd, eps, normed, lws,
+                                                       awqk::linear_workspace_bytes(), 0);
+    char name[128];
+    std::snprintf(name, sizeof name, "add+rmsnorm in=%d out=%d m=%d%s", in, out, m, rep ? " (again)" : "");
+    if (e == cudaErrorNotSupported) {
+      std::printf("  %-58s not supported here\n", name);
+      break;
+    }
+    CK(e);
+    CK(cudaDeviceSynchronize());
+    std::vector<float> got(res0.size());
+    CK(cudaMemcpy(got.data(), res, got.size() * 4, cudaMemcpyDeviceToHost));
+    double resErr = 0;
+    for (size_t k = 0; k < got.size(); ++k) resErr = std::max(resErr, (double)std::fabs(got[k] - expRes[k]));
+    const ErrStat es = compare(normed, ref, m, out);
+    const bool good = !es.nan && es.rel() < 2e-3 && resErr == 0;
+    std::printf("  %-58s normed rel err %.2e, residual max err %.2e %s\n", name, es.rel(), resErr, good ? "ok" : "FAIL");
+    ok &= good;
+  }
+  CK(cudaFree(res));
+  CK(cudaFree(wd));
+  CK(cudaFree(normed));
+  CK(cudaFree(ref));
+  return ok;
+}
+
+}  // namespace
+
+bool test_gemv_fused() {
+  std::printf("Decode GEMV: fused gate|up + SiLU, fused residual add + RMSNorm, L2 prefetch\n");
+  setenv("AWQ_GEMV_SILU", "1", 0);  // the fused paths are off by default; read once per process
+  setenv("AWQ_GEMV_ADDNORM", "1", 0);
+  void* lws;
+  CK(cudaMalloc(&lws, awqk::linear_workspace_bytes()));
+  CK(cudaMemset(lws, 0, awqk::linear_workspace_bytes()));
+  struct Case {
+    int in, out, group;
+  };
+  const Case cases[] = {{256, 512, 128}, {768, 1056, 64}, {5120, 27648, 128}, {13824, 5120, 128}};
+  bool ok = true;
+  uint64_t seed = 101;
+  for (const Case& c : cases) {
+    const int mMax = 8;
+    const size_t groups = c.in / c.group;
+    int32_t *qw, *qz;
+    __half *sc, *x, *y, *act;
+    float* ref;
+    void* packed;
+    CK(cudaMalloc(&qw, (size_t)c.in * c.out / 8 * 4));
+    CK(cudaMalloc(&qz, groups * c.out / 8 * 4));
+    CK(cudaMalloc(&sc, groups * c.out * 2));
+    CK(cudaMalloc(&x, (size_t)mMax * c.in * 2));
+    CK(cudaMalloc(&y, (size_t)mMax * c.out * 2));
+    CK(cudaMalloc(&act, (size_t)mMax * c.out / 2 * 2));
+    CK(cudaMalloc(&ref, (size_t)mMax * c.out * 4));
+    CK(cudaMalloc(&packed, awqk::awq_packed_bytes(c.in, c.out, c.group)));
+    fill_i32(qw, (size_t)c.in * c.out / 8, seed++);
+    fill_i32(qz, groups * c.out / 8, seed++);
+    fill_half(sc, groups * c.out, seed++, 0.001f, 0.01f);
+    fill_half(x, (size_t)mMax * c.in, seed++, -1.f, 1.f);
+    CK(awqk::awq_repack(qw, qz, sc, c.in, c.out, c.group, packed, 0));
+    const int inter = c.out / 2;
+    for (int m : {1, 3, 8}) {
+      // Expected act from the unfused GEMV's fp16 output.
+      CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));
+      CK(cudaDeviceSynchronize());
+      std::vector<__half> hy((size_t)m * c.out);
+      CK(cudaMemcpy(hy.data(), y, hy.size() * 2, cudaMemcpyDeviceToHost));
+      std::vector<float> hAct((size_t)m * inter);
+      for (int t = 0; t < m; ++t)
+        for (int i = 0; i < inter; ++i) {
+          const float g = __half2float(hy[(size_t)t * c.out + i]), u = __half2float(hy[(size_t)t * c.out + inter + i]);
+          hAct[(size_t)t * inter + i] = g / (1.f + std::exp(-g)) * u;
+        }
+      CK(cudaMemcpy(ref, hAct.data(), hAct.size() * 4, cudaMemcpyHostToDevice));
+      for (int v : {0, 2, 3, 6, 16, 17}) {
+        for (int pf : {0, 16}) {
+          awqk::awq_gemv_override({v, pf, 1});
+          CK(cudaMemset(act, 0xff, (size_t)m * inter * 2));
+          const cudaError_t e = awqk::awq_linear_silu(x, m, packed, c.in, c.out, c.group, act, 0);
+          CK(cudaDeviceSynchronize());
+          char name[128];
+          std::snprintf(name, sizeof name, "silu in=%d out=%d g=%d m=%d v%d pf%d", c.in, c.out, c.group, m, v, pf);
+          if (e == cudaErrorNotSupported) {
+            std::printf("  %-58s not supported (AWQ_GEMV_SILU=0?)\n", name);
+            continue;
+          }
+          CK(e);
+          const ErrStat es = compare(act, ref, m, inter);
+          const bool good = !es.nan && es.rel() < 1e-3;
+          std::printf("  %-58s rel err %.2e %s\n", name, es.rel(), good ? "ok" : "FAIL");
+          ok &= good;
+        }
+      }
+      awqk::awq_gemv_override({});
+      for (int v : {0, 12, 18, 9}) {
+        awqk::awq_gemv_override({v, v == 18 ? 16 : 0, 1});
+        ok &= test_add_rmsnorm(x, packed, c.in, c.out, c.group, m, y, lws);
+      }
+      awqk::awq_gemv_override({});
+      // Prefetch on: every variant against the naive reference.
+      ref_awq_linear(x, m, qw, qz, sc, c.in, c.out, c.group, ref);
+      for (int v : {0, 2, 3, 16, 17, 10, 12, 18}) {
+        for (int mode : {1, 2}) {
+          for (int pf : {4, 32}) {
+            awqk::awq_gemv_override({v, pf, mode});
+            CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+            CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));
+            CK(cudaDeviceSynchronize());
+            char name[128];
+            std::snprintf(name, sizeof name, "prefetch in=%d out=%d m=%d v%d mode%d pf%d", c.in, c.out, m, v, mode, pf);
+            const ErrStat es = compare(y, ref, m, c.out);
+            const bool good = !es.nan && es.rel() < kTol;
+            if (!good) std::printf("  %-58s rel err %.2e FAIL\n", name, es.rel());
+            ok &= good;
+          }
+        }
+      }
+      awqk::awq_gemv_override({});
+    }
+    CK(cudaFree(qw));
+    CK(cudaFree(qz));
+    CK(cudaFree(sc));
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+    CK(cudaFree(act));
+    CK(cudaFree(ref));
+    CK(cudaFree(packed));
+  }
+  CK(cudaFree(lws));
+  std::printf("  decode GEMV options: %s\n", ok ? "ok" : "FAIL");
   return ok;
 }

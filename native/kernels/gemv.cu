@@ -31,19 +31,26 @@ using detail::x_rows;
 // partial of each chunk. Measured on the H100 at m = 1 (13B shapes): 2 tiles per warp, 2-chunk
 // double-buffered bursts and 8 warps (variant 2, the default) beat single-buffered bursts of
 // 4..16 chunks, 1 tile per warp, a cp.async shared-memory ring and a cluster split-K variant.
-template <int MT, int NPW, int U, bool DB, int MINB>
+//
+// GLU (NPW = 2): the block's two tiles are gate tile blockIdx.x and up tile blockIdx.x + nTiles / 2 of a
+// fused gate|up matrix, and it writes y = silu(gate) * up (out / 2 columns) instead of both halves, with the
+// roundings of launchSiluMul (gate and up rounded to fp16 first).
+template <int MT, int NPW, int U, bool DB, int MINB, bool GLU = false, bool EF = false, bool PF = false>
 __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
                                                       int chunksPerGroup, int groupShift, int nTiles,
-                                                      int chunksPerWarp, __half* __restrict__ y) {
+                                                      int chunksPerWarp, int pf, int pfMode,
+                                                      __half* __restrict__ y) {
   const int groups = (in >> 6) / chunksPerGroup;
   extern __shared__ float red[];
   constexpr int R = NPW * MT * 4;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int kChunks = in >> 6;
-  const int tile0 = blockIdx.x * NPW;
+  static_assert(!GLU || NPW == 2, "GLU pairs a gate tile with an up tile");
+  const int tile0 = GLU ? blockIdx.x : blockIdx.x * NPW;
+  const int tileStep = GLU ? nTiles / 2 : 1;  // tile p of the block is tile0 + p * tileStep
   const int cBegin = warp * chunksPerWarp;
   const int cEnd = min(cBegin + chunksPerWarp, kChunks);
   float acc[NPW][MT][4] = {};
@@ -52,16 +59,26 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
   x_rows<MT>(x, m, in, g, t, xrow, xok);
   const uint4* wbase[NPW];
   const uint2* zbase[NPW];
+  const uint4* wtile[NPW];
+  const uint2* ztile[NPW];
   bool tileOk[NPW];
 #pragma unroll
   for (int p = 0; p < NPW; ++p) {
-    tileOk[p] = tile0 + p < nTiles;
-    const int tl = tileOk[p] ? tile0 + p : 0;
-    wbase[p] = wq + (size_t)tl * kChunks * 32 + lane;
-    zbase[p] = zs + (size_t)tl * groups * 8 + g;  // zero/scale pairs are tile-major
+    tileOk[p] = tile0 + p * tileStep < nTiles;
+    const int tl = tileOk[p] ? tile0 + p * tileStep : 0;
+    wtile[p] = wq + (size_t)tl * kChunks * 32;
+    ztile[p] = zs + (size_t)tl * groups * 8;  // zero/scale pairs are tile-major
+    wbase[p] = wtile[p] + lane;
+    zbase[p] = ztile[p] + g;
   }
+  const uint64_t pol = EF ? detail::evict_first_policy() : 0;  // EF: weights leave L2 first
+  // L2 prefetch pf chunks ahead of the loads (issued with each burst's loads; the first pf chunks now).
+  if (PF)
+    detail::prefetch_chunks<NPW>(wtile, ztile, tileOk, cBegin, cBegin + pf, cEnd, chunksPerGroup, pfMode, lane);
 
   auto load = [&](uint4 (&w)[U][NPW], uint2 (&z)[U][NPW], int c0) {
+    if (PF)
+      detail::prefetch_chunks<NPW>(wtile, ztile, tileOk, c0 + pf, c0 + pf + U, cEnd, chunksPerGroup, pfMode, lane);
 #pragma unroll
     for (int u = 0; u < U; ++u) {
       const int c = c0 + u;
@@ -69,7 +86,8 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
 #pragma unroll
       for (int p = 0; p < NPW; ++p) {
         if (c < cEnd && tileOk[p]) {
-          w[u][p] = detail::ld_stream16(wbase[p] + (size_t)c * 32);
+          w[u][p] = EF ? detail::ld_stream16_hint(wbase[p] + (size_t)c * 32, pol)
+                       : detail::ld_stream16(wbase[p] + (size_t)c * 32);
           z[u][p] = __ldg(zbase[p] + grp * 8);
         } else {
           w[u][p] = make_uint4(0, 0, 0, 0);
@@ -141,10 +159,23 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
   }
 
   detail::stage_partials<NPW, MT>(red, acc);
-  for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
-    float sum = 0.f;
-    for (int w = 0; w < nw; ++w) sum += red[w * R * 32 + idx];
-    store_out<MT>(idx & (MT * 128 - 1), sum, tile0 + idx / (MT * 128), m, out, y);
+  if constexpr (GLU) {
+    const int inter = out / 2;
+    for (int idx = threadIdx.x; idx < MT * 128; idx += blockDim.x) {
+      float gs = 0.f, us = 0.f;
+      for (int w = 0; w < nw; ++w) {
+        gs += red[w * R * 32 + idx];
+        us += red[w * R * 32 + MT * 128 + idx];
+      }
+      const float gv = __half2float(__float2half(gs)), uv = __half2float(__float2half(us));
+      store_out<MT>(idx, gv / (1.f + expf(-gv)) * uv, tile0, m, inter, y);
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
+      float sum = 0.f;
+      for (int w = 0; w < nw; ++w) sum += red[w * R * 32 + idx];
+      store_out<MT>(idx & (MT * 128 - 1), sum, tile0 + idx / (MT * 128), m, out, y);
+    }
   }
 }
 
@@ -223,7 +254,8 @@ int pick_warps(int blocks, int kChunks) {
   return nw;
 }
 
-template <int MT, int NPW, int U, bool DB, int MINB = (MT == 1 && NPW == 1 && DB && U <= 2) ? 3 : 1>
+template <int MT, int NPW, int U, bool DB, int MINB = (MT == 1 && NPW == 1 && DB && U <= 2) ? 3 : 1,
+          bool GLU = false, bool EF = false>
 cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
                            int group, int nTiles, int maxWarps, __half* y, cudaStream_t stream) {
   const int kChunks = in / 64;
@@ -233,11 +265,21 @@ cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2*
   const size_t smem = (size_t)nw * NPW * MT * 4 * 32 * sizeof(float);
   const int cpg = group / 64;
   const int groupShift = (cpg & (cpg - 1)) == 0 ? __builtin_ctz(cpg) : -1;
-  return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB>, dim3(detail::ceil_div(nTiles, NPW)),
-                           dim3(nw * 32), smem, stream, x, m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y);
+  const GemvPrefetch pf = gemv_prefetch();
+  const dim3 grid(GLU ? nTiles / 2 : detail::ceil_div(nTiles, NPW));
+  if (pf.dist > 0)  // the prefetching build of the kernel only where it is asked for (it holds more registers)
+    return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, GLU, EF, true>, grid, dim3(nw * 32), smem, stream, x,
+                             m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, pf.dist, pf.mode, y);
+  return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, GLU, EF, false>, grid, dim3(nw * 32), smem, stream, x,
+                           m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, 0, 1, y);
 }
 
 GemvConfig g_override;
+
+int env_int(const char* name, int fallback) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0' ? std::atoi(v) : fallback;
+}
 
 // GEMV variant: the benchmark override, else AWQ_GEMV_VARIANT in the environment, else 0 (auto).
 int default_variant() {
@@ -277,6 +319,8 @@ cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int o
       case 6: return launch_awq_npw<1, 2, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       case 7: return launch_awq_npw<1, 1, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       case 8: return launch_awq_npw<1, 4, 2, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
+      case 16: return launch_awq_npw<1, 2, 4, false, 1, false, true>(x, m, wq, zs, in, out, group, nTiles, 4, y, stream);
+      case 17: return launch_awq_npw<1, 2, 2, true, 1, false, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       default: return launch_awq_npw<1, 2, 2, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
     }
   }
@@ -299,15 +343,78 @@ cudaError_t launch_dense(const __half* x, int m, const __half* w, int in, int ou
 
 void awq_gemv_override(GemvConfig c) { g_override = c; }
 
+// Prefetch distance (chunks) and mode: the override, else AWQ_GEMV_PF / AWQ_GEMV_PF_MODE, else off.
+GemvPrefetch gemv_prefetch() {
+  static const int envDist = env_int("AWQ_GEMV_PF", 0);
+  static const int envMode = env_int("AWQ_GEMV_PF_MODE", 1);
+  GemvPrefetch p{g_override.pf >= 0 ? g_override.pf : envDist, g_override.pfMode > 0 ? g_override.pfMode : envMode};
+  if (p.mode != 2) p.mode = 1;
+  if (p.dist < 0) p.dist = 0;
+  return p;
+}
+
 cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out, int group,
                      __half* y, cudaStream_t stream) {
   int variant = default_variant();
   if (variant == 0) variant = auto_variant(m, detail::ceil_div(out, 16));
-  if (variant >= 9 && gemv_bulk_available()) return awq_gemv_bulk(variant, x, m, packed, in, out, group, y, stream);
+  if (gemv_bulk_variant(variant) && gemv_bulk_available())
+    return awq_gemv_bulk(variant, x, m, packed, in, out, group, y, stream);
   if (m <= 8) return launch_awq<1>(x, m, packed, in, out, group, y, stream);
   if (m <= 16) return launch_awq<2>(x, m, packed, in, out, group, y, stream);
   if (m <= 32) return launch_awq<4>(x, m, packed, in, out, group, y, stream);
   return cudaErrorInvalidValue;
+}
+
+cudaError_t awq_gemv_silu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
+                          cudaStream_t stream) {
+  if (m < 1 || m > 8 || out % 32 != 0) return cudaErrorNotSupported;
+  const int nTiles = out / 16;
+  const uint4* wq = static_cast<const uint4*>(packed);
+  const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) + awq_weight_bytes(in, out));
+  int v = default_variant();
+  if (v == 0) v = auto_variant(m, nTiles);
+  switch (v) {  // the two-tile register variants; any other choice runs as variant 3
+    case 2: return launch_awq_npw<1, 2, 2, true, 1, true>(x, m, wq, zs, in, out, group, nTiles, 8, act, stream);
+    case 6: return launch_awq_npw<1, 2, 4, true, 1, true>(x, m, wq, zs, in, out, group, nTiles, 8, act, stream);
+    case 16: return launch_awq_npw<1, 2, 4, false, 1, true, true>(x, m, wq, zs, in, out, group, nTiles, 4, act, stream);
+    case 17: return launch_awq_npw<1, 2, 2, true, 1, true, true>(x, m, wq, zs, in, out, group, nTiles, 8, act, stream);
+    default: return launch_awq_npw<1, 2, 4, false, 1, true>(x, m, wq, zs, in, out, group, nTiles, 4, act, stream);
+  }
+}
+
+cudaError_t awq_linear_silu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
+                            cudaStream_t stream) {
+  static const bool enabled = env_int("AWQ_GEMV_SILU", 0) != 0;
+  if (!enabled) return cudaErrorNotSupported;
+  if (m < 0 || !awq_shape_ok(in, out, group)) return cudaErrorInvalidValue;
+  if (m == 0) return cudaSuccess;
+  if (!x || !packed || !act) return cudaErrorInvalidValue;
+  return awq_gemv_silu(x, m, packed, in, out, group, act, stream);
+}
+
+cudaError_t awq_linear_add_rmsnorm(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
+                                   float* residual, const __half* normWeight, float eps, __half* normed,
+                                   void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  static const bool enabled = env_int("AWQ_GEMV_ADDNORM", 0) != 0;
+  if (!enabled) return cudaErrorNotSupported;
+  if (m < 0 || !awq_shape_ok(in, out, group)) return cudaErrorInvalidValue;
+  if (m == 0) return cudaSuccess;
+  if (!x || !packed || !y || !residual || !normWeight || !normed) return cudaErrorInvalidValue;
+  const int nTiles = detail::ceil_div(out, 16);
+  const size_t need = kLinearCounters * sizeof(int) + (size_t)m * nTiles * sizeof(float);
+  if (m > 8 || workspace == nullptr || workspaceBytes < need || !gemv_bulk_available()) return cudaErrorNotSupported;
+  int v = default_variant();
+  if (v == 0) v = auto_variant(m, nTiles);
+  if (!gemv_bulk_variant(v)) return cudaErrorNotSupported;
+  AddNormEpilogue epi;
+  epi.on = true;
+  epi.residual = residual;
+  epi.weight = normWeight;
+  epi.normed = normed;
+  epi.counter = static_cast<int*>(workspace) + kLinearCounters - 1;
+  epi.partial = reinterpret_cast<float*>(static_cast<int*>(workspace) + kLinearCounters);
+  epi.eps = eps;
+  return awq_gemv_bulk(v, x, m, packed, in, out, group, y, stream, epi);
 }
 
 cudaError_t dense_gemv(const __half* x, int m, const __half* w, int in, int out, __half* y,

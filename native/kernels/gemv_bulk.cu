@@ -36,6 +36,14 @@ __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t by
       "l"(src), "r"(bytes), "r"(smem_addr(bar))
       : "memory");
 }
+__device__ __forceinline__ void bulk_g2s_hint(void* dst, const void* src, uint32_t bytes, uint64_t* bar,
+                                              uint64_t pol) {
+  asm volatile(
+      "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint [%0], [%1], %2, [%3], "
+      "%4;\n" ::"r"(smem_addr(dst)),
+      "l"(src), "r"(bytes), "r"(smem_addr(bar)), "l"(pol)
+      : "memory");
+}
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(
       "{\n"
@@ -55,10 +63,10 @@ __device__ __forceinline__ uint32_t word_of(const uint4& q, int w) {
 
 constexpr int kMaxWarps = 8;
 
-template <int MT, int NPW, int U, int R>
+template <int MT, int NPW, int U, int R, bool EF = false>
 __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
     const __half* __restrict__ x, int m, const uint4* __restrict__ wq, const uint2* __restrict__ zs, int in,
-    int out, int cpg, int nTiles, int chunksPerWarp, __half* __restrict__ y) {
+    int out, int cpg, int nTiles, int chunksPerWarp, int pf, __half* __restrict__ y, AddNormEpilogue epi) {
 #ifdef AWQ_BULK_GEMV
   constexpr int kWBytes = NPW * U * 512;  // weights of one stage: NPW tiles x U chunks x 32 lanes x 16 B
   constexpr int kZBytes = NPW * U * 64;   // zero/scale pairs of one stage (at most U groups per tile)
@@ -85,6 +93,20 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
   __syncwarp();
+  const uint64_t pol = EF ? detail::evict_first_policy() : 0;
+  // L2 prefetch of chunks [c0, c1) of the block's tiles (lane 0), pf chunks ahead of the copies.
+  auto prefetch = [&](int c0, int c1) {
+    c1 = min(c1, cEnd);
+    if (c1 <= c0) return;
+    const int g0 = c0 / cpg, g1 = (c1 - 1) / cpg + 1;
+#pragma unroll
+    for (int p = 0; p < NPW; ++p) {
+      if (tile0 + p >= nTiles) continue;
+      const size_t tile = tile0 + p;
+      detail::prefetch_l2_bulk(wq + (tile * kChunks + c0) * 32, (uint32_t)(c1 - c0) * 512);
+      detail::prefetch_l2_bulk(zs + (tile * groups + g0) * 8, (uint32_t)(g1 - g0) * 64);
+    }
+  };
   auto issue = [&](int step) {  // lane 0
     const int slot = step % R;
     const int c0 = cBegin + step * U, c1 = min(c0 + U, cEnd);
@@ -95,12 +117,18 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
     for (int p = 0; p < NPW; ++p) {
       if (tile0 + p >= nTiles) continue;
       const size_t tile = tile0 + p;
-      bulk_g2s(st + p * U * 512, wq + (tile * kChunks + c0) * 32, (c1 - c0) * 512, &bars[warp][slot]);
+      if (EF)
+        bulk_g2s_hint(st + p * U * 512, wq + (tile * kChunks + c0) * 32, (c1 - c0) * 512, &bars[warp][slot], pol);
+      else
+        bulk_g2s(st + p * U * 512, wq + (tile * kChunks + c0) * 32, (c1 - c0) * 512, &bars[warp][slot]);
       bulk_g2s(st + kWBytes + p * U * 64, zs + (tile * groups + g0) * 8, (g1 - g0) * 64, &bars[warp][slot]);
     }
+    if (pf > 0) prefetch(c0 + pf, c1 + pf);
   };
-  if (lane == 0)
+  if (lane == 0) {
+    if (pf > R * U) prefetch(cBegin + R * U, cBegin + pf);
     for (int s = 0; s < R && s < nSteps; ++s) issue(s);
+  }
   detail::pdl_wait();
   detail::pdl_launch();
 
@@ -171,7 +199,13 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
     if (lane == 0 && step + R < nSteps) issue(step + R);
   }
 
-  detail::reduce_store<NPW, MT>(red, acc, tile0, m, out, y);
+  if (epi.on) {
+    __shared__ float sq[NPW * 8];
+    detail::stage_partials<NPW, MT>(red, acc);
+    detail::add_norm_store<NPW, MT>(red, sq, tile0, nTiles, m, out, y, epi);
+  } else {
+    detail::reduce_store<NPW, MT>(red, acc, tile0, m, out, y);
+  }
 #endif
 }
 
@@ -347,9 +381,9 @@ cudaError_t launch_persist(const __half* x, int m, const void* packed, int in, i
                            in, out, group / 64, nTiles, cpw, y);
 }
 
-template <int MT, int NPW, int U, int R>
+template <int MT, int NPW, int U, int R, bool EF = false>
 cudaError_t launch_bulk(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
-                        cudaStream_t stream) {
+                        cudaStream_t stream, const AddNormEpilogue& epi = AddNormEpilogue{}) {
   constexpr int kStage = NPW * U * (512 + 64);
   const int nTiles = detail::ceil_div(out, 16);
   const int kChunks = in / 64;
@@ -363,15 +397,16 @@ cudaError_t launch_bulk(const __half* x, int m, const void* packed, int in, int 
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
     const int maxSmem = kMaxWarps * R * kStage + kMaxWarps * NPW * MT * 4 * 32 * (int)sizeof(float);
-    cudaError_t e = cudaFuncSetAttribute(awq_gemv_bulk_kernel<MT, NPW, U, R>,
+    cudaError_t e = cudaFuncSetAttribute(awq_gemv_bulk_kernel<MT, NPW, U, R, EF>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, maxSmem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
   const uint4* wq = static_cast<const uint4*>(packed);
   const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) + awq_weight_bytes(in, out));
-  return pdl_launch_kernel(awq_gemv_bulk_kernel<MT, NPW, U, R>, dim3(detail::ceil_div(nTiles, NPW)),
-                           dim3(nw * 32), smem, stream, x, m, wq, zs, in, out, group / 64, nTiles, cpw, y);
+  return pdl_launch_kernel(awq_gemv_bulk_kernel<MT, NPW, U, R, EF>, dim3(detail::ceil_div(nTiles, NPW)),
+                           dim3(nw * 32), smem, stream, x, m, wq, zs, in, out, group / 64, nTiles, cpw,
+                           gemv_prefetch().dist, y, epi);
 }
 
 }  // namespace
@@ -385,19 +420,21 @@ bool gemv_bulk_available() {
 }
 
 cudaError_t awq_gemv_bulk(int variant, const __half* x, int m, const void* packed, int in, int out, int group,
-                          __half* y, cudaStream_t stream) {
+                          __half* y, cudaStream_t stream, const AddNormEpilogue& epi) {
+  if (epi.on && (m > 8 || (variant >= 13 && variant <= 15))) return cudaErrorNotSupported;
   if (m <= 8) {
     switch (variant) {
-      case 10: return launch_bulk<1, 2, 2, 4>(x, m, packed, in, out, group, y, stream);
-      case 11: return launch_bulk<1, 1, 2, 8>(x, m, packed, in, out, group, y, stream);
-      case 12: return launch_bulk<1, 1, 4, 3>(x, m, packed, in, out, group, y, stream);
+      case 10: return launch_bulk<1, 2, 2, 4>(x, m, packed, in, out, group, y, stream, epi);
+      case 11: return launch_bulk<1, 1, 2, 8>(x, m, packed, in, out, group, y, stream, epi);
+      case 12: return launch_bulk<1, 1, 4, 3>(x, m, packed, in, out, group, y, stream, epi);
+      case 18: return launch_bulk<1, 1, 4, 3, true>(x, m, packed, in, out, group, y, stream, epi);
       case 13: return launch_persist<1, 2, 6>(x, m, packed, in, out, group, y, stream);
       case 14: return launch_persist<1, 4, 4>(x, m, packed, in, out, group, y, stream);
       case 15: return launch_persist<1, 2, 8>(x, m, packed, in, out, group, y, stream);
-      default: return launch_bulk<1, 1, 4, 4>(x, m, packed, in, out, group, y, stream);
+      default: return launch_bulk<1, 1, 4, 4>(x, m, packed, in, out, group, y, stream, epi);
     }
   }
-  if (variant >= 13) {
+  if (variant >= 13 && variant <= 15) {
     if (m <= 16) return launch_persist<2, 2, 6>(x, m, packed, in, out, group, y, stream);
     if (m <= 32) return launch_persist<4, 2, 6>(x, m, packed, in, out, group, y, stream);
   }

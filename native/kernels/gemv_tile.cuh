@@ -7,6 +7,7 @@
 #pragma once
 
 #include "common.cuh"
+#include "internal.h"
 
 namespace awqk {
 namespace detail {
@@ -92,6 +93,130 @@ __device__ __forceinline__ void reduce_store(float* red, const float (&acc)[NT][
     const int n = 16 * (tile0 + p) + (l >> 2) + 8 * (r >> 1);
     const int token = 8 * mt + 2 * (l & 3) + (r & 1);
     if (n < out && token < m) y[(size_t)token * out + n] = __float2half(s);
+  }
+}
+
+// AddNormEpilogue (internal.h) after the block's K partials are staged in red ([warps][NT*MT*4][32] floats, see
+// stage_partials): each output is rounded to fp16 (y, the unfused delta) and added to the residual, the block
+// writes its tiles' sums of squares, and the last block to finish normalizes every row. sq: NT*8 floats of shared
+// memory.
+template <int NT, int MT>
+__device__ __forceinline__ void add_norm_store(const float* red, float* sq, int tile0, int nTiles, int m, int out,
+                                               __half* __restrict__ y, const AddNormEpilogue& e) {
+  constexpr int R = NT * MT * 4;
+  const int nw = blockDim.x >> 5;
+  for (int i = threadIdx.x; i < NT * 8; i += blockDim.x) sq[i] = 0.f;
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
+    float s = 0.f;
+    for (int w = 0; w < nw; ++w) s += red[w * R * 32 + idx];
+    const int l = idx & 31, el = idx >> 5;
+    const int r = el & 3, pm = el >> 2;
+    const int mt = pm % MT, p = pm / MT;
+    const int n = 16 * (tile0 + p) + (l >> 2) + 8 * (r >> 1);
+    const int token = 8 * mt + 2 * (l & 3) + (r & 1);
+    if (n < out && token < m) {
+      const __half h = __float2half(s);
+      y[(size_t)token * out + n] = h;
+      float* res = e.residual + (size_t)token * out + n;
+      const float v = *res + __half2float(h);
+      *res = v;
+      atomicAdd(&sq[p * 8 + token], v * v);
+    }
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < NT * m; i += blockDim.x) {
+    const int p = i / m, token = i % m;
+    if (tile0 + p < nTiles) e.partial[(size_t)token * nTiles + tile0 + p] = sq[p * 8 + token];
+  }
+  __threadfence();
+  __syncthreads();
+  __shared__ int last;
+  if (threadIdx.x == 0) last = atomicAdd(e.counter, 1) == (int)gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  __shared__ float inv[8];
+  if (threadIdx.x < 32) {
+    for (int token = 0; token < m; ++token) {
+      float t = 0.f;
+      for (int i = threadIdx.x; i < nTiles; i += 32) {
+        float* pp = e.partial + (size_t)token * nTiles + i;
+        t += __ldcg(pp);
+        *pp = 0.f;  // left zero for the next call
+      }
+      for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+      if (threadIdx.x == 0) inv[token] = rsqrtf(t / out + e.eps);
+    }
+  }
+  if (threadIdx.x == 0) *e.counter = 0;
+  __syncthreads();
+  for (int token = 0; token < m; ++token) {
+    const float iv = inv[token];
+    const float* res = e.residual + (size_t)token * out;
+    __half* dst = e.normed + (size_t)token * out;
+    for (int i = threadIdx.x; i < out; i += blockDim.x)
+      dst[i] = __float2half(__ldcg(res + i) * iv * __half2float(e.weight[i]));
+  }
+}
+
+// An L2 evict-first access policy (for weights read exactly once: they leave L2 before anything else does).
+__device__ __forceinline__ uint64_t evict_first_policy() {
+  uint64_t pol;
+  asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(pol));
+  return pol;
+}
+
+// ld_stream16 (common.cuh) with an L2 cache policy.
+__device__ __forceinline__ uint4 ld_stream16_hint(const void* p, uint64_t pol) {
+  uint4 v;
+  asm volatile("ld.global.nc.L1::no_allocate.L2::cache_hint.v4.u32 {%0,%1,%2,%3}, [%4], %5;\n"
+               : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p), "l"(pol));
+  return v;
+}
+
+// L2 prefetch of `bytes` (a multiple of 16, 16-byte aligned) at p, by one thread: one bulk prefetch on sm_90
+// (tracked by the copy engine, not by the SM's load slots), nothing elsewhere.
+__device__ __forceinline__ void prefetch_l2_bulk(const void* p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
+// L2 prefetch of one 128-byte line (any architecture; fire and forget).
+__device__ __forceinline__ void prefetch_l2_line(const void* p) {
+  asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p));
+}
+
+// Prefetch of chunks [c0, c1) of NPW tiles (weights at w[p] + 32 c uint4, zero/scale pairs at z[p] + 8 grp) into
+// L2, by the calling warp. mode 1: lane p issues tile p's two bulk prefetches; mode 2: the lanes split the 128-byte
+// lines. Chunks outside [.., cEnd) are skipped.
+template <int NPW>
+__device__ __forceinline__ void prefetch_chunks(const uint4* const (&w)[NPW], const uint2* const (&z)[NPW],
+                                                const bool (&ok)[NPW], int c0, int c1, int cEnd, int cpg, int mode,
+                                                int lane) {
+  c1 = min(c1, cEnd);
+  if (c1 <= c0) return;
+  const int g0 = c0 / cpg, g1 = (c1 - 1) / cpg + 1;
+  if (mode == 1) {
+#pragma unroll
+    for (int p = 0; p < NPW; ++p) {
+      if (lane == p && ok[p]) {
+        prefetch_l2_bulk(w[p] + (size_t)c0 * 32, (uint32_t)(c1 - c0) * 512);
+        prefetch_l2_bulk(z[p] + (size_t)g0 * 8, (uint32_t)(g1 - g0) * 64);
+      }
+    }
+  } else {
+    const int wLines = (c1 - c0) * 4;  // 512 B a chunk
+#pragma unroll
+    for (int p = 0; p < NPW; ++p) {
+      if (!ok[p]) continue;
+      const char* wb = reinterpret_cast<const char*>(w[p] + (size_t)c0 * 32);
+      for (int i = lane; i < wLines; i += 32) prefetch_l2_line(wb + 128 * i);
+      const char* zb = reinterpret_cast<const char*>(z[p] + (size_t)g0 * 8);
+      for (int i = lane; i * 128 < (g1 - g0) * 64; i += 32) prefetch_l2_line(zb + 128 * i);
+    }
   }
 }
 

@@ -66,7 +66,23 @@ constexpr int kLinearCounters = 4096;  // ints at the start of the linear worksp
 // stage shape for m <= 8 (9 = default).
 bool gemv_bulk_available();
 cudaError_t awq_gemv_bulk(int variant, const __half* x, int m, const void* packed, int in, int out, int group,
-                          __half* y, cudaStream_t stream);
+                          __half* y, cudaStream_t stream, const AddNormEpilogue& epi = AddNormEpilogue{});
+// Whether GEMV variant v runs on the bulk-copy kernels (9..15, 18); 16 / 17 are register variants 3 / 2 with
+// evict-first loads, 18 is bulk variant 12 with evict-first copies.
+constexpr bool gemv_bulk_variant(int v) { return (v >= 9 && v <= 15) || v == 18; }
+// Epilogue of a decode GEMV whose output y (m, out) is the residual stream's next delta (awq_linear_add_rmsnorm):
+// residual += fp16(y), then the last block to finish writes normed = rmsnorm(residual) * weight. partial
+// (m * ceil(out / 16) floats) and counter come from the linear workspace: zero on entry, left zero. on = false:
+// a plain GEMV.
+struct AddNormEpilogue {
+  bool on = false;
+  float* residual = nullptr;      // (m, out) fp32
+  const __half* weight = nullptr;  // (out)
+  __half* normed = nullptr;        // (m, out)
+  float* partial = nullptr;        // (m, nTiles): sum of squares of each 16-column tile of the new residual
+  int* counter = nullptr;          // blocks done
+  float eps = 0.f;
+};
 
 constexpr int kGemvMaxM = 32;
 
@@ -81,3 +97,10 @@ void awq_gemv_override(GemvConfig c);
 void gemm_override(int config);
 
 }  // namespace awqk
+  int pf = -1;      // L2 prefetch distance in 64-k chunks ahead of the loads (0 = off; < 0 = AWQ_GEMV_PF / default)
+  int pfMode = -1;  // 1 = cp.async.bulk.prefetch.L2 (sm_90), 2 = per-lane prefetch.global.L2 (< 0 = AWQ_GEMV_PF_MODE)
+};
+// The L2 prefetch distance and mode in effect (the override, else the environment, else the default).
+struct GemvPrefetch {
+  int dist, mode;
+GemvPrefetch gemv_prefetch();

@@ -86,6 +86,31 @@ cudaError_t awq_linear(const __half* x,     // (m, in)
                        void* workspace = nullptr,  // linear_workspace_bytes(), or null (no split-K)
                        size_t workspaceBytes = 0);
 
+// Fused gate|up projection + SiLU for decode: act = silu(y[:, :out/2]) * y[:, out/2:] with y = x @ W
+// (W = gate and up concatenated along out), the same roundings as y in fp16 then the SiLU product.
+// cudaErrorNotSupported (nothing launched) where no fused kernel applies (m > 8, out % 32 != 0, or
+// AWQ_GEMV_SILU=0): run awq_linear and the SiLU product instead.
+cudaError_t awq_linear_silu(const __half* x,     // (m, in)
+                            int m,
+                            const void* packed,  // from awq_repack, (in, out) gate|up
+                            int in, int out, int group,
+                            __half* act,         // (m, out / 2)
+                            cudaStream_t stream);
+
+// Decode projection feeding the residual stream, fused with the next residual add + RMSNorm: y = fp16(x @ W),
+// residual += y, normed = fp16(residual * rsqrt(mean(residual^2) + eps) * normWeight) (each row), the roundings of
+// awq_linear followed by the engine's add + RMSNorm. Uses the linear workspace (as awq_linear; left zero).
+// cudaErrorNotSupported (nothing launched) where no fused kernel applies (m > 8, not the bulk-copy GEMV, no
+// workspace, or AWQ_GEMV_ADDNORM unset/0): run awq_linear and the add + RMSNorm instead.
+cudaError_t awq_linear_add_rmsnorm(const __half* x,          // (m, in)
+                                   int m, const void* packed, int in, int out, int group,
+                                   __half* y,                // (m, out): x @ W in fp16
+                                   float* residual,          // (m, out) fp32, updated in place
+                                   const __half* normWeight, // (out)
+                                   float eps,
+                                   __half* normed,           // (m, out)
+                                   void* workspace, size_t workspaceBytes, cudaStream_t stream);
+
 // ---------------------------------------------------------------------------------------------
 // Dense fp16 linear (lm_head, fp16 models): y(m, out) = x(m, in) @ W^T with W in the PyTorch layout
 // (out, in) fp16, used as-is (no repack). Preconditions: in % 64 == 0; any out >= 1 (tails such as
