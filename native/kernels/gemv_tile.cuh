@@ -137,26 +137,52 @@ __device__ __forceinline__ void add_norm_store(const float* red, float* sq, int 
   if (!last) return;
   __threadfence();
   __shared__ float inv[8];
-  if (threadIdx.x < 32) {
-    for (int token = 0; token < m; ++token) {
-      float t = 0.f;
-      for (int i = threadIdx.x; i < nTiles; i += 32) {
-        float* pp = e.partial + (size_t)token * nTiles + i;
-        t += __ldcg(pp);
-        *pp = 0.f;  // left zero for the next call
-      }
-      for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
-      if (threadIdx.x == 0) inv[token] = rsqrtf(t / out + e.eps);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int token = warp; token < m; token += nw) {  // a warp per row: its tiles' partial sums
+    float t = 0.f;
+    float* pp = e.partial + (size_t)token * nTiles;
+#pragma unroll 4
+    for (int i = lane; i < nTiles; i += 32) {
+      t += __ldcg(pp + i);
+      pp[i] = 0.f;  // left zero for the next call
     }
+    for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+    if (lane == 0) inv[token] = rsqrtf(t / out + e.eps);
   }
   if (threadIdx.x == 0) *e.counter = 0;
   __syncthreads();
+  // normed = residual * inv * weight, 4 columns a thread, up to 8 loads of each kind in flight before any store.
+  const int nv = out >> 2;
   for (int token = 0; token < m; ++token) {
     const float iv = inv[token];
-    const float* res = e.residual + (size_t)token * out;
-    __half* dst = e.normed + (size_t)token * out;
-    for (int i = threadIdx.x; i < out; i += blockDim.x)
-      dst[i] = __float2half(__ldcg(res + i) * iv * __half2float(e.weight[i]));
+    const float4* __restrict__ res4 = reinterpret_cast<const float4*>(e.residual + (size_t)token * out);
+    const uint2* __restrict__ w4 = reinterpret_cast<const uint2*>(e.weight);
+    uint2* __restrict__ dst4 = reinterpret_cast<uint2*>(e.normed + (size_t)token * out);
+    for (int v0 = threadIdx.x; v0 < nv; v0 += 8 * blockDim.x) {
+      float4 r[8];
+      uint2 wv[8];
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int v = v0 + k * blockDim.x;
+        if (v < nv) {
+          r[k] = __ldcg(res4 + v);
+          wv[k] = __ldg(w4 + v);
+        }
+      }
+#pragma unroll
+      for (int k = 0; k < 8; ++k) {
+        const int v = v0 + k * blockDim.x;
+        if (v < nv) {
+          const float2 wa = __half22float2(u32_as_h2(wv[k].x)), wb = __half22float2(u32_as_h2(wv[k].y));
+          const __half2 a = __floats2half2_rn(r[k].x * iv * wa.x, r[k].y * iv * wa.y);
+          const __half2 b = __floats2half2_rn(r[k].z * iv * wb.x, r[k].w * iv * wb.y);
+          dst4[v] = make_uint2(h2_as_u32(a), h2_as_u32(b));
+        }
+      }
+    }
+    for (int i = nv * 4 + threadIdx.x; i < out; i += blockDim.x)  // out % 4 columns
+      e.normed[(size_t)token * out + i] =
+          __float2half(__ldcg(e.residual + (size_t)token * out + i) * iv * __half2float(e.weight[i]));
   }
 }
 
