@@ -10,13 +10,23 @@
  * with the step then leaves the gap, which is only the critical path. With 0 (default) the step returns at
  * once, so the gap is all the host work of a step, overlapped or not.
  *
+ * --backend cuda|cpu --model DIR runs a real backend on a real model instead (the gap is then the time the
+ * device waits for the host, plus the backend's own host work around its step); --model synthetic-13b (CUDA):
+ * Llama-2-13B-shaped random AWQ weights made on the GPU, with the demo tokenizer. A first round of the same
+ * requests warms the JIT up and is not counted (--warmup 0 counts from a cold start).
+ *
  *   node dist/bench/engine-host-step.js [--seqs 256] [--tokens 128] [--prompt 64] [--step-ms 0]
  *     [--prefix-caching on|off]   (on, as awq serve: full blocks are hashed as they fill)
+ *     [--warmup 1] [--backend fake|cuda|cpu] [--model DIR]
  */
 import { parseArgs } from "node:util";
+import type { Backend } from "../src/backend/backend.js";
+import { createBackend } from "../src/backend/create.js";
 import { DEMO_MODEL } from "../src/demo-model.js";
 import { Engine } from "../src/engine/engine.js";
 import { FakeBackend, fakeModel } from "../src/engine/fake-backend.test-helper.js";
+import { openModel } from "../src/model/load.js";
+import type { ModelSource } from "../src/model/types.js";
 import { Tokenizer } from "../src/tokenizer/tokenizer.js";
 
 const { values } = parseArgs({
@@ -26,6 +36,9 @@ const { values } = parseArgs({
     prompt: { type: "string", default: "64" },
     "step-ms": { type: "string", default: "0" },
     "prefix-caching": { type: "string", default: "on" },
+    warmup: { type: "string", default: "1" },
+    backend: { type: "string", default: "fake" },
+    model: { type: "string" },
   },
 });
 const numSeqs = Number(values.seqs);
@@ -33,20 +46,73 @@ const maxTokens = Number(values.tokens);
 const promptLen = Number(values.prompt);
 const stepMs = Number(values["step-ms"]);
 
-const tokenizer = await Tokenizer.load(DEMO_MODEL);
-const backend = new FakeBackend(tokenizer.vocabSize);
-backend.recordBatches = false;
-backend.stepDelayMs = stepMs;
-const steps: { start: number; end: number; numSeqs: number; numTokens: number }[] = [];
+const warmupRounds = Number(values.warmup);
+const backendName = values.backend;
+if (backendName !== "fake" && backendName !== "cuda" && backendName !== "cpu") {
+  throw new Error(`--backend must be fake, cuda or cpu, got ${backendName}`);
+}
+
+const synthetic = values.model === "synthetic-13b";
+if (synthetic && backendName !== "cuda") throw new Error("--model synthetic-13b needs --backend cuda");
+const modelDir = values.model === undefined || synthetic ? DEMO_MODEL : values.model;
+const tokenizer = await Tokenizer.load(modelDir);
+let backend: Backend;
+let model: ModelSource;
+if (backendName === "fake") {
+  const fake = new FakeBackend(tokenizer.vocabSize);
+  fake.recordBatches = false;
+  fake.stepDelayMs = stepMs;
+  backend = fake;
+  model = fakeModel(4096);
+} else if (synthetic) {
+  const { CudaBackend } = await import("../src/backend/cuda/cuda-backend.js");
+  const { llama2_13bAwqConfig } = await import("../src/backend/cuda/latency-bench.js");
+  const config = llama2_13bAwqConfig();
+  const cuda = await CudaBackend.create();
+  // Backend.load builds the random weights on the GPU instead of reading a checkpoint.
+  backend = {
+    name: "cuda",
+    load: (_source, opts) => cuda.loadSynthetic(config, opts),
+    step: (batch) => cuda.step(batch),
+    dispose: () => cuda.dispose(),
+  };
+  model = { dir: modelDir, config, checkpoint: undefined as never };
+} else {
+  backend = await createBackend(backendName);
+  model = await openModel(modelDir);
+}
+// Wall time, and the process's CPU time (user + system, all threads: GC helpers too), at each step's start
+// and end. On a loaded machine the wall gap also holds time the thread waited for a core; the CPU gap does not.
+const steps: {
+  start: number;
+  end: number;
+  cpuStart: number;
+  cpuEnd: number;
+  numSeqs: number;
+  numTokens: number;
+}[] = [];
+const cpuMs = () => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
 const step = backend.step.bind(backend);
 backend.step = async (batch) => {
   const start = performance.now();
+  const cpuStart = cpuMs();
   const result = await step(batch);
-  steps.push({ start, end: performance.now(), numSeqs: batch.numSeqs, numTokens: batch.tokenIds.length });
+  const cpuEnd = cpuMs();
+  steps.push({
+    start,
+    end: performance.now(),
+    cpuStart,
+    cpuEnd,
+    numSeqs: batch.numSeqs,
+    numTokens: batch.tokenIds.length,
+  });
   return result;
 };
 const engine = await Engine.create({
-  model: fakeModel(4096),
+  model,
   backend,
   tokenizer,
   maxModelLen: promptLen + maxTokens + 16,
@@ -55,34 +121,57 @@ const engine = await Engine.create({
   enablePrefixCaching: values["prefix-caching"] !== "off",
 });
 
-const started = performance.now();
-await Promise.all(
-  Array.from({ length: numSeqs }, async (_, i) => {
-    const promptTokenIds = Array.from({ length: promptLen }, (_, k) => 1000 + ((i * 131 + k * 17) % 20000));
-    for await (const _out of engine.generate({
-      promptTokenIds,
-      params: { maxTokens, temperature: 0, ignoreEos: true },
-    })) {
-      // a server would write the delta here
-    }
-  }),
-);
-const wallMs = performance.now() - started;
+async function round(): Promise<number> {
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: numSeqs }, async (_, i) => {
+      const promptTokenIds = Array.from(
+        { length: promptLen },
+        (_, k) => 1000 + ((i * 131 + k * 17) % (tokenizer.vocabSize - 1000)),
+      );
+      for await (const _out of engine.generate({
+        promptTokenIds,
+        params: { maxTokens, temperature: 0, ignoreEos: true },
+      })) {
+        // a server would write the delta here
+      }
+    }),
+  );
+  return performance.now() - started;
+}
+for (let r = 0; r < warmupRounds; r++) {
+  await round();
+  // The next round's prompts would be prefix-cache hits: forget them (and this round's steps).
+  engine.blockManager.resetPrefixCache();
+}
+steps.length = 0;
+const wallMs = await round();
 await engine.shutdown();
+await backend.dispose();
 
 // Gaps before full decode steps (every sequence running, one token each).
 const gaps: number[] = [];
+const cpuGaps: number[] = [];
 for (let i = 1; i < steps.length; i++) {
   const s = steps[i]!;
-  if (s.numSeqs === numSeqs && s.numTokens === numSeqs) gaps.push(s.start - steps[i - 1]!.end);
+  if (s.numSeqs === numSeqs && s.numTokens === numSeqs) {
+    gaps.push(s.start - steps[i - 1]!.end);
+    cpuGaps.push(s.cpuStart - steps[i - 1]!.cpuEnd);
+  }
 }
 gaps.sort((a, b) => a - b);
-const at = (p: number) => gaps[Math.min(gaps.length - 1, Math.floor((p / 100) * gaps.length))]!;
+cpuGaps.sort((a, b) => a - b);
+const pick = (list: number[], p: number) =>
+  list[Math.min(list.length - 1, Math.floor((p / 100) * list.length))]!;
+const at = (p: number) => pick(gaps, p);
+const cpuAt = (p: number) => Number(pick(cpuGaps, p).toFixed(3));
 const backendMs = steps.reduce((n, s) => n + s.end - s.start, 0);
 console.log(
   JSON.stringify({
     runningSeqs: numSeqs,
-    stepMs,
+    backend: backendName,
+    ...(backendName === "fake" ? { stepMs } : { model: values.model ?? modelDir }),
+    warmupRounds,
     prefixCaching: values["prefix-caching"] !== "off",
     decodeSteps: gaps.length,
     hostMsPerStep: {
@@ -91,8 +180,9 @@ console.log(
       p90: Number(at(90).toFixed(3)),
       p99: Number(at(99).toFixed(3)),
     },
+    hostCpuMsPerStep: { p50: cpuAt(50), p90: cpuAt(90), p99: cpuAt(99) },
     steps: steps.length,
     wallMs: Math.round(wallMs),
-    fakeBackendMs: Math.round(backendMs),
+    backendMs: Math.round(backendMs),
   }),
 );
