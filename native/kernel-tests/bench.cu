@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../kernels/common.cuh"
+#include "../kernels/gemm_ws.h"
 #include "../kernels/internal.h"
 #include "../kernels/kernels.h"
 #include "../kernels/launch.h"
@@ -417,4 +418,84 @@ void bench_gemv() {
   CK(cudaFree(normed));
   CK(cudaFree(x));
   CK(cudaFree(y));
+}
+
+// The warp-specialized persistent GEMM (gemm_sm90_ws.cu) against the current awq_linear path at prefill sizes, same
+// weights and x, same call: TFLOP/s per shape and m, and the 13B prefill (40 layers x 4 AWQ linears) for each.
+// AWQ_WS_VARIANTS=1,3 (say) times only those variants.
+bool ws_variant_selected(int v) {
+  const char* e = std::getenv("AWQ_WS_VARIANTS");
+  if (e == nullptr || *e == 0) return true;
+  for (const char* c = e; *c; ++c)
+    if (*c - '0' == v) return true;
+  return false;
+}
+
+void bench_gemm_ws() {
+  int dev = 0, major = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  if (major != 9) return;
+  const std::vector<int> ms = {128, 256, 512, 1024, 2048, 4096};
+  // Columns: the current path, then (variant, stream-K).
+  const int kVar[] = {0, 1, 2, 3, 4, 5, 1, 3};
+  const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0};
+  const int kCols = 8;
+  std::printf("\nPrefill GEMMs: current path vs warp-specialized (ws v1 = 256 out x 128 rows, v2 = 128 x 256, v3 = 128 x 128,\n"
+              "v4 / v5 = v1 / v2 in clusters of 2 sharing x; sk = stream-K tail; TFLOP/s, %s, median of 7)\n",
+              g_time_graphs ? "CUDA graph replay" : "eager launches");
+  std::printf("%-24s %6s %9s", "shape", "m", "current");
+  for (int col = 1; col < kCols; ++col) std::printf("   v%d%s", kVar[col], kSk[col] ? " sk" : "   ");
+  std::printf("\n");
+  std::vector<std::vector<double>> layerUs(ms.size(), std::vector<double>(kCols, 0.0));
+  for (const Shape& s : kShapes) {
+    if (!s.awq) continue;
+    Weights w(s);
+    const int mMax = ms.back();
+    __half *x, *y;
+    CK(cudaMalloc(&x, (size_t)mMax * s.in * 2));
+    CK(cudaMalloc(&y, (size_t)mMax * s.out * 2));
+    fill_half(x, (size_t)mMax * s.in, 11, -1.f, 1.f);
+    for (size_t mi = 0; mi < ms.size(); ++mi) {
+      const int m = ms[mi];
+      const double flop = 2.0 * m * s.in * s.out;
+      std::printf("%-24s %6d", s.name, m);
+      for (int col = 0; col < kCols; ++col) {
+        double us;
+        if (col == 0) {
+          awqk::gemm_ws_override(1);
+          us = w.us(x, m, y, true);
+          awqk::gemm_ws_override(0);
+        } else if (!ws_variant_selected(kVar[col])) {
+          std::printf(" %8s", "-");
+          continue;
+        } else {
+          const int variant = kVar[col], sk = kSk[col];
+          const int n = (int)w.copies.size();
+          us = 1e3 * time_ms(
+                         [&](int i, cudaStream_t st) {
+                           CK(awqk::gemm_sm90_ws(variant, sk, x, m, w.copies[i % n], s.in, s.out, 128, y,
+                                                 sk ? linear_ws() : nullptr, sk ? awqk::linear_workspace_bytes() : 0,
+                                                 st));
+                         },
+                         std::max(n, 2 * n * std::max(1, 8 / n)));
+        }
+        layerUs[mi][col] += us;
+        std::printf(col == 0 ? " %9.1f" : " %8.1f", flop / (us * 1e-6) / 1e12);
+      }
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+  }
+  std::printf("13B prefill, AWQ linears only (40 layers), tokens/s:\n");
+  for (size_t mi = 0; mi < ms.size(); ++mi) {
+    std::printf("%-24s %6d", "linears", ms[mi]);
+    for (int col = 0; col < kCols; ++col) {
+      if (col > 0 && !ws_variant_selected(kVar[col])) std::printf(" %8s", "-");
+      else std::printf(col == 0 ? " %9.0f" : " %8.0f", ms[mi] / (40 * layerUs[mi][col] * 1e-6));
+    }
+    std::printf("\n");
+  }
 }

@@ -102,6 +102,9 @@ void bench_attention(bool quick);
 // cache; decode attention timings by KV dtype.
 bool test_kv_cache_fp8();
 void bench_kv_cache(bool quick);
+// The warp-specialized prefill GEMM (gemm_sm90_ws.cu): tests.cu / bench.cu.
+bool test_awq_ws();
+void bench_gemm_ws();
 // Decode GEMV options of issue 13 (tests.cu / bench.cu; kernel-tests --gemv runs only these).
 bool test_gemv_fused();
 void bench_gemv();

@@ -1,5 +1,6 @@
 // kernel-tests: correctness of every awq-ts CUDA kernel against naive references, then timings
-// on the Llama-2-13B shapes. Usage: kernel-tests [--quick] [--no-bench] [--bench-only] [--eager] [--gemv]
+// on the Llama-2-13B shapes. Usage: kernel-tests [--quick] [--no-bench] [--bench-only] [--eager] [--gemm-ws]
+// (--gemm-ws: only the warp-specialized prefill GEMM's checks and its timings beside the current path) [--gemv]
 // (--gemv: only the decode GEMV options' checks and sweep)
 #include <cstring>
 
@@ -8,7 +9,7 @@
 bool g_time_graphs = true;
 
 int main(int argc, char** argv) {
-  bool quick = false, bench = true, tests = true, gemvOnly = false;
+  bool quick = false, bench = true, tests = true, gemvOnly = false, gemmWs = false;
   bool kvOnly = false;  // --kv: only the KV cache / attention checks and timings (kv-cache-tests.cu)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--eager")) g_time_graphs = false;
     if (!std::strcmp(argv[i], "--kv")) kvOnly = true;
     if (!std::strcmp(argv[i], "--gemv")) gemvOnly = true;
+    if (!std::strcmp(argv[i], "--gemm-ws")) gemmWs = true;
   }
   int dev = 0;
   cudaDeviceProp prop;
@@ -25,6 +27,11 @@ int main(int argc, char** argv) {
   std::printf("device: %s, %d SMs, %.1f GB\n", prop.name, prop.multiProcessorCount,
               prop.totalGlobalMem / 1e9);
   bool ok = true;
+  if (gemmWs) {  // the warp-specialized prefill GEMM only: its checks, then its timings beside the current path
+    if (tests) ok &= test_awq_ws();
+    if (bench) bench_gemm_ws();
+    return ok ? 0 : 1;
+  }
   if (gemvOnly) {
     if (tests) ok &= test_gemv_fused();
     if (bench) bench_gemv();

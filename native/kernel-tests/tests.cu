@@ -6,6 +6,7 @@
 #include <random>
 #include <vector>
 
+#include "../kernels/gemm_ws.h"
 #include "../kernels/internal.h"
 #include "../kernels/kernels.h"
 #include "harness.h"
@@ -473,5 +474,103 @@ bool test_gemv_fused() {
   }
   CK(cudaFree(lws));
   std::printf("  decode GEMV options: %s\n", ok ? "ok" : "FAIL");
+  return ok;
+}
+
+// AWQ_WS_VARIANTS=1,3 (say): only those variants of the warp-specialized GEMM (a hang in one leaves the others).
+static bool ws_variant_on(int v) {
+  const char* e = std::getenv("AWQ_WS_VARIANTS");
+  if (e == nullptr || *e == 0) return true;
+  for (const char* c = e; *c; ++c)
+    if (*c - '0' == v) return true;
+  return false;
+}
+
+// The warp-specialized persistent AWQ GEMM (gemm_sm90_ws.cu, Hopper only): every tile variant, with and without
+// stream-K, on the 13B shapes at prefill sizes (ragged m included) and on a small shape with a partial 16-output
+// tile; each call twice, so that a stream-K counter left non-zero by the first would break the second.
+bool test_awq_ws() {
+  int dev = 0, major = 0;
+  CK(cudaGetDevice(&dev));
+  CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+  std::printf("AWQ warp-specialized GEMM (gemm_sm90_ws) vs naive dequant reference\n");
+  if (major != 9) {
+    std::printf("  skipped: not a Hopper GPU\n");
+    return true;
+  }
+  const std::vector<AwqCase> cases = {
+      {768, 264, 64, {65, 130, 300, 1000}},
+      {5120, 15360, 128, {128, 200, 256, 512, 1000, 2048, 4096}},
+      {5120, 5120, 128, {65, 128, 200, 256, 512, 1000, 2048, 4096}},
+      {5120, 27648, 128, {128, 256, 512, 2048, 4096}},
+      {13824, 5120, 128, {128, 200, 256, 512, 1000, 2048, 4096}},
+  };
+  bool ok = true;
+  uint64_t seed = 500;
+  void* lws;
+  const size_t lwsBytes = awqk::linear_workspace_bytes();
+  CK(cudaMalloc(&lws, lwsBytes));
+  CK(cudaMemset(lws, 0, lwsBytes));
+  for (const auto& c : cases) {
+    const int mMax = *std::max_element(c.ms.begin(), c.ms.end());
+    int32_t *qw, *qz;
+    __half *sc, *x, *y;
+    float* ref;
+    void* packed;
+    const size_t groups = c.in / c.group;
+    CK(cudaMalloc(&qw, (size_t)c.in * c.out / 8 * 4));
+    CK(cudaMalloc(&qz, groups * c.out / 8 * 4));
+    CK(cudaMalloc(&sc, groups * c.out * 2));
+    CK(cudaMalloc(&x, (size_t)mMax * c.in * 2));
+    CK(cudaMalloc(&y, (size_t)mMax * c.out * 2));
+    CK(cudaMalloc(&ref, (size_t)mMax * c.out * 4));
+    CK(cudaMalloc(&packed, awqk::awq_packed_bytes(c.in, c.out, c.group)));
+    fill_i32(qw, (size_t)c.in * c.out / 8, seed++);
+    fill_i32(qz, groups * c.out / 8, seed++);
+    fill_half(sc, groups * c.out, seed++, 0.001f, 0.01f);
+    fill_half(x, (size_t)mMax * c.in, seed++, -1.f, 1.f);
+    CK(awqk::awq_repack(qw, qz, sc, c.in, c.out, c.group, packed, 0));
+    for (int m : c.ms) {
+      ref_awq_linear(x, m, qw, qz, sc, c.in, c.out, c.group, ref);
+      CK(cudaDeviceSynchronize());
+      for (int variant = 1; variant <= awqk::kGemmWsVariants; ++variant) {
+        if (!ws_variant_on(variant)) continue;
+        for (int sk : {1, 0}) {
+          for (int rep = 0; rep < 2; ++rep) {
+            CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));  // NaN pattern: unwritten outputs fail
+            const cudaError_t e = awqk::gemm_sm90_ws(variant, sk, x, m, packed, c.in, c.out, c.group, y,
+                                                     sk ? lws : nullptr, sk ? lwsBytes : 0, 0);
+            char name[128];
+            std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d ws v%d stream-K %d%s", c.in, c.out, c.group,
+                          m, variant, sk, rep ? " (again)" : "");
+            if (e != cudaSuccess) {
+              std::printf("  %-58s FAIL (%s)\n", name, cudaGetErrorString(e));
+              ok = false;
+              continue;
+            }
+            CK(cudaDeviceSynchronize());
+            ok &= report(name, compare(y, ref, m, c.out));
+          }
+        }
+      }
+      // Through awq_linear with the workspace, as the engine calls it.
+      awqk::gemm_ws_override(2);
+      CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+      CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
+      CK(cudaDeviceSynchronize());
+      awqk::gemm_ws_override(0);
+      char name[128];
+      std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d awq_linear ws path", c.in, c.out, c.group, m);
+      ok &= report(name, compare(y, ref, m, c.out));
+    }
+    CK(cudaFree(qw));
+    CK(cudaFree(qz));
+    CK(cudaFree(sc));
+    CK(cudaFree(x));
+    CK(cudaFree(y));
+    CK(cudaFree(ref));
+    CK(cudaFree(packed));
+  }
+  CK(cudaFree(lws));
   return ok;
 }

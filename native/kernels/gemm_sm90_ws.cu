@@ -16,7 +16,11 @@
 // slice); a chunk's stage goes back to the producer through its "empty" mbarrier once wgmma.wait_group has
 // retired every group that reads it.
 //
-// Scheduling: gridDim.x = G <= #SMs persistent blocks. Tiles (128 * MS outputs x NT rows) are numbered in bands
+// Clusters (CL = 2, variants 4 and 5): the two blocks of a cluster compute adjacent output tiles of the same row
+// tile and k range, each TMA-loading half of the x tile with multicast into both, so x crosses L2 once for two
+// blocks; a stage is free again once the consumer warps of both blocks released it (remote mbarrier arrivals).
+//
+// Scheduling: G <= #SMs persistent blocks (clusters). Tiles (CL * 128 * MS outputs x NT rows) are numbered in bands
 // of 8 row tiles (rows fastest inside a band), so the blocks running at one time share their weight and x
 // slices in L2. The first `dp` tiles go round-robin (block c: c, c + G, ...), whole. The last tiles (the
 // partial wave plus one full wave, or all tiles when there are fewer than G) are split stream-K: their
@@ -24,7 +28,8 @@
 // the block that computed its first chunks (it reaches that tile last of its range): every other block writes its
 // fp32 partial to its own workspace slot (fragment order, coalesced), raises the tile's counter, and the owner
 // waits for the count, adds the partials in block order (deterministic) and writes y. Each block has at most one
-// non-owned range, so the workspace holds G slots; counters are reset by the owner.
+// non-owned range, so the workspace holds G slots; counters are reset by the owner. The owners' waits need every
+// block resident at once: G is at most the SMs (the co-resident clusters).
 //
 // Code built for any other architecture traps: the launcher runs it on cc 9.x only, where the sm_90a cubin is the
 // one loaded.
@@ -57,7 +62,6 @@ struct WsCfg {
   static constexpr int kStages = std::min(12, (kMaxSmem - 2048) / kStage);
   static constexpr int kSmem = kStages * kStage + 1024;
   static constexpr int kSlotFloats = kOut * NT;  // one stream-K partial
-  static constexpr int kAcc = NT / 2;            // accumulators a thread a slice
   static_assert(kStages >= 3, "stage ring");
 };
 
@@ -114,6 +118,30 @@ __device__ __forceinline__ void tma_2d(void* dst, const CUtensorMap* map, int c0
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_addr(bar))
       : "memory");
 }
+// Multicast TMA: this block's rows of the x tile into the same offset of every block of the cluster in `mask`,
+// completing on the mbarrier at the same offset in each.
+__device__ __forceinline__ void tma_2d_mc(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar,
+                                          uint16_t mask) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster [%0], [%1, {%2, "
+      "%3}], [%4], %5;\n" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_addr(bar)), "h"(mask)
+      : "memory");
+}
+// Arrival on the mbarrier at the same shared-memory offset in cluster block `cta`.
+__device__ __forceinline__ void mbar_arrive_remote(uint64_t* bar, uint32_t cta) {
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_addr(bar)), "r"(cta));
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+}
+__device__ __forceinline__ uint32_t cluster_rank() {
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+}
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+}
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 
 template <int R>
@@ -128,7 +156,6 @@ __device__ __forceinline__ void keep_acc(float (&r)[A][B]) {
 #pragma unroll
     for (int i = 0; i < B; ++i) asm volatile("" : "+f"(r[a][i])::"memory");
 }
-#endif
 
 // The work units of block c in order: its round-robin tiles, then its stream-K range cut at tile edges.
 struct Units {
@@ -173,8 +200,9 @@ __device__ __forceinline__ int sk_owner(long long i, long long wsk, int G) {
   while (c > 0 && (long long)c * wsk / G > i) --c;
   return c;
 }
+#endif
 
-template <int MS, int NT>
+template <int MS, int NT, int CL>
 __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__ CUtensorMap tmX, const WsParams p) {
   extern __shared__ __align__(16) unsigned char smemRaw[];
   using C = WsCfg<MS, NT>;
@@ -182,189 +210,206 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
   detail::pdl_launch();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kStages = C::kStages;
+  constexpr int kAcc = NT / 2;  // accumulators a thread a slice
   __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
   unsigned char* smem = smemRaw + ((1024 - (smem_addr(smemRaw) & 1023)) & 1023);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const int G = gridDim.x;
+  // Clusters of CL blocks: cluster `cid` of G does the units; its block `rank` owns output tile ot * CL + rank of
+  // each and loads NT / CL rows of the shared x tile for all of them (multicast).
+  const int G = gridDim.x / CL, cid = blockIdx.x / CL;
+  const int rank = CL > 1 ? (int)cluster_rank() : 0;
   if (tid == 0) {
     for (int s = 0; s < kStages; ++s) {
       mbar_init(&full[s], 1);
-      mbar_init(&empty[s], 8);  // one arrival per consumer warp
+      mbar_init(&empty[s], 8 * CL);  // one arrival per consumer warp of each block of the cluster
     }
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  __syncthreads();
+  if constexpr (CL > 1) cluster_sync();
+  else __syncthreads();
 
   if (warp < 4) {  // producer warpgroup
     asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
-    if (warp != 0) return;
-    Units u(p, blockIdx.x, G);
+    if (warp == 0) {
+      Units u(p, cid, G);
+      int tile, kb, ke, q = 0;
+      const int groups = p.K / p.chunksPerGroup;
+      while (u.next(p, G, tile, kb, ke)) {
+        int ot, rt;
+        tile_coords(p, tile, ot, rt);
+        const int tile0 = (ot * CL + rank) * C::kTiles;
+        const int nValid = max(0, min(C::kTiles, p.nTiles - tile0));
+        const int ti = lane & 15;
+        for (int kc = kb; kc < ke; ++kc, ++q) {
+          const int s = q % kStages;
+          mbar_wait(&empty[s], ((q / kStages) & 1) ^ 1);
+          unsigned char* st = smem + s * C::kStage;
+          if (lane == 0) {
+            mbar_arrive_expect_tx(&full[s], C::kX + nValid * (512 + 64));
+            if constexpr (CL == 1)
+              tma_2d(st, &tmX, kc * 64, rt * NT, &full[s]);
+            else
+              tma_2d_mc(st + rank * (C::kX / CL), &tmX, kc * 64, rt * NT + rank * (NT / CL), &full[s],
+                        (uint16_t)((1 << CL) - 1));
+          }
+          __syncwarp();
+          if (ti < nValid) {
+            if (lane < 16)
+              bulk_g2s(st + C::kW + ti * 512, p.wq + ((size_t)(tile0 + ti) * p.K + kc) * 32, 512, &full[s]);
+            else
+              bulk_g2s(st + C::kZ + ti * 64, p.zs + ((size_t)(tile0 + ti) * groups + kc / p.chunksPerGroup) * 8,
+                       64, &full[s]);
+          }
+        }
+      }
+    }
+  } else {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
+    const int ct = tid - 128, wg = ct >> 7, wi = (ct >> 5) & 3;
+    const int g = lane >> 2, t = lane & 3;
+    // Lane (g, t) of a tile: the bytes of lane (g, kk)'s words t/2 and 2 + t/2 holding k = 16kk + 2t + {0, 1} and
+    // 16kk + 2t + 8 + {0, 1} (see gemm_sm90_rs.cu).
+    const uint32_t sel = (t & 1) ? 0x7351u : 0x6240u;
+    const bool hiWord = (t >> 1) != 0;
+    float acc[MS][kAcc];
+    uint32_t fa[16], fb[16];  // two fragment sets (one slice, one 64-deep chunk each)
+#pragma unroll
+    for (int i = 0; i < 16; ++i) fb[i] = 0;
+    // Fragments of slice `sl` (packed tile (wg * MS + sl) * 4 + warp of the block) for the chunk in stage `st`.
+    auto dequant = [&](const unsigned char* st, int sl, uint32_t(&f)[16]) {
+      const int tl = (wg * MS + sl) * 4 + wi;
+      const uint4* wl = reinterpret_cast<const uint4*>(st + C::kW) + tl * 32 + 4 * g;
+      const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) {
+        const uint4 v = wl[kk];
+        const uint32_t lo = hiWord ? v.y : v.x, hi = hiWord ? v.w : v.z;
+        detail::dequant_word(__byte_perm(lo, hi, sel), zz.x, zz.y, &f[4 * kk]);
+      }
+    };
+    // The 4 k steps of slice `sl` as one wgmma group; i = 0 (the unit's first chunk) overwrites the accumulators.
+    auto issue = [&](const unsigned char* st, int sl, uint32_t(&f)[16], int i) {
+      keep_regs(f);
+      detail::wgmma_fence();
+      const uint64_t desc = detail::sw128_desc(st);
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk) detail::wgmma_rs<NT>(acc[sl], &f[4 * kk], desc + 2 * kk, i + kk > 0);
+      detail::wgmma_commit();
+    };
+    // Stage s back to the producers of every block of the cluster (they all write into it).
+    auto release = [&](int s) {
+      if (lane == 0) {
+        mbar_arrive(&empty[s]);
+#pragma unroll
+        for (int r = 1; r < CL; ++r) mbar_arrive_remote(&empty[s], (uint32_t)((rank + r) % CL));
+      }
+    };
+    Units u(p, cid, G);
     int tile, kb, ke, q = 0;
-    const int groups = p.K / p.chunksPerGroup;
     while (u.next(p, G, tile, kb, ke)) {
+      const int n = ke - kb;
+      if constexpr (MS == 1) {
+        // One chunk: stage -> fragments `cur` -> wgmmas; then retire the previous chunk's wgmmas (their fragments
+        // `prev` stay live until then) and release its stage. No path may reach a body that writes the fragments
+        // still in flight (ptxas would serialize every wgmma, C7513): pairs, then the odd chunk after the loop.
+        auto body = [&](int i, uint32_t(&cur)[16], uint32_t(&prev)[16]) {
+          const int s = q % kStages;
+          mbar_wait(&full[s], (q / kStages) & 1);
+          const unsigned char* st = smem + s * C::kStage;
+          dequant(st, 0, cur);
+          issue(st, 0, cur, i);
+          detail::wgmma_wait<1>();
+          keep_regs(prev);
+          if (i > 0) release((q + kStages - 1) % kStages);
+          ++q;
+        };
+        int i = 0;
+        for (; i + 1 < n; i += 2) {
+          body(i, fa, fb);
+          body(i + 1, fb, fa);
+        }
+        if (i < n) body(i, fa, fb);
+      } else {
+        // Two slices: fa holds slice 0's fragments, fb slice 1's; each is rewritten once its previous group has
+        // retired, so one group is always in flight while the other slice is dequantized.
+        for (int i = 0; i < n; ++i) {
+          const int s = q % kStages;
+          mbar_wait(&full[s], (q / kStages) & 1);
+          const unsigned char* st = smem + s * C::kStage;
+          dequant(st, 0, fa);
+          issue(st, 0, fa, i);
+          detail::wgmma_wait<1>();  // slice 1 of the previous chunk: its fragments and stage are free
+          keep_regs(fb);
+          if (i > 0) release((q + kStages - 1) % kStages);
+          dequant(st, 1, fb);
+          issue(st, 1, fb, i);
+          detail::wgmma_wait<1>();  // slice 0 of this chunk
+          keep_regs(fa);
+          ++q;
+        }
+      }
+      detail::wgmma_wait<0>();
+      keep_acc(acc);
+      keep_regs(fa);
+      keep_regs(fb);
+      release((q + kStages - 1) % kStages);
+
+      if (kb != 0 || ke != p.K) {  // a stream-K piece of a tile
+        const int j = (tile - p.dp) * CL + rank;  // counter of this block's part of the tile
+        if (kb != 0) {  // not the owner: partial to this block's slot, then count
+          float4* slot = reinterpret_cast<float4*>(p.ws + (size_t)blockIdx.x * C::kSlotFloats);
+#pragma unroll
+          for (int sl = 0; sl < MS; ++sl)
+#pragma unroll
+            for (int i = 0; i < kAcc; i += 4)
+              __stcg(slot + ((sl * kAcc + i) / 4) * 256 + ct,
+                     make_float4(acc[sl][i], acc[sl][i + 1], acc[sl][i + 2], acc[sl][i + 3]));
+          __threadfence();
+          consumers_sync();
+          if (ct == 0) atomicAdd(&p.counters[j], 1);
+          continue;
+        }
+        const int cLast = sk_owner((long long)(tile - p.dp + 1) * p.K - 1, p.wsk, G);
+        if (ct == 0) {
+          const int want = cLast - cid;
+          int seen;
+          do {
+            asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(&p.counters[j]) : "memory");
+          } while (seen < want);
+          p.counters[j] = 0;
+        }
+        consumers_sync();
+        __threadfence();
+        for (int c2 = cid + 1; c2 <= cLast; ++c2) {
+          const float4* slot = reinterpret_cast<const float4*>(p.ws + (size_t)(c2 * CL + rank) * C::kSlotFloats);
+#pragma unroll
+          for (int sl = 0; sl < MS; ++sl)
+#pragma unroll
+            for (int i = 0; i < kAcc; i += 4) {
+              const float4 v = __ldcg(slot + ((sl * kAcc + i) / 4) * 256 + ct);
+              acc[sl][i] += v.x;
+              acc[sl][i + 1] += v.y;
+              acc[sl][i + 2] += v.z;
+              acc[sl][i + 3] += v.w;
+            }
+        }
+      }
+      // acc[sl][4j + 2h + e] = (output 64 * slice + 16 * warp + g + 8h, row 8j + 2t + e)
       int ot, rt;
       tile_coords(p, tile, ot, rt);
-      const int tile0 = ot * C::kTiles;
-      const int nValid = min(C::kTiles, p.nTiles - tile0);
-      const int ti = lane & 15;
-      for (int kc = kb; kc < ke; ++kc, ++q) {
-        const int s = q % kStages;
-        mbar_wait(&empty[s], ((q / kStages) & 1) ^ 1);
-        unsigned char* st = smem + s * C::kStage;
-        if (lane == 0) {
-          mbar_arrive_expect_tx(&full[s], C::kX + nValid * (512 + 64));
-          tma_2d(st, &tmX, kc * 64, rt * NT, &full[s]);
-        }
-        __syncwarp();
-        if (ti < nValid) {
-          if (lane < 16)
-            bulk_g2s(st + C::kW + ti * 512, p.wq + ((size_t)(tile0 + ti) * p.K + kc) * 32, 512, &full[s]);
-          else
-            bulk_g2s(st + C::kZ + ti * 64, p.zs + ((size_t)(tile0 + ti) * groups + kc / p.chunksPerGroup) * 8, 64,
-                     &full[s]);
+#pragma unroll
+      for (int sl = 0; sl < MS; ++sl) {
+        const int o = (ot * CL + rank) * C::kOut + (wg * MS + sl) * 64 + 16 * wi + g;
+#pragma unroll
+        for (int i = 0; i < kAcc; ++i) {
+          const int row = rt * NT + 8 * (i >> 2) + 2 * t + (i & 1);
+          const int col = o + 8 * ((i >> 1) & 1);
+          if (row < p.m && col < p.out) p.y[(size_t)row * p.out + col] = __float2half_rn(acc[sl][i]);
         }
       }
     }
-    return;
   }
-
-  // Consumers.
-  asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
-  const int ct = tid - 128, wg = ct >> 7, wi = (ct >> 5) & 3;
-  const int g = lane >> 2, t = lane & 3;
-  // Lane (g, t) of a tile: the bytes of lane (g, kk)'s words t/2 and 2 + t/2 holding k = 16kk + 2t + {0, 1} and
-  // 16kk + 2t + 8 + {0, 1} (see gemm_sm90_rs.cu).
-  const uint32_t sel = (t & 1) ? 0x7351u : 0x6240u;
-  const bool hiWord = (t >> 1) != 0;
-  float acc[MS][C::kAcc];
-  uint32_t fa[16], fb[16];  // two fragment sets (one slice, one 64-deep chunk each)
-#pragma unroll
-  for (int i = 0; i < 16; ++i) fb[i] = 0;
-  // Fragments of slice `sl` (packed tile (wg * MS + sl) * 4 + warp of the block) for the chunk in stage `st`.
-  auto dequant = [&](const unsigned char* st, int sl, uint32_t(&f)[16]) {
-    const int tl = (wg * MS + sl) * 4 + wi;
-    const uint4* wl = reinterpret_cast<const uint4*>(st + C::kW) + tl * 32 + 4 * g;
-    const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint4 v = wl[kk];
-      const uint32_t lo = hiWord ? v.y : v.x, hi = hiWord ? v.w : v.z;
-      detail::dequant_word(__byte_perm(lo, hi, sel), zz.x, zz.y, &f[4 * kk]);
-    }
-  };
-  // The 4 k steps of slice `sl` as one wgmma group; i = 0 (the unit's first chunk) overwrites the accumulators.
-  auto issue = [&](const unsigned char* st, int sl, uint32_t(&f)[16], int i) {
-    keep_regs(f);
-    detail::wgmma_fence();
-    const uint64_t desc = detail::sw128_desc(st);
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) detail::wgmma_rs<NT>(acc[sl], &f[4 * kk], desc + 2 * kk, i + kk > 0);
-    detail::wgmma_commit();
-  };
-  Units u(p, blockIdx.x, G);
-  int tile, kb, ke, q = 0;
-  while (u.next(p, G, tile, kb, ke)) {
-    const int n = ke - kb;
-    if constexpr (MS == 1) {
-      // One chunk: stage -> fragments `cur` -> wgmmas; then retire the previous chunk's wgmmas (their fragments
-      // `prev` stay live until then) and release its stage. No path may reach a body that writes the fragments
-      // still in flight (ptxas would serialize every wgmma, C7513): pairs, then the odd chunk after the loop.
-      auto body = [&](int i, uint32_t(&cur)[16], uint32_t(&prev)[16]) {
-        const int s = q % kStages;
-        mbar_wait(&full[s], (q / kStages) & 1);
-        const unsigned char* st = smem + s * C::kStage;
-        dequant(st, 0, cur);
-        issue(st, 0, cur, i);
-        detail::wgmma_wait<1>();
-        keep_regs(prev);
-        if (i > 0 && lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
-        ++q;
-      };
-      int i = 0;
-      for (; i + 1 < n; i += 2) {
-        body(i, fa, fb);
-        body(i + 1, fb, fa);
-      }
-      if (i < n) body(i, fa, fb);
-    } else {
-      // Two slices: fa holds slice 0's fragments, fb slice 1's; each is rewritten once its previous group has
-      // retired, so one group is always in flight while the other slice is dequantized.
-      for (int i = 0; i < n; ++i) {
-        const int s = q % kStages;
-        mbar_wait(&full[s], (q / kStages) & 1);
-        const unsigned char* st = smem + s * C::kStage;
-        dequant(st, 0, fa);
-        issue(st, 0, fa, i);
-        detail::wgmma_wait<1>();  // slice 1 of the previous chunk: its fragments and stage are free
-        keep_regs(fb);
-        if (i > 0 && lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
-        dequant(st, 1, fb);
-        issue(st, 1, fb, i);
-        detail::wgmma_wait<1>();  // slice 0 of this chunk
-        keep_regs(fa);
-        ++q;
-      }
-    }
-    detail::wgmma_wait<0>();
-    keep_acc(acc);
-    keep_regs(fa);
-    keep_regs(fb);
-    if (lane == 0) mbar_arrive(&empty[(q + kStages - 1) % kStages]);
-
-    if (kb != 0 || ke != p.K) {  // a stream-K piece of a tile
-      const int j = tile - p.dp;
-      if (kb != 0) {  // not the owner: partial to this block's slot, then count
-        float4* slot = reinterpret_cast<float4*>(p.ws + (size_t)blockIdx.x * C::kSlotFloats);
-#pragma unroll
-        for (int sl = 0; sl < MS; ++sl)
-#pragma unroll
-          for (int i = 0; i < C::kAcc; i += 4)
-            __stcg(slot + ((sl * C::kAcc + i) / 4) * 256 + ct,
-                   make_float4(acc[sl][i], acc[sl][i + 1], acc[sl][i + 2], acc[sl][i + 3]));
-        __threadfence();
-        consumers_sync();
-        if (ct == 0) atomicAdd(&p.counters[j], 1);
-        continue;
-      }
-      const int cLast = sk_owner((long long)(j + 1) * p.K - 1, p.wsk, G);
-      if (ct == 0) {
-        const int want = cLast - (int)blockIdx.x;
-        int seen;
-        do {
-          asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(&p.counters[j]) : "memory");
-        } while (seen < want);
-        p.counters[j] = 0;
-      }
-      consumers_sync();
-      __threadfence();
-      for (int c2 = blockIdx.x + 1; c2 <= cLast; ++c2) {
-        const float4* slot = reinterpret_cast<const float4*>(p.ws + (size_t)c2 * C::kSlotFloats);
-#pragma unroll
-        for (int sl = 0; sl < MS; ++sl)
-#pragma unroll
-          for (int i = 0; i < C::kAcc; i += 4) {
-            const float4 v = __ldcg(slot + ((sl * C::kAcc + i) / 4) * 256 + ct);
-            acc[sl][i] += v.x;
-            acc[sl][i + 1] += v.y;
-            acc[sl][i + 2] += v.z;
-            acc[sl][i + 3] += v.w;
-          }
-      }
-    }
-    // acc[sl][4j + 2h + e] = (output 64 * slice + 16 * warp + g + 8h, row 8j + 2t + e)
-    int ot, rt;
-    tile_coords(p, tile, ot, rt);
-#pragma unroll
-    for (int sl = 0; sl < MS; ++sl) {
-      const int o = ot * C::kOut + (wg * MS + sl) * 64 + 16 * wi + g;
-#pragma unroll
-      for (int i = 0; i < C::kAcc; ++i) {
-        const int row = rt * NT + 8 * (i >> 2) + 2 * t + (i & 1);
-        const int col = o + 8 * ((i >> 1) & 1);
-        if (row < p.m && col < p.out) p.y[(size_t)row * p.out + col] = __float2half_rn(acc[sl][i]);
-      }
-    }
-  }
+  if constexpr (CL > 1) cluster_sync();  // no block leaves while another may still signal its barriers
 #else
   __trap();
 #endif
@@ -392,7 +437,7 @@ int sm_count() {
   return n > 0 ? n : 132;
 }
 
-template <int MS, int NT>
+template <int MS, int NT, int CL>
 cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in, int out, int group, __half* y,
                       void* workspace, size_t workspaceBytes, cudaStream_t stream) {
   using C = WsCfg<MS, NT>;
@@ -403,14 +448,14 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
   cudaGetDevice(&dev);
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
-    cudaError_t e = cudaFuncSetAttribute(gemm_ws_kernel<MS, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
+    cudaError_t e = cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
   CUtensorMap map;
   const cuuint64_t dims[2] = {(cuuint64_t)in, (cuuint64_t)m};
   const cuuint64_t strides[1] = {(cuuint64_t)in * 2};
-  const cuuint32_t box[2] = {64, NT};
+  const cuuint32_t box[2] = {64, NT / CL};
   const cuuint32_t estr[2] = {1, 1};
   if (encode(&map, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, const_cast<__half*>(x), dims, strides, box, estr,
              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
@@ -426,23 +471,48 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
   p.wq = static_cast<const uint4*>(w);
   p.zs = reinterpret_cast<const uint2*>(static_cast<const char*>(w) + awq_weight_bytes(in, out));
   p.y = y;
-  p.outTiles = detail::ceil_div(out, C::kOut);
+  p.outTiles = detail::ceil_div(out, C::kOut * CL);  // cluster tiles
   p.tokTiles = detail::ceil_div(m, NT);
   p.K = in / 64;
   const int T = p.outTiles * p.tokTiles;
-  const int sms = sm_count();
+  // Co-resident units of work: SMs, or for clusters the clusters that fit at once (the stream-K owners wait for
+  // other blocks, so every block must be resident).
+  int units = sm_count();
+  if constexpr (CL > 1) {
+    static int clusters[64] = {};
+    if (clusters[dev & 63] == 0) {
+      cudaLaunchConfig_t cfg = {};
+      cfg.gridDim = dim3(CL * units);
+      cfg.blockDim = dim3(384);
+      cfg.dynamicSmemBytes = C::kSmem;
+      cudaLaunchAttribute a[1];
+      a[0].id = cudaLaunchAttributeClusterDimension;
+      a[0].val.clusterDim.x = CL;
+      a[0].val.clusterDim.y = 1;
+      a[0].val.clusterDim.z = 1;
+      cfg.attrs = a;
+      cfg.numAttrs = 1;
+      int n = 0;
+      if (cudaOccupancyMaxActiveClusters(&n, gemm_ws_kernel<MS, NT, CL>, &cfg) != cudaSuccess || n <= 0) {
+        cudaGetLastError();
+        return cudaErrorNotSupported;
+      }
+      clusters[dev & 63] = n;
+    }
+    units = clusters[dev & 63];
+  }
   const bool haveWs = workspace != nullptr && workspaceBytes > kLinearCounters * sizeof(int) &&
                       reinterpret_cast<uintptr_t>(workspace) % 16 == 0;
-  int G = std::min(sms, T), sk = 0;
-  if (skMode != 0 && haveWs && T % sms != 0) {
-    // Stream-K over the last partial wave plus one full wave (all tiles when there are fewer than the SMs),
+  int G = std::min(units, T), sk = 0;
+  if (skMode != 0 && haveWs && T % units != 0) {
+    // Stream-K over the last partial wave plus one full wave (all tiles when there are fewer than the units),
     // with one workspace slot a block.
     const size_t wsFloats = (workspaceBytes - kLinearCounters * sizeof(int)) / sizeof(float);
-    const int gs = (int)std::min<size_t>(sms, wsFloats / C::kSlotFloats);
+    const int gs = (int)std::min<size_t>(units, wsFloats / C::kSlotFloats / CL);
     if (gs >= 2) {
       const int waves = T / gs, rem = T % gs;
       sk = rem == 0 ? 0 : waves == 0 ? T : rem + gs;
-      if (sk > kLinearCounters) sk = 0;
+      if ((long)sk * CL > kLinearCounters) sk = 0;
       if (sk > 0) G = gs;
     }
   }
@@ -451,7 +521,25 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
   if (sk > 0 && p.dp == 0) G = (int)std::max<long long>(1, std::min<long long>(G, p.wsk / 4));  // >= 4 chunks a block
   p.ws = haveWs ? reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int)) : nullptr;
   p.counters = haveWs ? static_cast<int*>(workspace) : nullptr;
-  return pdl_launch_kernel(gemm_ws_kernel<MS, NT>, dim3(G), dim3(384), C::kSmem, stream, map, p);
+  if constexpr (CL == 1) {
+    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL>, dim3(G), dim3(384), C::kSmem, stream, map, p);
+  } else {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3(G * CL);
+    cfg.blockDim = dim3(384);
+    cfg.dynamicSmemBytes = C::kSmem;
+    cfg.stream = stream;
+    cudaLaunchAttribute a[2];
+    a[0].id = cudaLaunchAttributeClusterDimension;
+    a[0].val.clusterDim.x = CL;
+    a[0].val.clusterDim.y = 1;
+    a[0].val.clusterDim.z = 1;
+    a[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    a[1].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = a;
+    cfg.numAttrs = pdl_enabled() ? 2 : 1;
+    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL>, map, p);
+  }
 }
 
 }  // namespace
@@ -465,9 +553,11 @@ cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const 
     return cudaErrorNotSupported;
   if (variant == 0) variant = gemm_ws_default_variant(m);
   switch (variant) {
-    case 1: return launch_ws<2, 128>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 2: return launch_ws<1, 256>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 3: return launch_ws<1, 128>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 1: return launch_ws<2, 128, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 2: return launch_ws<1, 256, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 3: return launch_ws<1, 128, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 4: return launch_ws<2, 128, 2>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 5: return launch_ws<1, 256, 2>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     default: return cudaErrorInvalidValue;
   }
 }
