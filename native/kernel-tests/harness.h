@@ -102,6 +102,10 @@ void bench_attention(bool quick);
 // cache; decode attention timings by KV dtype.
 bool test_kv_cache_fp8();
 void bench_kv_cache(bool quick);
+// Decode attention by KV head (attention_decode_grouped.cu), for now only under --kv: every attention case, and
+// timings beside the per-query-head kernel with its split target swept.
+bool test_decode_grouped();
+void bench_decode_grouped(bool quick);
 // The warp-specialized prefill GEMM (gemm_sm90_ws.cu): tests.cu / bench.cu.
 bool test_awq_ws();
 void bench_gemm_ws();

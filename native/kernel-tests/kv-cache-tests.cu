@@ -6,9 +6,11 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "../kernels/fp8_e4m3.cuh"
+#include "../kernels/internal.h"
 #include "../kernels/kernels.h"
 #include "harness.h"
 
@@ -256,42 +258,63 @@ bool fp8_attention_case(int numHeads, int numKvHeads, int D, const std::vector<s
   return ok;
 }
 
-}  // namespace
-
-bool test_kv_cache_fp8() {
-  std::printf("FP8 E4M3 KV cache (conversion vs the CPU emulation; attention over an FP8 cache)\n");
-  bool ok = test_conversion();
+bool fp8_attention_cases() {
   const std::vector<std::pair<int, int>> mixed = {{100, 300}, {1, 517}, {64, 64}, {130, 130}, {17, 1000}};
-  ok &= fp8_attention_case(8, 2, 128, mixed, 21);
+  bool ok = fp8_attention_case(8, 2, 128, mixed, 21);
   ok &= fp8_attention_case(4, 2, 64, mixed, 22);
   ok &= fp8_attention_case(40, 40, 128, {{1, 1}, {1, 17}, {1, 300}, {1, 2048}, {1, 4000}}, 23);
   ok &= fp8_attention_case(32, 8, 128, {{1, 5}, {1, 700}, {1, 3000}}, 24);
   ok &= fp8_attention_case(4, 2, 64, {{1, 2500}}, 25);
   ok &= fp8_attention_case(40, 40, 128, {{300, 1500}, {1, 900}, {77, 77}}, 26);
+  ok &= fp8_attention_case(64, 8, 128, {{1, 33}, {1, 1000}, {1, 4096}}, 27);
   return ok;
 }
 
-// Decode attention over fp16 and FP8 caches (H heads of D = 128, KVH kv heads): microseconds and the bytes of
-// K and V read per second (bytes per element of the cache's dtype; q and the output are ignored).
-void bench_kv_cache(bool quick) {
-  struct Case {
-    int batch, ctx, H, KVH;
-  };
-  std::vector<Case> cases = {{1, 512, 40, 40},   {1, 2048, 40, 40},  {1, 4096, 40, 40}, {32, 512, 40, 40},
-                             {32, 2048, 40, 40}, {64, 512, 40, 40},  {128, 512, 40, 40}, {128, 2048, 40, 40},
-                             {1, 2048, 32, 8},   {64, 2048, 32, 8}};
-  if (quick) cases = {{1, 512, 40, 40}, {1, 4096, 40, 40}, {64, 512, 40, 40}, {128, 512, 40, 40}};
-  const int D = 128;
-  std::printf("\nDecode attention by KV dtype, D=%d\n", D);
-  std::printf("%-36s %10s %9s %10s %9s\n", "case", "fp16 us", "GB/s", "fp8 us", "GB/s");
-  for (const Case& c : cases) {
-    const int blocksPer = (c.ctx + 15) / 16;
+}  // namespace
+
+bool test_kv_cache_fp8() {
+  std::printf("FP8 E4M3 KV cache (conversion vs the CPU emulation; attention over an FP8 cache)\n");
+  return test_conversion() && fp8_attention_cases();
+}
+
+bool test_decode_grouped() {
+  // The decode kernel by KV head (attention_decode_grouped.cu) on every attention case, fp16 (test_attention) and
+  // FP8, at the default split target and at one that splits as far as the kernel goes (merge of many splits).
+  bool ok = true;
+  for (int blocksPerSm : {0, 64}) {
+    std::printf("Decode attention by KV head (blocks per SM target %s)\n", blocksPerSm ? "64" : "default");
+    awqk::attention_decode_variant_override(2);
+    awqk::grouped_decode_blocks_per_sm_override(blocksPerSm);
+    ok &= test_attention();
+    ok &= fp8_attention_cases();
+  }
+  awqk::attention_decode_variant_override(0);
+  awqk::grouped_decode_blocks_per_sm_override(0);
+  return ok;
+}
+
+namespace {
+
+struct DecodeCase {
+  int batch, ctx, H, KVH;
+};
+constexpr int kBenchD = 128;
+
+// The buffers of one timed case: q, out, fp16 and FP8 caches (the same values), sequential block tables.
+struct DecodeBuffers {
+  const DecodeCase c;
+  int blocksPer = 0;
+  __half *q = nullptr, *o = nullptr, *k16 = nullptr, *v16 = nullptr;
+  uint8_t *k8 = nullptr, *v8 = nullptr;
+  int32_t *bt = nullptr, *ctx = nullptr;
+  void* ws = nullptr;
+  size_t wsBytes = 0;
+
+  explicit DecodeBuffers(const DecodeCase& cs) : c(cs) {
+    const int D = kBenchD;
+    blocksPer = (c.ctx + 15) / 16;
     const int numBlocks = c.batch * blocksPer;
     const size_t cacheElems = (size_t)numBlocks * 16 * c.KVH * D;
-    __half *q, *o, *k16, *v16;
-    uint8_t *k8, *v8;
-    int32_t *bt, *ctx;
-    void* ws;
     CK(cudaMalloc(&q, (size_t)c.batch * c.H * D * 2));
     CK(cudaMalloc(&o, (size_t)c.batch * c.H * D * 2));
     CK(cudaMalloc(&k16, cacheElems * 2));
@@ -309,28 +332,91 @@ void bench_kv_cache(bool quick) {
     CK(cudaMalloc(&ctx, hctx.size() * 4));
     CK(cudaMemcpy(bt, hbt.data(), hbt.size() * 4, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(ctx, hctx.data(), hctx.size() * 4, cudaMemcpyHostToDevice));
-    const size_t wsBytes = awqk::paged_attention_decode_workspace_bytes(c.batch, c.H, D, c.ctx);
+    wsBytes = awqk::paged_attention_decode_workspace_bytes(c.batch, c.H, D, c.ctx);
     CK(cudaMalloc(&ws, wsBytes));
     CK(cudaMemset(ws, 0, wsBytes));
-    const float scale = 1.f / std::sqrt((float)D);
-    double us[2];
-    for (int f = 0; f < 2; ++f) {
-      const void* kc = f ? (const void*)k8 : (const void*)k16;
-      const void* vc = f ? (const void*)v8 : (const void*)v16;
-      const auto dtype = f ? awqk::KvCacheDtype::Fp8E4m3 : awqk::KvCacheDtype::Fp16;
-      us[f] = 1e3 * time_ms(
-                        [&](int, cudaStream_t st) {
-                          CK(awqk::paged_attention_decode(q, kc, vc, dtype, bt, blocksPer, ctx, c.batch, c.ctx, c.H,
-                                                          c.KVH, D, scale, ws, wsBytes, o, st));
-                        },
-                        20);
-    }
-    const double elems = 2.0 * c.batch * c.ctx * c.KVH * D;  // K and V elements read
-    char name[96];
-    std::snprintf(name, sizeof name, "decode batch=%d ctx=%d H=%d KVH=%d", c.batch, c.ctx, c.H, c.KVH);
-    std::printf("%-36s %10.1f %9.0f %10.1f %9.0f\n", name, us[0], elems * 2 / (us[0] * 1e-6) / 1e9, us[1],
-                elems / (us[1] * 1e-6) / 1e9);
+  }
+  ~DecodeBuffers() {
     for (void* p : {(void*)q, (void*)o, (void*)k16, (void*)v16, (void*)k8, (void*)v8, (void*)bt, (void*)ctx, ws})
       CK(cudaFree(p));
+  }
+  // Microseconds of one call (graph-timed, 20 calls) of kernel `variant` (1 per query head, 2 by KV head).
+  double us(int variant, bool fp8) {
+    awqk::attention_decode_variant_override(variant);
+    const float scale = 1.f / std::sqrt((float)kBenchD);
+    const void* kc = fp8 ? (const void*)k8 : (const void*)k16;
+    const void* vc = fp8 ? (const void*)v8 : (const void*)v16;
+    const auto dtype = fp8 ? awqk::KvCacheDtype::Fp8E4m3 : awqk::KvCacheDtype::Fp16;
+    const double ms = time_ms(
+        [&](int, cudaStream_t st) {
+          CK(awqk::paged_attention_decode(q, kc, vc, dtype, bt, blocksPer, ctx, c.batch, c.ctx, c.H, c.KVH, kBenchD,
+                                          scale, ws, wsBytes, o, st));
+        },
+        20);
+    awqk::attention_decode_variant_override(0);
+    return ms * 1e3;
+  }
+  // GB/s of the K and V bytes read in `us`.
+  double gbps(double us, bool fp8) const {
+    return 2.0 * c.batch * c.ctx * c.KVH * kBenchD * (fp8 ? 1 : 2) / (us * 1e-6) / 1e9;
+  }
+  std::string name() const {
+    char b[96];
+    std::snprintf(b, sizeof b, "batch=%d ctx=%d H=%d KVH=%d", c.batch, c.ctx, c.H, c.KVH);
+    return b;
+  }
+};
+
+std::vector<DecodeCase> decode_cases(bool quick) {
+  if (quick) return {{1, 512, 40, 40}, {1, 4096, 40, 40}, {64, 512, 40, 40}, {128, 512, 40, 40}};
+  return {{1, 512, 40, 40},   {1, 2048, 40, 40},   {1, 4096, 40, 40}, {8, 512, 40, 40},
+          {32, 512, 40, 40},  {32, 2048, 40, 40},  {64, 512, 40, 40}, {128, 512, 40, 40},
+          {128, 2048, 40, 40}, {1, 2048, 32, 8},   {64, 2048, 32, 8}};
+}
+
+}  // namespace
+
+// Decode attention (the default kernel) over fp16 and FP8 caches, D = 128: microseconds and the bytes of K and V
+// read per second (bytes per element of the cache's dtype; q and the output are ignored).
+void bench_kv_cache(bool quick) {
+  std::printf("\nDecode attention by KV dtype, D=%d\n%-32s %10s %9s %10s %9s\n", kBenchD, "case", "fp16 us", "GB/s",
+              "fp8 us", "GB/s");
+  for (const DecodeCase& c : decode_cases(quick)) {
+    DecodeBuffers b(c);
+    const double a = b.us(0, false), f = b.us(0, true);
+    std::printf("%-32s %10.1f %9.0f %10.1f %9.0f\n", b.name().c_str(), a, b.gbps(a, false), f, b.gbps(f, true));
+  }
+}
+
+// The same cases per query head (v1, attention_decode.cu) and by KV head (v2), then v2's split target swept.
+void bench_decode_grouped(bool quick) {
+  std::printf("\nDecode attention, v1 per query head / v2 by KV head, D=%d: us and GB/s of K+V\n", kBenchD);
+  std::printf("%-32s %16s %16s %16s %16s\n", "case", "v1 fp16", "v2 fp16", "v1 fp8", "v2 fp8");
+  const std::vector<int> sweep = {2, 4, 8, 16};
+  std::vector<std::pair<std::string, std::vector<double>>> swept;
+  for (const DecodeCase& c : decode_cases(quick)) {
+    DecodeBuffers b(c);
+    char cell[4][24];
+    for (int f = 0; f < 2; ++f)
+      for (int v = 1; v <= 2; ++v) {
+        const double us = b.us(v, f == 1);
+        std::snprintf(cell[f * 2 + v - 1], sizeof cell[0], "%7.1f %6.0f", us, b.gbps(us, f == 1));
+      }
+    std::printf("%-32s %16s %16s %16s %16s\n", b.name().c_str(), cell[0], cell[1], cell[2], cell[3]);
+    std::vector<double> row;
+    for (int bps : sweep) {
+      awqk::grouped_decode_blocks_per_sm_override(bps);
+      row.push_back(b.us(2, false));
+    }
+    awqk::grouped_decode_blocks_per_sm_override(0);
+    swept.emplace_back(b.name(), row);
+  }
+  std::printf("\nv2 fp16 by split target (blocks per SM): us\n%-32s", "case");
+  for (int bps : sweep) std::printf(" %8d", bps);
+  std::printf("\n");
+  for (const auto& [name, row] : swept) {
+    std::printf("%-32s", name.c_str());
+    for (double us : row) std::printf(" %8.1f", us);
+    std::printf("\n");
   }
 }

@@ -38,8 +38,8 @@ int main(int argc, char** argv) {
     return ok ? 0 : 1;
   }
   if (kvOnly) {
-    if (tests) ok &= test_kv_cache_fp8() && test_attention();
-    if (bench) bench_kv_cache(quick);
+    if (tests) ok &= test_kv_cache_fp8() && test_attention() && test_decode_grouped();
+    if (bench) bench_decode_grouped(quick);
     return ok ? 0 : 1;
   }
   if (tests) {

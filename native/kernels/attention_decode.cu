@@ -5,9 +5,12 @@
 // bound, so CUDA cores: D/8 lanes share one key (8 elements each: 16-byte loads of fp16, 8-byte loads of
 // FP8 E4M3 converted to fp16 in registers), 128 keys per sub-chunk.
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 #include "fp8_e4m3.cuh"
+#include "internal.h"
 #include "kernels.h"
 #include "launch.h"
 
@@ -315,13 +318,35 @@ cudaError_t launch_decode(const __half* q, const KV* kc, const KV* vc, const int
 
 size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
                                               int maxContextLen) {
-  // Splitting only happens while numSeqs*numHeads*splits < kTargetBlocks, so the workspace never
-  // exceeds 2*kTargetBlocks entries: return that bound so one allocation serves every call.
+  // Per query head: splitting only happens while numSeqs*numHeads*splits < kTargetBlocks, so the workspace never
+  // exceeds 2*kTargetBlocks entries. By KV head: kGroupedMaxEntries (fewer splits past it). One allocation of the
+  // larger serves every call of either kernel.
   (void)numSeqs;
   (void)numHeads;
   (void)maxContextLen;
-  return kCounterBytes + (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
+  const size_t perHead = kCounterBytes + (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
+  const size_t byKvHead = kGroupedCounterBytes + kGroupedMaxEntries * (headDim + 2) * sizeof(float);
+  return perHead > byKvHead ? perHead : byKvHead;
 }
+
+namespace {
+int g_decode_variant = 0;
+
+// 1 = per query head (this file), 2 = by KV head (attention_decode_grouped.cu).
+int decode_variant() {
+  if (g_decode_variant > 0) return g_decode_variant;
+  static const int fromEnv = [] {
+    const char* v = std::getenv("AWQ_ATTN_DECODE");
+    if (v == nullptr) return 0;
+    if (!std::strcmp(v, "grouped") || !std::strcmp(v, "2")) return 2;
+    if (!std::strcmp(v, "per-head") || !std::strcmp(v, "1")) return 1;
+    return 0;
+  }();
+  return fromEnv > 0 ? fromEnv : 1;
+}
+}  // namespace
+
+void attention_decode_variant_override(int variant) { g_decode_variant = variant; }
 
 namespace {
 template <typename KV>
@@ -349,6 +374,13 @@ cudaError_t paged_attention_decode(const __half* q, const void* kCache, const vo
       numHeads % numKvHeads != 0 || maxBlocksPerSeq <= 0)
     return cudaErrorInvalidValue;
   if (numSeqs == 0) return cudaSuccess;
+  if (decode_variant() == 2) {
+    const cudaError_t status = paged_attention_decode_grouped(q, kCache, vCache, kvDtype, blockTables, maxBlocksPerSeq,
+                                                              contextLens, numSeqs, maxContextLen, numHeads,
+                                                              numKvHeads, headDim, scale, workspace, workspaceBytes,
+                                                              out, stream);
+    if (status != cudaErrorNotSupported) return status;
+  }
   if (kvDtype == KvCacheDtype::Fp8E4m3)
     return decode_for(q, static_cast<const uint8_t*>(kCache), static_cast<const uint8_t*>(vCache), blockTables,
                       maxBlocksPerSeq, contextLens, numSeqs, maxContextLen, numHeads, numKvHeads, headDim, scale,

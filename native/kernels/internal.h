@@ -5,6 +5,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include "kernels.h"
+
 namespace awqk {
 
 // Bytes of the packed int4 part (the zero/scale part follows it).
@@ -85,6 +87,23 @@ struct AddNormEpilogue {
 };
 
 constexpr int kGemvMaxM = 32;
+
+// Decode attention by KV head (attention_decode_grouped.cu): one block per (split, kv head, sequence) for the G =
+// numHeads / numKvHeads query heads sharing it (G in 1, 2, 4, 8; cudaErrorNotSupported otherwise, nothing
+// launched). Workspace: kGroupedCounterBytes of split counters (zero between calls), then the partials.
+constexpr int kGroupedCounters = 8192;
+constexpr size_t kGroupedCounterBytes = kGroupedCounters * sizeof(int);
+constexpr size_t kGroupedMaxEntries = 8192;  // (sequence, head, split) partials the engine's workspace holds
+size_t grouped_decode_ws_bytes(int numSeqs, int numHeads, int headDim, int splits);
+cudaError_t paged_attention_decode_grouped(const __half* q, const void* kCache, const void* vCache,
+                                           KvCacheDtype kvDtype, const int32_t* blockTables, int maxBlocksPerSeq,
+                                           const int32_t* contextLens, int numSeqs, int maxContextLen, int numHeads,
+                                           int numKvHeads, int headDim, float scale, void* workspace,
+                                           size_t workspaceBytes, __half* out, cudaStream_t stream);
+// Benchmark hooks: the blocks per SM the split count aims at (0 = AWQ_ATTN_BLOCKS_PER_SM or 4), and the decode
+// kernel (0 = AWQ_ATTN_DECODE or the default, 1 = per query head (attention_decode.cu), 2 = by KV head).
+void grouped_decode_blocks_per_sm_override(int blocksPerSm);
+void attention_decode_variant_override(int variant);
 
 // Benchmark hook for m <= 8: GEMV variant (tiles per warp, burst, double buffering, warps; see
 // launch_awq in gemv.cu); 0 = the default.
