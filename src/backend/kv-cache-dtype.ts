@@ -45,14 +45,16 @@ export function fp8CapacityNote(
 const KV_SCALE_NAME = /\.(k_scale|v_scale|kv_scale)$|\.(k_proj|v_proj)\.output_scale$/;
 
 /**
- * Throws, before any weight is read, when `dtype` cannot be honoured: fp8 with a checkpoint that carries its own
- * KV scales (`checkpointNames` lists its tensors), since both backends use k_scale = v_scale = 1.0.
+ * Throws, before any weight is read, when `dtype` cannot be honoured: a name outside auto / fp8 / fp8_e4m3 (an
+ * untyped caller's, e.g. "fp8_e5m2"), or fp8 with a checkpoint that carries its own KV scales (`checkpointNames`
+ * lists its tensors), since both backends use k_scale = v_scale = 1.0.
  */
 export function checkKvCacheDtypeSupported(
   backend: string,
   dtype: KvCacheDtype | undefined,
   checkpointNames: Iterable<string> = [],
 ): void {
+  if (dtype !== undefined) parseKvCacheDtype(dtype); // a JS caller's value, checked as the flag is
   if (!isFp8KvCache(dtype)) return;
   for (const name of checkpointNames) {
     if (KV_SCALE_NAME.test(name)) {

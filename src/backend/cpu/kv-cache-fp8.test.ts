@@ -81,7 +81,11 @@ test("fp8 with a checkpoint that carries KV scales is refused before anything lo
   assert.equal(loaded, false);
 });
 
-test("unknown dtypes are refused by name (fp8_e5m2 with a hint)", () => {
+test("unknown dtypes are refused by name (fp8_e5m2 with a hint), also from an untyped LLM.load caller", () => {
+  assert.throws(
+    () => checkKvCacheDtypeSupported("cuda", "fp8_e5m2" as never),
+    /fp8_e5m2 is not supported: use fp8 \/ fp8_e4m3/,
+  );
   assert.throws(() => parseKvCacheDtype("fp8_e5m2"), /fp8_e5m2 is not supported: use fp8 \/ fp8_e4m3/);
   assert.throws(
     () => parseKvCacheDtype("int8"),
