@@ -4,7 +4,7 @@
  * SamplingArrays. The engine calls these few functions; the grammar engine stays behind them.
  */
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
-import type { ConstraintSpec } from "./constraint-spec.js";
+import { type ConstraintSpec, specKey } from "./constraint-spec.js";
 import { validateSpec, vocabInfoFor } from "./grammar-engine.js";
 import { type FillJob, GrammarPool, type GrammarPoolOptions, type RemoteGrammar } from "./grammar-pool.js";
 import { SequenceConstraint } from "./sequence-constraint.js";
@@ -81,6 +81,8 @@ export class ConstraintFactory {
   private poolReady: GrammarPool | null = null;
   /** The step masks' memory, shared with the grammar workers; grown as needed, reused step after step. */
   private maskBuffer = new SharedArrayBuffer(0);
+  /** Specs already validated, with their cache keys. */
+  private readonly specKeys = new WeakMap<ConstraintSpec, string>();
 
   constructor(
     private readonly tokenizer: Tokenizer,
@@ -106,10 +108,19 @@ export class ConstraintFactory {
     return this.pool;
   }
 
-  /** Compiles (cached) a structured output on a worker; throws GrammarError when it cannot be compiled. */
+  /**
+   * Compiles (cached) a structured output on a worker; throws GrammarError when it cannot be compiled. A spec
+   * object is checked and keyed once (a batch of requests shares one: ~0.2 ms each on the event loop saved);
+   * a spec is not changed once submitted.
+   */
   async compile(spec: ConstraintSpec): Promise<RemoteGrammar> {
-    validateSpec(spec);
-    return (await this.grammarPool()).compile(spec);
+    let key = this.specKeys.get(spec);
+    if (key === undefined) {
+      validateSpec(spec);
+      key = specKey(spec);
+      this.specKeys.set(spec, key);
+    }
+    return (await this.grammarPool()).compile(spec, key);
   }
 
   async create(p: ResolvedConstraintParams): Promise<SequenceConstraint> {
@@ -177,7 +188,9 @@ export class ConstraintFactory {
           jobs.forEach((job, k) => {
             const c = withGrammar[k]!;
             if (result.rejected.has(job.matcher.id)) {
-              c.markFailed("structured output: the grammar engine could not advance this sequence's grammar");
+              const why =
+                job.matcher.error?.message ?? "the grammar engine could not advance this sequence's grammar";
+              c.markFailed(`structured output: ${why}`);
             } else {
               c.applyAllowed(tokenMask.subarray(job.row * maskWords, (job.row + 1) * maskWords));
             }

@@ -9,7 +9,8 @@ import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { ConstraintFactory } from "./engine-constraints.js";
-import { GrammarError } from "./grammar-engine.js";
+import { GrammarError, vocabInfoFor } from "./grammar-engine.js";
+import { GrammarPool } from "./grammar-pool.js";
 import { maskAllows, type SequenceConstraint } from "./sequence-constraint.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
@@ -228,5 +229,26 @@ test("a grammar with many matchers is compiled on a second worker before any ste
     for (const c of [...first, ...later]) c.dispose();
   } finally {
     await ahead.close();
+  }
+});
+
+test("a matcher is returned before its worker made it; one the worker cannot make fails its first fill, with the reason", async () => {
+  const pool = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1 });
+  try {
+    const grammar = await pool.compile({ type: "regex", pattern: "x+" });
+    const good = pool.newMatcher(grammar);
+    const bad = pool.newMatcher({ ...grammar, key: "not-compiled-anywhere" });
+    const mask = new SharedArrayBuffer(2 * pool.maskWords * 4);
+    const result = await pool.fill(mask, [
+      { matcher: good, row: 0, accepts: [] },
+      { matcher: bad, row: 1, accepts: [] },
+    ]);
+    assert.deepEqual([...result.rejected], [bad.id]);
+    assert.match(bad.error?.message ?? "", /is not compiled here/);
+    assert.equal(good.error, null);
+    const row = new Int32Array(mask, 0, pool.maskWords);
+    assert.ok(maskAllows(row, tokenizer.tokenToId("x")!));
+  } finally {
+    await pool.close();
   }
 });

@@ -34,6 +34,8 @@ export interface RemoteMatcher {
   readonly id: number;
   readonly worker: GrammarWorker;
   readonly grammar: RemoteGrammar;
+  /** Why the worker could not make it (its fills then report it rejected); null while fine. */
+  error: Error | null;
 }
 
 /**
@@ -172,9 +174,11 @@ export class GrammarPool {
     return this.workers.length;
   }
 
-  /** Compiles (or finds in the cache) a constraint on a worker. Rejects with GrammarError for a bad one. */
-  compile(spec: ConstraintSpec): Promise<RemoteGrammar> {
-    const key = specKey(spec);
+  /**
+   * Compiles (or finds in the cache) a constraint on a worker. Rejects with GrammarError for a bad one. `key`:
+   * specKey(spec), when the caller has it.
+   */
+  compile(spec: ConstraintSpec, key = specKey(spec)): Promise<RemoteGrammar> {
     return this.cache.getOrCreate(key, () => this.compileOn(key, spec));
   }
 
@@ -229,15 +233,25 @@ export class GrammarPool {
   }
 
   /**
-   * A matcher for a compiled grammar, on the replica with the fewest matchers. A grammar with many live
-   * matchers gets a replica compiled ahead of need, so that their rows can be spread before the steps that
-   * fill them.
+   * A matcher for a compiled grammar, on the replica with the fewest matchers. Returned at once: a worker
+   * handles its messages in order, so the first fill finds the matcher made (should making it fail, that fill
+   * reports it rejected, with `error` set). A grammar with many live matchers gets a replica compiled ahead of
+   * need, so that their rows can be spread before the steps that fill them.
    */
-  newMatcher(grammar: RemoteGrammar): Promise<RemoteMatcher> {
+  newMatcher(grammar: RemoteGrammar): RemoteMatcher {
     const live = grammar.replicas.filter((w) => w.dead === null);
     const worker = live.sort((a, b) => a.matchers - b.matchers)[0] ?? grammar.worker;
     this.replicate(grammar, grammar.matchers + 1);
-    return this.makeMatcher(grammar, worker);
+    const id = this.nextMatcher++;
+    worker.matchers += 1;
+    grammar.matchers += 1;
+    const matcher: RemoteMatcher = { id, worker, grammar, error: null };
+    worker
+      .request({ op: "newMatcher", id: worker.newId(), key: grammar.key, matcher: id })
+      .catch((err: Error) => {
+        matcher.error = err;
+      });
+    return matcher;
   }
 
   /**
@@ -245,26 +259,29 @@ export class GrammarPool {
    * (`history`); resolves once the worker made it. The original stays usable meanwhile (SequenceConstraint
    * switches over between steps), so a move never holds up a step.
    */
-  cloneMatcher(m: RemoteMatcher, dest: GrammarWorker, history: readonly number[]): Promise<RemoteMatcher> {
-    return this.makeMatcher(m.grammar, dest, Int32Array.from(history));
-  }
-
-  private async makeMatcher(
-    grammar: RemoteGrammar,
-    worker: GrammarWorker,
-    history?: Int32Array,
+  async cloneMatcher(
+    m: RemoteMatcher,
+    dest: GrammarWorker,
+    history: readonly number[],
   ): Promise<RemoteMatcher> {
+    const { grammar } = m;
     const id = this.nextMatcher++;
-    worker.matchers += 1;
+    dest.matchers += 1;
     grammar.matchers += 1;
     try {
-      await worker.request({ op: "newMatcher", id: worker.newId(), key: grammar.key, matcher: id, history });
+      await dest.request({
+        op: "newMatcher",
+        id: dest.newId(),
+        key: grammar.key,
+        matcher: id,
+        history: Int32Array.from(history),
+      });
     } catch (err) {
-      worker.matchers -= 1;
+      dest.matchers -= 1;
       grammar.matchers -= 1;
       throw err;
     }
-    return { id, worker, grammar };
+    return { id, worker: dest, grammar, error: null };
   }
 
   disposeMatcher(m: RemoteMatcher): void {

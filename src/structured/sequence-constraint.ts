@@ -58,7 +58,7 @@ export class SequenceConstraint {
     let matcher: RemoteMatcher | null = null;
     if (opts.grammar !== undefined) {
       if (pool === null) throw new Error("a grammar constraint needs the grammar pool");
-      matcher = await pool.newMatcher(opts.grammar);
+      matcher = pool.newMatcher(opts.grammar);
     }
     return new SequenceConstraint(
       pool,
