@@ -158,57 +158,71 @@ export class ConstraintFactory {
     const bytes = rows * maskWords * 4;
     if (this.maskBuffer.byteLength < bytes) this.maskBuffer = new SharedArrayBuffer(bytes * 2);
     const tokenMask = new Int32Array(this.maskBuffer, 0, rows * maskWords); // (numRows, maskWords)
-    // Spread the rows of each grammar over the workers holding it (one worker fills its rows in turn).
-    const grammarSeqs = seqs.filter((s, i) => maskRow[i]! >= 0 && s.constraint!.hasGrammar);
-    if (this.poolReady !== null && grammarSeqs.length > 1) {
-      const moves = this.poolReady.balance(grammarSeqs.map((s) => s.constraint!.remoteMatcher!));
-      moves.forEach((dest, k) => {
-        if (dest !== null) grammarSeqs[k]!.constraint!.moveTo(dest);
-      });
-    }
-    const jobs: FillJob[] = [];
-    const withGrammar: SequenceConstraint[] = [];
+    let grammarRows = 0;
     for (const [i, s] of seqs.entries()) {
       const row = maskRow[i]!;
       if (row < 0) continue;
-      const c = s.constraint!;
-      if (c.hasGrammar) {
-        jobs.push(c.fillJob(row, tokenMask));
-        withGrammar.push(c);
-      } else {
-        c.fillFixedRow(tokenMask.subarray(row * maskWords, (row + 1) * maskWords));
-      }
+      if (s.constraint!.hasGrammar) grammarRows++;
+      else s.constraint!.fillFixedRow(tokenMask.subarray(row * maskWords, (row + 1) * maskWords));
     }
     const masks: StepMasks = { maskWords, maskRow, tokenMask, maskBeforeLogprobs };
-    if (jobs.length === 0) return { masks, done: Promise.resolve(), masksReady: () => Promise.resolve() };
-    const done = this.grammarPool()
-      .then((pool) => pool.fill(this.maskBuffer, jobs))
-      .then(
-        (result) => {
-          jobs.forEach((job, k) => {
-            const c = withGrammar[k]!;
-            if (result.rejected.has(job.matcher.id)) {
-              const why =
-                job.matcher.error?.message ?? "the grammar engine could not advance this sequence's grammar";
-              c.markFailed(`structured output: ${why}`);
-            } else {
-              c.applyAllowed(tokenMask.subarray(job.row * maskWords, (job.row + 1) * maskWords));
-            }
-          });
-          if (recordTimings) maskTimings.push(...result.fillMs);
-        },
-        (err: unknown) => {
-          const why = err instanceof Error ? err.message : String(err);
-          for (const job of jobs) tokenMask.fill(-1, job.row * maskWords, (job.row + 1) * maskWords);
-          for (const c of withGrammar) c.markFailed(`structured output: ${why}`);
-        },
-      );
+    if (grammarRows === 0) return { masks, done: Promise.resolve(), masksReady: () => Promise.resolve() };
+    // The grammar rows go to the workers in a microtask: after the caller's synchronous code, so that a backend
+    // launching its forward pass at once (CUDA) does so before this work, which then overlaps it.
+    const buffer = this.maskBuffer;
+    const done = Promise.resolve().then(() => this.fillGrammarRows(seqs, maskRow, tokenMask, buffer));
     const masksReady = async () => {
       const t0 = recordTimings ? performance.now() : 0;
       await done;
       if (recordTimings) maskWaits.push(performance.now() - t0);
     };
     return { masks, done, masksReady };
+  }
+
+  /** Has the workers write the grammar rows of a step; resolves (never rejects) once every row is written. */
+  private async fillGrammarRows(
+    seqs: readonly { constraint: SequenceConstraint | null }[],
+    maskRow: Int32Array, // (numSeqs)
+    tokenMask: Int32Array, // (numRows, maskWords)
+    buffer: SharedArrayBuffer,
+  ): Promise<void> {
+    const maskWords = this.maskWords;
+    const withGrammar: SequenceConstraint[] = [];
+    for (const [i, s] of seqs.entries())
+      if (maskRow[i]! >= 0 && s.constraint!.hasGrammar) withGrammar.push(s.constraint!);
+    const jobs: FillJob[] = [];
+    try {
+      // Spread the rows of each grammar over the workers holding it (one worker fills its rows in turn).
+      if (this.poolReady !== null && withGrammar.length > 1) {
+        const moves = this.poolReady.balance(withGrammar.map((c) => c.remoteMatcher!));
+        moves.forEach((dest, k) => {
+          if (dest !== null) withGrammar[k]!.moveTo(dest);
+        });
+      }
+      for (const [i, s] of seqs.entries()) {
+        if (maskRow[i]! >= 0 && s.constraint!.hasGrammar)
+          jobs.push(s.constraint!.fillJob(maskRow[i]!, tokenMask));
+      }
+      const result = await (await this.grammarPool()).fill(buffer, jobs);
+      jobs.forEach((job, k) => {
+        const c = withGrammar[k]!;
+        if (result.rejected.has(job.matcher.id)) {
+          const why =
+            job.matcher.error?.message ?? "the grammar engine could not advance this sequence's grammar";
+          c.markFailed(`structured output: ${why}`);
+        } else {
+          c.applyAllowed(tokenMask.subarray(job.row * maskWords, (job.row + 1) * maskWords));
+        }
+      });
+      if (recordTimings) maskTimings.push(...result.fillMs);
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      for (const [i, s] of seqs.entries()) {
+        const row = maskRow[i]!;
+        if (row >= 0 && s.constraint!.hasGrammar) tokenMask.fill(-1, row * maskWords, (row + 1) * maskWords);
+      }
+      for (const c of withGrammar) c.markFailed(`structured output: ${why}`);
+    }
   }
 
   /** Stops the grammar workers. */
