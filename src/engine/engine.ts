@@ -363,8 +363,8 @@ export class Engine implements EngineClient {
       let step: LaunchedStep | null = null;
       try {
         step = this.launchStep();
-        // One macrotask lets the backend hand the step to the device before the host work below (the CUDA
-        // backend's native call comes after a microtask hop); I/O (new requests, aborts) runs here too.
+        // One macrotask lets the backend hand the step over before the host work below (what a backend or the
+        // grammar workers do in microtasks after step() returns); I/O (new requests, aborts) runs here too.
         if (step !== null) await nextMacrotask();
         this.deliverPending();
         if (step === null) {
@@ -378,7 +378,10 @@ export class Engine implements EngineClient {
         if (step !== null) await step.result;
         const message = `engine error: ${err instanceof Error ? err.message : String(err)}`;
         this.runningStepId = 0;
+        this.deliveries.fill(undefined, 0, this.numDeliveries);
         this.numDeliveries = 0;
+        this.deliveryResult = null;
+        this.toHash.fill(undefined, 0, this.numToHash);
         this.numToHash = 0;
         for (const seq of this.retiring) this.releaseSeq(seq);
         this.retiring.length = 0;

@@ -74,3 +74,30 @@ test("seeds: a request's seed folds to 32 bits the same way every time", () => {
   const a = sequence().seed;
   assert.ok(Number.isInteger(a) && a >= 0 && a < 2 ** 32);
 });
+
+test("settleText: tokens after the one that completes a stop string are dropped; a stop string found at the length-finishing token wins", () => {
+  const ids = tokenizer.encode("hello there friend", { addBos: false });
+  const stopAt = ids.findIndex((_, k) => tokenizer.decode(ids.slice(0, k + 1)).includes("there"));
+  // Tokens appended past the stop string before the text side looked (the engine runs one step ahead).
+  const late = sequence({ stop: ["there"] });
+  for (const id of ids) late.appendToken(id, { tokenId: id, logprob: -1, top: [] });
+  assert.equal(late.isFinished, false, "the token side does not look at text");
+  const out = late.takeOutput();
+  assert.deepEqual([out.finished, out.finishReason, out.stopReason], [true, "stop", "there"]);
+  assert.deepEqual(out.tokenIdsDelta, ids.slice(0, stopAt + 1));
+  assert.equal(out.logprobsDelta.length, stopAt + 1);
+  assert.equal(out.completionTokens, stopAt + 1);
+  assert.equal(late.numTokens, late.numPromptTokens + stopAt + 1);
+  assert.equal(out.textDelta.includes("there"), false);
+  // max_tokens reached at the very token that completes the stop string: the stop string is the reason.
+  const both = sequence({ stop: ["there"], maxTokens: stopAt + 1 });
+  for (const id of ids.slice(0, stopAt + 1)) both.appendToken(id, null);
+  assert.equal(both.finishReason, "length", "the token side alone says length");
+  both.settleText();
+  assert.deepEqual([both.finishReason, both.stopReason], ["stop", "there"]);
+  // An abort keeps its reason even when the text it flushes holds a stop string.
+  const aborted = sequence({ stop: ["there"] });
+  for (const id of ids) aborted.appendToken(id, null);
+  aborted.finish("abort");
+  assert.equal(aborted.takeOutput().finishReason, "abort");
+});
