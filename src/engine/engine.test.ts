@@ -286,3 +286,56 @@ test("a stop string is seen one step late: the extra token is computed, then dro
   assert.equal(backend.batches.length - stepsBefore, k + 2);
   assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
 });
+
+test("stop strings, aborts and preemption together: every stream ends once, stop-string text is cut as alone, blocks come back", async () => {
+  const params = { maxTokens: 24, temperature: 0, ignoreEos: true };
+  // Reference texts, one request at a time.
+  const reference: string[] = [];
+  for (const p of PROMPTS) {
+    let text = "";
+    for await (const out of (await engine()).generate({ promptTokenIds: p, params })) text += out.textDelta;
+    reference.push(text);
+  }
+  // A stop string from the middle of each reference (two characters after its 10th).
+  const stops = reference.map((t) => t.slice(10, 12));
+  for (const config of [{}, { numBlocks: 12, maxNumBatchedTokens: 32 }, { maxNumBatchedTokens: 7 }]) {
+    const backend = new FakeBackend();
+    backend.stepDelayMs = 1;
+    const e = await engine(config, backend);
+    const runs = PROMPTS.flatMap((p, i) => {
+      const controller = new AbortController();
+      if (i % 2 === 1) setTimeout(() => controller.abort(), 3 + i);
+      const withStop = (async () => {
+        const outs: RequestOutput[] = [];
+        for await (const out of e.generate({ promptTokenIds: p, params: { ...params, stop: [stops[i]!] } }))
+          outs.push(out);
+        return { kind: "stop" as const, i, outs };
+      })();
+      const aborted = (async () => {
+        const outs: RequestOutput[] = [];
+        for await (const out of e.generate({ promptTokenIds: p, params, signal: controller.signal }))
+          outs.push(out);
+        return { kind: "abort" as const, i, outs };
+      })();
+      return [withStop, aborted];
+    });
+    for (const { kind, i, outs } of await Promise.all(runs)) {
+      const label = `${JSON.stringify(config)} ${kind} ${i}`;
+      assert.equal(outs.filter((o) => o.finished).length, 1, label);
+      assert.equal(outs.at(-1)!.finished, true, label);
+      const text = outs.map((o) => o.textDelta).join("");
+      if (kind === "stop") {
+        const cut = reference[i]!.indexOf(stops[i]!);
+        assert.equal(text, reference[i]!.slice(0, cut), label);
+        assert.equal(outs.at(-1)!.stopReason, stops[i], label);
+      } else {
+        assert.ok(reference[i]!.startsWith(text), label);
+        if (i % 2 === 0) assert.equal(outs.at(-1)!.finishReason, "length", label);
+      }
+    }
+    await e.idle();
+    const stats = e.stats();
+    assert.equal(stats.freeBlocks, stats.numBlocks, JSON.stringify(config));
+    assert.equal(stats.running + stats.waiting, 0);
+  }
+});
