@@ -14,7 +14,8 @@
 // gemm_sm90_rs.cu) and issues 4 wgmma m64nNTk16 as one group. Two fragment sets alternate, so one group is
 // always in flight while the next one's fragments are built (MS = 1: chunk after chunk; MS = 2: slice after
 // slice); a chunk's stage goes back to the producer through its "empty" mbarrier once wgmma.wait_group has
-// retired every group that reads it.
+// retired every group that reads it. The producer requests the weights of its first stages before waiting for the
+// previous kernel (programmatic dependent launch; AWQ_GEMM_WS_PF=0 turns that off), x only after.
 //
 // Clusters (CL = 2, variants 4 and 5): the two blocks of a cluster compute adjacent output tiles of the same row
 // tile and k range, each TMA-loading half of the x tile with multicast into both, so x crosses L2 once for two
@@ -78,6 +79,7 @@ struct WsParams {
   int K;          // 64-deep chunks
   int dp;         // tiles done whole, round-robin
   long long wsk;  // stream-K iterations (tiles after dp, times K)
+  int prefetch;   // 1: the first stages' weights are requested before the wait for the previous kernel
 };
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -88,6 +90,10 @@ __device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
 }
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
   asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
+               : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
+  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
                : "memory");
 }
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
@@ -206,7 +212,6 @@ template <int MS, int NT, int CL>
 __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__ CUtensorMap tmX, const WsParams p) {
   extern __shared__ __align__(16) unsigned char smemRaw[];
   using C = WsCfg<MS, NT>;
-  detail::pdl_wait();
   detail::pdl_launch();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kStages = C::kStages;
@@ -231,21 +236,50 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
   if (warp < 4) {  // producer warpgroup
     asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
     if (warp == 0) {
+      const int groups = p.K / p.chunksPerGroup;
+      const int ti = lane & 15;
+      // Packed words and zero/scale pairs of the chunks of tile `tile0..` in stage s (bytes on full[s]).
+      auto load_w = [&](unsigned char* st, int tile0, int nValid, int kc, uint64_t* bar) {
+        if (ti < nValid) {
+          if (lane < 16)
+            bulk_g2s(st + C::kW + ti * 512, p.wq + ((size_t)(tile0 + ti) * p.K + kc) * 32, 512, bar);
+          else
+            bulk_g2s(st + C::kZ + ti * 64, p.zs + ((size_t)(tile0 + ti) * groups + kc / p.chunksPerGroup) * 8, 64,
+                     bar);
+        }
+      };
+      // The weights of the first stages go out before the wait for the previous kernel (no kernel writes them).
+      int pre = 0;
+      {
+        Units u(p, cid, G);
+        int tile, kb, ke;
+        if (p.prefetch && u.next(p, G, tile, kb, ke)) {
+          int ot, rt;
+          tile_coords(p, tile, ot, rt);
+          const int tile0 = (ot * CL + rank) * C::kTiles;
+          const int nValid = max(0, min(C::kTiles, p.nTiles - tile0));
+          pre = min(kStages, ke - kb);
+          for (int q = 0; q < pre; ++q) {
+            if (lane == 0) mbar_expect_tx(&full[q], nValid * (512 + 64));
+            __syncwarp();
+            load_w(smem + q * C::kStage, tile0, nValid, kb + q, &full[q]);
+          }
+        }
+      }
+      detail::pdl_wait();
       Units u(p, cid, G);
       int tile, kb, ke, q = 0;
-      const int groups = p.K / p.chunksPerGroup;
       while (u.next(p, G, tile, kb, ke)) {
         int ot, rt;
         tile_coords(p, tile, ot, rt);
         const int tile0 = (ot * CL + rank) * C::kTiles;
         const int nValid = max(0, min(C::kTiles, p.nTiles - tile0));
-        const int ti = lane & 15;
         for (int kc = kb; kc < ke; ++kc, ++q) {
           const int s = q % kStages;
           mbar_wait(&empty[s], ((q / kStages) & 1) ^ 1);
           unsigned char* st = smem + s * C::kStage;
           if (lane == 0) {
-            mbar_arrive_expect_tx(&full[s], C::kX + nValid * (512 + 64));
+            mbar_arrive_expect_tx(&full[s], C::kX + (q < pre ? 0 : nValid * (512 + 64)));
             if constexpr (CL == 1)
               tma_2d(st, &tmX, kc * 64, rt * NT, &full[s]);
             else
@@ -253,18 +287,13 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
                         (uint16_t)((1 << CL) - 1));
           }
           __syncwarp();
-          if (ti < nValid) {
-            if (lane < 16)
-              bulk_g2s(st + C::kW + ti * 512, p.wq + ((size_t)(tile0 + ti) * p.K + kc) * 32, 512, &full[s]);
-            else
-              bulk_g2s(st + C::kZ + ti * 64, p.zs + ((size_t)(tile0 + ti) * groups + kc / p.chunksPerGroup) * 8,
-                       64, &full[s]);
-          }
+          if (q >= pre) load_w(st, tile0, nValid, kc, &full[s]);
         }
       }
     }
   } else {
     asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
+    detail::pdl_wait();  // before the workspace, the counters and y
     const int ct = tid - 128, wg = ct >> 7, wi = (ct >> 5) & 3;
     const int g = lane >> 2, t = lane & 3;
     // Lane (g, t) of a tile: the bytes of lane (g, kk)'s words t/2 and 2 + t/2 holding k = 16kk + 2t + {0, 1} and
@@ -430,6 +459,15 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
   return fn;
 }
 
+// AWQ_GEMM_WS_PF=0: no weight requests before the wait for the previous kernel (A/B of that prologue).
+int ws_prefetch() {
+  static const int v = [] {
+    const char* e = std::getenv("AWQ_GEMM_WS_PF");
+    return e != nullptr && e[0] == '0' ? 0 : 1;
+  }();
+  return v;
+}
+
 int sm_count() {
   int dev = 0, n = 0;
   cudaGetDevice(&dev);
@@ -521,6 +559,7 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
   if (sk > 0 && p.dp == 0) G = (int)std::max<long long>(1, std::min<long long>(G, p.wsk / 4));  // >= 4 chunks a block
   p.ws = haveWs ? reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int)) : nullptr;
   p.counters = haveWs ? static_cast<int*>(workspace) : nullptr;
+  p.prefetch = ws_prefetch();
   if constexpr (CL == 1) {
     return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL>, dim3(G), dim3(384), C::kSmem, stream, map, p);
   } else {
