@@ -40,8 +40,8 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
                                                       int chunksPerGroup, int groupShift, int nTiles,
-                                                      int chunksPerWarp, int pf, int pfMode,
-                                                      __half* __restrict__ y) {
+                                                      int chunksPerWarp, __half* __restrict__ y, int pf,
+                                                      int pfMode) {
   const int groups = (in >> 6) / chunksPerGroup;
   extern __shared__ float red[];
   constexpr int R = NPW * MT * 4;
@@ -269,9 +269,9 @@ cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2*
   const dim3 grid(GLU ? nTiles / 2 : detail::ceil_div(nTiles, NPW));
   if (pf.dist > 0)  // the prefetching build of the kernel only where it is asked for (it holds more registers)
     return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, GLU, EF, true>, grid, dim3(nw * 32), smem, stream, x,
-                             m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, pf.dist, pf.mode, y);
+                             m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y, pf.dist, pf.mode);
   return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, GLU, EF, false>, grid, dim3(nw * 32), smem, stream, x,
-                           m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, 0, 1, y);
+                           m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y, 0, 1);
 }
 
 GemvConfig g_override;

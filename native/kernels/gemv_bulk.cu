@@ -63,10 +63,11 @@ __device__ __forceinline__ uint32_t word_of(const uint4& q, int w) {
 
 constexpr int kMaxWarps = 8;
 
-template <int MT, int NPW, int U, int R, bool EF = false>
+// EF: evict-first copies; PF: L2 prefetch pf chunks ahead of the copies; EPI: the AddNormEpilogue (internal.h).
+template <int MT, int NPW, int U, int R, bool EF = false, bool PF = false, bool EPI = false>
 __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
     const __half* __restrict__ x, int m, const uint4* __restrict__ wq, const uint2* __restrict__ zs, int in,
-    int out, int cpg, int nTiles, int chunksPerWarp, int pf, __half* __restrict__ y, AddNormEpilogue epi) {
+    int out, int cpg, int nTiles, int chunksPerWarp, __half* __restrict__ y, int pf, AddNormEpilogue epi) {
 #ifdef AWQ_BULK_GEMV
   constexpr int kWBytes = NPW * U * 512;  // weights of one stage: NPW tiles x U chunks x 32 lanes x 16 B
   constexpr int kZBytes = NPW * U * 64;   // zero/scale pairs of one stage (at most U groups per tile)
@@ -123,10 +124,10 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
         bulk_g2s(st + p * U * 512, wq + (tile * kChunks + c0) * 32, (c1 - c0) * 512, &bars[warp][slot]);
       bulk_g2s(st + kWBytes + p * U * 64, zs + (tile * groups + g0) * 8, (g1 - g0) * 64, &bars[warp][slot]);
     }
-    if (pf > 0) prefetch(c0 + pf, c1 + pf);
+    if (PF) prefetch(c0 + pf, c1 + pf);
   };
   if (lane == 0) {
-    if (pf > R * U) prefetch(cBegin + R * U, cBegin + pf);
+    if (PF && pf > R * U) prefetch(cBegin + R * U, cBegin + pf);
     for (int s = 0; s < R && s < nSteps; ++s) issue(s);
   }
   detail::pdl_wait();
@@ -199,7 +200,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
     if (lane == 0 && step + R < nSteps) issue(step + R);
   }
 
-  if (epi.on) {
+  if constexpr (EPI) {
     __shared__ float sq[NPW * 8];
     detail::stage_partials<NPW, MT>(red, acc);
     detail::add_norm_store<NPW, MT>(red, sq, tile0, nTiles, m, out, y, epi);
@@ -381,9 +382,9 @@ cudaError_t launch_persist(const __half* x, int m, const void* packed, int in, i
                            in, out, group / 64, nTiles, cpw, y);
 }
 
-template <int MT, int NPW, int U, int R, bool EF = false>
-cudaError_t launch_bulk(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
-                        cudaStream_t stream, const AddNormEpilogue& epi = AddNormEpilogue{}) {
+template <int MT, int NPW, int U, int R, bool EF, bool PF, bool EPI>
+cudaError_t launch_bulk_k(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
+                          cudaStream_t stream, int pf, const AddNormEpilogue& epi) {
   constexpr int kStage = NPW * U * (512 + 64);
   const int nTiles = detail::ceil_div(out, 16);
   const int kChunks = in / 64;
@@ -397,16 +398,33 @@ cudaError_t launch_bulk(const __half* x, int m, const void* packed, int in, int 
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
     const int maxSmem = kMaxWarps * R * kStage + kMaxWarps * NPW * MT * 4 * 32 * (int)sizeof(float);
-    cudaError_t e = cudaFuncSetAttribute(awq_gemv_bulk_kernel<MT, NPW, U, R, EF>,
+    cudaError_t e = cudaFuncSetAttribute(awq_gemv_bulk_kernel<MT, NPW, U, R, EF, PF, EPI>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, maxSmem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
   const uint4* wq = static_cast<const uint4*>(packed);
   const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) + awq_weight_bytes(in, out));
-  return pdl_launch_kernel(awq_gemv_bulk_kernel<MT, NPW, U, R, EF>, dim3(detail::ceil_div(nTiles, NPW)),
+  return pdl_launch_kernel(awq_gemv_bulk_kernel<MT, NPW, U, R, EF, PF, EPI>, dim3(detail::ceil_div(nTiles, NPW)),
                            dim3(nw * 32), smem, stream, x, m, wq, zs, in, out, group / 64, nTiles, cpw,
-                           gemv_prefetch().dist, y, epi);
+                           y, pf, epi);
+}
+
+// The kernel build for the prefetch distance in effect and the epilogue (each build configures its own smem).
+template <int MT, int NPW, int U, int R, bool EF = false>
+cudaError_t launch_bulk(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
+                        cudaStream_t stream, const AddNormEpilogue& epi = AddNormEpilogue{}) {
+  const int pf = gemv_prefetch().dist;
+  if (epi.on) {  // one token tile only (awq_gemv_bulk refuses m > 8 with the epilogue)
+    if constexpr (MT == 1) {
+      if (pf > 0) return launch_bulk_k<MT, NPW, U, R, EF, true, true>(x, m, packed, in, out, group, y, stream, pf, epi);
+      return launch_bulk_k<MT, NPW, U, R, EF, false, true>(x, m, packed, in, out, group, y, stream, 0, epi);
+    } else {
+      return cudaErrorNotSupported;
+    }
+  }
+  if (pf > 0) return launch_bulk_k<MT, NPW, U, R, EF, true, false>(x, m, packed, in, out, group, y, stream, pf, epi);
+  return launch_bulk_k<MT, NPW, U, R, EF, false, false>(x, m, packed, in, out, group, y, stream, 0, epi);
 }
 
 }  // namespace
