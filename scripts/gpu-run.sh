@@ -2,7 +2,7 @@
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
 # steps (default: all but the quantizer's): kernels conformance sampler mask dense serve bench peer peerbf16 peerint4
-#   quant native-args quantize quantize13b structured serve-bench. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
+#   quant native-args quantize quantize13b structured serve-bench verify-gemm. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
 #   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
@@ -25,6 +25,7 @@ run_step() { # name timeout_s command...
   summary+=("$(printf '%-12s %-14s %5ss' "$name" "$status" "$secs")")
   echo "== $name: $status in ${secs}s"
   if [[ $status != PASS ]]; then tail -n 40 "$out/$name.log"; fi
+  return $rc
 }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
@@ -62,6 +63,22 @@ for step in $steps; do
       PYTHONUNBUFFERED=1 run_step "$step" 500 python3 .gpu/peer_batched.py "$mode" 40 "${PEER_CTX:-512}" \
         "${PEER_BATCHES:-1,16,64,128}" 4096
       grep '^{' "$out/$step.log" > "$out/$step.jsonl" ;;
+    verify-gemm)
+      # Issue 14 item 1: the warp-specialized persistent prefill GEMM (native/kernels/gemm_sm90_ws.cu, off by default,
+      # AWQ_GEMM_WS=1 turns it on for m > 64). Pass = every check line "ok" (no FAIL) in the three check logs; then
+      # TFLOP/s per shape and m of the current path beside each variant (same process, same card), and prefill
+      # tokens/s of the 13B with the old and the new GEMM (AWQ_GEMM_WS_VARIANT picks the tile; 0 = per m).
+      kt=native/build/kernel-tests/kernel-tests
+      run_step gemm-check 120 env AWQ_WS_VARIANTS=123 "$kt" --gemm-ws --no-bench
+      run_step gemm-check-nopf 120 env AWQ_WS_VARIANTS=13 AWQ_GEMM_WS_PF=0 "$kt" --gemm-ws --no-bench
+      if run_step gemm-check-cluster 90 env AWQ_WS_VARIANTS=45 "$kt" --gemm-ws --no-bench; then wsv=12345; else wsv=123; fi
+      grep -h "FAIL" "$out"/gemm-check*.log | head -n 20
+      run_step gemm-bench 240 env AWQ_WS_VARIANTS=$wsv "$kt" --gemm-ws --bench-only
+      cat "$out/gemm-bench.log"
+      lat="node dist/src/cli/main.js bench latency --prefill 512,2048,4096 --batches 1 --steps 8"
+      run_step gemm-prefill-old 300 env AWQ_GEMM_WS=0 $lat
+      run_step gemm-prefill-new 300 env AWQ_GEMM_WS=1 $lat
+      grep -h "prefill" "$out/gemm-prefill-old.log" "$out/gemm-prefill-new.log" ;;
     serve-bench)
       # Issue 14: `awq serve --backend cuda` on a synthetic Llama-2-13B AWQ checkpoint written to local disk
       # (7.25 GB, 4 shards; kept in SERVE_BENCH_DIR for the next call on a warm machine), then `awq bench serve`
