@@ -67,8 +67,6 @@ constexpr int kLinearCounters = 4096;  // ints at the start of the linear worksp
 // Bulk-copy (cp.async.bulk) GEMV for m <= 32 on sm_90+ (gemv_bulk.cu); variant 9..12 picks its
 // stage shape for m <= 8 (9 = default).
 bool gemv_bulk_available();
-cudaError_t awq_gemv_bulk(int variant, const __half* x, int m, const void* packed, int in, int out, int group,
-                          __half* y, cudaStream_t stream, const AddNormEpilogue& epi = AddNormEpilogue{});
 // Whether GEMV variant v runs on the bulk-copy kernels (9..15, 18); 16 / 17 are register variants 3 / 2 with
 // evict-first loads, 18 is bulk variant 12 with evict-first copies.
 constexpr bool gemv_bulk_variant(int v) { return (v >= 9 && v <= 15) || v == 18; }
@@ -85,6 +83,8 @@ struct AddNormEpilogue {
   int* counter = nullptr;          // blocks done
   float eps = 0.f;
 };
+cudaError_t awq_gemv_bulk(int variant, const __half* x, int m, const void* packed, int in, int out, int group,
+                          __half* y, cudaStream_t stream, const AddNormEpilogue& epi = AddNormEpilogue{});
 
 constexpr int kGemvMaxM = 32;
 
@@ -109,17 +109,17 @@ void attention_decode_variant_override(int variant);
 // launch_awq in gemv.cu); 0 = the default.
 struct GemvConfig {
   int variant = 0;
-};
-void awq_gemv_override(GemvConfig c);
-// Benchmark hook: force the GEMM tile (1 = 128x256, 2 = 128x128, 3 = 64x128, 4 = 64x64,
-// 5 = sm_90 wgmma 128x128, 6 = sm_90 wgmma 128x256; 0 = auto).
-void gemm_override(int config);
-
-}  // namespace awqk
   int pf = -1;      // L2 prefetch distance in 64-k chunks ahead of the loads (0 = off; < 0 = AWQ_GEMV_PF / default)
   int pfMode = -1;  // 1 = cp.async.bulk.prefetch.L2 (sm_90), 2 = per-lane prefetch.global.L2 (< 0 = AWQ_GEMV_PF_MODE)
 };
 // The L2 prefetch distance and mode in effect (the override, else the environment, else the default).
 struct GemvPrefetch {
   int dist, mode;
+};
 GemvPrefetch gemv_prefetch();
+void awq_gemv_override(GemvConfig c);
+// Benchmark hook: force the GEMM tile (1 = 128x256, 2 = 128x128, 3 = 64x128, 4 = 64x64,
+// 5 = sm_90 wgmma 128x128, 6 = sm_90 wgmma 128x256; 0 = auto).
+void gemm_override(int config);
+
+}  // namespace awqk
