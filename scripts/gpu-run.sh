@@ -79,7 +79,9 @@ for step in $steps; do
       lat="node dist/src/cli/main.js bench latency --prefill 512,2048,4096 --batches 1 --steps 8"
       run_step gemm-prefill-old 300 env AWQ_GEMM_WS=0 $lat
       run_step gemm-prefill-new 300 env AWQ_GEMM_WS=1 $lat
-      grep -h "prefill" "$out/gemm-prefill-old.log" "$out/gemm-prefill-new.log" ;;
+      grep -h "prefill" "$out/gemm-prefill-old.log" "$out/gemm-prefill-new.log"
+      # The engine end to end with it (prompts longer than 64 tokens take the new GEMM in prefill).
+      run_step gemm-conformance 420 env AWQ_GEMM_WS=1 node --test dist/test/gpu/conformance-cuda.test.js ;;
     serve-bench)
       # Issue 14: `awq serve --backend cuda` on a synthetic Llama-2-13B AWQ checkpoint written to local disk
       # (7.25 GB, 4 shards; kept in SERVE_BENCH_DIR for the next call on a warm machine), then `awq bench serve`

@@ -404,6 +404,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           int seen;
           do {
             asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(&p.counters[j]) : "memory");
+            if (seen < want) __nanosleep(64);
           } while (seen < want);
           p.counters[j] = 0;
         }
