@@ -399,9 +399,11 @@ void bench_gemv() {
                 void* wp = w->copies[i % w->copies.size()];
                 if (silu && s.out == 27648)
                   CK(awqk::awq_linear_silu(x, m, wp, s.in, s.out, 128, y, st));
-                else if (addNorm && s.out == 5120)
-                  CK(awqk::awq_linear_add_rmsnorm(x, m, wp, s.in, s.out, 128, y, res, nw, 1e-5f, normed, linear_ws(),
-                                                  awqk::linear_workspace_bytes(), st));
+                else if (addNorm && s.out == 5120 &&
+                         awqk::awq_linear_add_rmsnorm(x, m, wp, s.in, s.out, 128, y, res, nw, 1e-5f, normed,
+                                                      linear_ws(), awqk::linear_workspace_bytes(),
+                                                      st) != cudaErrorNotSupported)
+                  CK(cudaGetLastError());
                 else
                   CK(awqk::awq_linear(x, m, wp, s.in, s.out, 128, y, st, linear_ws(), awqk::linear_workspace_bytes()));
               }
