@@ -18,6 +18,7 @@
  *   node dist/bench/engine-host-step.js [--seqs 256] [--tokens 128] [--prompt 64] [--step-ms 0]
  *     [--prefix-caching on|off]   (on, as awq serve: full blocks are hashed as they fill)
  *     [--warmup 1] [--backend fake|cuda|cpu] [--model DIR]
+ *     [--overlap on|off]   (off: each step's outputs before the next schedule, the loop as it was first)
  */
 import { parseArgs } from "node:util";
 import type { Backend } from "../src/backend/backend.js";
@@ -39,6 +40,7 @@ const { values } = parseArgs({
     warmup: { type: "string", default: "1" },
     backend: { type: "string", default: "fake" },
     model: { type: "string" },
+    overlap: { type: "string", default: "on" },
   },
 });
 const numSeqs = Number(values.seqs);
@@ -119,8 +121,11 @@ const engine = await Engine.create({
   maxNumSeqs: numSeqs,
   maxNumBatchedTokens: Math.max(8192, numSeqs * promptLen),
   enablePrefixCaching: values["prefix-caching"] !== "off",
+  overlapOutputs: values.overlap !== "off",
 });
 
+/** Requests that did not end with max_tokens tokens (an error, a lost token): the run then fails. */
+const failures: string[] = [];
 async function round(): Promise<number> {
   const started = performance.now();
   await Promise.all(
@@ -129,11 +134,16 @@ async function round(): Promise<number> {
         { length: promptLen },
         (_, k) => 1000 + ((i * 131 + k * 17) % (tokenizer.vocabSize - 1000)),
       );
-      for await (const _out of engine.generate({
+      let tokens = 0;
+      for await (const out of engine.generate({
         promptTokenIds,
         params: { maxTokens, temperature: 0, ignoreEos: true },
       })) {
         // a server would write the delta here
+        tokens += out.tokenIdsDelta.length;
+        if (out.finished && (out.finishReason !== "length" || tokens !== maxTokens)) {
+          failures.push(`request ${i}: ${out.finishReason} after ${tokens} tokens ${out.error ?? ""}`);
+        }
       }
     }),
   );
@@ -172,6 +182,7 @@ console.log(
     backend: backendName,
     ...(backendName === "fake" ? { stepMs } : { model: values.model ?? modelDir }),
     warmupRounds,
+    overlapOutputs: values.overlap !== "off",
     prefixCaching: values["prefix-caching"] !== "off",
     decodeSteps: gaps.length,
     hostMsPerStep: {
@@ -184,5 +195,10 @@ console.log(
     steps: steps.length,
     wallMs: Math.round(wallMs),
     backendMs: Math.round(backendMs),
+    failures: failures.length,
   }),
 );
+if (failures.length > 0) {
+  console.error(failures.slice(0, 5).join("\n"));
+  process.exitCode = 1;
+}

@@ -285,6 +285,19 @@ test("a stop string is seen one step late: the extra token is computed, then dro
   // The prefill and k + 1 decodes, the last of which computed the dropped token.
   assert.equal(backend.batches.length - stepsBefore, k + 2);
   assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+
+  // With the outputs produced before the next schedule (AWQ_ENGINE_OVERLAP=0), the same result and no extra step.
+  const syncBackend = new FakeBackend();
+  const sync = await engine({ overlapOutputs: false }, syncBackend);
+  const syncOutputs: RequestOutput[] = [];
+  for await (const out of sync.generate({ promptTokenIds, params: { ...params, stop: [stop] } }))
+    syncOutputs.push(out);
+  assert.deepEqual(
+    syncOutputs.flatMap((o) => o.tokenIdsDelta),
+    tokens,
+  );
+  assert.equal(syncOutputs.map((o) => o.textDelta).join(""), outputs.map((o) => o.textDelta).join(""));
+  assert.equal(syncBackend.batches.length, k + 1);
 });
 
 test("stop strings, aborts and preemption together: every stream ends once, stop-string text is cut as alone, blocks come back", async () => {
@@ -298,7 +311,13 @@ test("stop strings, aborts and preemption together: every stream ends once, stop
   }
   // A stop string from the middle of each reference (two characters after its 10th).
   const stops = reference.map((t) => t.slice(10, 12));
-  for (const config of [{}, { numBlocks: 12, maxNumBatchedTokens: 32 }, { maxNumBatchedTokens: 7 }]) {
+  const configs: Partial<EngineOptions>[] = [
+    {},
+    { numBlocks: 12, maxNumBatchedTokens: 32 },
+    { maxNumBatchedTokens: 7 },
+    { numBlocks: 12, maxNumBatchedTokens: 32, overlapOutputs: false },
+  ];
+  for (const config of configs) {
     const backend = new FakeBackend();
     backend.stepDelayMs = 1;
     const e = await engine(config, backend);

@@ -50,6 +50,12 @@ export interface EngineOptions {
   onLoadProgress?: (loadedBytes: number, totalBytes: number) => void;
   /** Cancels the load (checked between tensors). */
   loadSignal?: AbortSignal;
+  /**
+   * Whether a step's outputs (text, stop strings, streams) are produced after the next step is launched, while
+   * the backend runs it (default; stop strings are then seen one step late), or before it is scheduled, as the
+   * step loop did first. Default: true unless the environment has AWQ_ENGINE_OVERLAP=0 (for A/B runs).
+   */
+  overlapOutputs?: boolean;
 }
 
 export { EngineClosedError } from "./types.js";
@@ -111,6 +117,7 @@ export class Engine implements EngineClient {
   private packerTurn = 0;
   private readonly stepSeqs: StepSequence[] = [];
   private readonly constraints: ConstraintFactory;
+  private readonly overlapOutputs: boolean;
 
   private constructor(
     readonly backend: Backend,
@@ -122,8 +129,10 @@ export class Engine implements EngineClient {
       maxNumBatchedTokens: number;
       eosTokenIds: number[];
       vocabSize: number;
+      overlapOutputs: boolean;
     },
   ) {
+    this.overlapOutputs = opts.overlapOutputs;
     this.constraints = new ConstraintFactory(tokenizer, opts.vocabSize);
     this.maxModelLen = opts.maxModelLen;
     this.blockSize = blockManager.blockSize;
@@ -183,6 +192,7 @@ export class Engine implements EngineClient {
       maxNumBatchedTokens,
       eosTokenIds,
       vocabSize: config.vocabSize,
+      overlapOutputs: opts.overlapOutputs ?? process.env.AWQ_ENGINE_OVERLAP !== "0",
     });
   }
 
@@ -365,7 +375,7 @@ export class Engine implements EngineClient {
         step = this.launchStep();
         // One macrotask lets the backend hand the step over before the host work below (what a backend or the
         // grammar workers do in microtasks after step() returns); I/O (new requests, aborts) runs here too.
-        if (step !== null) await nextMacrotask();
+        if (step !== null && this.overlapOutputs) await nextMacrotask();
         this.deliverPending();
         if (step === null) {
           await nextMacrotask();
@@ -373,6 +383,11 @@ export class Engine implements EngineClient {
         }
         const result = await step.result;
         this.applyStep(step, result);
+        if (!this.overlapOutputs) {
+          // Outputs first, then one event-loop turn (consumers, I/O), then the next schedule.
+          this.deliverPending();
+          await nextMacrotask();
+        }
       } catch (err) {
         // A bug of ours, not of one request: end every request with the error rather than hang them.
         if (step !== null) await step.result;
