@@ -385,7 +385,7 @@ bool test_gemv_fused() {
   bool ok = true;
   uint64_t seed = 101;
   for (const Case& c : cases) {
-    const int mMax = 8;
+    const int mMax = 32;  // the prefetch builds are checked at m = 16 and 32 too (two and four token tiles)
     const size_t groups = c.in / c.group;
     int32_t *qw, *qz;
     __half *sc, *x, *y, *act;
@@ -459,6 +459,24 @@ bool test_gemv_fused() {
             if (!good) std::printf("  %-58s rel err %.2e FAIL\n", name, es.rel());
             ok &= good;
           }
+        }
+      }
+      awqk::awq_gemv_override({});
+    }
+    for (int m : {16, 32}) {  // GEMV at m > 8 (no workspace: awq_linear keeps the GEMV up to 32 rows)
+      ref_awq_linear(x, m, qw, qz, sc, c.in, c.out, c.group, ref);
+      for (int v : {0, 2}) {  // 0: the bulk-copy kernel on Hopper; 2: the register kernel
+        for (int mode : {1, 2}) {
+          awqk::awq_gemv_override({v, 8, mode});
+          CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+          CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));
+          CK(cudaDeviceSynchronize());
+          char name[128];
+          std::snprintf(name, sizeof name, "prefetch in=%d out=%d m=%d v%d mode%d pf8", c.in, c.out, m, v, mode);
+          const ErrStat es = compare(y, ref, m, c.out);
+          const bool good = !es.nan && es.rel() < kTol;
+          if (!good) std::printf("  %-58s rel err %.2e FAIL\n", name, es.rel());
+          ok &= good;
         }
       }
       awqk::awq_gemv_override({});
