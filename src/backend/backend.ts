@@ -169,7 +169,15 @@ export class BackendUnavailableError extends Error {
   override name = "BackendUnavailableError";
 }
 
-/** Awaits a batch's masks (see StepBatch.masksReady); at once when they were there from the start. */
-export async function awaitStepMasks(batch: StepBatch): Promise<void> {
+/**
+ * Awaits a batch's masks (see StepBatch.masksReady); at once when they were there from the start. `unshared`:
+ * also gives sampling.tokenMask a copy of its own (the CUDA backend's one-call step does, as it always has; its
+ * forward/sample split reads the shared memory in place).
+ */
+export async function awaitStepMasks(batch: StepBatch, opts: { unshared?: boolean } = {}): Promise<void> {
   if (batch.masksReady !== undefined) await batch.masksReady();
+  const mask = batch.sampling.tokenMask;
+  if (opts.unshared && mask !== undefined && mask.buffer instanceof SharedArrayBuffer) {
+    batch.sampling.tokenMask = mask.slice(); // (numMaskRows, maskWords)
+  }
 }

@@ -1,8 +1,10 @@
 /**
  * Token masks on the GPU (structured outputs, allowed_token_ids): the CUDA sampler with bitmask rows against the
  * reference sampler on the same raw logits (masks before and after the logprobs, with bias, temperature,
- * top-k/p and logprobs), then structured outputs end to end through the library on the CUDA backend, validated
- * with ajv. Skips without a GPU.
+ * top-k/p and logprobs); masks written late into shared memory, through the one-call step and the forward/sample
+ * split (prefill, graph capture and replay); then structured outputs end to end through the library on the CUDA
+ * backend (with AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1 in the environment, through the split), validated with ajv.
+ * Skips without a GPU.
  */
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
@@ -112,96 +114,111 @@ describe("CUDA sampler with token masks = reference sampler", { skip: unavailabl
   });
 });
 
-describe("CUDA step with masks written while the forward runs", { skip: unavailable ?? false }, () => {
-  let cuda: CudaBackend;
-  let layout: KvLayout;
-  before(async () => {
-    cuda = await CudaBackend.create();
-    const model = await openModel(modelDir);
-    try {
-      layout = await cuda.load(model, {
-        maxModelLen: 256,
-        maxNumSeqs: 64,
-        maxNumBatchedTokens: 4096,
-        blockSize: 16,
-        numBlocks: 512,
-      });
-    } finally {
-      await model.checkpoint.close();
-    }
-  });
-  after(async () => {
-    await cuda?.dispose();
-  });
-
-  test("forward, then sample once the shared mask is written: a prefill and decode steps (graph capture and replay)", async () => {
-    const vocab = 32002;
-    const words = Math.ceil(vocab / 32);
-    const builder = new StepBuilder(16, layout.numBlocks);
-    const prompts = fixture.models["tiny-chat-awq"].map((r) => r.prompt_ids);
-    const seqs = Array.from({ length: 12 }, (_, i) => builder.addSequence(prompts[i % prompts.length]!));
-    const settings = (i: number): SequenceSampling => ({ ...SETTINGS[i % SETTINGS.length]!, seed: 31 + i });
-    for (let step = 0; step < 4; step++) {
-      const batch = builder.build(
-        seqs.map((seq, i) => ({ seq, count: step === 0 ? undefined : 1, sampling: settings(i) })),
-      );
-      batch.returnLogits = true;
-      const n = batch.numSeqs;
-      // Every row but each fourth is masked: a window of 2,000 ids that moves with the step, before the
-      // logprobs on odd rows. The rows are written only after the backend has launched the forward.
-      const maskRow = new Int32Array(n).fill(-1);
-      const maskBeforeLogprobs = new Uint8Array(n);
-      let rows = 0;
-      for (let i = 0; i < n; i++) {
-        if (i % 4 === 3) continue;
-        maskRow[i] = rows++;
-        maskBeforeLogprobs[i] = i % 2;
+// Both ways a backend takes masks still being written: the one-call step (awaits them first; the default) and
+// the forward/sample split (AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1: the forward is launched before they are written).
+for (const split of [false, true]) {
+  describe(`CUDA step with masks written while the forward runs (${split ? "forward/sample split" : "one-call step"})`, {
+    skip: unavailable ?? false,
+  }, () => {
+    let cuda: CudaBackend;
+    let layout: KvLayout;
+    before(async () => {
+      const saved = process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP;
+      process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP = split ? "1" : "0";
+      try {
+        cuda = await CudaBackend.create();
+      } finally {
+        if (saved === undefined) delete process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP;
+        else process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP = saved;
       }
-      const tokenMask = new Int32Array(new SharedArrayBuffer(rows * words * 4)); // (rows, maskWords)
-      Object.assign(batch.sampling, { maskWords: words, maskRow, tokenMask, maskBeforeLogprobs });
-      batch.masksReady = async () => {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-        for (let i = 0; i < n; i++) {
-          const r = maskRow[i]!;
-          if (r < 0) continue;
-          const start = (i * 2741 + step * 4001) % (vocab - 2000);
-          for (let t = start; t < start + 2000; t++) tokenMask[r * words + (t >> 5)]! |= 1 << (t & 31);
-        }
-      };
-      const result = await cuda.step(batch);
-      assert.ok(result.logits !== undefined);
-      for (let i = 0; i < n; i++) {
-        const want = sampleToken(result.logits.slice(i * vocab, (i + 1) * vocab), batch.sampling, i);
-        const label = `step ${step}, sequence ${i} (mask row ${maskRow[i]})`;
-        assert.equal(result.tokenIds[i], want.tokenId, `${label}: token`);
-        if (Number.isNaN(want.logprob)) assert.ok(Number.isNaN(result.logprobs[i]), `${label}: NaN logprob`);
-        else if (want.logprob === Number.NEGATIVE_INFINITY)
-          assert.equal(result.logprobs[i], want.logprob, label);
-        else assert.ok(Math.abs(result.logprobs[i]! - want.logprob) < 1e-4, `${label}: logprob`);
-        seqs[i]!.tokens.push(result.tokenIds[i]!);
+      assert.equal(cuda.splitStep, split);
+      const model = await openModel(modelDir);
+      try {
+        layout = await cuda.load(model, {
+          maxModelLen: 256,
+          maxNumSeqs: 64,
+          maxNumBatchedTokens: 4096,
+          blockSize: 16,
+          numBlocks: 512,
+        });
+      } finally {
+        await model.checkpoint.close();
       }
-    }
-  });
-
-  test("a mask promise that rejects still finishes the step; the next step runs", async () => {
-    const builder = new StepBuilder(16, layout.numBlocks);
-    const prompts = fixture.models["tiny-chat-awq"].map((r) => r.prompt_ids);
-    const seq = builder.addSequence(prompts[0]!);
-    const words = Math.ceil(32002 / 32);
-    const batch = builder.build([{ seq, sampling: { temperature: 0 } }]);
-    Object.assign(batch.sampling, {
-      maskWords: words,
-      maskRow: Int32Array.of(0),
-      tokenMask: new Int32Array(words).fill(-1),
-      maskBeforeLogprobs: Uint8Array.of(1),
     });
-    batch.masksReady = () => Promise.reject(new Error("grammar worker gone"));
-    await assert.rejects(cuda.step(batch), /grammar worker gone/);
-    const again = builder.build([{ seq: builder.addSequence(prompts[1]!), sampling: { temperature: 0 } }]);
-    const result = await cuda.step(again);
-    assert.ok(result.tokenIds[0]! >= 0);
+    after(async () => {
+      await cuda?.dispose();
+    });
+
+    test("forward, then sample once the shared mask is written: a prefill and decode steps (graph capture and replay)", async () => {
+      const vocab = 32002;
+      const words = Math.ceil(vocab / 32);
+      const builder = new StepBuilder(16, layout.numBlocks);
+      const prompts = fixture.models["tiny-chat-awq"].map((r) => r.prompt_ids);
+      const seqs = Array.from({ length: 12 }, (_, i) => builder.addSequence(prompts[i % prompts.length]!));
+      const settings = (i: number): SequenceSampling => ({ ...SETTINGS[i % SETTINGS.length]!, seed: 31 + i });
+      for (let step = 0; step < 4; step++) {
+        const batch = builder.build(
+          seqs.map((seq, i) => ({ seq, count: step === 0 ? undefined : 1, sampling: settings(i) })),
+        );
+        batch.returnLogits = true;
+        const n = batch.numSeqs;
+        // Every row but each fourth is masked: a window of 2,000 ids that moves with the step, before the
+        // logprobs on odd rows. The rows are written only after the backend has launched the forward.
+        const maskRow = new Int32Array(n).fill(-1);
+        const maskBeforeLogprobs = new Uint8Array(n);
+        let rows = 0;
+        for (let i = 0; i < n; i++) {
+          if (i % 4 === 3) continue;
+          maskRow[i] = rows++;
+          maskBeforeLogprobs[i] = i % 2;
+        }
+        const tokenMask = new Int32Array(new SharedArrayBuffer(rows * words * 4)); // (rows, maskWords)
+        Object.assign(batch.sampling, { maskWords: words, maskRow, tokenMask, maskBeforeLogprobs });
+        batch.masksReady = async () => {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          for (let i = 0; i < n; i++) {
+            const r = maskRow[i]!;
+            if (r < 0) continue;
+            const start = (i * 2741 + step * 4001) % (vocab - 2000);
+            for (let t = start; t < start + 2000; t++) tokenMask[r * words + (t >> 5)]! |= 1 << (t & 31);
+          }
+        };
+        const result = await cuda.step(batch);
+        assert.ok(result.logits !== undefined);
+        for (let i = 0; i < n; i++) {
+          const want = sampleToken(result.logits.slice(i * vocab, (i + 1) * vocab), batch.sampling, i);
+          const label = `step ${step}, sequence ${i} (mask row ${maskRow[i]})`;
+          assert.equal(result.tokenIds[i], want.tokenId, `${label}: token`);
+          if (Number.isNaN(want.logprob))
+            assert.ok(Number.isNaN(result.logprobs[i]), `${label}: NaN logprob`);
+          else if (want.logprob === Number.NEGATIVE_INFINITY)
+            assert.equal(result.logprobs[i], want.logprob, label);
+          else assert.ok(Math.abs(result.logprobs[i]! - want.logprob) < 1e-4, `${label}: logprob`);
+          seqs[i]!.tokens.push(result.tokenIds[i]!);
+        }
+      }
+    });
+
+    test("a mask promise that rejects still finishes the step; the next step runs", async () => {
+      const builder = new StepBuilder(16, layout.numBlocks);
+      const prompts = fixture.models["tiny-chat-awq"].map((r) => r.prompt_ids);
+      const seq = builder.addSequence(prompts[0]!);
+      const words = Math.ceil(32002 / 32);
+      const batch = builder.build([{ seq, sampling: { temperature: 0 } }]);
+      Object.assign(batch.sampling, {
+        maskWords: words,
+        maskRow: Int32Array.of(0),
+        tokenMask: new Int32Array(words).fill(-1),
+        maskBeforeLogprobs: Uint8Array.of(1),
+      });
+      batch.masksReady = () => Promise.reject(new Error("grammar worker gone"));
+      await assert.rejects(cuda.step(batch), /grammar worker gone/);
+      const again = builder.build([{ seq: builder.addSequence(prompts[1]!), sampling: { temperature: 0 } }]);
+      const result = await cuda.step(again);
+      assert.ok(result.tokenIds[0]! >= 0);
+    });
   });
-});
+}
 
 describe("structured outputs on the CUDA backend", { skip: unavailable ?? false }, () => {
   test("json schema, regex and a required tool call through the library; seeded runs repeat", async () => {

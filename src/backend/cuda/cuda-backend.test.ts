@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { BackendUnavailableError } from "../backend.js";
 import { createBackend } from "../create.js";
-import { stepBesideMasks } from "./cuda-backend.js";
+import { splitStepEnabled, stepBesideMasks } from "./cuda-backend.js";
 import { llama2_13bAwqConfig } from "./latency-bench.js";
 import { nativeDims } from "./load-weights.js";
 import {
@@ -150,4 +150,10 @@ test("masks that fail still finish the launched step (sample) before the error; 
     /launch failed/,
   );
   assert.deepEqual(log, ["forward"]);
+});
+
+test("the forward/sample split is off unless AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1", () => {
+  assert.equal(splitStepEnabled({}), false);
+  assert.equal(splitStepEnabled({ AWQ_UNVERIFIED_CUDA_SPLIT_STEP: "0" }), false);
+  assert.equal(splitStepEnabled({ AWQ_UNVERIFIED_CUDA_SPLIT_STEP: "1" }), true);
 });

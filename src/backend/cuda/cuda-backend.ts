@@ -4,10 +4,18 @@
  * event loop never waits on the GPU.
  *
  * Environment: AWQ_NATIVE_ADDON (another addon file), AWQ_CUDA_SYNC=1 (synchronize after every kernel so an
- * asynchronous fault names its kernel; slow), AWQ_CUDA_GRAPHS=0 (no CUDA graphs for decode steps).
+ * asynchronous fault names its kernel; slow), AWQ_CUDA_GRAPHS=0 (no CUDA graphs for decode steps),
+ * AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1 (see splitStepEnabled).
  */
 import type { ModelConfig, ModelSource } from "../../model/types.js";
-import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend.js";
+import {
+  awaitStepMasks,
+  type Backend,
+  type BackendOptions,
+  type KvLayout,
+  type StepBatch,
+  type StepResult,
+} from "../backend.js";
 import { nativeDims, uploadCheckpoint } from "./load-weights.js";
 import {
   loadNativeAddon,
@@ -18,6 +26,17 @@ import {
   type NativeStepOutput,
   type ProbeResult,
 } from "./native-addon.js";
+
+/**
+ * AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1: a step whose structured-output masks the grammar workers are still writing
+ * runs as the addon's forward() then sample() (stepBesideMasks), so the masks are filled while the GPU runs the
+ * forward pass instead of before it. Written and compiled, not yet run on a GPU (no device in the session of
+ * 2026-12-05 evening): off by default until `bash scripts/gpu-run.sh verify-structured` passes on one. Off, such
+ * a step awaits its masks and makes the one step() call, as before.
+ */
+export function splitStepEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP === "1";
+}
 
 /** Defaults for `--gpu-memory-utilization` (vLLM's). */
 export const DEFAULT_GPU_MEMORY_UTILIZATION = 0.9;
@@ -33,11 +52,22 @@ export class CudaBackend implements Backend {
   /** Host phases of the last step (microseconds), for benchmarks. */
   lastStepHostTiming: NativeStepOutput["hostTiming"] | null = null;
 
+  /** Whether masked steps use the forward/sample split (splitStepEnabled when the backend was created). */
+  readonly splitStep: boolean;
+
   private constructor(
     private readonly addon: NativeAddon,
     /** What the driver reported when the backend was created. */
     readonly probe: ProbeResult,
-  ) {}
+  ) {
+    this.splitStep = splitStepEnabled();
+    const engine = addon.Engine.prototype as Partial<NativeEngine>;
+    if (this.splitStep && (typeof engine.forward !== "function" || typeof engine.sample !== "function")) {
+      throw new Error(
+        "AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1: this CUDA addon has no forward()/sample() (built before them); rebuild it with npm run build:native",
+      );
+    }
+  }
 
   /** Loads the addon and checks for a GPU; throws BackendUnavailableError (one clear message) when it cannot run. */
   static async create(): Promise<CudaBackend> {
@@ -85,8 +115,14 @@ export class CudaBackend implements Backend {
     const engine = this.engine;
     if (engine === null || this.report === null) throw new Error("CUDA backend: step() before load()");
     const masksReady = batch.masksReady;
-    const out =
-      masksReady === undefined ? await engine.step(batch) : await stepBesideMasks(engine, batch, masksReady);
+    let out: NativeStepOutput;
+    if (masksReady !== undefined && this.splitStep) {
+      out = await stepBesideMasks(engine, batch, masksReady);
+    } else {
+      // The one-call step (forward and sampling): masks still being written must be there before it.
+      await awaitStepMasks(batch, { unshared: true });
+      out = await engine.step(batch);
+    }
     this.lastStepGpuMs = out.gpuMs;
     this.lastStepHostTiming = out.hostTiming;
     const topLogprobs: StepResult["topLogprobs"] = [];
