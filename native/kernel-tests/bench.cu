@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "../kernels/common.cuh"
@@ -335,8 +336,12 @@ void bench_gemv() {
   CK(cudaMalloc(&x, (size_t)8 * 13824 * 2));
   CK(cudaMalloc(&y, (size_t)8 * 27648 * 2));
   fill_half(x, (size_t)8 * 13824, 11, -1.f, 1.f);
+  std::vector<std::string> summary;  // per shape and m: the default beside the best setting
   for (const auto& w : ws) {
     for (int m : {1, 8}) {
+      double defUs = 0, bestUs = 1e30;
+      int bestV = 0;
+      Pf bestPf{0, 1};
       for (int v : {0, 2, 3, 16, 17, 10, 12, 18}) {
         std::printf("%-20s m%-2d v%-3d", w->s.name, m, v);
         double best = 1e30;
@@ -344,13 +349,27 @@ void bench_gemv() {
           awqk::awq_gemv_override({v, p.dist, p.mode});
           const double us = w->us(x, m, y, true);
           best = std::min(best, us);
+          if (v == 0 && p.dist == 0) defUs = us;
+          if (us < bestUs) {
+            bestUs = us;
+            bestV = v;
+            bestPf = p;
+          }
           std::printf(" pf%d/%d %6.1f", p.dist, p.mode, us);
         }
         std::printf("  best %5.0f GB/s\n", (double)w->bytes / (best * 1e-6) / 1e9);
       }
+      char line[256];
+      std::snprintf(line, sizeof line,
+                    "%-20s m%-2d default %6.1f us (%5.0f GB/s)   best v%d pf%d/%d %6.1f us (%5.0f GB/s, %.2fx)", w->s.name,
+                    m, defUs, (double)w->bytes / (defUs * 1e-6) / 1e9, bestV, bestPf.dist, bestPf.mode, bestUs,
+                    (double)w->bytes / (bestUs * 1e-6) / 1e9, defUs / bestUs);
+      summary.push_back(line);
     }
   }
   awqk::awq_gemv_override({});
+  std::printf("\nDecode GEMV summary (default = auto variant, no prefetch; best of the sweep above)\n");
+  for (const std::string& l : summary) std::printf("%s\n", l.c_str());
   // The weight stream alone (no dequantization, no mma), in the register GEMV's geometry and a few others.
   unsigned* sink;
   CK(cudaMalloc(&sink, 4));
