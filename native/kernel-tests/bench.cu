@@ -462,8 +462,9 @@ void bench_gemm_ws() {
   const int kVar[] = {0, 1, 2, 3, 4, 5, 1, 3};
   const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0};
   const int kCols = 8;
-  std::printf("\nPrefill GEMMs: current path vs warp-specialized (ws v1 = 256 out x 128 rows, v2 = 128 x 256, v3 = 128 x 128,\n"
-              "v4 / v5 = v1 / v2 in clusters of 2 sharing x; sk = stream-K tail; TFLOP/s, %s, median of 7)\n",
+  std::printf("\nPrefill GEMMs: current path vs warp-specialized (ws v1 = 256 out x 128 rows, v2 = 128 x 256,\n"
+              "v3 = 128 x 128, v4 / v5 = v1 / v2 in clusters of 2 sharing x; sk = stream-K tail; TFLOP/s, %s,\n"
+              "median of 7)\n",
               g_time_graphs ? "CUDA graph replay" : "eager launches");
   std::printf("%-24s %6s %9s", "shape", "m", "current");
   for (int col = 1; col < kCols; ++col) std::printf("   v%d%s", kVar[col], kSk[col] ? " sk" : "   ");

@@ -487,7 +487,8 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
   cudaGetDevice(&dev);
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
-    cudaError_t e = cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
+    cudaError_t e =
+        cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
