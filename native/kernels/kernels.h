@@ -21,6 +21,9 @@
 //   gemm_sm90_rs.cu    Hopper register-A ("swap-AB") wgmma GEMM for AWQ at m = 9..64 (awq_rs_path in gemm.cu):
 //                      dequantized weights as the wgmma A operand in registers, x in shared memory
 //   wgmma.cuh          wgmma descriptors / fences / register-A shapes and the split-K epilogue shared by both
+//   gemm_sm90_ws.cu    Hopper warp-specialized persistent AWQ GEMM for prefill (TMA / bulk-copy producer warp,
+//                      register-A wgmma consumers, stream-K tail, optional 2-block clusters); off unless
+//                      AWQ_GEMM_WS=1 (then m > 64); gemm_ws.h declares it and its test hooks. Not yet run on a GPU.
 //   linear.cu          awq_linear, dense_linear (validation + dispatch by m)
 //   attention.cu       paged_attention_prefill
 //   attention_decode.cu paged_attention_decode (+ split reduction)
