@@ -116,16 +116,31 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
     }
     const float2 x1 = __half22float2(lo);
     const float2 x2 = __half22float2(hi);
-    const float y1a = x1.x * c[0] - x2.x * s[0], y1b = x1.y * c[1] - x2.y * s[1];
-    const float y2a = x2.x * c[0] + x1.x * s[0], y2b = x2.y * c[1] + x1.y * s[1];
-    if (head < numHeads) {
-      half* dst = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
-      storePair(dst + i, y1a, y1b);
-      storePair(dst + i + halfDim, y2a, y2b);
-    } else if (slot >= 0) {
-      KV* dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
-      storePair(dst + i, y1a, y1b);
-      storePair(dst + i + halfDim, y2a, y2b);
+    if constexpr (sizeof(KV) == 2) {  // fp16 cache: the code (and machine code) of the fp16-only kernel
+      const half2 y1 = __floats2half2_rn(x1.x * c[0] - x2.x * s[0], x1.y * c[1] - x2.y * s[1]);
+      const half2 y2 = __floats2half2_rn(x2.x * c[0] + x1.x * s[0], x2.y * c[1] + x1.y * s[1]);
+      half* dst;
+      if (head < numHeads) {
+        dst = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
+      } else if (slot >= 0) {
+        dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
+      } else {
+        continue;
+      }
+      *reinterpret_cast<half2*>(dst + i) = y1;
+      *reinterpret_cast<half2*>(dst + i + halfDim) = y2;
+    } else {  // FP8: q in fp16 as above, the key encoded from its fp32 value
+      const float y1a = x1.x * c[0] - x2.x * s[0], y1b = x1.y * c[1] - x2.y * s[1];
+      const float y2a = x2.x * c[0] + x1.x * s[0], y2b = x2.y * c[1] + x1.y * s[1];
+      if (head < numHeads) {
+        half* dst = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
+        storePair(dst + i, y1a, y1b);
+        storePair(dst + i + halfDim, y2a, y2b);
+      } else if (slot >= 0) {
+        KV* dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
+        storePair(dst + i, y1a, y1b);
+        storePair(dst + i + halfDim, y2a, y2b);
+      }
     }
   }
 }

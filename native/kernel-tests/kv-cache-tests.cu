@@ -332,7 +332,9 @@ struct DecodeBuffers {
     CK(cudaMalloc(&ctx, hctx.size() * 4));
     CK(cudaMemcpy(bt, hbt.data(), hbt.size() * 4, cudaMemcpyHostToDevice));
     CK(cudaMemcpy(ctx, hctx.data(), hctx.size() * 4, cudaMemcpyHostToDevice));
+    awqk::attention_decode_variant_override(2);  // the workspace both kernels take
     wsBytes = awqk::paged_attention_decode_workspace_bytes(c.batch, c.H, D, c.ctx);
+    awqk::attention_decode_variant_override(0);
     CK(cudaMalloc(&ws, wsBytes));
     CK(cudaMemset(ws, 0, wsBytes));
   }

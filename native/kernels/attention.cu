@@ -38,9 +38,7 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
   constexpr int KT = D / 16;
   constexpr bool kFp8 = sizeof(KV) == 1;
   extern __shared__ __align__(16) unsigned char smraw[];
-  __half* sm = reinterpret_cast<__half*>(smraw);  // fp16: [2 stages][K | V][kBKV][P]
-  uint8_t* sm8 = smraw;                           // fp8: [2 stages][K | V][kBKV][D] bytes
-  __half* smWide = reinterpret_cast<__half*>(smraw + 2 * 2 * kBKV * D);  // fp8: [K | V][kBKV][P]
+  __half* sm = reinterpret_cast<__half*>(smraw);  // fp16: [2 stages][K | V][kBKV][P]; fp8: prefill_smem_bytes
 
   const int seq = blockIdx.z, head = blockIdx.y;
   const int qs = queryStarts[seq];
@@ -74,25 +72,33 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
 
   const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
   auto load_kv = [&](int stage, int tile) {
-    constexpr int EPS = 16 / sizeof(KV);  // elements per 16-byte segment
-    constexpr int SEGS = D / EPS;
-    for (int i = tid; i < kBKV * SEGS; i += kThreadsPA) {
-      const int row = i / SEGS, seg = i % SEGS;
-      const int kpos = tile * kBKV + row;
-      const bool ok = kpos < ctx;
-      const int blk = ok ? bt[kpos / kKvBlockSize] : 0;
-      const size_t off =
-          ((size_t)(blk * kKvBlockSize + kpos % kKvBlockSize) * numKvHeads + kvh) * D + seg * EPS;
-      if constexpr (kFp8) {
-        uint8_t* Kr = sm8 + stage * 2 * kBKV * D;
-        uint8_t* Vr = Kr + kBKV * D;
-        detail::cp_async16(Kr + row * D + seg * EPS, kc + off, ok);
-        detail::cp_async16(Vr + row * D + seg * EPS, vc + off, ok);
-      } else {
-        __half* Ks = sm + stage * 2 * kBKV * P;
-        __half* Vs = Ks + kBKV * P;
-        detail::cp_async16(Ks + row * P + seg * EPS, kc + off, ok);
-        detail::cp_async16(Vs + row * P + seg * EPS, vc + off, ok);
+    if constexpr (kFp8) {  // 16 E4M3 bytes a segment into the raw stage [K | V][kBKV][D]
+      uint8_t* Kr = smraw + stage * 2 * kBKV * D;
+      uint8_t* Vr = Kr + kBKV * D;
+      constexpr int SEGS = D / 16;
+      for (int i = tid; i < kBKV * SEGS; i += kThreadsPA) {
+        const int row = i / SEGS, seg = i % SEGS;
+        const int kpos = tile * kBKV + row;
+        const bool ok = kpos < ctx;
+        const int blk = ok ? bt[kpos / kKvBlockSize] : 0;
+        const size_t off =
+            ((size_t)(blk * kKvBlockSize + kpos % kKvBlockSize) * numKvHeads + kvh) * D + seg * 16;
+        detail::cp_async16(Kr + row * D + seg * 16, kc + off, ok);
+        detail::cp_async16(Vr + row * D + seg * 16, vc + off, ok);
+      }
+    } else {
+      __half* Ks = sm + stage * 2 * kBKV * P;
+      __half* Vs = Ks + kBKV * P;
+      constexpr int SEGS = D / 8;
+      for (int i = tid; i < kBKV * SEGS; i += kThreadsPA) {
+        const int row = i / SEGS, seg = i % SEGS;
+        const int kpos = tile * kBKV + row;
+        const bool ok = kpos < ctx;
+        const int blk = ok ? bt[kpos / kKvBlockSize] : 0;
+        const size_t off =
+            ((size_t)(blk * kKvBlockSize + kpos % kKvBlockSize) * numKvHeads + kvh) * D + seg * 8;
+        detail::cp_async16(Ks + row * P + seg * 8, kc + off, ok);
+        detail::cp_async16(Vs + row * P + seg * 8, vc + off, ok);
       }
     }
   };
@@ -116,8 +122,9 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
     const __half* Ks = sm + (tile & 1) * 2 * kBKV * P;
     const __half* Vs = Ks + kBKV * P;
     if constexpr (kFp8) {
-      // Widen this stage's E4M3 K and V (exact) into the fp16 tile the mma loop reads.
-      const uint8_t* raw = sm8 + (tile & 1) * 2 * kBKV * D;
+      // Widen this stage's E4M3 K and V (exact) into the fp16 tile [K | V][kBKV][P] after the raw stages.
+      const uint8_t* raw = smraw + (tile & 1) * 2 * kBKV * D;
+      __half* smWide = reinterpret_cast<__half*>(smraw + 2 * 2 * kBKV * D);
       for (int i = tid; i < 2 * kBKV * (D / 8); i += kThreadsPA) {
         const int row = i / (D / 8), seg = i % (D / 8);  // row < kBKV: K, else V
         const uint2 bytes = *reinterpret_cast<const uint2*>(raw + row * D + seg * 8);

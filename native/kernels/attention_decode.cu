@@ -44,7 +44,10 @@ struct KvIo<__half> {
   static __device__ __forceinline__ Raw zero() { return make_uint4(0, 0, 0, 0); }
   static __device__ __forceinline__ Raw stream(const __half* p) { return detail::ld_stream16(p); }
   static __device__ __forceinline__ Raw coherent(const __half* p) { return __ldcg(reinterpret_cast<const uint4*>(p)); }
-  static __device__ __forceinline__ uint4 halves(Raw r) { return r; }
+  // The eight halves of r: fp16 reads the registers in place (the code of the kernel before FP8).
+  static __device__ __forceinline__ const __half2* as_half2(const Raw& r, uint4&) {
+    return reinterpret_cast<const __half2*>(&r);
+  }
 };
 template <>
 struct KvIo<uint8_t> {
@@ -56,7 +59,10 @@ struct KvIo<uint8_t> {
     return v;
   }
   static __device__ __forceinline__ Raw coherent(const uint8_t* p) { return __ldcg(reinterpret_cast<const uint2*>(p)); }
-  static __device__ __forceinline__ uint4 halves(Raw r) { return detail::e4m3x8_to_half8(r); }
+  static __device__ __forceinline__ const __half2* as_half2(const Raw& r, uint4& wide) {
+    wide = detail::e4m3x8_to_half8(r);
+    return reinterpret_cast<const __half2*>(&wide);
+  }
 };
 
 constexpr int kMaxMergeSplits = 512;  // choose_splits never goes past kTargetBlocks splits
@@ -205,8 +211,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
     }
 #pragma unroll
     for (int it = 0; it < ITER; ++it) {
-      const uint4 kh = KvIo<KV>::halves(kv[it]);
-      const __half2* h = reinterpret_cast<const __half2*>(&kh);
+      uint4 kh;
+      const __half2* h = KvIo<KV>::as_half2(kv[it], kh);
       float dot = 0.f;
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
@@ -244,8 +250,8 @@ __global__ void __launch_bounds__(kThreadsD) decode_attention_kernel(
 #pragma unroll
     for (int it = 0; it < ITER; ++it) {
       const float w = logits[it * KPB + kslot];
-      const uint4 vh = KvIo<KV>::halves(vv[it]);
-      const __half2* h = reinterpret_cast<const __half2*>(&vh);
+      uint4 vh;
+      const __half2* h = KvIo<KV>::as_half2(vv[it], vh);
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float2 f = __half22float2(h[i]);
@@ -316,19 +322,6 @@ cudaError_t launch_decode(const __half* q, const KV* kc, const KV* vc, const int
 
 }  // namespace
 
-size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
-                                              int maxContextLen) {
-  // Per query head: splitting only happens while numSeqs*numHeads*splits < kTargetBlocks, so the workspace never
-  // exceeds 2*kTargetBlocks entries. By KV head: kGroupedMaxEntries (fewer splits past it). One allocation of the
-  // larger serves every call of either kernel.
-  (void)numSeqs;
-  (void)numHeads;
-  (void)maxContextLen;
-  const size_t perHead = kCounterBytes + (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
-  const size_t byKvHead = kGroupedCounterBytes + kGroupedMaxEntries * (headDim + 2) * sizeof(float);
-  return perHead > byKvHead ? perHead : byKvHead;
-}
-
 namespace {
 int g_decode_variant = 0;
 
@@ -345,6 +338,20 @@ int decode_variant() {
   return fromEnv > 0 ? fromEnv : 1;
 }
 }  // namespace
+
+size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
+                                              int maxContextLen) {
+  // Per query head: splitting only happens while numSeqs*numHeads*splits < kTargetBlocks, so the workspace never
+  // exceeds 2*kTargetBlocks entries. By KV head (when selected): kGroupedMaxEntries (fewer splits past it). One
+  // allocation serves every call.
+  (void)numSeqs;
+  (void)numHeads;
+  (void)maxContextLen;
+  const size_t perHead = kCounterBytes + (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
+  if (decode_variant() != 2) return perHead;
+  const size_t byKvHead = kGroupedCounterBytes + kGroupedMaxEntries * (headDim + 2) * sizeof(float);
+  return perHead > byKvHead ? perHead : byKvHead;
+}
 
 void attention_decode_variant_override(int variant) { g_decode_variant = variant; }
 
