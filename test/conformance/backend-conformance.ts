@@ -25,6 +25,8 @@ export interface ConformanceOptions {
   makeReference?: () => Promise<Backend>;
   /** A reason to skip the random 13B-shape test (it needs ~3 GB of memory per backend). */
   skipLargeShape?: string;
+  /** A reason to skip the FP8 KV case (the CUDA FP8 cache without its opt-in, kv-cache-dtype.ts). */
+  skipFp8Kv?: string;
 }
 
 interface ReferenceFixture {
@@ -206,6 +208,7 @@ export function runBackendConformance(
     });
 
     test("FP8 KV cache (fp8_e4m3): greedy tokens and logits equal the reference's with FP8 KV, near fp16 KV", async (t) => {
+      if (opts.skipFp8Kv !== undefined) return t.skip(opts.skipFp8Kv);
       const models: [string, string][] = [["tiny-chat-awq", awqDir]];
       if (haveFp16) models.push(["tiny-chat", fp16Dir]);
       for (const [label, dir] of models) {

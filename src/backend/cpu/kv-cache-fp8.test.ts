@@ -6,7 +6,12 @@ import { Engine } from "../../engine/engine.js";
 import { FakeBackend, fakeModel } from "../../engine/fake-backend.test-helper.js";
 import { LLM } from "../../llm.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
-import { checkKvCacheDtypeSupported, fp8CapacityNote, parseKvCacheDtype } from "../kv-cache-dtype.js";
+import {
+  checkCudaFp8OptIn,
+  checkKvCacheDtypeSupported,
+  fp8CapacityNote,
+  parseKvCacheDtype,
+} from "../kv-cache-dtype.js";
 import type { CpuModel } from "./cpu-model.js";
 import { roundE4m3 } from "./fp8-e4m3.js";
 
@@ -52,7 +57,7 @@ test("fp8: every K and V value in the CPU cache is an E4M3 value; auto stores th
 
 test("fp8 with a checkpoint that carries KV scales is refused before anything loads, naming the tensor", async () => {
   assert.doesNotThrow(() =>
-    checkKvCacheDtypeSupported("cuda", "fp8", ["model.layers.0.self_attn.q_proj.qweight"]),
+    checkKvCacheDtypeSupported("cpu", "fp8", ["model.layers.0.self_attn.q_proj.qweight"]),
   );
   assert.doesNotThrow(() => checkKvCacheDtypeSupported("cuda", "auto", ["model.layers.0.self_attn.k_scale"]));
   assert.throws(
@@ -64,7 +69,7 @@ test("fp8 with a checkpoint that carries KV scales is refused before anything lo
     /KV cache scales \(model\.layers\.0\.self_attn\.k_proj\.output_scale\)/,
   );
   const backend = new FakeBackend();
-  Object.defineProperty(backend, "name", { value: "cuda" });
+  Object.defineProperty(backend, "name", { value: "cpu" });
   let loaded = false;
   const load = backend.load.bind(backend);
   backend.load = (...args) => {
@@ -79,6 +84,36 @@ test("fp8 with a checkpoint that carries KV scales is refused before anything lo
     /--kv-cache-dtype fp8_e4m3: the checkpoint carries KV cache scales \(model\.layers\.0\.self_attn\.kv_scale\)/,
   );
   assert.equal(loaded, false);
+});
+
+test("CUDA takes fp8 only with AWQ_UNVERIFIED_CUDA_FP8_KV=1 (not yet run on a GPU), refused before loading", async () => {
+  assert.throws(
+    () => checkCudaFp8OptIn("fp8", {}),
+    /--kv-cache-dtype fp8: the CUDA FP8 KV cache .* has not yet run on a GPU \(unverified\); set AWQ_UNVERIFIED_CUDA_FP8_KV=1/,
+  );
+  assert.doesNotThrow(() => checkCudaFp8OptIn("fp8_e4m3", { AWQ_UNVERIFIED_CUDA_FP8_KV: "1" }));
+  assert.doesNotThrow(() => checkCudaFp8OptIn("auto", {}));
+  const saved = process.env.AWQ_UNVERIFIED_CUDA_FP8_KV;
+  delete process.env.AWQ_UNVERIFIED_CUDA_FP8_KV;
+  try {
+    assert.doesNotThrow(() => checkKvCacheDtypeSupported("cpu", "fp8"));
+    const backend = new FakeBackend();
+    Object.defineProperty(backend, "name", { value: "cuda" });
+    let loaded = false;
+    const load = backend.load.bind(backend);
+    backend.load = (...args) => {
+      loaded = true;
+      return load(...args);
+    };
+    const tokenizer = await Tokenizer.load(DEMO_MODEL);
+    await assert.rejects(
+      Engine.create({ model: fakeModel(), backend, tokenizer, kvCacheDtype: "fp8" }),
+      /AWQ_UNVERIFIED_CUDA_FP8_KV=1/,
+    );
+    assert.equal(loaded, false);
+  } finally {
+    if (saved !== undefined) process.env.AWQ_UNVERIFIED_CUDA_FP8_KV = saved;
+  }
 });
 
 test("unknown dtypes are refused by name (fp8_e5m2 with a hint), also from an untyped LLM.load caller", () => {

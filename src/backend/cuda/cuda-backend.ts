@@ -5,7 +5,8 @@
  *
  * Environment: AWQ_NATIVE_ADDON (another addon file), AWQ_CUDA_SYNC=1 (synchronize after every kernel so an
  * asynchronous fault names its kernel; slow), AWQ_CUDA_GRAPHS=0 (no CUDA graphs for decode steps),
- * AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1 (see splitStepEnabled).
+ * AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1 (see splitStepEnabled), AWQ_UNVERIFIED_CUDA_FP8_KV=1 (--kv-cache-dtype fp8 on
+ * CUDA: see checkCudaFp8OptIn).
  */
 import type { ModelConfig, ModelSource } from "../../model/types.js";
 import {
@@ -16,6 +17,7 @@ import {
   type StepBatch,
   type StepResult,
 } from "../backend.js";
+import { checkCudaFp8OptIn } from "../kv-cache-dtype.js";
 import { nativeDims, uploadCheckpoint } from "./load-weights.js";
 import {
   loadNativeAddon,
@@ -86,6 +88,7 @@ export class CudaBackend implements Backend {
   }
 
   async load(source: ModelSource, opts: BackendOptions): Promise<KvLayout> {
+    checkCudaFp8OptIn(opts.kvCacheDtype); // before any weight is read
     const engine = await this.initEngine(source.config);
     try {
       await uploadCheckpoint(engine, source, opts.onLoadProgress, opts.signal);
@@ -101,6 +104,7 @@ export class CudaBackend implements Backend {
    * config.quantization is set. For benchmarks.
    */
   async loadSynthetic(config: ModelConfig, opts: BackendOptions, seed = 1): Promise<KvLayout> {
+    checkCudaFp8OptIn(opts.kvCacheDtype);
     const engine = await this.initEngine(config);
     try {
       await engine.initRandomWeights(seed);
