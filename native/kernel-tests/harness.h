@@ -99,9 +99,8 @@ void bench_linears(bool quick);
 void bench_variants();
 void bench_attention(bool quick);
 // KV cache (kv-cache-tests.cu; kernel-tests --kv runs only these): FP8 E4M3 conversion and attention over an FP8
-// cache; decode attention timings by KV dtype.
+// cache (also in the default run).
 bool test_kv_cache_fp8();
-void bench_kv_cache(bool quick);
 // Decode attention by KV head (attention_decode_grouped.cu), for now only under --kv: every attention case, and
 // timings beside the per-query-head kernel with its split target swept.
 bool test_decode_grouped();

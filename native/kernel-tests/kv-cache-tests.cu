@@ -378,19 +378,9 @@ std::vector<DecodeCase> decode_cases(bool quick) {
 
 }  // namespace
 
-// Decode attention (the default kernel) over fp16 and FP8 caches, D = 128: microseconds and the bytes of K and V
-// read per second (bytes per element of the cache's dtype; q and the output are ignored).
-void bench_kv_cache(bool quick) {
-  std::printf("\nDecode attention by KV dtype, D=%d\n%-32s %10s %9s %10s %9s\n", kBenchD, "case", "fp16 us", "GB/s",
-              "fp8 us", "GB/s");
-  for (const DecodeCase& c : decode_cases(quick)) {
-    DecodeBuffers b(c);
-    const double a = b.us(0, false), f = b.us(0, true);
-    std::printf("%-32s %10.1f %9.0f %10.1f %9.0f\n", b.name().c_str(), a, b.gbps(a, false), f, b.gbps(f, true));
-  }
-}
-
-// The same cases per query head (v1, attention_decode.cu) and by KV head (v2), then v2's split target swept.
+// Decode attention over fp16 and FP8 caches, D = 128, per query head (v1, attention_decode.cu, the default) and by
+// KV head (v2): microseconds and the bytes of K and V read per second (bytes per element of the cache's dtype; q and
+// the output are ignored); then v2's split target swept.
 void bench_decode_grouped(bool quick) {
   std::printf("\nDecode attention, v1 per query head / v2 by KV head, D=%d: us and GB/s of K+V\n", kBenchD);
   std::printf("%-32s %16s %16s %16s %16s\n", "case", "v1 fp16", "v2 fp16", "v1 fp8", "v2 fp8");
