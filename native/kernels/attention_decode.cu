@@ -342,15 +342,18 @@ int decode_variant() {
 size_t paged_attention_decode_workspace_bytes(int numSeqs, int numHeads, int headDim,
                                               int maxContextLen) {
   // Per query head: splitting only happens while numSeqs*numHeads*splits < kTargetBlocks, so the workspace never
-  // exceeds 2*kTargetBlocks entries. By KV head (when selected): kGroupedMaxEntries (fewer splits past it). One
-  // allocation serves every call.
+  // exceeds 2*kTargetBlocks entries. By KV head (when selected): that area, then its own counters and
+  // kGroupedMaxEntries partials (fewer splits past it). One allocation serves every call of either kernel.
   (void)numSeqs;
   (void)numHeads;
   (void)maxContextLen;
-  const size_t perHead = kCounterBytes + (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
+  const size_t perHead = per_head_decode_ws_bytes(headDim);
   if (decode_variant() != 2) return perHead;
-  const size_t byKvHead = kGroupedCounterBytes + kGroupedMaxEntries * (headDim + 2) * sizeof(float);
-  return perHead > byKvHead ? perHead : byKvHead;
+  return perHead + kGroupedCounterBytes + kGroupedMaxEntries * (headDim + 2) * sizeof(float);
+}
+
+size_t per_head_decode_ws_bytes(int headDim) {
+  return kCounterBytes + (size_t)2 * kTargetBlocks * (headDim + 2) * sizeof(float);
 }
 
 void attention_decode_variant_override(int variant) { g_decode_variant = variant; }

@@ -343,8 +343,11 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
   while (splits > 1 && (ws == nullptr || grouped_decode_ws_bytes(numSeqs, numHeads, D, splits) > wsBytes))
     splits /= 2;
   const int partition = splits > 1 ? detail::ceil_div(maxContextLen, splits) : (maxContextLen > 0 ? maxContextLen : 1);
-  int* counters = static_cast<int*>(ws);
-  float* wsO = splits > 1 ? reinterpret_cast<float*>(static_cast<char*>(ws) + kGroupedCounterBytes) : nullptr;
+  // Workspace: the per-head kernel's area untouched (so either kernel can follow the other on one workspace), then
+  // this kernel's split counters (zero between calls), then the partials.
+  char* own = splits > 1 ? static_cast<char*>(ws) + per_head_decode_ws_bytes(D) : nullptr;
+  int* counters = reinterpret_cast<int*>(own);
+  float* wsO = splits > 1 ? reinterpret_cast<float*>(own + kGroupedCounterBytes) : nullptr;
   const size_t entries = (size_t)numSeqs * numHeads * splits;
   float* wsM = splits > 1 ? wsO + entries * D : nullptr;
   float* wsL = splits > 1 ? wsM + entries : nullptr;
@@ -379,7 +382,8 @@ cudaError_t grouped_for(int group, const __half* q, const KV* kc, const KV* vc, 
 
 size_t grouped_decode_ws_bytes(int numSeqs, int numHeads, int headDim, int splits) {
   if (splits <= 1) return 0;
-  return kGroupedCounterBytes + (size_t)numSeqs * numHeads * splits * (headDim + 2) * sizeof(float);
+  return per_head_decode_ws_bytes(headDim) + kGroupedCounterBytes +
+         (size_t)numSeqs * numHeads * splits * (headDim + 2) * sizeof(float);
 }
 
 void grouped_decode_blocks_per_sm_override(int blocksPerSm) { g_blocks_per_sm = blocksPerSm; }

@@ -90,10 +90,14 @@ constexpr int kGemvMaxM = 32;
 
 // Decode attention by KV head (attention_decode_grouped.cu): one block per (split, kv head, sequence) for the G =
 // numHeads / numKvHeads query heads sharing it (G in 1, 2, 4, 8; cudaErrorNotSupported otherwise, nothing
-// launched). Workspace: kGroupedCounterBytes of split counters (zero between calls), then the partials.
+// launched). Workspace: after per_head_decode_ws_bytes, kGroupedCounterBytes of split counters (zero between
+// calls), then the partials.
 constexpr int kGroupedCounters = 8192;
 constexpr size_t kGroupedCounterBytes = kGroupedCounters * sizeof(int);
 constexpr size_t kGroupedMaxEntries = 8192;  // (sequence, head, split) partials the engine's workspace holds
+// Workspace bytes: the per-query-head kernel's whole area (attention_decode.cu; left untouched by the other), and
+// the by-KV-head kernel's need for `splits` (after that area).
+size_t per_head_decode_ws_bytes(int headDim);
 size_t grouped_decode_ws_bytes(int numSeqs, int numHeads, int headDim, int splits);
 cudaError_t paged_attention_decode_grouped(const __half* q, const void* kCache, const void* vCache,
                                            KvCacheDtype kvDtype, const int32_t* blockTables, int maxBlocksPerSeq,
