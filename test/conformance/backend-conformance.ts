@@ -216,9 +216,7 @@ export function runBackendConformance(
         const run = async (make: () => Promise<Backend>, dtype: KvCacheDtype): Promise<Fp8Probe> => {
           const loaded = await loadBackend(make, dir, 64, dtype);
           try {
-            return await probeFp8(loaded, prompts, GREEDY_TOKENS, BLOCK_SIZE, (p, n) =>
-              generateGreedy(loaded, p, n, "batched"),
-            );
+            return await probeFp8(loaded, prompts, GREEDY_TOKENS, BLOCK_SIZE);
           } finally {
             await loaded.backend.dispose();
           }
@@ -227,10 +225,17 @@ export function runBackendConformance(
         const fp16Kv = await run(makeBackend, "auto");
         const reference =
           opts.makeReference === undefined ? undefined : await run(opts.makeReference, "fp8_e4m3");
-        checkFp8Probe(`${name} ${label}`, fp8, fp16Kv, reference);
+        const parted = checkFp8Probe(`${name} ${label}`, fp8, fp16Kv, reference);
+        if (reference !== undefined) {
+          t.diagnostic(
+            `${label}: greedy tokens fp8 vs the reference's fp8: ${parted.length === 0 ? "identical" : `parted at near ties: ${parted.join(", ")}`}`,
+          );
+        }
         const changed = fp8.tokens.flatMap((tokens, i) => {
-          const first = tokens.findIndex((id, k) => id !== fp16Kv.tokens[i][k]);
-          return first < 0 ? [] : [`prompt ${i} from token ${first}`];
+          const k = tokens.findIndex((id, j) => id !== fp16Kv.tokens[i][j]);
+          return k < 0
+            ? []
+            : [`prompt ${i} from token ${k} (fp16-KV top-2 gap ${fp16Kv.gaps[i][k].toFixed(4)} nats)`];
         });
         t.diagnostic(
           `${label}: greedy tokens fp8 vs fp16 KV: ${changed.length === 0 ? "identical" : changed.join(", ")}`,
