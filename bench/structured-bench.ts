@@ -31,6 +31,7 @@ import type { ModelConfig } from "../src/model/types.js";
 import type { ConstraintSpec } from "../src/structured/constraint-spec.js";
 import { maskTimings, maskWaits, recordMaskTimings } from "../src/structured/engine-constraints.js";
 import { Tokenizer } from "../src/tokenizer/tokenizer.js";
+import { benchSpec, schema } from "./bench-schema.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const demoDir = `${repoRoot}/models/tiny-chat-awq`;
@@ -53,31 +54,7 @@ for (const model of models) {
     throw new Error(`--model ${model}: synthetic models need --backend cuda`);
 }
 
-// A schema that keeps a model busy for many tokens: bounded free strings, an array of objects, integers in
-// ranges (our own grammar), an enum.
-const schema = {
-  type: "object",
-  properties: {
-    title: { type: "string", maxLength: 40 },
-    kind: { enum: ["list", "table", "note"] },
-    items: {
-      type: "array",
-      items: {
-        type: "object",
-        properties: {
-          name: { type: "string", maxLength: 20 },
-          qty: { type: "integer", minimum: 0, maximum: 999 },
-        },
-        required: ["name", "qty"],
-        additionalProperties: false,
-      },
-      maxItems: 8,
-    },
-  },
-  required: ["title", "kind", "items"],
-  additionalProperties: false,
-};
-const spec: ConstraintSpec = { type: "json_schema", schema };
+const spec: ConstraintSpec = benchSpec;
 
 /** Llama-2-7B shape (AWQ 4-bit g128), with the demo tokenizer's 32002 rows. */
 function llama2_7bAwqConfig(): ModelConfig {

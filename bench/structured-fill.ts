@@ -21,6 +21,7 @@ import { GrammarEngine, vocabInfoFor } from "../src/structured/grammar-engine.js
 import { applyNumericRules, rewriteNumericBounds } from "../src/structured/numeric-bounds.js";
 import { loadXgrammar } from "../src/structured/xgrammar-runtime.js";
 import { Tokenizer } from "../src/tokenizer/tokenizer.js";
+import { benchSpec, schema } from "./bench-schema.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const { values } = parseArgs({
@@ -34,30 +35,7 @@ const walks = Number(values.walks);
 const admit = Number(values.admit);
 const VOCAB = 32002;
 
-// The structured bench's schema (bench/structured-bench.ts).
-const schema = {
-  type: "object",
-  properties: {
-    title: { type: "string", maxLength: 40 },
-    kind: { enum: ["list", "table", "note"] },
-    items: {
-      type: "array",
-      items: {
-        type: "object",
-        properties: {
-          name: { type: "string", maxLength: 20 },
-          qty: { type: "integer", minimum: 0, maximum: 999 },
-        },
-        required: ["name", "qty"],
-        additionalProperties: false,
-      },
-      maxItems: 8,
-    },
-  },
-  required: ["title", "kind", "items"],
-  additionalProperties: false,
-};
-const spec: ConstraintSpec = { type: "json_schema", schema };
+const spec: ConstraintSpec = benchSpec;
 
 function summary(ms: number[]) {
   const s = [...ms].sort((a, b) => a - b);
