@@ -33,23 +33,28 @@ const SETTINGS: SequenceSampling[] = [
   { temperature: 1.2, topP: 0.8, minP: 0.02 },
 ];
 
+/** Loads the demo model into `cuda` with the cache both suites use (64 sequences, 512 blocks of 16). */
+async function loadDemo(cuda: CudaBackend): Promise<KvLayout> {
+  const model = await openModel(modelDir);
+  try {
+    return await cuda.load(model, {
+      maxModelLen: 256,
+      maxNumSeqs: 64,
+      maxNumBatchedTokens: 4096,
+      blockSize: 16,
+      numBlocks: 512,
+    });
+  } finally {
+    await model.checkpoint.close();
+  }
+}
+
 describe("CUDA sampler with token masks = reference sampler", { skip: unavailable ?? false }, () => {
   let cuda: CudaBackend;
   let layout: KvLayout;
   before(async () => {
     cuda = await CudaBackend.create();
-    const model = await openModel(modelDir);
-    try {
-      layout = await cuda.load(model, {
-        maxModelLen: 256,
-        maxNumSeqs: 64,
-        maxNumBatchedTokens: 4096,
-        blockSize: 16,
-        numBlocks: 512,
-      });
-    } finally {
-      await model.checkpoint.close();
-    }
+    layout = await loadDemo(cuda);
   });
   after(async () => {
     await cuda?.dispose();
@@ -132,18 +137,7 @@ for (const split of [false, true]) {
         else process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP = saved;
       }
       assert.equal(cuda.splitStep, split);
-      const model = await openModel(modelDir);
-      try {
-        layout = await cuda.load(model, {
-          maxModelLen: 256,
-          maxNumSeqs: 64,
-          maxNumBatchedTokens: 4096,
-          blockSize: 16,
-          numBlocks: 512,
-        });
-      } finally {
-        await model.checkpoint.close();
-      }
+      layout = await loadDemo(cuda);
     });
     after(async () => {
       await cuda?.dispose();
