@@ -201,7 +201,7 @@ __global__ void __launch_bounds__(kMaxWarps * 32) awq_gemv_bulk_kernel(
   }
 
   if constexpr (EPI) {
-    __shared__ float sq[NPW * 8];
+    __shared__ float sq[NPW * 8 * 16];
     detail::stage_partials<NPW, MT>(red, acc);
     detail::add_norm_store<NPW, MT>(red, sq, tile0, nTiles, m, out, y, epi);
   } else {

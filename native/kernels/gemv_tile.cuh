@@ -98,14 +98,16 @@ __device__ __forceinline__ void reduce_store(float* red, const float (&acc)[NT][
 
 // AddNormEpilogue (internal.h) after the block's K partials are staged in red ([warps][NT*MT*4][32] floats, see
 // stage_partials): each output is rounded to fp16 (y, the unfused delta) and added to the residual, the block
-// writes its tiles' sums of squares, and the last block to finish normalizes every row. sq: NT*8 floats of shared
-// memory.
+// writes its tiles' sums of squares, and the last block to finish normalizes every row. sq: NT*8*16 floats of
+// shared memory (each output's square, then summed in a fixed order: the result must not depend on which thread
+// gets there first, or the same request gives different tokens from run to run, which the unfused path does not).
 template <int NT, int MT>
 __device__ __forceinline__ void add_norm_store(const float* red, float* sq, int tile0, int nTiles, int m, int out,
                                                __half* __restrict__ y, const AddNormEpilogue& e) {
+  static_assert(MT == 1, "the epilogue's shared sums and inv[] hold one token tile (m <= 8)");
   constexpr int R = NT * MT * 4;
   const int nw = blockDim.x >> 5;
-  for (int i = threadIdx.x; i < NT * 8; i += blockDim.x) sq[i] = 0.f;
+  for (int i = threadIdx.x; i < NT * 128; i += blockDim.x) sq[i] = 0.f;  // [NT][8 tokens][16 columns]
   __syncthreads();
   for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
     float s = 0.f;
@@ -121,13 +123,17 @@ __device__ __forceinline__ void add_norm_store(const float* red, float* sq, int 
       float* res = e.residual + (size_t)token * out + n;
       const float v = *res + __half2float(h);
       *res = v;
-      atomicAdd(&sq[p * 8 + token], v * v);
+      sq[(p * 8 + token) * 16 + (l >> 2) + 8 * (r >> 1)] = v * v;
     }
   }
   __syncthreads();
   for (int i = threadIdx.x; i < NT * m; i += blockDim.x) {
     const int p = i / m, token = i % m;
-    if (tile0 + p < nTiles) e.partial[(size_t)token * nTiles + tile0 + p] = sq[p * 8 + token];
+    const float* cols = sq + (p * 8 + token) * 16;
+    float s = 0.f;
+#pragma unroll
+    for (int c = 0; c < 16; ++c) s += cols[c];
+    if (tile0 + p < nTiles) e.partial[(size_t)token * nTiles + tile0 + p] = s;
   }
   __threadfence();
   __syncthreads();
