@@ -20,6 +20,7 @@ import { TensorParallelError } from "../src/model/tensor-parallel-plan.js";
 import type { ModelConfig } from "../src/model/types.js";
 import { generateGreedy } from "./conformance/backend-conformance.js";
 import { writeRandomAwqModel } from "./conformance/random-awq-model.js";
+import { maxRelativeError } from "./conformance/relative-error.js";
 import { StepBuilder } from "./conformance/step-builder.js";
 
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -59,20 +60,6 @@ async function promptLogits(loaded: Loaded, prompts: number[][]) {
   const result = await loaded.backend.step(batch);
   assert.ok(result.logits !== undefined && result.tokenLogprobs !== undefined);
   return { logits: result.logits, tokenLogprobs: result.tokenLogprobs };
-}
-
-function maxRelativeError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < want.length; i++) {
-    if (Number.isNaN(want[i])) {
-      assert.ok(Number.isNaN(got[i]), `entry ${i}: NaN expected, got ${got[i]}`);
-      continue;
-    }
-    maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
-    maxRef = Math.max(maxRef, Math.abs(want[i]));
-  }
-  return maxDiff / maxRef;
 }
 
 const fixture = JSON.parse(readFileSync(join(repoRoot, "test/fixtures/reference.json"), "utf8")) as {

@@ -16,6 +16,7 @@ import type { ModelConfig } from "../../src/model/types.js";
 import { checkFp8Probe, type Fp8Probe, probeFp8 } from "./fp8-kv-conformance.js";
 import { naiveLogits } from "./naive-llama.js";
 import { LLAMA2_13B_TWO_LAYERS, writeRandomAwqModel } from "./random-awq-model.js";
+import { maxRelativeError } from "./relative-error.js";
 import { type DrivenSequence, StepBuilder } from "./step-builder.js";
 
 export interface ConformanceOptions {
@@ -109,16 +110,6 @@ export async function generateGreedy(
     });
   }
   return outputs;
-}
-
-function maxRelativeError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < want.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
-    maxRef = Math.max(maxRef, Math.abs(want[i]));
-  }
-  return maxDiff / maxRef;
 }
 
 export function runBackendConformance(

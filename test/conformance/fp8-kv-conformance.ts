@@ -8,6 +8,7 @@
  */
 import assert from "node:assert/strict";
 import type { StepBatch } from "../../src/backend/backend.js";
+import { maxRelativeError } from "./relative-error.js";
 import { type DrivenSequence, StepBuilder } from "./step-builder.js";
 
 /** What one backend + cache dtype gives on the probe prompts. */
@@ -85,17 +86,6 @@ export async function probeFp8(
   return { tokens, gaps, prefill, decode };
 }
 
-/** max |got - want| / max |want|. */
-export function relativeError(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let maxDiff = 0;
-  let maxRef = 0;
-  for (let i = 0; i < want.length; i++) {
-    maxDiff = Math.max(maxDiff, Math.abs(got[i] - want[i]));
-    maxRef = Math.max(maxRef, Math.abs(want[i]));
-  }
-  return maxDiff / maxRef;
-}
-
 /** A reference choice whose top two logprobs are closer than this may come out the other way. */
 export const NEAR_TIE_NATS = 0.05;
 
@@ -139,7 +129,7 @@ export function checkFp8Probe(
     ["prefill", fp8.prefill, fp16Kv.prefill],
     ["decode", fp8.decode, fp16Kv.decode],
   ] as const) {
-    const moved = relativeError(got, auto);
+    const moved = maxRelativeError(got, auto);
     assert.ok(
       moved >= FP8_MOVES_AT_LEAST,
       `${model} ${what}: fp8 logits equal the fp16-KV ones (relative ${moved}): the cache is not FP8`,
@@ -148,8 +138,8 @@ export function checkFp8Probe(
   }
   if (reference === undefined) return [];
   const parted = compareGreedy(model, fp8, reference);
-  const prefillErr = relativeError(fp8.prefill, reference.prefill);
-  const decodeErr = relativeError(fp8.decode, reference.decode);
+  const prefillErr = maxRelativeError(fp8.prefill, reference.prefill);
+  const decodeErr = maxRelativeError(fp8.decode, reference.decode);
   assert.ok(prefillErr <= FP8_VS_REFERENCE, `${model} prefill logits vs the reference (fp8): ${prefillErr}`);
   assert.ok(decodeErr <= FP8_VS_REFERENCE, `${model} decode logits vs the reference (fp8): ${decodeErr}`);
   return parted;

@@ -16,6 +16,7 @@ import { f32ToBf16, f32ToF16 } from "../../src/model/half.js";
 import { openModel } from "../../src/model/load.js";
 import { type TensorToWrite, writeSafetensors } from "../../src/model/safetensors-writer.js";
 import type { TensorData } from "../../src/model/types.js";
+import { maxRelativeError } from "../conformance/relative-error.js";
 import { StepBuilder } from "../conformance/step-builder.js";
 import { cudaUnavailableReason } from "./gpu-available.js";
 
@@ -152,16 +153,6 @@ export async function runSteps(
   }
 }
 
-function relativeError(got: Float32Array, want: Float32Array): number {
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff = Math.max(diff, Math.abs(got[i] - want[i]));
-    ref = Math.max(ref, Math.abs(want[i]));
-  }
-  return diff / ref;
-}
-
 describe("unquantized models on CUDA = the CPU reference", { skip: unavailable ?? false }, () => {
   for (const [k, v] of VARIANTS.entries()) {
     test(v.name, async () => {
@@ -171,7 +162,7 @@ describe("unquantized models on CUDA = the CPU reference", { skip: unavailable ?
         const cpu = await runSteps(async () => new CpuBackend(), dir);
         const cuda = await runSteps(() => CudaBackend.create(), dir, cpu.tokens);
         for (let s = 0; s < cpu.logits.length; s++) {
-          const err = relativeError(cuda.logits[s], cpu.logits[s]);
+          const err = maxRelativeError(cuda.logits[s], cpu.logits[s]);
           assert.ok(err <= 1e-2, `step ${s}: logits relative error ${err}`);
           // Greedy picks agree wherever the reference's best two logits are not a near-tie.
           const sorted = Float32Array.from(cpu.logits[s]).sort();
