@@ -274,6 +274,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         env, "cuda sample",
         [eng, step, output, times, sampleError] {
           (*times)[1] = Clock::now();
+          // Sampling not (fully) enqueued: nothing to read back (and the raw-logits buffer may not exist yet),
+          // so finishStep only waits and frees the engine.
+          if (!sampleError.empty()) step->pending.rows.clear();
           awq::StepOutput out = eng->finishStep(step->input, step->pending);
           if (!sampleError.empty()) throw std::runtime_error(sampleError);
           *output = std::move(out);
@@ -301,6 +304,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         env, "cuda dispose",
         [eng, step] {
           if (step) {
+            step->pending.rows.clear();  // never sampled: nothing to read back, only the wait
             try {
               eng->finishStep(step->input, step->pending);
             } catch (const std::exception&) {
