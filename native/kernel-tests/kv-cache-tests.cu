@@ -102,6 +102,8 @@ bool test_conversion() {
   }
   for (float v : {448.f, 449.f, 464.f, 479.f, 480.f, 1e6f, 3.4e38f, INFINITY, 0.f, -0.f, 1e-30f, -1e-30f})
     in.push_back(v), in.push_back(-v);
+  // NaN stays NaN (the CPU emulation keeps it; E4M3 has one NaN pattern, S.1111.111), either sign.
+  in.push_back(NAN), in.push_back(-NAN);
   // Random fp32 (the K path encodes fp32 values) over the E4M3 range and a little beyond.
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> expo(-14.f, 10.f);
@@ -130,8 +132,9 @@ bool test_conversion() {
     uint32_t a, b;
     std::memcpy(&a, &back[i], 4);
     std::memcpy(&b, &want, 4);
+    const bool nanOk = std::isnan(in[i]) && (codes[i] & 0x7f) == 0x7f && std::isnan(back[i]);
     const bool codeOk = cpu_decode_e4m3(codes[i]) == want && (codes[i] & 0x7f) != 0x7f;
-    if (a != b || !codeOk) {
+    if (!nanOk && (a != b || !codeOk)) {
       if (bad < 5)
         std::printf("    x=%.9g (0x%08x): device %.9g (code 0x%02x), CPU rounding %.9g\n", in[i],
                     *reinterpret_cast<const uint32_t*>(&in[i]), back[i], codes[i], want);
@@ -170,10 +173,24 @@ bool test_conversion() {
   return ok;
 }
 
-// An FP8 paged cache with shuffled block tables for the (queryLen, contextLen) list: the prefill kernel (and the
-// decode kernel when every queryLen is 1) against the reference over the widened cache.
-bool fp8_attention_case(int numHeads, int numKvHeads, int D, const std::vector<std::pair<int, int>>& seqs,
-                        uint64_t seed) {
+// Set by test_decode_grouped: the decode checks call the by-KV-head kernel directly, so that a shape it declines
+// (cudaErrorNotSupported, which paged_attention_decode answers with the per-head kernel) fails instead of passing
+// on the other kernel.
+bool g_direct_grouped = false;
+
+// The engine's context bucket of a CUDA graph (engine_enqueue.cu): the decode kernels get this maxContextLen, larger
+// than every context of the step, on every graph replay.
+int graph_bucket(int maxCtx) {
+  int b = 256;
+  while (b < maxCtx) b *= 2;
+  return b;
+}
+
+// A paged cache (FP8, or fp16 with fp8 = false) with shuffled block tables for the (queryLen, contextLen) list: the
+// prefill kernel (and the decode kernel when every queryLen is 1: twice at the exact max context, the split counters
+// must be back at zero, then at the graph bucket's) against the reference over the (widened) cache.
+bool kv_attention_case(int numHeads, int numKvHeads, int D, const std::vector<std::pair<int, int>>& seqs,
+                       uint64_t seed, bool fp8 = true) {
   const int numSeqs = (int)seqs.size();
   std::vector<int> qStarts(numSeqs + 1, 0), ctxLens(numSeqs);
   int maxBlocks = 1, maxQ = 0, maxCtx = 0, totalBlocks = 0;
@@ -220,34 +237,54 @@ bool fp8_attention_case(int numHeads, int numKvHeads, int D, const std::vector<s
   fill_half(q, qElems, seed * 3 + 1, -2.f, 2.f);
   fill_half(k16, cacheElems, seed * 3 + 2, -3.f, 3.f);
   fill_half(v16, cacheElems, seed * 3 + 3, -3.f, 3.f);
-  quantize_kernel<<<512, 256>>>(k16, k8, cacheElems / 2);
-  quantize_kernel<<<512, 256>>>(v16, v8, cacheElems / 2);
-  widen_kernel<<<512, 256>>>(k8, k16, cacheElems / 8);
-  widen_kernel<<<512, 256>>>(v8, v16, cacheElems / 8);
-  CK(cudaGetLastError());
+  if (fp8) {
+    quantize_kernel<<<512, 256>>>(k16, k8, cacheElems / 2);
+    quantize_kernel<<<512, 256>>>(v16, v8, cacheElems / 2);
+    widen_kernel<<<512, 256>>>(k8, k16, cacheElems / 8);
+    widen_kernel<<<512, 256>>>(v8, v16, cacheElems / 8);
+    CK(cudaGetLastError());
+  }
+  const void* kc = fp8 ? (const void*)k8 : (const void*)k16;
+  const void* vc = fp8 ? (const void*)v8 : (const void*)v16;
+  const auto dtype = fp8 ? awqk::KvCacheDtype::Fp8E4m3 : awqk::KvCacheDtype::Fp16;
+  const char* tag = fp8 ? "fp8 " : "fp16";
   const float scale = 1.f / std::sqrt((float)D);
   ref_attention(q, k16, v16, dBt, maxBlocks, dQs, dCtx, numSeqs, numTokens, numHeads, numKvHeads, D, scale, maxCtx,
                 ref);
   CK(cudaMemset(o, 0xff, qElems * 2));
-  CK(awqk::paged_attention_prefill(q, k8, v8, awqk::KvCacheDtype::Fp8E4m3, dBt, maxBlocks, dQs, dCtx, numSeqs, maxQ,
-                                   numHeads, numKvHeads, D, scale, o, 0));
+  CK(awqk::paged_attention_prefill(q, kc, vc, dtype, dBt, maxBlocks, dQs, dCtx, numSeqs, maxQ, numHeads, numKvHeads, D,
+                                   scale, o, 0));
   CK(cudaDeviceSynchronize());
   char name[160];
-  std::snprintf(name, sizeof name, "fp8 prefill H=%d KVH=%d D=%d seqs=%d tokens=%d maxCtx=%d", numHeads, numKvHeads,
-                D, numSeqs, numTokens, maxCtx);
+  std::snprintf(name, sizeof name, "%s prefill H=%d KVH=%d D=%d seqs=%d tokens=%d maxCtx=%d", tag, numHeads,
+                numKvHeads, D, numSeqs, numTokens, maxCtx);
   bool ok = reportKv(name, compare(o, ref, numTokens, (size_t)numHeads * D));
   if (allDecode) {
     const size_t wsBytes = awqk::paged_attention_decode_workspace_bytes(numSeqs, numHeads, D, maxCtx);
     void* ws;
     CK(cudaMalloc(&ws, std::max<size_t>(wsBytes, 16)));
     CK(cudaMemset(ws, 0, std::max<size_t>(wsBytes, 16)));
-    for (int rep = 0; rep < 2; ++rep) {
+    for (int rep = 0; rep < 3; ++rep) {
+      const int maxContext = rep < 2 ? maxCtx : graph_bucket(maxCtx);
       CK(cudaMemset(o, 0xff, qElems * 2));
-      CK(awqk::paged_attention_decode(q, k8, v8, awqk::KvCacheDtype::Fp8E4m3, dBt, maxBlocks, dCtx, numSeqs, maxCtx,
-                                      numHeads, numKvHeads, D, scale, ws, wsBytes, o, 0));
+      cudaError_t status;
+      if (g_direct_grouped) {
+        status = awqk::paged_attention_decode_grouped(q, kc, vc, dtype, dBt, maxBlocks, dCtx, numSeqs, maxContext,
+                                                      numHeads, numKvHeads, D, scale, ws, wsBytes, o, 0);
+        if (status == cudaErrorNotSupported) {
+          std::printf("  %s decode H=%d KVH=%d D=%d: the by-KV-head kernel declined the shape FAIL\n", tag, numHeads,
+                      numKvHeads, D);
+          ok = false;
+          break;
+        }
+      } else {
+        status = awqk::paged_attention_decode(q, kc, vc, dtype, dBt, maxBlocks, dCtx, numSeqs, maxContext, numHeads,
+                                              numKvHeads, D, scale, ws, wsBytes, o, 0);
+      }
+      CK(status);
       CK(cudaDeviceSynchronize());
-      std::snprintf(name, sizeof name, "fp8 decode  H=%d KVH=%d D=%d seqs=%d maxCtx=%d%s", numHeads, numKvHeads, D,
-                    numSeqs, maxCtx, rep ? " (again)" : "");
+      std::snprintf(name, sizeof name, "%s decode  H=%d KVH=%d D=%d seqs=%d maxCtx=%d%s", tag, numHeads, numKvHeads, D,
+                    numSeqs, maxContext, rep == 1 ? " (again)" : rep == 2 ? " (graph bucket)" : "");
       ok &= reportKv(name, compare(o, ref, numTokens, (size_t)numHeads * D));
     }
     CK(cudaFree(ws));
@@ -260,21 +297,36 @@ bool fp8_attention_case(int numHeads, int numKvHeads, int D, const std::vector<s
 
 bool fp8_attention_cases() {
   const std::vector<std::pair<int, int>> mixed = {{100, 300}, {1, 517}, {64, 64}, {130, 130}, {17, 1000}};
-  bool ok = fp8_attention_case(8, 2, 128, mixed, 21);
-  ok &= fp8_attention_case(4, 2, 64, mixed, 22);
-  ok &= fp8_attention_case(40, 40, 128, {{1, 1}, {1, 17}, {1, 300}, {1, 2048}, {1, 4000}}, 23);
-  ok &= fp8_attention_case(32, 8, 128, {{1, 5}, {1, 700}, {1, 3000}}, 24);
-  ok &= fp8_attention_case(4, 2, 64, {{1, 2500}}, 25);
-  ok &= fp8_attention_case(40, 40, 128, {{300, 1500}, {1, 900}, {77, 77}}, 26);
-  ok &= fp8_attention_case(64, 8, 128, {{1, 33}, {1, 1000}, {1, 4096}}, 27);
+  bool ok = kv_attention_case(8, 2, 128, mixed, 21);
+  ok &= kv_attention_case(4, 2, 64, mixed, 22);
+  ok &= kv_attention_case(40, 40, 128, {{1, 1}, {1, 17}, {1, 300}, {1, 2048}, {1, 4000}}, 23);
+  ok &= kv_attention_case(32, 8, 128, {{1, 5}, {1, 700}, {1, 3000}}, 24);
+  ok &= kv_attention_case(4, 2, 64, {{1, 2500}}, 25);
+  ok &= kv_attention_case(40, 40, 128, {{300, 1500}, {1, 900}, {77, 77}}, 26);
+  ok &= kv_attention_case(64, 8, 128, {{1, 33}, {1, 1000}, {1, 4096}}, 27);
+  ok &= kv_attention_case(8, 2, 64, {{1, 1}, {1, 129}, {1, 1900}}, 28);
+  ok &= kv_attention_case(16, 2, 64, {{1, 64}, {1, 2049}}, 29);
+  return ok;
+}
+
+// Decode over an fp16 cache with query heads sharing KV heads 4 and 8 ways (Llama-3-8B / 70B shapes; test_attention's
+// decode cases have groups 1 and 2 only), every group size of the by-KV-head kernel at both head sizes.
+bool gqa_fp16_decode_cases() {
+  bool ok = kv_attention_case(32, 8, 128, {{1, 5}, {1, 700}, {1, 3000}}, 31, false);
+  ok &= kv_attention_case(64, 8, 128, {{1, 1}, {1, 33}, {1, 1000}, {1, 4096}}, 32, false);
+  ok &= kv_attention_case(8, 2, 64, {{1, 1}, {1, 129}, {1, 1900}}, 33, false);
+  ok &= kv_attention_case(16, 2, 64, {{1, 64}, {1, 2049}}, 34, false);
   return ok;
 }
 
 }  // namespace
 
 bool test_kv_cache_fp8() {
-  std::printf("FP8 E4M3 KV cache (conversion vs the CPU emulation; attention over an FP8 cache)\n");
-  return test_conversion() && fp8_attention_cases();
+  std::printf("FP8 E4M3 KV cache (conversion vs the CPU emulation; attention over an FP8 cache; fp16 GQA decode)\n");
+  bool ok = test_conversion();
+  ok &= fp8_attention_cases();
+  ok &= gqa_fp16_decode_cases();
+  return ok;
 }
 
 bool test_decode_grouped() {
@@ -286,7 +338,10 @@ bool test_decode_grouped() {
     awqk::attention_decode_variant_override(2);
     awqk::grouped_decode_blocks_per_sm_override(blocksPerSm);
     ok &= test_attention();
+    g_direct_grouped = true;  // below, a shape the kernel declines fails rather than passing on the per-head kernel
     ok &= fp8_attention_cases();
+    ok &= gqa_fp16_decode_cases();
+    g_direct_grouped = false;
   }
   awqk::attention_decode_variant_override(0);
   awqk::grouped_decode_blocks_per_sm_override(0);
