@@ -12,8 +12,8 @@
 #      FP8 caches, and the by-KV-head kernel on every attention case (fp16 and FP8, default and 64-blocks-per-SM
 #      splits; called directly, so a shape it declines FAILs; fp16 and FP8 query groups 1, 2, 4, 8 at D = 64 and 128;
 #      each decode also at the graph bucket's max context, as the engine's graphs call it). Then the timing table (us
-#      and GB/s of K+V: v1 per head / v2 by KV head x fp16 / fp8) and v2's split sweep: v2 is worth turning on where it beats v1; the issue's bar is batch 1 at context 512-4096 >= 2500 GB/s
-#      and batch >= 32 >= 3800 GB/s (H200).
+#      and GB/s of K+V: v1 per head / v2 by KV head x fp16 / fp8) and v2's split sweep: v2 is worth turning on where
+#      it beats v1; the issue's bar is batch 1 at context 512-4096 >= 2500 GB/s and batch >= 32 >= 3800 GB/s (H200).
 #  (2) "conformance fp8: rc=0": the FP8 KV case (CUDA greedy tokens = the CPU emulation's on both demo models but at
 #      near ties of the CPU run, < 0.05 nats; logits within 2e-2) and the capacity test (fp8 blocks = 2x fp16 blocks
 #      in the same memory).
