@@ -6,7 +6,7 @@
  * Environment: AWQ_NATIVE_ADDON (another addon file), AWQ_CUDA_SYNC=1 (synchronize after every kernel so an
  * asynchronous fault names its kernel; slow), AWQ_CUDA_GRAPHS=0 (no CUDA graphs for decode steps),
  * AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1 (see splitStepEnabled), AWQ_UNVERIFIED_CUDA_FP8_KV=1 (--kv-cache-dtype fp8 on
- * CUDA: see checkCudaFp8OptIn).
+ * CUDA: see checkCudaFp8OptIn); every switch the addon reads is checked by name and value (native-switches.ts).
  */
 import type { ModelConfig, ModelSource } from "../../model/types.js";
 import {
@@ -28,6 +28,7 @@ import {
   type NativeStepOutput,
   type ProbeResult,
 } from "./native-addon.js";
+import { checkNativeSwitches } from "./native-switches.js";
 
 /**
  * AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1: a step whose structured-output masks the grammar workers are still writing
@@ -74,6 +75,7 @@ export class CudaBackend implements Backend {
   /** Loads the addon and checks for a GPU; throws BackendUnavailableError (one clear message) when it cannot run. */
   static async create(): Promise<CudaBackend> {
     const { addon, probe } = await loadNativeAddon();
+    checkNativeSwitches(); // only once CUDA is really the backend (auto falls back to the CPU before this)
     return new CudaBackend(addon, probe);
   }
 

@@ -1,0 +1,70 @@
+/**
+ * The environment switches the CUDA addon reads (A/B runs, diagnostics, paths not yet the default). The addon
+ * parses them where it uses them and would take a misspelt value as "off"; this table checks every one that is
+ * set before the CUDA backend is used, so a typo is an error that names the variable and the values it takes,
+ * never a run that silently measured the default path.
+ */
+
+interface SwitchRule {
+  name: string;
+  /** What it changes (for the error message). */
+  what: string;
+  /** Accepted strings, or an inclusive integer range. */
+  values?: readonly string[];
+  range?: readonly [number, number];
+}
+
+const ON_OFF = ["0", "1"] as const;
+
+export const NATIVE_SWITCHES: readonly SwitchRule[] = [
+  { name: "AWQ_CUDA_SYNC", what: "synchronize after every kernel", values: ON_OFF },
+  { name: "AWQ_CUDA_GRAPHS", what: "CUDA graphs for decode steps", values: ON_OFF },
+  { name: "AWQ_PDL", what: "programmatic dependent launch", values: ON_OFF },
+  { name: "AWQ_GEMM_PATH", what: "force a W4A16 GEMM kernel (0 = by m)", values: ["0", "1", "2"] },
+  { name: "AWQ_GEMM_WS", what: "the warp-specialized prefill GEMM", values: ON_OFF },
+  { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 5] },
+  { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
+  { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
+  { name: "AWQ_GEMV_VARIANT", what: "force a decode GEMV variant (0 = by shape)", range: [0, 18] },
+  {
+    name: "AWQ_GEMV_PF",
+    what: "decode GEMV L2 prefetch distance in 64-deep chunks (0 = off)",
+    range: [0, 64],
+  },
+  {
+    name: "AWQ_GEMV_PF_MODE",
+    what: "decode GEMV prefetch instruction (1 bulk, 2 per line)",
+    values: ["1", "2"],
+  },
+  { name: "AWQ_GEMV_SILU", what: "SiLU x up fused into the gate_up GEMV", values: ON_OFF },
+  { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
+  { name: "AWQ_ATTN_DECODE", what: "decode attention kernel", values: ["per-head", "grouped", "1", "2"] },
+  { name: "AWQ_ATTN_BLOCKS_PER_SM", what: "split target of the grouped decode kernel", range: [1, 32] },
+  { name: "AWQ_UNVERIFIED_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
+  { name: "AWQ_UNVERIFIED_CUDA_FP8_KV", what: "the CUDA FP8 KV cache", values: ON_OFF },
+];
+
+/** The problem with `value` under `rule`, or null when it is accepted. */
+function problem(rule: SwitchRule, value: string): string | null {
+  if (rule.values !== undefined) {
+    return rule.values.includes(value) ? null : `use ${rule.values.join(", ")}`;
+  }
+  if (rule.range !== undefined) {
+    const [lo, hi] = rule.range;
+    const n = Number(value);
+    return /^\d+$/.test(value) && n >= lo && n <= hi ? null : `use an integer from ${lo} to ${hi}`;
+  }
+  return null;
+}
+
+/** Throws one error naming every switch set to a value the addon does not take. Unset or empty: default. */
+export function checkNativeSwitches(env: NodeJS.ProcessEnv = process.env): void {
+  const bad: string[] = [];
+  for (const rule of NATIVE_SWITCHES) {
+    const value = env[rule.name];
+    if (value === undefined || value === "") continue;
+    const why = problem(rule, value);
+    if (why !== null) bad.push(`${rule.name}="${value}" (${rule.what}): ${why}`);
+  }
+  if (bad.length > 0) throw new Error(`CUDA backend: bad environment switch: ${bad.join("; ")}`);
+}
