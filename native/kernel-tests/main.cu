@@ -3,6 +3,7 @@
 // (--gemm-ws: only the warp-specialized prefill GEMM's checks and its timings beside the current path) [--gemv]
 // (--gemv: only the decode GEMV options' checks and sweep) [--kv] (--kv: only the KV cache checks, FP8 and the
 // by-KV-head decode attention, then decode attention timings v1 / v2 x fp16 / fp8)
+#include <cstdio>
 #include <cstring>
 
 #include "harness.h"
@@ -10,6 +11,9 @@
 bool g_time_graphs = true;
 
 int main(int argc, char** argv) {
+  // Line-buffered even into a log file or a pipe: a run killed by `timeout` (a hung kernel) keeps every line
+  // printed before it, so the log shows how far it got.
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);
   bool quick = false, bench = true, tests = true, gemvOnly = false, gemmWs = false;
   bool kvOnly = false;  // --kv: only the KV cache / attention checks and timings (kv-cache-tests.cu)
   for (int i = 1; i < argc; ++i) {

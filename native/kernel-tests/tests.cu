@@ -1,10 +1,12 @@
 // Correctness: every kernel path against a naive fp32 reference on random inputs.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "../kernels/gemm_ws.h"
@@ -513,9 +515,52 @@ static bool ws_variant_on(int v) {
   return false;
 }
 
+namespace {
+
+// Waits for the legacy stream. A kernel still running after 20 s (the largest call here takes well under 1 s) is
+// reported as a hang under its case name and the process exits at once (rc 3): a hung kernel cannot be stopped
+// from inside the process, and a step killed by `timeout` would spend its whole limit and lose the name.
+void sync_or_hang(const char* name) {
+  const auto t0 = std::chrono::steady_clock::now();
+  cudaError_t e;
+  while ((e = cudaStreamQuery(0)) == cudaErrorNotReady) {
+    if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(20)) {
+      std::printf("  %-58s HANG (still running after 20 s) FAIL\n", name);
+      std::fflush(stdout);
+      std::_Exit(3);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  CK(e);
+}
+
+// Order-independent 64-bit digest of n fp16 values (bit patterns weighted by position): equal digests of two
+// outputs mean bit-identical results (up to a hash collision).
+__global__ void digest_kernel(const uint16_t* v, size_t n, unsigned long long* out) {
+  unsigned long long s = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    s += (unsigned long long)(v[i] + 1) * (2654435761ull * i + 0x9E3779B97F4A7C15ull);
+  atomicAdd(out, s);
+}
+unsigned long long digest(const __half* y, size_t n) {
+  unsigned long long* d;
+  CK(cudaMalloc(&d, sizeof(unsigned long long)));
+  CK(cudaMemset(d, 0, sizeof(unsigned long long)));
+  digest_kernel<<<256, 256>>>(reinterpret_cast<const uint16_t*>(y), n, d);
+  unsigned long long h = 0;
+  CK(cudaMemcpy(&h, d, sizeof h, cudaMemcpyDeviceToHost));
+  CK(cudaFree(d));
+  return h;
+}
+
+}  // namespace
+
 // The warp-specialized persistent AWQ GEMM (gemm_sm90_ws.cu, Hopper only): every tile variant, with and without
 // stream-K, on the 13B shapes at prefill sizes (ragged m included) and on a small shape with a partial 16-output
-// tile; each call twice, so that a stream-K counter left non-zero by the first would break the second.
+// tile. Each call twice; before every call the workspace's partial-sum area is filled with NaNs (an owner that
+// reads a slot nobody wrote in this call, or reads it before the write, gets NaNs into y), after every stream-K
+// call the tile counters must all be back to zero (read back), and the second call's output must be bit-identical
+// to the first's (the partials are added in a fixed order). A call that does not finish is reported as a hang.
 bool test_awq_ws() {
   int dev = 0, major = 0;
   CK(cudaGetDevice(&dev));
@@ -538,6 +583,10 @@ bool test_awq_ws() {
   const size_t lwsBytes = awqk::linear_workspace_bytes();
   CK(cudaMalloc(&lws, lwsBytes));
   CK(cudaMemset(lws, 0, lwsBytes));
+  // The linear workspace: kLinearCounters tile counters (kept zero between calls), then the partial sums.
+  const size_t kCountersBytes = awqk::kLinearCounters * sizeof(int);
+  void* partials = static_cast<char*>(lws) + kCountersBytes;
+  std::vector<int> counters(awqk::kLinearCounters);
   for (const auto& c : cases) {
     const int mMax = *std::max_element(c.ms.begin(), c.ms.end());
     int32_t *qw, *qz;
@@ -563,8 +612,10 @@ bool test_awq_ws() {
       for (int variant = 1; variant <= awqk::kGemmWsVariants; ++variant) {
         if (!ws_variant_on(variant)) continue;
         for (int sk : {1, 0}) {
+          unsigned long long first = 0;
           for (int rep = 0; rep < 2; ++rep) {
             CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));  // NaN pattern: unwritten outputs fail
+            CK(cudaMemset(partials, 0xff, lwsBytes - kCountersBytes));
             const cudaError_t e = awqk::gemm_sm90_ws(variant, sk, x, m, packed, c.in, c.out, c.group, y,
                                                      sk ? lws : nullptr, sk ? lwsBytes : 0, 0);
             char name[128];
@@ -575,20 +626,39 @@ bool test_awq_ws() {
               ok = false;
               continue;
             }
-            CK(cudaDeviceSynchronize());
+            sync_or_hang(name);
             ok &= report(name, compare(y, ref, m, c.out));
+            const unsigned long long d = digest(y, (size_t)m * c.out);
+            if (rep == 0) first = d;
+            else if (d != first) {
+              std::printf("  %-58s FAIL (output differs from the first call's)\n", name);
+              ok = false;
+            }
+            if (sk) {
+              CK(cudaMemcpy(counters.data(), lws, kCountersBytes, cudaMemcpyDeviceToHost));
+              const int dirty = (int)std::count_if(counters.begin(), counters.end(), [](int v) { return v != 0; });
+              if (dirty != 0) {
+                std::printf("  %-58s FAIL (%d stream-K counters left non-zero)\n", name, dirty);
+                ok = false;
+                CK(cudaMemset(lws, 0, kCountersBytes));
+              }
+            }
           }
         }
       }
-      // Through awq_linear with the workspace, as the engine calls it.
-      awqk::gemm_ws_override(2);
-      CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
-      CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
-      CK(cudaDeviceSynchronize());
-      awqk::gemm_ws_override(0);
-      char name[128];
-      std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d awq_linear ws path", c.in, c.out, c.group, m);
-      ok &= report(name, compare(y, ref, m, c.out));
+      // Through awq_linear with the workspace, as the engine calls it (the tile variant awq_linear picks for m; only
+      // when that variant is selected, so that a hang in it cannot stop the checks of the others).
+      if (ws_variant_on(awqk::gemm_ws_default_variant(m))) {
+        char name[128];
+        std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d awq_linear ws path (v%d)", c.in, c.out, c.group,
+                      m, awqk::gemm_ws_default_variant(m));
+        awqk::gemm_ws_override(2);
+        CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+        CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
+        sync_or_hang(name);
+        awqk::gemm_ws_override(0);
+        ok &= report(name, compare(y, ref, m, c.out));
+      }
     }
     CK(cudaFree(qw));
     CK(cudaFree(qz));
