@@ -99,13 +99,32 @@ __device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
 __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
   asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
 }
+// Every wait of this kernel is bounded: one that has not completed 2 s after its first failed try traps (the launch
+// fails with cudaErrorLaunchFailure) instead of hanging the GPU. The kernel was written without a GPU to run it; a
+// protocol error (a barrier count, a parity, a lost arrival) then costs seconds of a device call, not its whole
+// limit. No legitimate wait comes near: each starts after this block's griddepcontrol.wait, and a call takes
+// milliseconds (a tool that slows kernels 1000x, e.g. compute-sanitizer racecheck, may trip it). The clock is
+// %globaltimer_lo (ns, wraps every 4.3 s: differences mod 2^32 stay exact below that), read only after a failed try
+// and kept inside the asm: with the timer in C++ variables ptxas ran out of the consumers' 224 registers
+// (wgmma serialized, C7512, and spills); this way its output is unchanged (no serialization, the same spill-free
+// variants).
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
   asm volatile(
       "{\n"
       ".reg .pred p;\n"
+      ".reg .u32 t0, t1;\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@p bra WS_DONE;\n"
+      "mov.u32 t0, %%globaltimer_lo;\n"
       "WS_WAIT:\n"
       "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra WS_WAIT;\n"
+      "@p bra WS_DONE;\n"
+      "mov.u32 t1, %%globaltimer_lo;\n"
+      "sub.u32 t1, t1, t0;\n"
+      "setp.lt.u32 p, t1, 2000000000;\n"
+      "@p bra WS_WAIT;\n"
+      "trap;\n"
+      "WS_DONE:\n"
       "}\n" ::"r"(smem_addr(bar)),
       "r"(parity)
       : "memory");
@@ -400,12 +419,27 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
         }
         const int cLast = sk_owner((long long)(tile - p.dp + 1) * p.K - 1, p.wsk, G);
         if (ct == 0) {
-          const int want = cLast - cid;
-          int seen;
-          do {
-            asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(seen) : "l"(&p.counters[j]) : "memory");
-            if (seen < want) __nanosleep(64);
-          } while (seen < want);
+          // Until the counter reaches cLast - cid (acquire), bounded as mbar_wait is (a partial that never came traps).
+          asm volatile(
+              "{\n"
+              ".reg .pred p;\n"
+              ".reg .u32 t0, t1;\n"
+              ".reg .b32 v;\n"
+              "mov.u32 t0, %%globaltimer_lo;\n"
+              "WS_SPIN:\n"
+              "ld.acquire.gpu.global.b32 v, [%0];\n"
+              "setp.ge.s32 p, v, %1;\n"
+              "@p bra WS_SEEN;\n"
+              "nanosleep.u32 64;\n"
+              "mov.u32 t1, %%globaltimer_lo;\n"
+              "sub.u32 t1, t1, t0;\n"
+              "setp.lt.u32 p, t1, 2000000000;\n"
+              "@p bra WS_SPIN;\n"
+              "trap;\n"
+              "WS_SEEN:\n"
+              "}\n" ::"l"(&p.counters[j]),
+              "r"(cLast - cid)
+              : "memory");
           p.counters[j] = 0;
         }
         consumers_sync();
