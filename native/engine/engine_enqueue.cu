@@ -202,7 +202,15 @@ void pointSamplerAtInputs(const InputLayout& layout, const int32_t* deviceWords,
 StepOutput Engine::step(const StepInput& in) {
   PendingStep pending;
   launchStep(in, &pending, false);
-  if (in.deferSampling) sampleStep(in, pending);
+  if (in.deferSampling) {
+    try {
+      sampleStep(in, pending);
+    } catch (...) {
+      pending.rows.clear();  // nothing of the sampling to read back: finishStep only waits and frees the engine
+      finishStep(in, pending);
+      throw;
+    }
+  }
   return finishStep(in, pending);
 }
 
