@@ -252,3 +252,22 @@ test("a matcher is returned before its worker made it; one the worker cannot mak
     await pool.close();
   }
 });
+
+test("a grammar whose workers all died is compiled again on the next request, not served from the cache", async () => {
+  const pool = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 2, startAll: false });
+  try {
+    const spec = { type: "regex", pattern: "x+" } as const;
+    const first = await pool.compile(spec);
+    await first.worker.terminate();
+    while (first.worker.dead === null) await new Promise((r) => setTimeout(r, 5));
+    const again = await pool.compile(spec);
+    assert.equal(again.worker.dead, null, "compiled on a live worker");
+    const m = pool.newMatcher(again);
+    const mask = new SharedArrayBuffer(pool.maskWords * 4);
+    const result = await pool.fill(mask, [{ matcher: m, row: 0, accepts: [] }]);
+    assert.deepEqual([...result.rejected], [], m.error?.message ?? "rejected");
+    assert.ok(maskAllows(new Int32Array(mask), tokenizer.tokenToId("x")!));
+  } finally {
+    await pool.close();
+  }
+});

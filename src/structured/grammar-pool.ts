@@ -178,7 +178,12 @@ export class GrammarPool {
    * Compiles (or finds in the cache) a constraint on a worker. Rejects with GrammarError for a bad one. `key`:
    * specKey(spec), when the caller has it.
    */
-  compile(spec: ConstraintSpec, key = specKey(spec)): Promise<RemoteGrammar> {
+  async compile(spec: ConstraintSpec, key = specKey(spec)): Promise<RemoteGrammar> {
+    const cached = this.cache.getOrCreate(key, () => this.compileOn(key, spec));
+    const grammar = await cached;
+    if (grammar.replicas.some((w) => w.dead === null)) return grammar;
+    // Every worker holding it died: its matchers could not be made, so compile it again on a live worker.
+    if (this.cache.get(key) === cached) this.cache.delete(key);
     return this.cache.getOrCreate(key, () => this.compileOn(key, spec));
   }
 
