@@ -358,3 +358,61 @@ test("stop strings, aborts and preemption together: every stream ends once, stop
     assert.equal(stats.running + stats.waiting, 0);
   }
 });
+
+test("an abort or a backend error landing before a step's outputs are delivered keeps one logprob entry per token", async () => {
+  // The abort comes while the next step runs, after the last token was appended but before its logprob entry
+  // (built off the critical path) was pushed: the final output must still carry it.
+  class AbortingBackend extends FakeBackend {
+    onStep: (() => void) | null = null;
+    override async step(batch: Parameters<FakeBackend["step"]>[0]) {
+      const hook = this.onStep;
+      this.onStep = null;
+      hook?.();
+      return super.step(batch);
+    }
+  }
+  const backend = new AbortingBackend();
+  const e = await engine({}, backend);
+  const params = { maxTokens: 3, temperature: 0, ignoreEos: true, logprobs: 0 };
+  const shortId = "short";
+  let stepsSeen = 0;
+  const countSteps = () => {
+    stepsSeen++;
+    // Step 3 returned the short request's last token (it reached max_tokens); step 4 runs only the long one.
+    backend.onStep = stepsSeen === 3 ? () => e.abort(shortId) : countSteps;
+  };
+  backend.onStep = countSteps;
+  const [short, long] = await Promise.all([
+    collect2(e.generate({ requestId: shortId, promptTokenIds: range(5), params })),
+    collect2(e.generate({ promptTokenIds: range(6, 50), params: { ...params, maxTokens: 8 } })),
+  ]);
+  assert.equal(short.tokens.length, 3);
+  assert.equal(short.logprobs, short.tokens.length, "one logprob entry per token of the aborted request");
+  assert.equal(long.logprobs, long.tokens.length);
+
+  // A backend error on the next step: the failed requests' last tokens keep their entries too.
+  const failing = new FakeBackend();
+  const e2 = await engine({}, failing);
+  let steps = 0;
+  failing.failWhen = () => ++steps === 3;
+  const failed = await collect2(
+    e2.generate({ promptTokenIds: range(5), params: { ...params, maxTokens: 8 } }),
+  );
+  assert.equal(failed.last.finishReason, "error");
+  assert.equal(failed.logprobs, failed.tokens.length, "one logprob entry per token of the failed request");
+  await e.idle();
+  assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+});
+
+/** collect() that also counts the logprob entries. */
+async function collect2(stream: AsyncIterable<RequestOutput>) {
+  const tokens: number[] = [];
+  let logprobs = 0;
+  let last: RequestOutput | undefined;
+  for await (const out of stream) {
+    tokens.push(...out.tokenIdsDelta);
+    logprobs += out.logprobsDelta.length;
+    last = out;
+  }
+  return { tokens, last: last!, logprobs };
+}

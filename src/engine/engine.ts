@@ -75,6 +75,11 @@ interface ActiveRequest {
   /** Aborted while its step was running on the backend: handled when the step returns. */
   abortRequested: boolean;
   detachSignal: () => void;
+  /**
+   * Its row in the last step's result while the logprob entry of the token it got there is not pushed yet
+   * (deliverPending, or an earlier end: finishRequest); -1: none.
+   */
+  pendingRow: number;
 }
 
 export class Engine implements EngineClient {
@@ -107,7 +112,6 @@ export class Engine implements EngineClient {
   private readonly toHash: (Sequence | undefined)[] = [];
   private numToHash = 0;
   private readonly deliveries: (ActiveRequest | undefined)[] = [];
-  private readonly deliveryRows: number[] = [];
   private numDeliveries = 0;
   private deliveryResult: StepResult | null = null;
   private readonly visitUpdate = (seq: Sequence, index: number, tokenId: number | null) =>
@@ -239,7 +243,13 @@ export class Engine implements EngineClient {
       maxModelLen: this.maxModelLen,
     });
     const stream = new OutputStream(() => this.abort(requestId));
-    const active: ActiveRequest = { seq, stream, abortRequested: false, detachSignal: () => {} };
+    const active: ActiveRequest = {
+      seq,
+      stream,
+      abortRequested: false,
+      detachSignal: () => {},
+      pendingRow: -1,
+    };
     this.requests.set(requestId, active);
     if (needsConstraint(params)) this.addConstrained(active);
     else this.scheduler.add(seq);
@@ -395,12 +405,12 @@ export class Engine implements EngineClient {
         this.runningStepId = 0;
         this.deliveries.fill(undefined, 0, this.numDeliveries);
         this.numDeliveries = 0;
-        this.deliveryResult = null;
         this.toHash.fill(undefined, 0, this.numToHash);
         this.numToHash = 0;
         for (const seq of this.retiring) this.releaseSeq(seq);
         this.retiring.length = 0;
         for (const active of [...this.requests.values()]) this.finishRequest(active, "error", message);
+        this.deliveryResult = null;
         for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) this.scheduler.remove(seq);
       }
     }
@@ -496,8 +506,8 @@ export class Engine implements EngineClient {
       }
       seq.appendToken(tokenId, null);
       if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
-      this.deliveries[this.numDeliveries] = active;
-      this.deliveryRows[this.numDeliveries++] = index;
+      this.deliveries[this.numDeliveries++] = active;
+      active.pendingRow = index;
     }
     if (seq.isFinished) {
       this.scheduler.cacheFullBlocks(seq);
@@ -517,15 +527,11 @@ export class Engine implements EngineClient {
     for (let i = 0; i < this.numToHash; i++) this.scheduler.cacheFullBlocks(this.toHash[i]!);
     this.toHash.fill(undefined, 0, this.numToHash);
     this.numToHash = 0;
-    const result = this.deliveryResult;
     for (let i = 0; i < this.numDeliveries; i++) {
       const active = this.deliveries[i]!;
-      const row = this.deliveryRows[i]!;
       const { seq } = active;
       if (this.requests.get(seq.requestId) !== active) continue; // ended meanwhile (abort, error)
-      if (result !== null && seq.params.logprobs !== null) {
-        seq.pushLogprob(sampledLogprob(result, row, result.tokenIds[row]!, seq.params.logprobs)!);
-      }
+      this.pushPendingLogprob(active);
       const wasFinished = seq.isFinished;
       seq.settleText();
       if (!seq.isFinished) {
@@ -547,6 +553,18 @@ export class Engine implements EngineClient {
     this.deliveries.fill(undefined, 0, this.numDeliveries);
     this.numDeliveries = 0;
     this.deliveryResult = null;
+  }
+
+  /** The logprob entry of the token the request got in the last step, if it asked and it is not out yet. */
+  private pushPendingLogprob(active: ActiveRequest): void {
+    const row = active.pendingRow;
+    if (row < 0) return;
+    active.pendingRow = -1;
+    const result = this.deliveryResult;
+    const wanted = active.seq.params.logprobs;
+    if (result !== null && wanted !== null) {
+      active.seq.pushLogprob(sampledLogprob(result, row, result.tokenIds[row]!, wanted)!);
+    }
   }
 
   /** Whether the step on the backend runs `seq`. */
@@ -576,6 +594,9 @@ export class Engine implements EngineClient {
   /** Ends a request (or delivers the end it reached by itself: reason null): blocks back, last output out. */
   private finishRequest(active: ActiveRequest, reason: "abort" | "error" | null, error?: string): void {
     const { seq } = active;
+    // Ended before deliverPending reached it (an abort or error while the next step runs): its last token's
+    // logprob entry goes out with it.
+    this.pushPendingLogprob(active);
     if (reason !== null) seq.finish(reason, error);
     seq.status = "finished";
     this.releaseSeq(seq);
