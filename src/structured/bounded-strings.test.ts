@@ -15,6 +15,7 @@ import { loadXgrammar } from "./xgrammar-runtime.js";
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
 const VOCAB = 32002;
 const CHAR = '[^"\\\\\\r\\n]';
+const JSON_CHAR = '[^\\0-\\x1f"\\\\\\r\\n]';
 
 test("a bounded string becomes its mandatory characters and a shared chain of tails", () => {
   const ebnf = [
@@ -24,22 +25,22 @@ test("a bounded string becomes its mandatory characters and a shared chain of ta
   ].join("\n");
   const out = expandBoundedStrings(ebnf).split("\n");
   assert.equal(out[1], 's1 ::= "\\"" awq_string_tail_3');
-  assert.equal(out[2], `s2 ::= "\\"" ${CHAR} ${CHAR} awq_string_tail_2`);
+  assert.equal(out[2], `s2 ::= "\\"" ${JSON_CHAR} ${JSON_CHAR} awq_string_tail_2`);
   assert.deepEqual(out.slice(3, 7), [
     'awq_string_tail_0 ::= "\\""',
-    `awq_string_tail_1 ::= "\\"" | ${CHAR} awq_string_tail_0`,
-    `awq_string_tail_2 ::= "\\"" | ${CHAR} awq_string_tail_1`,
-    `awq_string_tail_3 ::= "\\"" | ${CHAR} awq_string_tail_2`,
+    `awq_string_tail_1 ::= "\\"" | ${JSON_CHAR} awq_string_tail_0`,
+    `awq_string_tail_2 ::= "\\"" | ${JSON_CHAR} awq_string_tail_1`,
+    `awq_string_tail_3 ::= "\\"" | ${JSON_CHAR} awq_string_tail_2`,
   ]);
 });
 
-test("grammars without bounded strings, unbounded ones and very long bounds are left as they are", () => {
+test("grammars without bounded strings are left as they are; minLength alone and very long bounds keep their form", () => {
   const plain = `root ::= "\\"" ${CHAR}* "\\""`;
   assert.equal(expandBoundedStrings(plain), plain);
-  const atLeast = `root ::= "\\"" ${CHAR}{2,} "\\""`;
-  assert.equal(expandBoundedStrings(atLeast), atLeast);
-  const long = `root ::= "\\"" ${CHAR}{0,${MAX_EXPANDED_LENGTH + 1}} "\\""`;
-  assert.equal(expandBoundedStrings(long), long);
+  const atLeast = (c: string) => `root ::= "\\"" ${c}{2,} "\\""`;
+  assert.equal(expandBoundedStrings(atLeast(CHAR)), atLeast(JSON_CHAR));
+  const long = (c: string) => `root ::= "\\"" ${c}{0,${MAX_EXPANDED_LENGTH + 1}} "\\""`;
+  assert.equal(expandBoundedStrings(long(CHAR)), long(JSON_CHAR));
   const otherClass = 'root ::= "\\"" [a-z]{0,4} "\\""';
   assert.equal(expandBoundedStrings(otherClass), otherClass);
 });
@@ -62,7 +63,8 @@ async function xgrammarEbnf(schema: unknown): Promise<string> {
     [", ", ": "],
     true,
   );
-  return applyNumericRules(ebnf, bounded.rules);
+  // With JSON's rule for control characters, as every bounded string gets it (see the test below).
+  return applyNumericRules(ebnf.replaceAll(`"\\"" ${CHAR}{`, `"\\"" ${JSON_CHAR}{`), bounded.rules);
 }
 
 test("same masks as XGrammar's form on every state of seeded random walks; bounds hold", async () => {
@@ -130,4 +132,33 @@ test("same masks as XGrammar's form on every state of seeded random walks; bound
     }
   }
   assert.ok(states > 100, `only ${states} states compared`);
+});
+
+test("a length-bounded string allows no raw control character (JSON.parse refuses them), as an unbounded one", async () => {
+  const controls = Array.from({ length: 32 }, (_, b) =>
+    tokenizer.tokenToId(`<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`),
+  ).filter((id) => id !== undefined);
+  assert.ok(controls.length >= 30, "the byte-fallback tokens of the control characters");
+  const quote = tokenizer.tokenToId("<0x22>")!;
+  const letter = tokenizer.tokenToId("a")!;
+  const schemas = [
+    { type: "string" },
+    { type: "string", maxLength: 5 },
+    { type: "string", minLength: 2, maxLength: 5 },
+    { type: "string", maxLength: MAX_EXPANDED_LENGTH + 10 },
+    { type: "string", minLength: 2 },
+  ];
+  const row = new Int32Array(engine.maskWords);
+  for (const schema of schemas) {
+    const m = await (await engine.compile({ type: "json_schema", schema })).newMatcher();
+    try {
+      assert.equal(m.acceptToken(quote), true);
+      await m.fillNextTokenBitmask(row);
+      const allows = (t: number) => ((row[t >> 5]! >>> (t & 31)) & 1) === 1;
+      assert.ok(allows(letter), `${JSON.stringify(schema)}: a letter`);
+      for (const t of controls) assert.ok(!allows(t), `${JSON.stringify(schema)}: ${tokenizer.idToToken(t)}`);
+    } finally {
+      m.dispose();
+    }
+  }
 });
