@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
+import type { StepBatch } from "../backend/backend.js";
 import { BlockManager } from "./block-manager.js";
 import { Scheduler } from "./scheduler.js";
 import type { Sequence } from "./sequence.js";
@@ -199,4 +200,38 @@ test("nothing schedulable with nothing running: the head of the queue is reporte
     [["head", "the request could not be scheduled (KV cache too small)"]],
   );
   assert.equal(scheduler.waiting.length, 0);
+});
+
+test("a sequence preempted before the engine hashed its last step's blocks (hashing deferred) keeps them findable", () => {
+  const bm = new BlockManager(6, 4);
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 12 });
+  const a = sequence("a", range(4));
+  const b = sequence("b", range(20, 100));
+  scheduler.add(a);
+  scheduler.add(b);
+  const first = scheduler.schedule().scheduled;
+  assert.deepEqual(
+    first.map((s) => [s.seq.requestId, s.numNewTokens]),
+    [
+      ["a", 4],
+      ["b", 8],
+    ],
+  );
+  const result = { tokenIds: Int32Array.from([5000, -1]), logprobs: new Float32Array(2), topLogprobs: [] };
+  // As the engine's loop: the output applied without hashing (that runs after the next launch).
+  scheduler.applyOutput(
+    first,
+    {} as StepBatch,
+    result,
+    (seq, _index, tokenId) => {
+      if (tokenId !== null) seq.appendToken(tokenId, null);
+    },
+    false,
+  );
+  // a's decode takes a free block; b (the newest) is preempted: its next chunk needs 3 more, 2 are left.
+  const second = scheduler.schedule();
+  assert.equal(second.numPreempted, 1);
+  assert.deepEqual(scheduler.waiting, [b]);
+  // b's two computed blocks still hold its prompt's KV: its recompute must find them in the prefix cache.
+  assert.equal(bm.findCachedPrefix(b).length, 2);
 });

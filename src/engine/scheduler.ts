@@ -215,6 +215,9 @@ export class Scheduler {
   }
 
   private preempt(seq: Sequence): void {
+    // Its last step's full blocks may not be hashed yet (the engine hashes after the next launch): hashed now,
+    // so its recompute (or another request) finds them in the prefix cache.
+    this.blockManager.cacheFullBlocks(seq);
     this.blockManager.free(seq);
     seq.status = "waiting";
     this.waiting.unshift(seq);
