@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { StepBatch } from "../backend/backend.js";
+import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { BlockManager } from "./block-manager.js";
 import { Scheduler } from "./scheduler.js";
 import type { Sequence } from "./sequence.js";
