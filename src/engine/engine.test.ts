@@ -416,3 +416,20 @@ async function collect2(stream: AsyncIterable<RequestOutput>) {
   }
   return { tokens, last: last!, logprobs };
 }
+
+test("AWQ_ENGINE_OVERLAP takes 0 or 1 (unset or empty: on); any other value is refused by name (an A/B run never measures the default twice)", async () => {
+  const saved = process.env.AWQ_ENGINE_OVERLAP;
+  try {
+    for (const value of ["off", "false", "2"]) {
+      process.env.AWQ_ENGINE_OVERLAP = value;
+      await assert.rejects(engine(), /AWQ_ENGINE_OVERLAP/, JSON.stringify(value));
+    }
+    for (const value of ["0", "1", ""]) {
+      process.env.AWQ_ENGINE_OVERLAP = value;
+      await engine();
+    }
+  } finally {
+    if (saved === undefined) delete process.env.AWQ_ENGINE_OVERLAP;
+    else process.env.AWQ_ENGINE_OVERLAP = saved;
+  }
+});

@@ -172,6 +172,7 @@ export class Engine implements EngineClient {
     positiveInt("blockSize", blockSize);
     if (opts.numBlocks !== undefined) positiveInt("numBlocks", opts.numBlocks);
     checkKvCacheDtypeSupported(opts.backend.name, opts.kvCacheDtype, opts.model.checkpoint.names());
+    const overlapOutputs = opts.overlapOutputs ?? overlapFromEnvironment(); // refused before any weight is read
     const layout = await opts.backend.load(opts.model, {
       maxModelLen,
       maxNumSeqs,
@@ -196,7 +197,7 @@ export class Engine implements EngineClient {
       maxNumBatchedTokens,
       eosTokenIds,
       vocabSize: config.vocabSize,
-      overlapOutputs: opts.overlapOutputs ?? process.env.AWQ_ENGINE_OVERLAP !== "0",
+      overlapOutputs,
     });
   }
 
@@ -604,6 +605,14 @@ export class Engine implements EngineClient {
     active.detachSignal();
     active.stream.push(seq.takeOutput());
   }
+}
+
+/** AWQ_ENGINE_OVERLAP: 0 (outputs before the next schedule) or 1; unset or empty: 1. Anything else is refused. */
+function overlapFromEnvironment(): boolean {
+  const value = process.env.AWQ_ENGINE_OVERLAP;
+  if (value === undefined || value === "" || value === "1") return true;
+  if (value === "0") return false;
+  throw new Error(`AWQ_ENGINE_OVERLAP must be 0 or 1 (or unset), got ${JSON.stringify(value)}`);
 }
 
 function positiveInt(name: string, value: number): void {
