@@ -433,3 +433,35 @@ test("AWQ_ENGINE_OVERLAP takes 0 or 1 (unset or empty: on); any other value is r
     else process.env.AWQ_ENGINE_OVERLAP = saved;
   }
 });
+
+test("a backend error in the step after a stop string was reached does not turn that finished request into an error", async () => {
+  const promptTokenIds = range(8, 700);
+  const params = { maxTokens: 20, temperature: 0, ignoreEos: true };
+  const outputs: RequestOutput[] = [];
+  for await (const out of (await engine()).generate({ promptTokenIds, params })) outputs.push(out);
+  const texts = outputs.map((_, i) =>
+    outputs
+      .slice(0, i + 1)
+      .map((o) => o.textDelta)
+      .join(""),
+  );
+  const k = texts.findIndex((t, i) => i >= 5 && t.length > texts[i - 1]!.length);
+  const stop = texts[k]!.slice(texts[k - 1]!.length);
+  for (const overlapOutputs of [true, false]) {
+    const backend = new FakeBackend();
+    let steps = 0;
+    // Step k + 1 samples token k (the stop string's end); step k + 2 (the one its stop string is seen beside
+    // when outputs overlap) fails.
+    backend.failWhen = () => ++steps === k + 2;
+    const e = await engine({ overlapOutputs }, backend);
+    const got = await collect2(e.generate({ promptTokenIds, params: { ...params, stop: [stop] } }));
+    assert.deepEqual(
+      [got.last.finishReason, got.last.stopReason],
+      ["stop", stop],
+      `overlap ${overlapOutputs}`,
+    );
+    assert.equal(got.tokens.length, k + 1);
+    await e.idle();
+    assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+  }
+});

@@ -598,6 +598,9 @@ export class Engine implements EngineClient {
     // Ended before deliverPending reached it (an abort or error while the next step runs): its last token's
     // logprob entry goes out with it.
     this.pushPendingLogprob(active);
+    // A stop string its last token reached (not seen yet: outputs overlap the next step) ended it first, as it
+    // would have with AWQ_ENGINE_OVERLAP=0: the abort or the next step's error then changes nothing.
+    seq.settleText();
     if (reason !== null) seq.finish(reason, error);
     seq.status = "finished";
     this.releaseSeq(seq);
