@@ -271,3 +271,39 @@ test("a grammar whose workers all died is compiled again on the next request, no
     await pool.close();
   }
 });
+
+test("sequences disposed while their matchers move between workers leave no matcher counted anywhere", async () => {
+  const spread = new ConstraintFactory(tokenizer, 32002, { maxWorkers: 2 });
+  try {
+    const spec = { type: "regex" as const, pattern: "(ab)+" };
+    const ab = [tokenizer.tokenToId("a")!, tokenizer.tokenToId("b")!];
+    let seqs = await Promise.all(
+      Array.from({ length: 24 }, () => spread.create(params({ structuredOutput: spec }))),
+    );
+    const grammar = seqs[0]!.remoteMatcher!.grammar;
+    const workersUsed = new Set<unknown>();
+    while (grammar.replicas.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    for (let stepNo = 0; stepNo < 30; stepNo++) {
+      for (const c of seqs) workersUsed.add(c.remoteMatcher!.worker);
+      const pending = spread.startStepMasks(seqs.map((constraint) => ({ constraint, sample: true })));
+      await pending!.done;
+      for (const c of seqs) {
+        assert.equal(c.failure, null);
+        assert.equal(c.accept(ab[stepNo % 2]!), true);
+      }
+      // Some go at once, some after their move began; the others go on.
+      if (stepNo % 5 === 4) {
+        for (const c of seqs.slice(0, 4)) c.dispose();
+        seqs = seqs.slice(4);
+      }
+      if (stepNo % 3 === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(workersUsed.size, 2, "matchers moved to the replica");
+    for (const c of seqs) c.dispose();
+    await new Promise((resolve) => setTimeout(resolve, 300)); // copies still being made are dropped when made
+    assert.equal(grammar.matchers, 0);
+    for (const w of grammar.replicas) assert.equal(w.matchers, 0);
+  } finally {
+    await spread.close();
+  }
+});
