@@ -307,3 +307,22 @@ test("sequences disposed while their matchers move between workers leave no matc
     await spread.close();
   }
 });
+
+test("a schema pushed out of the cache while compiling and asked for again keeps making matchers", async () => {
+  const pool = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1, cacheSize: 1 });
+  try {
+    const a = { type: "regex", pattern: "x+" } as const;
+    const b = { type: "regex", pattern: "y+" } as const;
+    const first = pool.compile(a);
+    const other = pool.compile(b); // pushes `a` out while it compiles
+    const again = pool.compile(a); // compiled anew (and pushes `b` out)
+    await Promise.all([first, other]);
+    const grammar = await again;
+    const m = pool.newMatcher(grammar);
+    const mask = new SharedArrayBuffer(pool.maskWords * 4);
+    const result = await pool.fill(mask, [{ matcher: m, row: 0, accepts: [] }]);
+    assert.deepEqual([...result.rejected], [], m.error?.message ?? "rejected");
+  } finally {
+    await pool.close();
+  }
+});

@@ -365,7 +365,9 @@ export class GrammarPool {
     worker.compiling += 1;
     try {
       await worker.request({ op: "compile", id: worker.newId(), key: g.key, spec: g.spec });
-      if (!g.replicas.includes(worker)) g.replicas.push(worker);
+      // Compiled there twice (two replicas asked for at once): the worker holds the key once too often.
+      if (g.replicas.includes(worker)) worker.send({ op: "dropGrammar", key: g.key });
+      else g.replicas.push(worker);
     } finally {
       worker.compiling -= 1;
     }

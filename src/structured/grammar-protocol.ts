@@ -13,7 +13,7 @@ export interface WorkerInit {
 export type WorkerRequest =
   /** Compiles a spec under `key` (the cache key); replies ok or a GrammarError's message. */
   | { op: "compile"; id: number; key: string; spec: ConstraintSpec }
-  /** Frees a compiled grammar (matchers made from it keep working). No reply. */
+  /** Frees a compiled grammar once every compile of `key` was dropped (matchers made from it keep working). No reply. */
   | { op: "dropGrammar"; key: string }
   /**
    * Makes matcher `matcher` from grammar `key` and advances it by `history` (a matcher moved here from another

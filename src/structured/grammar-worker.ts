@@ -14,21 +14,27 @@ if (port === null) throw new Error("grammar-worker.ts runs as a worker thread");
 
 const { vocab } = workerData as WorkerInit;
 const engine = await GrammarEngine.create(vocab);
-/** Specs by cache key: the engine's own LRU cache holds the compiled grammars (and recompiles when evicted). */
-const specs = new Map<string, ConstraintSpec>();
+/**
+ * Specs by cache key, with how many compiles of the key were not yet dropped: the main thread's cache can push
+ * a grammar out while it compiles and compile the key anew meanwhile, so the first one's drop can come after
+ * the second one's compile. The engine's own LRU cache holds the compiled grammars (and recompiles when evicted).
+ */
+const specs = new Map<string, { spec: ConstraintSpec; holds: number }>();
 const matchers = new Map<number, GrammarMatcher>();
 
 async function handle(req: WorkerRequest): Promise<WorkerReply | null> {
   switch (req.op) {
     case "compile":
       await engine.compile(req.spec);
-      specs.set(req.key, req.spec);
+      specs.set(req.key, { spec: req.spec, holds: (specs.get(req.key)?.holds ?? 0) + 1 });
       return { id: req.id, ok: true };
-    case "dropGrammar":
-      specs.delete(req.key);
+    case "dropGrammar": {
+      const held = specs.get(req.key);
+      if (held !== undefined && --held.holds <= 0) specs.delete(req.key);
       return null;
+    }
     case "newMatcher": {
-      const spec = specs.get(req.key);
+      const spec = specs.get(req.key)?.spec;
       if (spec === undefined) throw new Error(`grammar ${req.key.slice(0, 80)} is not compiled here`);
       const m = await (await engine.compile(spec)).newMatcher();
       for (const token of req.history ?? []) {
