@@ -326,3 +326,18 @@ test("a schema pushed out of the cache while compiling and asked for again keeps
     await pool.close();
   }
 });
+
+test("a request whose grammar is pushed out of the cache while it compiles still gets its matcher", async () => {
+  const pool = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1, cacheSize: 1 });
+  try {
+    const made = pool.compile({ type: "regex", pattern: "x+" }).then((g) => pool.newMatcher(g));
+    await pool.compile({ type: "regex", pattern: "y+" }); // pushes the first out while it compiles
+    const m = await made;
+    const mask = new SharedArrayBuffer(pool.maskWords * 4);
+    const result = await pool.fill(mask, [{ matcher: m, row: 0, accepts: [] }]);
+    assert.deepEqual([...result.rejected], [], m.error?.message ?? "rejected");
+    assert.ok(maskAllows(new Int32Array(mask), tokenizer.tokenToId("x")!));
+  } finally {
+    await pool.close();
+  }
+});

@@ -27,6 +27,8 @@ export interface RemoteGrammar {
   replicating: number;
   /** Live matchers of this grammar, on all its replicas (copies being made included). */
   matchers: number;
+  /** Pushed out of the pool's cache: its workers were told to drop it (a matcher made later compiles it again). */
+  evicted: boolean;
 }
 
 /** A matcher (one sequence's position in a grammar) living on `worker`. */
@@ -153,6 +155,7 @@ export class GrammarPool {
   ) {
     this.maxWorkers = opts.maxWorkers ?? Math.min(4, Math.max(2, availableParallelism() - 1));
     this.cache = new PromiseLru<RemoteGrammar>(opts.cacheSize ?? 64, (g) => {
+      g.evicted = true;
       for (const w of g.replicas) w.send({ op: "dropGrammar", key: g.key });
     });
     if (opts.startAll ?? availableParallelism() >= 2 * this.maxWorkers) {
@@ -198,7 +201,7 @@ export class GrammarPool {
     } finally {
       worker.compiling -= 1;
     }
-    return { key, spec, worker, replicas: [worker], replicating: 0, matchers: 0 };
+    return { key, spec, worker, replicas: [worker], replicating: 0, matchers: 0, evicted: false };
   }
 
   /** A worker for a new compile: idle if one is, else a new one (up to maxWorkers), else the least busy. */
@@ -246,16 +249,19 @@ export class GrammarPool {
   newMatcher(grammar: RemoteGrammar): RemoteMatcher {
     const live = grammar.replicas.filter((w) => w.dead === null);
     const worker = live.sort((a, b) => a.matchers - b.matchers)[0] ?? grammar.worker;
-    this.replicate(grammar, grammar.matchers + 1);
+    if (!grammar.evicted) this.replicate(grammar, grammar.matchers + 1);
     const id = this.nextMatcher++;
     worker.matchers += 1;
     grammar.matchers += 1;
     const matcher: RemoteMatcher = { id, worker, grammar, error: null };
-    worker
-      .request({ op: "newMatcher", id: worker.newId(), key: grammar.key, matcher: id })
-      .catch((err: Error) => {
-        matcher.error = err;
-      });
+    // Pushed out of the cache (while it compiled, for a request holding it): held again for this matcher only
+    // (the worker's engine still has it compiled, unless its own cache let it go).
+    const { evicted, key, spec } = grammar;
+    if (evicted) worker.request({ op: "compile", id: worker.newId(), key, spec }).catch(() => undefined);
+    worker.request({ op: "newMatcher", id: worker.newId(), key, matcher: id }).catch((err: Error) => {
+      matcher.error = err;
+    });
+    if (evicted) worker.send({ op: "dropGrammar", key });
     return matcher;
   }
 
@@ -308,10 +314,11 @@ export class GrammarPool {
       else list.push(i);
     });
     for (const [g, rows] of groups) {
+      // A grammar evicted from the cache is gone from its workers: its matchers stay where they are.
+      if (g.evicted) continue;
       const replicas = g.replicas.filter((w) => w.dead === null);
       this.replicate(g, rows.length);
-      // A grammar evicted from the cache may be gone from a worker: its matchers stay where they are.
-      if (replicas.length < 2 || !this.cache.has(g.key)) continue;
+      if (replicas.length < 2) continue;
       const target = Math.ceil(rows.length / replicas.length);
       const count = new Map(replicas.map((w) => [w, 0]));
       const over: number[] = [];
@@ -365,8 +372,9 @@ export class GrammarPool {
     worker.compiling += 1;
     try {
       await worker.request({ op: "compile", id: worker.newId(), key: g.key, spec: g.spec });
-      // Compiled there twice (two replicas asked for at once): the worker holds the key once too often.
-      if (g.replicas.includes(worker)) worker.send({ op: "dropGrammar", key: g.key });
+      // Compiled there twice (two replicas asked for at once), or pushed out of the cache meanwhile: the
+      // worker holds the key once too often.
+      if (g.replicas.includes(worker) || g.evicted) worker.send({ op: "dropGrammar", key: g.key });
       else g.replicas.push(worker);
     } finally {
       worker.compiling -= 1;
