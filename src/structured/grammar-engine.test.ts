@@ -246,3 +246,19 @@ test("schema keywords XGrammar would ignore are refused with their path", () => 
   checkSchemaSupported({ type: "object", properties: { not: { type: "string" }, if: { type: "integer" } } });
   checkSchemaSupported({ type: "integer", minimum: 0, maximum: 5 });
 });
+
+test("a length beside a format is refused: XGrammar's format grammars ignore minLength / maxLength", async () => {
+  // The counter-example a grammar that ignores the bound would accept.
+  const email = { type: "json_schema", schema: { type: "string", format: "email", maxLength: 8 } } as const;
+  await assert.rejects(
+    async () => accepts(email, '"abcdefghij@example.com"'),
+    (err: unknown) =>
+      err instanceof GrammarError && /\/maxLength: maxLength together with format/.test(err.message),
+  );
+  assert.throws(
+    () => checkSchemaSupported({ properties: { d: { type: "string", format: "date", minLength: 20 } } }),
+    /\/properties\/d\/minLength: minLength together with format/,
+  );
+  // Beside a pattern, the format is dropped and the pattern governs (the length then refused as before).
+  checkSchemaSupported({ type: "string", format: "email", pattern: "^[a-z]+@[a-z]+$" });
+});

@@ -76,6 +76,12 @@ function walk(node: unknown, at: string): void {
         if (s[key] !== undefined)
           fail(key, `${key} together with pattern is not supported (put the length in the pattern)`);
       }
+    } else if (typeof s.format === "string") {
+      // XGrammar's format grammars (email, date, ...) have no length: the bound would be ignored.
+      for (const key of ["minLength", "maxLength"]) {
+        if (s[key] !== undefined)
+          fail(key, `${key} together with format is not supported (use a pattern with the length instead)`);
+      }
     }
   }
   for (const [key, value] of Object.entries(s)) {
