@@ -262,3 +262,24 @@ test("a length beside a format is refused: XGrammar's format grammars ignore min
   // Beside a pattern, the format is dropped and the pattern governs (the length then refused as before).
   checkSchemaSupported({ type: "string", format: "email", pattern: "^[a-z]+@[a-z]+$" });
 });
+
+test("a string length that is not a non-negative integer is refused with its path, not a cryptic or silent answer", async () => {
+  for (const [key, value] of [
+    ["maxLength", -1], // XGrammar took -1 as no bound
+    ["maxLength", 2.5], // XGrammar threw a bare number
+    ["minLength", "3"],
+    ["minLength", -1],
+  ] as const) {
+    await assert.rejects(
+      engine.compile({
+        type: "json_schema",
+        schema: { type: "object", properties: { s: { type: "string", [key]: value } } },
+      }),
+      (err: unknown) =>
+        err instanceof GrammarError &&
+        err.message.includes(`/properties/s/${key}: ${key} must be a non-negative integer`),
+      `${key}: ${value}`,
+    );
+  }
+  checkSchemaSupported({ type: "object", properties: { maxLength: { type: "string", maxLength: 0 } } });
+});

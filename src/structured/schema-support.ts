@@ -67,6 +67,12 @@ function walk(node: unknown, at: string): void {
     if (Array.isArray(s.allOf) && s.allOf.length > 1)
       fail("allOf", "allOf with more than one schema is not supported");
     checkBounds(s, fail);
+    // XGrammar takes -1 as no bound and answers other non-integers with a bare number.
+    for (const key of ["minLength", "maxLength"]) {
+      const v = s[key];
+      if (v !== undefined && (typeof v !== "number" || !Number.isInteger(v) || v < 0))
+        fail(key, `${key} must be a non-negative integer, got ${JSON.stringify(v)}`);
+    }
     // XGrammar ignores minLength / maxLength beside a pattern (refused), and a pattern beside a format it knows.
     // zod writes its formats (email, uuid, date, ...) as a format with the pattern zod checks, so a format
     // beside a pattern is accepted and dropped before compiling (withoutFormatBesidePattern): the pattern
