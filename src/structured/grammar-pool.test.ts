@@ -253,6 +253,43 @@ test("a matcher is returned before its worker made it; one the worker cannot mak
   }
 });
 
+test("a matcher that throws while its row is filled fails alone: the other rows of its worker are filled", async () => {
+  const pool = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1 });
+  try {
+    const grammar = await pool.compile({ type: "regex", pattern: "x+" });
+    const x = tokenizer.tokenToId("x")!;
+    const before = pool.newMatcher(grammar);
+    const bad = pool.newMatcher(grammar);
+    const after = pool.newMatcher(grammar);
+    const mask = new SharedArrayBuffer(3 * pool.maskWords * 4);
+    // A matcher that accepted the stop token makes XGrammar throw when asked for its next mask.
+    const result = await pool.fill(mask, [
+      { matcher: before, row: 0, accepts: [x] },
+      { matcher: bad, row: 1, accepts: [x, EOT] },
+      { matcher: after, row: 2, accepts: [] },
+    ]);
+    assert.deepEqual([...result.rejected], [bad.id]);
+    assert.match(bad.error?.message ?? "", /Aborted|terminated/, "the reason reaches the matcher");
+    assert.equal(before.error, null);
+    assert.equal(after.error, null);
+    const rowAt = (row: number) => new Int32Array(mask, row * pool.maskWords * 4, pool.maskWords);
+    assert.ok(maskAllows(rowAt(0), x) && maskAllows(rowAt(0), EOT), "after x: more x or the end");
+    assert.ok(maskAllows(rowAt(2), x) && !maskAllows(rowAt(2), EOT), "nothing accepted: x, not the end");
+    assert.equal(allowedIds(rowAt(1)).length, 32002, "the failed row allows every token");
+    assert.equal(result.fillMs.length, 3);
+    // The others go on in the next step; the failed matcher is gone from its worker.
+    const next = await pool.fill(mask, [
+      { matcher: before, row: 0, accepts: [x] },
+      { matcher: bad, row: 1, accepts: [] },
+      { matcher: after, row: 2, accepts: [x] },
+    ]);
+    assert.deepEqual([...next.rejected], [bad.id]);
+    assert.ok(maskAllows(rowAt(0), EOT) && maskAllows(rowAt(2), EOT) && !maskAllows(rowAt(2), 5));
+  } finally {
+    await pool.close();
+  }
+});
+
 test("a grammar whose workers all died is compiled again on the next request, not served from the cache", async () => {
   const pool = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 2, startAll: false });
   try {

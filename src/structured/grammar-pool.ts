@@ -54,7 +54,9 @@ export interface FillJob {
 }
 
 export interface FillResult {
-  /** Matchers that rejected a token or are gone; their rows allow every token. */
+  /**
+   * Matchers that rejected a token, threw (their `error` says why) or are gone; their rows allow every token.
+   */
   rejected: Set<number>;
   /** Fill time of each row in ms (measured on its worker). */
   fillMs: number[];
@@ -417,13 +419,21 @@ export class GrammarPool {
             rows,
           });
           for (const id of reply.rejected ?? []) result.rejected.add(id);
+          // A matcher that threw ends its own sequence only, with the worker's reason.
+          for (const f of reply.failed ?? []) {
+            const job = list.find((j) => j.matcher.id === f.matcher);
+            if (job !== undefined)
+              job.matcher.error ??= new Error(`the grammar engine failed on this sequence: ${f.error}`);
+          }
           if (reply.fillMs !== undefined) result.fillMs.push(...reply.fillMs);
-        } catch {
-          // The worker died: its sequences end with an error; their rows allow every token meanwhile.
+        } catch (err) {
+          // The worker died (or could not read the request): its sequences end with an error; their rows
+          // allow every token meanwhile.
           const words = new Int32Array(mask);
           for (const j of list) {
             words.fill(-1, j.row * this.maskWords, (j.row + 1) * this.maskWords);
             result.rejected.add(j.matcher.id);
+            j.matcher.error ??= err instanceof Error ? err : new Error(String(err));
           }
         }
       }),

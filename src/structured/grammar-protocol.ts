@@ -25,8 +25,9 @@ export type WorkerRequest =
   /**
    * One step's work: first the tokens sampled since the last fill are accepted (`accepts`: matcher, token
    * pairs), then the bitmask row of each matcher in `rows` (matcher, row pairs) is written into `mask` at
-   * words [row * maskWords, (row + 1) * maskWords). Replies with the matchers that rejected a token (their rows
-   * are left allowing every token) and the fill time of each row.
+   * words [row * maskWords, (row + 1) * maskWords). Replies with the matchers that rejected a token or threw
+   * (their rows are left allowing every token), the reason of each that threw (`failed`: the other rows are
+   * filled as usual), and the fill time of each row.
    */
   | {
       op: "fill";
@@ -38,5 +39,12 @@ export type WorkerRequest =
     };
 
 export type WorkerReply =
-  | { id: number; ok: true; rejected?: number[]; fillMs?: Float64Array }
+  | {
+      id: number;
+      ok: true;
+      rejected?: number[];
+      /** Matchers (among `rejected`) that threw while accepting or filling, and why; the worker dropped them. */
+      failed?: { matcher: number; error: string }[];
+      fillMs?: Float64Array;
+    }
   | { id: number; ok: false; error: string; grammarError: boolean };

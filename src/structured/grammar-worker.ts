@@ -57,29 +57,57 @@ async function handle(req: WorkerRequest): Promise<WorkerReply | null> {
 
 async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<WorkerReply> {
   const rejected: number[] = [];
+  const failed: { matcher: number; error: string }[] = [];
+  // One matcher's exception ends its own sequence only: it is dropped here, its row allows every token, and
+  // the reply names it with the reason; the other rows of the step are filled as usual.
+  const fail = (id: number, err: unknown) => {
+    failed.push({ matcher: id, error: err instanceof Error ? err.message : String(err) });
+    rejected.push(id);
+    try {
+      matchers.get(id)?.dispose();
+    } catch {
+      // A matcher in a broken state may not free cleanly; it is forgotten either way.
+    }
+    matchers.delete(id);
+  };
   for (let i = 0; i < req.accepts.length; i += 2) {
-    const m = matchers.get(req.accepts[i]!);
-    if (m !== undefined && !m.acceptToken(req.accepts[i + 1]!)) {
-      rejected.push(req.accepts[i]!);
+    const id = req.accepts[i]!;
+    const m = matchers.get(id);
+    if (m === undefined) continue;
+    let accepted: boolean;
+    try {
+      accepted = m.acceptToken(req.accepts[i + 1]!);
+    } catch (err) {
+      fail(id, err);
+      continue;
+    }
+    if (!accepted) {
+      rejected.push(id);
       m.dispose();
-      matchers.delete(req.accepts[i]!);
+      matchers.delete(id);
     }
   }
   const mask = new Int32Array(req.mask); // (numRows, maskWords), shared with the main thread
   const fillMs = new Float64Array(req.rows.length / 2); // (numRows)
   for (let i = 0; i < req.rows.length; i += 2) {
+    const id = req.rows[i]!;
     const row = mask.subarray(req.rows[i + 1]! * req.maskWords, (req.rows[i + 1]! + 1) * req.maskWords);
-    const m = matchers.get(req.rows[i]!);
+    const m = matchers.get(id);
     const t0 = performance.now();
     if (m === undefined) {
-      row.fill(-1); // a matcher that rejected a token or is gone: the main thread ends its sequence
-      if (!rejected.includes(req.rows[i]!)) rejected.push(req.rows[i]!);
+      row.fill(-1); // a matcher that rejected a token, failed or is gone: the main thread ends its sequence
+      if (!rejected.includes(id)) rejected.push(id);
     } else {
-      await m.fillNextTokenBitmask(row);
+      try {
+        await m.fillNextTokenBitmask(row);
+      } catch (err) {
+        row.fill(-1);
+        fail(id, err);
+      }
     }
     fillMs[i / 2] = performance.now() - t0;
   }
-  return { id: req.id, ok: true, rejected, fillMs };
+  return { id: req.id, ok: true, rejected, failed, fillMs };
 }
 
 let queue: Promise<void> = Promise.resolve();
