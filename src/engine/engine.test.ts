@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { Engine, type EngineOptions } from "./engine.js";
 import { FakeBackend, fakeModel } from "./fake-backend.test-helper.js";
+import { Sequence } from "./sequence.js";
 import type { RequestOutput, SamplingParams } from "./types.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
@@ -463,5 +464,86 @@ test("a backend error in the step after a stop string was reached does not turn 
     assert.equal(got.tokens.length, k + 1);
     await e.idle();
     assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+  }
+});
+
+/** Every output of a stream, with the tokens, text and logprob entries they add up to. */
+async function gather(stream: AsyncIterable<RequestOutput>) {
+  const all: RequestOutput[] = [];
+  for await (const out of stream) all.push(out);
+  return {
+    all,
+    last: all.at(-1)!,
+    tokens: all.flatMap((o) => o.tokenIdsDelta),
+    text: all.map((o) => o.textDelta).join(""),
+    logprobs: all.reduce((n, o) => n + o.logprobsDelta.length, 0),
+  };
+}
+
+test("an exception while handling one request's outputs ends only that request; the others keep their tokens", async () => {
+  const params = { maxTokens: 12, temperature: 0, ignoreEos: true };
+  const prompts = { a: range(6, 800), bad: range(9, 820), c: range(20, 840) };
+  const baseline = await Promise.all(
+    Object.entries(prompts).map(async ([id, p]) =>
+      gather(
+        (await engine()).generate({ requestId: id, promptTokenIds: p, params: { ...params, logprobs: 1 } }),
+      ),
+    ),
+  );
+  const poison = prompts.bad.at(-1)!;
+  for (const r of baseline) assert.ok(!r.tokens.includes(poison), "the poison id is only in bad's prompt");
+  // Two failures of "bad" alone: its detokenizer throws (text side, after the next launch when outputs overlap),
+  // or its token-level stop checks throw at its 3rd token (critical path, inside the scheduler's update).
+  const failures = ["detokenizer", "stop checks"] as const;
+  for (const failure of failures) {
+    for (const overlapOutputs of [true, false]) {
+      const label = `${failure}, overlap ${overlapOutputs}`;
+      let armed = false;
+      const stub: Tokenizer = Object.create(tokenizer);
+      stub.decode = (ids, opts) => {
+        if (armed && failure === "detokenizer" && ids.includes(poison)) {
+          throw new Error("injected detokenizer failure");
+        }
+        return tokenizer.decode(ids, opts);
+      };
+      const appendToken = Sequence.prototype.appendToken;
+      Sequence.prototype.appendToken = function (this: Sequence, tokenId, logprob) {
+        if (failure === "stop checks" && this.requestId === "bad" && this.numOutputTokens === 2) {
+          throw new Error("injected stop-check failure");
+        }
+        appendToken.call(this, tokenId, logprob);
+      };
+      try {
+        const e = await engine({ overlapOutputs, tokenizer: stub });
+        const streams = Object.entries(prompts).map(([id, p]) =>
+          e.generate({ requestId: id, promptTokenIds: p, params: { ...params, logprobs: 1 } }),
+        );
+        armed = true;
+        const [a, bad, c] = await Promise.all(streams.map(gather));
+        assert.equal(bad!.last.finishReason, "error", label);
+        assert.match(bad!.last.error ?? "", /injected .* failure/, label);
+        assert.equal(bad!.all.filter((o) => o.finished).length, 1, `${label}: one final output`);
+        assert.ok(bad!.tokens.length < params.maxTokens, label);
+        for (const [i, r] of [a!, c!].entries()) {
+          const base = baseline[i * 2]!;
+          assert.deepEqual(r.tokens, base.tokens, label);
+          assert.equal(r.text, base.text, label);
+          assert.equal(r.logprobs, params.maxTokens, label);
+          assert.equal(base.logprobs, params.maxTokens);
+          assert.equal(r.last.finishReason, "length", label);
+          assert.equal(r.all.filter((o) => o.finished).length, 1, label);
+        }
+        await e.idle();
+        const stats = e.stats();
+        assert.equal(stats.freeBlocks, stats.numBlocks, `${label}: every block is back in the pool`);
+        assert.equal(stats.running + stats.waiting, 0, label);
+        // The engine keeps serving.
+        armed = false;
+        const after = await collect(e.generate({ promptTokenIds: prompts.a, params }));
+        assert.deepEqual(after.tokens, baseline[0]!.tokens, label);
+      } finally {
+        Sequence.prototype.appendToken = appendToken;
+      }
+    }
   }
 });

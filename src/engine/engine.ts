@@ -498,15 +498,20 @@ export class Engine implements EngineClient {
         this.finishSeq(seq, "error", `backend error: sampled token id ${tokenId} is outside the vocabulary`);
         return;
       }
-      if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
-        const message =
-          seq.constraint.failure ??
-          `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
-        this.finishSeq(seq, "error", message);
+      try {
+        if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
+          const message =
+            seq.constraint.failure ??
+            `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
+          this.finishSeq(seq, "error", message);
+          return;
+        }
+        seq.appendToken(tokenId, null);
+        if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
+      } catch (err) {
+        this.failRequest(active, err); // its constraint or stop checks threw: it alone fails
         return;
       }
-      seq.appendToken(tokenId, null);
-      if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
       this.deliveries[this.numDeliveries++] = active;
       active.pendingRow = index;
     }
@@ -530,30 +535,78 @@ export class Engine implements EngineClient {
     this.numToHash = 0;
     for (let i = 0; i < this.numDeliveries; i++) {
       const active = this.deliveries[i]!;
-      const { seq } = active;
-      if (this.requests.get(seq.requestId) !== active) continue; // ended meanwhile (abort, error)
-      this.pushPendingLogprob(active);
-      const wasFinished = seq.isFinished;
-      seq.settleText();
-      if (!seq.isFinished) {
-        active.stream.push(seq.takeOutput());
-        continue;
+      if (this.requests.get(active.seq.requestId) !== active) continue; // ended meanwhile (abort, error)
+      try {
+        this.deliver(active);
+      } catch (err) {
+        this.failRequest(active, err); // its logprob entry, text or stop strings threw: it alone fails
       }
-      if (!wasFinished) {
-        // Its blocks can go now: the step on the backend only writes the slot of a token that gets dropped,
-        // and no later step starts before that one returns. Its matcher may be filling a mask row of that
-        // step: disposed when the step returns.
-        this.scheduler.remove(seq);
-        if (this.isInFlight(seq)) this.retiring.push(seq);
-        else this.releaseSeq(seq);
-      }
-      this.requests.delete(seq.requestId);
-      active.detachSignal();
-      active.stream.push(seq.takeOutput());
     }
     this.deliveries.fill(undefined, 0, this.numDeliveries);
     this.numDeliveries = 0;
     this.deliveryResult = null;
+  }
+
+  /** One request's part of deliverPending: its logprob entry, text and stop strings, and its output. */
+  private deliver(active: ActiveRequest): void {
+    const { seq } = active;
+    this.pushPendingLogprob(active);
+    const wasFinished = seq.isFinished;
+    seq.settleText();
+    const output = seq.takeOutput();
+    if (!seq.isFinished) {
+      active.stream.push(output);
+      return;
+    }
+    if (!wasFinished) this.retire(seq);
+    this.requests.delete(seq.requestId);
+    active.detachSignal();
+    active.stream.push(output);
+  }
+
+  /**
+   * Takes a sequence ended by its text side (a stop string, a failure) out of the scheduler. Its blocks can go
+   * now: the step on the backend only writes the slot of a token that gets dropped, and no later step starts
+   * before that one returns. Its matcher may be filling a mask row of that step: disposed when the step returns.
+   */
+  private retire(seq: Sequence): void {
+    this.scheduler.remove(seq);
+    if (this.isInFlight(seq)) this.retiring.push(seq);
+    else this.releaseSeq(seq);
+  }
+
+  /**
+   * Ends a request whose own output handling threw (its detokenizer, constraint, stop checks, logprob entry):
+   * it alone ends, with the error, its blocks and constraint given back. Its text side is not trusted again:
+   * the final output carries no new text or tokens.
+   */
+  private failRequest(active: ActiveRequest, err: unknown): void {
+    const { seq } = active;
+    if (this.requests.get(seq.requestId) !== active) return;
+    this.requests.delete(seq.requestId);
+    active.detachSignal();
+    active.pendingRow = -1;
+    const error = `engine error: ${err instanceof Error ? err.message : String(err)}`;
+    seq.status = "finished";
+    seq.finishReason = "error";
+    seq.stopReason = null;
+    seq.error = error;
+    this.retire(seq);
+    const output: RequestOutput = {
+      requestId: seq.requestId,
+      textDelta: "",
+      tokenIdsDelta: [],
+      logprobsDelta: [],
+      finished: true,
+      finishReason: "error",
+      stopReason: null,
+      promptTokens: seq.numPromptTokens,
+      cachedTokens: seq.numCachedTokens,
+      completionTokens: seq.numOutputTokens,
+      error,
+    };
+    if (seq.scheduledAt !== null) output.scheduledAt = seq.scheduledAt;
+    active.stream.push(output);
   }
 
   /** The logprob entry of the token the request got in the last step, if it asked and it is not out yet. */
@@ -595,18 +648,25 @@ export class Engine implements EngineClient {
   /** Ends a request (or delivers the end it reached by itself: reason null): blocks back, last output out. */
   private finishRequest(active: ActiveRequest, reason: "abort" | "error" | null, error?: string): void {
     const { seq } = active;
-    // Ended before deliverPending reached it (an abort or error while the next step runs): its last token's
-    // logprob entry goes out with it.
-    this.pushPendingLogprob(active);
-    // A stop string its last token reached (not seen yet: outputs overlap the next step) ended it first, as it
-    // would have with AWQ_ENGINE_OVERLAP=0: the abort or the next step's error then changes nothing.
-    seq.settleText();
-    if (reason !== null) seq.finish(reason, error);
-    seq.status = "finished";
+    let output: RequestOutput;
+    try {
+      // Ended before deliverPending reached it (an abort or error while the next step runs): its last token's
+      // logprob entry goes out with it.
+      this.pushPendingLogprob(active);
+      // A stop string its last token reached (not seen yet: outputs overlap the next step) ended it first, as
+      // it would have with AWQ_ENGINE_OVERLAP=0: the abort or the next step's error then changes nothing.
+      seq.settleText();
+      if (reason !== null) seq.finish(reason, error);
+      seq.status = "finished";
+      output = seq.takeOutput();
+    } catch (err) {
+      this.failRequest(active, err);
+      return;
+    }
     this.releaseSeq(seq);
     this.requests.delete(seq.requestId);
     active.detachSignal();
-    active.stream.push(seq.takeOutput());
+    active.stream.push(output);
   }
 }
 
