@@ -12,6 +12,7 @@
 #include "fp8_e4m3.cuh"
 #include "internal.h"
 #include "kernels.h"
+#include "kv_io.cuh"
 #include "launch.h"
 
 namespace awqk {
@@ -34,36 +35,7 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Eight consecutive cache elements of one lane: loaded raw (streaming, or coherent for the position the
-// previous kernel just wrote) and widened to eight halves.
-template <typename KV>
-struct KvIo;
-template <>
-struct KvIo<__half> {
-  using Raw = uint4;
-  static __device__ __forceinline__ Raw zero() { return make_uint4(0, 0, 0, 0); }
-  static __device__ __forceinline__ Raw stream(const __half* p) { return detail::ld_stream16(p); }
-  static __device__ __forceinline__ Raw coherent(const __half* p) { return __ldcg(reinterpret_cast<const uint4*>(p)); }
-  // The eight halves of r: fp16 reads the registers in place (the code of the kernel before FP8).
-  static __device__ __forceinline__ const __half2* as_half2(const Raw& r, uint4&) {
-    return reinterpret_cast<const __half2*>(&r);
-  }
-};
-template <>
-struct KvIo<uint8_t> {
-  using Raw = uint2;
-  static __device__ __forceinline__ Raw zero() { return make_uint2(0, 0); }
-  static __device__ __forceinline__ Raw stream(const uint8_t* p) {
-    uint2 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));
-    return v;
-  }
-  static __device__ __forceinline__ Raw coherent(const uint8_t* p) { return __ldcg(reinterpret_cast<const uint2*>(p)); }
-  static __device__ __forceinline__ const __half2* as_half2(const Raw& r, uint4& wide) {
-    wide = detail::e4m3x8_to_half8(r);
-    return reinterpret_cast<const __half2*>(&wide);
-  }
-};
+using detail::KvIo;
 
 constexpr int kMaxMergeSplits = 512;  // choose_splits never goes past kTargetBlocks splits
 

@@ -12,6 +12,7 @@
 #include "fp8_e4m3.cuh"
 #include "internal.h"
 #include "kernels.h"
+#include "kv_io.cuh"
 #include "launch.h"
 
 namespace awqk {
@@ -21,29 +22,6 @@ constexpr int kWarpsG = 4;
 constexpr int kThreadsG = kWarpsG * 32;
 constexpr int kMaxSplitsG = 64;
 constexpr int kMinKeysPerSplit = 64;
-
-template <typename KV>
-struct GroupedIo;
-template <>
-struct GroupedIo<__half> {
-  using Raw = uint4;
-  static __device__ __forceinline__ Raw zero() { return make_uint4(0, 0, 0, 0); }
-  static __device__ __forceinline__ Raw stream(const __half* p) { return detail::ld_stream16(p); }
-  static __device__ __forceinline__ Raw coherent(const __half* p) { return __ldcg(reinterpret_cast<const uint4*>(p)); }
-  static __device__ __forceinline__ uint4 halves(Raw r) { return r; }
-};
-template <>
-struct GroupedIo<uint8_t> {
-  using Raw = uint2;
-  static __device__ __forceinline__ Raw zero() { return make_uint2(0, 0); }
-  static __device__ __forceinline__ Raw stream(const uint8_t* p) {
-    uint2 v;
-    asm volatile("ld.global.nc.L1::no_allocate.v2.u32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "l"(p));
-    return v;
-  }
-  static __device__ __forceinline__ Raw coherent(const uint8_t* p) { return __ldcg(reinterpret_cast<const uint2*>(p)); }
-  static __device__ __forceinline__ uint4 halves(Raw r) { return detail::e4m3x8_to_half8(r); }
-};
 
 // Key-steps per warp chunk: as many 16-byte-equivalent loads in flight as registers allow for G heads of state.
 template <typename KV, int G>
@@ -107,7 +85,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
     int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO, float* __restrict__ wsM,
     float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
-  using Io = GroupedIo<KV>;
+  using Io = detail::KvIo<KV>;
   using Raw = typename Io::Raw;
   constexpr int LPK = D / 8;      // lanes per key
   constexpr int KPW = 32 / LPK;   // keys per warp step
@@ -394,25 +372,21 @@ cudaError_t paged_attention_decode_grouped(const __half* q, const void* kCache, 
                                            int numKvHeads, int headDim, float scale, void* workspace,
                                            size_t workspaceBytes, __half* out, cudaStream_t stream) {
   const int group = numHeads / numKvHeads;
-  if (kvDtype == KvCacheDtype::Fp8E4m3) {
-    const auto* k = static_cast<const uint8_t*>(kCache);
-    const auto* v = static_cast<const uint8_t*>(vCache);
+  // One launch per (element type, head size): K and V as the cache's element type.
+  auto launch = [&](auto element) -> cudaError_t {
+    using KV = decltype(element);
+    const auto* k = static_cast<const KV*>(kCache);
+    const auto* v = static_cast<const KV*>(vCache);
     if (headDim == 128)
       return grouped_for<128>(group, q, k, v, blockTables, maxBlocksPerSeq, contextLens, numSeqs, maxContextLen,
                               numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream);
     if (headDim == 64)
       return grouped_for<64>(group, q, k, v, blockTables, maxBlocksPerSeq, contextLens, numSeqs, maxContextLen,
                              numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream);
-  } else if (kvDtype == KvCacheDtype::Fp16) {
-    const auto* k = static_cast<const __half*>(kCache);
-    const auto* v = static_cast<const __half*>(vCache);
-    if (headDim == 128)
-      return grouped_for<128>(group, q, k, v, blockTables, maxBlocksPerSeq, contextLens, numSeqs, maxContextLen,
-                              numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream);
-    if (headDim == 64)
-      return grouped_for<64>(group, q, k, v, blockTables, maxBlocksPerSeq, contextLens, numSeqs, maxContextLen,
-                             numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream);
-  }
+    return cudaErrorInvalidValue;
+  };
+  if (kvDtype == KvCacheDtype::Fp8E4m3) return launch(uint8_t{});
+  if (kvDtype == KvCacheDtype::Fp16) return launch(__half{});
   return cudaErrorInvalidValue;
 }
 
