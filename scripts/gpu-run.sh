@@ -14,9 +14,21 @@ steps=${*:-kernels conformance sampler mask dense serve bench peer peerbf16 peer
 export NODE_OPTIONS=${NODE_OPTIONS:-}
 summary=()
 
+# GPU_RUN_DEADLINE (seconds from the start of this script, e.g. 560 under a 600 s device call): no step starts
+# past it and none runs beyond it, so steps.log and the summary still come back when a call's limit is near.
+deadline=${GPU_RUN_DEADLINE:-0}
 run_step() { # name timeout_s command...
   local name=$1 limit=$2; shift 2
   local t0=$SECONDS
+  if ((deadline > 0)); then
+    local left=$((deadline - SECONDS))
+    if ((left < 15)); then
+      summary+=("$(printf '%-12s %-14s %5ss' "$name" "SKIPPED(deadline)" 0)")
+      echo "== $name: SKIPPED (GPU_RUN_DEADLINE=${deadline}s reached)"
+      return 125
+    fi
+    ((limit > left)) && limit=$left
+  fi
   timeout "$limit" "$@" >"$out/$name.log" 2>&1
   local rc=$?
   local secs=$((SECONDS - t0))
@@ -24,6 +36,7 @@ run_step() { # name timeout_s command...
   [[ $rc -eq 124 ]] && status="TIMEOUT(${limit}s)" || { [[ $rc -ne 0 ]] && status="FAIL(rc=$rc)"; }
   summary+=("$(printf '%-12s %-14s %5ss' "$name" "$status" "$secs")")
   echo "== $name: $status in ${secs}s"
+  { echo "===== $name.log"; cat "$out/$name.log"; } >> "$final/steps-partial.log"
   if [[ $status != PASS ]]; then tail -n 40 "$out/$name.log"; fi
   return $rc
 }
@@ -210,6 +223,7 @@ if [[ -s "$out/bench.json" ]]; then
 fi
 
 for f in "$out"/*.log; do [[ -f $f ]] && { echo "===== $(basename "$f")"; cat "$f"; }; done > "$final/steps.log"
+rm -f "$final/steps-partial.log"  # written step by step in case the call is cut off before this point
 for f in bench.json peer.json quantize13b.json; do [[ -s $out/$f ]] && cp "$out/$f" "$final/"; done
 cat "$out"/peerbf16.jsonl "$out"/peerint4.jsonl > "$final/peers.jsonl" 2>/dev/null || true
 [[ -s $out/kernels.log ]] && cp "$out/kernels.log" "$final/kernels.log"
