@@ -204,6 +204,8 @@ export class ConstraintFactory {
           jobs.push(s.constraint!.fillJob(maskRow[i]!, tokenMask));
       }
       const result = await (await this.grammarPool()).fill(buffer, jobs);
+      // A hung worker may write its (failed) rows until its thread stops: later steps get fresh memory.
+      if (result.workerLost && this.maskBuffer === buffer) this.maskBuffer = new SharedArrayBuffer(0);
       jobs.forEach((job, k) => {
         const c = withGrammar[k]!;
         if (result.rejected.has(job.matcher.id)) {

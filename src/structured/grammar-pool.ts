@@ -13,7 +13,7 @@ import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
 import { type ConstraintSpec, MAX_SPEC_CHARS, specKey } from "./constraint-spec.js";
 import { GrammarError, type VocabInfo } from "./grammar-engine.js";
-import type { WorkerInit, WorkerReply, WorkerRequest } from "./grammar-protocol.js";
+import type { WorkerFault, WorkerInit, WorkerReply, WorkerRequest } from "./grammar-protocol.js";
 import { PromiseLru } from "./promise-lru.js";
 
 /** A grammar compiled on one worker (`worker`), and on more (`replicas`) when many sequences use it. */
@@ -60,10 +60,35 @@ export interface FillResult {
   rejected: Set<number>;
   /** Fill time of each row in ms (measured on its worker). */
   fillMs: number[];
+  /**
+   * A worker of these rows hung or died: they failed (their matchers' `error` says why). A hung thread can write
+   * its rows until it is terminated, so the mask memory of this step should not be reused.
+   */
+  workerLost: boolean;
 }
 
-type Pending = { resolve: (r: Extract<WorkerReply, { ok: true }>) => void; reject: (e: Error) => void };
+/** How long a worker may go without progress before it counts as hung (see GrammarPoolOptions). */
+export interface WorkerLimits {
+  fillTimeoutMs: number;
+  compileTimeoutMs: number;
+}
 
+type Pending = {
+  op: WorkerRequest["op"];
+  /** Rows of a fill (for the error message). */
+  rows: number;
+  resolve: (r: Extract<WorkerReply, { ok: true }>) => void;
+  reject: (e: Error) => void;
+};
+
+/**
+ * One worker thread, seen from the main thread. A watchdog runs while replies are awaited: the worker handles
+ * its requests in order, so the oldest unanswered one is the one it works on (drops without a reply are quick),
+ * and it must make progress (a reply, or its heartbeat counting a token accepted or a row filled) within
+ * fillTimeoutMs (compileTimeoutMs while that request is a compile). When it does not, the worker is taken as
+ * hung: every awaited reply is rejected with an error naming the worker, the request and the limit, the thread is
+ * terminated, and `onDeath` lets the pool start another. A thread that exits or fails ends the same way at once.
+ */
 export class GrammarWorker {
   private readonly pending = new Map<number, Pending>();
   private nextId = 0;
@@ -71,28 +96,50 @@ export class GrammarWorker {
   compiling = 0;
   /** Live matchers. */
   matchers = 0;
+  /** Why the worker is gone (it hung, exited or failed); null while it serves. */
   dead: Error | null = null;
+  /** The request it hung on (by the watchdog), if that is how it died. */
+  private hungOn: number | null = null;
+  private watchdog: NodeJS.Timeout | null = null;
+  /** The heartbeat's value and the time of the last progress seen. */
+  private lastBeat = 0;
+  private lastProgress = 0;
 
-  private constructor(private readonly worker: Worker) {
+  private constructor(
+    private readonly worker: Worker,
+    /** Names the worker in errors (1, 2, ... in the order the pool started them). */
+    readonly index: number,
+    private readonly heartbeat: Int32Array, // (1) counted by the worker
+    private readonly limits: WorkerLimits,
+    private readonly onDeath: (w: GrammarWorker) => void,
+  ) {
     worker.on("message", (msg: WorkerReply) => {
       const p = this.pending.get(msg.id);
       if (p === undefined) return;
       this.pending.delete(msg.id);
-      if (this.pending.size === 0) worker.unref();
+      this.lastProgress = performance.now(); // the next request starts now
+      if (this.pending.size === 0) {
+        worker.unref();
+        this.stopWatchdog();
+      }
       if (msg.ok) p.resolve(msg);
       else p.reject(msg.grammarError ? new GrammarError(msg.error) : new Error(msg.error));
     });
-    const fail = (err: Error) => {
-      this.dead ??= err;
-      for (const p of this.pending.values()) p.reject(err);
-      this.pending.clear();
-    };
-    worker.on("error", (err: Error) => fail(new Error(`grammar worker failed: ${err.message}`)));
-    worker.on("exit", (code) => fail(new Error(`grammar worker exited (code ${code})`)));
+    worker.on("error", (err: Error) =>
+      this.fail(new Error(`grammar worker ${index} failed (${err.message})${LOST}`)),
+    );
+    worker.on("exit", (code) => this.fail(new Error(`grammar worker ${index} exited (code ${code})${LOST}`)));
   }
 
-  static start(vocab: VocabInfo): Promise<GrammarWorker> {
-    const init: WorkerInit = { vocab };
+  static start(
+    vocab: VocabInfo,
+    index: number,
+    limits: WorkerLimits,
+    onDeath: (w: GrammarWorker) => void,
+    fault?: WorkerFault,
+  ): Promise<GrammarWorker> {
+    const heartbeat = new SharedArrayBuffer(4);
+    const init: WorkerInit = { vocab, heartbeat, fault };
     const worker = new Worker(new URL("./grammar-worker.js", import.meta.url), { workerData: init });
     return new Promise((resolve, reject) => {
       const onError = (err: Error) => reject(new Error(`grammar worker failed to start: ${err.message}`));
@@ -103,19 +150,29 @@ export class GrammarWorker {
         worker.off("error", onError);
         worker.off("exit", onExit);
         worker.unref(); // referenced only while a reply is awaited (see request)
-        resolve(new GrammarWorker(worker));
+        resolve(new GrammarWorker(worker, index, new Int32Array(heartbeat), limits, onDeath));
       });
     });
   }
 
-  request(req: WorkerRequest & { id: number }): Promise<Extract<WorkerReply, { ok: true }>> {
+  request(req: WorkerRequest & { id: number }, rows = 0): Promise<Extract<WorkerReply, { ok: true }>> {
     if (this.dead !== null) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
       // Referenced while a reply is awaited (a process waiting only for a compile must not exit), else not.
-      if (this.pending.size === 0) this.worker.ref();
-      this.pending.set(req.id, { resolve, reject });
+      if (this.pending.size === 0) {
+        this.worker.ref();
+        this.lastProgress = performance.now();
+        this.lastBeat = Atomics.load(this.heartbeat, 0);
+      }
+      this.pending.set(req.id, { op: req.op, rows, resolve, reject });
       this.worker.postMessage(req);
+      this.armWatchdog();
     });
+  }
+
+  /** Whether the worker was stopped because request `id` (its own work) made no progress. */
+  diedOn(id: number): boolean {
+    return this.hungOn === id;
   }
 
   /** A request without a reply. */
@@ -127,10 +184,84 @@ export class GrammarWorker {
     return this.nextId++;
   }
 
+  /** Stops the thread; what was awaited from it is rejected (through its 'exit' event). */
   terminate(): Promise<number> {
     return this.worker.terminate();
   }
+
+  /** The limit of the request the worker works on (the oldest unanswered one). */
+  private limitOf(p: Pending): number {
+    return p.op === "compile" ? this.limits.compileTimeoutMs : this.limits.fillTimeoutMs;
+  }
+
+  private armWatchdog(): void {
+    if (this.watchdog !== null || this.dead !== null) return;
+    const head = this.pending.values().next().value;
+    if (head === undefined) return;
+    const limit = this.limitOf(head);
+    // Checked at least four times a limit, so a worker that hangs right after a check is caught by 1.25x it.
+    const due = Math.min(limit / 4, this.lastProgress + limit - performance.now());
+    this.watchdog = setTimeout(() => this.check(), Math.max(1, due));
+    this.watchdog.unref();
+  }
+
+  private stopWatchdog(): void {
+    if (this.watchdog !== null) clearTimeout(this.watchdog);
+    this.watchdog = null;
+  }
+
+  private check(): void {
+    this.watchdog = null;
+    const first = this.pending.entries().next().value;
+    if (first === undefined || this.dead !== null) return;
+    const [headId, head] = first;
+    const beat = Atomics.load(this.heartbeat, 0);
+    if (beat !== this.lastBeat) {
+      // A token accepted, a row filled or a request answered (its reply may still wait for this thread).
+      this.lastBeat = beat;
+      this.lastProgress = performance.now();
+    }
+    const limit = this.limitOf(head);
+    if (performance.now() - this.lastProgress < limit) {
+      this.armWatchdog();
+      return;
+    }
+    const what =
+      head.op === "fill"
+        ? `filling the masks of ${head.rows} sequence${head.rows === 1 ? "" : "s"}`
+        : head.op === "compile"
+          ? "compiling a grammar"
+          : "making a matcher";
+    const option = head.op === "compile" ? "compileTimeoutMs" : "fillTimeoutMs";
+    this.hungOn = headId;
+    this.fail(
+      new Error(
+        `grammar worker ${this.index} hung: no progress for ${limit} ms while ${what} (the grammar pool's ` +
+          `${option}); it was terminated and replaced${LOST}`,
+      ),
+    );
+    this.worker.terminate().catch(() => undefined);
+  }
+
+  /** The worker is gone: every awaited reply is rejected with `err`, the pool is told (once). */
+  private fail(err: Error): void {
+    this.stopWatchdog();
+    const first = this.dead === null;
+    this.dead ??= err;
+    for (const p of this.pending.values()) p.reject(this.dead);
+    this.pending.clear();
+    this.worker.unref();
+    if (first) this.onDeath(this);
+  }
 }
+
+/** The end of a dead worker's error: what it means for the sequences on it. */
+const LOST = ": the grammar state of every sequence on it is lost, and those sequences end with this error";
+
+/** fillTimeoutMs by default: see GrammarPoolOptions.fillTimeoutMs. */
+export const DEFAULT_FILL_TIMEOUT_MS = 2000;
+/** compileTimeoutMs by default: see GrammarPoolOptions.compileTimeoutMs. */
+export const DEFAULT_COMPILE_TIMEOUT_MS = 60_000;
 
 export interface GrammarPoolOptions {
   /** Most worker threads (default: cores - 1, between 2 and 4). */
@@ -143,6 +274,44 @@ export interface GrammarPoolOptions {
    * of the main thread to send the vocabulary) then never lands among the steps of a busy batch.
    */
   startAll?: boolean;
+  /**
+   * The longest a worker may work on a step's masks (or on making a matcher) without progress, in ms: a row
+   * filled or a token accepted counts, so a big batch of slow rows is not cut short. Past it the worker is taken
+   * as hung (XGrammar stuck in WebAssembly): the sequences on it end with an error naming the worker and this
+   * limit, the thread is terminated and a fresh one started, so a step never waits forever. Default: the
+   * environment's AWQ_GRAMMAR_FILL_TIMEOUT_MS, else 2000 (a healthy row takes 0.005-6 ms, a first row after a
+   * cold compile ~1 ms: see docs/benchmarks.md).
+   */
+  fillTimeoutMs?: number;
+  /**
+   * The same for a compile (one WebAssembly call, no progress to see): default AWQ_GRAMMAR_COMPILE_TIMEOUT_MS,
+   * else 60000 (compiles take 0.2-6 s on a 32k vocabulary). A step with rows on a worker that compiles waits
+   * for the compile: the pool compiles on workers without live matchers where it can.
+   */
+  compileTimeoutMs?: number;
+  /** Tests only: a fault the workers inject (default: AWQ_TEST_GRAMMAR_FAULT=kind:marker, else none). */
+  testFault?: WorkerFault;
+}
+
+/** A limit from the options, else the environment, else the default; a bad value is refused by name. */
+function limitFrom(option: number | undefined, env: string, fallback: number): number {
+  const raw = option ?? (process.env[env] !== undefined ? Number(process.env[env]) : fallback);
+  if (!Number.isFinite(raw) || raw <= 0) {
+    throw new Error(
+      `${option !== undefined ? "the grammar pool's timeout" : env} must be a positive number of ms, got ${option ?? process.env[env]}`,
+    );
+  }
+  return raw;
+}
+
+function faultFromEnv(): WorkerFault | undefined {
+  const raw = process.env.AWQ_TEST_GRAMMAR_FAULT;
+  if (raw === undefined || raw === "") return undefined;
+  const [kind, ...rest] = raw.split(":");
+  if (!["hang", "spin", "exit", "crash"].includes(kind!) || rest.length === 0) {
+    throw new Error(`AWQ_TEST_GRAMMAR_FAULT must be hang|spin|exit|crash:marker, got ${raw}`);
+  }
+  return { kind: kind as WorkerFault["kind"], marker: rest.join(":") };
 }
 
 export class GrammarPool {
@@ -150,12 +319,26 @@ export class GrammarPool {
   private readonly cache: PromiseLru<RemoteGrammar>;
   private nextMatcher = 0;
   private readonly maxWorkers: number;
+  private readonly limits: WorkerLimits;
+  private readonly fault: WorkerFault | undefined;
+  /** Workers started so far, dead ones included (names them in errors). */
+  private started = 0;
+  private closed = false;
 
   constructor(
     private readonly vocab: VocabInfo,
     opts: GrammarPoolOptions = {},
   ) {
     this.maxWorkers = opts.maxWorkers ?? Math.min(4, Math.max(2, availableParallelism() - 1));
+    this.limits = {
+      fillTimeoutMs: limitFrom(opts.fillTimeoutMs, "AWQ_GRAMMAR_FILL_TIMEOUT_MS", DEFAULT_FILL_TIMEOUT_MS),
+      compileTimeoutMs: limitFrom(
+        opts.compileTimeoutMs,
+        "AWQ_GRAMMAR_COMPILE_TIMEOUT_MS",
+        DEFAULT_COMPILE_TIMEOUT_MS,
+      ),
+    };
+    this.fault = opts.testFault ?? faultFromEnv();
     this.cache = new PromiseLru<RemoteGrammar>(opts.cacheSize ?? 64, (g) => {
       g.evicted = true;
       for (const w of g.replicas) w.send({ op: "dropGrammar", key: g.key });
@@ -174,7 +357,7 @@ export class GrammarPool {
     return this.vocab.stopTokenIds;
   }
 
-  /** Workers started so far (for tests). */
+  /** Workers started or starting, the dead ones forgotten (for tests). */
   get workerCount(): number {
     return this.workers.length;
   }
@@ -196,14 +379,22 @@ export class GrammarPool {
     if (key.length > MAX_SPEC_CHARS) {
       throw new GrammarError(`is ${key.length} characters; at most ${MAX_SPEC_CHARS} are accepted`);
     }
-    const worker = await this.pickWorker();
-    worker.compiling += 1;
-    try {
-      await worker.request({ op: "compile", id: worker.newId(), key, spec });
-    } finally {
-      worker.compiling -= 1;
+    for (let attempt = 0; ; attempt++) {
+      const worker = await this.pickWorker();
+      const id = worker.newId();
+      worker.compiling += 1;
+      try {
+        await worker.request({ op: "compile", id, key, spec });
+      } catch (err) {
+        // The worker died under a request queued before this compile (it hung on another sequence's masks, or
+        // exited): the grammar is not at fault, so it is compiled once more on a live worker.
+        if (attempt === 0 && worker.dead === err && !worker.diedOn(id)) continue;
+        throw err;
+      } finally {
+        worker.compiling -= 1;
+      }
+      return { key, spec, worker, replicas: [worker], replicating: 0, matchers: 0, evicted: false };
     }
-    return { key, spec, worker, replicas: [worker], replicating: 0, matchers: 0, evicted: false };
   }
 
   /** A worker for a new compile: idle if one is, else a new one (up to maxWorkers), else the least busy. */
@@ -233,13 +424,40 @@ export class GrammarPool {
   }
 
   private startWorker(): Promise<GrammarWorker> {
-    const started = GrammarWorker.start(this.vocab);
+    this.started += 1;
+    const started = GrammarWorker.start(
+      this.vocab,
+      this.started,
+      this.limits,
+      (w) => this.workerDied(w, started),
+      this.fault,
+    );
     this.workers.push(started);
     started.catch(() => {
       const i = this.workers.indexOf(started);
       if (i >= 0) this.workers.splice(i, 1);
     });
     return started;
+  }
+
+  /**
+   * A worker hung, exited or failed (its own watchdog or events saw it; what was awaited from it is rejected):
+   * it is forgotten, with the grammars held nowhere else, and a fresh worker takes its place. The matchers that
+   * lived on it are not made again elsewhere: their fills fail with its error (the hang may be their grammar's
+   * doing, and a copy would hang the next worker too), so their requests end with that error.
+   */
+  private workerDied(worker: GrammarWorker, started: Promise<GrammarWorker>): void {
+    const i = this.workers.indexOf(started);
+    if (i >= 0) this.workers.splice(i, 1);
+    for (const [key, g] of this.cache.entries()) {
+      g.then(
+        (r) => {
+          if (r.replicas.every((w) => w.dead !== null) && this.cache.get(key) === g) this.cache.delete(key);
+        },
+        () => undefined,
+      );
+    }
+    if (!this.closed && worker.dead !== null) this.startWorker().catch(() => undefined);
   }
 
   /**
@@ -394,7 +612,7 @@ export class GrammarPool {
       if (list === undefined) byWorker.set(job.matcher.worker, [job]);
       else list.push(job);
     }
-    const result: FillResult = { rejected: new Set(), fillMs: [] };
+    const result: FillResult = { rejected: new Set(), fillMs: [], workerLost: false };
     await Promise.all(
       [...byWorker].map(async ([worker, list]) => {
         const numAccepts = list.reduce((n, j) => n + j.accepts.length, 0);
@@ -410,25 +628,22 @@ export class GrammarPool {
           rows[2 * i + 1] = j.row;
         });
         try {
-          const reply = await worker.request({
-            op: "fill",
-            id: worker.newId(),
-            mask,
-            maskWords: this.maskWords,
-            accepts,
-            rows,
-          });
+          const reply = await worker.request(
+            { op: "fill", id: worker.newId(), mask, maskWords: this.maskWords, accepts, rows },
+            list.length,
+          );
           for (const id of reply.rejected ?? []) result.rejected.add(id);
           // A matcher that threw ends its own sequence only, with the worker's reason.
           for (const f of reply.failed ?? []) {
             const job = list.find((j) => j.matcher.id === f.matcher);
-            if (job !== undefined)
-              job.matcher.error ??= new Error(`the grammar engine failed on this sequence: ${f.error}`);
+            if (job !== undefined) job.matcher.error ??= new Error(f.error);
           }
           if (reply.fillMs !== undefined) result.fillMs.push(...reply.fillMs);
         } catch (err) {
-          // The worker died (or could not read the request): its sequences end with an error; their rows
-          // allow every token meanwhile.
+          // The worker hung, died (or could not read the request): its sequences end with its error; their rows
+          // allow every token meanwhile. A hung thread may still write its rows until it is stopped: the caller
+          // should give the next steps other memory (workerLost).
+          result.workerLost = true;
           const words = new Int32Array(mask);
           for (const j of list) {
             words.fill(-1, j.row * this.maskWords, (j.row + 1) * this.maskWords);
@@ -443,6 +658,7 @@ export class GrammarPool {
 
   /** Stops every worker (their grammars and matchers go with them). */
   async close(): Promise<void> {
+    this.closed = true;
     const workers = await Promise.all(this.workers.map((w) => w.catch(() => null)));
     this.workers.length = 0;
     this.cache.clear();

@@ -2,12 +2,34 @@
  * Messages between the main thread (grammar-pool.ts) and a grammar worker (grammar-worker.ts). A worker owns
  * one XGrammar engine: the compiled grammars and the matchers made from them live there, named by ids the main
  * thread picks. Bitmask rows are written by the worker straight into a SharedArrayBuffer the main thread owns.
+ * The worker bumps a shared heartbeat counter as it goes, which the main thread's watchdog reads (a worker that
+ * stops making progress is terminated and replaced: see GrammarWorker in grammar-pool.ts).
  */
 import type { ConstraintSpec } from "./constraint-spec.js";
 import type { VocabInfo } from "./grammar-engine.js";
 
 export interface WorkerInit {
   vocab: VocabInfo;
+  /**
+   * (1) Int32: bumped (Atomics.add) after each request handled, each token accepted in a fill and each row
+   * filled. The main thread reads it to tell a slow worker (still counting) from a hung one.
+   */
+  heartbeat: SharedArrayBuffer;
+  /** Tests only: a fault the worker injects (see WorkerFault); never set in production. */
+  fault?: WorkerFault;
+}
+
+/**
+ * A fault injected for tests (GrammarPoolOptions.testFault, or AWQ_TEST_GRAMMAR_FAULT=kind:marker): when a fill
+ * reaches the row of a matcher whose grammar's cache key contains `marker`, the worker
+ * - "hang": never answers that fill (it waits forever; later messages queue behind it),
+ * - "spin": loops forever on its thread (as a matcher stuck in WebAssembly would),
+ * - "exit": exits its thread (code 7),
+ * - "crash": throws outside any handler (the thread dies with an 'error' event).
+ */
+export interface WorkerFault {
+  kind: "hang" | "spin" | "exit" | "crash";
+  marker: string;
 }
 
 export type WorkerRequest =
