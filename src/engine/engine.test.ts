@@ -2,11 +2,16 @@
 import assert from "node:assert/strict";
 import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { SamplingArraysPacker, type SequenceSampling } from "../backend/sampler-arrays.js";
+import { GenerationJob } from "../server/generation.js";
+import { ServerMetrics } from "../server/metrics.js";
+import { SequenceConstraint } from "../structured/sequence-constraint.js";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
+import { BlockManager, type BlockOwner } from "./block-manager.js";
 import { Engine, type EngineOptions } from "./engine.js";
 import { FakeBackend, fakeModel } from "./fake-backend.test-helper.js";
 import { Sequence } from "./sequence.js";
-import type { RequestOutput, SamplingParams } from "./types.js";
+import type { RequestOutput, SamplingParams, TokenLogprob } from "./types.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
 let tokenizer: Tokenizer;
@@ -545,5 +550,277 @@ test("an exception while handling one request's outputs ends only that request; 
         Sequence.prototype.appendToken = appendToken;
       }
     }
+  }
+});
+
+test("prefix caching: a request arriving while a shared prefix is mid chunked-prefill reuses every block the last step filled, never one still in flight", async () => {
+  // Prefill of `first` (100 tokens) under a 64-token budget: step 1 computes 0..63 (4 full blocks), step 2
+  // 64..99 beside the second request, which arrives during step 1 and shares the first 96 tokens.
+  class HookedBackend extends FakeBackend {
+    onStep: (() => void) | null = null;
+    override async step(batch: Parameters<FakeBackend["step"]>[0]) {
+      const hook = this.onStep;
+      this.onStep = null;
+      hook?.();
+      return super.step(batch);
+    }
+  }
+  const first = range(100, 900);
+  const second = [...first.slice(0, 96), ...range(30, 1100)];
+  const params = { maxTokens: 6, temperature: 0, ignoreEos: true };
+  const alone = async (p: number[]) =>
+    (await collect((await engine()).generate({ promptTokenIds: p, params }))).tokens;
+  const [firstAlone, secondAlone] = [await alone(first), await alone(second)];
+  for (const overlapOutputs of [true, false]) {
+    const label = `overlap ${overlapOutputs}`;
+    const backend = new HookedBackend();
+    const e = await engine({ maxNumBatchedTokens: 64, overlapOutputs }, backend);
+    let late: Promise<Awaited<ReturnType<typeof collect>>> | null = null;
+    backend.onStep = () => {
+      late = collect(e.generate({ promptTokenIds: second, params }));
+    };
+    const early = await collect(e.generate({ promptTokenIds: first, params }));
+    const got = await late!;
+    // The 4 blocks step 1 filled are the whole cached prefix it could get: blocks 4 and 5 (64..95) are being
+    // written by step 2, the step it is scheduled in (the backend throws on such a read).
+    assert.equal(got.last.cachedTokens, 64, label);
+    assert.equal(backend.batches[1]!.numSeqs, 2, `${label}: admitted in step 2`);
+    assert.deepEqual(got.tokens, secondAlone, label);
+    assert.deepEqual(early.tokens, firstAlone, label);
+    assert.equal(e.stats().prefixCacheHits, 64, label);
+    await e.idle();
+    assert.equal(e.stats().freeBlocks, e.stats().numBlocks, label);
+  }
+});
+
+test("a throw from one request's constraint dispose(), prefix-cache hashing, prompt-logprob entry or step view ends only that request", async () => {
+  const base = { maxTokens: 12, temperature: 0, ignoreEos: true, logprobs: 1 };
+  const prompts = { a: range(6, 800), bad: range(9, 820), c: range(20, 840) };
+  // bad's text without a stop string, for the stop-string case (a stop string completed by its 5th token).
+  const badText = await gather(
+    (await engine()).generate({ promptTokenIds: prompts.bad, params: { ...base, maxTokens: 6 } }),
+  );
+  const texts = badText.all.map((_, i) =>
+    badText.all
+      .slice(0, i + 1)
+      .map((o) => o.textDelta)
+      .join(""),
+  );
+  const k = texts.findIndex((t, i) => i >= 3 && t.length > texts[i - 1]!.length);
+  const stop = texts[k]!.slice(texts[k - 1]!.length);
+  assert.ok(k > 0 && !texts[k - 1]!.includes(stop));
+  const badWords = ["zebrafishqq"]; // never produced: only there to give bad a constraint
+  type Failure =
+    | "dispose at max_tokens"
+    | "dispose at a stop string"
+    | "dispose at abort"
+    | "hashing its blocks"
+    | "hashing its blocks as it finishes"
+    | "prefix lookup"
+    | "prompt logprob entry"
+    | "step view"
+    | "packing its step arrays";
+  const failures: Record<Failure, SamplingParams> = {
+    "dispose at max_tokens": { ...base, maxTokens: 6, badWords },
+    "dispose at a stop string": { ...base, stop: [stop], badWords },
+    "dispose at abort": { ...base, badWords },
+    "hashing its blocks": base, // its first full block (16 tokens) comes with its 8th token
+    "hashing its blocks as it finishes": { ...base, maxTokens: 6 },
+    "prefix lookup": base,
+    "prompt logprob entry": { ...base, promptLogprobs: 0 },
+    "step view": { ...base, badWords },
+    "packing its step arrays": { ...base, seed: 4242 }, // the seed tells its sampling settings apart
+  };
+  const isBad = (owner: unknown) => (owner as Sequence).requestId === "bad";
+  for (const [failure, badParams] of Object.entries(failures) as [Failure, SamplingParams][]) {
+    let armed = false;
+    const disposeCalls = new Map<object, number>();
+    const restore: (() => void)[] = [];
+    const patch = <T extends object, K extends keyof T>(proto: T, key: K, wrap: (orig: T[K]) => T[K]) => {
+      const orig = proto[key];
+      proto[key] = wrap(orig);
+      restore.push(() => {
+        proto[key] = orig;
+      });
+    };
+    const fail = (what: string) => {
+      throw new Error(`injected ${what} failure`);
+    };
+    patch(
+      SequenceConstraint.prototype,
+      "dispose",
+      (orig) =>
+        function (this: SequenceConstraint) {
+          disposeCalls.set(this, (disposeCalls.get(this) ?? 0) + 1);
+          orig.call(this);
+          if (armed && failure.startsWith("dispose")) fail("dispose");
+        },
+    );
+    patch(
+      SequenceConstraint.prototype,
+      "bannedTokenIds",
+      (orig) =>
+        function (this: SequenceConstraint, output: readonly number[]) {
+          if (armed && failure === "step view" && output.length === 3) fail("step view");
+          return orig.call(this, output);
+        },
+    );
+    patch(
+      SamplingArraysPacker.prototype,
+      "pack",
+      (orig) =>
+        function <T>(this: SamplingArraysPacker, items: readonly T[], pick: (item: T) => SequenceSampling) {
+          const own = (item: T) => pick(item).seed === 4242 && pick(item).outputIndex === 3;
+          if (armed && failure === "packing its step arrays" && items.some(own)) fail("packing");
+          return orig.call(this, items, pick as (item: unknown) => SequenceSampling);
+        } as SamplingArraysPacker["pack"],
+    );
+    patch(
+      BlockManager.prototype,
+      "cacheFullBlocks",
+      (orig) =>
+        function (this: BlockManager, owner: BlockOwner) {
+          const seq = owner as Sequence;
+          if (armed && isBad(seq)) {
+            if (failure === "hashing its blocks" && seq.numComputedTokens >= 16) fail("hashing");
+            if (failure === "hashing its blocks as it finishes" && seq.isFinished) fail("hashing");
+          }
+          orig.call(this, owner);
+        },
+    );
+    patch(
+      BlockManager.prototype,
+      "findCachedPrefix",
+      (orig) =>
+        function (this: BlockManager, owner: BlockOwner) {
+          if (armed && failure === "prefix lookup" && isBad(owner)) fail("prefix lookup");
+          return orig.call(this, owner);
+        },
+    );
+    patch(
+      Sequence.prototype,
+      "setPromptLogprob",
+      (orig) =>
+        function (this: Sequence, index: number, entry: TokenLogprob) {
+          if (armed && failure === "prompt logprob entry" && isBad(this) && index > 3) fail("prompt logprob");
+          orig.call(this, index, entry);
+        },
+    );
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const run = async (overlapOutputs: boolean) => {
+        const e = await engine({ overlapOutputs, maxNumBatchedTokens: 12 });
+        const streams = Object.entries(prompts).map(([id, p]) =>
+          e.generate({ requestId: id, promptTokenIds: p, params: id === "bad" ? badParams : base }),
+        );
+        const results = await Promise.all(
+          streams.map(async (stream, i) => {
+            const all: RequestOutput[] = [];
+            let tokens = 0;
+            for await (const out of stream) {
+              all.push(out);
+              tokens += out.tokenIdsDelta.length;
+              if (i === 1 && failure === "dispose at abort" && tokens >= 3 && !out.finished) e.abort("bad");
+            }
+            return {
+              all,
+              last: all.at(-1)!,
+              tokens: all.flatMap((o) => o.tokenIdsDelta),
+              text: all.map((o) => o.textDelta).join(""),
+              logprobs: all.reduce((n, o) => n + o.logprobsDelta.length, 0),
+            };
+          }),
+        );
+        await e.idle();
+        return { e, results };
+      };
+      for (const overlapOutputs of [true, false]) {
+        const label = `${failure}, overlap ${overlapOutputs}`;
+        armed = false;
+        const { results: baseline } = await run(overlapOutputs);
+        armed = true;
+        disposeCalls.clear();
+        const { e, results } = await run(overlapOutputs);
+        const [a, bad, c] = results;
+        // A stop string seen while its step runs ends bad ("stop" is out) before its constraint is disposed.
+        const reasons =
+          failure === "dispose at a stop string" && overlapOutputs ? ["stop", "error"] : ["error"];
+        assert.ok(reasons.includes(bad!.last.finishReason!), `${label}: ${bad!.last.finishReason}`);
+        if (bad!.last.finishReason === "error")
+          assert.match(bad!.last.error ?? "", /injected .* failure/, label);
+        assert.equal(bad!.all.filter((o) => o.finished).length, 1, `${label}: one final output`);
+        assert.equal(bad!.last.finished, true, label);
+        assert.equal(bad!.last.completionTokens, bad!.tokens.length, `${label}: usage counts tokens sent`);
+        assert.equal(bad!.logprobs, bad!.tokens.length, label);
+        for (const [i, r] of [a!, c!].entries()) {
+          const ref = baseline[i * 2]!;
+          assert.deepEqual(r.tokens, ref.tokens, label);
+          assert.equal(r.text, ref.text, label);
+          assert.equal(r.logprobs, base.maxTokens, label);
+          assert.equal(r.last.finishReason, "length", label);
+          assert.equal(r.all.filter((o) => o.finished).length, 1, label);
+        }
+        if (badParams.badWords) {
+          assert.deepEqual([...disposeCalls.values()], [1], `${label}: its constraint disposed once`);
+        }
+        const stats = e.stats();
+        assert.equal(stats.freeBlocks, stats.numBlocks, `${label}: every block is back in the pool`);
+        assert.equal(stats.running + stats.waiting, 0, label);
+        armed = false;
+        const after = await collect(e.generate({ promptTokenIds: prompts.a, params: base }));
+        assert.deepEqual(after.tokens, baseline[0]!.tokens, `${label}: the engine keeps serving`);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(unhandled, [], `${failure}: no unhandled rejection`);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      for (const undo of restore) undo();
+    }
+  }
+});
+
+test("a request ended by its own error counts only the tokens it sent: usage and vllm:generation_tokens_total", async () => {
+  const params = { maxTokens: 10, temperature: 0, ignoreEos: true };
+  const settleText = Sequence.prototype.settleText;
+  // Choice 1's text side throws once it has 4 tokens: 3 were sent, the 4th (and, with outputs overlapping the
+  // next step, a 5th) never are.
+  Sequence.prototype.settleText = function (this: Sequence) {
+    if (this.requestId === "job-1" && this.numOutputTokens >= 4) throw new Error("injected text failure");
+    settleText.call(this);
+  };
+  try {
+    for (const overlapOutputs of [true, false]) {
+      const label = `overlap ${overlapOutputs}`;
+      const e = await engine({ overlapOutputs });
+      const metrics = new ServerMetrics(e, "m");
+      const job = new GenerationJob(
+        e,
+        "job",
+        [0, 1].map(() => ({ promptTokenIds: range(7, 60), params, promptIndex: 0 })),
+        metrics,
+      );
+      const sent = [0, 0];
+      const last: (RequestOutput | undefined)[] = [];
+      for await (const { index, output } of job.events()) {
+        sent[index] += output.tokenIdsDelta.length;
+        last[index] = output;
+      }
+      assert.deepEqual(
+        last.map((o) => o!.finishReason),
+        ["length", "error"],
+        label,
+      );
+      assert.deepEqual(sent, [10, 3], label);
+      assert.equal(last[1]!.completionTokens, 3, `${label}: the failed choice's usage`);
+      assert.equal(job.usage().completion_tokens, 13, label);
+      const body = (await metrics.render()).body;
+      assert.match(body, /^vllm:generation_tokens_total\{model_name="m",engine="0"\} 13$/m, label);
+      assert.match(body, /^vllm:request_success_total\{[^}]*finished_reason="error"[^}]*\} 1$/m, label);
+      metrics.close();
+    }
+  } finally {
+    Sequence.prototype.settleText = settleText;
   }
 });

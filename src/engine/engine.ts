@@ -96,6 +96,8 @@ export class Engine implements EngineClient {
    */
   readonly eosTokenIds: readonly number[];
   private loop: Promise<void> | null = null;
+  /** Whether the step loop runs (set before `loop` is: see ensureLoop). */
+  private loopActive = false;
   private closed = false;
   /**
    * Id of the step the backend is running now (0: none); its sequences have lastStepId = this (an abort waits
@@ -106,16 +108,20 @@ export class Engine implements EngineClient {
   /** Finished by a stop string while their step ran: their constraints are disposed when it returns. */
   private readonly retiring: Sequence[] = [];
   /**
-   * The last step's work left for after the next launch: sequences whose full blocks are to be hashed, and
-   * requests that got a token (with its row) whose text and outputs are not out yet. Reused arrays, with counts.
+   * The last step's work left for after the next launch (besides the block hashing the scheduler defers):
+   * requests that got a token (with its row) whose text and outputs are not out yet. A reused array, with a count.
    */
-  private readonly toHash: (Sequence | undefined)[] = [];
-  private numToHash = 0;
   private readonly deliveries: (ActiveRequest | undefined)[] = [];
   private numDeliveries = 0;
   private deliveryResult: StepResult | null = null;
   private readonly visitUpdate = (seq: Sequence, index: number, tokenId: number | null) =>
     this.applyToken(seq, index, tokenId);
+  /** A throw while handling one sequence of a step (its hashing, prompt logprobs, token): it alone fails. */
+  private readonly failSeq = (seq: Sequence, err: unknown) => {
+    const active = this.requests.get(seq.requestId);
+    if (active !== undefined) this.failRequest(active, err);
+    else this.releaseQuietly(seq);
+  };
   /** Two packers in turn: the batch being written is never the one the backend may still hold. */
   private readonly packers = [new StepPacker(), new StepPacker()];
   private packerTurn = 0;
@@ -281,7 +287,7 @@ export class Engine implements EngineClient {
     this.constraints.create(seq.params).then(
       (constraint) => {
         if (this.requests.get(seq.requestId) !== active || seq.isFinished) {
-          constraint.dispose();
+          disposeQuietly(constraint); // ended meanwhile: nobody is left to tell if this throws
           return;
         }
         seq.constraint = constraint;
@@ -363,8 +369,12 @@ export class Engine implements EngineClient {
   }
 
   private ensureLoop(): void {
-    if (this.loop !== null) return;
+    // Set before runLoop starts: its first step runs synchronously in here, and a generate() from inside it (a
+    // backend's step() or an iteration listener calling back) must not start a second loop beside it.
+    if (this.loopActive) return;
+    this.loopActive = true;
     this.loop = this.runLoop().finally(() => {
+      this.loopActive = false;
       this.loop = null;
       // Work added in the last moment of the loop (after its final check) starts a new one.
       if (this.scheduler.hasWork()) this.ensureLoop();
@@ -380,7 +390,7 @@ export class Engine implements EngineClient {
    * seen one step late: the sequence already sits in the step just launched, whose token for it is dropped.
    */
   private async runLoop(): Promise<void> {
-    while (this.scheduler.hasWork() || this.numDeliveries > 0 || this.numToHash > 0) {
+    while (this.scheduler.hasWork() || this.numDeliveries > 0 || this.scheduler.hasDeferredHashing) {
       let step: LaunchedStep | null = null;
       try {
         step = this.launchStep();
@@ -400,19 +410,18 @@ export class Engine implements EngineClient {
           await nextMacrotask();
         }
       } catch (err) {
-        // A bug of ours, not of one request: end every request with the error rather than hang them.
+        // A bug of ours, not of one request (per-request failures end that request where they happen): end
+        // every request with the error rather than hang them.
         if (step !== null) await step.result;
         const message = `engine error: ${err instanceof Error ? err.message : String(err)}`;
         this.runningStepId = 0;
         this.deliveries.fill(undefined, 0, this.numDeliveries);
         this.numDeliveries = 0;
-        this.toHash.fill(undefined, 0, this.numToHash);
-        this.numToHash = 0;
-        for (const seq of this.retiring) this.releaseSeq(seq);
-        this.retiring.length = 0;
+        this.scheduler.dropDeferredHashing();
+        this.retireFinished();
         for (const active of [...this.requests.values()]) this.finishRequest(active, "error", message);
         this.deliveryResult = null;
-        for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) this.scheduler.remove(seq);
+        for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) this.releaseQuietly(seq);
       }
     }
   }
@@ -421,12 +430,41 @@ export class Engine implements EngineClient {
   private launchStep(): LaunchedStep | null {
     const { scheduled, unfittable } = this.scheduler.schedule();
     for (const { seq, reason } of unfittable) this.finishSeq(seq, "error", reason);
-    if (scheduled.length === 0) return null;
     const stepSeqs = this.stepSeqs;
     stepSeqs.length = 0;
-    for (const s of scheduled) stepSeqs.push(scheduledStepSequence(s));
+    for (let i = 0; i < scheduled.length; i++) {
+      try {
+        stepSeqs.push(scheduledStepSequence(scheduled[i]!));
+      } catch (err) {
+        this.failSeq(scheduled[i]!.seq, err); // its sampling view (bans, bias) threw: it alone leaves the step
+        scheduled.splice(i--, 1);
+      }
+    }
+    if (scheduled.length === 0) return null;
     this.packerTurn ^= 1;
-    const batch = this.packers[this.packerTurn]!.pack(stepSeqs, this.blockSize);
+    const packer = this.packers[this.packerTurn]!;
+    let batch: StepBatch;
+    try {
+      batch = packer.pack(stepSeqs, this.blockSize);
+    } catch (err) {
+      // Off the normal path: each sequence packed alone tells whose part of the step throws (its tokens, block
+      // table, sampling settings); those leave the step with the error. A failure none explains is the engine's.
+      const probe = new StepPacker();
+      let removed = 0;
+      for (let i = 0; i < scheduled.length; i++) {
+        try {
+          probe.pack([stepSeqs[i]!], this.blockSize);
+        } catch (own) {
+          this.failSeq(scheduled[i]!.seq, own);
+          scheduled.splice(i, 1);
+          stepSeqs.splice(i--, 1);
+          removed++;
+        }
+      }
+      if (removed === 0) throw err;
+      if (scheduled.length === 0) return null;
+      batch = packer.pack(stepSeqs, this.blockSize);
+    }
     return { scheduled, batch, result: this.runBackend(scheduled, batch) };
   }
 
@@ -483,9 +521,13 @@ export class Engine implements EngineClient {
     this.retireFinished();
     if (result === null) return;
     this.deliveryResult = result;
-    this.scheduler.applyOutput(step.scheduled, step.batch, result, this.visitUpdate, false);
+    this.scheduler.applyOutput(step.scheduled, step.batch, result, this.visitUpdate, false, this.failSeq);
   }
 
+  /**
+   * One sequence's part of applyStep. A throw here (its constraint, stop checks, hashing, constraint dispose)
+   * reaches failSeq through the scheduler's applyOutput: that request alone fails.
+   */
   private applyToken(seq: Sequence, index: number, tokenId: number | null): void {
     const active = this.requests.get(seq.requestId);
     if (active === undefined) return;
@@ -498,20 +540,15 @@ export class Engine implements EngineClient {
         this.finishSeq(seq, "error", `backend error: sampled token id ${tokenId} is outside the vocabulary`);
         return;
       }
-      try {
-        if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
-          const message =
-            seq.constraint.failure ??
-            `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
-          this.finishSeq(seq, "error", message);
-          return;
-        }
-        seq.appendToken(tokenId, null);
-        if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
-      } catch (err) {
-        this.failRequest(active, err); // its constraint or stop checks threw: it alone fails
+      if (seq.constraint !== null && !seq.constraint.accept(tokenId)) {
+        const message =
+          seq.constraint.failure ??
+          `backend error: sampled token ${tokenId} is outside the output constraint's mask`;
+        this.finishSeq(seq, "error", message);
         return;
       }
+      seq.appendToken(tokenId, null);
+      if (!seq.isFinished && seq.constraint?.terminated) seq.finishByGrammar();
       this.deliveries[this.numDeliveries++] = active;
       active.pendingRow = index;
     }
@@ -519,7 +556,7 @@ export class Engine implements EngineClient {
       this.scheduler.cacheFullBlocks(seq);
       this.releaseSeq(seq);
     } else {
-      this.toHash[this.numToHash++] = seq;
+      this.scheduler.deferHashing(seq);
     }
   }
 
@@ -530,9 +567,7 @@ export class Engine implements EngineClient {
    * computes for it is dropped.
    */
   private deliverPending(): void {
-    for (let i = 0; i < this.numToHash; i++) this.scheduler.cacheFullBlocks(this.toHash[i]!);
-    this.toHash.fill(undefined, 0, this.numToHash);
-    this.numToHash = 0;
+    this.scheduler.hashDeferred(this.failSeq);
     for (let i = 0; i < this.numDeliveries; i++) {
       const active = this.deliveries[i]!;
       if (this.requests.get(active.seq.requestId) !== active) continue; // ended meanwhile (abort, error)
@@ -547,18 +582,21 @@ export class Engine implements EngineClient {
     this.deliveryResult = null;
   }
 
-  /** One request's part of deliverPending: its logprob entry, text and stop strings, and its output. */
+  /**
+   * One request's part of deliverPending: its logprob entry, text and stop strings, and its output. A throw
+   * (its text side, its constraint's dispose) leaves the output untaken: failRequest ends it.
+   */
   private deliver(active: ActiveRequest): void {
     const { seq } = active;
     this.pushPendingLogprob(active);
     const wasFinished = seq.isFinished;
     seq.settleText();
-    const output = seq.takeOutput();
     if (!seq.isFinished) {
-      active.stream.push(output);
+      active.stream.push(seq.takeOutput());
       return;
     }
     if (!wasFinished) this.retire(seq);
+    const output = seq.takeOutput();
     this.requests.delete(seq.requestId);
     active.detachSignal();
     active.stream.push(output);
@@ -576,9 +614,10 @@ export class Engine implements EngineClient {
   }
 
   /**
-   * Ends a request whose own output handling threw (its detokenizer, constraint, stop checks, logprob entry):
-   * it alone ends, with the error, its blocks and constraint given back. Its text side is not trusted again:
-   * the final output carries no new text or tokens.
+   * Ends a request whose own handling threw (its detokenizer, constraint or its dispose, stop checks, logprob
+   * entries, block hashing, step view): it alone ends, with the error, its blocks and constraint given back.
+   * Its text side is not trusted again: the final output carries no new text or tokens, and its usage counts
+   * the tokens sent before.
    */
   private failRequest(active: ActiveRequest, err: unknown): void {
     const { seq } = active;
@@ -586,12 +625,17 @@ export class Engine implements EngineClient {
     this.requests.delete(seq.requestId);
     active.detachSignal();
     active.pendingRow = -1;
-    const error = `engine error: ${err instanceof Error ? err.message : String(err)}`;
+    const message = err instanceof Error ? err.message : String(err);
+    const error = message.startsWith("engine error: ") ? message : `engine error: ${message}`;
     seq.status = "finished";
     seq.finishReason = "error";
     seq.stopReason = null;
     seq.error = error;
-    this.retire(seq);
+    try {
+      this.retire(seq);
+    } catch {
+      // Its constraint's dispose threw (again, or first here): released all the same, the error is out below.
+    }
     const output: RequestOutput = {
       requestId: seq.requestId,
       textDelta: "",
@@ -602,7 +646,7 @@ export class Engine implements EngineClient {
       stopReason: null,
       promptTokens: seq.numPromptTokens,
       cachedTokens: seq.numCachedTokens,
-      completionTokens: seq.numOutputTokens,
+      completionTokens: seq.numOutputTokensSent,
       error,
     };
     if (seq.scheduledAt !== null) output.scheduledAt = seq.scheduledAt;
@@ -626,17 +670,31 @@ export class Engine implements EngineClient {
     return this.runningStepId !== 0 && seq.lastStepId === this.runningStepId;
   }
 
-  /** Disposes the constraints of sequences a stop string ended while their step ran. */
+  /** Disposes the constraints of sequences a stop string ended while their step ran (their output is out). */
   private retireFinished(): void {
-    for (const seq of this.retiring) this.releaseSeq(seq);
+    for (const seq of this.retiring) this.releaseQuietly(seq);
     this.retiring.length = 0;
   }
 
-  /** Takes a finished sequence out of the scheduler: its blocks back to the pool, its constraint disposed. */
+  /**
+   * Takes a finished sequence out of the scheduler: its blocks back to the pool, its constraint disposed, each
+   * once: the constraint is let go before its dispose() runs, so a dispose that throws (the throw goes on to the
+   * caller, to end the request with it) is never run again.
+   */
   private releaseSeq(seq: Sequence): void {
     this.scheduler.remove(seq);
-    seq.constraint?.dispose();
+    const constraint = seq.constraint;
     seq.constraint = null;
+    constraint?.dispose();
+  }
+
+  /** releaseSeq for a sequence whose request has ended (its final output is out, or it has none to send). */
+  private releaseQuietly(seq: Sequence): void {
+    try {
+      this.releaseSeq(seq);
+    } catch (err) {
+      releaseWarning(seq, err);
+    }
   }
 
   private finishSeq(seq: Sequence, reason: "abort" | "error", error?: string): void {
@@ -645,29 +703,55 @@ export class Engine implements EngineClient {
     else this.scheduler.remove(seq);
   }
 
-  /** Ends a request (or delivers the end it reached by itself: reason null): blocks back, last output out. */
-  private finishRequest(active: ActiveRequest, reason: "abort" | "error" | null, error?: string): void {
+  /**
+   * Ends a request (abort, error): blocks back, last output out. Never throws: a throw of its own (its
+   * constraint's dispose, its text side) ends it with that error instead (failRequest).
+   */
+  private finishRequest(active: ActiveRequest, reason: "abort" | "error", error?: string): void {
     const { seq } = active;
     let output: RequestOutput;
     try {
+      this.releaseSeq(seq);
       // Ended before deliverPending reached it (an abort or error while the next step runs): its last token's
       // logprob entry goes out with it.
       this.pushPendingLogprob(active);
       // A stop string its last token reached (not seen yet: outputs overlap the next step) ended it first, as
       // it would have with AWQ_ENGINE_OVERLAP=0: the abort or the next step's error then changes nothing.
       seq.settleText();
-      if (reason !== null) seq.finish(reason, error);
-      seq.status = "finished";
+      seq.finish(reason, error);
       output = seq.takeOutput();
     } catch (err) {
       this.failRequest(active, err);
       return;
     }
-    this.releaseSeq(seq);
     this.requests.delete(seq.requestId);
     active.detachSignal();
     active.stream.push(output);
   }
+}
+
+/** Disposes a constraint no request is left to hear about (see releaseWarning). */
+function disposeQuietly(constraint: { dispose(): void }): void {
+  try {
+    constraint.dispose();
+  } catch (err) {
+    process.emitWarning(`an output constraint's dispose() threw: ${errorText(err)}`, "AwqEngineWarning");
+  }
+}
+
+/**
+ * A release that threw after its request's final output was out (a stop string ended it while its step ran):
+ * nobody is left to tell but the process log; its blocks are back and the constraint is not disposed again.
+ */
+function releaseWarning(seq: Sequence, err: unknown): void {
+  process.emitWarning(
+    `request ${seq.requestId}: releasing it after its end threw: ${errorText(err)}`,
+    "AwqEngineWarning",
+  );
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** AWQ_ENGINE_OVERLAP: 0 (outputs before the next schedule) or 1; unset or empty: 1. Anything else is refused. */

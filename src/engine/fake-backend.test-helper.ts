@@ -2,7 +2,8 @@
  * A deterministic stand-in backend for scheduler and block-manager unit tests only (end-to-end tests use
  * the real CPU backend). Its "KV cache" stores token ids in their slots, and the next token is a hash of the
  * context read back through the block table: a wrong slot mapping, block table, prefix-cache hit or
- * recompute after preemption changes the output, or throws on an unwritten slot.
+ * recompute after preemption changes the output, or throws on an unwritten slot. A step that reads, as KV
+ * already computed, a slot that this same step writes (KV still in flight: a race on a real GPU) throws too.
  */
 import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend/backend.js";
 import type { ModelConfig, ModelSource } from "../model/types.js";
@@ -34,6 +35,7 @@ export class FakeBackend implements Backend {
       this.stepDelayMs > 0 ? setTimeout(resolve, this.stepDelayMs) : setImmediate(resolve),
     );
     if (this.failWhen?.(batch)) throw new Error("injected backend failure");
+    this.checkNoReadOfThisStepsWrites(batch);
     for (let t = 0; t < batch.tokenIds.length; t++) this.kv[batch.slotMapping[t]!] = batch.tokenIds[t]!;
     const tokenIds = new Int32Array(batch.numSeqs).fill(-1); // (numSeqs)
     for (let i = 0; i < batch.numSeqs; i++) {
@@ -61,7 +63,31 @@ export class FakeBackend implements Backend {
       }
       tokenIds[i] = token;
     }
-    return { tokenIds, logprobs: new Float32Array(batch.numSeqs).fill(Number.NaN), topLogprobs: [] };
+    const result: StepResult = {
+      tokenIds,
+      logprobs: new Float32Array(batch.numSeqs).fill(Number.NaN),
+      topLogprobs: [],
+    };
+    // Prompt logprobs: a stand-in value per token (NaN at each sequence's last, as the real backends).
+    if (batch.tokenLogprobs) {
+      result.tokenLogprobs = new Float32Array(batch.tokenIds.length).fill(-1); // (numTokens)
+      for (let i = 1; i <= batch.numSeqs; i++) result.tokenLogprobs[batch.queryStarts[i]! - 1] = Number.NaN;
+    }
+    return result;
+  }
+
+  /** Throws when a sequence's already-computed positions include a slot this step writes. */
+  private checkNoReadOfThisStepsWrites(batch: StepBatch): void {
+    const written = new Set(batch.slotMapping);
+    for (let i = 0; i < batch.numSeqs; i++) {
+      const computed = batch.contextLens[i]! - (batch.queryStarts[i + 1]! - batch.queryStarts[i]!);
+      for (let p = 0; p < computed; p++) {
+        const block = batch.blockTables[i * batch.maxBlocksPerSeq + Math.floor(p / this.blockSize)]!;
+        if (written.has(block * this.blockSize + (p % this.blockSize))) {
+          throw new Error(`sequence ${i} reads position ${p} from a slot this same step writes`);
+        }
+      }
+    }
   }
 
   async dispose(): Promise<void> {}

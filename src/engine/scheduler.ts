@@ -26,9 +26,9 @@ export interface ScheduledSequence {
 export interface SchedulerOutput {
   scheduled: ScheduledSequence[];
   /**
-   * Sequences that can never run, taken out of the queues: ones that cannot fit the KV cache, and the head of
-   * the waiting queue when nothing could be scheduled with nothing running. The engine finishes them with an
-   * error.
+   * Sequences taken out of the queues (their blocks freed) that the engine finishes with an error: ones that
+   * cannot fit the KV cache, the head of the waiting queue when nothing could be scheduled with nothing
+   * running, and ones whose own prefix-cache hashing threw (that request alone fails).
    */
   unfittable: { seq: Sequence; reason: string }[];
   /** How many sequences were preempted this step. */
@@ -54,6 +54,13 @@ export class Scheduler {
   prefixCacheHits = 0;
   /** Told the scheduled token count of every step that runs (metrics' iteration tokens). */
   readonly iterationListeners = new Set<(numTokens: number) => void>();
+  /**
+   * Sequences whose last step filled blocks not hashed into the prefix cache yet (deferHashing): the engine
+   * hashes them after its next launch (hashDeferred), or schedule() does first when a waiting sequence may look
+   * them up. A reused array, with a count.
+   */
+  private readonly unhashed: (Sequence | undefined)[] = [];
+  private numUnhashed = 0;
 
   constructor(
     private readonly blockManager: BlockManager,
@@ -75,12 +82,57 @@ export class Scheduler {
     if (seq.blockTable.length > 0) this.blockManager.free(seq);
   }
 
+  /** Whether sequences wait for deferHashing's hashing. */
+  get hasDeferredHashing(): boolean {
+    return this.numUnhashed > 0;
+  }
+
+  /** Leaves the hashing of a sequence's newly full blocks for hashDeferred (off the caller's critical path). */
+  deferHashing(seq: Sequence): void {
+    this.unhashed[this.numUnhashed++] = seq;
+  }
+
+  /**
+   * Hashes the full blocks of the sequences deferHashing left, into the prefix cache. A sequence whose hashing
+   * throws is handed to onError with an Error saying so (it alone fails; its blocks are not cached), the others
+   * are hashed. A sequence freed meanwhile has nothing left to hash.
+   */
+  hashDeferred(onError: (seq: Sequence, err: unknown) => void): void {
+    const count = this.numUnhashed;
+    this.numUnhashed = 0;
+    for (let i = 0; i < count; i++) {
+      const seq = this.unhashed[i]!;
+      this.unhashed[i] = undefined;
+      try {
+        this.cacheFullBlocks(seq);
+      } catch (err) {
+        onError(seq, err);
+      }
+    }
+  }
+
+  /** Forgets the deferred hashing (the engine failed every request). */
+  dropDeferredHashing(): void {
+    this.unhashed.fill(undefined, 0, this.numUnhashed);
+    this.numUnhashed = 0;
+  }
+
   schedule(): SchedulerOutput {
     const bm = this.blockManager;
     let budget = this.config.maxNumBatchedTokens;
     const scheduled: ScheduledSequence[] = [];
     const unfittable: SchedulerOutput["unfittable"] = [];
     let numPreempted = 0;
+
+    if (this.numUnhashed > 0 && this.waiting.length > 0 && bm.enablePrefixCaching) {
+      // A waiting sequence may share the blocks the last step filled (a prefix still being prefilled in chunks):
+      // hashed now, before it looks, so it reuses every full block. Their KV is written: that step returned;
+      // blocks of the step still to run are not full in numComputedTokens, so never cached before it returns.
+      this.hashDeferred((seq, err) => {
+        this.remove(seq);
+        unfittable.push({ seq, reason: (err as Error).message });
+      });
+    }
 
     let index = 0;
     while (index < this.running.length && budget > 0) {
@@ -102,7 +154,8 @@ export class Scheduler {
       while (!fits) {
         // Free the newest running sequence (possibly this one) and try again.
         const victim = this.running.pop()!;
-        this.preempt(victim);
+        const failure = this.preempt(victim);
+        if (failure !== null) unfittable.push({ seq: victim, reason: failure });
         numPreempted++;
         if (victim === seq) break;
         fits = bm.allocate(seq, numNewTokens);
@@ -127,7 +180,14 @@ export class Scheduler {
         continue;
       }
       // Prompt logprobs need every prompt token computed, so those requests skip the prefix cache.
-      const cached = seq.promptLogprobs === null ? bm.findCachedPrefix(seq) : [];
+      let cached: number[];
+      try {
+        cached = seq.promptLogprobs === null ? bm.findCachedPrefix(seq) : [];
+      } catch (err) {
+        this.waiting.shift(); // its own lookup (hashing its prompt) threw: it alone fails
+        unfittable.push({ seq, reason: prefixCacheFailure(err) });
+        continue;
+      }
       const computed = cached.length > 0 ? cached.length * bm.blockSize : seq.numComputedTokens;
       const numNewTokens = Math.min(seq.numTokens - computed, budget);
       if (!bm.allocate(seq, numNewTokens, cached)) break;
@@ -178,8 +238,10 @@ export class Scheduler {
 
   /**
    * updateFromOutput without the update objects: visit(seq, index, tokenId) for each live sequence, in step
-   * order. With cacheBlocks false the full blocks are not hashed here: the caller calls cacheFullBlocks(seq)
-   * later (off its critical path), and before the sequence's blocks are freed.
+   * order. With cacheBlocks false the full blocks are not hashed here: the caller calls cacheFullBlocks(seq) or
+   * deferHashing(seq) (hashed off its critical path), before the sequence's blocks are freed. With onError, a
+   * throw while handling one sequence (its prompt logprob entries, hashing, visit) goes there, for that
+   * sequence alone to fail, and the others are still visited.
    */
   applyOutput(
     scheduled: readonly ScheduledSequence[],
@@ -187,42 +249,71 @@ export class Scheduler {
     result: StepResult,
     visit: (seq: Sequence, index: number, tokenId: number | null) => void,
     cacheBlocks = true,
+    onError?: (seq: Sequence, err: unknown) => void,
   ): void {
     for (let index = 0; index < scheduled.length; index++) {
       const { seq, numNewTokens, sample } = scheduled[index]!;
       if (seq.isFinished) continue;
-      const start = seq.numComputedTokens;
-      seq.numComputedTokens += numNewTokens;
-      if (cacheBlocks) this.blockManager.cacheFullBlocks(seq);
-      if (seq.promptLogprobs !== null && result.tokenLogprobs !== undefined) {
-        // Token t's entry is the logprob of token t + 1; the last token of the step has none.
-        const firstToken = batch.queryStarts[index]!;
-        for (let k = 0; k + 1 < numNewTokens && start + k + 1 < seq.numPromptTokens; k++) {
-          const position = start + k + 1;
-          seq.setPromptLogprob(
-            position,
-            promptEntry(seq.tokenIds[position]!, result, firstToken + k, seq.params.promptLogprobs ?? 0),
-          );
+      try {
+        const start = seq.numComputedTokens;
+        seq.numComputedTokens += numNewTokens;
+        if (cacheBlocks) this.blockManager.cacheFullBlocks(seq);
+        if (seq.promptLogprobs !== null && result.tokenLogprobs !== undefined) {
+          // Token t's entry is the logprob of token t + 1; the last token of the step has none.
+          const firstToken = batch.queryStarts[index]!;
+          for (let k = 0; k + 1 < numNewTokens && start + k + 1 < seq.numPromptTokens; k++) {
+            const position = start + k + 1;
+            seq.setPromptLogprob(
+              position,
+              promptEntry(seq.tokenIds[position]!, result, firstToken + k, seq.params.promptLogprobs ?? 0),
+            );
+          }
         }
+        visit(seq, index, sample ? result.tokenIds[index]! : null);
+      } catch (err) {
+        if (onError === undefined) throw err;
+        onError(seq, err);
       }
-      visit(seq, index, sample ? result.tokenIds[index]! : null);
     }
   }
 
-  /** Hashes the sequence's blocks that are full, into the prefix cache (see applyOutput). */
+  /**
+   * Hashes the sequence's blocks that are full, into the prefix cache (see applyOutput). A throw says it is this
+   * request's prefix caching that failed.
+   */
   cacheFullBlocks(seq: Sequence): void {
-    this.blockManager.cacheFullBlocks(seq);
+    try {
+      this.blockManager.cacheFullBlocks(seq);
+    } catch (err) {
+      throw new Error(prefixCacheFailure(err));
+    }
   }
 
-  private preempt(seq: Sequence): void {
-    // Its last step's full blocks may not be hashed yet (the engine hashes after the next launch): hashed now,
-    // so its recompute (or another request) finds them in the prefix cache.
-    this.blockManager.cacheFullBlocks(seq);
+  /**
+   * Frees a running sequence's blocks and puts it back at the head of the queue; when hashing its blocks throws,
+   * it is freed but not queued again: returns why it must fail (null: preempted).
+   */
+  private preempt(seq: Sequence): string | null {
+    let failure: string | null = null;
+    try {
+      // Its last step's full blocks may not be hashed yet (the engine hashes after the next launch): hashed
+      // now, so its recompute (or another request) finds them in the prefix cache.
+      this.cacheFullBlocks(seq);
+    } catch (err) {
+      failure = (err as Error).message;
+    }
     this.blockManager.free(seq);
+    this.numPreemptions++;
+    if (failure !== null) return failure;
     seq.status = "waiting";
     this.waiting.unshift(seq);
-    this.numPreemptions++;
+    return null;
   }
+}
+
+/** The error of a request whose prefix-cache hashing threw. */
+function prefixCacheFailure(err: unknown): string {
+  return `engine error: prefix caching failed for this request: ${err instanceof Error ? err.message : String(err)}`;
 }
 
 /**

@@ -111,6 +111,11 @@ export class Sequence implements BlockOwner {
     return this.outputTokenIds.length;
   }
 
+  /** Output tokens already sent in takeOutput() deltas (what the request's usage counts once it fails). */
+  get numOutputTokensSent(): number {
+    return this.numTokensSent;
+  }
+
   get isFinished(): boolean {
     return this.status === "finished";
   }
