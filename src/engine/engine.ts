@@ -412,7 +412,7 @@ export class Engine implements EngineClient {
       } catch (err) {
         // A bug of ours, not of one request (per-request failures end that request where they happen): end
         // every request with the error rather than hang them.
-        if (step !== null) await step.result;
+        if (step !== null) await step.result.catch(() => null);
         const message = `engine error: ${err instanceof Error ? err.message : String(err)}`;
         this.runningStepId = 0;
         this.deliveries.fill(undefined, 0, this.numDeliveries);

@@ -235,3 +235,102 @@ test("a sequence preempted before the engine hashed its last step's blocks (hash
   // b's two computed blocks still hold its prompt's KV: its recompute must find them in the prefix cache.
   assert.equal(bm.findCachedPrefix(b).length, 2);
 });
+
+test("deferred hashing: a waiting sequence looks the prefix cache up only after the last step's full blocks are hashed", () => {
+  const bm = new BlockManager(32, 4);
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 8 });
+  const a = sequence("a", range(20));
+  scheduler.add(a);
+  const first = scheduler.schedule().scheduled; // a's first chunk: 0..7
+  a.numComputedTokens += first[0]!.numNewTokens;
+  scheduler.deferHashing(a); // as the engine: hashed after its next launch
+  const b = sequence("b", [...range(12), ...range(5, 300)]);
+  scheduler.add(b);
+  assert.ok(scheduler.hasDeferredHashing);
+  const second = scheduler.schedule();
+  assert.equal(scheduler.hasDeferredHashing, false);
+  // a's 8..15 take the budget: b waits, but a's two full blocks are findable now, and only those.
+  assert.deepEqual(
+    second.scheduled.map((s) => [s.seq.requestId, s.numNewTokens]),
+    [["a", 8]],
+  );
+  assert.equal(bm.findCachedPrefix(b).length, 2);
+  // Without a waiting sequence, nothing is hashed on the schedule path.
+  a.numComputedTokens += 8;
+  scheduler.deferHashing(a);
+  scheduler.waiting.length = 0;
+  scheduler.schedule();
+  assert.ok(scheduler.hasDeferredHashing);
+  scheduler.hashDeferred(() => assert.fail("no hashing error"));
+  assert.equal(a.blockHashes.length, 4);
+});
+
+test("a sequence whose own prefix-cache hashing throws (deferred, at preemption, its lookup) is taken out and reported, freed; the others run", () => {
+  const bm = new BlockManager(4, 4);
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 8, maxNumBatchedTokens: 64 });
+  const cacheFullBlocks = bm.cacheFullBlocks.bind(bm);
+  let poisoned: Sequence | null = null;
+  bm.cacheFullBlocks = (owner) => {
+    if (owner === poisoned) throw new Error("injected hashing failure");
+    cacheFullBlocks(owner);
+  };
+  const findCachedPrefix = bm.findCachedPrefix.bind(bm);
+  bm.findCachedPrefix = (owner) => {
+    if (owner === poisoned) throw new Error("injected lookup failure");
+    return findCachedPrefix(owner);
+  };
+  // At preemption: young is preempted (as in the test above) but its hashing throws: it is not queued again.
+  const old = sequence("old", range(8));
+  const young = sequence("young", range(8, 50));
+  scheduler.add(old);
+  scheduler.add(young);
+  for (const { seq, numNewTokens } of scheduler.schedule().scheduled) {
+    seq.numComputedTokens += numNewTokens;
+    seq.appendToken(5, null);
+  }
+  poisoned = young;
+  let out = scheduler.schedule();
+  assert.deepEqual(
+    out.scheduled.map((s) => s.seq.requestId),
+    ["old"],
+  );
+  assert.deepEqual(
+    out.unfittable.map((u) => [u.seq.requestId, u.reason]),
+    [["young", "engine error: prefix caching failed for this request: injected hashing failure"]],
+  );
+  assert.deepEqual([scheduler.waiting, young.blockTable], [[], []]);
+  // Its lookup: taken out of the queue, the next waiting one is scheduled.
+  scheduler.remove(old);
+  const looker = sequence("looker", range(6, 200));
+  const next = sequence("next", range(6, 300));
+  scheduler.add(looker);
+  scheduler.add(next);
+  poisoned = looker;
+  out = scheduler.schedule();
+  assert.deepEqual(
+    out.unfittable.map((u) => [u.seq.requestId, u.reason]),
+    [["looker", "engine error: prefix caching failed for this request: injected lookup failure"]],
+  );
+  assert.deepEqual(
+    out.scheduled.map((s) => s.seq.requestId),
+    ["next"],
+  );
+  // Deferred, flushed before a waiting sequence looks: taken out of the running queue before anything runs.
+  next.numComputedTokens += 6;
+  scheduler.deferHashing(next);
+  poisoned = next;
+  const waiter = sequence("waiter", range(3, 400));
+  scheduler.add(waiter);
+  out = scheduler.schedule();
+  assert.deepEqual(
+    out.unfittable.map((u) => u.seq.requestId),
+    ["next"],
+  );
+  assert.deepEqual(
+    out.scheduled.map((s) => s.seq.requestId),
+    ["waiter"],
+  );
+  assert.deepEqual(next.blockTable, []);
+  scheduler.remove(waiter);
+  assert.equal(bm.numFreeBlocks, 4);
+});
