@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { ConstraintFactory } from "./engine-constraints.js";
 import { GrammarError, vocabInfoFor } from "./grammar-engine.js";
-import { GrammarPool } from "./grammar-pool.js";
+import { GrammarPool, type GrammarPoolOptions } from "./grammar-pool.js";
+import type { WorkerFault } from "./grammar-protocol.js";
 import { maskAllows, type SequenceConstraint } from "./sequence-constraint.js";
 
 const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
@@ -376,5 +377,227 @@ test("a request whose grammar is pushed out of the cache while it compiles still
     assert.ok(maskAllows(new Int32Array(mask), tokenizer.tokenToId("x")!));
   } finally {
     await pool.close();
+  }
+});
+
+/** A pool of real workers that inject `fault` on the rows of grammars whose key contains "faultmarker". */
+async function faultyPool(
+  kind: WorkerFault["kind"],
+  opts: Omit<GrammarPoolOptions, "testFault"> = {},
+): Promise<GrammarPool> {
+  return new GrammarPool(await vocabInfoFor(tokenizer, 32002), {
+    startAll: false,
+    ...opts,
+    testFault: { kind, marker: "faultmarker" },
+  });
+}
+
+const rowOf = (pool: GrammarPool, mask: SharedArrayBuffer, row: number) =>
+  new Int32Array(mask, row * pool.maskWords * 4, pool.maskWords);
+
+async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+test("a fill that never answers: the step ends by the deadline, that worker's rows fail naming it, the other worker's rows are right, a fresh worker serves later fills", {
+  timeout: 30_000,
+}, async (t) => {
+  const pool = await faultyPool("hang", { maxWorkers: 2, fillTimeoutMs: 300 });
+  try {
+    const x = tokenizer.tokenToId("x")!;
+    const y = tokenizer.tokenToId("y")!;
+    const healthy = await pool.compile({ type: "regex", pattern: "x+" });
+    const a1 = pool.newMatcher(healthy);
+    const a2 = pool.newMatcher(healthy);
+    // Worker 1 has live matchers: the next grammar goes to a second worker, and a third to the less busy one.
+    const hanging = await pool.compile({ type: "regex", pattern: "(faultmarker)?y+" });
+    const b = pool.newMatcher(hanging);
+    const other = await pool.compile({ type: "regex", pattern: "y+" });
+    const c = pool.newMatcher(other);
+    assert.equal(healthy.worker.index, 1);
+    assert.equal(hanging.worker.index, 2);
+    assert.equal(c.worker, hanging.worker, "a healthy matcher shares the worker that will hang");
+    const mask = new SharedArrayBuffer(4 * pool.maskWords * 4);
+    const t0 = performance.now();
+    const result = await pool.fill(mask, [
+      { matcher: a1, row: 0, accepts: [] },
+      { matcher: c, row: 1, accepts: [] },
+      { matcher: b, row: 2, accepts: [] }, // the worker never answers this fill
+      { matcher: a2, row: 3, accepts: [x] },
+    ]);
+    const ms = performance.now() - t0;
+    t.diagnostic(`the fill with a hung worker resolved after ${ms.toFixed(0)} ms (fillTimeoutMs 300)`);
+    assert.ok(ms >= 290 && ms < 1500, `resolved after ${ms.toFixed(0)} ms`);
+    assert.deepEqual([...result.rejected].sort(), [b.id, c.id].sort(), "the hung worker's rows fail");
+    assert.equal(result.workerLost, true);
+    for (const m of [b, c]) {
+      assert.match(
+        m.error?.message ?? "",
+        /^grammar worker 2 hung: no progress for 300 ms while filling the masks of 2 sequences \(the grammar pool's fillTimeoutMs\); it was terminated and replaced: the grammar state of every sequence on it is lost/,
+      );
+    }
+    assert.equal(a1.error, null);
+    assert.equal(a2.error, null);
+    assert.ok(maskAllows(rowOf(pool, mask, 0), x) && !maskAllows(rowOf(pool, mask, 0), y));
+    assert.ok(maskAllows(rowOf(pool, mask, 3), x) && maskAllows(rowOf(pool, mask, 3), EOT), "a2 accepted x");
+    assert.equal(allowedIds(rowOf(pool, mask, 1)).length, 32002, "failed rows allow every token");
+    assert.ok(hanging.worker.dead !== null);
+
+    // A fresh worker takes the hung one's place; the matchers that lived there fail at once, not after a wait.
+    await until("a replacement worker started", () => pool.workerCount === 2);
+    const t1 = performance.now();
+    const again = await pool.fill(mask, [
+      { matcher: a1, row: 0, accepts: [x] },
+      { matcher: c, row: 1, accepts: [] },
+    ]);
+    assert.ok(performance.now() - t1 < 250, "no second wait for the dead worker");
+    assert.deepEqual([...again.rejected], [c.id]);
+    assert.ok(maskAllows(rowOf(pool, mask, 0), EOT));
+    const later = await pool.compile({ type: "regex", pattern: "y+" }); // its only worker died: compiled anew
+    assert.equal(later.worker.index, 3, "compiled on the replacement");
+    const d = pool.newMatcher(later);
+    const fresh = await pool.fill(mask, [{ matcher: d, row: 2, accepts: [] }]);
+    assert.deepEqual([...fresh.rejected], [], d.error?.message ?? "rejected");
+    assert.equal(fresh.workerLost, false);
+    assert.ok(maskAllows(rowOf(pool, mask, 2), y) && !maskAllows(rowOf(pool, mask, 2), x));
+  } finally {
+    await pool.close();
+  }
+});
+
+test("a worker spinning forever on its thread is terminated by the deadline and replaced", {
+  timeout: 30_000,
+}, async () => {
+  const pool = await faultyPool("spin", { maxWorkers: 1, fillTimeoutMs: 200 });
+  try {
+    const spinning = pool.newMatcher(await pool.compile({ type: "regex", pattern: "(faultmarker)?z+" }));
+    const mask = new SharedArrayBuffer(pool.maskWords * 4);
+    const t0 = performance.now();
+    const result = await pool.fill(mask, [{ matcher: spinning, row: 0, accepts: [] }]);
+    const ms = performance.now() - t0;
+    assert.ok(ms < 1500, `resolved after ${ms.toFixed(0)} ms`);
+    assert.deepEqual([...result.rejected], [spinning.id]);
+    assert.match(spinning.error?.message ?? "", /grammar worker 1 hung: no progress for 200 ms/);
+    // The spinning thread really stops (terminate() interrupts it), and worker 2 serves.
+    const m = pool.newMatcher(await pool.compile({ type: "regex", pattern: "z+" }));
+    assert.equal(m.worker.index, 2);
+    const next = await pool.fill(mask, [{ matcher: m, row: 0, accepts: [] }]);
+    assert.deepEqual([...next.rejected], [], m.error?.message ?? "rejected");
+    assert.ok(maskAllows(new Int32Array(mask), tokenizer.tokenToId("z")!));
+  } finally {
+    await pool.close();
+  }
+});
+
+test("a worker that exits or crashes during a fill fails its rows at once (no wait for the deadline)", {
+  timeout: 30_000,
+}, async () => {
+  for (const [kind, reason] of [
+    ["exit", /^grammar worker 1 exited \(code 7\): the grammar state of every sequence on it is lost/],
+    ["crash", /^grammar worker 1 failed \(injected grammar worker crash\): the grammar state/],
+  ] as const) {
+    const pool = await faultyPool(kind, { maxWorkers: 1, fillTimeoutMs: 60_000 });
+    try {
+      const bad = pool.newMatcher(await pool.compile({ type: "regex", pattern: "(faultmarker)?q+" }));
+      const mask = new SharedArrayBuffer(pool.maskWords * 4);
+      const t0 = performance.now();
+      const result = await pool.fill(mask, [{ matcher: bad, row: 0, accepts: [] }]);
+      assert.ok(performance.now() - t0 < 2000, `${kind}: failed promptly`);
+      assert.deepEqual([...result.rejected], [bad.id], kind);
+      assert.match(bad.error?.message ?? "", reason, kind);
+      await until(`${kind}: a replacement started`, () => pool.workerCount === 1);
+      const m = pool.newMatcher(await pool.compile({ type: "regex", pattern: "q+" }));
+      const next = await pool.fill(mask, [{ matcher: m, row: 0, accepts: [] }]);
+      assert.deepEqual([...next.rejected], [], `${kind}: ${m.error?.message}`);
+    } finally {
+      await pool.close();
+    }
+  }
+});
+
+test("slow but healthy work is not cut: rows that make progress, and a fill queued behind a compile", {
+  timeout: 30_000,
+}, async (t) => {
+  // 8 rows of 100 ms each: 800 ms in all, twice the limit, with a row done every 100 ms.
+  const pool = await faultyPool("slow", { maxWorkers: 1, fillTimeoutMs: 400 });
+  try {
+    const grammar = await pool.compile({ type: "regex", pattern: "(faultmarker)?w+" });
+    const ms = Array.from({ length: 8 }, () => pool.newMatcher(grammar));
+    const mask = new SharedArrayBuffer(8 * pool.maskWords * 4);
+    const t0 = performance.now();
+    const result = await pool.fill(
+      mask,
+      ms.map((matcher, row) => ({ matcher, row, accepts: [] })),
+    );
+    const fillMs = performance.now() - t0;
+    assert.deepEqual([...result.rejected], [], ms.find((m) => m.error)?.error?.message ?? "rejected");
+    assert.ok(fillMs > 400, `the fill took ${fillMs.toFixed(0)} ms: longer than the limit`);
+
+    // A big compile sent first: the fill behind it waits for it, and its clock starts when the compile ends.
+    const quick = await faultyPool("slow", { maxWorkers: 1, fillTimeoutMs: 100 });
+    try {
+      const m = quick.newMatcher(await quick.compile({ type: "regex", pattern: "x+" }));
+      const properties: Record<string, unknown> = {};
+      for (let i = 0; i < 8; i++) properties[`field_${i}`] = { type: "string", maxLength: 30 + i };
+      const t1 = performance.now();
+      const compiling = quick.compile({
+        type: "json_schema",
+        schema: { type: "object", properties, required: Object.keys(properties) },
+      });
+      await until("the compile was sent", () => m.worker.compiling > 0);
+      const one = new SharedArrayBuffer(quick.maskWords * 4);
+      const filled = await quick.fill(one, [{ matcher: m, row: 0, accepts: [] }]);
+      const waited = performance.now() - t1;
+      await compiling;
+      t.diagnostic(`a fill behind a compile waited ${waited.toFixed(0)} ms (fillTimeoutMs 100)`);
+      assert.ok(waited > 150, `the compile took ${waited.toFixed(0)} ms: long enough to test anything`);
+      assert.deepEqual([...filled.rejected], [], m.error?.message ?? "rejected");
+    } finally {
+      await quick.close();
+    }
+  } finally {
+    await pool.close();
+  }
+});
+
+test("XGrammar's bare Aborted() becomes the operation, the constraint's kind and XGrammar's reason", {
+  timeout: 30_000,
+}, async () => {
+  const pool = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1 });
+  try {
+    const x = tokenizer.tokenToId("x")!;
+    const m = pool.newMatcher(await pool.compile({ type: "regex", pattern: "x+" }));
+    const mask = new SharedArrayBuffer(pool.maskWords * 4);
+    await pool.fill(mask, [{ matcher: m, row: 0, accepts: [x, EOT] }]);
+    assert.equal(
+      m.error?.message,
+      "XGrammar failed while filling the next-token mask of a regex constraint, after 2 output tokens: " +
+        "GrammarMatcher has terminated after accepting the stop token, but is trying to find the next token mask",
+    );
+  } finally {
+    await pool.close();
+  }
+});
+
+test("fill and compile limits: options, else the environment, refused by name when not positive", {
+  timeout: 30_000,
+}, async () => {
+  const vocab = await vocabInfoFor(tokenizer, 32002);
+  assert.throws(
+    () => new GrammarPool(vocab, { fillTimeoutMs: 0, startAll: false }),
+    /timeout must be a positive/,
+  );
+  process.env.AWQ_GRAMMAR_FILL_TIMEOUT_MS = "soon";
+  try {
+    assert.throws(
+      () => new GrammarPool(vocab, { startAll: false }),
+      /AWQ_GRAMMAR_FILL_TIMEOUT_MS must be a positive number of ms, got soon/,
+    );
+  } finally {
+    delete process.env.AWQ_GRAMMAR_FILL_TIMEOUT_MS;
   }
 });

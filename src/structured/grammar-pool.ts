@@ -308,8 +308,8 @@ function faultFromEnv(): WorkerFault | undefined {
   const raw = process.env.AWQ_TEST_GRAMMAR_FAULT;
   if (raw === undefined || raw === "") return undefined;
   const [kind, ...rest] = raw.split(":");
-  if (!["hang", "spin", "exit", "crash"].includes(kind!) || rest.length === 0) {
-    throw new Error(`AWQ_TEST_GRAMMAR_FAULT must be hang|spin|exit|crash:marker, got ${raw}`);
+  if (!["hang", "spin", "exit", "crash", "slow"].includes(kind!) || rest.length === 0) {
+    throw new Error(`AWQ_TEST_GRAMMAR_FAULT must be hang|spin|exit|crash|slow:marker, got ${raw}`);
   }
   return { kind: kind as WorkerFault["kind"], marker: rest.join(":") };
 }

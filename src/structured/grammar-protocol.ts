@@ -25,10 +25,11 @@ export interface WorkerInit {
  * - "hang": never answers that fill (it waits forever; later messages queue behind it),
  * - "spin": loops forever on its thread (as a matcher stuck in WebAssembly would),
  * - "exit": exits its thread (code 7),
- * - "crash": throws outside any handler (the thread dies with an 'error' event).
+ * - "crash": throws outside any handler (the thread dies with an 'error' event),
+ * - "slow": takes 100 ms more over that row (healthy, only slow).
  */
 export interface WorkerFault {
-  kind: "hang" | "spin" | "exit" | "crash";
+  kind: "hang" | "spin" | "exit" | "crash" | "slow";
   marker: string;
 }
 

@@ -53,7 +53,7 @@ const matchers = new Map<number, Held>();
  * What went wrong in XGrammar, as a sentence: the operation, the constraint's kind, and XGrammar's reason (its
  * "[FATAL]" line) where it gave one; a bare "Aborted()" says so.
  */
-function describe(operation: string, kind: string, err: unknown): string {
+function describe(operation: string, kind: string, err: unknown, outputTokens?: number): string {
   const raw = err instanceof Error ? err.message : String(err);
   const reason = abortReason(printed.join("\n"), err);
   const aborted = /^Aborted\(/.test(raw);
@@ -61,7 +61,8 @@ function describe(operation: string, kind: string, err: unknown): string {
     reason === raw && aborted
       ? "XGrammar's WebAssembly instance aborted without printing a reason (Aborted())"
       : reason;
-  return `XGrammar failed while ${operation} of a ${kind} constraint: ${why}`;
+  const after = outputTokens === undefined ? "" : `, after ${outputTokens} output tokens`;
+  return `XGrammar failed while ${operation} of a ${kind} constraint${after}: ${why}`;
 }
 
 async function handle(req: WorkerRequest): Promise<WorkerReply | null> {
@@ -125,7 +126,7 @@ async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<Worker
   // One matcher's exception ends its own sequence only: it is dropped here, its row allows every token, and
   // the reply names it with the reason; the other rows of the step are filled as usual.
   const fail = (id: number, held: Held, operation: string, err: unknown) => {
-    failed.push({ matcher: id, error: describe(operation, held.kind, err) });
+    failed.push({ matcher: id, error: describe(operation, held.kind, err, held.tokens) });
     rejected.push(id);
     try {
       held.m.dispose();
@@ -144,7 +145,7 @@ async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<Worker
     try {
       accepted = held.m.acceptToken(token);
     } catch (err) {
-      fail(id, held, `accepting output token ${held.tokens} (id ${token})`, err);
+      fail(id, held, `accepting token ${token}`, err);
       continue;
     }
     progress();
@@ -173,7 +174,7 @@ async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<Worker
         await held.m.fillNextTokenBitmask(row);
       } catch (err) {
         row.fill(-1);
-        fail(id, held, `filling the next-token mask after ${held.tokens} output tokens`, err);
+        fail(id, held, "filling the next-token mask", err);
       }
     }
     fillMs[i / 2] = performance.now() - t0;
@@ -187,6 +188,9 @@ async function injectFault(f: WorkerFault): Promise<void> {
   switch (f.kind) {
     case "hang":
       await new Promise<never>(() => undefined);
+      return;
+    case "slow": // a healthy but slow row: 100 ms
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
       return;
     case "spin":
       for (;;) Atomics.load(beat, 0); // no progress counted: busy forever
