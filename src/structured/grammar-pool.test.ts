@@ -10,7 +10,7 @@ import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { ConstraintFactory } from "./engine-constraints.js";
 import { GrammarError, vocabInfoFor } from "./grammar-engine.js";
-import { GrammarPool, type GrammarPoolOptions } from "./grammar-pool.js";
+import { GrammarPool, type GrammarPoolOptions, type GrammarWorker } from "./grammar-pool.js";
 import type { WorkerFault } from "./grammar-protocol.js";
 import { maskAllows, type SequenceConstraint } from "./sequence-constraint.js";
 
@@ -599,5 +599,34 @@ test("fill and compile limits: options, else the environment, refused by name wh
     );
   } finally {
     delete process.env.AWQ_GRAMMAR_FILL_TIMEOUT_MS;
+  }
+});
+
+test("a sequence whose copy was made on a worker that then died stays on its own worker", {
+  timeout: 30_000,
+}, async () => {
+  const local = new ConstraintFactory(tokenizer, 32002, { maxWorkers: 2, startAll: false });
+  try {
+    const spec = { type: "regex" as const, pattern: "(ab)+" };
+    const seqs = await Promise.all(
+      Array.from({ length: 12 }, () => local.create(params({ structuredOutput: spec }))),
+    );
+    const grammar = seqs[0]!.remoteMatcher!.grammar;
+    await until("a replica was compiled", () => grammar.replicas.length === 2);
+    const [home, replica] = grammar.replicas as [GrammarWorker, GrammarWorker];
+    const c = seqs.find((s) => s.remoteMatcher!.worker === home)!;
+    c.moveTo(replica);
+    await until("the copy was made", () => replica.matchers > 0);
+    await new Promise((resolve) => setTimeout(resolve, 300)); // its reply is handled
+    await replica.terminate();
+    await until("the replica's worker is gone", () => replica.dead !== null);
+    const pending = local.startStepMasks([{ constraint: c, sample: true }]);
+    await pending!.done;
+    assert.equal(c.failure, null);
+    assert.equal(c.remoteMatcher!.worker, home);
+    assert.ok(maskAllows(pending!.masks.tokenMask, tokenizer.tokenToId("a")!));
+    for (const s of seqs) s.dispose();
+  } finally {
+    await local.close();
   }
 });

@@ -183,6 +183,12 @@ export class SequenceConstraint {
   private finishMove(): void {
     const copy = this.move?.copy;
     if (copy === null || copy === undefined || this.matcher === null) return;
+    if (copy.worker.dead !== null) {
+      // The copy's worker hung or died after making it: the original (on its own worker) goes on.
+      this.pool?.disposeMatcher(copy);
+      this.move = null;
+      return;
+    }
     this.pool?.disposeMatcher(this.matcher);
     this.matcher = copy;
     this.pendingAccepts = this.history.slice(this.move!.upTo);
