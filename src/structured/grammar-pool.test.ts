@@ -630,3 +630,45 @@ test("a sequence whose copy was made on a worker that then died stays on its own
     await local.close();
   }
 });
+
+test("a compile that hangs fails after compileTimeoutMs, with the fills queued behind it; a compile queued behind a hung fill is made again on a fresh worker", {
+  timeout: 30_000,
+}, async () => {
+  const vocab = await vocabInfoFor(tokenizer, 32002);
+  const stuck = new GrammarPool(vocab, {
+    maxWorkers: 1,
+    startAll: false,
+    compileTimeoutMs: 400,
+    testFault: { kind: "hang", marker: "faultmarker", during: "compile" },
+  });
+  try {
+    const live = stuck.newMatcher(await stuck.compile({ type: "regex", pattern: "x+" }));
+    const t0 = performance.now();
+    const compiling = stuck.compile({ type: "regex", pattern: "(faultmarker)?x+" });
+    await until("the compile was sent", () => live.worker.compiling > 0);
+    const mask = new SharedArrayBuffer(stuck.maskWords * 4);
+    const filled = await stuck.fill(mask, [{ matcher: live, row: 0, accepts: [] }]);
+    await assert.rejects(
+      compiling,
+      /^Error: grammar worker 1 hung: no progress for 400 ms while compiling a grammar \(the grammar pool's compileTimeoutMs\)/,
+    );
+    assert.ok(performance.now() - t0 < 2000);
+    assert.deepEqual([...filled.rejected], [live.id], "the fill behind the compile failed with it");
+    assert.match(live.error?.message ?? "", /grammar worker 1 hung/);
+  } finally {
+    await stuck.close();
+  }
+
+  const pool = await faultyPool("hang", { maxWorkers: 1, fillTimeoutMs: 300 });
+  try {
+    const hanging = pool.newMatcher(await pool.compile({ type: "regex", pattern: "(faultmarker)?y+" }));
+    const mask = new SharedArrayBuffer(pool.maskWords * 4);
+    const filling = pool.fill(mask, [{ matcher: hanging, row: 0, accepts: [] }]);
+    const queued = pool.compile({ type: "regex", pattern: "z+" }); // behind the fill on the only worker
+    const grammar = await queued;
+    assert.equal(grammar.worker.index, 2, "compiled again on the fresh worker");
+    assert.deepEqual([...(await filling).rejected], [hanging.id]);
+  } finally {
+    await pool.close();
+  }
+});

@@ -21,7 +21,8 @@ export interface WorkerInit {
 
 /**
  * A fault injected for tests (GrammarPoolOptions.testFault, or AWQ_TEST_GRAMMAR_FAULT=kind:marker): when a fill
- * reaches the row of a matcher whose grammar's cache key contains `marker`, the worker
+ * reaches the row of a matcher whose grammar's cache key contains `marker` (with `during: "compile"`: when such a
+ * grammar is compiled), the worker
  * - "hang": never answers that fill (it waits forever; later messages queue behind it),
  * - "spin": loops forever on its thread (as a matcher stuck in WebAssembly would),
  * - "exit": exits its thread (code 7),
@@ -31,6 +32,8 @@ export interface WorkerInit {
 export interface WorkerFault {
   kind: "hang" | "spin" | "exit" | "crash" | "slow";
   marker: string;
+  /** Default "fill". */
+  during?: "fill" | "compile";
 }
 
 export type WorkerRequest =

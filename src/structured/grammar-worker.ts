@@ -69,6 +69,7 @@ async function handle(req: WorkerRequest): Promise<WorkerReply | null> {
   printed.length = 0;
   switch (req.op) {
     case "compile":
+      if (fault?.during === "compile" && req.key.includes(fault.marker)) await injectFault(fault);
       try {
         await engine.compile(req.spec);
       } catch (err) {
@@ -168,7 +169,9 @@ async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<Worker
       row.fill(-1); // a matcher that rejected a token, failed or is gone: the main thread ends its sequence
       if (!rejected.includes(id)) rejected.push(id);
     } else {
-      if (fault !== undefined && held.key.includes(fault.marker)) await injectFault(fault);
+      if (fault !== undefined && fault.during !== "compile" && held.key.includes(fault.marker)) {
+        await injectFault(fault);
+      }
       printed.length = 0;
       try {
         await held.m.fillNextTokenBitmask(row);
