@@ -589,7 +589,7 @@ test("fill and compile limits: options, else the environment, refused by name wh
   const vocab = await vocabInfoFor(tokenizer, 32002);
   assert.throws(
     () => new GrammarPool(vocab, { fillTimeoutMs: 0, startAll: false }),
-    /timeout must be a positive/,
+    /GrammarPoolOptions.fillTimeoutMs must be a positive number of ms, got 0/,
   );
   process.env.AWQ_GRAMMAR_FILL_TIMEOUT_MS = "soon";
   try {

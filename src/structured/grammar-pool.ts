@@ -294,12 +294,11 @@ export interface GrammarPoolOptions {
 }
 
 /** A limit from the options, else the environment, else the default; a bad value is refused by name. */
-function limitFrom(option: number | undefined, env: string, fallback: number): number {
+function limitFrom(name: string, option: number | undefined, env: string, fallback: number): number {
   const raw = option ?? (process.env[env] !== undefined ? Number(process.env[env]) : fallback);
-  if (!Number.isFinite(raw) || raw <= 0) {
-    throw new Error(
-      `${option !== undefined ? "the grammar pool's timeout" : env} must be a positive number of ms, got ${option ?? process.env[env]}`,
-    );
+  if (typeof raw !== "number" || !Number.isFinite(raw) || raw <= 0) {
+    const what = option !== undefined ? `GrammarPoolOptions.${name}` : env;
+    throw new Error(`${what} must be a positive number of ms, got ${String(option ?? process.env[env])}`);
   }
   return raw;
 }
@@ -331,8 +330,14 @@ export class GrammarPool {
   ) {
     this.maxWorkers = opts.maxWorkers ?? Math.min(4, Math.max(2, availableParallelism() - 1));
     this.limits = {
-      fillTimeoutMs: limitFrom(opts.fillTimeoutMs, "AWQ_GRAMMAR_FILL_TIMEOUT_MS", DEFAULT_FILL_TIMEOUT_MS),
+      fillTimeoutMs: limitFrom(
+        "fillTimeoutMs",
+        opts.fillTimeoutMs,
+        "AWQ_GRAMMAR_FILL_TIMEOUT_MS",
+        DEFAULT_FILL_TIMEOUT_MS,
+      ),
       compileTimeoutMs: limitFrom(
+        "compileTimeoutMs",
         opts.compileTimeoutMs,
         "AWQ_GRAMMAR_COMPILE_TIMEOUT_MS",
         DEFAULT_COMPILE_TIMEOUT_MS,

@@ -108,6 +108,7 @@ async function handle(req: WorkerRequest): Promise<WorkerReply | null> {
           m.dispose();
           throw new Error(`the grammar rejects token ${history[i]} of the sequence's output`);
         }
+        progress();
       }
       matchers.set(req.matcher, { m, kind: spec.type, key: req.key, tokens: history.length });
       return { id: req.id, ok: true };
