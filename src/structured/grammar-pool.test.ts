@@ -437,7 +437,7 @@ test("a fill that never answers: the step ends by the deadline, that worker's ro
     for (const m of [b, c]) {
       assert.match(
         m.error?.message ?? "",
-        /^grammar worker 2 hung: no progress for 300 ms while filling the masks of 2 sequences \(the grammar pool's fillTimeoutMs\); it was terminated and replaced: the grammar state of every sequence on it is lost/,
+        /^grammar worker 2 hung: no progress for 300 ms while filling the masks of 2 sequences \(the grammar pool's fillTimeoutMs, AWQ_GRAMMAR_FILL_TIMEOUT_MS\); it was terminated and replaced: the grammar state of every sequence on it is lost/,
       );
     }
     assert.equal(a1.error, null);
@@ -650,7 +650,7 @@ test("a compile that hangs fails after compileTimeoutMs, with the fills queued b
     const filled = await stuck.fill(mask, [{ matcher: live, row: 0, accepts: [] }]);
     await assert.rejects(
       compiling,
-      /^Error: grammar worker 1 hung: no progress for 400 ms while compiling a grammar \(the grammar pool's compileTimeoutMs\)/,
+      /^Error: grammar worker 1 hung: no progress for 400 ms while compiling a grammar \(the grammar pool's compileTimeoutMs, AWQ_GRAMMAR_COMPILE_TIMEOUT_MS\)/,
     );
     assert.ok(performance.now() - t0 < 2000);
     assert.deepEqual([...filled.rejected], [live.id], "the fill behind the compile failed with it");

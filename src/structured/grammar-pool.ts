@@ -142,11 +142,24 @@ export class GrammarWorker {
     const init: WorkerInit = { vocab, heartbeat, fault };
     const worker = new Worker(new URL("./grammar-worker.js", import.meta.url), { workerData: init });
     return new Promise((resolve, reject) => {
-      const onError = (err: Error) => reject(new Error(`grammar worker failed to start: ${err.message}`));
-      const onExit = (code: number) => reject(new Error(`grammar worker exited at start (code ${code})`));
+      // A start (a WebAssembly instance and the vocabulary: ~0.5 s) that never ends must not hold up compiles.
+      const timer = setTimeout(() => {
+        worker.terminate().catch(() => undefined);
+        reject(new Error(`grammar worker ${index} did not start within ${limits.compileTimeoutMs} ms`));
+      }, limits.compileTimeoutMs);
+      timer.unref();
+      const onError = (err: Error) => {
+        clearTimeout(timer);
+        reject(new Error(`grammar worker ${index} failed to start: ${err.message}`));
+      };
+      const onExit = (code: number) => {
+        clearTimeout(timer);
+        reject(new Error(`grammar worker ${index} exited at start (code ${code})`));
+      };
       worker.once("error", onError);
       worker.once("exit", onExit);
       worker.once("message", () => {
+        clearTimeout(timer);
         worker.off("error", onError);
         worker.off("exit", onExit);
         worker.unref(); // referenced only while a reply is awaited (see request)
@@ -232,7 +245,10 @@ export class GrammarWorker {
         : head.op === "compile"
           ? "compiling a grammar"
           : "making a matcher";
-    const option = head.op === "compile" ? "compileTimeoutMs" : "fillTimeoutMs";
+    const option =
+      head.op === "compile"
+        ? "compileTimeoutMs, AWQ_GRAMMAR_COMPILE_TIMEOUT_MS"
+        : "fillTimeoutMs, AWQ_GRAMMAR_FILL_TIMEOUT_MS";
     this.hungOn = headId;
     this.fail(
       new Error(

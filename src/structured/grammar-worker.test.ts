@@ -68,7 +68,7 @@ test("a hung grammar worker ends only the request whose fill it holds; the engin
     hungResult!.error ?? "",
     new RegExp(
       `^structured output: grammar worker 2 hung: no progress for ${DEFAULT_FILL_TIMEOUT_MS} ms while filling ` +
-        "the masks of 1 sequence \\(the grammar pool's fillTimeoutMs\\); it was terminated and replaced",
+        "the masks of 1 sequence \\(the grammar pool's fillTimeoutMs, AWQ_GRAMMAR_FILL_TIMEOUT_MS\\); it was terminated and replaced",
     ),
   );
   assert.ok(hungMs < DEFAULT_FILL_TIMEOUT_MS * 1.25 + 3000, `ended after ${hungMs.toFixed(0)} ms`);
