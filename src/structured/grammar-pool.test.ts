@@ -537,24 +537,24 @@ test("slow but healthy work is not cut: rows that make progress, and a fill queu
     assert.deepEqual([...result.rejected], [], ms.find((m) => m.error)?.error?.message ?? "rejected");
     assert.ok(fillMs > 400, `the fill took ${fillMs.toFixed(0)} ms: longer than the limit`);
 
-    // A big compile sent first: the fill behind it waits for it, and its clock starts when the compile ends.
-    const quick = await faultyPool("slow", { maxWorkers: 1, fillTimeoutMs: 100 });
+    // A compile sent first (500 ms more than its own time): the fill behind it waits for it, and its clock starts
+    // when the compile ends.
+    const quick = new GrammarPool(await vocabInfoFor(tokenizer, 32002), {
+      maxWorkers: 1,
+      fillTimeoutMs: 150,
+      testFault: { kind: "slow", marker: "faultmarker", during: "compile" },
+    });
     try {
       const m = quick.newMatcher(await quick.compile({ type: "regex", pattern: "x+" }));
-      const properties: Record<string, unknown> = {};
-      for (let i = 0; i < 8; i++) properties[`field_${i}`] = { type: "string", maxLength: 30 + i };
       const t1 = performance.now();
-      const compiling = quick.compile({
-        type: "json_schema",
-        schema: { type: "object", properties, required: Object.keys(properties) },
-      });
+      const compiling = quick.compile({ type: "regex", pattern: "(faultmarker)?[0-9]+" });
       await until("the compile was sent", () => m.worker.compiling > 0);
       const one = new SharedArrayBuffer(quick.maskWords * 4);
       const filled = await quick.fill(one, [{ matcher: m, row: 0, accepts: [] }]);
       const waited = performance.now() - t1;
       await compiling;
-      t.diagnostic(`a fill behind a compile waited ${waited.toFixed(0)} ms (fillTimeoutMs 100)`);
-      assert.ok(waited > 150, `the compile took ${waited.toFixed(0)} ms: long enough to test anything`);
+      t.diagnostic(`a fill behind a compile waited ${waited.toFixed(0)} ms (fillTimeoutMs 150)`);
+      assert.ok(waited > 450, `the fill waited ${waited.toFixed(0)} ms: for the compile`);
       assert.deepEqual([...filled.rejected], [], m.error?.message ?? "rejected");
     } finally {
       await quick.close();

@@ -27,7 +27,7 @@ export interface WorkerInit {
  * - "spin": loops forever on its thread (as a matcher stuck in WebAssembly would),
  * - "exit": exits its thread (code 7),
  * - "crash": throws outside any handler (the thread dies with an 'error' event),
- * - "slow": takes 100 ms more over that row (healthy, only slow).
+ * - "slow": takes 100 ms more over that row, 500 ms more over that compile (healthy, only slow).
  */
 export interface WorkerFault {
   kind: "hang" | "spin" | "exit" | "crash" | "slow";

@@ -193,8 +193,8 @@ async function injectFault(f: WorkerFault): Promise<void> {
     case "hang":
       await new Promise<never>(() => undefined);
       return;
-    case "slow": // a healthy but slow row: 100 ms
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 100);
+    case "slow": // a healthy but slow row (100 ms) or compile (500 ms)
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, f.during === "compile" ? 500 : 100);
       return;
     case "spin":
       for (;;) Atomics.load(beat, 0); // no progress counted: busy forever
