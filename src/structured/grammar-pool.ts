@@ -295,8 +295,8 @@ export interface GrammarPoolOptions {
    * filled or a token accepted counts, so a big batch of slow rows is not cut short. Past it the worker is taken
    * as hung (XGrammar stuck in WebAssembly): the sequences on it end with an error naming the worker and this
    * limit, the thread is terminated and a fresh one started, so a step never waits forever. Default: the
-   * environment's AWQ_GRAMMAR_FILL_TIMEOUT_MS, else 2000 (a healthy row takes 0.005-6 ms, a first row after a
-   * cold compile ~1 ms: see docs/benchmarks.md).
+   * environment's AWQ_GRAMMAR_FILL_TIMEOUT_MS, else 2000 (a healthy row takes 0.005-15 ms, a first row after a
+   * cold compile under 1 ms, on the demo vocabulary: see docs/benchmarks.md).
    */
   fillTimeoutMs?: number;
   /**
