@@ -619,7 +619,8 @@ test("a throw from one request's constraint dispose(), prefix-cache hashing, pro
     | "prefix lookup"
     | "prompt logprob entry"
     | "step view"
-    | "packing its step arrays";
+    | "packing its step arrays"
+    | "its mask row";
   const failures: Record<Failure, SamplingParams> = {
     "dispose at max_tokens": { ...base, maxTokens: 6, badWords },
     "dispose at a stop string": { ...base, stop: [stop], badWords },
@@ -630,6 +631,8 @@ test("a throw from one request's constraint dispose(), prefix-cache hashing, pro
     "prompt logprob entry": { ...base, promptLogprobs: 0 },
     "step view": { ...base, badWords },
     "packing its step arrays": { ...base, seed: 4242 }, // the seed tells its sampling settings apart
+    // Its first row throws (the fake backend applies no mask: a later token would be refused anyway).
+    "its mask row": { ...base, allowedTokenIds: [5, 6, 7] },
   };
   const isBad = (owner: unknown) => (owner as Sequence).requestId === "bad";
   for (const [failure, badParams] of Object.entries(failures) as [Failure, SamplingParams][]) {
@@ -663,6 +666,15 @@ test("a throw from one request's constraint dispose(), prefix-cache hashing, pro
         function (this: SequenceConstraint, output: readonly number[]) {
           if (armed && failure === "step view" && output.length === 3) fail("step view");
           return orig.call(this, output);
+        },
+    );
+    patch(
+      SequenceConstraint.prototype,
+      "fillFixedRow",
+      (orig) =>
+        function (this: SequenceConstraint, row: Int32Array) {
+          if (armed && failure === "its mask row") fail("mask row");
+          orig.call(this, row);
         },
     );
     patch(

@@ -483,11 +483,7 @@ export class Engine implements EngineClient {
     try {
       // Bitmask rows of the constrained sequences, written by the grammar workers while the backend runs the
       // step; it awaits them right before sampling (an abort meanwhile waits for the step: they are in flight).
-      if (scheduled.some((s) => s.seq.constraint !== null)) {
-        pending = this.constraints.startStepMasks(
-          scheduled.map((s) => ({ constraint: s.seq.constraint, sample: s.sample })),
-        );
-      }
+      if (scheduled.some((s) => s.seq.constraint !== null)) pending = this.startStepMasks(scheduled);
       if (pending !== null) {
         Object.assign(batch.sampling, pending.masks);
         batch.masksReady = pending.masksReady;
@@ -509,6 +505,34 @@ export class Engine implements EngineClient {
       return null;
     } finally {
       this.runningStepId = 0;
+    }
+  }
+
+  /**
+   * The step's mask rows (see runBackend). A sequence whose own constraint throws while its row is made (a
+   * fixed row: allowed_token_ids) fails alone: it stays in the packed step with no row (its token is dropped,
+   * its blocks are free once the step returns) and the rows are made again without it.
+   */
+  private startStepMasks(scheduled: readonly ScheduledSequence[]): PendingStepMasks | null {
+    const rows = () =>
+      scheduled.map((s) => ({ constraint: s.seq.isFinished ? null : s.seq.constraint, sample: s.sample }));
+    try {
+      return this.constraints.startStepMasks(rows());
+    } catch (err) {
+      const scratch = new Int32Array(this.constraints.maskWords); // (maskWords)
+      let failed = 0;
+      for (const { seq, sample } of scheduled) {
+        const constraint = seq.constraint;
+        if (!sample || constraint === null || seq.isFinished) continue;
+        try {
+          if (constraint.hasMask && !constraint.hasGrammar) constraint.fillFixedRow(scratch);
+        } catch (own) {
+          this.failSeq(seq, own);
+          failed++;
+        }
+      }
+      if (failed === 0) throw err;
+      return this.constraints.startStepMasks(rows());
     }
   }
 
