@@ -126,8 +126,9 @@ export class Scheduler {
 
     if (this.numUnhashed > 0 && this.waiting.length > 0 && bm.enablePrefixCaching) {
       // A waiting sequence may share the blocks the last step filled (a prefix still being prefilled in chunks):
-      // hashed now, before it looks, so it reuses every full block. Their KV is written: that step returned;
-      // blocks of the step still to run are not full in numComputedTokens, so never cached before it returns.
+      // hashed now, before it looks, so it reuses every full block. Their KV is written: that step returned. A
+      // step's tokens count in numComputedTokens only once it returns, so a block it writes is never cached
+      // (nor reused) before then. Without a waiting sequence the hashing stays after the next launch.
       this.hashDeferred((seq, err) => {
         this.remove(seq);
         unfittable.push({ seq, reason: (err as Error).message });
