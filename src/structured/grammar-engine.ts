@@ -74,6 +74,14 @@ export class GrammarEngine {
     private readonly stopTokenIds: number[],
   ) {}
 
+  /**
+   * Whether the main instance (compiled grammars, live matchers) aborted: nothing it answers can be trusted
+   * since (the probe's aborts do not count: it is replaced).
+   */
+  get mainAborted(): boolean {
+    return this.main.aborted !== null;
+  }
+
   /** Words of one sequence's bitmask: ceil(vocabSize / 32). */
   get maskWords(): number {
     return Math.ceil(this.vocabSize / 32);

@@ -10,7 +10,13 @@ import { fileURLToPath } from "node:url";
 import { Tokenizer } from "../tokenizer/tokenizer.js";
 import { ConstraintFactory } from "./engine-constraints.js";
 import { GrammarError, vocabInfoFor } from "./grammar-engine.js";
-import { GrammarPool, type GrammarPoolOptions, type GrammarWorker } from "./grammar-pool.js";
+import {
+  type FillJob,
+  GrammarPool,
+  type GrammarPoolOptions,
+  type GrammarWorker,
+  type RemoteMatcher,
+} from "./grammar-pool.js";
 import type { WorkerFault } from "./grammar-protocol.js";
 import { maskAllows, type SequenceConstraint } from "./sequence-constraint.js";
 
@@ -254,7 +260,7 @@ test("a matcher is returned before its worker made it; one the worker cannot mak
   }
 });
 
-test("a matcher that throws while its row is filled fails alone: the other rows of its worker are filled", async () => {
+test("a real XGrammar abort while a row is filled (a mask asked of a terminated matcher): that sequence ends with XGrammar's reason, the worker is retired and replaced, the other rows of the step are filled right (one before the abort, one rebuilt after it), and go on", async () => {
   const pool = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1 });
   try {
     const grammar = await pool.compile({ type: "regex", pattern: "x+" });
@@ -262,23 +268,36 @@ test("a matcher that throws while its row is filled fails alone: the other rows 
     const before = pool.newMatcher(grammar);
     const bad = pool.newMatcher(grammar);
     const after = pool.newMatcher(grammar);
+    const first = before.worker;
     const mask = new SharedArrayBuffer(3 * pool.maskWords * 4);
-    // A matcher that accepted the stop token makes XGrammar throw when asked for its next mask.
+    // A matcher that accepted the stop token makes XGrammar abort (a failed check) when asked for its next mask.
     const result = await pool.fill(mask, [
       { matcher: before, row: 0, accepts: [x] },
       { matcher: bad, row: 1, accepts: [x, EOT] },
       { matcher: after, row: 2, accepts: [] },
     ]);
     assert.deepEqual([...result.rejected], [bad.id]);
-    assert.match(bad.error?.message ?? "", /Aborted|terminated/, "the reason reaches the matcher");
+    assert.match(
+      bad.error?.message ?? "",
+      /terminated after accepting the stop token/,
+      "the reason reaches it",
+    );
     assert.equal(before.error, null);
     assert.equal(after.error, null);
+    assert.match(
+      first.retired?.message ?? "",
+      /^grammar worker 1 was retired after XGrammar aborted in it \(XGrammar failed while filling the next-token mask of a regex constraint, after 2 output tokens: GrammarMatcher has terminated/,
+    );
+    assert.equal(first.dead, first.retired);
+    assert.equal(before.worker.index, 2, "rebuilt on the fresh worker");
+    assert.equal(after.worker.index, 2, "rebuilt on the fresh worker");
+    assert.equal(result.workerLost, false);
     const rowAt = (row: number) => new Int32Array(mask, row * pool.maskWords * 4, pool.maskWords);
     assert.ok(maskAllows(rowAt(0), x) && maskAllows(rowAt(0), EOT), "after x: more x or the end");
     assert.ok(maskAllows(rowAt(2), x) && !maskAllows(rowAt(2), EOT), "nothing accepted: x, not the end");
     assert.equal(allowedIds(rowAt(1)).length, 32002, "the failed row allows every token");
-    assert.equal(result.fillMs.length, 3);
-    // The others go on in the next step; the failed matcher is gone from its worker.
+    assert.equal(result.fillMs.length, 3, "rows 0 and 1 before the abort, row 2 on the fresh worker");
+    // The others go on in the next step, on the fresh worker; the failed matcher stays failed.
     const next = await pool.fill(mask, [
       { matcher: before, row: 0, accepts: [x] },
       { matcher: bad, row: 1, accepts: [] },
@@ -286,6 +305,10 @@ test("a matcher that throws while its row is filled fails alone: the other rows 
     ]);
     assert.deepEqual([...next.rejected], [bad.id]);
     assert.ok(maskAllows(rowAt(0), EOT) && maskAllows(rowAt(2), EOT) && !maskAllows(rowAt(2), 5));
+    assert.equal(pool.workerCount, 1);
+    assert.equal(first.matchers, 1, "only the failed matcher is counted on the retired worker");
+    pool.disposeMatcher(bad);
+    assert.equal(first.matchers, 0);
   } finally {
     await pool.close();
   }
@@ -384,11 +407,12 @@ test("a request whose grammar is pushed out of the cache while it compiles still
 async function faultyPool(
   kind: WorkerFault["kind"],
   opts: Omit<GrammarPoolOptions, "testFault"> = {},
+  during: WorkerFault["during"] = "fill",
 ): Promise<GrammarPool> {
   return new GrammarPool(await vocabInfoFor(tokenizer, 32002), {
     startAll: false,
     ...opts,
-    testFault: { kind, marker: "faultmarker" },
+    testFault: { kind, marker: "faultmarker", during },
   });
 }
 
@@ -670,5 +694,303 @@ test("a compile that hangs fails after compileTimeoutMs, with the fills queued b
     assert.deepEqual([...(await filling).rejected], [hanging.id]);
   } finally {
     await pool.close();
+  }
+});
+
+/**
+ * Sequences stepped in two pools at once: `pool` (where faults happen) and `control` (where none does), with the
+ * same grammars and tokens; every step's rows must be bit for bit the control's. The tokens are allowed ones
+ * picked through the allowed set (never the end), so the states go somewhere.
+ */
+class Twin {
+  readonly ours: RemoteMatcher[] = [];
+  readonly theirs: RemoteMatcher[] = [];
+  private accepts: number[][] = [];
+  private steps = 0;
+  readonly mask: SharedArrayBuffer;
+  private readonly ref: SharedArrayBuffer;
+
+  constructor(
+    readonly pool: GrammarPool,
+    readonly control: GrammarPool,
+    rows: number,
+  ) {
+    this.mask = new SharedArrayBuffer(rows * pool.maskWords * 4);
+    this.ref = new SharedArrayBuffer(rows * pool.maskWords * 4);
+  }
+
+  async add(spec: Parameters<GrammarPool["compile"]>[0]): Promise<RemoteMatcher> {
+    const m = this.pool.newMatcher(await this.pool.compile(spec));
+    this.ours.push(m);
+    this.theirs.push(this.control.newMatcher(await this.control.compile(spec)));
+    this.accepts.push([]);
+    return m;
+  }
+
+  /** One step of every sequence (rows 0..n-1), with `extra` jobs placed at `at` in the job list. */
+  async step(extra: FillJob[] = [], at = 0) {
+    const jobs: FillJob[] = this.ours.map((matcher, row) => ({ matcher, row, accepts: this.accepts[row]! }));
+    jobs.splice(at, 0, ...extra);
+    const result = await this.pool.fill(this.mask, jobs);
+    const reference = await this.control.fill(
+      this.ref,
+      this.theirs.map((matcher, row) => ({ matcher, row, accepts: this.accepts[row]! })),
+    );
+    assert.deepEqual([...reference.rejected], [], "the control's sequences all go on");
+    this.ours.forEach((m, r) => {
+      assert.equal(m.error, null, `sequence ${r}`);
+      assert.ok(!result.rejected.has(m.id), `sequence ${r} filled`);
+      assert.deepEqual(
+        rowOf(this.pool, this.mask, r),
+        rowOf(this.control, this.ref, r),
+        `step ${this.steps}: sequence ${r}'s row is the control's`,
+      );
+    });
+    this.accepts = this.ours.map((_, r) => {
+      const ids = allowedIds(rowOf(this.control, this.ref, r)).filter((id) => id !== EOT);
+      return ids.length === 0 ? [] : [ids[(this.steps * 7919 + r * 131) % ids.length]!];
+    });
+    this.steps++;
+    return result;
+  }
+}
+
+const victims = [
+  {
+    type: "json_schema" as const,
+    schema: {
+      type: "object",
+      properties: {
+        name: { type: "string" },
+        tags: { type: "array", items: { enum: ["alpha", "beta"] } },
+        size: { type: "integer" },
+      },
+      required: ["name", "tags", "size"],
+      additionalProperties: false,
+    },
+  },
+  { type: "regex" as const, pattern: "[a-z]{2,6}-[0-9]{3}( [a-z]+)*" },
+];
+
+test("an abort in a worker's XGrammar instance while a row is filled retires it: that sequence ends with XGrammar's reason, the others on it are rebuilt on a fresh worker from their tokens, with the masks of matchers that never saw the abort; later compiles and fills work", {
+  timeout: 60_000,
+}, async (t) => {
+  const pool = await faultyPool("abort", { maxWorkers: 1 });
+  const control = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1, startAll: false });
+  try {
+    const twin = new Twin(pool, control, 3);
+    for (const spec of victims) await twin.add(spec);
+    for (let i = 0; i < 4; i++) await twin.step();
+    const first = twin.ours[0]!.worker;
+    assert.equal(first.index, 1);
+    const aborter = pool.newMatcher(await pool.compile({ type: "regex", pattern: "(faultmarker)?x+" }));
+    assert.equal(aborter.worker, first, "the aborting matcher shares the victims' worker");
+    // Jobs: victim 0, the aborter, victim 1: one row filled before the abort, one after it.
+    const t0 = performance.now();
+    const result = await twin.step([{ matcher: aborter, row: 2, accepts: [] }], 1);
+    t.diagnostic(
+      `the step with the abort took ${(performance.now() - t0).toFixed(0)} ms (worker start, compiles)`,
+    );
+    assert.deepEqual([...result.rejected], [aborter.id]);
+    assert.match(
+      aborter.error?.message ?? "",
+      /^XGrammar failed while filling the next-token mask of a regex constraint, after 0 output tokens: Intended to rollback 1000000 tokens/,
+    );
+    assert.equal(allowedIds(rowOf(pool, twin.mask, 2)).length, 32002, "the failed row allows every token");
+    assert.match(first.retired?.message ?? "", /^grammar worker 1 was retired after XGrammar aborted in it/);
+    for (const m of twin.ours) assert.equal(m.worker.index, 2, "rebuilt on the fresh worker");
+    assert.equal(pool.workerCount, 1);
+    for (let i = 0; i < 6; i++) await twin.step();
+    // A later compile and fill on the fresh worker.
+    const digits = pool.newMatcher(await pool.compile({ type: "regex", pattern: "[0-9]+" }));
+    const mask = new SharedArrayBuffer(pool.maskWords * 4);
+    const later = await pool.fill(mask, [{ matcher: digits, row: 0, accepts: [] }]);
+    assert.deepEqual([...later.rejected], [], digits.error?.message ?? "rejected");
+    assert.ok(maskAllows(new Int32Array(mask), tokenizer.tokenToId("7")!));
+    assert.equal(digits.worker.index, 2);
+  } finally {
+    await pool.close();
+    await control.close();
+  }
+});
+
+test("an abort while accepting a token, while making a matcher, or while compiling in the main instance retires the worker the same way", {
+  timeout: 90_000,
+}, async () => {
+  const control = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1, startAll: false });
+  try {
+    for (const [during, reason] of [
+      [
+        "accept",
+        /^XGrammar failed while accepting token \d+ of a regex constraint, after 0 output tokens: Intended to rollback/,
+      ],
+      [
+        "newMatcher",
+        /^XGrammar failed while making the sequence's matcher of a regex constraint: Intended to rollback/,
+      ],
+      ["compile", /^XGrammar failed while compiling the grammar of a regex constraint: Intended to rollback/],
+    ] as const) {
+      const pool = await faultyPool("abort", { maxWorkers: 1 }, during);
+      try {
+        const twin = new Twin(pool, control, 3);
+        for (const spec of victims) await twin.add(spec);
+        for (let i = 0; i < 3; i++) await twin.step();
+        const first = twin.ours[0]!.worker;
+        const spec = { type: "regex" as const, pattern: "(faultmarker)?x+" };
+        const x = tokenizer.tokenToId("x")!;
+        if (during === "compile") {
+          await assert.rejects(pool.compile(spec), (err: Error) => reason.test(err.message), during);
+          await twin.step();
+        } else {
+          const aborter = pool.newMatcher(await pool.compile(spec));
+          if (during === "accept") {
+            await twin.step([{ matcher: aborter, row: 2, accepts: [] }]);
+            // The aborter's accept comes first in the fill: the victims' accepts of this step were not handled
+            // by the old worker at all (their rebuild replays them).
+            await twin.step([{ matcher: aborter, row: 2, accepts: [x] }]);
+          } else {
+            await twin.step([{ matcher: aborter, row: 2, accepts: [] }]);
+          }
+          assert.match(aborter.error?.message ?? "", reason, during);
+        }
+        assert.match(
+          first.retired?.message ?? "",
+          /^grammar worker 1 was retired after XGrammar aborted/,
+          during,
+        );
+        for (const m of twin.ours) assert.equal(m.worker.index, 2, `${during}: rebuilt on the fresh worker`);
+        for (let i = 0; i < 3; i++) await twin.step();
+        // The grammar compiles (or its matchers are made) on the fresh worker's sound instance.
+        if (during !== "compile") {
+          const m = pool.newMatcher(await pool.compile({ type: "regex", pattern: "y+" }));
+          const mask = new SharedArrayBuffer(pool.maskWords * 4);
+          const r = await pool.fill(mask, [{ matcher: m, row: 0, accepts: [] }]);
+          assert.deepEqual([...r.rejected], [], `${during}: ${m.error?.message}`);
+        }
+      } finally {
+        await pool.close();
+      }
+    }
+  } finally {
+    await control.close();
+  }
+});
+
+test("a plain JS error while a row is filled (not an abort) ends only its sequence: the worker is not retired", {
+  timeout: 30_000,
+}, async () => {
+  const pool = await faultyPool("throw", { maxWorkers: 1 });
+  try {
+    const x = tokenizer.tokenToId("x")!;
+    const healthy = pool.newMatcher(await pool.compile({ type: "regex", pattern: "x+" }));
+    const thrower = pool.newMatcher(await pool.compile({ type: "regex", pattern: "(faultmarker)?x+" }));
+    const worker = healthy.worker;
+    const mask = new SharedArrayBuffer(2 * pool.maskWords * 4);
+    const result = await pool.fill(mask, [
+      { matcher: thrower, row: 0, accepts: [] },
+      { matcher: healthy, row: 1, accepts: [x] },
+    ]);
+    assert.deepEqual([...result.rejected], [thrower.id]);
+    assert.match(thrower.error?.message ?? "", /filling the next-token mask .*: injected plain JS error$/);
+    assert.equal(worker.retired, null);
+    assert.equal(worker.dead, null);
+    assert.equal(healthy.worker, worker);
+    assert.ok(maskAllows(rowOf(pool, mask, 1), EOT), "after x: the end allowed");
+    const next = await pool.fill(mask, [{ matcher: healthy, row: 1, accepts: [x] }]);
+    assert.deepEqual([...next.rejected], []);
+    assert.equal(healthy.worker, worker);
+    assert.equal(pool.workerCount, 1);
+  } finally {
+    await pool.close();
+  }
+});
+
+test("a sequence that cannot be rebuilt after an abort ends with an error saying why; the others are rebuilt", {
+  timeout: 30_000,
+}, async () => {
+  const vocab = await vocabInfoFor(tokenizer, 32002);
+  const pool = new GrammarPool(vocab, {
+    maxWorkers: 1,
+    startAll: false,
+    testFault: [
+      { kind: "abort", marker: "abortmarker" },
+      { kind: "throw", marker: "replaymarker", during: "replay" },
+    ],
+  });
+  const control = new GrammarPool(vocab, { maxWorkers: 1, startAll: false });
+  try {
+    const twin = new Twin(pool, control, 2);
+    await twin.add(victims[1]!);
+    const a = tokenizer.tokenToId("a")!;
+    const stuck = pool.newMatcher(await pool.compile({ type: "regex", pattern: "(replaymarker)?[a-z]+" }));
+    const aborter = pool.newMatcher(await pool.compile({ type: "regex", pattern: "(abortmarker)?x+" }));
+    await twin.step([{ matcher: stuck, row: 1, accepts: [] }], 1);
+    const result = await twin.step(
+      [
+        { matcher: stuck, row: 1, accepts: [a] },
+        { matcher: aborter, row: 2, accepts: [] },
+      ],
+      1,
+    );
+    // Its row came before the abort in the fill (made by the sound instance): it ends at its next fill.
+    assert.deepEqual([...result.rejected], [aborter.id]);
+    const next = await twin.step([{ matcher: stuck, row: 1, accepts: [] }], 1);
+    assert.deepEqual([...next.rejected], [stuck.id]);
+    assert.match(
+      stuck.error?.message ?? "",
+      /^grammar worker 1 was retired after XGrammar aborted in it \(XGrammar failed while filling the next-token mask of a regex constraint, after 0 output tokens: .*\); this sequence's grammar state could not be rebuilt on another worker: XGrammar failed while replaying the sequence's output of a regex constraint: injected plain JS error$/,
+    );
+    assert.equal(twin.ours[0]!.worker.index, 2);
+    await twin.step();
+  } finally {
+    await pool.close();
+    await control.close();
+  }
+});
+
+test("through SequenceConstraint: the aborting request's constraint fails with the named error, another on its worker and an allowed_token_ids one go on", {
+  timeout: 30_000,
+}, async () => {
+  const local = new ConstraintFactory(tokenizer, 32002, {
+    maxWorkers: 1,
+    startAll: false,
+    testFault: { kind: "abort", marker: "faultmarker" },
+  });
+  try {
+    const victim = await local.create(params({ structuredOutput: { type: "regex", pattern: "(ab)+" } }));
+    const only = await local.create(params({ allowedTokenIds: [5, 40] }));
+    const ab = [tokenizer.tokenToId("a")!, tokenizer.tokenToId("b")!];
+    const run = async (seqs: SequenceConstraint[]) => {
+      const pending = local.startStepMasks(seqs.map((constraint) => ({ constraint, sample: true })));
+      await pending!.done;
+      return (i: number) => pending!.masks.tokenMask.slice(i * local.maskWords, (i + 1) * local.maskWords);
+    };
+    let rows = await run([victim, only]);
+    assert.equal(victim.accept(ab[0]!), true);
+    const aborting = await local.create(
+      params({ structuredOutput: { type: "regex", pattern: "(faultmarker)?z+" } }),
+    );
+    const first = victim.remoteMatcher!.worker;
+    assert.equal(aborting.remoteMatcher!.worker, first);
+    rows = await run([aborting, victim, only]);
+    assert.match(
+      aborting.failure ?? "",
+      /^structured output: XGrammar failed while filling the next-token mask/,
+    );
+    assert.equal(victim.failure, null);
+    assert.notEqual(victim.remoteMatcher!.worker, first);
+    const afterA = rows(1);
+    assert.ok(
+      maskAllows(afterA, ab[1]!) && !maskAllows(afterA, ab[0]!) && !maskAllows(afterA, EOT),
+      "after a: b",
+    );
+    assert.deepEqual(allowedIds(rows(2)), [5, 40]);
+    assert.equal(victim.accept(ab[1]!), true);
+    rows = await run([victim, only]);
+    assert.equal(victim.failure, null);
+    assert.ok(maskAllows(rows(0), ab[0]!) && maskAllows(rows(0), EOT) && !maskAllows(rows(0), ab[1]!));
+    for (const c of [victim, only, aborting]) c.dispose();
+  } finally {
+    await local.close();
   }
 });

@@ -8,6 +8,12 @@
  * A grammar with many live matchers is compiled on more workers ahead of need (when its matchers are made, and
  * when a step has many rows of it); sequences move to a replica in the background (a copy of the matcher is made
  * there while the original goes on filling), so neither a compile nor a move ever holds up a step.
+ *
+ * A worker whose XGrammar instance aborted (see grammar-worker.ts) is retired: it gets no more work, the sequence
+ * whose operation aborted ends with that error, and every other matcher that lived there is made again on a
+ * serving worker from its grammar and the tokens it accepted (the pool keeps them: replaying them is exact), then
+ * filled there; one that cannot be made again ends with an error saying why. The thread is terminated and a fresh
+ * one started.
  */
 import { availableParallelism } from "node:os";
 import { Worker } from "node:worker_threads";
@@ -33,11 +39,20 @@ export interface RemoteGrammar {
 
 /** A matcher (one sequence's position in a grammar) living on `worker`. */
 export interface RemoteMatcher {
+  /** Unique in the pool (a rebuilt matcher keeps its id on its new worker). */
   readonly id: number;
-  readonly worker: GrammarWorker;
+  /** Its worker: another one once it was rebuilt (its worker was retired after an abort). */
+  worker: GrammarWorker;
   readonly grammar: RemoteGrammar;
-  /** Why the worker could not make it (its fills then report it rejected); null while fine. */
+  /** Why the worker could not make it or it failed (its fills then report it rejected); null while fine. */
   error: Error | null;
+  /** Every token sent to its worker to accept: with the grammar, its exact state (a rebuild replays them). */
+  readonly history: number[];
+  /** Being made again on another worker (its own was retired); fills wait for it. */
+  rebuilding: Promise<void> | null;
+  /** Its worker dropped it (it rejected a token or failed): nothing to rebuild. */
+  gone: boolean;
+  disposed: boolean;
 }
 
 /**
@@ -94,10 +109,14 @@ export class GrammarWorker {
   private nextId = 0;
   /** Compiles sent and not answered. */
   compiling = 0;
-  /** Live matchers. */
+  /** Live matchers (copies being made here included). */
   matchers = 0;
-  /** Why the worker is gone (it hung, exited or failed); null while it serves. */
+  /** The matchers made here, by id (a copy once made; a rebuilt one once moved here). */
+  readonly live = new Map<number, RemoteMatcher>();
+  /** Why the worker is gone (it hung, exited, failed or was retired); null while it serves. */
   dead: Error | null = null;
+  /** Set (and `dead` to it) when XGrammar aborted in it: its matchers are rebuilt elsewhere, not lost. */
+  retired: Error | null = null;
   /** The request it hung on (by the watchdog), if that is how it died. */
   private hungOn: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
@@ -122,7 +141,10 @@ export class GrammarWorker {
         worker.unref();
         this.stopWatchdog();
       }
+      if (msg.aborted !== undefined) this.retire(msg);
       if (msg.ok) p.resolve(msg);
+      else if (msg.aborted?.before && this.dead !== null)
+        p.reject(this.dead); // not tried: as if queued behind
       else p.reject(msg.grammarError ? new GrammarError(msg.error) : new Error(msg.error));
     });
     worker.on("error", (err: Error) =>
@@ -136,10 +158,10 @@ export class GrammarWorker {
     index: number,
     limits: WorkerLimits,
     onDeath: (w: GrammarWorker) => void,
-    fault?: WorkerFault,
+    faults: WorkerFault[] = [],
   ): Promise<GrammarWorker> {
     const heartbeat = new SharedArrayBuffer(4);
-    const init: WorkerInit = { vocab, heartbeat, fault };
+    const init: WorkerInit = { vocab, heartbeat, faults };
     const worker = new Worker(new URL("./grammar-worker.js", import.meta.url), { workerData: init });
     return new Promise((resolve, reject) => {
       // A start (a WebAssembly instance and the vocabulary: ~0.5 s) that never ends must not hold up compiles.
@@ -259,6 +281,34 @@ export class GrammarWorker {
     this.worker.terminate().catch(() => undefined);
   }
 
+  /**
+   * XGrammar aborted in the worker (`msg` says so): the sequences this reply ends get their errors first (they
+   * are not rebuilt), then the worker is retired: every other awaited reply is rejected with the retirement
+   * error (the pool sends that work elsewhere), the pool is told (it rebuilds the matchers that lived here and
+   * starts a fresh worker), and the thread is terminated.
+   */
+  private retire(msg: WorkerReply): void {
+    const notice = msg.aborted!;
+    const end = (id: number, error: string) => {
+      const m = this.live.get(id);
+      if (m !== undefined) m.error ??= new Error(error);
+    };
+    if (notice.matcher !== undefined) end(notice.matcher, notice.error);
+    if (msg.ok) {
+      for (const f of msg.failed ?? []) end(f.matcher, f.error);
+      for (const id of msg.rejected ?? []) {
+        const m = this.live.get(id);
+        if (m !== undefined) m.gone = true;
+      }
+    }
+    if (this.dead !== null) return;
+    this.retired = new Error(
+      `grammar worker ${this.index} was retired after XGrammar aborted in it (${notice.error})`,
+    );
+    this.fail(this.retired);
+    this.worker.terminate().catch(() => undefined);
+  }
+
   /** The worker is gone: every awaited reply is rejected with `err`, the pool is told (once). */
   private fail(err: Error): void {
     this.stopWatchdog();
@@ -269,6 +319,18 @@ export class GrammarWorker {
     this.worker.unref();
     if (first) this.onDeath(this);
   }
+}
+
+/** Moves of one row to a rebuilt matcher within one fill (each after XGrammar aborted in another worker). */
+const MAX_ABORT_MOVES = 2;
+
+function remoteMatcher(
+  id: number,
+  worker: GrammarWorker,
+  grammar: RemoteGrammar,
+  history: number[],
+): RemoteMatcher {
+  return { id, worker, grammar, error: null, history, rebuilding: null, gone: false, disposed: false };
 }
 
 /** The end of a dead worker's error: what it means for the sequences on it. */
@@ -305,8 +367,11 @@ export interface GrammarPoolOptions {
    * for the compile: the pool compiles on workers without live matchers where it can.
    */
   compileTimeoutMs?: number;
-  /** Tests only: a fault the workers inject (default: AWQ_TEST_GRAMMAR_FAULT=kind:marker, else none). */
-  testFault?: WorkerFault;
+  /**
+   * Tests only: faults the workers inject (default: AWQ_TEST_GRAMMAR_FAULT=kind[@during]:marker, comma-separated,
+   * else none).
+   */
+  testFault?: WorkerFault | WorkerFault[];
 }
 
 /** A limit from the options, else the environment, else the default; a bad value is refused by name. */
@@ -319,14 +384,26 @@ function limitFrom(name: string, option: number | undefined, env: string, fallba
   return raw;
 }
 
-function faultFromEnv(): WorkerFault | undefined {
+const FAULT_KINDS = ["hang", "spin", "exit", "crash", "slow", "abort", "throw"];
+const FAULT_TIMES = ["fill", "compile", "accept", "newMatcher", "replay"];
+
+function faultsFromEnv(): WorkerFault[] {
   const raw = process.env.AWQ_TEST_GRAMMAR_FAULT;
-  if (raw === undefined || raw === "") return undefined;
-  const [kind, ...rest] = raw.split(":");
-  if (!["hang", "spin", "exit", "crash", "slow"].includes(kind!) || rest.length === 0) {
-    throw new Error(`AWQ_TEST_GRAMMAR_FAULT must be hang|spin|exit|crash|slow:marker, got ${raw}`);
-  }
-  return { kind: kind as WorkerFault["kind"], marker: rest.join(":") };
+  if (raw === undefined || raw === "") return [];
+  return raw.split(",").map((one) => {
+    const [head, ...rest] = one.split(":");
+    const [kind, during] = head!.split("@");
+    if (
+      !FAULT_KINDS.includes(kind!) ||
+      (during !== undefined && !FAULT_TIMES.includes(during)) ||
+      !rest.length
+    ) {
+      throw new Error(
+        `AWQ_TEST_GRAMMAR_FAULT must be ${FAULT_KINDS.join("|")}[@${FAULT_TIMES.join("|")}]:marker, comma-separated, got ${raw}`,
+      );
+    }
+    return { kind, marker: rest.join(":"), during } as WorkerFault;
+  });
 }
 
 export class GrammarPool {
@@ -335,7 +412,9 @@ export class GrammarPool {
   private nextMatcher = 0;
   private readonly maxWorkers: number;
   private readonly limits: WorkerLimits;
-  private readonly fault: WorkerFault | undefined;
+  private readonly faults: WorkerFault[];
+  /** Grammars whose every worker was retired, being compiled on a serving one for their matchers' rebuilds. */
+  private readonly rehoming = new Map<RemoteGrammar, Promise<GrammarWorker>>();
   /** Workers started so far, dead ones included (names them in errors). */
   private started = 0;
   private closed = false;
@@ -359,7 +438,8 @@ export class GrammarPool {
         DEFAULT_COMPILE_TIMEOUT_MS,
       ),
     };
-    this.fault = opts.testFault ?? faultFromEnv();
+    const faults = opts.testFault ?? faultsFromEnv();
+    this.faults = Array.isArray(faults) ? faults : [faults];
     this.cache = new PromiseLru<RemoteGrammar>(opts.cacheSize ?? 64, (g) => {
       g.evicted = true;
       for (const w of g.replicas) w.send({ op: "dropGrammar", key: g.key });
@@ -391,6 +471,16 @@ export class GrammarPool {
     const cached = this.cache.getOrCreate(key, () => this.compileOn(key, spec));
     const grammar = await cached;
     if (grammar.replicas.some((w) => w.dead === null)) return grammar;
+    // Its workers were retired and it is being compiled on another one for its matchers: that one serves.
+    const rehoming = this.rehoming.get(grammar);
+    if (
+      rehoming !== undefined &&
+      (await rehoming.then(
+        () => true,
+        () => false,
+      ))
+    )
+      return grammar;
     // Every worker holding it died: its matchers could not be made, so compile it again on a live worker.
     if (this.cache.get(key) === cached) this.cache.delete(key);
     return this.cache.getOrCreate(key, () => this.compileOn(key, spec));
@@ -451,7 +541,7 @@ export class GrammarPool {
       this.started,
       this.limits,
       (w) => this.workerDied(w, started),
-      this.fault,
+      this.faults,
     );
     this.workers.push(started);
     started.catch(() => {
@@ -466,10 +556,17 @@ export class GrammarPool {
    * it is forgotten, with the grammars held nowhere else, and a fresh worker takes its place. The matchers that
    * lived on it are not made again elsewhere: their fills fail with its error (the hang may be their grammar's
    * doing, and a copy would hang the next worker too), so their requests end with that error.
+   * A worker retired after an abort is replaced too, but its matchers are rebuilt elsewhere (rebuildAll).
    */
   private workerDied(worker: GrammarWorker, started: Promise<GrammarWorker>): void {
     const i = this.workers.indexOf(started);
     if (i >= 0) this.workers.splice(i, 1);
+    if (worker.retired !== null) {
+      // Its grammars stay cached: compile() finds them on the workers their matchers are rebuilt on, or again.
+      if (!this.closed) this.startWorker().catch(() => undefined);
+      if (!this.closed) this.rebuildAll(worker, worker.retired);
+      return;
+    }
     for (const [key, g] of this.cache.entries()) {
       g.then(
         (r) => {
@@ -479,6 +576,87 @@ export class GrammarPool {
       );
     }
     if (!this.closed && worker.dead !== null) this.startWorker().catch(() => undefined);
+  }
+
+  /**
+   * Makes every matcher that lived on a retired worker again on a serving one: a replica of its grammar, else a
+   * worker the grammar is compiled on now (once for all its matchers), advanced by the tokens it accepted. The
+   * sequence's fills wait for it; one that cannot be made again ends with `reason` and why.
+   */
+  private rebuildAll(from: GrammarWorker, reason: Error): void {
+    for (const m of from.live.values()) {
+      if (m.gone || m.disposed || m.error !== null) continue;
+      m.rebuilding = this.rebuild(m, from, reason);
+    }
+  }
+
+  private async rebuild(m: RemoteMatcher, from: GrammarWorker, reason: Error): Promise<void> {
+    const history = Int32Array.from(m.history);
+    const { key, spec } = m.grammar;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        if (this.closed) throw new Error("the grammar pool was closed");
+        const evicted = m.grammar.evicted;
+        const dest = evicted ? await this.pickWorker() : await this.holderFor(m.grammar);
+        try {
+          // A grammar pushed out of the cache is held on dest only while this matcher is made (as newMatcher).
+          if (evicted) dest.request({ op: "compile", id: dest.newId(), key, spec }).catch(() => undefined);
+          const made = dest.request({ op: "newMatcher", id: dest.newId(), key, matcher: m.id, history });
+          if (evicted) dest.send({ op: "dropGrammar", key });
+          await made;
+        } catch (err) {
+          // dest died or was retired meanwhile by other work (not by this replay): once more elsewhere.
+          if (attempt === 0 && dest.dead !== null && err === dest.dead) continue;
+          throw err;
+        }
+        from.live.delete(m.id);
+        if (m.disposed) {
+          dest.send({ op: "dropMatcher", matcher: m.id }); // disposed meanwhile (counted off `from`)
+          return;
+        }
+        from.matchers -= 1;
+        dest.matchers += 1;
+        dest.live.set(m.id, m);
+        m.worker = dest;
+        return;
+      }
+    } catch (err) {
+      const why = err instanceof Error ? err.message : String(err);
+      m.error ??= new Error(
+        `${reason.message}; this sequence's grammar state could not be rebuilt on another worker: ${why}`,
+      );
+    } finally {
+      m.rebuilding = null;
+    }
+  }
+
+  /** A serving worker holding `g`: its live replica with the fewest matchers, else one it is compiled on now. */
+  private holderFor(g: RemoteGrammar): Promise<GrammarWorker> {
+    const live = g.replicas.filter((w) => w.dead === null).sort((a, b) => a.matchers - b.matchers)[0];
+    if (live !== undefined) return Promise.resolve(live);
+    let homing = this.rehoming.get(g);
+    if (homing === undefined) {
+      homing = (async () => {
+        const worker = await this.pickWorker();
+        worker.compiling += 1;
+        try {
+          await worker.request({ op: "compile", id: worker.newId(), key: g.key, spec: g.spec });
+        } finally {
+          worker.compiling -= 1;
+        }
+        // Pushed out of the cache meanwhile: held until the matchers waiting for it were sent (they are sent
+        // in this turn of the event loop, before the drop).
+        if (g.evicted) setImmediate(() => worker.send({ op: "dropGrammar", key: g.key }));
+        else g.replicas.push(worker);
+        return worker;
+      })();
+      this.rehoming.set(g, homing);
+      const done = () => {
+        if (this.rehoming.get(g) === homing) this.rehoming.delete(g);
+      };
+      homing.then(done, done);
+    }
+    return homing;
   }
 
   /**
@@ -494,13 +672,16 @@ export class GrammarPool {
     const id = this.nextMatcher++;
     worker.matchers += 1;
     grammar.matchers += 1;
-    const matcher: RemoteMatcher = { id, worker, grammar, error: null };
+    const matcher = remoteMatcher(id, worker, grammar, []);
+    worker.live.set(id, matcher);
     // Pushed out of the cache (while it compiled, for a request holding it): held again for this matcher only
     // (the worker's engine still has it compiled, unless its own cache let it go).
     const { evicted, key, spec } = grammar;
     if (evicted) worker.request({ op: "compile", id: worker.newId(), key, spec }).catch(() => undefined);
     worker.request({ op: "newMatcher", id: worker.newId(), key, matcher: id }).catch((err: Error) => {
-      matcher.error = err;
+      // Not tried because XGrammar aborted in that worker before: it is being rebuilt elsewhere.
+      if (worker.retired !== null && err === worker.dead) return;
+      matcher.error ??= err;
     });
     if (evicted) worker.send({ op: "dropGrammar", key });
     return matcher;
@@ -533,12 +714,17 @@ export class GrammarPool {
       grammar.matchers -= 1;
       throw err;
     }
-    return { id, worker: dest, grammar, error: null };
+    const copy = remoteMatcher(id, dest, grammar, [...history]);
+    dest.live.set(id, copy);
+    return copy;
   }
 
   disposeMatcher(m: RemoteMatcher): void {
+    if (m.disposed) return;
+    m.disposed = true;
     m.worker.matchers -= 1;
     m.grammar.matchers -= 1;
+    m.worker.live.delete(m.id);
     m.worker.send({ op: "dropMatcher", matcher: m.id });
   }
 
@@ -624,16 +810,38 @@ export class GrammarPool {
 
   /**
    * Fills the rows of `jobs` into `mask` (a SharedArrayBuffer of (numRows, maskWords) Int32 words), each
-   * worker concerned at once; resolves when every row is written.
+   * worker concerned at once; resolves when every row is written. Rows whose worker was retired after an abort
+   * (during this fill or before) are filled where their matchers are rebuilt (`round` counts such moves).
    */
-  async fill(mask: SharedArrayBuffer, jobs: readonly FillJob[]): Promise<FillResult> {
+  async fill(mask: SharedArrayBuffer, jobs: readonly FillJob[], round = 0): Promise<FillResult> {
+    // A matcher being rebuilt elsewhere (its worker was retired) is filled there once made.
+    for (;;) {
+      const rebuilds = jobs.flatMap((j) => (j.matcher.rebuilding === null ? [] : [j.matcher.rebuilding]));
+      if (rebuilds.length === 0) break;
+      await Promise.all(rebuilds);
+    }
+    const result: FillResult = { rejected: new Set(), fillMs: [], workerLost: false };
+    const words = new Int32Array(mask); // (numRows, maskWords)
+    /** A row that fails: it allows every token, its matcher is rejected (with `err` unless it has a reason). */
+    const reject = (j: FillJob, err: Error | null) => {
+      words.fill(-1, j.row * this.maskWords, (j.row + 1) * this.maskWords);
+      result.rejected.add(j.matcher.id);
+      if (err !== null) j.matcher.error ??= err;
+    };
     const byWorker = new Map<GrammarWorker, FillJob[]>();
     for (const job of jobs) {
+      // Ended already (not made, its worker hung, or it could not be rebuilt): nothing to ask a worker.
+      if (job.matcher.error !== null) {
+        reject(job, null);
+        continue;
+      }
+      job.matcher.history.push(...job.accepts); // synchronously with the send below: a rebuild sees them
       const list = byWorker.get(job.matcher.worker);
       if (list === undefined) byWorker.set(job.matcher.worker, [job]);
       else list.push(job);
     }
-    const result: FillResult = { rejected: new Set(), fillMs: [], workerLost: false };
+    /** Rows not filled because XGrammar aborted in their worker: filled where their matchers are rebuilt. */
+    const moved: FillJob[] = [];
     await Promise.all(
       [...byWorker].map(async ([worker, list]) => {
         const numAccepts = list.reduce((n, j) => n + j.accepts.length, 0);
@@ -653,27 +861,48 @@ export class GrammarPool {
             { op: "fill", id: worker.newId(), mask, maskWords: this.maskWords, accepts, rows },
             list.length,
           );
-          for (const id of reply.rejected ?? []) result.rejected.add(id);
           // A matcher that threw ends its own sequence only, with the worker's reason.
           for (const f of reply.failed ?? []) {
             const job = list.find((j) => j.matcher.id === f.matcher);
             if (job !== undefined) job.matcher.error ??= new Error(f.error);
           }
+          for (const id of reply.rejected ?? []) {
+            result.rejected.add(id);
+            const job = list.find((j) => j.matcher.id === id);
+            if (job !== undefined) job.matcher.gone = true;
+          }
+          for (const id of reply.unfilled ?? []) {
+            const job = list.find((j) => j.matcher.id === id);
+            if (job !== undefined) moved.push(job);
+          }
           if (reply.fillMs !== undefined) result.fillMs.push(...reply.fillMs);
         } catch (err) {
+          if (worker.retired !== null && err === worker.dead) {
+            moved.push(...list); // not tried: XGrammar aborted in that worker before this fill
+            return;
+          }
           // The worker hung, died (or could not read the request): its sequences end with its error; their rows
           // allow every token meanwhile. A hung thread may still write its rows until it is stopped: the caller
           // should give the next steps other memory (workerLost).
           result.workerLost = true;
-          const words = new Int32Array(mask);
-          for (const j of list) {
-            words.fill(-1, j.row * this.maskWords, (j.row + 1) * this.maskWords);
-            result.rejected.add(j.matcher.id);
-            j.matcher.error ??= err instanceof Error ? err : new Error(String(err));
-          }
+          for (const j of list) reject(j, err instanceof Error ? err : new Error(String(err)));
         }
       }),
     );
+    const again: FillJob[] = [];
+    for (const j of moved) {
+      if (j.matcher.gone || j.matcher.error !== null) reject(j, null);
+      else if (round >= MAX_ABORT_MOVES) {
+        const why = j.matcher.worker.retired?.message ?? "its grammar worker was retired";
+        reject(j, new Error(`${why}; this sequence was moved ${round} times in one step already, and ends`));
+      } else again.push({ ...j, accepts: [] }); // its accepts are in its history: the rebuild replays them
+    }
+    if (again.length > 0) {
+      const refilled = await this.fill(mask, again, round + 1);
+      for (const id of refilled.rejected) result.rejected.add(id);
+      result.fillMs.push(...refilled.fillMs);
+      result.workerLost ||= refilled.workerLost;
+    }
     return result;
   }
 

@@ -15,25 +15,42 @@ export interface WorkerInit {
    * filled. The main thread reads it to tell a slow worker (still counting) from a hung one.
    */
   heartbeat: SharedArrayBuffer;
-  /** Tests only: a fault the worker injects (see WorkerFault); never set in production. */
-  fault?: WorkerFault;
+  /** Tests only: faults the worker injects (see WorkerFault); never set in production. */
+  faults?: WorkerFault[];
 }
 
 /**
- * A fault injected for tests (GrammarPoolOptions.testFault, or AWQ_TEST_GRAMMAR_FAULT=kind:marker): when a fill
- * reaches the row of a matcher whose grammar's cache key contains `marker` (with `during: "compile"`: when such a
- * grammar is compiled), the worker
+ * A fault injected for tests (GrammarPoolOptions.testFault, or AWQ_TEST_GRAMMAR_FAULT=kind:marker[,kind:marker]):
+ * when a fill reaches the row of a matcher whose grammar's cache key contains `marker` (with `during`: when
+ * such a grammar is compiled, when a token of such a matcher is accepted in a fill, when such a matcher is made,
+ * or when it is made with a history to replay: a move or a rebuild), the worker
  * - "hang": never answers that fill (it waits forever; later messages queue behind it),
  * - "spin": loops forever on its thread (as a matcher stuck in WebAssembly would),
  * - "exit": exits its thread (code 7),
  * - "crash": throws outside any handler (the thread dies with an 'error' event),
- * - "slow": takes 100 ms more over that row, 500 ms more over that compile (healthy, only slow).
+ * - "slow": takes 100 ms more over that row, 500 ms more over that compile (healthy, only slow),
+ * - "abort": makes its main XGrammar instance really abort there (a matcher rolled back past its history: a
+ *   failed check inside XGrammar, "Aborted()"), as a bug in XGrammar would,
+ * - "throw": throws a plain JS error there (as a bug in our own code would; the instance is not touched).
  */
 export interface WorkerFault {
-  kind: "hang" | "spin" | "exit" | "crash" | "slow";
+  kind: "hang" | "spin" | "exit" | "crash" | "slow" | "abort" | "throw";
   marker: string;
   /** Default "fill". */
-  during?: "fill" | "compile";
+  during?: "fill" | "compile" | "accept" | "newMatcher" | "replay";
+}
+
+/**
+ * The worker's main XGrammar instance aborted (an Emscripten abort or trap: its memory is in an undefined state
+ * afterwards), so the worker serves no more: every later request is answered with this notice, untried.
+ */
+export interface AbortNotice {
+  /** What aborted: the operation, the constraint's kind and XGrammar's reason. */
+  error: string;
+  /** The matcher whose operation aborted (its sequence ends with `error`), if it was one. */
+  matcher?: number;
+  /** The instance had aborted before this request, which was not tried. */
+  before?: boolean;
 }
 
 export type WorkerRequest =
@@ -72,5 +89,9 @@ export type WorkerReply =
       /** Matchers (among `rejected`) that threw while accepting or filling, and why; the worker dropped them. */
       failed?: { matcher: number; error: string }[];
       fillMs?: Float64Array;
+      /** The instance aborted during this fill (or before it): the rows of `unfilled` were not filled (they allow every token). */
+      aborted?: AbortNotice;
+      /** Matchers whose accepts and rows were not handled because the instance aborted (they are intact elsewhere). */
+      unfilled?: number[];
     }
-  | { id: number; ok: false; error: string; grammarError: boolean };
+  | { id: number; ok: false; error: string; grammarError: boolean; aborted?: AbortNotice };

@@ -8,17 +8,23 @@
  * reason goes to stderr. Everything the instance prints is recorded here (and still printed), so that an error
  * names the operation (compile, making a matcher, accepting a token, filling a mask), the constraint's kind and
  * XGrammar's own reason.
+ *
+ * An abort in the main instance (filling a mask, accepting a token, making a matcher, or a compile there) leaves
+ * its memory in an undefined state: the operation's sequence ends with its error, and the worker touches the
+ * instance no more. The reply says so (AbortNotice, with the rows it did not fill); every later request is
+ * answered with the notice, untried; the pool retires the worker and rebuilds its other matchers elsewhere. A plain
+ * JS error (our own code, the bindings' argument checks) ends only its own operation: the worker serves on.
  */
 import { parentPort, workerData } from "node:worker_threads";
 import type { ConstraintSpec } from "./constraint-spec.js";
 import { GrammarEngine, GrammarError, type GrammarMatcher } from "./grammar-engine.js";
-import type { WorkerFault, WorkerInit, WorkerReply, WorkerRequest } from "./grammar-protocol.js";
-import { abortReason } from "./xgrammar-runtime.js";
+import type { AbortNotice, WorkerFault, WorkerInit, WorkerReply, WorkerRequest } from "./grammar-protocol.js";
+import { abortReason, isInstanceFault } from "./xgrammar-runtime.js";
 
 const port = parentPort;
 if (port === null) throw new Error("grammar-worker.ts runs as a worker thread");
 
-const { vocab, heartbeat, fault } = workerData as WorkerInit;
+const { vocab, heartbeat, faults = [] } = workerData as WorkerInit;
 const beat = new Int32Array(heartbeat); // (1)
 const progress = () => Atomics.add(beat, 0, 1);
 
@@ -48,6 +54,24 @@ interface Held {
   tokens: number;
 }
 const matchers = new Map<number, Held>();
+/** The first abort of the main instance (its error text); null while it is sound. Nothing uses it afterwards. */
+let broken: string | null = null;
+
+/** The main instance aborted: thrown by an operation, answered with an AbortNotice. */
+class InstanceAborted extends Error {
+  constructor(
+    message: string,
+    readonly matcher: number | undefined,
+    readonly grammarError: boolean,
+  ) {
+    super(message);
+  }
+}
+
+/** Whether `err`, thrown by a call into the main instance, means that instance aborted (see isInstanceFault). */
+function mainAborted(err: unknown): boolean {
+  return isInstanceFault(err) || engine.mainAborted;
+}
 
 /**
  * What went wrong in XGrammar, as a sentence: the operation, the constraint's kind, and XGrammar's reason (its
@@ -65,77 +89,161 @@ function describe(operation: string, kind: string, err: unknown, outputTokens?: 
   return `XGrammar failed while ${operation} of a ${kind} constraint${after}: ${why}`;
 }
 
+/** The test fault for this operation on a grammar with this key, if any (WorkerInit.faults). */
+function faultFor(during: NonNullable<WorkerFault["during"]>, key: string): WorkerFault | undefined {
+  return faults.find((f) => (f.during ?? "fill") === during && key.includes(f.marker));
+}
+
 async function handle(req: WorkerRequest): Promise<WorkerReply | null> {
   printed.length = 0;
+  if (broken !== null) return untried(req, broken);
   switch (req.op) {
-    case "compile":
-      if (fault?.during === "compile" && req.key.includes(fault.marker)) await injectFault(fault);
+    case "compile": {
+      const fault = faultFor("compile", req.key);
+      if (fault !== undefined && fault.kind !== "abort" && fault.kind !== "throw") await injectFault(fault);
       try {
         await engine.compile(req.spec);
+        if (fault !== undefined)
+          await injectFault(fault, await (await engine.compile(req.spec)).newMatcher());
       } catch (err) {
         // A GrammarError already carries XGrammar's reason (the engine captured it); a bare abort gets context.
         const message = err instanceof Error ? err.message : String(err);
-        if (!/^Aborted\(/.test(message)) throw err;
-        const text = describe("compiling the grammar", req.spec.type, err);
+        let text = message;
+        if (/^Aborted\(/.test(message)) text = describe("compiling the grammar", req.spec.type, err);
+        // The probe instance's aborts are the engine's business (it replaces the probe); the main one's are ours.
+        if (engine.mainAborted) {
+          broken = text;
+          throw new InstanceAborted(text, undefined, err instanceof GrammarError);
+        }
+        if (text === message) throw err;
         throw err instanceof GrammarError ? new GrammarError(text) : new Error(text);
       }
       specs.set(req.key, { spec: req.spec, holds: (specs.get(req.key)?.holds ?? 0) + 1 });
       return { id: req.id, ok: true };
+    }
     case "dropGrammar": {
       const held = specs.get(req.key);
       if (held !== undefined && --held.holds <= 0) specs.delete(req.key);
       return null;
     }
-    case "newMatcher": {
-      const spec = specs.get(req.key)?.spec;
-      if (spec === undefined) throw new Error(`grammar ${req.key.slice(0, 80)} is not compiled here`);
-      let m: GrammarMatcher;
-      try {
-        m = await (await engine.compile(spec)).newMatcher();
-      } catch (err) {
-        throw new Error(describe("making the sequence's matcher", spec.type, err));
-      }
-      const history = req.history ?? new Int32Array(0);
-      for (let i = 0; i < history.length; i++) {
-        let accepted: boolean;
-        try {
-          accepted = m.acceptToken(history[i]!);
-        } catch (err) {
-          m.dispose();
-          throw new Error(describe(`replaying output token ${i} (id ${history[i]})`, spec.type, err));
-        }
-        if (!accepted) {
-          m.dispose();
-          throw new Error(`the grammar rejects token ${history[i]} of the sequence's output`);
-        }
-        progress();
-      }
-      matchers.set(req.matcher, { m, kind: spec.type, key: req.key, tokens: history.length });
-      return { id: req.id, ok: true };
-    }
-    case "dropMatcher":
-      matchers.get(req.matcher)?.m.dispose();
+    case "newMatcher":
+      return newMatcher(req);
+    case "dropMatcher": {
+      const held = matchers.get(req.matcher);
       matchers.delete(req.matcher);
+      try {
+        held?.m.dispose();
+      } catch (err) {
+        if (held !== undefined && mainAborted(err)) broken = describe("freeing a matcher", held.kind, err);
+      }
       return null;
+    }
     case "fill":
       return fill(req);
   }
 }
 
+/** The answer to a request that came after the main instance aborted: nothing is tried. */
+function untried(req: WorkerRequest, error: string): WorkerReply | null {
+  const aborted: AbortNotice = { error, before: true };
+  if (req.op === "fill") {
+    const mask = new Int32Array(req.mask); // (numRows, maskWords)
+    const unfilled: number[] = [];
+    for (let i = 0; i < req.rows.length; i += 2) {
+      mask.fill(-1, req.rows[i + 1]! * req.maskWords, (req.rows[i + 1]! + 1) * req.maskWords);
+      unfilled.push(req.rows[i]!);
+    }
+    return { id: req.id, ok: true, rejected: [], failed: [], unfilled, aborted };
+  }
+  if (!("id" in req)) return null;
+  return { id: req.id, ok: false, error, grammarError: false, aborted };
+}
+
+async function newMatcher(req: Extract<WorkerRequest, { op: "newMatcher" }>): Promise<WorkerReply> {
+  const spec = specs.get(req.key)?.spec;
+  if (spec === undefined) throw new Error(`grammar ${req.key.slice(0, 80)} is not compiled here`);
+  const history = req.history ?? new Int32Array(0);
+  const fault = faultFor(history.length > 0 ? "replay" : "newMatcher", req.key);
+  const failed = (operation: string, err: unknown): never => {
+    const text = describe(operation, spec.type, err);
+    if (!mainAborted(err)) throw new Error(text);
+    broken = text;
+    throw new InstanceAborted(text, req.matcher, false);
+  };
+  let m: GrammarMatcher;
+  try {
+    m = await (await engine.compile(spec)).newMatcher();
+  } catch (err) {
+    return failed("making the sequence's matcher", err);
+  }
+  if (fault !== undefined) {
+    try {
+      await injectFault(fault, m);
+    } catch (err) {
+      if (!mainAborted(err)) m.dispose();
+      return failed(
+        history.length > 0 ? "replaying the sequence's output" : "making the sequence's matcher",
+        err,
+      );
+    }
+  }
+  for (let i = 0; i < history.length; i++) {
+    let accepted: boolean;
+    try {
+      accepted = m.acceptToken(history[i]!);
+    } catch (err) {
+      if (!mainAborted(err)) m.dispose();
+      return failed(`replaying output token ${i} (id ${history[i]})`, err);
+    }
+    if (!accepted) {
+      m.dispose();
+      throw new Error(`the grammar rejects token ${history[i]} of the sequence's output`);
+    }
+    progress();
+  }
+  matchers.set(req.matcher, { m, kind: spec.type, key: req.key, tokens: history.length });
+  return { id: req.id, ok: true };
+}
+
 async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<WorkerReply> {
   const rejected: number[] = [];
   const failed: { matcher: number; error: string }[] = [];
-  // One matcher's exception ends its own sequence only: it is dropped here, its row allows every token, and
-  // the reply names it with the reason; the other rows of the step are filled as usual.
-  const fail = (id: number, held: Held, operation: string, err: unknown) => {
-    failed.push({ matcher: id, error: describe(operation, held.kind, err, held.tokens) });
+  const mask = new Int32Array(req.mask); // (numRows, maskWords), shared with the main thread
+  const rowAt = (r: number) => mask.subarray(r * req.maskWords, (r + 1) * req.maskWords);
+  const fillMs = new Float64Array(req.rows.length / 2); // (numRows)
+  /**
+   * One matcher threw. A plain error ends its own sequence only: it is dropped here, its row allows every token,
+   * and the reply names it with the reason; the other rows of the step are filled as usual. An abort of the
+   * instance ends its sequence too, and the fill stops there: returns the reply, the rows from `nextRow` on
+   * unfilled (they allow every token; the pool fills them elsewhere).
+   */
+  const fail = (
+    id: number,
+    held: Held,
+    operation: string,
+    err: unknown,
+    nextRow: number,
+  ): WorkerReply | null => {
+    const error = describe(operation, held.kind, err, held.tokens);
+    failed.push({ matcher: id, error });
     rejected.push(id);
+    matchers.delete(id);
+    if (mainAborted(err)) {
+      broken = error;
+      const unfilled: number[] = [];
+      for (let i = 2 * nextRow; i < req.rows.length; i += 2) {
+        rowAt(req.rows[i + 1]!).fill(-1);
+        if (!rejected.includes(req.rows[i]!)) unfilled.push(req.rows[i]!);
+      }
+      const filled = fillMs.slice(0, nextRow); // the rows tried before the abort (that one included)
+      return { id: req.id, ok: true, rejected, failed, fillMs: filled, unfilled, aborted: { error, matcher: id } };
+    }
     try {
       held.m.dispose();
     } catch {
       // A matcher in a broken state may not free cleanly; it is forgotten either way.
     }
-    matchers.delete(id);
+    return null;
   };
   for (let i = 0; i < req.accepts.length; i += 2) {
     const id = req.accepts[i]!;
@@ -145,9 +253,12 @@ async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<Worker
     printed.length = 0;
     let accepted: boolean;
     try {
+      const fault = faultFor("accept", held.key);
+      if (fault !== undefined) await injectFault(fault, held.m);
       accepted = held.m.acceptToken(token);
     } catch (err) {
-      fail(id, held, `accepting token ${token}`, err);
+      const stop = fail(id, held, `accepting token ${token}`, err, 0);
+      if (stop !== null) return stop;
       continue;
     }
     progress();
@@ -159,26 +270,25 @@ async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<Worker
       held.tokens += 1;
     }
   }
-  const mask = new Int32Array(req.mask); // (numRows, maskWords), shared with the main thread
-  const fillMs = new Float64Array(req.rows.length / 2); // (numRows)
   for (let i = 0; i < req.rows.length; i += 2) {
     const id = req.rows[i]!;
-    const row = mask.subarray(req.rows[i + 1]! * req.maskWords, (req.rows[i + 1]! + 1) * req.maskWords);
+    const row = rowAt(req.rows[i + 1]!);
     const held = matchers.get(id);
     const t0 = performance.now();
     if (held === undefined) {
       row.fill(-1); // a matcher that rejected a token, failed or is gone: the main thread ends its sequence
       if (!rejected.includes(id)) rejected.push(id);
     } else {
-      if (fault !== undefined && fault.during !== "compile" && held.key.includes(fault.marker)) {
-        await injectFault(fault);
-      }
       printed.length = 0;
       try {
+        const fault = faultFor("fill", held.key);
+        if (fault !== undefined) await injectFault(fault, held.m);
         await held.m.fillNextTokenBitmask(row);
       } catch (err) {
         row.fill(-1);
-        fail(id, held, "filling the next-token mask", err);
+        fillMs[i / 2] = performance.now() - t0;
+        const stop = fail(id, held, "filling the next-token mask", err, i / 2 + 1);
+        if (stop !== null) return stop;
       }
     }
     fillMs[i / 2] = performance.now() - t0;
@@ -187,8 +297,8 @@ async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<Worker
   return { id: req.id, ok: true, rejected, failed, fillMs };
 }
 
-/** Tests only (WorkerInit.fault): what a stuck or dying worker does. */
-async function injectFault(f: WorkerFault): Promise<void> {
+/** Tests only (WorkerInit.faults): what a stuck, dying or failing worker does; `m`: the matcher at hand. */
+async function injectFault(f: WorkerFault, m?: GrammarMatcher): Promise<void> {
   switch (f.kind) {
     case "hang":
       await new Promise<never>(() => undefined);
@@ -206,6 +316,13 @@ async function injectFault(f: WorkerFault): Promise<void> {
         throw new Error("injected grammar worker crash");
       });
       await new Promise<never>(() => undefined);
+      return;
+    case "abort":
+      // A real failed check inside XGrammar: rolling back more tokens than the matcher holds aborts the instance.
+      m?.rollback(1_000_000);
+      throw new Error("injected abort: XGrammar did not abort");
+    case "throw":
+      throw new Error("injected plain JS error");
   }
 }
 
@@ -222,7 +339,11 @@ port.on("message", (req: WorkerRequest) => {
               id: req.id,
               ok: false,
               error: err instanceof Error ? err.message : String(err),
-              grammarError: err instanceof GrammarError,
+              grammarError:
+                err instanceof GrammarError || (err instanceof InstanceAborted && err.grammarError),
+              ...(err instanceof InstanceAborted
+                ? { aborted: { error: err.message, matcher: err.matcher } }
+                : {}),
             }
           : null;
     }

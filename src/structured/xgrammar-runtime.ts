@@ -8,7 +8,8 @@
  * XGrammar reports a bad grammar by aborting its instance (a C++ check failure: the message goes to the
  * instance's stderr, then a RuntimeError "Aborted()" is thrown). An aborted instance is corrupt: a few dozen
  * aborts later it faults on valid input. So user grammars are first compiled in a throwaway "probe" instance
- * (see grammar-engine.ts), whose stderr this file captures to give the reason.
+ * (see grammar-engine.ts), whose stderr this file captures to give the reason. Each instance records its first
+ * abort (XgInstance.aborted), so that its owner can stop using it.
  */
 import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
@@ -77,6 +78,11 @@ export interface XgApi {
 /** One WebAssembly instance of XGrammar, with its stderr captured on demand. */
 export interface XgInstance {
   readonly api: XgApi;
+  /**
+   * Whether the instance aborted (or trapped), in any call: its first "Aborted(...)" line or trap message; null
+   * while sound. An aborted instance's memory is in an undefined state: nothing it answers can be trusted.
+   */
+  readonly aborted: string | null;
   /** Runs fn; what the instance printed to stderr meanwhile is returned with its result or error. */
   captureErrors<T>(
     fn: () => Promise<T>,
@@ -100,11 +106,15 @@ async function loadOne(): Promise<XgInstance> {
   const g = globalThis as Record<string, unknown>;
   const saved = { require: g.require, __filename: g.__filename, xgrammar: g.xgrammar, error: console.error };
   let sink: string[] | null = null;
+  let aborted: string | null = null;
   const forward = saved.error;
   // The instance binds console.error once, when its WebAssembly module is instantiated (below); this router
-  // stays bound inside it and sends its output to the active capture, else to the real console.error.
+  // stays bound inside it and sends its output to the active capture, else to the real console.error. Emscripten's
+  // abort() prints "Aborted(...)" through it before it throws, whoever catches the throw.
   const router = (...args: unknown[]) => {
-    if (sink !== null) sink.push(args.map(String).join(" "));
+    const line = args.map(String).join(" ");
+    if (aborted === null && line.startsWith("Aborted(")) aborted = line;
+    if (sink !== null) sink.push(line);
     else forward(...args);
   };
   g.require = require;
@@ -120,11 +130,15 @@ async function loadOne(): Promise<XgInstance> {
     (await api.Grammar.builtinJSONGrammar()).dispose(); // instantiates the WebAssembly module now
     return {
       api,
+      get aborted() {
+        return aborted;
+      },
       async captureErrors(fn) {
         sink = [];
         try {
           return { ok: true, value: await fn() };
         } catch (error) {
+          if (isInstanceFault(error)) aborted ??= (error as Error).message;
           return { ok: false, error, stderr: sink.join("\n") };
         } finally {
           sink = null;
@@ -142,6 +156,16 @@ async function loadOne(): Promise<XgInstance> {
 function restore(g: Record<string, unknown>, key: string, value: unknown): void {
   if (value === undefined) delete g[key];
   else g[key] = value;
+}
+
+/**
+ * Whether an error thrown by a call into an instance left that instance corrupt: Emscripten's abort() (a failed
+ * check in XGrammar) throws a WebAssembly.RuntimeError "Aborted(...)", and a trap (an out-of-bounds access,
+ * `unreachable`) throws one too; either leaves its memory half-updated. A plain JS error (embind's argument
+ * checks, a TypeError in the bindings' JS, our own code) does not touch the instance.
+ */
+export function isInstanceFault(error: unknown): boolean {
+  return error instanceof WebAssembly.RuntimeError;
 }
 
 /** XGrammar's reason for an abort: the "[FATAL] file:line: ..." line, without the C++ source location. */
