@@ -69,6 +69,7 @@ if (backendName === "fake") {
 } else if (synthetic) {
   const { CudaBackend } = await import("../src/backend/cuda/cuda-backend.js");
   const { llama2_13bAwqConfig } = await import("../src/backend/cuda/latency-bench.js");
+  const { noTensorCheckpoint } = await import("../src/model/no-tensor-checkpoint.js");
   const config = llama2_13bAwqConfig();
   const cuda = await CudaBackend.create();
   // Backend.load builds the random weights on the GPU instead of reading a checkpoint.
@@ -78,7 +79,7 @@ if (backendName === "fake") {
     step: (batch) => cuda.step(batch),
     dispose: () => cuda.dispose(),
   };
-  model = { dir: modelDir, config, checkpoint: undefined as never };
+  model = { dir: modelDir, config, checkpoint: noTensorCheckpoint(modelDir, "synthetic-13b") };
 } else {
   backend = await createBackend(backendName);
   model = await openModel(modelDir);

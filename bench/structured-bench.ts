@@ -27,6 +27,7 @@ import { llama2_13bAwqConfig } from "../src/backend/cuda/latency-bench.js";
 import { Engine } from "../src/engine/engine.js";
 import type { SamplingParams } from "../src/engine/types.js";
 import { LLM } from "../src/llm.js";
+import { noTensorCheckpoint } from "../src/model/no-tensor-checkpoint.js";
 import type { ModelConfig } from "../src/model/types.js";
 import type { ConstraintSpec } from "../src/structured/constraint-spec.js";
 import { maskTimings, maskWaits, recordMaskTimings } from "../src/structured/engine-constraints.js";
@@ -119,7 +120,7 @@ async function openEngine(which: string): Promise<{
     dispose: () => cuda.dispose(),
   };
   const engine = await Engine.create({
-    model: { dir: demoDir, config, checkpoint: undefined as never },
+    model: { dir: demoDir, config, checkpoint: noTensorCheckpoint(demoDir, which) },
     backend,
     tokenizer,
     maxModelLen: 1024,

@@ -6,6 +6,7 @@
  * already computed, a slot that this same step writes (KV still in flight: a race on a real GPU) throws too.
  */
 import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend/backend.js";
+import { noTensorCheckpoint } from "../model/no-tensor-checkpoint.js";
 import type { ModelConfig, ModelSource } from "../model/types.js";
 
 export class FakeBackend implements Backend {
@@ -117,17 +118,6 @@ export function fakeModel(maxPositionEmbeddings = 2048): ModelSource {
   return {
     dir: "fake",
     config,
-    checkpoint: {
-      dir: "fake",
-      names: () => [],
-      has: () => false,
-      info: (name: string) => {
-        throw new Error(`fake checkpoint has no tensor ${name}`);
-      },
-      read: async (name: string) => {
-        throw new Error(`fake checkpoint has no tensor ${name}`);
-      },
-      close: async () => {},
-    },
+    checkpoint: noTensorCheckpoint("fake", "the fake model"),
   };
 }
