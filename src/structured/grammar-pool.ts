@@ -336,6 +336,11 @@ function remoteMatcher(
 /** The end of a dead worker's error: what it means for the sequences on it. */
 const LOST = ": the grammar state of every sequence on it is lost, and those sequences end with this error";
 
+/** maxWorkers by default: cores - 1, between 2 and 4. */
+export function defaultMaxWorkers(): number {
+  return Math.min(4, Math.max(2, availableParallelism() - 1));
+}
+
 /** fillTimeoutMs by default: see GrammarPoolOptions.fillTimeoutMs. */
 export const DEFAULT_FILL_TIMEOUT_MS = 2000;
 /** compileTimeoutMs by default: see GrammarPoolOptions.compileTimeoutMs. */
@@ -423,7 +428,7 @@ export class GrammarPool {
     private readonly vocab: VocabInfo,
     opts: GrammarPoolOptions = {},
   ) {
-    this.maxWorkers = opts.maxWorkers ?? Math.min(4, Math.max(2, availableParallelism() - 1));
+    this.maxWorkers = opts.maxWorkers ?? defaultMaxWorkers();
     this.limits = {
       fillTimeoutMs: limitFrom(
         "fillTimeoutMs",

@@ -236,7 +236,15 @@ async function fill(req: Extract<WorkerRequest, { op: "fill" }>): Promise<Worker
         if (!rejected.includes(req.rows[i]!)) unfilled.push(req.rows[i]!);
       }
       const filled = fillMs.slice(0, nextRow); // the rows tried before the abort (that one included)
-      return { id: req.id, ok: true, rejected, failed, fillMs: filled, unfilled, aborted: { error, matcher: id } };
+      return {
+        id: req.id,
+        ok: true,
+        rejected,
+        failed,
+        fillMs: filled,
+        unfilled,
+        aborted: { error, matcher: id },
+      };
     }
     try {
       held.m.dispose();
