@@ -994,3 +994,44 @@ test("through SequenceConstraint: the aborting request's constraint fails with t
     await local.close();
   }
 });
+
+test("after an abort, matchers whose grammar has a replica on a serving worker are rebuilt there, without a compile", {
+  timeout: 60_000,
+}, async () => {
+  const pool = await faultyPool("abort", { maxWorkers: 2 });
+  const control = new GrammarPool(await vocabInfoFor(tokenizer, 32002), { maxWorkers: 1, startAll: false });
+  try {
+    const twin = new Twin(pool, control, 15);
+    for (let i = 0; i < 12; i++) await twin.add(victims[1]!);
+    const grammar = twin.ours[0]!.grammar;
+    await until("a replica was compiled", () => grammar.replicas.length === 2);
+    const [home, replica] = grammar.replicas as [GrammarWorker, GrammarWorker];
+    for (let i = 0; i < 2; i++) await twin.add(victims[1]!);
+    assert.ok(
+      twin.ours.slice(12).every((m) => m.worker === replica),
+      "the last two on the replica",
+    );
+    for (let i = 0; i < 2; i++) await twin.step();
+    const aborter = pool.newMatcher(await pool.compile({ type: "regex", pattern: "(faultmarker)?x+" }));
+    assert.equal(aborter.worker, replica, "the aborting grammar went to the least busy worker");
+    await twin.step([{ matcher: aborter, row: 14, accepts: [] }], 13);
+    assert.match(
+      replica.retired?.message ?? "",
+      /^grammar worker 2 was retired after XGrammar aborted in it/,
+    );
+    assert.match(aborter.error?.message ?? "", /^XGrammar failed while filling the next-token mask/);
+    assert.ok(
+      twin.ours.every((m) => m.worker === home),
+      "all on the grammar's other replica",
+    );
+    // Not compiled anywhere else for the rebuild (a compile for it would have added a replica).
+    assert.deepEqual(
+      grammar.replicas.filter((w) => w.dead === null),
+      [home],
+    );
+    for (let i = 0; i < 3; i++) await twin.step();
+  } finally {
+    await pool.close();
+    await control.close();
+  }
+});
