@@ -3,7 +3,7 @@
 # never yet run on a GPU (no device in the session of 2026-12-05 evening). One step that checks them and times them
 # against the default, for the call that decides whether to turn them on:  bash scripts/gpu-run.sh verify-kv
 # (or run this file from the repo root).
-#   AWQ_UNVERIFIED_CUDA_FP8_KV=1  lets --kv-cache-dtype fp8 / fp8_e4m3 run on CUDA (1-byte E4M3 K and V)
+#    lets --kv-cache-dtype fp8 / fp8_e4m3 run on CUDA (1-byte E4M3 K and V)
 #   AWQ_ATTN_DECODE=grouped       decode attention by KV head (attention_decode_grouped.cu) instead of per query head
 #   AWQ_ATTN_BLOCKS_PER_SM=N      its split target (blocks an SM; default 4)
 # Pass:
@@ -25,7 +25,7 @@
 #      head (the default), fp16 by KV head, fp8 per head, fp8 by KV head (the model line says the KV dtype).
 # ~7-8 minutes in all.
 set -u
-export AWQ_UNVERIFIED_CUDA_FP8_KV=1
+
 kt=native/build/kernel-tests/kernel-tests
 echo "== (1) kernel-tests --kv: FP8 and by-KV-head checks, then decode attention timings"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 16 (structured outputs): the CUDA forward/sample split for steps with masks (AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1;
+# Issue 16 (structured outputs): the CUDA forward/sample split for steps with masks (AWQ_CUDA_SPLIT_STEP=1;
 # written and compiled, never yet run on a GPU: no device in the session of 2026-12-05 evening). One step that
 # checks it and times it against the default one-call step, for the call that decides whether to turn it on:
 #   bash scripts/gpu-run.sh verify-structured   (or run this file from the repo root). ~4-6 minutes.
@@ -13,16 +13,16 @@
 set -u
 echo "== (1) mask suite, default path (one-call step for masks still being written)"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader
-AWQ_UNVERIFIED_CUDA_SPLIT_STEP=0 timeout 150 node --test dist/test/gpu/cuda-token-mask.test.js 2>&1 |
+AWQ_CUDA_SPLIT_STEP=0 timeout 150 node --test dist/test/gpu/cuda-token-mask.test.js 2>&1 |
   grep -E "^# (tests|pass|fail)|not ok|^# Subtest|error:|expected:|actual:" | head -n 60
 
 echo "== (2) mask suite with the forward/sample split on (the library suite through it too)"
-AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1 timeout 150 node --test dist/test/gpu/cuda-token-mask.test.js 2>&1 |
+AWQ_CUDA_SPLIT_STEP=1 timeout 150 node --test dist/test/gpu/cuda-token-mask.test.js 2>&1 |
   grep -E "^# (tests|pass|fail)|not ok|^# Subtest|error:|expected:|actual:" | head -n 60
 
 echo "== (3) structured bench: default, then the split (each its own process)"
 bench=(node dist/bench/structured-bench.js --backend cuda --batches 1,64 --model synthetic-7b,demo)
 for split in 0 1; do
-  echo "-- AWQ_UNVERIFIED_CUDA_SPLIT_STEP=$split"
-  AWQ_UNVERIFIED_CUDA_SPLIT_STEP=$split timeout 180 "${bench[@]}" 2>&1 | sed -n '/^{/,$p'
+  echo "-- AWQ_CUDA_SPLIT_STEP=$split"
+  AWQ_CUDA_SPLIT_STEP=$split timeout 180 "${bench[@]}" 2>&1 | sed -n '/^{/,$p'
 done

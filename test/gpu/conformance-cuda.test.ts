@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { CpuBackend } from "../../src/backend/cpu/cpu-backend.js";
 import { CudaBackend } from "../../src/backend/cuda/cuda-backend.js";
-import { CUDA_FP8_KV_OPT_IN, type KvCacheDtype } from "../../src/backend/kv-cache-dtype.js";
+import type { KvCacheDtype } from "../../src/backend/kv-cache-dtype.js";
 import { openModel } from "../../src/model/load.js";
 import { runBackendConformance } from "../conformance/backend-conformance.js";
 import { cudaUnavailableReason } from "./gpu-available.js";
@@ -19,22 +19,15 @@ import { cudaUnavailableReason } from "./gpu-available.js";
 const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 
 const unavailable = await cudaUnavailableReason();
-// The CUDA FP8 KV cache has not run on a GPU yet: its cases run with the opt-in (scripts/gpu-run.sh verify-kv).
-const skipFp8Kv =
-  process.env[CUDA_FP8_KV_OPT_IN] === "1"
-    ? undefined
-    : `the CUDA FP8 KV cache is unverified: set ${CUDA_FP8_KV_OPT_IN}=1 to run its cases`;
 if (unavailable !== null) {
   test("backend conformance: cuda", (t) => t.skip(unavailable));
 } else {
   runBackendConformance("cuda", () => CudaBackend.create(), {
     repoRoot,
     makeReference: async () => new CpuBackend(),
-    skipFp8Kv,
   });
 
-  test("FP8 KV cache: twice the blocks of fp16 in the memory --gpu-memory-utilization leaves", async (t) => {
-    if (skipFp8Kv !== undefined) return t.skip(skipFp8Kv);
+  test("FP8 KV cache: twice the blocks of fp16 in the memory --gpu-memory-utilization leaves", async () => {
     const sizes: Record<string, { numBlocks: number; kvBytes: number; elementBytes?: number }> = {};
     for (const kvCacheDtype of ["auto", "fp8_e4m3"] as KvCacheDtype[]) {
       const model = await openModel(join(repoRoot, "models/tiny-chat-awq"));

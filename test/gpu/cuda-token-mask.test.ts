@@ -3,7 +3,7 @@
  * reference sampler on the same raw logits (masks before and after the logprobs, with bias, temperature,
  * top-k/p and logprobs); masks written late into shared memory, through the one-call step and the forward/sample
  * split (prefill, graph capture and replay); then structured outputs end to end through the library on the CUDA
- * backend (with AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1 in the environment, through the split), validated with ajv.
+ * backend (through the split unless AWQ_CUDA_SPLIT_STEP=0 is in the environment), validated with ajv.
  * Skips without a GPU.
  */
 import assert from "node:assert/strict";
@@ -120,7 +120,7 @@ describe("CUDA sampler with token masks = reference sampler", { skip: unavailabl
 });
 
 // Both ways a backend takes masks still being written: the one-call step (awaits them first; the default) and
-// the forward/sample split (AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1: the forward is launched before they are written).
+// the forward/sample split (the default; AWQ_CUDA_SPLIT_STEP=0 turns it off: the forward is launched before they are written).
 for (const split of [false, true]) {
   describe(`CUDA step with masks written while the forward runs (${split ? "forward/sample split" : "one-call step"})`, {
     skip: unavailable ?? false,
@@ -128,13 +128,13 @@ for (const split of [false, true]) {
     let cuda: CudaBackend;
     let layout: KvLayout;
     before(async () => {
-      const saved = process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP;
-      process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP = split ? "1" : "0";
+      const saved = process.env.AWQ_CUDA_SPLIT_STEP;
+      process.env.AWQ_CUDA_SPLIT_STEP = split ? "1" : "0";
       try {
         cuda = await CudaBackend.create();
       } finally {
-        if (saved === undefined) delete process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP;
-        else process.env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP = saved;
+        if (saved === undefined) delete process.env.AWQ_CUDA_SPLIT_STEP;
+        else process.env.AWQ_CUDA_SPLIT_STEP = saved;
       }
       assert.equal(cuda.splitStep, split);
       layout = await loadDemo(cuda);

@@ -6,12 +6,7 @@ import { Engine } from "../../engine/engine.js";
 import { FakeBackend, fakeModel } from "../../engine/fake-backend.test-helper.js";
 import { LLM } from "../../llm.js";
 import { Tokenizer } from "../../tokenizer/tokenizer.js";
-import {
-  checkCudaFp8OptIn,
-  checkKvCacheDtypeSupported,
-  fp8CapacityNote,
-  parseKvCacheDtype,
-} from "../kv-cache-dtype.js";
+import { checkKvCacheDtypeSupported, fp8CapacityNote, parseKvCacheDtype } from "../kv-cache-dtype.js";
 import type { CpuModel } from "./cpu-model.js";
 import { roundE4m3 } from "./fp8-e4m3.js";
 
@@ -86,34 +81,22 @@ test("fp8 with a checkpoint that carries KV scales is refused before anything lo
   assert.equal(loaded, false);
 });
 
-test("CUDA takes fp8 only with AWQ_UNVERIFIED_CUDA_FP8_KV=1 (not yet run on a GPU), refused before loading", async () => {
-  assert.throws(
-    () => checkCudaFp8OptIn("fp8", {}),
-    /--kv-cache-dtype fp8: the CUDA FP8 KV cache .* has not yet run on a GPU \(unverified\); set AWQ_UNVERIFIED_CUDA_FP8_KV=1/,
-  );
-  assert.doesNotThrow(() => checkCudaFp8OptIn("fp8_e4m3", { AWQ_UNVERIFIED_CUDA_FP8_KV: "1" }));
-  assert.doesNotThrow(() => checkCudaFp8OptIn("auto", {}));
-  const saved = process.env.AWQ_UNVERIFIED_CUDA_FP8_KV;
-  delete process.env.AWQ_UNVERIFIED_CUDA_FP8_KV;
-  try {
-    assert.doesNotThrow(() => checkKvCacheDtypeSupported("cpu", "fp8"));
-    const backend = new FakeBackend();
-    Object.defineProperty(backend, "name", { value: "cuda" });
-    let loaded = false;
-    const load = backend.load.bind(backend);
-    backend.load = (...args) => {
-      loaded = true;
-      return load(...args);
-    };
-    const tokenizer = await Tokenizer.load(DEMO_MODEL);
-    await assert.rejects(
-      Engine.create({ model: fakeModel(), backend, tokenizer, kvCacheDtype: "fp8" }),
-      /AWQ_UNVERIFIED_CUDA_FP8_KV=1/,
-    );
-    assert.equal(loaded, false);
-  } finally {
-    if (saved !== undefined) process.env.AWQ_UNVERIFIED_CUDA_FP8_KV = saved;
-  }
+test("fp8 is taken on CUDA as on the CPU (no opt-in since the GPU check of 2026-12-05); only bad names refused", async () => {
+  assert.doesNotThrow(() => checkKvCacheDtypeSupported("cuda", "fp8"));
+  assert.doesNotThrow(() => checkKvCacheDtypeSupported("cuda", "fp8_e4m3"));
+  assert.throws(() => checkKvCacheDtypeSupported("cuda", "fp8_e5m2" as never), /fp8_e5m2 is not supported/);
+  const backend = new FakeBackend();
+  Object.defineProperty(backend, "name", { value: "cuda" });
+  let kvCacheDtype: string | undefined;
+  const load = backend.load.bind(backend);
+  backend.load = (source, opts) => {
+    kvCacheDtype = opts.kvCacheDtype;
+    return load(source, opts);
+  };
+  const tokenizer = await Tokenizer.load(DEMO_MODEL);
+  const engine = await Engine.create({ model: fakeModel(), backend, tokenizer, kvCacheDtype: "fp8" });
+  assert.equal(kvCacheDtype, "fp8", "the backend is asked for the fp8 cache");
+  await engine.shutdown();
 });
 
 test("unknown dtypes are refused by name (fp8_e5m2 with a hint), also from an untyped LLM.load caller", () => {

@@ -152,8 +152,8 @@ test("masks that fail still finish the launched step (sample) before the error; 
   assert.deepEqual(log, ["forward"]);
 });
 
-test("the forward/sample split is off unless AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1", () => {
-  assert.equal(splitStepEnabled({}), false);
-  assert.equal(splitStepEnabled({ AWQ_UNVERIFIED_CUDA_SPLIT_STEP: "0" }), false);
-  assert.equal(splitStepEnabled({ AWQ_UNVERIFIED_CUDA_SPLIT_STEP: "1" }), true);
+test("the forward/sample split is on unless AWQ_CUDA_SPLIT_STEP=0", () => {
+  assert.equal(splitStepEnabled({}), true);
+  assert.equal(splitStepEnabled({ AWQ_CUDA_SPLIT_STEP: "0" }), false);
+  assert.equal(splitStepEnabled({ AWQ_CUDA_SPLIT_STEP: "1" }), true);
 });

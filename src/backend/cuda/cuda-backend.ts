@@ -5,8 +5,8 @@
  *
  * Environment: AWQ_NATIVE_ADDON (another addon file), AWQ_CUDA_SYNC=1 (synchronize after every kernel so an
  * asynchronous fault names its kernel; slow), AWQ_CUDA_GRAPHS=0 (no CUDA graphs for decode steps),
- * AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1 (see splitStepEnabled), AWQ_UNVERIFIED_CUDA_FP8_KV=1 (--kv-cache-dtype fp8 on
- * CUDA: see checkCudaFp8OptIn); every switch the addon reads is checked by name and value (native-switches.ts).
+ * AWQ_CUDA_SPLIT_STEP=0 (see splitStepEnabled); every switch the addon reads is checked by name and value
+ * (native-switches.ts).
  */
 import type { ModelConfig, ModelSource } from "../../model/types.js";
 import {
@@ -17,7 +17,6 @@ import {
   type StepBatch,
   type StepResult,
 } from "../backend.js";
-import { checkCudaFp8OptIn } from "../kv-cache-dtype.js";
 import { nativeDims, uploadCheckpoint } from "./load-weights.js";
 import {
   loadNativeAddon,
@@ -31,14 +30,14 @@ import {
 import { checkNativeSwitches } from "./native-switches.js";
 
 /**
- * AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1: a step whose structured-output masks the grammar workers are still writing
- * runs as the addon's forward() then sample() (stepBesideMasks), so the masks are filled while the GPU runs the
- * forward pass instead of before it. Written and compiled, not yet run on a GPU (no device in the session of
- * 2026-12-05 evening): off by default until `bash scripts/gpu-run.sh verify-structured` passes on one. Off, such
- * a step awaits its masks and makes the one step() call, as before.
+ * The forward/sample split (on unless AWQ_CUDA_SPLIT_STEP=0): a step whose structured-output masks the grammar
+ * workers are still writing runs as the addon's forward() then sample() (stepBesideMasks), so the masks are filled
+ * while the GPU runs the forward pass instead of before it. H100, 2026-12-05 (docs/benchmarks.md): constrained
+ * decoding 2.1% slower than free at batch 64 with it, 12.1% without. Off, such a step awaits its masks and makes
+ * the one step() call.
  */
 export function splitStepEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.AWQ_UNVERIFIED_CUDA_SPLIT_STEP === "1";
+  return env.AWQ_CUDA_SPLIT_STEP !== "0";
 }
 
 /** Defaults for `--gpu-memory-utilization` (vLLM's). */
@@ -67,7 +66,7 @@ export class CudaBackend implements Backend {
     const engine = addon.Engine.prototype as Partial<NativeEngine>;
     if (this.splitStep && (typeof engine.forward !== "function" || typeof engine.sample !== "function")) {
       throw new Error(
-        "AWQ_UNVERIFIED_CUDA_SPLIT_STEP=1: this CUDA addon has no forward()/sample() (built before them); rebuild it with npm run build:native",
+        "this CUDA addon has no forward()/sample() for the structured-output step split (built before them); rebuild it with npm run build:native, or set AWQ_CUDA_SPLIT_STEP=0",
       );
     }
   }
@@ -90,7 +89,6 @@ export class CudaBackend implements Backend {
   }
 
   async load(source: ModelSource, opts: BackendOptions): Promise<KvLayout> {
-    checkCudaFp8OptIn(opts.kvCacheDtype); // before any weight is read
     const engine = await this.initEngine(source.config);
     try {
       await uploadCheckpoint(engine, source, opts.onLoadProgress, opts.signal);
@@ -106,7 +104,6 @@ export class CudaBackend implements Backend {
    * config.quantization is set. For benchmarks.
    */
   async loadSynthetic(config: ModelConfig, opts: BackendOptions, seed = 1): Promise<KvLayout> {
-    checkCudaFp8OptIn(opts.kvCacheDtype);
     const engine = await this.initEngine(config);
     try {
       await engine.initRandomWeights(seed);

@@ -6,7 +6,7 @@ test("unset, empty and accepted values pass", () => {
   checkNativeSwitches({});
   checkNativeSwitches({ AWQ_ATTN_DECODE: "", AWQ_CUDA_GRAPHS: "0" });
   checkNativeSwitches({ AWQ_ATTN_DECODE: "grouped", AWQ_ATTN_BLOCKS_PER_SM: "4", AWQ_GEMV_PF: "16" });
-  checkNativeSwitches({ AWQ_GEMM_WS: "1", AWQ_GEMM_WS_VARIANT: "5", AWQ_UNVERIFIED_CUDA_FP8_KV: "1" });
+  checkNativeSwitches({ AWQ_GEMM_WS: "1", AWQ_GEMM_WS_VARIANT: "5", AWQ_CUDA_SPLIT_STEP: "0" });
 });
 
 test("a misspelt value is refused, naming the variable, what it changes and the values it takes", () => {

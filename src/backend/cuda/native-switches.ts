@@ -21,7 +21,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_CUDA_GRAPHS", what: "CUDA graphs for decode steps", values: ON_OFF },
   { name: "AWQ_PDL", what: "programmatic dependent launch", values: ON_OFF },
   { name: "AWQ_GEMM_PATH", what: "force a W4A16 GEMM kernel (0 = by m)", values: ["0", "1", "2"] },
-  { name: "AWQ_GEMM_WS", what: "the warp-specialized prefill GEMM", values: ON_OFF },
+  {
+    name: "AWQ_GEMM_WS",
+    what: "the warp-specialized prefill GEMM (unset: m >= 256; 1: every m > 64)",
+    values: ON_OFF,
+  },
   { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 5] },
   { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
@@ -40,8 +44,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
   { name: "AWQ_ATTN_DECODE", what: "decode attention kernel", values: ["per-head", "grouped", "1", "2"] },
   { name: "AWQ_ATTN_BLOCKS_PER_SM", what: "split target of the grouped decode kernel", range: [1, 32] },
-  { name: "AWQ_UNVERIFIED_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
-  { name: "AWQ_UNVERIFIED_CUDA_FP8_KV", what: "the CUDA FP8 KV cache", values: ON_OFF },
+  { name: "AWQ_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
 ];
 
 /** The problem with `value` under `rule`, or null when it is accepted. */
