@@ -619,7 +619,9 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
 
 }  // namespace
 
-int gemm_ws_default_variant(int m) { return m <= 128 ? 3 : 1; }
+// 128 outputs x 256 rows with stream-K above 128 rows: the best tile of the H100 table at every m >= 256 on all four
+// 13B projections (kernel-tests --gemm-ws --bench-only, 2026-12-05); at m <= 128 (only under AWQ_GEMM_WS=1) 128 x 128.
+int gemm_ws_default_variant(int m) { return m <= 128 ? 3 : 2; }
 
 cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                          __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream) {

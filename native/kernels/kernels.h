@@ -166,8 +166,10 @@ cudaError_t paged_attention_prefill(const __half* q,            // (numTokens, n
 // over the context (flash-decoding) when it is long, with a reduction kernel.
 // maxContextLen: max of contextLens (host value; sizes the grid), or any larger value (a graph
 // captured with a context bucket stays correct for every context up to the bucket).
-// Workspace: the returned size (< 0.6 MB with the per-head kernel; about 4.3 MB at headDim 128 when
-// AWQ_ATTN_DECODE=grouped adds its counters and 8192 partials; independent of numSeqs and maxContextLen) serves every
+// Kernel: by KV head (attention_decode_grouped.cu) when numHeads == numKvHeads, per query head otherwise;
+// AWQ_ATTN_DECODE=per-head / grouped forces one. Workspace: the returned size (< 0.6 MB with the per-head kernel
+// forced; about 4.3 MB at headDim 128 otherwise, with the by-KV-head kernel's counters and 8192 partials;
+// independent of numSeqs and maxContextLen) serves every
 // call; a null or smaller workspace is allowed and only means fewer splits (slower, still exact).
 // It must be zero-filled once after allocation (cudaMemset): it holds split counters that the
 // kernel leaves at zero. Calls sharing one workspace must not overlap (one stream).
