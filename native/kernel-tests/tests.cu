@@ -103,7 +103,7 @@ bool test_awq() {
       }
       awqk::gemm_path_override(0);
       if (m <= 32) {  // the bulk-copy GEMV (m <= 32) and the register-burst one, every shape
-        for (int v : {2, 3, 9, 12, 13, 14}) {
+        for (int v : {2, 3, 9, 12, 13, 14, 19, 20, 21}) {
           awqk::awq_gemv_override({v});
           CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
           CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));

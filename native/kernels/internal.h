@@ -67,9 +67,9 @@ constexpr int kLinearCounters = 4096;  // ints at the start of the linear worksp
 // Bulk-copy (cp.async.bulk) GEMV for m <= 32 on sm_90+ (gemv_bulk.cu); variant 9..12 picks its
 // stage shape for m <= 8 (9 = default).
 bool gemv_bulk_available();
-// Whether GEMV variant v runs on the bulk-copy kernels (9..15, 18); 16 / 17 are register variants 3 / 2 with
-// evict-first loads, 18 is bulk variant 12 with evict-first copies.
-constexpr bool gemv_bulk_variant(int v) { return (v >= 9 && v <= 15) || v == 18; }
+// Whether GEMV variant v runs on the bulk-copy kernels (9..15, 18..21); 16 / 17 are register variants 3 / 2 with
+// evict-first loads, 18 is bulk variant 12 with evict-first copies, 19..21 take 2 / 4 / 4 tiles a block.
+constexpr bool gemv_bulk_variant(int v) { return (v >= 9 && v <= 15) || (v >= 18 && v <= 21); }
 // Epilogue of a decode GEMV whose output y (m, out) is the residual stream's next delta (awq_linear_add_rmsnorm):
 // residual += fp16(y), then the last block to finish writes normed = rmsnorm(residual) * weight. partial
 // (m * ceil(out / 16) floats) and counter come from the linear workspace: zero on entry, left zero. on = false:
