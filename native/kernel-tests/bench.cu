@@ -158,6 +158,9 @@ void bench_variants() {
     fill_half(x, (size_t)256 * s.in, 11, -1.f, 1.f);
     for (int m : {1, 8, 16, 32}) {
       std::printf("%-22s m%-4d", s.name, m);
+      // Above 8 rows awq_linear with a workspace would take the register-A GEMM whatever the GEMV variant: path 1
+      // keeps these rows on the GEMV, so that the variants are what is timed (v0 = the GEMV's own default there).
+      if (m > 8) awqk::gemm_path_override(1);
       for (int v = 0; v <= 21; ++v) {
         if (v >= 16 && v <= 18) continue;  // evict-first builds: no gain in the H100 sweep
         if (m > 8 && v != 0 && v != 2 && v != 9 && v != 13 && v < 19) continue;
@@ -166,6 +169,7 @@ void bench_variants() {
         std::printf(" v%d %5.1f", v, w.us(x, m, y, true));
       }
       awqk::awq_gemv_override({0});
+      awqk::gemm_path_override(0);
       std::printf("\n");
     }
     for (int m : {16, 32, 64, 128}) {

@@ -29,7 +29,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 5] },
   { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
-  { name: "AWQ_GEMV_VARIANT", what: "force a decode GEMV variant (0 = by shape)", range: [0, 18] },
+  { name: "AWQ_GEMV_VARIANT", what: "force a decode GEMV variant (0 = by shape)", range: [0, 21] },
   {
     name: "AWQ_GEMV_PF",
     what: "decode GEMV L2 prefetch distance in 64-deep chunks (0 = off)",
