@@ -26,6 +26,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "the warp-specialized prefill GEMM (unset: m >= 256; 1: every m > 64)",
     values: ON_OFF,
   },
+  {
+    name: "AWQ_GEMM_RS128",
+    what: "the register-A GEMM for 65..128 rows on all but the widest matrix",
+    values: ON_OFF,
+  },
   { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 5] },
   { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
