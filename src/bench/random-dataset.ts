@@ -9,6 +9,9 @@
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { SeededRandom } from "./seeded-random.js";
 
+/** Prompts built per turn of the event loop (a 512-token prompt takes ~20 ms). */
+const PROMPTS_PER_TURN = 4;
+
 export interface RandomDatasetOptions {
   numPrompts: number;
   inputLen: number;
@@ -63,7 +66,16 @@ export function textOfExactLength(
   throw new Error(`could not build a prompt of exactly ${target} tokens for this tokenizer`);
 }
 
-export function randomDataset(tokenizer: Tokenizer, opts: RandomDatasetOptions): BenchRequestSpec[] {
+/**
+ * The prompts, built a few at a time between turns of the event loop: hundreds of 512-token prompts take
+ * seconds of tokenizer work, and a client that blocks that long finds its pooled keep-alive connection to the
+ * server closed under it (the server's keep-alive timeout, 5 s for `awq serve`) by the time it sends the test
+ * request. Same prompts for the same options.
+ */
+export async function randomDataset(
+  tokenizer: Tokenizer,
+  opts: RandomDatasetOptions,
+): Promise<BenchRequestSpec[]> {
   if (!(opts.rangeRatio >= 0 && opts.rangeRatio < 1)) {
     throw new Error(`--random-range-ratio must be in [0, 1), got ${opts.rangeRatio}`);
   }
@@ -73,6 +85,8 @@ export function randomDataset(tokenizer: Tokenizer, opts: RandomDatasetOptions):
   const [outLo, outHi] = lengthRange(opts.outputLen, opts.rangeRatio);
   const specs: BenchRequestSpec[] = [];
   for (let i = 0; i < opts.numPrompts; i++) {
+    if (i % PROMPTS_PER_TURN === PROMPTS_PER_TURN - 1)
+      await new Promise<void>((resolve) => setImmediate(resolve));
     const promptLen = rng.intInclusive(inLo, inHi);
     const outputLen = rng.intInclusive(outLo, outHi);
     const offset = rng.intInclusive(0, vocab.length - 1);

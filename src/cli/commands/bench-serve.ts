@@ -272,7 +272,7 @@ export function registerBenchServe(bench: Command): void {
       const modelId = flags.model ?? served?.id;
       if (modelId === undefined) throw new Error(`${baseUrl}/v1/models lists no model: pass --model`);
       const tokenizer = await loadTokenizer(flags, served);
-      const requests = randomDataset(tokenizer, {
+      const requests = await randomDataset(tokenizer, {
         numPrompts: flags.numPrompts,
         inputLen: flags.randomInputLen,
         outputLen: flags.randomOutputLen,
