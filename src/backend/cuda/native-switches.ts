@@ -28,7 +28,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   {
     name: "AWQ_GEMM_RS128",
-    what: "the register-A GEMM for 65..128 rows on all but the widest matrix",
+    what: "the register-A GEMM for 65..128 rows on all but the widest matrix (off by default, untimed)",
     values: ON_OFF,
   },
   { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 5] },
