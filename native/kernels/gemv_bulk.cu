@@ -427,6 +427,16 @@ cudaError_t launch_bulk(const __half* x, int m, const void* packed, int in, int 
   return launch_bulk_k<MT, NPW, U, R, EF, false, false>(x, m, packed, in, out, group, y, stream, 0, epi);
 }
 
+// Variants 19..21: NPW = 2 / 4 tiles a block, so each block's read of x (m x in halves, from L1 / L2) feeds 2-4x the
+// weights of the one-tile default (at m = 16 / 32 that read is 4x / 8x the block's weight bytes).
+template <int MT>
+cudaError_t launch_wide(int variant, const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
+                        cudaStream_t stream, const AddNormEpilogue& epi = AddNormEpilogue{}) {
+  if (variant == 19) return launch_bulk<MT, 2, 2, 4>(x, m, packed, in, out, group, y, stream, epi);
+  if (variant == 20) return launch_bulk<MT, 4, 2, 3>(x, m, packed, in, out, group, y, stream, epi);
+  return launch_bulk<MT, 4, 1, 6>(x, m, packed, in, out, group, y, stream, epi);
+}
+
 }  // namespace
 
 bool gemv_bulk_available() {
@@ -449,25 +459,15 @@ cudaError_t awq_gemv_bulk(int variant, const __half* x, int m, const void* packe
       case 13: return launch_persist<1, 2, 6>(x, m, packed, in, out, group, y, stream);
       case 14: return launch_persist<1, 4, 4>(x, m, packed, in, out, group, y, stream);
       case 15: return launch_persist<1, 2, 8>(x, m, packed, in, out, group, y, stream);
-      case 19: return launch_bulk<1, 2, 2, 4>(x, m, packed, in, out, group, y, stream, epi);
-      case 20: return launch_bulk<1, 4, 2, 3>(x, m, packed, in, out, group, y, stream, epi);
-      case 21: return launch_bulk<1, 4, 1, 6>(x, m, packed, in, out, group, y, stream, epi);
+      case 19:
+      case 20:
+      case 21: return launch_wide<1>(variant, x, m, packed, in, out, group, y, stream, epi);
       default: return launch_bulk<1, 1, 4, 4>(x, m, packed, in, out, group, y, stream, epi);
     }
   }
-  // 19..21: NPW = 2 / 4 tiles a block, so each block's read of x (m x in halves, from L1 / L2) feeds 2-4x the
-  // weights of the one-tile default: at m = 16 / 32 that read is 4x / 8x the block's weight bytes.
   if (variant >= 19 && variant <= 21) {
-    if (m <= 16) {
-      if (variant == 19) return launch_bulk<2, 2, 2, 4>(x, m, packed, in, out, group, y, stream);
-      if (variant == 20) return launch_bulk<2, 4, 2, 3>(x, m, packed, in, out, group, y, stream);
-      return launch_bulk<2, 4, 1, 6>(x, m, packed, in, out, group, y, stream);
-    }
-    if (m <= 32) {
-      if (variant == 19) return launch_bulk<4, 2, 2, 4>(x, m, packed, in, out, group, y, stream);
-      if (variant == 20) return launch_bulk<4, 4, 2, 3>(x, m, packed, in, out, group, y, stream);
-      return launch_bulk<4, 4, 1, 6>(x, m, packed, in, out, group, y, stream);
-    }
+    if (m <= 16) return launch_wide<2>(variant, x, m, packed, in, out, group, y, stream);
+    if (m <= 32) return launch_wide<4>(variant, x, m, packed, in, out, group, y, stream);
   }
   if (variant >= 13 && variant <= 15) {
     if (m <= 16) return launch_persist<2, 2, 6>(x, m, packed, in, out, group, y, stream);
