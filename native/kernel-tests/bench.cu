@@ -464,15 +464,19 @@ void bench_gemm_ws() {
   if (major != 9) return;
   const std::vector<int> ms = {128, 256, 512, 1024, 2048, 4096};
   // Columns: the current path, then (variant, stream-K).
-  const int kVar[] = {0, 1, 2, 3, 4, 5, 1, 3};
-  const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0};
-  const int kCols = 8;
+  // The last three columns: v1 / v2 / v3 with the weights as 3-D TMA boxes (AWQ_GEMM_WS_TMAW=1's path); the others
+  // take the weights the way the environment says.
+  const int kVar[] = {0, 1, 2, 3, 4, 5, 1, 3, 1, 2, 3};
+  const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1};
+  const int kTma[] = {-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1};
+  const int kCols = 11;
   std::printf("\nPrefill GEMMs: current path vs warp-specialized (ws v1 = 256 out x 128 rows, v2 = 128 x 256,\n"
               "v3 = 128 x 128, v4 / v5 = v1 / v2 in clusters of 2 sharing x; sk = stream-K tail; TFLOP/s, %s,\n"
               "median of 7)\n",
               g_time_graphs ? "CUDA graph replay" : "eager launches");
   std::printf("%-24s %6s %9s", "shape", "m", "current");
-  for (int col = 1; col < kCols; ++col) std::printf("   v%d%s", kVar[col], kSk[col] ? " sk" : "   ");
+  for (int col = 1; col < kCols; ++col)
+    std::printf("  %sv%d%s", kTma[col] == 1 ? "T" : " ", kVar[col], kSk[col] ? " sk" : "   ");
   std::printf("\n");
   std::vector<std::vector<double>> layerUs(ms.size(), std::vector<double>(kCols, 0.0));
   for (const Shape& s : kShapes) {
@@ -499,6 +503,7 @@ void bench_gemm_ws() {
         } else {
           const int variant = kVar[col], sk = kSk[col];
           const int n = (int)w.copies.size();
+          awqk::gemm_ws_tma_weights_override(kTma[col]);
           us = 1e3 * time_ms(
                          [&](int i, cudaStream_t st) {
                            CK(awqk::gemm_sm90_ws(variant, sk, x, m, w.copies[i % n], s.in, s.out, 128, y,
@@ -506,6 +511,7 @@ void bench_gemm_ws() {
                                                  st));
                          },
                          std::max(n, 2 * n * std::max(1, 8 / n)));
+          awqk::gemm_ws_tma_weights_override(-1);
         }
         layerUs[mi][col] += us;
         std::printf(col == 0 ? " %9.1f" : " %8.1f", flop / (us * 1e-6) / 1e12);

@@ -80,6 +80,7 @@ struct WsParams {
   int dp;         // tiles done whole, round-robin
   long long wsk;  // stream-K iterations (tiles after dp, times K)
   int prefetch;   // 1: the first stages' weights are requested before the wait for the previous kernel
+  int tmaW;       // 1: a chunk's packed words and zero/scale pairs of the block's tiles come as two 3-D TMA boxes
 };
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -141,6 +142,14 @@ __device__ __forceinline__ void tma_2d(void* dst, const CUtensorMap* map, int c0
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
           "r"(smem_addr(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_addr(bar))
+      : "memory");
+}
+// A box of a 3-D tensor map (the packed words or zero/scale pairs of the block's tiles for one chunk).
+__device__ __forceinline__ void tma_3d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
+          "r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
       : "memory");
 }
 // Multicast TMA: this block's rows of the x tile into the same offset of every block of the cluster in `mask`,
@@ -228,7 +237,9 @@ __device__ __forceinline__ int sk_owner(long long i, long long wsk, int G) {
 #endif
 
 template <int MS, int NT, int CL>
-__global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__ CUtensorMap tmX, const WsParams p) {
+__global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__ CUtensorMap tmX,
+                                                          const __grid_constant__ CUtensorMap tmW,
+                                                          const __grid_constant__ CUtensorMap tmZ, const WsParams p) {
   extern __shared__ __align__(16) unsigned char smemRaw[];
   using C = WsCfg<MS, NT>;
   detail::pdl_launch();
@@ -257,8 +268,19 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
     if (warp == 0) {
       const int groups = p.K / p.chunksPerGroup;
       const int ti = lane & 15;
-      // Packed words and zero/scale pairs of the chunks of tile `tile0..` in stage s (bytes on full[s]).
+      // Packed words and zero/scale pairs of the chunks of tile `tile0..` in stage s (bytes on full[s]). With tmaW two
+      // TMA boxes (kTiles x 512 B and kTiles x 64 B, tiles past the matrix zero-filled) from lane 0 instead of 32
+      // small bulk copies (one a tile and lane): the copy engine, not the bytes, limited the old way (ncu, H100: the
+      // tensor pipe 49 % busy at m = 2048 while L2 and DRAM were not).
+      auto w_bytes = [&](int nValid) { return nValid <= 0 ? 0 : (p.tmaW ? C::kTiles : nValid) * (512 + 64); };
       auto load_w = [&](unsigned char* st, int tile0, int nValid, int kc, uint64_t* bar) {
+        if (p.tmaW) {
+          if (lane == 0 && nValid > 0) {
+            tma_3d(st + C::kW, &tmW, 0, kc, tile0, bar);
+            tma_3d(st + C::kZ, &tmZ, 0, kc / p.chunksPerGroup, tile0, bar);
+          }
+          return;
+        }
         if (ti < nValid) {
           if (lane < 16)
             bulk_g2s(st + C::kW + ti * 512, p.wq + ((size_t)(tile0 + ti) * p.K + kc) * 32, 512, bar);
@@ -279,7 +301,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           const int nValid = max(0, min(C::kTiles, p.nTiles - tile0));
           pre = min(kStages, ke - kb);
           for (int q = 0; q < pre; ++q) {
-            if (lane == 0) mbar_expect_tx(&full[q], nValid * (512 + 64));
+            if (lane == 0) mbar_expect_tx(&full[q], w_bytes(nValid));
             __syncwarp();
             load_w(smem + q * C::kStage, tile0, nValid, kb + q, &full[q]);
           }
@@ -298,7 +320,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           mbar_wait(&empty[s], ((q / kStages) & 1) ^ 1);
           unsigned char* st = smem + s * C::kStage;
           if (lane == 0) {
-            mbar_arrive_expect_tx(&full[s], C::kX + (q < pre ? 0 : nValid * (512 + 64)));
+            mbar_arrive_expect_tx(&full[s], C::kX + (q < pre ? 0 : w_bytes(nValid)));
             if constexpr (CL == 1)
               tma_2d(st, &tmX, kc * 64, rt * NT, &full[s]);
             else
@@ -503,6 +525,16 @@ int ws_prefetch() {
   return v;
 }
 
+// AWQ_GEMM_WS_TMAW=1: the weights of a chunk as two 3-D TMA boxes (see load_w); 0 / unset: 32 bulk copies.
+int ws_tma_weights_env() {
+  static const int v = [] {
+    const char* e = std::getenv("AWQ_GEMM_WS_TMAW");
+    return e != nullptr && e[0] == '1' ? 1 : 0;
+  }();
+  return v;
+}
+int g_wsTmaW = -1;  // -1: the environment's choice
+
 int sm_count() {
   int dev = 0, n = 0;
   cudaGetDevice(&dev);
@@ -536,12 +568,34 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
              CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
     return cudaErrorInvalidValue;
 
+  // The packed words as a 3-D uint32 tensor (128 words of a (tile, chunk), chunks, tiles) and the zero/scale pairs
+  // as (16 words of a (tile, group), groups, tiles); a box is one chunk (group) of kTiles tiles.
+  const int nTiles = detail::ceil_div(out, 16), K = in / 64, groups = in / group;
+  CUtensorMap mapW, mapZ;
+  {
+    const cuuint64_t wd[3] = {128, (cuuint64_t)K, (cuuint64_t)nTiles};
+    const cuuint64_t wstr[2] = {512, (cuuint64_t)K * 512};
+    const cuuint32_t wb[3] = {128, 1, (cuuint32_t)C::kTiles};
+    const cuuint64_t zd[3] = {16, (cuuint64_t)groups, (cuuint64_t)nTiles};
+    const cuuint64_t zst[2] = {64, (cuuint64_t)groups * 64};
+    const cuuint32_t zb[3] = {16, 1, (cuuint32_t)C::kTiles};
+    const cuuint32_t e3[3] = {1, 1, 1};
+    void* zsPtr = static_cast<char*>(const_cast<void*>(w)) + awq_weight_bytes(in, out);
+    if (encode(&mapW, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, const_cast<void*>(w), wd, wstr, wb, e3,
+               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS ||
+        encode(&mapZ, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, zsPtr, zd, zst, zb, e3, CU_TENSOR_MAP_INTERLEAVE_NONE,
+               CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+      return cudaErrorInvalidValue;
+  }
+
   WsParams p;
   p.m = m;
   p.in = in;
   p.out = out;
   p.chunksPerGroup = group / 64;
-  p.nTiles = detail::ceil_div(out, 16);
+  p.nTiles = nTiles;
   p.wq = static_cast<const uint4*>(w);
   p.zs = reinterpret_cast<const uint2*>(static_cast<const char*>(w) + awq_weight_bytes(in, out));
   p.y = y;
@@ -596,8 +650,9 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
   p.ws = haveWs ? reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int)) : nullptr;
   p.counters = haveWs ? static_cast<int*>(workspace) : nullptr;
   p.prefetch = ws_prefetch();
+  p.tmaW = g_wsTmaW >= 0 ? g_wsTmaW : ws_tma_weights_env();
   if constexpr (CL == 1) {
-    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL>, dim3(G), dim3(384), C::kSmem, stream, map, p);
+    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ, p);
   } else {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(G * CL);
@@ -613,7 +668,7 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
     a[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = a;
     cfg.numAttrs = pdl_enabled() ? 2 : 1;
-    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL>, map, p);
+    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL>, map, mapW, mapZ, p);
   }
 }
 
@@ -622,6 +677,8 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
 // 128 outputs x 256 rows with stream-K above 128 rows: the best tile of the H100 table at every m >= 256 on all four
 // 13B projections (kernel-tests --gemm-ws --bench-only, 2026-12-05); at m <= 128 (only under AWQ_GEMM_WS=1) 128 x 128.
 int gemm_ws_default_variant(int m) { return m <= 128 ? 3 : 2; }
+
+void gemm_ws_tma_weights_override(int on) { g_wsTmaW = on; }
 
 cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                          __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream) {

@@ -23,6 +23,9 @@ constexpr int kGemmWsVariants = 5;
 void gemm_ws_override(int mode);
 void gemm_ws_variant_override(int variant);
 void gemm_ws_sk_override(int sk);
+// How the weights reach shared memory: -1 = AWQ_GEMM_WS_TMAW in the environment (1: two 3-D TMA boxes a chunk,
+// unset / 0: one bulk copy a tile), 0 / 1 forced.
+void gemm_ws_tma_weights_override(int on);
 bool awq_ws_path(int m, int in, int out);
 
 }  // namespace awqk
