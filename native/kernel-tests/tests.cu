@@ -576,11 +576,11 @@ bool test_awq_ws() {
     return true;
   }
   const std::vector<AwqCase> cases = {
-      {768, 264, 64, {65, 130, 300, 1000}},
-      {5120, 15360, 128, {128, 200, 256, 512, 1000, 2048, 4096}},
-      {5120, 5120, 128, {65, 128, 200, 256, 512, 1000, 2048, 4096}},
-      {5120, 27648, 128, {128, 256, 512, 2048, 4096}},
-      {13824, 5120, 128, {128, 200, 256, 512, 1000, 2048, 4096}},
+      {768, 264, 64, {1, 9, 40, 65, 130, 300, 1000}},
+      {5120, 15360, 128, {16, 32, 64, 128, 200, 256, 512, 1000, 2048, 4096}},
+      {5120, 5120, 128, {13, 64, 65, 128, 200, 256, 512, 1000, 2048, 4096}},
+      {5120, 27648, 128, {16, 128, 256, 512, 2048, 4096}},
+      {13824, 5120, 128, {16, 33, 128, 200, 256, 512, 1000, 2048, 4096}},
   };
   bool ok = true;
   uint64_t seed = 500;
@@ -653,10 +653,10 @@ bool test_awq_ws() {
       }
       // Through awq_linear with the workspace, as the engine calls it (the tile variant awq_linear picks for m; only
       // when that variant is selected, so that a hang in it cannot stop the checks of the others).
-      if (ws_variant_on(awqk::gemm_ws_default_variant(m))) {
+      if (m > 64 && ws_variant_on(awqk::gemm_ws_default_variant(m, c.in, c.out))) {
         char name[128];
         std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d awq_linear ws path (v%d)", c.in, c.out, c.group,
-                      m, awqk::gemm_ws_default_variant(m));
+                      m, awqk::gemm_ws_default_variant(m, c.in, c.out));
         awqk::gemm_ws_override(2);
         CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
         CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));

@@ -97,7 +97,8 @@ int env_path() {
 }
 int g_pathOverride = env_path();
 int g_rsVariant = 0;
-// The warp-specialized persistent GEMM (gemm_sm90_ws.cu) on Hopper: by default for m >= 256 (H100, 2026-12-05: its
+// The warp-specialized persistent GEMM (gemm_sm90_ws.cu) on Hopper: by default for m >= 9 (below; first for m >= 256,
+// H100, 2026-12-05: its
 // 128 x 256 tile with stream-K ran 420-496 TFLOP/s on the 13B's four projections at m = 256-4096 where the smem-B
 // GEMM ran 168-394, and 13B prefill of 512 / 2048 / 4096 tokens rose from 10,547 / 12,074 / 11,578 to 15,286 /
 // 15,245 / 13,993 tokens/s; at m = 128 it lost: 202 against 246 on qkv). AWQ_GEMM_WS=0 turns it off, =1 takes it
@@ -106,8 +107,13 @@ int env_int(const char* name, int dflt) {
   const char* v = std::getenv(name);
   return v != nullptr && v[0] >= '0' && v[0] <= '9' ? std::atoi(v) : dflt;
 }
-// 1 = off, 2 = every m > 64, 3 = m >= kWsMinRows (the default).
-constexpr int kWsMinRows = 256;
+// 1 = off, 2 = every m > 64, 3 = m >= g_wsMinRows (the default). With its weights as TMA boxes the WS GEMM beat the
+// register-A / smem-B GEMMs at m = 128 on every 13B projection (H200, 2026-12-06, TFLOP/s: qkv 410 / 278, o 277 /
+// 180, gate_up 485 / 301, down 373 / 223) and, with its 16 / 32 / 64-row tiles, the GEMV and register-A GEMM at
+// m = 9..64 in whole decode steps (H100, 2026-12-06, two alternating pairs of processes, tokens/s: batch 16 1,974 /
+// 2,029 against 1,914 / 1,912, batch 32 3,040 / 3,034 against 2,856 / 2,857, batch 64 3,863 / 3,818 against 3,465 /
+// 3,513), so it takes every m >= 9. AWQ_GEMM_WS_MIN_ROWS=65 / 256 are the earlier rules (m <= 8: the GEMV).
+int g_wsMinRows = std::max(9, env_int("AWQ_GEMM_WS_MIN_ROWS", 9));
 int ws_mode_from_env() {
   const int v = env_int("AWQ_GEMM_WS", -1);
   return v == 0 ? 1 : v == 1 ? 2 : 3;
@@ -135,7 +141,7 @@ void gemm_ws_sk_override(int sk) { g_wsSk = sk >= 0 ? sk : env_int("AWQ_GEMM_WS_
 bool awq_ws_path(int m, int in, int out) {
   (void)in;
   (void)out;
-  return hopper() && g_pathOverride == 0 && ((g_wsMode == 2 && m > 64) || (g_wsMode == 3 && m >= kWsMinRows));
+  return hopper() && g_pathOverride == 0 && ((g_wsMode == 2 && m > 64) || (g_wsMode == 3 && m >= g_wsMinRows));
 }
 
 bool awq_rs_path(int m, int in, int out) {

@@ -1,4 +1,5 @@
-// sm_90a (Hopper) AWQ prefill GEMM, warp-specialized and persistent, with stream-K for the tail.
+// sm_90a (Hopper) AWQ GEMM, warp-specialized and persistent, with stream-K for the tail: every linear of 9 rows or
+// more on Hopper (prefill, and decode batches >= 9 with its 16 / 32 / 64-row tiles).
 //
 // Swap-AB as in gemm_sm90_rs.cu: y^T = W * x^T, the dequantized weights are the wgmma A operand (registers),
 // the rows of x the B operand (shared memory), so the int4 weights go global -> shared -> registers -> tensor
@@ -7,7 +8,8 @@
 // Block = 3 warpgroups. Warpgroup 0 is the producer (one warp issues, the rest leave; setmaxnreg gives their
 // registers to the consumers): per 64-deep k chunk it loads the x tile (NT rows x 64, TMA with the 128-byte
 // swizzle wgmma reads, rows past m zero-filled) and, per 16-output tile, the packed int4 words (512 B) and the
-// zero/scale pairs of the chunk's group (64 B) with cp.async.bulk, all completing on the stage's "full"
+// zero/scale pairs of the chunk's group (64 B) as two 3-D TMA boxes over the block's tiles (AWQ_GEMM_WS_TMAW=0: one
+// cp.async.bulk a tile and lane, the first way, 20 % slower in prefill), all completing on the stage's "full"
 // mbarrier, into a ring of kStages stages. Warpgroups 1 and 2 consume (setmaxnreg: 56 registers for the
 // producer, 224 for them): each owns 64 * MS outputs (MS m64 slices of 4 packed tiles, one per warp); per chunk
 // and slice every lane builds its A fragments from the packed words (one prmt + dequant_word per k step, see
@@ -525,11 +527,11 @@ int ws_prefetch() {
   return v;
 }
 
-// AWQ_GEMM_WS_TMAW=1: the weights of a chunk as two 3-D TMA boxes (see load_w); 0 / unset: 32 bulk copies.
+// The weights of a chunk as two 3-D TMA boxes (see load_w; the default), or AWQ_GEMM_WS_TMAW=0: 32 bulk copies.
 int ws_tma_weights_env() {
   static const int v = [] {
     const char* e = std::getenv("AWQ_GEMM_WS_TMAW");
-    return e != nullptr && e[0] == '1' ? 1 : 0;
+    return e != nullptr && e[0] == '0' ? 0 : 1;
   }();
   return v;
 }
@@ -674,9 +676,16 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
 
 }  // namespace
 
-// 128 outputs x 256 rows with stream-K above 128 rows: the best tile of the H100 table at every m >= 256 on all four
-// 13B projections (kernel-tests --gemm-ws --bench-only, 2026-12-05); at m <= 128 (only under AWQ_GEMM_WS=1) 128 x 128.
-int gemm_ws_default_variant(int m) { return m <= 128 ? 3 : 2; }
+// With the weights as TMA boxes (H200, 2026-12-06, kernel-tests --gemm-ws --bench-only, TFLOP/s with stream-K): above
+// 128 rows 128 outputs x 256 rows (v2: 505-605 on the four 13B projections at m = 256-4096, the best tile at m = 256 on
+// each); at m <= 128 256 x 128 (v1) on the matrices wider than deep (qkv 410, gate_up 485 against 386 / 415 for v3)
+// and 128 x 128 (v3) on the others (o 277, down 373 against 216 / 359 for v1).
+// At m <= 64 the narrowest row tile that holds m (H100, kernel-tests, 13B linears per layer against the GEMV /
+// register-A path: m = 16 +6 %, 32 +15 %, 64 +30 %; o alone at m = 16 was 13 % slower than the GEMV).
+int gemm_ws_default_variant(int m, int in, int out) {
+  if (m <= 64) return m <= 16 ? 8 : m <= 32 ? 7 : 6;
+  return m > 128 ? 2 : out > in ? 1 : 3;
+}
 
 void gemm_ws_tma_weights_override(int on) { g_wsTmaW = on; }
 
@@ -685,13 +694,17 @@ cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const 
   if (m <= 0 || in % 64 != 0 || group % 64 != 0) return cudaErrorInvalidValue;
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
     return cudaErrorNotSupported;
-  if (variant == 0) variant = gemm_ws_default_variant(m);
+  if (variant == 0) variant = gemm_ws_default_variant(m, in, out);
   switch (variant) {
     case 1: return launch_ws<2, 128, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     case 2: return launch_ws<1, 256, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     case 3: return launch_ws<1, 128, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     case 4: return launch_ws<2, 128, 2>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     case 5: return launch_ws<1, 256, 2>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    // Decode sizes: 256 outputs x 64 / 32 / 16 rows, the weights streamed through the stage ring by TMA.
+    case 6: return launch_ws<2, 64, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 7: return launch_ws<2, 32, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 8: return launch_ws<2, 16, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     default: return cudaErrorInvalidValue;
   }
 }

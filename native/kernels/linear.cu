@@ -1,4 +1,5 @@
 // Public linear launchers: validate shapes and dispatch by the number of rows m.
+#include "gemm_ws.h"
 #include "internal.h"
 #include "kernels.h"
 
@@ -11,7 +12,7 @@ cudaError_t awq_linear(const __half* x, int m, const void* packed, int in, int o
   if (m < 0 || !awq_shape_ok(in, out, group)) return cudaErrorInvalidValue;
   if (m == 0) return cudaSuccess;
   if (!x || !packed || !y) return cudaErrorInvalidValue;
-  if (m <= kGemvMaxM && (workspace == nullptr || !awq_rs_path(m, in, out)))
+  if (m <= kGemvMaxM && (workspace == nullptr || (!awq_rs_path(m, in, out) && !awq_ws_path(m, in, out))))
     return awq_gemv(x, m, packed, in, out, group, y, stream);
   if (workspace != nullptr) {
     const cudaError_t e = awq_gemm_ws(x, m, packed, in, out, group, y, workspace, workspaceBytes, stream);
