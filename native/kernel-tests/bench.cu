@@ -464,19 +464,20 @@ void bench_gemm_ws() {
   if (major != 9) return;
   const std::vector<int> ms = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
   // Columns: the current path, then (variant, stream-K).
-  // The last three columns: v1 / v2 / v3 with the weights as 3-D TMA boxes (AWQ_GEMM_WS_TMAW=1's path); the others
-  // take the weights the way the environment says.
-  const int kVar[] = {0, 1, 2, 3, 4, 5, 1, 3, 1, 2, 3, 6, 7, 8};
-  const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1};
-  const int kTma[] = {-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1};
-  const int kCols = 14;
+  // Columns "T": the weights as 3-D TMA boxes (AWQ_GEMM_WS_TMAW=1's path); the first ones take the weights the way
+  // the environment says.
+  // kTma 2 ("S"): TMA with the packed words swizzled (AWQ_GEMM_WS_TMAW=2).
+  const int kVar[] = {0, 1, 2, 3, 4, 5, 1, 3, 1, 2, 3, 6, 7, 8, 1, 2, 3, 6, 7, 8};
+  const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  const int kTma[] = {-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2};
+  const int kCols = 20;
   std::printf("\nPrefill GEMMs: current path vs warp-specialized (ws v1 = 256 out x 128 rows, v2 = 128 x 256,\n"
               "v3 = 128 x 128, v4 / v5 = v1 / v2 in clusters of 2 sharing x; sk = stream-K tail; TFLOP/s, %s,\n"
               "median of 7)\n",
               g_time_graphs ? "CUDA graph replay" : "eager launches");
   std::printf("%-24s %6s %9s", "shape", "m", "current");
   for (int col = 1; col < kCols; ++col)
-    std::printf("  %sv%d%s", kTma[col] == 1 ? "T" : " ", kVar[col], kSk[col] ? " sk" : "   ");
+    std::printf("  %sv%d%s", kTma[col] == 2 ? "S" : kTma[col] == 1 ? "T" : " ", kVar[col], kSk[col] ? " sk" : "   ");
   std::printf("\n");
   std::vector<std::vector<double>> layerUs(ms.size(), std::vector<double>(kCols, 0.0));
   for (const Shape& s : kShapes) {

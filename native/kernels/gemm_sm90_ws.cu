@@ -154,6 +154,14 @@ __device__ __forceinline__ void tma_3d(void* dst, const CUtensorMap* map, int c0
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
       : "memory");
 }
+__device__ __forceinline__ void tma_4d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, int c3,
+                                       uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], "
+      "[%6];\n" ::"r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(smem_addr(bar))
+      : "memory");
+}
 // Multicast TMA: this block's rows of the x tile into the same offset of every block of the cluster in `mask`,
 // completing on the mbarrier at the same offset in each.
 __device__ __forceinline__ void tma_2d_mc(void* dst, const CUtensorMap* map, int c0, int c1, uint64_t* bar,
@@ -238,7 +246,8 @@ __device__ __forceinline__ int sk_owner(long long i, long long wsk, int G) {
 }
 #endif
 
-template <int MS, int NT, int CL>
+// SWZ (with tmaW): the packed words arrive 128-byte swizzled (a 4-D box) and are read without bank conflicts.
+template <int MS, int NT, int CL, bool SWZ = false>
 __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__ CUtensorMap tmX,
                                                           const __grid_constant__ CUtensorMap tmW,
                                                           const __grid_constant__ CUtensorMap tmZ, const WsParams p) {
@@ -278,7 +287,8 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
       auto load_w = [&](unsigned char* st, int tile0, int nValid, int kc, uint64_t* bar) {
         if (p.tmaW) {
           if (lane == 0 && nValid > 0) {
-            tma_3d(st + C::kW, &tmW, 0, kc, tile0, bar);
+            if constexpr (SWZ) tma_4d(st + C::kW, &tmW, 0, 0, kc, tile0, bar);
+            else tma_3d(st + C::kW, &tmW, 0, kc, tile0, bar);
             tma_3d(st + C::kZ, &tmZ, 0, kc / p.chunksPerGroup, tile0, bar);
           }
           return;
@@ -343,6 +353,11 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
     // 16kk + 2t + 8 + {0, 1} (see gemm_sm90_rs.cu).
     const uint32_t sel = (t & 1) ? 0x7351u : 0x6240u;
     const bool hiWord = (t >> 1) != 0;
+    // Lane (g, t) reads 16-byte word 4g + kk of its tile's 512 B: 128-byte row g / 2, column 4 (g & 1) + kk. Unswizzled,
+    // the 8 rows g of one kk sit 64 B apart (4-way bank conflicts: ncu, H100). With SWZ the TMA box stored column c
+    // of 128-byte row r at c ^ r (r = its row in the 1024-byte swizzle atom: 4 (tile & 1) + g / 2, tile & 1 = wi & 1),
+    // which spreads the 8 over all 32 banks.
+
     float acc[MS][kAcc];
     uint32_t fa[16], fb[16];  // two fragment sets (one slice, one 64-deep chunk each)
 #pragma unroll
@@ -350,11 +365,13 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
     // Fragments of slice `sl` (packed tile (wg * MS + sl) * 4 + warp of the block) for the chunk in stage `st`.
     auto dequant = [&](const unsigned char* st, int sl, uint32_t(&f)[16]) {
       const int tl = (wg * MS + sl) * 4 + wi;
-      const uint4* wl = reinterpret_cast<const uint4*>(st + C::kW) + tl * 32 + 4 * g;
+      // Row g / 2 holds words 8 (g / 2) .. + 7, so the swizzled word is 4g ^ x ^ kk (x = the row's XOR).
+      const int wq = SWZ ? (4 * g) ^ ((wi & 1) * 4 + (g >> 1)) : 4 * g;
+      const uint4* wl = reinterpret_cast<const uint4*>(st + C::kW) + tl * 32;
       const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
 #pragma unroll
       for (int kk = 0; kk < 4; ++kk) {
-        const uint4 v = wl[kk];
+        const uint4 v = wl[wq ^ kk];
         const uint32_t lo = hiWord ? v.y : v.x, hi = hiWord ? v.w : v.z;
         detail::dequant_word(__byte_perm(lo, hi, sel), zz.x, zz.y, &f[4 * kk]);
       }
@@ -527,11 +544,12 @@ int ws_prefetch() {
   return v;
 }
 
-// The weights of a chunk as two 3-D TMA boxes (see load_w; the default), or AWQ_GEMM_WS_TMAW=0: 32 bulk copies.
+// The weights of a chunk as two 3-D TMA boxes (see load_w; the default), AWQ_GEMM_WS_TMAW=0: 32 bulk copies, =2: TMA
+// with the packed words 128-byte swizzled (conflict-free consumer reads; written without a GPU, off until timed).
 int ws_tma_weights_env() {
   static const int v = [] {
     const char* e = std::getenv("AWQ_GEMM_WS_TMAW");
-    return e != nullptr && e[0] == '0' ? 0 : 1;
+    return e != nullptr && (e[0] == '0' || e[0] == '2') ? e[0] - '0' : 1;
   }();
   return v;
 }
@@ -544,8 +562,8 @@ int sm_count() {
   return n > 0 ? n : 132;
 }
 
-template <int MS, int NT, int CL>
-cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in, int out, int group, __half* y,
+template <int MS, int NT, int CL, bool SWZ = false>
+cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group, __half* y,
                       void* workspace, size_t workspaceBytes, cudaStream_t stream) {
   using C = WsCfg<MS, NT>;
   PFN_cuTensorMapEncodeTiled_v12000 encode = encode_fn();
@@ -556,7 +574,7 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
     cudaError_t e =
-        cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
+        cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL, SWZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
@@ -578,14 +596,24 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
     const cuuint64_t wd[3] = {128, (cuuint64_t)K, (cuuint64_t)nTiles};
     const cuuint64_t wstr[2] = {512, (cuuint64_t)K * 512};
     const cuuint32_t wb[3] = {128, 1, (cuuint32_t)C::kTiles};
+    // Swizzled: the 512 B of a (tile, chunk) as 4 rows of 128 B (the swizzle's span), box 32 x 4 x 1 x kTiles.
+    const cuuint64_t sd[4] = {32, 4, (cuuint64_t)K, (cuuint64_t)nTiles};
+    const cuuint64_t sstr[3] = {128, 512, (cuuint64_t)K * 512};
+    const cuuint32_t sb[4] = {32, 4, 1, (cuuint32_t)C::kTiles};
+    const cuuint32_t e4[4] = {1, 1, 1, 1};
     const cuuint64_t zd[3] = {16, (cuuint64_t)groups, (cuuint64_t)nTiles};
     const cuuint64_t zst[2] = {64, (cuuint64_t)groups * 64};
     const cuuint32_t zb[3] = {16, 1, (cuuint32_t)C::kTiles};
     const cuuint32_t e3[3] = {1, 1, 1};
     void* zsPtr = static_cast<char*>(const_cast<void*>(w)) + awq_weight_bytes(in, out);
-    if (encode(&mapW, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, const_cast<void*>(w), wd, wstr, wb, e3,
-               CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS ||
+    const CUresult ew =
+        SWZ ? encode(&mapW, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, const_cast<void*>(w), sd, sstr, sb, e4,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+                     : encode(&mapW, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, const_cast<void*>(w), wd, wstr, wb, e3,
+                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (ew != CUDA_SUCCESS ||
         encode(&mapZ, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, zsPtr, zd, zst, zb, e3, CU_TENSOR_MAP_INTERLEAVE_NONE,
                CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
                CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
@@ -623,7 +651,7 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
       cfg.attrs = a;
       cfg.numAttrs = 1;
       int n = 0;
-      if (cudaOccupancyMaxActiveClusters(&n, gemm_ws_kernel<MS, NT, CL>, &cfg) != cudaSuccess || n <= 0) {
+      if (cudaOccupancyMaxActiveClusters(&n, gemm_ws_kernel<MS, NT, CL, SWZ>, &cfg) != cudaSuccess || n <= 0) {
         cudaGetLastError();
         return cudaErrorNotSupported;
       }
@@ -652,9 +680,9 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
   p.ws = haveWs ? reinterpret_cast<float*>(static_cast<char*>(workspace) + kLinearCounters * sizeof(int)) : nullptr;
   p.counters = haveWs ? static_cast<int*>(workspace) : nullptr;
   p.prefetch = ws_prefetch();
-  p.tmaW = g_wsTmaW >= 0 ? g_wsTmaW : ws_tma_weights_env();
+  p.tmaW = tmaMode != 0 || SWZ;
   if constexpr (CL == 1) {
-    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ, p);
+    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ, p);
   } else {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(G * CL);
@@ -670,8 +698,21 @@ cudaError_t launch_ws(int skMode, const __half* x, int m, const void* w, int in,
     a[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = a;
     cfg.numAttrs = pdl_enabled() ? 2 : 1;
-    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL>, map, mapW, mapZ, p);
+    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL, SWZ>, map, mapW, mapZ, p);
   }
+}
+
+// tmaMode 0: bulk copies, 1: TMA boxes, 2: TMA with the packed words swizzled (single-block variants; the two-block
+// cluster variants take mode 1 instead).
+template <int MS, int NT, int CL>
+cudaError_t launch_by_mode(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
+                           __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+  if constexpr (CL == 1) {
+    if (tmaMode == 2)
+      return launch_ws<MS, NT, CL, true>(2, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+  }
+  return launch_ws<MS, NT, CL, false>(tmaMode == 2 ? 1 : tmaMode, skMode, x, m, w, in, out, group, y, workspace,
+                                      workspaceBytes, stream);
 }
 
 }  // namespace
@@ -695,16 +736,17 @@ cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const 
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
     return cudaErrorNotSupported;
   if (variant == 0) variant = gemm_ws_default_variant(m, in, out);
+  const int tmaMode = g_wsTmaW >= 0 ? g_wsTmaW : ws_tma_weights_env();
   switch (variant) {
-    case 1: return launch_ws<2, 128, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 2: return launch_ws<1, 256, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 3: return launch_ws<1, 128, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 4: return launch_ws<2, 128, 2>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 5: return launch_ws<1, 256, 2>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 1: return launch_by_mode<2, 128, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 2: return launch_by_mode<1, 256, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 3: return launch_by_mode<1, 128, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 4: return launch_by_mode<2, 128, 2>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 5: return launch_by_mode<1, 256, 2>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     // Decode sizes: 256 outputs x 64 / 32 / 16 rows, the weights streamed through the stage ring by TMA.
-    case 6: return launch_ws<2, 64, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 7: return launch_ws<2, 32, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 8: return launch_ws<2, 16, 1>(skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 6: return launch_by_mode<2, 64, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 7: return launch_by_mode<2, 32, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 8: return launch_by_mode<2, 16, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     default: return cudaErrorInvalidValue;
   }
 }

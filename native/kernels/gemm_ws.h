@@ -24,7 +24,7 @@ void gemm_ws_override(int mode);
 void gemm_ws_variant_override(int variant);
 void gemm_ws_sk_override(int sk);
 // How the weights reach shared memory: -1 = AWQ_GEMM_WS_TMAW in the environment (unset / 1: two 3-D TMA boxes a
-// chunk, 0: one bulk copy a tile), 0 / 1 forced.
+// chunk, 0: one bulk copy a tile, 2: TMA with the packed words 128-byte swizzled), 0 / 1 / 2 forced.
 void gemm_ws_tma_weights_override(int on);
 bool awq_ws_path(int m, int in, int out);
 

@@ -34,7 +34,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 8] },
   { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
-  { name: "AWQ_GEMM_WS_TMAW", what: "its weights as two 3-D TMA boxes a chunk (on by default)", values: ON_OFF },
+  {
+    name: "AWQ_GEMM_WS_TMAW",
+    what: "how its weights arrive (0 bulk copies, 1 TMA boxes: the default, 2 TMA with swizzled words)",
+    values: ["0", "1", "2"],
+  },
   { name: "AWQ_GEMM_WS_MIN_ROWS", what: "the fewest rows it takes (9 by default)", range: [9, 1 << 20] },
   { name: "AWQ_GEMV_VARIANT", what: "force a decode GEMV variant (0 = by shape)", range: [0, 21] },
   {
