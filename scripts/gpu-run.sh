@@ -2,7 +2,7 @@
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
 # steps (default: all but the quantizer's): kernels conformance sampler mask dense serve bench peer peerbf16 peerint4
-#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-gemv verify-engine-host verify-structured verify-kv. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
+#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-gemv verify-engine-host verify-structured verify-kv. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
 #   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
@@ -112,6 +112,26 @@ for step in $steps; do
       else
         echo "verify-gemm: engine runs skipped (variant 1 or 3 failed its checks)"
       fi ;;
+    verify-ws-next)
+      # Written on 2026-12-06 with no device time left to run it: (1) AWQ_GEMM_WS_TMAW=2, the WS GEMM's packed words
+      # landing 128-byte swizzled so its consumers read them without bank conflicts; (2) its 8-row tile v9 for the
+      # GEMV's sizes (AWQ_GEMM_WS_MIN_ROWS=1). Checks first, each in its own process (pass = both PASS, no FAIL line),
+      # then the kernel bench (columns S = swizzled and v9 beside T = the default and the current path), then whole
+      # steps in alternating processes: default / swizzled / v9 twice. Make one the default only where it wins in
+      # both passes, then run `kernels conformance` on that build.
+      kt=native/build/kernel-tests/kernel-tests
+      run_step ws-swz-check 150 env AWQ_GEMM_WS_TMAW=2 AWQ_WS_VARIANTS=123678 "$kt" --gemm-ws --no-bench
+      run_step ws-v9-check 90 env AWQ_WS_VARIANTS=9 "$kt" --gemm-ws --no-bench
+      grep -h "FAIL" "$out/ws-swz-check.log" "$out/ws-v9-check.log" | head -n 20
+      run_step ws-next-bench 240 env AWQ_WS_VARIANTS=236789 "$kt" --gemm-ws --bench-only
+      cat "$out/ws-next-bench.log"
+      ab="node dist/src/cli/main.js bench latency --batches 1,8,16,64,128 --context 512 --prefill 512,4096 --steps 32"
+      for pass in 1 2; do
+        run_step "ws-ab-default-$pass" 120 $ab --repeats 3
+        run_step "ws-ab-swz-$pass" 120 env AWQ_GEMM_WS_TMAW=2 $ab --repeats 3
+        run_step "ws-ab-v9-$pass" 120 env AWQ_GEMM_WS_MIN_ROWS=1 $ab --repeats 3
+      done
+      grep -H -E "^(prefill|decode batch)" "$out"/ws-ab-*.log ;;
     serve-bench)
       # Issue 14: `awq serve --backend cuda` on a synthetic Llama-2-13B AWQ checkpoint written to local disk
       # (7.25 GB, 4 shards; kept in SERVE_BENCH_DIR for the next call on a warm machine), then `awq bench serve`

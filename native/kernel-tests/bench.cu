@@ -462,15 +462,15 @@ void bench_gemm_ws() {
   CK(cudaGetDevice(&dev));
   CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   if (major != 9) return;
-  const std::vector<int> ms = {16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+  const std::vector<int> ms = {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
   // Columns: the current path, then (variant, stream-K).
   // Columns "T": the weights as 3-D TMA boxes (AWQ_GEMM_WS_TMAW=1's path); the first ones take the weights the way
   // the environment says.
   // kTma 2 ("S"): TMA with the packed words swizzled (AWQ_GEMM_WS_TMAW=2).
-  const int kVar[] = {0, 1, 2, 3, 4, 5, 1, 3, 1, 2, 3, 6, 7, 8, 1, 2, 3, 6, 7, 8};
-  const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
-  const int kTma[] = {-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2};
-  const int kCols = 20;
+  const int kVar[] = {0, 1, 2, 3, 4, 5, 1, 3, 1, 2, 3, 6, 7, 8, 9, 1, 2, 3, 6, 7, 8, 9};
+  const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+  const int kTma[] = {-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2};
+  const int kCols = 22;
   std::printf("\nPrefill GEMMs: current path vs warp-specialized (ws v1 = 256 out x 128 rows, v2 = 128 x 256,\n"
               "v3 = 128 x 128, v4 / v5 = v1 / v2 in clusters of 2 sharing x; sk = stream-K tail; TFLOP/s, %s,\n"
               "median of 7)\n",

@@ -113,7 +113,8 @@ int env_int(const char* name, int dflt) {
 // m = 9..64 in whole decode steps (H100, 2026-12-06, two alternating pairs of processes, tokens/s: batch 16 1,974 /
 // 2,029 against 1,914 / 1,912, batch 32 3,040 / 3,034 against 2,856 / 2,857, batch 64 3,863 / 3,818 against 3,465 /
 // 3,513), so it takes every m >= 9. AWQ_GEMM_WS_MIN_ROWS=65 / 256 are the earlier rules (m <= 8: the GEMV).
-int g_wsMinRows = std::max(9, env_int("AWQ_GEMM_WS_MIN_ROWS", 9));
+// AWQ_GEMM_WS_MIN_ROWS=1..8 also sends the GEMV's sizes to it (tile v9, 8 rows; an experiment, not timed yet).
+int g_wsMinRows = std::max(1, env_int("AWQ_GEMM_WS_MIN_ROWS", 9));
 int ws_mode_from_env() {
   const int v = env_int("AWQ_GEMM_WS", -1);
   return v == 0 ? 1 : v == 1 ? 2 : 3;

@@ -724,7 +724,7 @@ cudaError_t launch_by_mode(int tmaMode, int skMode, const __half* x, int m, cons
 // At m <= 64 the narrowest row tile that holds m (H100, kernel-tests, 13B linears per layer against the GEMV /
 // register-A path: m = 16 +6 %, 32 +15 %, 64 +30 %; o alone at m = 16 was 13 % slower than the GEMV).
 int gemm_ws_default_variant(int m, int in, int out) {
-  if (m <= 64) return m <= 16 ? 8 : m <= 32 ? 7 : 6;
+  if (m <= 64) return m <= 8 ? 9 : m <= 16 ? 8 : m <= 32 ? 7 : 6;
   return m > 128 ? 2 : out > in ? 1 : 3;
 }
 
@@ -747,6 +747,8 @@ cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const 
     case 6: return launch_by_mode<2, 64, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     case 7: return launch_by_mode<2, 32, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     case 8: return launch_by_mode<2, 16, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    // 256 x 8 for m <= 8, the GEMV's sizes (an experiment: AWQ_GEMM_WS_MIN_ROWS=1).
+    case 9: return launch_by_mode<2, 8, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -31,7 +31,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "the register-A GEMM for 65..128 rows on all but the widest matrix (on by default)",
     values: ON_OFF,
   },
-  { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 8] },
+  { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 9] },
   { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
   {
@@ -39,7 +39,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "how its weights arrive (0 bulk copies, 1 TMA boxes: the default, 2 TMA with swizzled words)",
     values: ["0", "1", "2"],
   },
-  { name: "AWQ_GEMM_WS_MIN_ROWS", what: "the fewest rows it takes (9 by default)", range: [9, 1 << 20] },
+  { name: "AWQ_GEMM_WS_MIN_ROWS", what: "the fewest rows it takes (9 by default)", range: [1, 1 << 20] },
   { name: "AWQ_GEMV_VARIANT", what: "force a decode GEMV variant (0 = by shape)", range: [0, 21] },
   {
     name: "AWQ_GEMV_PF",
