@@ -2,7 +2,7 @@
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
 # steps (default: all but the quantizer's): kernels conformance sampler mask dense serve bench peer peerbf16 peerint4
-#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-gemv verify-engine-host verify-structured verify-kv. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
+#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
 #   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
@@ -132,6 +132,26 @@ for step in $steps; do
         run_step "ws-ab-v9-$pass" 120 env AWQ_GEMM_WS_MIN_ROWS=1 $ab --repeats 3
       done
       grep -H -E "^(prefill|decode batch)" "$out"/ws-ab-*.log ;;
+    verify-attn-prefill)
+      # Written on 2026-12-06 with no device time left: paged prefill attention with 128 queries a block
+      # (AWQ_ATTN_PREFILL_BQ=128: half the K/V shared-memory fills a FLOP) and without the per-element causal test on
+      # tiles every query of the block sees whole (AWQ_ATTN_PREFILL_MASKSKIP=1). Each setting runs every kernel check
+      # (fp16 and FP8 caches; pass = "correctness: ALL PASSED"), then prefill tokens/s in alternating processes. Make a
+      # setting the default only where it passed and won both passes, then run `conformance` on that build.
+      kt=native/build/kernel-tests/kernel-tests
+      for cfg in "64 1" "128 0" "128 1"; do
+        read -r bq skip <<< "$cfg"
+        run_step "attn-check-bq$bq-skip$skip" 150 env AWQ_ATTN_PREFILL_BQ="$bq" AWQ_ATTN_PREFILL_MASKSKIP="$skip" "$kt" --no-bench
+        grep -h -E "correctness|FAIL" "$out/attn-check-bq$bq-skip$skip.log" | head -n 5
+      done
+      ab="node dist/src/cli/main.js bench latency --prefill 2048,4096 --batches 1 --context 128 --steps 4 --repeats 3"
+      for pass in 1 2; do
+        for cfg in "64 0" "64 1" "128 0" "128 1"; do
+          read -r bq skip <<< "$cfg"
+          run_step "attn-ab-bq$bq-skip$skip-$pass" 90 env AWQ_ATTN_PREFILL_BQ="$bq" AWQ_ATTN_PREFILL_MASKSKIP="$skip" $ab --profile
+        done
+      done
+      grep -H -E "^prefill|attention_prefill" "$out"/attn-ab-*.log ;;
     serve-bench)
       # Issue 14: `awq serve --backend cuda` on a synthetic Llama-2-13B AWQ checkpoint written to local disk
       # (7.25 GB, 4 shards; kept in SERVE_BENCH_DIR for the next call on a warm machine), then `awq bench serve`

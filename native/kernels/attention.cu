@@ -5,6 +5,7 @@
 // (as bytes) and widened into one fp16 tile per step before the tensor-core loop.
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 
 #include "common.cuh"
 #include "fp8_e4m3.cuh"
@@ -15,7 +16,7 @@ namespace {
 
 using detail::mma16816;
 
-constexpr int kBQ = 64, kBKV = 64, kThreadsPA = 128;
+constexpr int kBKV = 64;
 
 __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
   return detail::h2_as_u32(__floats2half2_rn(a, b));
@@ -28,8 +29,12 @@ constexpr int prefill_smem_bytes() {
   return sizeof(KV) == 1 ? 2 * 2 * kBKV * D + 2 * kBKV * (D + 8) * 2 : 2 * 2 * kBKV * (D + 8) * 2;
 }
 
-template <int D, typename KV>
-__global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
+// BQ queries a block (BQ / 16 warps): 64, the default, or 128 (each K/V tile then serves twice the queries: half the
+// shared-memory fills a FLOP). SKIP: tiles whose keys are all visible to every query of the block (below the
+// diagonal, inside the context) skip the per-element causal test. Both others than 64 / false are opt-in
+// (AWQ_ATTN_PREFILL_BQ=128, AWQ_ATTN_PREFILL_MASKSKIP=1), written without a GPU on 2026-12-06 and not yet timed.
+template <int D, typename KV, int BQ = 64, bool SKIP = false>
+__global__ void __launch_bounds__(BQ * 2) prefill_attention_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
     const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2,
@@ -43,12 +48,13 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
   const int seq = blockIdx.z, head = blockIdx.y;
   const int qs = queryStarts[seq];
   const int qLen = queryStarts[seq + 1] - qs;
-  const int j0 = (gridDim.x - 1 - blockIdx.x) * kBQ;  // heavy (late) query tiles first
+  constexpr int kThreadsPA = BQ * 2;
+  const int j0 = (gridDim.x - 1 - blockIdx.x) * BQ;  // heavy (late) query tiles first
   if (j0 >= qLen) return;
   const int ctx = contextLens[seq];
   const int pos0 = ctx - qLen;  // cache position of query 0
   const int kvh = head / (numHeads / numKvHeads);
-  const int lastPos = pos0 + min(j0 + kBQ - 1, qLen - 1);
+  const int lastPos = pos0 + min(j0 + BQ - 1, qLen - 1);
   const int nTiles = lastPos / kBKV + 1;
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -152,16 +158,27 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
 
     // Scale, causal mask (also hides keys past the context), online softmax.
     float mx[2] = {-1e30f, -1e30f};
+    const int lastKey = tile * kBKV + kBKV - 1;
+    if (SKIP && lastKey <= pos0 + j0 && lastKey < ctx) {  // every key visible to every query of the block
 #pragma unroll
-    for (int nj = 0; nj < 8; ++nj)
+      for (int nj = 0; nj < 8; ++nj)
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int key = tile * kBKV + 8 * nj + 2 * t + (e & 1);
-        const int qpos = e < 2 ? posA : posB;
-        const bool valid = key <= qpos && key < ctx;
-        s[nj][e] = valid ? s[nj][e] * scaleLog2 : -INFINITY;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[nj][e]);
-      }
+        for (int e = 0; e < 4; ++e) {
+          s[nj][e] *= scaleLog2;
+          mx[e >> 1] = fmaxf(mx[e >> 1], s[nj][e]);
+        }
+    } else {
+#pragma unroll
+      for (int nj = 0; nj < 8; ++nj)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int key = tile * kBKV + 8 * nj + 2 * t + (e & 1);
+          const int qpos = e < 2 ? posA : posB;
+          const bool valid = key <= qpos && key < ctx;
+          s[nj][e] = valid ? s[nj][e] * scaleLog2 : -INFINITY;
+          mx[e >> 1] = fmaxf(mx[e >> 1], s[nj][e]);
+        }
+    }
     float alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -225,7 +242,7 @@ __global__ void __launch_bounds__(kThreadsPA) prefill_attention_kernel(
   }
 }
 
-template <int D, typename KV>
+template <int D, typename KV, int BQ, bool SKIP>
 cudaError_t launch_prefill(const __half* q, const KV* kc, const KV* vc, const int32_t* bt,
                            int maxBlocksPerSeq, const int32_t* qStarts, const int32_t* ctxLens,
                            int numSeqs, int maxQueryLen, int numHeads, int numKvHeads, float scale,
@@ -236,16 +253,48 @@ cudaError_t launch_prefill(const __half* q, const KV* kc, const KV* vc, const in
   cudaGetDevice(&dev);
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
-    cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<D, KV>,
+    cudaError_t e = cudaFuncSetAttribute(prefill_attention_kernel<D, KV, BQ, SKIP>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
-  dim3 grid(detail::ceil_div(maxQueryLen, kBQ), numHeads, numSeqs);
-  prefill_attention_kernel<D, KV><<<grid, kThreadsPA, smem, stream>>>(
+  dim3 grid(detail::ceil_div(maxQueryLen, BQ), numHeads, numSeqs);
+  prefill_attention_kernel<D, KV, BQ, SKIP><<<grid, BQ * 2, smem, stream>>>(
       q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numHeads, numKvHeads,
       scale * 1.4426950408889634f, out);
   return cudaGetLastError();
+}
+
+// AWQ_ATTN_PREFILL_BQ=128 and AWQ_ATTN_PREFILL_MASKSKIP=1 (see the kernel); unset: 64 queries a block, every tile masked.
+int prefill_bq() {
+  static const int v = [] {
+    const char* e = std::getenv("AWQ_ATTN_PREFILL_BQ");
+    return e != nullptr && std::atoi(e) == 128 ? 128 : 64;
+  }();
+  return v;
+}
+bool prefill_mask_skip() {
+  static const bool v = [] {
+    const char* e = std::getenv("AWQ_ATTN_PREFILL_MASKSKIP");
+    return e != nullptr && e[0] == '1';
+  }();
+  return v;
+}
+
+template <int D, typename KV>
+cudaError_t launch_prefill_by_env(const __half* q, const KV* kc, const KV* vc, const int32_t* bt, int maxBlocksPerSeq,
+                                  const int32_t* qStarts, const int32_t* ctxLens, int numSeqs, int maxQueryLen,
+                                  int numHeads, int numKvHeads, float scale, __half* out, cudaStream_t stream) {
+  const bool skip = prefill_mask_skip();
+  if (prefill_bq() == 128)
+    return skip ? launch_prefill<D, KV, 128, true>(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs,
+                                                   maxQueryLen, numHeads, numKvHeads, scale, out, stream)
+                : launch_prefill<D, KV, 128, false>(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs,
+                                                    maxQueryLen, numHeads, numKvHeads, scale, out, stream);
+  return skip ? launch_prefill<D, KV, 64, true>(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs,
+                                                maxQueryLen, numHeads, numKvHeads, scale, out, stream)
+              : launch_prefill<D, KV, 64, false>(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs,
+                                                 maxQueryLen, numHeads, numKvHeads, scale, out, stream);
 }
 
 template <typename KV>
@@ -254,10 +303,10 @@ cudaError_t prefill_for(const __half* q, const KV* kc, const KV* vc, const int32
                         int maxQueryLen, int numHeads, int numKvHeads, int headDim, float scale, __half* out,
                         cudaStream_t stream) {
   if (headDim == 128)
-    return launch_prefill<128, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs,
+    return launch_prefill_by_env<128, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs,
                                    maxQueryLen, numHeads, numKvHeads, scale, out, stream);
   if (headDim == 64)
-    return launch_prefill<64, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs,
+    return launch_prefill_by_env<64, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs,
                                   maxQueryLen, numHeads, numKvHeads, scale, out, stream);
   return cudaErrorInvalidValue;
 }

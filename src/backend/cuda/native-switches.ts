@@ -40,6 +40,16 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ["0", "1", "2"],
   },
   { name: "AWQ_GEMM_WS_MIN_ROWS", what: "the fewest rows it takes (9 by default)", range: [1, 1 << 20] },
+  {
+    name: "AWQ_ATTN_PREFILL_BQ",
+    what: "queries a prefill attention block (64 by default)",
+    values: ["64", "128"],
+  },
+  {
+    name: "AWQ_ATTN_PREFILL_MASKSKIP",
+    what: "skip the causal test on prefill attention tiles below the diagonal",
+    values: ON_OFF,
+  },
   { name: "AWQ_GEMV_VARIANT", what: "force a decode GEMV variant (0 = by shape)", range: [0, 21] },
   {
     name: "AWQ_GEMV_PF",
