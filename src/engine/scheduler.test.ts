@@ -334,3 +334,41 @@ test("a sequence whose own prefix-cache hashing throws (deferred, at preemption,
   scheduler.remove(waiter);
   assert.equal(bm.numFreeBlocks, 4);
 });
+
+test("an iteration listener that throws does not abort schedule(): the step is scheduled, one warning, others still called", async () => {
+  const bm = new BlockManager(64, 16);
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 64 });
+  const seen: number[] = [];
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => {
+    if (w.name === "AwqEngineWarning") warnings.push(w.message);
+  };
+  process.on("warning", onWarning);
+  try {
+    scheduler.iterationListeners.add(() => {
+      throw new Error("histogram broke");
+    });
+    scheduler.iterationListeners.add((n) => seen.push(n));
+    const a = sequence("a", range(10));
+    scheduler.add(a);
+    const first = scheduler.schedule();
+    assert.deepEqual(
+      first.scheduled.map((s) => [s.seq.requestId, s.numNewTokens]),
+      [["a", 10]],
+    );
+    assert.equal(a.status, "running");
+    a.numComputedTokens += 10;
+    a.appendToken(7, null);
+    const second = scheduler.schedule();
+    assert.deepEqual(
+      second.scheduled.map((s) => [s.seq.requestId, s.numNewTokens]),
+      [["a", 1]],
+    );
+    assert.deepEqual(seen, [10, 1]);
+    await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0] ?? "", /iteration listener threw.*histogram broke/);
+  } finally {
+    process.off("warning", onWarning);
+  }
+});

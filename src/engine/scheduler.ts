@@ -54,6 +54,8 @@ export class Scheduler {
   prefixCacheHits = 0;
   /** Told the scheduled token count of every step that runs (metrics' iteration tokens). */
   readonly iterationListeners = new Set<(numTokens: number) => void>();
+  /** Listeners that threw once (warned about; still called: a metric that fails once may work again). */
+  private readonly failedListeners = new WeakSet<(numTokens: number) => void>();
   /**
    * Sequences whose last step filled blocks not hashed into the prefix cache yet (deferHashing): the engine
    * hashes them after its next launch (hashDeferred), or schedule() does first when a waiting sequence may look
@@ -210,7 +212,7 @@ export class Scheduler {
     if (scheduled.length > 0 && this.iterationListeners.size > 0) {
       let numTokens = 0;
       for (const s of scheduled) numTokens += s.numNewTokens;
-      for (const listener of this.iterationListeners) listener(numTokens);
+      for (const listener of this.iterationListeners) this.callIterationListener(listener, numTokens);
     }
     if (scheduled.length === 0 && this.running.length === 0 && this.waiting.length > 0) {
       // Nothing could be scheduled with nothing running: the head of the queue can never run.
@@ -218,6 +220,26 @@ export class Scheduler {
       unfittable.push({ seq, reason: "the request could not be scheduled (KV cache too small)" });
     }
     return { scheduled, unfittable, numPreempted };
+  }
+
+  /**
+   * An iteration listener (metrics) runs inside schedule(), after the queues have changed: one that throws must not
+   * abort the step and with it every running request. Its error becomes a process warning, once per listener.
+   */
+  private callIterationListener(listener: (numTokens: number) => void, numTokens: number): void {
+    try {
+      listener(numTokens);
+    } catch (err) {
+      if (this.failedListeners.has(listener)) return;
+      this.failedListeners.add(listener);
+      const text = err instanceof Error ? err.message : String(err);
+      process.emitWarning(
+        `an engine iteration listener threw (later errors of it are not reported): ${text}`,
+        {
+          type: "AwqEngineWarning",
+        },
+      );
+    }
   }
 
   /**
