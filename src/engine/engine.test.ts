@@ -852,3 +852,38 @@ test("a request ended by its own error counts only the tokens it sent: usage and
     Sequence.prototype.settleText = settleText;
   }
 });
+
+test("an aborted request's blocks, the last step's included, stay in the prefix cache for a retry", async () => {
+  // A: 32 prompt tokens, then decode; the abort comes while step 17 runs, the step that fills block 2 (positions
+  // 32..47: A's first 16 generated tokens). That block's hashing is deferred past the step, so only the abort can
+  // put it in the cache. B retries the conversation: A's prompt, those 16 tokens, and 5 new ones.
+  class CountingBackend extends FakeBackend {
+    steps = 0;
+    onStep: ((step: number) => void) | null = null;
+    override async step(batch: Parameters<FakeBackend["step"]>[0]) {
+      this.steps++;
+      this.onStep?.(this.steps);
+      return super.step(batch);
+    }
+  }
+  const prompt = range(32, 500);
+  for (const overlapOutputs of [true, false]) {
+    const label = `overlap ${overlapOutputs}`;
+    const backend = new CountingBackend();
+    const e = await engine({ overlapOutputs }, backend);
+    backend.onStep = (step) => {
+      if (step === 17) e.abort("a");
+    };
+    const a = await collect(
+      e.generate({ requestId: "a", promptTokenIds: prompt, params: { maxTokens: 100, ignoreEos: true } }),
+    );
+    backend.onStep = null;
+    assert.equal(a.last.finishReason, "abort", label);
+    assert.ok(a.tokens.length >= 16, `${label}: ${a.tokens.length} tokens before the abort`);
+    const retry = [...prompt, ...a.tokens.slice(0, 16), ...range(5, 900)];
+    const b = await collect(e.generate({ promptTokenIds: retry, params: { maxTokens: 2 } }));
+    assert.equal(b.last.cachedTokens, 48, label);
+    await e.idle();
+    assert.equal(e.stats().freeBlocks, e.stats().numBlocks, label);
+  }
+});

@@ -712,6 +712,15 @@ export class Engine implements EngineClient {
     constraint?.dispose();
   }
 
+  /** Hashes the sequence's full blocks into the prefix cache; a failure only means they are not cached. */
+  private cacheQuietly(seq: Sequence): void {
+    try {
+      this.scheduler.cacheFullBlocks(seq);
+    } catch {
+      // Its prefix caching failed: the request is ending anyway, its blocks simply stay out of the cache.
+    }
+  }
+
   /** releaseSeq for a sequence whose request has ended (its final output is out, or it has none to send). */
   private releaseQuietly(seq: Sequence): void {
     try {
@@ -735,6 +744,9 @@ export class Engine implements EngineClient {
     const { seq } = active;
     let output: RequestOutput;
     try {
+      // An aborted request's KV is sound: the blocks its last step filled (their hashing was deferred past this
+      // point) go into the prefix cache, as a finished request's do, so a retry of the same conversation finds them.
+      if (reason === "abort") this.cacheQuietly(seq);
       this.releaseSeq(seq);
       // Ended before deliverPending reached it (an abort or error while the next step runs): its last token's
       // logprob entry goes out with it.
