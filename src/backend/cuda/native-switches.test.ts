@@ -7,6 +7,8 @@ test("unset, empty and accepted values pass", () => {
   checkNativeSwitches({ AWQ_ATTN_DECODE: "", AWQ_CUDA_GRAPHS: "0" });
   checkNativeSwitches({ AWQ_ATTN_DECODE: "grouped", AWQ_ATTN_BLOCKS_PER_SM: "4", AWQ_GEMV_PF: "16" });
   checkNativeSwitches({ AWQ_GEMM_WS: "1", AWQ_GEMM_WS_VARIANT: "5", AWQ_CUDA_SPLIT_STEP: "0" });
+  checkNativeSwitches({ AWQ_GEMM_WS_TMAW: "2", AWQ_GEMM_WS_MIN_ROWS: "1", AWQ_GEMM_WS_VARIANT: "9" });
+  checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "128", AWQ_ATTN_PREFILL_MASKSKIP: "1" });
 });
 
 test("a misspelt value is refused, naming the variable, what it changes and the values it takes", () => {
@@ -16,13 +18,15 @@ test("a misspelt value is refused, naming the variable, what it changes and the 
   );
   assert.throws(() => checkNativeSwitches({ AWQ_GEMV_PF: "-1" }), /AWQ_GEMV_PF="-1".*integer from 0 to 64/);
   assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS: "yes" }), /AWQ_GEMM_WS="yes".*use 0, 1/);
+  assert.throws(() => checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "96" }), /AWQ_ATTN_PREFILL_BQ="96".*use 64, 128/);
+  assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS_MIN_ROWS: "0" }), /AWQ_GEMM_WS_MIN_ROWS="0".*from 1 to/);
 });
 
 test("every bad switch is named in one error", () => {
   assert.throws(
-    () => checkNativeSwitches({ AWQ_GEMM_WS_VARIANT: "9", AWQ_ATTN_BLOCKS_PER_SM: "0", AWQ_CUDA_SYNC: "1" }),
+    () => checkNativeSwitches({ AWQ_GEMM_WS_VARIANT: "10", AWQ_ATTN_BLOCKS_PER_SM: "0", AWQ_CUDA_SYNC: "1" }),
     (err: Error) =>
-      err.message.includes('AWQ_GEMM_WS_VARIANT="9"') &&
+      err.message.includes('AWQ_GEMM_WS_VARIANT="10"') &&
       err.message.includes('AWQ_ATTN_BLOCKS_PER_SM="0"') &&
       !err.message.includes("AWQ_CUDA_SYNC"),
   );
