@@ -18,8 +18,14 @@ test("a misspelt value is refused, naming the variable, what it changes and the 
   );
   assert.throws(() => checkNativeSwitches({ AWQ_GEMV_PF: "-1" }), /AWQ_GEMV_PF="-1".*integer from 0 to 64/);
   assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS: "yes" }), /AWQ_GEMM_WS="yes".*use 0, 1/);
-  assert.throws(() => checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "96" }), /AWQ_ATTN_PREFILL_BQ="96".*use 64, 128/);
-  assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS_MIN_ROWS: "0" }), /AWQ_GEMM_WS_MIN_ROWS="0".*from 1 to/);
+  assert.throws(
+    () => checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "96" }),
+    /AWQ_ATTN_PREFILL_BQ="96".*use 64, 128/,
+  );
+  assert.throws(
+    () => checkNativeSwitches({ AWQ_GEMM_WS_MIN_ROWS: "0" }),
+    /AWQ_GEMM_WS_MIN_ROWS="0".*from 1 to/,
+  );
 });
 
 test("every bad switch is named in one error", () => {
