@@ -653,11 +653,12 @@ bool test_awq_ws() {
       }
       // Through awq_linear with the workspace, as the engine calls it (the tile variant awq_linear picks for m; only
       // when that variant is selected, so that a hang in it cannot stop the checks of the others).
-      if (m > 64 && ws_variant_on(awqk::gemm_ws_default_variant(m, c.in, c.out))) {
+      // m = 9..64: the default rule (3: m >= AWQ_GEMM_WS_MIN_ROWS, 9 unless set), which sends them to the decode tiles.
+      if (m >= 9 && ws_variant_on(awqk::gemm_ws_default_variant(m, c.in, c.out))) {
         char name[128];
         std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d awq_linear ws path (v%d)", c.in, c.out, c.group,
                       m, awqk::gemm_ws_default_variant(m, c.in, c.out));
-        awqk::gemm_ws_override(2);
+        awqk::gemm_ws_override(m > 64 ? 2 : 3);
         CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
         CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
         sync_or_hang(name);
