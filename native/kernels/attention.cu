@@ -265,7 +265,8 @@ cudaError_t launch_prefill(const __half* q, const KV* kc, const KV* vc, const in
   return cudaGetLastError();
 }
 
-// AWQ_ATTN_PREFILL_BQ=128 and AWQ_ATTN_PREFILL_MASKSKIP=1 (see the kernel); unset: 64 queries a block, every tile masked.
+// AWQ_ATTN_PREFILL_BQ=128 and AWQ_ATTN_PREFILL_MASKSKIP=1 (see the kernel); unset: 64 queries a block, every
+// tile masked.
 int prefill_bq() {
   static const int v = [] {
     const char* e = std::getenv("AWQ_ATTN_PREFILL_BQ");
@@ -303,11 +304,11 @@ cudaError_t prefill_for(const __half* q, const KV* kc, const KV* vc, const int32
                         int maxQueryLen, int numHeads, int numKvHeads, int headDim, float scale, __half* out,
                         cudaStream_t stream) {
   if (headDim == 128)
-    return launch_prefill_by_env<128, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs,
-                                   maxQueryLen, numHeads, numKvHeads, scale, out, stream);
+    return launch_prefill_by_env<128, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens,
+                                          numSeqs, maxQueryLen, numHeads, numKvHeads, scale, out, stream);
   if (headDim == 64)
     return launch_prefill_by_env<64, KV>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs,
-                                  maxQueryLen, numHeads, numKvHeads, scale, out, stream);
+                                         maxQueryLen, numHeads, numKvHeads, scale, out, stream);
   return cudaErrorInvalidValue;
 }
 

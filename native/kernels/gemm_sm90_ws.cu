@@ -353,11 +353,6 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
     // 16kk + 2t + 8 + {0, 1} (see gemm_sm90_rs.cu).
     const uint32_t sel = (t & 1) ? 0x7351u : 0x6240u;
     const bool hiWord = (t >> 1) != 0;
-    // Lane (g, t) reads 16-byte word 4g + kk of its tile's 512 B: 128-byte row g / 2, column 4 (g & 1) + kk. Unswizzled,
-    // the 8 rows g of one kk sit 64 B apart (4-way bank conflicts: ncu, H100). With SWZ the TMA box stored column c
-    // of 128-byte row r at c ^ r (r = its row in the 1024-byte swizzle atom: 4 (tile & 1) + g / 2, tile & 1 = wi & 1),
-    // which spreads the 8 over all 32 banks.
-
     float acc[MS][kAcc];
     uint32_t fa[16], fb[16];  // two fragment sets (one slice, one 64-deep chunk each)
 #pragma unroll
@@ -365,7 +360,10 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
     // Fragments of slice `sl` (packed tile (wg * MS + sl) * 4 + warp of the block) for the chunk in stage `st`.
     auto dequant = [&](const unsigned char* st, int sl, uint32_t(&f)[16]) {
       const int tl = (wg * MS + sl) * 4 + wi;
-      // Row g / 2 holds words 8 (g / 2) .. + 7, so the swizzled word is 4g ^ x ^ kk (x = the row's XOR).
+      // Lane (g, t) reads 16-byte word 4g + kk of its tile's 512 B: 128-byte row g / 2, column 4 (g & 1) + kk.
+      // Unswizzled, the 8 rows g of one kk sit 64 B apart (4-way bank conflicts: ncu, H100). With SWZ the TMA box
+      // stored column c of 128-byte row r at c ^ r (r = the row in the 1024-byte swizzle atom: 4 (tl & 1) + g / 2,
+      // and tl & 1 = wi & 1), which spreads the 8 over all 32 banks: the word is 4g ^ r ^ kk.
       const int wq = SWZ ? (4 * g) ^ ((wi & 1) * 4 + (g >> 1)) : 4 * g;
       const uint4* wl = reinterpret_cast<const uint4*>(st + C::kW) + tl * 32;
       const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
@@ -563,8 +561,8 @@ int sm_count() {
 }
 
 template <int MS, int NT, int CL, bool SWZ = false>
-cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group, __half* y,
-                      void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
+                      __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
   using C = WsCfg<MS, NT>;
   PFN_cuTensorMapEncodeTiled_v12000 encode = encode_fn();
   if (encode == nullptr) return cudaErrorNotSupported;
@@ -606,13 +604,12 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
     const cuuint32_t zb[3] = {16, 1, (cuuint32_t)C::kTiles};
     const cuuint32_t e3[3] = {1, 1, 1};
     void* zsPtr = static_cast<char*>(const_cast<void*>(w)) + awq_weight_bytes(in, out);
-    const CUresult ew =
-        SWZ ? encode(&mapW, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, const_cast<void*>(w), sd, sstr, sb, e4,
-                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
-                     : encode(&mapW, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, const_cast<void*>(w), wd, wstr, wb, e3,
-                              CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-                              CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    const CUresult ew = SWZ ? encode(&mapW, CU_TENSOR_MAP_DATA_TYPE_UINT32, 4, const_cast<void*>(w), sd, sstr, sb, e4,
+                                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+                            : encode(&mapW, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, const_cast<void*>(w), wd, wstr, wb, e3,
+                                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (ew != CUDA_SUCCESS ||
         encode(&mapZ, CU_TENSOR_MAP_DATA_TYPE_UINT32, 3, zsPtr, zd, zst, zb, e3, CU_TENSOR_MAP_INTERLEAVE_NONE,
                CU_TENSOR_MAP_SWIZZLE_NONE, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
@@ -682,7 +679,8 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
   p.prefetch = ws_prefetch();
   p.tmaW = tmaMode != 0 || SWZ;
   if constexpr (CL == 1) {
-    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ, p);
+    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ,
+                             p);
   } else {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3(G * CL);
@@ -737,18 +735,21 @@ cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const 
     return cudaErrorNotSupported;
   if (variant == 0) variant = gemm_ws_default_variant(m, in, out);
   const int tmaMode = g_wsTmaW >= 0 ? g_wsTmaW : ws_tma_weights_env();
+  auto run = [&](auto launch) {
+    return launch(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+  };
   switch (variant) {
-    case 1: return launch_by_mode<2, 128, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 2: return launch_by_mode<1, 256, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 3: return launch_by_mode<1, 128, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 4: return launch_by_mode<2, 128, 2>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 5: return launch_by_mode<1, 256, 2>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 1: return run(launch_by_mode<2, 128, 1>);
+    case 2: return run(launch_by_mode<1, 256, 1>);
+    case 3: return run(launch_by_mode<1, 128, 1>);
+    case 4: return run(launch_by_mode<2, 128, 2>);
+    case 5: return run(launch_by_mode<1, 256, 2>);
     // Decode sizes: 256 outputs x 64 / 32 / 16 rows, the weights streamed through the stage ring by TMA.
-    case 6: return launch_by_mode<2, 64, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 7: return launch_by_mode<2, 32, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
-    case 8: return launch_by_mode<2, 16, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 6: return run(launch_by_mode<2, 64, 1>);
+    case 7: return run(launch_by_mode<2, 32, 1>);
+    case 8: return run(launch_by_mode<2, 16, 1>);
     // 256 x 8 for m <= 8, the GEMV's sizes (an experiment: AWQ_GEMM_WS_MIN_ROWS=1).
-    case 9: return launch_by_mode<2, 8, 1>(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    case 9: return run(launch_by_mode<2, 8, 1>);
     default: return cudaErrorInvalidValue;
   }
 }

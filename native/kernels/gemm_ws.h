@@ -9,9 +9,10 @@ namespace awqk {
 
 // y (m, out) = x (m, in) @ W for AWQ-packed W (awq_repack). variant: 0 = the default for m; blocks of 1 = 256 outputs
 // x 128 rows, 2 = 128 x 256, 3 = 128 x 128; 4 and 5 = 1 and 2 in clusters of two blocks sharing the x tile
-// (multicast); 6 / 7 / 8 / 9 = 256 outputs x 64 / 32 / 16 / 8 rows (decode sizes). skMode 0: whole tiles only (no workspace used); 1: stream-K for the tail, through the linear
-// workspace (kernels.h; counters left zero). sm_90a only (cc 9.x); returns cudaErrorNotSupported, launching
-// nothing, where the driver lacks tensor maps or the pointers are unaligned.
+// (multicast); 6 / 7 / 8 / 9 = 256 outputs x 64 / 32 / 16 / 8 rows (decode sizes). skMode 0: whole tiles only (no
+// workspace used); 1: stream-K for the tail, through the linear workspace (kernels.h; counters left zero). sm_90a
+// only (cc 9.x); returns cudaErrorNotSupported, launching nothing, where the driver lacks tensor maps or the pointers
+// are unaligned.
 cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                          __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream);
 int gemm_ws_default_variant(int m, int in, int out);
