@@ -313,6 +313,9 @@ test("stream_options.continuous_usage_stats (vLLM): every chat and completions c
         ...body,
         max_tokens: 4,
         ignore_eos: true,
+        // Greedy: a sampled token that completes no character (part of a UTF-8 sequence) goes out with the next
+        // one, so a random draw could give fewer than 4 chunks.
+        temperature: 0,
         stream: true,
         stream_options: { include_usage: true, continuous_usage_stats: true },
       }),
