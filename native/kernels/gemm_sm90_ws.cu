@@ -716,8 +716,8 @@ cudaError_t launch_by_mode(int tmaMode, int skMode, const __half* x, int m, cons
 }  // namespace
 
 // With the weights as TMA boxes (H200, 2026-12-06, kernel-tests --gemm-ws --bench-only, TFLOP/s with stream-K): above
-// 128 rows 128 outputs x 256 rows (v2: 505-605 on the four 13B projections at m = 256-4096, the best tile at m = 256 on
-// each); at m <= 128 256 x 128 (v1) on the matrices wider than deep (qkv 410, gate_up 485 against 386 / 415 for v3)
+// 128 rows 128 outputs x 256 rows (v2: 509-605 on the four 13B projections at m = 512-4096, 389-587 at m = 256, the
+// best tile there on each); at m <= 128 256 x 128 (v1) on the matrices wider than deep (qkv 410, gate_up 485 against 386 / 415 for v3)
 // and 128 x 128 (v3) on the others (o 277, down 373 against 216 / 359 for v1).
 // At m <= 64 the narrowest row tile that holds m (H100, kernel-tests, 13B linears per layer against the GEMV /
 // register-A path: m = 16 +6 %, 32 +15 %, 64 +30 %; o alone at m = 16 was 13 % slower than the GEMV).
