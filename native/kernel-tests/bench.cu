@@ -471,9 +471,10 @@ void bench_gemm_ws() {
   const int kSk[] = {0, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
   const int kTma[] = {-1, -1, -1, -1, -1, -1, -1, -1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2};
   const int kCols = 22;
-  std::printf("\nPrefill GEMMs: current path vs warp-specialized (ws v1 = 256 out x 128 rows, v2 = 128 x 256,\n"
-              "v3 = 128 x 128, v4 / v5 = v1 / v2 in clusters of 2 sharing x; sk = stream-K tail; TFLOP/s, %s,\n"
-              "median of 7)\n",
+  std::printf("\nAWQ GEMMs: current path (WS off) vs warp-specialized (ws v1 = 256 out x 128 rows, v2 = 128 x 256,\n"
+              "v3 = 128 x 128, v4 / v5 = v1 / v2 in clusters of 2 sharing x, v6-v9 = 256 x 64 / 32 / 16 / 8; sk =\n"
+              "stream-K tail; T = weights as TMA boxes, S = TMA with swizzled words, else as the environment says;\n"
+              "TFLOP/s, %s, median of 7)\n",
               g_time_graphs ? "CUDA graph replay" : "eager launches");
   std::printf("%-24s %6s %9s", "shape", "m", "current");
   for (int col = 1; col < kCols; ++col)

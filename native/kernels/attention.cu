@@ -286,16 +286,13 @@ template <int D, typename KV>
 cudaError_t launch_prefill_by_env(const __half* q, const KV* kc, const KV* vc, const int32_t* bt, int maxBlocksPerSeq,
                                   const int32_t* qStarts, const int32_t* ctxLens, int numSeqs, int maxQueryLen,
                                   int numHeads, int numKvHeads, float scale, __half* out, cudaStream_t stream) {
+  auto run = [&](auto launch) {
+    return launch(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs, maxQueryLen, numHeads, numKvHeads, scale,
+                  out, stream);
+  };
   const bool skip = prefill_mask_skip();
-  if (prefill_bq() == 128)
-    return skip ? launch_prefill<D, KV, 128, true>(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs,
-                                                   maxQueryLen, numHeads, numKvHeads, scale, out, stream)
-                : launch_prefill<D, KV, 128, false>(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs,
-                                                    maxQueryLen, numHeads, numKvHeads, scale, out, stream);
-  return skip ? launch_prefill<D, KV, 64, true>(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs,
-                                                maxQueryLen, numHeads, numKvHeads, scale, out, stream)
-              : launch_prefill<D, KV, 64, false>(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs,
-                                                 maxQueryLen, numHeads, numKvHeads, scale, out, stream);
+  if (prefill_bq() == 128) return skip ? run(launch_prefill<D, KV, 128, true>) : run(launch_prefill<D, KV, 128, false>);
+  return skip ? run(launch_prefill<D, KV, 64, true>) : run(launch_prefill<D, KV, 64, false>);
 }
 
 template <typename KV>

@@ -97,12 +97,10 @@ int env_path() {
 }
 int g_pathOverride = env_path();
 int g_rsVariant = 0;
-// The warp-specialized persistent GEMM (gemm_sm90_ws.cu) on Hopper: by default for m >= 9 (below; first for m >= 256,
-// H100, 2026-12-05: its
-// 128 x 256 tile with stream-K ran 420-496 TFLOP/s on the 13B's four projections at m = 256-4096 where the smem-B
-// GEMM ran 168-394, and 13B prefill of 512 / 2048 / 4096 tokens rose from 10,547 / 12,074 / 11,578 to 15,286 /
-// 15,245 / 13,993 tokens/s; at m = 128 it lost: 202 against 246 on qkv). AWQ_GEMM_WS=0 turns it off, =1 takes it
-// for every m > 64 (experiments); AWQ_GEMM_WS_VARIANT=1..5 forces its tile, AWQ_GEMM_WS_SK=0 drops stream-K.
+// The warp-specialized persistent GEMM (gemm_sm90_ws.cu) on Hopper: by default for m >= 9 (see g_wsMinRows below; it
+// first took m >= 256, where on the H100 on 2026-12-05 its 128 x 256 tile with stream-K ran 420-496 TFLOP/s against
+// the smem-B GEMM's 168-394). AWQ_GEMM_WS=0 turns it off, =1 takes it for every m > 64 (experiments);
+// AWQ_GEMM_WS_VARIANT=1..9 forces its tile, AWQ_GEMM_WS_SK=0 drops stream-K.
 int env_int(const char* name, int dflt) {
   const char* v = std::getenv(name);
   return v != nullptr && v[0] >= '0' && v[0] <= '9' ? std::atoi(v) : dflt;

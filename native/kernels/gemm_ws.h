@@ -19,8 +19,8 @@ int gemm_ws_default_variant(int m, int in, int out);
 constexpr int kGemmWsVariants = 9;
 
 // Benchmark / test hooks for awq_linear (gemm.cu): whether it takes this kernel (0 = the default: AWQ_GEMM_WS in
-// the environment, unset = 3, 1 = never, 2 = for every m > 64 on Hopper, 3 = for m >= 256 on Hopper), its tile
-// variant (0 = default) and stream-K (-1 = default, 0 = off, 1 = on).
+// the environment, unset = 3, 1 = never, 2 = for every m > 64 on Hopper, 3 = for m >= AWQ_GEMM_WS_MIN_ROWS (9 unless
+// set) on Hopper), its tile variant (0 = default) and stream-K (-1 = default, 0 = off, 1 = on).
 void gemm_ws_override(int mode);
 void gemm_ws_variant_override(int variant);
 void gemm_ws_sk_override(int sk);
