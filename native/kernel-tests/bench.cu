@@ -213,7 +213,7 @@ struct AttnBuffers {
 
 }  // namespace
 
-void bench_attention(bool quick) {
+void bench_attention(bool quick, bool prefillOnly) {
   const int H = 40, D = 128;
   std::printf("\nPaged attention, H=%d D=%d (13B)\n", H, D);
   std::printf("%-34s %10s %9s %9s\n", "case", "us", "GB/s", "TFLOP/s");
@@ -225,6 +225,8 @@ void bench_attention(bool quick) {
                              {8, 1, 2048},  {32, 1, 512},    {32, 1, 2048},
                              {128, 1, 512}, {128, 1, 2048}};
   if (quick) cases = {{1, 2048, 2048}, {1, 1, 2048}, {32, 1, 2048}};
+  // --attn: prefill only, up to the 4096-token prefill of issue 14 and a 512-token chunk over a 1536-token prefix.
+  if (prefillOnly) cases = {{1, 512, 512}, {4, 512, 512}, {1, 2048, 2048}, {1, 4096, 4096}, {1, 512, 2048}};
   for (const Case& c : cases) {
     const int blocksPer = (c.ctx + 15) / 16;
     const int numBlocks = c.batch * blocksPer;

@@ -97,7 +97,7 @@ bool test_quant();
 bool test_gptq();
 void bench_linears(bool quick);
 void bench_variants();
-void bench_attention(bool quick);
+void bench_attention(bool quick, bool prefillOnly = false);
 // KV cache (kv-cache-tests.cu; kernel-tests --kv runs only these): FP8 E4M3 conversion and attention over an FP8
 // cache (also in the default run).
 bool test_kv_cache_fp8();

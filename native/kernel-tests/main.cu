@@ -2,7 +2,8 @@
 // on the Llama-2-13B shapes. Usage: kernel-tests [--quick] [--no-bench] [--bench-only] [--eager] [--gemm-ws]
 // (--gemm-ws: only the warp-specialized prefill GEMM's checks and its timings beside the current path) [--gemv]
 // (--gemv: only the decode GEMV options' checks and sweep) [--kv] (--kv: only the KV cache checks, FP8 and the
-// by-KV-head decode attention, then decode attention timings v1 / v2 x fp16 / fp8)
+// by-KV-head decode attention, then decode attention timings v1 / v2 x fp16 / fp8) [--attn] (--attn: only the
+// paged attention checks, fp16 and FP8 caches, then prefill attention timings)
 #include <cstdio>
 #include <cstring>
 
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   // printed before it, so the log shows how far it got.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
   bool quick = false, bench = true, tests = true, gemvOnly = false, gemmWs = false;
+  bool attnOnly = false;  // --attn: only the attention checks and the prefill attention timings
   bool kvOnly = false;  // --kv: only the KV cache / attention checks and timings (kv-cache-tests.cu)
   for (int i = 1; i < argc; ++i) {
     if (!std::strcmp(argv[i], "--quick")) quick = true;
@@ -22,6 +24,7 @@ int main(int argc, char** argv) {
     if (!std::strcmp(argv[i], "--bench-only")) tests = false;
     if (!std::strcmp(argv[i], "--eager")) g_time_graphs = false;
     if (!std::strcmp(argv[i], "--kv")) kvOnly = true;
+    if (!std::strcmp(argv[i], "--attn")) attnOnly = true;
     if (!std::strcmp(argv[i], "--gemv")) gemvOnly = true;
     if (!std::strcmp(argv[i], "--gemm-ws")) gemmWs = true;
   }
@@ -40,6 +43,15 @@ int main(int argc, char** argv) {
   if (gemvOnly) {
     if (tests) ok &= test_gemv_fused();
     if (bench) bench_gemv();
+    return ok ? 0 : 1;
+  }
+  if (attnOnly) {
+    if (tests) {
+      ok &= test_attention();
+      ok &= test_kv_cache_fp8();
+      std::printf("\ncorrectness: %s\n", ok ? "ALL PASSED" : "FAILURES (see FAIL lines)");
+    }
+    if (bench) bench_attention(false, true);
     return ok ? 0 : 1;
   }
   if (kvOnly) {

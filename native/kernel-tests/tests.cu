@@ -298,6 +298,10 @@ bool test_attention() {
   ok &= attention_case(4, 2, 64, {{1, 2500}}, 16);
   ok &= attention_case(40, 40, 128, {{2048, 2048}}, 17);
   ok &= attention_case(40, 40, 128, {{300, 1500}, {1, 900}, {77, 77}}, 18);
+  // Grouped-query heads over long prompts and a chunk over a cached prefix (the wgmma kernel's 128-query blocks
+  // on Hopper: partial last blocks, warpgroups with no query, tiles past the context).
+  ok &= attention_case(32, 8, 128, {{1000, 1000}, {513, 2000}, {64, 64}, {200, 4100}}, 19);
+  ok &= attention_case(40, 40, 128, {{4096, 4096}}, 20);
   return ok;
 }
 

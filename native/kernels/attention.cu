@@ -2,13 +2,15 @@
 // steps): flash-attention-2 style, mma.sync m16n8k16. Block = 4 warps = 64 queries of one
 // (sequence, head); KV tiles of 64 keys gathered from the paged cache into shared memory with
 // cp.async (double buffered); online softmax in fp32 with exp2. An FP8 E4M3 cache is gathered the same way
-// (as bytes) and widened into one fp16 tile per step before the tensor-core loop.
+// (as bytes) and widened into one fp16 tile per step before the tensor-core loop. On Hopper, an fp16 cache with
+// head dim 128 and queries of 64+ tokens goes to the wgmma kernel of attention_prefill_sm90.cu instead.
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
 
 #include "common.cuh"
 #include "fp8_e4m3.cuh"
+#include "internal.h"
 #include "kernels.h"
 
 namespace awqk {
@@ -17,6 +19,8 @@ namespace {
 using detail::mma16816;
 
 constexpr int kBKV = 64;
+// Query lengths from which a step's prefill attention goes to the wgmma kernel on Hopper (its blocks hold 128).
+constexpr int kWgmmaMinQueryLen = 64;
 
 __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
   return detail::h2_as_u32(__floats2half2_rn(a, b));
@@ -31,8 +35,7 @@ constexpr int prefill_smem_bytes() {
 
 // BQ queries a block (BQ / 16 warps): 64, the default, or 128 (each K/V tile then serves twice the queries: half the
 // shared-memory fills a FLOP). SKIP: tiles whose keys are all visible to every query of the block (below the
-// diagonal, inside the context) skip the per-element causal test. Both others than 64 / false are opt-in
-// (AWQ_ATTN_PREFILL_BQ=128, AWQ_ATTN_PREFILL_MASKSKIP=1), written without a GPU on 2026-12-06 and not yet timed.
+// diagonal, inside the context) skip the per-element causal test. Defaults per cache dtype: prefill_bq.
 template <int D, typename KV, int BQ = 64, bool SKIP = false>
 __global__ void __launch_bounds__(BQ * 2) prefill_attention_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
@@ -265,21 +268,26 @@ cudaError_t launch_prefill(const __half* q, const KV* kc, const KV* vc, const in
   return cudaGetLastError();
 }
 
-// AWQ_ATTN_PREFILL_BQ=128 and AWQ_ATTN_PREFILL_MASKSKIP=1 (see the kernel); unset: 64 queries a block, every
-// tile masked.
-int prefill_bq() {
-  static const int v = [] {
+// Queries a block and the mask skip (see the kernel): the FP8 cache takes 128 and skips (H100, 2026-12-06: prefill of
+// 4096 tokens 17,035 / 16,988 -> 17,559 / 17,604 tokens/s in alternating processes, as its widening step is shared
+// by twice the queries); the fp16 cache (the wgmma kernel takes it on Hopper) 64, every tile masked (its kernel
+// timing: 128 queries 14 % slower, the skip even). AWQ_ATTN_PREFILL_BQ (64 | 128) and AWQ_ATTN_PREFILL_MASKSKIP
+// (0 | 1) override both.
+int prefill_bq(bool fp8) {
+  static const int env = [] {
     const char* e = std::getenv("AWQ_ATTN_PREFILL_BQ");
-    return e != nullptr && std::atoi(e) == 128 ? 128 : 64;
+    if (e == nullptr || e[0] == '\0') return 0;
+    return std::atoi(e) == 128 ? 128 : 64;
   }();
-  return v;
+  return env != 0 ? env : (fp8 ? 128 : 64);
 }
-bool prefill_mask_skip() {
-  static const bool v = [] {
+bool prefill_mask_skip(bool fp8) {
+  static const int env = [] {
     const char* e = std::getenv("AWQ_ATTN_PREFILL_MASKSKIP");
-    return e != nullptr && e[0] == '1';
+    if (e == nullptr || e[0] == '\0') return -1;
+    return e[0] == '1' ? 1 : 0;
   }();
-  return v;
+  return env >= 0 ? env == 1 : fp8;
 }
 
 template <int D, typename KV>
@@ -290,8 +298,9 @@ cudaError_t launch_prefill_by_env(const __half* q, const KV* kc, const KV* vc, c
     return launch(q, kc, vc, bt, maxBlocksPerSeq, qStarts, ctxLens, numSeqs, maxQueryLen, numHeads, numKvHeads, scale,
                   out, stream);
   };
-  const bool skip = prefill_mask_skip();
-  if (prefill_bq() == 128) return skip ? run(launch_prefill<D, KV, 128, true>) : run(launch_prefill<D, KV, 128, false>);
+  constexpr bool kFp8 = sizeof(KV) == 1;
+  const bool skip = prefill_mask_skip(kFp8);
+  if (prefill_bq(kFp8) == 128) return skip ? run(launch_prefill<D, KV, 128, true>) : run(launch_prefill<D, KV, 128, false>);
   return skip ? run(launch_prefill<D, KV, 64, true>) : run(launch_prefill<D, KV, 64, false>);
 }
 
@@ -324,10 +333,16 @@ cudaError_t paged_attention_prefill(const __half* q, const void* kCache, const v
     return prefill_for(q, static_cast<const uint8_t*>(kCache), static_cast<const uint8_t*>(vCache), blockTables,
                        maxBlocksPerSeq, queryStarts, contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads,
                        headDim, scale, out, stream);
-  if (kvDtype == KvCacheDtype::Fp16)
+  if (kvDtype == KvCacheDtype::Fp16) {
+    // Hopper, head dim 128: the wgmma kernel (attention_prefill_sm90.cu) for anything longer than a short chunk.
+    if (headDim == 128 && maxQueryLen >= kWgmmaMinQueryLen && prefill_attention_sm90_enabled())
+      return paged_attention_prefill_sm90(q, static_cast<const __half*>(kCache), static_cast<const __half*>(vCache),
+                                          blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs, maxQueryLen,
+                                          numHeads, numKvHeads, headDim, scale, out, stream);
     return prefill_for(q, static_cast<const __half*>(kCache), static_cast<const __half*>(vCache), blockTables,
                        maxBlocksPerSeq, queryStarts, contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads,
                        headDim, scale, out, stream);
+  }
   return cudaErrorInvalidValue;
 }
 

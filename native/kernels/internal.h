@@ -25,6 +25,14 @@ cudaError_t awq_gemm(const __half* x, int m, const void* packed, int in, int out
 cudaError_t dense_gemm(const __half* x, int m, const __half* w, int in, int out, __half* y,
                        cudaStream_t stream);
 
+// Paged prefill attention with wgmma (attention_prefill_sm90.cu): head dim 128, fp16 cache, sm_90a; returns
+// cudaErrorNotSupported for any other shape or device (attention.cu's mma.sync kernel takes those).
+bool prefill_attention_sm90_enabled();
+cudaError_t paged_attention_prefill_sm90(const __half* q, const __half* kc, const __half* vc,
+                                         const int32_t* blockTables, int maxBlocksPerSeq, const int32_t* queryStarts,
+                                         const int32_t* contextLens, int numSeqs, int maxQueryLen, int numHeads,
+                                         int numKvHeads, int headDim, float scale, __half* out, cudaStream_t stream);
+
 // Hopper wgmma GEMM with 128 x bn tiles, bn = 128 or 256 (gemm_sm90.cu); falls back to mma.sync
 // code on other architectures' cubins, so it is correct anywhere, fast on sm_90a.
 cudaError_t gemm_sm90(bool awq, int bn, const __half* x, int m, const void* w, int in, int out,

@@ -41,13 +41,33 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   { name: "AWQ_GEMM_WS_MIN_ROWS", what: "the fewest rows it takes (9 by default)", range: [1, 1 << 20] },
   {
+    name: "AWQ_GEMM_WS_PAIRSTORE",
+    what: "its epilogue stores output pairs as half2 (on by default)",
+    values: ON_OFF,
+  },
+  {
+    name: "AWQ_ATTN_PREFILL_WGMMA",
+    what: "the wgmma prefill attention on Hopper (fp16 cache, head dim 128; on by default)",
+    values: ON_OFF,
+  },
+  {
+    name: "AWQ_ATTN_WGMMA_PIPE",
+    what: "its next tile's scores computed during this tile's softmax (on by default)",
+    values: ON_OFF,
+  },
+  {
+    name: "AWQ_ATTN_WGMMA_VSWAP",
+    what: "its V descriptor's strides exchanged (a layout diagnostic; wrong results when on)",
+    values: ON_OFF,
+  },
+  {
     name: "AWQ_ATTN_PREFILL_BQ",
-    what: "queries a prefill attention block (64 by default)",
+    what: "queries a block of the mma.sync prefill attention (128 for the FP8 cache, 64 for fp16 by default)",
     values: ["64", "128"],
   },
   {
     name: "AWQ_ATTN_PREFILL_MASKSKIP",
-    what: "skip the causal test on prefill attention tiles below the diagonal",
+    what: "skip the causal test on its tiles below the diagonal (on for the FP8 cache by default)",
     values: ON_OFF,
   },
   { name: "AWQ_GEMV_VARIANT", what: "force a decode GEMV variant (0 = by shape)", range: [0, 21] },

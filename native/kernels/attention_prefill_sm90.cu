@@ -1,0 +1,380 @@
+// Paged prefill attention on Hopper (sm_90a) with wgmma, head dim 128, fp16 KV cache: the flash-attention-2
+// algorithm of attention.cu with the two products on the warpgroup tensor-core path.
+//
+// Block = 2 warpgroups = 128 queries of one (sequence, head); warpgroup w owns queries 64w..64w+63 of the block.
+// KV tiles of 64 keys are gathered from the paged cache into shared memory with cp.async (kStages deep ring), in
+// the 128-byte-swizzled layout wgmma reads: a tile is [d half (2)][key (64)][64 d] fp16, 8 KB a half, rows of 128 B.
+//   S = Q K^T : wgmma m64n64k16, A = Q (registers, the mma.m16n8k16 A fragment of each warp's 16 rows), B = K
+//               (K-major: a key's d values are contiguous), 8 k-steps over d.
+//   O += P V  : wgmma m64n128k16, A = P (the S accumulator re-packed to fp16 in registers), B = V (N-major: the
+//               d values of a key are contiguous, imm-trans-b = 1), 4 k-steps over the tile's keys.
+// Online softmax in fp32 with exp2 between the two, as in attention.cu. Accumulator layout of wgmma m64nN (f32):
+// element 4j + 2h + e of a thread (lane 4g + t of warp v of its warpgroup) is row 16v + g + 8h, column 8j + 2t + e.
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+
+#include "common.cuh"
+#include "internal.h"
+#include "kernels.h"
+#include "wgmma.cuh"
+
+namespace awqk {
+namespace {
+
+constexpr int kD = 128;                           // head dim
+constexpr int kBQ = 128;                          // queries a block (2 warpgroups x 64)
+constexpr int kBKV = 64;                          // keys a tile
+constexpr int kStages = 5;                        // ring stages (cp.async)
+constexpr int kHalfBytes = kBKV * 128;            // one 64-key x 64-d swizzled half: 8 KB
+constexpr int kTileBytes = 2 * kHalfBytes;        // 64 keys x 128 d fp16: 16 KB
+constexpr int kStageBytes = 2 * kTileBytes;       // K tile, then V tile: 32 KB
+constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 B (swizzle atoms)
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Keeps registers live and unmoved up to this point (an in-flight wgmma reads or writes them).
+template <int R>
+__device__ __forceinline__ void keep(float (&r)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int R, int C>
+__device__ __forceinline__ void keep(uint32_t (&r)[R][C]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i)
+#pragma unroll
+    for (int j = 0; j < C; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
+}
+
+// D(64 x 128, f32) += A(64 x 16, f16, registers) * B(16 x 128, f16, N-major shared memory behind descB).
+__device__ __forceinline__ void wgmma_rs_m64n128k16_nmajor(float* d, const uint32_t* a, uint64_t descB) {
+  asm volatile(
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, "
+      "%23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, "
+      "%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+      "{%64, %65, %66, %67}, %68, 1, 1, 1, 1;\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]),
+        "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]),
+        "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]),
+        "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]),
+        "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB));
+}
+
+// N-major, 128-byte-swizzled B operand: 64 N-elements (one 128 B row) per swizzle row, 8 rows (k) an atom;
+// lbo = bytes between the 64-element groups along N, sbo = bytes between the 8-row groups along K.
+__device__ __forceinline__ uint64_t sw128_nmajor_desc(const void* p, uint32_t lbo, uint32_t sbo) {
+  const uint32_t a = detail::smem_addr(p);
+  return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
+         ((uint64_t)((sbo >> 4) & 0x3FFF) << 32) | ((uint64_t)1 << 62);
+}
+
+// 2^x (MUFU ex2, flush-to-zero; -inf -> 0).
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+__device__ __forceinline__ uint32_t pack_h2(float a, float b) {
+  return detail::h2_as_u32(__floats2half2_rn(a, b));
+}
+#endif
+
+// vSwap: the V descriptor's two strides exchanged (AWQ_ATTN_WGMMA_VSWAP=1), a diagnostic for the N-major layout.
+// PIPE: S of the next tile is issued before the softmax of this one (two score buffers), so the tensor cores work
+// through the softmax; off: each tile's S, softmax and P V in turn.
+template <bool PIPE>
+__global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
+    const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+    const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
+    const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, int vSwap,
+    __half* __restrict__ out) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  extern __shared__ __align__(16) unsigned char smraw[];
+  unsigned char* ring = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smraw) + 1023) & ~uintptr_t(1023));
+
+  const int seq = blockIdx.z, head = blockIdx.y;
+  const int qs = queryStarts[seq];
+  const int qLen = queryStarts[seq + 1] - qs;
+  const int j0 = (gridDim.x - 1 - blockIdx.x) * kBQ;  // heavy (late) query tiles first
+  if (j0 >= qLen) return;
+  const int ctx = contextLens[seq];
+  const int pos0 = ctx - qLen;  // cache position of query 0
+  const int kvh = head / (numHeads / numKvHeads);
+  const int nTiles = (pos0 + min(j0 + kBQ - 1, qLen - 1)) / kBKV + 1;  // tiles any query of the block sees
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int wg = warp >> 2, wv = warp & 3;  // warpgroup, warp within it
+  const int g = lane >> 2, t = lane & 3;
+  const int wgRow0 = j0 + 64 * wg;
+  const int myTiles = wgRow0 < qLen ? (pos0 + min(wgRow0 + 63, qLen - 1)) / kBKV + 1 : 0;
+  const int rowA = wgRow0 + 16 * wv + g, rowB = rowA + 8;
+  const int posA = pos0 + rowA, posB = pos0 + rowB;
+
+  // Q as the A fragments of the 8 k-steps over d (rows past the sequence repeat its last query; never stored).
+  uint32_t qf[kD / 16][4];
+  {
+    const size_t strideTok = (size_t)numHeads * kD;
+    const __half* qa = q + (size_t)(qs + min(rowA, qLen - 1)) * strideTok + (size_t)head * kD;
+    const __half* qb = q + (size_t)(qs + min(rowB, qLen - 1)) * strideTok + (size_t)head * kD;
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      qf[kk][0] = *reinterpret_cast<const uint32_t*>(qa + 16 * kk + 2 * t);
+      qf[kk][1] = *reinterpret_cast<const uint32_t*>(qb + 16 * kk + 2 * t);
+      qf[kk][2] = *reinterpret_cast<const uint32_t*>(qa + 16 * kk + 8 + 2 * t);
+      qf[kk][3] = *reinterpret_cast<const uint32_t*>(qb + 16 * kk + 8 + 2 * t);
+    }
+  }
+
+  // Tile `tile` (keys 64 tile ..) into ring stage `stage`: 16 chunks of 16 B a key row, 1024 chunks each for K and
+  // V, 4 + 4 a thread: chunk tid & 15 of key rows 16 r + (tid >> 4), r = 0..3, i.e. row tid >> 4 of the tile's
+  // cache page r, whose block number pg[r] was fetched a tile earlier (fetch_pages) so that the block-table read
+  // is off the loads' path. Keys past the context are zero-filled.
+  static_assert(kBKV == 4 * kKvBlockSize && kD == 128, "a tile is 4 cache pages of 16 keys, 16 chunks a row");
+  const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
+  auto fetch_pages = [&](int tile, int(&pg)[4]) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int page = 4 * tile + r;
+      pg[r] = page * kKvBlockSize < ctx ? bt[page] : 0;
+    }
+  };
+  auto load_kv = [&](int stage, int tile, const int(&pg)[4]) {
+    unsigned char* Ks = ring + stage * kStageBytes;
+    const int rowInPage = tid >> 4, c = tid & 15;
+    const int dst0 = (c >> 3) * kHalfBytes;
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int row = kKvBlockSize * r + rowInPage;
+      const bool ok = tile * kBKV + row < ctx;
+      const size_t off = ((size_t)(pg[r] * kKvBlockSize + rowInPage) * numKvHeads + kvh) * kD + c * 8;
+      const int dst = dst0 + detail::swz(row, c & 7);
+      detail::cp_async16(Ks + dst, kc + off, ok);
+      detail::cp_async16(Ks + kTileBytes + dst, vc + off, ok);
+    }
+  };
+
+  float o[kD / 2];  // O rows (16 wv + g, + 8) of this warpgroup, columns 8j + 2t + e
+#pragma unroll
+  for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
+  float mrow[2] = {-1e30f, -1e30f}, lrow[2] = {0.f, 0.f};
+  const uint32_t vLbo = vSwap ? 1024u : (uint32_t)kHalfBytes, vSbo = vSwap ? (uint32_t)kHalfBytes : 1024u;
+
+  // S = Q K^T of tile `tile` into `sacc` (issued, not waited for).
+  auto issue_s = [&](int tile, float(&sacc)[kBKV / 2]) {
+    const unsigned char* Ks = ring + (tile % kStages) * kStageBytes;
+    keep(sacc);
+    detail::wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk)
+      detail::wgmma_rs_m64n64k16(sacc, qf[kk], detail::sw128_desc(Ks + (kk >> 2) * kHalfBytes) + 2 * (kk & 3),
+                                 kk > 0);
+    detail::wgmma_commit();
+  };
+  // Online softmax of tile `tile`'s scores, first half: causal mask (also hides keys past the context), the running
+  // max (in log2 units: scores x scaleLog2), and O and the running sum rescaled to it (skipped by a warp whose
+  // maxima all stayed). Modifies the score and O accumulators, so it runs while no wgmma is in flight.
+  auto softmax_max = [&](int tile, float(&sacc)[kBKV / 2]) {
+    float mx[2] = {-1e30f, -1e30f};
+    const int key0 = tile * kBKV;
+    if (key0 + kBKV - 1 <= pos0 + wgRow0 && key0 + kBKV - 1 < ctx) {  // every key visible to every row
+#pragma unroll
+      for (int i = 0; i < kBKV / 2; ++i) mx[(i >> 1) & 1] = fmaxf(mx[(i >> 1) & 1], sacc[i]);
+    } else {
+#pragma unroll
+      for (int i = 0; i < kBKV / 2; ++i) {
+        const int h = (i >> 1) & 1;
+        const int key = key0 + 8 * (i >> 2) + 2 * t + (i & 1);
+        if (!(key <= (h ? posB : posA) && key < ctx)) sacc[i] = -INFINITY;
+        mx[h] = fmaxf(mx[h], sacc[i]);
+      }
+    }
+    float alpha[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
+      mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 2));
+      const float mnew = fmaxf(mrow[h], mx[h] * scaleLog2);
+      alpha[h] = fast_exp2(mrow[h] - mnew);
+      mrow[h] = mnew;
+      lrow[h] *= alpha[h];
+    }
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+      for (int i = 0; i < kD / 2; ++i) o[i] *= alpha[(i >> 1) & 1];
+    }
+    keep(o);  // the rescale stays before the next wgmma issued (PIPE: the next tile's S)
+    keep(sacc);
+  };
+  // Second half: P = exp2(S x scaleLog2 - max) as the A fragments of the 4 k-steps over the tile's keys, and the
+  // running sum. Reads the scores only, so it may overlap the next tile's S wgmma.
+  auto softmax_exp = [&](const float(&sacc)[kBKV / 2], uint32_t(&pa)[kBKV / 16][4]) {
+#pragma unroll
+    for (int i = 0; i < kBKV / 2; i += 2) {
+      const int h = (i >> 1) & 1;
+      const float p0 = fast_exp2(fmaf(sacc[i], scaleLog2, -mrow[h]));
+      const float p1 = fast_exp2(fmaf(sacc[i + 1], scaleLog2, -mrow[h]));
+      lrow[h] += p0 + p1;
+      pa[i >> 3][((i >> 2) & 1) * 2 + h] = pack_h2(p0, p1);  // i = 8 kk2 + 4 jj + 2 h: register 2 jj + h
+    }
+  };
+  // O += P V of tile `tile` (issued, not waited for).
+  auto issue_pv = [&](int tile, uint32_t(&pa)[kBKV / 16][4]) {
+    const unsigned char* Vs = ring + (tile % kStages) * kStageBytes + kTileBytes;
+    detail::wgmma_fence();  // (no register-pinning asm here: under PIPE an S wgmma is in flight)
+#pragma unroll
+    for (int kk2 = 0; kk2 < kBKV / 16; ++kk2)
+      wgmma_rs_m64n128k16_nmajor(o, pa[kk2], sw128_nmajor_desc(Vs + kk2 * 16 * 128, vLbo, vSbo));
+    detail::wgmma_commit();
+  };
+  // Tile `tile` landed for every thread of the block (its cp.async group, then the block barrier), and tile +
+  // kAhead loaded into the stage of tile - 1 (PIPE: tile - 2), every wgmma reading which was waited for before.
+  int pgNext[4];  // cache blocks of the next tile to load
+  // kAhead: tiles in flight beyond the one computed (PIPE computes two tiles' stages at once).
+  constexpr int kAhead = PIPE ? kStages - 2 : kStages - 1;
+  auto arrive = [&](int tile) {
+    detail::cp_async_wait<kAhead - 1>();
+    detail::fence_proxy_async();
+    __syncthreads();
+    if (tile + kAhead < nTiles) {
+      load_kv((tile + kAhead) % kStages, tile + kAhead, pgNext);
+      fetch_pages(tile + kAhead + 1, pgNext);
+    }
+    detail::cp_async_commit();
+  };
+
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s) {
+    if (s < nTiles) {
+      fetch_pages(s, pgNext);
+      load_kv(s, s, pgNext);
+    }
+    detail::cp_async_commit();
+  }
+  fetch_pages(kAhead, pgNext);
+  uint32_t pa[kBKV / 16][4];
+  if (!PIPE) {
+    for (int tile = 0; tile < nTiles; ++tile) {
+      arrive(tile);
+      if (tile >= myTiles) continue;  // the warpgroup's queries see no key of this tile (warpgroup-uniform)
+      float sacc[kBKV / 2];
+      issue_s(tile, sacc);
+      detail::wgmma_wait<0>();
+      keep(sacc);
+      softmax_max(tile, sacc);
+      softmax_exp(sacc, pa);
+      issue_pv(tile, pa);
+      detail::wgmma_wait<0>();
+      keep(o);
+      keep(pa);
+    }
+  } else {
+    // The exp half of tile's softmax runs while the tensor cores compute the S of tile + 1; the two score buffers
+    // alternate, so the loop body is written for a pair of tiles.
+    float sa[kBKV / 2], sb[kBKV / 2];
+    auto step = [&](int tile, float(&cur)[kBKV / 2], float(&next)[kBKV / 2]) {
+      if (tile + 1 < nTiles) arrive(tile + 1);
+      if (tile >= myTiles) return;
+      softmax_max(tile, cur);
+      // Unconditional (the last tile recomputes its own S, discarded): a conditional wgmma here makes ptxas
+      // serialize every wgmma of the kernel (C7515).
+      issue_s(min(tile + 1, myTiles - 1), next);
+      softmax_exp(cur, pa);
+      issue_pv(tile, pa);
+      detail::wgmma_wait<0>();
+      keep(o);
+      keep(pa);
+      keep(next);
+    };
+    arrive(0);
+    if (myTiles > 0) {
+      issue_s(0, sa);
+      detail::wgmma_wait<0>();
+      keep(sa);
+    }
+    for (int tile = 0; tile < nTiles; tile += 2) {
+      step(tile, sa, sb);
+      if (tile + 1 < nTiles) step(tile + 1, sb, sa);
+    }
+  }
+  detail::cp_async_wait<0>();
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
+    lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
+  }
+  const float invA = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
+  const float invB = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
+  const size_t strideTok = (size_t)numHeads * kD;
+  __half* oa = out + (size_t)(qs + rowA) * strideTok + (size_t)head * kD;
+  __half* ob = out + (size_t)(qs + rowB) * strideTok + (size_t)head * kD;
+#pragma unroll
+  for (int j = 0; j < kD / 8; ++j) {
+    const int col = 8 * j + 2 * t;
+    if (rowA < qLen) *reinterpret_cast<__half2*>(oa + col) = __floats2half2_rn(o[4 * j] * invA, o[4 * j + 1] * invA);
+    if (rowB < qLen)
+      *reinterpret_cast<__half2*>(ob + col) = __floats2half2_rn(o[4 * j + 2] * invB, o[4 * j + 3] * invB);
+  }
+#else
+  __trap();
+#endif
+}
+
+bool hopper_device() {
+  static int major[64] = {};
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (major[dev & 63] == 0) cudaDeviceGetAttribute(&major[dev & 63], cudaDevAttrComputeCapabilityMajor, dev);
+  return major[dev & 63] == 9;
+}
+
+// An environment switch: "0" off, "1" on, unset `dflt`.
+bool env_flag(const char* name, bool dflt) {
+  const char* e = std::getenv(name);
+  if (e == nullptr || e[0] == '\0') return dflt;
+  return e[0] != '0';
+}
+
+}  // namespace
+
+// AWQ_ATTN_PREFILL_WGMMA=0 turns the kernel off (attention.cu's mma.sync kernel takes every prefill);
+// AWQ_ATTN_WGMMA_VSWAP=1 exchanges the V descriptor's strides (a diagnostic of the N-major layout);
+// AWQ_ATTN_WGMMA_PIPE=0 computes each tile's S, exp and P V in turn (see the kernel's PIPE; H100, 2026-12-06: the
+// pipelined loop 320-325 TFLOP/s at 4096 tokens, in turn 302-306).
+bool prefill_attention_sm90_enabled() {
+  static const bool v = env_flag("AWQ_ATTN_PREFILL_WGMMA", true);
+  return v && hopper_device();
+}
+
+cudaError_t paged_attention_prefill_sm90(const __half* q, const __half* kc, const __half* vc,
+                                         const int32_t* blockTables, int maxBlocksPerSeq, const int32_t* queryStarts,
+                                         const int32_t* contextLens, int numSeqs, int maxQueryLen, int numHeads,
+                                         int numKvHeads, int headDim, float scale, __half* out, cudaStream_t stream) {
+  if (headDim != kD || !hopper_device()) return cudaErrorNotSupported;
+  static const int vSwap = env_flag("AWQ_ATTN_WGMMA_VSWAP", false) ? 1 : 0;
+  static const bool pipe = env_flag("AWQ_ATTN_WGMMA_PIPE", true);
+  auto launch = [&](auto kernel) {
+    static unsigned long long configured = 0;  // one bit per device (one per kernel instance)
+    int dev = 0;
+    cudaGetDevice(&dev);
+    const unsigned long long bit = 1ull << (dev & 63);
+    if (!(configured & bit)) {
+      cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+      if (e != cudaSuccess) return e;
+      configured |= bit;
+    }
+    dim3 grid((maxQueryLen + kBQ - 1) / kBQ, numHeads, numSeqs);
+    kernel<<<grid, 256, kSmemBytes, stream>>>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens,
+                                              numHeads, numKvHeads, scale * 1.4426950408889634f, vSwap, out);
+    return cudaGetLastError();
+  };
+  return pipe ? launch(prefill_attention_sm90_kernel<true>) : launch(prefill_attention_sm90_kernel<false>);
+}
+
+}  // namespace awqk
