@@ -62,7 +62,9 @@ __device__ __forceinline__ void storePair<uint8_t>(uint8_t* dst, float a, float 
   *reinterpret_cast<uint16_t*>(dst) = awqk::detail::e4m3x2_from_float2(a, b);
 }
 
-template <typename KV>
+// ROW_GRID: a grid row per token (blockIdx.y) and one item per thread, with no 64-bit division (launcher: up to
+// 65535 tokens); otherwise a grid-stride loop over every item.
+template <typename KV, bool ROW_GRID>
 __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* __restrict__ positions,
                                   const int32_t* __restrict__ slotMapping, const int32_t* __restrict__ tokenSeqLen,
                                   const float2* __restrict__ cosSinTable, half* __restrict__ qOut,
@@ -76,10 +78,8 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
   const size_t perToken = static_cast<size_t>(heads) * quarter;
   const size_t total = perToken * numTokens;
   const int width = heads * headDim;
-  for (size_t k = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; k < total;
-       k += static_cast<size_t>(gridDim.x) * blockDim.x) {
-    const int t = static_cast<int>(k / perToken);
-    const int r = static_cast<int>(k % perToken);
+  // Item r of token t: the rotation pair (i, i + 1) / (i + halfDim, i + halfDim + 1) of one head of q, k or v.
+  auto item = [&](const int t, const int r) {
     const int head = r / quarter;
     const int i = 2 * (r % quarter);
     const half* x = qkv + static_cast<size_t>(t) * width + static_cast<size_t>(head) * headDim;
@@ -99,7 +99,7 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
           storePair(v + i + halfDim, h.x, h.y);
         }
       }
-      continue;
+      return;
     }
     float c[2], s[2];
     const int position = positions[t];
@@ -125,7 +125,7 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
       } else if (slot >= 0) {
         dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
       } else {
-        continue;
+        return;
       }
       *reinterpret_cast<half2*>(dst + i) = y1;
       *reinterpret_cast<half2*>(dst + i + halfDim) = y2;
@@ -142,6 +142,14 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
         storePair(dst + i + halfDim, y2a, y2b);
       }
     }
+  };
+  if constexpr (ROW_GRID) {
+    const int r = blockIdx.x * blockDim.x + threadIdx.x;
+    if (r < static_cast<int>(perToken)) item(static_cast<int>(blockIdx.y), r);
+  } else {
+    for (size_t k = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; k < total;
+         k += static_cast<size_t>(gridDim.x) * blockDim.x)
+      item(static_cast<int>(k / perToken), static_cast<int>(k % perToken));
   }
 }
 
@@ -168,17 +176,25 @@ void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t*
                        void* vCache, awqk::KvCacheDtype kvDtype, int numTokens, int numHeads, int numKvHeads,
                        int headDim, const RopeParams& rope, cudaStream_t stream) {
   if (numTokens == 0) return;
-  const size_t items = static_cast<size_t>(numTokens) * (numHeads + 2 * numKvHeads) * (headDim / 4);
-  const unsigned blocks = static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16));
+  const size_t perToken = static_cast<size_t>(numHeads + 2 * numKvHeads) * (headDim / 4);
+  const size_t items = static_cast<size_t>(numTokens) * perToken;
+  // A grid row per token (the grid-stride loop only past the grid's 65535 rows).
+  const bool rowGrid = numTokens <= 65535;
+  const dim3 grid = rowGrid ? dim3(static_cast<unsigned>((perToken + 255) / 256), static_cast<unsigned>(numTokens))
+                            : dim3(static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16)));
+  auto launch = [&](auto kernel, auto* kc, auto* vc) {
+    return awqk::pdl_launch_kernel(kernel, grid, dim3(256), 0, stream, qkv, positions, slotMapping, tokenSeqLen,
+                                   cosSinTable, qOut, kc, vc, numTokens, numHeads, numKvHeads, headDim, rope);
+  };
   if (kvDtype == awqk::KvCacheDtype::Fp8E4m3) {
-    cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel<uint8_t>, dim3(blocks), dim3(256), 0, stream, qkv, positions,
-                                      slotMapping, tokenSeqLen, cosSinTable, qOut, static_cast<uint8_t*>(kCache),
-                                      static_cast<uint8_t*>(vCache), numTokens, numHeads, numKvHeads, headDim, rope),
+    auto* kc = static_cast<uint8_t*>(kCache);
+    auto* vc = static_cast<uint8_t*>(vCache);
+    cudaCheck(rowGrid ? launch(ropeKvWriteKernel<uint8_t, true>, kc, vc) : launch(ropeKvWriteKernel<uint8_t, false>, kc, vc),
               "rope_kv_write launch");
   } else {
-    cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel<half>, dim3(blocks), dim3(256), 0, stream, qkv, positions,
-                                      slotMapping, tokenSeqLen, cosSinTable, qOut, static_cast<half*>(kCache),
-                                      static_cast<half*>(vCache), numTokens, numHeads, numKvHeads, headDim, rope),
+    auto* kc = static_cast<half*>(kCache);
+    auto* vc = static_cast<half*>(vCache);
+    cudaCheck(rowGrid ? launch(ropeKvWriteKernel<half, true>, kc, vc) : launch(ropeKvWriteKernel<half, false>, kc, vc),
               "rope_kv_write launch");
   }
   checkLaunch("rope_kv_write", stream);

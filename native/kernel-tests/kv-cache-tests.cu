@@ -306,6 +306,10 @@ bool fp8_attention_cases() {
   ok &= kv_attention_case(64, 8, 128, {{1, 33}, {1, 1000}, {1, 4096}}, 27);
   ok &= kv_attention_case(8, 2, 64, {{1, 1}, {1, 129}, {1, 1900}}, 28);
   ok &= kv_attention_case(16, 2, 64, {{1, 64}, {1, 2049}}, 29);
+  // Long prompts and a chunk over a cached prefix (the wgmma kernel's FP8 path on Hopper: raw tiles widened in
+  // shared memory).
+  ok &= kv_attention_case(32, 8, 128, {{1000, 1000}, {513, 2000}, {200, 4100}}, 30);
+  ok &= kv_attention_case(40, 40, 128, {{2048, 2048}}, 31);
   return ok;
 }
 

@@ -2,8 +2,8 @@
 // steps): flash-attention-2 style, mma.sync m16n8k16. Block = 4 warps = 64 queries of one
 // (sequence, head); KV tiles of 64 keys gathered from the paged cache into shared memory with
 // cp.async (double buffered); online softmax in fp32 with exp2. An FP8 E4M3 cache is gathered the same way
-// (as bytes) and widened into one fp16 tile per step before the tensor-core loop. On Hopper, an fp16 cache with
-// head dim 128 and queries of 64+ tokens goes to the wgmma kernel of attention_prefill_sm90.cu instead.
+// (as bytes) and widened into one fp16 tile per step before the tensor-core loop. On Hopper, head dim 128 with
+// queries of 64+ tokens goes to the wgmma kernel of attention_prefill_sm90.cu instead (either cache dtype).
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -329,16 +329,17 @@ cudaError_t paged_attention_prefill(const __half* q, const void* kCache, const v
       numHeads % numKvHeads != 0 || maxBlocksPerSeq <= 0)
     return cudaErrorInvalidValue;
   if (numSeqs == 0 || maxQueryLen == 0) return cudaSuccess;
+  // Hopper, head dim 128: the wgmma kernel (attention_prefill_sm90.cu) for anything longer than a short chunk.
+  if (headDim == 128 && maxQueryLen >= kWgmmaMinQueryLen && prefill_attention_sm90_enabled() &&
+      (kvDtype == KvCacheDtype::Fp16 || kvDtype == KvCacheDtype::Fp8E4m3))
+    return paged_attention_prefill_sm90(q, kCache, vCache, kvDtype, blockTables, maxBlocksPerSeq, queryStarts,
+                                        contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads, headDim, scale, out,
+                                        stream);
   if (kvDtype == KvCacheDtype::Fp8E4m3)
     return prefill_for(q, static_cast<const uint8_t*>(kCache), static_cast<const uint8_t*>(vCache), blockTables,
                        maxBlocksPerSeq, queryStarts, contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads,
                        headDim, scale, out, stream);
   if (kvDtype == KvCacheDtype::Fp16) {
-    // Hopper, head dim 128: the wgmma kernel (attention_prefill_sm90.cu) for anything longer than a short chunk.
-    if (headDim == 128 && maxQueryLen >= kWgmmaMinQueryLen && prefill_attention_sm90_enabled())
-      return paged_attention_prefill_sm90(q, static_cast<const __half*>(kCache), static_cast<const __half*>(vCache),
-                                          blockTables, maxBlocksPerSeq, queryStarts, contextLens, numSeqs, maxQueryLen,
-                                          numHeads, numKvHeads, headDim, scale, out, stream);
     return prefill_for(q, static_cast<const __half*>(kCache), static_cast<const __half*>(vCache), blockTables,
                        maxBlocksPerSeq, queryStarts, contextLens, numSeqs, maxQueryLen, numHeads, numKvHeads,
                        headDim, scale, out, stream);

@@ -1,5 +1,5 @@
-// Paged prefill attention on Hopper (sm_90a) with wgmma, head dim 128, fp16 KV cache: the flash-attention-2
-// algorithm of attention.cu with the two products on the warpgroup tensor-core path.
+// Paged prefill attention on Hopper (sm_90a) with wgmma, head dim 128, fp16 or FP8 E4M3 KV cache: the
+// flash-attention-2 algorithm of attention.cu with the two products on the warpgroup tensor-core path.
 //
 // Block = 2 warpgroups = 128 queries of one (sequence, head); warpgroup w owns queries 64w..64w+63 of the block.
 // KV tiles of 64 keys are gathered from the paged cache into shared memory with cp.async (kStages deep ring), in
@@ -13,8 +13,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <type_traits>
 
 #include "common.cuh"
+#include "fp8_e4m3.cuh"
 #include "internal.h"
 #include "kernels.h"
 #include "wgmma.cuh"
@@ -29,7 +31,13 @@ constexpr int kStages = 5;                        // ring stages (cp.async)
 constexpr int kHalfBytes = kBKV * 128;            // one 64-key x 64-d swizzled half: 8 KB
 constexpr int kTileBytes = 2 * kHalfBytes;        // 64 keys x 128 d fp16: 16 KB
 constexpr int kStageBytes = 2 * kTileBytes;       // K tile, then V tile: 32 KB
-constexpr int kSmemBytes = kStages * kStageBytes + 1024;  // + slack to align the ring to 1024 B (swizzle atoms)
+// FP8 E4M3 cache: the ring holds the raw tiles ([K | V][64 keys][128 B], 16 KB a stage) and each landed tile is
+// widened into one of two fp16 stages in the layout above (the wgmma operands).
+constexpr int kRawStageBytes = 2 * kBKV * kD;
+template <typename KV>
+constexpr int smem_bytes() {  // + slack to align the stages to 1024 B (swizzle atoms)
+  return (sizeof(KV) == 1 ? 2 * kStageBytes + kStages * kRawStageBytes : kStages * kStageBytes) + 1024;
+}
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // Keeps registers live and unmoved up to this point (an in-flight wgmma reads or writes them).
@@ -88,9 +96,10 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
 // vSwap: the V descriptor's two strides exchanged (AWQ_ATTN_WGMMA_VSWAP=1), a diagnostic for the N-major layout.
 // PIPE: S of the next tile is issued before the softmax of this one (two score buffers), so the tensor cores work
 // through the softmax; off: each tile's S, softmax and P V in turn.
-template <bool PIPE>
+// KV: __half (fp16 cache) or uint8_t (FP8 E4M3 cache, widened to fp16 in shared memory: exact).
+template <bool PIPE, typename KV>
 __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
-    const __half* __restrict__ q, const __half* __restrict__ kc, const __half* __restrict__ vc,
+    const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
     const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, int vSwap,
     __half* __restrict__ out) {
@@ -131,32 +140,66 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
     }
   }
 
-  // Tile `tile` (keys 64 tile ..) into ring stage `stage`: 16 chunks of 16 B a key row, 1024 chunks each for K and
-  // V, 4 + 4 a thread: chunk tid & 15 of key rows 16 r + (tid >> 4), r = 0..3, i.e. row tid >> 4 of the tile's
-  // cache page r, whose block number pg[r] was fetched a tile earlier (fetch_pages) so that the block-table read
-  // is off the loads' path. Keys past the context are zero-filled.
-  static_assert(kBKV == 4 * kKvBlockSize && kD == 128, "a tile is 4 cache pages of 16 keys, 16 chunks a row");
+  // Tile `tile` (keys 64 tile ..) into ring stage `stage`. fp16: 16 chunks of 16 B a key row, 1024 chunks each for
+  // K and V, 4 + 4 a thread: chunk tid & 15 of key rows 16 r + (tid >> 4), r = 0..3, i.e. row tid >> 4 of the
+  // tile's cache page r. FP8: 8 chunks a row, 512 each, 2 + 2 a thread: chunk tid & 7 of rows (tid >> 3) + 32 r,
+  // r = 0..1 (pages (tid >> 7) + 2 r). The pages' block numbers pg[] were fetched a tile earlier (fetch_pages), so
+  // the block-table read is off the loads' path. Keys past the context are zero-filled.
+  constexpr bool kFp8 = sizeof(KV) == 1;
+  constexpr int kPg = kFp8 ? 2 : 4;  // cache pages a thread loads rows of
+  static_assert(kBKV == 4 * kKvBlockSize && kD == 128, "a tile is 4 cache pages of 16 keys, 128 values a row");
   const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
-  auto fetch_pages = [&](int tile, int(&pg)[4]) {
+  unsigned char* raw = ring + 2 * kStageBytes;  // FP8: the raw stages after the two fp16 ones
+  auto fetch_pages = [&](int tile, int(&pg)[kPg]) {
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int page = 4 * tile + r;
+    for (int r = 0; r < kPg; ++r) {
+      const int page = 4 * tile + (kFp8 ? (tid >> 7) + 2 * r : r);
       pg[r] = page * kKvBlockSize < ctx ? bt[page] : 0;
     }
   };
-  auto load_kv = [&](int stage, int tile, const int(&pg)[4]) {
-    unsigned char* Ks = ring + stage * kStageBytes;
-    const int rowInPage = tid >> 4, c = tid & 15;
-    const int dst0 = (c >> 3) * kHalfBytes;
+  auto load_kv = [&](int stage, int tile, const int(&pg)[kPg]) {
+    if constexpr (kFp8) {
+      unsigned char* Kr = raw + stage * kRawStageBytes;
+      const int row0 = tid >> 3, c = tid & 7;
 #pragma unroll
-    for (int r = 0; r < 4; ++r) {
-      const int row = kKvBlockSize * r + rowInPage;
-      const bool ok = tile * kBKV + row < ctx;
-      const size_t off = ((size_t)(pg[r] * kKvBlockSize + rowInPage) * numKvHeads + kvh) * kD + c * 8;
-      const int dst = dst0 + detail::swz(row, c & 7);
-      detail::cp_async16(Ks + dst, kc + off, ok);
-      detail::cp_async16(Ks + kTileBytes + dst, vc + off, ok);
+      for (int r = 0; r < 2; ++r) {
+        const int row = row0 + 32 * r;
+        const bool ok = tile * kBKV + row < ctx;
+        const size_t off = ((size_t)(pg[r] * kKvBlockSize + (row & 15)) * numKvHeads + kvh) * kD + c * 16;
+        detail::cp_async16(Kr + row * kD + c * 16, kc + off, ok);
+        detail::cp_async16(Kr + kBKV * kD + row * kD + c * 16, vc + off, ok);
+      }
+    } else {
+      unsigned char* Ks = ring + stage * kStageBytes;
+      const int rowInPage = tid >> 4, c = tid & 15;
+      const int dst0 = (c >> 3) * kHalfBytes;
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int row = kKvBlockSize * r + rowInPage;
+        const bool ok = tile * kBKV + row < ctx;
+        const size_t off = ((size_t)(pg[r] * kKvBlockSize + rowInPage) * numKvHeads + kvh) * kD + c * 8;
+        const int dst = dst0 + detail::swz(row, c & 7);
+        detail::cp_async16(Ks + dst, kc + off, ok);
+        detail::cp_async16(Ks + kTileBytes + dst, vc + off, ok);
+      }
     }
+  };
+  // FP8: raw stage `stage` widened (exactly) into fp16 stage `wide`: 2048 groups of 8 values, 8 a thread.
+  auto widen = [&](int stage, int wide) {
+    const unsigned char* src = raw + stage * kRawStageBytes;
+    unsigned char* dst = ring + wide * kStageBytes;
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+      const int gi = tid + 256 * k;
+      const int kv = gi >> 10, row = (gi >> 4) & 63, c = gi & 15;
+      const uint2 bytes = *reinterpret_cast<const uint2*>(src + kv * kBKV * kD + row * kD + c * 8);
+      *reinterpret_cast<uint4*>(dst + kv * kTileBytes + (c >> 3) * kHalfBytes + detail::swz(row, c & 7)) =
+          detail::e4m3x8_to_half8(bytes);
+    }
+  };
+  // The fp16 operands of tile `tile`: its ring stage, or (FP8) the fp16 stage it was widened into.
+  auto operands = [&](int tile) -> const unsigned char* {
+    return ring + (kFp8 ? (tile & 1) : tile % kStages) * kStageBytes;
   };
 
   float o[kD / 2];  // O rows (16 wv + g, + 8) of this warpgroup, columns 8j + 2t + e
@@ -167,7 +210,7 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
 
   // S = Q K^T of tile `tile` into `sacc` (issued, not waited for).
   auto issue_s = [&](int tile, float(&sacc)[kBKV / 2]) {
-    const unsigned char* Ks = ring + (tile % kStages) * kStageBytes;
+    const unsigned char* Ks = operands(tile);
     keep(sacc);
     detail::wgmma_fence();
 #pragma unroll
@@ -225,7 +268,7 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   };
   // O += P V of tile `tile` (issued, not waited for).
   auto issue_pv = [&](int tile, uint32_t(&pa)[kBKV / 16][4]) {
-    const unsigned char* Vs = ring + (tile % kStages) * kStageBytes + kTileBytes;
+    const unsigned char* Vs = operands(tile) + kTileBytes;
     detail::wgmma_fence();  // (no register-pinning asm here: under PIPE an S wgmma is in flight)
 #pragma unroll
     for (int kk2 = 0; kk2 < kBKV / 16; ++kk2)
@@ -234,18 +277,25 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   };
   // Tile `tile` landed for every thread of the block (its cp.async group, then the block barrier), and tile +
   // kAhead loaded into the stage of tile - 1 (PIPE: tile - 2), every wgmma reading which was waited for before.
-  int pgNext[4];  // cache blocks of the next tile to load
+  // FP8: the raw tile is widened into fp16 stage tile & 1 (last read by tile - 2, or under PIPE tile - 2 as well:
+  // its wgmmas were waited for before this call), then a second barrier.
+  int pgNext[kPg];  // cache blocks of the next tile to load
   // kAhead: tiles in flight beyond the one computed (PIPE computes two tiles' stages at once).
   constexpr int kAhead = PIPE ? kStages - 2 : kStages - 1;
   auto arrive = [&](int tile) {
     detail::cp_async_wait<kAhead - 1>();
-    detail::fence_proxy_async();
+    if constexpr (!kFp8) detail::fence_proxy_async();
     __syncthreads();
     if (tile + kAhead < nTiles) {
       load_kv((tile + kAhead) % kStages, tile + kAhead, pgNext);
       fetch_pages(tile + kAhead + 1, pgNext);
     }
     detail::cp_async_commit();
+    if constexpr (kFp8) {
+      widen(tile % kStages, tile & 1);
+      detail::fence_proxy_async();
+      __syncthreads();
+    }
   };
 
 #pragma unroll
@@ -352,29 +402,40 @@ bool prefill_attention_sm90_enabled() {
   return v && hopper_device();
 }
 
-cudaError_t paged_attention_prefill_sm90(const __half* q, const __half* kc, const __half* vc,
+cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const void* vc, KvCacheDtype kvDtype,
                                          const int32_t* blockTables, int maxBlocksPerSeq, const int32_t* queryStarts,
                                          const int32_t* contextLens, int numSeqs, int maxQueryLen, int numHeads,
                                          int numKvHeads, int headDim, float scale, __half* out, cudaStream_t stream) {
   if (headDim != kD || !hopper_device()) return cudaErrorNotSupported;
+  if (kvDtype != KvCacheDtype::Fp16 && kvDtype != KvCacheDtype::Fp8E4m3) return cudaErrorInvalidValue;
   static const int vSwap = env_flag("AWQ_ATTN_WGMMA_VSWAP", false) ? 1 : 0;
   static const bool pipe = env_flag("AWQ_ATTN_WGMMA_PIPE", true);
-  auto launch = [&](auto kernel) {
+  auto launch = [&](auto kernel, auto* kcT, int smem) {
     static unsigned long long configured = 0;  // one bit per device (one per kernel instance)
     int dev = 0;
     cudaGetDevice(&dev);
     const unsigned long long bit = 1ull << (dev & 63);
     if (!(configured & bit)) {
-      cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes);
+      cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
       if (e != cudaSuccess) return e;
       configured |= bit;
     }
+    using T = std::remove_const_t<std::remove_pointer_t<decltype(kcT)>>;
     dim3 grid((maxQueryLen + kBQ - 1) / kBQ, numHeads, numSeqs);
-    kernel<<<grid, 256, kSmemBytes, stream>>>(q, kc, vc, blockTables, maxBlocksPerSeq, queryStarts, contextLens,
-                                              numHeads, numKvHeads, scale * 1.4426950408889634f, vSwap, out);
+    kernel<<<grid, 256, smem, stream>>>(q, kcT, static_cast<const T*>(vc), blockTables, maxBlocksPerSeq, queryStarts,
+                                        contextLens, numHeads, numKvHeads, scale * 1.4426950408889634f, vSwap, out);
     return cudaGetLastError();
   };
-  return pipe ? launch(prefill_attention_sm90_kernel<true>) : launch(prefill_attention_sm90_kernel<false>);
+  if (kvDtype == KvCacheDtype::Fp8E4m3) {
+    const auto* k8 = static_cast<const uint8_t*>(kc);
+    constexpr int smem = smem_bytes<uint8_t>();
+    return pipe ? launch(prefill_attention_sm90_kernel<true, uint8_t>, k8, smem)
+                : launch(prefill_attention_sm90_kernel<false, uint8_t>, k8, smem);
+  }
+  const auto* k16 = static_cast<const __half*>(kc);
+  constexpr int smem = smem_bytes<__half>();
+  return pipe ? launch(prefill_attention_sm90_kernel<true, __half>, k16, smem)
+              : launch(prefill_attention_sm90_kernel<false, __half>, k16, smem);
 }
 
 }  // namespace awqk

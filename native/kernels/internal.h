@@ -25,10 +25,10 @@ cudaError_t awq_gemm(const __half* x, int m, const void* packed, int in, int out
 cudaError_t dense_gemm(const __half* x, int m, const __half* w, int in, int out, __half* y,
                        cudaStream_t stream);
 
-// Paged prefill attention with wgmma (attention_prefill_sm90.cu): head dim 128, fp16 cache, sm_90a; returns
-// cudaErrorNotSupported for any other shape or device (attention.cu's mma.sync kernel takes those).
+// Paged prefill attention with wgmma (attention_prefill_sm90.cu): head dim 128, fp16 or FP8 cache, sm_90a; returns
+// cudaErrorNotSupported for any other head dim or device (attention.cu's mma.sync kernel takes those).
 bool prefill_attention_sm90_enabled();
-cudaError_t paged_attention_prefill_sm90(const __half* q, const __half* kc, const __half* vc,
+cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const void* vc, KvCacheDtype kvDtype,
                                          const int32_t* blockTables, int maxBlocksPerSeq, const int32_t* queryStarts,
                                          const int32_t* contextLens, int numSeqs, int maxQueryLen, int numHeads,
                                          int numKvHeads, int headDim, float scale, __half* out, cudaStream_t stream);
