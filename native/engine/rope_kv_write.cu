@@ -153,6 +153,115 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
   }
 }
 
+// Eight rotate-half pairs an item (headDim % 16 == 0): elements i..i+7 and i+headDim/2..+7 of one head of one token
+// as two 16-byte loads, their (cos, sin) as four 16-byte table loads, two 16-byte stores (8-byte ones into an FP8
+// cache). A grid row per token (blockIdx.y). Same arithmetic per element as ropeKvWriteKernel.
+template <typename KV>
+__global__ void ropeKvWriteWideKernel(const half* __restrict__ qkv, const int32_t* __restrict__ positions,
+                                      const int32_t* __restrict__ slotMapping, const int32_t* __restrict__ tokenSeqLen,
+                                      const float2* __restrict__ cosSinTable, half* __restrict__ qOut,
+                                      KV* __restrict__ kCache, KV* __restrict__ vCache, int numHeads, int numKvHeads,
+                                      int headDim, RopeParams rope) {
+  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
+  awqk::detail::pdl_launch();
+  const int halfDim = headDim / 2;
+  const int eighths = halfDim / 8;  // items a head
+  const int heads = numHeads + 2 * numKvHeads;
+  const int r = blockIdx.x * blockDim.x + threadIdx.x;
+  if (r >= heads * eighths) return;
+  const int t = blockIdx.y;
+  const int head = r / eighths;
+  const int i = 8 * (r - head * eighths);
+  const half* x = qkv + static_cast<size_t>(t) * heads * headDim + static_cast<size_t>(head) * headDim;
+  const uint4 loRaw = *reinterpret_cast<const uint4*>(x + i);
+  const uint4 hiRaw = *reinterpret_cast<const uint4*>(x + i + halfDim);
+  const int slot = slotMapping[t];
+  const size_t cacheRow = static_cast<size_t>(slot) * numKvHeads * headDim;
+  if (head >= numHeads + numKvHeads) {  // v: copy into the cache
+    if (slot < 0) return;
+    KV* v = vCache + cacheRow + static_cast<size_t>(head - numHeads - numKvHeads) * headDim;
+    if constexpr (sizeof(KV) == 2) {
+      *reinterpret_cast<uint4*>(v + i) = loRaw;
+      *reinterpret_cast<uint4*>(v + i + halfDim) = hiRaw;
+    } else {
+      const half2* lo2 = reinterpret_cast<const half2*>(&loRaw);
+      const half2* hi2 = reinterpret_cast<const half2*>(&hiRaw);
+      uint16_t lo8[4], hi8[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const float2 l = __half22float2(lo2[k]), h = __half22float2(hi2[k]);
+        lo8[k] = awqk::detail::e4m3x2_from_float2(l.x, l.y);
+        hi8[k] = awqk::detail::e4m3x2_from_float2(h.x, h.y);
+      }
+      *reinterpret_cast<uint2*>(v + i) = make_uint2(lo8[0] | (uint32_t)lo8[1] << 16, lo8[2] | (uint32_t)lo8[3] << 16);
+      *reinterpret_cast<uint2*>(v + i + halfDim) =
+          make_uint2(hi8[0] | (uint32_t)hi8[1] << 16, hi8[2] | (uint32_t)hi8[3] << 16);
+    }
+    return;
+  }
+  if (head >= numHeads && slot < 0) return;  // a key with no cache slot
+  float c[8], sn[8];
+  const int position = positions[t];
+  const bool grown = rope.scaling == 2 && tokenSeqLen[t] > rope.originalMaxPositions;
+  if (!grown) {
+    const float4* cs4 = reinterpret_cast<const float4*>(cosSinTable + static_cast<size_t>(position) * halfDim + i);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float4 v = cs4[k];
+      c[2 * k] = v.x;
+      sn[2 * k] = v.y;
+      c[2 * k + 1] = v.z;
+      sn[2 * k + 1] = v.w;
+    }
+  } else {
+#pragma unroll
+    for (int u = 0; u < 8; ++u)
+      ropeCosSin(position, dynamicInvFreq(rope, tokenSeqLen[t], i + u, headDim), rope, &c[u], &sn[u]);
+  }
+  const half2* lo2 = reinterpret_cast<const half2*>(&loRaw);
+  const half2* hi2 = reinterpret_cast<const half2*>(&hiRaw);
+  float y1[8], y2[8];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    const float2 x1 = __half22float2(lo2[k]);
+    const float2 x2 = __half22float2(hi2[k]);
+    y1[2 * k] = x1.x * c[2 * k] - x2.x * sn[2 * k];
+    y1[2 * k + 1] = x1.y * c[2 * k + 1] - x2.y * sn[2 * k + 1];
+    y2[2 * k] = x2.x * c[2 * k] + x1.x * sn[2 * k];
+    y2[2 * k + 1] = x2.y * c[2 * k + 1] + x1.y * sn[2 * k + 1];
+  }
+  auto halves = [](const float* y) {
+    uint4 out;
+    uint32_t* w = reinterpret_cast<uint32_t*>(&out);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const half2 h = __floats2half2_rn(y[2 * k], y[2 * k + 1]);
+      w[k] = *reinterpret_cast<const uint32_t*>(&h);
+    }
+    return out;
+  };
+  if (head < numHeads) {
+    half* dst = qOut + (static_cast<size_t>(t) * numHeads + head) * headDim;
+    *reinterpret_cast<uint4*>(dst + i) = halves(y1);
+    *reinterpret_cast<uint4*>(dst + i + halfDim) = halves(y2);
+    return;
+  }
+  KV* dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
+  if constexpr (sizeof(KV) == 2) {
+    *reinterpret_cast<uint4*>(dst + i) = halves(y1);
+    *reinterpret_cast<uint4*>(dst + i + halfDim) = halves(y2);
+  } else {  // the key encoded from its fp32 value
+    uint16_t a[4], b[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      a[k] = awqk::detail::e4m3x2_from_float2(y1[2 * k], y1[2 * k + 1]);
+      b[k] = awqk::detail::e4m3x2_from_float2(y2[2 * k], y2[2 * k + 1]);
+    }
+    *reinterpret_cast<uint2*>(dst + i) = make_uint2(a[0] | (uint32_t)a[1] << 16, a[2] | (uint32_t)a[3] << 16);
+    *reinterpret_cast<uint2*>(dst + i + halfDim) = make_uint2(b[0] | (uint32_t)b[1] << 16, b[2] | (uint32_t)b[3] << 16);
+  }
+}
+
 unsigned gridFor(size_t n, int threads) {
   const size_t blocks = (n + threads - 1) / threads;
   return static_cast<unsigned>(blocks < 65536 ? (blocks == 0 ? 1 : blocks) : 65536);
@@ -182,6 +291,22 @@ void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t*
   const bool rowGrid = numTokens <= 65535;
   const dim3 grid = rowGrid ? dim3(static_cast<unsigned>((perToken + 255) / 256), static_cast<unsigned>(numTokens))
                             : dim3(static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16)));
+  if (headDim % 16 == 0 && numTokens <= 65535) {
+    const int wideItems = (numHeads + 2 * numKvHeads) * (headDim / 16);
+    const dim3 wideGrid(static_cast<unsigned>((wideItems + 127) / 128), static_cast<unsigned>(numTokens));
+    auto launchWide = [&](auto kernel, auto* kc, auto* vc) {
+      return awqk::pdl_launch_kernel(kernel, wideGrid, dim3(128), 0, stream, qkv, positions, slotMapping, tokenSeqLen,
+                                     cosSinTable, qOut, kc, vc, numHeads, numKvHeads, headDim, rope);
+    };
+    if (kvDtype == awqk::KvCacheDtype::Fp8E4m3)
+      cudaCheck(launchWide(ropeKvWriteWideKernel<uint8_t>, static_cast<uint8_t*>(kCache), static_cast<uint8_t*>(vCache)),
+                "rope_kv_write launch");
+    else
+      cudaCheck(launchWide(ropeKvWriteWideKernel<half>, static_cast<half*>(kCache), static_cast<half*>(vCache)),
+                "rope_kv_write launch");
+    checkLaunch("rope_kv_write", stream);
+    return;
+  }
   auto launch = [&](auto kernel, auto* kc, auto* vc) {
     return awqk::pdl_launch_kernel(kernel, grid, dim3(256), 0, stream, qkv, positions, slotMapping, tokenSeqLen,
                                    cosSinTable, qOut, kc, vc, numTokens, numHeads, numKvHeads, headDim, rope);

@@ -19,6 +19,7 @@
 #include "fp8_e4m3.cuh"
 #include "internal.h"
 #include "kernels.h"
+#include "mbarrier.cuh"
 #include "wgmma.cuh"
 
 namespace awqk {
@@ -94,17 +95,23 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
 #endif
 
 // vSwap: the V descriptor's two strides exchanged (AWQ_ATTN_WGMMA_VSWAP=1), a diagnostic for the N-major layout.
-// PIPE: S of the next tile is issued before the softmax of this one (two score buffers), so the tensor cores work
-// through the softmax; off: each tile's S, softmax and P V in turn.
+// MODE 0: each tile's S, softmax and P V in turn, a block barrier a tile. MODE 1 (PIPE): S of the next tile is issued
+// before the exp of this one (two score buffers), so the tensor cores work through it. MODE 2 (ping-pong, fp16 cache
+// only): no block barrier in the loop (a full / empty mbarrier pair per ring stage: the warpgroups run apart), and
+// the two warpgroups take turns issuing their wgmmas (S of the next tile and P V of this one back to back), so one
+// warpgroup's softmax runs while the other's products occupy the tensor cores (flash-attention 3's schedule).
 // KV: __half (fp16 cache) or uint8_t (FP8 E4M3 cache, widened to fp16 in shared memory: exact).
-template <bool PIPE, typename KV>
+template <int MODE, typename KV>
 __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
     const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, int vSwap,
     __half* __restrict__ out) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr bool PIPE = MODE == 1;
+  static_assert(MODE != 2 || sizeof(KV) == 2, "ping-pong reads the fp16 ring directly");
   extern __shared__ __align__(16) unsigned char smraw[];
+  __shared__ uint64_t fullBar[kStages], emptyBar[kStages];  // MODE 2: stage landed / released by both warpgroups
   unsigned char* ring = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smraw) + 1023) & ~uintptr_t(1023));
 
   const int seq = blockIdx.z, head = blockIdx.y;
@@ -220,9 +227,8 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
     detail::wgmma_commit();
   };
   // Online softmax of tile `tile`'s scores, first half: causal mask (also hides keys past the context), the running
-  // max (in log2 units: scores x scaleLog2), and O and the running sum rescaled to it (skipped by a warp whose
-  // maxima all stayed). Modifies the score and O accumulators, so it runs while no wgmma is in flight.
-  auto softmax_max = [&](int tile, float(&sacc)[kBKV / 2]) {
+  // max (in log2 units: scores x scaleLog2), the running sum rescaled to it, alpha = the factor O takes (rescale_o).
+  auto softmax_max = [&](int tile, float(&sacc)[kBKV / 2], float(&alpha)[2]) {
     float mx[2] = {-1e30f, -1e30f};
     const int key0 = tile * kBKV;
     if (key0 + kBKV - 1 <= pos0 + wgRow0 && key0 + kBKV - 1 < ctx) {  // every key visible to every row
@@ -237,7 +243,6 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
         mx[h] = fmaxf(mx[h], sacc[i]);
       }
     }
-    float alpha[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       mx[h] = fmaxf(mx[h], __shfl_xor_sync(0xffffffffu, mx[h], 1));
@@ -247,12 +252,14 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       mrow[h] = mnew;
       lrow[h] *= alpha[h];
     }
+  };
+  // O rescaled to the new running max (skipped by a warp whose maxima all stayed); no wgmma may be in flight.
+  auto rescale_o = [&](const float(&alpha)[2]) {
     if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
       for (int i = 0; i < kD / 2; ++i) o[i] *= alpha[(i >> 1) & 1];
     }
-    keep(o);  // the rescale stays before the next wgmma issued (PIPE: the next tile's S)
-    keep(sacc);
+    keep(o);  // the rescale stays before the next wgmma issued
   };
   // Second half: P = exp2(S x scaleLog2 - max) as the A fragments of the 4 k-steps over the tile's keys, and the
   // running sum. Reads the scores only, so it may overlap the next tile's S wgmma.
@@ -279,7 +286,97 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   // kAhead loaded into the stage of tile - 1 (PIPE: tile - 2), every wgmma reading which was waited for before.
   // FP8: the raw tile is widened into fp16 stage tile & 1 (last read by tile - 2, or under PIPE tile - 2 as well:
   // its wgmmas were waited for before this call), then a second barrier.
+  // MODE 2. Tile x's loads are issued by every thread kPpAhead tiles before either warpgroup computes it (after both
+  // released the stage's previous tile, x - kStages), each thread's share counted on fullBar[x % kStages] as its
+  // copies land; a warpgroup waits for that, computes, and its warps release the stage on emptyBar. Turns: named
+  // barrier 1 + w is warpgroup w's; warpgroup 1 hands warpgroup 0 its first turn, and each hands the other the
+  // next after issuing its wgmmas, as long as the other has a turn to take (warpgroup 1 sees at most one tile more
+  // than warpgroup 0, whose last tile it then computes alone, unsynchronised).
+  auto pingpong = [&](int(&pg)[kPg]) {
+    constexpr int kPpAhead = kStages - 2;
+    if (tid == 0) {
+#pragma unroll
+      for (int st = 0; st < kStages; ++st) {
+        detail::mbar_init(&fullBar[st], 256);
+        detail::mbar_init(&emptyBar[st], 8);
+      }
+    }
+    __syncthreads();
+    auto issue = [&](int x) {
+      const int st = x % kStages;
+      if (x >= kStages) detail::mbar_wait(&emptyBar[st], ((x / kStages) - 1) & 1);
+      load_kv(st, x, pg);
+      fetch_pages(x + 1, pg);
+      detail::cp_async_mbar_arrive(&fullBar[st]);
+    };
+    auto wait_full = [&](int x) {
+      detail::mbar_wait(&fullBar[x % kStages], (x / kStages) & 1);
+      detail::fence_proxy_async();
+    };
+    auto release = [&](int x) {
+      __syncwarp();
+      if (lane == 0) detail::mbar_arrive(&emptyBar[x % kStages]);
+    };
+    fetch_pages(0, pg);
+    for (int x = 0; x < kPpAhead && x < nTiles; ++x) issue(x);
+    const int tiles0 = (pos0 + min(j0 + 63, qLen - 1)) / kBKV + 1;  // warpgroup 0's (j0 < qLen)
+    const int tiles1 = j0 + 64 < qLen ? (pos0 + min(j0 + 127, qLen - 1)) / kBKV + 1 : 0;
+    const bool turns = tiles1 > 0;
+    auto turn_wait = [&](int i) {
+      if (turns && (wg == 0 || i < tiles0)) asm volatile("bar.sync %0, 256;\n" ::"r"(1 + wg) : "memory");
+    };
+    auto turn_pass = [&](int i) {
+      if (turns && (wg == 0 ? i < tiles1 : i + 1 < tiles0)) asm volatile("bar.arrive %0, 256;\n" ::"r"(2 - wg) : "memory");
+    };
+    if (turns && wg == 1) asm volatile("bar.arrive 1, 256;\n" ::: "memory");
+
+    float sc[kBKV / 2], alpha[2];
+    uint32_t pa0[kBKV / 16][4], pa1[kBKV / 16][4];
+    if (myTiles > 0) {
+      wait_full(0);
+      issue_s(0, sc);
+      detail::wgmma_wait<0>();
+      keep(sc);
+      softmax_max(0, sc, alpha);
+      keep(sc);
+      softmax_exp(sc, pa0);
+    }
+    // Tile t: S of t + 1 (clamped: the last tile recomputes its own, discarded; a conditional wgmma would make ptxas
+    // serialize them all) and P V of t in this warpgroup's turn, then the softmax of t + 1 while P V runs.
+    auto step = [&](int tl, uint32_t(&paCur)[kBKV / 16][4], uint32_t(&paNext)[kBKV / 16][4]) {
+      if (tl + kPpAhead < nTiles) issue(tl + kPpAhead);
+      const bool more = tl + 1 < myTiles;
+      if (more) wait_full(tl + 1);
+      turn_wait(tl);
+      issue_s(min(tl + 1, myTiles - 1), sc);
+      issue_pv(tl, paCur);
+      turn_pass(tl);
+      detail::wgmma_wait<1>();
+      keep(sc);
+      if (more) {
+        softmax_max(tl + 1, sc, alpha);
+        keep(sc);
+        softmax_exp(sc, paNext);
+      }
+      detail::wgmma_wait<0>();
+      keep(o);
+      keep(paCur);
+      if (more) rescale_o(alpha);
+      release(tl);
+    };
+    for (int tl = 0; tl < myTiles; tl += 2) {
+      step(tl, pa0, pa1);
+      if (tl + 1 < myTiles) step(tl + 1, pa1, pa0);
+    }
+    for (int x = myTiles; x < nTiles; ++x) {  // tiles this warpgroup's queries do not see: load ahead, release
+      if (x + kPpAhead < nTiles) issue(x + kPpAhead);
+      release(x);
+    }
+  };
   int pgNext[kPg];  // cache blocks of the next tile to load
+  if constexpr (MODE == 2) {
+    pingpong(pgNext);
+  } else {
   // kAhead: tiles in flight beyond the one computed (PIPE computes two tiles' stages at once).
   constexpr int kAhead = PIPE ? kStages - 2 : kStages - 1;
   auto arrive = [&](int tile) {
@@ -312,11 +409,13 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
     for (int tile = 0; tile < nTiles; ++tile) {
       arrive(tile);
       if (tile >= myTiles) continue;  // the warpgroup's queries see no key of this tile (warpgroup-uniform)
-      float sacc[kBKV / 2];
+      float sacc[kBKV / 2], alpha[2];
       issue_s(tile, sacc);
       detail::wgmma_wait<0>();
       keep(sacc);
-      softmax_max(tile, sacc);
+      softmax_max(tile, sacc, alpha);
+      rescale_o(alpha);
+      keep(sacc);
       softmax_exp(sacc, pa);
       issue_pv(tile, pa);
       detail::wgmma_wait<0>();
@@ -330,7 +429,10 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
     auto step = [&](int tile, float(&cur)[kBKV / 2], float(&next)[kBKV / 2]) {
       if (tile + 1 < nTiles) arrive(tile + 1);
       if (tile >= myTiles) return;
-      softmax_max(tile, cur);
+      float alpha[2];
+      softmax_max(tile, cur, alpha);
+      rescale_o(alpha);
+      keep(cur);
       // Unconditional (the last tile recomputes its own S, discarded): a conditional wgmma here makes ptxas
       // serialize every wgmma of the kernel (C7515).
       issue_s(min(tile + 1, myTiles - 1), next);
@@ -351,6 +453,7 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       step(tile, sa, sb);
       if (tile + 1 < nTiles) step(tile + 1, sb, sa);
     }
+  }
   }
   detail::cp_async_wait<0>();
 
@@ -395,7 +498,9 @@ bool env_flag(const char* name, bool dflt) {
 
 // AWQ_ATTN_PREFILL_WGMMA=0 turns the kernel off (attention.cu's mma.sync kernel takes every prefill);
 // AWQ_ATTN_WGMMA_VSWAP=1 exchanges the V descriptor's strides (a diagnostic of the N-major layout);
-// AWQ_ATTN_WGMMA_PIPE=0 computes each tile's S, exp and P V in turn (see the kernel's PIPE; H100, 2026-12-06: the
+// The fp16 cache takes the ping-pong schedule (the kernel's MODE 2; H100, 2026-12-06b: 316-319 TFLOP/s at 4096
+// tokens against PIPE's 307-309, in both passes; AWQ_ATTN_WGMMA_PP=0 turns it off); the FP8 cache (and the fp16 one
+// with PP off) PIPE; AWQ_ATTN_WGMMA_PIPE=0 computes each tile's S, exp and P V in turn (see the kernel's PIPE; H100, 2026-12-06: the
 // pipelined loop 320-325 TFLOP/s at 4096 tokens, in turn 302-306).
 bool prefill_attention_sm90_enabled() {
   static const bool v = env_flag("AWQ_ATTN_PREFILL_WGMMA", true);
@@ -410,6 +515,7 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
   if (kvDtype != KvCacheDtype::Fp16 && kvDtype != KvCacheDtype::Fp8E4m3) return cudaErrorInvalidValue;
   static const int vSwap = env_flag("AWQ_ATTN_WGMMA_VSWAP", false) ? 1 : 0;
   static const bool pipe = env_flag("AWQ_ATTN_WGMMA_PIPE", true);
+  static const bool pp = env_flag("AWQ_ATTN_WGMMA_PP", true);
   auto launch = [&](auto kernel, auto* kcT, int smem) {
     static unsigned long long configured = 0;  // one bit per device (one per kernel instance)
     int dev = 0;
@@ -429,13 +535,14 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
   if (kvDtype == KvCacheDtype::Fp8E4m3) {
     const auto* k8 = static_cast<const uint8_t*>(kc);
     constexpr int smem = smem_bytes<uint8_t>();
-    return pipe ? launch(prefill_attention_sm90_kernel<true, uint8_t>, k8, smem)
-                : launch(prefill_attention_sm90_kernel<false, uint8_t>, k8, smem);
+    return pipe ? launch(prefill_attention_sm90_kernel<1, uint8_t>, k8, smem)
+                : launch(prefill_attention_sm90_kernel<0, uint8_t>, k8, smem);
   }
   const auto* k16 = static_cast<const __half*>(kc);
   constexpr int smem = smem_bytes<__half>();
-  return pipe ? launch(prefill_attention_sm90_kernel<true, __half>, k16, smem)
-              : launch(prefill_attention_sm90_kernel<false, __half>, k16, smem);
+  if (pp) return launch(prefill_attention_sm90_kernel<2, __half>, k16, smem);
+  return pipe ? launch(prefill_attention_sm90_kernel<1, __half>, k16, smem)
+              : launch(prefill_attention_sm90_kernel<0, __half>, k16, smem);
 }
 
 }  // namespace awqk

@@ -46,6 +46,7 @@
 #include "gemm_ws.h"
 #include "internal.h"
 #include "launch.h"
+#include "mbarrier.cuh"
 #include "wgmma.cuh"
 
 namespace awqk {
@@ -88,51 +89,12 @@ struct WsParams {
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 using detail::smem_addr;
+using detail::mbar_arrive;
+using detail::mbar_arrive_expect_tx;
+using detail::mbar_expect_tx;
+using detail::mbar_init;
+using detail::mbar_wait;
 
-__device__ __forceinline__ void mbar_init(uint64_t* bar, int count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, uint32_t bytes) {
-  asm volatile("mbarrier.expect_tx.relaxed.cta.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes)
-               : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_addr(bar)) : "memory");
-}
-// Every wait of this kernel is bounded: one that has not completed 2 s after its first failed try traps (the launch
-// fails with cudaErrorLaunchFailure) instead of hanging the GPU. The kernel was written without a GPU to run it; a
-// protocol error (a barrier count, a parity, a lost arrival) then costs seconds of a device call, not its whole
-// limit. No legitimate wait comes near: each starts after this block's griddepcontrol.wait, and a call takes
-// milliseconds (a tool that slows kernels 1000x, e.g. compute-sanitizer racecheck, may trip it). The clock is
-// %globaltimer_lo (ns, wraps every 4.3 s: differences mod 2^32 stay exact below that), read only after a failed try
-// and kept inside the asm: with the timer in C++ variables ptxas ran out of the consumers' 224 registers
-// (wgmma serialized, C7512, and spills); this way its output is unchanged (no serialization, the same spill-free
-// variants).
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
-  asm volatile(
-      "{\n"
-      ".reg .pred p;\n"
-      ".reg .u32 t0, t1;\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@p bra WS_DONE;\n"
-      "mov.u32 t0, %%globaltimer_lo;\n"
-      "WS_WAIT:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@p bra WS_DONE;\n"
-      "mov.u32 t1, %%globaltimer_lo;\n"
-      "sub.u32 t1, t1, t0;\n"
-      "setp.lt.u32 p, t1, 2000000000;\n"
-      "@p bra WS_WAIT;\n"
-      "trap;\n"
-      "WS_DONE:\n"
-      "}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
 __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
   asm volatile(
       "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(

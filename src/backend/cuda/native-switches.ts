@@ -56,6 +56,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ON_OFF,
   },
   {
+    name: "AWQ_ATTN_WGMMA_PP",
+    what: "its ping-pong schedule for the fp16 cache (warpgroups taking turns; on by default)",
+    values: ON_OFF,
+  },
+  {
     name: "AWQ_ATTN_WGMMA_VSWAP",
     what: "its V descriptor's strides exchanged (a layout diagnostic; wrong results when on)",
     values: ON_OFF,
