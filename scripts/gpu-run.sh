@@ -113,9 +113,9 @@ for step in $steps; do
         echo "verify-gemm: engine runs skipped (variant 1 or 3 failed its checks)"
       fi ;;
     verify-ws-next)
-      # Written on 2026-12-06 with no device time left to run it: (1) AWQ_GEMM_WS_TMAW=2, the WS GEMM's packed words
-      # landing 128-byte swizzled so its consumers read them without bank conflicts; (2) its 8-row tile v9 for the
-      # GEMV's sizes (AWQ_GEMM_WS_MIN_ROWS=1). Checks first, each in its own process (pass = both PASS, no FAIL line),
+      # (1) AWQ_GEMM_WS_TMAW=2, the WS GEMM's packed words landing 128-byte swizzled so its consumers read them without
+      # bank conflicts; (2) its 8-row tile v9 for the GEMV's sizes (AWQ_GEMM_WS_MIN_ROWS=1). Run on 2026-12-06b (H100):
+      # both pass their checks; (1) ties the default, (2) loses at batch 1 / 8; both stay off. Checks first, each in its own process (pass = both PASS, no FAIL line),
       # then the kernel bench (columns S = swizzled and v9 beside T = the default and the current path), then whole
       # steps in alternating processes: default / swizzled / v9 twice. Make one the default only where it wins in
       # both passes, then run `kernels conformance` on that build.
@@ -133,9 +133,10 @@ for step in $steps; do
       done
       grep -H -E "^(prefill|decode batch)" "$out"/ws-ab-*.log ;;
     verify-attn-prefill)
-      # Written on 2026-12-06 with no device time left: paged prefill attention with 128 queries a block
+      # The mma.sync prefill attention (the path off Hopper, or with AWQ_ATTN_PREFILL_WGMMA=0) with 128 queries a block
       # (AWQ_ATTN_PREFILL_BQ=128: half the K/V shared-memory fills a FLOP) and without the per-element causal test on
-      # tiles every query of the block sees whole (AWQ_ATTN_PREFILL_MASKSKIP=1). Each setting runs every kernel check
+      # tiles every query of the block sees whole (AWQ_ATTN_PREFILL_MASKSKIP=1); since 2026-12-06b the FP8 cache's
+      # default (see attention.cu). Run it with AWQ_ATTN_PREFILL_WGMMA=0 to time that kernel on Hopper. Each setting runs every kernel check
       # (fp16 and FP8 caches; pass = "correctness: ALL PASSED"), then prefill tokens/s in alternating processes. Make a
       # setting the default only where it passed and won both passes, then run `conformance` on that build.
       kt=native/build/kernel-tests/kernel-tests
