@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdlib>
 
+#include "attention_rows.cuh"
 #include "common.cuh"
 #include "fp8_e4m3.cuh"
 #include "internal.h"
@@ -225,24 +226,8 @@ __global__ void __launch_bounds__(BQ * 2) prefill_attention_kernel(
     __syncthreads();  // the next iteration's prefetch overwrites this stage's buffers
   }
 
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
-    lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
-  }
-  const float invA = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
-  const float invB = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
-  const size_t strideTok = (size_t)numHeads * D;
-  __half* oa = out + (size_t)(qs + rowA) * strideTok + (size_t)head * D;
-  __half* ob = out + (size_t)(qs + rowB) * strideTok + (size_t)head * D;
-#pragma unroll
-  for (int dn = 0; dn < D / 8; ++dn) {
-    const int col = dn * 8 + 2 * t;
-    if (rowA < qLen)
-      *reinterpret_cast<__half2*>(oa + col) = __floats2half2_rn(o[dn][0] * invA, o[dn][1] * invA);
-    if (rowB < qLen)
-      *reinterpret_cast<__half2*>(ob + col) = __floats2half2_rn(o[dn][2] * invB, o[dn][3] * invB);
-  }
+  detail::store_attention_rows<D>([&](int j, int e) { return o[j][e]; }, lrow, out, qs, qLen, rowA, rowB, head,
+                                  numHeads, t);
 }
 
 template <int D, typename KV, int BQ, bool SKIP>

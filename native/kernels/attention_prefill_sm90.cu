@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <type_traits>
 
+#include "attention_rows.cuh"
 #include "common.cuh"
 #include "fp8_e4m3.cuh"
 #include "internal.h"
@@ -41,20 +42,6 @@ constexpr int smem_bytes() {  // + slack to align the stages to 1024 B (swizzle 
 }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// Keeps registers live and unmoved up to this point (an in-flight wgmma reads or writes them).
-template <int R>
-__device__ __forceinline__ void keep(float (&r)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-template <int R, int C>
-__device__ __forceinline__ void keep(uint32_t (&r)[R][C]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i)
-#pragma unroll
-    for (int j = 0; j < C; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
-}
-
 // D(64 x 128, f32) += A(64 x 16, f16, registers) * B(16 x 128, f16, N-major shared memory behind descB).
 __device__ __forceinline__ void wgmma_rs_m64n128k16_nmajor(float* d, const uint32_t* a, uint64_t descB) {
   asm volatile(
@@ -218,7 +205,7 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   // S = Q K^T of tile `tile` into `sacc` (issued, not waited for).
   auto issue_s = [&](int tile, float(&sacc)[kBKV / 2]) {
     const unsigned char* Ks = operands(tile);
-    keep(sacc);
+    detail::keep_regs(sacc);
     detail::wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk)
@@ -259,7 +246,7 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
 #pragma unroll
       for (int i = 0; i < kD / 2; ++i) o[i] *= alpha[(i >> 1) & 1];
     }
-    keep(o);  // the rescale stays before the next wgmma issued
+    detail::keep_regs(o);  // the rescale stays before the next wgmma issued
   };
   // Second half: P = exp2(S x scaleLog2 - max) as the A fragments of the 4 k-steps over the tile's keys, and the
   // running sum. Reads the scores only, so it may overlap the next tile's S wgmma.
@@ -336,9 +323,9 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       wait_full(0);
       issue_s(0, sc);
       detail::wgmma_wait<0>();
-      keep(sc);
+      detail::keep_regs(sc);
       softmax_max(0, sc, alpha);
-      keep(sc);
+      detail::keep_regs(sc);
       softmax_exp(sc, pa0);
     }
     // Tile t: S of t + 1 (clamped: the last tile recomputes its own, discarded; a conditional wgmma would make ptxas
@@ -352,15 +339,15 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       issue_pv(tl, paCur);
       turn_pass(tl);
       detail::wgmma_wait<1>();
-      keep(sc);
+      detail::keep_regs(sc);
       if (more) {
         softmax_max(tl + 1, sc, alpha);
-        keep(sc);
+        detail::keep_regs(sc);
         softmax_exp(sc, paNext);
       }
       detail::wgmma_wait<0>();
-      keep(o);
-      keep(paCur);
+      detail::keep_regs(o);
+      detail::keep_regs(paCur);
       if (more) rescale_o(alpha);
       release(tl);
     };
@@ -412,15 +399,15 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       float sacc[kBKV / 2], alpha[2];
       issue_s(tile, sacc);
       detail::wgmma_wait<0>();
-      keep(sacc);
+      detail::keep_regs(sacc);
       softmax_max(tile, sacc, alpha);
       rescale_o(alpha);
-      keep(sacc);
+      detail::keep_regs(sacc);
       softmax_exp(sacc, pa);
       issue_pv(tile, pa);
       detail::wgmma_wait<0>();
-      keep(o);
-      keep(pa);
+      detail::keep_regs(o);
+      detail::keep_regs(pa);
     }
   } else {
     // The exp half of tile's softmax runs while the tensor cores compute the S of tile + 1; the two score buffers
@@ -432,22 +419,22 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       float alpha[2];
       softmax_max(tile, cur, alpha);
       rescale_o(alpha);
-      keep(cur);
+      detail::keep_regs(cur);
       // Unconditional (the last tile recomputes its own S, discarded): a conditional wgmma here makes ptxas
       // serialize every wgmma of the kernel (C7515).
       issue_s(min(tile + 1, myTiles - 1), next);
       softmax_exp(cur, pa);
       issue_pv(tile, pa);
       detail::wgmma_wait<0>();
-      keep(o);
-      keep(pa);
-      keep(next);
+      detail::keep_regs(o);
+      detail::keep_regs(pa);
+      detail::keep_regs(next);
     };
     arrive(0);
     if (myTiles > 0) {
       issue_s(0, sa);
       detail::wgmma_wait<0>();
-      keep(sa);
+      detail::keep_regs(sa);
     }
     for (int tile = 0; tile < nTiles; tile += 2) {
       step(tile, sa, sb);
@@ -457,34 +444,11 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   }
   detail::cp_async_wait<0>();
 
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 1);
-    lrow[h] += __shfl_xor_sync(0xffffffffu, lrow[h], 2);
-  }
-  const float invA = lrow[0] > 0.f ? 1.f / lrow[0] : 0.f;
-  const float invB = lrow[1] > 0.f ? 1.f / lrow[1] : 0.f;
-  const size_t strideTok = (size_t)numHeads * kD;
-  __half* oa = out + (size_t)(qs + rowA) * strideTok + (size_t)head * kD;
-  __half* ob = out + (size_t)(qs + rowB) * strideTok + (size_t)head * kD;
-#pragma unroll
-  for (int j = 0; j < kD / 8; ++j) {
-    const int col = 8 * j + 2 * t;
-    if (rowA < qLen) *reinterpret_cast<__half2*>(oa + col) = __floats2half2_rn(o[4 * j] * invA, o[4 * j + 1] * invA);
-    if (rowB < qLen)
-      *reinterpret_cast<__half2*>(ob + col) = __floats2half2_rn(o[4 * j + 2] * invB, o[4 * j + 3] * invB);
-  }
+  detail::store_attention_rows<kD>([&](int j, int e) { return o[4 * j + e]; }, lrow, out, qs, qLen, rowA, rowB, head,
+                                   numHeads, t);
 #else
   __trap();
 #endif
-}
-
-bool hopper_device() {
-  static int major[64] = {};
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (major[dev & 63] == 0) cudaDeviceGetAttribute(&major[dev & 63], cudaDevAttrComputeCapabilityMajor, dev);
-  return major[dev & 63] == 9;
 }
 
 // An environment switch: "0" off, "1" on, unset `dflt`.

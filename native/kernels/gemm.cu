@@ -11,6 +11,15 @@
 #include "kernels.h"
 
 namespace awqk {
+
+bool hopper_device() {
+  static int major[64] = {};  // per device ordinal
+  int dev = 0;
+  cudaGetDevice(&dev);
+  if (major[dev & 63] == 0) cudaDeviceGetAttribute(&major[dev & 63], cudaDevAttrComputeCapabilityMajor, dev);
+  return major[dev & 63] == 9;
+}
+
 namespace {
 
 
@@ -36,13 +45,6 @@ int sms() {
   return g_sms;
 }
 
-bool hopper() {
-  static int major[64] = {};
-  int dev = 0;
-  cudaGetDevice(&dev);
-  if (major[dev & 63] == 0) cudaDeviceGetAttribute(&major[dev & 63], cudaDevAttrComputeCapabilityMajor, dev);
-  return major[dev & 63] == 9;
-}
 
 template <int BM, int BN, int STAGES, bool AWQ>
 cudaError_t launch(const __half* x, int m, const void* w, int in, int out, int group, __half* y,
@@ -76,7 +78,7 @@ cudaError_t dispatch(const __half* x, int m, const void* w, int in, int out, int
     const long wide = (long)detail::ceil_div(m, 128) * detail::ceil_div(out, 256);
     const long big = (long)detail::ceil_div(m, 128) * detail::ceil_div(out, 128);
     const long mid = (long)detail::ceil_div(m, 64) * detail::ceil_div(out, 128);
-    if (hopper() && 2 * wide >= sms()) cfg = 6;
+    if (hopper_device() && 2 * wide >= sms()) cfg = 6;
     else cfg = big >= sms() ? 2 : mid >= sms() ? 3 : 4;
   }
   switch (cfg) {
@@ -140,11 +142,11 @@ void gemm_ws_sk_override(int sk) { g_wsSk = sk >= 0 ? sk : env_int("AWQ_GEMM_WS_
 bool awq_ws_path(int m, int in, int out) {
   (void)in;
   (void)out;
-  return hopper() && g_pathOverride == 0 && ((g_wsMode == 2 && m > 64) || (g_wsMode == 3 && m >= g_wsMinRows));
+  return hopper_device() && g_pathOverride == 0 && ((g_wsMode == 2 && m > 64) || (g_wsMode == 3 && m >= g_wsMinRows));
 }
 
 bool awq_rs_path(int m, int in, int out) {
-  if (!hopper() || m > 256) return false;
+  if (!hopper_device() || m > 256) return false;
   if (g_pathOverride != 0) return g_pathOverride == 2;
   if (m <= 8) return false;  // the GEMV streams faster at m <= 8
   // H100 sweep (kernel-tests bench_variants): at m = 9..16 the GEMV still wins on the square o_proj. Above 64 rows
@@ -163,7 +165,7 @@ bool awq_rs_path(int m, int in, int out) {
 
 cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
                         void* workspace, size_t workspaceBytes, cudaStream_t stream) {
-  if (!hopper() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
+  if (!hopper_device() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
       reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
     return cudaErrorNotSupported;
   if (awq_ws_path(m, in, out)) {

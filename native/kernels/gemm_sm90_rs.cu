@@ -40,20 +40,6 @@ struct RsCfg {
   static_assert(kDist >= 2, "stage ring");
 };
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// Keeps registers live (and unmoved) up to this point: fragments and accumulators that an in-flight wgmma reads
-// or writes must not be reused or spilled before the wgmma.wait_group that retires it.
-template <int R>
-__device__ __forceinline__ void fence_regs(uint32_t (&r)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(r[i])::"memory");
-}
-template <int R>
-__device__ __forceinline__ void fence_regs(float (&r)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(r[i])::"memory");
-}
-#endif
 
 // Grid: x = row tile (fastest, so that the row tiles of one weight tile run together and share its reads in
 // L2) + rowTiles * output block, z = split.
@@ -146,7 +132,7 @@ __global__ void __launch_bounds__(256, MINB)
         detail::dequant_word(__byte_perm(lo, hi, sel), zz.x, zz.y, &cur[16 * j + 4 * kk]);
       }
     }
-    fence_regs(cur);
+    detail::keep_regs(cur);
     detail::wgmma_fence();
 #pragma unroll
     for (int j = 0; j < KSTEP; ++j) {
@@ -158,7 +144,7 @@ __global__ void __launch_bounds__(256, MINB)
     }
     detail::wgmma_commit();
     detail::wgmma_wait<1>();
-    fence_regs(prev);
+    detail::keep_regs(prev);
   };
   uint32_t fa[KSTEP * 16], fb[KSTEP * 16];
 #pragma unroll
@@ -168,9 +154,9 @@ __global__ void __launch_bounds__(256, MINB)
     if (it + 1 < nIt) body(it + 1, fb, fa);
   }
   detail::wgmma_wait<0>();
-  fence_regs(acc);
-  fence_regs(fa);
-  fence_regs(fb);
+  detail::keep_regs(acc);
+  detail::keep_regs(fa);
+  detail::keep_regs(fb);
   detail::cp_async_wait<0>();
 
   // acc[4j + 2h + e] = (output 16 * tile + g + 8h, row 8j + 2t + e)

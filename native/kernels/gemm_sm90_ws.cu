@@ -94,6 +94,7 @@ using detail::mbar_arrive_expect_tx;
 using detail::mbar_expect_tx;
 using detail::mbar_init;
 using detail::mbar_wait;
+using detail::keep_regs;
 
 __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
   asm volatile(
@@ -151,18 +152,6 @@ __device__ __forceinline__ void cluster_sync() {
 }
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 
-template <int R>
-__device__ __forceinline__ void keep_regs(uint32_t (&r)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(r[i])::"memory");
-}
-template <int A, int B>
-__device__ __forceinline__ void keep_acc(float (&r)[A][B]) {
-#pragma unroll
-  for (int a = 0; a < A; ++a)
-#pragma unroll
-    for (int i = 0; i < B; ++i) asm volatile("" : "+f"(r[a][i])::"memory");
-}
 
 // The work units of block c in order: its round-robin tiles, then its stream-K range cut at tile edges.
 struct Units {
@@ -399,7 +388,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
         }
       }
       detail::wgmma_wait<0>();
-      keep_acc(acc);
+      keep_regs(acc);
       keep_regs(fa);
       keep_regs(fb);
       release((q + kStages - 1) % kStages);

@@ -24,6 +24,32 @@ template <int N>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+// Keeps registers live and unmoved up to this point: fragments and accumulators that an in-flight wgmma reads or
+// writes must not be reused or spilled before the wgmma.wait_group that retires it (an empty asm that "writes" them).
+template <int R>
+__device__ __forceinline__ void keep_regs(uint32_t (&r)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+r"(r[i])::"memory");
+}
+template <int R>
+__device__ __forceinline__ void keep_regs(float (&r)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+template <int A, int B>
+__device__ __forceinline__ void keep_regs(uint32_t (&r)[A][B]) {
+#pragma unroll
+  for (int a = 0; a < A; ++a)
+#pragma unroll
+    for (int i = 0; i < B; ++i) asm volatile("" : "+r"(r[a][i])::"memory");
+}
+template <int A, int B>
+__device__ __forceinline__ void keep_regs(float (&r)[A][B]) {
+#pragma unroll
+  for (int a = 0; a < A; ++a)
+#pragma unroll
+    for (int i = 0; i < B; ++i) asm volatile("" : "+f"(r[a][i])::"memory");
+}
 // Byte offset of 16-byte chunk `ch` of row `row` in a 128-byte-swizzled tile.
 __device__ __forceinline__ int swz(int row, int ch) { return row * 128 + ((ch ^ (row & 7)) << 4); }
 
