@@ -64,7 +64,7 @@ __device__ __forceinline__ void storePair<uint8_t>(uint8_t* dst, float a, float 
 
 // ROW_GRID: a grid row per token (blockIdx.y) and one item per thread, with no 64-bit division (launcher: up to
 // 65535 tokens); otherwise a grid-stride loop over every item.
-template <typename KV, bool ROW_GRID>
+template <typename KV>
 __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* __restrict__ positions,
                                   const int32_t* __restrict__ slotMapping, const int32_t* __restrict__ tokenSeqLen,
                                   const float2* __restrict__ cosSinTable, half* __restrict__ qOut,
@@ -78,8 +78,10 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
   const size_t perToken = static_cast<size_t>(heads) * quarter;
   const size_t total = perToken * numTokens;
   const int width = heads * headDim;
-  // Item r of token t: the rotation pair (i, i + 1) / (i + halfDim, i + halfDim + 1) of one head of q, k or v.
-  auto item = [&](const int t, const int r) {
+  for (size_t k = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; k < total;
+       k += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const int t = static_cast<int>(k / perToken);
+    const int r = static_cast<int>(k % perToken);
     const int head = r / quarter;
     const int i = 2 * (r % quarter);
     const half* x = qkv + static_cast<size_t>(t) * width + static_cast<size_t>(head) * headDim;
@@ -99,7 +101,7 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
           storePair(v + i + halfDim, h.x, h.y);
         }
       }
-      return;
+      continue;
     }
     float c[2], s[2];
     const int position = positions[t];
@@ -125,7 +127,7 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
       } else if (slot >= 0) {
         dst = kCache + cacheRow + static_cast<size_t>(head - numHeads) * headDim;
       } else {
-        return;
+        continue;
       }
       *reinterpret_cast<half2*>(dst + i) = y1;
       *reinterpret_cast<half2*>(dst + i + halfDim) = y2;
@@ -142,15 +144,17 @@ __global__ void ropeKvWriteKernel(const half* __restrict__ qkv, const int32_t* _
         storePair(dst + i + halfDim, y2a, y2b);
       }
     }
-  };
-  if constexpr (ROW_GRID) {
-    const int r = blockIdx.x * blockDim.x + threadIdx.x;
-    if (r < static_cast<int>(perToken)) item(static_cast<int>(blockIdx.y), r);
-  } else {
-    for (size_t k = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; k < total;
-         k += static_cast<size_t>(gridDim.x) * blockDim.x)
-      item(static_cast<int>(k / perToken), static_cast<int>(k % perToken));
   }
+}
+
+// Eight values as E4M3 bytes, in order.
+__device__ __forceinline__ uint2 e4m3x8_from_float8(const float (&v)[8]) {
+  uint32_t w[2];
+#pragma unroll
+  for (int k = 0; k < 2; ++k)
+    w[k] = awqk::detail::e4m3x2_from_float2(v[4 * k], v[4 * k + 1]) |
+           (uint32_t)awqk::detail::e4m3x2_from_float2(v[4 * k + 2], v[4 * k + 3]) << 16;
+  return make_uint2(w[0], w[1]);
 }
 
 // Eight rotate-half pairs an item (headDim % 16 == 0): elements i..i+7 and i+headDim/2..+7 of one head of one token
@@ -186,16 +190,17 @@ __global__ void ropeKvWriteWideKernel(const half* __restrict__ qkv, const int32_
     } else {
       const half2* lo2 = reinterpret_cast<const half2*>(&loRaw);
       const half2* hi2 = reinterpret_cast<const half2*>(&hiRaw);
-      uint16_t lo8[4], hi8[4];
+      float lo[8], hi[8];
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const float2 l = __half22float2(lo2[k]), h = __half22float2(hi2[k]);
-        lo8[k] = awqk::detail::e4m3x2_from_float2(l.x, l.y);
-        hi8[k] = awqk::detail::e4m3x2_from_float2(h.x, h.y);
+        lo[2 * k] = l.x;
+        lo[2 * k + 1] = l.y;
+        hi[2 * k] = h.x;
+        hi[2 * k + 1] = h.y;
       }
-      *reinterpret_cast<uint2*>(v + i) = make_uint2(lo8[0] | (uint32_t)lo8[1] << 16, lo8[2] | (uint32_t)lo8[3] << 16);
-      *reinterpret_cast<uint2*>(v + i + halfDim) =
-          make_uint2(hi8[0] | (uint32_t)hi8[1] << 16, hi8[2] | (uint32_t)hi8[3] << 16);
+      *reinterpret_cast<uint2*>(v + i) = e4m3x8_from_float8(lo);
+      *reinterpret_cast<uint2*>(v + i + halfDim) = e4m3x8_from_float8(hi);
     }
     return;
   }
@@ -251,14 +256,8 @@ __global__ void ropeKvWriteWideKernel(const half* __restrict__ qkv, const int32_
     *reinterpret_cast<uint4*>(dst + i) = halves(y1);
     *reinterpret_cast<uint4*>(dst + i + halfDim) = halves(y2);
   } else {  // the key encoded from its fp32 value
-    uint16_t a[4], b[4];
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      a[k] = awqk::detail::e4m3x2_from_float2(y1[2 * k], y1[2 * k + 1]);
-      b[k] = awqk::detail::e4m3x2_from_float2(y2[2 * k], y2[2 * k + 1]);
-    }
-    *reinterpret_cast<uint2*>(dst + i) = make_uint2(a[0] | (uint32_t)a[1] << 16, a[2] | (uint32_t)a[3] << 16);
-    *reinterpret_cast<uint2*>(dst + i + halfDim) = make_uint2(b[0] | (uint32_t)b[1] << 16, b[2] | (uint32_t)b[3] << 16);
+    *reinterpret_cast<uint2*>(dst + i) = e4m3x8_from_float8(y1);
+    *reinterpret_cast<uint2*>(dst + i + halfDim) = e4m3x8_from_float8(y2);
   }
 }
 
@@ -285,12 +284,6 @@ void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t*
                        void* vCache, awqk::KvCacheDtype kvDtype, int numTokens, int numHeads, int numKvHeads,
                        int headDim, const RopeParams& rope, cudaStream_t stream) {
   if (numTokens == 0) return;
-  const size_t perToken = static_cast<size_t>(numHeads + 2 * numKvHeads) * (headDim / 4);
-  const size_t items = static_cast<size_t>(numTokens) * perToken;
-  // A grid row per token (the grid-stride loop only past the grid's 65535 rows).
-  const bool rowGrid = numTokens <= 65535;
-  const dim3 grid = rowGrid ? dim3(static_cast<unsigned>((perToken + 255) / 256), static_cast<unsigned>(numTokens))
-                            : dim3(static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16)));
   if (headDim % 16 == 0 && numTokens <= 65535) {
     const int wideItems = (numHeads + 2 * numKvHeads) * (headDim / 16);
     const dim3 wideGrid(static_cast<unsigned>((wideItems + 127) / 128), static_cast<unsigned>(numTokens));
@@ -307,19 +300,18 @@ void launchRopeKvWrite(const half* qkv, const int32_t* positions, const int32_t*
     checkLaunch("rope_kv_write", stream);
     return;
   }
-  auto launch = [&](auto kernel, auto* kc, auto* vc) {
-    return awqk::pdl_launch_kernel(kernel, grid, dim3(256), 0, stream, qkv, positions, slotMapping, tokenSeqLen,
-                                   cosSinTable, qOut, kc, vc, numTokens, numHeads, numKvHeads, headDim, rope);
-  };
+  // Head dims not a multiple of 16, or more tokens than a grid has rows: a grid-stride loop, 2 pairs an item.
+  const size_t items = static_cast<size_t>(numTokens) * (numHeads + 2 * numKvHeads) * (headDim / 4);
+  const unsigned blocks = static_cast<unsigned>(std::min<size_t>((items + 255) / 256, 132 * 16));
   if (kvDtype == awqk::KvCacheDtype::Fp8E4m3) {
-    auto* kc = static_cast<uint8_t*>(kCache);
-    auto* vc = static_cast<uint8_t*>(vCache);
-    cudaCheck(rowGrid ? launch(ropeKvWriteKernel<uint8_t, true>, kc, vc) : launch(ropeKvWriteKernel<uint8_t, false>, kc, vc),
+    cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel<uint8_t>, dim3(blocks), dim3(256), 0, stream, qkv, positions,
+                                      slotMapping, tokenSeqLen, cosSinTable, qOut, static_cast<uint8_t*>(kCache),
+                                      static_cast<uint8_t*>(vCache), numTokens, numHeads, numKvHeads, headDim, rope),
               "rope_kv_write launch");
   } else {
-    auto* kc = static_cast<half*>(kCache);
-    auto* vc = static_cast<half*>(vCache);
-    cudaCheck(rowGrid ? launch(ropeKvWriteKernel<half, true>, kc, vc) : launch(ropeKvWriteKernel<half, false>, kc, vc),
+    cudaCheck(awqk::pdl_launch_kernel(ropeKvWriteKernel<half>, dim3(blocks), dim3(256), 0, stream, qkv, positions,
+                                      slotMapping, tokenSeqLen, cosSinTable, qOut, static_cast<half*>(kCache),
+                                      static_cast<half*>(vCache), numTokens, numHeads, numKvHeads, headDim, rope),
               "rope_kv_write launch");
   }
   checkLaunch("rope_kv_write", stream);

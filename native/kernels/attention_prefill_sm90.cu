@@ -62,7 +62,8 @@ __device__ __forceinline__ void wgmma_rs_m64n128k16_nmajor(float* d, const uint3
 }
 
 // N-major, 128-byte-swizzled B operand: 64 N-elements (one 128 B row) per swizzle row, 8 rows (k) an atom;
-// lbo = bytes between the 64-element groups along N, sbo = bytes between the 8-row groups along K.
+// lbo = bytes between the 64-element groups along N, sbo = bytes between the 8-row groups along K (kernel checks
+// pass with them on the H100, 2026-12-06b).
 __device__ __forceinline__ uint64_t sw128_nmajor_desc(const void* p, uint32_t lbo, uint32_t sbo) {
   const uint32_t a = detail::smem_addr(p);
   return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)((lbo >> 4) & 0x3FFF) << 16) |
@@ -81,24 +82,21 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
 }
 #endif
 
-// vSwap: the V descriptor's two strides exchanged (AWQ_ATTN_WGMMA_VSWAP=1), a diagnostic for the N-major layout.
-// MODE 0: each tile's S, softmax and P V in turn, a block barrier a tile. MODE 1 (PIPE): S of the next tile is issued
-// before the exp of this one (two score buffers), so the tensor cores work through it. MODE 2 (ping-pong, fp16 cache
-// only): no block barrier in the loop (a full / empty mbarrier pair per ring stage: the warpgroups run apart), and
-// the two warpgroups take turns issuing their wgmmas (S of the next tile and P V of this one back to back), so one
-// warpgroup's softmax runs while the other's products occupy the tensor cores (flash-attention 3's schedule).
+// Two schedules. Pipelined (PP off): a block barrier a tile, and S of the next tile issued before the exp of this one
+// (two score buffers), so the tensor cores work through it. Ping-pong (PP, fp16 cache only): no block barrier in
+// the loop (a full / empty mbarrier pair per ring stage: the warpgroups run apart), and the two warpgroups take
+// turns issuing their wgmmas (S of the next tile and P V of this one back to back), so one warpgroup's softmax runs
+// while the other's products occupy the tensor cores (flash-attention 3's schedule).
 // KV: __half (fp16 cache) or uint8_t (FP8 E4M3 cache, widened to fp16 in shared memory: exact).
-template <int MODE, typename KV>
+template <bool PP, typename KV>
 __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
-    const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, int vSwap,
-    __half* __restrict__ out) {
+    const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, __half* __restrict__ out) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr bool PIPE = MODE == 1;
-  static_assert(MODE != 2 || sizeof(KV) == 2, "ping-pong reads the fp16 ring directly");
+  static_assert(!PP || sizeof(KV) == 2, "ping-pong reads the fp16 ring directly");
   extern __shared__ __align__(16) unsigned char smraw[];
-  __shared__ uint64_t fullBar[kStages], emptyBar[kStages];  // MODE 2: stage landed / released by both warpgroups
+  __shared__ uint64_t fullBar[kStages], emptyBar[kStages];  // PP: stage landed / released by both warpgroups
   unsigned char* ring = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smraw) + 1023) & ~uintptr_t(1023));
 
   const int seq = blockIdx.z, head = blockIdx.y;
@@ -200,7 +198,6 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
 #pragma unroll
   for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
   float mrow[2] = {-1e30f, -1e30f}, lrow[2] = {0.f, 0.f};
-  const uint32_t vLbo = vSwap ? 1024u : (uint32_t)kHalfBytes, vSbo = vSwap ? (uint32_t)kHalfBytes : 1024u;
 
   // S = Q K^T of tile `tile` into `sacc` (issued, not waited for).
   auto issue_s = [&](int tile, float(&sacc)[kBKV / 2]) {
@@ -263,17 +260,13 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   // O += P V of tile `tile` (issued, not waited for).
   auto issue_pv = [&](int tile, uint32_t(&pa)[kBKV / 16][4]) {
     const unsigned char* Vs = operands(tile) + kTileBytes;
-    detail::wgmma_fence();  // (no register-pinning asm here: under PIPE an S wgmma is in flight)
+    detail::wgmma_fence();  // (no register-pinning asm here: an S wgmma may be in flight)
 #pragma unroll
-    for (int kk2 = 0; kk2 < kBKV / 16; ++kk2)
-      wgmma_rs_m64n128k16_nmajor(o, pa[kk2], sw128_nmajor_desc(Vs + kk2 * 16 * 128, vLbo, vSbo));
+    for (int kk2 = 0; kk2 < kBKV / 16; ++kk2)  // 64-d groups of V a half apart (N), 8-key groups 1 KB apart (K)
+      wgmma_rs_m64n128k16_nmajor(o, pa[kk2], sw128_nmajor_desc(Vs + kk2 * 16 * 128, kHalfBytes, 1024));
     detail::wgmma_commit();
   };
-  // Tile `tile` landed for every thread of the block (its cp.async group, then the block barrier), and tile +
-  // kAhead loaded into the stage of tile - 1 (PIPE: tile - 2), every wgmma reading which was waited for before.
-  // FP8: the raw tile is widened into fp16 stage tile & 1 (last read by tile - 2, or under PIPE tile - 2 as well:
-  // its wgmmas were waited for before this call), then a second barrier.
-  // MODE 2. Tile x's loads are issued by every thread kPpAhead tiles before either warpgroup computes it (after both
+  // Ping-pong. Tile x's loads are issued by every thread kPpAhead tiles before either warpgroup computes it (after both
   // released the stage's previous tile, x - kStages), each thread's share counted on fullBar[x % kStages] as its
   // copies land; a warpgroup waits for that, computes, and its warps release the stage on emptyBar. Turns: named
   // barrier 1 + w is warpgroup w's; warpgroup 1 hands warpgroup 0 its first turn, and each hands the other the
@@ -360,62 +353,42 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       release(x);
     }
   };
-  int pgNext[kPg];  // cache blocks of the next tile to load
-  if constexpr (MODE == 2) {
-    pingpong(pgNext);
-  } else {
-  // kAhead: tiles in flight beyond the one computed (PIPE computes two tiles' stages at once).
-  constexpr int kAhead = PIPE ? kStages - 2 : kStages - 1;
-  auto arrive = [&](int tile) {
-    detail::cp_async_wait<kAhead - 1>();
-    if constexpr (!kFp8) detail::fence_proxy_async();
-    __syncthreads();
-    if (tile + kAhead < nTiles) {
-      load_kv((tile + kAhead) % kStages, tile + kAhead, pgNext);
-      fetch_pages(tile + kAhead + 1, pgNext);
-    }
-    detail::cp_async_commit();
-    if constexpr (kFp8) {
-      widen(tile % kStages, tile & 1);
-      detail::fence_proxy_async();
+  auto pipelined = [&](int(&pg)[kPg]) {
+    // Pipelined. Tile `tile` landed for every thread of the block (its cp.async group, then the block barrier), and
+    // tile + kAhead loaded into the stage of tile - 2, every wgmma reading which was waited for before. FP8: the raw
+    // tile is widened into fp16 stage tile & 1 (last read by tile - 2, its wgmmas waited for), then a second barrier.
+    constexpr int kAhead = kStages - 2;  // tiles in flight beyond the two computed at once
+    auto arrive = [&](int tile) {
+      detail::cp_async_wait<kAhead - 1>();
+      if constexpr (!kFp8) detail::fence_proxy_async();
       __syncthreads();
-    }
-  };
-
+      if (tile + kAhead < nTiles) {
+        load_kv((tile + kAhead) % kStages, tile + kAhead, pg);
+        fetch_pages(tile + kAhead + 1, pg);
+      }
+      detail::cp_async_commit();
+      if constexpr (kFp8) {
+        widen(tile % kStages, tile & 1);
+        detail::fence_proxy_async();
+        __syncthreads();
+      }
+    };
 #pragma unroll
-  for (int s = 0; s < kAhead; ++s) {
-    if (s < nTiles) {
-      fetch_pages(s, pgNext);
-      load_kv(s, s, pgNext);
+    for (int s = 0; s < kAhead; ++s) {
+      if (s < nTiles) {
+        fetch_pages(s, pg);
+        load_kv(s, s, pg);
+      }
+      detail::cp_async_commit();
     }
-    detail::cp_async_commit();
-  }
-  fetch_pages(kAhead, pgNext);
-  uint32_t pa[kBKV / 16][4];
-  if (!PIPE) {
-    for (int tile = 0; tile < nTiles; ++tile) {
-      arrive(tile);
-      if (tile >= myTiles) continue;  // the warpgroup's queries see no key of this tile (warpgroup-uniform)
-      float sacc[kBKV / 2], alpha[2];
-      issue_s(tile, sacc);
-      detail::wgmma_wait<0>();
-      detail::keep_regs(sacc);
-      softmax_max(tile, sacc, alpha);
-      rescale_o(alpha);
-      detail::keep_regs(sacc);
-      softmax_exp(sacc, pa);
-      issue_pv(tile, pa);
-      detail::wgmma_wait<0>();
-      detail::keep_regs(o);
-      detail::keep_regs(pa);
-    }
-  } else {
+    fetch_pages(kAhead, pg);
+    uint32_t pa[kBKV / 16][4];
     // The exp half of tile's softmax runs while the tensor cores compute the S of tile + 1; the two score buffers
     // alternate, so the loop body is written for a pair of tiles.
     float sa[kBKV / 2], sb[kBKV / 2];
     auto step = [&](int tile, float(&cur)[kBKV / 2], float(&next)[kBKV / 2]) {
       if (tile + 1 < nTiles) arrive(tile + 1);
-      if (tile >= myTiles) return;
+      if (tile >= myTiles) return;  // the warpgroup's queries see no key of this tile (warpgroup-uniform)
       float alpha[2];
       softmax_max(tile, cur, alpha);
       rescale_o(alpha);
@@ -440,8 +413,12 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       step(tile, sa, sb);
       if (tile + 1 < nTiles) step(tile + 1, sb, sa);
     }
-  }
-  }
+  };
+  int pgNext[kPg];  // cache blocks of the next tile to load
+  if constexpr (PP)
+    pingpong(pgNext);
+  else
+    pipelined(pgNext);
   detail::cp_async_wait<0>();
 
   detail::store_attention_rows<kD>([&](int j, int e) { return o[4 * j + e]; }, lrow, out, qs, qLen, rowA, rowB, head,
@@ -460,12 +437,10 @@ bool env_flag(const char* name, bool dflt) {
 
 }  // namespace
 
-// AWQ_ATTN_PREFILL_WGMMA=0 turns the kernel off (attention.cu's mma.sync kernel takes every prefill);
-// AWQ_ATTN_WGMMA_VSWAP=1 exchanges the V descriptor's strides (a diagnostic of the N-major layout);
-// The fp16 cache takes the ping-pong schedule (the kernel's MODE 2; H100, 2026-12-06b: 316-319 TFLOP/s at 4096
-// tokens against PIPE's 307-309, in both passes; AWQ_ATTN_WGMMA_PP=0 turns it off); the FP8 cache (and the fp16 one
-// with PP off) PIPE; AWQ_ATTN_WGMMA_PIPE=0 computes each tile's S, exp and P V in turn (see the kernel's PIPE; H100, 2026-12-06: the
-// pipelined loop 320-325 TFLOP/s at 4096 tokens, in turn 302-306).
+// AWQ_ATTN_PREFILL_WGMMA=0 turns the kernel off (attention.cu's mma.sync kernel takes every prefill). The fp16 cache
+// takes the ping-pong schedule (H100, 2026-12-06b: 316-319 TFLOP/s at 4096 tokens against the pipelined 307-309, in
+// both passes; AWQ_ATTN_WGMMA_PP=0 the pipelined one), the FP8 cache the pipelined one. (Each tile's S, exp and P V
+// in turn, timed the same day, ran 302-306 and was dropped.)
 bool prefill_attention_sm90_enabled() {
   static const bool v = env_flag("AWQ_ATTN_PREFILL_WGMMA", true);
   return v && hopper_device();
@@ -477,8 +452,6 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
                                          int numKvHeads, int headDim, float scale, __half* out, cudaStream_t stream) {
   if (headDim != kD || !hopper_device()) return cudaErrorNotSupported;
   if (kvDtype != KvCacheDtype::Fp16 && kvDtype != KvCacheDtype::Fp8E4m3) return cudaErrorInvalidValue;
-  static const int vSwap = env_flag("AWQ_ATTN_WGMMA_VSWAP", false) ? 1 : 0;
-  static const bool pipe = env_flag("AWQ_ATTN_WGMMA_PIPE", true);
   static const bool pp = env_flag("AWQ_ATTN_WGMMA_PP", true);
   auto launch = [&](auto kernel, auto* kcT, int smem) {
     static unsigned long long configured = 0;  // one bit per device (one per kernel instance)
@@ -493,20 +466,18 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
     using T = std::remove_const_t<std::remove_pointer_t<decltype(kcT)>>;
     dim3 grid((maxQueryLen + kBQ - 1) / kBQ, numHeads, numSeqs);
     kernel<<<grid, 256, smem, stream>>>(q, kcT, static_cast<const T*>(vc), blockTables, maxBlocksPerSeq, queryStarts,
-                                        contextLens, numHeads, numKvHeads, scale * 1.4426950408889634f, vSwap, out);
+                                        contextLens, numHeads, numKvHeads, scale * 1.4426950408889634f, out);
     return cudaGetLastError();
   };
   if (kvDtype == KvCacheDtype::Fp8E4m3) {
     const auto* k8 = static_cast<const uint8_t*>(kc);
     constexpr int smem = smem_bytes<uint8_t>();
-    return pipe ? launch(prefill_attention_sm90_kernel<1, uint8_t>, k8, smem)
-                : launch(prefill_attention_sm90_kernel<0, uint8_t>, k8, smem);
+    return launch(prefill_attention_sm90_kernel<false, uint8_t>, k8, smem);
   }
   const auto* k16 = static_cast<const __half*>(kc);
   constexpr int smem = smem_bytes<__half>();
-  if (pp) return launch(prefill_attention_sm90_kernel<2, __half>, k16, smem);
-  return pipe ? launch(prefill_attention_sm90_kernel<1, __half>, k16, smem)
-              : launch(prefill_attention_sm90_kernel<0, __half>, k16, smem);
+  return pp ? launch(prefill_attention_sm90_kernel<true, __half>, k16, smem)
+            : launch(prefill_attention_sm90_kernel<false, __half>, k16, smem);
 }
 
 }  // namespace awqk

@@ -9,7 +9,7 @@ test("unset, empty and accepted values pass", () => {
   checkNativeSwitches({ AWQ_GEMM_WS: "1", AWQ_GEMM_WS_VARIANT: "5", AWQ_CUDA_SPLIT_STEP: "0" });
   checkNativeSwitches({ AWQ_GEMM_WS_TMAW: "2", AWQ_GEMM_WS_MIN_ROWS: "1", AWQ_GEMM_WS_VARIANT: "9" });
   checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "128", AWQ_ATTN_PREFILL_MASKSKIP: "1" });
-  checkNativeSwitches({ AWQ_ATTN_PREFILL_WGMMA: "0", AWQ_ATTN_WGMMA_PIPE: "0", AWQ_GEMM_WS_PAIRSTORE: "0" });
+  checkNativeSwitches({ AWQ_ATTN_PREFILL_WGMMA: "0", AWQ_ATTN_WGMMA_PP: "0" });
 });
 
 test("a misspelt value is refused, naming the variable, what it changes and the values it takes", () => {

@@ -41,28 +41,13 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   { name: "AWQ_GEMM_WS_MIN_ROWS", what: "the fewest rows it takes (9 by default)", range: [1, 1 << 20] },
   {
-    name: "AWQ_GEMM_WS_PAIRSTORE",
-    what: "its epilogue stores output pairs as half2 (on by default)",
-    values: ON_OFF,
-  },
-  {
     name: "AWQ_ATTN_PREFILL_WGMMA",
     what: "the wgmma prefill attention on Hopper (fp16 cache, head dim 128; on by default)",
     values: ON_OFF,
   },
   {
-    name: "AWQ_ATTN_WGMMA_PIPE",
-    what: "its next tile's scores computed during this tile's softmax (on by default)",
-    values: ON_OFF,
-  },
-  {
     name: "AWQ_ATTN_WGMMA_PP",
-    what: "its ping-pong schedule for the fp16 cache (warpgroups taking turns; on by default)",
-    values: ON_OFF,
-  },
-  {
-    name: "AWQ_ATTN_WGMMA_VSWAP",
-    what: "its V descriptor's strides exchanged (a layout diagnostic; wrong results when on)",
+    what: "its ping-pong schedule for the fp16 cache (warpgroups taking turns; on by default; 0: pipelined)",
     values: ON_OFF,
   },
   {
