@@ -25,7 +25,7 @@ if [[ $ws_rc -eq 0 ]]; then gemm_ws=1; else gemm_ws=0; echo "(3) will run with A
 AWQ_WS_VARIANTS=45 timeout 60 "$kt" --gemm-ws --no-bench 2>&1 | grep -v " ok$" | tail -n 20
 echo "(2b) rc=${PIPESTATUS[0]}"
 echo "== (3) conformance with every new path on"
-AWQ_ATTN_DECODE=grouped AWQ_GEMM_WS=$gemm_ws AWQ_GEMV_SILU=1 AWQ_GEMV_ADDNORM=1 \
+AWQ_ATTN_DECODE=grouped AWQ_GEMM_WS=$gemm_ws AWQ_GEMV_ADDNORM=1 \
   AWQ_CUDA_SPLIT_STEP=1 timeout 300 node --test dist/test/gpu/conformance-cuda.test.js 2>&1 |
   grep -E "^# (tests|pass|fail|skipped)|not ok|Error" | head -n 30
 echo "(3) rc=${PIPESTATUS[0]}"

@@ -185,7 +185,9 @@ class Engine {
   void checkLayerIndex(WeightSlot slot, int layer) const;
   LinearWeight& linearFor(WeightSlot slot, int layer);
   DeviceBuffer& vectorFor(WeightSlot slot, int layer, size_t* expectedElements);
-  void repackAwq(LinearWeight& target, const std::vector<LinearPart>& parts, const std::string& what);
+  // interleaveGlu (gate|up of two equal parts): the outputs interleaved by 8 before the repack (gluInterleaved).
+  void repackAwq(LinearWeight& target, const std::vector<LinearPart>& parts, const std::string& what,
+                 bool interleaveGlu);
   void uploadDense(LinearWeight& target, const std::vector<LinearPart>& parts, const std::string& what);
   void uploadHalf(const HostTensor& tensor, half* dst, size_t elements);
   void randomLinear(LinearWeight& target, int in, int out, uint32_t seed);

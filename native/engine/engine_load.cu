@@ -188,7 +188,9 @@ void Engine::uploadLinear(WeightSlot slot, int layer, const std::vector<LinearPa
   const std::string what = std::string(weightSlotName(slot)) + " of layer " + std::to_string(layer);
   if (target.loaded()) weightBytes_ -= target.data.bytes();
   if (parts[0].awq) {
-    repackAwq(target, parts, what);
+    const bool glu = slot == WeightSlot::GateUp && parts.size() == 2 && parts[0].qweight.shape.size() == 2 &&
+                     parts[1].qweight.shape.size() == 2 && parts[0].qweight.shape[1] == parts[1].qweight.shape[1];
+    repackAwq(target, parts, what, glu);
   } else {
     uploadDense(target, parts, what);
   }
@@ -196,7 +198,8 @@ void Engine::uploadLinear(WeightSlot slot, int layer, const std::vector<LinearPa
   cudaCheck(cudaStreamSynchronize(stream_), "upload of " + what);
 }
 
-void Engine::repackAwq(LinearWeight& target, const std::vector<LinearPart>& parts, const std::string& what) {
+void Engine::repackAwq(LinearWeight& target, const std::vector<LinearPart>& parts, const std::string& what,
+                       bool interleaveGlu) {
   const int group = dims_.groupSize;
   if (group <= 0) throw std::invalid_argument(what + ": AWQ tensors given but the model has no quantization config");
   const int64_t in = parts[0].qweight.shape.size() == 2 ? parts[0].qweight.shape[0] : -1;
@@ -239,6 +242,26 @@ void Engine::repackAwq(LinearWeight& target, const std::vector<LinearPart>& part
   target.in = static_cast<int>(in);
   target.out = static_cast<int>(out);
   target.group = group;
+  target.gluInterleaved = interleaveGlu;
+  if (interleaveGlu) {
+    // [gate | up] -> gate 0..7, up 0..7, gate 8..15, ...: one packed int32 column (8 outputs) of qweight and qzeros,
+    // 8 scales (4 units), per block. The kernels then compute the outputs in this order (see LinearWeight).
+    const int blocks = static_cast<int>(packedCols / 2);
+    DeviceBuffer q2, z2, s2;
+    q2.allocate(qweight.bytes(), "interleaved qweight of " + what);
+    z2.allocate(qzeros.bytes(), "interleaved qzeros of " + what);
+    s2.allocate(scales.bytes(), "interleaved scales of " + what);
+    launchInterleaveColumnBlocks(qweight.as<uint32_t>(), q2.as<uint32_t>(), static_cast<size_t>(in), blocks, 1,
+                                 stream_);
+    launchInterleaveColumnBlocks(qzeros.as<uint32_t>(), z2.as<uint32_t>(), static_cast<size_t>(in / group), blocks, 1,
+                                 stream_);
+    launchInterleaveColumnBlocks(scales.as<uint32_t>(), s2.as<uint32_t>(), static_cast<size_t>(in / group), blocks, 4,
+                                 stream_);
+    cudaCheck(cudaStreamSynchronize(stream_), "gate|up interleave of " + what);
+    qweight = std::move(q2);
+    qzeros = std::move(z2);
+    scales = std::move(s2);
+  }
   target.data.allocate(awqk::awq_packed_bytes(target.in, target.out, group), "packed " + what);
   cudaCheck(awqk::awq_repack(qweight.as<int32_t>(), qzeros.as<int32_t>(), scales.as<half>(), target.in, target.out,
                              group, target.data.get(), stream_),
@@ -320,6 +343,7 @@ void Engine::initRandomWeights(uint32_t seed) {
     randomLinear(layer.qkv, d.hidden, d.qkvWidth(), s += 11);
     randomLinear(layer.o, d.numHeads * d.headDim, d.hidden, s += 11);
     randomLinear(layer.gateUp, d.hidden, 2 * d.intermediate, s += 11);
+    layer.gateUp.gluInterleaved = layer.gateUp.awq();  // random values: any order; the one loaded checkpoints get
     randomLinear(layer.down, d.intermediate, d.hidden, s += 11);
   }
   if (!d.tiedEmbeddings) {

@@ -64,12 +64,15 @@ void Engine::forward(const ForwardShape& s) {
   hooks.gateUpSilu = [&](const half* x, int rows, half* act) {
     const LinearWeight& gu = weights_.layers[l].linear(LayerLinear::GateUp);
     if (!gu.awq()) return false;
-    const cudaError_t status = awqk::awq_linear_silu(x, rows, gu.ptr(), gu.in, gu.out, gu.group, act, stream_);
+    if (!gu.gluInterleaved) return false;
+    const cudaError_t status = awqk::awq_linear_silu(x, rows, gu.ptr(), gu.in, gu.out, gu.group, act, stream_,
+                                                     ws_->linearWork.get(), ws_->linearWork.bytes());
     if (status == cudaErrorNotSupported) return false;
     cudaCheck(status, "awq_linear_silu gate_up_proj (m=" + std::to_string(rows) + ")");
     if (syncAfterLaunch()) checkLaunch("awq_linear_silu", stream_);
     return true;
   };
+  hooks.gateUpInterleaved = [&] { return weights_.layers[l].linear(LayerLinear::GateUp).gluInterleaved; };
   hooks.linearAddNorm = [&](LayerLinear which, const half* x, int rows, half* y, float* res, const half* normWeight,
                             float eps, half* normed) {
     const LinearWeight& lw = weights_.layers[l].linear(which);

@@ -68,7 +68,8 @@ void LayerRunner::runMlpBlock(const half* pendingDelta, const half* postNorm, co
   end();
   if (!fused) {
     begin("silu_mul");
-    launchSiluMul(acts_.big, acts_.act, numTokens_, d.intermediate, stream_);
+    const bool interleaved = hooks_.gateUpInterleaved && hooks_.gateUpInterleaved();
+    launchSiluMul(acts_.big, acts_.act, numTokens_, d.intermediate, interleaved, stream_);
     launched("silu_mul");
     end();
   }

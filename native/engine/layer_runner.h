@@ -73,6 +73,8 @@ struct LayerHooks {
    * having launched nothing, where no fused kernel applies (the runner then runs the gate|up linear and SiLU).
    */
   std::function<bool(const half* x, int rows, half* act)> gateUpSilu;
+  /** Optional: true where this layer's gate|up linear writes its outputs interleaved by 8 (see launchSiluMul). */
+  std::function<bool()> gateUpInterleaved;
   /**
    * Optional: y (rows, hidden) = x W of `which` (O or Down), then residual += y and normed = rmsnorm(residual) *
    * normWeight, in one launch. Returns false, having launched nothing, where no fused kernel applies.

@@ -31,6 +31,9 @@ struct LinearWeight {
   int group = 0;  // AWQ group size; 0 = dense fp16
   DeviceBuffer data;  // AWQ: awq_repack layout; dense: fp16 (out, in)
   const void* alias = nullptr;  // a weight owned elsewhere (tied lm_head = the embedding), when data is empty
+  // AWQ gate|up only: the outputs are interleaved by 8 (8 gate outputs, the 8 matching up outputs, ...), so that the
+  // two values of one SiLU product sit in the same 16-output tile (rows g and g + 8 of its mma fragments).
+  bool gluInterleaved = false;
   bool awq() const { return group > 0; }
   bool loaded() const { return !data.empty() || alias != nullptr; }
   const void* ptr() const { return data.empty() ? alias : data.get(); }
@@ -41,7 +44,7 @@ struct LayerWeights {
   DeviceBuffer postNorm;   // (hidden) fp16
   LinearWeight qkv;        // in hidden, out (numHeads + 2 numKvHeads) headDim: q | k | v
   LinearWeight o;          // in numHeads headDim, out hidden
-  LinearWeight gateUp;     // in hidden, out 2 intermediate: gate | up
+  LinearWeight gateUp;     // in hidden, out 2 intermediate: gate | up (AWQ: interleaved by 8, gluInterleaved)
   LinearWeight down;       // in intermediate, out hidden
   const LinearWeight& linear(LayerLinear which) const {
     switch (which) {

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <stdexcept>
 
 #include "cuda_check.h"
 #include "hash32.cuh"
@@ -159,6 +160,46 @@ __global__ void siluMulVecKernel(const half* __restrict__ gateUp, half* __restri
   reinterpret_cast<uint4*>(act + tok * inter)[v] = ow;
 }
 
+// Gate|up interleaved by 8 (the AWQ gate_up weights' output order on the GPU): block b of a row is 8 gate values,
+// then the 8 matching up values; one 16-byte load of each, one 16-byte store. Tokens stride over grid rows.
+__global__ void siluMulInterleavedKernel(const half* __restrict__ gateUp, half* __restrict__ act, int inter,
+                                         int numTokens) {
+  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
+  awqk::detail::pdl_launch();
+  const int v = blockIdx.x * blockDim.x + threadIdx.x;  // 8-value group of the row
+  if (v >= inter / 8) return;
+  for (size_t tok = blockIdx.y; tok < static_cast<size_t>(numTokens); tok += gridDim.y) {
+    const uint4* row = reinterpret_cast<const uint4*>(gateUp + tok * 2 * inter);
+    const uint4 gw = row[2 * v];
+    const uint4 uw = row[2 * v + 1];
+    const half2* g2 = reinterpret_cast<const half2*>(&gw);
+    const half2* u2 = reinterpret_cast<const half2*>(&uw);
+    uint4 ow;
+    half2* o2 = reinterpret_cast<half2*>(&ow);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const float2 g = __half22float2(g2[k]);
+      const float2 u = __half22float2(u2[k]);
+      o2[k] = __floats2half2_rn(g.x / (1.f + expf(-g.x)) * u.x, g.y / (1.f + expf(-g.y)) * u.y);
+    }
+    reinterpret_cast<uint4*>(act + tok * inter)[v] = ow;
+  }
+}
+
+// dst row = a0 b0 a1 b1 ... from src row = [a | b] (blocks of unitsPerBlock 32-bit units).
+__global__ void interleaveColumnBlocksKernel(const uint32_t* __restrict__ src, uint32_t* __restrict__ dst, size_t rows,
+                                             int blocks, int unitsPerBlock) {
+  const size_t rowUnits = 2 * static_cast<size_t>(blocks) * unitsPerBlock;
+  const size_t n = rows * rowUnits;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const size_t r = i / rowUnits, c = i % rowUnits;  // c: destination unit of the row
+    const size_t b = c / (2 * unitsPerBlock), within = c % (2 * unitsPerBlock);
+    const size_t half = within / unitsPerBlock, u = within % unitsPerBlock;
+    dst[i] = src[r * rowUnits + half * blocks * unitsPerBlock + b * unitsPerBlock + u];
+  }
+}
+
 // Two values per thread (inter is even for every Llama); silu in f32 with an accurate exp.
 __global__ void siluMulKernel(const half* __restrict__ gateUp, half* __restrict__ act, int inter, size_t pairs) {
   awqk::detail::pdl_wait();  // launched with PDL (launch.h)
@@ -267,9 +308,18 @@ void launchAddRmsNorm(float* residual, const half* delta, const half* weight, ha
   checkLaunch("add_rmsnorm", stream);
 }
 
-void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cudaStream_t stream) {
+void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, bool interleaved8, cudaStream_t stream) {
   const size_t pairs = static_cast<size_t>(numTokens) * inter / 2;
   if (pairs == 0) return;
+  if (interleaved8) {
+    if (inter % 8 != 0) throw std::invalid_argument("silu_mul: gate|up interleaved by 8 needs inter % 8 == 0");
+    const int groups = inter / 8;
+    cudaCheck(awqk::pdl_launch_kernel(siluMulInterleavedKernel, dim3((groups + 255) / 256, std::min(numTokens, 65535)),
+                                      dim3(256), 0, stream, gateUp, act, inter, numTokens),
+              "silu_mul launch");
+    checkLaunch("silu_mul", stream);
+    return;
+  }
   if (inter % 8 == 0 && numTokens <= 65535) {
     const int groups = inter / 8;
     cudaCheck(awqk::pdl_launch_kernel(siluMulVecKernel, dim3((groups + 255) / 256, numTokens), dim3(256), 0, stream,
@@ -282,6 +332,14 @@ void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cuda
                                     pairs),
             "silu_mul launch");
   checkLaunch("silu_mul", stream);
+}
+
+void launchInterleaveColumnBlocks(const uint32_t* src, uint32_t* dst, size_t rows, int blocks, int unitsPerBlock,
+                                  cudaStream_t stream) {
+  const size_t n = rows * 2 * blocks * unitsPerBlock;
+  if (n == 0) return;
+  interleaveColumnBlocksKernel<<<gridFor(n, 256), 256, 0, stream>>>(src, dst, rows, blocks, unitsPerBlock);
+  checkLaunch("interleave_column_blocks", stream);
 }
 
 void launchBf16ToHalf(const uint16_t* in, half* out, size_t n, cudaStream_t stream) {

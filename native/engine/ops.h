@@ -23,8 +23,20 @@ void launchEmbedding(const int32_t* tokenIds, const half* embed, float* residual
 void launchAddRmsNorm(float* residual, const half* delta, const half* weight, half* out, const int32_t* rowIndex,
                       int numOut, int hidden, float eps, bool writeResidual, cudaStream_t stream);
 
-/** act[t][i] = fp16(silu(gateUp[t][i]) * gateUp[t][inter + i]).  gateUp (numTokens, 2 inter); act (numTokens, inter); inter even. */
-void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, cudaStream_t stream);
+/**
+ * act[t][i] = fp16(silu(gate) * up), gate and up read from gateUp (numTokens, 2 inter) as fp16. Halves
+ * (interleaved8 false): gate = gateUp[t][i], up = gateUp[t][inter + i]; inter even. Interleaved by 8 (the AWQ
+ * gate|up weights' output order on the GPU, see interleaveColumnBlocks): gate = gateUp[t][16 (i / 8) + i % 8],
+ * up = gateUp[t][16 (i / 8) + 8 + i % 8]; inter % 8 == 0. act (numTokens, inter).
+ */
+void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, bool interleaved8, cudaStream_t stream);
+
+/**
+ * Row r of src is [a | b], two halves of `blocks` blocks of `unitsPerBlock` 32-bit units each; row r of dst becomes
+ * a0 b0 a1 b1 ... (block by block). src and dst (rows, 2 blocks unitsPerBlock) uint32, distinct buffers.
+ */
+void launchInterleaveColumnBlocks(const uint32_t* src, uint32_t* dst, size_t rows, int blocks, int unitsPerBlock,
+                                  cudaStream_t stream);
 
 /** Converts n values of bf16 (Uint16 bits) or f32 to fp16 on the device. */
 void launchBf16ToHalf(const uint16_t* in, half* out, size_t n, cudaStream_t stream);

@@ -333,8 +333,7 @@ void bench_gemv() {
     int dist, mode;
   };
   const Pf pfs[] = {{0, 1}, {8, 1}, {16, 1}, {32, 1}, {64, 1}, {8, 2}, {16, 2}, {32, 2}};
-  setenv("AWQ_GEMV_SILU", "1", 0);  // the fused paths are off by default; read once per process
-  setenv("AWQ_GEMV_ADDNORM", "1", 0);
+  setenv("AWQ_GEMV_ADDNORM", "1", 0);  // the fused path is off by default; read once per process
   std::printf("\nDecode GEMV x L2 prefetch (us; graph replay, weights rotated; GB/s of the best at the end)\n");
   std::vector<std::unique_ptr<Weights>> ws;
   for (const Shape& s : kShapes)
@@ -402,7 +401,8 @@ void bench_gemv() {
     std::printf("\n");
   }
   CK(cudaFree(sink));
-  // One layer: qkv, o, gate_up (or gate_up + SiLU fused), down, each call on the next copy of its weights.
+  // One layer: qkv, o, gate_up, down (or o / down with the fused add + RMSNorm), each call on the next copy of its
+  // weights.
   std::printf("\nOne layer's linears back to back (us per layer, m = 1 / 8; graph replay of 8 layers)\n");
   float* res;
   __half *nw, *normed;
@@ -411,11 +411,10 @@ void bench_gemv() {
   CK(cudaMalloc(&normed, (size_t)8 * 5120 * 2));
   CK(cudaMemset(res, 0, (size_t)8 * 5120 * 4));
   fill_half(nw, 5120, 12, 0.5f, 1.5f);
-  for (int fuse = 0; fuse < 3; ++fuse) {
-    const bool silu = fuse >= 1, addNorm = fuse == 2;
+  for (int fuse = 0; fuse < 2; ++fuse) {
+    const bool addNorm = fuse == 1;
     for (const Pf& p : pfs) {
-      std::printf("  %-20s pf%d/%d", addNorm ? "silu + add_rmsnorm" : silu ? "gate_up+silu" : "plain", p.dist,
-                  p.mode);
+      std::printf("  %-20s pf%d/%d", addNorm ? "add_rmsnorm" : "plain", p.dist, p.mode);
       for (int m : {1, 8}) {
         awqk::awq_gemv_override({0, p.dist, p.mode});
         const double ms = time_ms(
@@ -423,9 +422,7 @@ void bench_gemv() {
               for (const auto& w : ws) {
                 const Shape& s = w->s;
                 void* wp = w->copies[i % w->copies.size()];
-                if (silu && s.out == 27648)
-                  CK(awqk::awq_linear_silu(x, m, wp, s.in, s.out, 128, y, st));
-                else if (addNorm && s.out == 5120 &&
+                if (addNorm && s.out == 5120 &&
                          awqk::awq_linear_add_rmsnorm(x, m, wp, s.in, s.out, 128, y, res, nw, 1e-5f, normed,
                                                       linear_ws(), awqk::linear_workspace_bytes(),
                                                       st) != cudaErrorNotSupported)

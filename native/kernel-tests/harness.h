@@ -110,6 +110,8 @@ bool test_awq_ws();
 void bench_gemm_ws();
 // Decode GEMV options of issue 13 (tests.cu / bench.cu; kernel-tests --gemv runs only these).
 bool test_gemv_fused();
+// The warp-specialized GEMM's gate|up + SiLU epilogue (awq_linear_silu), Hopper only.
+bool test_ws_glu();
 void bench_gemv();
 
 // Naive references (fp32 accumulation), in ref.cu.

@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   bool ok = true;
   if (gemmWs) {  // the warp-specialized prefill GEMM only: its checks, then its timings beside the current path
     if (tests) ok &= test_awq_ws();
+    if (tests) ok &= test_ws_glu();
     if (bench) bench_gemm_ws();
     return ok ? 0 : 1;
   }
@@ -73,6 +74,7 @@ int main(int argc, char** argv) {
     ok &= test_quant();
     ok &= test_gptq();
     ok &= test_gemv_fused();
+    ok &= test_ws_glu();
     std::printf("\ncorrectness: %s\n", ok ? "ALL PASSED" : "FAILURES (see FAIL lines)");
   }
   if (bench) {

@@ -92,17 +92,23 @@ template <bool PP, typename KV>
 __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
-    const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, __half* __restrict__ out) {
+    const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, __half* __restrict__ out,
+    int headsFastest) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(!PP || sizeof(KV) == 2, "ping-pong reads the fp16 ring directly");
   extern __shared__ __align__(16) unsigned char smraw[];
   __shared__ uint64_t fullBar[kStages], emptyBar[kStages];  // PP: stage landed / released by both warpgroups
   unsigned char* ring = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smraw) + 1023) & ~uintptr_t(1023));
 
-  const int seq = blockIdx.z, head = blockIdx.y;
+  // Heavy (late) query tiles first. headsFastest: grid (heads, query tiles), so the blocks start in order of work
+  // over all heads (the longest first, the shortest last: no long block starts near the end); else (query tiles,
+  // heads), each head's tiles from the longest.
+  const int seq = blockIdx.z;
+  const int head = headsFastest ? blockIdx.x : blockIdx.y;
+  const int qTile = headsFastest ? gridDim.y - 1 - blockIdx.y : gridDim.x - 1 - blockIdx.x;
   const int qs = queryStarts[seq];
   const int qLen = queryStarts[seq + 1] - qs;
-  const int j0 = (gridDim.x - 1 - blockIdx.x) * kBQ;  // heavy (late) query tiles first
+  const int j0 = qTile * kBQ;
   if (j0 >= qLen) return;
   const int ctx = contextLens[seq];
   const int pos0 = ctx - qLen;  // cache position of query 0
@@ -453,6 +459,9 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
   if (headDim != kD || !hopper_device()) return cudaErrorNotSupported;
   if (kvDtype != KvCacheDtype::Fp16 && kvDtype != KvCacheDtype::Fp8E4m3) return cudaErrorInvalidValue;
   static const bool pp = env_flag("AWQ_ATTN_WGMMA_PP", true);
+  // AWQ_ATTN_PREFILL_ORDER=0: each head's query tiles together (the first order) instead of the heaviest tiles of
+  // every head first.
+  static const bool headsFastest = env_flag("AWQ_ATTN_PREFILL_ORDER", true);
   auto launch = [&](auto kernel, auto* kcT, int smem) {
     static unsigned long long configured = 0;  // one bit per device (one per kernel instance)
     int dev = 0;
@@ -464,9 +473,11 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
       configured |= bit;
     }
     using T = std::remove_const_t<std::remove_pointer_t<decltype(kcT)>>;
-    dim3 grid((maxQueryLen + kBQ - 1) / kBQ, numHeads, numSeqs);
+    const int qTiles = (maxQueryLen + kBQ - 1) / kBQ;
+    const dim3 grid = headsFastest ? dim3(numHeads, qTiles, numSeqs) : dim3(qTiles, numHeads, numSeqs);
     kernel<<<grid, 256, smem, stream>>>(q, kcT, static_cast<const T*>(vc), blockTables, maxBlocksPerSeq, queryStarts,
-                                        contextLens, numHeads, numKvHeads, scale * 1.4426950408889634f, out);
+                                        contextLens, numHeads, numKvHeads, scale * 1.4426950408889634f, out,
+                                        headsFastest ? 1 : 0);
     return cudaGetLastError();
   };
   if (kvDtype == KvCacheDtype::Fp8E4m3) {

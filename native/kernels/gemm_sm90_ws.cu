@@ -84,6 +84,7 @@ struct WsParams {
   long long wsk;  // stream-K iterations (tiles after dp, times K)
   int prefetch;   // 1: the first stages' weights are requested before the wait for the previous kernel
   int tmaW;       // 1: a chunk's packed words and zero/scale pairs of the block's tiles come as two 3-D TMA boxes
+  int glu;        // 1: outputs gate|up interleaved by 8; y (m, out / 2) = silu(gate) * up
 };
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -150,6 +151,12 @@ __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
+// silu(gate) * up of fp32 sums, each rounded to fp16 first (the unfused linear's output), silu with an accurate exp as
+// the engine's launchSiluMul.
+__device__ __forceinline__ float silu_product(float gate, float up) {
+  const float g = __half2float(__float2half_rn(gate)), u = __half2float(__float2half_rn(up));
+  return g / (1.f + expf(-g)) * u;
+}
 
 
 // The work units of block c in order: its round-robin tiles, then its stream-K range cut at tile edges.
@@ -455,6 +462,27 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
       int ot, rt;
       tile_coords(p, tile, ot, rt);
       const bool oddLane = (g & 1) != 0;
+      if (p.glu) {
+        // A warp's 16-output tile holds 8 gate outputs (h = 0: acc[4j + e]) and the 8 matching up ones (h = 1:
+        // acc[4j + 2 + e]) of the gate|up matrix interleaved by 8: act (row, 8 tile + g) = silu(gate) * up, gate and
+        // up rounded to fp16 first as the unfused linear + launchSiluMul. Lanes g and g ^ 1 trade one product so that
+        // each stores an adjacent pair as one half2 (the even lane row 8j + 2t, the odd lane row 8j + 2t + 1).
+        const int actCols = p.out / 2;
+#pragma unroll
+        for (int sl = 0; sl < MS; ++sl) {
+          const int col = ((ot * CL + rank) * C::kOut + (wg * MS + sl) * 64 + 16 * wi) / 2 + (g & ~1);
+#pragma unroll
+          for (int i = 0; i < kAcc; i += 4) {
+            const float a0 = silu_product(acc[sl][i], acc[sl][i + 2]);
+            const float a1 = silu_product(acc[sl][i + 1], acc[sl][i + 3]);
+            const float other = __shfl_xor_sync(0xffffffffu, oddLane ? a0 : a1, 4);
+            const int row = rt * NT + 8 * (i >> 2) + 2 * t + (oddLane ? 1 : 0);
+            const __half2 pair = oddLane ? __floats2half2_rn(other, a1) : __floats2half2_rn(a0, other);
+            if (row < p.m && col < actCols) *reinterpret_cast<__half2*>(p.y + (size_t)row * actCols + col) = pair;
+          }
+        }
+        continue;
+      }
 #pragma unroll
       for (int sl = 0; sl < MS; ++sl) {
         const int o = (ot * CL + rank) * C::kOut + (wg * MS + sl) * 64 + 16 * wi + (g & ~1);
@@ -520,7 +548,7 @@ int sm_count() {
 
 template <int MS, int NT, int CL, bool SWZ = false>
 cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
-                      __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+                      __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {
   using C = WsCfg<MS, NT>;
   PFN_cuTensorMapEncodeTiled_v12000 encode = encode_fn();
   if (encode == nullptr) return cudaErrorNotSupported;
@@ -636,6 +664,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
   p.counters = haveWs ? static_cast<int*>(workspace) : nullptr;
   p.prefetch = ws_prefetch();
   p.tmaW = tmaMode != 0 || SWZ;
+  p.glu = glu ? 1 : 0;
   if constexpr (CL == 1) {
     return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ,
                              p);
@@ -662,13 +691,14 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
 // cluster variants take mode 1 instead).
 template <int MS, int NT, int CL>
 cudaError_t launch_by_mode(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
-                           __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
+                           __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {
   if constexpr (CL == 1) {
     if (tmaMode == 2)
-      return launch_ws<MS, NT, CL, true>(2, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+      return launch_ws<MS, NT, CL, true>(2, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream,
+                                         glu);
   }
   return launch_ws<MS, NT, CL, false>(tmaMode == 2 ? 1 : tmaMode, skMode, x, m, w, in, out, group, y, workspace,
-                                      workspaceBytes, stream);
+                                      workspaceBytes, stream, glu);
 }
 
 }  // namespace
@@ -687,14 +717,14 @@ int gemm_ws_default_variant(int m, int in, int out) {
 void gemm_ws_tma_weights_override(int on) { g_wsTmaW = on; }
 
 cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
-                         __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream) {
-  if (m <= 0 || in % 64 != 0 || group % 64 != 0) return cudaErrorInvalidValue;
+                         __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {
+  if (m <= 0 || in % 64 != 0 || group % 64 != 0 || (glu && out % 16 != 0)) return cudaErrorInvalidValue;
   if (reinterpret_cast<uintptr_t>(x) % 16 != 0 || reinterpret_cast<uintptr_t>(w) % 16 != 0)
     return cudaErrorNotSupported;
   if (variant == 0) variant = gemm_ws_default_variant(m, in, out);
   const int tmaMode = g_wsTmaW >= 0 ? g_wsTmaW : ws_tma_weights_env();
   auto run = [&](auto launch) {
-    return launch(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream);
+    return launch(tmaMode, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream, glu);
   };
   switch (variant) {
     case 1: return run(launch_by_mode<2, 128, 1>);

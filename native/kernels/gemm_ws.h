@@ -12,9 +12,10 @@ namespace awqk {
 // (multicast); 6 / 7 / 8 / 9 = 256 outputs x 64 / 32 / 16 / 8 rows (decode sizes). skMode 0: whole tiles only (no
 // workspace used); 1: stream-K for the tail, through the linear workspace (kernels.h; counters left zero). sm_90a
 // only (cc 9.x); returns cudaErrorNotSupported, launching nothing, where the driver lacks tensor maps or the pointers
-// are unaligned.
+// are unaligned. glu: W's outputs are gate|up interleaved by 8 (kernels.h, awq_linear_silu) and y (m, out / 2) gets
+// silu(gate) * up instead (out % 16 == 0).
 cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
-                         __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream);
+                         __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu = false);
 int gemm_ws_default_variant(int m, int in, int out);
 constexpr int kGemmWsVariants = 9;
 

@@ -31,11 +31,7 @@ using detail::x_rows;
 // partial of each chunk. Measured on the H100 at m = 1 (13B shapes): 2 tiles per warp, 2-chunk
 // double-buffered bursts and 8 warps (variant 2, the default) beat single-buffered bursts of
 // 4..16 chunks, 1 tile per warp, a cp.async shared-memory ring and a cluster split-K variant.
-//
-// GLU (NPW = 2): the block's two tiles are gate tile blockIdx.x and up tile blockIdx.x + nTiles / 2 of a
-// fused gate|up matrix, and it writes y = silu(gate) * up (out / 2 columns) instead of both halves, with the
-// roundings of launchSiluMul (gate and up rounded to fp16 first).
-template <int MT, int NPW, int U, bool DB, int MINB, bool GLU = false, bool EF = false, bool PF = false>
+template <int MT, int NPW, int U, bool DB, int MINB, bool EF = false, bool PF = false>
 __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
@@ -48,9 +44,7 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int kChunks = in >> 6;
-  static_assert(!GLU || NPW == 2, "GLU pairs a gate tile with an up tile");
-  const int tile0 = GLU ? blockIdx.x : blockIdx.x * NPW;
-  const int tileStep = GLU ? nTiles / 2 : 1;  // tile p of the block is tile0 + p * tileStep
+  const int tile0 = blockIdx.x * NPW;
   const int cBegin = warp * chunksPerWarp;
   const int cEnd = min(cBegin + chunksPerWarp, kChunks);
   float acc[NPW][MT][4] = {};
@@ -64,8 +58,8 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
   bool tileOk[NPW];
 #pragma unroll
   for (int p = 0; p < NPW; ++p) {
-    tileOk[p] = tile0 + p * tileStep < nTiles;
-    const int tl = tileOk[p] ? tile0 + p * tileStep : 0;
+    tileOk[p] = tile0 + p < nTiles;
+    const int tl = tileOk[p] ? tile0 + p : 0;
     wtile[p] = wq + (size_t)tl * kChunks * 32;
     ztile[p] = zs + (size_t)tl * groups * 8;  // zero/scale pairs are tile-major
     wbase[p] = wtile[p] + lane;
@@ -159,23 +153,10 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
   }
 
   detail::stage_partials<NPW, MT>(red, acc);
-  if constexpr (GLU) {
-    const int inter = out / 2;
-    for (int idx = threadIdx.x; idx < MT * 128; idx += blockDim.x) {
-      float gs = 0.f, us = 0.f;
-      for (int w = 0; w < nw; ++w) {
-        gs += red[w * R * 32 + idx];
-        us += red[w * R * 32 + MT * 128 + idx];
-      }
-      const float gv = __half2float(__float2half(gs)), uv = __half2float(__float2half(us));
-      store_out<MT>(idx, gv / (1.f + expf(-gv)) * uv, tile0, m, inter, y);
-    }
-  } else {
-    for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
-      float sum = 0.f;
-      for (int w = 0; w < nw; ++w) sum += red[w * R * 32 + idx];
-      store_out<MT>(idx & (MT * 128 - 1), sum, tile0 + idx / (MT * 128), m, out, y);
-    }
+  for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
+    float sum = 0.f;
+    for (int w = 0; w < nw; ++w) sum += red[w * R * 32 + idx];
+    store_out<MT>(idx & (MT * 128 - 1), sum, tile0 + idx / (MT * 128), m, out, y);
   }
 }
 
@@ -255,7 +236,7 @@ int pick_warps(int blocks, int kChunks) {
 }
 
 template <int MT, int NPW, int U, bool DB, int MINB = (MT == 1 && NPW == 1 && DB && U <= 2) ? 3 : 1,
-          bool GLU = false, bool EF = false>
+          bool EF = false>
 cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
                            int group, int nTiles, int maxWarps, __half* y, cudaStream_t stream) {
   const int kChunks = in / 64;
@@ -266,11 +247,11 @@ cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2*
   const int cpg = group / 64;
   const int groupShift = (cpg & (cpg - 1)) == 0 ? __builtin_ctz(cpg) : -1;
   const GemvPrefetch pf = gemv_prefetch();
-  const dim3 grid(GLU ? nTiles / 2 : detail::ceil_div(nTiles, NPW));
+  const dim3 grid(detail::ceil_div(nTiles, NPW));
   if (pf.dist > 0)  // the prefetching build of the kernel only where it is asked for (it holds more registers)
-    return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, GLU, EF, true>, grid, dim3(nw * 32), smem, stream, x,
+    return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, EF, true>, grid, dim3(nw * 32), smem, stream, x,
                              m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y, pf.dist, pf.mode);
-  return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, GLU, EF, false>, grid, dim3(nw * 32), smem, stream, x,
+  return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, EF, false>, grid, dim3(nw * 32), smem, stream, x,
                            m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y, 0, 1);
 }
 
@@ -319,8 +300,8 @@ cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int o
       case 6: return launch_awq_npw<1, 2, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       case 7: return launch_awq_npw<1, 1, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       case 8: return launch_awq_npw<1, 4, 2, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
-      case 16: return launch_awq_npw<1, 2, 4, false, 1, false, true>(x, m, wq, zs, in, out, group, nTiles, 4, y, stream);
-      case 17: return launch_awq_npw<1, 2, 2, true, 1, false, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
+      case 16: return launch_awq_npw<1, 2, 4, false, 1, true>(x, m, wq, zs, in, out, group, nTiles, 4, y, stream);
+      case 17: return launch_awq_npw<1, 2, 2, true, 1, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       default: return launch_awq_npw<1, 2, 2, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
     }
   }
@@ -363,33 +344,6 @@ cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out
   if (m <= 16) return launch_awq<2>(x, m, packed, in, out, group, y, stream);
   if (m <= 32) return launch_awq<4>(x, m, packed, in, out, group, y, stream);
   return cudaErrorInvalidValue;
-}
-
-cudaError_t awq_gemv_silu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
-                          cudaStream_t stream) {
-  if (m < 1 || m > 8 || out % 32 != 0) return cudaErrorNotSupported;
-  const int nTiles = out / 16;
-  const uint4* wq = static_cast<const uint4*>(packed);
-  const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) + awq_weight_bytes(in, out));
-  int v = default_variant();
-  if (v == 0) v = auto_variant(m, nTiles);
-  switch (v) {  // the two-tile register variants; any other choice runs as variant 3
-    case 2: return launch_awq_npw<1, 2, 2, true, 1, true>(x, m, wq, zs, in, out, group, nTiles, 8, act, stream);
-    case 6: return launch_awq_npw<1, 2, 4, true, 1, true>(x, m, wq, zs, in, out, group, nTiles, 8, act, stream);
-    case 16: return launch_awq_npw<1, 2, 4, false, 1, true, true>(x, m, wq, zs, in, out, group, nTiles, 4, act, stream);
-    case 17: return launch_awq_npw<1, 2, 2, true, 1, true, true>(x, m, wq, zs, in, out, group, nTiles, 8, act, stream);
-    default: return launch_awq_npw<1, 2, 4, false, 1, true>(x, m, wq, zs, in, out, group, nTiles, 4, act, stream);
-  }
-}
-
-cudaError_t awq_linear_silu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
-                            cudaStream_t stream) {
-  static const bool enabled = env_int("AWQ_GEMV_SILU", 0) != 0;
-  if (!enabled) return cudaErrorNotSupported;
-  if (m < 0 || !awq_shape_ok(in, out, group)) return cudaErrorInvalidValue;
-  if (m == 0) return cudaSuccess;
-  if (!x || !packed || !act) return cudaErrorInvalidValue;
-  return awq_gemv_silu(x, m, packed, in, out, group, act, stream);
 }
 
 cudaError_t awq_linear_add_rmsnorm(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,

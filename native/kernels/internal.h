@@ -51,6 +51,11 @@ cudaError_t gemm_sm90_split(bool awq, bool halfM, int bn, const __half* x, int m
 // cudaErrorNotSupported (nothing launched) where that path does not apply (not Hopper, no workspace).
 cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
                         void* workspace, size_t workspaceBytes, cudaStream_t stream);
+// The gate|up linear + SiLU product through the warp-specialized GEMM's GLU epilogue (awq_linear_silu, kernels.h):
+// act (m, out / 2). cudaErrorNotSupported (nothing launched) where that kernel does not take m rows (awq_ws_path),
+// off Hopper or without the workspace.
+cudaError_t awq_gemm_ws_glu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
+                            void* workspace, size_t workspaceBytes, cudaStream_t stream);
 // Benchmark hook: force the split count of awq_gemm_ws (0 = auto).
 void gemm_split_override(int splits);
 

@@ -89,16 +89,19 @@ cudaError_t awq_linear(const __half* x,     // (m, in)
                        void* workspace = nullptr,  // linear_workspace_bytes(), or null (no split-K)
                        size_t workspaceBytes = 0);
 
-// Fused gate|up projection + SiLU for decode: act = silu(y[:, :out/2]) * y[:, out/2:] with y = x @ W
-// (W = gate and up concatenated along out), the same roundings as y in fp16 then the SiLU product.
-// cudaErrorNotSupported (nothing launched) where no fused kernel applies (m > 8, out % 32 != 0, or
-// AWQ_GEMV_SILU=0): run awq_linear and the SiLU product instead.
+// Fused gate|up projection + SiLU: act = silu(gate) * up of y = x @ W, with W's outputs gate and up interleaved by 8
+// (outputs 16b..16b+7 are gate 8b..8b+7, outputs 16b+8..16b+15 the matching up ones; the engine repacks AutoAWQ's
+// gate|up that way), so act[:, 8b + i] = silu(y[:, 16b + i]) * y[:, 16b + 8 + i], with y rounded to fp16 first as
+// the unfused linear + SiLU product would. The warp-specialized GEMM's epilogue (Hopper, the rows it takes, with the
+// workspace). cudaErrorNotSupported (nothing launched) where it does not apply: run awq_linear and the SiLU product.
 cudaError_t awq_linear_silu(const __half* x,     // (m, in)
                             int m,
-                            const void* packed,  // from awq_repack, (in, out) gate|up
+                            const void* packed,  // from awq_repack, (in, out): gate|up interleaved by 8
                             int in, int out, int group,
                             __half* act,         // (m, out / 2)
-                            cudaStream_t stream);
+                            cudaStream_t stream,
+                            void* workspace,     // linear_workspace_bytes()
+                            size_t workspaceBytes);
 
 // Decode projection feeding the residual stream, fused with the next residual add + RMSNorm: y = fp16(x @ W),
 // residual += y, normed = fp16(residual * rsqrt(mean(residual^2) + eps) * normWeight) (each row), the roundings of

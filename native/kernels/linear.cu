@@ -22,6 +22,14 @@ cudaError_t awq_linear(const __half* x, int m, const void* packed, int in, int o
   return awq_gemm(x, m, packed, in, out, group, y, stream);
 }
 
+cudaError_t awq_linear_silu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
+                            cudaStream_t stream, void* workspace, size_t workspaceBytes) {
+  if (m < 0 || !awq_shape_ok(in, out, group) || out % 16 != 0) return cudaErrorInvalidValue;
+  if (m == 0) return cudaSuccess;
+  if (!x || !packed || !act) return cudaErrorInvalidValue;
+  return awq_gemm_ws_glu(x, m, packed, in, out, group, act, workspace, workspaceBytes, stream);
+}
+
 cudaError_t dense_linear(const __half* x, int m, const __half* w, int in, int out, __half* y,
                          cudaStream_t stream) {
   if (m < 0 || in <= 0 || in % 64 != 0 || out <= 0) return cudaErrorInvalidValue;

@@ -39,6 +39,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "how its weights arrive (0 bulk copies, 1 TMA boxes: the default, 2 TMA with swizzled words)",
     values: ["0", "1", "2"],
   },
+  {
+    name: "AWQ_GEMM_WS_GLU",
+    what: "its silu(gate) x up epilogue for the gate|up linear (on by default; 0: the linear, then the SiLU kernel)",
+    values: ON_OFF,
+  },
   { name: "AWQ_GEMM_WS_MIN_ROWS", what: "the fewest rows it takes (9 by default)", range: [1, 1 << 20] },
   {
     name: "AWQ_ATTN_PREFILL_WGMMA",
@@ -48,6 +53,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   {
     name: "AWQ_ATTN_WGMMA_PP",
     what: "its ping-pong schedule for the fp16 cache (warpgroups taking turns; on by default; 0: pipelined)",
+    values: ON_OFF,
+  },
+  {
+    name: "AWQ_ATTN_PREFILL_ORDER",
+    what: "the wgmma prefill attention's block order (on: the heaviest query tiles of every head first; 0: head by head)",
     values: ON_OFF,
   },
   {
@@ -71,7 +81,6 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "decode GEMV prefetch instruction (1 bulk, 2 per line)",
     values: ["1", "2"],
   },
-  { name: "AWQ_GEMV_SILU", what: "SiLU x up fused into the gate_up GEMV", values: ON_OFF },
   { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
   { name: "AWQ_ATTN_DECODE", what: "decode attention kernel", values: ["per-head", "grouped", "1", "2"] },
   { name: "AWQ_ATTN_BLOCKS_PER_SM", what: "split target of the grouped decode kernel", range: [1, 32] },
