@@ -123,5 +123,12 @@ __device__ __forceinline__ void pdl_launch() {
 
 __host__ __device__ constexpr int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
+// silu(gate) * up of two fp32 sums, each rounded to fp16 first (what the unfused linear writes), silu with an accurate
+// exp as the engine's SiLU kernel (launchSiluMul): the fused gate|up epilogues give the unfused path's values.
+__device__ __forceinline__ float silu_product(float gate, float up) {
+  const float g = __half2float(__float2half_rn(gate)), u = __half2float(__float2half_rn(up));
+  return g / (1.f + expf(-g)) * u;
+}
+
 }  // namespace detail
 }  // namespace awqk

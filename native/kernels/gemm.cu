@@ -214,11 +214,9 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
                          stream);
 }
 
-// AWQ_GEMM_WS_GLU=0: no fused gate|up + SiLU (the linear, then the engine's SiLU kernel on the interleaved outputs).
 cudaError_t awq_gemm_ws_glu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
                             void* workspace, size_t workspaceBytes, cudaStream_t stream) {
-  static const bool on = env_int("AWQ_GEMM_WS_GLU", 1) != 0;
-  if (!on || !hopper_device() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
+  if (!hopper_device() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
       reinterpret_cast<uintptr_t>(workspace) % 16 != 0 || !awq_ws_path(m, in, out))
     return cudaErrorNotSupported;
   return gemm_sm90_ws(g_wsVariant, g_wsSk, x, m, packed, in, out, group, act, workspace, workspaceBytes, stream, true);

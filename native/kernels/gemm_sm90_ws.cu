@@ -151,12 +151,6 @@ __device__ __forceinline__ void cluster_sync() {
   asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 }
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
-// silu(gate) * up of fp32 sums, each rounded to fp16 first (the unfused linear's output), silu with an accurate exp as
-// the engine's launchSiluMul.
-__device__ __forceinline__ float silu_product(float gate, float up) {
-  const float g = __half2float(__float2half_rn(gate)), u = __half2float(__float2half_rn(up));
-  return g / (1.f + expf(-g)) * u;
-}
 
 
 // The work units of block c in order: its round-robin tiles, then its stream-K range cut at tile edges.
@@ -473,8 +467,8 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           const int col = ((ot * CL + rank) * C::kOut + (wg * MS + sl) * 64 + 16 * wi) / 2 + (g & ~1);
 #pragma unroll
           for (int i = 0; i < kAcc; i += 4) {
-            const float a0 = silu_product(acc[sl][i], acc[sl][i + 2]);
-            const float a1 = silu_product(acc[sl][i + 1], acc[sl][i + 3]);
+            const float a0 = detail::silu_product(acc[sl][i], acc[sl][i + 2]);
+            const float a1 = detail::silu_product(acc[sl][i + 1], acc[sl][i + 3]);
             const float other = __shfl_xor_sync(0xffffffffu, oddLane ? a0 : a1, 4);
             const int row = rt * NT + 8 * (i >> 2) + 2 * t + (oddLane ? 1 : 0);
             const __half2 pair = oddLane ? __floats2half2_rn(other, a1) : __floats2half2_rn(a0, other);

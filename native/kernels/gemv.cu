@@ -31,7 +31,10 @@ using detail::x_rows;
 // partial of each chunk. Measured on the H100 at m = 1 (13B shapes): 2 tiles per warp, 2-chunk
 // double-buffered bursts and 8 warps (variant 2, the default) beat single-buffered bursts of
 // 4..16 chunks, 1 tile per warp, a cp.async shared-memory ring and a cluster split-K variant.
-template <int MT, int NPW, int U, bool DB, int MINB, bool EF = false, bool PF = false>
+//
+// GLU: the matrix is gate|up interleaved by 8 (kernels.h, awq_linear_silu), so outputs 0..7 of a 16-output tile are
+// gate and 8..15 the matching up: the block writes act (m, out / 2) = silu(gate) * up instead of y.
+template <int MT, int NPW, int U, bool DB, int MINB, bool EF = false, bool PF = false, bool GLU = false>
 __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __restrict__ x, int m,
                                                       const uint4* __restrict__ wq,
                                                       const uint2* __restrict__ zs, int in, int out,
@@ -153,10 +156,29 @@ __global__ void __launch_bounds__(256, MINB) awq_gemv_kernel(const __half* __res
   }
 
   detail::stage_partials<NPW, MT>(red, acc);
-  for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
-    float sum = 0.f;
-    for (int w = 0; w < nw; ++w) sum += red[w * R * 32 + idx];
-    store_out<MT>(idx & (MT * 128 - 1), sum, tile0 + idx / (MT * 128), m, out, y);
+  if constexpr (GLU) {
+    // red entry idx = ((p MT + mt) 4 + r) 32 + lane: r = 0, 1 are row g of the tile (gate output g), r = 2, 3 (idx
+    // + 64) row g + 8 (the matching up output), for tokens 8 mt + 2 t + (r & 1).
+    const int actCols = out / 2;
+    for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
+      const int l = idx & 31, e = idx >> 5, r = e & 3;
+      if (r >= 2) continue;
+      float gs = 0.f, us = 0.f;
+      for (int w = 0; w < nw; ++w) {
+        gs += red[w * R * 32 + idx];
+        us += red[w * R * 32 + idx + 64];
+      }
+      const int pm = e >> 2, mt = pm % MT, p = pm / MT;
+      const int n = 8 * (tile0 + p) + (l >> 2);
+      const int token = 8 * mt + 2 * (l & 3) + (r & 1);
+      if (n < actCols && token < m) y[(size_t)token * actCols + n] = __float2half(detail::silu_product(gs, us));
+    }
+  } else {
+    for (int idx = threadIdx.x; idx < R * 32; idx += blockDim.x) {
+      float sum = 0.f;
+      for (int w = 0; w < nw; ++w) sum += red[w * R * 32 + idx];
+      store_out<MT>(idx & (MT * 128 - 1), sum, tile0 + idx / (MT * 128), m, out, y);
+    }
   }
 }
 
@@ -236,7 +258,7 @@ int pick_warps(int blocks, int kChunks) {
 }
 
 template <int MT, int NPW, int U, bool DB, int MINB = (MT == 1 && NPW == 1 && DB && U <= 2) ? 3 : 1,
-          bool EF = false>
+          bool EF = false, bool GLU = false>
 cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2* zs, int in, int out,
                            int group, int nTiles, int maxWarps, __half* y, cudaStream_t stream) {
   const int kChunks = in / 64;
@@ -249,9 +271,9 @@ cudaError_t launch_awq_npw(const __half* x, int m, const uint4* wq, const uint2*
   const GemvPrefetch pf = gemv_prefetch();
   const dim3 grid(detail::ceil_div(nTiles, NPW));
   if (pf.dist > 0)  // the prefetching build of the kernel only where it is asked for (it holds more registers)
-    return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, EF, true>, grid, dim3(nw * 32), smem, stream, x,
+    return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, EF, true, GLU>, grid, dim3(nw * 32), smem, stream, x,
                              m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y, pf.dist, pf.mode);
-  return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, EF, false>, grid, dim3(nw * 32), smem, stream, x,
+  return pdl_launch_kernel(awq_gemv_kernel<MT, NPW, U, DB, MINB, EF, false, GLU>, grid, dim3(nw * 32), smem, stream, x,
                            m, wq, zs, in, out, cpg, groupShift, nTiles, cpw, y, 0, 1);
 }
 
@@ -344,6 +366,19 @@ cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out
   if (m <= 16) return launch_awq<2>(x, m, packed, in, out, group, y, stream);
   if (m <= 32) return launch_awq<4>(x, m, packed, in, out, group, y, stream);
   return cudaErrorInvalidValue;
+}
+
+// The gate|up linear + SiLU product at m <= 8 (awq_linear_silu): the register kernel in variant 3's shape (2 tiles x
+// 4-chunk bursts a warp, 4-warp blocks; the auto choice for matrices as wide as gate|up), or variant 2's where forced.
+cudaError_t awq_gemv_glu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
+                         cudaStream_t stream) {
+  if (m < 1 || m > 8 || out % 16 != 0) return cudaErrorNotSupported;
+  const int nTiles = out / 16;
+  const uint4* wq = static_cast<const uint4*>(packed);
+  const uint2* zs = reinterpret_cast<const uint2*>(static_cast<const char*>(packed) + awq_weight_bytes(in, out));
+  if (default_variant() == 2)
+    return launch_awq_npw<1, 2, 2, true, 1, false, true>(x, m, wq, zs, in, out, group, nTiles, 8, act, stream);
+  return launch_awq_npw<1, 2, 4, false, 1, false, true>(x, m, wq, zs, in, out, group, nTiles, 4, act, stream);
 }
 
 cudaError_t awq_linear_add_rmsnorm(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,

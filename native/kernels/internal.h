@@ -56,6 +56,9 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
 // off Hopper or without the workspace.
 cudaError_t awq_gemm_ws_glu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
                             void* workspace, size_t workspaceBytes, cudaStream_t stream);
+// The same for m <= 8 through the decode GEMV's register kernel (gemv.cu). cudaErrorNotSupported outside 1..8 rows.
+cudaError_t awq_gemv_glu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
+                         cudaStream_t stream);
 // Benchmark hook: force the split count of awq_gemm_ws (0 = auto).
 void gemm_split_override(int splits);
 

@@ -1,4 +1,6 @@
 // Public linear launchers: validate shapes and dispatch by the number of rows m.
+#include <cstdlib>
+
 #include "gemm_ws.h"
 #include "internal.h"
 #include "kernels.h"
@@ -22,12 +24,24 @@ cudaError_t awq_linear(const __half* x, int m, const void* packed, int in, int o
   return awq_gemm(x, m, packed, in, out, group, y, stream);
 }
 
+// AWQ_FUSED_SILU=0: no fused kernel (the engine runs the linear, then its SiLU kernel on the interleaved outputs).
 cudaError_t awq_linear_silu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
                             cudaStream_t stream, void* workspace, size_t workspaceBytes) {
+  static const bool on = [] {
+    const char* v = std::getenv("AWQ_FUSED_SILU");
+    return v == nullptr || v[0] != '0';
+  }();
   if (m < 0 || !awq_shape_ok(in, out, group) || out % 16 != 0) return cudaErrorInvalidValue;
   if (m == 0) return cudaSuccess;
   if (!x || !packed || !act) return cudaErrorInvalidValue;
-  return awq_gemm_ws_glu(x, m, packed, in, out, group, act, workspace, workspaceBytes, stream);
+  if (!on) return cudaErrorNotSupported;
+  // The path awq_linear would take: the warp-specialized GEMM where it takes m rows, the GEMV at m <= 8 otherwise
+  // (where the register-A GEMM would, or off Hopper, nothing fused).
+  const cudaError_t e = awq_gemm_ws_glu(x, m, packed, in, out, group, act, workspace, workspaceBytes, stream);
+  if (e != cudaErrorNotSupported || m > kGemvMaxM || awq_ws_path(m, in, out) ||
+      (workspace != nullptr && awq_rs_path(m, in, out)))
+    return e;
+  return awq_gemv_glu(x, m, packed, in, out, group, act, stream);
 }
 
 cudaError_t dense_linear(const __half* x, int m, const __half* w, int in, int out, __half* y,

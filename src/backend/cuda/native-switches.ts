@@ -39,11 +39,6 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "how its weights arrive (0 bulk copies, 1 TMA boxes: the default, 2 TMA with swizzled words)",
     values: ["0", "1", "2"],
   },
-  {
-    name: "AWQ_GEMM_WS_GLU",
-    what: "its silu(gate) x up epilogue for the gate|up linear (on by default; 0: the linear, then the SiLU kernel)",
-    values: ON_OFF,
-  },
   { name: "AWQ_GEMM_WS_MIN_ROWS", what: "the fewest rows it takes (9 by default)", range: [1, 1 << 20] },
   {
     name: "AWQ_ATTN_PREFILL_WGMMA",
@@ -80,6 +75,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     name: "AWQ_GEMV_PF_MODE",
     what: "decode GEMV prefetch instruction (1 bulk, 2 per line)",
     values: ["1", "2"],
+  },
+  {
+    name: "AWQ_FUSED_SILU",
+    what: "silu(gate) x up written by the gate|up linear itself (WS GEMM epilogue, GEMV at m <= 8; on by default; 0: the linear, then the SiLU kernel)",
+    values: ON_OFF,
   },
   { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
   { name: "AWQ_ATTN_DECODE", what: "decode attention kernel", values: ["per-head", "grouped", "1", "2"] },
