@@ -137,16 +137,8 @@ __global__ void __launch_bounds__(1024) addRmsNormVecKernel(float* __restrict__ 
   }
 }
 
-// Eight values a thread (16-byte loads of gate and up, one 16-byte store), a grid row per token: no division by the
-// row length (inter % 8 == 0, every Llama size). silu in f32 with an accurate exp, as siluMulKernel.
-__global__ void siluMulVecKernel(const half* __restrict__ gateUp, half* __restrict__ act, int inter) {
-  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
-  awqk::detail::pdl_launch();
-  const int v = blockIdx.x * blockDim.x + threadIdx.x;  // 8-value group of the row
-  if (v >= inter / 8) return;
-  const size_t tok = blockIdx.y;
-  const uint4 gw = reinterpret_cast<const uint4*>(gateUp + tok * 2 * inter)[v];
-  const uint4 uw = reinterpret_cast<const uint4*>(gateUp + tok * 2 * inter + inter)[v];
+// silu(gate) * up of 8 fp16 values each (silu in f32 with an accurate exp, as siluMulKernel).
+__device__ __forceinline__ uint4 siluMul8(uint4 gw, uint4 uw) {
   const half2* g2 = reinterpret_cast<const half2*>(&gw);
   const half2* u2 = reinterpret_cast<const half2*>(&uw);
   uint4 ow;
@@ -157,7 +149,20 @@ __global__ void siluMulVecKernel(const half* __restrict__ gateUp, half* __restri
     const float2 u = __half22float2(u2[k]);
     o2[k] = __floats2half2_rn(g.x / (1.f + expf(-g.x)) * u.x, g.y / (1.f + expf(-g.y)) * u.y);
   }
-  reinterpret_cast<uint4*>(act + tok * inter)[v] = ow;
+  return ow;
+}
+
+// Eight values a thread (16-byte loads of gate and up, one 16-byte store), a grid row per token: no division by the
+// row length (inter % 8 == 0, every Llama size).
+__global__ void siluMulVecKernel(const half* __restrict__ gateUp, half* __restrict__ act, int inter) {
+  awqk::detail::pdl_wait();  // launched with PDL (launch.h)
+  awqk::detail::pdl_launch();
+  const int v = blockIdx.x * blockDim.x + threadIdx.x;  // 8-value group of the row
+  if (v >= inter / 8) return;
+  const size_t tok = blockIdx.y;
+  const uint4 gw = reinterpret_cast<const uint4*>(gateUp + tok * 2 * inter)[v];
+  const uint4 uw = reinterpret_cast<const uint4*>(gateUp + tok * 2 * inter + inter)[v];
+  reinterpret_cast<uint4*>(act + tok * inter)[v] = siluMul8(gw, uw);
 }
 
 // Gate|up interleaved by 8 (the AWQ gate_up weights' output order on the GPU): block b of a row is 8 gate values,
@@ -170,19 +175,8 @@ __global__ void siluMulInterleavedKernel(const half* __restrict__ gateUp, half* 
   if (v >= inter / 8) return;
   for (size_t tok = blockIdx.y; tok < static_cast<size_t>(numTokens); tok += gridDim.y) {
     const uint4* row = reinterpret_cast<const uint4*>(gateUp + tok * 2 * inter);
-    const uint4 gw = row[2 * v];
-    const uint4 uw = row[2 * v + 1];
-    const half2* g2 = reinterpret_cast<const half2*>(&gw);
-    const half2* u2 = reinterpret_cast<const half2*>(&uw);
-    uint4 ow;
-    half2* o2 = reinterpret_cast<half2*>(&ow);
-#pragma unroll
-    for (int k = 0; k < 4; ++k) {
-      const float2 g = __half22float2(g2[k]);
-      const float2 u = __half22float2(u2[k]);
-      o2[k] = __floats2half2_rn(g.x / (1.f + expf(-g.x)) * u.x, g.y / (1.f + expf(-g.y)) * u.y);
-    }
-    reinterpret_cast<uint4*>(act + tok * inter)[v] = ow;
+    const uint4 gw = row[2 * v], uw = row[2 * v + 1];  // two 16-byte loads
+    reinterpret_cast<uint4*>(act + tok * inter)[v] = siluMul8(gw, uw);
   }
 }
 
@@ -195,8 +189,8 @@ __global__ void interleaveColumnBlocksKernel(const uint32_t* __restrict__ src, u
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const size_t r = i / rowUnits, c = i % rowUnits;  // c: destination unit of the row
     const size_t b = c / (2 * unitsPerBlock), within = c % (2 * unitsPerBlock);
-    const size_t half = within / unitsPerBlock, u = within % unitsPerBlock;
-    dst[i] = src[r * rowUnits + half * blocks * unitsPerBlock + b * unitsPerBlock + u];
+    const size_t part = within / unitsPerBlock, u = within % unitsPerBlock;  // part 0: a, 1: b
+    dst[i] = src[r * rowUnits + part * blocks * unitsPerBlock + b * unitsPerBlock + u];
   }
 }
 

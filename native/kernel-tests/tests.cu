@@ -386,6 +386,70 @@ bool test_add_rmsnorm(const __half* x, const void* packed, int in, int out, int 
 
 }  // namespace
 
+// Random AWQ weights (checkpoint layout and repacked), x (mMax, in) in [-1, 1), and y (mMax, out), act (mMax, out / 2)
+// and an fp32 reference (mMax, out) to write into; freed when it goes out of scope.
+struct AwqFixture {
+  int32_t *qw, *qz;
+  __half *sc, *x, *y, *act;
+  float* ref;
+  void* packed;
+  AwqFixture(int in, int out, int group, int mMax, uint64_t& seed) {
+    const size_t groups = in / group;
+    CK(cudaMalloc(&qw, (size_t)in * out / 8 * 4));
+    CK(cudaMalloc(&qz, groups * out / 8 * 4));
+    CK(cudaMalloc(&sc, groups * out * 2));
+    CK(cudaMalloc(&x, (size_t)mMax * in * 2));
+    CK(cudaMalloc(&y, (size_t)mMax * out * 2));
+    CK(cudaMalloc(&act, (size_t)mMax * out / 2 * 2));
+    CK(cudaMalloc(&ref, (size_t)mMax * out * 4));
+    CK(cudaMalloc(&packed, awqk::awq_packed_bytes(in, out, group)));
+    fill_i32(qw, (size_t)in * out / 8, seed++);
+    fill_i32(qz, groups * out / 8, seed++);
+    fill_half(sc, groups * out, seed++, 0.001f, 0.01f);
+    fill_half(x, (size_t)mMax * in, seed++, -1.f, 1.f);
+    CK(awqk::awq_repack(qw, qz, sc, in, out, group, packed, 0));
+  }
+  ~AwqFixture() {
+    for (void* p : {(void*)qw, (void*)qz, (void*)sc, (void*)x, (void*)y, (void*)act, (void*)ref, packed}) CK(cudaFree(p));
+  }
+  AwqFixture(const AwqFixture&) = delete;
+  AwqFixture& operator=(const AwqFixture&) = delete;
+};
+
+// ref (m, out / 2) fp32 = silu(gate) * up of the device fp16 y (m, out), its outputs read as gate|up interleaved by 8
+// (awq_linear_silu's order): the unfused linear's output put through the SiLU product on the host.
+static void glu_reference(const __half* y, int m, int out, float* ref) {
+  const int inter = out / 2;
+  std::vector<__half> hy((size_t)m * out);
+  CK(cudaMemcpy(hy.data(), y, hy.size() * 2, cudaMemcpyDeviceToHost));
+  std::vector<float> act((size_t)m * inter);
+  for (int t = 0; t < m; ++t)
+    for (int i = 0; i < inter; ++i) {
+      const size_t gcol = 16 * (size_t)(i / 8) + i % 8;
+      const float g = __half2float(hy[(size_t)t * out + gcol]), u = __half2float(hy[(size_t)t * out + gcol + 8]);
+      act[(size_t)t * inter + i] = g / (1.f + std::exp(-g)) * u;
+    }
+  CK(cudaMemcpy(ref, act.data(), act.size() * 4, cudaMemcpyHostToDevice));
+}
+
+// awq_linear_silu of f.x's first m rows into f.act, against f.ref (glu_reference); prints the case when it fails or
+// when verbose.
+static bool check_glu(const AwqFixture& f, int in, int out, int group, int m, void* lws, const char* name,
+                      bool verbose) {
+  CK(cudaMemset(f.act, 0xff, (size_t)m * out / 2 * 2));
+  const cudaError_t e =
+      awqk::awq_linear_silu(f.x, m, f.packed, in, out, group, f.act, 0, lws, awqk::linear_workspace_bytes());
+  CK(cudaDeviceSynchronize());
+  if (e != cudaSuccess) {
+    std::printf("  %-58s %s FAIL\n", name, cudaGetErrorString(e));
+    return false;
+  }
+  const ErrStat es = compare(f.act, f.ref, m, out / 2);
+  const bool good = !es.nan && es.rel() < 2e-3;
+  if (!good || verbose) std::printf("  %-58s rel err %.2e %s\n", name, es.rel(), good ? "ok" : "FAIL");
+  return good;
+}
+
 bool test_gemv_fused() {
   std::printf("Decode GEMV: fused gate|up + SiLU, fused residual add + RMSNorm, L2 prefetch\n");
   setenv("AWQ_GEMV_ADDNORM", "1", 0);  // the fused path is off by default; read once per process
@@ -400,57 +464,22 @@ bool test_gemv_fused() {
   uint64_t seed = 101;
   for (const Case& c : cases) {
     const int mMax = 32;  // the prefetch builds are checked at m = 16 and 32 too (two and four token tiles)
-    const size_t groups = c.in / c.group;
-    int32_t *qw, *qz;
-    __half *sc, *x, *y, *act;
-    float* ref;
-    void* packed;
-    CK(cudaMalloc(&qw, (size_t)c.in * c.out / 8 * 4));
-    CK(cudaMalloc(&qz, groups * c.out / 8 * 4));
-    CK(cudaMalloc(&sc, groups * c.out * 2));
-    CK(cudaMalloc(&x, (size_t)mMax * c.in * 2));
-    CK(cudaMalloc(&y, (size_t)mMax * c.out * 2));
-    CK(cudaMalloc(&act, (size_t)mMax * c.out / 2 * 2));
-    CK(cudaMalloc(&ref, (size_t)mMax * c.out * 4));
-    CK(cudaMalloc(&packed, awqk::awq_packed_bytes(c.in, c.out, c.group)));
-    fill_i32(qw, (size_t)c.in * c.out / 8, seed++);
-    fill_i32(qz, groups * c.out / 8, seed++);
-    fill_half(sc, groups * c.out, seed++, 0.001f, 0.01f);
-    fill_half(x, (size_t)mMax * c.in, seed++, -1.f, 1.f);
-    CK(awqk::awq_repack(qw, qz, sc, c.in, c.out, c.group, packed, 0));
-    const int inter = c.out / 2;
+    AwqFixture f(c.in, c.out, c.group, mMax, seed);
+    int32_t *qw = f.qw, *qz = f.qz;
+    __half *sc = f.sc, *x = f.x, *y = f.y;
+    float* ref = f.ref;
+    void* packed = f.packed;
     for (int m : {1, 3, 8}) {
       // Fused gate|up + SiLU through the GEMV (the matrix read as gate|up interleaved by 8): against the unfused
       // GEMV's fp16 output put through the SiLU product on the host.
       CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0));
       CK(cudaDeviceSynchronize());
-      std::vector<__half> hy((size_t)m * c.out);
-      CK(cudaMemcpy(hy.data(), y, hy.size() * 2, cudaMemcpyDeviceToHost));
-      std::vector<float> hAct((size_t)m * inter);
-      for (int t = 0; t < m; ++t)
-        for (int i = 0; i < inter; ++i) {
-          const size_t gcol = 16 * (size_t)(i / 8) + i % 8;
-          const float g = __half2float(hy[(size_t)t * c.out + gcol]), u = __half2float(hy[(size_t)t * c.out + gcol + 8]);
-          hAct[(size_t)t * inter + i] = g / (1.f + std::exp(-g)) * u;
-        }
-      CK(cudaMemcpy(ref, hAct.data(), hAct.size() * 4, cudaMemcpyHostToDevice));
+      glu_reference(y, m, c.out, ref);
       for (int v : {0, 2}) {
         awqk::awq_gemv_override({v, 0, 1});
-        CK(cudaMemset(act, 0xff, (size_t)m * inter * 2));
-        const cudaError_t e = awqk::awq_linear_silu(x, m, packed, c.in, c.out, c.group, act, 0, lws,
-                                                    awqk::linear_workspace_bytes());
-        CK(cudaDeviceSynchronize());
         char name[128];
         std::snprintf(name, sizeof name, "gemv glu in=%d out=%d g=%d m=%d v%d", c.in, c.out, c.group, m, v);
-        if (e != cudaSuccess) {
-          std::printf("  %-58s %s FAIL\n", name, cudaGetErrorString(e));
-          ok = false;
-          continue;
-        }
-        const ErrStat es = compare(act, ref, m, inter);
-        const bool good = !es.nan && es.rel() < 2e-3;
-        std::printf("  %-58s rel err %.2e %s\n", name, es.rel(), good ? "ok" : "FAIL");
-        ok &= good;
+        ok &= check_glu(f, c.in, c.out, c.group, m, lws, name, true);
       }
       awqk::awq_gemv_override({});
       awqk::awq_gemv_override({});
@@ -497,14 +526,6 @@ bool test_gemv_fused() {
       }
       awqk::awq_gemv_override({});
     }
-    CK(cudaFree(qw));
-    CK(cudaFree(qz));
-    CK(cudaFree(sc));
-    CK(cudaFree(x));
-    CK(cudaFree(y));
-    CK(cudaFree(act));
-    CK(cudaFree(ref));
-    CK(cudaFree(packed));
   }
   CK(cudaFree(lws));
   std::printf("  decode GEMV options: %s\n", ok ? "ok" : "FAIL");
@@ -540,71 +561,24 @@ bool test_ws_glu() {
   uint64_t seed = 301;
   const int mMax = 300;
   for (const Case& c : cases) {
-    const size_t groups = c.in / c.group;
-    const int inter = c.out / 2;
-    int32_t *qw, *qz;
-    __half *sc, *x, *y, *act;
-    float* ref;
-    void* packed;
-    CK(cudaMalloc(&qw, (size_t)c.in * c.out / 8 * 4));
-    CK(cudaMalloc(&qz, groups * c.out / 8 * 4));
-    CK(cudaMalloc(&sc, groups * c.out * 2));
-    CK(cudaMalloc(&x, (size_t)mMax * c.in * 2));
-    CK(cudaMalloc(&y, (size_t)mMax * c.out * 2));
-    CK(cudaMalloc(&act, (size_t)mMax * inter * 2));
-    CK(cudaMalloc(&ref, (size_t)mMax * inter * 4));
-    CK(cudaMalloc(&packed, awqk::awq_packed_bytes(c.in, c.out, c.group)));
-    fill_i32(qw, (size_t)c.in * c.out / 8, seed++);
-    fill_i32(qz, groups * c.out / 8, seed++);
-    fill_half(sc, groups * c.out, seed++, 0.001f, 0.01f);
-    fill_half(x, (size_t)mMax * c.in, seed++, -1.f, 1.f);
-    CK(awqk::awq_repack(qw, qz, sc, c.in, c.out, c.group, packed, 0));
+    AwqFixture f(c.in, c.out, c.group, mMax, seed);
     for (int m : {9, 16, 40, 100, 300}) {
-      CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, awqk::linear_workspace_bytes()));
+      CK(awqk::awq_linear(f.x, m, f.packed, c.in, c.out, c.group, f.y, 0, lws, awqk::linear_workspace_bytes()));
       CK(cudaDeviceSynchronize());
-      std::vector<__half> hy((size_t)m * c.out);
-      CK(cudaMemcpy(hy.data(), y, hy.size() * 2, cudaMemcpyDeviceToHost));
-      std::vector<float> hAct((size_t)m * inter);
-      for (int t = 0; t < m; ++t)
-        for (int i = 0; i < inter; ++i) {
-          const size_t gcol = 16 * (size_t)(i / 8) + i % 8;
-          const float g = __half2float(hy[(size_t)t * c.out + gcol]), u = __half2float(hy[(size_t)t * c.out + gcol + 8]);
-          hAct[(size_t)t * inter + i] = g / (1.f + std::exp(-g)) * u;
-        }
-      CK(cudaMemcpy(ref, hAct.data(), hAct.size() * 4, cudaMemcpyHostToDevice));
+      glu_reference(f.y, m, c.out, f.ref);
       for (int v = 0; v <= awqk::kGemmWsVariants; ++v) {
         if (v > 0 && !ws_variant_on(v)) continue;
         for (int sk : {1, 0}) {
           awqk::gemm_ws_variant_override(v);
           awqk::gemm_ws_sk_override(sk);
-          CK(cudaMemset(act, 0xff, (size_t)m * inter * 2));
-          const cudaError_t e = awqk::awq_linear_silu(x, m, packed, c.in, c.out, c.group, act, 0, lws,
-                                                      awqk::linear_workspace_bytes());
-          CK(cudaDeviceSynchronize());
           char name[128];
           std::snprintf(name, sizeof name, "ws glu in=%d out=%d g=%d m=%d v%d sk%d", c.in, c.out, c.group, m, v, sk);
-          if (e != cudaSuccess) {
-            std::printf("  %-58s %s FAIL\n", name, cudaGetErrorString(e));
-            ok = false;
-            continue;
-          }
-          const ErrStat es = compare(act, ref, m, inter);
-          const bool good = !es.nan && es.rel() < 2e-3;
-          if (!good || v == 0) std::printf("  %-58s rel err %.2e %s\n", name, es.rel(), good ? "ok" : "FAIL");
-          ok &= good;
+          ok &= check_glu(f, c.in, c.out, c.group, m, lws, name, v == 0);
         }
       }
       awqk::gemm_ws_variant_override(0);
       awqk::gemm_ws_sk_override(-1);
     }
-    CK(cudaFree(qw));
-    CK(cudaFree(qz));
-    CK(cudaFree(sc));
-    CK(cudaFree(x));
-    CK(cudaFree(y));
-    CK(cudaFree(act));
-    CK(cudaFree(ref));
-    CK(cudaFree(packed));
   }
   CK(cudaFree(lws));
   std::printf("  gate|up + SiLU epilogue: %s\n", ok ? "ok" : "FAIL");
