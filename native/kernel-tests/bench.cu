@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -90,6 +91,36 @@ struct Weights {
 };
 
 }  // namespace
+
+int probe_linear(const char* shape, int m, int calls) {
+  const Shape* s = nullptr;
+  for (const Shape& c : kShapes)
+    if (std::strncmp(c.name, shape, std::strlen(shape)) == 0 && c.name[std::strlen(shape)] == ' ') s = &c;
+  if (s == nullptr || m < 1 || calls < 1) {
+    std::printf("--probe-linear: unknown shape \"%s\" (qkv, o, gate_up, down, lm_head) or m / calls < 1\n", shape);
+    return 2;
+  }
+  const size_t bytes = s->awq ? awqk::awq_packed_bytes(s->in, s->out, 128) : (size_t)s->in * s->out * 2;
+  void* w;
+  __half *x, *y;
+  CK(cudaMalloc(&w, bytes));
+  CK(cudaMalloc(&x, (size_t)m * s->in * 2));
+  CK(cudaMalloc(&y, (size_t)m * s->out * 2));
+  CK(cudaMemset(w, 0x11, bytes));  // values do not matter for a profile; the scales become small fp16 numbers
+  fill_half(x, (size_t)m * s->in, 11, -1.f, 1.f);
+  for (int i = 0; i < calls; ++i) {
+    if (s->awq)
+      CK(awqk::awq_linear(x, m, w, s->in, s->out, 128, y, 0, linear_ws(), awqk::linear_workspace_bytes()));
+    else
+      CK(awqk::dense_linear(x, m, static_cast<__half*>(w), s->in, s->out, y, 0));
+  }
+  CK(cudaDeviceSynchronize());
+  std::printf("probe-linear %s m=%d: %d calls of the engine's dispatch, eager\n", s->name, m, calls);
+  CK(cudaFree(w));
+  CK(cudaFree(x));
+  CK(cudaFree(y));
+  return 0;
+}
 
 void bench_linears(bool quick) {
   const std::vector<int> ms = quick ? std::vector<int>{1, 8, 64, 128}

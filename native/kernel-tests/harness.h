@@ -96,6 +96,10 @@ bool test_attention();
 bool test_quant();
 bool test_gptq();
 void bench_linears(bool quick);
+// --probe-linear SHAPE M [CALLS]: CALLS (3) eager calls of awq_linear / dense_linear (the engine's dispatch, with the
+// split-K workspace) at m rows on one 13B shape (qkv, o, gate_up, down, lm_head), nothing else: a small process for
+// `ncu -k <kernel> --launch-skip CALLS-1 --launch-count 1`. Returns the exit status.
+int probe_linear(const char* shape, int m, int calls);
 void bench_variants();
 void bench_attention(bool quick, bool prefillOnly = false);
 // KV cache (kv-cache-tests.cu; kernel-tests --kv runs only these): FP8 E4M3 conversion and attention over an FP8

@@ -19,6 +19,13 @@ int main(int argc, char** argv) {
   bool attnOnly = false;  // --attn: only the attention checks and the prefill attention timings
   bool kvOnly = false;  // --kv: only the KV cache / attention checks and timings (kv-cache-tests.cu)
   for (int i = 1; i < argc; ++i) {
+    if (!std::strcmp(argv[i], "--probe-linear")) {
+      if (i + 2 >= argc) {
+        std::printf("--probe-linear needs SHAPE M [CALLS]\n");
+        return 2;
+      }
+      return probe_linear(argv[i + 1], std::atoi(argv[i + 2]), i + 3 < argc ? std::atoi(argv[i + 3]) : 3);
+    }
     if (!std::strcmp(argv[i], "--quick")) quick = true;
     if (!std::strcmp(argv[i], "--no-bench")) bench = false;
     if (!std::strcmp(argv[i], "--bench-only")) tests = false;
