@@ -258,6 +258,15 @@ void bench_attention(bool quick, bool prefillOnly) {
   if (quick) cases = {{1, 2048, 2048}, {1, 1, 2048}, {32, 1, 2048}};
   // --attn: prefill only, up to the 4096-token prefill of issue 14 and a 512-token chunk over a 1536-token prefix.
   if (prefillOnly) cases = {{1, 512, 512}, {4, 512, 512}, {1, 2048, 2048}, {1, 4096, 4096}, {1, 512, 2048}};
+  // AWQ_BENCH_ATTN_QLEN=N: only the cases of N queries a sequence (say 4096 with --attn --bench-only --eager: one
+  // prefill shape, for ncu -k regex:prefill_attention --launch-count 1).
+  if (const char* e = std::getenv("AWQ_BENCH_ATTN_QLEN")) {
+    const int qLen = std::atoi(e);
+    std::vector<Case> kept;
+    for (const Case& c : cases)
+      if (c.qLen == qLen) kept.push_back(c);
+    cases = kept;
+  }
   for (const Case& c : cases) {
     const int blocksPer = (c.ctx + 15) / 16;
     const int numBlocks = c.batch * blocksPer;
