@@ -163,11 +163,15 @@ bool awq_rs_path(int m, int in, int out) {
   return rs128 && m <= 128 && out < 4 * in;
 }
 
+// Hopper, and a linear workspace the wgmma GEMMs can use (its counters, 16-byte aligned).
+static bool wgmma_workspace_ok(const void* workspace, size_t workspaceBytes) {
+  return hopper_device() && workspace != nullptr && workspaceBytes >= kLinearCounters * sizeof(int) &&
+         reinterpret_cast<uintptr_t>(workspace) % 16 == 0;
+}
+
 cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int out, int group, __half* y,
                         void* workspace, size_t workspaceBytes, cudaStream_t stream) {
-  if (!hopper_device() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
-      reinterpret_cast<uintptr_t>(workspace) % 16 != 0)
-    return cudaErrorNotSupported;
+  if (!wgmma_workspace_ok(workspace, workspaceBytes)) return cudaErrorNotSupported;
   if (awq_ws_path(m, in, out)) {
     const cudaError_t e =
         gemm_sm90_ws(g_wsVariant, g_wsSk, x, m, packed, in, out, group, y, workspace, workspaceBytes, stream);
@@ -216,9 +220,7 @@ cudaError_t awq_gemm_ws(const __half* x, int m, const void* packed, int in, int 
 
 cudaError_t awq_gemm_ws_glu(const __half* x, int m, const void* packed, int in, int out, int group, __half* act,
                             void* workspace, size_t workspaceBytes, cudaStream_t stream) {
-  if (!hopper_device() || workspace == nullptr || workspaceBytes < kLinearCounters * sizeof(int) ||
-      reinterpret_cast<uintptr_t>(workspace) % 16 != 0 || !awq_ws_path(m, in, out))
-    return cudaErrorNotSupported;
+  if (!wgmma_workspace_ok(workspace, workspaceBytes) || !awq_ws_path(m, in, out)) return cudaErrorNotSupported;
   return gemm_sm90_ws(g_wsVariant, g_wsSk, x, m, packed, in, out, group, act, workspace, workspaceBytes, stream, true);
 }
 

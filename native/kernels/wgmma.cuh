@@ -36,19 +36,11 @@ __device__ __forceinline__ void keep_regs(float (&r)[R]) {
 #pragma unroll
   for (int i = 0; i < R; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
-template <int A, int B>
-__device__ __forceinline__ void keep_regs(uint32_t (&r)[A][B]) {
+// 2-D arrays (fragment sets, accumulator slices): row by row.
+template <int A, int B, typename T>
+__device__ __forceinline__ void keep_regs(T (&r)[A][B]) {
 #pragma unroll
-  for (int a = 0; a < A; ++a)
-#pragma unroll
-    for (int i = 0; i < B; ++i) asm volatile("" : "+r"(r[a][i])::"memory");
-}
-template <int A, int B>
-__device__ __forceinline__ void keep_regs(float (&r)[A][B]) {
-#pragma unroll
-  for (int a = 0; a < A; ++a)
-#pragma unroll
-    for (int i = 0; i < B; ++i) asm volatile("" : "+f"(r[a][i])::"memory");
+  for (int a = 0; a < A; ++a) keep_regs(r[a]);
 }
 // Byte offset of 16-byte chunk `ch` of row `row` in a 128-byte-swizzled tile.
 __device__ __forceinline__ int swz(int row, int ch) { return row * 128 + ((ch ^ (row & 7)) << 4); }
