@@ -199,7 +199,10 @@ __device__ __forceinline__ int sk_owner(long long i, long long wsk, int G) {
 #endif
 
 // SWZ (with tmaW): the packed words arrive 128-byte swizzled (a 4-D box) and are read without bank conflicts.
-template <int MS, int NT, int CL, bool SWZ = false>
+// DEEP (two slices, NT <= 64): four fragment sets, so three wgmma groups stay in flight while the fourth set is
+// dequantized (at decode sizes each chunk's tensor work is a few cycles; the loop waited on the previous group's
+// latency: ncu, H100, m = 16: 232 instructions a chunk a warp at ~25 % issue utilisation).
+template <int MS, int NT, int CL, bool SWZ = false, bool DEEP = false>
 __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__ CUtensorMap tmX,
                                                           const __grid_constant__ CUtensorMap tmW,
                                                           const __grid_constant__ CUtensorMap tmZ, const WsParams p) {
@@ -307,8 +310,9 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
     const bool hiWord = (t >> 1) != 0;
     float acc[MS][kAcc];
     uint32_t fa[16], fb[16];  // two fragment sets (one slice, one 64-deep chunk each)
+    uint32_t fa1[16], fb1[16];  // DEEP: the sets of the odd chunks
 #pragma unroll
-    for (int i = 0; i < 16; ++i) fb[i] = 0;
+    for (int i = 0; i < 16; ++i) fb[i] = fa1[i] = fb1[i] = 0;
     // Fragments of slice `sl` (packed tile (wg * MS + sl) * 4 + warp of the block) for the chunk in stage `st`.
     auto dequant = [&](const unsigned char* st, int sl, uint32_t(&f)[16]) {
       const int tl = (wg * MS + sl) * 4 + wi;
@@ -368,6 +372,31 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           body(i + 1, fb, fa);
         }
         if (i < n) body(i, fa, fb);
+      } else if constexpr (DEEP) {
+        // Two slices x two chunks: chunk i's slices in sets (fa, fb) or (fa1, fb1) by i & 1. A set is rewritten once
+        // the group that read it two chunks ago has retired (wait<3>: the three groups after it may still run), and
+        // a stage goes back to the producers two chunks late (its x tile is the B operand of groups in flight).
+        auto body = [&](int i, uint32_t(&a)[16], uint32_t(&b)[16]) {
+          const int s = q % kStages;
+          mbar_wait(&full[s], (q / kStages) & 1);
+          const unsigned char* st = smem + s * C::kStage;
+          detail::wgmma_wait<3>();  // (i - 2, slice 0) retired: a is free
+          keep_regs(a);
+          dequant(st, 0, a);
+          issue(st, 0, a, i);
+          detail::wgmma_wait<3>();  // (i - 2, slice 1) retired: b and chunk i - 2's stage are free
+          keep_regs(b);
+          if (i >= 2) release((q + kStages - 2) % kStages);
+          dequant(st, 1, b);
+          issue(st, 1, b, i);
+          ++q;
+        };
+        int i = 0;
+        for (; i + 1 < n; i += 2) {
+          body(i, fa, fb);
+          body(i + 1, fa1, fb1);
+        }
+        if (i < n) body(i, fa, fb);
       } else {
         // Two slices: fa holds slice 0's fragments, fb slice 1's; each is rewritten once its previous group has
         // retired, so one group is always in flight while the other slice is dequantized.
@@ -391,6 +420,11 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
       keep_regs(acc);
       keep_regs(fa);
       keep_regs(fb);
+      if constexpr (DEEP) {
+        keep_regs(fa1);
+        keep_regs(fb1);
+        if (n >= 2) release((q + kStages - 2) % kStages);
+      }
       release((q + kStages - 1) % kStages);
 
       if (kb != 0 || ke != p.K) {  // a stream-K piece of a tile
@@ -533,6 +567,16 @@ int ws_tma_weights_env() {
 }
 int g_wsTmaW = -1;  // -1: the environment's choice
 
+// The decode tiles' (v6-v9) four-set pipeline (DEEP): AWQ_GEMM_WS_DEEP=0 the two-set loop, else (default) on.
+int g_wsDeep = -1;  // -1: the environment's choice
+bool ws_deep() {
+  static const bool env = [] {
+    const char* e = std::getenv("AWQ_GEMM_WS_DEEP");
+    return e == nullptr || e[0] != '0';
+  }();
+  return g_wsDeep >= 0 ? g_wsDeep != 0 : env;
+}
+
 int sm_count() {
   int dev = 0, n = 0;
   cudaGetDevice(&dev);
@@ -540,7 +584,7 @@ int sm_count() {
   return n > 0 ? n : 132;
 }
 
-template <int MS, int NT, int CL, bool SWZ = false>
+template <int MS, int NT, int CL, bool SWZ = false, bool DEEP = false>
 cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                       __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {
   using C = WsCfg<MS, NT>;
@@ -552,7 +596,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
     cudaError_t e =
-        cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL, SWZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
+        cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL, SWZ, DEEP>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
@@ -628,7 +672,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
       cfg.attrs = a;
       cfg.numAttrs = 1;
       int n = 0;
-      if (cudaOccupancyMaxActiveClusters(&n, gemm_ws_kernel<MS, NT, CL, SWZ>, &cfg) != cudaSuccess || n <= 0) {
+      if (cudaOccupancyMaxActiveClusters(&n, gemm_ws_kernel<MS, NT, CL, SWZ, DEEP>, &cfg) != cudaSuccess || n <= 0) {
         cudaGetLastError();
         return cudaErrorNotSupported;
       }
@@ -660,7 +704,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
   p.tmaW = tmaMode != 0 || SWZ;
   p.glu = glu ? 1 : 0;
   if constexpr (CL == 1) {
-    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ,
+    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ, DEEP>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ,
                              p);
   } else {
     cudaLaunchConfig_t cfg = {};
@@ -677,7 +721,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
     a[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = a;
     cfg.numAttrs = pdl_enabled() ? 2 : 1;
-    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL, SWZ>, map, mapW, mapZ, p);
+    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL, SWZ, DEEP>, map, mapW, mapZ, p);
   }
 }
 
@@ -690,6 +734,11 @@ cudaError_t launch_by_mode(int tmaMode, int skMode, const __half* x, int m, cons
     if (tmaMode == 2)
       return launch_ws<MS, NT, CL, true>(2, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream,
                                          glu);
+    if constexpr (MS == 2 && NT <= 64) {
+      if (ws_deep())
+        return launch_ws<MS, NT, CL, false, true>(tmaMode, skMode, x, m, w, in, out, group, y, workspace,
+                                                  workspaceBytes, stream, glu);
+    }
   }
   return launch_ws<MS, NT, CL, false>(tmaMode == 2 ? 1 : tmaMode, skMode, x, m, w, in, out, group, y, workspace,
                                       workspaceBytes, stream, glu);
@@ -709,6 +758,7 @@ int gemm_ws_default_variant(int m, int in, int out) {
 }
 
 void gemm_ws_tma_weights_override(int on) { g_wsTmaW = on; }
+void gemm_ws_deep_override(int on) { g_wsDeep = on; }
 
 cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                          __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {

@@ -35,6 +35,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
   {
+    name: "AWQ_GEMM_WS_DEEP",
+    what: "its decode tiles (v6-v9) keep three wgmma groups in flight (four fragment sets; on by default; 0: two sets)",
+    values: ON_OFF,
+  },
+  {
     name: "AWQ_GEMM_WS_TMAW",
     what: "how its weights arrive (0 bulk copies, 1 TMA boxes: the default, 2 TMA with swizzled words)",
     values: ["0", "1", "2"],
