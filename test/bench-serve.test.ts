@@ -173,3 +173,10 @@ test("no server at the URL: a clear error, and bad flags are refused by name", a
     assert.match(r.stderr, message);
   }
 });
+
+test("--help names every default as a user would type it (--request-rate: inf, not null)", async () => {
+  const { stdout, code } = await bench(["--help"]);
+  assert.equal(code, 0);
+  assert.match(stdout, /--request-rate <rps>[\s\S]*?\(default: inf\)/);
+  assert.doesNotMatch(stdout, /default: null/);
+});

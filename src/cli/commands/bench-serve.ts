@@ -9,7 +9,7 @@
  */
 import { writeFile } from "node:fs/promises";
 import path from "node:path";
-import { type Command, InvalidArgumentError } from "commander";
+import { type Command, InvalidArgumentError, Option } from "commander";
 import { randomDataset } from "../../bench/random-dataset.js";
 import { runServeBench, testRequest } from "../../bench/serve-bench.js";
 import {
@@ -242,11 +242,11 @@ export function registerBenchServe(bench: Command): void {
       "at most this many requests in flight",
       positiveIntegerFlag("--max-concurrency"),
     )
-    .option(
-      "--request-rate <rps>",
-      "requests per second (Poisson arrivals), or inf: all at once",
-      requestRateFlag,
-      Number.POSITIVE_INFINITY,
+    .addOption(
+      // Infinity would show as "(default: null)" in --help (commander prints defaults as JSON).
+      new Option("--request-rate <rps>", "requests per second (Poisson arrivals), or inf: all at once")
+        .argParser(requestRateFlag)
+        .default(Number.POSITIVE_INFINITY, "inf"),
     )
     .option("--ignore-eos", "send ignore_eos: every request generates its full --random-output-len")
     .option("--seed <n>", "seed of the prompts and arrival times", integerAtLeastFlag("--seed", 0), 0)
