@@ -482,7 +482,6 @@ bool test_gemv_fused() {
         ok &= check_glu(f, c.in, c.out, c.group, m, lws, name, true);
       }
       awqk::awq_gemv_override({});
-      awqk::awq_gemv_override({});
       for (int v : {0, 12, 18, 9}) {
         awqk::awq_gemv_override({v, v == 18 ? 16 : 0, 1});
         ok &= test_add_rmsnorm(x, packed, c.in, c.out, c.group, m, y, lws);

@@ -568,13 +568,12 @@ int ws_tma_weights_env() {
 int g_wsTmaW = -1;  // -1: the environment's choice
 
 // The decode tiles' (v6-v9) four-set pipeline (DEEP): AWQ_GEMM_WS_DEEP=0 the two-set loop, else (default) on.
-int g_wsDeep = -1;  // -1: the environment's choice
 bool ws_deep() {
-  static const bool env = [] {
+  static const bool on = [] {
     const char* e = std::getenv("AWQ_GEMM_WS_DEEP");
     return e == nullptr || e[0] != '0';
   }();
-  return g_wsDeep >= 0 ? g_wsDeep != 0 : env;
+  return on;
 }
 
 int sm_count() {
@@ -758,7 +757,6 @@ int gemm_ws_default_variant(int m, int in, int out) {
 }
 
 void gemm_ws_tma_weights_override(int on) { g_wsTmaW = on; }
-void gemm_ws_deep_override(int on) { g_wsDeep = on; }
 
 cudaError_t gemm_sm90_ws(int variant, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                          __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {

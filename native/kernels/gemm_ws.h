@@ -28,9 +28,6 @@ void gemm_ws_sk_override(int sk);
 // How the weights reach shared memory: -1 = AWQ_GEMM_WS_TMAW in the environment (unset / 1: two 3-D TMA boxes a
 // chunk, 0: one bulk copy a tile, 2: TMA with the packed words 128-byte swizzled), 0 / 1 / 2 forced.
 void gemm_ws_tma_weights_override(int on);
-// The decode tiles' (v6-v9: 256 outputs x 64 / 32 / 16 / 8 rows) consumer loop: -1 = AWQ_GEMM_WS_DEEP in the environment
-// (unset / 1: four fragment sets, three wgmma groups in flight; 0: two sets), 0 / 1 forced.
-void gemm_ws_deep_override(int on);
 bool awq_ws_path(int m, int in, int out);
 
 }  // namespace awqk
