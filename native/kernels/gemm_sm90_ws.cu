@@ -16,8 +16,9 @@
 // gemm_sm90_rs.cu) and issues 4 wgmma m64nNTk16 as one group. Two fragment sets alternate, so one group is
 // always in flight while the next one's fragments are built (MS = 1: chunk after chunk; MS = 2: slice after
 // slice); a chunk's stage goes back to the producer through its "empty" mbarrier once wgmma.wait_group has
-// retired every group that reads it. The producer requests the weights of its first stages before waiting for the
-// previous kernel (programmatic dependent launch; AWQ_GEMM_WS_PF=0 turns that off), x only after.
+// retired every group that reads it. (The decode tiles of 8..32 rows take mma.sync instead, see MMA below.) The
+// producer requests the weights of its first stages before waiting for the previous kernel (programmatic dependent
+// launch; AWQ_GEMM_WS_PF=0 turns that off), x only after.
 //
 // Clusters (CL = 2, variants 4 and 5): the two blocks of a cluster compute adjacent output tiles of the same row
 // tile and k range, each TMA-loading half of the x tile with multicast into both, so x crosses L2 once for two
@@ -153,12 +154,15 @@ __device__ __forceinline__ void cluster_sync() {
 __device__ __forceinline__ void consumers_sync() { asm volatile("bar.sync 1, 256;\n" ::: "memory"); }
 
 
-// The work units of block c in order: its round-robin tiles, then its stream-K range cut at tile edges.
+// The work units of block c in order: its round-robin tiles, then its stream-K range cut at tile edges. The ranges
+// are cut at multiples of `grain` chunks (MMA: 2, so that no unit splits a pair of chunks; K is even there).
 struct Units {
   int t;
   long long i, e;
-  __device__ __forceinline__ Units(const WsParams& p, int c, int G)
-      : t(c), i((long long)c * p.wsk / G), e((long long)(c + 1) * p.wsk / G) {}
+  __device__ __forceinline__ Units(const WsParams& p, int c, int G, int grain = 1)
+      : t(c),
+        i((long long)c * (p.wsk / grain) / G * grain),
+        e((long long)(c + 1) * (p.wsk / grain) / G * grain) {}
   __device__ __forceinline__ bool next(const WsParams& p, int G, int& tile, int& kb, int& ke) {
     if (t < p.dp) {
       tile = t;
@@ -189,8 +193,10 @@ __device__ __forceinline__ void tile_coords(const WsParams& p, int t, int& ot, i
   ot = local / bt;
 }
 
-// Block owning stream-K iteration i (ranges [c * wsk / G, (c + 1) * wsk / G)).
-__device__ __forceinline__ int sk_owner(long long i, long long wsk, int G) {
+// Block owning stream-K iteration i (ranges [c * wsk / G, (c + 1) * wsk / G) of grains; see Units).
+__device__ __forceinline__ int sk_owner(long long i, long long wsk, int G, int grain = 1) {
+  i /= grain;
+  wsk /= grain;
   int c = (int)((i * G) / wsk);
   while (c + 1 < G && (long long)(c + 1) * wsk / G <= i) ++c;
   while (c > 0 && (long long)c * wsk / G > i) --c;
@@ -202,7 +208,13 @@ __device__ __forceinline__ int sk_owner(long long i, long long wsk, int G) {
 // DEEP (two slices, NT <= 64): four fragment sets, so three wgmma groups stay in flight while the fourth set is
 // dequantized (at decode sizes each chunk's tensor work is a few cycles; the loop waited on the previous group's
 // latency: ncu, H100, m = 16: 232 instructions a chunk a warp at ~25 % issue utilisation).
-template <int MS, int NT, int CL, bool SWZ = false, bool DEEP = false>
+// MMA (decode tiles of NT <= 32 rows, an even number of chunks a group): the consumers run mma.sync, each warp on its
+// own, on the exact q - z, a pair of chunks into a temporary fp32 tile folded into the accumulators with the group's
+// scale (acc += tmp * s). Against the wgmma loop (ncu, H100, m = 16: ~122 instructions a slice and chunk, 16 of them
+// HMUL2 applying the scale per weight, ~20 building descriptors and scale-d predicates, plus warpgroup fences and
+// waits): no fp16 multiply per weight, and no warpgroup coupling. (A wgmma form of the same folding makes ptxas
+// serialize the wgmmas (C7514): the temporary tile read after a wait crosses the loop's back edge in flight.)
+template <int MS, int NT, int CL, bool SWZ = false, bool DEEP = false, bool MMA = false>
 __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__ CUtensorMap tmX,
                                                           const __grid_constant__ CUtensorMap tmW,
                                                           const __grid_constant__ CUtensorMap tmZ, const WsParams p) {
@@ -212,6 +224,8 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kStages = C::kStages;
   constexpr int kAcc = NT / 2;  // accumulators a thread a slice
+  constexpr int kGrain = MMA ? 2 : 1;  // stream-K ranges cut at pairs of chunks
+  static_assert(!MMA || (!DEEP && MS == 2 && NT <= 32 && CL == 1), "MMA: the two-slice decode tiles");
   __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
   unsigned char* smem = smemRaw + ((1024 - (smem_addr(smemRaw) & 1023)) & 1023);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -259,7 +273,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
       // The weights of the first stages go out before the wait for the previous kernel (no kernel writes them).
       int pre = 0;
       {
-        Units u(p, cid, G);
+        Units u(p, cid, G, kGrain);
         int tile, kb, ke;
         if (p.prefetch && u.next(p, G, tile, kb, ke)) {
           int ot, rt;
@@ -275,7 +289,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
         }
       }
       detail::pdl_wait();
-      Units u(p, cid, G);
+      Units u(p, cid, G, kGrain);
       int tile, kb, ke, q = 0;
       while (u.next(p, G, tile, kb, ke)) {
         int ot, rt;
@@ -347,7 +361,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
         for (int r = 1; r < CL; ++r) mbar_arrive_remote(&empty[s], (uint32_t)((rank + r) % CL));
       }
     };
-    Units u(p, cid, G);
+    Units u(p, cid, G, kGrain);
     int tile, kb, ke, q = 0;
     while (u.next(p, G, tile, kb, ke)) {
       const int n = ke - kb;
@@ -372,6 +386,72 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           body(i + 1, fb, fa);
         }
         if (i < n) body(i, fa, fb);
+      } else if constexpr (MMA) {
+        // Each warp alone (no warpgroup op), in the packed layout's own k order (as the GEMV: mma k index 2t + h is
+        // k 16t + 4j + h of the chunk, 2t + 8 + h is 16t + 4j + 2 + h), so lane (g, t)'s A fragments of the 4 k steps
+        // are its own 16 bytes of the tile (no byte selection) and its B fragments are x[row][16t .. 16t + 15] (two
+        // 16-byte reads a row tile from the swizzled x tile). Per pair of chunks (one group; units are cut at pairs)
+        // the exact q - z products go into a temporary fp32 tile, then acc += tmp * s. A stage goes back to the
+        // producer as soon as the warp has read it.
+        constexpr int kNt = NT / 8;  // 8-row tiles of x
+        float tmp[2][kAcc];
+        uint2 zsv[2];
+#pragma unroll
+        for (int sl = 0; sl < 2; ++sl)
+#pragma unroll
+          for (int j = 0; j < kAcc; ++j) acc[sl][j] = 0.f;
+        // Row 8 nt + g of the x tile, 16-byte chunks 2t and 2t + 1, where TMA's 128-byte swizzle stored them (c ^ g).
+        const int xOff0 = g * 128 + (((2 * t) ^ g) << 4), xOff1 = g * 128 + (((2 * t + 1) ^ g) << 4);
+        auto chunk = [&](bool first) {
+          const int s = q % kStages;
+          mbar_wait(&full[s], (q / kStages) & 1);
+          const unsigned char* st = smem + s * C::kStage;
+          uint4 xv[kNt][2];
+#pragma unroll
+          for (int nt = 0; nt < kNt; ++nt) {
+            xv[nt][0] = *reinterpret_cast<const uint4*>(st + nt * 8 * 128 + xOff0);
+            xv[nt][1] = *reinterpret_cast<const uint4*>(st + nt * 8 * 128 + xOff1);
+          }
+#pragma unroll
+          for (int sl = 0; sl < 2; ++sl) {
+            const int tl = (wg * MS + sl) * 4 + wi;
+            const uint4 w = reinterpret_cast<const uint4*>(st + C::kW)[tl * 32 + lane];
+            const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
+            if (first) zsv[sl] = zz;
+            __half2 zLo, nzHi;
+            detail::zero_operands(zz.x, zz.y, zLo, nzHi);
+            uint32_t f[16];
+            detail::dequant_qz(w.x, zLo, nzHi, &f[0]);
+            detail::dequant_qz(w.y, zLo, nzHi, &f[4]);
+            detail::dequant_qz(w.z, zLo, nzHi, &f[8]);
+            detail::dequant_qz(w.w, zLo, nzHi, &f[12]);
+#pragma unroll
+            for (int nt = 0; nt < kNt; ++nt) {
+              if (first) {
+#pragma unroll
+                for (int c = 0; c < 4; ++c) tmp[sl][4 * nt + c] = 0.f;
+              }
+              const uint32_t b[4][2] = {{xv[nt][0].x, xv[nt][0].y}, {xv[nt][0].z, xv[nt][0].w},
+                                        {xv[nt][1].x, xv[nt][1].y}, {xv[nt][1].z, xv[nt][1].w}};
+#pragma unroll
+              for (int kk = 0; kk < 4; ++kk) detail::mma16816(&tmp[sl][4 * nt], &f[4 * kk], b[kk]);
+            }
+          }
+          __syncwarp();
+          release(s);
+          ++q;
+        };
+        for (int i = 0; i < n; i += 2) {
+          chunk(true);
+          chunk(false);
+#pragma unroll
+          for (int sl = 0; sl < 2; ++sl) {
+            const float s0 = __high2float(detail::u32_as_h2(zsv[sl].x));
+            const float s1 = __high2float(detail::u32_as_h2(zsv[sl].y));
+#pragma unroll
+            for (int j = 0; j < kAcc; ++j) acc[sl][j] = fmaf(tmp[sl][j], (j >> 1) & 1 ? s1 : s0, acc[sl][j]);
+          }
+        }
       } else if constexpr (DEEP) {
         // Two slices x two chunks: chunk i's slices in sets (fa, fb) or (fa1, fb1) by i & 1. A set is rewritten once
         // the group that read it two chunks ago has retired (wait<3>: the three groups after it may still run), and
@@ -416,16 +496,18 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           ++q;
         }
       }
-      detail::wgmma_wait<0>();
-      keep_regs(acc);
-      keep_regs(fa);
-      keep_regs(fb);
-      if constexpr (DEEP) {
-        keep_regs(fa1);
-        keep_regs(fb1);
-        if (n >= 2) release((q + kStages - 2) % kStages);
+      if constexpr (!MMA) {  // (MMA released every stage as it read it)
+        detail::wgmma_wait<0>();
+        keep_regs(acc);
+        keep_regs(fa);
+        keep_regs(fb);
+        if constexpr (DEEP) {
+          keep_regs(fa1);
+          keep_regs(fb1);
+          if (n >= 2) release((q + kStages - 2) % kStages);
+        }
+        release((q + kStages - 1) % kStages);
       }
-      release((q + kStages - 1) % kStages);
 
       if (kb != 0 || ke != p.K) {  // a stream-K piece of a tile
         const int j = (tile - p.dp) * CL + rank;  // counter of this block's part of the tile
@@ -442,7 +524,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           if (ct == 0) atomicAdd(&p.counters[j], 1);
           continue;
         }
-        const int cLast = sk_owner((long long)(tile - p.dp + 1) * p.K - 1, p.wsk, G);
+        const int cLast = sk_owner((long long)(tile - p.dp + 1) * p.K - 1, p.wsk, G, kGrain);
         if (ct == 0) {
           // Until the counter reaches cLast - cid (acquire), bounded as mbar_wait is (a partial that never came traps).
           asm volatile(
@@ -576,6 +658,16 @@ bool ws_deep() {
   return on;
 }
 
+// The decode tiles of 8..32 rows (v7-v9) on mma.sync with fp32 scaling per pair of chunks (MMA, groups of an even
+// number of chunks): AWQ_GEMM_WS_MMA=0 the wgmma loops, else (default) on.
+bool ws_mma() {
+  static const bool on = [] {
+    const char* e = std::getenv("AWQ_GEMM_WS_MMA");
+    return e == nullptr || e[0] != '0';
+  }();
+  return on;
+}
+
 int sm_count() {
   int dev = 0, n = 0;
   cudaGetDevice(&dev);
@@ -583,7 +675,7 @@ int sm_count() {
   return n > 0 ? n : 132;
 }
 
-template <int MS, int NT, int CL, bool SWZ = false, bool DEEP = false>
+template <int MS, int NT, int CL, bool SWZ = false, bool DEEP = false, bool MMA = false>
 cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                       __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {
   using C = WsCfg<MS, NT>;
@@ -595,7 +687,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
   const unsigned long long bit = 1ull << (dev & 63);
   if (!(configured & bit)) {
     cudaError_t e =
-        cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL, SWZ, DEEP>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
+        cudaFuncSetAttribute(gemm_ws_kernel<MS, NT, CL, SWZ, DEEP, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, C::kSmem);
     if (e != cudaSuccess) return e;
     configured |= bit;
   }
@@ -671,7 +763,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
       cfg.attrs = a;
       cfg.numAttrs = 1;
       int n = 0;
-      if (cudaOccupancyMaxActiveClusters(&n, gemm_ws_kernel<MS, NT, CL, SWZ, DEEP>, &cfg) != cudaSuccess || n <= 0) {
+      if (cudaOccupancyMaxActiveClusters(&n, gemm_ws_kernel<MS, NT, CL, SWZ, DEEP, MMA>, &cfg) != cudaSuccess || n <= 0) {
         cudaGetLastError();
         return cudaErrorNotSupported;
       }
@@ -703,7 +795,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
   p.tmaW = tmaMode != 0 || SWZ;
   p.glu = glu ? 1 : 0;
   if constexpr (CL == 1) {
-    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ, DEEP>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ,
+    return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ, DEEP, MMA>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ,
                              p);
   } else {
     cudaLaunchConfig_t cfg = {};
@@ -720,7 +812,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
     a[1].val.programmaticStreamSerializationAllowed = 1;
     cfg.attrs = a;
     cfg.numAttrs = pdl_enabled() ? 2 : 1;
-    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL, SWZ, DEEP>, map, mapW, mapZ, p);
+    return cudaLaunchKernelEx(&cfg, gemm_ws_kernel<MS, NT, CL, SWZ, DEEP, MMA>, map, mapW, mapZ, p);
   }
 }
 
@@ -734,6 +826,11 @@ cudaError_t launch_by_mode(int tmaMode, int skMode, const __half* x, int m, cons
       return launch_ws<MS, NT, CL, true>(2, skMode, x, m, w, in, out, group, y, workspace, workspaceBytes, stream,
                                          glu);
     if constexpr (MS == 2 && NT <= 64) {
+      if constexpr (NT <= 32) {
+        if (ws_mma() && group % 128 == 0 && (in / 64) % 2 == 0)
+          return launch_ws<MS, NT, CL, false, false, true>(tmaMode, skMode, x, m, w, in, out, group, y, workspace,
+                                                          workspaceBytes, stream, glu);
+      }
       if (ws_deep())
         return launch_ws<MS, NT, CL, false, true>(tmaMode, skMode, x, m, w, in, out, group, y, workspace,
                                                   workspaceBytes, stream, glu);

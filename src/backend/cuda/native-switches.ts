@@ -40,6 +40,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ON_OFF,
   },
   {
+    name: "AWQ_GEMM_WS_MMA",
+    what: "its decode tiles of 8..32 rows (v7-v9) run mma.sync a warp at a time with fp32 scaling per group (on by default; 0: wgmma)",
+    values: ON_OFF,
+  },
+  {
     name: "AWQ_GEMM_WS_TMAW",
     what: "how its weights arrive (0 bulk copies, 1 TMA boxes: the default, 2 TMA with swizzled words)",
     values: ["0", "1", "2"],
