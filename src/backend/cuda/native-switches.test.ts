@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { checkNativeSwitches, NATIVE_SWITCHES } from "./native-switches.js";
+import { checkNativeSwitches, NATIVE_SWITCHES, NativeSwitchError } from "./native-switches.js";
 
 test("unset, empty and accepted values pass", () => {
   checkNativeSwitches({});
@@ -10,6 +10,7 @@ test("unset, empty and accepted values pass", () => {
   checkNativeSwitches({ AWQ_GEMM_WS_TMAW: "2", AWQ_GEMM_WS_MIN_ROWS: "1", AWQ_GEMM_WS_VARIANT: "9" });
   checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "128", AWQ_ATTN_PREFILL_MASKSKIP: "1" });
   checkNativeSwitches({ AWQ_ATTN_PREFILL_WGMMA: "0", AWQ_ATTN_WGMMA_PP: "0" });
+  checkNativeSwitches({ AWQ_GEMM_WS_MMA: "0", AWQ_GEMM_WS_DEEP: "0" });
 });
 
 test("a misspelt value is refused, naming the variable, what it changes and the values it takes", () => {
@@ -19,6 +20,8 @@ test("a misspelt value is refused, naming the variable, what it changes and the 
   );
   assert.throws(() => checkNativeSwitches({ AWQ_GEMV_PF: "-1" }), /AWQ_GEMV_PF="-1".*integer from 0 to 64/);
   assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS: "yes" }), /AWQ_GEMM_WS="yes".*use 0, 1/);
+  assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS_MMA: "2" }), /AWQ_GEMM_WS_MMA="2".*use 0, 1/);
+  assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS: "yes" }), NativeSwitchError);
   assert.throws(
     () => checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "96" }),
     /AWQ_ATTN_PREFILL_BQ="96".*use 64, 128/,

@@ -110,6 +110,14 @@ function problem(rule: SwitchRule, value: string): string | null {
   return null;
 }
 
+/**
+ * A switch set to a value the addon does not take: a mistake in how the run was set up, not a missing GPU (the GPU
+ * suites fail on it instead of skipping).
+ */
+export class NativeSwitchError extends Error {
+  override name = "NativeSwitchError";
+}
+
 /** Throws one error naming every switch set to a value the addon does not take. Unset or empty: default. */
 export function checkNativeSwitches(env: NodeJS.ProcessEnv = process.env): void {
   const bad: string[] = [];
@@ -119,5 +127,5 @@ export function checkNativeSwitches(env: NodeJS.ProcessEnv = process.env): void 
     const why = problem(rule, value);
     if (why !== null) bad.push(`${rule.name}="${value}" (${rule.what}): ${why}`);
   }
-  if (bad.length > 0) throw new Error(`CUDA backend: bad environment switch: ${bad.join("; ")}`);
+  if (bad.length > 0) throw new NativeSwitchError(`CUDA backend: bad environment switch: ${bad.join("; ")}`);
 }
