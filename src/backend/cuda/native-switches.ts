@@ -36,7 +36,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
   {
     name: "AWQ_GEMM_WS_DEEP",
-    what: "its decode tiles (v6-v9) keep three wgmma groups in flight (four fragment sets; on by default; 0: two sets)",
+    what: "its wgmma decode tiles (v6; v7-v9 with AWQ_GEMM_WS_MMA=0) keep three groups in flight (on by default; 0: one)",
     values: ON_OFF,
   },
   {
