@@ -629,12 +629,15 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
   return fn;
 }
 
+// An on-by-default environment switch: off only when set to a value starting with '0'.
+bool env_on(const char* name) {
+  const char* e = std::getenv(name);
+  return e == nullptr || e[0] != '0';
+}
+
 // AWQ_GEMM_WS_PF=0: no weight requests before the wait for the previous kernel (A/B of that prologue).
 int ws_prefetch() {
-  static const int v = [] {
-    const char* e = std::getenv("AWQ_GEMM_WS_PF");
-    return e != nullptr && e[0] == '0' ? 0 : 1;
-  }();
+  static const int v = env_on("AWQ_GEMM_WS_PF") ? 1 : 0;
   return v;
 }
 
@@ -649,22 +652,17 @@ int ws_tma_weights_env() {
 }
 int g_wsTmaW = -1;  // -1: the environment's choice
 
-// The decode tiles' (v6-v9) four-set pipeline (DEEP): AWQ_GEMM_WS_DEEP=0 the two-set loop, else (default) on.
+// The wgmma decode tiles' four-set pipeline (DEEP: v6, and v7-v9 when MMA is off): AWQ_GEMM_WS_DEEP=0 the two-set
+// loop, else (default) on.
 bool ws_deep() {
-  static const bool on = [] {
-    const char* e = std::getenv("AWQ_GEMM_WS_DEEP");
-    return e == nullptr || e[0] != '0';
-  }();
+  static const bool on = env_on("AWQ_GEMM_WS_DEEP");
   return on;
 }
 
 // The decode tiles of 8..32 rows (v7-v9) on mma.sync with fp32 scaling per pair of chunks (MMA, groups of an even
 // number of chunks): AWQ_GEMM_WS_MMA=0 the wgmma loops, else (default) on.
 bool ws_mma() {
-  static const bool on = [] {
-    const char* e = std::getenv("AWQ_GEMM_WS_MMA");
-    return e == nullptr || e[0] != '0';
-  }();
+  static const bool on = env_on("AWQ_GEMM_WS_MMA");
   return on;
 }
 
