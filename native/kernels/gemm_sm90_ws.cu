@@ -86,6 +86,7 @@ struct WsParams {
   int prefetch;   // 1: the first stages' weights are requested before the wait for the previous kernel
   int tmaW;       // 1: a chunk's packed words and zero/scale pairs of the block's tiles come as two 3-D TMA boxes
   int glu;        // 1: outputs gate|up interleaved by 8; y (m, out / 2) = silu(gate) * up
+  int fixupBatch;  // 1: a stream-K owner reads up to 64 floats of partials a thread at once (AWQ_GEMM_WS_FIXUP)
 };
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -234,6 +235,10 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
   const int G = gridDim.x / CL, cid = blockIdx.x / CL;
   const int rank = CL > 1 ? (int)cluster_rank() : 0;
   if (tid == 0) {
+    // The three tensor maps into the descriptor cache now, not at their first copy (x's comes after the PDL wait).
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&tmW)) : "memory");
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&tmZ)) : "memory");
+    asm volatile("prefetch.tensormap [%0];\n" ::"l"(reinterpret_cast<uint64_t>(&tmX)) : "memory");
     for (int s = 0; s < kStages; ++s) {
       mbar_init(&full[s], 1);
       mbar_init(&empty[s], 8 * CL);  // one arrival per consumer warp of each block of the cluster
@@ -551,18 +556,38 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
         }
         consumers_sync();
         __threadfence();
-        for (int c2 = cid + 1; c2 <= cLast; ++c2) {
-          const float4* slot = reinterpret_cast<const float4*>(p.ws + (size_t)(c2 * CL + rank) * C::kSlotFloats);
+        // The partials of blocks cid + 1 .. cLast, added in block order (deterministic). A narrow matrix at decode
+        // sizes (o, down at m = 16: 20 output tiles over 132 blocks) has ~6 partials a tile: their reads go out
+        // kBatch at a time (up to 64 floats a thread; p.fixupBatch), not one L2 round trip after the other.
+        constexpr int kF4 = MS * kAcc / 4;  // float4 of one partial a thread
+        constexpr int kBatch = DEEP || kF4 >= 16 ? 1 : 16 / kF4 > 8 ? 8 : 16 / kF4;
+        const int nb = p.fixupBatch ? kBatch : 1;
+        for (int c0 = cid + 1; c0 <= cLast; c0 += nb) {
+          float4 v[kBatch][kF4];
 #pragma unroll
-          for (int sl = 0; sl < MS; ++sl)
+          for (int b = 0; b < kBatch; ++b) {
+            if (b < nb && c0 + b <= cLast) {
+              const float4* slot =
+                  reinterpret_cast<const float4*>(p.ws + (size_t)((c0 + b) * CL + rank) * C::kSlotFloats);
 #pragma unroll
-            for (int i = 0; i < kAcc; i += 4) {
-              const float4 v = __ldcg(slot + ((sl * kAcc + i) / 4) * 256 + ct);
-              acc[sl][i] += v.x;
-              acc[sl][i + 1] += v.y;
-              acc[sl][i + 2] += v.z;
-              acc[sl][i + 3] += v.w;
+              for (int f = 0; f < kF4; ++f) v[b][f] = __ldcg(slot + f * 256 + ct);
             }
+          }
+#pragma unroll
+          for (int b = 0; b < kBatch; ++b) {
+            if (b < nb && c0 + b <= cLast) {
+#pragma unroll
+              for (int sl = 0; sl < MS; ++sl)
+#pragma unroll
+                for (int i = 0; i < kAcc; i += 4) {
+                  const float4 w4 = v[b][(sl * kAcc + i) / 4];
+                  acc[sl][i] += w4.x;
+                  acc[sl][i + 1] += w4.y;
+                  acc[sl][i + 2] += w4.z;
+                  acc[sl][i + 3] += w4.w;
+                }
+            }
+          }
         }
       }
       // acc[sl][4j + 2h + e] = (output 64 * slice + 16 * warp + g + 8h, row 8j + 2t + e). Lanes g and g ^ 1 (lane ^ 4)
@@ -663,6 +688,12 @@ bool ws_deep() {
 // number of chunks): AWQ_GEMM_WS_MMA=0 the wgmma loops, else (default) on.
 bool ws_mma() {
   static const bool on = env_on("AWQ_GEMM_WS_MMA");
+  return on;
+}
+
+// Stream-K owners read the partials of a tile several at once (default); AWQ_GEMM_WS_FIXUP=0 one after the other.
+bool ws_fixup_batch() {
+  static const bool on = env_on("AWQ_GEMM_WS_FIXUP");
   return on;
 }
 
@@ -792,6 +823,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
   p.prefetch = ws_prefetch();
   p.tmaW = tmaMode != 0 || SWZ;
   p.glu = glu ? 1 : 0;
+  p.fixupBatch = ws_fixup_batch() ? 1 : 0;
   if constexpr (CL == 1) {
     return pdl_launch_kernel(gemm_ws_kernel<MS, NT, CL, SWZ, DEEP, MMA>, dim3(G), dim3(384), C::kSmem, stream, map, mapW, mapZ,
                              p);

@@ -45,6 +45,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ON_OFF,
   },
   {
+    name: "AWQ_GEMM_WS_FIXUP",
+    what: "its stream-K owners read several partials of a tile at once (on by default; 0: one after the other)",
+    values: ON_OFF,
+  },
+  {
     name: "AWQ_GEMM_WS_TMAW",
     what: "how its weights arrive (0 bulk copies, 1 TMA boxes: the default, 2 TMA with swizzled words)",
     values: ["0", "1", "2"],
