@@ -559,6 +559,8 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
         // The partials of blocks cid + 1 .. cLast, added in block order (deterministic). A narrow matrix at decode
         // sizes (o, down at m = 16: 20 output tiles over 132 blocks) has ~6 partials a tile: their reads go out
         // kBatch at a time (up to 64 floats a thread; p.fixupBatch), not one L2 round trip after the other.
+        // One at a time where the accumulators are large or DEEP's four fragment sets are still live (ptxas: the
+        // batch spilled there); the MMA tiles and the 8-row tile take 4-8.
         constexpr int kF4 = MS * kAcc / 4;  // float4 of one partial a thread
         constexpr int kBatch = DEEP || kF4 >= 16 ? 1 : 16 / kF4 > 8 ? 8 : 16 / kF4;
         const int nb = p.fixupBatch ? kBatch : 1;
