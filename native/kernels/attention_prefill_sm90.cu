@@ -21,6 +21,7 @@
 #include "internal.h"
 #include "kernels.h"
 #include "mbarrier.cuh"
+#include "tensor_map.h"
 #include "wgmma.cuh"
 
 namespace awqk {
@@ -30,15 +31,17 @@ constexpr int kD = 128;                           // head dim
 constexpr int kBQ = 128;                          // queries a block (2 warpgroups x 64)
 constexpr int kBKV = 64;                          // keys a tile
 constexpr int kStages = 5;                        // ring stages (cp.async)
+constexpr int kStagesTma = 6;                     // ring stages with the TMA producer warpgroup (TMA below)
 constexpr int kHalfBytes = kBKV * 128;            // one 64-key x 64-d swizzled half: 8 KB
 constexpr int kTileBytes = 2 * kHalfBytes;        // 64 keys x 128 d fp16: 16 KB
 constexpr int kStageBytes = 2 * kTileBytes;       // K tile, then V tile: 32 KB
 // FP8 E4M3 cache: the ring holds the raw tiles ([K | V][64 keys][128 B], 16 KB a stage) and each landed tile is
 // widened into one of two fp16 stages in the layout above (the wgmma operands).
 constexpr int kRawStageBytes = 2 * kBKV * kD;
-template <typename KV>
+template <typename KV, bool TMA = false>
 constexpr int smem_bytes() {  // + slack to align the stages to 1024 B (swizzle atoms)
-  return (sizeof(KV) == 1 ? 2 * kStageBytes + kStages * kRawStageBytes : kStages * kStageBytes) + 1024;
+  return (sizeof(KV) == 1 ? 2 * kStageBytes + kStages * kRawStageBytes : (TMA ? kStagesTma : kStages) * kStageBytes) +
+         1024;
 }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -80,6 +83,68 @@ __device__ __forceinline__ float fast_exp2(float x) {
 __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
   return detail::h2_as_u32(__floats2half2_rn(a, b));
 }
+
+// The TMA producer warp (see the kernel's TMA): tiles 0 .. nTiles - 1 of one (sequence, KV head) into the ring, tile x
+// into stage x % kStagesTma once both consumer warpgroups released the stage's previous tile. A tile is 4 cache pages
+// of 16 keys (kKvBlockSize); page p lands at row 16 p of the K and V halves ([d half][key][64 d], 128-byte swizzled).
+// Pages wholly inside the context: 4 TMA boxes each (K and V, two d halves) from lane 0, their bytes expected on the
+// stage's full barrier. The rest (the partial last page, pages past the context): 16-byte cp.async by every lane,
+// keys past the context zero-filled (their V must not be stale NaN / Inf: P = 0 times it would be NaN). Every lane
+// then arrives on the full barrier when its copies have landed (count 33 with lane 0's expect_tx arrival). The block
+// numbers of tile x + 1 are read while tile x is issued.
+__device__ __forceinline__ void produce_kv_tma(unsigned char* ring, uint64_t* fullBar, uint64_t* emptyBar,
+                                               const CUtensorMap* tmK, const CUtensorMap* tmV,
+                                               const __half* __restrict__ kc, const __half* __restrict__ vc,
+                                               const int32_t* __restrict__ bt, int ctx, int nTiles, int numKvHeads,
+                                               int kvh) {
+  const int lane = threadIdx.x & 31;
+  auto block_of = [&](int x) {  // lane l: the cache block of page l & 3 of tile x (0 past the context)
+    const int page = 4 * x + (lane & 3);
+    return x < nTiles && page * kKvBlockSize < ctx ? bt[page] : 0;
+  };
+  int blk = block_of(0);
+  for (int x = 0; x < nTiles; ++x) {
+    const int blkNext = block_of(x + 1);
+    const int st = x % kStagesTma;
+    if (x >= kStagesTma) detail::mbar_wait(&emptyBar[st], ((x / kStagesTma) - 1) & 1);
+    unsigned char* Ks = ring + st * kStageBytes;
+    const int key0 = x * kBKV;
+    int pg[4];
+#pragma unroll
+    for (int p = 0; p < 4; ++p) pg[p] = __shfl_sync(0xffffffffu, blk, p);
+    const int wholePages = min(4, max(0, (ctx - key0) / kKvBlockSize));  // pages 0 .. wholePages - 1
+    if (lane == 0) detail::mbar_arrive_expect_tx(&fullBar[st], (uint32_t)wholePages * 4 * (kKvBlockSize * 128));
+#pragma unroll
+    for (int p = 0; p < 4; ++p) {
+      if (p < wholePages) {
+        if (lane == 0) {
+          const int slot = pg[p] * kKvBlockSize;
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            unsigned char* dst = Ks + h * kHalfBytes + p * kKvBlockSize * 128;
+            detail::tma_3d(dst, tmK, 64 * h, kvh, slot, &fullBar[st]);
+            detail::tma_3d(dst + kTileBytes, tmV, 64 * h, kvh, slot, &fullBar[st]);
+          }
+        }
+      } else {  // 16 rows x 16 chunks of 16 B, K and V: lane l copies chunk l & 15 of rows (l >> 4) + 2 j, j = 0..7
+        const int c = lane & 15, row0 = lane >> 4;
+        const size_t rowStride = (size_t)2 * numKvHeads * kD;  // two slots
+        size_t off = ((size_t)(pg[p] * kKvBlockSize + row0) * numKvHeads + kvh) * kD + c * 8;
+        unsigned char* dst = Ks + (c >> 3) * kHalfBytes;
+#pragma unroll 1
+        for (int row = row0; row < kKvBlockSize; row += 2, off += rowStride) {
+          const bool ok = key0 + kKvBlockSize * p + row < ctx;
+          const int at = detail::swz(kKvBlockSize * p + row, c & 7);
+          detail::cp_async16(dst + at, kc + off, ok);
+          detail::cp_async16(dst + kTileBytes + at, vc + off, ok);
+        }
+      }
+    }
+    detail::cp_async_mbar_arrive(&fullBar[st]);
+    blk = blkNext;
+  }
+  detail::cp_async_wait<0>();
+}
 #endif
 
 // Two schedules. Pipelined (PP off): a block barrier a tile, and S of the next tile issued before the exp of this one
@@ -88,16 +153,24 @@ __device__ __forceinline__ uint32_t pack_h2(float a, float b) {
 // turns issuing their wgmmas (S of the next tile and P V of this one back to back), so one warpgroup's softmax runs
 // while the other's products occupy the tensor cores (flash-attention 3's schedule).
 // KV: __half (fp16 cache) or uint8_t (FP8 E4M3 cache, widened to fp16 in shared memory: exact).
-template <bool PP, typename KV>
-__global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
+// TMA (ping-pong only): a third warpgroup, first in the block, loads the ring: one thread issues the K and V pages
+// that lie wholly inside the context as TMA boxes of 64 d x 16 keys (tmK, tmV: the cache as [slot][kv head][d], the
+// 128-byte swizzle the wgmma descriptors read), and its warp copies the context's last, partial page and the pages
+// past it with zero-filling cp.async. The two consumer warpgroups then run no load code at all (ncu, H100, 4096
+// tokens: ~30 % of their instructions were the cp.async addressing and the block-table reads); setmaxnreg gives the
+// producer's registers to them.
+template <bool PP, typename KV, bool TMA = false>
+__global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
     const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, __half* __restrict__ out,
-    int headsFastest) {
+    int headsFastest, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(!PP || sizeof(KV) == 2, "ping-pong reads the fp16 ring directly");
+  static_assert(!TMA || PP, "the TMA producer feeds the ping-pong schedule");
+  constexpr int kRing = TMA ? kStagesTma : kStages;  // ring stages
   extern __shared__ __align__(16) unsigned char smraw[];
-  __shared__ uint64_t fullBar[kStages], emptyBar[kStages];  // PP: stage landed / released by both warpgroups
+  __shared__ uint64_t fullBar[kRing], emptyBar[kRing];  // PP: stage landed / released by both warpgroups
   unsigned char* ring = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smraw) + 1023) & ~uintptr_t(1023));
 
   // Heavy (late) query tiles first. headsFastest: grid (heads, query tiles), so the blocks start in order of work
@@ -115,7 +188,27 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   const int kvh = head / (numHeads / numKvHeads);
   const int nTiles = (pos0 + min(j0 + kBQ - 1, qLen - 1)) / kBKV + 1;  // tiles any query of the block sees
 
-  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  if constexpr (TMA) {
+    if (threadIdx.x == 0) {
+#pragma unroll
+      for (int st = 0; st < kRing; ++st) {
+        detail::mbar_init(&fullBar[st], 33);  // the producer's expect_tx arrival + its warp's 32 cp.async arrivals
+        detail::mbar_init(&emptyBar[st], 8);  // one arrival per consumer warp
+      }
+      asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+    if (threadIdx.x < 128) {
+      asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
+      if (threadIdx.x < 32)
+        produce_kv_tma(ring, fullBar, emptyBar, &tmK, &tmV, kc, vc, blockTables + (size_t)seq * maxBlocksPerSeq, ctx,
+                       nTiles, numKvHeads, kvh);
+      return;
+    }
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
+  }
+  // Consumer threads (all of the block without TMA): two warpgroups of 64 queries.
+  const int tid = threadIdx.x - (TMA ? 128 : 0), lane = tid & 31, warp = tid >> 5;
   const int wg = warp >> 2, wv = warp & 3;  // warpgroup, warp within it
   const int g = lane >> 2, t = lane & 3;
   const int wgRow0 = j0 + 64 * wg;
@@ -197,7 +290,7 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   };
   // The fp16 operands of tile `tile`: its ring stage, or (FP8) the fp16 stage it was widened into.
   auto operands = [&](int tile) -> const unsigned char* {
-    return ring + (kFp8 ? (tile & 1) : tile % kStages) * kStageBytes;
+    return ring + (kFp8 ? (tile & 1) : tile % kRing) * kStageBytes;
   };
 
   float o[kD / 2];  // O rows (16 wv + g, + 8) of this warpgroup, columns 8j + 2t + e
@@ -280,15 +373,18 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
   // than warpgroup 0, whose last tile it then computes alone, unsynchronised).
   auto pingpong = [&](int(&pg)[kPg]) {
     constexpr int kPpAhead = kStages - 2;
-    if (tid == 0) {
+    if constexpr (!TMA) {  // (with TMA: initialised before the producer warpgroup left)
+      if (tid == 0) {
 #pragma unroll
-      for (int st = 0; st < kStages; ++st) {
-        detail::mbar_init(&fullBar[st], 256);
-        detail::mbar_init(&emptyBar[st], 8);
+        for (int st = 0; st < kStages; ++st) {
+          detail::mbar_init(&fullBar[st], 256);
+          detail::mbar_init(&emptyBar[st], 8);
+        }
       }
+      __syncthreads();
     }
-    __syncthreads();
     auto issue = [&](int x) {
+      if constexpr (TMA) return;  // the producer warpgroup loads
       const int st = x % kStages;
       if (x >= kStages) detail::mbar_wait(&emptyBar[st], ((x / kStages) - 1) & 1);
       load_kv(st, x, pg);
@@ -296,15 +392,17 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       detail::cp_async_mbar_arrive(&fullBar[st]);
     };
     auto wait_full = [&](int x) {
-      detail::mbar_wait(&fullBar[x % kStages], (x / kStages) & 1);
+      detail::mbar_wait(&fullBar[x % kRing], (x / kRing) & 1);
       detail::fence_proxy_async();
     };
     auto release = [&](int x) {
       __syncwarp();
-      if (lane == 0) detail::mbar_arrive(&emptyBar[x % kStages]);
+      if (lane == 0) detail::mbar_arrive(&emptyBar[x % kRing]);
     };
-    fetch_pages(0, pg);
-    for (int x = 0; x < kPpAhead && x < nTiles; ++x) issue(x);
+    if constexpr (!TMA) {
+      fetch_pages(0, pg);
+      for (int x = 0; x < kPpAhead && x < nTiles; ++x) issue(x);
+    }
     const int tiles0 = (pos0 + min(j0 + 63, qLen - 1)) / kBKV + 1;  // warpgroup 0's (j0 < qLen)
     const int tiles1 = j0 + 64 < qLen ? (pos0 + min(j0 + 127, qLen - 1)) / kBKV + 1 : 0;
     const bool turns = tiles1 > 0;
@@ -330,7 +428,7 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
     // Tile t: S of t + 1 (clamped: the last tile recomputes its own, discarded; a conditional wgmma would make ptxas
     // serialize them all) and P V of t in this warpgroup's turn, then the softmax of t + 1 while P V runs.
     auto step = [&](int tl, uint32_t(&paCur)[kBKV / 16][4], uint32_t(&paNext)[kBKV / 16][4]) {
-      if (tl + kPpAhead < nTiles) issue(tl + kPpAhead);
+      if (!TMA && tl + kPpAhead < nTiles) issue(tl + kPpAhead);
       const bool more = tl + 1 < myTiles;
       if (more) wait_full(tl + 1);
       turn_wait(tl);
@@ -355,7 +453,7 @@ __global__ void __launch_bounds__(256, 1) prefill_attention_sm90_kernel(
       if (tl + 1 < myTiles) step(tl + 1, pa1, pa0);
     }
     for (int x = myTiles; x < nTiles; ++x) {  // tiles this warpgroup's queries do not see: load ahead, release
-      if (x + kPpAhead < nTiles) issue(x + kPpAhead);
+      if (!TMA && x + kPpAhead < nTiles) issue(x + kPpAhead);
       release(x);
     }
   };
@@ -459,10 +557,14 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
   if (headDim != kD || !hopper_device()) return cudaErrorNotSupported;
   if (kvDtype != KvCacheDtype::Fp16 && kvDtype != KvCacheDtype::Fp8E4m3) return cudaErrorInvalidValue;
   static const bool pp = env_flag("AWQ_ATTN_WGMMA_PP", true);
+  // AWQ_ATTN_PREFILL_TMA=1: the ping-pong kernel fed by the TMA producer warpgroup (written without a GPU; off until
+  // checked and timed), 0 / unset: its consumers load the ring themselves (cp.async).
+  static const bool tma = env_flag("AWQ_ATTN_PREFILL_TMA", false);
   // AWQ_ATTN_PREFILL_ORDER=0: each head's query tiles together (the first order) instead of the heaviest tiles of
   // every head first.
   static const bool headsFastest = env_flag("AWQ_ATTN_PREFILL_ORDER", true);
-  auto launch = [&](auto kernel, auto* kcT, int smem) {
+  CUtensorMap maps[2] = {};  // K, V (TMA only)
+  auto launch = [&](auto kernel, auto* kcT, int smem, int threads) {
     static unsigned long long configured = 0;  // one bit per device (one per kernel instance)
     int dev = 0;
     cudaGetDevice(&dev);
@@ -475,20 +577,39 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
     using T = std::remove_const_t<std::remove_pointer_t<decltype(kcT)>>;
     const int qTiles = (maxQueryLen + kBQ - 1) / kBQ;
     const dim3 grid = headsFastest ? dim3(numHeads, qTiles, numSeqs) : dim3(qTiles, numHeads, numSeqs);
-    kernel<<<grid, 256, smem, stream>>>(q, kcT, static_cast<const T*>(vc), blockTables, maxBlocksPerSeq, queryStarts,
-                                        contextLens, numHeads, numKvHeads, scale * 1.4426950408889634f, out,
-                                        headsFastest ? 1 : 0);
+    kernel<<<grid, threads, smem, stream>>>(q, kcT, static_cast<const T*>(vc), blockTables, maxBlocksPerSeq,
+                                            queryStarts, contextLens, numHeads, numKvHeads,
+                                            scale * 1.4426950408889634f, out, headsFastest ? 1 : 0, maps[0], maps[1]);
     return cudaGetLastError();
   };
   if (kvDtype == KvCacheDtype::Fp8E4m3) {
     const auto* k8 = static_cast<const uint8_t*>(kc);
     constexpr int smem = smem_bytes<uint8_t>();
-    return launch(prefill_attention_sm90_kernel<false, uint8_t>, k8, smem);
+    return launch(prefill_attention_sm90_kernel<false, uint8_t>, k8, smem, 256);
   }
   const auto* k16 = static_cast<const __half*>(kc);
+  if (pp && tma) {
+    // The cache as a 3-D fp16 tensor [slot][kv head][128 d]; a box is 64 d x 1 head x one page of 16 slots. The slot
+    // extent is a bound, not the cache's size (unknown here): the producer only boxes pages of the block table that
+    // lie wholly inside a sequence's context, as the cp.async path reads them.
+    PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encode_fn();
+    if (encode == nullptr) return cudaErrorNotSupported;
+    const cuuint64_t dims[3] = {(cuuint64_t)kD, (cuuint64_t)numKvHeads, (cuuint64_t)1 << 28};
+    const cuuint64_t strides[2] = {(cuuint64_t)kD * 2, (cuuint64_t)numKvHeads * kD * 2};
+    const cuuint32_t box[3] = {64, 1, (cuuint32_t)kKvBlockSize};
+    const cuuint32_t estr[3] = {1, 1, 1};
+    const void* base[2] = {kc, vc};
+    for (int i = 0; i < 2; ++i)
+      if (encode(&maps[i], CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, const_cast<void*>(base[i]), dims, strides, box, estr,
+                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
+        return cudaErrorInvalidValue;
+    constexpr int smem = smem_bytes<__half, true>();
+    return launch(prefill_attention_sm90_kernel<true, __half, true>, k16, smem, 384);
+  }
   constexpr int smem = smem_bytes<__half>();
-  return pp ? launch(prefill_attention_sm90_kernel<true, __half>, k16, smem)
-            : launch(prefill_attention_sm90_kernel<false, __half>, k16, smem);
+  return pp ? launch(prefill_attention_sm90_kernel<true, __half>, k16, smem, 256)
+            : launch(prefill_attention_sm90_kernel<false, __half>, k16, smem, 256);
 }
 
 }  // namespace awqk

@@ -48,6 +48,7 @@
 #include "internal.h"
 #include "launch.h"
 #include "mbarrier.cuh"
+#include "tensor_map.h"
 #include "wgmma.cuh"
 
 namespace awqk {
@@ -97,6 +98,7 @@ using detail::mbar_expect_tx;
 using detail::mbar_init;
 using detail::mbar_wait;
 using detail::keep_regs;
+using detail::tma_3d;  // the packed words or zero/scale pairs of the block's tiles for one chunk
 
 __device__ __forceinline__ void bulk_g2s(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
   asm volatile(
@@ -110,14 +112,6 @@ __device__ __forceinline__ void tma_2d(void* dst, const CUtensorMap* map, int c0
       "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
           "r"(smem_addr(dst)),
       "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_addr(bar))
-      : "memory");
-}
-// A box of a 3-D tensor map (the packed words or zero/scale pairs of the block's tiles for one chunk).
-__device__ __forceinline__ void tma_3d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
-          "r"(smem_addr(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
       : "memory");
 }
 __device__ __forceinline__ void tma_4d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, int c3,
@@ -641,20 +635,6 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
 #endif
 }
 
-PFN_cuTensorMapEncodeTiled_v12000 encode_fn() {
-  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
-  static bool tried = false;
-  if (!tried) {
-    tried = true;
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult qr;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &qr) ==
-            cudaSuccess &&
-        qr == cudaDriverEntryPointSuccess)
-      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }
-  return fn;
-}
 
 // An on-by-default environment switch: off only when set to a value starting with '0'.
 bool env_on(const char* name) {
@@ -710,7 +690,7 @@ template <int MS, int NT, int CL, bool SWZ = false, bool DEEP = false, bool MMA 
 cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                       __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {
   using C = WsCfg<MS, NT>;
-  PFN_cuTensorMapEncodeTiled_v12000 encode = encode_fn();
+  PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encode_fn();
   if (encode == nullptr) return cudaErrorNotSupported;
   static unsigned long long configured = 0;  // one bit per device
   int dev = 0;

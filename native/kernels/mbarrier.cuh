@@ -1,6 +1,8 @@
 // Shared-memory mbarrier helpers for the Hopper kernels (gemm_sm90_ws.cu, attention_prefill_sm90.cu).
 #pragma once
 
+#include <cuda.h>
+
 #include <cstdint>
 
 #include "common.cuh"
@@ -51,6 +53,14 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
       "WS_DONE:\n"
       "}\n" ::"r"(smem_addr(bar)),
       "r"(parity)
+      : "memory");
+}
+// A box of a 3-D tensor map into shared memory, completing its bytes on `bar` (TMA; issued by one thread).
+__device__ __forceinline__ void tma_3d(void* dst, const CUtensorMap* map, int c0, int c1, int c2, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];\n" ::
+          "r"(smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(smem_addr(bar))
       : "memory");
 }
 // The barrier tracks this thread's cp.async copies issued so far: it counts one arrival (of its expected count)

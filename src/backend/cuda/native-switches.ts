@@ -66,6 +66,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ON_OFF,
   },
   {
+    name: "AWQ_ATTN_PREFILL_TMA",
+    what: "its ping-pong kernel fed by a TMA producer warpgroup (1; off by default: the consumers load with cp.async)",
+    values: ON_OFF,
+  },
+  {
     name: "AWQ_ATTN_PREFILL_ORDER",
     what: "the wgmma prefill attention's block order (on: the heaviest query tiles of every head first; 0: head by head)",
     values: ON_OFF,
