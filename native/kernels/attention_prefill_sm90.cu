@@ -209,7 +209,10 @@ __global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_ker
   }
   // Consumer threads (all of the block without TMA): two warpgroups of 64 queries.
   const int tid = threadIdx.x - (TMA ? 128 : 0), lane = tid & 31, warp = tid >> 5;
-  const int wg = warp >> 2, wv = warp & 3;  // warpgroup, warp within it
+  // Warpgroup, warp within it. With TMA the warpgroup index is broadcast from lane 0, which tells the compiler it is
+  // warp-uniform: the tile loop's counters and the stage addresses behind the wgmma descriptors can then stay in
+  // uniform registers.
+  const int wg = TMA ? __shfl_sync(0xffffffffu, warp >> 2, 0) : warp >> 2, wv = warp & 3;
   const int g = lane >> 2, t = lane & 3;
   const int wgRow0 = j0 + 64 * wg;
   const int myTiles = wgRow0 < qLen ? (pos0 + min(wgRow0 + 63, qLen - 1)) / kBKV + 1 : 0;
