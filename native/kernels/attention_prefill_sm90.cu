@@ -96,7 +96,7 @@ __device__ __forceinline__ void produce_kv_tma(unsigned char* ring, uint64_t* fu
                                                const CUtensorMap* tmK, const CUtensorMap* tmV,
                                                const __half* __restrict__ kc, const __half* __restrict__ vc,
                                                const int32_t* __restrict__ bt, int ctx, int nTiles, int numKvHeads,
-                                               int kvh) {
+                                               int kvh, int boxPages) {
   const int lane = threadIdx.x & 31;
   auto block_of = [&](int x) {  // lane l: the cache block of page l & 3 of tile x (0 past the context)
     const int page = 4 * x + (lane & 3);
@@ -112,7 +112,7 @@ __device__ __forceinline__ void produce_kv_tma(unsigned char* ring, uint64_t* fu
     int pg[4];
 #pragma unroll
     for (int p = 0; p < 4; ++p) pg[p] = __shfl_sync(0xffffffffu, blk, p);
-    const int wholePages = min(4, max(0, (ctx - key0) / kKvBlockSize));  // pages 0 .. wholePages - 1
+    const int wholePages = boxPages ? min(4, max(0, (ctx - key0) / kKvBlockSize)) : 0;  // pages 0 .. wholePages - 1
     if (lane == 0) detail::mbar_arrive_expect_tx(&fullBar[st], (uint32_t)wholePages * 4 * (kKvBlockSize * 128));
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
@@ -164,7 +164,8 @@ __global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_ker
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
     const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, __half* __restrict__ out,
-    int headsFastest, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV) {
+    int headsFastest, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
+    int boxPages) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(!PP || sizeof(KV) == 2, "ping-pong reads the fp16 ring directly");
   static_assert(!TMA || PP, "the TMA producer feeds the ping-pong schedule");
@@ -202,7 +203,7 @@ __global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_ker
       asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
       if (threadIdx.x < 32)
         produce_kv_tma(ring, fullBar, emptyBar, &tmK, &tmV, kc, vc, blockTables + (size_t)seq * maxBlocksPerSeq, ctx,
-                       nTiles, numKvHeads, kvh);
+                       nTiles, numKvHeads, kvh, boxPages);
       return;
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
@@ -455,8 +456,12 @@ __global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_ker
       step(tl, pa0, pa1);
       if (tl + 1 < myTiles) step(tl + 1, pa1, pa0);
     }
-    for (int x = myTiles; x < nTiles; ++x) {  // tiles this warpgroup's queries do not see: load ahead, release
+    // Tiles this warpgroup's queries do not see: load ahead, release. With TMA each is released only once it has
+    // landed: released at once, a warpgroup with no queries would run its arrivals on a stage's empty barrier two
+    // phases ahead of the other warpgroup's (tiles x and x + kRing), and the producer's parity wait would never end.
+    for (int x = myTiles; x < nTiles; ++x) {
       if (!TMA && x + kPpAhead < nTiles) issue(x + kPpAhead);
+      if constexpr (TMA) wait_full(x);
       release(x);
     }
   };
@@ -567,22 +572,25 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
   // every head first.
   static const bool headsFastest = env_flag("AWQ_ATTN_PREFILL_ORDER", true);
   CUtensorMap maps[2] = {};  // K, V (TMA only)
+  // AWQ_ATTN_TMA_DEBUG (kernel checks only): 1 = the producer copies every page with cp.async (no box), 2 = a slot
+  // extent of 2^24 instead of 2^28.
+  static const int tmaDebug = [] {
+    const char* e = std::getenv("AWQ_ATTN_TMA_DEBUG");
+    return e != nullptr ? std::atoi(e) : 0;
+  }();
+  const int boxPages = tmaDebug == 1 ? 0 : 1;
   auto launch = [&](auto kernel, auto* kcT, int smem, int threads) {
-    static unsigned long long configured = 0;  // one bit per device (one per kernel instance)
-    int dev = 0;
-    cudaGetDevice(&dev);
-    const unsigned long long bit = 1ull << (dev & 63);
-    if (!(configured & bit)) {
-      cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-      if (e != cudaSuccess) return e;
-      configured |= bit;
-    }
+    // Every launch (a host call of ~1 us, 40 a prefill step): the kernel instances share one function-pointer type,
+    // so a static "configured" flag here would cover all of them with the first one's size.
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+    if (e != cudaSuccess) return e;
     using T = std::remove_const_t<std::remove_pointer_t<decltype(kcT)>>;
     const int qTiles = (maxQueryLen + kBQ - 1) / kBQ;
     const dim3 grid = headsFastest ? dim3(numHeads, qTiles, numSeqs) : dim3(qTiles, numHeads, numSeqs);
     kernel<<<grid, threads, smem, stream>>>(q, kcT, static_cast<const T*>(vc), blockTables, maxBlocksPerSeq,
                                             queryStarts, contextLens, numHeads, numKvHeads,
-                                            scale * 1.4426950408889634f, out, headsFastest ? 1 : 0, maps[0], maps[1]);
+                                            scale * 1.4426950408889634f, out, headsFastest ? 1 : 0, maps[0], maps[1],
+                                            boxPages);
     return cudaGetLastError();
   };
   if (kvDtype == KvCacheDtype::Fp8E4m3) {
@@ -597,7 +605,7 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
     // lie wholly inside a sequence's context, as the cp.async path reads them.
     PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encode_fn();
     if (encode == nullptr) return cudaErrorNotSupported;
-    const cuuint64_t dims[3] = {(cuuint64_t)kD, (cuuint64_t)numKvHeads, (cuuint64_t)1 << 28};
+    const cuuint64_t dims[3] = {(cuuint64_t)kD, (cuuint64_t)numKvHeads, (cuuint64_t)1 << (tmaDebug == 2 ? 24 : 28)};
     const cuuint64_t strides[2] = {(cuuint64_t)kD * 2, (cuuint64_t)numKvHeads * kD * 2};
     const cuuint32_t box[3] = {64, 1, (cuuint32_t)kKvBlockSize};
     const cuuint32_t estr[3] = {1, 1, 1};
