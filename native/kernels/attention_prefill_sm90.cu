@@ -1,9 +1,11 @@
 // Paged prefill attention on Hopper (sm_90a) with wgmma, head dim 128, fp16 or FP8 E4M3 KV cache: the
 // flash-attention-2 algorithm of attention.cu with the two products on the warpgroup tensor-core path.
 //
-// Block = 2 warpgroups = 128 queries of one (sequence, head); warpgroup w owns queries 64w..64w+63 of the block.
-// KV tiles of 64 keys are gathered from the paged cache into shared memory with cp.async (kStages deep ring), in
-// the 128-byte-swizzled layout wgmma reads: a tile is [d half (2)][key (64)][64 d] fp16, 8 KB a half, rows of 128 B.
+// Block = 2 consumer warpgroups = 128 queries of one (sequence, head); warpgroup w owns queries 64w..64w+63 of the
+// block. KV tiles of 64 keys are gathered from the paged cache into a shared-memory ring, in the 128-byte-swizzled
+// layout wgmma reads: a tile is [d half (2)][key (64)][64 d] fp16, 8 KB a half, rows of 128 B. fp16 cache (the
+// default, TMA): a third, producer warpgroup fills the ring (TMA boxes of whole cache pages); otherwise every thread
+// issues its share with cp.async.
 //   S = Q K^T : wgmma m64n64k16, A = Q (registers, the mma.m16n8k16 A fragment of each warp's 16 rows), B = K
 //               (K-major: a key's d values are contiguous), 8 k-steps over d.
 //   O += P V  : wgmma m64n128k16, A = P (the S accumulator re-packed to fp16 in registers), B = V (N-major: the
@@ -96,7 +98,7 @@ __device__ __forceinline__ void produce_kv_tma(unsigned char* ring, uint64_t* fu
                                                const CUtensorMap* tmK, const CUtensorMap* tmV,
                                                const __half* __restrict__ kc, const __half* __restrict__ vc,
                                                const int32_t* __restrict__ bt, int ctx, int nTiles, int numKvHeads,
-                                               int kvh, int boxPages) {
+                                               int kvh) {
   const int lane = threadIdx.x & 31;
   auto block_of = [&](int x) {  // lane l: the cache block of page l & 3 of tile x (0 past the context)
     const int page = 4 * x + (lane & 3);
@@ -112,7 +114,7 @@ __device__ __forceinline__ void produce_kv_tma(unsigned char* ring, uint64_t* fu
     int pg[4];
 #pragma unroll
     for (int p = 0; p < 4; ++p) pg[p] = __shfl_sync(0xffffffffu, blk, p);
-    const int wholePages = boxPages ? min(4, max(0, (ctx - key0) / kKvBlockSize)) : 0;  // pages 0 .. wholePages - 1
+    const int wholePages = min(4, max(0, (ctx - key0) / kKvBlockSize));  // pages 0 .. wholePages - 1
     if (lane == 0) detail::mbar_arrive_expect_tx(&fullBar[st], (uint32_t)wholePages * 4 * (kKvBlockSize * 128));
 #pragma unroll
     for (int p = 0; p < 4; ++p) {
@@ -164,8 +166,7 @@ __global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_ker
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ queryStarts,
     const int32_t* __restrict__ contextLens, int numHeads, int numKvHeads, float scaleLog2, __half* __restrict__ out,
-    int headsFastest, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV,
-    int boxPages) {
+    int headsFastest, const __grid_constant__ CUtensorMap tmK, const __grid_constant__ CUtensorMap tmV) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   static_assert(!PP || sizeof(KV) == 2, "ping-pong reads the fp16 ring directly");
   static_assert(!TMA || PP, "the TMA producer feeds the ping-pong schedule");
@@ -203,7 +204,7 @@ __global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_ker
       asm volatile("setmaxnreg.dec.sync.aligned.u32 56;\n" ::: "memory");
       if (threadIdx.x < 32)
         produce_kv_tma(ring, fullBar, emptyBar, &tmK, &tmV, kc, vc, blockTables + (size_t)seq * maxBlocksPerSeq, ctx,
-                       nTiles, numKvHeads, kvh, boxPages);
+                       nTiles, numKvHeads, kvh);
       return;
     }
     asm volatile("setmaxnreg.inc.sync.aligned.u32 224;\n" ::: "memory");
@@ -565,20 +566,14 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
   if (headDim != kD || !hopper_device()) return cudaErrorNotSupported;
   if (kvDtype != KvCacheDtype::Fp16 && kvDtype != KvCacheDtype::Fp8E4m3) return cudaErrorInvalidValue;
   static const bool pp = env_flag("AWQ_ATTN_WGMMA_PP", true);
-  // AWQ_ATTN_PREFILL_TMA=1: the ping-pong kernel fed by the TMA producer warpgroup (written without a GPU; off until
-  // checked and timed), 0 / unset: its consumers load the ring themselves (cp.async).
-  static const bool tma = env_flag("AWQ_ATTN_PREFILL_TMA", false);
+  // The ping-pong kernel is fed by the TMA producer warpgroup (H100, 2026-12-06g, kernel checks and conformance pass:
+  // 4096 tokens 503 -> 392-395 us, 342 -> 435-438 TFLOP/s; 2048 tokens 292 -> 364-366; a 512-token chunk over 2048
+  // 205 -> 269-271; whole prefill 4096 +1.4 %). AWQ_ATTN_PREFILL_TMA=0: its consumers load the ring with cp.async.
+  static const bool tma = env_flag("AWQ_ATTN_PREFILL_TMA", true);
   // AWQ_ATTN_PREFILL_ORDER=0: each head's query tiles together (the first order) instead of the heaviest tiles of
   // every head first.
   static const bool headsFastest = env_flag("AWQ_ATTN_PREFILL_ORDER", true);
   CUtensorMap maps[2] = {};  // K, V (TMA only)
-  // AWQ_ATTN_TMA_DEBUG (kernel checks only): 1 = the producer copies every page with cp.async (no box), 2 = a slot
-  // extent of 2^24 instead of 2^28.
-  static const int tmaDebug = [] {
-    const char* e = std::getenv("AWQ_ATTN_TMA_DEBUG");
-    return e != nullptr ? std::atoi(e) : 0;
-  }();
-  const int boxPages = tmaDebug == 1 ? 0 : 1;
   auto launch = [&](auto kernel, auto* kcT, int smem, int threads) {
     // Every launch (a host call of ~1 us, 40 a prefill step): the kernel instances share one function-pointer type,
     // so a static "configured" flag here would cover all of them with the first one's size.
@@ -589,8 +584,7 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
     const dim3 grid = headsFastest ? dim3(numHeads, qTiles, numSeqs) : dim3(qTiles, numHeads, numSeqs);
     kernel<<<grid, threads, smem, stream>>>(q, kcT, static_cast<const T*>(vc), blockTables, maxBlocksPerSeq,
                                             queryStarts, contextLens, numHeads, numKvHeads,
-                                            scale * 1.4426950408889634f, out, headsFastest ? 1 : 0, maps[0], maps[1],
-                                            boxPages);
+                                            scale * 1.4426950408889634f, out, headsFastest ? 1 : 0, maps[0], maps[1]);
     return cudaGetLastError();
   };
   if (kvDtype == KvCacheDtype::Fp8E4m3) {
@@ -605,7 +599,7 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
     // lie wholly inside a sequence's context, as the cp.async path reads them.
     PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encode_fn();
     if (encode == nullptr) return cudaErrorNotSupported;
-    const cuuint64_t dims[3] = {(cuuint64_t)kD, (cuuint64_t)numKvHeads, (cuuint64_t)1 << (tmaDebug == 2 ? 24 : 28)};
+    const cuuint64_t dims[3] = {(cuuint64_t)kD, (cuuint64_t)numKvHeads, (cuuint64_t)1 << 28};
     const cuuint64_t strides[2] = {(cuuint64_t)kD * 2, (cuuint64_t)numKvHeads * kD * 2};
     const cuuint32_t box[3] = {64, 1, (cuuint32_t)kKvBlockSize};
     const cuuint32_t estr[3] = {1, 1, 1};

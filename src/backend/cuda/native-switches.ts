@@ -67,7 +67,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   {
     name: "AWQ_ATTN_PREFILL_TMA",
-    what: "its ping-pong kernel fed by a TMA producer warpgroup (1; off by default: the consumers load with cp.async)",
+    what: "its ping-pong kernel fed by a TMA producer warpgroup (on by default; 0: the consumers load with cp.async)",
     values: ON_OFF,
   },
   {
