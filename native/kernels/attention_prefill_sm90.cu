@@ -596,21 +596,23 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
   if (pp && tma) {
     // The cache as a 3-D fp16 tensor [slot][kv head][128 d]; a box is 64 d x 1 head x one page of 16 slots. The slot
     // extent is a bound, not the cache's size (unknown here): the producer only boxes pages of the block table that
-    // lie wholly inside a sequence's context, as the cp.async path reads them.
+    // lie wholly inside a sequence's context, as the cp.async path reads them. Where the driver has no encoder or
+    // refuses the maps, the cp.async kernel runs instead.
     PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encode_fn();
-    if (encode == nullptr) return cudaErrorNotSupported;
     const cuuint64_t dims[3] = {(cuuint64_t)kD, (cuuint64_t)numKvHeads, (cuuint64_t)1 << 28};
     const cuuint64_t strides[2] = {(cuuint64_t)kD * 2, (cuuint64_t)numKvHeads * kD * 2};
     const cuuint32_t box[3] = {64, 1, (cuuint32_t)kKvBlockSize};
     const cuuint32_t estr[3] = {1, 1, 1};
     const void* base[2] = {kc, vc};
-    for (int i = 0; i < 2; ++i)
-      if (encode(&maps[i], CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, const_cast<void*>(base[i]), dims, strides, box, estr,
-                 CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                 CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS)
-        return cudaErrorInvalidValue;
-    constexpr int smem = smem_bytes<__half, true>();
-    return launch(prefill_attention_sm90_kernel<true, __half, true>, k16, smem, 384);
+    bool encoded = encode != nullptr;
+    for (int i = 0; i < 2 && encoded; ++i)
+      encoded = encode(&maps[i], CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, const_cast<void*>(base[i]), dims, strides, box,
+                       estr, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                       CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) == CUDA_SUCCESS;
+    if (encoded) {
+      constexpr int smem = smem_bytes<__half, true>();
+      return launch(prefill_attention_sm90_kernel<true, __half, true>, k16, smem, 384);
+    }
   }
   constexpr int smem = smem_bytes<__half>();
   return pp ? launch(prefill_attention_sm90_kernel<true, __half>, k16, smem, 256)
