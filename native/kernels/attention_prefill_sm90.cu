@@ -388,8 +388,7 @@ __global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_ker
       }
       __syncthreads();
     }
-    auto issue = [&](int x) {
-      if constexpr (TMA) return;  // the producer warpgroup loads
+    auto issue = [&](int x) {  // (not called with TMA: the producer warpgroup loads)
       const int st = x % kStages;
       if (x >= kStages) detail::mbar_wait(&emptyBar[st], ((x / kStages) - 1) & 1);
       load_kv(st, x, pg);

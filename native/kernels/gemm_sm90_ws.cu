@@ -635,7 +635,6 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
 #endif
 }
 
-
 // An on-by-default environment switch: off only when set to a value starting with '0'.
 bool env_on(const char* name) {
   const char* e = std::getenv(name);

@@ -8,7 +8,8 @@
 
 namespace awqk {
 
-// nullptr when the driver does not provide it (the callers then return cudaErrorNotSupported).
+// nullptr when the driver does not provide it (the WS GEMM then returns cudaErrorNotSupported; the prefill
+// attention takes its cp.async kernel).
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encode_fn();
 
 }  // namespace awqk
