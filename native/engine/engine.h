@@ -239,11 +239,6 @@ class Engine {
   /** The forward of a step launched with deferSampling, until sampleStep. */
   std::unique_ptr<ForwardShape> deferred_;
   bool useGraphs_ = true;
-  // Decode steps: which next linears are prefetched into L2 (bit 1 << LayerLinear; AWQ_L2_PREFETCH, 0..15) and at
-  // most how many bytes of each (AWQ_L2_PREFETCH_MB); see LayerHooks::prefetch and awqk::l2_prefetch.
-  int l2PrefetchMask_ = 0;
-  size_t l2PrefetchCap_ = 0;
-  void prefetchLinear(const LinearWeight& w);
   std::mutex mutex_;
   /** A launched step not finished yet: other operations wait on idle_. */
   bool busy_ = false;

@@ -25,10 +25,6 @@ MemoryReport Engine::finalize(const RuntimeOptions& options) {
   allocateKvCache(numBlocks);
   const char* graphsEnv = std::getenv("AWQ_CUDA_GRAPHS");
   useGraphs_ = graphsEnv == nullptr || std::string(graphsEnv) != "0";
-  const char* prefetchEnv = std::getenv("AWQ_L2_PREFETCH");
-  const char* prefetchMbEnv = std::getenv("AWQ_L2_PREFETCH_MB");
-  l2PrefetchMask_ = prefetchEnv != nullptr ? std::clamp(std::atoi(prefetchEnv), 0, 15) : 0;
-  l2PrefetchCap_ = static_cast<size_t>(prefetchMbEnv != nullptr ? std::clamp(std::atoi(prefetchMbEnv), 1, 64) : 24) << 20;
   finalized_ = true;
   return memoryReport();
 }

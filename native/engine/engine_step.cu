@@ -21,26 +21,6 @@ void Engine::linear(const LinearWeight& w, const half* x, int m, half* y, const 
   if (syncAfterLaunch()) checkLaunch(w.awq() ? "awq_linear" : "dense_linear", stream_);
 }
 
-// The first l2PrefetchCap_ bytes of a linear's weights into L2 (AWQ: the same share of its packed words and of its
-// zero/scale pairs, the parts its first blocks read first).
-void Engine::prefetchLinear(const LinearWeight& w) {
-  awqk::L2Range ranges[2];
-  int n = 0;
-  if (w.awq()) {
-    const size_t words = awqk::awq_weight_bytes(w.in, w.out);
-    const size_t pairs = awqk::awq_packed_bytes(w.in, w.out, w.group) - words;
-    const double share = std::min(1.0, static_cast<double>(l2PrefetchCap_) / static_cast<double>(words + pairs));
-    ranges[n++] = {w.ptr(), static_cast<size_t>(share * static_cast<double>(words))};
-    ranges[n++] = {static_cast<const char*>(w.ptr()) + words, static_cast<size_t>(share * static_cast<double>(pairs))};
-  } else {
-    ranges[n++] = {w.ptr(), std::min(l2PrefetchCap_, static_cast<size_t>(w.in) * w.out * sizeof(half))};
-  }
-  const cudaError_t status = awqk::l2_prefetch(ranges, n, stream_);
-  if (status == cudaErrorNotSupported) return;
-  cudaCheck(status, "l2_prefetch");
-  if (syncAfterLaunch()) checkLaunch("l2_prefetch", stream_);
-}
-
 void Engine::forward(const ForwardShape& s) {
   const ModelDims& d = dims_;
   Workspace& w = *ws_;
@@ -105,13 +85,6 @@ void Engine::forward(const ForwardShape& s) {
     if (syncAfterLaunch()) checkLaunch("awq_linear_add_rmsnorm", stream_);
     return true;
   };
-  if (s.decode && l2PrefetchMask_ != 0) {
-    hooks.prefetch = [&](LayerLinear next, bool nextLayer) {
-      const int layer = nextLayer ? l + 1 : l;
-      if ((l2PrefetchMask_ & (1 << static_cast<int>(next))) == 0 || layer >= d.numLayers) return;
-      prefetchLinear(weights_.layers[layer].linear(next));
-    };
-  }
   hooks.beginOp = [this](const char* op) { beginRange(op); };
   hooks.endOp = [this] { endRange(); };
   hooks.launched = [this](const char* kernel) {

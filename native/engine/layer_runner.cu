@@ -49,7 +49,6 @@ void LayerRunner::runAttentionBlock(const half* pendingDelta, const half* inputN
   const DecoderLayerDims& d = dims_;
   addRmsNorm(pendingDelta, inputNorm, "add_rmsnorm (input norm)");
   linear(LayerLinear::Qkv, acts_.normed, d.hidden, acts_.big);
-  prefetch(LayerLinear::O, false);
   begin("rope_kv_write");
   launchRopeKvWrite(acts_.big, kv.positions, kv.slotMapping, kv.tokenSeqLen, kv.ropeTable, acts_.q, kv.kCache,
                     kv.vCache, kv.kvDtype, numTokens_, d.numHeads, d.numKvHeads, d.headDim, d.rope, stream_);
@@ -57,7 +56,6 @@ void LayerRunner::runAttentionBlock(const half* pendingDelta, const half* inputN
   end();
   hooks_.attention(acts_.q, kv.kCache, kv.vCache, acts_.attn);
   residualLinear(LayerLinear::O, acts_.attn, d.numHeads * d.headDim, nextNorm);
-  prefetch(LayerLinear::GateUp, false);
 }
 
 void LayerRunner::runMlpBlock(const half* pendingDelta, const half* postNorm, const half* nextNorm) {
@@ -75,9 +73,7 @@ void LayerRunner::runMlpBlock(const half* pendingDelta, const half* postNorm, co
     launched("silu_mul");
     end();
   }
-  prefetch(LayerLinear::Down, false);
   residualLinear(LayerLinear::Down, acts_.act, d.intermediate, nextNorm);
-  prefetch(LayerLinear::Qkv, true);
 }
 
 void LayerRunner::residualLinear(LayerLinear which, const half* x, int width, const half* nextNorm) {
@@ -113,10 +109,6 @@ void LayerRunner::linear(LayerLinear which, const half* x, int width, half* y) {
   begin(layerLinearOp(which));
   hooks_.linear(which, x, numTokens_, y);
   end();
-}
-
-void LayerRunner::prefetch(LayerLinear next, bool nextLayer) const {
-  if (hooks_.prefetch) hooks_.prefetch(next, nextLayer);
 }
 
 void LayerRunner::begin(const char* op) const {

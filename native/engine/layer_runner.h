@@ -82,11 +82,6 @@ struct LayerHooks {
   std::function<bool(LayerLinear which, const half* x, int rows, half* y, float* residual, const half* normWeight,
                      float eps, half* normed)>
       linearAddNorm;
-  /**
-   * Optional: called where the kernels up to the next linear leave the memory mostly idle, naming that linear:
-   * after q|k|v (o), after o (gate|up), after gate|up (down), after down (the next layer's q|k|v, nextLayer true).
-   */
-  std::function<void(LayerLinear next, bool nextLayer)> prefetch;
   /** Sees the input x (rows, width) of a linear just before it runs (the quantizer's input statistics). */
   std::function<void(LayerLinear which, const half* x, int rows, int width)> capture;
   /** Around each operation but attention (which times itself): the engine's profiler ranges. */
@@ -121,7 +116,6 @@ class LayerRunner {
   void linear(LayerLinear which, const half* x, int width, half* y);
   /** The projection into the residual stream (O or Down), fused with the next add + RMSNorm where it can be. */
   void residualLinear(LayerLinear which, const half* x, int width, const half* nextNorm);
-  void prefetch(LayerLinear next, bool nextLayer) const;
   void begin(const char* op) const;
   void end() const;
   void launched(const char* kernel) const;

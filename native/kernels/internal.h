@@ -12,6 +12,8 @@ namespace awqk {
 // True when the current device is Hopper (compute capability 9.x): the wgmma / TMA kernels' devices.
 bool hopper_device();
 
+// Bytes of the packed int4 part (the zero/scale part follows it).
+size_t awq_weight_bytes(int in, int out);
 bool awq_shape_ok(int in, int out, int group);
 
 // Weight-streaming tensor-core GEMV for m <= 32 (swap-AB: W^T is the mma A operand).

@@ -25,7 +25,6 @@
 //                      register-A wgmma consumers, stream-K tail, optional 2-block clusters); off unless
 //                      AWQ_GEMM_WS=1 (then m > 64); gemm_ws.h declares it and its test hooks. Not yet run on a GPU.
 //   linear.cu          awq_linear, dense_linear (validation + dispatch by m)
-//   l2_prefetch.cu     l2_prefetch (weights of a later linear into L2 while the kernels between run)
 //   attention.cu       paged_attention_prefill
 //   attention_decode.cu paged_attention_decode (+ split reduction)
 //
@@ -63,8 +62,6 @@ namespace awqk {
 
 // Bytes of the repacked weight buffer for one matrix (allocate it with cudaMalloc: 256-B aligned).
 size_t awq_packed_bytes(int in, int out, int group);
-// Bytes of its packed int4 words (the first part; the zero/scale pairs follow them).
-size_t awq_weight_bytes(int in, int out);
 
 // One-time repack at load. The source tensors may be freed after the stream reaches this point.
 // packed: awq_packed_bytes(in, out, group) bytes, 16-byte aligned.
@@ -131,20 +128,6 @@ cudaError_t dense_linear(const __half* x,  // (m, in)
                          int in, int out,
                          __half* y,        // (m, out)
                          cudaStream_t stream);
-
-// ---------------------------------------------------------------------------------------------
-// L2 prefetch (l2_prefetch.cu): asks L2 for up to kMaxL2Ranges byte ranges (weights a later kernel of the step
-// reads) and returns; a small kernel in the stream, which with programmatic dependent launch starts while the kernel
-// before it runs and ends only after it (so it never breaks the chain of waits). Each range: 16-byte aligned, its
-// bytes rounded down to a multiple of 16. Hopper only (cp.async.bulk.prefetch.L2): cudaErrorNotSupported elsewhere,
-// nothing launched. Results never depend on it.
-// ---------------------------------------------------------------------------------------------
-constexpr int kMaxL2Ranges = 2;
-struct L2Range {
-  const void* ptr;
-  size_t bytes;
-};
-cudaError_t l2_prefetch(const L2Range* ranges, int n, cudaStream_t stream);
 
 // ---------------------------------------------------------------------------------------------
 // Paged attention.

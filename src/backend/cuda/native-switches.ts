@@ -71,12 +71,6 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ON_OFF,
   },
   {
-    name: "AWQ_L2_PREFETCH",
-    what: "decode steps prefetch the next linear's weights into L2 (a mask: 1 q|k|v of the next layer, 2 o, 4 gate|up, 8 down)",
-    range: [0, 15],
-  },
-  { name: "AWQ_L2_PREFETCH_MB", what: "at most this many MB of each prefetched linear", range: [1, 64] },
-  {
     name: "AWQ_ATTN_PREFILL_ORDER",
     what: "the wgmma prefill attention's block order (on: the heaviest query tiles of every head first; 0: head by head)",
     values: ON_OFF,
