@@ -11,6 +11,7 @@
 import type { Backend } from "./backend/backend.js";
 import { type BackendChoice, createReplicaBackends } from "./backend/create.js";
 import type { KvCacheDtype } from "./backend/kv-cache-dtype.js";
+import type { UsageContext } from "./engine/batch-defaults.js";
 import { type BeamSearchParams, type BeamSearchResult, beamSearch } from "./engine/beam-search.js";
 import { Engine } from "./engine/engine.js";
 import { ReplicaRouter } from "./engine/replica-router.js";
@@ -41,7 +42,10 @@ export interface LLMLoadOptions {
   backend?: BackendChoice | Backend;
   maxModelLen?: number;
   maxNumSeqs?: number;
+  /** Default: vLLM's for the usage context (engine/batch-defaults.ts). */
   maxNumBatchedTokens?: number;
+  /** What the engine serves (vLLM's usage context): "offline" (default) or "server" (`awq serve`). */
+  usageContext?: UsageContext;
   enablePrefixCaching?: boolean;
   numBlocks?: number;
   kvCacheBytes?: number;
@@ -191,6 +195,7 @@ export class LLM implements AsyncDisposable {
       maxModelLen: opts.maxModelLen,
       maxNumSeqs: opts.maxNumSeqs,
       maxNumBatchedTokens: opts.maxNumBatchedTokens,
+      usageContext: opts.usageContext,
       enablePrefixCaching: opts.enablePrefixCaching,
       numBlocks: opts.numBlocks,
       kvCacheBytes: opts.kvCacheBytes,

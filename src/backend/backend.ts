@@ -4,6 +4,7 @@
  * vLLM / nano-vllm vocabulary: query starts = cu_seqlens_q, slot mapping, block tables.
  */
 
+import type { GpuInfo } from "../engine/batch-defaults.js";
 import type { ModelSource } from "../model/types.js";
 import type { KvCacheDtype } from "./kv-cache-dtype.js";
 
@@ -157,6 +158,8 @@ export interface Backend {
   readonly name: BackendName;
   /** Whether step() honours batch.tokenTopLogprobs (alternatives at prompt positions); absent = no. */
   readonly promptTopLogprobs?: boolean;
+  /** The GPU it runs on (name, total memory), where it runs on one; the engine's defaults depend on it. */
+  readonly gpu?: GpuInfo;
   /** Loads weights and allocates the KV cache. */
   load(model: ModelSource, opts: BackendOptions): Promise<KvLayout>;
   /** Runs one step. Never blocks the event loop for long (CPU: yields / workers; CUDA: AsyncWorker). */

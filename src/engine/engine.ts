@@ -15,6 +15,7 @@ import {
   type PendingStepMasks,
 } from "../structured/engine-constraints.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
+import { defaultMaxNumBatchedTokens, type UsageContext } from "./batch-defaults.js";
 import { BlockManager } from "./block-manager.js";
 import { StepPacker, type StepSequence, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
@@ -38,7 +39,10 @@ export interface EngineOptions {
   /** Longest prompt + output (default: the model's max_position_embeddings). */
   maxModelLen?: number;
   maxNumSeqs?: number; // default 256
-  maxNumBatchedTokens?: number; // default max(2048, maxNumSeqs)
+  /** Default: vLLM's (batch-defaults.ts): 8192 for the server on a GPU of >= 70 GiB, else max(2048, maxNumSeqs). */
+  maxNumBatchedTokens?: number;
+  /** What the engine serves (vLLM's usage context; default offline): picks the default token budget. */
+  usageContext?: UsageContext;
   enablePrefixCaching?: boolean; // default true
   blockSize?: number; // default 16
   /** Exact KV cache size in blocks (default: the backend sizes it). */
@@ -160,7 +164,9 @@ export class Engine implements EngineClient {
     const config = opts.model.config;
     const maxModelLen = opts.maxModelLen ?? config.maxPositionEmbeddings;
     const maxNumSeqs = opts.maxNumSeqs ?? 256;
-    const maxNumBatchedTokens = opts.maxNumBatchedTokens ?? Math.max(2048, maxNumSeqs);
+    const maxNumBatchedTokens =
+      opts.maxNumBatchedTokens ??
+      defaultMaxNumBatchedTokens(opts.backend.gpu, opts.usageContext ?? "offline", maxNumSeqs);
     const blockSize = opts.blockSize ?? 16;
     positiveInt("maxModelLen", maxModelLen);
     // As vLLM: the model's trained context (times its RoPE scaling factor) bounds max-model-len; beyond it the

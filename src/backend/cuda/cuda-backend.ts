@@ -8,6 +8,7 @@
  * AWQ_CUDA_SPLIT_STEP=0 (see splitStepEnabled); every switch the addon reads is checked by name and value
  * (native-switches.ts).
  */
+import type { GpuInfo } from "../../engine/batch-defaults.js";
 import type { ModelConfig, ModelSource } from "../../model/types.js";
 import {
   awaitStepMasks,
@@ -76,6 +77,12 @@ export class CudaBackend implements Backend {
     const { addon, probe } = await loadNativeAddon();
     checkNativeSwitches(); // only once CUDA is really the backend (auto falls back to the CPU before this)
     return new CudaBackend(addon, probe);
+  }
+
+  /** Device 0 (the one the engine runs on) as the driver probe reported it. */
+  get gpu(): GpuInfo | undefined {
+    const device = this.probe.devices?.[0];
+    return device === undefined ? undefined : { name: device.name, totalMemoryBytes: device.totalMemory };
   }
 
   /** The GPU's name, e.g. "NVIDIA H100 80GB HBM3". */

@@ -126,7 +126,7 @@ export function registerServe(program: Command): void {
     )
     .option(
       "--max-num-batched-tokens <n>",
-      "most tokens per engine step",
+      "most tokens per engine step (default as vLLM: 8192 on a GPU of >= 70 GiB other than the A100, else max(2048, max-num-seqs))",
       integerAtLeastFlag("--max-num-batched-tokens", 1),
     )
     .option(
@@ -295,6 +295,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     maxModelLen: flags.maxModelLen,
     maxNumSeqs: flags.maxNumSeqs,
     maxNumBatchedTokens: flags.maxNumBatchedTokens,
+    usageContext: "server",
     enablePrefixCaching: flags.enablePrefixCaching,
     gpuMemoryUtilization: flags.gpuMemoryUtilization,
     numBlocks: flags.numGpuBlocksOverride,
