@@ -21,7 +21,7 @@ namespace {
 constexpr int kWarpsG = 4;
 constexpr int kThreadsG = kWarpsG * 32;
 constexpr int kMaxSplitsG = 64;
-constexpr int kMinKeysPerSplit = 64;  // AWQ_ATTN_MIN_KEYS overrides it (16..512)
+constexpr int kMinKeysPerSplit = 64;
 
 // Key-steps per warp chunk: as many 16-byte-equivalent loads in flight as registers allow for G heads of state.
 template <typename KV, int G>
@@ -306,26 +306,17 @@ int blocks_per_sm_target() {
   return fromEnv > 0 ? fromEnv : 4;
 }
 
-int min_keys_per_split() {
-  static const int v = [] {
-    const char* e = std::getenv("AWQ_ATTN_MIN_KEYS");
-    const int n = e != nullptr ? std::atoi(e) : 0;
-    return n >= 16 && n <= 512 ? n : kMinKeysPerSplit;
-  }();
-  return v;
-}
-
 template <int D, typename KV, int G>
 cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const int32_t* bt, int maxBlocksPerSeq,
                            const int32_t* ctxLens, int numSeqs, int maxContextLen, int numHeads, int numKvHeads,
                            float scale, void* ws, size_t wsBytes, __half* out, cudaStream_t stream) {
-  // Splits: double while the grid is under the target and each split keeps min_keys_per_split() keys; then as many
+  // Splits: double while the grid is under the target and each split keeps kMinKeysPerSplit keys; then as many
   // as the workspace holds (a graph captured for a context bucket keeps these for every shorter context).
   const long target = (long)sm_count() * blocks_per_sm_target();
   const long base = (long)numSeqs * numKvHeads;
   int splits = 1;
   while (splits < kMaxSplitsG && base <= kGroupedCounters && base * splits * 2 <= target &&
-         maxContextLen >= 2 * splits * min_keys_per_split())
+         maxContextLen >= 2 * splits * kMinKeysPerSplit)
     splits *= 2;
   while (splits > 1 && (ws == nullptr || grouped_decode_ws_bytes(numSeqs, numHeads, D, splits) > wsBytes))
     splits /= 2;

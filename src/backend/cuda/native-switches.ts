@@ -71,11 +71,6 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ON_OFF,
   },
   {
-    name: "AWQ_ATTN_MIN_KEYS",
-    what: "the by-KV-head decode attention's fewest keys a split (default 64)",
-    range: [16, 512],
-  },
-  {
     name: "AWQ_ATTN_PREFILL_ORDER",
     what: "the wgmma prefill attention's block order (on: the heaviest query tiles of every head first; 0: head by head)",
     values: ON_OFF,
