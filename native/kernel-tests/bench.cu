@@ -487,7 +487,7 @@ void bench_gemv() {
 
 // The warp-specialized persistent GEMM (gemm_sm90_ws.cu) against the current awq_linear path at prefill sizes, same
 // weights and x, same call: TFLOP/s per shape and m, and the 13B prefill (40 layers x 4 AWQ linears) for each.
-// AWQ_WS_VARIANTS=1,3 (say) times only those variants.
+// AWQ_WS_VARIANTS=1,3 (say) times only those variants, AWQ_WS_MS=64,128 only those m.
 bool ws_variant_selected(int v) {
   const char* e = std::getenv("AWQ_WS_VARIANTS");
   if (e == nullptr || *e == 0) return true;
@@ -501,7 +501,18 @@ void bench_gemm_ws() {
   CK(cudaGetDevice(&dev));
   CK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   if (major != 9) return;
-  const std::vector<int> ms = {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+  std::vector<int> ms = {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
+  if (const char* e = std::getenv("AWQ_WS_MS"); e != nullptr && *e != 0) {  // AWQ_WS_MS=64,128: only those m
+    ms.clear();
+    for (const char* c = e; *c;) {
+      char* end = nullptr;
+      const long v = std::strtol(c, &end, 10);
+      if (end == c) break;
+      if (v > 0) ms.push_back((int)v);
+      c = *end == ',' ? end + 1 : end;
+    }
+    if (ms.empty()) return;
+  }
   // Columns: the current path, then (variant, stream-K).
   // Columns "T": the weights as 3-D TMA boxes (AWQ_GEMM_WS_TMAW=1's path); the first ones take the weights the way
   // the environment says.
