@@ -42,7 +42,7 @@ export interface LLMLoadOptions {
   backend?: BackendChoice | Backend;
   maxModelLen?: number;
   maxNumSeqs?: number;
-  /** Default: vLLM's for the usage context (engine/batch-defaults.ts). */
+  /** Default: engine/batch-defaults.ts (vLLM's 8192 for the server on a GPU of >= 70 GiB, else max(2048, maxNumSeqs)). */
   maxNumBatchedTokens?: number;
   /** What the engine serves (vLLM's usage context): "offline" (default) or "server" (`awq serve`). */
   usageContext?: UsageContext;

@@ -14,10 +14,10 @@ const H200: GpuInfo = { name: "NVIDIA H200", totalMemoryBytes: 140.4 * GiB };
 const A100: GpuInfo = { name: "NVIDIA A100-SXM4-80GB", totalMemoryBytes: 79.2 * GiB };
 const L4: GpuInfo = { name: "NVIDIA L4", totalMemoryBytes: 22 * GiB };
 
-test("vLLM's table: 8192 (server) / 16384 (offline) on a GPU of >= 70 GiB that is not an A100", () => {
+test("the server gets vLLM's 8192 on a GPU of >= 70 GiB that is not an A100; offline use keeps 2048", () => {
   for (const gpu of [H100, H200]) {
     assert.equal(defaultMaxNumBatchedTokens(gpu, "server", 256), 8192, gpu.name);
-    assert.equal(defaultMaxNumBatchedTokens(gpu, "offline", 256), 16384, gpu.name);
+    assert.equal(defaultMaxNumBatchedTokens(gpu, "offline", 256), 2048, gpu.name);
   }
   for (const gpu of [A100, L4, undefined]) {
     for (const usage of ["server", "offline"] as const) {
@@ -51,7 +51,7 @@ before(async () => {
 test("Engine.create takes the default from the backend's GPU and the usage context; a given value wins", async () => {
   const cases = [
     { gpu: H200, usageContext: "server" as const, given: undefined, want: 8192 },
-    { gpu: H200, usageContext: undefined, given: undefined, want: 16384 },
+    { gpu: H200, usageContext: undefined, given: undefined, want: 2048 },
     { gpu: A100, usageContext: "server" as const, given: undefined, want: 2048 },
     { gpu: undefined, usageContext: "server" as const, given: undefined, want: 2048 },
     { gpu: H100, usageContext: "server" as const, given: 1024, want: 1024 },

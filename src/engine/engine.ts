@@ -39,7 +39,7 @@ export interface EngineOptions {
   /** Longest prompt + output (default: the model's max_position_embeddings). */
   maxModelLen?: number;
   maxNumSeqs?: number; // default 256
-  /** Default: vLLM's (batch-defaults.ts): 8192 for the server on a GPU of >= 70 GiB, else max(2048, maxNumSeqs). */
+  /** Default (batch-defaults.ts): vLLM's 8192 for the server on a GPU of >= 70 GiB, else max(2048, maxNumSeqs). */
   maxNumBatchedTokens?: number;
   /** What the engine serves (vLLM's usage context; default offline): picks the default token budget. */
   usageContext?: UsageContext;
