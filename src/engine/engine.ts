@@ -89,6 +89,8 @@ interface ActiveRequest {
 export class Engine implements EngineClient {
   readonly maxModelLen: number;
   readonly blockSize: number;
+  readonly maxNumSeqs: number;
+  readonly maxNumBatchedTokens: number;
   readonly numBlocks: number;
   /** The largest promptLogprobs taken: MAX_LOGPROBS where the backend returns prompt alternatives, else 0. */
   readonly maxPromptLogprobs: number;
@@ -150,6 +152,8 @@ export class Engine implements EngineClient {
     this.constraints = new ConstraintFactory(tokenizer, opts.vocabSize);
     this.maxModelLen = opts.maxModelLen;
     this.blockSize = blockManager.blockSize;
+    this.maxNumSeqs = opts.maxNumSeqs;
+    this.maxNumBatchedTokens = opts.maxNumBatchedTokens;
     this.numBlocks = blockManager.numBlocks;
     this.maxPromptLogprobs = backend.promptTopLogprobs ? MAX_LOGPROBS : 0;
     this.eosTokenIds = opts.eosTokenIds;

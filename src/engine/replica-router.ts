@@ -61,6 +61,8 @@ export function prefixBlockKeys(tokens: readonly number[], blockSize: number): s
 export class ReplicaRouter implements EngineClient {
   readonly maxModelLen: number;
   readonly blockSize: number;
+  readonly maxNumSeqs: number;
+  readonly maxNumBatchedTokens: number;
   readonly maxPromptLogprobs: number;
   readonly eosTokenIds: readonly number[];
   /** requestId -> the replica running it. */
@@ -81,6 +83,8 @@ export class ReplicaRouter implements EngineClient {
     const first = replicas[0];
     this.maxModelLen = first.maxModelLen;
     this.blockSize = first.blockSize;
+    this.maxNumSeqs = first.maxNumSeqs;
+    this.maxNumBatchedTokens = first.maxNumBatchedTokens;
     this.maxPromptLogprobs = Math.min(...replicas.map((r) => r.maxPromptLogprobs));
     this.eosTokenIds = first.eosTokenIds;
     this.maxAffinityEntries = opts.maxAffinityEntries ?? 65536;

@@ -109,6 +109,9 @@ export interface EngineClient {
   readonly maxModelLen?: number;
   /** Tokens per KV block. */
   readonly blockSize?: number;
+  /** The scheduler's limits: sequences and tokens a step (absent on test doubles). */
+  readonly maxNumSeqs?: number;
+  readonly maxNumBatchedTokens?: number;
   /** The largest promptLogprobs generate() takes (0: the prompt tokens' own logprobs only); absent = 0. */
   readonly maxPromptLogprobs?: number;
   /** The model's end-of-sequence ids (Engine: tokenizer stop ids + config eos ids; absent on test doubles). */

@@ -378,6 +378,10 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     },
     `KV cache: ${numBlocks} blocks of ${llm.engine.blockSize} tokens = ${kvCacheTokens} tokens; maximum concurrency for ${options.maxModelLen}-token requests: ${(kvCacheTokens / options.maxModelLen).toFixed(2)}x${fp8CapacityNote(llm.engine.backend.name, flags.kvCacheDtype, kvCacheTokens)}`,
   );
+  logger.info(
+    { maxNumSeqs: llm.engine.maxNumSeqs, maxNumBatchedTokens: llm.engine.maxNumBatchedTokens },
+    `scheduler: up to ${llm.engine.maxNumSeqs} sequences and ${llm.engine.maxNumBatchedTokens} tokens a step`,
+  );
   announcer(logger).info(
     {
       url: address,
