@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issues 13 and 14's acceptance set in one device call (~7-9 minutes on an H100, 2026-12-06h), on whatever card came:
+# Issues 13 and 14's acceptance set in one device call (about 6-8 minutes on an H100, estimated from the times of
+# these steps in call 3 of 2026-12-06h), on whatever card came:
 #   bash scripts/gpu-unpack.sh && bash .gpu/run.sh bash scripts/gpu-acceptance.sh
 # 1. `awq bench latency` at batch 1 / 16 / 64 / 128 (context 512) and prefill 512 / 2048 / 4096, fp16 KV (with the
 #    per-op profile) and FP8 KV;
