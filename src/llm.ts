@@ -46,6 +46,8 @@ export interface LLMLoadOptions {
   maxNumBatchedTokens?: number;
   /** What the engine serves (vLLM's usage context): "offline" (default) or "server" (`awq serve`). */
   usageContext?: UsageContext;
+  /** Decode tokens of KV room each sequence keeps when new ones are admitted (default 256; 0: as vLLM). */
+  kvReserveTokens?: number;
   enablePrefixCaching?: boolean;
   numBlocks?: number;
   kvCacheBytes?: number;
@@ -196,6 +198,7 @@ export class LLM implements AsyncDisposable {
       maxNumSeqs: opts.maxNumSeqs,
       maxNumBatchedTokens: opts.maxNumBatchedTokens,
       usageContext: opts.usageContext,
+      kvReserveTokens: opts.kvReserveTokens,
       enablePrefixCaching: opts.enablePrefixCaching,
       numBlocks: opts.numBlocks,
       kvCacheBytes: opts.kvCacheBytes,

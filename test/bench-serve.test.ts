@@ -16,19 +16,28 @@ const run = promisify(execFile);
 let server: ChildProcess;
 let baseUrl: string;
 let dir: string;
+/** The server's stdout up to its "listening" line. */
+let startupLog = "";
 
 before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "bench-serve-"));
-  server = spawn(process.execPath, [cli, "serve", "demo", "--port", "0", "--max-model-len", "512"], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  server = spawn(
+    process.execPath,
+    [cli, "serve", "demo", "--port", "0", "--max-model-len", "512", "--kv-reserve-tokens", "64"],
+    {
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   let buffered = "";
   const port = await new Promise<number>((resolve, reject) => {
     server.on("exit", (code) => reject(new Error(`awq serve exited with ${code} before listening`)));
     server.stdout!.on("data", (chunk: Buffer) => {
       buffered += chunk.toString();
       for (const line of buffered.split("\n"))
-        if (line.includes('"listening"')) resolve(JSON.parse(line).port);
+        if (line.includes('"listening"')) {
+          startupLog = buffered;
+          resolve(JSON.parse(line).port);
+        }
     });
   });
   server.stdout!.removeAllListeners("data");
@@ -40,6 +49,14 @@ after(async () => {
   server.kill("SIGTERM");
   await new Promise((done) => server.once("exit", done));
   await rm(dir, { recursive: true, force: true });
+});
+
+test("the server logs its scheduler's limits, the KV room kept per request (--kv-reserve-tokens) included", () => {
+  const line = startupLog.split("\n").find((l) => l.includes("scheduler: up to"));
+  assert.ok(line !== undefined, startupLog);
+  const entry = JSON.parse(line);
+  assert.equal(entry.kvReserveTokens, 64);
+  assert.match(entry.msg, /64 decode tokens of KV room kept per request at admission/);
 });
 
 async function bench(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {

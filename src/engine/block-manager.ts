@@ -50,6 +50,13 @@ export class BlockManager {
     return this.freeBlocks.size;
   }
 
+  /** How many of these blocks some sequence holds (taking them costs the free pool nothing). */
+  numHeld(blockIds: readonly number[]): number {
+    let held = 0;
+    for (const id of blockIds) if (this.blocks[id]!.refCount > 0) held++;
+    return held;
+  }
+
   /** Fraction of blocks held by sequences, 0..1. */
   get usage(): number {
     return 1 - this.freeBlocks.size / this.numBlocks;

@@ -20,7 +20,7 @@ import { BlockManager } from "./block-manager.js";
 import { StepPacker, type StepSequence, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
 import { MAX_LOGPROBS, resolveSamplingParams } from "./sampling-params.js";
-import { type ScheduledSequence, Scheduler } from "./scheduler.js";
+import { DEFAULT_KV_RESERVE_TOKENS, type ScheduledSequence, Scheduler } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
 import {
   type EngineClient,
@@ -43,6 +43,11 @@ export interface EngineOptions {
   maxNumBatchedTokens?: number;
   /** What the engine serves (vLLM's usage context; default offline): picks the default token budget. */
   usageContext?: UsageContext;
+  /**
+   * Decode tokens of KV room each sequence keeps when new ones are admitted, capped by its max_tokens left (default
+   * scheduler.ts's DEFAULT_KV_RESERVE_TOKENS); 0 admits while the prompt fits, as vLLM.
+   */
+  kvReserveTokens?: number;
   enablePrefixCaching?: boolean; // default true
   blockSize?: number; // default 16
   /** Exact KV cache size in blocks (default: the backend sizes it). */
@@ -91,6 +96,8 @@ export class Engine implements EngineClient {
   readonly blockSize: number;
   readonly maxNumSeqs: number;
   readonly maxNumBatchedTokens: number;
+  /** Decode tokens of KV room each sequence keeps when new ones are admitted (SchedulerConfig.kvReserveTokens). */
+  readonly kvReserveTokens: number;
   readonly numBlocks: number;
   /** The largest promptLogprobs taken: MAX_LOGPROBS where the backend returns prompt alternatives, else 0. */
   readonly maxPromptLogprobs: number;
@@ -143,6 +150,7 @@ export class Engine implements EngineClient {
       maxModelLen: number;
       maxNumSeqs: number;
       maxNumBatchedTokens: number;
+      kvReserveTokens?: number;
       eosTokenIds: number[];
       vocabSize: number;
       overlapOutputs: boolean;
@@ -157,9 +165,11 @@ export class Engine implements EngineClient {
     this.numBlocks = blockManager.numBlocks;
     this.maxPromptLogprobs = backend.promptTopLogprobs ? MAX_LOGPROBS : 0;
     this.eosTokenIds = opts.eosTokenIds;
+    this.kvReserveTokens = opts.kvReserveTokens ?? DEFAULT_KV_RESERVE_TOKENS;
     this.scheduler = new Scheduler(blockManager, {
       maxNumSeqs: opts.maxNumSeqs,
       maxNumBatchedTokens: opts.maxNumBatchedTokens,
+      kvReserveTokens: this.kvReserveTokens,
     });
   }
 
@@ -186,6 +196,11 @@ export class Engine implements EngineClient {
     positiveInt("maxNumSeqs", maxNumSeqs);
     positiveInt("maxNumBatchedTokens", maxNumBatchedTokens);
     positiveInt("blockSize", blockSize);
+    if (
+      opts.kvReserveTokens !== undefined &&
+      !(Number.isInteger(opts.kvReserveTokens) && opts.kvReserveTokens >= 0)
+    )
+      throw new Error(`kvReserveTokens must be a non-negative integer, got ${opts.kvReserveTokens}`);
     if (opts.numBlocks !== undefined) positiveInt("numBlocks", opts.numBlocks);
     checkKvCacheDtypeSupported(opts.backend.name, opts.kvCacheDtype, opts.model.checkpoint.names());
     const overlapOutputs = opts.overlapOutputs ?? overlapFromEnvironment(); // refused before any weight is read
@@ -211,6 +226,7 @@ export class Engine implements EngineClient {
       maxModelLen,
       maxNumSeqs,
       maxNumBatchedTokens,
+      kvReserveTokens: opts.kvReserveTokens,
       eosTokenIds,
       vocabSize: config.vocabSize,
       overlapOutputs,

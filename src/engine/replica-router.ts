@@ -63,6 +63,7 @@ export class ReplicaRouter implements EngineClient {
   readonly blockSize: number;
   readonly maxNumSeqs: number;
   readonly maxNumBatchedTokens: number;
+  readonly kvReserveTokens: number;
   readonly maxPromptLogprobs: number;
   readonly eosTokenIds: readonly number[];
   /** requestId -> the replica running it. */
@@ -85,6 +86,7 @@ export class ReplicaRouter implements EngineClient {
     this.blockSize = first.blockSize;
     this.maxNumSeqs = first.maxNumSeqs;
     this.maxNumBatchedTokens = first.maxNumBatchedTokens;
+    this.kvReserveTokens = first.kvReserveTokens;
     this.maxPromptLogprobs = Math.min(...replicas.map((r) => r.maxPromptLogprobs));
     this.eosTokenIds = first.eosTokenIds;
     this.maxAffinityEntries = opts.maxAffinityEntries ?? 65536;

@@ -64,7 +64,7 @@ test("running sequences go first, then waiting ones, under the token budget (chu
 
 test("out of blocks: the newest running sequence is preempted, not the oldest", () => {
   const bm = new BlockManager(4, 4);
-  const scheduler = new Scheduler(bm, { maxNumSeqs: 8, maxNumBatchedTokens: 64 });
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 8, maxNumBatchedTokens: 64, kvReserveTokens: 0 });
   const old = sequence("old", range(8));
   const young = sequence("young", range(8, 50));
   scheduler.add(old);
@@ -101,7 +101,7 @@ function stepResult(n: number, numTokens: number, tokenLogprobs: boolean) {
 
 test("updateFromOutput: tokens gain KV, prompt logprobs are recorded, finished sequences are skipped", () => {
   const bm = new BlockManager(16, 4);
-  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 8 });
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 8, kvReserveTokens: 0 });
   const a = sequence("a", range(6), { promptLogprobs: 0 });
   const b = sequence("b", range(2, 50));
   const gone = sequence("gone", range(2, 80));
@@ -138,7 +138,11 @@ test("updateFromOutput: tokens gain KV, prompt logprobs are recorded, finished s
 });
 
 test("updateFromOutput: with the backend's tokenTop, each prompt entry gets its rank and its own N alternatives", () => {
-  const scheduler = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 4, maxNumBatchedTokens: 16 });
+  const scheduler = new Scheduler(new BlockManager(16, 4), {
+    maxNumSeqs: 4,
+    maxNumBatchedTokens: 16,
+    kvReserveTokens: 0,
+  });
   const two = sequence("two", range(3), { promptLogprobs: 2 });
   const one = sequence("one", range(2, 10), { promptLogprobs: 1 });
   for (const s of [two, one]) scheduler.add(s);
@@ -172,7 +176,11 @@ test("updateFromOutput: with the backend's tokenTop, each prompt entry gets its 
 });
 
 test("updateFromOutput: a prefill chunk that does not reach the end samples nothing", () => {
-  const scheduler = new Scheduler(new BlockManager(16, 4), { maxNumSeqs: 4, maxNumBatchedTokens: 4 });
+  const scheduler = new Scheduler(new BlockManager(16, 4), {
+    maxNumSeqs: 4,
+    maxNumBatchedTokens: 4,
+    kvReserveTokens: 0,
+  });
   const a = sequence("a", range(10));
   scheduler.add(a);
   const { scheduled } = scheduler.schedule();
@@ -190,7 +198,7 @@ test("nothing schedulable with nothing running: the head of the queue is reporte
   // Blocks held outside the scheduler leave the head (2 blocks, which the cache has) no room, ever.
   const outside = sequence("outside", range(8, 500));
   assert.ok(bm.allocate(outside, 8));
-  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 64 });
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 64, kvReserveTokens: 0 });
   const head = sequence("head", range(5));
   scheduler.add(head);
   const out = scheduler.schedule();
@@ -204,7 +212,7 @@ test("nothing schedulable with nothing running: the head of the queue is reporte
 
 test("a sequence preempted before the engine hashed its last step's blocks (hashing deferred) keeps them findable", () => {
   const bm = new BlockManager(6, 4);
-  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 12 });
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 12, kvReserveTokens: 0 });
   const a = sequence("a", range(4));
   const b = sequence("b", range(20, 100));
   scheduler.add(a);
@@ -238,7 +246,7 @@ test("a sequence preempted before the engine hashed its last step's blocks (hash
 
 test("deferred hashing: a waiting sequence looks the prefix cache up only after the last step's full blocks are hashed", () => {
   const bm = new BlockManager(32, 4);
-  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 8 });
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 8, kvReserveTokens: 0 });
   const a = sequence("a", range(20));
   scheduler.add(a);
   const first = scheduler.schedule().scheduled; // a's first chunk: 0..7
@@ -267,7 +275,7 @@ test("deferred hashing: a waiting sequence looks the prefix cache up only after 
 
 test("a sequence whose own prefix-cache hashing throws (deferred, at preemption, its lookup) is taken out and reported, freed; the others run", () => {
   const bm = new BlockManager(4, 4);
-  const scheduler = new Scheduler(bm, { maxNumSeqs: 8, maxNumBatchedTokens: 64 });
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 8, maxNumBatchedTokens: 64, kvReserveTokens: 0 });
   const cacheFullBlocks = bm.cacheFullBlocks.bind(bm);
   let poisoned: Sequence | null = null;
   bm.cacheFullBlocks = (owner) => {
@@ -337,7 +345,7 @@ test("a sequence whose own prefix-cache hashing throws (deferred, at preemption,
 
 test("an iteration listener that throws does not abort schedule(): the step is scheduled, one warning, others still called", async () => {
   const bm = new BlockManager(64, 16);
-  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 64 });
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 64, kvReserveTokens: 0 });
   const seen: number[] = [];
   const warnings: string[] = [];
   const onWarning = (w: Error) => {
@@ -371,4 +379,88 @@ test("an iteration listener that throws does not abort schedule(): the step is s
   } finally {
     process.off("warning", onWarning);
   }
+});
+
+/** Runs one scheduled step by hand: KV for the scheduled tokens, token 5 sampled, finished sequences removed. */
+function runStep(scheduler: Scheduler): { scheduled: number; computed: number; preempted: number } {
+  const out = scheduler.schedule();
+  let computed = 0;
+  for (const { seq, numNewTokens, sample } of out.scheduled) {
+    seq.numComputedTokens += numNewTokens;
+    computed += numNewTokens;
+    if (sample) seq.appendToken(5, null);
+    if (seq.isFinished) scheduler.remove(seq);
+  }
+  return { scheduled: out.scheduled.length, computed, preempted: out.numPreempted };
+}
+
+test("admission keeps room to grow: no preemption (and less work) where vLLM's rule preempts and recomputes", () => {
+  // 40 blocks of 16 tokens; 10 requests of 64 prompt tokens and 64 outputs: each ends on 8 blocks, so 5 fit at once.
+  const run = (kvReserveTokens: number) => {
+    const bm = new BlockManager(40, 16);
+    const scheduler = new Scheduler(bm, { maxNumSeqs: 16, maxNumBatchedTokens: 512, kvReserveTokens });
+    for (let i = 0; i < 10; i++)
+      scheduler.add(sequence(`s${i}`, range(64, 100 * i), { maxTokens: 64, ignoreEos: true }));
+    let steps = 0;
+    let computed = 0;
+    let mostRunning = 0;
+    while (scheduler.hasWork()) {
+      computed += runStep(scheduler).computed;
+      mostRunning = Math.max(mostRunning, scheduler.running.length);
+      assert.ok(++steps < 1000, "the run ends");
+    }
+    assert.equal(bm.numFreeBlocks, 40);
+    return { preemptions: scheduler.numPreemptions, computed, mostRunning };
+  };
+  const greedy = run(0);
+  const reserving = run(256);
+  assert.ok(greedy.preemptions > 0, "vLLM's rule fills the cache with prompts and then preempts");
+  assert.ok(greedy.mostRunning > 5, `vLLM's rule ran ${greedy.mostRunning} at once`);
+  assert.equal(reserving.preemptions, 0);
+  assert.equal(reserving.mostRunning, 5, "5 requests' prompts and outputs fill the 40 blocks");
+  assert.equal(reserving.computed, 10 * (64 + 63), "each token's KV computed once");
+  assert.ok(greedy.computed > reserving.computed, "preemption recomputes");
+});
+
+test("the room kept is min(max_tokens left, kvReserveTokens) a sequence", () => {
+  // 20 blocks of 4 tokens, prompts of 8 tokens (2 blocks): admitted while 2 + reserve blocks each fit.
+  const admitted = (maxTokens: number, kvReserveTokens: number) => {
+    const scheduler = new Scheduler(new BlockManager(20, 4), {
+      maxNumSeqs: 64,
+      maxNumBatchedTokens: 1024,
+      kvReserveTokens,
+    });
+    for (let i = 0; i < 12; i++) scheduler.add(sequence(`s${i}`, range(8, 50 * i), { maxTokens }));
+    return scheduler.schedule().scheduled.length;
+  };
+  assert.equal(admitted(100, 8), 5, "reserve 8 tokens (2 blocks): 4 blocks each");
+  assert.equal(admitted(4, 8), 6, "max_tokens 4 (1 block): 3 blocks each");
+  assert.equal(admitted(100, 0), 10, "vLLM's rule: the prompts alone");
+});
+
+test("with nothing running the head is admitted even when its reserve does not fit (it may still finish)", () => {
+  const scheduler = new Scheduler(new BlockManager(4, 4), { maxNumSeqs: 4, maxNumBatchedTokens: 64 });
+  const seq = sequence("long", range(12), { maxTokens: 4 });
+  scheduler.add(seq);
+  assert.equal(scheduler.schedule().scheduled.length, 1);
+  assert.equal(scheduler.running[0], seq);
+});
+
+test("cached prefix blocks that a running sequence holds cost the new sequence no room", () => {
+  const bm = new BlockManager(10, 4);
+  const scheduler = new Scheduler(bm, { maxNumSeqs: 4, maxNumBatchedTokens: 64, kvReserveTokens: 4 });
+  const a = sequence("a", range(16), { maxTokens: 4 });
+  scheduler.add(a);
+  runStep(scheduler);
+  bm.cacheFullBlocks(a);
+  // After its decode token's block a holds 5 (its room), 5 are free. b shares a's 16 tokens and adds 4: 6 blocks with
+  // its room, 4 of them a's cached ones, so it takes 2 from the pool (counting all 6 would refuse it).
+  const b = sequence("b", [...range(16), ...range(4, 500)], { maxTokens: 4 });
+  scheduler.add(b);
+  const out = scheduler.schedule();
+  assert.deepEqual(
+    out.scheduled.map((s) => s.seq.requestId),
+    ["a", "b"],
+  );
+  assert.equal(b.numCachedTokens, 16);
 });

@@ -112,6 +112,8 @@ export interface EngineClient {
   /** The scheduler's limits: sequences and tokens a step (absent on test doubles). */
   readonly maxNumSeqs?: number;
   readonly maxNumBatchedTokens?: number;
+  /** Decode tokens of KV room each request keeps at admission (absent on test doubles). */
+  readonly kvReserveTokens?: number;
   /** The largest promptLogprobs generate() takes (0: the prompt tokens' own logprobs only); absent = 0. */
   readonly maxPromptLogprobs?: number;
   /** The model's end-of-sequence ids (Engine: tokenizer stop ids + config eos ids; absent on test doubles). */

@@ -71,6 +71,7 @@ interface ServeFlags {
   maxModelLen?: number;
   maxNumSeqs?: number;
   maxNumBatchedTokens?: number;
+  kvReserveTokens?: number;
   maxQueue: number;
   gpuMemoryUtilization?: number;
   numGpuBlocksOverride?: number;
@@ -128,6 +129,11 @@ export function registerServe(program: Command): void {
       "--max-num-batched-tokens <n>",
       "most tokens per engine step (default as vLLM: 8192 on a GPU of >= 70 GiB other than the A100, else max(2048, max-num-seqs))",
       integerAtLeastFlag("--max-num-batched-tokens", 1),
+    )
+    .option(
+      "--kv-reserve-tokens <n>",
+      "decode tokens of KV room each running request keeps (at most its max_tokens left) before a new one is admitted; 0 admits while the prompt fits, as vLLM, and preempts when the cache runs out (default 256)",
+      integerAtLeastFlag("--kv-reserve-tokens", 0),
     )
     .option(
       "--max-queue <n>",
@@ -295,6 +301,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     maxModelLen: flags.maxModelLen,
     maxNumSeqs: flags.maxNumSeqs,
     maxNumBatchedTokens: flags.maxNumBatchedTokens,
+    kvReserveTokens: flags.kvReserveTokens,
     usageContext: "server",
     enablePrefixCaching: flags.enablePrefixCaching,
     gpuMemoryUtilization: flags.gpuMemoryUtilization,
@@ -379,8 +386,13 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     `KV cache: ${numBlocks} blocks of ${llm.engine.blockSize} tokens = ${kvCacheTokens} tokens; maximum concurrency for ${options.maxModelLen}-token requests: ${(kvCacheTokens / options.maxModelLen).toFixed(2)}x${fp8CapacityNote(llm.engine.backend.name, flags.kvCacheDtype, kvCacheTokens)}`,
   );
   logger.info(
-    { maxNumSeqs: llm.engine.maxNumSeqs, maxNumBatchedTokens: llm.engine.maxNumBatchedTokens },
-    `scheduler: up to ${llm.engine.maxNumSeqs} sequences and ${llm.engine.maxNumBatchedTokens} tokens a step`,
+    {
+      maxNumSeqs: llm.engine.maxNumSeqs,
+      maxNumBatchedTokens: llm.engine.maxNumBatchedTokens,
+      kvReserveTokens: llm.engine.kvReserveTokens,
+    },
+    `scheduler: up to ${llm.engine.maxNumSeqs} sequences and ${llm.engine.maxNumBatchedTokens} tokens a step, ` +
+      `${llm.engine.kvReserveTokens} decode tokens of KV room kept per request at admission`,
   );
   announcer(logger).info(
     {
