@@ -142,8 +142,9 @@ test("alone, batched, chunked prefill and preemption give identical greedy token
   );
   assertAllBlocksFree(chunked);
 
-  // 4 sequences of up to 40 tokens need 12 blocks; 8 force preemption and recompute.
-  const tight = await engine({ maxModelLen: 64, numBlocks: 8 });
+  // 4 sequences of up to 40 tokens need 12 blocks; 8 force preemption and recompute (with vLLM's admission rule: the
+  // default keeps room to grow and would run them two at a time).
+  const tight = await engine({ maxModelLen: 64, numBlocks: 8, kvReserveTokens: 0 });
   const tightResults = await Promise.all(
     ids.map((promptTokenIds) => collect(tight.generate({ promptTokenIds, params: GREEDY }))),
   );

@@ -15,8 +15,14 @@ const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.m
 let llm: LLM;
 
 before(async () => {
-  // 16 blocks of 16 tokens: eight growing sequences do not fit at once, so the scheduler preempts.
-  llm = await LLM.load({ model: modelDir, backend: "cpu", maxModelLen: 256, numBlocks: 16 });
+  // 16 blocks of 16 tokens: eight growing sequences do not fit at once, so the scheduler (vLLM's admission rule) preempts.
+  llm = await LLM.load({
+    model: modelDir,
+    backend: "cpu",
+    maxModelLen: 256,
+    numBlocks: 16,
+    kvReserveTokens: 0,
+  });
 });
 after(async () => {
   await llm?.dispose();
