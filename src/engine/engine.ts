@@ -99,6 +99,8 @@ export class Engine implements EngineClient {
   /** Decode tokens of KV room each sequence keeps when new ones are admitted (SchedulerConfig.kvReserveTokens). */
   readonly kvReserveTokens: number;
   readonly numBlocks: number;
+  /** The KV cache's dtype as asked for (vLLM's --kv-cache-dtype; "auto" = the model's). */
+  readonly kvCacheDtype: KvCacheDtype;
   /** The largest promptLogprobs taken: MAX_LOGPROBS where the backend returns prompt alternatives, else 0. */
   readonly maxPromptLogprobs: number;
   private readonly scheduler: Scheduler;
@@ -151,6 +153,7 @@ export class Engine implements EngineClient {
       maxNumSeqs: number;
       maxNumBatchedTokens: number;
       kvReserveTokens?: number;
+      kvCacheDtype?: KvCacheDtype;
       eosTokenIds: number[];
       vocabSize: number;
       overlapOutputs: boolean;
@@ -163,6 +166,7 @@ export class Engine implements EngineClient {
     this.maxNumSeqs = opts.maxNumSeqs;
     this.maxNumBatchedTokens = opts.maxNumBatchedTokens;
     this.numBlocks = blockManager.numBlocks;
+    this.kvCacheDtype = opts.kvCacheDtype ?? "auto";
     this.maxPromptLogprobs = backend.promptTopLogprobs ? MAX_LOGPROBS : 0;
     this.eosTokenIds = opts.eosTokenIds;
     this.kvReserveTokens = opts.kvReserveTokens ?? DEFAULT_KV_RESERVE_TOKENS;
@@ -227,6 +231,7 @@ export class Engine implements EngineClient {
       maxNumSeqs,
       maxNumBatchedTokens,
       kvReserveTokens: opts.kvReserveTokens,
+      kvCacheDtype: opts.kvCacheDtype,
       eosTokenIds,
       vocabSize: config.vocabSize,
       overlapOutputs,

@@ -13,6 +13,7 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Backend } from "../backend/backend.js";
+import type { KvCacheDtype } from "../backend/kv-cache-dtype.js";
 import type { ConstraintSpec } from "../structured/constraint-spec.js";
 import type { Engine } from "./engine.js";
 import {
@@ -64,6 +65,7 @@ export class ReplicaRouter implements EngineClient {
   readonly maxNumSeqs: number;
   readonly maxNumBatchedTokens: number;
   readonly kvReserveTokens: number;
+  readonly kvCacheDtype: KvCacheDtype;
   readonly maxPromptLogprobs: number;
   readonly eosTokenIds: readonly number[];
   /** requestId -> the replica running it. */
@@ -87,6 +89,7 @@ export class ReplicaRouter implements EngineClient {
     this.maxNumSeqs = first.maxNumSeqs;
     this.maxNumBatchedTokens = first.maxNumBatchedTokens;
     this.kvReserveTokens = first.kvReserveTokens;
+    this.kvCacheDtype = first.kvCacheDtype;
     this.maxPromptLogprobs = Math.min(...replicas.map((r) => r.maxPromptLogprobs));
     this.eosTokenIds = first.eosTokenIds;
     this.maxAffinityEntries = opts.maxAffinityEntries ?? 65536;

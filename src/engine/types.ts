@@ -2,6 +2,7 @@
  * The narrow request/output API between front ends (library API, HTTP server, CLI) and the engine core,
  * as in vLLM v1: front ends never reach into scheduler state.
  */
+import type { KvCacheDtype } from "../backend/kv-cache-dtype.js";
 import type { ConstraintSpec } from "../structured/constraint-spec.js";
 
 /** User-facing sampling parameters (vLLM's SamplingParams, camelCase). Validated by sampling-params.ts. */
@@ -114,6 +115,8 @@ export interface EngineClient {
   readonly maxNumBatchedTokens?: number;
   /** Decode tokens of KV room each request keeps at admission (absent on test doubles). */
   readonly kvReserveTokens?: number;
+  /** The KV cache's dtype as asked for (--kv-cache-dtype; absent on test doubles = "auto"). */
+  readonly kvCacheDtype?: KvCacheDtype;
   /** The largest promptLogprobs generate() takes (0: the prompt tokens' own logprobs only); absent = 0. */
   readonly maxPromptLogprobs?: number;
   /** The model's end-of-sequence ids (Engine: tokenizer stop ids + config eos ids; absent on test doubles). */

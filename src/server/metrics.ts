@@ -191,7 +191,7 @@ export class ServerMetrics implements JobObserver {
       cacheInfo.set(
         {
           block_size: String(engine.blockSize ?? ""),
-          cache_dtype: "auto",
+          cache_dtype: engine.kvCacheDtype ?? "auto",
           enable_prefix_caching: stats.enablePrefixCaching === false ? "False" : "True",
           num_cpu_blocks: "0",
           num_gpu_blocks: String(stats.numBlocks),
