@@ -177,14 +177,24 @@ for step in $steps; do
         ${SERVE_BENCH_SERVE_FLAGS:-} >"$out/serve-bench-server.log" 2>&1 &
       sb_pid=$!
       sb_t0=$SECONDS
+      sb_up=1
       until node -e 'fetch(process.argv[1]).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))' \
         "$sb_url/health"; do
         if ! kill -0 "$sb_pid" 2>/dev/null || ((SECONDS - sb_t0 > 180)); then
-          echo "== serve-bench: the server did not come up"; tail -n 40 "$out/serve-bench-server.log"; break
+          echo "== serve-bench: the server did not come up"; tail -n 40 "$out/serve-bench-server.log"; sb_up=0; break
         fi
         sleep 1
       done
-      echo "== serve-bench: server healthy after $((SECONDS - sb_t0))s"
+      ((sb_up)) && echo "== serve-bench: server healthy after $((SECONDS - sb_t0))s"
+      # The cache the rows ran on (its size explains preemptions), from vLLM's cache_config_info in /metrics.
+      node -e '
+        fetch(process.argv[1] + "/metrics").then((r) => r.text()).then((t) => {
+          const line = t.split("\n").find((l) => l.startsWith("vllm:cache_config_info{"));
+          const label = (k) => (line?.match(new RegExp(k + "=\"([^\"]*)\"")) ?? [])[1];
+          const blocks = Number(label("num_gpu_blocks")), size = Number(label("block_size"));
+          console.log(`== serve-bench: KV cache ${blocks} blocks of ${size} = ${blocks * size} tokens (${label("cache_dtype")}); server flags: ${process.argv[2] || "(defaults)"}`);
+        }, (e) => console.log(`== serve-bench: /metrics unreadable: ${e.message}`));
+      ' "$sb_url" "${SERVE_BENCH_SERVE_FLAGS:-}" | tee "$out/serve-bench-cache.txt"
       for i in "${!sb_conc[@]}"; do
         c=${sb_conc[$i]}
         run_step "serve-bench-c$c" 180 node dist/src/cli/main.js bench serve --base-url "$sb_url" \
