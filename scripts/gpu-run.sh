@@ -187,7 +187,7 @@ for step in $steps; do
       done
       ((sb_up)) && echo "== serve-bench: server healthy after $((SECONDS - sb_t0))s"
       # The cache the rows ran on (its size explains preemptions), from vLLM's cache_config_info in /metrics.
-      node -e '
+      ((sb_up)) && node -e '
         fetch(process.argv[1] + "/metrics").then((r) => r.text()).then((t) => {
           const line = t.split("\n").find((l) => l.startsWith("vllm:cache_config_info{"));
           const label = (k) => (line?.match(new RegExp(k + "=\"([^\"]*)\"")) ?? [])[1];
@@ -197,6 +197,11 @@ for step in $steps; do
       ' "$sb_url" "${SERVE_BENCH_SERVE_FLAGS:-}" | tee "$out/serve-bench-cache.txt"
       for i in "${!sb_conc[@]}"; do
         c=${sb_conc[$i]}
+        if ((!sb_up)); then
+          summary+=("$(printf '%-12s %-14s %5ss' "serve-bench-c$c" "SKIPPED(server)" 0)")
+          echo "== serve-bench-c$c: SKIPPED (no server)"
+          continue
+        fi
         run_step "serve-bench-c$c" 180 node dist/src/cli/main.js bench serve --base-url "$sb_url" \
           --tokenizer "$sb_dir" --dataset-name random --random-input-len 512 --random-output-len 128 --ignore-eos \
           --num-prompts "${sb_prompts[$i]:-$((2 * c))}" --max-concurrency "$c" --seed "$c" --disable-tqdm \
