@@ -71,6 +71,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ON_OFF,
   },
   {
+    name: "AWQ_ATTN_PREFILL_FP8_TMA",
+    what: "the ping-pong kernel for the FP8 cache too, its producer warpgroup widening the tiles (off by default, not yet run on a GPU)",
+    values: ON_OFF,
+  },
+  {
     name: "AWQ_ATTN_PREFILL_ORDER",
     what: "the wgmma prefill attention's block order (on: the heaviest query tiles of every head first; 0: head by head)",
     values: ON_OFF,
