@@ -895,3 +895,13 @@ test("an aborted request's blocks, the last step's included, stay in the prefix 
     assert.equal(e.stats().freeBlocks, e.stats().numBlocks, label);
   }
 });
+
+test("a negative or fractional kvReserveTokens is refused, naming it", async () => {
+  for (const kvReserveTokens of [-1, 1.5]) {
+    const backend = new FakeBackend();
+    await assert.rejects(engine({ kvReserveTokens }, backend), {
+      message: `kvReserveTokens must be a non-negative integer, got ${kvReserveTokens}`,
+    });
+    assert.equal(backend.batches.length, 0);
+  }
+});

@@ -200,11 +200,7 @@ export class Engine implements EngineClient {
     positiveInt("maxNumSeqs", maxNumSeqs);
     positiveInt("maxNumBatchedTokens", maxNumBatchedTokens);
     positiveInt("blockSize", blockSize);
-    if (
-      opts.kvReserveTokens !== undefined &&
-      !(Number.isInteger(opts.kvReserveTokens) && opts.kvReserveTokens >= 0)
-    )
-      throw new Error(`kvReserveTokens must be a non-negative integer, got ${opts.kvReserveTokens}`);
+    if (opts.kvReserveTokens !== undefined) nonNegativeInt("kvReserveTokens", opts.kvReserveTokens);
     if (opts.numBlocks !== undefined) positiveInt("numBlocks", opts.numBlocks);
     checkKvCacheDtypeSupported(opts.backend.name, opts.kvCacheDtype, opts.model.checkpoint.names());
     const overlapOutputs = opts.overlapOutputs ?? overlapFromEnvironment(); // refused before any weight is read
@@ -832,4 +828,9 @@ function overlapFromEnvironment(): boolean {
 function positiveInt(name: string, value: number): void {
   if (!Number.isInteger(value) || value < 1)
     throw new Error(`${name} must be a positive integer, got ${value}`);
+}
+
+function nonNegativeInt(name: string, value: number): void {
+  if (!Number.isInteger(value) || value < 0)
+    throw new Error(`${name} must be a non-negative integer, got ${value}`);
 }

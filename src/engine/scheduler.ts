@@ -91,12 +91,15 @@ export class Scheduler {
     this.kvReserveTokens = reserve;
   }
 
+  /** Blocks `seq` needs in all to hold its tokens and grow by min(its max_tokens left, kvReserveTokens). */
+  private blocksWithRoom(seq: Sequence): number {
+    const left = Math.max(0, seq.stopChecker.maxOutputTokens - seq.numOutputTokens);
+    return this.blockManager.blocksFor(seq.numTokens + Math.min(this.kvReserveTokens, left));
+  }
+
   /** Blocks `seq` will still take from the free pool to grow by its reserve (see kvReserveTokens). */
   private growthBlocks(seq: Sequence): number {
-    const bm = this.blockManager;
-    const left = Math.max(0, seq.stopChecker.maxOutputTokens - seq.numOutputTokens);
-    const total = seq.numTokens + Math.min(this.kvReserveTokens, left);
-    return Math.max(0, bm.blocksFor(total) - seq.blockTable.length);
+    return Math.max(0, this.blocksWithRoom(seq) - seq.blockTable.length);
   }
 
   add(seq: Sequence): void {
@@ -229,10 +232,7 @@ export class Scheduler {
       const numNewTokens = Math.min(seq.numTokens - computed, budget);
       if (reserving && this.running.length > 0) {
         // Its whole prompt and reserve, less the cached blocks other sequences hold, on top of the running ones'.
-        const own =
-          seq.numTokens +
-          Math.min(this.kvReserveTokens, seq.stopChecker.maxOutputTokens - seq.numOutputTokens);
-        if (bm.numFreeBlocks - (bm.blocksFor(own) - bm.numHeld(cached)) < reserved) break;
+        if (bm.numFreeBlocks - (this.blocksWithRoom(seq) - bm.numHeld(cached)) < reserved) break;
       }
       if (!bm.allocate(seq, numNewTokens, cached)) break;
       if (reserving) reserved += this.growthBlocks(seq);
