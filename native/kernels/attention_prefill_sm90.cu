@@ -204,6 +204,9 @@ __device__ __forceinline__ void produce_kv_fp8(unsigned char* ring, unsigned cha
     if (x >= kStagesTmaFp8) detail::mbar_wait(&emptyBar[st], ((x / kStagesTmaFp8) - 1) & 1);
     const unsigned char* src = raw + (x % kRawTmaFp8) * kRawStageBytes;
     unsigned char* dst = ring + st * kStageBytes;
+    // The pipelined path's `widen` for 128 threads, 4 groups at once (fully unrolled it needs more than the producer's
+    // 56 registers: ptxas spilled 116 B). Not one shared helper: as a function it changed the sm_90a code of the
+    // pipelined FP8 kernel, the verified default (the same effect as gemv_tile.cuh describes).
 #pragma unroll 4
     for (int k = 0; k < 16; ++k) {  // 2048 groups of 8 values (K then V, 64 rows, 16 groups a row), 16 a thread
       const int gi = ptid + 128 * k;
