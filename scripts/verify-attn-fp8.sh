@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 14: the FP8 cache's prefill attention on the ping-pong kernel, its producer warpgroup loading and widening the
-# tiles (AWQ_ATTN_PREFILL_FP8_TMA=1; written without a GPU in the 2026-12-06i session). On the H200 (2026-12-06i)
+# tiles (AWQ_ATTN_PREFILL_FP8_TMA=1; written without a GPU in the 2026-12-06i session, the default since 2026-12-07). On the H200 (2026-12-06i)
 # prefill 4096 ran 19,060 tokens/s with the FP8 cache against 20,079 with fp16, the attention ~29 against 18.5 ms.
 #   bash scripts/gpu-run.sh verify-attn-fp8   (or run this file from the repo root; ~3 minutes)
 # Pass: (1) prints "correctness: ALL PASSED" with the switch on (the FP8 prefill checks against the naive reference,

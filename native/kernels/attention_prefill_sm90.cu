@@ -40,8 +40,9 @@ constexpr int kStageBytes = 2 * kTileBytes;       // K tile, then V tile: 32 KB
 // FP8 E4M3 cache: the ring holds the raw tiles ([K | V][64 keys][128 B], 16 KB a stage) and each landed tile is
 // widened into one of two fp16 stages in the layout above (the wgmma operands).
 constexpr int kRawStageBytes = 2 * kBKV * kD;
-// FP8 cache with the producer warpgroup (AWQ_ATTN_PREFILL_FP8_TMA=1): fp16 ring stages the consumers read, and the
-// producer's raw FP8 stages after them (5 x 32 + 3 x 16 KB: within the 227 KB a block may have).
+// FP8 cache with the producer warpgroup (the default; AWQ_ATTN_PREFILL_FP8_TMA=0 off): fp16 ring stages the
+// consumers read, and the producer's raw FP8 stages after them (5 x 32 + 3 x 16 KB: within the 227 KB a block may
+// have).
 constexpr int kStagesTmaFp8 = 5;
 constexpr int kRawTmaFp8 = 3;
 template <typename KV, bool TMA = false>
@@ -229,8 +230,9 @@ __device__ __forceinline__ void produce_kv_fp8(unsigned char* ring, unsigned cha
 // turns issuing their wgmmas (S of the next tile and P V of this one back to back), so one warpgroup's softmax runs
 // while the other's products occupy the tensor cores (flash-attention 3's schedule).
 // KV: __half (fp16 cache) or uint8_t (FP8 E4M3 cache, widened to fp16 in shared memory: exact).
-// FP8 with TMA (AWQ_ATTN_PREFILL_FP8_TMA=1, off until timed): the producer warpgroup loads the raw tiles and widens
-// them into the fp16 ring itself (produce_kv_fp8), so the consumers run the fp16 cache's ping-pong schedule unchanged.
+// FP8 with TMA (the default; AWQ_ATTN_PREFILL_FP8_TMA=0: the two-warpgroup kernel): the producer warpgroup loads the
+// raw tiles and widens them into the fp16 ring itself (produce_kv_fp8), so the consumers run the fp16 cache's
+// ping-pong schedule unchanged.
 // TMA (ping-pong only): a third warpgroup, first in the block, loads the ring: one thread issues the K and V pages
 // that lie wholly inside the context as TMA boxes of 64 d x 16 keys (tmK, tmV: the cache as [slot][kv head][d], the
 // 128-byte swizzle the wgmma descriptors read), and its warp copies the context's last, partial page and the pages
@@ -668,10 +670,11 @@ cudaError_t paged_attention_prefill_sm90(const __half* q, const void* kc, const 
   };
   if (kvDtype == KvCacheDtype::Fp8E4m3) {
     const auto* k8 = static_cast<const uint8_t*>(kc);
-    // AWQ_ATTN_PREFILL_FP8_TMA=1: the ping-pong kernel fed by a producer warpgroup that loads and widens the FP8 tiles
-    // (written without a GPU, 2026-12-06i; off until its checks and timing ran). The fp16 cache's path at 4096
-    // tokens is ~59 % faster than the FP8 one (H200, 2026-12-06i: attention 18.5 against ~29 ms of a prefill).
-    static const bool fp8Tma = env_flag("AWQ_ATTN_PREFILL_FP8_TMA", false);
+    // The ping-pong kernel fed by a producer warpgroup that loads and widens the FP8 tiles (H100, 2026-12-07: kernel
+    // checks and conformance pass; attention of a 13B prefill 4096 28.2 -> 24.9 ms, 2048 8.2 -> 7.3 ms; whole
+    // prefill 4096 +0.4..1.3 %). AWQ_ATTN_PREFILL_FP8_TMA=0: the two-warpgroup kernel, each tile widened by the
+    // consumers.
+    static const bool fp8Tma = env_flag("AWQ_ATTN_PREFILL_FP8_TMA", true);
     if (pp && tma && fp8Tma) {
       constexpr int smem = smem_bytes<uint8_t, true>();
       return launch(prefill_attention_sm90_kernel<true, uint8_t, true>, k8, smem, 384);

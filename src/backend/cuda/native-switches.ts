@@ -72,7 +72,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   {
     name: "AWQ_ATTN_PREFILL_FP8_TMA",
-    what: "the ping-pong kernel for the FP8 cache too, its producer warpgroup widening the tiles (off by default, not yet run on a GPU)",
+    what: "the ping-pong kernel for the FP8 cache too, its producer warpgroup widening the tiles (on by default; 0: the consumers widen them)",
     values: ON_OFF,
   },
   {
