@@ -56,14 +56,15 @@ namespace {
 
 constexpr int kMaxSmem = 232448;  // 227 KB of dynamic shared memory a block on sm_90
 
-// MS m64 slices a consumer warpgroup (outputs a block: 128 * MS), NT rows of x a tile (the wgmma n).
-template <int MS, int NT>
+// MS m64 slices a consumer warpgroup (outputs a block: 128 * MS), NT rows of x a tile (the wgmma n), CH 64-deep
+// chunks a stage (2: the mma.sync decode tiles' pairs, PAIR below).
+template <int MS, int NT, int CH = 1>
 struct WsCfg {
   static constexpr int kTiles = 8 * MS;  // 16-output packed tiles a block
   static constexpr int kOut = 16 * kTiles;
-  static constexpr int kX = NT * 128;  // x tile: NT rows x 128 B, swizzled
-  static constexpr int kW = kX;        // packed words: kTiles x 512 B
-  static constexpr int kZ = kW + kTiles * 512;  // zero/scale pairs: kTiles x 64 B
+  static constexpr int kX = CH * NT * 128;  // x tiles: CH x (NT rows x 128 B, swizzled)
+  static constexpr int kW = kX;             // packed words: kTiles x CH x 512 B
+  static constexpr int kZ = kW + kTiles * 512 * CH;  // zero/scale pairs: kTiles x 64 B (one group a stage)
   static constexpr int kStage = (kZ + kTiles * 64 + 1023) / 1024 * 1024;
   static constexpr int kStages = std::min(12, (kMaxSmem - 2048) / kStage);
   static constexpr int kSmem = kStages * kStage + 1024;
@@ -214,13 +215,18 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
                                                           const __grid_constant__ CUtensorMap tmW,
                                                           const __grid_constant__ CUtensorMap tmZ, const WsParams p) {
   extern __shared__ __align__(16) unsigned char smemRaw[];
-  using C = WsCfg<MS, NT>;
+  // PAIR (MMA with DEEP, AWQ_GEMM_WS_MMA=2): a stage holds a pair of chunks, the packed words of each tile as one
+  // contiguous 1 KB piece (a TMA box of 128 words x 2 chunks x 16 tiles), the pair's x tiles and its group's
+  // zero/scale pairs; the consumers wait and release once a pair.
+  constexpr bool PAIR = MMA && DEEP;
+  constexpr int CH = PAIR ? 2 : 1;
+  using C = WsCfg<MS, NT, CH>;
   detail::pdl_launch();
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int kStages = C::kStages;
   constexpr int kAcc = NT / 2;  // accumulators a thread a slice
   constexpr int kGrain = MMA ? 2 : 1;  // stream-K ranges cut at pairs of chunks
-  static_assert(!MMA || (!DEEP && MS == 2 && NT <= 32 && CL == 1), "MMA: the two-slice decode tiles");
+  static_assert(!MMA || (MS == 2 && NT <= 32 && CL == 1), "MMA: the two-slice decode tiles");
   __shared__ __align__(8) uint64_t full[kStages], empty[kStages];
   unsigned char* smem = smemRaw + ((1024 - (smem_addr(smemRaw) & 1023)) & 1023);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -251,7 +257,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
       // TMA boxes (kTiles x 512 B and kTiles x 64 B, tiles past the matrix zero-filled) from lane 0 instead of 32
       // small bulk copies (one a tile and lane): the copy engine, not the bytes, limited the old way (ncu, H100: the
       // tensor pipe 49 % busy at m = 2048 while L2 and DRAM were not).
-      auto w_bytes = [&](int nValid) { return nValid <= 0 ? 0 : (p.tmaW ? C::kTiles : nValid) * (512 + 64); };
+      auto w_bytes = [&](int nValid) { return nValid <= 0 ? 0 : (p.tmaW ? C::kTiles : nValid) * (512 * CH + 64); };
       auto load_w = [&](unsigned char* st, int tile0, int nValid, int kc, uint64_t* bar) {
         if (p.tmaW) {
           if (lane == 0 && nValid > 0) {
@@ -279,11 +285,11 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           tile_coords(p, tile, ot, rt);
           const int tile0 = (ot * CL + rank) * C::kTiles;
           const int nValid = max(0, min(C::kTiles, p.nTiles - tile0));
-          pre = min(kStages, ke - kb);
+          pre = min(kStages, (ke - kb) / CH);
           for (int q = 0; q < pre; ++q) {
             if (lane == 0) mbar_expect_tx(&full[q], w_bytes(nValid));
             __syncwarp();
-            load_w(smem + q * C::kStage, tile0, nValid, kb + q, &full[q]);
+            load_w(smem + q * C::kStage, tile0, nValid, kb + q * CH, &full[q]);
           }
         }
       }
@@ -295,15 +301,16 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
         tile_coords(p, tile, ot, rt);
         const int tile0 = (ot * CL + rank) * C::kTiles;
         const int nValid = max(0, min(C::kTiles, p.nTiles - tile0));
-        for (int kc = kb; kc < ke; ++kc, ++q) {
+        for (int kc = kb; kc < ke; kc += CH, ++q) {
           const int s = q % kStages;
           mbar_wait(&empty[s], ((q / kStages) & 1) ^ 1);
           unsigned char* st = smem + s * C::kStage;
           if (lane == 0) {
             mbar_arrive_expect_tx(&full[s], C::kX + (q < pre ? 0 : w_bytes(nValid)));
-            if constexpr (CL == 1)
-              tma_2d(st, &tmX, kc * 64, rt * NT, &full[s]);
-            else
+            if constexpr (CL == 1) {
+#pragma unroll
+              for (int c = 0; c < CH; ++c) tma_2d(st + c * NT * 128, &tmX, (kc + c) * 64, rt * NT, &full[s]);
+            } else
               tma_2d_mc(st + rank * (C::kX / CL), &tmX, kc * 64, rt * NT + rank * (NT / CL), &full[s],
                         (uint16_t)((1 << CL) - 1));
           }
@@ -440,9 +447,56 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           release(s);
           ++q;
         };
+        // PAIR: both chunks of a stage, one wait and one release; tile tl's words of chunk c at (tl * 2 + c) * 512 B.
+        auto pair = [&] {
+          const int s = q % kStages;
+          mbar_wait(&full[s], (q / kStages) & 1);
+          const unsigned char* st = smem + s * C::kStage;
+#pragma unroll
+          for (int c = 0; c < 2; ++c) {
+            uint4 xv[kNt][2];
+#pragma unroll
+            for (int nt = 0; nt < kNt; ++nt) {
+              xv[nt][0] = *reinterpret_cast<const uint4*>(st + c * NT * 128 + nt * 8 * 128 + xOff0);
+              xv[nt][1] = *reinterpret_cast<const uint4*>(st + c * NT * 128 + nt * 8 * 128 + xOff1);
+            }
+#pragma unroll
+            for (int sl = 0; sl < 2; ++sl) {
+              const int tl = (wg * MS + sl) * 4 + wi;
+              const uint4 w = reinterpret_cast<const uint4*>(st + C::kW)[(tl * 2 + c) * 32 + lane];
+              const uint2 zz = reinterpret_cast<const uint2*>(st + C::kZ)[tl * 8 + g];
+              if (c == 0) zsv[sl] = zz;
+              __half2 zLo, nzHi;
+              detail::zero_operands(zz.x, zz.y, zLo, nzHi);
+              uint32_t f[16];
+              detail::dequant_qz(w.x, zLo, nzHi, &f[0]);
+              detail::dequant_qz(w.y, zLo, nzHi, &f[4]);
+              detail::dequant_qz(w.z, zLo, nzHi, &f[8]);
+              detail::dequant_qz(w.w, zLo, nzHi, &f[12]);
+#pragma unroll
+              for (int nt = 0; nt < kNt; ++nt) {
+                if (c == 0) {
+#pragma unroll
+                  for (int j = 0; j < 4; ++j) tmp[sl][4 * nt + j] = 0.f;
+                }
+                const uint32_t b[4][2] = {{xv[nt][0].x, xv[nt][0].y}, {xv[nt][0].z, xv[nt][0].w},
+                                          {xv[nt][1].x, xv[nt][1].y}, {xv[nt][1].z, xv[nt][1].w}};
+#pragma unroll
+                for (int kk = 0; kk < 4; ++kk) detail::mma16816(&tmp[sl][4 * nt], &f[4 * kk], b[kk]);
+              }
+            }
+          }
+          __syncwarp();
+          release(s);
+          ++q;
+        };
         for (int i = 0; i < n; i += 2) {
-          chunk(true);
-          chunk(false);
+          if constexpr (PAIR) {
+            pair();
+          } else {
+            chunk(true);
+            chunk(false);
+          }
 #pragma unroll
           for (int sl = 0; sl < 2; ++sl) {
             const float s0 = __high2float(detail::u32_as_h2(zsv[sl].x));
@@ -556,7 +610,7 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
         // One at a time where the accumulators are large or DEEP's four fragment sets are still live (ptxas: the
         // batch spilled there); the MMA tiles and the 8-row tile take 4-8.
         constexpr int kF4 = MS * kAcc / 4;  // float4 of one partial a thread
-        constexpr int kBatch = DEEP || kF4 >= 16 ? 1 : 16 / kF4 > 8 ? 8 : 16 / kF4;
+        constexpr int kBatch = (DEEP && !MMA) || kF4 >= 16 ? 1 : 16 / kF4 > 8 ? 8 : 16 / kF4;
         const int nb = p.fixupBatch ? kBatch : 1;
         for (int c0 = cid + 1; c0 <= cLast; c0 += nb) {
           float4 v[kBatch][kF4];
@@ -666,10 +720,14 @@ bool ws_deep() {
 }
 
 // The decode tiles of 8..32 rows (v7-v9) on mma.sync with fp32 scaling per pair of chunks (MMA, groups of an even
-// number of chunks): AWQ_GEMM_WS_MMA=0 the wgmma loops, else (default) on.
-bool ws_mma() {
-  static const bool on = env_on("AWQ_GEMM_WS_MMA");
-  return on;
+// number of chunks): AWQ_GEMM_WS_MMA=0 the wgmma loops, 2 a pair of chunks a stage (PAIR; written without a GPU,
+// off until checked and timed), else (default) 1.
+int ws_mma() {
+  static const int v = [] {
+    const char* e = std::getenv("AWQ_GEMM_WS_MMA");
+    return e != nullptr && (e[0] == '0' || e[0] == '2') ? e[0] - '0' : 1;
+  }();
+  return v;
 }
 
 // Stream-K owners read the partials of a tile several at once (default); AWQ_GEMM_WS_FIXUP=0 one after the other.
@@ -688,7 +746,8 @@ int sm_count() {
 template <int MS, int NT, int CL, bool SWZ = false, bool DEEP = false, bool MMA = false>
 cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const void* w, int in, int out, int group,
                       __half* y, void* workspace, size_t workspaceBytes, cudaStream_t stream, bool glu) {
-  using C = WsCfg<MS, NT>;
+  constexpr int CH = MMA && DEEP ? 2 : 1;  // chunks a stage (PAIR, see the kernel)
+  using C = WsCfg<MS, NT, CH>;
   PFN_cuTensorMapEncodeTiled_v12000 encode = tensor_map_encode_fn();
   if (encode == nullptr) return cudaErrorNotSupported;
   static unsigned long long configured = 0;  // one bit per device
@@ -718,7 +777,7 @@ cudaError_t launch_ws(int tmaMode, int skMode, const __half* x, int m, const voi
   {
     const cuuint64_t wd[3] = {128, (cuuint64_t)K, (cuuint64_t)nTiles};
     const cuuint64_t wstr[2] = {512, (cuuint64_t)K * 512};
-    const cuuint32_t wb[3] = {128, 1, (cuuint32_t)C::kTiles};
+    const cuuint32_t wb[3] = {128, (cuuint32_t)CH, (cuuint32_t)C::kTiles};
     // Swizzled: the 512 B of a (tile, chunk) as 4 rows of 128 B (the swizzle's span), box 32 x 4 x 1 x kTiles.
     const cuuint64_t sd[4] = {32, 4, (cuuint64_t)K, (cuuint64_t)nTiles};
     const cuuint64_t sstr[3] = {128, 512, (cuuint64_t)K * 512};
@@ -838,9 +897,13 @@ cudaError_t launch_by_mode(int tmaMode, int skMode, const __half* x, int m, cons
                                          glu);
     if constexpr (MS == 2 && NT <= 64) {
       if constexpr (NT <= 32) {
-        if (ws_mma() && group % 128 == 0 && (in / 64) % 2 == 0)
+        if (ws_mma() != 0 && group % 128 == 0 && (in / 64) % 2 == 0) {
+          if (ws_mma() == 2 && tmaMode == 1)  // the pairs come as TMA boxes only
+            return launch_ws<MS, NT, CL, false, true, true>(tmaMode, skMode, x, m, w, in, out, group, y, workspace,
+                                                           workspaceBytes, stream, glu);
           return launch_ws<MS, NT, CL, false, false, true>(tmaMode, skMode, x, m, w, in, out, group, y, workspace,
                                                           workspaceBytes, stream, glu);
+        }
       }
       if (ws_deep())
         return launch_ws<MS, NT, CL, false, true>(tmaMode, skMode, x, m, w, in, out, group, y, workspace,

@@ -11,6 +11,7 @@ test("unset, empty and accepted values pass", () => {
   checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "128", AWQ_ATTN_PREFILL_MASKSKIP: "1" });
   checkNativeSwitches({ AWQ_ATTN_PREFILL_WGMMA: "0", AWQ_ATTN_WGMMA_PP: "0" });
   checkNativeSwitches({ AWQ_GEMM_WS_MMA: "0", AWQ_GEMM_WS_DEEP: "0" });
+  checkNativeSwitches({ AWQ_GEMM_WS_MMA: "2" });
 });
 
 test("a misspelt value is refused, naming the variable, what it changes and the values it takes", () => {
@@ -20,7 +21,7 @@ test("a misspelt value is refused, naming the variable, what it changes and the 
   );
   assert.throws(() => checkNativeSwitches({ AWQ_GEMV_PF: "-1" }), /AWQ_GEMV_PF="-1".*integer from 0 to 64/);
   assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS: "yes" }), /AWQ_GEMM_WS="yes".*use 0, 1/);
-  assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS_MMA: "2" }), /AWQ_GEMM_WS_MMA="2".*use 0, 1/);
+  assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS_MMA: "3" }), /AWQ_GEMM_WS_MMA="3".*use 0, 1, 2/);
   assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS: "yes" }), NativeSwitchError);
   assert.throws(
     () => checkNativeSwitches({ AWQ_ATTN_PREFILL_BQ: "96" }),

@@ -41,8 +41,8 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   {
     name: "AWQ_GEMM_WS_MMA",
-    what: "its decode tiles of 8..32 rows (v7-v9) run mma.sync a warp at a time with fp32 scaling per group (on by default; 0: wgmma)",
-    values: ON_OFF,
+    what: "its decode tiles of 8..32 rows (v7-v9) run mma.sync a warp at a time with fp32 scaling per group (1: the default; 0: wgmma; 2: a pair of chunks a stage, not yet run on a GPU)",
+    values: ["0", "1", "2"],
   },
   {
     name: "AWQ_GEMM_WS_FIXUP",
