@@ -448,6 +448,9 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
           ++q;
         };
         // PAIR: both chunks of a stage, one wait and one release; tile tl's words of chunk c at (tl * 2 + c) * 512 B.
+        // Its dequant + mma body repeats chunk's: with one helper for both, ptxas scheduled the default (measured)
+        // v7-v9 MMA kernels differently (sm_90a .text of 43-58 KB, half the bytes changed), which only a GPU call
+        // could re-verify; share it once PAIR is timed and either lands or goes.
         auto pair = [&] {
           const int s = q % kStages;
           mbar_wait(&full[s], (q / kStages) & 1);
