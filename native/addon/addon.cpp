@@ -381,6 +381,8 @@ Napi::Object InitModule(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("Engine", EngineWrap::Define(env));
   exports.Set("QuantContext", DefineQuantContext(env));
+  // step() takes chained steps (batch.prevTokenRows, filled from the previous step's sampled tokens).
+  exports.Set("chainedSteps", Napi::Boolean::New(env, true));
   return exports;
 }
 

@@ -85,6 +85,7 @@ awq::StepInput toStepInput(const Napi::Object& b) {
   in.numTokens = static_cast<int>(tokenIds.As<Napi::TypedArray>().ElementLength());
   const size_t numTokens = static_cast<size_t>(in.numTokens);
   in.tokenIds = typedField<int32_t>(b, "tokenIds", numTokens);
+  if (!b.Get("prevTokenRows").IsUndefined()) in.prevTokenRows = typedField<int32_t>(b, "prevTokenRows", numTokens);
   in.positions = typedField<int32_t>(b, "positions", numTokens);
   in.queryStarts = typedField<int32_t>(b, "queryStarts", numSeqs + 1);
   in.contextLens = typedField<int32_t>(b, "contextLens", numSeqs);

@@ -64,6 +64,9 @@ struct StepInput {
   int numTokens = 0;
   int maxBlocksPerSeq = 0;
   const int32_t* tokenIds = nullptr;     // (numTokens)
+  // A chained step (StepBatch.prevTokenRows): per token -1 (tokenIds[t]) or the row r of the step launched just
+  // before this one whose sampled token it takes (tokenIds[t] is then a placeholder); null = none.
+  const int32_t* prevTokenRows = nullptr;  // (numTokens)
   const int32_t* positions = nullptr;    // (numTokens)
   const int32_t* queryStarts = nullptr;  // (numSeqs + 1)
   const int32_t* contextLens = nullptr;  // (numSeqs)
@@ -202,6 +205,7 @@ class Engine {
   size_t kvLayerBytes() const;  // one layer's K (or V) cache
   MemoryReport memoryReport() const;
   // The steps of launchStep (engine_enqueue.cu).
+  StepInput resolveChainedTokens(const StepInput& in);
   bool canReplayQuickly(const StepInput& in, int maxContextLen, size_t listWords, bool graph) const;
   void enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen, bool graph, ForwardShape& shape,
                    PendingStep* pending);
@@ -238,6 +242,12 @@ class Engine {
   std::map<std::tuple<int, int>, std::unique_ptr<Graph>> graphs_;
   /** The forward of a step launched with deferSampling, until sampleStep. */
   std::unique_ptr<ForwardShape> deferred_;
+  // The tokens the last finished step sampled per sequence (-1: not sampled), for a chained step's prevTokenRows;
+  // valid only while that step succeeded (cleared when a step is launched, set when it finishes).
+  std::vector<int32_t> lastTokens_;
+  bool lastTokensValid_ = false;
+  // A chained step's resolved token ids (launchStep), read by the packing of its inputs.
+  std::vector<int32_t> chainedTokens_;
   bool useGraphs_ = true;
   std::mutex mutex_;
   /** A launched step not finished yet: other operations wait on idle_. */

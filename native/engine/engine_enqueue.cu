@@ -237,18 +237,46 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
     const size_t listWords = sampled.promptLen + sampled.outputLen + sampled.biasLen;
     if (!canReplayQuickly(in, extent.maxContextLen, listWords, graph)) return false;
   }
-  checkStep(in);
+  // A chained step takes its tokens from the step before it (finished: busy_ was false), then runs as any other.
+  StepInput chained;
+  const StepInput& step = in.prevTokenRows != nullptr ? (chained = resolveChainedTokens(in)) : in;
+  checkStep(step);
   busy_ = true;
+  lastTokensValid_ = false;
   try {
     ForwardShape shape{};
     shape.decode = decode;
-    enqueueStep(in, extent.maxQueryLen, extent.maxContextLen, graph, shape, pending);
+    enqueueStep(step, extent.maxQueryLen, extent.maxContextLen, graph, shape, pending);
   } catch (...) {
     busy_ = false;
     idle_.notify_all();
     throw;
   }
   return true;
+}
+
+// A copy of `in` whose tokenIds are the chained step's: each prevTokenRows[t] >= 0 replaced by the token the last
+// finished step sampled for that row. Throws when that step failed, or did not sample the row.
+StepInput Engine::resolveChainedTokens(const StepInput& in) {
+  if (!lastTokensValid_) {
+    throw std::invalid_argument("a chained step (prevTokenRows) continues a step that failed or never ran");
+  }
+  chainedTokens_.assign(in.tokenIds, in.tokenIds + in.numTokens);
+  for (int t = 0; t < in.numTokens; t++) {
+    const int row = in.prevTokenRows[t];
+    if (row < 0) continue;
+    const int32_t id = row < static_cast<int>(lastTokens_.size()) ? lastTokens_[row] : -1;
+    if (id < 0) {
+      throw std::invalid_argument("prevTokenRows[" + std::to_string(t) + "] = " + std::to_string(row) +
+                                  ": the previous step (" + std::to_string(lastTokens_.size()) +
+                                  " sequences) sampled no token there");
+    }
+    chainedTokens_[t] = id;
+  }
+  StepInput out = in;
+  out.tokenIds = chainedTokens_.data();
+  out.prevTokenRows = nullptr;
+  return out;
 }
 
 // The quick path (the caller's thread, e.g. the JS thread) only replays an existing graph: capturing one or

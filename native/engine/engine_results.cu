@@ -65,6 +65,8 @@ StepOutput Engine::finishStep(const StepInput& in, PendingStep& pending) {
       std::copy(src, src + d.vocab, out.logits.begin() + static_cast<size_t>(rows[r]) * d.vocab);
     }
   }
+  lastTokens_ = out.tokenIds;  // a chained step launched next reads them (resolveChainedTokens)
+  lastTokensValid_ = true;
   if (in.tokenLogprobs) {
     const float* hTl = reinterpret_cast<const float*>(ho + pending.tokenTopAt - tlBytes);
     out.tokenLogprobs.assign(hTl, hTl + in.numTokens);

@@ -129,6 +129,14 @@ export interface StepBatch {
    * the mask, i.e. before sampling, and reads the array in place after that (no copy is needed).
    */
   masksReady?: () => Promise<void>;
+  /**
+   * A step launched before the one it continues has returned (the engine's chained decode steps, vLLM v1's async
+   * scheduling): for each token, -1 where tokenIds[t] holds its id, or r >= 0 where its id is the token sampled
+   * for sequence r of the step called just before this one (that step's StepResult.tokenIds[r]), which the
+   * backend fills in (tokenIds[t] is a placeholder). Only sent to a backend with chainedSteps; when the step it
+   * continues failed, this one fails too.
+   */
+  prevTokenRows?: Int32Array; // (numTokens)
 }
 
 export interface StepResult {
@@ -162,6 +170,11 @@ export interface Backend {
   readonly gpu?: GpuInfo;
   /** Loads weights and allocates the KV cache. */
   load(model: ModelSource, opts: BackendOptions): Promise<KvLayout>;
+  /**
+   * Whether step() may be called again before the previous step's promise settles, with batch.prevTokenRows: steps
+   * run in the order they were called, each after the previous one ended. Absent = no (one step at a time).
+   */
+  readonly chainedSteps?: boolean;
   /** Runs one step. Never blocks the event loop for long (CPU: yields / workers; CUDA: AsyncWorker). */
   step(batch: StepBatch): Promise<StepResult>;
   dispose(): Promise<void>;

@@ -296,9 +296,26 @@ test("a stop string is seen one step late: the extra token is computed, then dro
     texts[k - 1] + texts[k]!.slice(texts[k - 1]!.length, texts[k]!.indexOf(stop, texts[k - 1]!.length)),
   );
   await e.idle();
-  // The prefill and k + 1 decodes, the last of which computed the dropped token.
-  assert.equal(backend.batches.length - stepsBefore, k + 2);
+  // The prefill and k + 2 decodes: the chained step launched beside the one that gave token k also ran, so two
+  // tokens were computed and dropped.
+  assert.ok(e.chainsSteps);
+  assert.equal(backend.batches.length - stepsBefore, k + 3);
   assert.equal(e.stats().freeBlocks, e.stats().numBlocks);
+
+  // Without chained steps (AWQ_ENGINE_ASYNC=0): the same result, one dropped token.
+  const unchainedBackend = new FakeBackend();
+  const unchained = await engine({ asyncScheduling: false }, unchainedBackend);
+  assert.ok(!unchained.chainsSteps);
+  const unchainedOutputs: RequestOutput[] = [];
+  for await (const out of unchained.generate({ promptTokenIds, params: { ...params, stop: [stop] } }))
+    unchainedOutputs.push(out);
+  assert.deepEqual(
+    unchainedOutputs.flatMap((o) => o.tokenIdsDelta),
+    tokens,
+  );
+  await unchained.idle();
+  assert.equal(unchainedBackend.batches.length, k + 2);
+  assert.equal(unchainedBackend.maxInFlight, 1);
 
   // With the outputs produced before the next schedule (AWQ_ENGINE_OVERLAP=0), the same result and no extra step.
   const syncBackend = new FakeBackend();
@@ -390,10 +407,13 @@ test("an abort or a backend error landing before a step's outputs are delivered 
   const params = { maxTokens: 3, temperature: 0, ignoreEos: true, logprobs: 0 };
   const shortId = "short";
   let stepsSeen = 0;
+  // Step 3 returned the short request's last token (it reached max_tokens); step 4 runs only the long one. The
+  // abort comes with the first step launched after step 3's result is applied: step 4 itself, or with chained
+  // steps (step 4 launched beside step 3) step 5.
+  const abortWith = e.chainsSteps ? 5 : 4;
   const countSteps = () => {
     stepsSeen++;
-    // Step 3 returned the short request's last token (it reached max_tokens); step 4 runs only the long one.
-    backend.onStep = stepsSeen === 3 ? () => e.abort(shortId) : countSteps;
+    backend.onStep = stepsSeen === abortWith - 1 ? () => e.abort(shortId) : countSteps;
   };
   backend.onStep = countSteps;
   const [short, long] = await Promise.all([
@@ -879,8 +899,10 @@ test("an aborted request's blocks, the last step's included, stay in the prefix 
     const label = `overlap ${overlapOutputs}`;
     const backend = new CountingBackend();
     const e = await engine({ overlapOutputs }, backend);
+    // Launched after the 16th token's step returned (with chained steps, beside the step after it).
+    const abortWith = e.chainsSteps ? 18 : 17;
     backend.onStep = (step) => {
-      if (step === 17) e.abort("a");
+      if (step === abortWith) e.abort("a");
     };
     const a = await collect(
       e.generate({ requestId: "a", promptTokenIds: prompt, params: { maxTokens: 100, ignoreEos: true } }),

@@ -1,12 +1,15 @@
 /**
  * The engine core (nano-vllm's LLMEngine, vLLM v1's EngineCore behind EngineClient): requests in, a step
  * loop (schedule -> backend.step -> update sequences) that runs while there is work, and per-request streams
- * of RequestOutput deltas out. A step's text and stream outputs are produced while the next step runs.
+ * of RequestOutput deltas out. A step's text and stream outputs are produced while the next step runs, and a
+ * steady decode step is launched before the one it follows has returned (chained steps, see runLoop).
  */
 
 import { randomUUID } from "node:crypto";
 import type { Backend, StepBatch, StepResult } from "../backend/backend.js";
 import { checkKvCacheDtypeSupported, type KvCacheDtype } from "../backend/kv-cache-dtype.js";
+import type { SequenceSampling } from "../backend/sampler-arrays.js";
+import { chainedStepsFromEnvironment } from "../backend/step-chain.js";
 import type { ModelSource } from "../model/types.js";
 import type { ConstraintSpec } from "../structured/constraint-spec.js";
 import {
@@ -17,7 +20,13 @@ import {
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import { defaultMaxNumBatchedTokens, type UsageContext } from "./batch-defaults.js";
 import { BlockManager } from "./block-manager.js";
-import { StepPacker, type StepSequence, sampledLogprob, scheduledStepSequence } from "./model-runner.js";
+import {
+  type ContinuedSequence,
+  StepPacker,
+  type StepSequence,
+  sampledLogprob,
+  scheduledStepSequence,
+} from "./model-runner.js";
 import { OutputStream } from "./output-stream.js";
 import { MAX_LOGPROBS, resolveSamplingParams } from "./sampling-params.js";
 import { DEFAULT_KV_RESERVE_TOKENS, type ScheduledSequence, Scheduler } from "./scheduler.js";
@@ -65,6 +74,13 @@ export interface EngineOptions {
    * step loop did first. Default: true unless the environment has AWQ_ENGINE_OVERLAP=0 (for A/B runs).
    */
   overlapOutputs?: boolean;
+  /**
+   * Whether a decode step that only continues the step on the backend is launched before that step returns
+   * (vLLM v1's async scheduling; the backend takes each token from the previous step's result), so the GPU
+   * never waits for the host between two such steps. Needs overlapOutputs and a backend with chainedSteps.
+   * Default: true unless the environment has AWQ_ENGINE_ASYNC=0 (for A/B runs).
+   */
+  asyncScheduling?: boolean;
 }
 
 export { EngineClosedError } from "./types.js";
@@ -73,6 +89,8 @@ export { EngineClosedError } from "./types.js";
 interface LaunchedStep {
   scheduled: ScheduledSequence[];
   batch: StepBatch;
+  /** Which of the engine's packers holds the batch's arrays (not reused before this step is applied). */
+  packer: number;
   result: Promise<StepResult | null>;
 }
 
@@ -115,11 +133,13 @@ export class Engine implements EngineClient {
   private loopActive = false;
   private closed = false;
   /**
-   * Id of the step the backend is running now (0: none); its sequences have lastStepId = this (an abort waits
-   * for it: a mask row may be in the works).
+   * Id of the newest step whose backend call has ended (steps end in launch order); a sequence with a larger
+   * lastStepId is in a step the backend still runs (an abort waits for it: a mask row may be in the works).
    */
-  private runningStepId = 0;
+  private settledStepId = 0;
   private lastStepId = 0;
+  /** Steps on the backend, oldest first: one, or two while a chained step follows the first (runLoop). */
+  private readonly inFlight: LaunchedStep[] = [];
   /** Finished by a stop string while their step ran: their constraints are disposed when it returns. */
   private readonly retiring: Sequence[] = [];
   /**
@@ -137,12 +157,14 @@ export class Engine implements EngineClient {
     if (active !== undefined) this.failRequest(active, err);
     else this.releaseQuietly(seq);
   };
-  /** Two packers in turn: the batch being written is never the one the backend may still hold. */
+  /** Two packers: a batch is written by the one no step on the backend holds (at most one is, when packing). */
   private readonly packers = [new StepPacker(), new StepPacker()];
   private packerTurn = 0;
   private readonly stepSeqs: StepSequence[] = [];
   private readonly constraints: ConstraintFactory;
   private readonly overlapOutputs: boolean;
+  /** Whether steady decode steps are chained (EngineOptions.asyncScheduling, and what it needs). */
+  readonly chainsSteps: boolean;
 
   private constructor(
     readonly backend: Backend,
@@ -157,9 +179,11 @@ export class Engine implements EngineClient {
       eosTokenIds: number[];
       vocabSize: number;
       overlapOutputs: boolean;
+      asyncScheduling: boolean;
     },
   ) {
     this.overlapOutputs = opts.overlapOutputs;
+    this.chainsSteps = opts.asyncScheduling && opts.overlapOutputs && backend.chainedSteps === true;
     this.constraints = new ConstraintFactory(tokenizer, opts.vocabSize);
     this.maxModelLen = opts.maxModelLen;
     this.blockSize = blockManager.blockSize;
@@ -204,6 +228,7 @@ export class Engine implements EngineClient {
     if (opts.numBlocks !== undefined) positiveInt("numBlocks", opts.numBlocks);
     checkKvCacheDtypeSupported(opts.backend.name, opts.kvCacheDtype, opts.model.checkpoint.names());
     const overlapOutputs = opts.overlapOutputs ?? overlapFromEnvironment(); // refused before any weight is read
+    const asyncScheduling = opts.asyncScheduling ?? chainedStepsFromEnvironment();
     const layout = await opts.backend.load(opts.model, {
       maxModelLen,
       maxNumSeqs,
@@ -231,6 +256,7 @@ export class Engine implements EngineClient {
       eosTokenIds,
       vocabSize: config.vocabSize,
       overlapOutputs,
+      asyncScheduling,
     });
   }
 
@@ -415,21 +441,47 @@ export class Engine implements EngineClient {
    * it. Everything else of a step (logprob entries, detokenizing, stop strings, stream outputs, and the
    * consumers that run on them) runs after that launch, while the backend works. A stop string is therefore
    * seen one step late: the sequence already sits in the step just launched, whose token for it is dropped.
+   *
+   * Chained steps (chainsSteps): while a step runs, its continuation (every sequence's next decode token, taken by
+   * the backend from the running step's result) is launched beside it when nothing else waits (launchContinuation),
+   * so the backend starts it as soon as the first returns. A sequence that the first step's token ends (eos, a
+   * stop string, an abort) has its row of the continuation dropped, as a stop string's is above. Anything else
+   * (admissions, prefill chunks, preemption) waits for a step scheduled from scratch once nothing is in flight.
    */
   private async runLoop(): Promise<void> {
-    while (this.scheduler.hasWork() || this.numDeliveries > 0 || this.scheduler.hasDeferredHashing) {
-      let step: LaunchedStep | null = null;
+    while (
+      this.scheduler.hasWork() ||
+      this.numDeliveries > 0 ||
+      this.scheduler.hasDeferredHashing ||
+      this.inFlight.length > 0
+    ) {
       try {
-        step = this.launchStep();
+        let launched = false;
+        if (this.inFlight.length === 0) {
+          const step = this.launchStep();
+          if (step !== null) {
+            this.inFlight.push(step);
+            launched = true;
+          }
+        }
+        if (this.chainsSteps && this.inFlight.length === 1) {
+          const next = this.launchContinuation(this.inFlight[0]!);
+          if (next !== null) {
+            this.inFlight.push(next);
+            launched = true;
+          }
+        }
         // One macrotask lets the backend hand the step over before the host work below (what a backend or the
         // grammar workers do in microtasks after step() returns); I/O (new requests, aborts) runs here too.
-        if (step !== null && this.overlapOutputs) await nextMacrotask();
+        if (launched && this.overlapOutputs) await nextMacrotask();
         this.deliverPending();
-        if (step === null) {
+        const step = this.inFlight[0];
+        if (step === undefined) {
           await nextMacrotask();
           continue;
         }
         const result = await step.result;
+        this.inFlight.shift();
         this.applyStep(step, result);
         if (!this.overlapOutputs) {
           // Outputs first, then one event-loop turn (consumers, I/O), then the next schedule.
@@ -439,9 +491,10 @@ export class Engine implements EngineClient {
       } catch (err) {
         // A bug of ours, not of one request (per-request failures end that request where they happen): end
         // every request with the error rather than hang them.
-        if (step !== null) await step.result.catch(() => null);
+        for (const step of this.inFlight) await step.result.catch(() => null);
+        this.inFlight.length = 0;
         const message = `engine error: ${err instanceof Error ? err.message : String(err)}`;
-        this.runningStepId = 0;
+        this.settledStepId = this.lastStepId;
         this.deliveries.fill(undefined, 0, this.numDeliveries);
         this.numDeliveries = 0;
         this.scheduler.dropDeferredHashing();
@@ -451,6 +504,14 @@ export class Engine implements EngineClient {
         for (const seq of [...this.scheduler.running, ...this.scheduler.waiting]) this.releaseQuietly(seq);
       }
     }
+  }
+
+  /** The packer no step on the backend holds (the engine packs with at most one step in flight). */
+  private freePacker(): number {
+    const held = this.inFlight[0]?.packer;
+    if (held === undefined) this.packerTurn ^= 1;
+    else this.packerTurn = held ^ 1;
+    return this.packerTurn;
   }
 
   /** Schedules and packs the next step and starts it on the backend; null when nothing can run. */
@@ -468,8 +529,8 @@ export class Engine implements EngineClient {
       }
     }
     if (scheduled.length === 0) return null;
-    this.packerTurn ^= 1;
-    const packer = this.packers[this.packerTurn]!;
+    const packerIndex = this.freePacker();
+    const packer = this.packers[packerIndex]!;
     let batch: StepBatch;
     try {
       batch = packer.pack(stepSeqs, this.blockSize);
@@ -492,7 +553,59 @@ export class Engine implements EngineClient {
       if (scheduled.length === 0) return null;
       batch = packer.pack(stepSeqs, this.blockSize);
     }
-    return { scheduled, batch, result: this.runBackend(scheduled, batch) };
+    return { scheduled, batch, packer: packerIndex, result: this.runBackend(scheduled, batch) };
+  }
+
+  /**
+   * The next decode step of `prev` (the one step on the backend), launched before prev returns: each of its live
+   * sequences runs the token prev samples for it, which the backend takes from prev's result (prevTokenRows).
+   * A sequence known to end with prev's token (max_tokens, the context's end, an abort) is left out. Null, so that
+   * the next step is scheduled from scratch once prev is applied, when that step could differ: a request waits for
+   * admission, a running sequence is not in prev or still prefills, one's next step depends on the token prev
+   * gives it (a grammar, penalties over its output, bans that lift with its length), or the cache cannot grow.
+   */
+  private launchContinuation(prev: LaunchedStep): LaunchedStep | null {
+    if (this.scheduler.waiting.length > 0 || prev.batch.tokenLogprobs) return null;
+    const next: ScheduledSequence[] = [];
+    const rows: ContinuedSequence[] = [];
+    let live = 0;
+    for (let i = 0; i < prev.scheduled.length; i++) {
+      const { seq, numNewTokens, sample } = prev.scheduled[i]!;
+      if (seq.isFinished) continue;
+      live++;
+      if (!sample) return null;
+      const active = this.requests.get(seq.requestId);
+      if (active === undefined || active.abortRequested) continue;
+      const outputs = seq.numOutputTokens + 1; // after prev's token
+      if (outputs >= seq.stopChecker.maxOutputTokens) continue;
+      let sampling: SequenceSampling | null;
+      try {
+        sampling = continuedSampling(seq, outputs);
+      } catch {
+        return null; // as a failed pack below
+      }
+      if (sampling === null) return null;
+      rows.push({
+        prevRow: i,
+        position: seq.numComputedTokens + numNewTokens,
+        blockTable: seq.blockTable,
+        sampling,
+      });
+      next.push({ seq, numNewTokens: 1, sample: true });
+    }
+    if (rows.length === 0 || live !== this.scheduler.running.length) return null;
+    for (let i = 0; i < rows.length; i++) {
+      if (!this.scheduler.growTo(next[i]!.seq, rows[i]!.position + 1)) return null;
+    }
+    const packerIndex = this.freePacker();
+    let batch: StepBatch;
+    try {
+      batch = this.packers[packerIndex]!.packContinuation(rows, this.blockSize);
+    } catch {
+      return null; // the step scheduled from scratch finds whose part throws and ends that request alone
+    }
+    this.scheduler.noteIteration(rows.length);
+    return { scheduled: next, batch, packer: packerIndex, result: this.runBackend(next, batch) };
   }
 
   /**
@@ -504,7 +617,6 @@ export class Engine implements EngineClient {
     batch: StepBatch,
   ): Promise<StepResult | null> {
     const stepId = ++this.lastStepId;
-    this.runningStepId = stepId;
     for (const s of scheduled) s.seq.lastStepId = stepId;
     let pending: PendingStepMasks | null = null;
     try {
@@ -525,13 +637,13 @@ export class Engine implements EngineClient {
       return result;
     } catch (err) {
       await pending?.done; // the workers are done with the mask memory before the next step reuses it
-      this.runningStepId = 0;
+      this.settledStepId = stepId;
       this.retireFinished();
       const message = `backend error: ${err instanceof Error ? err.message : String(err)}`;
       for (const { seq } of scheduled) this.finishSeq(seq, "error", message);
       return null;
     } finally {
-      this.runningStepId = 0;
+      this.settledStepId = Math.max(this.settledStepId, stepId);
     }
   }
 
@@ -716,9 +828,9 @@ export class Engine implements EngineClient {
     }
   }
 
-  /** Whether the step on the backend runs `seq`. */
+  /** Whether a step on the backend runs `seq`. */
   private isInFlight(seq: Sequence): boolean {
-    return this.runningStepId !== 0 && seq.lastStepId === this.runningStepId;
+    return seq.lastStepId > this.settledStepId;
   }
 
   /** Disposes the constraints of sequences a stop string ended while their step ran (their output is out). */
@@ -823,6 +935,24 @@ function overlapFromEnvironment(): boolean {
   if (value === undefined || value === "" || value === "1") return true;
   if (value === "0") return false;
   throw new Error(`AWQ_ENGINE_OVERLAP must be 0 or 1 (or unset), got ${JSON.stringify(value)}`);
+}
+
+/**
+ * A sequence's sampling settings for a chained step, in which it samples its output token number `outputs` + 1,
+ * or null when they depend on the token the running step gives it (they are then only known once it returns): a
+ * grammar, penalties over its tokens, or bans (min_tokens) at that length.
+ */
+function continuedSampling(seq: Sequence, outputs: number): SequenceSampling | null {
+  const p = seq.params;
+  const view = seq.stepView;
+  if (view === null || seq.constraint !== null) return null;
+  if (p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0) return null;
+  if (seq.stopChecker.bannedTokenIds(outputs).length > 0) return null;
+  // The view's object is the sequence's own: rewritten here, and by its next scheduled step, neither of which
+  // runs before the packer has copied it.
+  view.sampling.outputIndex = outputs;
+  view.sampling.logitBias = p.logitBias;
+  return view.sampling;
 }
 
 function positiveInt(name: string, value: number): void {

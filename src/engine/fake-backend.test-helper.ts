@@ -6,6 +6,7 @@
  * already computed, a slot that this same step writes (KV still in flight: a race on a real GPU) throws too.
  */
 import type { Backend, BackendOptions, KvLayout, StepBatch, StepResult } from "../backend/backend.js";
+import { StepChain } from "../backend/step-chain.js";
 import { noTensorCheckpoint } from "../model/no-tensor-checkpoint.js";
 import type { ModelConfig, ModelSource } from "../model/types.js";
 
@@ -20,6 +21,12 @@ export class FakeBackend implements Backend {
   failWhen: ((batch: StepBatch) => boolean) | null = null;
   /** Milliseconds each step takes (0: one event-loop turn). */
   stepDelayMs = 0;
+  /** Whether step() takes chained steps (StepBatch.prevTokenRows), as the real backends do. */
+  chainedSteps = true;
+  private readonly chain = new StepChain();
+  /** The most steps that were in flight at once (called and not yet returned). */
+  maxInFlight = 0;
+  private inFlight = 0;
 
   constructor(private readonly vocabSize = 32000) {}
 
@@ -31,6 +38,19 @@ export class FakeBackend implements Backend {
   }
 
   async step(batch: StepBatch): Promise<StepResult> {
+    if (batch.prevTokenRows !== undefined && !this.chainedSteps) {
+      throw new Error("a chained step was sent to a backend without chainedSteps");
+    }
+    this.inFlight++;
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight);
+    try {
+      return await this.chain.run(batch, (b) => this.stepNow(b));
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private async stepNow(batch: StepBatch): Promise<StepResult> {
     if (this.recordBatches) this.batches.push(copyBatch(batch));
     await new Promise((resolve) =>
       this.stepDelayMs > 0 ? setTimeout(resolve, this.stepDelayMs) : setImmediate(resolve),
@@ -99,7 +119,7 @@ function copyBatch(batch: StepBatch): StepBatch {
   for (const [key, value] of Object.entries(sampling)) {
     if (ArrayBuffer.isView(value)) Object.assign(sampling, { [key]: (value as Int32Array).slice() });
   }
-  return {
+  const copy: StepBatch = {
     ...batch,
     tokenIds: batch.tokenIds.slice(),
     positions: batch.positions.slice(),
@@ -110,6 +130,8 @@ function copyBatch(batch: StepBatch): StepBatch {
     sample: batch.sample.slice(),
     sampling,
   };
+  if (batch.prevTokenRows !== undefined) copy.prevTokenRows = batch.prevTokenRows.slice();
+  return copy;
 }
 
 /** A ModelSource whose only real part is what the engine reads (the fake backend reads nothing). */

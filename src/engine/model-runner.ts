@@ -45,6 +45,7 @@ export class StepPacker {
   private readonly contextLens = int32Array();
   private readonly blockTables = int32Array();
   private readonly sample = uint8Array();
+  private readonly prevTokenRows = int32Array();
 
   pack(seqs: readonly StepSequence[], blockSize: number): StepBatch {
     const numSeqs = seqs.length;
@@ -116,9 +117,75 @@ export class StepPacker {
     if (tokenTopLogprobs > 0) batch.tokenTopLogprobs = tokenTopLogprobs;
     return batch;
   }
+
+  /**
+   * A chained decode step: one token per sequence, each a placeholder (0) the backend replaces with the token the
+   * previous step sampled for row prevRow (StepBatch.prevTokenRows). Same views and lifetime as pack().
+   */
+  packContinuation(seqs: readonly ContinuedSequence[], blockSize: number): StepBatch {
+    const numSeqs = seqs.length;
+    let maxBlocksPerSeq = 1;
+    for (const s of seqs) {
+      if (s.position + 1 > s.blockTable.length * blockSize) {
+        throw new Error(
+          `step batch: ${s.blockTable.length} KV blocks of ${blockSize} cannot hold ${s.position + 1} positions`,
+        );
+      }
+      if (s.blockTable.length > maxBlocksPerSeq) maxBlocksPerSeq = s.blockTable.length;
+    }
+    const tokenIds = this.tokenIds.view(numSeqs); // (numTokens = numSeqs)
+    const positions = this.positions.view(numSeqs); // (numTokens)
+    const slotMapping = this.slotMapping.view(numSeqs); // (numTokens)
+    const queryStarts = this.queryStarts.view(numSeqs + 1); // (numSeqs + 1)
+    const contextLens = this.contextLens.view(numSeqs); // (numSeqs)
+    const blockTables = this.blockTables.view(numSeqs * maxBlocksPerSeq); // (numSeqs, maxBlocksPerSeq)
+    const sample = this.sample.view(numSeqs); // (numSeqs)
+    const prevTokenRows = this.prevTokenRows.view(numSeqs); // (numTokens)
+    for (let i = 0; i < numSeqs; i++) {
+      const s = seqs[i]!;
+      const table = s.blockTable;
+      tokenIds[i] = 0;
+      prevTokenRows[i] = s.prevRow;
+      positions[i] = s.position;
+      slotMapping[i] = table[Math.floor(s.position / blockSize)]! * blockSize + (s.position % blockSize);
+      queryStarts[i] = i;
+      contextLens[i] = s.position + 1;
+      const row = i * maxBlocksPerSeq;
+      for (let b = 0; b < table.length; b++) blockTables[row + b] = table[b]!;
+      blockTables.fill(-1, row + table.length, row + maxBlocksPerSeq);
+      sample[i] = 1;
+    }
+    queryStarts[numSeqs] = numSeqs;
+    return {
+      numSeqs,
+      tokenIds,
+      positions,
+      queryStarts,
+      contextLens,
+      maxBlocksPerSeq,
+      blockTables,
+      slotMapping,
+      sample,
+      sampling: this.sampling.pack(seqs, samplingOf),
+      prevTokenRows,
+    };
+  }
 }
 
-const samplingOf = (s: StepSequence) => s.sampling;
+const samplingOf = (s: { sampling: SequenceSampling }) => s.sampling;
+
+/**
+ * One sequence of a chained decode step (StepBatch.prevTokenRows): it runs the token the step before samples for
+ * it, at `position`, which the backend takes from that step's result (row `prevRow`).
+ */
+export interface ContinuedSequence {
+  prevRow: number;
+  position: number;
+  /** Physical KV blocks, covering at least position + 1 positions. */
+  blockTable: ArrayLike<number>;
+  /** Its sampling settings, outputIndex being the output tokens it has before the one this step samples. */
+  sampling: SequenceSampling;
+}
 
 /** A one-off step (perplexity, conformance, tests), in arrays of its own. */
 export function buildStepBatch(seqs: readonly StepSequence[], blockSize: number): StepBatch {

@@ -265,6 +265,19 @@ export class Scheduler {
   }
 
   /**
+   * Blocks for a running sequence to hold `numTokens` positions, for a chained decode step launched before its
+   * last step returned (the engine's launchContinuation); never preempts. False when the free pool is short.
+   */
+  growTo(seq: Sequence, numTokens: number): boolean {
+    return this.blockManager.allocate(seq, Math.max(0, numTokens - seq.numComputedTokens));
+  }
+
+  /** Tells the iteration listeners of a step scheduled outside schedule() (a chained decode step). */
+  noteIteration(numTokens: number): void {
+    for (const listener of this.iterationListeners) this.callIterationListener(listener, numTokens);
+  }
+
+  /**
    * An iteration listener (metrics) runs inside schedule(), after the queues have changed: one that throws must not
    * abort the step and with it every running request. Its error becomes a process warning, once per listener.
    */

@@ -17,6 +17,7 @@ import {
 } from "../backend.js";
 import { isFp8KvCache } from "../kv-cache-dtype.js";
 import { sampleToken, topLogprobs } from "../sampler.js";
+import { StepChain } from "../step-chain.js";
 import { CpuModel, type KvCache } from "./cpu-model.js";
 import { loadCpuWeights } from "./load-weights.js";
 import { Scratch } from "./scratch.js";
@@ -38,9 +39,12 @@ export interface CpuBackendOptions {
 export class CpuBackend implements Backend {
   readonly name = "cpu" as const;
   readonly promptTopLogprobs = true;
+  /** step() may be called before the previous one returns: steps queue in call order (StepChain). */
+  readonly chainedSteps = true;
   private model: CpuModel | TensorParallelCpuModel | null = null;
-  /** A step shares scratch buffers and the KV cache: steps must not overlap (the engine awaits each). */
+  /** A step shares scratch buffers and the KV cache: steps must not overlap (the chain runs them in turn). */
   private stepping = false;
+  private readonly chain = new StepChain();
 
   constructor(private readonly options: CpuBackendOptions = {}) {}
 
@@ -102,7 +106,11 @@ export class CpuBackend implements Backend {
     return { blockSize: opts.blockSize, numBlocks };
   }
 
-  async step(batch: StepBatch): Promise<StepResult> {
+  step(batch: StepBatch): Promise<StepResult> {
+    return this.chain.run(batch, (b) => this.stepNow(b));
+  }
+
+  private async stepNow(batch: StepBatch): Promise<StepResult> {
     const model = this.model;
     if (model === null) throw new Error("CPU backend: step() before load()");
     if (this.stepping) throw new Error("CPU backend: step() called while the previous step is still running");

@@ -57,6 +57,13 @@ export class CudaBackend implements Backend {
 
   /** Whether masked steps use the forward/sample split (splitStepEnabled when the backend was created). */
   readonly splitStep: boolean;
+  /**
+   * step() may be called before the previous one returns, with batch.prevTokenRows (the addon waits for that step,
+   * then fills the tokens in from what it sampled and launches at once, without a trip through JavaScript).
+   */
+  readonly chainedSteps: boolean;
+  /** Resolves once the last step() called has handed its step to the addon. */
+  private lastAddonCall: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly addon: NativeAddon,
@@ -64,6 +71,7 @@ export class CudaBackend implements Backend {
     readonly probe: ProbeResult,
   ) {
     this.splitStep = splitStepEnabled();
+    this.chainedSteps = addon.chainedSteps === true;
     const engine = addon.Engine.prototype as Partial<NativeEngine>;
     if (this.splitStep && (typeof engine.forward !== "function" || typeof engine.sample !== "function")) {
       throw new Error(
@@ -124,14 +132,33 @@ export class CudaBackend implements Backend {
   async step(batch: StepBatch): Promise<StepResult> {
     const engine = this.engine;
     if (engine === null || this.report === null) throw new Error("CUDA backend: step() before load()");
+    if (batch.prevTokenRows !== undefined && !this.chainedSteps) {
+      throw new Error(
+        "CUDA backend: this addon takes no chained steps (prevTokenRows); rebuild it (npm run build:native)",
+      );
+    }
+    // The addon runs steps in the order they reach it, and a chained step continues the one that reached it last:
+    // it goes to the addon only after the step called before it did (which may first await its masks).
+    const previousCall = this.lastAddonCall;
+    let called = () => {};
+    this.lastAddonCall = new Promise<void>((resolve) => (called = resolve));
     const masksReady = batch.masksReady;
     let out: NativeStepOutput;
-    if (masksReady !== undefined && this.splitStep) {
-      out = await stepBesideMasks(engine, batch, masksReady);
-    } else {
-      // The one-call step (forward and sampling): masks still being written must be there before it.
-      await awaitStepMasks(batch, { unshared: true });
-      out = await engine.step(batch);
+    try {
+      if (batch.prevTokenRows !== undefined) await previousCall;
+      if (masksReady !== undefined && this.splitStep) {
+        const pending = stepBesideMasks(engine, batch, masksReady); // calls forward() before its first await
+        called();
+        out = await pending;
+      } else {
+        // The one-call step (forward and sampling): masks still being written must be there before it.
+        await awaitStepMasks(batch, { unshared: true });
+        const pending = engine.step(batch);
+        called();
+        out = await pending;
+      }
+    } finally {
+      called();
     }
     this.lastStepGpuMs = out.gpuMs;
     this.lastStepHostTiming = out.hostTiming;

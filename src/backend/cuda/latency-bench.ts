@@ -8,6 +8,7 @@ import type { ModelConfig } from "../../model/types.js";
 import type { StepBatch } from "../backend.js";
 import { isFp8KvCache, type KvCacheDtype } from "../kv-cache-dtype.js";
 import { buildSamplingArrays } from "../sampler-arrays.js";
+import { chainedStepsFromEnvironment } from "../step-chain.js";
 import { CudaBackend } from "./cuda-backend.js";
 
 /** Llama-2-13B, AWQ 4-bit g128 (the seed model's shape); `layers` may be lowered for quick runs. */
@@ -53,6 +54,11 @@ export interface LatencyBenchOptions {
   kvCacheDtype?: KvCacheDtype;
   /** Also time each operation of a few eager decode steps per batch size. */
   profile?: boolean;
+  /**
+   * Whether the timed decode steps are chained as the engine chains them (each launched before the one it continues
+   * has returned); default: as the engine (AWQ_ENGINE_ASYNC, on), where the addon takes chained steps.
+   */
+  chainedSteps?: boolean;
   onProgress?: (line: string) => void;
 }
 
@@ -171,6 +177,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
   const decodeLen = Math.max(...o.decodeContexts, 1) + o.decodeSteps + 8;
   const maxModelLen = Math.max(maxPrefill, decodeLen);
   const backend = await CudaBackend.create();
+  const chainSteps = (o.chainedSteps ?? chainedStepsFromEnvironment()) && backend.chainedSteps;
   try {
     log(`generating a random ${o.layers}-layer Llama-2-13B AWQ model on ${backend.deviceName}`);
     const layout = await backend.loadSynthetic(config, {
@@ -187,7 +194,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
     const vocab = config.vocabSize;
     const result: LatencyBenchResult = {
       device: backend.deviceName,
-      model: `Llama-2-13B shape, AWQ int4 g128, ${o.layers} layers (random weights), KV ${isFp8KvCache(o.kvCacheDtype) ? "fp8_e4m3" : "fp16"}`,
+      model: `Llama-2-13B shape, AWQ int4 g128, ${o.layers} layers (random weights), KV ${isFp8KvCache(o.kvCacheDtype) ? "fp8_e4m3" : "fp16"}, decode steps ${chainSteps ? "chained" : "one after the other"}`,
       weightBytes: memory.weightBytes,
       numBlocks: layout.numBlocks,
       prefill: [],
@@ -243,11 +250,17 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
           await backend.step(b);
         }
         const ones = new Array(batch).fill(1);
+        const previousRows = Int32Array.from({ length: batch }, (_, i) => i); // (batch) row i takes row i's token
         let context = decodeContext;
         let gpuMs = 0;
         const host = { convert: 0, queue: 0, execute: 0, return: 0 };
-        const decodeStep = async () => {
-          await backend.step(batches.build(ones, new Array(batch).fill(context), blocksPerSeq, 0, vocab));
+        const nextBatch = (chained: boolean) => {
+          const b = batches.build(ones, new Array(batch).fill(context), blocksPerSeq, 0, vocab);
+          if (chained) b.prevTokenRows = previousRows;
+          context++;
+          return b;
+        };
+        const account = () => {
           gpuMs += backend.lastStepGpuMs;
           const h = backend.lastStepHostTiming;
           if (h !== null) {
@@ -256,14 +269,26 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
             host.execute += h.executeUs;
             host.return += h.returnUs;
           }
-          context++;
         };
-        for (let w = 0; w < 4; w++) await decodeStep(); // warm-up (captures the CUDA graphs)
+        // `steps` decode steps, as the engine runs them: chained (each launched before the one it continues has
+        // returned, its tokens that step's) or one after the other.
+        const decodeSteps = async (steps: number, chained: boolean) => {
+          let running = backend.step(nextBatch(false));
+          for (let s = 1; s < steps; s++) {
+            const next = chained ? backend.step(nextBatch(true)) : null;
+            await running;
+            account();
+            running = next ?? backend.step(nextBatch(false));
+          }
+          await running;
+          account();
+        };
+        await decodeSteps(4, false); // warm-up (captures the CUDA graphs)
         const startContext = context;
         gpuMs = 0;
         for (const k of Object.keys(host) as (keyof typeof host)[]) host[k] = 0;
         const t0 = performance.now();
-        for (let s = 0; s < o.decodeSteps; s++) await decodeStep();
+        await decodeSteps(o.decodeSteps, chainSteps);
         const ms = (performance.now() - t0) / o.decodeSteps;
         const tokensPerSecond = (batch / ms) * 1000;
         const meanContext = startContext + (o.decodeSteps - 1) / 2;
@@ -286,7 +311,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
         if (o.profile) {
           const profiled = 8;
           backend.setProfiling(true);
-          for (let s = 0; s < profiled; s++) await decodeStep();
+          await decodeSteps(profiled, false);
           entry.profile = {};
           for (const p of backend.takeProfile()) entry.profile[p.op] = p.ms / profiled;
           backend.setProfiling(false);

@@ -131,6 +131,8 @@ export interface NativeAddon {
   Engine: new () => NativeEngine;
   /** The quantizer's device side (native/addon/quant_wrap.cpp); absent from addons built before it existed. */
   QuantContext?: new () => NativeQuantContext;
+  /** Whether Engine.step() takes chained steps (StepBatch.prevTokenRows); absent from addons built before them. */
+  chainedSteps?: boolean;
 }
 
 /** What the quantizer's context reads of the model: one layer's shape and RoPE (native/addon/args.h layerDimsFields). */
