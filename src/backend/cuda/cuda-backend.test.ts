@@ -10,7 +10,7 @@ import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { BackendUnavailableError } from "../backend.js";
 import { createBackend } from "../create.js";
-import { splitStepEnabled, stepBesideMasks } from "./cuda-backend.js";
+import { AddonCallOrder, runAddonStep, splitStepEnabled, stepBesideMasks } from "./cuda-backend.js";
 import { llama2_13bAwqConfig } from "./latency-bench.js";
 import { nativeDims } from "./load-weights.js";
 import {
@@ -150,6 +150,40 @@ test("masks that fail still finish the launched step (sample) before the error; 
     /launch failed/,
   );
   assert.deepEqual(log, ["forward"]);
+});
+
+test("a chained step reaches the addon only after the step called before it, even one awaiting its masks", async () => {
+  for (const splitStep of [false, true]) {
+    const log: string[] = [];
+    const engine = {
+      ...fakeEngine(log),
+      step: async (b: { name: string }) => {
+        log.push(`step ${b.name}`);
+        return { tokenIds: Int32Array.of(7) } as NativeStepOutput;
+      },
+    } as unknown as NativeEngine;
+    const order = new AddonCallOrder();
+    type Batch = Parameters<typeof runAddonStep>[1];
+    // The first step's masks are still being written: without the split it waits for them before the addon.
+    const first = {
+      name: "first",
+      masksReady: () => new Promise<void>((resolve) => setTimeout(resolve, 5)),
+      sampling: {},
+    } as unknown as Batch;
+    const chained = { name: "chained", prevTokenRows: Int32Array.of(0), sampling: {} } as unknown as Batch;
+    const plain = { name: "plain", sampling: {} } as unknown as Batch;
+    await Promise.all([
+      runAddonStep(engine, first, splitStep, order),
+      runAddonStep(engine, chained, splitStep, order),
+    ]);
+    // With the split the first step is in the addon from its forward() on (the addon runs the chained one once
+    // that step's sample() has finished it).
+    assert.deepEqual(log, splitStep ? ["forward", "step chained", "sample"] : ["step first", "step chained"]);
+    // A step that is not chained keeps no one waiting, and waits for no one.
+    log.length = 0;
+    await Promise.all([runAddonStep(engine, first, false, order), runAddonStep(engine, plain, false, order)]);
+    assert.deepEqual(log, ["step plain", "step first"]);
+  }
 });
 
 test("the forward/sample split is on unless AWQ_CUDA_SPLIT_STEP=0", () => {

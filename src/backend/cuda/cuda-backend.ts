@@ -62,8 +62,7 @@ export class CudaBackend implements Backend {
    * then fills the tokens in from what it sampled and launches at once, without a trip through JavaScript).
    */
   readonly chainedSteps: boolean;
-  /** Resolves once the last step() called has handed its step to the addon. */
-  private lastAddonCall: Promise<void> = Promise.resolve();
+  private readonly addonOrder = new AddonCallOrder();
 
   private constructor(
     private readonly addon: NativeAddon,
@@ -137,29 +136,7 @@ export class CudaBackend implements Backend {
         "CUDA backend: this addon takes no chained steps (prevTokenRows); rebuild it (npm run build:native)",
       );
     }
-    // The addon runs steps in the order they reach it, and a chained step continues the one that reached it last:
-    // it goes to the addon only after the step called before it did (which may first await its masks).
-    const previousCall = this.lastAddonCall;
-    let called = () => {};
-    this.lastAddonCall = new Promise<void>((resolve) => (called = resolve));
-    const masksReady = batch.masksReady;
-    let out: NativeStepOutput;
-    try {
-      if (batch.prevTokenRows !== undefined) await previousCall;
-      if (masksReady !== undefined && this.splitStep) {
-        const pending = stepBesideMasks(engine, batch, masksReady); // calls forward() before its first await
-        called();
-        out = await pending;
-      } else {
-        // The one-call step (forward and sampling): masks still being written must be there before it.
-        await awaitStepMasks(batch, { unshared: true });
-        const pending = engine.step(batch);
-        called();
-        out = await pending;
-      }
-    } finally {
-      called();
-    }
+    const out = await runAddonStep(engine, batch, this.splitStep, this.addonOrder);
     this.lastStepGpuMs = out.gpuMs;
     this.lastStepHostTiming = out.hostTiming;
     const topLogprobs: StepResult["topLogprobs"] = [];
@@ -248,6 +225,53 @@ export class CudaBackend implements Backend {
  * they are written. A launch that fails needs no sample(); one that succeeded always gets it, even when the
  * masks failed, so the engine is free for the next step.
  */
+/**
+ * The addon runs steps in the order they reach it, and a chained step (prevTokenRows) continues the one that
+ * reached it last: each step() takes a turn here, and a chained one goes to the addon only once the step called
+ * before it has (which may first have awaited its masks).
+ */
+export class AddonCallOrder {
+  /** Resolves once the last step that took a turn has reached the addon (or failed before). */
+  private last: Promise<void> = Promise.resolve();
+
+  /** This step's turn: `before` to await first (a chained step), `reached` to call once it is in the addon. */
+  take(chained: boolean): { before: Promise<void>; reached: () => void } {
+    const previous = this.last;
+    let reached = () => {};
+    this.last = new Promise<void>((resolve) => (reached = resolve));
+    return { before: chained ? previous : Promise.resolve(), reached };
+  }
+}
+
+/**
+ * One step through the addon, in `order`: beside its masks (the forward/sample split) when they are still being
+ * written and `splitStep`, else the one-call step once they are there.
+ */
+export async function runAddonStep(
+  engine: NativeEngine,
+  batch: StepBatch,
+  splitStep: boolean,
+  order: AddonCallOrder,
+): Promise<NativeStepOutput> {
+  const turn = order.take(batch.prevTokenRows !== undefined);
+  try {
+    await turn.before;
+    const masksReady = batch.masksReady;
+    if (masksReady !== undefined && splitStep) {
+      const pending = stepBesideMasks(engine, batch, masksReady); // calls forward() before its first await
+      turn.reached();
+      return await pending;
+    }
+    // The one-call step (forward and sampling): masks still being written must be there before it.
+    await awaitStepMasks(batch, { unshared: true });
+    const pending = engine.step(batch);
+    turn.reached();
+    return await pending;
+  } finally {
+    turn.reached();
+  }
+}
+
 export async function stepBesideMasks(
   engine: NativeEngine,
   batch: StepBatch,
