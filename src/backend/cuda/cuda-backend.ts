@@ -41,6 +41,14 @@ export function splitStepEnabled(env: NodeJS.ProcessEnv = process.env): boolean 
   return env.AWQ_CUDA_SPLIT_STEP !== "0";
 }
 
+/**
+ * Whether the backend takes chained steps (StepBatch.prevTokenRows) from the engine: AWQ_CUDA_CHAINED=1 (written
+ * without a GPU in the session of 2026-12-07: off until checked and timed on one), where the addon has them.
+ */
+export function chainedStepsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.AWQ_CUDA_CHAINED === "1";
+}
+
 /** Defaults for `--gpu-memory-utilization` (vLLM's). */
 export const DEFAULT_GPU_MEMORY_UTILIZATION = 0.9;
 
@@ -70,7 +78,7 @@ export class CudaBackend implements Backend {
     readonly probe: ProbeResult,
   ) {
     this.splitStep = splitStepEnabled();
-    this.chainedSteps = addon.chainedSteps === true;
+    this.chainedSteps = addon.chainedSteps === true && chainedStepsEnabled();
     const engine = addon.Engine.prototype as Partial<NativeEngine>;
     if (this.splitStep && (typeof engine.forward !== "function" || typeof engine.sample !== "function")) {
       throw new Error(

@@ -110,6 +110,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_ATTN_DECODE", what: "decode attention kernel", values: ["per-head", "grouped", "1", "2"] },
   { name: "AWQ_ATTN_BLOCKS_PER_SM", what: "split target of the grouped decode kernel", range: [1, 32] },
   { name: "AWQ_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
+  {
+    name: "AWQ_CUDA_CHAINED",
+    what: "chained decode steps (the addon fills a step's tokens in from the step before it; off until checked on a GPU: 1 turns it on)",
+    values: ON_OFF,
+  },
 ];
 
 /** The problem with `value` under `rule`, or null when it is accepted. */
