@@ -59,11 +59,7 @@ export class StepPacker {
       if (end > s.tokenIds.length) {
         throw new Error(`step batch: a sequence of ${s.tokenIds.length} tokens was asked to run to ${end}`);
       }
-      if (end > s.blockTable.length * blockSize) {
-        throw new Error(
-          `step batch: ${s.blockTable.length} KV blocks of ${blockSize} cannot hold ${end} positions`,
-        );
-      }
+      checkTableHolds(s.blockTable, end, blockSize);
       numTokens += s.numNewTokens;
       if (s.blockTable.length > maxBlocksPerSeq) maxBlocksPerSeq = s.blockTable.length;
       if (s.tokenLogprobs) {
@@ -72,13 +68,8 @@ export class StepPacker {
       }
     }
 
-    const tokenIds = this.tokenIds.view(numTokens); // (numTokens)
-    const positions = this.positions.view(numTokens); // (numTokens)
-    const slotMapping = this.slotMapping.view(numTokens); // (numTokens)
-    const queryStarts = this.queryStarts.view(numSeqs + 1); // (numSeqs + 1)
-    const contextLens = this.contextLens.view(numSeqs); // (numSeqs)
-    const blockTables = this.blockTables.view(numSeqs * maxBlocksPerSeq); // (numSeqs, maxBlocksPerSeq)
-    const sample = this.sample.view(numSeqs); // (numSeqs)
+    const views = this.views(numTokens, numSeqs, maxBlocksPerSeq);
+    const { tokenIds, positions, slotMapping, queryStarts, contextLens, blockTables, sample } = views;
 
     let t = 0;
     for (let i = 0; i < numSeqs; i++) {
@@ -90,27 +81,18 @@ export class StepPacker {
         const position = start + k;
         tokenIds[t] = s.tokenIds[position]!;
         positions[t] = position;
-        slotMapping[t] = table[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
+        slotMapping[t] = slotOf(table, position, blockSize);
       }
       contextLens[i] = start + s.numNewTokens;
-      const row = i * maxBlocksPerSeq;
-      const numBlocks = table.length;
-      for (let b = 0; b < numBlocks; b++) blockTables[row + b] = table[b]!;
-      blockTables.fill(-1, row + numBlocks, row + maxBlocksPerSeq);
+      writeTableRow(blockTables, i, maxBlocksPerSeq, table);
       sample[i] = s.sample ? 1 : 0;
     }
     queryStarts[numSeqs] = t;
 
     const batch: StepBatch = {
       numSeqs,
-      tokenIds,
-      positions,
-      queryStarts,
-      contextLens,
+      ...views,
       maxBlocksPerSeq,
-      blockTables,
-      slotMapping,
-      sample,
       sampling: this.sampling.pack(seqs, samplingOf),
     };
     if (wantTokenLogprobs) batch.tokenLogprobs = true;
@@ -126,20 +108,11 @@ export class StepPacker {
     const numSeqs = seqs.length;
     let maxBlocksPerSeq = 1;
     for (const s of seqs) {
-      if (s.position + 1 > s.blockTable.length * blockSize) {
-        throw new Error(
-          `step batch: ${s.blockTable.length} KV blocks of ${blockSize} cannot hold ${s.position + 1} positions`,
-        );
-      }
+      checkTableHolds(s.blockTable, s.position + 1, blockSize);
       if (s.blockTable.length > maxBlocksPerSeq) maxBlocksPerSeq = s.blockTable.length;
     }
-    const tokenIds = this.tokenIds.view(numSeqs); // (numTokens = numSeqs)
-    const positions = this.positions.view(numSeqs); // (numTokens)
-    const slotMapping = this.slotMapping.view(numSeqs); // (numTokens)
-    const queryStarts = this.queryStarts.view(numSeqs + 1); // (numSeqs + 1)
-    const contextLens = this.contextLens.view(numSeqs); // (numSeqs)
-    const blockTables = this.blockTables.view(numSeqs * maxBlocksPerSeq); // (numSeqs, maxBlocksPerSeq)
-    const sample = this.sample.view(numSeqs); // (numSeqs)
+    const views = this.views(numSeqs, numSeqs, maxBlocksPerSeq); // one token a sequence
+    const { tokenIds, positions, slotMapping, queryStarts, contextLens, blockTables, sample } = views;
     const prevTokenRows = this.prevTokenRows.view(numSeqs); // (numTokens)
     for (let i = 0; i < numSeqs; i++) {
       const s = seqs[i]!;
@@ -147,29 +120,60 @@ export class StepPacker {
       tokenIds[i] = 0;
       prevTokenRows[i] = s.prevRow;
       positions[i] = s.position;
-      slotMapping[i] = table[Math.floor(s.position / blockSize)]! * blockSize + (s.position % blockSize);
+      slotMapping[i] = slotOf(table, s.position, blockSize);
       queryStarts[i] = i;
       contextLens[i] = s.position + 1;
-      const row = i * maxBlocksPerSeq;
-      for (let b = 0; b < table.length; b++) blockTables[row + b] = table[b]!;
-      blockTables.fill(-1, row + table.length, row + maxBlocksPerSeq);
+      writeTableRow(blockTables, i, maxBlocksPerSeq, table);
       sample[i] = 1;
     }
     queryStarts[numSeqs] = numSeqs;
     return {
       numSeqs,
-      tokenIds,
-      positions,
-      queryStarts,
-      contextLens,
+      ...views,
       maxBlocksPerSeq,
-      blockTables,
-      slotMapping,
-      sample,
       sampling: this.sampling.pack(seqs, samplingOf),
       prevTokenRows,
     };
   }
+
+  /** The step arrays of this size: views of the packer's storage, valid until its next pack. */
+  private views(numTokens: number, numSeqs: number, maxBlocksPerSeq: number) {
+    return {
+      tokenIds: this.tokenIds.view(numTokens), // (numTokens)
+      positions: this.positions.view(numTokens), // (numTokens)
+      slotMapping: this.slotMapping.view(numTokens), // (numTokens)
+      queryStarts: this.queryStarts.view(numSeqs + 1), // (numSeqs + 1)
+      contextLens: this.contextLens.view(numSeqs), // (numSeqs)
+      blockTables: this.blockTables.view(numSeqs * maxBlocksPerSeq), // (numSeqs, maxBlocksPerSeq)
+      sample: this.sample.view(numSeqs), // (numSeqs)
+    };
+  }
+}
+
+/** Throws when a sequence's blocks cannot hold `positions` positions. */
+function checkTableHolds(table: ArrayLike<number>, positions: number, blockSize: number): void {
+  if (positions > table.length * blockSize) {
+    throw new Error(
+      `step batch: ${table.length} KV blocks of ${blockSize} cannot hold ${positions} positions`,
+    );
+  }
+}
+
+/** The KV slot (block * blockSize + offset) of `position` in a sequence with these blocks. */
+function slotOf(table: ArrayLike<number>, position: number, blockSize: number): number {
+  return table[Math.floor(position / blockSize)]! * blockSize + (position % blockSize);
+}
+
+/** Row `i` of the (numSeqs, maxBlocksPerSeq) block tables: the sequence's blocks, then -1. */
+function writeTableRow(
+  blockTables: Int32Array,
+  i: number,
+  maxBlocksPerSeq: number,
+  table: ArrayLike<number>,
+): void {
+  const row = i * maxBlocksPerSeq;
+  for (let b = 0; b < table.length; b++) blockTables[row + b] = table[b]!;
+  blockTables.fill(-1, row + table.length, row + maxBlocksPerSeq);
 }
 
 const samplingOf = (s: { sampling: SequenceSampling }) => s.sampling;
