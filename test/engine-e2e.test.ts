@@ -54,12 +54,16 @@ after(async () => {
   for (const m of models) await m.checkpoint.close();
 });
 
-async function engine(opts: Partial<EngineOptions> = {}, dir = modelDir): Promise<Engine> {
+async function engine(
+  opts: Partial<EngineOptions> = {},
+  dir = modelDir,
+  chainedSteps = false,
+): Promise<Engine> {
   const model = await openModel(dir);
   models.push(model);
   const e = await Engine.create({
     model,
-    backend: new CpuBackend(),
+    backend: new CpuBackend({ chainedSteps }),
     tokenizer,
     maxModelLen: 128,
     maxNumSeqs: 8,
@@ -155,6 +159,28 @@ test("alone, batched, chunked prefill and preemption give identical greedy token
   );
   assert.ok((tight.stats().numPreemptions ?? 0) > 0, "the small cache preempted");
   assertAllBlocksFree(tight);
+});
+
+test("chained decode steps on the CPU backend: the same greedy and seeded tokens, stop strings cut the same", async () => {
+  const ids = PROMPTS.map((p) => tokenizer.encode(p));
+  const runs = [];
+  for (const chained of [false, true]) {
+    const e = await engine({}, modelDir, chained);
+    assert.equal(e.chainsSteps, chained);
+    const results = await Promise.all([
+      ...ids.map((promptTokenIds) => collect(e.generate({ promptTokenIds, params: GREEDY }))),
+      collect(
+        e.generate({
+          promptTokenIds: ids[0]!,
+          params: { temperature: 0.9, seed: 11, maxTokens: 12, ignoreEos: true, logprobs: 2 },
+        }),
+      ),
+      collect(e.generate({ promptTokenIds: ids[3]!, params: { ...GREEDY, stop: [" the"] } })),
+    ]);
+    assertAllBlocksFree(e);
+    runs.push(results.map((r) => ({ tokens: r.tokens, text: r.text, finish: r.last.finishReason })));
+  }
+  assert.deepEqual(runs[1], runs[0]);
 });
 
 test("stop strings split across tokens are cut, and never streamed", async () => {

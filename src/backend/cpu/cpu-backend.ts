@@ -34,19 +34,27 @@ export interface CpuBackendOptions {
    * reference of the GPU ranks' math (tensor-parallel-model.ts); 1 (default) = unsharded.
    */
   tensorParallelSize?: number;
+  /**
+   * Whether the engine may send chained steps (Backend.chainedSteps; they queue in call order). Default false: the
+   * CPU computes on this process's threads, so a step launched early hides no host time, and a request that
+   * arrives meanwhile would only wait one step longer for admission. Tests turn it on to check the chain.
+   */
+  chainedSteps?: boolean;
 }
 
 export class CpuBackend implements Backend {
   readonly name = "cpu" as const;
   readonly promptTopLogprobs = true;
-  /** step() may be called before the previous one returns: steps queue in call order (StepChain). */
-  readonly chainedSteps = true;
+  /** With options.chainedSteps: step() may be called before the previous one returns (they queue, StepChain). */
+  readonly chainedSteps: boolean;
   private model: CpuModel | TensorParallelCpuModel | null = null;
   /** A step shares scratch buffers and the KV cache: steps must not overlap (the chain runs them in turn). */
   private stepping = false;
   private readonly chain = new StepChain();
 
-  constructor(private readonly options: CpuBackendOptions = {}) {}
+  constructor(private readonly options: CpuBackendOptions = {}) {
+    this.chainedSteps = options.chainedSteps ?? false;
+  }
 
   /** Bytes of one KV block over all layers (K and V). */
   static kvBytesPerBlock(source: ModelSource, blockSize: number): number {
