@@ -1,0 +1,92 @@
+/**
+ * Chained decode steps on the GPU (AWQ_CUDA_CHAINED=1, src/backend/cuda/cuda-backend.ts): the engine launches a
+ * steady decode step before the one it continues has returned and the addon fills its tokens in. The demo model must
+ * give the same greedy and seeded tokens, stop-string text and logprobs chained as one step at a time.
+ */
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { CudaBackend } from "../../src/backend/cuda/cuda-backend.js";
+import { Engine } from "../../src/engine/engine.js";
+import type { RequestOutput, SamplingParams } from "../../src/engine/types.js";
+import { openModel } from "../../src/model/load.js";
+import type { ModelSource } from "../../src/model/types.js";
+import { Tokenizer } from "../../src/tokenizer/tokenizer.js";
+import { cudaUnavailableReason } from "./gpu-available.js";
+
+const unavailable = await cudaUnavailableReason();
+const modelDir = fileURLToPath(new URL("../../../models/tiny-chat-awq", import.meta.url));
+const opened: ModelSource[] = [];
+
+after(async () => {
+  for (const m of opened) await m.checkpoint.close();
+});
+
+async function run(chained: boolean) {
+  const saved = process.env.AWQ_CUDA_CHAINED;
+  process.env.AWQ_CUDA_CHAINED = "1";
+  let backend: CudaBackend;
+  try {
+    backend = await CudaBackend.create();
+  } finally {
+    if (saved === undefined) delete process.env.AWQ_CUDA_CHAINED;
+    else process.env.AWQ_CUDA_CHAINED = saved;
+  }
+  assert.ok(backend.chainedSteps, "this addon takes chained steps");
+  const model = await openModel(modelDir);
+  opened.push(model);
+  const tokenizer = await Tokenizer.load(modelDir);
+  const engine = await Engine.create({
+    model,
+    backend,
+    tokenizer,
+    maxModelLen: 256,
+    gpuMemoryUtilization: 0.3,
+    asyncScheduling: chained,
+  });
+  assert.equal(engine.chainsSteps, chained);
+  const prompts = [
+    "GPT4 User: Tell me a fortune.<|end_of_turn|>GPT4 Assistant:",
+    "User: Quote a verse from the Bible.<|end_of_turn|>Assistant:",
+    "In the beginning God created",
+  ].map((p) => tokenizer.encode(p));
+  const requests: { prompt: number[]; params: SamplingParams }[] = [
+    ...prompts.map((prompt) => ({
+      prompt,
+      params: { temperature: 0, maxTokens: 40, ignoreEos: true, logprobs: 1 },
+    })),
+    { prompt: prompts[0]!, params: { temperature: 0.9, seed: 5, maxTokens: 33, ignoreEos: true } },
+    { prompt: prompts[2]!, params: { temperature: 0, maxTokens: 40, ignoreEos: true, stop: [" the"] } },
+    { prompt: prompts[1]!, params: { temperature: 0, maxTokens: 17, ignoreEos: true } },
+  ];
+  const outcomes = await Promise.all(
+    requests.map(async (r) => {
+      const all: RequestOutput[] = [];
+      for await (const out of engine.generate({ promptTokenIds: r.prompt, params: r.params })) all.push(out);
+      return {
+        tokens: all.flatMap((o) => o.tokenIdsDelta),
+        text: all.map((o) => o.textDelta).join(""),
+        finish: all.at(-1)!.finishReason,
+        logprobs: all.flatMap((o) => o.logprobsDelta.map((l) => l.tokenId)),
+      };
+    }),
+  );
+  await engine.idle();
+  const stats = engine.stats();
+  await engine.shutdown();
+  await backend.dispose();
+  assert.equal(stats.freeBlocks, stats.numBlocks);
+  return outcomes;
+}
+
+test("chained decode steps give the unchained engine's tokens, text and logprob entries", {
+  skip: unavailable ?? false,
+}, async () => {
+  const unchained = await run(false);
+  const chained = await run(true);
+  assert.deepEqual(chained, unchained);
+  assert.deepEqual(
+    unchained.map((o) => o.tokens.length),
+    [40, 40, 40, 33, unchained[4]!.tokens.length, 17],
+  );
+});
