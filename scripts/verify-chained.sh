@@ -4,8 +4,8 @@
 # Written without a GPU in the session of 2026-12-07 and off there (AWQ_CUDA_CHAINED=1 turns it on); this checks and
 # times it, every A/B in alternating processes on the same card (~7 minutes):
 #   bash scripts/gpu-run.sh verify-chained   (or run this file from the repo root)
-# (1) the conformance suite and the OpenAI server suite with it on (the server drives the engine, so its requests run
-#     chained steps); (2) `awq bench latency` decode at batch 1 / 16 / 64 / 128, context 512, AWQ_ENGINE_ASYNC=1 / 0,
+# (1) test/gpu/chained-cuda.test.js (the demo model's greedy, seeded and stop-string tokens, text and logprobs chained
+#     against not) and the OpenAI server suite with it on (the server drives the engine); (2) `awq bench latency` decode at batch 1 / 16 / 64 / 128, context 512, AWQ_ENGINE_ASYNC=1 / 0,
 #     two passes (the model line says "chained" or "one after the other"; ms/step minus GPU ms is the host's gap);
 #     (3) serve-bench with FP8 KV at concurrency 16 and 128, on / off.
 # Pass: (1) 0 failures; make it the default (chainedStepsEnabled in src/backend/cuda/cuda-backend.ts) where (2) is
@@ -13,7 +13,7 @@
 set -u
 export AWQ_CUDA_CHAINED=1
 T0=$SECONDS
-for t in conformance-cuda serve-openai-cuda; do
+for t in chained-cuda serve-openai-cuda; do
   timeout 170 node --test dist/test/gpu/$t.test.js > /tmp/chained-$t.log 2>&1; echo "== (1) $t rc=$? $((SECONDS - T0))s"
   grep -E '^# (tests|pass|fail|skipped)|^not ok' /tmp/chained-$t.log | head -8
 done
