@@ -22,7 +22,7 @@ bench=(node dist/src/cli/main.js bench latency --batches 1,16,64,128 --context 5
 for pass in 1 2; do
   for a in 1 0; do
     line=$(AWQ_ENGINE_ASYNC=$a timeout 90 "${bench[@]}" 2>&1 | tee /tmp/chained-lat-$pass-$a.log | grep -E '^\| decode batch' |
-      awk -F'|' '{ gsub(/ /, "", $2); printf "%s %s (%s, GPU %s) | ", $2, $4, $5, $6 }')
+      awk -F'|' '{ gsub(/ /, "", $2); printf "%s %s (%s, GPU %s, GPU idle %s) | ", $2, $4, $5, $6, $8 }')
     echo "pass $pass AWQ_ENGINE_ASYNC=$a: $line"
   done
 done

@@ -27,22 +27,30 @@ interface LatencyFlags {
   json?: boolean;
 }
 
+/**
+ * Time a decode step's GPU waited for the host (issue 13: <= 0.1 ms at batch 1): the wall time a step minus its GPU
+ * time (upload to download, CUDA events), never below 0.
+ */
+function hostGapUs(d: LatencyBenchResult["decode"][number]): number {
+  return Math.max(0, (d.msPerStep - d.gpuMsPerStep) * 1000);
+}
+
 export function formatLatency(r: LatencyBenchResult): string {
   const lines = [
     `device: ${r.device}`,
     `model:  ${r.model}, ${(r.weightBytes / 1e9).toFixed(2)} GB of weights, ${r.numBlocks} KV blocks`,
     "",
-    "| what | context | tokens/s | time | GPU time | weights + KV GB/s |",
-    "| --- | ---: | ---: | ---: | ---: | ---: |",
+    "| what | context | tokens/s | time | GPU time | weights + KV GB/s | GPU idle / step |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const p of r.prefill) {
     lines.push(
-      `| prefill ${p.tokens} tokens | | ${p.tokensPerSecond.toFixed(0)} | ${p.ms.toFixed(1)} ms | | |`,
+      `| prefill ${p.tokens} tokens | | ${p.tokensPerSecond.toFixed(0)} | ${p.ms.toFixed(1)} ms | | | |`,
     );
   }
   for (const d of r.decode) {
     lines.push(
-      `| decode batch ${d.batch} | ${d.context} | ${d.tokensPerSecond.toFixed(1)} | ${d.msPerStep.toFixed(2)} ms/step | ${d.gpuMsPerStep.toFixed(2)} ms | ${d.gbPerSecond.toFixed(0)} |`,
+      `| decode batch ${d.batch} | ${d.context} | ${d.tokensPerSecond.toFixed(1)} | ${d.msPerStep.toFixed(2)} ms/step | ${d.gpuMsPerStep.toFixed(2)} ms | ${d.gbPerSecond.toFixed(0)} | ${hostGapUs(d).toFixed(0)} us |`,
     );
   }
   for (const p of r.prefill) {
