@@ -8,7 +8,7 @@
 import { randomUUID } from "node:crypto";
 import type { Backend, StepBatch, StepResult } from "../backend/backend.js";
 import { checkKvCacheDtypeSupported, type KvCacheDtype } from "../backend/kv-cache-dtype.js";
-import type { SequenceSampling } from "../backend/sampler-arrays.js";
+import { penaltyLists, type SequenceSampling } from "../backend/sampler-arrays.js";
 import { chainedStepsFromEnvironment } from "../backend/step-chain.js";
 import type { ModelSource } from "../model/types.js";
 import type { ConstraintSpec } from "../structured/constraint-spec.js";
@@ -946,7 +946,7 @@ function continuedSampling(seq: Sequence, outputs: number): SequenceSampling | n
   const p = seq.params;
   const view = seq.stepView;
   if (view === null || seq.constraint !== null) return null;
-  if (p.repetitionPenalty !== 1 || p.presencePenalty !== 0 || p.frequencyPenalty !== 0) return null;
+  if (penaltyLists(view.sampling).output) return null; // the sampler reads its output tokens, prev's one included
   if (seq.stopChecker.bannedTokenIds(outputs).length > 0) return null;
   // The view's object is the sequence's own: rewritten here, and by its next scheduled step, neither of which
   // runs before the packer has copied it.
