@@ -49,6 +49,12 @@ export interface LLMLoadOptions {
   /** Decode tokens of KV room each sequence keeps when new ones are admitted (default 256; 0: as vLLM). */
   kvReserveTokens?: number;
   enablePrefixCaching?: boolean;
+  /**
+   * vLLM's --async-scheduling: steady decode steps are launched before the step they continue has returned, so
+   * the GPU never waits for the host between them (default: on where the backend takes chained steps, unless the
+   * environment has AWQ_ENGINE_ASYNC=0). The outputs are the same either way.
+   */
+  asyncScheduling?: boolean;
   numBlocks?: number;
   kvCacheBytes?: number;
   gpuMemoryUtilization?: number;
@@ -170,6 +176,7 @@ export class LLM implements AsyncDisposable {
           ? await createReplicaBackends(choice, replicas, {
               onFallback: opts.onBackendFallback,
               tensorParallelSize: opts.tensorParallelSize,
+              cpuChainedSteps: opts.asyncScheduling === true,
             })
           : [choice];
       signal?.throwIfAborted();
@@ -200,6 +207,7 @@ export class LLM implements AsyncDisposable {
       usageContext: opts.usageContext,
       kvReserveTokens: opts.kvReserveTokens,
       enablePrefixCaching: opts.enablePrefixCaching,
+      asyncScheduling: opts.asyncScheduling,
       numBlocks: opts.numBlocks,
       kvCacheBytes: opts.kvCacheBytes,
       gpuMemoryUtilization: opts.gpuMemoryUtilization,

@@ -23,7 +23,18 @@ before(async () => {
   dir = await mkdtemp(path.join(tmpdir(), "bench-serve-"));
   server = spawn(
     process.execPath,
-    [cli, "serve", "demo", "--port", "0", "--max-model-len", "512", "--kv-reserve-tokens", "64"],
+    [
+      cli,
+      "serve",
+      "demo",
+      "--port",
+      "0",
+      "--max-model-len",
+      "512",
+      "--kv-reserve-tokens",
+      "64",
+      "--async-scheduling",
+    ],
     {
       stdio: ["ignore", "pipe", "inherit"],
     },
@@ -57,6 +68,10 @@ test("the server logs its scheduler's limits, the KV room kept per request (--kv
   const entry = JSON.parse(line);
   assert.equal(entry.kvReserveTokens, 64);
   assert.match(entry.msg, /64 decode tokens of KV room kept per request at admission/);
+  // --async-scheduling asked for by name: the CPU backend takes chained steps then, and every bench below runs
+  // through them (admissions, aborts and finished requests while two steps are in flight).
+  assert.equal(entry.asyncScheduling, true);
+  assert.match(entry.msg, /decode steps chained \(async scheduling\)/);
 });
 
 async function bench(args: string[]): Promise<{ stdout: string; stderr: string; code: number }> {

@@ -12,6 +12,11 @@ export interface CreateBackendOptions {
    * reference of the sharding math; CUDA needs the NCCL build for more than 1.
    */
   tensorParallelSize?: number;
+  /**
+   * The CPU backend takes chained steps (CpuBackendOptions.chainedSteps): only when asked for by name
+   * (--async-scheduling), since on the CPU it hides no host time. CUDA takes them wherever its addon does.
+   */
+  cpuChainedSteps?: boolean;
 }
 
 /** A --data-parallel-size this machine cannot run; `param` names the flag. */
@@ -37,7 +42,7 @@ export async function createBackend(
     throw new TensorParallelError(
       `tensor-parallel-size must be a positive integer, got ${tensorParallelSize}`,
     );
-  if (choice === "cpu") return newCpuBackend(tensorParallelSize);
+  if (choice === "cpu") return newCpuBackend(tensorParallelSize, opts.cpuChainedSteps);
   if (choice === "cuda" && tensorParallelSize > 1) throw cudaTensorParallelError(tensorParallelSize);
   let cuda: Backend;
   try {
@@ -52,7 +57,7 @@ export async function createBackend(
       opts.onFallback ??
       ((r: string) => process.stderr.write(`awq: CUDA backend unavailable (${r}); using the CPU backend\n`))
     )(reason);
-    return newCpuBackend(tensorParallelSize);
+    return newCpuBackend(tensorParallelSize, opts.cpuChainedSteps);
   }
   // `auto` found a GPU: running the ranks on the CPU instead would be a silent 100x slowdown.
   if (tensorParallelSize > 1) {
@@ -99,7 +104,7 @@ export async function createReplicaBackends(
   return [first, ...rest];
 }
 
-async function newCpuBackend(tensorParallelSize: number): Promise<Backend> {
+async function newCpuBackend(tensorParallelSize: number, chainedSteps = false): Promise<Backend> {
   const { CpuBackend } = await import("./cpu/cpu-backend.js");
-  return new CpuBackend({ tensorParallelSize });
+  return new CpuBackend({ tensorParallelSize, chainedSteps });
 }

@@ -65,6 +65,8 @@ export class ReplicaRouter implements EngineClient {
   readonly maxNumSeqs: number;
   readonly maxNumBatchedTokens: number;
   readonly kvReserveTokens: number;
+  /** Whether the replicas chain steady decode steps (Engine.chainsSteps; they all run the same backend). */
+  readonly chainsSteps: boolean;
   readonly kvCacheDtype: KvCacheDtype;
   readonly maxPromptLogprobs: number;
   readonly eosTokenIds: readonly number[];
@@ -89,6 +91,7 @@ export class ReplicaRouter implements EngineClient {
     this.maxNumSeqs = first.maxNumSeqs;
     this.maxNumBatchedTokens = first.maxNumBatchedTokens;
     this.kvReserveTokens = first.kvReserveTokens;
+    this.chainsSteps = replicas.every((r) => r.chainsSteps);
     this.kvCacheDtype = first.kvCacheDtype;
     this.maxPromptLogprobs = Math.min(...replicas.map((r) => r.maxPromptLogprobs));
     this.eosTokenIds = first.eosTokenIds;

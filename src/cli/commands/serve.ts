@@ -51,6 +51,15 @@ export async function chooseDefaultModel(
   return { model: DEMO_MODEL_ALIAS, backend: "cpu", why: problem };
 }
 
+/** Why an engine asked for --async-scheduling still runs its steps one after the other. */
+function noChainReason(backend: string): string {
+  if (process.env.AWQ_ENGINE_OVERLAP === "0")
+    return "AWQ_ENGINE_OVERLAP=0 turns the overlapped step loop off";
+  if (backend === "cuda")
+    return "this build of the CUDA addon does not take chained steps (AWQ_CUDA_CHAINED)";
+  return `the ${backend} backend does not take chained steps`;
+}
+
 /** Why the CUDA backend cannot run here (addon, driver, device), or null when it can. */
 async function cudaProblemHere(): Promise<string | null> {
   try {
@@ -91,6 +100,8 @@ interface ServeFlags {
   tensorParallelSize: number;
   dataParallelSize: number;
   enablePrefixCaching: boolean;
+  /** --async-scheduling / --no-async-scheduling; undefined: the engine's default. */
+  asyncScheduling?: boolean;
   logLevel: string;
   logFormat: LogFormat;
   shutdownGracePeriod: number;
@@ -225,6 +236,12 @@ export function registerServe(program: Command): void {
       1,
     )
     .option("--no-enable-prefix-caching", "turn off prefix caching")
+    .option(
+      "--async-scheduling",
+      "launch each steady decode step before the step it continues has returned, so the GPU never waits for the " +
+        "host (default on CUDA; on the CPU only with this flag)",
+    )
+    .option("--no-async-scheduling", "launch each step only after the step before it has returned")
     .addOption(
       new Option("--log-level <level>", "log level")
         .choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"])
@@ -304,6 +321,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     kvReserveTokens: flags.kvReserveTokens,
     usageContext: "server",
     enablePrefixCaching: flags.enablePrefixCaching,
+    asyncScheduling: flags.asyncScheduling,
     gpuMemoryUtilization: flags.gpuMemoryUtilization,
     numBlocks: flags.numGpuBlocksOverride,
     kvCacheDtype: flags.kvCacheDtype,
@@ -390,9 +408,13 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
       maxNumSeqs: llm.engine.maxNumSeqs,
       maxNumBatchedTokens: llm.engine.maxNumBatchedTokens,
       kvReserveTokens: llm.engine.kvReserveTokens,
+      asyncScheduling: llm.engine.chainsSteps,
     },
     `scheduler: up to ${llm.engine.maxNumSeqs} sequences and ${llm.engine.maxNumBatchedTokens} tokens a step, ` +
-      `${llm.engine.kvReserveTokens} decode tokens of KV room kept per request at admission`,
+      `${llm.engine.kvReserveTokens} decode tokens of KV room kept per request at admission, ` +
+      (llm.engine.chainsSteps
+        ? "decode steps chained (async scheduling)"
+        : `decode steps one after the other${flags.asyncScheduling === true ? ` (--async-scheduling: ${noChainReason(llm.engine.backend.name)})` : ""}`),
   );
   announcer(logger).info(
     {
