@@ -182,6 +182,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     // A decode step whose CUDA graph exists is launched right here (tens of microseconds), so the thread-pool
     // hand-off overlaps the GPU work; anything longer runs entirely on the worker.
     auto pending = std::make_shared<awq::PendingStep>();
+    pending->ticket = eng->takeTicket();  // launched in call order, here or on the worker (a chained step's need)
     bool launched = false;
     try {
       launched = eng->launchStep(input, pending.get(), true);
@@ -193,7 +194,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         env, "cuda step",
         [eng, input, output, times, pending, launched] {
           (*times)[1] = Clock::now();
-          *output = launched ? eng->finishStep(input, *pending) : eng->step(input);
+          if (!launched) eng->launchStep(input, pending.get(), false);  // its ticket's turn, then the step
+          *output = eng->finishStep(input, *pending);
           (*times)[2] = Clock::now();
         },
         [output, tokenLogprobs, times, called](Napi::Env e) -> Napi::Value {
@@ -220,6 +222,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     step->input = toStepInput(info[0].As<Napi::Object>());
     step->input.deferSampling = true;
     step->batch = Napi::Persistent(info[0].As<Napi::Object>());
+    step->pending.ticket = eng->takeTicket();
     bool launched = false;
     try {
       launched = eng->launchStep(step->input, &step->pending, true);

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <atomic>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -135,6 +136,10 @@ struct PendingStep {
   int topStride = 1;
   size_t tokBytes = 0, topBytes = 0, tlBytes = 0, end = 0;  // layout of the downloaded outputs
   size_t tokenTopAt = 0;  // where the token top-N ids, logprobs and ranks start (when tokenTopLogprobs > 0)
+  // The step's place in the launch order (Engine::takeTicket, taken when the caller made the call); kNoTicket:
+  // launchStep takes one itself.
+  static constexpr uint64_t kNoTicket = ~uint64_t{0};
+  uint64_t ticket = kNoTicket;
 };
 
 struct InputLayout;  // workspace.h
@@ -159,9 +164,17 @@ class Engine {
   /** One step: launchStep then finishStep on the calling thread. */
   StepOutput step(const StepInput& input);
   /**
+   * The next place in the launch order: steps are launched in the order their tickets were taken, whichever
+   * thread launches them (the JS thread's quick path or a worker). Lock-free: the caller's thread never waits.
+   * A chained step (prevTokenRows) relies on it: it must run right after the step it continues.
+   */
+  uint64_t takeTicket() { return ticketsIssued_.fetch_add(1); }
+  /**
    * Enqueues a step (upload, forward, sampling, downloads) without waiting for it. With quickOnly, does nothing
    * and returns false unless the step is a replay of an already captured graph and no step is in flight: then it
-   * costs tens of microseconds, so the JS thread can call it and leave only the wait to a worker.
+   * costs tens of microseconds, so the JS thread can call it and leave only the wait to a worker. Waits (or,
+   * with quickOnly, returns false) until every step of an earlier ticket (pending->ticket) has been launched.
+   * Every ticket taken must reach a launchStep that launches or throws, or later tickets wait forever.
    */
   bool launchStep(const StepInput& input, PendingStep* pending, bool quickOnly);
   /**
@@ -252,6 +265,9 @@ class Engine {
   std::mutex mutex_;
   /** A launched step not finished yet: other operations wait on idle_. */
   bool busy_ = false;
+  // The launch order (takeTicket): tickets handed out, and the ticket whose step launches next (under mutex_).
+  std::atomic<uint64_t> ticketsIssued_{0};
+  uint64_t nextTicket_ = 0;
   std::condition_variable idle_;
   /** Locks the engine once no step is in flight. */
   std::unique_lock<std::mutex> lockIdle() {

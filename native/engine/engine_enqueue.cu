@@ -215,13 +215,31 @@ StepOutput Engine::step(const StepInput& in) {
 }
 
 bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnly) {
+  if (pending->ticket == PendingStep::kNoTicket) pending->ticket = takeTicket();
+  const uint64_t ticket = pending->ticket;
+  // Steps launch in ticket order (the order of the calls), one at a time: the JS thread's quick path and the
+  // workers may reach this in any order, and a chained step must follow the very step it continues.
+  const auto myTurn = [this, ticket] { return !busy_ && nextTicket_ == ticket; };
   std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
   if (quickOnly) {
-    if (!lock.try_lock() || busy_) return false;
+    if (!lock.try_lock() || !myTurn()) return false;
   } else {
     lock.lock();
-    idle_.wait(lock, [this] { return !busy_; });
+    idle_.wait(lock, myTurn);
   }
+  // From here the ticket is used up, whether the step launches or throws (the next one may then go), and the
+  // tokens of the step before are no longer the last step's: a chained step after a failed one is refused.
+  // Only the quick path's "not a quick replay" hands the turn back (its worker calls again with the ticket).
+  struct Turn {
+    Engine* e;
+    bool used = true;
+    ~Turn() {
+      if (!used) return;
+      e->lastTokensValid_ = false;
+      e->nextTicket_++;
+      e->idle_.notify_all();
+    }
+  } turn{this};
   bindDevice();
   if (!finalized_) throw std::logic_error("step() before load finished");
 
@@ -235,9 +253,13 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
   const bool graph = decode && useGraphs_ && !profiling_;
   if (quickOnly) {
     const size_t listWords = sampled.promptLen + sampled.outputLen + sampled.biasLen;
-    if (!canReplayQuickly(in, extent.maxContextLen, listWords, graph)) return false;
+    if (!canReplayQuickly(in, extent.maxContextLen, listWords, graph)) {
+      turn.used = false;
+      return false;
+    }
   }
-  // A chained step takes its tokens from the step before it (finished: busy_ was false), then runs as any other.
+  // A chained step takes its tokens from the step before it (its ticket came just before, and it has finished:
+  // busy_ was false), then runs as any other.
   StepInput chained;
   const StepInput& step = in.prevTokenRows != nullptr ? (chained = resolveChainedTokens(in)) : in;
   checkStep(step);
