@@ -176,7 +176,7 @@ export class LLM implements AsyncDisposable {
           ? await createReplicaBackends(choice, replicas, {
               onFallback: opts.onBackendFallback,
               tensorParallelSize: opts.tensorParallelSize,
-              cpuChainedSteps: opts.asyncScheduling === true,
+              chainedSteps: opts.asyncScheduling,
             })
           : [choice];
       signal?.throwIfAborted();

@@ -40,6 +40,13 @@ test("CPU replicas: one separate backend each, with the tensor-parallel size pas
   for (const b of backends) assert.ok(b instanceof CpuBackend);
 });
 
+test("chained steps asked for by name reach every CPU replica; by default the CPU backend takes none", async () => {
+  for (const b of await createReplicaBackends("cpu", 2, { chainedSteps: true }))
+    assert.equal(b.chainedSteps, true);
+  for (const b of await createReplicaBackends("cpu", 2)) assert.equal(b.chainedSteps, false);
+  assert.equal((await createBackend("cpu", { chainedSteps: false })).chainedSteps, false);
+});
+
 test("auto without a usable GPU falls back once and builds CPU replicas", async (t) => {
   const reasons: string[] = [];
   let backends: Backend[];

@@ -13,10 +13,11 @@ export interface CreateBackendOptions {
    */
   tensorParallelSize?: number;
   /**
-   * The CPU backend takes chained steps (CpuBackendOptions.chainedSteps): only when asked for by name
-   * (--async-scheduling), since on the CPU it hides no host time. CUDA takes them wherever its addon does.
+   * Chained steps asked for by name (--async-scheduling / --no-async-scheduling): true makes the backend take them
+   * where it can (the CPU backend, which hides no host time with them, only then; CUDA also without
+   * AWQ_CUDA_CHAINED=1), false refuses them; undefined: each backend's default.
    */
-  cpuChainedSteps?: boolean;
+  chainedSteps?: boolean;
 }
 
 /** A --data-parallel-size this machine cannot run; `param` names the flag. */
@@ -42,12 +43,12 @@ export async function createBackend(
     throw new TensorParallelError(
       `tensor-parallel-size must be a positive integer, got ${tensorParallelSize}`,
     );
-  if (choice === "cpu") return newCpuBackend(tensorParallelSize, opts.cpuChainedSteps);
+  if (choice === "cpu") return newCpuBackend(tensorParallelSize, opts.chainedSteps === true);
   if (choice === "cuda" && tensorParallelSize > 1) throw cudaTensorParallelError(tensorParallelSize);
   let cuda: Backend;
   try {
     const { CudaBackend } = await import("./cuda/cuda-backend.js");
-    cuda = await CudaBackend.create();
+    cuda = await CudaBackend.create({ chainedSteps: opts.chainedSteps });
   } catch (err) {
     const reason = err instanceof Error ? err.message : String(err);
     if (choice === "cuda") {
@@ -57,7 +58,7 @@ export async function createBackend(
       opts.onFallback ??
       ((r: string) => process.stderr.write(`awq: CUDA backend unavailable (${r}); using the CPU backend\n`))
     )(reason);
-    return newCpuBackend(tensorParallelSize, opts.cpuChainedSteps);
+    return newCpuBackend(tensorParallelSize, opts.chainedSteps === true);
   }
   // `auto` found a GPU: running the ranks on the CPU instead would be a silent 100x slowdown.
   if (tensorParallelSize > 1) {

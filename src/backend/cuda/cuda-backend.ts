@@ -49,6 +49,14 @@ export function chainedStepsEnabled(env: NodeJS.ProcessEnv = process.env): boole
   return env.AWQ_CUDA_CHAINED === "1";
 }
 
+export interface CudaBackendOptions {
+  /**
+   * Whether to take chained steps where the addon can (`--async-scheduling` by name sets it either way);
+   * default: chainedStepsEnabled().
+   */
+  chainedSteps?: boolean;
+}
+
 /** Defaults for `--gpu-memory-utilization` (vLLM's). */
 export const DEFAULT_GPU_MEMORY_UTILIZATION = 0.9;
 
@@ -76,9 +84,10 @@ export class CudaBackend implements Backend {
     private readonly addon: NativeAddon,
     /** What the driver reported when the backend was created. */
     readonly probe: ProbeResult,
+    options: CudaBackendOptions,
   ) {
     this.splitStep = splitStepEnabled();
-    this.chainedSteps = addon.chainedSteps === true && chainedStepsEnabled();
+    this.chainedSteps = addon.chainedSteps === true && (options.chainedSteps ?? chainedStepsEnabled());
     const engine = addon.Engine.prototype as Partial<NativeEngine>;
     if (this.splitStep && (typeof engine.forward !== "function" || typeof engine.sample !== "function")) {
       throw new Error(
@@ -88,10 +97,10 @@ export class CudaBackend implements Backend {
   }
 
   /** Loads the addon and checks for a GPU; throws BackendUnavailableError (one clear message) when it cannot run. */
-  static async create(): Promise<CudaBackend> {
+  static async create(options: CudaBackendOptions = {}): Promise<CudaBackend> {
     const { addon, probe } = await loadNativeAddon();
     checkNativeSwitches(); // only once CUDA is really the backend (auto falls back to the CPU before this)
-    return new CudaBackend(addon, probe);
+    return new CudaBackend(addon, probe, options);
   }
 
   /** Device 0 (the one the engine runs on) as the driver probe reported it. */
