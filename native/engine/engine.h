@@ -161,8 +161,6 @@ class Engine {
   void initRandomWeights(uint32_t seed);
   /** Checks every weight is present, allocates the workspace and the KV cache. */
   MemoryReport finalize(const RuntimeOptions& options);
-  /** One step: launchStep then finishStep on the calling thread. */
-  StepOutput step(const StepInput& input);
   /**
    * The next place in the launch order: steps are launched in the order their tickets were taken, whichever
    * thread launches them (the JS thread's quick path or a worker). Lock-free: the caller's thread never waits.

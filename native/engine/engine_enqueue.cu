@@ -199,21 +199,6 @@ void pointSamplerAtInputs(const InputLayout& layout, const int32_t* deviceWords,
 
 }  // namespace
 
-StepOutput Engine::step(const StepInput& in) {
-  PendingStep pending;
-  launchStep(in, &pending, false);
-  if (in.deferSampling) {
-    try {
-      sampleStep(in, pending);
-    } catch (...) {
-      pending.rows.clear();  // nothing of the sampling to read back: finishStep only waits and frees the engine
-      finishStep(in, pending);
-      throw;
-    }
-  }
-  return finishStep(in, pending);
-}
-
 bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnly) {
   if (pending->ticket == PendingStep::kNoTicket) pending->ticket = takeTicket();
   const uint64_t ticket = pending->ticket;
@@ -263,8 +248,7 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
   StepInput chained;
   const StepInput& step = in.prevTokenRows != nullptr ? (chained = resolveChainedTokens(in)) : in;
   checkStep(step);
-  busy_ = true;
-  lastTokensValid_ = false;
+  busy_ = true;  // lastTokensValid_ is cleared as the turn ends (Turn), before finishStep can set it again
   try {
     ForwardShape shape{};
     shape.decode = decode;

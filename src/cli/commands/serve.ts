@@ -56,7 +56,7 @@ function noChainReason(backend: string): string {
   if (process.env.AWQ_ENGINE_OVERLAP === "0")
     return "AWQ_ENGINE_OVERLAP=0 turns the overlapped step loop off";
   if (backend === "cuda")
-    return "this build of the CUDA addon does not take chained steps (AWQ_CUDA_CHAINED)";
+    return "this build of the CUDA addon does not take chained steps (rebuild it: npm run build:native)";
   return `the ${backend} backend does not take chained steps`;
 }
 
