@@ -43,7 +43,7 @@ export async function createBackend(
     throw new TensorParallelError(
       `tensor-parallel-size must be a positive integer, got ${tensorParallelSize}`,
     );
-  if (choice === "cpu") return newCpuBackend(tensorParallelSize, opts.chainedSteps === true);
+  if (choice === "cpu") return newCpuBackend(tensorParallelSize, opts.chainedSteps);
   if (choice === "cuda" && tensorParallelSize > 1) throw cudaTensorParallelError(tensorParallelSize);
   let cuda: Backend;
   try {
@@ -58,7 +58,7 @@ export async function createBackend(
       opts.onFallback ??
       ((r: string) => process.stderr.write(`awq: CUDA backend unavailable (${r}); using the CPU backend\n`))
     )(reason);
-    return newCpuBackend(tensorParallelSize, opts.chainedSteps === true);
+    return newCpuBackend(tensorParallelSize, opts.chainedSteps);
   }
   // `auto` found a GPU: running the ranks on the CPU instead would be a silent 100x slowdown.
   if (tensorParallelSize > 1) {
@@ -105,7 +105,7 @@ export async function createReplicaBackends(
   return [first, ...rest];
 }
 
-async function newCpuBackend(tensorParallelSize: number, chainedSteps = false): Promise<Backend> {
+async function newCpuBackend(tensorParallelSize: number, chainedSteps?: boolean): Promise<Backend> {
   const { CpuBackend } = await import("./cpu/cpu-backend.js");
   return new CpuBackend({ tensorParallelSize, chainedSteps });
 }
