@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # Issue 14 item 3 / issue 13 item 4: chained decode steps on the GPU (the engine launches a steady decode step before
 # the one it continues has returned; the addon fills its tokens in from what that step sampled and launches at once).
-# Written without a GPU in the session of 2026-12-07 and off there (AWQ_CUDA_CHAINED=1 turns it on); this checks and
-# times it, every A/B in alternating processes on the same card (~7 minutes):
+# On by default since 2026-12-07 (AWQ_CUDA_CHAINED=0 turns it off); this checks and times it, every A/B in alternating processes on the same card (~7 minutes):
 #   bash scripts/gpu-run.sh verify-chained   (or run this file from the repo root)
 # (1) test/gpu/chained-cuda.test.js (the demo model's greedy, seeded and stop-string tokens, text and logprobs chained
 #     against not) and the OpenAI server suite with it on (the server drives the engine); (2) `awq bench latency` decode at batch 1 / 16 / 64 / 128, context 512, AWQ_ENGINE_ASYNC=1 / 0,
@@ -10,7 +9,7 @@
 #     (3) serve-bench with FP8 KV at concurrency 16 and 128, on / off.
 # 2026-12-07 (third session, H100): (2) faster at every batch in both passes (+1.4..4.8 %), but (1)'s server suite
 # failed 2 of 3 (a chained step launched before the prefill step it continues); fixed by launching in call order
-# (tickets, dfd2c08), not yet run on a GPU.
+# (tickets, dfd2c08), which passed (1) on an H100 in the fourth session of 2026-12-07: chaining is now the default.
 # Pass: (1) 0 failures; make it the default (chainedStepsEnabled in src/backend/cuda/cuda-backend.ts) where (2) is
 # faster at every batch in both passes.
 set -u

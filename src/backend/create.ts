@@ -14,8 +14,8 @@ export interface CreateBackendOptions {
   tensorParallelSize?: number;
   /**
    * Chained steps asked for by name (--async-scheduling / --no-async-scheduling): true makes the backend take them
-   * where it can (the CPU backend, which hides no host time with them, only then; CUDA also without
-   * AWQ_CUDA_CHAINED=1), false refuses them; undefined: each backend's default.
+   * where it can (the CPU backend, which hides no host time with them, only then; CUDA also with
+   * AWQ_CUDA_CHAINED=0), false refuses them; undefined: each backend's default.
    */
   chainedSteps?: boolean;
 }

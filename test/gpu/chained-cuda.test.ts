@@ -1,5 +1,5 @@
 /**
- * Chained decode steps on the GPU (AWQ_CUDA_CHAINED=1, src/backend/cuda/cuda-backend.ts): the engine launches a
+ * Chained decode steps on the GPU (on by default, AWQ_CUDA_CHAINED=0 turns them off; src/backend/cuda/cuda-backend.ts): the engine launches a
  * steady decode step before the one it continues has returned and the addon fills its tokens in. The demo model must
  * give the same greedy and seeded tokens, stop-string text and logprobs chained as one step at a time.
  */
@@ -23,15 +23,7 @@ after(async () => {
 });
 
 async function run(chained: boolean) {
-  const saved = process.env.AWQ_CUDA_CHAINED;
-  process.env.AWQ_CUDA_CHAINED = "1";
-  let backend: CudaBackend;
-  try {
-    backend = await CudaBackend.create();
-  } finally {
-    if (saved === undefined) delete process.env.AWQ_CUDA_CHAINED;
-    else process.env.AWQ_CUDA_CHAINED = saved;
-  }
+  const backend = await CudaBackend.create({ chainedSteps: true });
   assert.ok(backend.chainedSteps, "this addon takes chained steps");
   const model = await openModel(modelDir);
   opened.push(model);

@@ -42,11 +42,12 @@ export function splitStepEnabled(env: NodeJS.ProcessEnv = process.env): boolean 
 }
 
 /**
- * Whether the backend takes chained steps (StepBatch.prevTokenRows) from the engine: AWQ_CUDA_CHAINED=1 (written
- * without a GPU in the session of 2026-12-07: off until checked and timed on one), where the addon has them.
+ * Whether the backend takes chained steps (StepBatch.prevTokenRows) from the engine, where the addon has them: on
+ * by default since the GPU runs of 2026-12-07 (faster at every batch size, the same outputs); AWQ_CUDA_CHAINED=0
+ * turns them off.
  */
 export function chainedStepsEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.AWQ_CUDA_CHAINED === "1";
+  return env.AWQ_CUDA_CHAINED !== "0";
 }
 
 export interface CudaBackendOptions {

@@ -112,7 +112,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
   {
     name: "AWQ_CUDA_CHAINED",
-    what: "chained decode steps (the addon fills a step's tokens in from the step before it; off until checked on a GPU: 1 turns it on)",
+    what: "chained decode steps (the addon fills a step's tokens in from the step before it; on by default, 0 turns them off)",
     values: ON_OFF,
   },
 ];

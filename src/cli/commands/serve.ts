@@ -239,8 +239,7 @@ export function registerServe(program: Command): void {
     .option(
       "--async-scheduling",
       "launch each steady decode step before the step it continues has returned, so the GPU never waits for the " +
-        "host (default: the backend's; CUDA takes them with AWQ_CUDA_CHAINED=1 until they are checked on a GPU, the CPU " +
-        "backend only with this flag)",
+        "host (default: the backend's; CUDA takes them unless AWQ_CUDA_CHAINED=0, the CPU backend only with this flag)",
     )
     .option("--no-async-scheduling", "launch each step only after the step before it has returned")
     .addOption(
