@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Issue 14 item 3 / issue 13 item 4: chained decode steps on the GPU (the engine launches a steady decode step before
-# the one it continues has returned; the addon fills its tokens in from what that step sampled and launches at once).
+# the one it continues has returned; the addon queues it behind that step and gathers its tokens on the device).
 # On by default since 2026-12-07 (AWQ_CUDA_CHAINED=0 turns it off); this checks and times it, every A/B in alternating processes on the same card (~7 minutes):
 #   bash scripts/gpu-run.sh verify-chained   (or run this file from the repo root)
 # (1) test/gpu/chained-cuda.test.js (the demo model's greedy, seeded and stop-string tokens, text and logprobs chained

@@ -1,5 +1,6 @@
 // The CUDA engine behind the addon: owns the device weights, the paged KV cache, the workspace of a worst-case
-// step and the CUDA stream; runs one engine step (forward + sampling) at a time. No N-API here.
+// step and the CUDA stream; runs engine steps (forward + sampling) one after the other on that stream, with at most
+// two in flight: a chained step may be queued behind the step it continues (launchStep). No N-API here.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -136,6 +137,9 @@ struct PendingStep {
   int topStride = 1;
   size_t tokBytes = 0, topBytes = 0, tlBytes = 0, end = 0;  // layout of the downloaded outputs
   size_t tokenTopAt = 0;  // where the token top-N ids, logprobs and ranks start (when tokenTopLogprobs > 0)
+  // Which of the two pinned input / output areas and step events the step uses (launches alternate, so a chained
+  // step launched behind the step in flight never touches that step's).
+  int slot = 0;
   // The step's place in the launch order (Engine::takeTicket, taken when the caller made the call); kNoTicket:
   // launchStep takes one itself.
   static constexpr uint64_t kNoTicket = ~uint64_t{0};
@@ -169,10 +173,15 @@ class Engine {
   uint64_t takeTicket() { return ticketsIssued_.fetch_add(1); }
   /**
    * Enqueues a step (upload, forward, sampling, downloads) without waiting for it. With quickOnly, does nothing
-   * and returns false unless the step is a replay of an already captured graph and no step is in flight: then it
+   * and returns false unless the step is a replay of an already captured graph that may launch now: then it
    * costs tens of microseconds, so the JS thread can call it and leave only the wait to a worker. Waits (or,
-   * with quickOnly, returns false) until every step of an earlier ticket (pending->ticket) has been launched.
-   * Every ticket taken must reach a launchStep that launches or throws, or later tickets wait forever.
+   * with quickOnly, returns false) until every step of an earlier ticket (pending->ticket) has been launched
+   * and, unless the step may launch ahead, until no step is in flight. Launching ahead: a chained step
+   * (prevTokenRows) that replays a captured graph is queued on the stream right behind the one step in flight
+   * (the step it continues) when that step's sampling is already queued and it returns no raw logits; its tokens
+   * are gathered on the device from that step's sampled tokens, so the GPU goes from one step to the next
+   * without waiting for the host. Every ticket taken must reach a launchStep that launches or throws, or later
+   * tickets wait forever.
    */
   bool launchStep(const StepInput& input, PendingStep* pending, bool quickOnly);
   /**
@@ -216,11 +225,12 @@ class Engine {
   size_t kvLayerBytes() const;  // one layer's K (or V) cache
   MemoryReport memoryReport() const;
   // The steps of launchStep (engine_enqueue.cu).
-  StepInput resolveChainedTokens(const StepInput& in);
+  void resolveChainRows(const StepInput& in);
+  bool mayLaunchNow(const StepInput& in, int maxContextLen, size_t listWords, bool graph) const;
   bool canReplayQuickly(const StepInput& in, int maxContextLen, size_t listWords, bool graph) const;
   void enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen, bool graph, ForwardShape& shape,
                    PendingStep* pending);
-  void uploadInputs(size_t words);  // the first `words` of the packed inputs
+  void uploadInputs(size_t words, int slot);  // the first `words` of slot's packed inputs
   void enqueueSampling(const StepInput& in, ForwardShape& shape, PendingStep* pending);
   void launchSampling(const StepInput& in, const ForwardShape& shape, int numSample, int topStride, bool masked);
   void downloadRawLogits(int numSample);
@@ -253,16 +263,21 @@ class Engine {
   std::map<std::tuple<int, int>, std::unique_ptr<Graph>> graphs_;
   /** The forward of a step launched with deferSampling, until sampleStep. */
   std::unique_ptr<ForwardShape> deferred_;
-  // The tokens the last finished step sampled per sequence (-1: not sampled), for a chained step's prevTokenRows;
-  // valid only while that step succeeded (cleared when a step is launched, set when it finishes).
-  std::vector<int32_t> lastTokens_;
-  bool lastTokensValid_ = false;
-  // A chained step's resolved token ids (launchStep), read by the packing of its inputs.
-  std::vector<int32_t> chainedTokens_;
+  // The last launched step's sampler row of each of its sequences (-1: not sampled): a chained step's
+  // prevTokenRows index it, and outTokens holds the token of each row until the next step's sampling. Valid only
+  // while that step launched (cleared as every turn ends, set once a step is enqueued).
+  std::vector<int32_t> lastSampleRows_;
+  bool lastRowsValid_ = false;
+  // Per token of the chained step being launched: the sampler row of the step before whose token it takes, or -1.
+  std::vector<int32_t> chainRows_;
   bool useGraphs_ = true;
   std::mutex mutex_;
-  /** A launched step not finished yet: other operations wait on idle_. */
-  bool busy_ = false;
+  /** Launched steps not finished yet (at most 2: one launched ahead); other operations wait on idle_ for 0. */
+  int inFlight_ = 0;
+  /** Whether a chained step may launch behind the step in flight (its sampling queued, no raw logits). */
+  bool aheadAllowed_ = false;
+  /** Steps enqueued so far: the parity is the next step's slot. */
+  uint64_t launches_ = 0;
   // The launch order (takeTicket): tickets handed out, and the ticket whose step launches next (under mutex_).
   std::atomic<uint64_t> ticketsIssued_{0};
   uint64_t nextTicket_ = 0;
@@ -270,7 +285,7 @@ class Engine {
   /** Locks the engine once no step is in flight. */
   std::unique_lock<std::mutex> lockIdle() {
     std::unique_lock<std::mutex> lock(mutex_);
-    idle_.wait(lock, [this] { return !busy_; });
+    idle_.wait(lock, [this] { return inFlight_ == 0; });
     return lock;
   }
   bool profiling_ = false;
@@ -282,8 +297,8 @@ class Engine {
   std::vector<PendingRange> pending_;
   std::vector<cudaEvent_t> eventPool_;
   std::map<std::string, ProfileEntry> profile_;
-  cudaEvent_t stepStart_ = nullptr;
-  cudaEvent_t stepEnd_ = nullptr;
+  cudaEvent_t stepStart_[2] = {nullptr, nullptr};  // per slot (PendingStep::slot): GPU time of a step
+  cudaEvent_t stepEnd_[2] = {nullptr, nullptr};
   cudaEvent_t takeEvent();
   void beginRange(const char* op);
   void endRange();

@@ -202,9 +202,16 @@ void pointSamplerAtInputs(const InputLayout& layout, const int32_t* deviceWords,
 bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnly) {
   if (pending->ticket == PendingStep::kNoTicket) pending->ticket = takeTicket();
   const uint64_t ticket = pending->ticket;
-  // Steps launch in ticket order (the order of the calls), one at a time: the JS thread's quick path and the
-  // workers may reach this in any order, and a chained step must follow the very step it continues.
-  const auto myTurn = [this, ticket] { return !busy_ && nextTicket_ == ticket; };
+  const BatchExtent extent = batchExtent(in);
+  const SampledRows sampled = sampledRows(in, nullptr);
+  const size_t listWords = sampled.promptLen + sampled.outputLen + sampled.biasLen;
+  const bool decode = extent.allSingleToken && !in.tokenLogprobs;
+  // Steps launch in ticket order (the order of the calls): the JS thread's quick path and the workers may reach
+  // this in any order, and a chained step must follow the very step it continues.
+  const auto myTurn = [&] {
+    return nextTicket_ == ticket &&
+           mayLaunchNow(in, extent.maxContextLen, listWords, decode && useGraphs_ && !profiling_);
+  };
   std::unique_lock<std::mutex> lock(mutex_, std::defer_lock);
   if (quickOnly) {
     if (!lock.try_lock() || !myTurn()) return false;
@@ -213,76 +220,79 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
     idle_.wait(lock, myTurn);
   }
   // From here the ticket is used up, whether the step launches or throws (the next one may then go), and the
-  // tokens of the step before are no longer the last step's: a chained step after a failed one is refused.
-  // Only the quick path's "not a quick replay" hands the turn back (its worker calls again with the ticket).
+  // rows of the step before are no longer the last launched step's unless this one launches (a chained step after
+  // a failed one is refused). Only the quick path's "not a quick replay" hands the turn back (its worker calls
+  // again with the ticket).
   struct Turn {
     Engine* e;
     bool used = true;
     ~Turn() {
       if (!used) return;
-      e->lastTokensValid_ = false;
       e->nextTicket_++;
       e->idle_.notify_all();
     }
   } turn{this};
   bindDevice();
   if (!finalized_) throw std::logic_error("step() before load finished");
-
-  const BatchExtent extent = batchExtent(in);
-  const SampledRows sampled = sampledRows(in, nullptr);
   if (sampled.maxTop > kMaxTopLogprobs) {
+    lastRowsValid_ = false;
     throw std::invalid_argument("logprobs: at most " + std::to_string(kMaxTopLogprobs) + " top alternatives, asked " +
                                 std::to_string(sampled.maxTop));
   }
-  const bool decode = extent.allSingleToken && !in.tokenLogprobs;
   const bool graph = decode && useGraphs_ && !profiling_;
-  if (quickOnly) {
-    const size_t listWords = sampled.promptLen + sampled.outputLen + sampled.biasLen;
-    if (!canReplayQuickly(in, extent.maxContextLen, listWords, graph)) {
-      turn.used = false;
-      return false;
-    }
+  if (quickOnly && !canReplayQuickly(in, extent.maxContextLen, listWords, graph)) {
+    turn.used = false;
+    return false;
   }
-  // A chained step takes its tokens from the step before it (its ticket came just before, and it has finished:
-  // busy_ was false), then runs as any other.
-  StepInput chained;
-  const StepInput& step = in.prevTokenRows != nullptr ? (chained = resolveChainedTokens(in)) : in;
-  checkStep(step);
-  busy_ = true;  // lastTokensValid_ is cleared as the turn ends (Turn), before finishStep can set it again
   try {
+    // A chained step takes its tokens from the rows of the step before it (launched just before: its ticket came
+    // just before), gathered on the device from that step's sampled tokens.
+    if (in.prevTokenRows != nullptr) resolveChainRows(in);
+    lastRowsValid_ = false;
+    checkStep(in);
     ForwardShape shape{};
     shape.decode = decode;
-    enqueueStep(step, extent.maxQueryLen, extent.maxContextLen, graph, shape, pending);
+    pending->slot = static_cast<int>(launches_ & 1);
+    enqueueStep(in, extent.maxQueryLen, extent.maxContextLen, graph, shape, pending);
   } catch (...) {
-    busy_ = false;
-    idle_.notify_all();
+    lastRowsValid_ = false;
     throw;
   }
+  launches_++;
+  inFlight_++;
+  aheadAllowed_ = !deferred_ && !in.returnLogits;
+  lastSampleRows_.assign(in.numSeqs, -1);
+  for (size_t r = 0; r < pending->rows.size(); r++) lastSampleRows_[pending->rows[r]] = static_cast<int32_t>(r);
+  lastRowsValid_ = true;
   return true;
 }
 
-// A copy of `in` whose tokenIds are the chained step's: each prevTokenRows[t] >= 0 replaced by the token the last
-// finished step sampled for that row. Throws when that step failed, or did not sample the row.
-StepInput Engine::resolveChainedTokens(const StepInput& in) {
-  if (!lastTokensValid_) {
+// Whether a step whose ticket has come may launch now: when no step is in flight, or as a chained step replaying a
+// captured graph behind the one step in flight (the step it continues), once that step's sampling is queued.
+bool Engine::mayLaunchNow(const StepInput& in, int maxContextLen, size_t listWords, bool graph) const {
+  if (inFlight_ == 0) return true;
+  return inFlight_ == 1 && aheadAllowed_ && in.prevTokenRows != nullptr &&
+         canReplayQuickly(in, maxContextLen, listWords, graph);
+}
+
+// chainRows_: per token of the chained step `in`, the sampler row of the step before whose token it takes (-1:
+// tokenIds[t] as given). Throws when that step failed to launch, or did not sample the row.
+void Engine::resolveChainRows(const StepInput& in) {
+  if (!lastRowsValid_) {
     throw std::invalid_argument("a chained step (prevTokenRows) continues a step that failed or never ran");
   }
-  chainedTokens_.assign(in.tokenIds, in.tokenIds + in.numTokens);
+  chainRows_.assign(in.numTokens, -1);
   for (int t = 0; t < in.numTokens; t++) {
     const int row = in.prevTokenRows[t];
     if (row < 0) continue;
-    const int32_t id = row < static_cast<int>(lastTokens_.size()) ? lastTokens_[row] : -1;
-    if (id < 0) {
+    const int32_t sampleRow = row < static_cast<int>(lastSampleRows_.size()) ? lastSampleRows_[row] : -1;
+    if (sampleRow < 0) {
       throw std::invalid_argument("prevTokenRows[" + std::to_string(t) + "] = " + std::to_string(row) +
-                                  ": the previous step (" + std::to_string(lastTokens_.size()) +
+                                  ": the previous step (" + std::to_string(lastSampleRows_.size()) +
                                   " sequences) sampled no token there");
     }
-    chainedTokens_[t] = id;
+    chainRows_[t] = sampleRow;
   }
-  StepInput out = in;
-  out.tokenIds = chainedTokens_.data();
-  out.prevTokenRows = nullptr;
-  return out;
 }
 
 // The quick path (the caller's thread, e.g. the JS thread) only replays an existing graph: capturing one or
@@ -321,14 +331,22 @@ void Engine::enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen
   ensureInputCapacity(s.layout.totalWords);
   s.inputs = ws_->inputs.as<int32_t>();
 
-  int32_t* hostWords = ws_->hostInputs.as<int32_t>();
+  int32_t* hostWords = ws_->hostInputs[pending->slot].as<int32_t>();
   packAttentionInputs(in, s.numTokens, s.numSeqs, tableWidth_, s.layout, hostWords);
+  // A chained step's tokens: -(row + 1) for the device to replace with the previous step's sampled token there.
+  const bool chained = in.prevTokenRows != nullptr;
+  if (chained) {
+    for (int t = 0; t < in.numTokens; t++) {
+      if (chainRows_[t] >= 0) hostWords[s.layout.tokenIds + t] = -(chainRows_[t] + 1);
+    }
+  }
   packSamplingRows(in, pending->rows, s.numSeqs, s.layout, hostWords);
   if (maskWords > 0) packMaskRows(in, pending->rows, s.numSeqs, s.layout, hostWords);
   // Deferred sampling: the mask words (last in the layout) are copied and uploaded by sampleStep.
   const bool defer = in.deferSampling && maskWords > 0;
   if (maskWords > 0 && !defer) std::memcpy(hostWords + s.layout.tokenMask, in.tokenMask, maskWords * 4);
-  uploadInputs(defer ? s.layout.tokenMask : s.layout.totalWords);
+  uploadInputs(defer ? s.layout.tokenMask : s.layout.totalWords, pending->slot);
+  if (chained) launchChainedTokens(ws_->inputs.as<int32_t>() + s.layout.tokenIds, ws_->outTokens.as<int32_t>(), s.numTokens, stream_);
 
   runForward(s);
 
@@ -341,17 +359,20 @@ void Engine::enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen
 
 void Engine::sampleStep(const StepInput& in, PendingStep& pending) {
   std::lock_guard<std::mutex> lock(mutex_);
-  if (!busy_ || !in.deferSampling) throw std::logic_error("sampleStep() without a step launched with deferSampling");
+  if (inFlight_ == 0 || !in.deferSampling) {
+    throw std::logic_error("sampleStep() without a step launched with deferSampling");
+  }
   bindDevice();
   std::unique_ptr<ForwardShape> shape = std::move(deferred_);
   if (!shape) return;  // launched without masks: sampling is already enqueued
   const size_t maskWords = tokenMaskWords(in);
-  int32_t* hostMask = ws_->hostInputs.as<int32_t>() + shape->layout.tokenMask;
+  int32_t* hostMask = ws_->hostInputs[pending.slot].as<int32_t>() + shape->layout.tokenMask;
   std::memcpy(hostMask, in.tokenMask, maskWords * 4);
   cudaCheck(cudaMemcpyAsync(ws_->inputs.as<int32_t>() + shape->layout.tokenMask, hostMask, maskWords * 4,
                             cudaMemcpyHostToDevice, stream_),
             "upload of the token masks");
   enqueueSampling(in, *shape, &pending);
+  aheadAllowed_ = !in.returnLogits;  // its sampling is queued now: a chained step may follow it on the stream
 }
 
 // Sampling (it reads the logits of the forward, and the masks), the raw logits, the token logprobs and the
@@ -369,13 +390,15 @@ void Engine::enqueueSampling(const StepInput& in, ForwardShape& s, PendingStep* 
   queueDownloads(in, numSample, sampled.maxTop, topStride, pending);
 }
 
-void Engine::uploadInputs(size_t words) {
-  if (stepStart_ == nullptr) {
-    cudaCheck(cudaEventCreate(&stepStart_), "cudaEventCreate");
-    cudaCheck(cudaEventCreate(&stepEnd_), "cudaEventCreate");
+void Engine::uploadInputs(size_t words, int slot) {
+  for (int i = 0; i < 2; i++) {
+    if (stepStart_[i] == nullptr) {
+      cudaCheck(cudaEventCreate(&stepStart_[i]), "cudaEventCreate");
+      cudaCheck(cudaEventCreate(&stepEnd_[i]), "cudaEventCreate");
+    }
   }
-  cudaCheck(cudaEventRecord(stepStart_, stream_), "cudaEventRecord");
-  cudaCheck(cudaMemcpyAsync(ws_->inputs.get(), ws_->hostInputs.as<int32_t>(), words * 4, cudaMemcpyHostToDevice,
+  cudaCheck(cudaEventRecord(stepStart_[slot], stream_), "cudaEventRecord");
+  cudaCheck(cudaMemcpyAsync(ws_->inputs.get(), ws_->hostInputs[slot].as<int32_t>(), words * 4, cudaMemcpyHostToDevice,
                             stream_),
             "upload of the step inputs");
 }
@@ -415,7 +438,7 @@ void Engine::downloadRawLogits(int numSample) {
 // outputs; finishStep reads them at the offsets kept in `pending`.
 void Engine::queueDownloads(const StepInput& in, int numSample, int maxTop, int topStride, PendingStep* pending) {
   Workspace& w = *ws_;
-  char* hostOutputs = w.hostOutputs.as<char>();
+  char* hostOutputs = w.hostOutputs[pending->slot].as<char>();
   const size_t tokBytes = static_cast<size_t>(numSample) * 4;
   const size_t topBytes = static_cast<size_t>(numSample) * topStride * 4;
   const size_t tlBytes = in.tokenLogprobs ? static_cast<size_t>(in.numTokens) * 4 : 0;
@@ -438,7 +461,7 @@ void Engine::queueDownloads(const StepInput& in, int numSample, int maxTop, int 
     download(w.tokenTopLogprobs.get(), topTokenBytes, "download of token top logprobs");
     download(w.tokenRanks.get(), static_cast<size_t>(in.numTokens) * 4, "download of token ranks");
   }
-  cudaCheck(cudaEventRecord(stepEnd_, stream_), "cudaEventRecord");
+  cudaCheck(cudaEventRecord(stepEnd_[pending->slot], stream_), "cudaEventRecord");
   pending->maxTop = maxTop;
   pending->topStride = topStride;
   pending->tokBytes = tokBytes;

@@ -36,8 +36,8 @@ struct Engine::Workspace {
   DeviceBuffer tokenTopLogprobs;  // (maxTokens, kMaxTokenTop) fp32
   DeviceBuffer tokenRanks;      // (maxTokens) int32
   DeviceBuffer inputs;          // InputLayout words
-  PinnedBuffer hostInputs;      // InputLayout words
-  PinnedBuffer hostOutputs;     // tokens, logprobs, top ids, top logprobs, token logprobs
+  PinnedBuffer hostInputs[2];   // InputLayout words, per slot (PendingStep::slot)
+  PinnedBuffer hostOutputs[2];  // tokens, logprobs, top ids, top logprobs, token logprobs, per slot
   PinnedBuffer hostLogits;      // (maxSeqs, vocab) fp32, allocated on first returnLogits
   size_t inputWords = 0;
 

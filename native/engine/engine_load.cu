@@ -373,9 +373,11 @@ void Engine::release() {
   pending_.clear();
   for (cudaEvent_t e : eventPool_) cudaEventDestroy(e);
   eventPool_.clear();
-  if (stepStart_ != nullptr) cudaEventDestroy(stepStart_);
-  if (stepEnd_ != nullptr) cudaEventDestroy(stepEnd_);
-  stepStart_ = stepEnd_ = nullptr;
+  for (int i = 0; i < 2; i++) {
+    if (stepStart_[i] != nullptr) cudaEventDestroy(stepStart_[i]);
+    if (stepEnd_[i] != nullptr) cudaEventDestroy(stepEnd_[i]);
+    stepStart_[i] = stepEnd_[i] = nullptr;
+  }
   if (stream_ != nullptr) {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);

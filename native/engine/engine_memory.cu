@@ -133,8 +133,10 @@ void Engine::allocateWorkspace() {
   const InputLayout worst = InputLayout::make(o.maxNumBatchedTokens, o.maxNumSeqs, tableWidth_, 1 << 16, 1 << 16,
                                               1 << 12);
   ensureInputCapacity(worst.totalWords);
-  w.hostOutputs.allocate(seqs * 8 + seqs * kMaxTopLogprobs * 8 + tokens * 4 + tokens * (kMaxTokenTop * 8 + 4) + 256,
-                         "step outputs");
+  for (PinnedBuffer& outputs : w.hostOutputs) {
+    outputs.allocate(seqs * 8 + seqs * kMaxTopLogprobs * 8 + tokens * 4 + tokens * (kMaxTokenTop * 8 + 4) + 256,
+                     "step outputs");
+  }
   cudaCheck(cudaStreamSynchronize(stream_), "workspace allocation");
 }
 
@@ -216,7 +218,7 @@ void Engine::ensureInputCapacity(size_t words) {
   graphs_.clear();
   cudaCheck(cudaStreamSynchronize(stream_), "before growing the step inputs");
   w.inputs.allocate(grown * 4, "step inputs");
-  w.hostInputs.allocate(grown * 4, "step inputs (host)");
+  for (PinnedBuffer& inputs : w.hostInputs) inputs.allocate(grown * 4, "step inputs (host)");
   w.inputWords = grown;
 }
 

@@ -9,14 +9,16 @@
 namespace awq {
 
 StepOutput Engine::finishStep(const StepInput& in, PendingStep& pending) {
-  // Wait without the lock (nothing else may enqueue while busy_), then read the outputs under it.
+  // Wait for this step's end without the lock (a chained step may be launched behind it meanwhile, into the other
+  // slot), then read the outputs under it.
   bindDevice();
-  const cudaError_t status = cudaStreamSynchronize(stream_);
+  const int slot = pending.slot;
+  const cudaError_t status = cudaEventSynchronize(stepEnd_[slot]);
   std::lock_guard<std::mutex> lock(mutex_);
   struct Idle {
     Engine* e;
     ~Idle() {
-      e->busy_ = false;
+      e->inFlight_--;
       e->idle_.notify_all();
     }
   } idle{this};
@@ -33,11 +35,11 @@ StepOutput Engine::finishStep(const StepInput& in, PendingStep& pending) {
   const size_t tokBytes = pending.tokBytes;
   const size_t topBytes = pending.topBytes;
   const size_t tlBytes = pending.tlBytes;
-  const char* ho = w.hostOutputs.as<char>();
+  const char* ho = w.hostOutputs[slot].as<char>();
 
   StepOutput out;
   out.maxTop = maxTop;
-  cudaEventElapsedTime(&out.gpuMs, stepStart_, stepEnd_);
+  cudaEventElapsedTime(&out.gpuMs, stepStart_[slot], stepEnd_[slot]);
   out.tokenIds.assign(in.numSeqs, -1);
   out.logprobs.assign(in.numSeqs, NAN);
   out.topCounts.assign(in.numSeqs, 0);
@@ -65,8 +67,6 @@ StepOutput Engine::finishStep(const StepInput& in, PendingStep& pending) {
       std::copy(src, src + d.vocab, out.logits.begin() + static_cast<size_t>(rows[r]) * d.vocab);
     }
   }
-  lastTokens_ = out.tokenIds;  // a chained step launched next reads them (resolveChainedTokens)
-  lastTokensValid_ = true;
   if (in.tokenLogprobs) {
     const float* hTl = reinterpret_cast<const float*>(ho + pending.tokenTopAt - tlBytes);
     out.tokenLogprobs.assign(hTl, hTl + in.numTokens);

@@ -234,6 +234,12 @@ __global__ void halfToFloatKernel(const half* in, float* out, size_t n) {
   }
 }
 
+// A plain launch (no PDL): it follows the upload of the step's inputs and the previous step's sampler.
+__global__ void chainedTokensKernel(int32_t* tokenIds, const int32_t* sampled, int numTokens) {
+  const int t = blockIdx.x * blockDim.x + threadIdx.x;
+  if (t < numTokens && tokenIds[t] < 0) tokenIds[t] = sampled[-tokenIds[t] - 1];
+}
+
 __global__ void randomWordsKernel(uint32_t* out, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<size_t>(gridDim.x) * blockDim.x) {
@@ -346,6 +352,12 @@ void launchF32ToHalf(const float* in, half* out, size_t n, cudaStream_t stream) 
   if (n == 0) return;
   f32ToHalfKernel<<<gridFor(n, 256), 256, 0, stream>>>(in, out, n);
   checkLaunch("f32_to_half", stream);
+}
+
+void launchChainedTokens(int32_t* tokenIds, const int32_t* sampled, int numTokens, cudaStream_t stream) {
+  if (numTokens <= 0) return;
+  chainedTokensKernel<<<gridFor(static_cast<size_t>(numTokens), 256), 256, 0, stream>>>(tokenIds, sampled, numTokens);
+  checkLaunch("chained_tokens", stream);
 }
 
 void launchHalfToFloat(const half* in, float* out, size_t n, cudaStream_t stream) {

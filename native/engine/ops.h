@@ -38,6 +38,12 @@ void launchSiluMul(const half* gateUp, half* act, int numTokens, int inter, bool
 void launchInterleaveColumnBlocks(const uint32_t* src, uint32_t* dst, size_t rows, int blocks, int unitsPerBlock,
                                   cudaStream_t stream);
 
+/**
+ * A chained step's token ids on the device: each tokenIds[t] < 0 becomes sampled[-tokenIds[t] - 1] (the token the
+ * step before sampled in that row). tokenIds (numTokens) int32, in place; sampled (rows) int32.
+ */
+void launchChainedTokens(int32_t* tokenIds, const int32_t* sampled, int numTokens, cudaStream_t stream);
+
 /** Converts n values of bf16 (Uint16 bits) or f32 to fp16 on the device. */
 void launchBf16ToHalf(const uint16_t* in, half* out, size_t n, cudaStream_t stream);
 void launchF32ToHalf(const float* in, half* out, size_t n, cudaStream_t stream);

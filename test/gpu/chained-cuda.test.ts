@@ -1,6 +1,6 @@
 /**
  * Chained decode steps on the GPU (on by default, AWQ_CUDA_CHAINED=0 turns them off; src/backend/cuda/cuda-backend.ts): the engine launches a
- * steady decode step before the one it continues has returned and the addon fills its tokens in. The demo model must
+ * steady decode step before the one it continues has returned; the addon queues it behind that step and gathers its tokens on the device. The demo model must
  * give the same greedy and seeded tokens, stop-string text and logprobs chained as one step at a time.
  */
 import assert from "node:assert/strict";

@@ -75,8 +75,9 @@ export class CudaBackend implements Backend {
   /** Whether masked steps use the forward/sample split (splitStepEnabled when the backend was created). */
   readonly splitStep: boolean;
   /**
-   * step() may be called before the previous one returns, with batch.prevTokenRows (the addon waits for that step,
-   * then fills the tokens in from what it sampled and launches at once, without a trip through JavaScript).
+   * step() may be called before the previous one returns, with batch.prevTokenRows: the addon queues it on the
+   * stream right behind that step and gathers its tokens on the device from what that step sampled, so the GPU
+   * goes from one step to the next without waiting for the host.
    */
   readonly chainedSteps: boolean;
   private readonly addonOrder = new AddonCallOrder();
