@@ -177,6 +177,7 @@ bool test_conversion() {
 // (cudaErrorNotSupported, which paged_attention_decode answers with the per-head kernel) fails instead of passing
 // on the other kernel.
 bool g_direct_grouped = false;
+bool g_direct_mma = false;  // with g_direct_grouped: the tensor-core kernel first
 
 // The engine's context bucket of a CUDA graph (engine_enqueue.cu): the decode kernels get this maxContextLen, larger
 // than every context of the step, on every graph replay.
@@ -269,8 +270,22 @@ bool kv_attention_case(int numHeads, int numKvHeads, int D, const std::vector<st
       CK(cudaMemset(o, 0xff, qElems * 2));
       cudaError_t status;
       if (g_direct_grouped) {
-        status = awqk::paged_attention_decode_grouped(q, kc, vc, dtype, dBt, maxBlocks, dCtx, numSeqs, maxContext,
-                                                      numHeads, numKvHeads, D, scale, ws, wsBytes, o, 0);
+        // The tensor-core kernel (g_direct_mma) must take every FP8 case of head dim 128; other shapes go to the
+        // by-KV-head kernel as the dispatcher sends them.
+        status = cudaErrorNotSupported;
+        if (g_direct_mma) {
+          status = awqk::paged_attention_decode_grouped(q, kc, vc, dtype, dBt, maxBlocks, dCtx, numSeqs, maxContext,
+                                                        numHeads, numKvHeads, D, scale, ws, wsBytes, o, 0, true);
+          if (status == cudaErrorNotSupported && fp8 && D == 128) {
+            std::printf("  %s decode H=%d KVH=%d D=%d: the tensor-core kernel declined the shape FAIL\n", tag, numHeads,
+                        numKvHeads, D);
+            ok = false;
+            break;
+          }
+        }
+        if (status == cudaErrorNotSupported)
+          status = awqk::paged_attention_decode_grouped(q, kc, vc, dtype, dBt, maxBlocks, dCtx, numSeqs, maxContext,
+                                                        numHeads, numKvHeads, D, scale, ws, wsBytes, o, 0);
         if (status == cudaErrorNotSupported) {
           std::printf("  %s decode H=%d KVH=%d D=%d: the by-KV-head kernel declined the shape FAIL\n", tag, numHeads,
                       numKvHeads, D);
@@ -346,6 +361,17 @@ bool test_decode_grouped() {
     ok &= fp8_attention_cases();
     ok &= gqa_fp16_decode_cases();
     g_direct_grouped = false;
+  }
+  for (int blocksPerSm : {0, 64}) {
+    std::printf("Decode attention by KV head on tensor cores, FP8 (blocks per SM target %s)\n",
+                blocksPerSm ? "64" : "default");
+    awqk::attention_decode_variant_override(3);
+    awqk::grouped_decode_blocks_per_sm_override(blocksPerSm);
+    ok &= test_attention();
+    g_direct_grouped = g_direct_mma = true;
+    ok &= fp8_attention_cases();
+    ok &= gqa_fp16_decode_cases();
+    g_direct_grouped = g_direct_mma = false;
   }
   awqk::attention_decode_variant_override(0);
   awqk::grouped_decode_blocks_per_sm_override(0);
@@ -430,9 +456,12 @@ struct DecodeBuffers {
 
 std::vector<DecodeCase> decode_cases(bool quick) {
   if (quick) return {{1, 512, 40, 40}, {1, 4096, 40, 40}, {64, 512, 40, 40}, {128, 512, 40, 40}};
-  return {{1, 512, 40, 40},   {1, 2048, 40, 40},   {1, 4096, 40, 40}, {8, 512, 40, 40},
-          {32, 512, 40, 40},  {32, 2048, 40, 40},  {64, 512, 40, 40}, {128, 512, 40, 40},
-          {128, 2048, 40, 40}, {1, 2048, 32, 8},   {64, 2048, 32, 8}};
+  return {{1, 512, 40, 40},   {1, 2048, 40, 40},  {1, 4096, 40, 40},  {8, 512, 40, 40},  {32, 512, 40, 40},
+          {32, 2048, 40, 40}, {64, 512, 40, 40},  {128, 512, 40, 40}, {128, 2048, 40, 40},
+          // Grouped-query shapes (Llama-3-8B: 32 query heads on 8 KV heads; 70B: 64 on 8), for the default per batch.
+          {1, 512, 32, 8},    {1, 2048, 32, 8},   {4, 2048, 32, 8},   {8, 512, 32, 8},   {8, 2048, 32, 8},
+          {16, 512, 32, 8},   {16, 2048, 32, 8},  {32, 512, 32, 8},   {64, 2048, 32, 8}, {128, 512, 32, 8},
+          {1, 2048, 64, 8},   {8, 2048, 64, 8},   {32, 2048, 64, 8}};
 }
 
 }  // namespace
@@ -441,19 +470,22 @@ std::vector<DecodeCase> decode_cases(bool quick) {
 // KV head (v2): microseconds and the bytes of K and V read per second (bytes per element of the cache's dtype; q and
 // the output are ignored); then v2's split target swept.
 void bench_decode_grouped(bool quick) {
-  std::printf("\nDecode attention, v1 per query head / v2 by KV head, D=%d: us and GB/s of K+V\n", kBenchD);
-  std::printf("%-32s %16s %16s %16s %16s\n", "case", "v1 fp16", "v2 fp16", "v1 fp8", "v2 fp8");
+  std::printf("\nDecode attention, v1 per query head / v2 by KV head / v3 by KV head on tensor cores, D=%d: us and GB/s "
+              "of K+V\n", kBenchD);
+  std::printf("%-32s %16s %16s %16s %16s %16s\n", "case", "v1 fp16", "v2 fp16", "v1 fp8", "v2 fp8", "v3 fp8");
   const std::vector<int> sweep = {2, 4, 8, 16};
   std::vector<std::pair<std::string, std::vector<double>>> swept;
   for (const DecodeCase& c : decode_cases(quick)) {
     DecodeBuffers b(c);
-    char cell[4][24];
+    char cell[5][24];
     for (int f = 0; f < 2; ++f)
       for (int v = 1; v <= 2; ++v) {
         const double us = b.us(v, f == 1);
         std::snprintf(cell[f * 2 + v - 1], sizeof cell[0], "%7.1f %6.0f", us, b.gbps(us, f == 1));
       }
-    std::printf("%-32s %16s %16s %16s %16s\n", b.name().c_str(), cell[0], cell[1], cell[2], cell[3]);
+    const double mmaUs = b.us(3, true);
+    std::snprintf(cell[4], sizeof cell[0], "%7.1f %6.0f", mmaUs, b.gbps(mmaUs, true));
+    std::printf("%-32s %16s %16s %16s %16s %16s\n", b.name().c_str(), cell[0], cell[1], cell[2], cell[3], cell[4]);
     std::vector<double> row;
     for (int bps : sweep) {
       awqk::grouped_decode_blocks_per_sm_override(bps);

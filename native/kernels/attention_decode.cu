@@ -297,13 +297,15 @@ cudaError_t launch_decode(const __half* q, const KV* kc, const KV* vc, const int
 namespace {
 int g_decode_variant = 0;
 
-// The kernel asked for: 1 = per query head (this file), 2 = by KV head (attention_decode_grouped.cu), 0 = neither
+// The kernel asked for: 1 = per query head (this file), 2 = by KV head (attention_decode_grouped.cu), 3 = by KV head
+// on tensor cores (the same file; FP8 cache, head dim 128), 0 = none
 // (the override, then AWQ_ATTN_DECODE; 0 = decide by shape in decode_variant).
 int decode_variant_setting() {
   if (g_decode_variant > 0) return g_decode_variant;
   static const int fromEnv = [] {
     const char* v = std::getenv("AWQ_ATTN_DECODE");
     if (v == nullptr) return 0;
+    if (!std::strcmp(v, "mma") || !std::strcmp(v, "3")) return 3;
     if (!std::strcmp(v, "grouped") || !std::strcmp(v, "2")) return 2;
     if (!std::strcmp(v, "per-head") || !std::strcmp(v, "1")) return 1;
     return 0;
@@ -313,11 +315,21 @@ int decode_variant_setting() {
 
 // By default by KV head where each KV head serves one query head (Llama-2-13B): H100, 2026-12-05, 13B at context
 // 516, 1,719 / 3,176 / 3,722 tokens/s per query head against 1,899 / 3,450 / 3,866 by KV head at batch 16 / 64 /
-// 128, equal at batch 1 (224 / 222). Grouped-query models keep the per-head kernel until they are timed.
-int decode_variant(int numHeads, int numKvHeads) {
+// 128, equal at batch 1 (224 / 222); on tensor cores (3) its whole steps were slower (H100, 2026-12-07: FP8 KV,
+// batch 64 / 128 5,281-5,291 / 6,240-6,244 against 5,539-5,550 / 6,679-6,683 tokens/s).
+// Grouped-query models (kernel-tests --kv, H100, 2026-12-07, 32 or 64 query heads on 8 KV heads, us): per query head
+// at batch 1 (fp16 6.8 against 8.1 by KV head at context 512, FP8 5.9 against 8.7), by KV head from batch 4 (fp16
+// 37.1 -> 19.6 at batch 4 / context 2048, 431 -> 176 at batch 64), and over an FP8 cache on tensor cores once the
+// batch holds >= 16K tokens of context (FP8 batch 8 x 2048 27.0 -> 25.1 with 4 heads a KV head, 51.0 -> 32.6 with 8;
+// batch 128 x 512 76.2 -> 57.3; below that, e.g. 8 x 512, by KV head: 12.3 against 14.9). Batches 2 and 3 were not
+// timed and stay per query head.
+int decode_variant(int numHeads, int numKvHeads, int numSeqs, int maxContextLen, KvCacheDtype kvDtype) {
   const int setting = decode_variant_setting();
   if (setting > 0) return setting;
-  return numHeads == numKvHeads ? 2 : 1;
+  if (numHeads == numKvHeads) return 2;
+  if (numSeqs < 4) return 1;
+  if (kvDtype == KvCacheDtype::Fp8E4m3 && (long)numSeqs * maxContextLen >= 16384) return 3;
+  return 2;
 }
 }  // namespace
 
@@ -366,11 +378,12 @@ cudaError_t paged_attention_decode(const __half* q, const void* kCache, const vo
       numHeads % numKvHeads != 0 || maxBlocksPerSeq <= 0)
     return cudaErrorInvalidValue;
   if (numSeqs == 0) return cudaSuccess;
-  if (decode_variant(numHeads, numKvHeads) == 2) {
+  const int variant = decode_variant(numHeads, numKvHeads, numSeqs, maxContextLen, kvDtype);
+  for (int v = variant; v >= 2; --v) {  // 3: tensor cores where they take the shape, then 2: by KV head
     const cudaError_t status = paged_attention_decode_grouped(q, kCache, vCache, kvDtype, blockTables, maxBlocksPerSeq,
                                                               contextLens, numSeqs, maxContextLen, numHeads,
                                                               numKvHeads, headDim, scale, workspace, workspaceBytes,
-                                                              out, stream);
+                                                              out, stream, v == 3);
     if (status != cudaErrorNotSupported) return status;
   }
   if (kvDtype == KvCacheDtype::Fp8E4m3)

@@ -79,6 +79,45 @@ __device__ __forceinline__ void merge_splits(const float* wsO, const float* wsM,
   }
 }
 
+// The end of a block: its warps' (max, sum, accumulator) per query head (sM, sL, sAcc, written by each warp) are
+// merged; the block writes the output (one split) or its split's partial, and the last split to finish merges them.
+template <int D, int G>
+__device__ __forceinline__ void finish_block(const float (&sM)[kWarpsG][G], const float (&sL)[kWarpsG][G],
+                                             const float (&sAcc)[kWarpsG][G][D], int numHeads, int numKvHeads,
+                                             int seq, int kvh, float* __restrict__ wsO, float* __restrict__ wsM,
+                                             float* __restrict__ wsL, int* __restrict__ counters,
+                                             __half* __restrict__ out) {
+  const int split = blockIdx.x, numSplits = gridDim.x;
+  const int head0 = kvh * G;
+  __syncthreads();
+  for (int i = threadIdx.x; i < G * D; i += kThreadsG) {
+    const int g = i / D, d = i % D;
+    float mx = sM[0][g];
+#pragma unroll
+    for (int w = 1; w < kWarpsG; ++w) mx = fmaxf(mx, sM[w][g]);
+    float o = 0.f, den = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarpsG; ++w) {
+      const float a = exp2f(sM[w][g] - mx);
+      o += a * sAcc[w][g][d];
+      den += a * sL[w][g];
+    }
+    const size_t row = (size_t)seq * numHeads + head0 + g;
+    if (numSplits == 1) {
+      out[row * D + d] = __float2half(den > 0.f ? o / den : 0.f);
+    } else {
+      const size_t e = row * numSplits + split;
+      wsO[e * D + d] = o;
+      if (d == 0) {
+        wsM[e] = mx;
+        wsL[e] = den;
+      }
+    }
+  }
+  if (numSplits > 1)
+    merge_splits<D, G>(wsO, wsM, wsL, counters, seq * numKvHeads + kvh, numSplits, numHeads, seq, head0, out);
+}
+
 template <int D, typename KV, int G>
 __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
@@ -95,7 +134,6 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
   __shared__ float sAcc[kWarpsG][G][D];
 
   const int split = blockIdx.x, kvh = blockIdx.y, seq = blockIdx.z;
-  const int numSplits = gridDim.x;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kl = lane % LPK, kg = lane / LPK;
   const int head0 = kvh * G;
@@ -257,33 +295,185 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
       for (int i = 0; i < 8; ++i) sAcc[warp][g][kl * 8 + i] = acc[g][i];
     }
   }
-  __syncthreads();
-  for (int i = threadIdx.x; i < G * D; i += kThreadsG) {
-    const int g = i / D, d = i % D;
-    float mx = sM[0][g];
+  finish_block<D, G>(sM, sL, sAcc, numHeads, numKvHeads, seq, kvh, wsO, wsM, wsL, counters, out);
+}
+
+// ---- Tensor cores over an FP8 cache (AWQ_ATTN_DECODE=mma; head dim 128, G <= 8 query heads a KV head) ----------
+// Each warp takes 16-key KV blocks (kb = first + warp, + kWarpsG, ...) and runs both products on mma.sync m16n8k16
+// with the G query heads as the n columns, so no lane reduces a dot product by shuffles and each FP8 pair is widened
+// once, straight into an mma operand:
+//   S = K q: A = the block's K (16 keys x 16 dims a k-step), B = q. The k order inside the lane's own 32 dims makes
+//     each A register one widened byte pair: lane (g, t) loads keys g and g + 8 at dims 32t .. 32t + 31, k-step j
+//     takes bytes 4j .. 4j + 3 (dims 32t + 4j + {0, 1} as k = 2t, 2t + 1 and {2, 3} as k = 2t + 8, 2t + 9), and q
+//     is held in the same order. Lane (g, t) gets the scores of keys g, g + 8 for heads 2t, 2t + 1.
+//   O^T += V^T P^T: A = V^T (16 dims x 16 keys), B = P^T (fp16 probabilities, as flash attention keeps them). Row g
+//     of tile m is dim 16g + 2m and row g + 8 dim 16g + 2m + 1, so lane (g, t) loads keys 2t, 2t + 1, 2t + 8, 2t + 9
+//     at dims 16g .. 16g + 15 (16 bytes each) and pairs two keys' bytes with one byte_perm per two registers.
+// Online softmax per head in fp32 (base 2), masked keys at -inf and loaded as zeros; the warps and the splits are
+// merged as in decode_grouped_kernel (finish_block). Splits start at multiples of 16 keys (one KV block).
+__device__ __forceinline__ uint32_t widen_pair(uint32_t twoBytes) {
+  const __half2 h = detail::e4m3x2_to_half2(static_cast<uint16_t>(twoBytes & 0xffffu));
+  return *reinterpret_cast<const uint32_t*>(&h);
+}
+
+__device__ __forceinline__ uint32_t word_at(const uint4& v, int w) {
+  return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w;
+}
+
+__device__ __forceinline__ uint4 load_kv16(const uint8_t* p, bool ok, bool coherent) {
+  if (!ok) return make_uint4(0, 0, 0, 0);
+  return coherent ? __ldcg(reinterpret_cast<const uint4*>(p)) : detail::ld_stream16(p);
+}
+
+template <int G>
+__global__ void __launch_bounds__(kThreadsG) decode_mma_fp8_kernel(
+    const __half* __restrict__ q, const uint8_t* __restrict__ kc, const uint8_t* __restrict__ vc,
+    const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
+    int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO, float* __restrict__ wsM,
+    float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
+  constexpr int D = 128;
+  __shared__ float sM[kWarpsG][G], sL[kWarpsG][G];
+  __shared__ float sAcc[kWarpsG][G][D];
+  const int split = blockIdx.x, kvh = blockIdx.y, seq = blockIdx.z;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int head0 = kvh * G;
+  // Everything read here may come from the previous kernel (q; the new token's K and V): wait first.
+  detail::pdl_wait();
+  detail::pdl_launch();
+  const int ctx = contextLens[seq];
+  const int start = split * partition;  // a multiple of 16
+  const int end = min(start + partition, ctx);
+  const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
+  const size_t rowStride = (size_t)numKvHeads * D;
+  const uint8_t* kHead = kc + (size_t)kvh * D;
+  const uint8_t* vHead = vc + (size_t)kvh * D;
+
+  // q of head g (zeros past the group) at dims 32t .. 32t + 31: word 2j + h = dims 32t + 4j + 2h, + 1.
+  uint32_t qb[16];
+  {
+    const bool ok = g < G;
+    const uint4* src = reinterpret_cast<const uint4*>(q + ((size_t)seq * numHeads + head0 + (ok ? g : 0)) * D + 32 * t);
 #pragma unroll
-    for (int w = 1; w < kWarpsG; ++w) mx = fmaxf(mx, sM[w][g]);
-    float o = 0.f, den = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarpsG; ++w) {
-      const float a = exp2f(sM[w][g] - mx);
-      o += a * sAcc[w][g][d];
-      den += a * sL[w][g];
+    for (int i = 0; i < 4; ++i) {
+      const uint4 v = ok ? __ldcg(src + i) : make_uint4(0, 0, 0, 0);
+      qb[4 * i] = v.x;
+      qb[4 * i + 1] = v.y;
+      qb[4 * i + 2] = v.z;
+      qb[4 * i + 3] = v.w;
     }
-    const size_t row = (size_t)seq * numHeads + head0 + g;
-    if (numSplits == 1) {
-      out[row * D + d] = __float2half(den > 0.f ? o / den : 0.f);
-    } else {
-      const size_t e = row * numSplits + split;
-      wsO[e * D + d] = o;
-      if (d == 0) {
-        wsM[e] = mx;
-        wsL[e] = den;
+  }
+  // k[0..1]: key g's 32 bytes at dims 32t, k[2..3]: key g + 8's; v[i]: keys 2t, 2t + 1, 2t + 8, 2t + 9 at dims 16g.
+  auto load = [&](int kb, uint4 (&k)[4], uint4 (&v)[4]) {
+    const int key0 = kb * kKvBlockSize;
+    const size_t rows = (size_t)bt[kb] * kKvBlockSize;
+    const bool fresh = key0 <= ctx - 1 && ctx - 1 < key0 + kKvBlockSize;  // holds the token the last kernel wrote
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int key = g + 8 * i;
+      const uint8_t* p = kHead + (rows + key) * rowStride + 32 * t;
+      k[2 * i] = load_kv16(p, key0 + key < end, fresh);
+      k[2 * i + 1] = load_kv16(p + 16, key0 + key < end, fresh);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int key = 2 * t + (i & 1) + 8 * (i >> 1);
+      v[i] = load_kv16(vHead + (rows + key) * rowStride + 16 * g, key0 + key < end, fresh);
+    }
+  };
+
+  float m0 = -1e30f, m1 = -1e30f;  // running max (base 2) of heads 2t, 2t + 1
+  float l0 = 0.f, l1 = 0.f;        // this lane's share of their sums (keys g, g + 8 of every block)
+  // O^T tile m: [0] head 2t at dim 16g + 2m, [1] head 2t + 1 there, [2] head 2t at dim 16g + 2m + 1, [3] head 2t + 1.
+  float acc[8][4];
+#pragma unroll
+  for (int m = 0; m < 8; ++m) acc[m][0] = acc[m][1] = acc[m][2] = acc[m][3] = 0.f;
+
+  const int lastBlock = (end + kKvBlockSize - 1) / kKvBlockSize;  // exclusive
+  int kb = start / kKvBlockSize + warp;
+  uint4 kr[4], vr[4];
+  if (kb < lastBlock) load(kb, kr, vr);
+  for (; kb < lastBlock; kb += kWarpsG) {
+    uint4 kn[4], vn[4];
+    if (kb + kWarpsG < lastBlock) load(kb + kWarpsG, kn, vn);
+    float sc[4] = {0.f, 0.f, 0.f, 0.f};  // keys g, g + 8 x heads 2t, 2t + 1
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+      const uint32_t wg = word_at(kr[j >> 2], j & 3), wg8 = word_at(kr[2 + (j >> 2)], j & 3);
+      const uint32_t a[4] = {widen_pair(wg), widen_pair(wg8), widen_pair(wg >> 16), widen_pair(wg8 >> 16)};
+      const uint32_t b[2] = {qb[2 * j], qb[2 * j + 1]};
+      detail::mma16816(sc, a, b);
+    }
+    const int key0 = kb * kKvBlockSize;
+    const bool ok0 = key0 + g < end, ok1 = key0 + g + 8 < end;
+    const float x0 = ok0 ? sc[0] * scaleLog2 : -INFINITY, x1 = ok0 ? sc[1] * scaleLog2 : -INFINITY;
+    const float x2 = ok1 ? sc[2] * scaleLog2 : -INFINITY, x3 = ok1 ? sc[3] * scaleLog2 : -INFINITY;
+    float bm0 = fmaxf(x0, x2), bm1 = fmaxf(x1, x3);
+#pragma unroll
+    for (int o = 4; o < 32; o <<= 1) {
+      bm0 = fmaxf(bm0, __shfl_xor_sync(0xffffffffu, bm0, o));
+      bm1 = fmaxf(bm1, __shfl_xor_sync(0xffffffffu, bm1, o));
+    }
+    const float n0 = fmaxf(m0, bm0), n1 = fmaxf(m1, bm1);
+    const float al0 = exp2f(m0 - n0), al1 = exp2f(m1 - n1);
+    m0 = n0;
+    m1 = n1;
+    const float p0 = exp2f(x0 - n0), p1 = exp2f(x1 - n1), p2 = exp2f(x2 - n0), p3 = exp2f(x3 - n1);
+    l0 = l0 * al0 + p0 + p2;
+    l1 = l1 * al1 + p1 + p3;
+#pragma unroll
+    for (int m = 0; m < 8; ++m) {
+      acc[m][0] *= al0;
+      acc[m][1] *= al1;
+      acc[m][2] *= al0;
+      acc[m][3] *= al1;
+    }
+    // P^T as the B operand: lane (g, t) needs head g's probabilities of keys 2t, 2t + 1 (b[0]) and 2t + 8, 2t + 9
+    // (b[1]), held by lanes (2t, g / 2) and (2t + 1, g / 2) as (key, heads 2t', 2t' + 1) half2 pairs.
+    const __half2 pLo = __floats2half2_rn(p0, p1), pHi = __floats2half2_rn(p2, p3);
+    const uint32_t lo = *reinterpret_cast<const uint32_t*>(&pLo), hi = *reinterpret_cast<const uint32_t*>(&pHi);
+    const int srcA = 4 * (2 * t) + (g >> 1), srcB = srcA + 4;
+    const uint32_t aLo = __shfl_sync(0xffffffffu, lo, srcA), aHi = __shfl_sync(0xffffffffu, hi, srcA);
+    const uint32_t bLo = __shfl_sync(0xffffffffu, lo, srcB), bHi = __shfl_sync(0xffffffffu, hi, srcB);
+    const uint32_t sel = (g & 1) ? 0x7632u : 0x5410u;
+    const uint32_t bp[2] = {g < G ? __byte_perm(aLo, bLo, sel) : 0u, g < G ? __byte_perm(aHi, bHi, sel) : 0u};
+#pragma unroll
+    for (int m = 0; m < 8; ++m) {
+      const int w = m >> 1;
+      const uint32_t sel2 = (m & 1) ? 0x7362u : 0x5140u;  // bytes 2m, 2m + 1 of two keys: (k0, k1) at each dim
+      const uint32_t r01 = __byte_perm(word_at(vr[0], w), word_at(vr[1], w), sel2);
+      const uint32_t r23 = __byte_perm(word_at(vr[2], w), word_at(vr[3], w), sel2);
+      const uint32_t a[4] = {widen_pair(r01), widen_pair(r01 >> 16), widen_pair(r23), widen_pair(r23 >> 16)};
+      detail::mma16816(acc[m], a, bp);
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      kr[i] = kn[i];
+      vr[i] = vn[i];
+    }
+  }
+
+#pragma unroll
+  for (int o = 4; o < 32; o <<= 1) {
+    l0 += __shfl_xor_sync(0xffffffffu, l0, o);
+    l1 += __shfl_xor_sync(0xffffffffu, l1, o);
+  }
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    const int head = 2 * t + e;
+    if (head < G) {
+      if (g == 0) {
+        sM[warp][head] = e == 0 ? m0 : m1;
+        sL[warp][head] = e == 0 ? l0 : l1;
+      }
+#pragma unroll
+      for (int m = 0; m < 8; ++m) {
+        sAcc[warp][head][16 * g + 2 * m] = acc[m][e];
+        sAcc[warp][head][16 * g + 2 * m + 1] = acc[m][2 + e];
       }
     }
   }
-  if (numSplits > 1)
-    merge_splits<D, G>(wsO, wsM, wsL, counters, seq * numKvHeads + kvh, numSplits, numHeads, seq, head0, out);
+  finish_block<D, G>(sM, sL, sAcc, numHeads, numKvHeads, seq, kvh, wsO, wsM, wsL, counters, out);
 }
 
 int g_blocks_per_sm = 0;  // bench hook: 0 = the default
@@ -309,7 +499,10 @@ int blocks_per_sm_target() {
 template <int D, typename KV, int G>
 cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const int32_t* bt, int maxBlocksPerSeq,
                            const int32_t* ctxLens, int numSeqs, int maxContextLen, int numHeads, int numKvHeads,
-                           float scale, void* ws, size_t wsBytes, __half* out, cudaStream_t stream) {
+                           float scale, void* ws, size_t wsBytes, __half* out, cudaStream_t stream, bool mma) {
+  // The tensor-core kernel: FP8 cache, head dim 128 only.
+  constexpr bool kMmaShape = D == 128 && sizeof(KV) == 1;
+  if (mma && !kMmaShape) return cudaErrorNotSupported;
   // Splits: double while the grid is under the target and each split keeps kMinKeysPerSplit keys; then as many
   // as the workspace holds (a graph captured for a context bucket keeps these for every shorter context).
   const long target = (long)sm_count() * blocks_per_sm_target();
@@ -320,7 +513,8 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
     splits *= 2;
   while (splits > 1 && (ws == nullptr || grouped_decode_ws_bytes(numSeqs, numHeads, D, splits) > wsBytes))
     splits /= 2;
-  const int partition = splits > 1 ? detail::ceil_div(maxContextLen, splits) : (maxContextLen > 0 ? maxContextLen : 1);
+  int partition = splits > 1 ? detail::ceil_div(maxContextLen, splits) : (maxContextLen > 0 ? maxContextLen : 1);
+  if (mma) partition = detail::ceil_div(partition, kKvBlockSize) * kKvBlockSize;  // splits start on a KV block
   // Workspace: the per-head kernel's area untouched (so either kernel can follow the other on one workspace), then
   // this kernel's split counters (zero between calls), then the partials.
   char* own = splits > 1 ? static_cast<char*>(ws) + per_head_decode_ws_bytes(D) : nullptr;
@@ -329,6 +523,12 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
   const size_t entries = (size_t)numSeqs * numHeads * splits;
   float* wsM = splits > 1 ? wsO + entries * D : nullptr;
   float* wsL = splits > 1 ? wsM + entries : nullptr;
+  if constexpr (kMmaShape) {
+    if (mma)
+      return pdl_launch_kernel(decode_mma_fp8_kernel<G>, dim3(splits, numKvHeads, numSeqs), dim3(kThreadsG), 0,
+                               stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads, numKvHeads,
+                               scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);
+  }
   return pdl_launch_kernel(decode_grouped_kernel<D, KV, G>, dim3(splits, numKvHeads, numSeqs), dim3(kThreadsG), 0,
                            stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads, numKvHeads,
                            scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);
@@ -337,20 +537,21 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
 template <int D, typename KV>
 cudaError_t grouped_for(int group, const __half* q, const KV* kc, const KV* vc, const int32_t* bt,
                         int maxBlocksPerSeq, const int32_t* ctxLens, int numSeqs, int maxContextLen, int numHeads,
-                        int numKvHeads, float scale, void* ws, size_t wsBytes, __half* out, cudaStream_t stream) {
+                        int numKvHeads, float scale, void* ws, size_t wsBytes, __half* out, cudaStream_t stream,
+                        bool mma) {
   switch (group) {
     case 1:
       return launch_grouped<D, KV, 1>(q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numSeqs, maxContextLen, numHeads,
-                                      numKvHeads, scale, ws, wsBytes, out, stream);
+                                      numKvHeads, scale, ws, wsBytes, out, stream, mma);
     case 2:
       return launch_grouped<D, KV, 2>(q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numSeqs, maxContextLen, numHeads,
-                                      numKvHeads, scale, ws, wsBytes, out, stream);
+                                      numKvHeads, scale, ws, wsBytes, out, stream, mma);
     case 4:
       return launch_grouped<D, KV, 4>(q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numSeqs, maxContextLen, numHeads,
-                                      numKvHeads, scale, ws, wsBytes, out, stream);
+                                      numKvHeads, scale, ws, wsBytes, out, stream, mma);
     case 8:
       return launch_grouped<D, KV, 8>(q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numSeqs, maxContextLen, numHeads,
-                                      numKvHeads, scale, ws, wsBytes, out, stream);
+                                      numKvHeads, scale, ws, wsBytes, out, stream, mma);
     default:
       return cudaErrorNotSupported;
   }
@@ -370,7 +571,8 @@ cudaError_t paged_attention_decode_grouped(const __half* q, const void* kCache, 
                                            KvCacheDtype kvDtype, const int32_t* blockTables, int maxBlocksPerSeq,
                                            const int32_t* contextLens, int numSeqs, int maxContextLen, int numHeads,
                                            int numKvHeads, int headDim, float scale, void* workspace,
-                                           size_t workspaceBytes, __half* out, cudaStream_t stream) {
+                                           size_t workspaceBytes, __half* out, cudaStream_t stream,
+                                           bool tensorCores) {
   const int group = numHeads / numKvHeads;
   // One launch per (element type, head size): K and V as the cache's element type.
   auto launch = [&](auto element) -> cudaError_t {
@@ -379,10 +581,10 @@ cudaError_t paged_attention_decode_grouped(const __half* q, const void* kCache, 
     const auto* v = static_cast<const KV*>(vCache);
     if (headDim == 128)
       return grouped_for<128>(group, q, k, v, blockTables, maxBlocksPerSeq, contextLens, numSeqs, maxContextLen,
-                              numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream);
+                              numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream, tensorCores);
     if (headDim == 64)
       return grouped_for<64>(group, q, k, v, blockTables, maxBlocksPerSeq, contextLens, numSeqs, maxContextLen,
-                             numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream);
+                             numHeads, numKvHeads, scale, workspace, workspaceBytes, out, stream, tensorCores);
     return cudaErrorInvalidValue;
   };
   if (kvDtype == KvCacheDtype::Fp8E4m3) return launch(uint8_t{});

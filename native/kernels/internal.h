@@ -109,7 +109,7 @@ constexpr int kGemvMaxM = 32;
 
 // Decode attention by KV head (attention_decode_grouped.cu): one block per (split, kv head, sequence) for the G =
 // numHeads / numKvHeads query heads sharing it (G in 1, 2, 4, 8; cudaErrorNotSupported otherwise, nothing
-// launched). Workspace: after per_head_decode_ws_bytes, kGroupedCounterBytes of split counters (zero between
+// launched). tensorCores: both products on mma.sync (FP8 cache and head dim 128 only, else cudaErrorNotSupported). Workspace: after per_head_decode_ws_bytes, kGroupedCounterBytes of split counters (zero between
 // calls), then the partials.
 constexpr int kGroupedCounters = 8192;
 constexpr size_t kGroupedCounterBytes = kGroupedCounters * sizeof(int);
@@ -122,9 +122,11 @@ cudaError_t paged_attention_decode_grouped(const __half* q, const void* kCache, 
                                            KvCacheDtype kvDtype, const int32_t* blockTables, int maxBlocksPerSeq,
                                            const int32_t* contextLens, int numSeqs, int maxContextLen, int numHeads,
                                            int numKvHeads, int headDim, float scale, void* workspace,
-                                           size_t workspaceBytes, __half* out, cudaStream_t stream);
+                                           size_t workspaceBytes, __half* out, cudaStream_t stream,
+                                           bool tensorCores = false);
 // Benchmark hooks: the blocks per SM the split count aims at (0 = AWQ_ATTN_BLOCKS_PER_SM or 4), and the decode
-// kernel (0 = AWQ_ATTN_DECODE or the default, 1 = per query head (attention_decode.cu), 2 = by KV head).
+// kernel (0 = AWQ_ATTN_DECODE or the default, 1 = per query head (attention_decode.cu), 2 = by KV head, 3 = by KV
+// head on tensor cores where it takes the shape, else 2).
 void grouped_decode_blocks_per_sm_override(int blocksPerSm);
 void attention_decode_variant_override(int variant);
 

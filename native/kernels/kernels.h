@@ -169,8 +169,10 @@ cudaError_t paged_attention_prefill(const __half* q,            // (numTokens, n
 // over the context (flash-decoding) when it is long, with a reduction kernel.
 // maxContextLen: max of contextLens (host value; sizes the grid), or any larger value (a graph
 // captured with a context bucket stays correct for every context up to the bucket).
-// Kernel: by KV head (attention_decode_grouped.cu) when numHeads == numKvHeads, per query head otherwise;
-// AWQ_ATTN_DECODE=per-head / grouped forces one. Workspace: the returned size (< 0.6 MB with the per-head kernel
+// Kernel: by KV head (attention_decode_grouped.cu) when numHeads == numKvHeads; with grouped-query heads per query
+// head below 4 sequences, by KV head from 4, and by KV head on tensor cores over an FP8 cache (head dim 128) once
+// numSeqs x maxContextLen >= 16384 (attention_decode.cu, decode_variant, has the timings);
+// AWQ_ATTN_DECODE=per-head / grouped / mma forces one (mma falls back to grouped where it does not take the shape). Workspace: the returned size (< 0.6 MB with the per-head kernel
 // forced; about 4.3 MB at headDim 128 otherwise, with the by-KV-head kernel's counters and 8192 partials;
 // independent of numSeqs and maxContextLen) serves every
 // call; a null or smaller workspace is allowed and only means fewer splits (slower, still exact).

@@ -107,7 +107,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ON_OFF,
   },
   { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
-  { name: "AWQ_ATTN_DECODE", what: "decode attention kernel", values: ["per-head", "grouped", "1", "2"] },
+  {
+    name: "AWQ_ATTN_DECODE",
+    what: "decode attention kernel",
+    values: ["per-head", "grouped", "mma", "1", "2", "3"],
+  },
   { name: "AWQ_ATTN_BLOCKS_PER_SM", what: "split target of the grouped decode kernel", range: [1, 32] },
   { name: "AWQ_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
   {
