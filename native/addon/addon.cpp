@@ -20,6 +20,20 @@
 namespace awq_addon {
 namespace {
 
+// A step whose call could not queue its worker: a launched step is waited for here (it is in flight and nothing else
+// would finish it), an unlaunched one gives its ticket up so that later steps do not wait for it forever.
+void releaseUnqueued(awq::Engine& eng, const awq::StepInput& input, awq::PendingStep& pending, bool launched) {
+  try {
+    if (launched) {
+      eng.finishStep(input, pending);
+    } else if (pending.ticket != awq::PendingStep::kNoTicket) {
+      eng.abandonTicket(pending.ticket);
+    }
+  } catch (...) {
+    // the caller rethrows the error that brought it here
+  }
+}
+
 struct ProbeInfo {
   int driver = 0;
   int runtime = 0;
@@ -190,21 +204,27 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       throw Napi::Error::New(env, std::string("cuda step: ") + e.what());
     }
     (*times)[0] = Clock::now();
-    return AsyncTask::Run(
-        env, "cuda step",
-        [eng, input, output, times, pending, launched] {
-          (*times)[1] = Clock::now();
-          if (!launched) eng->launchStep(input, pending.get(), false);  // its ticket's turn, then the step
-          *output = eng->finishStep(input, *pending);
-          (*times)[2] = Clock::now();
-        },
-        [output, tokenLogprobs, times, called](Napi::Env e) -> Napi::Value {
-          (*times)[3] = Clock::now();
-          Napi::Object o = fromStepOutput(e, *output, tokenLogprobs);
-          o.Set("hostTiming", hostTiming(e, called, *times));
-          return o;
-        },
-        {info[0]});
+    try {
+      return AsyncTask::Run(
+          env, "cuda step",
+          [eng, input, output, times, pending, launched] {
+            (*times)[1] = Clock::now();
+            if (!launched) eng->launchStep(input, pending.get(), false);  // its ticket's turn, then the step
+            *output = eng->finishStep(input, *pending);
+            (*times)[2] = Clock::now();
+          },
+          [output, tokenLogprobs, times, called](Napi::Env e) -> Napi::Value {
+            (*times)[3] = Clock::now();
+            Napi::Object o = fromStepOutput(e, *output, tokenLogprobs);
+            o.Set("hostTiming", hostTiming(e, called, *times));
+            return o;
+          },
+          {info[0]});
+    } catch (...) {
+      // No worker will take this step: release its place in the launch order, or wait for it here if it launched.
+      releaseUnqueued(*eng, input, *pending, launched);
+      throw;
+    }
   }
 
   // forward(batch): the first half of a step whose batch.sampling.tokenMask is still being written (the grammar
@@ -235,17 +255,23 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       done.Resolve(env.Undefined());
       return done.Promise();
     }
-    return AsyncTask::Run(
-        env, "cuda forward",
-        [eng, step] {
-          try {
-            eng->launchStep(step->input, &step->pending, false);
-          } catch (...) {
-            step->failed = true;
-            throw;
-          }
-        },
-        nullptr, {info[0]});
+    try {
+      return AsyncTask::Run(
+          env, "cuda forward",
+          [eng, step] {
+            try {
+              eng->launchStep(step->input, &step->pending, false);
+            } catch (...) {
+              step->failed = true;
+              throw;
+            }
+          },
+          nullptr, {info[0]});
+    } catch (...) {
+      step->failed = true;
+      releaseUnqueued(*eng, step->input, step->pending, false);
+      throw;
+    }
   }
 
   // sample(batch), with the batch given to forward() once its masks are written: copies and uploads the mask

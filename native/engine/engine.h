@@ -4,6 +4,8 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <set>
+
 #include <cstdint>
 #include <atomic>
 #include <condition_variable>
@@ -172,6 +174,12 @@ class Engine {
    */
   uint64_t takeTicket() { return ticketsIssued_.fetch_add(1); }
   /**
+   * Gives up a ticket whose step will never reach launchStep (the caller could not hand it to a worker), so that
+   * later tickets do not wait for it forever. A chained step after it is refused (its rows are no longer the last
+   * launched step's).
+   */
+  void abandonTicket(uint64_t ticket);
+  /**
    * Enqueues a step (upload, forward, sampling, downloads) without waiting for it. With quickOnly, does nothing
    * and returns false unless the step is a replay of an already captured graph that may launch now: then it
    * costs tens of microseconds, so the JS thread can call it and leave only the wait to a worker. Waits (or,
@@ -281,6 +289,8 @@ class Engine {
   // The launch order (takeTicket): tickets handed out, and the ticket whose step launches next (under mutex_).
   std::atomic<uint64_t> ticketsIssued_{0};
   uint64_t nextTicket_ = 0;
+  std::set<uint64_t> abandoned_;  // tickets given up before their turn (abandonTicket), under mutex_
+  void skipAbandoned();           // under mutex_: moves nextTicket_ past abandoned tickets
   std::condition_variable idle_;
   /** Locks the engine once no step is in flight. */
   std::unique_lock<std::mutex> lockIdle() {

@@ -229,6 +229,7 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
     ~Turn() {
       if (!used) return;
       e->nextTicket_++;
+      e->skipAbandoned();
       e->idle_.notify_all();
     }
   } turn{this};
@@ -265,6 +266,20 @@ bool Engine::launchStep(const StepInput& in, PendingStep* pending, bool quickOnl
   for (size_t r = 0; r < pending->rows.size(); r++) lastSampleRows_[pending->rows[r]] = static_cast<int32_t>(r);
   lastRowsValid_ = true;
   return true;
+}
+
+void Engine::abandonTicket(uint64_t ticket) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  abandoned_.insert(ticket);
+  skipAbandoned();
+  idle_.notify_all();
+}
+
+void Engine::skipAbandoned() {
+  while (abandoned_.erase(nextTicket_) > 0) {
+    nextTicket_++;
+    lastRowsValid_ = false;
+  }
 }
 
 // Whether a step whose ticket has come may launch now: when no step is in flight, or as a chained step replaying a
