@@ -165,13 +165,15 @@ for step in $steps; do
       # SERVE_BENCH_PROMPTS (16 64 192 384 512 for 1 16 64 128 256; each row >= 2 waves except c=256).
       # Extra server flags (e.g. --kv-cache-dtype fp8) in SERVE_BENCH_SERVE_FLAGS. Prints the table; $OUT gets
       # serve-bench.json (one summary per row, vLLM's field names). SERVE_BENCH_BACKEND=cpu with a tiny checkpoint
-      # in SERVE_BENCH_DIR dry-runs the step on a machine without a GPU.
-      sb_dir=${SERVE_BENCH_DIR:-/tmp/awq-synthetic-13b}
+      # in SERVE_BENCH_DIR dry-runs the step on a machine without a GPU. SERVE_BENCH_SHAPE=llama-3-8b writes and serves
+      # a grouped-query model (32 query heads on 8 KV heads) instead of the 13B.
+      sb_shape=${SERVE_BENCH_SHAPE:-llama-2-13b}
+      sb_dir=${SERVE_BENCH_DIR:-/tmp/awq-synthetic-${sb_shape#llama-2-}}
       sb_url=http://127.0.0.1:${SERVE_BENCH_PORT:-8321}
       read -ra sb_conc <<< "${SERVE_BENCH_CONCURRENCY:-1 16 64 128 256}"
       read -ra sb_prompts <<< "${SERVE_BENCH_PROMPTS:-16 64 192 384 512}"
       if [[ ! -s $sb_dir/model.safetensors.index.json ]]; then
-        run_step serve-bench-write 240 node dist/src/cli/main.js bench synthetic-checkpoint --shape llama-2-13b \
+        run_step serve-bench-write 240 node dist/src/cli/main.js bench synthetic-checkpoint --shape "$sb_shape" \
           --out "$sb_dir" --quiet
         tail -n 1 "$out/serve-bench-write.log"
       fi
@@ -211,14 +213,14 @@ for step in $steps; do
           --save-result --result-dir "$out" --result-filename "serve-bench-c$c.json"
       done
       kill "$sb_pid" 2>/dev/null; wait "$sb_pid" 2>/dev/null
-      SB_JSON="$final/serve-bench.json" node -e '
+      SB_JSON="$final/serve-bench.json" SB_SHAPE="$sb_shape" node -e '
         const fs = require("fs");
         const rows = process.argv.slice(1).filter((f) => fs.existsSync(f)).map((f) => JSON.parse(fs.readFileSync(f, "utf8")));
         const drop = new Set(["input_lens", "output_lens", "server_prompt_tokens", "ttfts", "itls", "generated_texts", "errors"]);
         const slim = rows.map((r) => Object.fromEntries(Object.entries(r).filter(([k]) => !drop.has(k))));
         fs.writeFileSync(process.env.SB_JSON, JSON.stringify(slim, null, 2) + "\n");
         const ms = (v) => (v === null || v === undefined ? "-" : v < 100 ? v.toFixed(1) : v.toFixed(0));
-        console.log("\n== serve-bench: synthetic Llama-2-13B AWQ, 512 in / 128 out, ignore_eos");
+        console.log(`\n== serve-bench: synthetic ${process.env.SB_SHAPE} AWQ, 512 in / 128 out, ignore_eos`);
         console.log("| max concurrency | prompts | output tokens/s | req/s | TPOT p50 | ITL p50 | TTFT p50 / p99 | E2EL p50 | errors | preemptions |");
         console.log("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         for (const r of rows) {

@@ -96,7 +96,7 @@ test("shards split in order with balanced bytes and none empty", () => {
 test("an unknown shape is refused by name", async () => {
   await assert.rejects(
     writeSyntheticCheckpoint({ shape: "llama-3-70b", out: path.join(tmpdir(), "never") }),
-    /--shape llama-3-70b is not known: use llama-2-13b, llama-2-7b, tiny/,
+    /--shape llama-3-70b is not known: use llama-2-13b, llama-2-7b, llama-3-8b, tiny/,
   );
 });
 

@@ -39,6 +39,18 @@ export const SYNTHETIC_SHAPES: Record<string, SyntheticShape> = {
     numKvHeads: 32,
     maxPositionEmbeddings: 4096,
   },
+  /**
+   * Llama-3-8B's layer shapes (32 query heads on 8 KV heads) with the demo tokenizer's 32,002-row vocabulary, not
+   * its 128,256: serving benchmarks of a grouped-query model with no download.
+   */
+  "llama-3-8b": {
+    hiddenSize: 4096,
+    intermediateSize: 14336,
+    numLayers: 32,
+    numHeads: 32,
+    numKvHeads: 8,
+    maxPositionEmbeddings: 8192,
+  },
   /** The demo model's width with 2 layers: seconds to write, for tests. */
   tiny: {
     hiddenSize: 256,
