@@ -4,6 +4,7 @@
  * number includes the host side of a step (packing the batch, the addon call, the download of the tokens).
  */
 
+import { SYNTHETIC_SHAPES, type SyntheticShape } from "../../model/synthetic-checkpoint.js";
 import type { ModelConfig } from "../../model/types.js";
 import type { StepBatch } from "../backend.js";
 import { isFp8KvCache, type KvCacheDtype } from "../kv-cache-dtype.js";
@@ -13,19 +14,31 @@ import { CudaBackend } from "./cuda-backend.js";
 
 /** Llama-2-13B, AWQ 4-bit g128 (the seed model's shape); `layers` may be lowered for quick runs. */
 export function llama2_13bAwqConfig(layers = 40): ModelConfig {
+  return syntheticAwqConfig("llama-2-13b", layers);
+}
+
+/**
+ * A synthetic model of one of the checkpoint writer's shapes (SYNTHETIC_SHAPES: llama-2-13b, llama-3-8b, ...), AWQ 4-bit
+ * g128, the demo vocabulary; `layers` (default: the shape's) may be lowered for quick runs.
+ */
+export function syntheticAwqConfig(shapeName: string, layers?: number): ModelConfig {
+  const shape: SyntheticShape | undefined = SYNTHETIC_SHAPES[shapeName];
+  if (shape === undefined) {
+    throw new Error(`--shape ${shapeName} is not known: use ${Object.keys(SYNTHETIC_SHAPES).join(", ")}`);
+  }
   return {
     architecture: "LlamaForCausalLM",
-    hiddenSize: 5120,
-    intermediateSize: 13824,
-    numLayers: layers,
-    numHeads: 40,
-    numKvHeads: 40,
-    headDim: 128,
+    hiddenSize: shape.hiddenSize,
+    intermediateSize: shape.intermediateSize,
+    numLayers: layers ?? shape.numLayers,
+    numHeads: shape.numHeads,
+    numKvHeads: shape.numKvHeads,
+    headDim: shape.hiddenSize / shape.numHeads,
     vocabSize: 32002,
     rmsNormEps: 1e-5,
     ropeTheta: 10000,
     ropeScaling: null,
-    maxPositionEmbeddings: 4096,
+    maxPositionEmbeddings: shape.maxPositionEmbeddings,
     tieWordEmbeddings: false,
     dtype: "float16",
     bosTokenId: 1,
@@ -42,7 +55,10 @@ export function llama2_13bAwqConfig(layers = 40): ModelConfig {
 }
 
 export interface LatencyBenchOptions {
-  layers: number;
+  /** A synthetic shape (SYNTHETIC_SHAPES); default llama-2-13b. */
+  shape?: string;
+  /** Decoder layers; default: the shape's. */
+  layers?: number;
   prefillLengths: number[];
   decodeBatches: number[];
   /** Prompt tokens of each sequence before the timed decode steps; every batch is timed at each. */
@@ -170,7 +186,9 @@ function median(values: number[]): number {
 
 export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBenchResult> {
   const log = o.onProgress ?? (() => {});
-  const config = llama2_13bAwqConfig(o.layers);
+  const shapeName = o.shape ?? "llama-2-13b";
+  const config = syntheticAwqConfig(shapeName, o.layers);
+  const layers = config.numLayers;
   const blockSize = 16;
   const maxPrefill = Math.max(...o.prefillLengths, 1);
   const maxBatch = Math.max(...o.decodeBatches, 1);
@@ -179,7 +197,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
   const backend = await CudaBackend.create();
   const chainSteps = (o.chainedSteps ?? chainedStepsFromEnvironment()) && backend.chainedSteps;
   try {
-    log(`generating a random ${o.layers}-layer Llama-2-13B AWQ model on ${backend.deviceName}`);
+    log(`generating a random ${layers}-layer ${shapeName} AWQ model on ${backend.deviceName}`);
     const layout = await backend.loadSynthetic(config, {
       maxModelLen,
       maxNumSeqs: maxBatch,
@@ -194,7 +212,7 @@ export async function runLatencyBench(o: LatencyBenchOptions): Promise<LatencyBe
     const vocab = config.vocabSize;
     const result: LatencyBenchResult = {
       device: backend.deviceName,
-      model: `Llama-2-13B shape, AWQ int4 g128, ${o.layers} layers (random weights), KV ${isFp8KvCache(o.kvCacheDtype) ? "fp8_e4m3" : "fp16"}, decode steps ${chainSteps ? "chained" : "one after the other"}`,
+      model: `${shapeName} shape (${config.numHeads} / ${config.numKvHeads} heads), AWQ int4 g128, ${layers} layers (random weights), KV ${isFp8KvCache(o.kvCacheDtype) ? "fp8_e4m3" : "fp16"}, decode steps ${chainSteps ? "chained" : "one after the other"}`,
       weightBytes: memory.weightBytes,
       numBlocks: layout.numBlocks,
       prefill: [],

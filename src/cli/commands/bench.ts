@@ -1,7 +1,9 @@
-/** `awq bench latency`: prefill and decode throughput of the CUDA backend on a synthetic Llama-2-13B AWQ model. */
+/** `awq bench latency`: prefill and decode throughput of the CUDA backend on a synthetic AWQ model (--shape). */
+
 import type { Command } from "commander";
 import { type LatencyBenchResult, runLatencyBench } from "../../backend/cuda/latency-bench.js";
 import type { KvCacheDtype } from "../../backend/kv-cache-dtype.js";
+import { SYNTHETIC_SHAPES } from "../../model/synthetic-checkpoint.js";
 import {
   fractionFlag,
   intListFlag,
@@ -15,7 +17,8 @@ import { jsonErrors, withJsonErrors } from "./json-errors.js";
 import { registerSyntheticCheckpoint } from "./synthetic-checkpoint.js";
 
 interface LatencyFlags {
-  layers: number;
+  shape: string;
+  layers?: number;
   prefill: number[];
   batches: number[];
   context: number[];
@@ -86,9 +89,18 @@ export function registerBench(program: Command): void {
   registerSyntheticCheckpoint(bench);
   jsonErrors(bench.command("latency"))
     .description(
-      "prefill and decode tokens/s of the CUDA backend on a synthetic Llama-2-13B AWQ model (random weights generated on the GPU)",
+      "prefill and decode tokens/s of the CUDA backend on a synthetic AWQ model (Llama-2-13B's shape unless --shape; random weights generated on the GPU)",
     )
-    .option("--layers <n>", "decoder layers (40 = the full 13B)", positiveIntegerFlag("--layers"), 40)
+    .option(
+      "--shape <name>",
+      `model shape: ${Object.keys(SYNTHETIC_SHAPES).join(", ")} (as \`awq bench synthetic-checkpoint\`)`,
+      "llama-2-13b",
+    )
+    .option(
+      "--layers <n>",
+      "decoder layers (default: the shape's; 40 = the full 13B)",
+      positiveIntegerFlag("--layers"),
+    )
     .option("--prefill <list>", "prompt lengths to time", intListFlag("--prefill"), [512, 2048])
     .option("--batches <list>", "decode batch sizes to time", intListFlag("--batches"), [1, 8, 32, 128])
     .option(
@@ -116,6 +128,7 @@ export function registerBench(program: Command): void {
     .action(
       withJsonErrors(async (flags: LatencyFlags) => {
         const result = await runLatencyBench({
+          shape: flags.shape,
           layers: flags.layers,
           prefillLengths: flags.prefill,
           decodeBatches: flags.batches,
