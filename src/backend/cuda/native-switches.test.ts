@@ -17,7 +17,7 @@ test("unset, empty and accepted values pass", () => {
 test("a misspelt value is refused, naming the variable, what it changes and the values it takes", () => {
   assert.throws(
     () => checkNativeSwitches({ AWQ_ATTN_DECODE: "groupd" }),
-    /AWQ_ATTN_DECODE="groupd" \(decode attention kernel\): use per-head, grouped, 1, 2/,
+    /AWQ_ATTN_DECODE="groupd" \(decode attention kernel\): use per-head, grouped, mma, 1, 2, 3/,
   );
   assert.throws(() => checkNativeSwitches({ AWQ_GEMV_PF: "-1" }), /AWQ_GEMV_PF="-1".*integer from 0 to 64/);
   assert.throws(() => checkNativeSwitches({ AWQ_GEMM_WS: "yes" }), /AWQ_GEMM_WS="yes".*use 0, 1/);
