@@ -162,7 +162,8 @@ export class Engine implements EngineClient {
   private packerTurn = 0;
   private readonly stepSeqs: StepSequence[] = [];
   private readonly constraints: ConstraintFactory;
-  private readonly overlapOutputs: boolean;
+  /** Whether a step's outputs are handled while the next step runs (EngineOptions.overlapOutputs). */
+  readonly overlapOutputs: boolean;
   /** Whether steady decode steps are chained (EngineOptions.asyncScheduling, and what it needs). */
   readonly chainsSteps: boolean;
 

@@ -67,6 +67,8 @@ export class ReplicaRouter implements EngineClient {
   readonly kvReserveTokens: number;
   /** Whether the replicas chain steady decode steps (Engine.chainsSteps; they all run the same backend). */
   readonly chainsSteps: boolean;
+  /** Whether the replicas handle a step's outputs while the next one runs (Engine.overlapOutputs; all alike). */
+  readonly overlapOutputs: boolean;
   readonly kvCacheDtype: KvCacheDtype;
   readonly maxPromptLogprobs: number;
   readonly eosTokenIds: readonly number[];
@@ -92,6 +94,7 @@ export class ReplicaRouter implements EngineClient {
     this.maxNumBatchedTokens = first.maxNumBatchedTokens;
     this.kvReserveTokens = first.kvReserveTokens;
     this.chainsSteps = replicas.every((r) => r.chainsSteps);
+    this.overlapOutputs = replicas.every((r) => r.overlapOutputs);
     this.kvCacheDtype = first.kvCacheDtype;
     this.maxPromptLogprobs = Math.min(...replicas.map((r) => r.maxPromptLogprobs));
     this.eosTokenIds = first.eosTokenIds;

@@ -52,9 +52,8 @@ export async function chooseDefaultModel(
 }
 
 /** Why an engine asked for --async-scheduling still runs its steps one after the other. */
-function noChainReason(backend: string): string {
-  if (process.env.AWQ_ENGINE_OVERLAP === "0")
-    return "AWQ_ENGINE_OVERLAP=0 turns the overlapped step loop off";
+function noChainReason(engine: { overlapOutputs: boolean }, backend: string): string {
+  if (!engine.overlapOutputs) return "AWQ_ENGINE_OVERLAP=0 turns the overlapped step loop off";
   if (backend === "cuda")
     return "this build of the CUDA addon does not take chained steps (rebuild it: npm run build:native)";
   return `the ${backend} backend does not take chained steps`;
@@ -414,7 +413,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
       `${llm.engine.kvReserveTokens} decode tokens of KV room kept per request at admission, ` +
       (llm.engine.chainsSteps
         ? "decode steps chained (async scheduling)"
-        : `decode steps one after the other${flags.asyncScheduling === true ? ` (--async-scheduling: ${noChainReason(llm.engine.backend.name)})` : ""}`),
+        : `decode steps one after the other${flags.asyncScheduling === true ? ` (--async-scheduling: ${noChainReason(llm.engine, llm.engine.backend.name)})` : ""}`),
   );
   announcer(logger).info(
     {
