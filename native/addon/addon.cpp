@@ -213,13 +213,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
             *output = eng->finishStep(input, *pending);
             (*times)[2] = Clock::now();
           },
-          [output, tokenLogprobs, times, called](Napi::Env e) -> Napi::Value {
-            (*times)[3] = Clock::now();
-            Napi::Object o = fromStepOutput(e, *output, tokenLogprobs);
-            o.Set("hostTiming", hostTiming(e, called, *times));
-            return o;
-          },
-          {info[0]});
+          stepResult(output, tokenLogprobs, times, called), {info[0]});
     } catch (...) {
       // No worker will take this step: release its place in the launch order, or wait for it here if it launched.
       releaseUnqueued(*eng, input, *pending, launched);
@@ -299,25 +293,25 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     auto times = std::make_shared<std::array<Clock::time_point, 4>>();
     (*times)[0] = Clock::now();
     const bool tokenLogprobs = step->input.tokenLogprobs;
-    return AsyncTask::Run(
-        env, "cuda sample",
-        [eng, step, output, times, sampleError] {
-          (*times)[1] = Clock::now();
-          // Sampling not (fully) enqueued: nothing to read back (and the raw-logits buffer may not exist yet),
-          // so finishStep only waits and frees the engine.
-          if (!sampleError.empty()) step->pending.rows.clear();
-          awq::StepOutput out = eng->finishStep(step->input, step->pending);
-          if (!sampleError.empty()) throw std::runtime_error(sampleError);
-          *output = std::move(out);
-          (*times)[2] = Clock::now();
-        },
-        [output, tokenLogprobs, times, called](Napi::Env e) -> Napi::Value {
-          (*times)[3] = Clock::now();
-          Napi::Object o = fromStepOutput(e, *output, tokenLogprobs);
-          o.Set("hostTiming", hostTiming(e, called, *times));
-          return o;
-        },
-        {info[0]});
+    try {
+      return AsyncTask::Run(
+          env, "cuda sample",
+          [eng, step, output, times, sampleError] {
+            (*times)[1] = Clock::now();
+            // Sampling not (fully) enqueued: nothing to read back (and the raw-logits buffer may not exist yet),
+            // so finishStep only waits and frees the engine.
+            if (!sampleError.empty()) step->pending.rows.clear();
+            awq::StepOutput out = eng->finishStep(step->input, step->pending);
+            if (!sampleError.empty()) throw std::runtime_error(sampleError);
+            *output = std::move(out);
+            (*times)[2] = Clock::now();
+          },
+          stepResult(output, tokenLogprobs, times, called), {info[0]});
+    } catch (...) {
+      step->pending.rows.clear();  // only wait for the step: the engine is then free for the next one
+      releaseUnqueued(*eng, step->input, step->pending, true);
+      throw;
+    }
   }
 
   Napi::Value Dispose(const Napi::CallbackInfo& info) {
@@ -392,6 +386,18 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     t.Set("executeUs", us(times[1], times[2]));
     t.Set("returnUs", us(times[2], times[3]));
     return t;
+  }
+
+  // The value a finished step's promise resolves with: its outputs and the host phases (hostTiming).
+  static AsyncTask::Done stepResult(std::shared_ptr<awq::StepOutput> output, bool tokenLogprobs,
+                                    std::shared_ptr<std::array<std::chrono::steady_clock::time_point, 4>> times,
+                                    std::chrono::steady_clock::time_point called) {
+    return [output, tokenLogprobs, times, called](Napi::Env e) -> Napi::Value {
+      (*times)[3] = std::chrono::steady_clock::now();
+      Napi::Object o = fromStepOutput(e, *output, tokenLogprobs);
+      o.Set("hostTiming", hostTiming(e, called, *times));
+      return o;
+    };
   }
 
   /** A step between forward() and sample(): its input (views into `batch`'s arrays) and launch state. */
