@@ -361,7 +361,10 @@ void Engine::enqueueStep(const StepInput& in, int maxQueryLen, int maxContextLen
   const bool defer = in.deferSampling && maskWords > 0;
   if (maskWords > 0 && !defer) std::memcpy(hostWords + s.layout.tokenMask, in.tokenMask, maskWords * 4);
   uploadInputs(defer ? s.layout.tokenMask : s.layout.totalWords, pending->slot);
-  if (chained) launchChainedTokens(ws_->inputs.as<int32_t>() + s.layout.tokenIds, ws_->outTokens.as<int32_t>(), s.numTokens, stream_);
+  if (chained) {
+    launchChainedTokens(ws_->inputs.as<int32_t>() + s.layout.tokenIds, ws_->outTokens.as<int32_t>(), s.numTokens,
+                        stream_);
+  }
 
   runForward(s);
 
@@ -406,12 +409,6 @@ void Engine::enqueueSampling(const StepInput& in, ForwardShape& s, PendingStep* 
 }
 
 void Engine::uploadInputs(size_t words, int slot) {
-  for (int i = 0; i < 2; i++) {
-    if (stepStart_[i] == nullptr) {
-      cudaCheck(cudaEventCreate(&stepStart_[i]), "cudaEventCreate");
-      cudaCheck(cudaEventCreate(&stepEnd_[i]), "cudaEventCreate");
-    }
-  }
   cudaCheck(cudaEventRecord(stepStart_[slot], stream_), "cudaEventRecord");
   cudaCheck(cudaMemcpyAsync(ws_->inputs.get(), ws_->hostInputs[slot].as<int32_t>(), words * 4, cudaMemcpyHostToDevice,
                             stream_),

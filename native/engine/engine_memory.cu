@@ -133,6 +133,10 @@ void Engine::allocateWorkspace() {
   const InputLayout worst = InputLayout::make(o.maxNumBatchedTokens, o.maxNumSeqs, tableWidth_, 1 << 16, 1 << 16,
                                               1 << 12);
   ensureInputCapacity(worst.totalWords);
+  for (int i = 0; i < 2; i++) {  // a step's GPU time, per slot (PendingStep::slot); release() destroys them
+    if (stepStart_[i] == nullptr) cudaCheck(cudaEventCreate(&stepStart_[i]), "cudaEventCreate");
+    if (stepEnd_[i] == nullptr) cudaCheck(cudaEventCreate(&stepEnd_[i]), "cudaEventCreate");
+  }
   for (PinnedBuffer& outputs : w.hostOutputs) {
     outputs.allocate(seqs * 8 + seqs * kMaxTopLogprobs * 8 + tokens * 4 + tokens * (kMaxTokenTop * 8 + 4) + 256,
                      "step outputs");

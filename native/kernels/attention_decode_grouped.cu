@@ -312,12 +312,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
 // Online softmax per head in fp32 (base 2), masked keys at -inf and loaded as zeros; the warps and the splits are
 // merged as in decode_grouped_kernel (finish_block). Splits start at multiples of 16 keys (one KV block).
 __device__ __forceinline__ uint32_t widen_pair(uint32_t twoBytes) {
-  const __half2 h = detail::e4m3x2_to_half2(static_cast<uint16_t>(twoBytes & 0xffffu));
-  return *reinterpret_cast<const uint32_t*>(&h);
-}
-
-__device__ __forceinline__ uint32_t word_at(const uint4& v, int w) {
-  return w == 0 ? v.x : w == 1 ? v.y : w == 2 ? v.z : v.w;
+  return detail::h2_as_u32(detail::e4m3x2_to_half2(static_cast<uint16_t>(twoBytes & 0xffffu)));
 }
 
 __device__ __forceinline__ uint4 load_kv16(const uint8_t* p, bool ok, bool coherent) {
@@ -399,7 +394,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_mma_fp8_kernel(
     float sc[4] = {0.f, 0.f, 0.f, 0.f};  // keys g, g + 8 x heads 2t, 2t + 1
 #pragma unroll
     for (int j = 0; j < 8; ++j) {
-      const uint32_t wg = word_at(kr[j >> 2], j & 3), wg8 = word_at(kr[2 + (j >> 2)], j & 3);
+      const uint32_t wg = detail::word_of(kr[j >> 2], j & 3), wg8 = detail::word_of(kr[2 + (j >> 2)], j & 3);
       const uint32_t a[4] = {widen_pair(wg), widen_pair(wg8), widen_pair(wg >> 16), widen_pair(wg8 >> 16)};
       const uint32_t b[2] = {qb[2 * j], qb[2 * j + 1]};
       detail::mma16816(sc, a, b);
@@ -430,8 +425,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_mma_fp8_kernel(
     }
     // P^T as the B operand: lane (g, t) needs head g's probabilities of keys 2t, 2t + 1 (b[0]) and 2t + 8, 2t + 9
     // (b[1]), held by lanes (2t, g / 2) and (2t + 1, g / 2) as (key, heads 2t', 2t' + 1) half2 pairs.
-    const __half2 pLo = __floats2half2_rn(p0, p1), pHi = __floats2half2_rn(p2, p3);
-    const uint32_t lo = *reinterpret_cast<const uint32_t*>(&pLo), hi = *reinterpret_cast<const uint32_t*>(&pHi);
+    const uint32_t lo = detail::h2_as_u32(__floats2half2_rn(p0, p1)), hi = detail::h2_as_u32(__floats2half2_rn(p2, p3));
     const int srcA = 4 * (2 * t) + (g >> 1), srcB = srcA + 4;
     const uint32_t aLo = __shfl_sync(0xffffffffu, lo, srcA), aHi = __shfl_sync(0xffffffffu, hi, srcA);
     const uint32_t bLo = __shfl_sync(0xffffffffu, lo, srcB), bHi = __shfl_sync(0xffffffffu, hi, srcB);
@@ -441,8 +435,8 @@ __global__ void __launch_bounds__(kThreadsG) decode_mma_fp8_kernel(
     for (int m = 0; m < 8; ++m) {
       const int w = m >> 1;
       const uint32_t sel2 = (m & 1) ? 0x7362u : 0x5140u;  // bytes 2m, 2m + 1 of two keys: (k0, k1) at each dim
-      const uint32_t r01 = __byte_perm(word_at(vr[0], w), word_at(vr[1], w), sel2);
-      const uint32_t r23 = __byte_perm(word_at(vr[2], w), word_at(vr[3], w), sel2);
+      const uint32_t r01 = __byte_perm(detail::word_of(vr[0], w), detail::word_of(vr[1], w), sel2);
+      const uint32_t r23 = __byte_perm(detail::word_of(vr[2], w), detail::word_of(vr[3], w), sel2);
       const uint32_t a[4] = {widen_pair(r01), widen_pair(r01 >> 16), widen_pair(r23), widen_pair(r23 >> 16)};
       detail::mma16816(acc[m], a, bp);
     }

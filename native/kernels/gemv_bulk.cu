@@ -57,9 +57,7 @@ __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 }
 #endif
 
-__device__ __forceinline__ uint32_t word_of(const uint4& q, int w) {
-  return w == 0 ? q.x : w == 1 ? q.y : w == 2 ? q.z : q.w;
-}
+using detail::word_of;
 
 constexpr int kMaxWarps = 8;
 

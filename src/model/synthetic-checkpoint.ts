@@ -62,6 +62,15 @@ export const SYNTHETIC_SHAPES: Record<string, SyntheticShape> = {
   },
 };
 
+/** The shape called `name`, or an error that names it and the shapes there are (the --shape flags' message). */
+export function syntheticShape(name: string): SyntheticShape {
+  const shape = SYNTHETIC_SHAPES[name];
+  if (shape === undefined) {
+    throw new Error(`--shape ${name} is not known: use ${Object.keys(SYNTHETIC_SHAPES).join(", ")}`);
+  }
+  return shape;
+}
+
 const GROUP_SIZE = 128;
 /** The demo tokenizer's rows (Llama-2's 32000 + <|end_of_turn|> + <|pad_0|>). */
 const VOCAB_SIZE = 32002;
@@ -264,10 +273,7 @@ function configJson(shape: SyntheticShape): Record<string, unknown> {
 export async function writeSyntheticCheckpoint(
   opts: SyntheticCheckpointOptions,
 ): Promise<SyntheticCheckpointResult> {
-  const shape = SYNTHETIC_SHAPES[opts.shape];
-  if (shape === undefined) {
-    throw new Error(`--shape ${opts.shape} is not known: use ${Object.keys(SYNTHETIC_SHAPES).join(", ")}`);
-  }
+  const shape = syntheticShape(opts.shape);
   const tensors = syntheticTensors(shape, opts.seed ?? 0);
   const totalBytes = tensors.reduce((n, t) => n + tensorBytes(t), 0);
   const count = opts.shards ?? Math.max(1, Math.ceil(totalBytes / DEFAULT_SHARD_BYTES));

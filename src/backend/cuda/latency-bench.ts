@@ -4,7 +4,7 @@
  * number includes the host side of a step (packing the batch, the addon call, the download of the tokens).
  */
 
-import { SYNTHETIC_SHAPES, type SyntheticShape } from "../../model/synthetic-checkpoint.js";
+import { syntheticShape } from "../../model/synthetic-checkpoint.js";
 import type { ModelConfig } from "../../model/types.js";
 import type { StepBatch } from "../backend.js";
 import { isFp8KvCache, type KvCacheDtype } from "../kv-cache-dtype.js";
@@ -22,10 +22,7 @@ export function llama2_13bAwqConfig(layers = 40): ModelConfig {
  * g128, the demo vocabulary; `layers` (default: the shape's) may be lowered for quick runs.
  */
 export function syntheticAwqConfig(shapeName: string, layers?: number): ModelConfig {
-  const shape: SyntheticShape | undefined = SYNTHETIC_SHAPES[shapeName];
-  if (shape === undefined) {
-    throw new Error(`--shape ${shapeName} is not known: use ${Object.keys(SYNTHETIC_SHAPES).join(", ")}`);
-  }
+  const shape = syntheticShape(shapeName);
   return {
     architecture: "LlamaForCausalLM",
     hiddenSize: shape.hiddenSize,

@@ -1,6 +1,10 @@
 /** `awq bench synthetic-checkpoint`: a random-weight AWQ checkpoint of a Llama shape on disk, for benchmarks. */
 import type { Command } from "commander";
-import { SYNTHETIC_SHAPES, writeSyntheticCheckpoint } from "../../model/synthetic-checkpoint.js";
+import {
+  SYNTHETIC_SHAPES,
+  syntheticShape,
+  writeSyntheticCheckpoint,
+} from "../../model/synthetic-checkpoint.js";
 import { integerAtLeastFlag, positiveIntegerFlag } from "../flags.js";
 import { createProgressBar } from "../progress.js";
 
@@ -28,11 +32,7 @@ export function registerSyntheticCheckpoint(bench: Command): void {
     .option("--seed <n>", "seed of the random weights", integerAtLeastFlag("--seed", 0), 0)
     .option("-q, --quiet", "no progress bar")
     .action(async (flags: SyntheticFlags) => {
-      if (SYNTHETIC_SHAPES[flags.shape] === undefined) {
-        throw new Error(
-          `--shape ${flags.shape} is not known: use ${Object.keys(SYNTHETIC_SHAPES).join(", ")}`,
-        );
-      }
+      syntheticShape(flags.shape); // refused by name before the progress bar starts
       const started = performance.now();
       const bar = createProgressBar("writing", { total: 0, unit: "bytes", quiet: flags.quiet });
       const result = await writeSyntheticCheckpoint({
