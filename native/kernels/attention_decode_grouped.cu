@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "common.cuh"
 #include "fp8_e4m3.cuh"
@@ -118,17 +119,23 @@ __device__ __forceinline__ void finish_block(const float (&sM)[kWarpsG][G], cons
     merge_splits<D, G>(wsO, wsM, wsL, counters, seq * numKvHeads + kvh, numSplits, numHeads, seq, head0, out);
 }
 
-template <int D, typename KV, int G>
+// WIDE (FP8 cache, G <= 2): 16 elements a lane from 16-byte loads (detail::KvIoFp8x16) instead of 8 from 8-byte ones,
+// so half the lanes serve a key and every per-key instruction (dot-product shuffles, softmax, loads) carries twice the
+// bytes; the chunk keeps its bytes (half the key-steps).
+template <int D, typename KV, int G, bool WIDE = false>
 __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
     int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO, float* __restrict__ wsM,
     float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
-  using Io = detail::KvIo<KV>;
+  static_assert(!WIDE || (sizeof(KV) == 1 && G <= 2), "WIDE: FP8 cache, one or two query heads a KV head");
+  using Io = std::conditional_t<WIDE, detail::KvIoFp8x16, detail::KvIo<KV>>;
   using Raw = typename Io::Raw;
-  constexpr int LPK = D / 8;      // lanes per key
-  constexpr int KPW = 32 / LPK;   // keys per warp step
-  constexpr int U = chunk_steps<KV, G>();
+  constexpr int EPL = Io::kElems;  // elements a lane of each key
+  constexpr int NH = EPL / 8;      // uint4s of halves a lane of each key
+  constexpr int LPK = D / EPL;     // lanes per key
+  constexpr int KPW = 32 / LPK;    // keys per warp step
+  constexpr int U = chunk_steps<KV, G>() * 8 / EPL;
   constexpr int CK = U * KPW;     // keys per warp chunk
   __shared__ float sM[kWarpsG][G], sL[kWarpsG][G];
   __shared__ float sAcc[kWarpsG][G][D];
@@ -142,7 +149,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
   const int end = min(start + partition, ctx);
   const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
   const size_t rowStride = (size_t)numKvHeads * D;
-  const size_t colOff = (size_t)kvh * D + kl * 8;
+  const size_t colOff = (size_t)kvh * D + kl * EPL;
 
   auto keyOf = [&](int c, int u) { return start + c * CK + u * KPW + kg; };
   auto load = [&](int c, Raw* kr, Raw* vr) {
@@ -161,13 +168,13 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     }
   };
 
-  float m[G], l[G], acc[G][8], qf[G][8];
+  float m[G], l[G], acc[G][EPL], qf[G][EPL];
 #pragma unroll
   for (int g = 0; g < G; ++g) {
     m[g] = -1e30f;
     l[g] = 0.f;
 #pragma unroll
-    for (int i = 0; i < 8; ++i) acc[g][i] = 0.f;
+    for (int i = 0; i < EPL; ++i) acc[g][i] = 0.f;
   }
 
   // PDL (launch.h): the first chunk's K/V are requested before the wait; the key at ctx - 1 (written by the
@@ -189,13 +196,17 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
   }
 #pragma unroll
   for (int g = 0; g < G; ++g) {
-    const uint4 raw = __ldcg(reinterpret_cast<const uint4*>(q + ((size_t)seq * numHeads + head0 + g) * D + kl * 8));
-    const __half2* h = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float2 f = __half22float2(h[i]);
-      qf[g][2 * i] = f.x * scaleLog2;
-      qf[g][2 * i + 1] = f.y * scaleLog2;
+    for (int n = 0; n < NH; ++n) {
+      const uint4 raw =
+          __ldcg(reinterpret_cast<const uint4*>(q + ((size_t)seq * numHeads + head0 + g) * D + kl * EPL + 8 * n));
+      const __half2* h = reinterpret_cast<const __half2*>(&raw);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float2 f = __half22float2(h[i]);
+        qf[g][8 * n + 2 * i] = f.x * scaleLog2;
+        qf[g][8 * n + 2 * i + 1] = f.y * scaleLog2;
+      }
     }
   }
 
@@ -206,11 +217,12 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     float s[U][G];
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const uint4 kh = Io::halves(kb[u]);
-      const __half2* h = reinterpret_cast<const __half2*>(&kh);
-      float kf[8];
+      uint4 kh[NH];
+      Io::widen(kb[u], kh);
+      const __half2* h = reinterpret_cast<const __half2*>(kh);
+      float kf[EPL];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < EPL / 2; ++i) {
         const float2 f = __half22float2(h[i]);
         kf[2 * i] = f.x;
         kf[2 * i + 1] = f.y;
@@ -219,7 +231,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
       for (int g = 0; g < G; ++g) {
         float dot = 0.f;
 #pragma unroll
-        for (int i = 0; i < 8; ++i) dot = fmaf(qf[g][i], kf[i], dot);
+        for (int i = 0; i < EPL; ++i) dot = fmaf(qf[g][i], kf[i], dot);
         s[u][g] = dot;
       }
     }
@@ -241,7 +253,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
       m[g] = mx;
       l[g] *= alpha;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) acc[g][i] *= alpha;
+      for (int i = 0; i < EPL; ++i) acc[g][i] *= alpha;
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         s[u][g] = exp2f(s[u][g] - mx);
@@ -250,10 +262,11 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     }
 #pragma unroll
     for (int u = 0; u < U; ++u) {
-      const uint4 vh = Io::halves(vb[u]);
-      const __half2* h = reinterpret_cast<const __half2*>(&vh);
+      uint4 vh[NH];
+      Io::widen(vb[u], vh);
+      const __half2* h = reinterpret_cast<const __half2*>(vh);
 #pragma unroll
-      for (int i = 0; i < 4; ++i) {
+      for (int i = 0; i < EPL / 2; ++i) {
         const float2 f = __half22float2(h[i]);
 #pragma unroll
         for (int g = 0; g < G; ++g) {
@@ -281,7 +294,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
       l[g] = l[g] * a1 + l2 * a2;
       m[g] = mx;
 #pragma unroll
-      for (int i = 0; i < 8; ++i) acc[g][i] = acc[g][i] * a1 + __shfl_xor_sync(0xffffffffu, acc[g][i], o) * a2;
+      for (int i = 0; i < EPL; ++i) acc[g][i] = acc[g][i] * a1 + __shfl_xor_sync(0xffffffffu, acc[g][i], o) * a2;
     }
   }
   if (kg == 0) {
@@ -292,7 +305,7 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
         sL[warp][g] = l[g];
       }
 #pragma unroll
-      for (int i = 0; i < 8; ++i) sAcc[warp][g][kl * 8 + i] = acc[g][i];
+      for (int i = 0; i < EPL; ++i) sAcc[warp][g][kl * EPL + i] = acc[g][i];
     }
   }
   finish_block<D, G>(sM, sL, sAcc, numHeads, numKvHeads, seq, kvh, wsO, wsM, wsL, counters, out);
@@ -490,6 +503,16 @@ int blocks_per_sm_target() {
   return fromEnv > 0 ? fromEnv : 4;
 }
 
+// The FP8 cache read 16 elements a lane (decode_grouped_kernel's WIDE, one query head a KV head): on unless
+// AWQ_ATTN_FP8_WIDE=0 (the 8-element build, for A/B).
+bool fp8_wide_loads() {
+  static const bool on = [] {
+    const char* v = std::getenv("AWQ_ATTN_FP8_WIDE");
+    return v == nullptr || v[0] != '0';
+  }();
+  return on;
+}
+
 template <int D, typename KV, int G>
 cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const int32_t* bt, int maxBlocksPerSeq,
                            const int32_t* ctxLens, int numSeqs, int maxContextLen, int numHeads, int numKvHeads,
@@ -522,6 +545,12 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
       return pdl_launch_kernel(decode_mma_fp8_kernel<G>, dim3(splits, numKvHeads, numSeqs), dim3(kThreadsG), 0,
                                stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads, numKvHeads,
                                scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);
+  }
+  if constexpr (sizeof(KV) == 1 && G == 1) {  // G = 2 would hold 160 registers (3 blocks an SM, not 4): not timed
+    if (fp8_wide_loads())
+      return pdl_launch_kernel(decode_grouped_kernel<D, KV, G, true>, dim3(splits, numKvHeads, numSeqs),
+                               dim3(kThreadsG), 0, stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads,
+                               numKvHeads, scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);
   }
   return pdl_launch_kernel(decode_grouped_kernel<D, KV, G>, dim3(splits, numKvHeads, numSeqs), dim3(kThreadsG), 0,
                            stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads, numKvHeads,

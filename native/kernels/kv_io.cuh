@@ -28,6 +28,8 @@ struct KvIo<__half> {
     return reinterpret_cast<const __half2*>(&r);
   }
   static __device__ __forceinline__ uint4 halves(Raw r) { return r; }
+  static constexpr int kElems = 8;
+  static __device__ __forceinline__ void widen(const Raw& r, uint4 (&h)[1]) { h[0] = r; }
 };
 
 template <>
@@ -45,6 +47,23 @@ struct KvIo<uint8_t> {
     return reinterpret_cast<const __half2*>(&wide);
   }
   static __device__ __forceinline__ uint4 halves(Raw r) { return e4m3x8_to_half8(r); }
+  static constexpr int kElems = 8;
+  static __device__ __forceinline__ void widen(const Raw& r, uint4 (&h)[1]) { h[0] = e4m3x8_to_half8(r); }
+};
+
+// Sixteen consecutive FP8 E4M3 elements of one lane (16-byte loads): the by-KV-head decode kernel's FP8 reads for
+// one or two query heads a KV head, so that each lane's instructions (dot product, shuffles, softmax) are amortized
+// over as many bytes as the fp16 cache's 8 elements are.
+struct KvIoFp8x16 {
+  using Raw = uint4;
+  static __device__ __forceinline__ Raw zero() { return make_uint4(0, 0, 0, 0); }
+  static __device__ __forceinline__ Raw stream(const uint8_t* p) { return ld_stream16(p); }
+  static __device__ __forceinline__ Raw coherent(const uint8_t* p) { return __ldcg(reinterpret_cast<const uint4*>(p)); }
+  static constexpr int kElems = 16;
+  static __device__ __forceinline__ void widen(const Raw& r, uint4 (&h)[2]) {
+    h[0] = e4m3x8_to_half8(make_uint2(r.x, r.y));
+    h[1] = e4m3x8_to_half8(make_uint2(r.z, r.w));
+  }
 };
 
 }  // namespace detail

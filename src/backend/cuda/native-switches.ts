@@ -113,6 +113,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     values: ["per-head", "grouped", "mma", "1", "2", "3"],
   },
   { name: "AWQ_ATTN_BLOCKS_PER_SM", what: "split target of the grouped decode kernel", range: [1, 32] },
+  {
+    name: "AWQ_ATTN_FP8_WIDE",
+    what: "16 FP8 elements a lane in the by-KV-head decode kernel (one query head a KV head; 0: 8 elements)",
+    values: ON_OFF,
+  },
   { name: "AWQ_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
   {
     name: "AWQ_CUDA_CHAINED",
