@@ -128,8 +128,9 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
     int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO, float* __restrict__ wsM,
     float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
-  static_assert(!WIDE || (sizeof(KV) == 1 && G <= 2), "WIDE: FP8 cache, one or two query heads a KV head");
-  using Io = std::conditional_t<WIDE, detail::KvIoFp8x16, detail::KvIo<KV>>;
+  static_assert(!WIDE || G <= 2, "WIDE: one or two query heads a KV head");
+  using WideIo = std::conditional_t<sizeof(KV) == 1, detail::KvIoFp8x16, detail::KvIoFp16x16>;
+  using Io = std::conditional_t<WIDE, WideIo, detail::KvIo<KV>>;
   using Raw = typename Io::Raw;
   constexpr int EPL = Io::kElems;  // elements a lane of each key
   constexpr int NH = EPL / 8;      // uint4s of halves a lane of each key
@@ -513,6 +514,15 @@ bool fp8_wide_loads() {
   return on;
 }
 
+// The fp16 cache read 16 elements a lane (two 16-byte loads): AWQ_ATTN_FP16_WIDE=1, off by default (an experiment).
+bool fp16_wide_loads() {
+  static const bool on = [] {
+    const char* v = std::getenv("AWQ_ATTN_FP16_WIDE");
+    return v != nullptr && v[0] == '1';
+  }();
+  return on;
+}
+
 template <int D, typename KV, int G>
 cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const int32_t* bt, int maxBlocksPerSeq,
                            const int32_t* ctxLens, int numSeqs, int maxContextLen, int numHeads, int numKvHeads,
@@ -546,8 +556,8 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
                                stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads, numKvHeads,
                                scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);
   }
-  if constexpr (sizeof(KV) == 1 && G == 1) {  // G = 2 would hold 160 registers (3 blocks an SM, not 4): not timed
-    if (fp8_wide_loads())
+  if constexpr (G == 1) {  // G = 2 would hold 160 registers with FP8 (3 blocks an SM, not 4): not timed
+    if (sizeof(KV) == 1 ? fp8_wide_loads() : fp16_wide_loads())
       return pdl_launch_kernel(decode_grouped_kernel<D, KV, G, true>, dim3(splits, numKvHeads, numSeqs),
                                dim3(kThreadsG), 0, stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads,
                                numKvHeads, scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);

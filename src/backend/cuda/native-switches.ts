@@ -118,6 +118,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "16 FP8 elements a lane in the by-KV-head decode kernel (one query head a KV head; 0: 8 elements)",
     values: ON_OFF,
   },
+  {
+    name: "AWQ_ATTN_FP16_WIDE",
+    what: "16 fp16 elements a lane in the by-KV-head decode kernel (one query head a KV head; an experiment, off)",
+    values: ON_OFF,
+  },
   { name: "AWQ_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
   {
     name: "AWQ_CUDA_CHAINED",
