@@ -61,8 +61,8 @@ for step in $steps; do
     verify-ws-pair) run_step verify-ws-pair 420 bash scripts/verify-ws-pair.sh ;;  # decode tiles, a pair of chunks a stage
     verify-chained) run_step verify-chained 560 bash scripts/verify-chained.sh ;;  # chained decode steps (see the file)
     verify-gqa) run_step verify-gqa 560 bash scripts/verify-gqa.sh ;;  # grouped-query decode defaults (see the file)
-    verify-fp8-wide) run_step verify-fp8-wide 420 bash scripts/verify-fp8-wide.sh ;;  # FP8 decode reads, 16 a lane (see the file)
-    verify-fp16-wide) run_step verify-fp16-wide 480 bash scripts/verify-fp16-wide.sh ;;  # fp16 decode reads, 16 a lane (off; see the file)
+    verify-fp8-wide) run_step verify-fp8-wide 480 bash scripts/verify-wide-kv.sh fp8 ;;  # FP8 decode reads, 16 a lane (see the file)
+    verify-fp16-wide) run_step verify-fp16-wide 480 bash scripts/verify-wide-kv.sh fp16 ;;  # fp16 decode reads, 16 a lane (off; see the file)
     verify-attn-fp8) run_step verify-attn-fp8 300 bash scripts/verify-attn-fp8.sh ;;  # FP8 prefill attention on the producer warpgroup
     verify-kv) run_step verify-kv 580 bash scripts/verify-kv.sh ;;  # issue 14 FP8 KV cache + issue 13 decode attention (see the file)
     quantize)

@@ -119,9 +119,9 @@ __device__ __forceinline__ void finish_block(const float (&sM)[kWarpsG][G], cons
     merge_splits<D, G>(wsO, wsM, wsL, counters, seq * numKvHeads + kvh, numSplits, numHeads, seq, head0, out);
 }
 
-// WIDE (FP8 cache, G <= 2): 16 elements a lane from 16-byte loads (detail::KvIoFp8x16) instead of 8 from 8-byte ones,
-// so half the lanes serve a key and every per-key instruction (dot-product shuffles, softmax, loads) carries twice the
-// bytes; the chunk keeps its bytes (half the key-steps).
+// WIDE (G <= 2; launched for G = 1): 16 elements a lane (detail::KvIoFp8x16: one 16-byte load; KvIoFp16x16: two)
+// instead of 8, so half the lanes serve a key and every per-key instruction (dot-product shuffles, softmax, loads)
+// carries twice the bytes; the chunk keeps its bytes (half the key-steps).
 template <int D, typename KV, int G, bool WIDE = false>
 __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
@@ -504,23 +504,12 @@ int blocks_per_sm_target() {
   return fromEnv > 0 ? fromEnv : 4;
 }
 
-// The FP8 cache read 16 elements a lane (decode_grouped_kernel's WIDE, one query head a KV head): on unless
-// AWQ_ATTN_FP8_WIDE=0 (the 8-element build, for A/B).
-bool fp8_wide_loads() {
-  static const bool on = [] {
-    const char* v = std::getenv("AWQ_ATTN_FP8_WIDE");
-    return v == nullptr || v[0] != '0';
-  }();
-  return on;
-}
-
-// The fp16 cache read 16 elements a lane (two 16-byte loads): AWQ_ATTN_FP16_WIDE=1, off by default (an experiment).
-bool fp16_wide_loads() {
-  static const bool on = [] {
-    const char* v = std::getenv("AWQ_ATTN_FP16_WIDE");
-    return v != nullptr && v[0] == '1';
-  }();
-  return on;
+// decode_grouped_kernel's WIDE reads: over the FP8 cache on unless AWQ_ATTN_FP8_WIDE=0 (the 8-element build, for
+// A/B); over the fp16 cache only with AWQ_ATTN_FP16_WIDE=1 (an experiment, not yet timed).
+bool wide_loads(bool fp8) {
+  static const bool fp8On = env_flag("AWQ_ATTN_FP8_WIDE", true);
+  static const bool fp16On = env_flag("AWQ_ATTN_FP16_WIDE", false);
+  return fp8 ? fp8On : fp16On;
 }
 
 template <int D, typename KV, int G>
@@ -557,7 +546,7 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
                                scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);
   }
   if constexpr (G == 1) {  // G = 2 would hold 160 registers with FP8 (3 blocks an SM, not 4): not timed
-    if (sizeof(KV) == 1 ? fp8_wide_loads() : fp16_wide_loads())
+    if (wide_loads(sizeof(KV) == 1))
       return pdl_launch_kernel(decode_grouped_kernel<D, KV, G, true>, dim3(splits, numKvHeads, numSeqs),
                                dim3(kThreadsG), 0, stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads,
                                numKvHeads, scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);

@@ -622,13 +622,6 @@ __global__ void __launch_bounds__(TMA ? 384 : 256, 1) prefill_attention_sm90_ker
 #endif
 }
 
-// An environment switch: "0" off, "1" on, unset `dflt`.
-bool env_flag(const char* name, bool dflt) {
-  const char* e = std::getenv(name);
-  if (e == nullptr || e[0] == '\0') return dflt;
-  return e[0] != '0';
-}
-
 }  // namespace
 
 // AWQ_ATTN_PREFILL_WGMMA=0 turns the kernel off (attention.cu's mma.sync kernel takes every prefill). The fp16 cache

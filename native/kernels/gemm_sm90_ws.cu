@@ -692,15 +692,9 @@ __global__ void __launch_bounds__(384, 1) gemm_ws_kernel(const __grid_constant__
 #endif
 }
 
-// An on-by-default environment switch: off only when set to a value starting with '0'.
-bool env_on(const char* name) {
-  const char* e = std::getenv(name);
-  return e == nullptr || e[0] != '0';
-}
-
 // AWQ_GEMM_WS_PF=0: no weight requests before the wait for the previous kernel (A/B of that prologue).
 int ws_prefetch() {
-  static const int v = env_on("AWQ_GEMM_WS_PF") ? 1 : 0;
+  static const int v = env_flag("AWQ_GEMM_WS_PF", true) ? 1 : 0;
   return v;
 }
 
@@ -718,7 +712,7 @@ int g_wsTmaW = -1;  // -1: the environment's choice
 // The wgmma decode tiles' four-set pipeline (DEEP: v6, and v7-v9 when MMA is off): AWQ_GEMM_WS_DEEP=0 the two-set
 // loop, else (default) on.
 bool ws_deep() {
-  static const bool on = env_on("AWQ_GEMM_WS_DEEP");
+  static const bool on = env_flag("AWQ_GEMM_WS_DEEP", true);
   return on;
 }
 
@@ -735,7 +729,7 @@ int ws_mma() {
 
 // Stream-K owners read the partials of a tile several at once (default); AWQ_GEMM_WS_FIXUP=0 one after the other.
 bool ws_fixup_batch() {
-  static const bool on = env_on("AWQ_GEMM_WS_FIXUP");
+  static const bool on = env_flag("AWQ_GEMM_WS_FIXUP", true);
   return on;
 }
 

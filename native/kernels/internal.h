@@ -12,6 +12,10 @@ namespace awqk {
 // True when the current device is Hopper (compute capability 9.x): the wgmma / TMA kernels' devices.
 bool hopper_device();
 
+// A 0 / 1 switch from the environment (values checked on the TypeScript side, native-switches.ts): "0..." off,
+// anything else on, unset or empty `dflt` (launch.cu).
+bool env_flag(const char* name, bool dflt);
+
 // Bytes of the packed int4 part (the zero/scale part follows it).
 size_t awq_weight_bytes(int in, int out);
 bool awq_shape_ok(int in, int out, int group);

@@ -27,7 +27,6 @@ struct KvIo<__half> {
   static __device__ __forceinline__ const __half2* as_half2(const Raw& r, uint4&) {
     return reinterpret_cast<const __half2*>(&r);
   }
-  static __device__ __forceinline__ uint4 halves(Raw r) { return r; }
   static constexpr int kElems = 8;
   static __device__ __forceinline__ void widen(const Raw& r, uint4 (&h)[1]) { h[0] = r; }
 };
@@ -46,7 +45,6 @@ struct KvIo<uint8_t> {
     wide = e4m3x8_to_half8(r);
     return reinterpret_cast<const __half2*>(&wide);
   }
-  static __device__ __forceinline__ uint4 halves(Raw r) { return e4m3x8_to_half8(r); }
   static constexpr int kElems = 8;
   static __device__ __forceinline__ void widen(const Raw& r, uint4 (&h)[1]) { h[0] = e4m3x8_to_half8(r); }
 };
@@ -70,8 +68,8 @@ struct KvIoFp16x16 {
 };
 
 // Sixteen consecutive FP8 E4M3 elements of one lane (16-byte loads): the by-KV-head decode kernel's FP8 reads for
-// one or two query heads a KV head, so that each lane's instructions (dot product, shuffles, softmax) are amortized
-// over as many bytes as the fp16 cache's 8 elements are.
+// one query head a KV head, so that each lane's instructions (dot product, shuffles, softmax) are amortized over as
+// many bytes as the fp16 cache's 8 elements are.
 struct KvIoFp8x16 {
   using Raw = uint4;
   static __device__ __forceinline__ Raw zero() { return make_uint4(0, 0, 0, 0); }

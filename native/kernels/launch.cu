@@ -1,7 +1,8 @@
-// PDL switch (launch.h).
+// PDL switch (launch.h) and the environment switches (internal.h).
 #include <cstdlib>
 #include <cstring>
 
+#include "internal.h"
 #include "launch.h"
 
 namespace awqk {
@@ -18,6 +19,12 @@ bool pdl_enabled() {
     g_pdl = major >= 9 && !(env != nullptr && std::strcmp(env, "0") == 0) ? 1 : 0;
   }
   return g_pdl == 1;
+}
+
+bool env_flag(const char* name, bool dflt) {
+  const char* e = std::getenv(name);
+  if (e == nullptr || e[0] == '\0') return dflt;
+  return e[0] != '0';
 }
 
 void set_pdl(bool on) {
