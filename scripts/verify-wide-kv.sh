@@ -3,22 +3,20 @@
 # key; decode_grouped_kernel's WIDE in attention_decode_grouped.cu, one query head a KV head) against 8 a lane, for one
 # cache dtype, about 4 minutes:
 #   bash scripts/gpu-run.sh verify-fp8-wide    (fp8: one 16-byte load a lane, on by default, AWQ_ATTN_FP8_WIDE=0 off)
-#   bash scripts/gpu-run.sh verify-fp16-wide   (fp16: two 16-byte loads, off by default, AWQ_ATTN_FP16_WIDE=1 on;
-#                                               written without a GPU: 120 registers against 96, 0 spills)
-#   or: bash scripts/verify-wide-kv.sh fp8|fp16   from the repo root
+#   or: bash scripts/verify-wide-kv.sh fp8   from the repo root
+# (fp16, two 16-byte loads a lane, was verified with this script on an H200 on 2026-12-07 and removed: slower at every
+# batch from 16, docs/benchmarks.md, sixth session.)
 # (1) `kernel-tests --kv --no-bench` with it on (every decode case of that dtype against the reference; must be 0
 # FAIL); (2) whole decode steps of the synthetic 13B at batch 1 / 16 / 64 / 128, context 512 and 2048, both ways,
 # alternating, two passes; (3) the conformance suite with it on (the demo has two query heads a KV head, so for it
 # this only checks that nothing else moved); (4) `kernel-tests --kv --bench-only` both ways (us and GB/s of K+V).
 # Pass: 0 FAIL, conformance passes, and at least as fast in whole steps at every batch in both passes: then it is (or
-# becomes) the default (wide_loads in attention_decode_grouped.cu); else its default goes to off (fp8) or it is
-# removed (fp16). The fp8 run of 2026-12-07 (H100): docs/benchmarks.md, fifth session, call 3.
+# stays the default (wide_fp8_loads in attention_decode_grouped.cu); else its default goes to off. The fp8 run of 2026-12-07 (H100): docs/benchmarks.md, fifth session, call 3.
 set -u
 dtype=${1:-}
 case $dtype in
   fp8) var=AWQ_ATTN_FP8_WIDE; kvFlag=(--kv-cache-dtype fp8); col=11 ;;  # v2 fp8 column of the kv bench
-  fp16) var=AWQ_ATTN_FP16_WIDE; kvFlag=(); col=7 ;;                      # v2 fp16 column
-  *) echo "usage: $0 fp8|fp16" >&2; exit 2 ;;
+  *) echo "usage: $0 fp8" >&2; exit 2 ;;
 esac
 T0=$SECONDS
 env "$var=1" timeout 120 native/build/kernel-tests/kernel-tests --kv --no-bench > "/tmp/wide-$dtype-kv.log" 2>&1

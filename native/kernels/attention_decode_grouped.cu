@@ -119,8 +119,8 @@ __device__ __forceinline__ void finish_block(const float (&sM)[kWarpsG][G], cons
     merge_splits<D, G>(wsO, wsM, wsL, counters, seq * numKvHeads + kvh, numSplits, numHeads, seq, head0, out);
 }
 
-// WIDE (G <= 2; launched for G = 1): 16 elements a lane (detail::KvIoFp8x16: one 16-byte load; KvIoFp16x16: two)
-// instead of 8, so half the lanes serve a key and every per-key instruction (dot-product shuffles, softmax, loads)
+// WIDE (FP8 cache, G <= 2; launched for G = 1): 16 elements a lane (detail::KvIoFp8x16: one 16-byte load) instead
+// of 8, so half the lanes serve a key and every per-key instruction (dot-product shuffles, softmax, loads)
 // carries twice the bytes; the chunk keeps its bytes (half the key-steps).
 template <int D, typename KV, int G, bool WIDE = false>
 __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
@@ -128,9 +128,8 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
     int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO, float* __restrict__ wsM,
     float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
-  static_assert(!WIDE || G <= 2, "WIDE: one or two query heads a KV head");
-  using WideIo = std::conditional_t<sizeof(KV) == 1, detail::KvIoFp8x16, detail::KvIoFp16x16>;
-  using Io = std::conditional_t<WIDE, WideIo, detail::KvIo<KV>>;
+  static_assert(!WIDE || (G <= 2 && sizeof(KV) == 1), "WIDE: the FP8 cache, one or two query heads a KV head");
+  using Io = std::conditional_t<WIDE, detail::KvIoFp8x16, detail::KvIo<KV>>;
   using Raw = typename Io::Raw;
   constexpr int EPL = Io::kElems;  // elements a lane of each key
   constexpr int NH = EPL / 8;      // uint4s of halves a lane of each key
@@ -504,12 +503,12 @@ int blocks_per_sm_target() {
   return fromEnv > 0 ? fromEnv : 4;
 }
 
-// decode_grouped_kernel's WIDE reads: over the FP8 cache on unless AWQ_ATTN_FP8_WIDE=0 (the 8-element build, for
-// A/B); over the fp16 cache only with AWQ_ATTN_FP16_WIDE=1 (an experiment, not yet timed).
-bool wide_loads(bool fp8) {
-  static const bool fp8On = env_flag("AWQ_ATTN_FP8_WIDE", true);
-  static const bool fp16On = env_flag("AWQ_ATTN_FP16_WIDE", false);
-  return fp8 ? fp8On : fp16On;
+// decode_grouped_kernel's WIDE reads over the FP8 cache: on unless AWQ_ATTN_FP8_WIDE=0 (the 8-element build, for
+// A/B). The fp16 cache keeps 8 a lane: 16 (two 16-byte loads) was slower at every batch on an H200 (2026-12-07,
+// docs/benchmarks.md) and was removed.
+bool wide_fp8_loads() {
+  static const bool on = env_flag("AWQ_ATTN_FP8_WIDE", true);
+  return on;
 }
 
 template <int D, typename KV, int G>
@@ -545,8 +544,8 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
                                stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads, numKvHeads,
                                scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);
   }
-  if constexpr (G == 1) {  // G = 2 would hold 160 registers with FP8 (3 blocks an SM, not 4): not timed
-    if (wide_loads(sizeof(KV) == 1))
+  if constexpr (G == 1 && sizeof(KV) == 1) {  // G = 2 would hold 160 registers (3 blocks an SM, not 4): not timed
+    if (wide_fp8_loads())
       return pdl_launch_kernel(decode_grouped_kernel<D, KV, G, true>, dim3(splits, numKvHeads, numSeqs),
                                dim3(kThreadsG), 0, stream, q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numHeads,
                                numKvHeads, scale * 1.4426950408889634f, partition, wsO, wsM, wsL, counters, out);

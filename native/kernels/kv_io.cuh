@@ -49,24 +49,6 @@ struct KvIo<uint8_t> {
   static __device__ __forceinline__ void widen(const Raw& r, uint4 (&h)[1]) { h[0] = e4m3x8_to_half8(r); }
 };
 
-// Sixteen consecutive fp16 elements of one lane (two 16-byte loads): the by-KV-head decode kernel's fp16 reads for one
-// query head a KV head under AWQ_ATTN_FP16_WIDE=1 (an experiment).
-struct KvIoFp16x16 {
-  struct Raw {
-    uint4 lo, hi;
-  };
-  static __device__ __forceinline__ Raw zero() { return {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)}; }
-  static __device__ __forceinline__ Raw stream(const __half* p) { return {ld_stream16(p), ld_stream16(p + 8)}; }
-  static __device__ __forceinline__ Raw coherent(const __half* p) {
-    return {__ldcg(reinterpret_cast<const uint4*>(p)), __ldcg(reinterpret_cast<const uint4*>(p + 8))};
-  }
-  static constexpr int kElems = 16;
-  static __device__ __forceinline__ void widen(const Raw& r, uint4 (&h)[2]) {
-    h[0] = r.lo;
-    h[1] = r.hi;
-  }
-};
-
 // Sixteen consecutive FP8 E4M3 elements of one lane (16-byte loads): the by-KV-head decode kernel's FP8 reads for
 // one query head a KV head, so that each lane's instructions (dot product, shuffles, softmax) are amortized over as
 // many bytes as the fp16 cache's 8 elements are.

@@ -106,6 +106,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "silu(gate) x up written by the gate|up linear itself (WS GEMM epilogue, GEMV at m <= 8; on by default; 0: the linear, then the SiLU kernel)",
     values: ON_OFF,
   },
+  {
+    name: "AWQ_GEMV_NARROW_EF",
+    what: "evict-first L2 policy on the weights of the narrow decode GEMVs (o, down; m <= 8)",
+    values: ON_OFF,
+  },
   { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
   {
     name: "AWQ_ATTN_DECODE",
@@ -116,11 +121,6 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   {
     name: "AWQ_ATTN_FP8_WIDE",
     what: "16 FP8 elements a lane in the by-KV-head decode kernel (one query head a KV head; 0: 8 elements)",
-    values: ON_OFF,
-  },
-  {
-    name: "AWQ_ATTN_FP16_WIDE",
-    what: "16 fp16 elements a lane in the by-KV-head decode kernel (one query head a KV head; an experiment, off)",
     values: ON_OFF,
   },
   { name: "AWQ_CUDA_SPLIT_STEP", what: "forward/sample split for masked steps", values: ON_OFF },
