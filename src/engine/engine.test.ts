@@ -927,3 +927,45 @@ test("a negative or fractional kvReserveTokens is refused, naming it", async () 
     assert.equal(backend.batches.length, 0);
   }
 });
+
+test("AWQ_TRACE_STEPS: the engine writes every admission and step, prompts as prefill and tokens as decode", async () => {
+  const { mkdtempSync, readFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const path = join(mkdtempSync(join(tmpdir(), "awq-engine-trace-")), "trace.jsonl");
+  process.env.AWQ_TRACE_STEPS = path;
+  let e: Engine;
+  try {
+    e = await engine({ maxNumBatchedTokens: 16 });
+  } finally {
+    delete process.env.AWQ_TRACE_STEPS;
+  }
+  await Promise.all([
+    collect(e.generate({ promptTokenIds: range(20), params: { maxTokens: 4, temperature: 0 } })),
+    collect(e.generate({ promptTokenIds: range(5, 50), params: { maxTokens: 4, temperature: 0 } })),
+  ]);
+  await e.shutdown();
+  const lines = readFileSync(path, "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
+  const adds = lines.filter((l) => l.ev === "add");
+  assert.deepEqual(
+    adds.map((l) => l.prompt),
+    [20, 5],
+  );
+  const steps = lines.filter((l) => l.ev === "step");
+  // 25 prompt tokens under a budget of 16, then one token a step: every prompt token and every decode counted once
+  // (each request's last sampled token is never fed back).
+  assert.equal(
+    steps.reduce((n, l) => n + l.prefill, 0),
+    25,
+  );
+  assert.equal(
+    steps.reduce((n, l) => n + l.decode, 0),
+    2 * 3,
+  );
+  assert.ok(steps[0].prefill === 16 && steps[0].decode === 0);
+  const done = new Set(lines.filter((l) => l.ev === "done").map((l) => l.n));
+  for (const s of steps) assert.ok(done.has(s.n), `step ${s.n} has its done line`);
+});

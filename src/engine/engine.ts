@@ -31,6 +31,7 @@ import { OutputStream } from "./output-stream.js";
 import { MAX_LOGPROBS, resolveSamplingParams } from "./sampling-params.js";
 import { DEFAULT_KV_RESERVE_TOKENS, type ScheduledSequence, Scheduler } from "./scheduler.js";
 import { Sequence } from "./sequence.js";
+import { type StepCounts, stepTraceFromEnvironment } from "./step-trace.js";
 import {
   type EngineClient,
   EngineClosedError,
@@ -92,6 +93,8 @@ interface LaunchedStep {
   /** Which of the engine's packers holds the batch's arrays (not reused before this step is applied). */
   packer: number;
   result: Promise<StepResult | null>;
+  /** Its number in the AWQ_TRACE_STEPS trace, when one is written. */
+  traceId?: number;
 }
 
 const nextMacrotask = () => new Promise<void>((resolve) => setImmediate(resolve));
@@ -122,6 +125,8 @@ export class Engine implements EngineClient {
   /** The largest promptLogprobs taken: MAX_LOGPROBS where the backend returns prompt alternatives, else 0. */
   readonly maxPromptLogprobs: number;
   private readonly scheduler: Scheduler;
+  /** AWQ_TRACE_STEPS (step-trace.ts): null unless set. */
+  private readonly trace = stepTraceFromEnvironment();
   private readonly requests = new Map<string, ActiveRequest>();
   /**
    * The model's end-of-sequence ids: the tokenizer's stop ids and config.json's eos ids. The one set every
@@ -312,6 +317,7 @@ export class Engine implements EngineClient {
       pendingRow: -1,
     };
     this.requests.set(requestId, active);
+    this.trace?.add(requestId, prompt.length);
     if (needsConstraint(params)) this.addConstrained(active);
     else this.scheduler.add(seq);
     const signal = req.signal;
@@ -398,6 +404,7 @@ export class Engine implements EngineClient {
     for (const id of [...this.requests.keys()]) this.abort(id);
     await this.idle();
     await this.constraints.close();
+    this.trace?.close();
   }
 
   private checkPrompt(prompt: readonly number[]): void {
@@ -482,6 +489,7 @@ export class Engine implements EngineClient {
           continue;
         }
         const result = await step.result;
+        if (step.traceId !== undefined) this.trace?.done(step.traceId);
         this.inFlight.shift();
         this.applyStep(step, result);
         if (!this.overlapOutputs) {
@@ -554,7 +562,8 @@ export class Engine implements EngineClient {
       if (scheduled.length === 0) return null;
       batch = packer.pack(stepSeqs, this.blockSize);
     }
-    return { scheduled, batch, packer: packerIndex, result: this.runBackend(scheduled, batch) };
+    const traceId = this.trace?.step(false, this.stepCounts(scheduled));
+    return { scheduled, batch, packer: packerIndex, result: this.runBackend(scheduled, batch), traceId };
   }
 
   /**
@@ -606,7 +615,25 @@ export class Engine implements EngineClient {
       return null; // the step scheduled from scratch finds whose part throws and ends that request alone
     }
     this.scheduler.noteIteration(rows.length);
-    return { scheduled: next, batch, packer: packerIndex, result: this.runBackend(next, batch) };
+    // Every row of a continuation is one decode token (the step before may have been a prompt's last chunk).
+    const traceId = this.trace?.step(true, {
+      seqs: next.length,
+      prefill: 0,
+      decode: next.length,
+      waiting: 0,
+    });
+    return { scheduled: next, batch, packer: packerIndex, result: this.runBackend(next, batch), traceId };
+  }
+
+  /** What a step holds, for the trace: prompt tokens (prefill, recompute) against one-token decodes. */
+  private stepCounts(scheduled: readonly ScheduledSequence[]): StepCounts {
+    let prefill = 0;
+    let decode = 0;
+    for (const { seq, numNewTokens } of scheduled) {
+      if (seq.numComputedTokens < seq.numPromptTokens) prefill += numNewTokens;
+      else decode += numNewTokens;
+    }
+    return { seqs: scheduled.length, prefill, decode, waiting: this.scheduler.waiting.length };
   }
 
   /**
