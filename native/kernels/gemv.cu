@@ -302,10 +302,10 @@ int auto_variant(int m, int nTiles) {
   if (!gemv_bulk_available()) return 2;
   if (m > 8) return 9;
   if (nTiles >= 900) return 3;
-  // Narrow matrices (o, down): the bulk-copy ring, with an evict-first policy on the weights under
-  // AWQ_GEMV_NARROW_EF=1 (variant 18; the kernel sweep of 2026-12-07 on an H200: down 17.2 -> 16.2 us at m = 1, 20.2
-  // -> 18.5 at m = 8; o 7.0 -> 6.9, 7.6 -> 7.4).
-  static const bool narrowEf = env_flag("AWQ_GEMV_NARROW_EF", false);
+  // Narrow matrices (o, down): the bulk-copy ring with an evict-first policy on the weights (variant 18; the kernel
+  // sweep of 2026-12-07 on an H200: down 17.2 -> 16.2 us at m = 1, 20.2 -> 18.5 at m = 8; o 7.0 -> 6.9, 7.6 -> 7.4;
+  // whole steps on an H100 +0.4..+2.0 % at batch 1 / 4 / 8). AWQ_GEMV_NARROW_EF=0: without the policy (variant 12).
+  static const bool narrowEf = env_flag("AWQ_GEMV_NARROW_EF", true);
   return narrowEf ? 18 : 12;
 }
 

@@ -108,7 +108,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   {
     name: "AWQ_GEMV_NARROW_EF",
-    what: "evict-first L2 policy on the weights of the narrow decode GEMVs (o, down; m <= 8)",
+    what: "evict-first L2 policy on the weights of the narrow decode GEMVs (o, down; m <= 8; on by default, 0 turns it off)",
     values: ON_OFF,
   },
   { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
