@@ -73,6 +73,10 @@ describe("awq usage errors", () => {
       await awq("bench", "latency", "--backend", "cpu"),
       /^awq: unknown option '--backend'$/,
     );
+    assertOneLineError(
+      await awq("serve", missingModel, "--tokenizer-pool-size", "-1"),
+      /--tokenizer-pool-size needs an integer >= 0, got "-1"$/,
+    );
   });
 
   test("generate and chat refuse bad sampling flags by their flag names before loading a model", async () => {

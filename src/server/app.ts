@@ -32,6 +32,11 @@ export interface ServerOptions {
   tokenizer: Tokenizer;
   /** Tokenizer workers for request texts; default: a new pool over `tokenizer`, closed with the server. */
   encoder?: EncodePool;
+  /**
+   * Worker threads of that default pool (--tokenizer-pool-size); 0 encodes every text on the main thread. Default:
+   * the machine's cores less one, 1 to 4 (EncodePool.create).
+   */
+  tokenizerPoolSize?: number;
   /** Null when the model has no chat format: chat requests then get a 400 naming --chat-template. */
   chatFormatter: ChatFormatter | null;
   /** Longest prompt + completion, in tokens. */
@@ -140,7 +145,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const ctx: ServerContext = {
     engine: opts.engine,
     tokenizer: opts.tokenizer,
-    encoder: opts.encoder ?? (await EncodePool.create(opts.tokenizer)),
+    encoder: opts.encoder ?? (await EncodePool.create(opts.tokenizer, { workers: opts.tokenizerPoolSize })),
     chatFormatter: opts.chatFormatter,
     maxModelLen: opts.maxModelLen,
     modelNames: opts.servedModelNames,

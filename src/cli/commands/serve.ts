@@ -80,6 +80,7 @@ interface ServeFlags {
   maxNumSeqs?: number;
   maxNumBatchedTokens?: number;
   kvReserveTokens?: number;
+  tokenizerPoolSize?: number;
   maxQueue: number;
   gpuMemoryUtilization?: number;
   numGpuBlocksOverride?: number;
@@ -144,6 +145,11 @@ export function registerServe(program: Command): void {
       "--kv-reserve-tokens <n>",
       "decode tokens of KV room each running request keeps (at most its max_tokens left) before a new one is admitted; 0 admits while the prompt fits, as vLLM, and preempts when the cache runs out (default 256)",
       integerAtLeastFlag("--kv-reserve-tokens", 0),
+    )
+    .option(
+      "--tokenizer-pool-size <n>",
+      "worker threads that tokenize long request texts (as vLLM's flag; 0 tokenizes on the main thread; default: cores - 1, 1 to 4)",
+      integerAtLeastFlag("--tokenizer-pool-size", 0),
     )
     .option(
       "--max-queue <n>",
@@ -341,6 +347,7 @@ async function serve(positional: string | undefined, flags: ServeFlags): Promise
     allowedOrigins: flags.allowedOrigins ?? [],
     allowedHosts: flags.allowedHosts ?? [],
     listenHost: flags.host,
+    tokenizerPoolSize: flags.tokenizerPoolSize,
     bodyLimit: flags.maxRequestBodyBytes,
     connectionLimits: {
       idleTimeoutMs: flags.timeout * 1000,
