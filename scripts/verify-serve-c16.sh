@@ -19,6 +19,9 @@ for pool in default ${TOKENIZER_POOLS:-12}; do
   AWQ_TRACE_STEPS=$trace SERVE_BENCH_CONCURRENCY=16 SERVE_BENCH_PROMPTS=64 SERVE_BENCH_SERVE_FLAGS="$flags" \
     OUT="$dest/serve-pool-$pool" bash scripts/gpu-run.sh serve-bench > "$dest/serve-pool-$pool.log" 2>&1
   echo "== tokenizer pool $pool ($((SECONDS - T0))s): $(grep -E '^\| 16 ' "$dest/serve-pool-$pool.log")"
-  node scripts/read-step-trace.mjs "$trace" | sed -n '/admissions/,/^$/p;/steps with prompt tokens/,/^$/p' | head -30
+  node scripts/read-step-trace.mjs "$trace" > "$dest/trace-summary-pool-$pool.txt" 2>&1
+  head -8 "$dest/trace-summary-pool-$pool.txt"
+  sed -n '/steps with prompt tokens/,/^$/p' "$dest/trace-summary-pool-$pool.txt" | head -16
+  grep -E "^(decode-only|busy)" "$dest/trace-summary-pool-$pool.txt"
 done
 echo "total $((SECONDS - T0))s"
