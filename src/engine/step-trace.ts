@@ -2,7 +2,7 @@
  * AWQ_TRACE_STEPS=FILE: one JSON line per engine event, for reading a server's schedule after a benchmark (when the
  * requests of a burst arrived, which steps prefilled them, how long each step ran). Off unless the variable is set;
  * when set, every line is written synchronously (a few microseconds an event), so it is for diagnosis, not for
- * timing runs.
+ * timing runs. Every engine of the process appends to the same file (data-parallel replicas interleave their lines).
  *
  * Lines (t: milliseconds since the trace was opened, performance.now()):
  *   {"t":12.345,"ev":"add","id":"cmpl-...","prompt":512}             a request entered the waiting queue
