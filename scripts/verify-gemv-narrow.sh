@@ -10,19 +10,13 @@
 # default (auto_variant); else it goes. The sweep that proposed it and the H100 run that made it the default:
 # docs/benchmarks.md, sixth session of 2026-12-07.
 set -u
+source "$(dirname "$0")/decode-ab.sh"
 T0=$SECONDS
 AWQ_GEMV_NARROW_EF=1 timeout 120 native/build/kernel-tests/kernel-tests --gemv --no-bench > /tmp/narrow-checks.log 2>&1
 echo "== (1) gemv checks (AWQ_GEMV_NARROW_EF=1) rc=$? ok=$(grep -c ' ok$' /tmp/narrow-checks.log) FAIL=$(grep -c FAIL /tmp/narrow-checks.log) $((SECONDS - T0))s"
 grep -E "FAIL|HANG|PASSED" /tmp/narrow-checks.log | head -6
 echo "== (2) decode, tokens/s"
-for pass in 1 2 3; do
-  for ef in 1 0; do
-    line=$(AWQ_GEMV_NARROW_EF=$ef timeout 90 node dist/src/cli/main.js bench latency --batches 1,2,4,8 --context 512 \
-      --prefill 512 --steps 32 --repeats 1 2>&1 | grep -E '^\| decode batch' |
-      awk -F'|' '{ gsub(/ /, "", $2); gsub(/ /, "", $3); printf "%s@%s %s | ", $2, $3, $4 }')
-    echo "pass $pass AWQ_GEMV_NARROW_EF=$ef: $line $((SECONDS - T0))s"
-  done
-done
+decode_ab AWQ_GEMV_NARROW_EF 3 90 -- --batches 1,2,4,8 --context 512 --prefill 512 --steps 32 --repeats 1
 AWQ_GEMV_NARROW_EF=1 timeout 150 node --test dist/test/gpu/conformance-cuda.test.js > /tmp/narrow-conf.log 2>&1
 echo "== (3) conformance rc=$? $(grep -E '^# (pass|fail|skipped)' /tmp/narrow-conf.log | tr '\n' ' ') $((SECONDS - T0))s"
 echo "total $((SECONDS - T0))s"

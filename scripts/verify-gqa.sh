@@ -9,6 +9,7 @@
 #     checkpoint, FP8 KV, concurrency 64, new against old.
 # Pass: the new defaults are at least as fast at every batch in both passes (else move decode_variant's thresholds).
 set -u
+source "$(dirname "$0")/decode-ab.sh"
 T0=$SECONDS
 echo "== (1) decode, tokens/s"
 for kv in auto fp8; do
@@ -17,8 +18,7 @@ for kv in auto fp8; do
       envs=(GQA_CFG=$cfg); [[ $cfg == per-head ]] && envs+=(AWQ_ATTN_DECODE=per-head)
       line=$(env "${envs[@]}" timeout 90 node dist/src/cli/main.js bench latency --shape llama-3-8b \
         --batches 1,4,16,64,128 --context 512,2048 --prefill 512 --steps 32 --repeats 1 --kv-cache-dtype "$kv" 2>&1 |
-        tee "/tmp/gqa-lat-$kv-$pass-$cfg.log" | grep -E '^\| decode batch' |
-        awk -F'|' '{ gsub(/ /, "", $2); gsub(/ /, "", $3); printf "%s@%s %s | ", $2, $3, $4 }')
+        tee "/tmp/gqa-lat-$kv-$pass-$cfg.log" | decode_rows)
       echo "KV $kv pass $pass $cfg: $line $((SECONDS - T0))s"
     done
   done

@@ -13,6 +13,7 @@
 # Pass: 0 FAIL, conformance passes, and at least as fast in whole steps at every batch in both passes: then it is (or
 # stays the default (wide_fp8_loads in attention_decode_grouped.cu); else its default goes to off. The fp8 run of 2026-12-07 (H100): docs/benchmarks.md, fifth session, call 3.
 set -u
+source "$(dirname "$0")/decode-ab.sh"
 dtype=${1:-}
 case $dtype in
   fp8) var=AWQ_ATTN_FP8_WIDE; kvFlag=(--kv-cache-dtype fp8); col=11 ;;  # v2 fp8 column of the kv bench
@@ -23,14 +24,7 @@ env "$var=1" timeout 120 native/build/kernel-tests/kernel-tests --kv --no-bench 
 echo "== (1) kv checks ($var=1) rc=$? ok=$(grep -c ' ok$' "/tmp/wide-$dtype-kv.log") FAIL=$(grep -c FAIL "/tmp/wide-$dtype-kv.log") $((SECONDS - T0))s"
 grep -E "FAIL|HANG" "/tmp/wide-$dtype-kv.log" | head -6
 echo "== (2) $dtype decode, tokens/s"
-for pass in 1 2; do
-  for w in 1 0; do
-    line=$(env "$var=$w" timeout 150 node dist/src/cli/main.js bench latency --batches 1,16,64,128 --context 512,2048 \
-      --prefill 512 --steps 32 --repeats 1 "${kvFlag[@]}" 2>&1 | grep -E '^\| decode batch' |
-      awk -F'|' '{ gsub(/ /, "", $2); gsub(/ /, "", $3); printf "%s@%s %s | ", $2, $3, $4 }')
-    echo "pass $pass $var=$w: $line $((SECONDS - T0))s"
-  done
-done
+decode_ab "$var" 2 150 -- --batches 1,16,64,128 --context 512,2048 --prefill 512 --steps 32 --repeats 1 "${kvFlag[@]}"
 env "$var=1" timeout 150 node --test dist/test/gpu/conformance-cuda.test.js > "/tmp/wide-$dtype-conf.log" 2>&1
 echo "== (3) conformance rc=$? $(grep -E '^# (pass|fail|skipped)' "/tmp/wide-$dtype-conf.log" | tr '\n' ' ') $((SECONDS - T0))s"
 for w in 0 1; do
