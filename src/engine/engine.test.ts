@@ -1,5 +1,8 @@
 /** Engine-loop behaviour on a deterministic fake backend (see fake-backend.test-helper.ts). */
 import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { before, test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { SamplingArraysPacker, type SequenceSampling } from "../backend/sampler-arrays.js";
@@ -929,9 +932,6 @@ test("a negative or fractional kvReserveTokens is refused, naming it", async () 
 });
 
 test("AWQ_TRACE_STEPS: the engine writes every admission and step, prompts as prefill and tokens as decode", async () => {
-  const { mkdtempSync, readFileSync } = await import("node:fs");
-  const { tmpdir } = await import("node:os");
-  const { join } = await import("node:path");
   const path = join(mkdtempSync(join(tmpdir(), "awq-engine-trace-")), "trace.jsonl");
   process.env.AWQ_TRACE_STEPS = path;
   let e: Engine;
