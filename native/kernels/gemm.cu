@@ -139,14 +139,23 @@ void gemm_ws_override(int mode) { g_wsMode = mode != 0 ? mode : ws_mode_from_env
 void gemm_ws_variant_override(int variant) { g_wsVariant = variant; }
 void gemm_ws_sk_override(int sk) { g_wsSk = sk >= 0 ? sk : env_int("AWQ_GEMM_WS_SK", 1); }
 
+bool narrow_gemv_path(int m, int in, int out) {
+  static const int rows = std::min(32, std::max(0, env_int("AWQ_NARROW_GEMV_ROWS", 0)));
+  return m > 8 && m <= rows && out <= in && g_pathOverride == 0;
+}
+
+int narrow_gemv_variant() {
+  static const int v = env_int("AWQ_NARROW_GEMV_VARIANT", 9);
+  return v;
+}
+
 bool awq_ws_path(int m, int in, int out) {
-  (void)in;
-  (void)out;
+  if (narrow_gemv_path(m, in, out)) return false;
   return hopper_device() && g_pathOverride == 0 && ((g_wsMode == 2 && m > 64) || (g_wsMode == 3 && m >= g_wsMinRows));
 }
 
 bool awq_rs_path(int m, int in, int out) {
-  if (!hopper_device() || m > 256) return false;
+  if (!hopper_device() || m > 256 || narrow_gemv_path(m, in, out)) return false;
   if (g_pathOverride != 0) return g_pathOverride == 2;
   if (m <= 8) return false;  // the GEMV streams faster at m <= 8
   // H100 sweep (kernel-tests bench_variants): at m = 9..16 the GEMV still wins on the square o_proj. Above 64 rows

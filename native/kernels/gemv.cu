@@ -298,9 +298,9 @@ int default_variant() {
 // 16-output tiles) on the register kernel with 2 tiles x 4-chunk bursts per warp in 4-warp blocks
 // (one resident wave), narrow ones on the bulk-copy ring with 3 blocks per SM; m > 8 on the
 // bulk-copy ring (the register kernel needs twice the registers per token tile).
-int auto_variant(int m, int nTiles) {
+int auto_variant(int m, int nTiles, int in, int out) {
   if (!gemv_bulk_available()) return 2;
-  if (m > 8) return 9;
+  if (m > 8) return narrow_gemv_path(m, in, out) && gemv_bulk_variant(narrow_gemv_variant()) ? narrow_gemv_variant() : 9;
   if (nTiles >= 900) return 3;
   // Narrow matrices (o, down): the bulk-copy ring with an evict-first policy on the weights (variant 18; the kernel
   // sweep of 2026-12-07 on an H200: down 17.2 -> 16.2 us at m = 1, 20.2 -> 18.5 at m = 8; o 7.0 -> 6.9, 7.6 -> 7.4;
@@ -318,7 +318,7 @@ cudaError_t launch_awq(const __half* x, int m, const void* packed, int in, int o
                                                    awq_weight_bytes(in, out));
   if constexpr (MT == 1) {
     int v = default_variant();
-    if (v == 0) v = auto_variant(m, nTiles);
+    if (v == 0) v = auto_variant(m, nTiles, in, out);
     switch (v) {
       case 1: return launch_awq_npw<1, 1, 4, true>(x, m, wq, zs, in, out, group, nTiles, 8, y, stream);
       case 3: return launch_awq_npw<1, 2, 4, false>(x, m, wq, zs, in, out, group, nTiles, 4, y, stream);
@@ -364,7 +364,7 @@ GemvPrefetch gemv_prefetch() {
 cudaError_t awq_gemv(const __half* x, int m, const void* packed, int in, int out, int group,
                      __half* y, cudaStream_t stream) {
   int variant = default_variant();
-  if (variant == 0) variant = auto_variant(m, detail::ceil_div(out, 16));
+  if (variant == 0) variant = auto_variant(m, detail::ceil_div(out, 16), in, out);
   if (gemv_bulk_variant(variant) && gemv_bulk_available())
     return awq_gemv_bulk(variant, x, m, packed, in, out, group, y, stream);
   if (m <= 8) return launch_awq<1>(x, m, packed, in, out, group, y, stream);
@@ -398,7 +398,7 @@ cudaError_t awq_linear_add_rmsnorm(const __half* x, int m, const void* packed, i
   const size_t need = kLinearCounters * sizeof(int) + (size_t)m * nTiles * sizeof(float);
   if (m > 8 || workspace == nullptr || workspaceBytes < need || !gemv_bulk_available()) return cudaErrorNotSupported;
   int v = default_variant();
-  if (v == 0) v = auto_variant(m, nTiles);
+  if (v == 0) v = auto_variant(m, nTiles, in, out);
   if (!gemv_bulk_variant(v)) return cudaErrorNotSupported;
   AddNormEpilogue epi;
   epi.on = true;

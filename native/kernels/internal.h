@@ -85,6 +85,10 @@ void gemm_path_override(int path);
 // Whether awq_linear with a workspace sends m rows of an (in, out) matrix to the register-A GEMM (through
 // awq_gemm_ws) rather than the GEMV (m <= kGemvMaxM) or the smem-B wgmma GEMM.
 bool awq_rs_path(int m, int in, int out);
+// AWQ_NARROW_GEMV_ROWS=N (experiment, 0 = off, the default): the narrow matrices (out <= in: o, down) at 9..N rows on
+// the decode GEMV (variant AWQ_NARROW_GEMV_VARIANT, default 9) instead of the WS GEMM's decode tiles.
+bool narrow_gemv_path(int m, int in, int out);
+int narrow_gemv_variant();
 constexpr int kLinearCounters = 4096;  // ints at the start of the linear workspace
 
 // Bulk-copy (cp.async.bulk) GEMV for m <= 32 on sm_90+ (gemv_bulk.cu); variant 9..12 picks its

@@ -111,6 +111,16 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     what: "evict-first L2 policy on the weights of the narrow decode GEMVs (o, down; m <= 8; on by default, 0 turns it off)",
     values: ON_OFF,
   },
+  {
+    name: "AWQ_NARROW_GEMV_ROWS",
+    what: "the narrow matrices (o, down) at 9..N rows on the decode GEMV instead of the WS GEMM (experiment; 0 = off)",
+    range: [0, 32],
+  },
+  {
+    name: "AWQ_NARROW_GEMV_VARIANT",
+    what: "the bulk-copy GEMV variant of AWQ_NARROW_GEMV_ROWS (9 default, 13 persistent, 19..21 2 / 4 tiles a block)",
+    values: ["9", "10", "11", "12", "13", "14", "15", "18", "19", "20", "21"],
+  },
   { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
   {
     name: "AWQ_ATTN_DECODE",
