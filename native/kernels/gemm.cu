@@ -141,7 +141,8 @@ void gemm_ws_sk_override(int sk) { g_wsSk = sk >= 0 ? sk : env_int("AWQ_GEMM_WS_
 
 bool narrow_gemv_path(int m, int in, int out) {
   static const int rows = std::min(32, std::max(0, env_int("AWQ_NARROW_GEMV_ROWS", 0)));
-  return m > 8 && m <= rows && out <= in && g_pathOverride == 0;
+  static const int maxK = env_int("AWQ_NARROW_GEMV_MAX_K", 0);  // 0: any K; 8192: `o` (K 5120) but not `down` (13824)
+  return m > 8 && m <= rows && out <= in && (maxK == 0 || in <= maxK) && g_pathOverride == 0;
 }
 
 int narrow_gemv_variant() {

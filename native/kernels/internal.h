@@ -86,7 +86,8 @@ void gemm_path_override(int path);
 // awq_gemm_ws) rather than the GEMV (m <= kGemvMaxM) or the smem-B wgmma GEMM.
 bool awq_rs_path(int m, int in, int out);
 // AWQ_NARROW_GEMV_ROWS=N (experiment, 0 = off, the default): the narrow matrices (out <= in: o, down) at 9..N rows on
-// the decode GEMV (variant AWQ_NARROW_GEMV_VARIANT, default 9) instead of the WS GEMM's decode tiles.
+// the decode GEMV (variant AWQ_NARROW_GEMV_VARIANT, default 9) instead of the WS GEMM's decode tiles; with
+// AWQ_NARROW_GEMV_MAX_K=K only those with in <= K.
 bool narrow_gemv_path(int m, int in, int out);
 int narrow_gemv_variant();
 constexpr int kLinearCounters = 4096;  // ints at the start of the linear workspace

@@ -117,6 +117,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
     range: [0, 32],
   },
   {
+    name: "AWQ_NARROW_GEMV_MAX_K",
+    what: "only the narrow matrices with in <= K on the GEMV under AWQ_NARROW_GEMV_ROWS (0 = any; 8192: o, not down)",
+    range: [0, 65536],
+  },
+  {
     name: "AWQ_NARROW_GEMV_VARIANT",
     what: "the bulk-copy GEMV variant of AWQ_NARROW_GEMV_ROWS (9 default, 13 persistent, 19..21 2 / 4 tiles a block)",
     values: ["9", "10", "11", "12", "13", "14", "15", "18", "19", "20", "21"],
