@@ -85,9 +85,8 @@ void gemm_path_override(int path);
 // Whether awq_linear with a workspace sends m rows of an (in, out) matrix to the register-A GEMM (through
 // awq_gemm_ws) rather than the GEMV (m <= kGemvMaxM) or the smem-B wgmma GEMM.
 bool awq_rs_path(int m, int in, int out);
-// AWQ_NARROW_GEMV_ROWS=N (experiment, 0 = off, the default): the narrow matrices (out <= in: o, down) at 9..N rows on
-// the decode GEMV (variant AWQ_NARROW_GEMV_VARIANT, default 9) instead of the WS GEMM's decode tiles; with
-// AWQ_NARROW_GEMV_MAX_K=K only those with in <= K.
+// Whether m rows of an (in, out) matrix go to the decode GEMV (variant narrow_gemv_variant()) rather than the WS GEMM:
+// the narrow, short matrices (`o`) at 9..16 rows by default (gemm.cu; AWQ_NARROW_GEMV_ROWS / _MAX_K / _VARIANT).
 bool narrow_gemv_path(int m, int in, int out);
 int narrow_gemv_variant();
 constexpr int kLinearCounters = 4096;  // ints at the start of the linear workspace

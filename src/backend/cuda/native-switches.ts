@@ -113,17 +113,17 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   {
     name: "AWQ_NARROW_GEMV_ROWS",
-    what: "the narrow matrices (o, down) at 9..N rows on the decode GEMV instead of the WS GEMM (experiment; 0 = off)",
+    what: "the narrow matrices (out <= in, e.g. o) at 9..N rows on the decode GEMV instead of the WS GEMM (default 16; 0 turns it off)",
     range: [0, 32],
   },
   {
     name: "AWQ_NARROW_GEMV_MAX_K",
-    what: "only the narrow matrices with in <= K on the GEMV under AWQ_NARROW_GEMV_ROWS (0 = any; 8192: o, not down)",
+    what: "only the narrow matrices with in <= K on the GEMV under AWQ_NARROW_GEMV_ROWS (default 8192: o, not down; 0 = any K)",
     range: [0, 65536],
   },
   {
     name: "AWQ_NARROW_GEMV_VARIANT",
-    what: "the bulk-copy GEMV variant of AWQ_NARROW_GEMV_ROWS (9 default, 13 persistent, 19..21 2 / 4 tiles a block)",
+    what: "the bulk-copy GEMV variant of AWQ_NARROW_GEMV_ROWS (19 default: 2 tiles a block; 9 one tile, 13 persistent, 20 / 21 4 tiles)",
     values: ["9", "10", "11", "12", "13", "14", "15", "18", "19", "20", "21"],
   },
   { name: "AWQ_GEMV_ADDNORM", what: "residual add + RMSNorm fused into the o / down GEMVs", values: ON_OFF },
