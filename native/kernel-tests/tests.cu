@@ -35,9 +35,9 @@ bool test_awq() {
   std::printf("AWQ W4A16 linear (repack + awq_linear vs naive dequant reference)\n");
   const std::vector<AwqCase> cases = {
       {256, 512, 128, {1, 3, 8, 9, 16, 17, 32, 33, 64, 100, 129, 256}},
-      {768, 264, 64, {1, 7, 20, 40, 200, 300}},
+      {768, 264, 64, {1, 7, 12, 20, 40, 200, 300}},
       {5120, 15360, 128, {1, 8, 16, 32, 64, 128, 512}},
-      {5120, 5120, 128, {1, 8, 32, 128, 512, 2048}},
+      {5120, 5120, 128, {1, 8, 9, 12, 16, 32, 128, 512, 2048}},
       {5120, 27648, 128, {1, 8, 32, 128, 512}},
       {13824, 5120, 128, {1, 8, 32, 64, 128, 512}},
   };
@@ -74,6 +74,16 @@ bool test_awq() {
       char name[128];
       std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d", c.in, c.out, c.group, m);
       ok &= report(name, compare(y, ref, m, c.out));
+      // The engine's call: the default dispatch with a workspace (at 9..16 rows the narrow, short matrices take the
+      // GEMV's two-tile kernel, the others the WS GEMM), twice.
+      for (int rep = 0; rep < 2; ++rep) {
+        CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
+        CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
+        CK(cudaDeviceSynchronize());
+        std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d default with workspace%s", c.in, c.out, c.group, m,
+                      rep ? " (again)" : "");
+        ok &= report(name, compare(y, ref, m, c.out));
+      }
       // Every GEMV variant and GEMM tile configuration, on two shapes.
       const bool sweep = (c.in == 5120 && c.out == 5120) || (c.in == 768 && c.out == 264);
       // With a workspace: the register-A wgmma GEMM (path 2, every m <= 256, auto split then forced splits)
