@@ -63,7 +63,7 @@ for step in $steps; do
     verify-gqa) run_step verify-gqa 560 bash scripts/verify-gqa.sh ;;  # grouped-query decode defaults (see the file)
     verify-fp8-wide) run_step verify-fp8-wide 480 bash scripts/verify-wide-kv.sh fp8 ;;  # FP8 decode reads, 16 a lane (see the file)
     verify-gemv-narrow) run_step verify-gemv-narrow 300 bash scripts/verify-gemv-narrow.sh ;;  # evict-first o / down GEMVs (see the file)
-    verify-narrow-gemv) run_step verify-narrow-gemv 420 bash scripts/verify-narrow-gemv.sh ;;  # o / down at 9..16 rows on the GEMV (see the file)
+    verify-narrow-gemv) run_step verify-narrow-gemv 420 bash scripts/verify-narrow-gemv.sh ;;  # o at 9..16 / 9..32 rows on the GEMV against the WS tiles (see the file)
     verify-c16) run_step verify-c16 300 bash scripts/verify-serve-c16.sh ;;  # concurrency 16 by tokenizer pool size (see the file)
     verify-attn-fp8) run_step verify-attn-fp8 300 bash scripts/verify-attn-fp8.sh ;;  # FP8 prefill attention on the producer warpgroup
     verify-kv) run_step verify-kv 580 bash scripts/verify-kv.sh ;;  # issue 14 FP8 KV cache + issue 13 decode attention (see the file)
