@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 13, batches 9..32: the narrow, short matrices (out <= in <= AWQ_NARROW_GEMV_MAX_K, default 8192: `o`, not
-# `down`) on the decode GEMV's bulk-copy kernels instead of the WS GEMM's mma.sync decode tiles. The default since
+# Issue 13, batches 9..32: the square matrices up to AWQ_NARROW_GEMV_MAX_K (default 8192: `o`, not `down`) on the
+# decode GEMV's bulk-copy kernels instead of the WS GEMM's mma.sync decode tiles. The default since
 # 2026-12-07 (seventh session; timed on an H100 only): `o` at 9..16 rows on the two-tile kernel (v19). About 3 minutes:
 #   bash scripts/gpu-run.sh verify-narrow-gemv    or: bash scripts/verify-narrow-gemv.sh   from the repo root
 # (1) whole decode steps of the synthetic 13B (context 512, batches NARROW_BATCHES, default 9 / 12 / 16 / 24 / 32),

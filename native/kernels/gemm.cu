@@ -139,18 +139,21 @@ void gemm_ws_override(int mode) { g_wsMode = mode != 0 ? mode : ws_mode_from_env
 void gemm_ws_variant_override(int variant) { g_wsVariant = variant; }
 void gemm_ws_sk_override(int sk) { g_wsSk = sk >= 0 ? sk : env_int("AWQ_GEMM_WS_SK", 1); }
 
-// The narrow, short matrices (out <= in <= 8192: `o`, not `down`) at 9..16 rows on the decode GEMV's two-tile bulk-copy
+// The narrow, short matrices (`o`: out = in <= 8192; not `down`) at 9..16 rows on the decode GEMV's two-tile bulk-copy
 // kernel (variant 19) instead of the WS GEMM's 16-row tiles. H100, 2026-12-07 (seventh session), kernel-tests at m =
 // 16: `o` 16.9 us on the WS tiles, 12.2 on v19; whole decode steps (context 512, alternating processes, three passes,
 // tokens/s): batch 9 1,560.6 / 1,554.1 / 1,550.6 against 1,533.6 / 1,524.8 / 1,523.0, batch 12 1,935.6 / 1,900.7 /
 // 1,901.6 against 1,900.2 / 1,887.5 / 1,898.9, batch 16 2,385.5 / 2,388.5 / 2,371.7 against 2,365.4 / 2,360.3 /
 // 2,340.7 (+0.1..+1.9 %). With `down` on the GEMV too, every variant was slower at every batch (v19 -1..-4 %).
-// AWQ_NARROW_GEMV_ROWS=0 turns it off (N: up to N rows), AWQ_NARROW_GEMV_MAX_K the longest K (0: any),
-// AWQ_NARROW_GEMV_VARIANT the GEMV variant.
+// The rule takes the square matrices up to 8192 (`o` of an unsharded model; a tensor-parallel shard of `down` such as
+// 6912x5120 is narrow and short too, but untimed, so it stays on the WS tiles). AWQ_NARROW_GEMV_ROWS=0 turns it off
+// (N: up to N rows), AWQ_NARROW_GEMV_MAX_K the largest square side (0: every matrix with out <= in, `down` included:
+// the experiment above), AWQ_NARROW_GEMV_VARIANT the GEMV variant.
 bool narrow_gemv_path(int m, int in, int out) {
   static const int rows = std::min(32, std::max(0, env_int("AWQ_NARROW_GEMV_ROWS", 16)));
   static const int maxK = env_int("AWQ_NARROW_GEMV_MAX_K", 8192);
-  return m > 8 && m <= rows && out <= in && (maxK == 0 || in <= maxK) && g_pathOverride == 0;
+  const bool shape = maxK == 0 ? out <= in : (in == out && in <= maxK);
+  return m > 8 && m <= rows && shape && g_pathOverride == 0;
 }
 
 int narrow_gemv_variant() {

@@ -86,7 +86,7 @@ void gemm_path_override(int path);
 // awq_gemm_ws) rather than the GEMV (m <= kGemvMaxM) or the smem-B wgmma GEMM.
 bool awq_rs_path(int m, int in, int out);
 // Whether m rows of an (in, out) matrix go to the decode GEMV (variant narrow_gemv_variant()) rather than the WS GEMM:
-// the narrow, short matrices (`o`) at 9..16 rows by default (gemm.cu; AWQ_NARROW_GEMV_ROWS / _MAX_K / _VARIANT).
+// the square matrices up to 8192 (`o`) at 9..16 rows by default (gemm.cu; AWQ_NARROW_GEMV_ROWS / _MAX_K / _VARIANT).
 bool narrow_gemv_path(int m, int in, int out);
 int narrow_gemv_variant();
 constexpr int kLinearCounters = 4096;  // ints at the start of the linear workspace

@@ -113,12 +113,12 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   {
     name: "AWQ_NARROW_GEMV_ROWS",
-    what: "the narrow matrices (out <= in, e.g. o) at 9..N rows on the decode GEMV instead of the WS GEMM (default 16; 0 turns it off)",
+    what: "the square matrices (o) at 9..N rows on the decode GEMV instead of the WS GEMM (default 16; 0 turns it off)",
     range: [0, 32],
   },
   {
     name: "AWQ_NARROW_GEMV_MAX_K",
-    what: "only the narrow matrices with in <= K on the GEMV under AWQ_NARROW_GEMV_ROWS (default 8192: o, not down; 0 = any K)",
+    what: "the largest square side on the GEMV under AWQ_NARROW_GEMV_ROWS (default 8192; 0: every matrix with out <= in, down too)",
     range: [0, 65536],
   },
   {
