@@ -2,7 +2,8 @@
 # Packs what the GPU machine needs beside the working tree into git-ignored .gpu-data/, compressed so that the
 # whole transfer stays under the 64 MiB limit (Node 24 MB + the tracked tree ~21 MB leave ~19 MB):
 #   modules.tar.xz  production node_modules + the openai client (for the end-to-end test), ~3.5 MB
-#   build.tar.xz    dist/, native/build/awq_native.node, native/build/kernel-tests/kernel-tests, ~3 MB
+#   build.tar.xz    dist/, native/build/awq_native.node, native/build/kernel-tests/kernel-tests and the kernel tracer
+#                   (native/kernel-trace/build.sh, with a copy of libcupti), ~7 MB
 #   tiny-chat-fp16.tar.xz  ../shared/models/tiny-chat less its embedding (the conformance suite's fp16 test), ~9 MB
 # Then call the device with carry [".gpu/node.xz", ".gpu/run.sh", ".gpu/peer_pytorch.py", ".gpu-data"] and
 #   bash scripts/gpu-unpack.sh && bash .gpu/run.sh bash scripts/gpu-run.sh [steps]
@@ -43,6 +44,7 @@ if [[ -f ../shared/data/demo-calib.txt && ! -f .gpu-data/demo-data.tar.xz ]]; th
 fi
 files=(dist native/build/awq_native.node)
 [[ -x native/build/kernel-tests/kernel-tests ]] && files+=(native/build/kernel-tests/kernel-tests)
+[[ -f native/build/kernel-trace/libawq-kernel-trace.so ]] && files+=(native/build/kernel-trace)  # + its libcupti, ~1 MB
 tar -cf - --exclude='*.map' "${files[@]}" | xz -T2 -9e > .gpu-data/build.tar.xz  # -9e: ~5.5 MB instead of 12 (fatbins compress well), ~1 min
 du -ch .gpu/node.xz .gpu/run.sh .gpu/peer_pytorch.py .gpu-data $(git ls-files) \
   $(git ls-files --others --exclude-standard) 2>/dev/null | tail -1 | sed 's/total/total that travels/'
