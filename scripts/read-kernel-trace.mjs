@@ -64,8 +64,8 @@ const median = (xs) => {
 const launchesByGraph = new Map();
 for (const r of records) {
   if (!r.g) continue;
-  let byLaunch = launchesByGraph.get(r.g);
-  if (!byLaunch) launchesByGraph.set(r.g, (byLaunch = new Map()));
+  const byLaunch = launchesByGraph.get(r.g) ?? new Map();
+  launchesByGraph.set(r.g, byLaunch);
   const list = byLaunch.get(r.c) ?? [];
   list.push(r);
   byLaunch.set(r.c, list);
