@@ -2,7 +2,7 @@
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
 # steps (default: all but the quantizer's): kernels conformance sampler mask dense serve bench peer peerbf16 peerint4
-#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv verify-decode-gemm verify-attn-fp8 verify-ws-pair verify-chained verify-gqa verify-fp8-wide verify-gemv-narrow verify-c16 verify-narrow-gemv kernel-trace. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
+#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv verify-decode-gemm verify-attn-fp8 verify-ws-pair verify-chained verify-gqa verify-fp8-wide verify-gemv-narrow verify-c16 verify-narrow-gemv kernel-trace verify-ws-tail. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
 #   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
@@ -64,6 +64,7 @@ for step in $steps; do
     verify-fp8-wide) run_step verify-fp8-wide 480 bash scripts/verify-wide-kv.sh fp8 ;;  # FP8 decode reads, 16 a lane (see the file)
     verify-gemv-narrow) run_step verify-gemv-narrow 300 bash scripts/verify-gemv-narrow.sh ;;  # evict-first o / down GEMVs (see the file)
     verify-narrow-gemv) run_step verify-narrow-gemv 420 bash scripts/verify-narrow-gemv.sh ;;  # o at 9..16 / 9..32 rows on the GEMV against the WS tiles (see the file)
+    verify-ws-tail) run_step verify-ws-tail 560 bash scripts/verify-ws-tail.sh ;;  # prefill rows past the last 256-row tile (see the file)
     kernel-trace) run_step kernel-trace 420 env OUT="$final" bash scripts/kernel-trace.sh ;;  # the decode graphs' kernels, traced (see the file)
     verify-c16) run_step verify-c16 300 bash scripts/verify-serve-c16.sh ;;  # concurrency 16 by tokenizer pool size (see the file)
     verify-attn-fp8) run_step verify-attn-fp8 300 bash scripts/verify-attn-fp8.sh ;;  # FP8 prefill attention on the producer warpgroup

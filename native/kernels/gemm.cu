@@ -166,6 +166,22 @@ bool awq_ws_path(int m, int in, int out) {
   return hopper_device() && g_pathOverride == 0 && ((g_wsMode == 2 && m > 64) || (g_wsMode == 3 && m >= g_wsMinRows));
 }
 
+// Prefill rows past the last full row tile: above 128 rows the WS GEMM's default tile (v2) is 128 outputs x 256 rows,
+// so m = 513 ran three row tiles where two and one row would do: 1.5x the work of m = 512 (a lone 513-token prompt,
+// BOS + 512, prefilled in 39 ms in the server against 26 ms for 512 in `awq bench latency`, H100, seventh session).
+// Where m > 256 and m % 256 is at most AWQ_GEMM_WS_TAIL_ROWS (default 64; 0 off, at most 128), awq_linear and
+// awq_linear_silu run the whole row tiles and those rows as two linears: the rows take the tile (or the GEMV) of their
+// own count, which reads the weights once more but skips a 256-row tile's worth of multiply-adds.
+int ws_tail_rows(int m, int in, int out) {
+  static const int maxTail = std::min(128, std::max(0, env_int("AWQ_GEMM_WS_TAIL_ROWS", 64)));
+  constexpr int kRowTile = 256;  // gemm_ws_default_variant's v2 above 128 rows
+  if (m <= kRowTile || maxTail == 0 || g_wsVariant != 0 || !awq_ws_path(m, in, out) ||
+      gemm_ws_default_variant(m, in, out) != 2)
+    return 0;
+  const int tail = m % kRowTile;
+  return tail <= maxTail ? tail : 0;
+}
+
 bool awq_rs_path(int m, int in, int out) {
   if (!hopper_device() || m > 256 || narrow_gemv_path(m, in, out)) return false;
   if (g_pathOverride != 0) return g_pathOverride == 2;

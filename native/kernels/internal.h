@@ -16,6 +16,10 @@ bool hopper_device();
 // anything else on, unset or empty `dflt` (launch.cu).
 bool env_flag(const char* name, bool dflt);
 
+// Rows of m past the WS GEMM's last full 256-row tile that awq_linear / awq_linear_silu run as a linear of their own
+// (0: none; gemm.cu, AWQ_GEMM_WS_TAIL_ROWS).
+int ws_tail_rows(int m, int in, int out);
+
 // Bytes of the packed int4 part (the zero/scale part follows it).
 size_t awq_weight_bytes(int in, int out);
 bool awq_shape_ok(int in, int out, int group);

@@ -14,6 +14,12 @@ cudaError_t awq_linear(const __half* x, int m, const void* packed, int in, int o
   if (m < 0 || !awq_shape_ok(in, out, group)) return cudaErrorInvalidValue;
   if (m == 0) return cudaSuccess;
   if (!x || !packed || !y) return cudaErrorInvalidValue;
+  if (const int tail = workspace != nullptr ? ws_tail_rows(m, in, out) : 0; tail > 0) {  // whole row tiles, then the rest
+    const cudaError_t e = awq_linear(x, m - tail, packed, in, out, group, y, stream, workspace, workspaceBytes);
+    if (e != cudaSuccess) return e;
+    const size_t head = (size_t)(m - tail);
+    return awq_linear(x + head * in, tail, packed, in, out, group, y + head * out, stream, workspace, workspaceBytes);
+  }
   if (m <= kGemvMaxM && (workspace == nullptr || (!awq_rs_path(m, in, out) && !awq_ws_path(m, in, out))))
     return awq_gemv(x, m, packed, in, out, group, y, stream);
   if (workspace != nullptr) {
@@ -35,6 +41,13 @@ cudaError_t awq_linear_silu(const __half* x, int m, const void* packed, int in, 
   if (m == 0) return cudaSuccess;
   if (!x || !packed || !act) return cudaErrorInvalidValue;
   if (!on) return cudaErrorNotSupported;
+  if (const int tail = workspace != nullptr ? ws_tail_rows(m, in, out) : 0; tail > 0) {  // as in awq_linear
+    const cudaError_t e = awq_linear_silu(x, m - tail, packed, in, out, group, act, stream, workspace, workspaceBytes);
+    if (e != cudaSuccess) return e;
+    const size_t head = (size_t)(m - tail);
+    return awq_linear_silu(x + head * in, tail, packed, in, out, group, act + head * (out / 2), stream, workspace,
+                           workspaceBytes);
+  }
   // The path awq_linear would take: the warp-specialized GEMM where it takes m rows, the GEMV at m <= 8 otherwise
   // (where the register-A GEMM would, or off Hopper, nothing fused).
   const cudaError_t e = awq_gemm_ws_glu(x, m, packed, in, out, group, act, workspace, workspaceBytes, stream);

@@ -349,6 +349,39 @@ export function runBackendConformance(
       assert.deepEqual([...top.ids.subarray(last * N)], new Array(N).fill(-1));
     });
 
+    test("a 300-token prompt (past a 256-row tile): every position's next-token logprob matches an fp64 reference", async (t) => {
+      // On Hopper the CUDA backend runs m = 300 as 256 rows on the WS GEMM's prefill tile plus a 44-row linear of
+      // its own (native/kernels/gemm.cu ws_tail_rows): both parts, and where they meet, are checked here.
+      if (!awq.backend.promptTopLogprobs) return t.skip(`${name} does not return prompt logprobs`);
+      const TOL = 0.05; // nats, as the prompt logprobs test above
+      const source = fixture.models["tiny-chat-awq"].flatMap((r) => r.prompt_ids.slice(1));
+      const prompt = [1];
+      while (prompt.length < 300) prompt.push(source[(prompt.length * 7) % source.length]);
+      const builder = new StepBuilder(BLOCK_SIZE, awq.layout.numBlocks);
+      const seq = builder.addSequence(prompt);
+      const batch = builder.build([{ seq }]);
+      batch.tokenLogprobs = true;
+      const result = await awq.backend.step(batch);
+      assert.ok(result.tokenLogprobs !== undefined, "tokenLogprobs gave no logprobs");
+      const model = await openModel(awqDir);
+      let naive: Float64Array[];
+      try {
+        naive = await naiveLogits(model.checkpoint, model.config, prompt);
+      } finally {
+        await model.checkpoint.close();
+      }
+      for (let p = 0; p + 1 < prompt.length; p++) {
+        const row = naive[p];
+        let max = Number.NEGATIVE_INFINITY;
+        for (const v of row) max = Math.max(max, v);
+        let sum = 0;
+        for (const v of row) sum += Math.exp(v - max);
+        const want = row[prompt[p + 1]] - (max + Math.log(sum));
+        const got: number = result.tokenLogprobs[p];
+        assert.ok(Math.abs(got - want) <= TOL, `position ${p}: token logprob ${got} against ${want}`);
+      }
+    });
+
     test("random weights of the Llama-2-13B layer shape: logits match an fp64 reference", async (t) => {
       if (opts.skipLargeShape !== undefined) return t.skip(opts.skipLargeShape);
       const dir = await mkdtemp(join(tmpdir(), "awq-ts-13b-shape-"));

@@ -33,6 +33,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   { name: "AWQ_GEMM_WS_VARIANT", what: "its tile (0 = by m)", range: [0, 9] },
   { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
+  {
+    name: "AWQ_GEMM_WS_TAIL_ROWS",
+    what: "above 256 rows, the rows past the last full 256-row tile run as a linear of their own when at most this many (default 64; 0 off)",
+    range: [0, 128],
+  },
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
   {
     name: "AWQ_GEMM_WS_DEEP",
