@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# Issue 14, prefill of any length: the rows past the WS GEMM's last full 256-row tile (m > 256; m % 256 <= 128 by
-# default since the eighth session of 2026-12-07, which timed 64 and 128) as a linear of their own
-# (native/kernels/gemm.cu ws_tail_rows; AWQ_GEMM_WS_TAIL_ROWS=0 turns it off). About 4 minutes:
+# Issue 14, prefill of any length: the rows past the WS GEMM's last full 256-row tile (m > 256, m % 256 <= 64 by
+# default) as a linear of their own (native/kernels/gemm.cu ws_tail_rows; AWQ_GEMM_WS_TAIL_ROWS=0 turns it off).
+# About 4 minutes:
 #   bash scripts/gpu-run.sh verify-ws-tail    or: bash scripts/verify-ws-tail.sh   from the repo root
-# (1) the kernel checks (`kernel-tests --no-bench`: awq_linear with a workspace at m = 257 / 300 / 320 / 321 / 513 /
-#     529 / 2049 / 2063 and the SiLU product at 257 / 300 / 321 against the reference, and everything else);
+# (1) the kernel checks (`kernel-tests --no-bench`: awq_linear with a workspace at m = 257 / 300 / 320 / 513 / 529 /
+#     2049 / 2063 and the SiLU product at 257 / 300 against the reference, and everything else);
 # (2) prefill of one prompt of each length in TAIL_LENGTHS through the engine (`awq bench latency --prefill`, synthetic
 #     13B, median of 3), alternating processes, TAIL_PASSES passes (default 2): off (AWQ_GEMM_WS_TAIL_ROWS=0), the
-#     tails up to 64 (AWQ_GEMM_WS_TAIL_ROWS=64) and the default (128);
+#     default (64) and 128;
 # (3) the conformance suite (its 300-token prompt runs 256 rows + a 44-row linear).
 # Pass for the default: checks and conformance pass, and no length slower than off in both passes beyond noise.
 set -u
@@ -24,11 +24,11 @@ fi
 lengths=${TAIL_LENGTHS:-256,257,300,320,400,513,576,640,1100,2049,4097,8208}
 echo "== (2) prefill ms (lengths $lengths)"
 for ((pass = 1; pass <= ${TAIL_PASSES:-2}; pass++)); do
-  for s in off t64 default; do
+  for s in off default t128; do
     case $s in
       off) envs=(AWQ_GEMM_WS_TAIL_ROWS=0) ;;
-      t64) envs=(AWQ_GEMM_WS_TAIL_ROWS=64) ;;
       default) envs=() ;;
+      t128) envs=(AWQ_GEMM_WS_TAIL_ROWS=128) ;;
     esac
     line=$(env "${envs[@]}" timeout 150 node dist/src/cli/main.js bench latency --batches 1 --context 16 --steps 2 \
       --prefill "$lengths" --repeats 3 2>&1 | sed -n 's/^prefill \([0-9]*\) tokens: \([0-9.]*\) ms.*/\1:\2/p' | tr '\n' ' ')
