@@ -34,7 +34,7 @@ struct AwqCase {
 bool test_awq() {
   std::printf("AWQ W4A16 linear (repack + awq_linear vs naive dequant reference)\n");
   const std::vector<AwqCase> cases = {
-      {256, 512, 128, {1, 3, 8, 9, 16, 17, 32, 33, 64, 100, 129, 256, 257, 320, 321}},
+      {256, 512, 128, {1, 3, 8, 9, 16, 17, 32, 33, 64, 100, 129, 256, 257, 320, 321, 384}},
       {768, 264, 64, {1, 7, 12, 20, 40, 200, 300}},
       {5120, 15360, 128, {1, 8, 16, 32, 64, 128, 512, 513}},
       {5120, 5120, 128, {1, 8, 9, 12, 16, 32, 128, 512, 2048, 2049, 2063}},
@@ -76,7 +76,8 @@ bool test_awq() {
       ok &= report(name, compare(y, ref, m, c.out));
       // The engine's call: the default dispatch with a workspace (at 9..16 rows the narrow, short matrices take the
       // GEMV's two-tile kernel, the others the WS GEMM; above 256 rows a tail of at most 64 rows past the last full
-      // 256-row tile runs as a linear of its own: 257, 320, 513, 529, 2049, 2063), twice.
+      // 256-row tile runs as a linear of its own: 257, 320, 513, 529, 2049, 2063; 321 and 384 too under
+      // AWQ_GEMM_WS_TAIL_ROWS=128), twice.
       for (int rep = 0; rep < 2; ++rep) {
         CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
         CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
@@ -569,10 +570,11 @@ bool test_ws_glu() {
   const Case cases[] = {{256, 512, 128}, {768, 1056, 64}, {5120, 27648, 128}};
   bool ok = true;
   uint64_t seed = 301;
-  const int mMax = 321;
+  const int mMax = 384;
   for (const Case& c : cases) {
     AwqFixture f(c.in, c.out, c.group, mMax, seed);
-    for (int m : {9, 16, 40, 100, 257, 300, 321}) {  // 257 / 300: 256 rows + a tail linear of 1 / 44 (ws_tail_rows)
+    // 257 / 300: 256 rows + a tail linear of 1 / 44 (ws_tail_rows); 321 / 384 too under AWQ_GEMM_WS_TAIL_ROWS=128.
+    for (int m : {9, 16, 40, 100, 257, 300, 321, 384}) {
       CK(awqk::awq_linear(f.x, m, f.packed, c.in, c.out, c.group, f.y, 0, lws, awqk::linear_workspace_bytes()));
       CK(cudaDeviceSynchronize());
       glu_reference(f.y, m, c.out, f.ref);

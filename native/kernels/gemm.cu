@@ -171,7 +171,11 @@ bool awq_ws_path(int m, int in, int out) {
 // BOS + 512, prefilled in 39 ms in the server against 26 ms for 512 in `awq bench latency`, H100, seventh session).
 // Where m > 256 and m % 256 is at most AWQ_GEMM_WS_TAIL_ROWS (default 64; 0 off, at most 128), awq_linear and
 // awq_linear_silu run the whole row tiles and those rows as two linears: the rows take the tile (or the GEMV) of their
-// own count, which reads the weights once more but skips a 256-row tile's worth of multiply-adds.
+// own count, which reads the weights once more but skips a 256-row tile's worth of multiply-adds. H100, 2026-12-07
+// (eighth session), prefill of one prompt through the engine, ms, off / default / 128, first of two alike passes:
+// 257 30.0 / 17.6 / 17.7, 300 29.7 / 21.8 / 21.0, 513 39.0 / 30.0 / 30.0, 640 36.4 / 37.0 / 36.0, 1100 61.3 / 61.3 /
+// 59.8, 4097 226.0 / 213.3 / 210.2; serving at concurrency 16 (FP8 KV) +1.5 / +2.1 %. 128 was faster at 640 / 1100
+// but its 65..128-row tails were not checked against the reference on a GPU (scripts/verify-ws-tail.sh does).
 int ws_tail_rows(int m, int in, int out) {
   static const int maxTail = std::min(128, std::max(0, env_int("AWQ_GEMM_WS_TAIL_ROWS", 64)));
   constexpr int kRowTile = 256;  // gemm_ws_default_variant's v2 above 128 rows
