@@ -45,6 +45,15 @@ interface Loaded {
   config: ModelConfig;
 }
 
+/** log(sum(exp(row))), computed stably: the log-softmax denominator of a row of logits. */
+function logSumExp(row: Float64Array): number {
+  let max = Number.NEGATIVE_INFINITY;
+  for (const v of row) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of row) sum += Math.exp(v - max);
+  return max + Math.log(sum);
+}
+
 async function loadBackend(
   make: () => Promise<Backend>,
   dir: string,
@@ -123,6 +132,15 @@ export function runBackendConformance(
   // The repo's demo model is awq-ts's own quantization (models/tiny-chat-awq/README.md); the reference tokens of
   // reference.json belong to AutoAWQ's checkpoint of the same fp16 model, kept in ../shared.
   const awqDir = join(opts.repoRoot, "models/tiny-chat-awq");
+  /** The fp64 reference's logits of the repo's demo model at every position of `prompt`: (prompt.length) rows. */
+  const naiveDemoLogits = async (prompt: number[]): Promise<Float64Array[]> => {
+    const model = await openModel(awqDir);
+    try {
+      return await naiveLogits(model.checkpoint, model.config, prompt);
+    } finally {
+      await model.checkpoint.close();
+    }
+  };
   const autoAwqDir = resolve(opts.repoRoot, "../shared/models/tiny-chat-awq");
   const haveAutoAwq = existsSync(join(autoAwqDir, "config.json"));
   const fp16Dir = resolve(opts.repoRoot, "../shared/models/tiny-chat");
@@ -303,20 +321,10 @@ export function runBackendConformance(
       assert.ok(result.tokenLogprobs !== undefined && top !== undefined, "tokenTopLogprobs gave no tokenTop");
       assert.equal(top.ids.length, prompt.length * N);
       assert.equal(top.ranks.length, prompt.length);
-      const model = await openModel(awqDir);
-      let naive: Float64Array[]; // (prompt.length) rows of (vocab) logits
-      try {
-        naive = await naiveLogits(model.checkpoint, model.config, prompt);
-      } finally {
-        await model.checkpoint.close();
-      }
+      const naive = await naiveDemoLogits(prompt); // (prompt.length) rows of (vocab) logits
       for (let p = 0; p + 1 < prompt.length; p++) {
         const row = naive[p];
-        let max = Number.NEGATIVE_INFINITY;
-        for (const v of row) max = Math.max(max, v);
-        let sum = 0;
-        for (const v of row) sum += Math.exp(v - max);
-        const lse = max + Math.log(sum);
+        const lse = logSumExp(row);
         const lp = (id: number) => row[id] - lse;
         const sorted = Float64Array.from(row).sort().reverse();
         const target = prompt[p + 1];
@@ -363,20 +371,9 @@ export function runBackendConformance(
       batch.tokenLogprobs = true;
       const result = await awq.backend.step(batch);
       assert.ok(result.tokenLogprobs !== undefined, "tokenLogprobs gave no logprobs");
-      const model = await openModel(awqDir);
-      let naive: Float64Array[];
-      try {
-        naive = await naiveLogits(model.checkpoint, model.config, prompt);
-      } finally {
-        await model.checkpoint.close();
-      }
+      const naive = await naiveDemoLogits(prompt);
       for (let p = 0; p + 1 < prompt.length; p++) {
-        const row = naive[p];
-        let max = Number.NEGATIVE_INFINITY;
-        for (const v of row) max = Math.max(max, v);
-        let sum = 0;
-        for (const v of row) sum += Math.exp(v - max);
-        const want = row[prompt[p + 1]] - (max + Math.log(sum));
+        const want = naive[p][prompt[p + 1]] - logSumExp(naive[p]);
         const got: number = result.tokenLogprobs[p];
         assert.ok(Math.abs(got - want) <= TOL, `position ${p}: token logprob ${got} against ${want}`);
       }
