@@ -42,6 +42,11 @@ fi
 if [[ -f ../shared/data/demo-calib.txt && ! -f .gpu-data/demo-data.tar.xz ]]; then
   tar -C ../shared/data -cf - demo-calib.txt demo-dev.txt | xz -T2 -9 > .gpu-data/demo-data.tar.xz
 fi
+# The CUPTI kernel tracer (scripts/kernel-trace.sh), built here when missing or older than its source.
+trace_lib=native/build/kernel-trace/libawq-kernel-trace.so
+if [[ ! -f $trace_lib || native/kernel-trace/kernel_trace.cpp -nt $trace_lib ]]; then
+  bash native/kernel-trace/build.sh || echo "gpu-pack: the kernel tracer was not built (no libcupti?); kernel-trace will skip"
+fi
 files=(dist native/build/awq_native.node)
 [[ -x native/build/kernel-tests/kernel-tests ]] && files+=(native/build/kernel-tests/kernel-tests)
 [[ -f native/build/kernel-trace/libawq-kernel-trace.so ]] && files+=(native/build/kernel-trace)  # + its libcupti, ~1 MB
