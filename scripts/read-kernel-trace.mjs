@@ -8,19 +8,26 @@
 // in between) to its own end: with programmatic dependent launch a kernel starts while the one before still runs and
 // waits inside, so start-to-end durations overlap and would count that wait twice. Shares add up to the span.
 import { readFileSync } from "node:fs";
+import { parseArgs } from "node:util";
 
-const args = process.argv.slice(2);
-const path = args.find((a) => !a.startsWith("--") && !/^\d+$/.test(a));
-const opt = (name, dflt) => {
-  const i = args.indexOf(name);
-  return i >= 0 && i + 1 < args.length ? Number(args[i + 1]) : dflt;
-};
-if (!path) {
-  console.error("usage: node scripts/read-kernel-trace.mjs TRACE.jsonl [--min-launches N] [--top K]");
+const usage = "usage: node scripts/read-kernel-trace.mjs TRACE.jsonl [--min-launches N] [--top K]";
+let parsed;
+try {
+  parsed = parseArgs({
+    allowPositionals: true,
+    options: { "min-launches": { type: "string", default: "3" }, top: { type: "string", default: "40" } },
+  });
+} catch (e) {
+  console.error(`${e.message}\n${usage}`);
   process.exit(2);
 }
-const minLaunches = opt("--min-launches", 3);
-const top = opt("--top", 40);
+const path = parsed.positionals[0];
+const minLaunches = Number(parsed.values["min-launches"]);
+const top = Number(parsed.values.top);
+if (!path || parsed.positionals.length > 1 || !(minLaunches >= 1) || !(top >= 1)) {
+  console.error(usage);
+  process.exit(2);
+}
 
 const records = [];
 readFileSync(path, "utf8")
@@ -36,7 +43,7 @@ readFileSync(path, "utf8")
   });
 
 /** "void awqk::(anonymous namespace)::gemv_kernel<1, 2>(half const*, ...)" -> "gemv_kernel<1, 2>" */
-export function kernelClass(name) {
+function kernelClass(name) {
   let s = name.replace(/^void /, "");
   let depth = 0;
   let end = s.length;
