@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import path from "node:path";
 import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
+import { SentencePieceBpe } from "./sentencepiece-bpe.js";
 
 export interface EncodeOptions {
   /** Put one BOS token first. Defaults to tokenizer_config.json's `add_bos_token` (true for Llama). */
@@ -52,6 +53,8 @@ export class Tokenizer {
 
   private constructor(
     private readonly hf: HfTokenizer,
+    /** The fast encoder where the tokenizer is SentencePiece-style BPE (same ids as hf), else null. */
+    private readonly fast: SentencePieceBpe | null,
     dir: string,
     config: JsonObject,
     specialTokensMap: JsonObject,
@@ -138,12 +141,23 @@ export class Tokenizer {
     const chatTemplate = existsSync(jinjaFile)
       ? await readFile(jinjaFile, "utf8")
       : pickChatTemplate(config.chat_template, path.join(dir, "tokenizer_config.json"));
-    return new Tokenizer(hf, dir, config, specialTokensMap, generationConfig, modelConfig, chatTemplate);
+    // AWQ_TOKENIZER_FAST=0: every text through @huggingface/tokenizers (same ids, slower).
+    const fast = process.env.AWQ_TOKENIZER_FAST === "0" ? null : SentencePieceBpe.from(tokenizerJson, config);
+    return new Tokenizer(
+      hf,
+      fast,
+      dir,
+      config,
+      specialTokensMap,
+      generationConfig,
+      modelConfig,
+      chatTemplate,
+    );
   }
 
   /** Text -> ids. Special and added tokens written in the text (`<|end_of_turn|>`) become single ids. */
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const ids = this.hf.encode(text, { add_special_tokens: false }).ids;
+    const ids = this.fast?.encode(text) ?? this.hf.encode(text, { add_special_tokens: false }).ids;
     const addBos = opts.addBos ?? this.addBosByDefault;
     // Exactly one BOS: a text that already starts with the BOS token does not get a second one.
     if (addBos && this.bosTokenId !== null && ids[0] !== this.bosTokenId) ids.unshift(this.bosTokenId);

@@ -1,0 +1,438 @@
+/**
+ * A fast encoder for SentencePiece-style BPE tokenizer.json files (Llama, Llama-2, Mistral, OpenChat): a normalizer
+ * made of `Prepend` / `Replace` (" " -> "▁"), no pre-tokenizer, a `BPE` model with byte fallback. It gives the ids
+ * @huggingface/tokenizers gives, bit for bit, and is what the server's tokenizer runs for such models.
+ *
+ * Why: with no pre-tokenizer that library runs BPE over the whole prompt as one word, looking each candidate pair up
+ * by `JSON.stringify([a, b])`, and caches nothing above 256 characters: ~20 ms for a 512-token prompt on one core
+ * (the serving benchmark's random prompts; English ~9 ms), time that a burst of requests spends queued before the
+ * engine sees them. Here symbols are interned to integers (a pair is one numeric Map key), the merges run on typed
+ * arrays through a binary heap, and the text is cut into words that no merge can join (see `wordBoundaries`), whose
+ * ids are cached.
+ *
+ * The merge order is the library's: the pair of lowest rank first, ties to the leftmost (the library scores a pair
+ * rank + position / length). Tokens are then looked up as the library does: a token the vocabulary lacks becomes its
+ * UTF-8 bytes `<0xXX>` when byte fallback is on and every byte token exists, else the unknown token; with `fuse_unk`
+ * a run of unknown tokens is one.
+ *
+ * `encode` returns null when the text must take the library's full path: an added token's text (`<s>`,
+ * `<|end_of_turn|>`, ...) occurs in it, raw or normalized, or the text is empty. `SentencePieceBpe.from` returns null
+ * for a tokenizer of any other form.
+ */
+
+type JsonObject = Record<string, unknown>;
+
+/** The metaspace character SentencePiece writes for a space. */
+const METASPACE = "\u2581";
+/** Words whose ids are kept (cleared when full). */
+const WORD_CACHE_ENTRIES = 1 << 15;
+/** Words longer than this (UTF-16 units) are not cached. */
+const WORD_CACHE_MAX_LENGTH = 64;
+
+type NormalizeStep = (text: string) => string;
+
+export class SentencePieceBpe {
+  /** Word -> its ids (no BOS), for words up to WORD_CACHE_MAX_LENGTH. */
+  private readonly wordCache = new Map<string, number[]>();
+  /** Symbol id -> its ids as output (vocabulary id, byte-fallback ids or unk), filled on first use. */
+  private readonly symbolOutput: (number[] | undefined)[] = [];
+  /** Output ids of characters that no merge uses (not interned). */
+  private readonly loneCharOutput = new Map<string, number[]>();
+  private readonly utf8 = new TextEncoder();
+
+  private constructor(
+    private readonly normalizeSteps: readonly NormalizeStep[],
+    /** Texts whose presence sends a text to the library (added tokens, raw and normalized). */
+    private readonly addedContents: readonly string[],
+    /** Interned symbols: every part and result of a merge. */
+    private readonly symbolIds: Map<string, number>,
+    private readonly symbols: readonly string[],
+    /** (left symbol * symbolStride + right symbol) -> index into mergeRank / mergeResult. */
+    private readonly pairIndex: Map<number, number>,
+    private readonly symbolStride: number,
+    private readonly mergeRank: Int32Array,
+    private readonly mergeResult: Int32Array,
+    /** The library's tokens_to_ids: vocabulary, then added tokens over it. */
+    private readonly tokenIds: Map<string, number>,
+    /** Added tokens by content and normalized content (looked up first, as the library does). */
+    private readonly addedIds: Map<string, number>,
+    private readonly byteFallback: boolean,
+    private readonly unkId: number,
+    private readonly fuseUnk: boolean,
+    /** Whether the normalized text may be cut before a "▁" that follows another character. */
+    private readonly splitWords: boolean,
+  ) {}
+
+  /**
+   * The encoder for `tokenizerJson` (its added_tokens already complete) and tokenizer_config.json, or null when the
+   * tokenizer is not of the form this class reproduces exactly.
+   */
+  static from(tokenizerJson: JsonObject, tokenizerConfig: JsonObject): SentencePieceBpe | null {
+    const model = tokenizerJson.model as JsonObject | undefined;
+    if (model === undefined || model === null || model.type !== "BPE") return null;
+    if (tokenizerJson.pre_tokenizer !== null && tokenizerJson.pre_tokenizer !== undefined) return null;
+    for (const key of [
+      "dropout",
+      "continuing_subword_prefix",
+      "continuing_subword_suffix",
+      "end_of_word_suffix",
+    ]) {
+      if (model[key] !== null && model[key] !== undefined && model[key] !== "") return null;
+    }
+    if (model.ignore_merges === true) return null;
+    if (tokenizerConfig.remove_space === true || tokenizerConfig.do_lowercase_and_remove_accent === true)
+      return null;
+    const vocab = model.vocab;
+    if (vocab === null || typeof vocab !== "object" || Array.isArray(vocab)) return null;
+    if (!Array.isArray(model.merges)) return null;
+    const normalizeSteps = normalizerSteps(tokenizerJson.normalizer);
+    if (normalizeSteps === null) return null;
+    const normalize = (text: string) => normalizeSteps.reduce((t, step) => step(t), text);
+
+    const tokenIds = new Map<string, number>();
+    for (const [token, id] of Object.entries(vocab as JsonObject)) {
+      if (typeof id !== "number") return null;
+      tokenIds.set(token, id);
+    }
+    const unkToken = model.unk_token;
+    const modelUnkId = typeof unkToken === "string" ? tokenIds.get(unkToken) : undefined;
+    if (modelUnkId === undefined) return null;
+
+    const addedIds = new Map<string, number>();
+    const addedContents = new Set<string>();
+    for (const entry of (tokenizerJson.added_tokens ?? []) as JsonObject[]) {
+      if (typeof entry?.content !== "string" || typeof entry.id !== "number") return null;
+      tokenIds.set(entry.content, entry.id);
+      addedIds.set(entry.content, entry.id);
+      addedContents.add(entry.content);
+      const special = entry.special === true;
+      const normalized = typeof entry.normalized === "boolean" ? entry.normalized : !special;
+      if (normalized && normalizeSteps.length > 0) {
+        const form = normalize(entry.content);
+        addedIds.set(form, entry.id);
+        addedContents.add(form);
+      }
+    }
+    // The unknown token as output must map back to the model's unk id, or fused runs would differ.
+    if ((addedIds.get(unkToken as string) ?? tokenIds.get(unkToken as string)) !== modelUnkId) return null;
+
+    // Merges: later duplicates win (the library builds a Map in order).
+    const symbolIds = new Map<string, number>();
+    const symbols: string[] = [];
+    const intern = (s: string) => {
+      let id = symbolIds.get(s);
+      if (id === undefined) {
+        id = symbols.length;
+        symbols.push(s);
+        symbolIds.set(s, id);
+      }
+      return id;
+    };
+    const pairs: [number, number, number][] = []; // [left, right, rank]
+    let splitWords = true;
+    for (let rank = 0; rank < model.merges.length; rank++) {
+      const merge = model.merges[rank] as unknown;
+      let parts: string[];
+      if (Array.isArray(merge)) {
+        if (merge.length !== 2 || typeof merge[0] !== "string" || typeof merge[1] !== "string") return null;
+        parts = merge as string[];
+      } else if (typeof merge === "string") {
+        parts = merge.split(" ", 2);
+        if (parts.length < 2) continue; // the library's key never matches a pair
+      } else {
+        return null;
+      }
+      const result = parts[0] + parts[1];
+      if (splitWords && joinsWords(result)) splitWords = false;
+      pairs.push([intern(parts[0]), intern(parts[1]), rank]);
+      intern(result);
+    }
+    const symbolStride = symbols.length + 1;
+    const pairIndex = new Map<number, number>();
+    const mergeRank = new Int32Array(pairs.length);
+    const mergeResult = new Int32Array(pairs.length);
+    for (let i = 0; i < pairs.length; i++) {
+      const [left, right, rank] = pairs[i];
+      const key = left * symbolStride + right;
+      const slot = pairIndex.get(key) ?? i;
+      pairIndex.set(key, slot);
+      mergeRank[slot] = rank;
+      mergeResult[slot] = symbolIds.get(symbols[left] + symbols[right]) as number;
+    }
+    return new SentencePieceBpe(
+      normalizeSteps,
+      [...addedContents].filter((c) => c.length > 0),
+      symbolIds,
+      symbols,
+      pairIndex,
+      symbolStride,
+      mergeRank,
+      mergeResult,
+      tokenIds,
+      addedIds,
+      model.byte_fallback === true,
+      modelUnkId,
+      model.fuse_unk === true,
+      splitWords,
+    );
+  }
+
+  /** Text -> ids without special tokens, or null when the text must take the library's path. */
+  encode(text: string): number[] | null {
+    if (text.length === 0) return null;
+    for (const content of this.addedContents) if (text.includes(content)) return null;
+    let normalized = text;
+    for (const step of this.normalizeSteps) normalized = step(normalized);
+    if (normalized.length === 0) return null;
+    if (normalized !== text)
+      for (const content of this.addedContents) if (normalized.includes(content)) return null;
+
+    const ids: number[] = [];
+    if (this.splitWords) {
+      let start = 0;
+      for (let i = 1; i < normalized.length; i++) {
+        if (normalized[i] === METASPACE && normalized[i - 1] !== METASPACE) {
+          this.encodeWord(normalized.slice(start, i), ids);
+          start = i;
+        }
+      }
+      this.encodeWord(normalized.slice(start), ids);
+    } else {
+      this.runMerges(normalized, ids);
+    }
+    return this.fuseUnk ? fuseRuns(ids, this.unkId) : ids;
+  }
+
+  private encodeWord(word: string, out: number[]): void {
+    if (word.length > WORD_CACHE_MAX_LENGTH) {
+      this.runMerges(word, out);
+      return;
+    }
+    let cached = this.wordCache.get(word);
+    if (cached === undefined) {
+      cached = [];
+      this.runMerges(word, cached);
+      if (this.wordCache.size >= WORD_CACHE_ENTRIES) this.wordCache.clear();
+      this.wordCache.set(word, cached);
+    }
+    for (const id of cached) out.push(id);
+  }
+
+  /** BPE over one word (its characters), the resulting tokens' ids appended to out. */
+  private runMerges(word: string, out: number[]): void {
+    const chars = Array.from(word);
+    const n = chars.length;
+    // symbol [n]: interned id of each position's symbol, -1 for a character no merge uses
+    const symbol = new Int32Array(n);
+    // next / prev [n]: the linked list of live positions (-1 at the ends); version [n] invalidates heap entries
+    const next = new Int32Array(n);
+    const prev = new Int32Array(n);
+    const version = new Int32Array(n);
+    const alive = new Uint8Array(n).fill(1);
+    for (let i = 0; i < n; i++) {
+      symbol[i] = this.symbolIds.get(chars[i]) ?? -1;
+      next[i] = i + 1 < n ? i + 1 : -1;
+      prev[i] = i - 1;
+    }
+    const heap = new PairHeap(n);
+    const push = (pos: number) => {
+      const right = next[pos];
+      if (right < 0 || symbol[pos] < 0 || symbol[right] < 0) return;
+      const slot = this.pairIndex.get(symbol[pos] * this.symbolStride + symbol[right]);
+      if (slot !== undefined) heap.push(this.mergeRank[slot] * n + pos, version[pos], slot);
+    };
+    for (let i = 0; i + 1 < n; i++) push(i);
+    while (heap.size > 0) {
+      const pos = heap.topKey() % n;
+      const ver = heap.topVersion();
+      const slot = heap.topSlot();
+      heap.pop();
+      const right = next[pos];
+      if (!alive[pos] || version[pos] !== ver || right < 0) continue;
+      symbol[pos] = this.mergeResult[slot];
+      alive[right] = 0;
+      const after = next[right];
+      next[pos] = after;
+      if (after >= 0) prev[after] = pos;
+      version[pos]++;
+      const before = prev[pos];
+      if (before >= 0) {
+        version[before]++;
+        push(before);
+      }
+      push(pos);
+    }
+    for (let pos = 0; pos >= 0; pos = next[pos]) {
+      const ids = symbol[pos] >= 0 ? this.outputOfSymbol(symbol[pos]) : this.outputOfLoneChar(chars[pos]);
+      for (const id of ids) out.push(id);
+    }
+  }
+
+  private outputOfSymbol(id: number): number[] {
+    let ids = this.symbolOutput[id];
+    if (ids === undefined) {
+      ids = this.outputOf(this.symbols[id]);
+      this.symbolOutput[id] = ids;
+    }
+    return ids;
+  }
+
+  private outputOfLoneChar(char: string): number[] {
+    let ids = this.loneCharOutput.get(char);
+    if (ids === undefined) {
+      ids = this.outputOf(char);
+      this.loneCharOutput.set(char, ids);
+    }
+    return ids;
+  }
+
+  /** The ids a BPE token becomes: itself, its UTF-8 bytes (byte fallback), or unk. */
+  private outputOf(token: string): number[] {
+    if (this.tokenIds.has(token)) return [this.idOf(token)];
+    if (this.byteFallback) {
+      const bytes = Array.from(
+        this.utf8.encode(token),
+        (b) => `<0x${b.toString(16).toUpperCase().padStart(2, "0")}>`,
+      );
+      if (bytes.every((b) => this.tokenIds.has(b))) return bytes.map((b) => this.idOf(b));
+    }
+    return [this.unkId];
+  }
+
+  private idOf(token: string): number {
+    return this.addedIds.get(token) ?? (this.tokenIds.get(token) as number);
+  }
+}
+
+/** The normalizer as steps, or null for a normalizer other than Prepend / Replace (string pattern) / their Sequence. */
+function normalizerSteps(config: unknown): NormalizeStep[] | null {
+  if (config === null || config === undefined) return [];
+  const c = config as JsonObject;
+  if (c.type === "Sequence") {
+    if (!Array.isArray(c.normalizers)) return null;
+    const steps: NormalizeStep[] = [];
+    for (const inner of c.normalizers) {
+      if (inner === null) continue;
+      const s = normalizerSteps(inner);
+      if (s === null) return null;
+      steps.push(...s);
+    }
+    return steps;
+  }
+  if (c.type === "Prepend" && typeof c.prepend === "string") {
+    const prepend = c.prepend;
+    return [(t) => prepend + t];
+  }
+  if (c.type === "Replace") {
+    const pattern = c.pattern as JsonObject | undefined;
+    if (
+      pattern === undefined ||
+      pattern === null ||
+      typeof pattern.String !== "string" ||
+      pattern.String === ""
+    )
+      return null;
+    if (pattern.String.length !== [...pattern.String].length) return null; // surrogates: the library's /u regex
+    const from = pattern.String;
+    const to = typeof c.content === "string" ? c.content : "";
+    return [(t) => t.replaceAll(from, to)];
+  }
+  return null;
+}
+
+/** Whether a merge result holds "▁" after another character: then a merge can cross the cut encode makes. */
+function joinsWords(token: string): boolean {
+  for (let i = token.indexOf(METASPACE, 1); i > 0; i = token.indexOf(METASPACE, i + 1)) {
+    if (token[i - 1] !== METASPACE) return true;
+  }
+  return false;
+}
+
+/** fuse_unk: a run of unknown tokens becomes one. */
+function fuseRuns(ids: number[], unkId: number): number[] {
+  if (!ids.includes(unkId)) return ids;
+  const fused: number[] = [];
+  for (let i = 0; i < ids.length; i++) {
+    if (ids[i] === unkId && i > 0 && ids[i - 1] === unkId) continue;
+    fused.push(ids[i]);
+  }
+  return fused;
+}
+
+/** A binary min-heap of merge candidates: key = rank * wordLength + position, with its version and merge slot. */
+class PairHeap {
+  size = 0;
+  private keys: Float64Array;
+  private versions: Int32Array;
+  private slots: Int32Array;
+
+  constructor(capacity: number) {
+    const c = Math.max(16, capacity);
+    this.keys = new Float64Array(c);
+    this.versions = new Int32Array(c);
+    this.slots = new Int32Array(c);
+  }
+
+  topKey(): number {
+    return this.keys[0];
+  }
+
+  topVersion(): number {
+    return this.versions[0];
+  }
+
+  topSlot(): number {
+    return this.slots[0];
+  }
+
+  push(key: number, version: number, slot: number): void {
+    if (this.size === this.keys.length) this.grow();
+    let i = this.size++;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (this.keys[parent] <= key) break;
+      this.keys[i] = this.keys[parent];
+      this.versions[i] = this.versions[parent];
+      this.slots[i] = this.slots[parent];
+      i = parent;
+    }
+    this.keys[i] = key;
+    this.versions[i] = version;
+    this.slots[i] = slot;
+  }
+
+  pop(): void {
+    const last = --this.size;
+    if (last === 0) return;
+    const key = this.keys[last];
+    const version = this.versions[last];
+    const slot = this.slots[last];
+    let i = 0;
+    for (;;) {
+      let child = 2 * i + 1;
+      if (child >= last) break;
+      if (child + 1 < last && this.keys[child + 1] < this.keys[child]) child++;
+      if (this.keys[child] >= key) break;
+      this.keys[i] = this.keys[child];
+      this.versions[i] = this.versions[child];
+      this.slots[i] = this.slots[child];
+      i = child;
+    }
+    this.keys[i] = key;
+    this.versions[i] = version;
+    this.slots[i] = slot;
+  }
+
+  private grow(): void {
+    const c = this.keys.length * 2;
+    const keys = new Float64Array(c);
+    keys.set(this.keys);
+    const versions = new Int32Array(c);
+    versions.set(this.versions);
+    const slots = new Int32Array(c);
+    slots.set(this.slots);
+    this.keys = keys;
+    this.versions = versions;
+    this.slots = slots;
+  }
+}
