@@ -86,16 +86,26 @@ describe("SentencePieceBpe on the demo model's tokenizer (Llama-2 + OpenChat tok
   test("gives the library's ids on random character soup (fuzz)", () => {
     const rng = new SeededRandom(7);
     const alphabet = [..."abcdefghijklmnopqrstuvwxyz ABCXYZ  \u2581\n\t.,!?-'0123459éüß日本語中😀🎉\u0301"];
+    alphabet.push("<s>", "</s>", "<|end_of_turn|>", "<|end_of_turn", "<unk>");
     for (let i = 0; i < 400; i++) {
       const text = fuzzText(rng, alphabet, 120);
       assert.deepEqual(fast.encode(text), libraryIds(hf, text), JSON.stringify(text));
     }
   });
 
-  test("leaves texts holding an added token, and the empty text, to the library", () => {
-    assert.equal(fast.encode("Hello<|end_of_turn|>"), null);
-    assert.equal(fast.encode("<s> start"), null);
-    assert.equal(fast.encode(""), null);
+  test("cuts added tokens out as the library does (chat prompts, the empty text)", () => {
+    const texts = [
+      "",
+      "Hello<|end_of_turn|>",
+      "<s> start",
+      "<s><s></s>",
+      "GPT4 User: Hi<|end_of_turn|>GPT4 Assistant: Hello there<|end_of_turn|>GPT4 User: and then?<|end_of_turn|>",
+      "x<|end_of_turn|> y <|PAD|>  z",
+      "<|end_of_turn|",
+      "<unk> and <unk><unk>",
+      `${ENGLISH}<|end_of_turn|>${CODE}<|end_of_turn|>`,
+    ];
+    for (const text of texts) assert.deepEqual(fast.encode(text), libraryIds(hf, text), JSON.stringify(text));
   });
 
   test("Tokenizer.encode gives the library's ids with and without added tokens", async () => {
@@ -104,6 +114,18 @@ describe("SentencePieceBpe on the demo model's tokenizer (Llama-2 + OpenChat tok
       const want = libraryIds(hf, text);
       if (want[0] !== tokenizer.bosTokenId) want.unshift(tokenizer.bosTokenId as number);
       assert.deepEqual(tokenizer.encode(text), want);
+    }
+  });
+
+  test("Tokenizer uses it for the demo model, and not with AWQ_TOKENIZER_FAST=0", async () => {
+    assert.equal((await Tokenizer.load(modelDir)).hasFastEncoder, true);
+    process.env.AWQ_TOKENIZER_FAST = "0";
+    try {
+      const slow = await Tokenizer.load(modelDir);
+      assert.equal(slow.hasFastEncoder, false);
+      assert.deepEqual(slow.encode(ENGLISH), (await Tokenizer.load(modelDir)).encode(ENGLISH));
+    } finally {
+      delete process.env.AWQ_TOKENIZER_FAST;
     }
   });
 
@@ -134,7 +156,12 @@ describe("SentencePieceBpe on the demo model's tokenizer (Llama-2 + OpenChat tok
 });
 
 /** A small tokenizer.json of the Llama form with a chosen vocabulary and merges. */
-function tinyTokenizer(opts: { merges: string[]; byteFallback: boolean; fuseUnk: boolean }): JsonObject {
+function tinyTokenizer(opts: {
+  merges: string[];
+  byteFallback: boolean;
+  fuseUnk: boolean;
+  extraAdded?: JsonObject[];
+}): JsonObject {
   const vocab: Record<string, number> = { "<unk>": 0, "<s>": 1, "</s>": 2 };
   const add = (t: string) => {
     if (!(t in vocab)) vocab[t] = Object.keys(vocab).length;
@@ -148,6 +175,7 @@ function tinyTokenizer(opts: { merges: string[]; byteFallback: boolean; fuseUnk:
       { id: 0, content: "<unk>", special: true, normalized: false },
       { id: 1, content: "<s>", special: true, normalized: false },
       { id: 2, content: "</s>", special: true, normalized: false },
+      ...(opts.extraAdded ?? []),
     ],
     normalizer: {
       type: "Sequence",
@@ -174,7 +202,7 @@ function tinyTokenizer(opts: { merges: string[]; byteFallback: boolean; fuseUnk:
 }
 
 describe("SentencePieceBpe on small tokenizers", () => {
-  const alphabet = [..."abc  \u2581xAé😀"];
+  const alphabet = [..."abc  \u2581xAé😀", "</s>", "<s>"];
   for (const byteFallback of [true, false]) {
     for (const fuseUnk of [true, false]) {
       for (const joining of [false, true]) {
@@ -194,6 +222,31 @@ describe("SentencePieceBpe on small tokenizers", () => {
       }
     }
   }
+
+  test("added tokens with lstrip / rstrip, normalized added tokens, overlapping contents", () => {
+    const extraAdded = [
+      { id: 40, content: "<L>", special: true, normalized: false, lstrip: true },
+      { id: 41, content: "<R>", special: true, normalized: false, rstrip: true },
+      { id: 42, content: "<LR>", special: false, normalized: false, lstrip: true, rstrip: true },
+      { id: 43, content: "ab c", special: false, normalized: true },
+      { id: 44, content: "ca", special: false },
+      { id: 45, content: "<R", special: true, normalized: false },
+    ];
+    const json = tinyTokenizer({
+      merges: ["a b", "ab c", "\u2581 a", "b b"],
+      byteFallback: true,
+      fuseUnk: true,
+      extraAdded,
+    });
+    const hf = new HfTokenizer(json, {});
+    const fast = SentencePieceBpe.from(json, {}) as SentencePieceBpe;
+    const alphabet = [..."abc  \u2581\tx", "<L>", "<R>", "<LR>", "<R", "ab c", "</s>"];
+    const rng = new SeededRandom(17);
+    for (let i = 0; i < 500; i++) {
+      const text = fuzzText(rng, alphabet, 30);
+      assert.deepEqual(fast.encode(text), libraryIds(hf, text), JSON.stringify(text));
+    }
+  });
 
   test("duplicate merges: the later rank wins, as in the library", () => {
     const json = tinyTokenizer({ merges: ["b c", "a b", "c a", "b c"], byteFallback: true, fuseUnk: true });

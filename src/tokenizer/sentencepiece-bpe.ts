@@ -15,9 +15,10 @@
  * UTF-8 bytes `<0xXX>` when byte fallback is on and every byte token exists, else the unknown token; with `fuse_unk`
  * a run of unknown tokens is one.
  *
- * `encode` returns null when the text must take the library's full path: an added token's text (`<s>`,
- * `<|end_of_turn|>`, ...) occurs in it, raw or normalized, or the text is empty. `SentencePieceBpe.from` returns null
- * for a tokenizer of any other form.
+ * Added tokens (`<s>`, `<|end_of_turn|>`, ...) written in the text are cut out as the library cuts them (the longest
+ * match at the leftmost position, their lstrip / rstrip, normalized ones matched in the normalized text), and each
+ * piece between them is normalized and encoded on its own. `SentencePieceBpe.from` returns null for a tokenizer of
+ * any other form, which then stays on the library.
  */
 
 type JsonObject = Record<string, unknown>;
@@ -42,8 +43,11 @@ export class SentencePieceBpe {
 
   private constructor(
     private readonly normalizeSteps: readonly NormalizeStep[],
-    /** Texts whose presence sends a text to the library (added tokens, raw and normalized). */
-    private readonly addedContents: readonly string[],
+    /** Cuts the raw text at added tokens that are not normalized, and the normalized pieces at those that are. */
+    private readonly rawSplitter: ContentSplitter,
+    private readonly normalizedSplitter: ContentSplitter,
+    /** The library's added_tokens_map: content (and normalized content) -> the token. */
+    private readonly added: Map<string, AddedToken>,
     /** Interned symbols: every part and result of a merge. */
     private readonly symbolIds: Map<string, number>,
     private readonly symbols: readonly string[],
@@ -54,8 +58,6 @@ export class SentencePieceBpe {
     private readonly mergeResult: Int32Array,
     /** The library's tokens_to_ids: vocabulary, then added tokens over it. */
     private readonly tokenIds: Map<string, number>,
-    /** Added tokens by content and normalized content (looked up first, as the library does). */
-    private readonly addedIds: Map<string, number>,
     private readonly byteFallback: boolean,
     private readonly unkId: number,
     private readonly fuseUnk: boolean,
@@ -98,23 +100,31 @@ export class SentencePieceBpe {
     const modelUnkId = typeof unkToken === "string" ? tokenIds.get(unkToken) : undefined;
     if (modelUnkId === undefined) return null;
 
-    const addedIds = new Map<string, number>();
-    const addedContents = new Set<string>();
+    const added = new Map<string, AddedToken>();
+    const rawContents: string[] = [];
+    const normalizedContents: string[] = [];
+    const hasNormalizer = tokenizerJson.normalizer !== null && tokenizerJson.normalizer !== undefined;
     for (const entry of (tokenizerJson.added_tokens ?? []) as JsonObject[]) {
       if (typeof entry?.content !== "string" || typeof entry.id !== "number") return null;
-      tokenIds.set(entry.content, entry.id);
-      addedIds.set(entry.content, entry.id);
-      addedContents.add(entry.content);
       const special = entry.special === true;
+      const token: AddedToken = {
+        id: entry.id,
+        lstrip: entry.lstrip === true,
+        rstrip: entry.rstrip === true,
+      };
+      tokenIds.set(entry.content, entry.id);
+      added.set(entry.content, token);
       const normalized = typeof entry.normalized === "boolean" ? entry.normalized : !special;
-      if (normalized && normalizeSteps.length > 0) {
+      if (normalized && hasNormalizer) {
         const form = normalize(entry.content);
-        addedIds.set(form, entry.id);
-        addedContents.add(form);
+        normalizedContents.push(form);
+        added.set(form, token);
+      } else {
+        rawContents.push(entry.content);
       }
     }
     // The unknown token as output must map back to the model's unk id, or fused runs would differ.
-    if ((addedIds.get(unkToken as string) ?? tokenIds.get(unkToken as string)) !== modelUnkId) return null;
+    if ((added.get(unkToken as string)?.id ?? tokenIds.get(unkToken as string)) !== modelUnkId) return null;
 
     // Merges: later duplicates win (the library builds a Map in order).
     const symbolIds = new Map<string, number>();
@@ -161,7 +171,9 @@ export class SentencePieceBpe {
     }
     return new SentencePieceBpe(
       normalizeSteps,
-      [...addedContents].filter((c) => c.length > 0),
+      new ContentSplitter(rawContents),
+      new ContentSplitter(normalizedContents),
+      added,
       symbolIds,
       symbols,
       pairIndex,
@@ -169,7 +181,6 @@ export class SentencePieceBpe {
       mergeRank,
       mergeResult,
       tokenIds,
-      addedIds,
       model.byte_fallback === true,
       modelUnkId,
       model.fuse_unk === true,
@@ -177,30 +188,62 @@ export class SentencePieceBpe {
     );
   }
 
-  /** Text -> ids without special tokens, or null when the text must take the library's path. */
-  encode(text: string): number[] | null {
-    if (text.length === 0) return null;
-    for (const content of this.addedContents) if (text.includes(content)) return null;
-    let normalized = text;
-    for (const step of this.normalizeSteps) normalized = step(normalized);
-    if (normalized.length === 0) return null;
-    if (normalized !== text)
-      for (const content of this.addedContents) if (normalized.includes(content)) return null;
-
+  /** Text -> ids, special tokens only where the text writes them (no BOS added): the library's encode_text. */
+  encode(text: string): number[] {
     const ids: number[] = [];
-    if (this.splitWords) {
-      let start = 0;
-      for (let i = 1; i < normalized.length; i++) {
-        if (normalized[i] === METASPACE && normalized[i - 1] !== METASPACE) {
-          this.encodeWord(normalized.slice(start, i), ids);
-          start = i;
-        }
+    const sections = this.rawSplitter.split(text);
+    this.stripAroundAdded(sections);
+    for (const section of sections) {
+      if (section.length === 0) continue;
+      const token = this.added.get(section);
+      if (token !== undefined) {
+        ids.push(token.id);
+        continue;
       }
-      this.encodeWord(normalized.slice(start), ids);
-    } else {
-      this.runMerges(normalized, ids);
+      let normalized = section;
+      for (const step of this.normalizeSteps) normalized = step(normalized);
+      if (normalized.length === 0) continue;
+      const pieces = this.normalizedSplitter.split(normalized);
+      this.stripAroundAdded(pieces);
+      for (const piece of pieces) {
+        if (piece.length === 0) continue;
+        const pieceToken = this.added.get(piece);
+        if (pieceToken !== undefined) {
+          ids.push(pieceToken.id);
+          continue;
+        }
+        const start = ids.length;
+        this.encodePiece(piece, ids);
+        if (this.fuseUnk) fuseRuns(ids, start, this.unkId);
+      }
     }
-    return this.fuseUnk ? fuseRuns(ids, this.unkId) : ids;
+    return ids;
+  }
+
+  /** lstrip / rstrip: an added token's neighbours lose their whitespace on its side (in place, in order). */
+  private stripAroundAdded(parts: string[]): void {
+    for (let i = 0; i < parts.length; i++) {
+      const token = this.added.get(parts[i]);
+      if (token === undefined) continue;
+      if (token.lstrip && i > 0) parts[i - 1] = parts[i - 1].trimEnd();
+      if (token.rstrip && i < parts.length - 1) parts[i + 1] = parts[i + 1].trimStart();
+    }
+  }
+
+  /** One normalized piece (no added token in it) through BPE, cut into words no merge joins. */
+  private encodePiece(piece: string, ids: number[]): void {
+    if (!this.splitWords) {
+      this.runMerges(piece, ids);
+      return;
+    }
+    let start = 0;
+    for (let i = 1; i < piece.length; i++) {
+      if (piece[i] === METASPACE && piece[i - 1] !== METASPACE) {
+        this.encodeWord(piece.slice(start, i), ids);
+        start = i;
+      }
+    }
+    this.encodeWord(piece.slice(start), ids);
   }
 
   private encodeWord(word: string, out: number[]): void {
@@ -300,7 +343,7 @@ export class SentencePieceBpe {
   }
 
   private idOf(token: string): number {
-    return this.addedIds.get(token) ?? (this.tokenIds.get(token) as number);
+    return this.added.get(token)?.id ?? (this.tokenIds.get(token) as number);
   }
 }
 
@@ -348,15 +391,78 @@ function joinsWords(token: string): boolean {
   return false;
 }
 
-/** fuse_unk: a run of unknown tokens becomes one. */
-function fuseRuns(ids: number[], unkId: number): number[] {
-  if (!ids.includes(unkId)) return ids;
-  const fused: number[] = [];
-  for (let i = 0; i < ids.length; i++) {
-    if (ids[i] === unkId && i > 0 && ids[i - 1] === unkId) continue;
-    fused.push(ids[i]);
+/** fuse_unk: a run of unknown tokens in ids[start..] becomes one (in place). */
+function fuseRuns(ids: number[], start: number, unkId: number): void {
+  if (ids.indexOf(unkId, start) < 0) return;
+  let w = start;
+  for (let r = start; r < ids.length; r++) {
+    if (ids[r] === unkId && r > start && ids[r - 1] === unkId) continue;
+    ids[w++] = ids[r];
   }
-  return fused;
+  ids.length = w;
+}
+
+interface AddedToken {
+  id: number;
+  lstrip: boolean;
+  rstrip: boolean;
+}
+
+/**
+ * The library's DictionarySplitter: from each position the longest added-token content that starts there, scanning
+ * left to right; the text between matches is kept as pieces.
+ */
+class ContentSplitter {
+  private readonly root: TrieNode = { next: new Map(), end: null };
+  private readonly empty: boolean;
+
+  constructor(contents: readonly string[]) {
+    for (const content of contents) {
+      let node = this.root;
+      for (let i = 0; i < content.length; i++) {
+        let child = node.next.get(content[i]);
+        if (child === undefined) {
+          child = { next: new Map(), end: null };
+          node.next.set(content[i], child);
+        }
+        node = child;
+      }
+      if (content.length > 0) node.end = content;
+    }
+    this.empty = this.root.next.size === 0;
+  }
+
+  split(text: string): string[] {
+    if (this.empty) return text.length > 0 ? [text] : [];
+    const parts: string[] = [];
+    const n = text.length;
+    let start = 0;
+    let i = 0;
+    while (i < n) {
+      let node: TrieNode | undefined = this.root;
+      let match: string | null = null;
+      for (let j = i; j < n; j++) {
+        node = node.next.get(text[j]);
+        if (node === undefined) break;
+        if (node.end !== null) match = node.end;
+      }
+      if (match !== null) {
+        if (i > start) parts.push(text.slice(start, i));
+        parts.push(match);
+        i += match.length;
+        start = i;
+      } else {
+        i++;
+      }
+    }
+    if (start < n) parts.push(text.slice(start));
+    return parts;
+  }
+}
+
+interface TrieNode {
+  next: Map<string, TrieNode>;
+  end: string | null;
 }
 
 /** A binary min-heap of merge candidates: key = rank * wordLength + position, with its version and merge slot. */

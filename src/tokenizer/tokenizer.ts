@@ -155,9 +155,15 @@ export class Tokenizer {
     );
   }
 
+  /** Whether encode() runs our SentencePiece-BPE encoder (sentencepiece-bpe.ts) rather than the library's. */
+  get hasFastEncoder(): boolean {
+    return this.fast !== null;
+  }
+
   /** Text -> ids. Special and added tokens written in the text (`<|end_of_turn|>`) become single ids. */
   encode(text: string, opts: EncodeOptions = {}): number[] {
-    const ids = this.fast?.encode(text) ?? this.hf.encode(text, { add_special_tokens: false }).ids;
+    const ids =
+      this.fast !== null ? this.fast.encode(text) : this.hf.encode(text, { add_special_tokens: false }).ids;
     const addBos = opts.addBos ?? this.addBosByDefault;
     // Exactly one BOS: a text that already starts with the BOS token does not get a second one.
     if (addBos && this.bosTokenId !== null && ids[0] !== this.bosTokenId) ids.unshift(this.bosTokenId);
