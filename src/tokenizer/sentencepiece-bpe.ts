@@ -40,6 +40,10 @@ export class SentencePieceBpe {
   /** Output ids of characters that no merge uses (not interned). */
   private readonly loneCharOutput = new Map<string, number[]>();
   private readonly utf8 = new TextEncoder();
+  /** The interned symbol of each UTF-16 unit as a character (-2: not looked up yet). */
+  private readonly unitSymbol = new Int32Array(65536).fill(-2);
+  /** Buffers of runMerges, reused from word to word. */
+  private readonly scratch = new MergeScratch();
 
   private constructor(
     private readonly normalizeSteps: readonly NormalizeStep[],
@@ -51,9 +55,8 @@ export class SentencePieceBpe {
     /** Interned symbols: every part and result of a merge. */
     private readonly symbolIds: Map<string, number>,
     private readonly symbols: readonly string[],
-    /** (left symbol * symbolStride + right symbol) -> index into mergeRank / mergeResult. */
-    private readonly pairIndex: Map<number, number>,
-    private readonly symbolStride: number,
+    /** (left symbol, right symbol) -> index into mergeRank / mergeResult. */
+    private readonly pairs: PairTable,
     private readonly mergeRank: Int32Array,
     private readonly mergeResult: Int32Array,
     /** The library's tokens_to_ids: vocabulary, then added tokens over it. */
@@ -157,15 +160,14 @@ export class SentencePieceBpe {
       pairs.push([intern(parts[0]), intern(parts[1]), rank]);
       intern(result);
     }
-    const symbolStride = symbols.length + 1;
-    const pairIndex = new Map<number, number>();
+    const table = new PairTable(pairs.length);
     const mergeRank = new Int32Array(pairs.length);
     const mergeResult = new Int32Array(pairs.length);
     for (let i = 0; i < pairs.length; i++) {
       const [left, right, rank] = pairs[i];
-      const key = left * symbolStride + right;
-      const slot = pairIndex.get(key) ?? i;
-      pairIndex.set(key, slot);
+      const known = table.get(left, right);
+      const slot = known >= 0 ? known : i;
+      if (known < 0) table.set(left, right, slot);
       mergeRank[slot] = rank;
       mergeResult[slot] = symbolIds.get(symbols[left] + symbols[right]) as number;
     }
@@ -176,8 +178,7 @@ export class SentencePieceBpe {
       added,
       symbolIds,
       symbols,
-      pairIndex,
-      symbolStride,
+      table,
       mergeRank,
       mergeResult,
       tokenIds,
@@ -263,28 +264,34 @@ export class SentencePieceBpe {
 
   /** BPE over one word (its characters), the resulting tokens' ids appended to out. */
   private runMerges(word: string, out: number[]): void {
-    const chars = Array.from(word);
-    const n = chars.length;
-    // symbol [n]: interned id of each position's symbol, -1 for a character no merge uses
-    const symbol = new Int32Array(n);
-    // next / prev [n]: the linked list of live positions (-1 at the ends); version [n] invalidates heap entries
-    const next = new Int32Array(n);
-    const prev = new Int32Array(n);
-    const version = new Int32Array(n);
-    const alive = new Uint8Array(n).fill(1);
+    const w = this.scratch.reserve(word.length);
+    // symbol [n]: interned id of each position's symbol (-1: a character no merge uses); offset [n]: where its
+    // character starts in word; next / prev [n]: the linked list of live positions (-1 at the ends); version [n]
+    // invalidates heap entries of a position whose pair changed; alive [n].
+    const { symbol, offset, next, prev, version, alive, heap } = w;
+    let n = 0;
+    for (let i = 0; i < word.length; n++) {
+      const code = word.charCodeAt(i);
+      offset[n] = i;
+      if (code >= 0xd800 && code <= 0xdbff && i + 1 < word.length) {
+        const low = word.charCodeAt(i + 1);
+        if (low >= 0xdc00 && low <= 0xdfff) {
+          symbol[n] = this.symbolIds.get(word.slice(i, i + 2)) ?? -1;
+          i += 2;
+          continue;
+        }
+      }
+      symbol[n] = this.symbolOfUnit(code);
+      i++;
+    }
     for (let i = 0; i < n; i++) {
-      symbol[i] = this.symbolIds.get(chars[i]) ?? -1;
       next[i] = i + 1 < n ? i + 1 : -1;
       prev[i] = i - 1;
+      version[i] = 0;
+      alive[i] = 1;
     }
-    const heap = new PairHeap(n);
-    const push = (pos: number) => {
-      const right = next[pos];
-      if (right < 0 || symbol[pos] < 0 || symbol[right] < 0) return;
-      const slot = this.pairIndex.get(symbol[pos] * this.symbolStride + symbol[right]);
-      if (slot !== undefined) heap.push(this.mergeRank[slot] * n + pos, version[pos], slot);
-    };
-    for (let i = 0; i + 1 < n; i++) push(i);
+    heap.clear();
+    for (let i = 0; i + 1 < n; i++) this.pushPair(i, n, w);
     while (heap.size > 0) {
       const pos = heap.topKey() % n;
       const ver = heap.topVersion();
@@ -301,14 +308,38 @@ export class SentencePieceBpe {
       const before = prev[pos];
       if (before >= 0) {
         version[before]++;
-        push(before);
+        this.pushPair(before, n, w);
       }
-      push(pos);
+      this.pushPair(pos, n, w);
     }
     for (let pos = 0; pos >= 0; pos = next[pos]) {
-      const ids = symbol[pos] >= 0 ? this.outputOfSymbol(symbol[pos]) : this.outputOfLoneChar(chars[pos]);
+      const ids =
+        symbol[pos] >= 0
+          ? this.outputOfSymbol(symbol[pos])
+          : this.outputOfLoneChar(word.slice(offset[pos], pos + 1 < n ? offset[pos + 1] : word.length));
       for (const id of ids) out.push(id);
     }
+  }
+
+  /** Queues the merge of pos with its right neighbour, if there is one for the pair. */
+  private pushPair(pos: number, n: number, w: MergeScratch): void {
+    const right = w.next[pos];
+    if (right < 0) return;
+    const left = w.symbol[pos];
+    const rightSymbol = w.symbol[right];
+    if (left < 0 || rightSymbol < 0) return;
+    const slot = this.pairs.get(left, rightSymbol);
+    if (slot >= 0) w.heap.push(this.mergeRank[slot] * n + pos, w.version[pos], slot);
+  }
+
+  /** The interned symbol of a one-unit character (BMP, or a lone surrogate), -1 when no merge uses it. */
+  private symbolOfUnit(code: number): number {
+    let id = this.unitSymbol[code];
+    if (id === -2) {
+      id = this.symbolIds.get(String.fromCharCode(code)) ?? -1;
+      this.unitSymbol[code] = id;
+    }
+    return id;
   }
 
   private outputOfSymbol(id: number): number[] {
@@ -465,6 +496,70 @@ interface TrieNode {
   end: string | null;
 }
 
+/** Open-addressing hash of (left, right) symbol pairs -> merge slot (Smi keys: no Map of doubles). */
+class PairTable {
+  private readonly mask: number;
+  private readonly lefts: Int32Array;
+  private readonly rights: Int32Array;
+  private readonly slots: Int32Array;
+
+  constructor(entries: number) {
+    let capacity = 16;
+    while (capacity < entries * 2) capacity *= 2;
+    this.mask = capacity - 1;
+    this.lefts = new Int32Array(capacity).fill(-1);
+    this.rights = new Int32Array(capacity);
+    this.slots = new Int32Array(capacity);
+  }
+
+  private static hash(left: number, right: number): number {
+    return (Math.imul(left, 0x9e3779b1) ^ Math.imul(right + 0x7f4a7c15, 0x85ebca6b)) >>> 0;
+  }
+
+  /** The slot of the pair, or -1. */
+  get(left: number, right: number): number {
+    for (let i = PairTable.hash(left, right) & this.mask; ; i = (i + 1) & this.mask) {
+      const l = this.lefts[i];
+      if (l === -1) return -1;
+      if (l === left && this.rights[i] === right) return this.slots[i];
+    }
+  }
+
+  set(left: number, right: number, slot: number): void {
+    let i = PairTable.hash(left, right) & this.mask;
+    while (this.lefts[i] !== -1 && (this.lefts[i] !== left || this.rights[i] !== right))
+      i = (i + 1) & this.mask;
+    this.lefts[i] = left;
+    this.rights[i] = right;
+    this.slots[i] = slot;
+  }
+}
+
+/** runMerges' per-position arrays and heap, grown to the longest word seen. */
+class MergeScratch {
+  symbol = new Int32Array(0);
+  offset = new Int32Array(0);
+  next = new Int32Array(0);
+  prev = new Int32Array(0);
+  version = new Int32Array(0);
+  alive = new Uint8Array(0);
+  readonly heap = new PairHeap(64);
+
+  /** Room for a word of `units` UTF-16 units (at most that many positions). */
+  reserve(units: number): this {
+    if (this.symbol.length < units) {
+      const n = Math.max(units, 2 * this.symbol.length, 64);
+      this.symbol = new Int32Array(n);
+      this.offset = new Int32Array(n);
+      this.next = new Int32Array(n);
+      this.prev = new Int32Array(n);
+      this.version = new Int32Array(n);
+      this.alive = new Uint8Array(n);
+    }
+    return this;
+  }
+}
+
 /** A binary min-heap of merge candidates: key = rank * wordLength + position, with its version and merge slot. */
 class PairHeap {
   size = 0;
@@ -477,6 +572,10 @@ class PairHeap {
     this.keys = new Float64Array(c);
     this.versions = new Int32Array(c);
     this.slots = new Int32Array(c);
+  }
+
+  clear(): void {
+    this.size = 0;
   }
 
   topKey(): number {
