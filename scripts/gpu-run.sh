@@ -66,7 +66,7 @@ for step in $steps; do
     verify-narrow-gemv) run_step verify-narrow-gemv 420 bash scripts/verify-narrow-gemv.sh ;;  # o at 9..16 / 9..32 rows on the GEMV against the WS tiles (see the file)
     verify-ws-tail) run_step verify-ws-tail 560 bash scripts/verify-ws-tail.sh ;;  # prefill rows past the last 256-row tile (see the file)
     kernel-trace) run_step kernel-trace 420 env OUT="$final" bash scripts/kernel-trace.sh ;;  # the decode graphs' kernels, traced (see the file)
-    verify-c16) run_step verify-c16 300 bash scripts/verify-serve-c16.sh ;;  # concurrency 16 by tokenizer pool size (see the file)
+    verify-c16) run_step verify-c16 300 bash scripts/verify-serve-c16.sh ;;  # concurrency 16, the library's encoder against ours (see the file)
     verify-attn-fp8) run_step verify-attn-fp8 300 bash scripts/verify-attn-fp8.sh ;;  # FP8 prefill attention on the producer warpgroup
     verify-kv) run_step verify-kv 580 bash scripts/verify-kv.sh ;;  # issue 14 FP8 KV cache + issue 13 decode attention (see the file)
     quantize)
