@@ -192,33 +192,34 @@ export class SentencePieceBpe {
   /** Text -> ids, special tokens only where the text writes them (no BOS added): the library's encode_text. */
   encode(text: string): number[] {
     const ids: number[] = [];
-    const sections = this.rawSplitter.split(text);
-    this.stripAroundAdded(sections);
-    for (const section of sections) {
-      if (section.length === 0) continue;
-      const token = this.added.get(section);
-      if (token !== undefined) {
-        ids.push(token.id);
-        continue;
-      }
+    this.splitAtAdded(this.rawSplitter, text, ids, (section) => {
       let normalized = section;
       for (const step of this.normalizeSteps) normalized = step(normalized);
-      if (normalized.length === 0) continue;
-      const pieces = this.normalizedSplitter.split(normalized);
-      this.stripAroundAdded(pieces);
-      for (const piece of pieces) {
-        if (piece.length === 0) continue;
-        const pieceToken = this.added.get(piece);
-        if (pieceToken !== undefined) {
-          ids.push(pieceToken.id);
-          continue;
-        }
+      if (normalized.length === 0) return;
+      this.splitAtAdded(this.normalizedSplitter, normalized, ids, (piece) => {
         const start = ids.length;
         this.encodePiece(piece, ids);
         if (this.fuseUnk) fuseRuns(ids, start, this.unkId);
-      }
-    }
+      });
+    });
     return ids;
+  }
+
+  /** Cuts text at the splitter's added tokens: their ids go to ids, each non-empty piece between them to encode. */
+  private splitAtAdded(
+    splitter: ContentSplitter,
+    text: string,
+    ids: number[],
+    encode: (piece: string) => void,
+  ): void {
+    const parts = splitter.split(text);
+    this.stripAroundAdded(parts);
+    for (const part of parts) {
+      if (part.length === 0) continue;
+      const token = this.added.get(part);
+      if (token !== undefined) ids.push(token.id);
+      else encode(part);
+    }
   }
 
   /** lstrip / rstrip: an added token's neighbours lose their whitespace on its side (in place, in order). */
