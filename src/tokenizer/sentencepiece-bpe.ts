@@ -95,7 +95,9 @@ export class SentencePieceBpe {
     const normalize = (text: string) => normalizeSteps.reduce((t, step) => step(t), text);
 
     const tokenIds = new Map<string, number>();
-    for (const [token, id] of Object.entries(vocab as JsonObject)) {
+    const vocabObject = vocab as JsonObject;
+    for (const token of Object.keys(vocabObject)) {
+      const id = vocabObject[token];
       if (typeof id !== "number") return null;
       tokenIds.set(token, id);
     }
@@ -141,35 +143,48 @@ export class SentencePieceBpe {
       }
       return id;
     };
-    const pairs: [number, number, number][] = []; // [left, right, rank]
+    const mergeCount = model.merges.length;
+    // lefts / rights / ranks / results [mergeCount]: each usable merge's symbols, rank and merged symbol
+    const lefts = new Int32Array(mergeCount);
+    const rights = new Int32Array(mergeCount);
+    const ranks = new Int32Array(mergeCount);
+    const results = new Int32Array(mergeCount);
+    let count = 0;
     let splitWords = true;
-    for (let rank = 0; rank < model.merges.length; rank++) {
+    for (let rank = 0; rank < mergeCount; rank++) {
       const merge = model.merges[rank] as unknown;
-      let parts: string[];
+      let left: string;
+      let right: string;
       if (Array.isArray(merge)) {
         if (merge.length !== 2 || typeof merge[0] !== "string" || typeof merge[1] !== "string") return null;
-        parts = merge as string[];
+        [left, right] = merge as [string, string];
       } else if (typeof merge === "string") {
-        parts = merge.split(" ", 2);
-        if (parts.length < 2) continue; // the library's key never matches a pair
+        const space = merge.indexOf(" ");
+        if (space < 0) continue; // the library's key never matches a pair
+        left = merge.slice(0, space);
+        // split(" ", 2): the right part ends at a second space, if any
+        const end = merge.indexOf(" ", space + 1);
+        right = end < 0 ? merge.slice(space + 1) : merge.slice(space + 1, end);
       } else {
         return null;
       }
-      const result = parts[0] + parts[1];
+      const result = left + right;
       if (splitWords && joinsWords(result)) splitWords = false;
-      pairs.push([intern(parts[0]), intern(parts[1]), rank]);
-      intern(result);
+      lefts[count] = intern(left);
+      rights[count] = intern(right);
+      ranks[count] = rank;
+      results[count] = intern(result);
+      count++;
     }
-    const table = new PairTable(pairs.length);
-    const mergeRank = new Int32Array(pairs.length);
-    const mergeResult = new Int32Array(pairs.length);
-    for (let i = 0; i < pairs.length; i++) {
-      const [left, right, rank] = pairs[i];
-      const known = table.get(left, right);
+    const table = new PairTable(count);
+    const mergeRank = new Int32Array(count);
+    const mergeResult = new Int32Array(count);
+    for (let i = 0; i < count; i++) {
+      const known = table.get(lefts[i], rights[i]);
       const slot = known >= 0 ? known : i;
-      if (known < 0) table.set(left, right, slot);
-      mergeRank[slot] = rank;
-      mergeResult[slot] = symbolIds.get(symbols[left] + symbols[right]) as number;
+      if (known < 0) table.set(lefts[i], rights[i], slot);
+      mergeRank[slot] = ranks[i];
+      mergeResult[slot] = results[i];
     }
     return new SentencePieceBpe(
       normalizeSteps,
