@@ -2,7 +2,7 @@
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
 # steps (default: all but the quantizer's): kernels conformance sampler mask dense serve bench peer peerbf16 peerint4
-#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv verify-decode-gemm verify-attn-fp8 verify-ws-pair verify-chained verify-gqa verify-fp8-wide verify-gemv-narrow verify-c16 verify-narrow-gemv kernel-trace verify-ws-tail verify-attn-splits. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
+#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv verify-decode-gemm verify-attn-fp8 verify-ws-pair verify-chained verify-gqa verify-fp8-wide verify-gemv-narrow verify-c16 verify-narrow-gemv kernel-trace verify-ws-tail verify-attn-splits suites. suites: every GPU test file (npm run test:gpu) in one step. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
 #   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
@@ -77,6 +77,7 @@ for step in $steps; do
     quantize13b)
       run_step quantize13b 270 node dist/bench/quantize-layers.js --backend cuda --layers ${QUANT_LAYERS:-3}
       grep '^{' "$out/quantize13b.log" | tail -n 1 > "$out/quantize13b.json" ;;
+    suites) run_step suites 540 node scripts/run-tests.mjs --gpu; grep -E '^# (tests|pass|fail|skipped)|^not ok' "$out/suites.log" ;;  # npm run test:gpu
     sampler) run_step sampler 180 node --test dist/test/gpu/cuda-sampler.test.js ;;
     mask) run_step mask 180 node --test dist/test/gpu/cuda-token-mask.test.js ;;
     structured) run_step structured 420 node dist/bench/structured-bench.js --backend cuda --batches 1,64 --model ${STRUCTURED_MODELS:-synthetic-7b,demo}; sed -n '/^{/,$p' "$out/structured.log" | tee "$final/structured.json" ;;
