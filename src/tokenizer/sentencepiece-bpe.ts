@@ -6,9 +6,10 @@
  * Why: with no pre-tokenizer that library runs BPE over the whole prompt as one word, looking each candidate pair up
  * by `JSON.stringify([a, b])`, and caches nothing above 256 characters: ~20 ms for a 512-token prompt on one core
  * (the serving benchmark's random prompts; English ~9 ms), time that a burst of requests spends queued before the
- * engine sees them. Here symbols are interned to integers (a pair is one numeric Map key), the merges run on typed
- * arrays through a binary heap, and the text is cut into words that no merge can join (see `wordBoundaries`), whose
- * ids are cached.
+ * engine sees them. Here symbols are interned to integers (a pair is looked up in an integer hash table), the merges
+ * run on reused typed arrays through a binary heap, and the text is cut before each "▁" that follows another
+ * character when no merge can join across such a cut (`joinsWords`, checked on the merges at load; `encodePiece`),
+ * each word's ids cached.
  *
  * The merge order is the library's: the pair of lowest rank first, ties to the leftmost (the library scores a pair
  * rank + position / length). Tokens are then looked up as the library does: a token the vocabulary lacks becomes its
