@@ -108,6 +108,30 @@ describe("SentencePieceBpe on the demo model's tokenizer (Llama-2 + OpenChat tok
     for (const text of texts) assert.deepEqual(fast.encode(text), libraryIds(hf, text), JSON.stringify(text));
   });
 
+  for (const prependScheme of ["first", "always", "never", undefined]) {
+    test(`the newer conversion: no normalizer, a Metaspace pre-tokenizer (prepend_scheme ${prependScheme})`, () => {
+      const metaspaceJson: JsonObject = {
+        ...json,
+        normalizer: null,
+        pre_tokenizer: {
+          type: "Metaspace",
+          replacement: "\u2581",
+          prepend_scheme: prependScheme,
+          split: false,
+        },
+      };
+      const lib = new HfTokenizer(metaspaceJson, config);
+      const ours = SentencePieceBpe.from(metaspaceJson, config);
+      assert.ok(ours);
+      const rng = new SeededRandom(23);
+      const alphabet = [..."abcdefgh ijk  XYZ\u2581\n.,日😀", "<s>", "</s>", "<|end_of_turn|>"];
+      const texts = [ENGLISH, CODE, "<s>Hello", " leading", "x<|end_of_turn|> y", "\u2581already"];
+      for (let i = 0; i < 300; i++) texts.push(fuzzText(rng, alphabet, 60));
+      for (const text of texts)
+        assert.deepEqual(ours.encode(text), libraryIds(lib, text), JSON.stringify(text));
+    });
+  }
+
   test("Tokenizer.encode gives the library's ids with and without added tokens", async () => {
     const tokenizer = await Tokenizer.load(modelDir);
     for (const text of [ENGLISH, "GPT4 User: Hi<|end_of_turn|>GPT4 Assistant:", "</s>x"]) {
@@ -260,6 +284,11 @@ describe("SentencePieceBpe on small tokenizers", () => {
     const base = () => tinyTokenizer({ merges: ["a b"], byteFallback: true, fuseUnk: true });
     const byteLevel = { ...base(), pre_tokenizer: { type: "ByteLevel", add_prefix_space: false } };
     assert.equal(SentencePieceBpe.from(byteLevel, {}), null);
+    const metaspaceInSequence = {
+      ...base(),
+      pre_tokenizer: { type: "Sequence", pretokenizers: [{ type: "Metaspace" }] },
+    };
+    assert.equal(SentencePieceBpe.from(metaspaceInSequence, {}), null);
     const nfkc = { ...base(), normalizer: { type: "NFKC" } };
     assert.equal(SentencePieceBpe.from(nfkc, {}), null);
     const wordPiece = { ...base(), model: { type: "WordPiece", vocab: {} } };

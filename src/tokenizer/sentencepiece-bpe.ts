@@ -1,6 +1,7 @@
 /**
  * A fast encoder for SentencePiece-style BPE tokenizer.json files (Llama, Llama-2, Mistral, OpenChat): a normalizer
- * made of `Prepend` / `Replace` (" " -> "▁"), no pre-tokenizer, a `BPE` model with byte fallback. It gives the ids
+ * made of `Prepend` / `Replace` (" " -> "▁") and no pre-tokenizer (the legacy conversion), or no normalizer and a
+ * `Metaspace` pre-tokenizer (the newer one), a `BPE` model with byte fallback. It gives the ids
  * @huggingface/tokenizers gives, bit for bit, and is what the server's tokenizer runs for such models.
  *
  * Why: with no pre-tokenizer that library runs BPE over the whole prompt as one word, looking each candidate pair up
@@ -48,6 +49,8 @@ export class SentencePieceBpe {
 
   private constructor(
     private readonly normalizeSteps: readonly NormalizeStep[],
+    /** The Metaspace pre-tokenizer, or null for none. */
+    private readonly metaspace: MetaspaceConfig | null,
     /** Cuts the raw text at added tokens that are not normalized, and the normalized pieces at those that are. */
     private readonly rawSplitter: ContentSplitter,
     private readonly normalizedSplitter: ContentSplitter,
@@ -76,7 +79,8 @@ export class SentencePieceBpe {
   static from(tokenizerJson: JsonObject, tokenizerConfig: JsonObject): SentencePieceBpe | null {
     const model = tokenizerJson.model as JsonObject | undefined;
     if (model === undefined || model === null || model.type !== "BPE") return null;
-    if (tokenizerJson.pre_tokenizer !== null && tokenizerJson.pre_tokenizer !== undefined) return null;
+    const metaspace = metaspaceConfig(tokenizerJson.pre_tokenizer);
+    if (metaspace === undefined) return null;
     for (const key of [
       "dropout",
       "continuing_subword_prefix",
@@ -189,6 +193,7 @@ export class SentencePieceBpe {
     }
     return new SentencePieceBpe(
       normalizeSteps,
+      metaspace,
       new ContentSplitter(rawContents),
       new ContentSplitter(normalizedContents),
       added,
@@ -208,33 +213,38 @@ export class SentencePieceBpe {
   /** Text -> ids, special tokens only where the text writes them (no BOS added): the library's encode_text. */
   encode(text: string): number[] {
     const ids: number[] = [];
-    this.splitAtAdded(this.rawSplitter, text, ids, (section) => {
+    this.splitAtAdded(this.rawSplitter, text, ids, (section, sectionIndex) => {
       let normalized = section;
       for (const step of this.normalizeSteps) normalized = step(normalized);
       if (normalized.length === 0) return;
       this.splitAtAdded(this.normalizedSplitter, normalized, ids, (piece) => {
+        const word = this.metaspace === null ? piece : metaspaceWord(piece, this.metaspace, sectionIndex);
         const start = ids.length;
-        this.encodePiece(piece, ids);
+        this.encodePiece(word, ids);
         if (this.fuseUnk) fuseRuns(ids, start, this.unkId);
       });
     });
     return ids;
   }
 
-  /** Cuts text at the splitter's added tokens: their ids go to ids, each non-empty piece between them to encode. */
+  /**
+   * Cuts text at the splitter's added tokens: their ids go to ids, each non-empty piece between them to encode, with
+   * its index among the parts (added tokens and empty parts counted, as the library's section_index).
+   */
   private splitAtAdded(
     splitter: ContentSplitter,
     text: string,
     ids: number[],
-    encode: (piece: string) => void,
+    encode: (piece: string, index: number) => void,
   ): void {
     const parts = splitter.split(text);
     this.stripAroundAdded(parts);
-    for (const part of parts) {
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
       if (part.length === 0) continue;
       const token = this.added.get(part);
       if (token !== undefined) ids.push(token.id);
-      else encode(part);
+      else encode(part, i);
     }
   }
 
@@ -429,6 +439,42 @@ function normalizerSteps(config: unknown): NormalizeStep[] | null {
     return [(t) => t.replaceAll(from, to)];
   }
   return null;
+}
+
+interface MetaspaceConfig {
+  replacement: string;
+  /** What a space becomes (the library's str_rep || replacement). */
+  strRep: string;
+  /** "always", "first" (the first section only) or anything else (never), as the library reads it. */
+  prependScheme: string;
+}
+
+/**
+ * The pre-tokenizer as this encoder runs it: null for none, a MetaspaceConfig for a lone Metaspace, undefined for any
+ * other. The library's Metaspace never splits (its `split` flag is not read), so it only rewrites the piece.
+ */
+function metaspaceConfig(config: unknown): MetaspaceConfig | null | undefined {
+  if (config === null || config === undefined) return null;
+  const c = config as JsonObject;
+  if (c.type !== "Metaspace") return undefined;
+  const replacement = c.replacement ?? METASPACE;
+  if (typeof replacement !== "string" || replacement.length === 0) return undefined;
+  const strRep = typeof c.str_rep === "string" && c.str_rep !== "" ? c.str_rep : replacement;
+  const prependScheme = c.prepend_scheme ?? "always";
+  if (typeof prependScheme !== "string") return undefined;
+  return { replacement, strRep, prependScheme };
+}
+
+/** The library's Metaspace.pre_tokenize_text: spaces replaced, and the prefix added where its scheme asks. */
+function metaspaceWord(piece: string, m: MetaspaceConfig, sectionIndex: number): string {
+  let word = piece.replaceAll(" ", m.strRep);
+  if (
+    !word.startsWith(m.replacement) &&
+    (m.prependScheme === "always" || (m.prependScheme === "first" && sectionIndex === 0))
+  ) {
+    word = m.strRep + word;
+  }
+  return word;
 }
 
 /** Whether a merge result holds "▁" after another character: then a merge can cross the cut encode makes. */
