@@ -97,7 +97,7 @@ export class SentencePieceBpe {
     if (!Array.isArray(model.merges)) return null;
     const normalizeSteps = normalizerSteps(tokenizerJson.normalizer);
     if (normalizeSteps === null) return null;
-    const normalize = (text: string) => normalizeSteps.reduce((t, step) => step(t), text);
+    const normalize = (text: string) => applySteps(normalizeSteps, text);
 
     const tokenIds = new Map<string, number>();
     const vocabObject = vocab as JsonObject;
@@ -214,8 +214,7 @@ export class SentencePieceBpe {
   encode(text: string): number[] {
     const ids: number[] = [];
     this.splitAtAdded(this.rawSplitter, text, ids, (section, sectionIndex) => {
-      let normalized = section;
-      for (const step of this.normalizeSteps) normalized = step(normalized);
+      const normalized = applySteps(this.normalizeSteps, section);
       if (normalized.length === 0) return;
       this.splitAtAdded(this.normalizedSplitter, normalized, ids, (piece) => {
         const word = this.metaspace === null ? piece : metaspaceWord(piece, this.metaspace, sectionIndex);
@@ -403,6 +402,13 @@ export class SentencePieceBpe {
   private idOf(token: string): number {
     return this.added.get(token)?.id ?? (this.tokenIds.get(token) as number);
   }
+}
+
+/** The normalizer's steps in order. */
+function applySteps(steps: readonly NormalizeStep[], text: string): string {
+  let t = text;
+  for (const step of steps) t = step(t);
+  return t;
 }
 
 /** The normalizer as steps, or null for a normalizer other than Prepend / Replace (string pattern) / their Sequence. */
@@ -659,14 +665,10 @@ class PairHeap {
     while (i > 0) {
       const parent = (i - 1) >> 1;
       if (this.keys[parent] <= key) break;
-      this.keys[i] = this.keys[parent];
-      this.versions[i] = this.versions[parent];
-      this.slots[i] = this.slots[parent];
+      this.move(parent, i);
       i = parent;
     }
-    this.keys[i] = key;
-    this.versions[i] = version;
-    this.slots[i] = slot;
+    this.place(i, key, version, slot);
   }
 
   pop(): void {
@@ -681,11 +683,17 @@ class PairHeap {
       if (child >= last) break;
       if (child + 1 < last && this.keys[child + 1] < this.keys[child]) child++;
       if (this.keys[child] >= key) break;
-      this.keys[i] = this.keys[child];
-      this.versions[i] = this.versions[child];
-      this.slots[i] = this.slots[child];
+      this.move(child, i);
       i = child;
     }
+    this.place(i, key, version, slot);
+  }
+
+  private move(from: number, to: number): void {
+    this.place(to, this.keys[from], this.versions[from], this.slots[from]);
+  }
+
+  private place(i: number, key: number, version: number, slot: number): void {
     this.keys[i] = key;
     this.versions[i] = version;
     this.slots[i] = slot;
