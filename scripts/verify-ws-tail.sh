@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# Issue 14, prefill of any length: the rows past the WS GEMM's last full 256-row tile (m > 256, m % 256 <= 64 by
-# default) as a linear of their own (native/kernels/gemm.cu ws_tail_rows; AWQ_GEMM_WS_TAIL_ROWS=0 turns it off).
+# Issue 14, prefill of any length: the rows past the WS GEMM's last full 256-row tile (m > 256, m % 256 <= 128 by
+# default, 64 before the tenth session) as a linear of their own (native/kernels/gemm.cu ws_tail_rows; AWQ_GEMM_WS_TAIL_ROWS=0 turns it off).
 # About 4 minutes:
 #   bash scripts/gpu-run.sh verify-ws-tail    or: bash scripts/verify-ws-tail.sh   from the repo root
 # (1) the kernel checks (`kernel-tests --no-bench`: awq_linear with a workspace at m = 257 / 300 / 320 / 513 / 529 /
-#     2049 / 2063 and the SiLU product at 257 / 300 against the reference, and everything else), by default and with
-#     AWQ_GEMM_WS_TAIL_ROWS=128 (then m = 321 / 384 split too: timed faster at 640 / 1100 rows in the eighth session,
-#     not yet checked);
+#     2049 / 2063, 321 / 384 (65..128-row tails), and the SiLU product at 257 / 300 against the reference, and
+#     everything else), by default (128) and with AWQ_GEMM_WS_TAIL_ROWS=64;
 # (2) prefill of one prompt of each length in TAIL_LENGTHS through the engine (`awq bench latency --prefill`, synthetic
-#     13B, median of 3), alternating processes, TAIL_PASSES passes (default 2): off (AWQ_GEMM_WS_TAIL_ROWS=0), the
-#     default (64) and 128;
+#     13B, median of 3), alternating processes, TAIL_PASSES passes (default 2): off (AWQ_GEMM_WS_TAIL_ROWS=0), 64 and
+#     the default (128);
 # (3) the conformance suite (its 300-token prompt runs 256 rows + a 44-row linear).
 # WS_TAIL_CHECKS=0 / WS_TAIL_CONFORMANCE=0 leave out (1) / (3) (a call that runs them elsewhere).
 # Pass for the default: checks and conformance pass, and no length slower than off in both passes beyond noise.
@@ -19,9 +18,9 @@ kt=native/build/kernel-tests/kernel-tests
 if [[ ${WS_TAIL_CHECKS:-1} == 0 ]]; then
   echo "== (1) kernel checks: left out (WS_TAIL_CHECKS=0)"
 elif [[ -x $kt ]]; then
-  for tail in default 128; do  # 128: the 65..128-row tails (m = 321 / 384) too
+  for tail in default 64; do  # the default (128) splits the 65..128-row tails (m = 321 / 384) too
     envs=()
-    [[ $tail == 128 ]] && envs=(AWQ_GEMM_WS_TAIL_ROWS=128)
+    [[ $tail == 64 ]] && envs=(AWQ_GEMM_WS_TAIL_ROWS=64)
     env "${envs[@]}" timeout 300 "$kt" --no-bench > /tmp/ws-tail-checks.log 2>&1
     echo "== (1) kernel checks, tails $tail: rc=$? ok $(grep -c ' ok$' /tmp/ws-tail-checks.log) FAIL $(grep -c FAIL /tmp/ws-tail-checks.log) $((SECONDS - T0))s"
     grep -E "m=(257|300|320|321|384|513|529|2049|2063) " /tmp/ws-tail-checks.log | grep -E "workspace|ws glu.* v0 " |
@@ -34,11 +33,11 @@ fi
 lengths=${TAIL_LENGTHS:-256,257,300,320,400,513,576,640,1100,2049,4097,8208}
 echo "== (2) prefill ms (lengths $lengths)"
 for ((pass = 1; pass <= ${TAIL_PASSES:-2}; pass++)); do
-  for s in off default t128; do
+  for s in off t64 default; do
     case $s in
       off) envs=(AWQ_GEMM_WS_TAIL_ROWS=0) ;;
+      t64) envs=(AWQ_GEMM_WS_TAIL_ROWS=64) ;;
       default) envs=() ;;
-      t128) envs=(AWQ_GEMM_WS_TAIL_ROWS=128) ;;
     esac
     line=$(env "${envs[@]}" timeout 150 node dist/src/cli/main.js bench latency --batches 1 --context 16 --steps 2 \
       --prefill "$lengths" --repeats 3 2>&1 | sed -n 's/^prefill \([0-9]*\) tokens: \([0-9.]*\) ms.*/\1:\2/p' | tr '\n' ' ')

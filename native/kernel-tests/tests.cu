@@ -75,9 +75,9 @@ bool test_awq() {
       std::snprintf(name, sizeof name, "in=%d out=%d group=%d m=%d", c.in, c.out, c.group, m);
       ok &= report(name, compare(y, ref, m, c.out));
       // The engine's call: the default dispatch with a workspace (at 9..16 rows the narrow, short matrices take the
-      // GEMV's two-tile kernel, the others the WS GEMM; above 256 rows a tail of at most 64 rows past the last full
-      // 256-row tile runs as a linear of its own: 257, 320, 513, 529, 2049, 2063; 321 and 384 too under
-      // AWQ_GEMM_WS_TAIL_ROWS=128), twice.
+      // GEMV's two-tile kernel, the others the WS GEMM; above 256 rows a tail of at most 128 rows past the last full
+      // 256-row tile runs as a linear of its own: 257, 320, 321, 384, 513, 529, 2049, 2063; under
+      // AWQ_GEMM_WS_TAIL_ROWS=64 not 321 / 384), twice.
       for (int rep = 0; rep < 2; ++rep) {
         CK(cudaMemset(y, 0xff, (size_t)m * c.out * 2));
         CK(awqk::awq_linear(x, m, packed, c.in, c.out, c.group, y, 0, lws, lwsBytes));
@@ -573,7 +573,7 @@ bool test_ws_glu() {
   const int mMax = 384;
   for (const Case& c : cases) {
     AwqFixture f(c.in, c.out, c.group, mMax, seed);
-    // 257 / 300: 256 rows + a tail linear of 1 / 44 (ws_tail_rows); 321 / 384 too under AWQ_GEMM_WS_TAIL_ROWS=128.
+    // 257 / 300 / 321 / 384: 256 rows + a tail linear of 1 / 44 / 65 / 128 (ws_tail_rows; not 321 / 384 under =64).
     for (int m : {9, 16, 40, 100, 257, 300, 321, 384}) {
       CK(awqk::awq_linear(f.x, m, f.packed, c.in, c.out, c.group, f.y, 0, lws, awqk::linear_workspace_bytes()));
       CK(cudaDeviceSynchronize());

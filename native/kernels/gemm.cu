@@ -169,15 +169,17 @@ bool awq_ws_path(int m, int in, int out) {
 // Prefill rows past the last full row tile: above 128 rows the WS GEMM's default tile (v2) is 128 outputs x 256 rows,
 // so m = 513 ran three row tiles where two and one row would do: 1.5x the work of m = 512 (a lone 513-token prompt,
 // BOS + 512, prefilled in 39 ms in the server against 26 ms for 512 in `awq bench latency`, H100, seventh session).
-// Where m > 256 and m % 256 is at most AWQ_GEMM_WS_TAIL_ROWS (default 64; 0 off, at most 128), awq_linear and
+// Where m > 256 and m % 256 is at most AWQ_GEMM_WS_TAIL_ROWS (default 128, the most; 0 off), awq_linear and
 // awq_linear_silu run the whole row tiles and those rows as two linears: the rows take the tile (or the GEMV) of their
 // own count, which reads the weights once more but skips a 256-row tile's worth of multiply-adds. H100, 2026-12-07
-// (eighth session), prefill of one prompt through the engine, ms, off / default / 128, first of two alike passes:
+// (eighth session), prefill of one prompt through the engine, ms, off / 64 / 128, first of two alike passes:
 // 257 30.0 / 17.6 / 17.7, 300 29.7 / 21.8 / 21.0, 513 39.0 / 30.0 / 30.0, 640 36.4 / 37.0 / 36.0, 1100 61.3 / 61.3 /
-// 59.8, 4097 226.0 / 213.3 / 210.2; serving at concurrency 16 (FP8 KV) +1.5 / +2.1 %. 128 was faster at 640 / 1100
-// but its 65..128-row tails were not checked against the reference on a GPU (scripts/verify-ws-tail.sh does).
+// 59.8, 4097 226.0 / 213.3 / 210.2; serving at concurrency 16 (FP8 KV) +1.5 / +2.1 %. Tenth session (H100, one pass,
+// scripts/verify-ws-tail.sh): 321 28.2 / 28.0 / 22.6, 384 26.2 / 26.4 / 24.4, 640 36.7 / 36.8 / 36.1, 1100 60.6 / 61.0
+// / 59.6, and the kernel checks with 128 (the 65..128-row tails at m = 321 / 384 included) 2,121 ok, 0 FAIL: 128 is
+// the default since.
 int ws_tail_rows(int m, int in, int out) {
-  static const int maxTail = std::min(128, std::max(0, env_int("AWQ_GEMM_WS_TAIL_ROWS", 64)));
+  static const int maxTail = std::min(128, std::max(0, env_int("AWQ_GEMM_WS_TAIL_ROWS", 128)));
   constexpr int kRowTile = 256;  // gemm_ws_default_variant's v2 above 128 rows
   if (m <= kRowTile || maxTail == 0 || g_wsVariant != 0 || !awq_ws_path(m, in, out) ||
       gemm_ws_default_variant(m, in, out) != 2)

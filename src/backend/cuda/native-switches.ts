@@ -35,7 +35,7 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   { name: "AWQ_GEMM_WS_SK", what: "its stream-K tail", values: ON_OFF },
   {
     name: "AWQ_GEMM_WS_TAIL_ROWS",
-    what: "above 256 rows, the rows past the last full 256-row tile run as a linear of their own when at most this many (default 64; 0 off)",
+    what: "above 256 rows, the rows past the last full 256-row tile run as a linear of their own when at most this many (default 128; 0 off)",
     range: [0, 128],
   },
   { name: "AWQ_GEMM_WS_PF", what: "its weight requests before the previous kernel ends", values: ON_OFF },
