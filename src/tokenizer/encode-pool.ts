@@ -3,8 +3,8 @@
  * @huggingface/tokenizers; ~3 MB/s cold through our SentencePiece-BPE encoder), and a server that encodes on its
  * one JS thread goes deaf while it does: /health, other clients' streams, everything. So texts longer than
  * `inlineMaxChars` are encoded by worker threads that each hold their own copy of the tokenizer (TGI's validation
- * workers do the same); short ones, which take well under a millisecond (a few with the fast encoder), are encoded
- * in place. Results equal `tokenizer.encode` exactly.
+ * workers do the same); short ones are encoded in place (well under a millisecond with the library up to 2K
+ * characters; ~1-2 ms with the fast encoder up to its 16K). Results equal `tokenizer.encode` exactly.
  *
  * `minTokenCount` is a lower bound on a text's token count that costs one pass over its bytes, so a text
  * that can never fit the context is refused before anyone spends seconds encoding it.
