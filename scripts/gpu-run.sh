@@ -2,7 +2,7 @@
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
 # steps (default: all but the quantizer's): kernels conformance sampler mask dense serve bench peer peerbf16 peerint4
-#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv verify-decode-gemm verify-attn-fp8 verify-ws-pair verify-chained verify-gqa verify-fp8-wide verify-gemv-narrow verify-c16 verify-narrow-gemv kernel-trace verify-ws-tail verify-attn-splits ncu-decode suites. suites: every GPU test file (npm run test:gpu) in one step. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
+#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv verify-decode-gemm verify-attn-fp8 verify-ws-pair verify-chained verify-gqa verify-fp8-wide verify-gemv-narrow verify-c16 verify-narrow-gemv kernel-trace verify-ws-tail verify-attn-splits ncu-decode verify-c16-budget suites. suites: every GPU test file (npm run test:gpu) in one step. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
 #   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
@@ -69,6 +69,7 @@ for step in $steps; do
     verify-attn-splits) run_step verify-attn-splits 420 bash scripts/verify-attn-splits.sh ;;  # FP8 decode attention, more splits at batch 16 (see the file)
     ncu-decode) run_step ncu-decode 360 env OUT="$final" bash scripts/ncu-decode.sh ;;  # Nsight Compute on the decode kernels (see the file)
     verify-c16) run_step verify-c16 300 bash scripts/verify-serve-c16.sh ;;  # concurrency 16, the library's encoder against ours (see the file)
+    verify-c16-budget) run_step verify-c16-budget 420 bash scripts/verify-c16-budget.sh ;;  # concurrency 16 by token budget (see the file)
     verify-attn-fp8) run_step verify-attn-fp8 300 bash scripts/verify-attn-fp8.sh ;;  # FP8 prefill attention on the producer warpgroup
     verify-kv) run_step verify-kv 580 bash scripts/verify-kv.sh ;;  # issue 14 FP8 KV cache + issue 13 decode attention (see the file)
     quantize)
@@ -182,7 +183,7 @@ for step in $steps; do
       sb_url=http://127.0.0.1:${SERVE_BENCH_PORT:-8321}
       read -ra sb_conc <<< "${SERVE_BENCH_CONCURRENCY:-1 16 64 128 256}"
       read -ra sb_prompts <<< "${SERVE_BENCH_PROMPTS:-16 64 192 384 512}"
-      if [[ ! -s $sb_dir/model.safetensors.index.json ]]; then
+      if [[ ! -s $sb_dir/config.json ]]; then  # written after the weights: without it the folder holds no checkpoint
         run_step serve-bench-write 240 node dist/src/cli/main.js bench synthetic-checkpoint --shape "$sb_shape" \
           --out "$sb_dir" --quiet
         tail -n 1 "$out/serve-bench-write.log"

@@ -100,6 +100,27 @@ test("an unknown shape is refused by name", async () => {
   );
 });
 
+test("a folder that holds a model is refused by name unless overwrite is set, and stale shards are removed", async () => {
+  const dir = await mkdtemp(path.join(tmpdir(), "synthetic-"));
+  try {
+    await writeSyntheticCheckpoint({ shape: "tiny", out: dir, shards: 2 });
+    const before = await readFile(path.join(dir, "model-00001-of-00002.safetensors"));
+    await assert.rejects(
+      writeSyntheticCheckpoint({ shape: "tiny", out: dir, seed: 1 }),
+      (err: Error) =>
+        err.message.includes(
+          `--out ${dir} already holds a model (config.json, model-00001-of-00002.safetensors`,
+        ) && err.message.includes("pass --force"),
+    );
+    assert.deepEqual(await readFile(path.join(dir, "model-00001-of-00002.safetensors")), before);
+    await writeSyntheticCheckpoint({ shape: "tiny", out: dir, seed: 1, overwrite: true });
+    const files = (await readdir(dir)).filter((f) => f.endsWith(".safetensors") || f.endsWith(".index.json"));
+    assert.deepEqual(files, ["model.safetensors"]);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test("written tensors carry the dtype and shape of the header", async () => {
   const dir = await mkdtemp(path.join(tmpdir(), "synthetic-"));
   try {

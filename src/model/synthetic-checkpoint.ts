@@ -6,7 +6,7 @@
  * its turn to be written comes, so a 13B checkpoint (7.25 GB) never sits in memory: at most one tensor does
  * (the 327 MB embedding).
  */
-import { copyFile, mkdir, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, readdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { DEMO_MODEL } from "../demo-model.js";
 import { f32ToF16 } from "./half.js";
@@ -90,6 +90,11 @@ export interface SyntheticCheckpointOptions {
   /** Number of safetensors files; default: as many as keeps each under ~2 GB. */
   shards?: number;
   seed?: number;
+  /**
+   * Write into a folder that already holds a model (its weights, index and config are replaced, stale shards
+   * removed). Without it such a folder is refused, so a mistyped --out never overwrites a real model.
+   */
+  overwrite?: boolean;
   /** Called after each tensor is written, with bytes written so far and in all. */
   onProgress?: (written: number, total: number) => void;
 }
@@ -270,6 +275,20 @@ function configJson(shape: SyntheticShape): Record<string, unknown> {
   };
 }
 
+/** The files of `dir` that make it a model folder (none when it is missing or empty of them). */
+async function modelFilesIn(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  return names
+    .filter((n) => n === "config.json" || n.endsWith(".safetensors") || n === "model.safetensors.index.json")
+    .sort();
+}
+
 export async function writeSyntheticCheckpoint(
   opts: SyntheticCheckpointOptions,
 ): Promise<SyntheticCheckpointResult> {
@@ -280,7 +299,16 @@ export async function writeSyntheticCheckpoint(
   if (!Number.isInteger(count) || count < 1)
     throw new Error(`--shards needs a positive integer, got ${count}`);
   const shards = splitIntoShards(tensors, count);
+  const existing = await modelFilesIn(opts.out);
+  if (existing.length > 0 && !opts.overwrite)
+    throw new Error(
+      `--out ${opts.out} already holds a model (${existing.join(", ")}): choose an empty folder, or pass --force to replace it`,
+    );
   await mkdir(opts.out, { recursive: true });
+  // Replacing: weight files of an earlier write with another shard count would sit beside the new ones.
+  for (const file of existing)
+    if (file.endsWith(".safetensors") || file === "model.safetensors.index.json")
+      await rm(path.join(opts.out, file));
   const files =
     count === 1
       ? ["model.safetensors"]

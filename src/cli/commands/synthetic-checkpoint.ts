@@ -14,6 +14,7 @@ interface SyntheticFlags {
   shards?: number;
   seed: number;
   quiet?: boolean;
+  force?: boolean;
 }
 
 export function registerSyntheticCheckpoint(bench: Command): void {
@@ -23,13 +24,17 @@ export function registerSyntheticCheckpoint(bench: Command): void {
       "write a random-weight AWQ checkpoint of a Llama shape (AutoAWQ GEMM layout, sharded safetensors, the demo tokenizer) for serving benchmarks without a download",
     )
     .requiredOption("--shape <name>", `model shape: ${Object.keys(SYNTHETIC_SHAPES).join(", ")}`)
-    .requiredOption("--out <dir>", "folder to write (created)")
+    .requiredOption(
+      "--out <dir>",
+      "folder to write (created; a folder holding a model is refused without --force)",
+    )
     .option(
       "--shards <n>",
       "safetensors files (default: as many as keeps each under ~2 GB)",
       positiveIntegerFlag("--shards"),
     )
     .option("--seed <n>", "seed of the random weights", integerAtLeastFlag("--seed", 0), 0)
+    .option("--force", "replace the model in --out (its weights, index and config)")
     .option("-q, --quiet", "no progress bar")
     .action(async (flags: SyntheticFlags) => {
       syntheticShape(flags.shape); // refused by name before the progress bar starts
@@ -40,6 +45,7 @@ export function registerSyntheticCheckpoint(bench: Command): void {
         out: flags.out,
         shards: flags.shards,
         seed: flags.seed,
+        overwrite: flags.force === true,
         onProgress: (written, total) => bar.update(written, total),
       });
       bar.stop();
