@@ -9,7 +9,7 @@
 # ncu serializes the kernels (no PDL overlap) and profiles each one alone: compare shapes and stall reasons, not
 # times, with the graph's. Kernels matched by NCU_KERNELS (a regex on the kernel name), NCU_SKIP of them skipped (the
 # weight generation, the prefill and the first decode steps), then NCU_COUNT profiled: about one layer and a half.
-# Writes ncu-b1.txt and ncu-b16fp8.txt (ncu's details page) under $OUT (or ./gpu-logs) and prints one line per run.
+# NCU_RUNS picks the runs (default "b1 b16fp8"). Writes ncu-b1.txt and ncu-b16fp8.txt (ncu's details page) under $OUT (or ./gpu-logs) and prints one line per run.
 set -u
 T0=$SECONDS
 out=${OUT:-$PWD/gpu-logs}
@@ -38,6 +38,11 @@ profile() { # label, then bench latency args
        /Compute \(SM\) Throughput/ { print "   ", name, grid, "us", d, "dram%", dr, "sm%", $NF }' "$out/ncu-$label.txt" |
     head -n 40
 }
-profile b1 --batches 1
-profile b16fp8 --batches 16 --kv-cache-dtype fp8
+for run in ${NCU_RUNS:-b1 b16fp8}; do
+  case $run in
+    b1) profile b1 --batches 1 ;;
+    b16fp8) profile b16fp8 --batches 16 --kv-cache-dtype fp8 ;;
+    *) echo "== ncu-decode: unknown run $run (b1, b16fp8)" ;;
+  esac
+done
 echo "total $((SECONDS - T0))s"
