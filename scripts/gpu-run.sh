@@ -176,7 +176,8 @@ for step in $steps; do
       # SERVE_BENCH_PROMPTS (16 64 192 384 512 for 1 16 64 128 256; each row >= 2 waves except c=256).
       # Extra server flags (e.g. --kv-cache-dtype fp8) in SERVE_BENCH_SERVE_FLAGS. Prints the table; $OUT gets
       # serve-bench.json (one summary per row, vLLM's field names). SERVE_BENCH_BACKEND=cpu with a tiny checkpoint
-      # in SERVE_BENCH_DIR dry-runs the step on a machine without a GPU. SERVE_BENCH_SHAPE=llama-3-8b writes and serves
+      # in SERVE_BENCH_DIR (and SERVE_BENCH_SERVE_FLAGS=--max-model-len 1024: the CPU's KV budget) dry-runs the step on a
+      # machine without a GPU. SERVE_BENCH_SHAPE=llama-3-8b writes and serves
       # a grouped-query model (32 query heads on 8 KV heads) instead of the 13B.
       sb_shape=${SERVE_BENCH_SHAPE:-llama-2-13b}
       sb_dir=${SERVE_BENCH_DIR:-/tmp/awq-synthetic-${sb_shape#llama-2-}}

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Summarizes an AWQ_TRACE_STEPS trace (src/engine/step-trace.ts):  node scripts/read-step-trace.mjs TRACE.jsonl
 // - bursts of admissions (a gap of more than 50 ms starts a new one): size and spread;
-// - every step that holds prompt tokens: when, how many sequences, prompt and decode tokens, how long it ran;
+// - every step that holds prompt tokens: when, how many sequences, prompt and decode tokens, how long it ran, and
+//   their means in one line;
 // - decode-only steps: how many, by batch size, and their mean time (launch of the step, or the return of the step
 //   before when it was chained behind it, to its return).
 import { readFileSync } from "node:fs";
@@ -60,6 +61,18 @@ for (const s of doneOrder.filter((x) => x.prefill > 0))
   console.log(
     `  t=${s.start.toFixed(1)} seqs=${s.seqs} prompt=${s.prefill} decode=${s.decode} waiting=${s.waiting} ${fmt(s.ms)} ms`,
   );
+
+// Steps with prompt tokens in one line: how many, their mean time, prompt tokens and decode rows, and the time a
+// prompt token (decode rows counted as tokens), the figure scripts/c16-model.mjs takes as --per-token.
+const withPrompt = doneOrder.filter((x) => x.prefill > 0 && x.ms !== undefined);
+if (withPrompt.length > 0) {
+  const sum = (f) => withPrompt.reduce((n, s) => n + f(s), 0);
+  const ms = sum((s) => s.ms);
+  const tokens = sum((s) => s.prefill + s.decode);
+  console.log(
+    `  ${withPrompt.length} steps with prompt tokens: mean ${(ms / withPrompt.length).toFixed(1)} ms, ${(sum((s) => s.prefill) / withPrompt.length).toFixed(0)} prompt + ${(sum((s) => s.decode) / withPrompt.length).toFixed(1)} decode tokens, ${(ms / tokens).toFixed(4)} ms a token`,
+  );
+}
 
 const decodeOnly = doneOrder.filter((x) => x.prefill === 0);
 const bySeqs = new Map();
