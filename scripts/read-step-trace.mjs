@@ -63,7 +63,7 @@ for (const s of doneOrder.filter((x) => x.prefill > 0))
   );
 
 // Steps with prompt tokens in one line: how many, their mean time, prompt tokens and decode rows, and the time a
-// prompt token (decode rows counted as tokens), the figure scripts/c16-model.mjs takes as --per-token.
+// prompt token (decode rows counted as tokens), the figure bench/scheduler-sim.ts takes as --prefill-ms.
 const withPrompt = doneOrder.filter((x) => x.prefill > 0 && x.ms !== undefined);
 if (withPrompt.length > 0) {
   const sum = (f) => withPrompt.reduce((n, s) => n + f(s), 0);

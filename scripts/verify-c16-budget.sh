@@ -4,10 +4,12 @@
 # what do its mixed steps cost? With the default budget the 16 requests of a wave are prefilled together and stay in
 # lock-step (same output length), so no decode token rides in a prefill step. With one prompt (513 tokens) plus 15
 # decodes a step, arrivals are prefilled one or two a step beside the others' decodes and the waves stagger.
-# scripts/c16-model.mjs (a model, not a measurement) puts that at +3 % (640: 1,859 against 1,804) with TPOT p50 ~7.9
-# ms, if decode rows ride in a prefill step at a prompt token's cost; but the tenth session measured 512 at -2.5 %
-# on an H100 where the same model says +3.7 %, so the mixed steps cost more than that. Each run here is traced
-# (AWQ_TRACE_STEPS) and prints the trace's mean step with prompt tokens and decode-only step, to say by how much.
+# bench/scheduler-sim.ts (the real scheduler under a step-cost model, not a measurement) puts that at +3 % (640:
+# 1,859 against 1,804, TPOT p50 ~7.9 ms) if decode rows ride in a prefill step at a prompt token's cost
+# (--prefill-base-ms 1), and at -1.5 % if each mixed step also costs a decode step's base; the tenth session measured
+# 512 at -2.5 % on an H100 (the model: +3.7 % / -1.4 %), so today's mixed steps cost at least that base. Each run here
+# is traced (AWQ_TRACE_STEPS) and prints the trace's mean step with prompt tokens and decode-only step, to say how
+# much a mixed step costs beside a prefill alone.
 # Serves concurrency 16 with FP8 KV (serve-bench, 64 prompts) with each budget in C16_BUDGETS (default "default 640
 # 1024"), C16_PASSES passes (default 2) alternating, each on a fresh server, and prints each run's table row
 # (C16_SERVE_FLAGS replaces the FP8 flag; with SERVE_BENCH_BACKEND=cpu and a tiny checkpoint in SERVE_BENCH_DIR it
