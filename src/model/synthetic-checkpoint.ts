@@ -275,6 +275,10 @@ function configJson(shape: SyntheticShape): Record<string, unknown> {
   };
 }
 
+/** A checkpoint's weights: safetensors shards and their index. */
+const isWeightFile = (name: string): boolean =>
+  name.endsWith(".safetensors") || name === "model.safetensors.index.json";
+
 /** The files of `dir` that make it a model folder (none when it is missing or empty of them). */
 async function modelFilesIn(dir: string): Promise<string[]> {
   let names: string[];
@@ -284,9 +288,7 @@ async function modelFilesIn(dir: string): Promise<string[]> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
     throw err;
   }
-  return names
-    .filter((n) => n === "config.json" || n.endsWith(".safetensors") || n === "model.safetensors.index.json")
-    .sort();
+  return names.filter((n) => n === "config.json" || isWeightFile(n)).sort();
 }
 
 export async function writeSyntheticCheckpoint(
@@ -306,9 +308,7 @@ export async function writeSyntheticCheckpoint(
     );
   await mkdir(opts.out, { recursive: true });
   // Replacing: weight files of an earlier write with another shard count would sit beside the new ones.
-  for (const file of existing)
-    if (file.endsWith(".safetensors") || file === "model.safetensors.index.json")
-      await rm(path.join(opts.out, file));
+  for (const file of existing.filter(isWeightFile)) await rm(path.join(opts.out, file));
   const files =
     count === 1
       ? ["model.safetensors"]
