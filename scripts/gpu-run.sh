@@ -2,7 +2,7 @@
 # Everything the GPU machine checks, in one device call (see ../shared/docs/gpu.md for the recipe):
 #   bash .gpu/run.sh bash scripts/gpu-run.sh [steps...]
 # steps (default: all but the quantizer's): kernels conformance sampler mask dense serve bench peer peerbf16 peerint4
-#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv verify-decode-gemm verify-attn-fp8 verify-ws-pair verify-chained verify-gqa verify-fp8-wide verify-gemv-narrow verify-c16 verify-narrow-gemv kernel-trace verify-ws-tail verify-attn-splits ncu-decode verify-c16-budget suites. suites: every GPU test file (npm run test:gpu) in one step. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
+#   quant native-args quantize quantize13b structured serve-bench verify-checks verify-gemm verify-ws-next verify-attn-prefill verify-gemv verify-engine-host verify-structured verify-kv verify-decode-gemm verify-attn-fp8 verify-ws-pair verify-chained verify-gqa verify-fp8-wide verify-gemv-narrow verify-c16 verify-narrow-gemv kernel-trace verify-ws-tail verify-attn-splits verify-attn-balanced ncu-decode verify-c16-budget suites. suites: every GPU test file (npm run test:gpu) in one step. peerbf16 / peerint4: peer_batched.py (dense bf16 through cuBLAS, or PyTorch's
 #   int4 kernel) at PEER_CTX (512) context, batches PEER_BATCHES (1,16,64,128), prefill 4096.
 # Each step's log goes to a scratch folder; $OUT (or ./gpu-logs) receives at most 8 files, as the device tool
 # returns: steps.log (every log, concatenated), bench.json, peer.json, summary.txt. A short table is printed last.
@@ -67,6 +67,7 @@ for step in $steps; do
     verify-ws-tail) run_step verify-ws-tail 560 bash scripts/verify-ws-tail.sh ;;  # prefill rows past the last 256-row tile (see the file)
     kernel-trace) run_step kernel-trace 420 env OUT="$final" bash scripts/kernel-trace.sh ;;  # the decode graphs' kernels, traced (see the file)
     verify-attn-splits) run_step verify-attn-splits 420 bash scripts/verify-attn-splits.sh ;;  # FP8 decode attention, more splits at batch 16 (see the file)
+    verify-attn-balanced) run_step verify-attn-balanced 560 bash scripts/verify-attn-balanced.sh ;;  # decode attention on a balanced grid, AWQ_ATTN_BALANCED (see the file)
     ncu-decode) run_step ncu-decode 360 env OUT="$final" bash scripts/ncu-decode.sh ;;  # Nsight Compute on the decode kernels (see the file)
     verify-c16) run_step verify-c16 300 bash scripts/verify-serve-c16.sh ;;  # concurrency 16, the library's encoder against ours (see the file)
     verify-c16-budget) run_step verify-c16-budget 420 bash scripts/verify-c16-budget.sh ;;  # concurrency 16 by token budget (see the file)

@@ -348,6 +348,46 @@ bool test_kv_cache_fp8() {
   return ok;
 }
 
+// The by-KV-head kernel's balanced grid (AWQ_ATTN_BALANCED): every decode case above, plus batches of the 13B's shape
+// and of many sequences (the prefix of units over more sequences than threads, contexts of 1..16 keys among them),
+// at about one wave, at 3 blocks (many items a block) and at 1000 (many pieces an item, blocks with nothing to do).
+// Each run must have launched the balanced kernel (a launch it declines would run the split grid and pass).
+bool balanced_decode_cases() {
+  if (!awqk::hopper_device()) {
+    std::printf("Decode attention by KV head, balanced grid: skipped (built for sm_90a only)\n");
+    return true;
+  }
+  bool ok = true;
+  std::mt19937 rng(77);
+  std::vector<std::pair<int, int>> many;
+  for (int i = 0; i < 150; ++i) many.push_back({1, (int)(rng() % (i < 40 ? 16 : 700)) + 1});
+  for (int blocks : {0, 3, 1000}) {
+    std::printf("Decode attention by KV head, balanced grid (%s)\n",
+                blocks == 0 ? "about one wave" : blocks == 3 ? "3 blocks" : "1000 blocks");
+    awqk::attention_decode_variant_override(2);
+    awqk::grouped_decode_balanced_override(2, blocks);
+    const long before = awqk::grouped_decode_balanced_launches();
+    ok &= test_attention();
+    g_direct_grouped = true;
+    ok &= fp8_attention_cases();
+    ok &= gqa_fp16_decode_cases();
+    const std::vector<std::pair<int, int>> b16(16, {1, 516});
+    for (bool fp8 : {true, false}) {
+      ok &= kv_attention_case(40, 40, 128, b16, 41, fp8);
+      ok &= kv_attention_case(8, 2, 64, many, 42, fp8);
+      ok &= kv_attention_case(32, 8, 128, {{1, 1}, {1, 16}, {1, 17}, {1, 4100}, {1, 33}}, 43, fp8);
+    }
+    g_direct_grouped = false;
+    if (awqk::grouped_decode_balanced_launches() == before) {
+      std::printf("  the balanced grid never launched FAIL\n");
+      ok = false;
+    }
+  }
+  awqk::grouped_decode_balanced_override(0, 0);
+  awqk::attention_decode_variant_override(0);
+  return ok;
+}
+
 bool test_decode_grouped() {
   // The decode kernel by KV head (attention_decode_grouped.cu) on every attention case, fp16 (test_attention) and
   // FP8, at the default split target and at one that splits as far as the kernel goes (merge of many splits).
@@ -375,6 +415,7 @@ bool test_decode_grouped() {
   }
   awqk::attention_decode_variant_override(0);
   awqk::grouped_decode_blocks_per_sm_override(0);
+  ok &= balanced_decode_cases();
   return ok;
 }
 
@@ -455,8 +496,9 @@ struct DecodeBuffers {
 };
 
 std::vector<DecodeCase> decode_cases(bool quick) {
-  if (quick) return {{1, 512, 40, 40}, {1, 4096, 40, 40}, {64, 512, 40, 40}, {128, 512, 40, 40}};
-  return {{1, 512, 40, 40},   {1, 2048, 40, 40},  {1, 4096, 40, 40},  {8, 512, 40, 40},  {32, 512, 40, 40},
+  if (quick) return {{1, 512, 40, 40}, {1, 4096, 40, 40}, {16, 512, 40, 40}, {64, 512, 40, 40}, {128, 512, 40, 40}};
+  return {{1, 512, 40, 40},   {1, 2048, 40, 40},  {1, 4096, 40, 40},  {8, 512, 40, 40},  {16, 512, 40, 40},
+          {32, 512, 40, 40},
           {32, 2048, 40, 40}, {64, 512, 40, 40},  {128, 512, 40, 40}, {128, 2048, 40, 40},
           // Grouped-query shapes (Llama-3-8B: 32 query heads on 8 KV heads; 70B: 64 on 8), for the default per batch.
           {1, 512, 32, 8},    {1, 2048, 32, 8},   {4, 2048, 32, 8},   {8, 512, 32, 8},   {8, 2048, 32, 8},
@@ -472,12 +514,13 @@ std::vector<DecodeCase> decode_cases(bool quick) {
 void bench_decode_grouped(bool quick) {
   std::printf("\nDecode attention, v1 per query head / v2 by KV head / v3 by KV head on tensor cores, D=%d: us and GB/s "
               "of K+V\n", kBenchD);
-  std::printf("%-32s %16s %16s %16s %16s %16s\n", "case", "v1 fp16", "v2 fp16", "v1 fp8", "v2 fp8", "v3 fp8");
+  std::printf("%-32s %16s %16s %16s %16s %16s %16s %16s\n", "case", "v1 fp16", "v2 fp16", "v1 fp8", "v2 fp8",
+              "v3 fp8", "v2 bal fp16", "v2 bal fp8");
   const std::vector<int> sweep = {2, 4, 8, 16};
   std::vector<std::pair<std::string, std::vector<double>>> swept;
   for (const DecodeCase& c : decode_cases(quick)) {
     DecodeBuffers b(c);
-    char cell[5][24];
+    char cell[7][24];
     for (int f = 0; f < 2; ++f)
       for (int v = 1; v <= 2; ++v) {
         const double us = b.us(v, f == 1);
@@ -485,7 +528,14 @@ void bench_decode_grouped(bool quick) {
       }
     const double mmaUs = b.us(3, true);
     std::snprintf(cell[4], sizeof cell[0], "%7.1f %6.0f", mmaUs, b.gbps(mmaUs, true));
-    std::printf("%-32s %16s %16s %16s %16s %16s\n", b.name().c_str(), cell[0], cell[1], cell[2], cell[3], cell[4]);
+    awqk::grouped_decode_balanced_override(2, 0);  // the balanced grid (AWQ_ATTN_BALANCED=1)
+    for (int f = 0; f < 2; ++f) {
+      const double us = b.us(2, f == 1);
+      std::snprintf(cell[5 + f], sizeof cell[0], "%7.1f %6.0f", us, b.gbps(us, f == 1));
+    }
+    awqk::grouped_decode_balanced_override(0, 0);
+    std::printf("%-32s %16s %16s %16s %16s %16s %16s %16s\n", b.name().c_str(), cell[0], cell[1], cell[2], cell[3],
+                cell[4], cell[5], cell[6]);
     std::vector<double> row;
     for (int bps : sweep) {
       awqk::grouped_decode_blocks_per_sm_override(bps);

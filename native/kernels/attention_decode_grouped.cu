@@ -4,6 +4,7 @@
 // softmax, so the loop has no block-wide barrier; warps, then splits, are merged at the end (the last block of a
 // (sequence, kv head) to finish merges the splits, as attention_decode.cu does). Lanes: D/8 per key, 8 elements
 // each (16-byte fp16 loads, 8-byte FP8 E4M3 loads widened in registers).
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -80,16 +81,11 @@ __device__ __forceinline__ void merge_splits(const float* wsO, const float* wsM,
   }
 }
 
-// The end of a block: its warps' (max, sum, accumulator) per query head (sM, sL, sAcc, written by each warp) are
-// merged; the block writes the output (one split) or its split's partial, and the last split to finish merges them.
-template <int D, int G>
-__device__ __forceinline__ void finish_block(const float (&sM)[kWarpsG][G], const float (&sL)[kWarpsG][G],
-                                             const float (&sAcc)[kWarpsG][G][D], int numHeads, int numKvHeads,
-                                             int seq, int kvh, float* __restrict__ wsO, float* __restrict__ wsM,
-                                             float* __restrict__ wsL, int* __restrict__ counters,
-                                             __half* __restrict__ out) {
-  const int split = blockIdx.x, numSplits = gridDim.x;
-  const int head0 = kvh * G;
+// The warps' (max, sum, accumulator) per query head of a block (sM, sL, sAcc, written by each warp) merged:
+// emit(g, d, o, den, mx) for every (query head g, element d), spread over the block's threads.
+template <int D, int G, typename Emit>
+__device__ __forceinline__ void merge_warps(const float (&sM)[kWarpsG][G], const float (&sL)[kWarpsG][G],
+                                            const float (&sAcc)[kWarpsG][G][D], Emit&& emit) {
   __syncthreads();
   for (int i = threadIdx.x; i < G * D; i += kThreadsG) {
     const int g = i / D, d = i % D;
@@ -103,6 +99,21 @@ __device__ __forceinline__ void finish_block(const float (&sM)[kWarpsG][G], cons
       o += a * sAcc[w][g][d];
       den += a * sL[w][g];
     }
+    emit(g, d, o, den, mx);
+  }
+}
+
+// The end of a block: its warps merged; the block writes the output (one split) or its split's partial, and the last
+// split to finish merges them.
+template <int D, int G>
+__device__ __forceinline__ void finish_block(const float (&sM)[kWarpsG][G], const float (&sL)[kWarpsG][G],
+                                             const float (&sAcc)[kWarpsG][G][D], int numHeads, int numKvHeads,
+                                             int seq, int kvh, float* __restrict__ wsO, float* __restrict__ wsM,
+                                             float* __restrict__ wsL, int* __restrict__ counters,
+                                             __half* __restrict__ out) {
+  const int split = blockIdx.x, numSplits = gridDim.x;
+  const int head0 = kvh * G;
+  merge_warps<D, G>(sM, sL, sAcc, [&](int g, int d, float o, float den, float mx) {
     const size_t row = (size_t)seq * numHeads + head0 + g;
     if (numSplits == 1) {
       out[row * D + d] = __float2half(den > 0.f ? o / den : 0.f);
@@ -114,40 +125,46 @@ __device__ __forceinline__ void finish_block(const float (&sM)[kWarpsG][G], cons
         wsL[e] = den;
       }
     }
-  }
+  });
   if (numSplits > 1)
     merge_splits<D, G>(wsO, wsM, wsL, counters, seq * numKvHeads + kvh, numSplits, numHeads, seq, head0, out);
 }
 
-// WIDE (FP8 cache, G <= 2; launched for G = 1): 16 elements a lane (detail::KvIoFp8x16: one 16-byte load) instead
-// of 8, so half the lanes serve a key and every per-key instruction (dot-product shuffles, softmax, loads)
-// carries twice the bytes; the chunk keeps its bytes (half the key-steps).
-template <int D, typename KV, int G, bool WIDE = false>
-__global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
-    const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
-    const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
-    int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO, float* __restrict__ wsM,
-    float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
+// The lane layout of decode_grouped_kernel's loop. WIDE (FP8 cache, G <= 2; launched for G = 1): 16 elements a
+// lane (detail::KvIoFp8x16: one 16-byte load) instead of 8, so half the lanes serve a key and every per-key
+// instruction (dot-product shuffles, softmax, loads) carries twice the bytes; the chunk keeps its bytes (half the
+// key-steps).
+template <int D, typename KV, int G, bool WIDE>
+struct GroupedLanes {
   static_assert(!WIDE || (G <= 2 && sizeof(KV) == 1), "WIDE: the FP8 cache, one or two query heads a KV head");
   using Io = std::conditional_t<WIDE, detail::KvIoFp8x16, detail::KvIo<KV>>;
   using Raw = typename Io::Raw;
-  constexpr int EPL = Io::kElems;  // elements a lane of each key
-  constexpr int NH = EPL / 8;      // uint4s of halves a lane of each key
-  constexpr int LPK = D / EPL;     // lanes per key
-  constexpr int KPW = 32 / LPK;    // keys per warp step
-  constexpr int U = chunk_steps<KV, G>() * 8 / EPL;
-  constexpr int CK = U * KPW;     // keys per warp chunk
-  __shared__ float sM[kWarpsG][G], sL[kWarpsG][G];
-  __shared__ float sAcc[kWarpsG][G][D];
+  static constexpr int EPL = Io::kElems;  // elements a lane of each key
+  static constexpr int NH = EPL / 8;      // uint4s of halves a lane of each key
+  static constexpr int LPK = D / EPL;     // lanes per key
+  static constexpr int KPW = 32 / LPK;    // keys per warp step
+  static constexpr int U = chunk_steps<KV, G>() * 8 / EPL;
+  static constexpr int CK = U * KPW;  // keys per warp chunk
+};
 
-  const int split = blockIdx.x, kvh = blockIdx.y, seq = blockIdx.z;
+// Keys [start, end) of sequence `seq` (context ctx, block table row bt) for the G query heads of KV head kvh: each
+// warp streams its chunks with its own online softmax and leaves its (max, sum, accumulator) per head in sM, sL,
+// sAcc (merge_warps combines them). PDL (the block's first range): the first chunk's K/V are requested before the
+// wait for the previous kernel, and the key at ctx - 1 (which that kernel wrote) is read again coherently after it.
+// (A runtime flag, not a template parameter: the split kernel passes true, folded away.)
+template <int D, typename KV, int G, bool WIDE>
+__device__ __forceinline__ void attend_keys(const __half* __restrict__ q, const KV* __restrict__ kc,
+                                            const KV* __restrict__ vc, const int32_t* __restrict__ bt, int ctx,
+                                            int start, int end, int seq, int kvh, int numHeads, int numKvHeads,
+                                            float scaleLog2, float (&sM)[kWarpsG][G], float (&sL)[kWarpsG][G],
+                                            float (&sAcc)[kWarpsG][G][D], bool pdl) {
+  using L = GroupedLanes<D, KV, G, WIDE>;
+  using Io = typename L::Io;
+  using Raw = typename L::Raw;
+  constexpr int EPL = L::EPL, NH = L::NH, LPK = L::LPK, KPW = L::KPW, U = L::U, CK = L::CK;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int kl = lane % LPK, kg = lane / LPK;
   const int head0 = kvh * G;
-  const int ctx = contextLens[seq];
-  const int start = split * partition;
-  const int end = min(start + partition, ctx);
-  const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
   const size_t rowStride = (size_t)numKvHeads * D;
   const size_t colOff = (size_t)kvh * D + kl * EPL;
 
@@ -182,16 +199,18 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
   int c = warp;
   Raw kb[U], vb[U];
   load(c, kb, vb);
-  detail::pdl_wait();
-  detail::pdl_launch();
+  if (pdl) {
+    detail::pdl_wait();
+    detail::pdl_launch();
 #pragma unroll
-  for (int u = 0; u < U; ++u) {
-    const int key = keyOf(c, u);
-    if (key == ctx - 1 && key < end) {
-      const int blk = bt[key / kKvBlockSize];
-      const size_t off = (size_t)(blk * kKvBlockSize + key % kKvBlockSize) * rowStride + colOff;
-      kb[u] = Io::coherent(kc + off);
-      vb[u] = Io::coherent(vc + off);
+    for (int u = 0; u < U; ++u) {
+      const int key = keyOf(c, u);
+      if (key == ctx - 1 && key < end) {
+        const int blk = bt[key / kKvBlockSize];
+        const size_t off = (size_t)(blk * kKvBlockSize + key % kKvBlockSize) * rowStride + colOff;
+        kb[u] = Io::coherent(kc + off);
+        vb[u] = Io::coherent(vc + off);
+      }
     }
   }
 #pragma unroll
@@ -308,7 +327,189 @@ __global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
       for (int i = 0; i < EPL; ++i) sAcc[warp][g][kl * EPL + i] = acc[g][i];
     }
   }
+}
+
+// One block per (split, kv head, sequence): the keys of its split, then finish_block.
+template <int D, typename KV, int G, bool WIDE = false>
+__global__ void __launch_bounds__(kThreadsG) decode_grouped_kernel(
+    const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
+    const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
+    int numHeads, int numKvHeads, float scaleLog2, int partition, float* __restrict__ wsO, float* __restrict__ wsM,
+    float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
+  __shared__ float sM[kWarpsG][G], sL[kWarpsG][G];
+  __shared__ float sAcc[kWarpsG][G][D];
+  const int split = blockIdx.x, kvh = blockIdx.y, seq = blockIdx.z;
+  const int ctx = contextLens[seq];
+  const int start = split * partition;
+  const int end = min(start + partition, ctx);
+  const int32_t* bt = blockTables + (size_t)seq * maxBlocksPerSeq;
+  attend_keys<D, KV, G, WIDE>(q, kc, vc, bt, ctx, start, end, seq, kvh, numHeads, numKvHeads, scaleLog2, sM, sL,
+                              sAcc, true);
   finish_block<D, G>(sM, sL, sAcc, numHeads, numKvHeads, seq, kvh, wsO, wsM, wsL, counters, out);
+}
+
+// ---- Balanced over the KV sequence (AWQ_ATTN_BALANCED=1) -------------------------------------------------------
+// The split grid above gives every (sequence, kv head) the same number of splits, so its blocks come in waves of
+// (SMs x blocks an SM): at batch 16 of the 13B (640 blocks, 528 resident on 132 SMs) the second wave is a fifth full.
+// Here a grid of about one wave (B blocks) cuts the keys of all (sequence, kv head) items, laid end to end in units
+// of 16 keys (one KV block; an empty context counts one unit), into B equal ranges, like the WS GEMM's stream-K. Each
+// block walks the pieces of its range: a piece that is a whole item writes the output, any other writes a partial
+// to slot (item + block), unique along the line, and the last piece of an item to finish merges its pieces.
+constexpr int kBalancedMaxSeqs = 1024;  // sequences a launch (the prefix of units is kept in shared memory)
+constexpr int kBalancedMinUnits = 4;   // units a block at least (kMinKeysPerSplit keys), from the bucket's context
+
+// The pieces of `item` (units [first, last] of the line, in blocks b0..b1) merged by the last one to finish: out =
+// sum_j w_j O_j / sum_j w_j L_j with w_j = 2^(M_j - max M); a block with an empty range (lo(b) == lo(b + 1)) has no
+// piece. Called by every block after writing its piece's partial.
+template <int D, int G, typename Lo>
+__device__ __forceinline__ void merge_pieces(const float* wsO, const float* wsM, const float* wsL, int* counters,
+                                             int item, int b0, int b1, Lo&& lo, int numHeads, int seq, int head0,
+                                             __half* __restrict__ out) {
+  __shared__ int sLast;
+  int pieces = 0;
+  for (int c = b0; c <= b1; ++c) pieces += lo(c) < lo(c + 1);
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int old = atomicAdd(&counters[item], 1);
+    sLast = old == pieces - 1;
+    if (sLast) atomicExch(&counters[item], 0);
+  }
+  __syncthreads();
+  if (!sLast) return;
+  __threadfence();
+  for (int i = threadIdx.x; i < G * D; i += kThreadsG) {
+    const int g = i / D, d = i % D;
+    auto mOf = [&](int c) {
+      const size_t e = (size_t)(item + c) * G + g;
+      return __ldcg(wsL + e) > 0.f ? __ldcg(wsM + e) : -INFINITY;
+    };
+    float mx = -INFINITY;
+    for (int c = b0; c <= b1; ++c)
+      if (lo(c) < lo(c + 1)) mx = fmaxf(mx, mOf(c));
+    float num = 0.f, den = 0.f;
+    for (int c = b0; c <= b1; ++c) {
+      if (lo(c) >= lo(c + 1)) continue;
+      const float m = mOf(c);
+      if (m == -INFINITY) continue;
+      const size_t e = (size_t)(item + c) * G + g;
+      const float w = exp2f(m - mx);
+      den += w * __ldcg(wsL + e);
+      num += w * __ldcg(wsO + e * D + d);
+    }
+    out[((size_t)seq * numHeads + head0 + g) * D + d] = __float2half(den > 0.f ? num / den : 0.f);
+  }
+}
+
+// Blocks an SM the balanced kernel is built for: the split kernel's own residency (96-128 registers a thread for
+// G <= 4), which the range walk would otherwise lower (168 registers, 3 blocks an SM, unbounded).
+template <int G>
+constexpr int balanced_min_blocks() {
+  return G >= 8 ? 2 : 4;
+}
+
+template <int D, typename KV, int G, bool WIDE = false>
+__global__ void __launch_bounds__(kThreadsG, balanced_min_blocks<G>()) decode_balanced_kernel(
+    const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
+    const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
+    int numSeqs, int numHeads, int numKvHeads, float scaleLog2, float* __restrict__ wsO, float* __restrict__ wsM,
+    float* __restrict__ wsL, int* __restrict__ counters, __half* __restrict__ out) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  __trap();  // built for sm_90a only (the launcher takes cc 9.x; the GPU machine's bytes limit): nothing else runs it
+#else
+  __shared__ float sM[kWarpsG][G], sL[kWarpsG][G];
+  __shared__ float sAcc[kWarpsG][G][D];
+  __shared__ int sUnits[kBalancedMaxSeqs + 1];  // sUnits[s]: units a KV head of the sequences before s
+  __shared__ int sWarpSum[kWarpsG];
+  // The prefix of units over the sequences: thread t sums a run of `per` sequences, then a scan of the runs.
+  {
+    const int per = (numSeqs + kThreadsG - 1) / kThreadsG;
+    const int s0 = min(numSeqs, (int)threadIdx.x * per), s1 = min(numSeqs, s0 + per);
+    int run = 0;
+    for (int s = s0; s < s1; ++s) run += max(1, (contextLens[s] + kKvBlockSize - 1) / kKvBlockSize);
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int incl = run;
+#pragma unroll
+    for (int o = 1; o < 32; o <<= 1) {
+      const int v = __shfl_up_sync(0xffffffffu, incl, o);
+      if (lane >= o) incl += v;
+    }
+    if (lane == 31) sWarpSum[warp] = incl;
+    __syncthreads();
+    int before = incl - run;
+    for (int w = 0; w < warp; ++w) before += sWarpSum[w];
+    if (threadIdx.x == 0) sUnits[0] = 0;
+    for (int s = s0; s < s1; ++s) {
+      before += max(1, (contextLens[s] + kKvBlockSize - 1) / kKvBlockSize);
+      sUnits[s + 1] = before;
+    }
+    __syncthreads();
+  }
+  // 32-bit throughout (the launcher keeps the line under 2^30 units): 64-bit divisions are calls that cost this loop
+  // its registers. lo(c) = floor(c * total / B) = c * quo + c * rem / B.
+  const int total = numKvHeads * sUnits[numSeqs];
+  const int B = gridDim.x, b = blockIdx.x;
+  const int quo = total / B, rem = total % B;
+  auto lo = [&](int c) { return c * quo + c * rem / B; };
+  // The block whose (non-empty) range holds unit x.
+  auto blockOf = [&](int x) {
+    int c = min(B - 1, (int)((float)x * (float)B / (float)total));
+    while (c + 1 < B && lo(c + 1) <= x) ++c;
+    while (c > 0 && lo(c) > x) --c;
+    return c;
+  };
+  // The piece of the line at unit `pos` (up to `hi`), as (seq, kvh) and its keys; then its output or partial.
+  auto piece = [&](int pos, int hi, bool pdl) -> int {
+    int s = 0, n = numSeqs;  // the last sequence whose units start at or before pos
+    while (n > 1) {
+      const int half = n >> 1;
+      if (numKvHeads * sUnits[s + half] <= pos) s += half;
+      n -= half;
+    }
+    const int units = sUnits[s + 1] - sUnits[s];
+    const int rel = pos - numKvHeads * sUnits[s];
+    const int kvh = rel / units, u0 = rel - kvh * units;
+    const int itemStart = pos - u0, itemEnd = itemStart + units, end = min(hi, itemEnd);
+    const int ctx = contextLens[s];
+    const int start = u0 * kKvBlockSize, stop = min((end - itemStart) * kKvBlockSize, ctx);
+    const int32_t* bt = blockTables + (size_t)s * maxBlocksPerSeq;
+    attend_keys<D, KV, G, WIDE>(q, kc, vc, bt, ctx, start, stop, s, kvh, numHeads, numKvHeads, scaleLog2, sM, sL,
+                                sAcc, pdl);
+    const int item = s * numKvHeads + kvh, head0 = kvh * G;
+    const bool whole = u0 == 0 && end == itemEnd;
+    merge_warps<D, G>(sM, sL, sAcc, [&](int g, int d, float o, float den, float mx) {
+      if (whole) {
+        out[((size_t)s * numHeads + head0 + g) * D + d] = __float2half(den > 0.f ? o / den : 0.f);
+      } else {
+        const size_t e = (size_t)(item + b) * G + g;
+        wsO[e * D + d] = o;
+        if (d == 0) {
+          wsM[e] = mx;
+          wsL[e] = den;
+        }
+      }
+    });
+    if (!whole) merge_pieces<D, G>(wsO, wsM, wsL, counters, item, blockOf(itemStart), blockOf(itemEnd - 1), lo,
+                                   numHeads, s, head0, out);
+    __syncthreads();  // sM, sL, sAcc are rewritten by the next piece
+    return end;
+  };
+  int pos = lo(b);
+  const int hi = lo(b + 1);
+  if (pos < hi) {
+    // One copy of the loop, the first piece waiting for the previous kernel (two copies, one with the wait and one
+    // without, held 168-183 registers a thread).
+    bool first = true;
+#pragma unroll 1
+    while (pos < hi) {
+      pos = piece(pos, hi, first);
+      first = false;
+    }
+  } else {
+    detail::pdl_wait();
+    detail::pdl_launch();
+  }
+#endif
 }
 
 // ---- Tensor cores over an FP8 cache (AWQ_ATTN_DECODE=mma; head dim 128, G <= 8 query heads a KV head) ----------
@@ -511,6 +712,61 @@ bool wide_fp8_loads() {
   return on;
 }
 
+int g_balanced = 0;         // bench hook: 0 = AWQ_ATTN_BALANCED (off by default), 1 = off, 2 = on
+int g_balanced_blocks = 0;  // bench hook: the balanced grid (0 = about one wave)
+long g_balanced_launches = 0;  // for the checks: the balanced launches so far
+
+bool balanced_on() {
+  static const bool fromEnv = env_flag("AWQ_ATTN_BALANCED", false);
+  return g_balanced == 0 ? fromEnv : g_balanced == 2;
+}
+
+// Blocks of `kernel` resident at once on the device (its registers and shared memory decide).
+template <typename Kernel>
+int resident_blocks(Kernel kernel) {
+  static int perSm = 0;
+  if (perSm == 0 && (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, kThreadsG, 0) != cudaSuccess ||
+                     perSm < 1))
+    perSm = 1;
+  return sm_count() * perSm;
+}
+
+// The balanced kernel where the switch is on and it takes the launch: Hopper (its only build), head dim 128, G <= 4,
+// at most kBalancedMaxSeqs sequences, a counter for every (sequence, kv head), and room in the workspace for a
+// partial of every piece (items + blocks a query head). cudaErrorNotSupported: not launched, the split grid runs.
+template <int D, typename KV, int G, bool WIDE>
+cudaError_t launch_balanced(const __half* q, const KV* kc, const KV* vc, const int32_t* bt, int maxBlocksPerSeq,
+                            const int32_t* ctxLens, int numSeqs, int maxContextLen, int numHeads, int numKvHeads,
+                            float scaleLog2, void* ws, size_t wsBytes, __half* out, cudaStream_t stream) {
+  if constexpr (D != 128 || G > 4) {  // the shapes it is for (G = 8 already fills 2 blocks an SM); fewer bytes
+    return cudaErrorNotSupported;
+  } else {
+    const long items = (long)numSeqs * numKvHeads;
+    if (!balanced_on() || !hopper_device() || numSeqs < 1 || numSeqs > kBalancedMaxSeqs || items > kGroupedCounters ||
+        ws == nullptr)
+      return cudaErrorNotSupported;
+    const auto kernel = decode_balanced_kernel<D, KV, G, WIDE>;
+    const long unitsMax = items * std::max(1, detail::ceil_div(maxContextLen, kKvBlockSize));
+    if (unitsMax > (1L << 30)) return cudaErrorNotSupported;  // the kernel's 32-bit line
+    long blocks = g_balanced_blocks > 0
+                      ? g_balanced_blocks
+                      : std::min<long>(resident_blocks(kernel), std::max<long>(1, unitsMax / kBalancedMinUnits));
+    const size_t entries = (size_t)(items + blocks) * G;
+    if (per_head_decode_ws_bytes(D) + kGroupedCounterBytes + entries * (D + 2) * sizeof(float) > wsBytes)
+      return cudaErrorNotSupported;
+    char* own = static_cast<char*>(ws) + per_head_decode_ws_bytes(D);
+    int* counters = reinterpret_cast<int*>(own);
+    float* wsO = reinterpret_cast<float*>(own + kGroupedCounterBytes);
+    float* wsM = wsO + entries * D;
+    float* wsL = wsM + entries;
+    const cudaError_t status =
+        pdl_launch_kernel(kernel, dim3((unsigned)blocks), dim3(kThreadsG), 0, stream, q, kc, vc, bt, maxBlocksPerSeq,
+                          ctxLens, numSeqs, numHeads, numKvHeads, scaleLog2, wsO, wsM, wsL, counters, out);
+    if (status == cudaSuccess) ++g_balanced_launches;
+    return status;
+  }
+}
+
 template <int D, typename KV, int G>
 cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const int32_t* bt, int maxBlocksPerSeq,
                            const int32_t* ctxLens, int numSeqs, int maxContextLen, int numHeads, int numKvHeads,
@@ -520,6 +776,17 @@ cudaError_t launch_grouped(const __half* q, const KV* kc, const KV* vc, const in
   if (mma && !kMmaShape) return cudaErrorNotSupported;
   // Splits: double while the grid is under the target and each split keeps kMinKeysPerSplit keys; then as many
   // as the workspace holds (a graph captured for a context bucket keeps these for every shorter context).
+  if (!mma) {  // the balanced grid where it is on and takes the launch; WIDE as below
+    constexpr bool kWide = G == 1 && sizeof(KV) == 1;
+    const float scaleLog2 = scale * 1.4426950408889634f;
+    const cudaError_t status =
+        kWide && wide_fp8_loads()
+            ? launch_balanced<D, KV, G, kWide>(q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numSeqs, maxContextLen,
+                                               numHeads, numKvHeads, scaleLog2, ws, wsBytes, out, stream)
+            : launch_balanced<D, KV, G, false>(q, kc, vc, bt, maxBlocksPerSeq, ctxLens, numSeqs, maxContextLen,
+                                               numHeads, numKvHeads, scaleLog2, ws, wsBytes, out, stream);
+    if (status != cudaErrorNotSupported) return status;
+  }
   const long target = (long)sm_count() * blocks_per_sm_target();
   const long base = (long)numSeqs * numKvHeads;
   int splits = 1;
@@ -587,6 +854,13 @@ size_t grouped_decode_ws_bytes(int numSeqs, int numHeads, int headDim, int split
 }
 
 void grouped_decode_blocks_per_sm_override(int blocksPerSm) { g_blocks_per_sm = blocksPerSm; }
+
+void grouped_decode_balanced_override(int setting, int blocks) {
+  g_balanced = setting;
+  g_balanced_blocks = blocks;
+}
+
+long grouped_decode_balanced_launches() { return g_balanced_launches; }
 
 cudaError_t paged_attention_decode_grouped(const __half* q, const void* kCache, const void* vCache,
                                            KvCacheDtype kvDtype, const int32_t* blockTables, int maxBlocksPerSeq,

@@ -140,6 +140,10 @@ cudaError_t paged_attention_decode_grouped(const __half* q, const void* kCache, 
 // kernel (0 = AWQ_ATTN_DECODE or the default, 1 = per query head (attention_decode.cu), 2 = by KV head, 3 = by KV
 // head on tensor cores where it takes the shape, else 2).
 void grouped_decode_blocks_per_sm_override(int blocksPerSm);
+// Benchmark hook: the balanced grid of the by-KV-head decode kernel (0 = AWQ_ATTN_BALANCED, off by default; 1 = off;
+// 2 = on where it takes the launch), and its blocks (0 = about one wave of the device).
+void grouped_decode_balanced_override(int setting, int blocks = 0);
+long grouped_decode_balanced_launches();  // for the checks: how many launches took the balanced grid
 void attention_decode_variant_override(int variant);
 
 // Benchmark hook for m <= 8: GEMV variant (tiles per warp, burst, double buffering, warps; see

@@ -139,6 +139,11 @@ export const NATIVE_SWITCHES: readonly SwitchRule[] = [
   },
   { name: "AWQ_ATTN_BLOCKS_PER_SM", what: "split target of the grouped decode kernel", range: [1, 32] },
   {
+    name: "AWQ_ATTN_BALANCED",
+    what: "the by-KV-head decode kernel on a grid of about one wave, the keys of all sequences cut into equal ranges (off by default)",
+    values: ON_OFF,
+  },
+  {
     name: "AWQ_ATTN_FP8_WIDE",
     what: "16 FP8 elements a lane in the by-KV-head decode kernel (one query head a KV head; 0: 8 elements)",
     values: ON_OFF,
