@@ -14,19 +14,32 @@
 # (4) the conformance suite with it on (the engine's graphs replay it at every context bucket).
 # Pass for a new default: 0 FAIL, conformance passes, and faster at batch 16 in every pass with no batch slower in
 # both passes; then default it on (balanced_on in attention_decode_grouped.cu) and time concurrency 16.
+# BALANCED_PARTS (default "checks bench fp8 fp16 conformance", ~8-9 minutes) picks parts to fit a call.
 set -u
 source "$(dirname "$0")/decode-ab.sh"
 T0=$SECONDS
 kt=native/build/kernel-tests/kernel-tests
-timeout 240 "$kt" --kv --no-bench > /tmp/balanced-checks.log 2>&1
-echo "== (1) kv checks: rc=$? ok $(grep -c ' ok$' /tmp/balanced-checks.log) FAIL $(grep -c FAIL /tmp/balanced-checks.log) $((SECONDS - T0))s"
-grep FAIL /tmp/balanced-checks.log | head -n 10
-echo "== (2) kernel bench (us GB/s: v1 fp16, v2 fp16, v1 fp8, v2 fp8, v3 fp8, v2 bal fp16, v2 bal fp8)"
-timeout 120 "$kt" --kv --bench-only --quick 2>&1 | grep -E '^(case|batch=)'
+parts=" ${BALANCED_PARTS:-checks bench fp8 fp16 conformance} "
 passes=${BALANCED_PASSES:-2}
-echo "== (3) whole decode steps, tokens/s"
-decode_ab AWQ_ATTN_BALANCED "$passes" 150 -- --batches 1,8,16,32,64,128 --context 512 --kv-cache-dtype fp8 --steps 32 --repeats 1
-decode_ab AWQ_ATTN_BALANCED "$passes" 150 -- --batches 1,8,16,32,64,128 --context 512 --steps 32 --repeats 1
-echo "== (4) conformance with AWQ_ATTN_BALANCED=1"
-AWQ_ATTN_BALANCED=1 timeout 180 node --test dist/test/gpu/conformance-cuda.test.js 2>&1 | grep -E '^# (pass|fail|skipped)'
+if [[ $parts == *" checks "* ]]; then
+  timeout 240 "$kt" --kv --no-bench > /tmp/balanced-checks.log 2>&1
+  echo "== (1) kv checks: rc=$? ok $(grep -c ' ok$' /tmp/balanced-checks.log) FAIL $(grep -c FAIL /tmp/balanced-checks.log) $((SECONDS - T0))s"
+  grep -E 'FAIL|balanced grid' /tmp/balanced-checks.log | head -n 12
+fi
+if [[ $parts == *" bench "* ]]; then
+  echo "== (2) kernel bench (us GB/s: v1 fp16, v2 fp16, v1 fp8, v2 fp8, v3 fp8, v2 bal fp16, v2 bal fp8)"
+  timeout 120 "$kt" --kv --bench-only --quick 2>&1 | grep -E '^(case|batch=)'
+fi
+if [[ $parts == *" fp8 "* ]]; then
+  echo "== (3) whole decode steps, FP8 KV, tokens/s"
+  decode_ab AWQ_ATTN_BALANCED "$passes" 150 -- --batches 1,8,16,32,64,128 --context 512 --kv-cache-dtype fp8 --steps 32 --repeats 1
+fi
+if [[ $parts == *" fp16 "* ]]; then
+  echo "== (3) whole decode steps, fp16 KV, tokens/s"
+  decode_ab AWQ_ATTN_BALANCED "$passes" 150 -- --batches 1,8,16,32,64,128 --context 512 --steps 32 --repeats 1
+fi
+if [[ $parts == *" conformance "* ]]; then
+  echo "== (4) conformance with AWQ_ATTN_BALANCED=1"
+  AWQ_ATTN_BALANCED=1 timeout 180 node --test dist/test/gpu/conformance-cuda.test.js 2>&1 | grep -E '^# (pass|fail|skipped)'
+fi
 echo "total $((SECONDS - T0))s"
