@@ -10,7 +10,8 @@
 #     blocks among them (must be 0 FAIL);
 # (2) `kernel-tests --kv --bench-only --quick`: us and GB/s a call, split (v2) against balanced (v2 bal), fp16 and FP8;
 # (3) whole decode steps, context 512, FP8 then fp16 KV, batches 1 / 8 / 16 / 32 / 64 / 128, on against off,
-#     alternating processes, BALANCED_PASSES passes (default 2);
+#     alternating processes, BALANCED_PASSES passes (default 2); FP8 also balanced at 8 elements a lane
+#     (AWQ_ATTN_FP8_WIDE=0: 96 registers, 5 blocks an SM, where the 16-a-lane build holds 127 and 4);
 # (4) the conformance suite with it on (the engine's graphs replay it at every context bucket).
 # Pass for a new default: 0 FAIL, conformance passes, and faster at batch 16 in every pass with no batch slower in
 # both passes; then default it on (balanced_on in attention_decode_grouped.cu) and time concurrency 16.
@@ -31,8 +32,16 @@ if [[ $parts == *" bench "* ]]; then
   timeout 120 "$kt" --kv --bench-only --quick 2>&1 | grep -E '^(case|batch=)'
 fi
 if [[ $parts == *" fp8 "* ]]; then
+  # Three ways a pass: balanced, split (the default), and balanced at 8 elements a lane (5 blocks an SM, see the kernel).
   echo "== (3) whole decode steps, FP8 KV, tokens/s"
-  decode_ab AWQ_ATTN_BALANCED "$passes" 150 -- --batches 1,8,16,32,64,128 --context 512 --kv-cache-dtype fp8 --steps 32 --repeats 1
+  for ((pass = 1; pass <= passes; pass++)); do
+    for v in "1 1" "0 1" "1 0"; do
+      read -r bal wide <<<"$v"
+      line=$(AWQ_ATTN_BALANCED=$bal AWQ_ATTN_FP8_WIDE=$wide timeout 150 node dist/src/cli/main.js bench latency \
+        --batches 1,8,16,32,64,128 --context 512 --kv-cache-dtype fp8 --steps 32 --repeats 1 2>&1 | decode_rows)
+      echo "pass $pass AWQ_ATTN_BALANCED=$bal AWQ_ATTN_FP8_WIDE=$wide: $line $((SECONDS - T0))s"
+    done
+  done
 fi
 if [[ $parts == *" fp16 "* ]]; then
   echo "== (3) whole decode steps, fp16 KV, tokens/s"

@@ -401,15 +401,17 @@ __device__ __forceinline__ void merge_pieces(const float* wsO, const float* wsM,
   }
 }
 
-// Blocks an SM the balanced kernel is built for: the split kernel's own residency (96-128 registers a thread for
-// G <= 4), which the range walk would otherwise lower (168 registers, 3 blocks an SM, unbounded).
-template <int G>
+// Blocks an SM the balanced kernel is built for: the split kernel's own residency (5 for one query head a KV head
+// with 8 elements a lane, 96 registers; 4 with 16 a lane or 2-4 heads, 112-128), which the range walk would otherwise
+// lower (168 registers, 3 blocks an SM, unbounded). The FP8 cache at 8 a lane (AWQ_ATTN_FP8_WIDE=0) thus runs 5 an
+// SM here, against 4 in the split grid: a third point for the A/B.
+template <int G, bool WIDE>
 constexpr int balanced_min_blocks() {
-  return G >= 8 ? 2 : 4;
+  return G == 1 && !WIDE ? 5 : G >= 8 ? 2 : 4;
 }
 
 template <int D, typename KV, int G, bool WIDE = false>
-__global__ void __launch_bounds__(kThreadsG, balanced_min_blocks<G>()) decode_balanced_kernel(
+__global__ void __launch_bounds__(kThreadsG, balanced_min_blocks<G, WIDE>()) decode_balanced_kernel(
     const __half* __restrict__ q, const KV* __restrict__ kc, const KV* __restrict__ vc,
     const int32_t* __restrict__ blockTables, int maxBlocksPerSeq, const int32_t* __restrict__ contextLens,
     int numSeqs, int numHeads, int numKvHeads, float scaleLog2, float* __restrict__ wsO, float* __restrict__ wsM,

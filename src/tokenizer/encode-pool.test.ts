@@ -52,7 +52,10 @@ test("a worker that dies fails only its own jobs, is replaced, and the pool keep
   const fragile = await EncodePool.create(tokenizer, { workers: 1, inlineMaxChars: 8 });
   try {
     const long = texts[1]!;
-    const doomed = fragile.encode(long);
+    // A job the worker is still on when it is killed: ~200K distinct words (no word cache helps) take it seconds,
+    // where a short one could be answered first (the worker then idle and unref'd, and the test's own wait on its
+    // exit the only thing left in the event loop).
+    const doomed = fragile.encode(Array.from({ length: 200_000 }, (_, i) => `w${i.toString(36)}`).join(" "));
     await fragile.firstWorkerForTest()!.terminate();
     await assert.rejects(doomed, /the tokenizer worker failed: exited with code/);
     // Until the replacement is up, long texts are encoded in place; then on the new worker.

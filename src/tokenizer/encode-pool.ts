@@ -105,7 +105,14 @@ export class EncodePool {
     for (const job of this.pending.values()) job.reject(new Error("the tokenizer pool is closed"));
     this.pending.clear();
     const workers = this.workers.splice(0);
-    await Promise.all(workers.map((w) => w.worker.terminate()));
+    // Ref'd until they are gone: an idle worker is unref'd, and a close() awaited with nothing else in the event loop
+    // would otherwise leave the loop empty before the worker's exit.
+    await Promise.all(
+      workers.map((w) => {
+        w.worker.ref();
+        return w.worker.terminate();
+      }),
+    );
   }
 
   /** Routes a worker's answers; a worker that dies fails only its own jobs and is replaced. */
