@@ -219,8 +219,12 @@ export class GrammarWorker {
     return this.nextId++;
   }
 
-  /** Stops the thread; what was awaited from it is rejected (through its 'exit' event). */
+  /**
+   * Stops the thread; what was awaited from it is rejected (through its 'exit' event). Ref'd until it exits (it is
+   * unref'd while idle), so an awaited close keeps the event loop alive.
+   */
   terminate(): Promise<number> {
+    this.worker.ref();
     return this.worker.terminate();
   }
 

@@ -129,6 +129,7 @@ export class WasmArena {
     }
     this.control = null;
     this.helperAlive = false;
+    worker.ref(); // unref'd while it runs: ref'd until it exits, so an awaited dispose keeps the event loop alive
     await worker.terminate();
   }
 
