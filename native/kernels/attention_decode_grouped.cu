@@ -31,25 +31,32 @@ __host__ __device__ constexpr int chunk_steps() {
   return (sizeof(KV) == 1 ? 8 : 4) / (G >= 4 ? 2 : 1);
 }
 
+// Called by every thread of a block after it wrote its partial: true (in every thread) for the block that arrives
+// last of `count` at counters[index], which it resets to zero for the next call.
+__device__ __forceinline__ bool last_to_arrive(int* counters, int index, int count) {
+  __shared__ int sLast;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int old = atomicAdd(&counters[index], 1);
+    sLast = old == count - 1;
+    if (sLast) atomicExch(&counters[index], 0);
+  }
+  __syncthreads();
+  if (!sLast) return false;
+  __threadfence();
+  return true;
+}
+
 // Merges the splits of (seq, kv head) for its G query heads: out = sum_s w_s O_s / sum_s w_s L_s with
 // w_s = 2^(M_s - max M). Called by every block after its partial is written; only the last one to arrive merges.
 template <int D, int G>
 __device__ __forceinline__ void merge_splits(const float* wsO, const float* wsM, const float* wsL, int* counters,
                                              int counter, int numSplits, int numHeads, int seq, int head0,
                                              __half* __restrict__ out) {
-  __shared__ int sLast;
   __shared__ float sW[G][kMaxSplitsG];
   __shared__ float sDen[G];
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const int old = atomicAdd(&counters[counter], 1);
-    sLast = old == numSplits - 1;
-    if (sLast) atomicExch(&counters[counter], 0);
-  }
-  __syncthreads();
-  if (!sLast) return;
-  __threadfence();
+  if (!last_to_arrive(counters, counter, numSplits)) return;
   for (int i = threadIdx.x; i < G * numSplits; i += kThreadsG) {
     const int g = i / numSplits, s = i % numSplits;
     const size_t e = ((size_t)seq * numHeads + head0 + g) * numSplits + s;
@@ -365,19 +372,9 @@ template <int D, int G, typename Lo>
 __device__ __forceinline__ void merge_pieces(const float* wsO, const float* wsM, const float* wsL, int* counters,
                                              int item, int b0, int b1, Lo&& lo, int numHeads, int seq, int head0,
                                              __half* __restrict__ out) {
-  __shared__ int sLast;
   int pieces = 0;
   for (int c = b0; c <= b1; ++c) pieces += lo(c) < lo(c + 1);
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const int old = atomicAdd(&counters[item], 1);
-    sLast = old == pieces - 1;
-    if (sLast) atomicExch(&counters[item], 0);
-  }
-  __syncthreads();
-  if (!sLast) return;
-  __threadfence();
+  if (!last_to_arrive(counters, item, pieces)) return;
   for (int i = threadIdx.x; i < G * D; i += kThreadsG) {
     const int g = i / D, d = i % D;
     auto mOf = [&](int c) {
