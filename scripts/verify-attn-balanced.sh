@@ -4,7 +4,7 @@
 # batch 16 of the 13B it is 640 blocks on 528 resident (132 SMs x 4 blocks of 119-127 registers): a full wave, then
 # a fifth of one. That matches the FP8 read of the eighth session's trace (2.3 TB/s = ~61 % of the H100's) and why
 # more split targets did not help (the tenth session's target 8 leaves the grid at 640 blocks; 16 makes it 1,280, two
-# waves and a fifth). The balanced grid is about one wave and cuts all keys into equal ranges (attention_decode_grouped.cu).
+# full waves and a third 42 % full). The balanced grid is about one wave and cuts all keys into equal ranges (attention_decode_grouped.cu).
 #   bash scripts/gpu-run.sh verify-attn-balanced    or: bash scripts/verify-attn-balanced.sh   from the repo root
 # (1) `kernel-tests --kv --no-bench`: every decode attention check, the balanced grid's own at one wave, 3 and 1000
 #     blocks among them (must be 0 FAIL);
